@@ -1,0 +1,139 @@
+#include <termios.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "cli/cli.h"
+#include "crypto/crypto.h"
+#include "util/version.h"
+
+namespace haven::cli {
+
+int exit_code_for(const Error& e) {
+  switch (e.code()) {
+    case Error::Code::kInvalidArgument: return kExitUsage;
+    case Error::Code::kRepoNotFound: return kExitNoRepo;
+    case Error::Code::kLocked: return kExitLocked;
+    case Error::Code::kWrongPassword: return kExitWrongPassword;
+    default: return kExitFailure;
+  }
+}
+
+App::App() : app_("Haven: deduplicated, compressed, encrypted backups", "haven") {
+  app_.require_subcommand(1);
+  app_.set_version_flag("--version", std::string("haven ") + HAVEN_VERSION);
+  app_.add_option("-r,--repo", globals_.repo,
+                  "repository location: a path or local:/path (env HAVEN_REPOSITORY)")
+      ->envname("HAVEN_REPOSITORY");
+  app_.add_option("--password-file", globals_.password_file,
+                  "file whose first line is the password (env HAVEN_PASSWORD_FILE)")
+      ->envname("HAVEN_PASSWORD_FILE");
+  app_.add_flag("--json", globals_.json, "machine-readable output (JSON)");
+  app_.add_flag("-q,--quiet", globals_.quiet, "print only errors");
+}
+
+void App::on(CLI::App* sub, std::function<CommandResult()> fn) {
+  actions_.emplace_back(sub, std::move(fn));
+}
+
+static void print_error(const std::string& msg) { std::cerr << "haven: error: " << msg << "\n"; }
+
+int App::run(int argc, char** argv) {
+  try {
+    app_.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app_.exit(e);  // --help / --version
+    print_error(e.what());
+    std::cerr << "Run 'haven --help' (or 'haven COMMAND --help') for usage.\n";
+    return kExitUsage;
+  }
+  for (auto& [sub, fn] : actions_) {
+    if (!sub->parsed()) continue;
+    CommandResult r = fn();
+    if (!r.ok()) {
+      print_error(r.error().message());
+      return exit_code_for(r.error());
+    }
+    return *r;
+  }
+  print_error("no command given");
+  return kExitUsage;
+}
+
+static std::string first_line(const std::string& s) {
+  auto nl = s.find_first_of("\r\n");
+  return nl == std::string::npos ? s : s.substr(0, nl);
+}
+
+static Result<std::string> read_file_password(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return errno_error("password file " + path, errno);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string pw = first_line(ss.str());
+  if (pw.empty()) {
+    return Error(Error::Code::kInvalidArgument, "password file " + path + " is empty");
+  }
+  return pw;
+}
+
+// Reads one line from the terminal with echo off. kInvalidArgument if there is no terminal.
+static Result<std::string> prompt(const std::string& text) {
+  int fd = ::open("/dev/tty", O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    return Error(Error::Code::kInvalidArgument,
+                 "no password given and no terminal to ask on: use --password-file, "
+                 "HAVEN_PASSWORD_FILE or HAVEN_PASSWORD");
+  }
+  (void)!write(fd, text.data(), text.size());
+  termios old{};
+  bool restore = tcgetattr(fd, &old) == 0;
+  if (restore) {
+    termios quiet = old;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    tcsetattr(fd, TCSAFLUSH, &quiet);
+  }
+  std::string line;
+  char c;
+  while (::read(fd, &c, 1) == 1 && c != '\n' && c != '\r') line.push_back(c);
+  if (restore) tcsetattr(fd, TCSAFLUSH, &old);
+  (void)!write(fd, "\n", 1);
+  ::close(fd);
+  return line;
+}
+
+Result<std::string> App::read_password() {
+  if (!globals_.password_file.empty()) return read_file_password(globals_.password_file);
+  if (const char* pw = getenv("HAVEN_PASSWORD"); pw && *pw) return std::string(pw);
+  return prompt("enter password for repository: ");
+}
+
+Result<std::string> App::read_new_password(const std::string& file) {
+  if (!file.empty()) return read_file_password(file);
+  if (const char* pw = getenv("HAVEN_NEW_PASSWORD"); pw && *pw) return std::string(pw);
+  HAVEN_ASSIGN(std::string a, prompt("enter new password: "));
+  HAVEN_ASSIGN(std::string b, prompt("enter the new password again: "));
+  if (!equal_constant_time(as_bytes(a), as_bytes(b))) {
+    return Error(Error::Code::kInvalidArgument, "the passwords do not match");
+  }
+  return a;
+}
+
+Result<std::shared_ptr<storage::Backend>> App::backend() {
+  return storage::open_backend(globals_.repo);
+}
+
+Result<std::unique_ptr<repo::Repository>> App::open_repository() {
+  HAVEN_ASSIGN(auto be, backend());
+  // A missing or too-new repository is reported before asking for a password.
+  HAVEN_TRY(repo::Repository::probe(*be));
+  HAVEN_ASSIGN(std::string pw, read_password());
+  return repo::Repository::open(be, pw);
+}
+
+}  // namespace haven::cli

@@ -1,0 +1,68 @@
+// cli/cli.h — the command-line front end. Thin: each command parses its options into a struct,
+// calls into repo/ (later backup/, restore/ ...), and prints. Errors travel as haven::Error to
+// one place (run()) that prints one message and maps the kind to an exit code.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "repo/repository.h"
+
+namespace haven::cli {
+
+// Exit codes (README "Exit codes").
+enum ExitCode {
+  kExitOk = 0,
+  kExitFailure = 1,
+  kExitUsage = 2,
+  kExitWarnings = 3,
+  kExitNoRepo = 10,
+  kExitLocked = 11,
+  kExitWrongPassword = 12,
+};
+
+int exit_code_for(const Error& e);
+
+// Options every command that touches a repository shares.
+struct GlobalOptions {
+  std::string repo;
+  std::string password_file;
+  bool json = false;
+  bool quiet = false;
+};
+
+// What a command's callback returns: OK, or an Error (mapped to an exit code), or a non-zero
+// exit with the message already printed (warnings).
+using CommandResult = Result<int>;
+
+class App {
+ public:
+  App();
+  int run(int argc, char** argv);
+
+  GlobalOptions& globals() { return globals_; }
+  CLI::App& root() { return app_; }
+  // Registers the action for a subcommand; run() invokes the one that was parsed.
+  void on(CLI::App* sub, std::function<CommandResult()> fn);
+
+  // Helpers for commands.
+  Result<std::string> read_password();
+  Result<std::string> read_new_password(const std::string& file);
+  Result<std::unique_ptr<repo::Repository>> open_repository();
+  Result<std::shared_ptr<storage::Backend>> backend();
+
+ private:
+  CLI::App app_;
+  GlobalOptions globals_;
+  std::vector<std::pair<CLI::App*, std::function<CommandResult()>>> actions_;
+};
+
+void register_init(App& app);
+void register_key(App& app);
+void register_cat(App& app);
+void register_version(App& app);
+
+}  // namespace haven::cli

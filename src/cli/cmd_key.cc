@@ -1,0 +1,93 @@
+// haven key list|add|remove|passwd — manage the passwords that open a repository.
+#include <iostream>
+
+#include "cli/cli.h"
+
+namespace haven::cli {
+
+namespace {
+struct KeyOptions {
+  std::string new_password_file;
+  std::string id;
+  uint64_t kdf_memory_mib = 64;
+  uint64_t kdf_iterations = 3;
+};
+}  // namespace
+
+void register_key(App& app) {
+  auto opts = std::make_shared<KeyOptions>();
+  auto* key = app.root().add_subcommand("key", "manage repository keys (passwords)");
+  key->require_subcommand(1);
+
+  auto kdf_opts = [opts](CLI::App* sub) {
+    sub->add_option("--new-password-file", opts->new_password_file,
+                    "file holding the new password (else HAVEN_NEW_PASSWORD or a prompt)");
+    sub->add_option("--kdf-memory", opts->kdf_memory_mib, "Argon2id memory in MiB (default 64)");
+    sub->add_option("--kdf-iterations", opts->kdf_iterations, "Argon2id passes (default 3)");
+  };
+
+  auto* list = key->add_subcommand("list", "list the keys");
+  app.on(list, [&app]() -> CommandResult {
+    HAVEN_ASSIGN(auto repo, app.open_repository());
+    HAVEN_ASSIGN(auto keys, repo->list_keys());
+    if (app.globals().json) {
+      nlohmann::json out = nlohmann::json::array();
+      for (const auto& k : keys) {
+        nlohmann::json j = {{"id", k.id},
+                            {"current", k.current},
+                            {"created", k.info.created},
+                            {"hostname", k.info.hostname},
+                            {"username", k.info.username}};
+        if (!k.problem.empty()) j["problem"] = k.problem;
+        out.push_back(j);
+      }
+      std::cout << out.dump() << "\n";
+      return 0;
+    }
+    std::cout << " " << "ID        User        Host                 Created\n";
+    for (const auto& k : keys) {
+      std::cout << (k.current ? "*" : " ") << k.id.substr(0, 8) << "  ";
+      if (!k.problem.empty()) {
+        std::cout << "(" << k.problem << ")\n";
+        continue;
+      }
+      std::printf("%-10s  %-20s %s\n", k.info.username.c_str(), k.info.hostname.c_str(),
+                  k.info.created.substr(0, 19).c_str());
+      std::fflush(stdout);
+    }
+    return 0;
+  });
+
+  auto* add = key->add_subcommand("add", "add a key for another password");
+  kdf_opts(add);
+  app.on(add, [&app, opts]() -> CommandResult {
+    HAVEN_ASSIGN(auto repo, app.open_repository());
+    HAVEN_ASSIGN(std::string pw, app.read_new_password(opts->new_password_file));
+    crypto::KdfParams kdf{opts->kdf_iterations, opts->kdf_memory_mib << 20};
+    HAVEN_ASSIGN(std::string id, repo->add_key(pw, kdf));
+    if (!app.globals().quiet) std::cout << "added key " << id.substr(0, 8) << "\n";
+    return 0;
+  });
+
+  auto* remove = key->add_subcommand("remove", "remove a key (not the one in use, not the last)");
+  remove->add_option("ID", opts->id, "key ID or unique prefix")->required();
+  app.on(remove, [&app, opts]() -> CommandResult {
+    HAVEN_ASSIGN(auto repo, app.open_repository());
+    HAVEN_TRY(repo->remove_key(opts->id));
+    if (!app.globals().quiet) std::cout << "removed key " << opts->id << "\n";
+    return 0;
+  });
+
+  auto* passwd = key->add_subcommand("passwd", "change the password of the key in use");
+  kdf_opts(passwd);
+  app.on(passwd, [&app, opts]() -> CommandResult {
+    HAVEN_ASSIGN(auto repo, app.open_repository());
+    HAVEN_ASSIGN(std::string pw, app.read_new_password(opts->new_password_file));
+    crypto::KdfParams kdf{opts->kdf_iterations, opts->kdf_memory_mib << 20};
+    HAVEN_ASSIGN(std::string id, repo->change_password(pw, kdf));
+    if (!app.globals().quiet) std::cout << "password changed; new key " << id.substr(0, 8) << "\n";
+    return 0;
+  });
+}
+
+}  // namespace haven::cli

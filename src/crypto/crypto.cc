@@ -1,0 +1,156 @@
+#include "crypto/crypto.h"
+
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
+#include <openssl/core_names.h>
+#include <sodium.h>
+
+#include <cstdlib>
+#include <memory>
+
+namespace haven::crypto {
+
+SecretKey::SecretKey(ByteView b) {
+  if (b.size() != kKeySize) std::abort();
+  std::copy(b.begin(), b.end(), bytes_.begin());
+}
+
+SecretKey::~SecretKey() { secure_zero(bytes_.data(), bytes_.size()); }
+
+SecretKey SecretKey::random() {
+  SecretKey k;
+  random_bytes(k.data(), kKeySize);
+  return k;
+}
+
+void init() {
+  if (sodium_init() < 0) std::abort();
+}
+
+void random_bytes(uint8_t* out, size_t n) { randombytes_buf(out, n); }
+
+Hash keyed_hash(const SecretKey& key, ByteView data) {
+  Hash h;
+  crypto_generichash(h.data(), h.size(), data.data(), data.size(), key.data(), kKeySize);
+  return h;
+}
+
+Hash sha256(ByteView data) {
+  Hash h;
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), h.data(), &len, EVP_sha256(), nullptr);
+  return h;
+}
+
+SecretKey hkdf(const SecretKey& ikm, ByteView salt, ByteView info) {
+  // EVP_KDF objects are cheap to fetch once; the context is per call (thread-safe).
+  static EVP_KDF* kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
+  if (kdf == nullptr) std::abort();
+  std::unique_ptr<EVP_KDF_CTX, decltype(&EVP_KDF_CTX_free)> ctx(EVP_KDF_CTX_new(kdf),
+                                                                 EVP_KDF_CTX_free);
+  char digest[] = "SHA256";
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, const_cast<uint8_t*>(ikm.data()),
+                                        kKeySize),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, const_cast<uint8_t*>(salt.data()),
+                                        salt.size()),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, const_cast<uint8_t*>(info.data()),
+                                        info.size()),
+      OSSL_PARAM_construct_end(),
+  };
+  SecretKey out;
+  if (EVP_KDF_derive(ctx.get(), out.data(), kKeySize, params) != 1) std::abort();
+  return out;
+}
+
+namespace {
+// One cipher context per thread, reused across calls: EVP_CIPHER_CTX_new is not free and
+// seal/open run once per blob.
+struct CtxHolder {
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  ~CtxHolder() { EVP_CIPHER_CTX_free(ctx); }
+};
+EVP_CIPHER_CTX* thread_ctx() {
+  thread_local CtxHolder holder;
+  return holder.ctx;
+}
+}  // namespace
+
+void seal(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce, ByteView aad,
+          ByteView plaintext, Bytes& out) {
+  EVP_CIPHER_CTX* ctx = thread_ctx();
+  int len = 0;
+  if (EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, key.data(), nonce.data()) != 1)
+    std::abort();
+  if (!aad.empty() &&
+      EVP_EncryptUpdate(ctx, nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1)
+    std::abort();
+  size_t base = out.size();
+  out.resize(base + plaintext.size() + kTagSize);
+  if (!plaintext.empty() &&
+      EVP_EncryptUpdate(ctx, out.data() + base, &len, plaintext.data(),
+                        static_cast<int>(plaintext.size())) != 1)
+    std::abort();
+  if (EVP_EncryptFinal_ex(ctx, out.data() + base + plaintext.size(), &len) != 1) std::abort();
+  if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, kTagSize,
+                          out.data() + base + plaintext.size()) != 1)
+    std::abort();
+}
+
+bool open(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce, ByteView aad,
+          ByteView sealed, Bytes& out) {
+  if (sealed.size() < kTagSize) return false;
+  EVP_CIPHER_CTX* ctx = thread_ctx();
+  int len = 0;
+  size_t ct_len = sealed.size() - kTagSize;
+  if (EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, key.data(), nonce.data()) != 1)
+    return false;
+  if (!aad.empty() &&
+      EVP_DecryptUpdate(ctx, nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1)
+    return false;
+  out.resize(ct_len);
+  if (ct_len > 0 && EVP_DecryptUpdate(ctx, out.data(), &len, sealed.data(),
+                                      static_cast<int>(ct_len)) != 1)
+    return false;
+  if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, kTagSize,
+                          const_cast<uint8_t*>(sealed.data() + ct_len)) != 1)
+    return false;
+  if (EVP_DecryptFinal_ex(ctx, out.data() + ct_len, &len) != 1) {
+    secure_zero(out.data(), out.size());
+    out.clear();
+    return false;
+  }
+  return true;
+}
+
+bool kdf_params_valid(const KdfParams& p, std::string* why) {
+  if (p.iterations < crypto_pwhash_OPSLIMIT_MIN || p.iterations > 64) {
+    if (why) *why = "Argon2id iterations must be between 1 and 64";
+    return false;
+  }
+  if (p.memory < (1u << 20) || p.memory > (4ull << 30)) {
+    if (why) *why = "Argon2id memory must be between 1 MiB and 4 GiB";
+    return false;
+  }
+  return true;
+}
+
+Result<SecretKey> derive_from_password(const std::string& password, ByteView salt16,
+                                       const KdfParams& params) {
+  std::string why;
+  if (!kdf_params_valid(params, &why)) return Error(Error::Code::kCorrupt, why);
+  if (salt16.size() != crypto_pwhash_SALTBYTES)
+    return Error(Error::Code::kCorrupt, "key derivation salt must be 16 bytes");
+  SecretKey out;
+  if (crypto_pwhash(out.data(), kKeySize, password.data(), password.size(), salt16.data(),
+                    params.iterations, params.memory, crypto_pwhash_ALG_ARGON2ID13) != 0) {
+    return Error(Error::Code::kInternal,
+                 "Argon2id key derivation ran out of memory (needs " +
+                     std::to_string(params.memory >> 20) + " MiB)");
+  }
+  return out;
+}
+
+}  // namespace haven::crypto

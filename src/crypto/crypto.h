@@ -1,0 +1,84 @@
+// crypto/crypto.h — the primitives Haven's format is built from, wrapped so that the rest of
+// the code never touches OpenSSL or libsodium directly.
+//
+//   AES-256-GCM (OpenSSL, AES-NI): authenticated encryption of every stored record.
+//   HKDF-SHA256 (OpenSSL): per-object subkeys from a master key and a 32-byte salt.
+//   Argon2id (libsodium crypto_pwhash): password -> key-wrapping key, memory-hard.
+//   keyed BLAKE2b-256 (libsodium crypto_generichash): blob IDs, so a storage provider cannot
+//     confirm that a repository holds a known file.
+//   randombytes (libsodium): salts, key material, IDs.
+//
+// All functions are thread-safe. Secrets are held in SecretKey, which zeroes itself.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "util/bytes.h"
+#include "util/error.h"
+
+namespace haven::crypto {
+
+constexpr size_t kKeySize = 32;
+constexpr size_t kNonceSize = 12;
+constexpr size_t kTagSize = 16;
+constexpr size_t kHashSize = 32;
+
+// A 256-bit secret that wipes itself on destruction.
+class SecretKey {
+ public:
+  SecretKey() { bytes_.fill(0); }
+  explicit SecretKey(ByteView b);
+  SecretKey(const SecretKey&) = default;
+  SecretKey& operator=(const SecretKey&) = default;
+  ~SecretKey();
+  const uint8_t* data() const { return bytes_.data(); }
+  uint8_t* data() { return bytes_.data(); }
+  ByteView view() const { return ByteView(bytes_.data(), bytes_.size()); }
+  static SecretKey random();
+
+ private:
+  std::array<uint8_t, kKeySize> bytes_;
+};
+
+using Hash = std::array<uint8_t, kHashSize>;
+
+// Must be called once before any other function (initialises libsodium).
+void init();
+
+void random_bytes(uint8_t* out, size_t n);
+template <size_t N>
+std::array<uint8_t, N> random_array() {
+  std::array<uint8_t, N> a;
+  random_bytes(a.data(), N);
+  return a;
+}
+
+// Keyed BLAKE2b-256 of data.
+Hash keyed_hash(const SecretKey& key, ByteView data);
+
+// Plain SHA-256 (used for checksums of plaintext key files, never for secrets).
+Hash sha256(ByteView data);
+
+// HKDF-SHA256 (RFC 5869) extract-and-expand to a 32-byte key.
+SecretKey hkdf(const SecretKey& ikm, ByteView salt, ByteView info);
+
+// AES-256-GCM. seal() appends ciphertext||tag (plaintext.size() + 16 bytes) to `out`.
+void seal(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce, ByteView aad,
+          ByteView plaintext, Bytes& out);
+// open() returns false (and leaves `out` unspecified) if authentication fails.
+bool open(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce, ByteView aad,
+          ByteView sealed, Bytes& out);
+
+// Argon2id parameters as stored in a key file.
+struct KdfParams {
+  uint64_t iterations = 3;           // libsodium opslimit
+  uint64_t memory = 64ull << 20;     // bytes; libsodium memlimit
+};
+// The smallest parameters accepted (libsodium's minimums), used to refuse weakened key files.
+bool kdf_params_valid(const KdfParams& p, std::string* why);
+Result<SecretKey> derive_from_password(const std::string& password, ByteView salt16,
+                                       const KdfParams& params);
+
+}  // namespace haven::crypto

@@ -1,0 +1,13 @@
+// haven — the one binary: command-line tool (and later the server).
+#include "cli/cli.h"
+#include "crypto/crypto.h"
+
+int main(int argc, char** argv) {
+  haven::crypto::init();
+  haven::cli::App app;
+  haven::cli::register_init(app);
+  haven::cli::register_key(app);
+  haven::cli::register_cat(app);
+  haven::cli::register_version(app);
+  return app.run(argc, argv);
+}

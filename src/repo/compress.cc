@@ -1,0 +1,90 @@
+#include "repo/compress.h"
+
+#include <zstd.h>
+
+namespace haven::repo {
+
+int zstd_level(Compression c) {
+  switch (c) {
+    case Compression::kNone: return 0;
+    case Compression::kLow: return 1;
+    case Compression::kMedium: return 3;
+    case Compression::kHigh: return 11;
+  }
+  return 3;
+}
+
+const char* compression_name(Compression c) {
+  switch (c) {
+    case Compression::kNone: return "none";
+    case Compression::kLow: return "low";
+    case Compression::kMedium: return "medium";
+    case Compression::kHigh: return "high";
+  }
+  return "?";
+}
+
+Result<Compression> parse_compression(const std::string& s) {
+  if (s == "none") return Compression::kNone;
+  if (s == "low") return Compression::kLow;
+  if (s == "medium") return Compression::kMedium;
+  if (s == "high") return Compression::kHigh;
+  return Error(Error::Code::kInvalidArgument,
+               "unknown compression level '" + s + "': use none, low, medium or high");
+}
+
+namespace {
+// zstd contexts are expensive to create; keep one per thread.
+struct CCtx {
+  ZSTD_CCtx* c = ZSTD_createCCtx();
+  ~CCtx() { ZSTD_freeCCtx(c); }
+};
+struct DCtx {
+  ZSTD_DCtx* d = ZSTD_createDCtx();
+  ~DCtx() { ZSTD_freeDCtx(d); }
+};
+}  // namespace
+
+void encode_record(Compression c, ByteView data, Bytes& out) {
+  out.clear();
+  if (c != Compression::kNone && data.size() >= 64) {
+    thread_local CCtx cctx;
+    out.resize(1 + ZSTD_compressBound(data.size()));
+    out[0] = kModeZstd;
+    size_t n = ZSTD_compressCCtx(cctx.c, out.data() + 1, out.size() - 1, data.data(),
+                                 data.size(), zstd_level(c));
+    if (!ZSTD_isError(n) && n < data.size() - data.size() / 32) {
+      out.resize(1 + n);
+      return;
+    }
+  }
+  // Incompressible (or tiny) data is stored as is: decompressing it would cost time for nothing.
+  out.resize(1 + data.size());
+  out[0] = kModeRaw;
+  if (!data.empty()) std::memcpy(out.data() + 1, data.data(), data.size());
+}
+
+Result<Bytes> decode_record(ByteView record, size_t max_size) {
+  if (record.empty()) return Error(Error::Code::kCorrupt, "empty record");
+  ByteView payload = record.subspan(1);
+  if (record[0] == kModeRaw) {
+    if (payload.size() > max_size) return Error(Error::Code::kCorrupt, "record larger than allowed");
+    return Bytes(payload.begin(), payload.end());
+  }
+  if (record[0] != kModeZstd) {
+    return Error(Error::Code::kCorrupt, "unknown record mode " + std::to_string(record[0]));
+  }
+  unsigned long long size = ZSTD_getFrameContentSize(payload.data(), payload.size());
+  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > max_size) {
+    return Error(Error::Code::kCorrupt, "bad zstd frame header");
+  }
+  thread_local DCtx dctx;
+  Bytes out(size);
+  size_t n = ZSTD_decompressDCtx(dctx.d, out.data(), out.size(), payload.data(), payload.size());
+  if (ZSTD_isError(n) || n != size) {
+    return Error(Error::Code::kCorrupt, std::string("zstd: ") + ZSTD_getErrorName(n));
+  }
+  return out;
+}
+
+}  // namespace haven::repo

@@ -1,0 +1,28 @@
+// repo/compress.h — zstd compression at the seed's levels, with the "store if it doesn't
+// shrink" rule applied in one place.
+#pragma once
+
+#include <string>
+
+#include "util/bytes.h"
+#include "util/error.h"
+
+namespace haven::repo {
+
+// The seed's compression levels and the zstd level each maps to (docs/FORMAT.md).
+enum class Compression { kNone, kLow, kMedium, kHigh };
+int zstd_level(Compression c);  // 0 for kNone
+const char* compression_name(Compression c);
+Result<Compression> parse_compression(const std::string& s);
+
+// Record plaintext = one mode byte + payload. Mode 0: payload is the data; mode 1: payload is
+// a zstd frame of the data. encode_record() stores uncompressed when compression would save
+// less than 1/32 of the size.
+constexpr uint8_t kModeRaw = 0;
+constexpr uint8_t kModeZstd = 1;
+void encode_record(Compression c, ByteView data, Bytes& out);
+// Decodes a record plaintext; `max_size` bounds the decompressed size (from the index or a
+// format limit) so a hostile frame cannot exhaust memory.
+Result<Bytes> decode_record(ByteView record, size_t max_size);
+
+}  // namespace haven::repo

@@ -1,0 +1,201 @@
+#include "repo/keys.h"
+
+#include <unistd.h>
+
+#include "util/clock.h"
+
+namespace haven::repo {
+
+using nlohmann::json;
+
+namespace {
+constexpr int kKeyFileVersion = 1;
+constexpr char kWrapAad[] = "haven key v1";
+
+// The checksum covers every field but itself: it tells a damaged key file apart from a wrong
+// password (GCM alone cannot), so `check` can name it.
+std::string checksum_of(json j) {
+  j.erase("checksum");
+  std::string canon = j.dump();
+  auto h = crypto::sha256(as_bytes(canon));
+  return to_hex(ByteView(h.data(), h.size()));
+}
+
+std::string current_user() {
+  const char* u = getenv("USER");
+  return u ? u : std::to_string(getuid());
+}
+}  // namespace
+
+MasterKey MasterKey::generate() {
+  MasterKey m;
+  m.encryption.emplace(0, crypto::SecretKey::random());
+  m.current_generation = 0;
+  m.id_key = crypto::SecretKey::random();
+  m.chunker_key = crypto::SecretKey::random();
+  return m;
+}
+
+const crypto::SecretKey* MasterKey::encryption_key(uint32_t generation) const {
+  auto it = encryption.find(generation);
+  return it == encryption.end() ? nullptr : &it->second;
+}
+
+chunker::GearTable MasterKey::gear_table() const {
+  // gear[i] = first 8 bytes of keyed BLAKE2b(chunker_key, "gear" | i).
+  chunker::GearTable g;
+  for (int i = 0; i < 256; i++) {
+    uint8_t msg[5] = {'g', 'e', 'a', 'r', static_cast<uint8_t>(i)};
+    auto h = crypto::keyed_hash(chunker_key, ByteView(msg, sizeof msg));
+    uint64_t v = 0;
+    for (int b = 0; b < 8; b++) v |= static_cast<uint64_t>(h[b]) << (8 * b);
+    g[i] = v;
+  }
+  return g;
+}
+
+static json::binary_t bin(ByteView b) { return json::binary_t(std::vector<uint8_t>(b.begin(), b.end())); }
+
+Bytes make_key_file(const MasterKey& master, const std::string& password,
+                    const crypto::KdfParams& kdf) {
+  json secret;
+  json gens = json::array();
+  for (const auto& [gen, key] : master.encryption) {
+    gens.push_back({{"generation", gen}, {"key", bin(key.view())}});
+  }
+  secret["encryption"] = gens;
+  secret["current_generation"] = master.current_generation;
+  secret["id_key"] = bin(master.id_key.view());
+  secret["chunker_key"] = bin(master.chunker_key.view());
+  Bytes plain = json::to_cbor(secret);
+  // Wipe the key bytes held by the json tree before it is freed.
+  for (auto& g : secret["encryption"]) secure_zero(g["key"].get_binary().data(), crypto::kKeySize);
+  secure_zero(secret["id_key"].get_binary().data(), crypto::kKeySize);
+  secure_zero(secret["chunker_key"].get_binary().data(), crypto::kKeySize);
+
+  auto salt = crypto::random_array<16>();
+  auto nonce = crypto::random_array<crypto::kNonceSize>();
+  // The wrapping key is used for exactly one encryption (its salt is fresh), so a random
+  // nonce cannot collide with another under the same key.
+  auto wrapping = crypto::derive_from_password(password, ByteView(salt.data(), salt.size()), kdf);
+  if (!wrapping.ok()) std::abort();  // params were validated by the caller
+  Bytes sealed;
+  crypto::seal(*wrapping, nonce, as_bytes(kWrapAad), plain, sealed);
+  secure_zero(plain.data(), plain.size());
+
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  json f;
+  f["version"] = kKeyFileVersion;
+  f["created"] = format_time(now());
+  f["hostname"] = host;
+  f["username"] = current_user();
+  f["kdf"] = {{"algorithm", "argon2id"},
+              {"iterations", kdf.iterations},
+              {"memory", kdf.memory},
+              {"salt", to_hex(ByteView(salt.data(), salt.size()))}};
+  f["cipher"] = "aes-256-gcm";
+  f["nonce"] = to_hex(ByteView(nonce.data(), nonce.size()));
+  f["data"] = to_hex(sealed);
+  f["checksum"] = checksum_of(f);
+  std::string text = f.dump(2) + "\n";
+  return Bytes(text.begin(), text.end());
+}
+
+namespace {
+struct Parsed {
+  json j;
+  KeyFileInfo info;
+  Bytes salt, nonce, data;
+};
+
+Result<Parsed> parse(ByteView file, const std::string& what) {
+  Parsed p;
+  Error damaged(Error::Code::kCorrupt, what + " is damaged (not a valid key file)");
+  try {
+    p.j = json::parse(file.begin(), file.end());
+    if (!p.j.is_object()) return damaged;
+    int version = p.j.at("version").get<int>();
+    if (version > kKeyFileVersion) {
+      return Error(Error::Code::kUnsupported,
+                   what + " has key file version " + std::to_string(version) +
+                       ", newer than this haven supports: upgrade haven");
+    }
+    if (!p.j.contains("checksum") || p.j["checksum"].get<std::string>() != checksum_of(p.j)) {
+      return Error(Error::Code::kCorrupt, what + " is damaged (checksum mismatch)");
+    }
+    if (p.j.at("kdf").at("algorithm").get<std::string>() != "argon2id" ||
+        p.j.at("cipher").get<std::string>() != "aes-256-gcm") {
+      return Error(Error::Code::kUnsupported, what + " uses an unknown algorithm");
+    }
+    p.info.created = p.j.value("created", "");
+    p.info.hostname = p.j.value("hostname", "");
+    p.info.username = p.j.value("username", "");
+    p.info.kdf.iterations = p.j["kdf"].at("iterations").get<uint64_t>();
+    p.info.kdf.memory = p.j["kdf"].at("memory").get<uint64_t>();
+    auto salt = from_hex(p.j["kdf"].at("salt").get<std::string>());
+    auto nonce = from_hex(p.j.at("nonce").get<std::string>());
+    auto data = from_hex(p.j.at("data").get<std::string>());
+    if (!salt || !nonce || !data || salt->size() != 16 || nonce->size() != crypto::kNonceSize) {
+      return damaged;
+    }
+    p.salt = *salt;
+    p.nonce = *nonce;
+    p.data = *data;
+  } catch (const json::exception&) {
+    return damaged;
+  }
+  std::string why;
+  if (!crypto::kdf_params_valid(p.info.kdf, &why)) {
+    return Error(Error::Code::kCorrupt, what + " has unusable KDF parameters: " + why);
+  }
+  return p;
+}
+}  // namespace
+
+Result<KeyFileInfo> read_key_file_info(ByteView file, const std::string& what) {
+  HAVEN_ASSIGN(auto p, parse(file, what));
+  return p.info;
+}
+
+Result<MasterKey> open_key_file(ByteView file, const std::string& password,
+                                const std::string& what) {
+  HAVEN_ASSIGN(auto p, parse(file, what));
+  HAVEN_ASSIGN(auto wrapping, crypto::derive_from_password(password, p.salt, p.info.kdf));
+  std::array<uint8_t, crypto::kNonceSize> nonce;
+  std::copy(p.nonce.begin(), p.nonce.end(), nonce.begin());
+  Bytes plain;
+  if (!crypto::open(wrapping, nonce, as_bytes(kWrapAad), p.data, plain)) {
+    return Error(Error::Code::kWrongPassword, "wrong password or no key for this repository");
+  }
+  MasterKey m;
+  Error damaged(Error::Code::kCorrupt, what + " holds a malformed master key");
+  try {
+    json s = json::from_cbor(plain);
+    secure_zero(plain.data(), plain.size());
+    auto key_of = [](json& v) -> std::optional<crypto::SecretKey> {
+      auto& b = v.get_binary();
+      if (b.size() != crypto::kKeySize) return std::nullopt;
+      crypto::SecretKey k(ByteView(b.data(), b.size()));
+      secure_zero(b.data(), b.size());
+      return k;
+    };
+    for (auto& g : s.at("encryption")) {
+      auto k = key_of(g.at("key"));
+      if (!k) return damaged;
+      m.encryption.emplace(g.at("generation").get<uint32_t>(), *k);
+    }
+    m.current_generation = s.at("current_generation").get<uint32_t>();
+    auto id = key_of(s.at("id_key"));
+    auto ch = key_of(s.at("chunker_key"));
+    if (!id || !ch || m.encryption_key(m.current_generation) == nullptr) return damaged;
+    m.id_key = *id;
+    m.chunker_key = *ch;
+  } catch (const json::exception&) {
+    secure_zero(plain.data(), plain.size());
+    return damaged;
+  }
+  return m;
+}
+
+}  // namespace haven::repo

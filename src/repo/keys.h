@@ -1,0 +1,54 @@
+// repo/keys.h — the master key and the key files that wrap it (docs/FORMAT.md §3).
+//
+// The master key is random, made once by `init`. It holds:
+//   encryption keys by generation (objects name the generation they were sealed with, so the
+//     encryption key can be rotated: add a generation, write new objects with it, rewrite old
+//     ones, drop the old generation);
+//   the ID key (keyed BLAKE2b of blob plaintext: blob IDs);
+//   the chunker key (derives the gear table, so chunk boundaries do not reveal content).
+// Each key file wraps the whole master key with AES-256-GCM under a key derived from one
+// password with Argon2id; the Argon2id parameters and salt are stored beside it.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "chunker/chunker.h"
+#include "crypto/crypto.h"
+#include "repo/ids.h"
+#include "util/error.h"
+
+namespace haven::repo {
+
+struct MasterKey {
+  std::map<uint32_t, crypto::SecretKey> encryption;  // by generation
+  uint32_t current_generation = 0;
+  crypto::SecretKey id_key;
+  crypto::SecretKey chunker_key;
+
+  static MasterKey generate();
+  const crypto::SecretKey* encryption_key(uint32_t generation) const;
+  chunker::GearTable gear_table() const;
+};
+
+// What a key file says about itself, readable without the password.
+struct KeyFileInfo {
+  std::string created;
+  std::string hostname;
+  std::string username;
+  crypto::KdfParams kdf;
+};
+
+// Builds a key file (JSON text) wrapping `master` under `password`.
+Bytes make_key_file(const MasterKey& master, const std::string& password,
+                    const crypto::KdfParams& kdf);
+// Parses the plaintext part; kCorrupt if malformed or its checksum does not match,
+// kUnsupported for a newer key file version.
+Result<KeyFileInfo> read_key_file_info(ByteView file, const std::string& what);
+// Unwraps; kWrongPassword if authentication fails, kCorrupt if the file is malformed.
+Result<MasterKey> open_key_file(ByteView file, const std::string& password,
+                                const std::string& what);
+
+}  // namespace haven::repo

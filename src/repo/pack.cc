@@ -1,0 +1,129 @@
+#include "repo/pack.h"
+
+#include <cstring>
+
+#include <nlohmann/json.hpp>
+
+namespace haven::repo {
+
+using nlohmann::json;
+
+namespace {
+constexpr char kTrailerAad[] = "pack trailer";
+// Blobs never exceed the chunker's 64 MiB maximum; trees are capped at the same size.
+constexpr uint32_t kMaxBlob = 64u << 20;
+}  // namespace
+
+PackBuilder::PackBuilder(const crypto::SecretKey& master, uint32_t key_generation) {
+  header_.kind = ObjectKind::kPack;
+  header_.key_generation = key_generation;
+  header_.salt = random_id();
+  record_.id = header_.salt;
+  record_.key_generation = key_generation;
+  subkey_ = object_key(master, header_);
+  buf_.resize(kPrefixSize);
+  header_.encode(buf_.data());
+}
+
+void PackBuilder::add(BlobType type, const Id& id, ByteView data, Compression c) {
+  encode_record(c, data, scratch_);
+  uint32_t offset = static_cast<uint32_t>(buf_.size());
+  seal_record(subkey_, header_, blob_aad(type, id), scratch_, buf_);
+  record_.blobs.push_back({type, id, offset, static_cast<uint32_t>(buf_.size() - offset),
+                           static_cast<uint32_t>(data.size())});
+}
+
+Bytes PackBuilder::finish(PackRecord& record) {
+  json list = json::array();
+  for (const auto& b : record_.blobs) {
+    list.push_back({static_cast<int>(b.type),
+                    json::binary_t(std::vector<uint8_t>(b.id.begin(), b.id.end())), b.offset,
+                    b.length, b.raw_length});
+  }
+  Bytes body = json::to_cbor(list);
+  encode_record(Compression::kLow, body, scratch_);
+  size_t start = buf_.size();
+  seal_record(subkey_, header_, as_bytes(kTrailerAad), scratch_, buf_);
+  uint32_t trailer_len = static_cast<uint32_t>(buf_.size() - start);
+  uint8_t tail[4];
+  put_u32le(tail, trailer_len);
+  buf_.insert(buf_.end(), tail, tail + 4);
+  record = std::move(record_);
+  return std::move(buf_);
+}
+
+Result<Bytes> open_blob(const crypto::SecretKey& master, const Id& pack_id, uint32_t key_generation,
+                        BlobType type, const Id& id, uint32_t offset, ByteView sealed,
+                        uint32_t raw_length, const std::string& what) {
+  Header h;
+  h.kind = ObjectKind::kPack;
+  h.key_generation = key_generation;
+  h.salt = pack_id;
+  crypto::SecretKey subkey = object_key(master, h);
+  Bytes plain;
+  if (!open_record(subkey, h, offset, blob_aad(type, id), sealed, plain)) {
+    return Error(Error::Code::kCorrupt,
+                 what + ": authentication failed (the pack was modified or damaged)");
+  }
+  auto data = decode_record(plain, raw_length);
+  if (!data.ok()) return data.error().with_context(what);
+  if (data->size() != raw_length) {
+    return Error(Error::Code::kCorrupt, what + ": length differs from the index");
+  }
+  return data;
+}
+
+Result<PackRecord> read_pack_trailer(const MasterKey& key, const Id& pack_id, ByteView pack) {
+  std::string what = "pack " + hex(pack_id);
+  HAVEN_ASSIGN(Header h, parse_header(pack, what));
+  if (h.kind != ObjectKind::kPack) return Error(Error::Code::kCorrupt, what + ": not a pack");
+  if (h.salt != pack_id) {
+    return Error(Error::Code::kCorrupt, what + ": stored under the wrong name");
+  }
+  const crypto::SecretKey* master = key.encryption_key(h.key_generation);
+  if (master == nullptr) {
+    return Error(Error::Code::kCorrupt,
+                 what + ": sealed with unknown key generation " + std::to_string(h.key_generation));
+  }
+  if (pack.size() < kPrefixSize + 4 + crypto::kTagSize) {
+    return Error(Error::Code::kCorrupt, what + ": truncated");
+  }
+  uint32_t tlen = get_u32le(pack.data() + pack.size() - 4);
+  if (tlen < crypto::kTagSize || tlen > pack.size() - kPrefixSize - 4) {
+    return Error(Error::Code::kCorrupt, what + ": truncated or bad trailer length");
+  }
+  uint64_t toff = pack.size() - 4 - tlen;
+  crypto::SecretKey subkey = object_key(*master, h);
+  Bytes plain;
+  if (!open_record(subkey, h, toff, as_bytes(kTrailerAad), pack.subspan(toff, tlen), plain)) {
+    return Error(Error::Code::kCorrupt, what + ": trailer authentication failed");
+  }
+  HAVEN_ASSIGN(Bytes body, decode_record(plain, kMaxBlob));
+  PackRecord r;
+  r.id = pack_id;
+  r.key_generation = h.key_generation;
+  try {
+    json list = json::from_cbor(body);
+    for (const auto& b : list) {
+      PackedBlob pb;
+      int t = b.at(0).get<int>();
+      if (t != 0 && t != 1) return Error(Error::Code::kCorrupt, what + ": bad trailer entry");
+      pb.type = static_cast<BlobType>(t);
+      const auto& idb = b.at(1).get_binary();
+      if (idb.size() != 32) return Error(Error::Code::kCorrupt, what + ": bad trailer entry");
+      std::memcpy(pb.id.data(), idb.data(), 32);
+      pb.offset = b.at(2).get<uint32_t>();
+      pb.length = b.at(3).get<uint32_t>();
+      pb.raw_length = b.at(4).get<uint32_t>();
+      if (pb.offset < kPrefixSize || uint64_t(pb.offset) + pb.length > toff) {
+        return Error(Error::Code::kCorrupt, what + ": trailer entry outside the pack");
+      }
+      r.blobs.push_back(pb);
+    }
+  } catch (const json::exception&) {
+    return Error(Error::Code::kCorrupt, what + ": malformed trailer");
+  }
+  return r;
+}
+
+}  // namespace haven::repo

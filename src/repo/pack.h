@@ -1,0 +1,47 @@
+// repo/pack.h — pack objects: many sealed blob records followed by a sealed trailer that lists
+// them, so the index can be rebuilt from the packs alone (docs/FORMAT.md §4).
+//
+//   pack = header(12) | salt(32) | blob record* | trailer record | trailer length u32le
+//
+// The pack's ID is its salt, so a reader holding only (pack ID, offset, length) from the index
+// can derive the subkey without reading the header.
+#pragma once
+
+#include "repo/compress.h"
+#include "repo/format.h"
+#include "repo/index.h"
+#include "repo/keys.h"
+
+namespace haven::repo {
+
+class PackBuilder {
+ public:
+  PackBuilder(const crypto::SecretKey& master, uint32_t key_generation);
+
+  // Compresses (per `c`), seals and appends one blob.
+  void add(BlobType type, const Id& id, ByteView data, Compression c);
+  size_t size() const { return buf_.size(); }
+  size_t blob_count() const { return record_.blobs.size(); }
+  const Id& id() const { return record_.id; }
+
+  // Seals the trailer; returns the finished pack bytes and its record for the index.
+  // The builder is empty afterwards and must not be reused.
+  Bytes finish(PackRecord& record);
+
+ private:
+  Header header_;
+  crypto::SecretKey subkey_;
+  PackRecord record_;
+  Bytes buf_;
+  Bytes scratch_;
+};
+
+// Decrypts and decodes one blob record read from a pack.
+Result<Bytes> open_blob(const crypto::SecretKey& master, const Id& pack_id, uint32_t key_generation,
+                        BlobType type, const Id& id, uint32_t offset, ByteView sealed,
+                        uint32_t raw_length, const std::string& what);
+
+// Reads the trailer of a whole pack (for repair and check); verifies header and trailer.
+Result<PackRecord> read_pack_trailer(const MasterKey& key, const Id& pack_id, ByteView pack);
+
+}  // namespace haven::repo

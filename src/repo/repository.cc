@@ -1,0 +1,584 @@
+#include "repo/repository.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "util/version.h"
+
+namespace haven::repo {
+
+using nlohmann::json;
+using storage::ObjectName;
+using storage::ObjectType;
+
+namespace {
+// Index files are written once this many blobs are waiting, so a crash mid-backup loses at
+// most this much index (the packs themselves stay and `repair index` recovers them).
+constexpr size_t kIndexFlushBlobs = 100000;
+// Bodies of single-record objects (index, snapshot, config, lock) are capped for decoding.
+constexpr size_t kMaxObjectBody = 1u << 30;
+// A lock not refreshed for this long is stale, even from another host.
+constexpr TimeNs kLockStaleNs = 30LL * 60 * 1000000000;
+
+std::string hostname() {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  return host;
+}
+
+Bytes encode_config(const Config& c) {
+  json j;
+  j["version"] = c.version;
+  j["id"] = json::binary_t(std::vector<uint8_t>(c.id.begin(), c.id.end()));
+  j["chunker"] = {{"min", c.chunker.min_size}, {"avg", c.chunker.avg_size}, {"max", c.chunker.max_size}};
+  j["pack_size"] = c.pack_size;
+  j["compression"] = compression_name(c.compression);
+  j["created"] = c.created;
+  return json::to_cbor(j);
+}
+
+Result<Config> decode_config(ByteView body) {
+  Config c;
+  try {
+    json j = json::from_cbor(body);
+    c.version = j.at("version").get<uint32_t>();
+    const auto& id = j.at("id").get_binary();
+    if (id.size() != 32) return Error(Error::Code::kCorrupt, "config: bad repository id");
+    std::copy(id.begin(), id.end(), c.id.begin());
+    c.chunker.min_size = j.at("chunker").at("min").get<uint32_t>();
+    c.chunker.avg_size = j.at("chunker").at("avg").get<uint32_t>();
+    c.chunker.max_size = j.at("chunker").at("max").get<uint32_t>();
+    c.pack_size = j.at("pack_size").get<uint32_t>();
+    HAVEN_ASSIGN(c.compression, parse_compression(j.at("compression").get<std::string>()));
+    c.created = j.value("created", "");
+  } catch (const json::exception&) {
+    return Error(Error::Code::kCorrupt, "config: malformed");
+  }
+  if (c.version > kFormatVersion) {
+    return Error(Error::Code::kUnsupported,
+                 "repository format version " + std::to_string(c.version) +
+                     " is newer than this haven supports (" + std::to_string(kFormatVersion) +
+                     "): upgrade haven");
+  }
+  const char* why = nullptr;
+  if (!chunker::valid_params(c.chunker, &why)) {
+    return Error(Error::Code::kCorrupt, std::string("config: bad chunker parameters: ") + why);
+  }
+  return c;
+}
+}  // namespace
+
+Repository::Repository(std::shared_ptr<storage::Backend> backend, MasterKey master,
+                       std::string key_id)
+    : backend_(std::move(backend)), master_(std::move(master)), key_id_(std::move(key_id)) {
+  unsigned hw = std::thread::hardware_concurrency();
+  max_packers_ = std::max(2u, hw);
+}
+
+Repository::~Repository() {
+  if (lock_id_) (void)unlock();
+}
+
+Result<std::unique_ptr<Repository>> Repository::init(std::shared_ptr<storage::Backend> backend,
+                                                     const std::string& password,
+                                                     const InitOptions& options) {
+  const char* why = nullptr;
+  if (!chunker::valid_params(options.chunker, &why)) {
+    return Error(Error::Code::kInvalidArgument, std::string("bad chunker parameters: ") + why);
+  }
+  std::string kdf_why;
+  if (!crypto::kdf_params_valid(options.kdf, &kdf_why)) {
+    return Error(Error::Code::kInvalidArgument, kdf_why);
+  }
+  if (options.pack_size < (1u << 20) || options.pack_size > (1u << 30)) {
+    return Error(Error::Code::kInvalidArgument, "pack size must be between 1 MiB and 1 GiB");
+  }
+  if (password.empty()) {
+    return Error(Error::Code::kInvalidArgument, "empty password: choose a non-empty password");
+  }
+  HAVEN_ASSIGN(bool empty, backend->is_empty());
+  if (!empty) {
+    return Error(Error::Code::kAlreadyExists,
+                 backend->location() +
+                     " is not empty: refusing to create a repository there (choose an empty or "
+                     "new location)");
+  }
+  HAVEN_TRY(backend->create());
+
+  MasterKey master = MasterKey::generate();
+  std::string key_id = hex(random_id());
+  Bytes key_file = make_key_file(master, password, options.kdf);
+  HAVEN_TRY(backend->save({ObjectType::kKey, key_id}, key_file));
+
+  std::unique_ptr<Repository> repo(new Repository(backend, std::move(master), key_id));
+  repo->config_.id = random_id();
+  repo->config_.chunker = options.chunker;
+  repo->config_.pack_size = options.pack_size;
+  repo->config_.compression = options.compression;
+  repo->config_.created = format_time(now());
+  repo->compression_ = options.compression;
+  // The config is written last: its presence is what makes the location a repository.
+  HAVEN_ASSIGN(Bytes sealed, repo->seal_object(ObjectKind::kConfig, encode_config(repo->config_)));
+  HAVEN_TRY(backend->save({ObjectType::kConfig, "config"}, sealed));
+  return repo;
+}
+
+Status Repository::probe(storage::Backend& backend) {
+  auto raw = backend.load({ObjectType::kConfig, "config"}, 0, kPrefixSize);
+  if (!raw.ok()) {
+    if (raw.error().code() == Error::Code::kNotFound) {
+      return Error(Error::Code::kRepoNotFound,
+                   "there is no Haven repository at " + backend.location() +
+                       " (check the path, or create one with 'haven init')");
+    }
+    // A config shorter than the header is a damaged repository, not a missing one.
+    return raw.error().with_context("reading the repository config");
+  }
+  // The version is checked before the password, so a newer repository is refused clearly.
+  HAVEN_TRY(parse_header(*raw, "config"));
+  return ok_status();
+}
+
+Result<std::unique_ptr<Repository>> Repository::open(std::shared_ptr<storage::Backend> backend,
+                                                     const std::string& password) {
+  HAVEN_TRY(probe(*backend));
+  HAVEN_ASSIGN(Bytes raw_config, backend->load({ObjectType::kConfig, "config"}));
+
+  std::vector<std::string> key_ids;
+  HAVEN_TRY(backend->list(ObjectType::kKey, [&](const storage::ObjectInfo& info) {
+    key_ids.push_back(info.name.name);
+  }));
+  std::sort(key_ids.begin(), key_ids.end());
+  std::optional<MasterKey> master;
+  std::string key_id;
+  for (const auto& id : key_ids) {
+    auto file = backend->load({ObjectType::kKey, id});
+    if (!file.ok()) continue;
+    auto m = open_key_file(*file, password, "key " + id);
+    if (m.ok()) {
+      master = std::move(m).value();
+      key_id = id;
+      break;
+    }
+    if (m.error().code() == Error::Code::kUnsupported) return m.error();
+  }
+  if (!master) {
+    // Deliberately says nothing about which keys exist or why each failed.
+    return Error(Error::Code::kWrongPassword, "wrong password or no key for this repository");
+  }
+  std::unique_ptr<Repository> repo(new Repository(backend, std::move(*master), key_id));
+  HAVEN_ASSIGN(Bytes body, repo->open_object(ObjectKind::kConfig, {ObjectType::kConfig, "config"},
+                                             raw_config));
+  HAVEN_ASSIGN(repo->config_, decode_config(body));
+  repo->compression_ = repo->config_.compression;
+  return repo;
+}
+
+chunker::Chunker Repository::make_chunker() const {
+  return chunker::Chunker(config_.chunker, master_.gear_table());
+}
+
+Id Repository::blob_id(ByteView data) const { return crypto::keyed_hash(master_.id_key, data); }
+
+Result<Bytes> Repository::seal_object(ObjectKind kind, ByteView body) const {
+  return seal_object_with_salt(kind, random_id(), body);
+}
+
+Result<Bytes> Repository::seal_object_with_salt(ObjectKind kind, const Id& salt, ByteView body) const {
+  Header h;
+  h.kind = kind;
+  h.key_generation = master_.current_generation;
+  h.salt = salt;
+  const crypto::SecretKey* key = master_.encryption_key(h.key_generation);
+  crypto::SecretKey subkey = object_key(*key, h);
+  Bytes out(kPrefixSize);
+  h.encode(out.data());
+  Bytes record;
+  encode_record(Compression::kMedium, body, record);
+  seal_record(subkey, h, {}, record, out);
+  return out;
+}
+
+Result<Bytes> Repository::open_object(ObjectKind kind, const ObjectName& name,
+                                      ByteView object) const {
+  std::string what = name.describe();
+  HAVEN_ASSIGN(Header h, parse_header(object, what));
+  if (h.kind != kind) return Error(Error::Code::kCorrupt, what + ": wrong object kind");
+  if (name.type != ObjectType::kConfig) {
+    // ID-named objects use their ID as salt: a renamed or swapped object fails here.
+    auto id = parse_id(name.name);
+    if (!id || *id != h.salt) {
+      return Error(Error::Code::kCorrupt, what + ": stored under the wrong name");
+    }
+  }
+  const crypto::SecretKey* key = master_.encryption_key(h.key_generation);
+  if (key == nullptr) {
+    return Error(Error::Code::kCorrupt,
+                 what + ": sealed with unknown key generation " + std::to_string(h.key_generation));
+  }
+  crypto::SecretKey subkey = object_key(*key, h);
+  Bytes plain;
+  if (!open_record(subkey, h, kPrefixSize, {}, object.subspan(kPrefixSize), plain)) {
+    return Error(Error::Code::kCorrupt,
+                 what + ": authentication failed (the object was modified or damaged)");
+  }
+  auto body = decode_record(plain, kMaxObjectBody);
+  if (!body.ok()) return body.error().with_context(what);
+  return body;
+}
+
+static ObjectKind kind_of(ObjectType t) {
+  switch (t) {
+    case ObjectType::kConfig: return ObjectKind::kConfig;
+    case ObjectType::kIndex: return ObjectKind::kIndex;
+    case ObjectType::kSnapshot: return ObjectKind::kSnapshot;
+    case ObjectType::kLock: return ObjectKind::kLock;
+    default: return ObjectKind::kPack;
+  }
+}
+
+Result<Bytes> Repository::load_object(ObjectType type, const std::string& name) {
+  ObjectName on{type, name};
+  HAVEN_ASSIGN(Bytes raw, backend_->load(on));
+  return open_object(kind_of(type), on, raw);
+}
+
+Result<Id> Repository::save_object(ObjectType type, ByteView body) {
+  Id id = random_id();
+  HAVEN_ASSIGN(Bytes sealed, seal_object_with_salt(kind_of(type), id, body));
+  HAVEN_TRY(backend_->save({type, hex(id)}, sealed));
+  return id;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Index and blobs
+
+Status Repository::load_index() {
+  std::vector<std::string> names;
+  HAVEN_TRY(backend_->list(ObjectType::kIndex, [&](const storage::ObjectInfo& i) {
+    names.push_back(i.name.name);
+  }));
+  for (const auto& name : names) {
+    HAVEN_ASSIGN(Bytes body, load_object(ObjectType::kIndex, name));
+    HAVEN_ASSIGN(auto packs, decode_index_file(body, "index " + name));
+    std::lock_guard<std::mutex> g(mu_);
+    for (const auto& p : packs) index_.add_pack(p);
+  }
+  return ok_status();
+}
+
+bool Repository::has_blob(BlobType type, const Id& id) {
+  std::lock_guard<std::mutex> g(mu_);
+  return index_.contains(type, id) || in_flight_.count(id) > 0;
+}
+
+size_t Repository::index_blob_count() {
+  std::lock_guard<std::mutex> g(mu_);
+  return index_.blob_count();
+}
+
+Result<Id> Repository::save_blob(BlobType type, ByteView data) {
+  Id id = blob_id(data);
+  HAVEN_TRY(save_blob_with_id(type, id, data));
+  return id;
+}
+
+Status Repository::save_blob_with_id(BlobType type, const Id& id, ByteView data) {
+  std::unique_ptr<PackBuilder> packer;
+  {
+    std::unique_lock<std::mutex> lk(mu_);
+    if (index_.contains(type, id) || in_flight_.count(id) > 0) return ok_status();
+    in_flight_.insert(id);
+    packer_cv_.wait(lk, [&] { return !idle_packers_.empty() || packers_out_ < max_packers_; });
+    if (!idle_packers_.empty()) {
+      packer = std::move(idle_packers_.back());
+      idle_packers_.pop_back();
+    }
+    packers_out_++;
+  }
+  if (!packer) {
+    packer = std::make_unique<PackBuilder>(*master_.encryption_key(master_.current_generation),
+                                           master_.current_generation);
+  }
+  // Compression and encryption run outside the lock, on this thread's own packer.
+  packer->add(type, id, data, compression_);
+  if (packer->size() >= config_.pack_size) {
+    Status st = upload_pack(std::move(packer));
+    std::lock_guard<std::mutex> g(mu_);
+    packers_out_--;
+    packer_cv_.notify_all();
+    return st;
+  }
+  std::lock_guard<std::mutex> g(mu_);
+  idle_packers_.push_back(std::move(packer));
+  packers_out_--;
+  packer_cv_.notify_all();
+  return ok_status();
+}
+
+Status Repository::upload_pack(std::unique_ptr<PackBuilder> packer) {
+  PackRecord record;
+  Bytes data = packer->finish(record);
+  Status st = backend_->save({ObjectType::kData, hex(record.id)}, data);
+  std::unique_lock<std::mutex> lk(mu_);
+  for (const auto& b : record.blobs) in_flight_.erase(b.id);
+  if (!st.ok()) return st;
+  // The pack is durable: only now may its blobs be found by lookups and indexed.
+  index_.add_pack(record);
+  unindexed_.push_back(std::move(record));
+  size_t waiting = 0;
+  for (const auto& p : unindexed_) waiting += p.blobs.size();
+  if (waiting >= kIndexFlushBlobs) return write_index_locked(lk);
+  return ok_status();
+}
+
+Status Repository::write_index_locked(std::unique_lock<std::mutex>& lk) {
+  if (unindexed_.empty()) return ok_status();
+  std::vector<PackRecord> packs = std::move(unindexed_);
+  unindexed_.clear();
+  Bytes body = encode_index_file(packs);
+  auto saved = save_object(ObjectType::kIndex, body);
+  if (!saved.ok()) {
+    // Put them back so a later flush can retry.
+    for (auto& p : packs) unindexed_.push_back(std::move(p));
+    return saved.error();
+  }
+  return ok_status();
+}
+
+Status Repository::flush() {
+  std::vector<std::unique_ptr<PackBuilder>> packers;
+  {
+    std::unique_lock<std::mutex> lk(mu_);
+    packer_cv_.wait(lk, [&] { return packers_out_ == 0; });
+    packers = std::move(idle_packers_);
+    idle_packers_.clear();
+  }
+  for (auto& p : packers) {
+    if (p->blob_count() == 0) continue;
+    HAVEN_TRY(upload_pack(std::move(p)));
+  }
+  std::unique_lock<std::mutex> lk(mu_);
+  return write_index_locked(lk);
+}
+
+Result<Bytes> Repository::load_blob(BlobType type, const Id& id) {
+  std::optional<BlobLocation> loc;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    loc = index_.find(type, id);
+  }
+  std::string what = std::string(blob_type_name(type)) + " blob " + hex(id);
+  if (!loc) return Error(Error::Code::kNotFound, what + " is not in the index");
+  what += " in pack " + hex(loc->pack_id);
+  auto sealed = backend_->load({ObjectType::kData, hex(loc->pack_id)}, loc->offset, loc->length);
+  if (!sealed.ok()) return sealed.error().with_context(what);
+  if (sealed->size() != loc->length) {
+    return Error(Error::Code::kCorrupt, what + ": pack is truncated");
+  }
+  const crypto::SecretKey* key = master_.encryption_key(loc->key_generation);
+  if (key == nullptr) {
+    return Error(Error::Code::kCorrupt, what + ": unknown key generation");
+  }
+  return open_blob(*key, loc->pack_id, loc->key_generation, type, id, loc->offset, *sealed,
+                   loc->raw_length, what);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots and trees
+
+Result<Id> Repository::save_snapshot(const Snapshot& s) {
+  // Everything the snapshot references must be durable first.
+  HAVEN_TRY(flush());
+  Snapshot copy = s;
+  if (copy.program_version.empty()) copy.program_version = std::string("haven ") + HAVEN_VERSION;
+  return save_object(ObjectType::kSnapshot, encode_snapshot(copy));
+}
+
+Result<Snapshot> Repository::load_snapshot(const Id& id) {
+  HAVEN_ASSIGN(Bytes body, load_object(ObjectType::kSnapshot, hex(id)));
+  return decode_snapshot(body, "snapshot " + hex(id));
+}
+
+Result<std::vector<std::pair<Id, Snapshot>>> Repository::list_snapshots() {
+  std::vector<std::string> names;
+  HAVEN_TRY(backend_->list(ObjectType::kSnapshot, [&](const storage::ObjectInfo& i) {
+    names.push_back(i.name.name);
+  }));
+  std::vector<std::pair<Id, Snapshot>> out;
+  for (const auto& n : names) {
+    auto id = parse_id(n);
+    if (!id) continue;
+    HAVEN_ASSIGN(Snapshot s, load_snapshot(*id));
+    out.emplace_back(*id, std::move(s));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.second.time < b.second.time; });
+  return out;
+}
+
+Result<Id> Repository::resolve_snapshot(const std::string& ref) {
+  if (ref == "latest") {
+    HAVEN_ASSIGN(auto all, list_snapshots());
+    if (all.empty()) return Error(Error::Code::kNotFound, "the repository has no snapshots yet");
+    return all.back().first;
+  }
+  if (ref.empty() || ref.size() > 64 || !from_hex(ref.size() % 2 ? ref + "0" : ref)) {
+    return Error(Error::Code::kInvalidArgument,
+                 "'" + ref + "' is not a snapshot ID: give 'latest' or a hex ID prefix");
+  }
+  std::vector<std::string> matches;
+  HAVEN_TRY(backend_->list(ObjectType::kSnapshot, [&](const storage::ObjectInfo& i) {
+    if (i.name.name.compare(0, ref.size(), ref) == 0) matches.push_back(i.name.name);
+  }));
+  if (matches.empty()) {
+    return Error(Error::Code::kNotFound, "no snapshot matches '" + ref + "' (see 'haven snapshots')");
+  }
+  if (matches.size() > 1) {
+    return Error(Error::Code::kInvalidArgument,
+                 "snapshot prefix '" + ref + "' is ambiguous: give more characters");
+  }
+  return *parse_id(matches[0]);
+}
+
+Result<Tree> Repository::load_tree(const Id& id) {
+  HAVEN_ASSIGN(Bytes body, load_blob(BlobType::kTree, id));
+  return decode_tree(body, "tree " + hex(id));
+}
+
+Result<Id> Repository::save_tree(const Tree& t) {
+  return save_blob(BlobType::kTree, encode_tree(t));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys
+
+Result<std::vector<KeyListEntry>> Repository::list_keys() {
+  std::vector<std::string> ids;
+  HAVEN_TRY(backend_->list(ObjectType::kKey, [&](const storage::ObjectInfo& i) {
+    ids.push_back(i.name.name);
+  }));
+  std::sort(ids.begin(), ids.end());
+  std::vector<KeyListEntry> out;
+  for (const auto& id : ids) {
+    KeyListEntry e;
+    e.id = id;
+    e.current = (id == key_id_);
+    auto file = backend_->load({ObjectType::kKey, id});
+    if (!file.ok()) {
+      e.problem = file.error().message();
+    } else {
+      auto info = read_key_file_info(*file, "key " + id);
+      if (info.ok()) e.info = *info; else e.problem = info.error().message();
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+Result<std::string> Repository::add_key(const std::string& password, const crypto::KdfParams& kdf) {
+  std::string why;
+  if (!crypto::kdf_params_valid(kdf, &why)) return Error(Error::Code::kInvalidArgument, why);
+  if (password.empty()) {
+    return Error(Error::Code::kInvalidArgument, "empty password: choose a non-empty password");
+  }
+  std::string id = hex(random_id());
+  HAVEN_TRY(backend_->save({ObjectType::kKey, id}, make_key_file(master_, password, kdf)));
+  return id;
+}
+
+Status Repository::remove_key(const std::string& prefix) {
+  HAVEN_ASSIGN(auto keys, list_keys());
+  std::vector<std::string> matches;
+  for (const auto& k : keys) {
+    if (!prefix.empty() && k.id.compare(0, prefix.size(), prefix) == 0) matches.push_back(k.id);
+  }
+  if (matches.empty()) {
+    return Error(Error::Code::kNotFound, "no key matches '" + prefix + "' (see 'haven key list')");
+  }
+  if (matches.size() > 1) {
+    return Error(Error::Code::kInvalidArgument, "key prefix '" + prefix + "' is ambiguous");
+  }
+  if (keys.size() == 1) {
+    return Error(Error::Code::kInvalidArgument,
+                 "refusing to remove the only key: the repository would become unreadable");
+  }
+  if (matches[0] == key_id_) {
+    return Error(Error::Code::kInvalidArgument,
+                 "refusing to remove the key in use: open the repository with another key's "
+                 "password, or use 'haven key passwd' to replace it");
+  }
+  return backend_->remove({ObjectType::kKey, matches[0]});
+}
+
+Result<std::string> Repository::change_password(const std::string& new_password,
+                                                const crypto::KdfParams& kdf) {
+  HAVEN_ASSIGN(std::string id, add_key(new_password, kdf));
+  // The new key is durable before the old one goes: a crash in between leaves two keys.
+  HAVEN_TRY(backend_->remove({ObjectType::kKey, key_id_}));
+  key_id_ = id;
+  return id;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locks
+
+Status Repository::lock(bool exclusive) {
+  std::string me = hostname();
+  auto check = [&](const std::optional<std::string>& own) -> Status {
+    std::vector<std::string> names;
+    HAVEN_TRY(backend_->list(ObjectType::kLock, [&](const storage::ObjectInfo& i) {
+      names.push_back(i.name.name);
+    }));
+    for (const auto& n : names) {
+      if (own && n == *own) continue;
+      auto body = load_object(ObjectType::kLock, n);
+      if (!body.ok()) {
+        if (body.error().code() == Error::Code::kNotFound) continue;  // removed meanwhile
+        return body.error();
+      }
+      HAVEN_ASSIGN(Lock l, decode_lock(*body, "lock " + n));
+      bool stale = now() - l.refreshed > kLockStaleNs;
+      if (l.hostname == me && kill(static_cast<pid_t>(l.pid), 0) != 0 && errno == ESRCH) stale = true;
+      if (stale) continue;
+      if (exclusive || l.exclusive) {
+        return Error(Error::Code::kLocked,
+                     std::string("repository is locked ") + (l.exclusive ? "exclusively " : "") +
+                         "by PID " + std::to_string(l.pid) + " on " + l.hostname + " (user " +
+                         l.username + ") since " + format_time(l.time) +
+                         "; if that process is gone, run 'haven unlock'");
+      }
+    }
+    return ok_status();
+  };
+  HAVEN_TRY(check(std::nullopt));
+  Lock l;
+  l.time = l.refreshed = now();
+  l.hostname = me;
+  const char* user = getenv("USER");
+  l.username = user ? user : std::to_string(getuid());
+  l.pid = getpid();
+  l.exclusive = exclusive;
+  HAVEN_ASSIGN(Id id, save_object(ObjectType::kLock, encode_lock(l)));
+  lock_id_ = id;
+  // Someone may have locked at the same moment: check again now that ours is visible.
+  Status again = check(hex(id));
+  if (!again.ok()) {
+    (void)unlock();
+    return again;
+  }
+  return ok_status();
+}
+
+Status Repository::unlock() {
+  if (!lock_id_) return ok_status();
+  Status st = backend_->remove({ObjectType::kLock, hex(*lock_id_)});
+  lock_id_.reset();
+  return st;
+}
+
+}  // namespace haven::repo

@@ -1,0 +1,149 @@
+// repo/repository.h — an open Haven repository: keys, config, blobs in packs, the index,
+// snapshots and locks, over one storage backend (docs/FORMAT.md).
+//
+// Write order (what makes a crash harmless, docs/FORMAT.md §9):
+//   1. save_blob() packs blobs; a full pack is uploaded before its blobs enter the index.
+//   2. flush() uploads the open packs, then writes an index file naming them.
+//   3. save_snapshot() calls flush() first, so a snapshot object is written only after every
+//      pack and index entry it references is durable.
+// A crash anywhere leaves at worst packs no index names (prune deletes them later).
+//
+// Thread-safety: save_blob(), load_blob() and has_blob() may be called from many threads at
+// once; everything else from one thread at a time.
+#pragma once
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "chunker/chunker.h"
+#include "repo/compress.h"
+#include "repo/index.h"
+#include "repo/keys.h"
+#include "repo/pack.h"
+#include "repo/snapshot.h"
+#include "storage/backend.h"
+
+namespace haven::repo {
+
+struct Config {
+  uint32_t version = kFormatVersion;
+  Id id{};
+  chunker::Params chunker;
+  uint32_t pack_size = 16u << 20;
+  Compression compression = Compression::kMedium;
+  std::string created;
+};
+
+struct InitOptions {
+  crypto::KdfParams kdf;
+  chunker::Params chunker;
+  uint32_t pack_size = 16u << 20;
+  Compression compression = Compression::kMedium;
+};
+
+struct KeyListEntry {
+  std::string id;
+  KeyFileInfo info;
+  bool current = false;  // the key this session opened the repository with
+  std::string problem;   // non-empty if the key file could not be read
+};
+
+class Repository {
+ public:
+  // Creates a repository at an empty location. Refuses a location that holds anything.
+  static Result<std::unique_ptr<Repository>> init(std::shared_ptr<storage::Backend> backend,
+                                                   const std::string& password,
+                                                   const InitOptions& options);
+  // Opens an existing repository: kRepoNotFound if there is none, kUnsupported for a newer
+  // format, kWrongPassword if no key opens with the password. Does not load the index.
+  // Checks, without a password, that a repository of a supported version is there.
+  static Status probe(storage::Backend& backend);
+  static Result<std::unique_ptr<Repository>> open(std::shared_ptr<storage::Backend> backend,
+                                                   const std::string& password);
+  ~Repository();
+
+  const Config& config() const { return config_; }
+  storage::Backend& backend() { return *backend_; }
+  chunker::Chunker make_chunker() const;
+  Id blob_id(ByteView data) const;
+  // Compression used for new blobs (defaults to the config's).
+  void set_compression(Compression c) { compression_ = c; }
+
+  // --- index ---
+  Status load_index();
+  bool has_blob(BlobType type, const Id& id);
+  size_t index_blob_count();
+
+  // --- blobs ---
+  // Stores a blob unless the index or an open pack already has it. Returns its ID.
+  Result<Id> save_blob(BlobType type, ByteView data);
+  // Same, when the caller already hashed the data (the backup pipeline hashes once).
+  Status save_blob_with_id(BlobType type, const Id& id, ByteView data);
+  Result<Bytes> load_blob(BlobType type, const Id& id);
+  // Uploads open packs, then writes an index file for everything not yet indexed.
+  Status flush();
+
+  // --- encrypted single-record objects (config, index, snapshot, lock) ---
+  Result<Bytes> load_object(storage::ObjectType type, const std::string& name);
+  Result<Id> save_object(storage::ObjectType type, ByteView body);
+
+  // --- snapshots ---
+  Result<Id> save_snapshot(const Snapshot& s);
+  Result<Snapshot> load_snapshot(const Id& id);
+  Result<std::vector<std::pair<Id, Snapshot>>> list_snapshots();
+  // "latest", a full ID, or a unique prefix. kNotFound / kInvalidArgument (ambiguous).
+  Result<Id> resolve_snapshot(const std::string& ref);
+  Result<Tree> load_tree(const Id& id);
+  Result<Id> save_tree(const Tree& t);
+
+  // --- keys ---
+  Result<std::vector<KeyListEntry>> list_keys();
+  Result<std::string> add_key(const std::string& password, const crypto::KdfParams& kdf);
+  // Refuses to remove the last key that opens, and the key in use (use passwd for that).
+  Status remove_key(const std::string& id_prefix);
+  // Adds a key for the new password, then removes the key in use. Returns the new key ID.
+  Result<std::string> change_password(const std::string& new_password,
+                                      const crypto::KdfParams& kdf);
+  const std::string& current_key_id() const { return key_id_; }
+
+  // --- locks ---
+  // Takes a shared (or exclusive) lock. kLocked naming the holder if a conflicting live lock
+  // exists. Locks whose process is gone (same host) or that stopped refreshing are ignored.
+  Status lock(bool exclusive);
+  Status unlock();
+
+  // Readers for `haven cat`.
+  const MasterKey& master_key() const { return master_; }
+
+ private:
+  Repository(std::shared_ptr<storage::Backend> backend, MasterKey master, std::string key_id);
+  Result<Bytes> seal_object(ObjectKind kind, ByteView body) const;
+  Result<Bytes> seal_object_with_salt(ObjectKind kind, const Id& salt, ByteView body) const;
+  Result<Bytes> open_object(ObjectKind kind, const storage::ObjectName& name, ByteView object) const;
+  Status upload_pack(std::unique_ptr<PackBuilder> packer);
+  Status write_index_locked(std::unique_lock<std::mutex>& lk);
+  Result<Bytes> load_key_file(const std::string& id);
+
+  std::shared_ptr<storage::Backend> backend_;
+  MasterKey master_;
+  std::string key_id_;
+  Config config_;
+  Compression compression_ = Compression::kMedium;
+
+  std::mutex mu_;
+  std::condition_variable packer_cv_;
+  Index index_;
+  std::unordered_set<Id, IdHash> in_flight_;          // blobs in open or uploading packs
+  std::vector<std::unique_ptr<PackBuilder>> idle_packers_;
+  size_t packers_out_ = 0;                             // packers being filled by threads
+  size_t max_packers_ = 2;
+  std::vector<PackRecord> unindexed_;                  // uploaded packs not yet in an index file
+  std::optional<Id> lock_id_;
+};
+
+}  // namespace haven::repo

@@ -1,0 +1,59 @@
+#include "storage/backend.h"
+
+#include "storage/local.h"
+
+namespace haven::storage {
+
+const char* type_dir(ObjectType t) {
+  switch (t) {
+    case ObjectType::kConfig: return "config";
+    case ObjectType::kKey: return "keys";
+    case ObjectType::kData: return "data";
+    case ObjectType::kIndex: return "index";
+    case ObjectType::kSnapshot: return "snapshots";
+    case ObjectType::kLock: return "locks";
+  }
+  return "?";
+}
+
+const char* type_label(ObjectType t) {
+  switch (t) {
+    case ObjectType::kConfig: return "config";
+    case ObjectType::kKey: return "key";
+    case ObjectType::kData: return "pack";
+    case ObjectType::kIndex: return "index";
+    case ObjectType::kSnapshot: return "snapshot";
+    case ObjectType::kLock: return "lock";
+  }
+  return "?";
+}
+
+std::string ObjectName::describe() const {
+  if (type == ObjectType::kConfig) return "config";
+  return std::string(type_label(type)) + " " + name;
+}
+
+Result<std::shared_ptr<Backend>> open_backend(const std::string& location) {
+  if (location.empty()) {
+    return Error(Error::Code::kInvalidArgument,
+                 "no repository given: pass --repo PATH or set HAVEN_REPOSITORY");
+  }
+  std::string path = location;
+  if (location.rfind("local:", 0) == 0) {
+    path = location.substr(6);
+  } else {
+    auto colon = location.find(':');
+    auto slash = location.find('/');
+    if (colon != std::string::npos && (slash == std::string::npos || colon < slash)) {
+      return Error(Error::Code::kInvalidArgument,
+                   "unknown repository location scheme in '" + location.substr(0, colon) +
+                       ":': use a path or local:/path");
+    }
+  }
+  if (path.empty()) {
+    return Error(Error::Code::kInvalidArgument, "empty repository path in '" + location + "'");
+  }
+  return std::shared_ptr<Backend>(std::make_shared<LocalBackend>(path));
+}
+
+}  // namespace haven::storage

@@ -1,0 +1,447 @@
+// storage/local.cc — the local-disk backend (layout and durability rules: see local.h).
+#include "storage/local.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <unordered_set>
+#include <utility>
+
+namespace haven::storage {
+
+namespace {
+
+// ---- small POSIX helpers -------------------------------------------------------------------
+// Every failure becomes an Error only through errno_error(path, errno), so messages name the
+// file and EACCES/EROFS/ENOSPC are classified in one place.
+
+// Closes a file descriptor on scope exit unless release()d.
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
+  void reset(int fd) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_;
+};
+
+// Closes a DIR* on scope exit (also when a list() callback throws).
+class Dir {
+ public:
+  explicit Dir(DIR* d) : d_(d) {}
+  Dir(const Dir&) = delete;
+  Dir& operator=(const Dir&) = delete;
+  ~Dir() {
+    if (d_ != nullptr) ::closedir(d_);
+  }
+  DIR* get() const { return d_; }
+
+ private:
+  DIR* d_;
+};
+
+// Retries a syscall returning -1/errno while it fails with EINTR.
+template <typename F>
+auto retry_eintr(F&& f) {
+  for (;;) {
+    auto r = f();
+    if (r != -1 || errno != EINTR) return r;
+  }
+}
+
+std::string join(const std::string& dir, const std::string& name) {
+  if (!dir.empty() && dir.back() == '/') return dir + name;
+  return dir + "/" + name;
+}
+
+std::string parent_of(const std::string& path) {
+  auto slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+// Opens `dir` and fsyncs it, so that entries created/removed in it (and renames into it)
+// survive a power cut.
+Status fsync_dir(const std::string& dir) {
+  Fd fd(retry_eintr([&] { return ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); }));
+  if (fd.get() < 0) return errno_error(dir, errno);
+  if (retry_eintr([&] { return ::fsync(fd.get()); }) != 0) return errno_error(dir, errno);
+  return ok_status();
+}
+
+// Writes all of `data` at offset 0 onwards, retrying EINTR and short writes.
+Status write_all(int fd, ByteView data, const std::string& what) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_error(what, errno);
+    }
+    if (n == 0) return errno_error(what, ENOSPC);  // no progress: treat as a full device
+    done += static_cast<size_t>(n);
+  }
+  return ok_status();
+}
+
+// 16 random lower-case hex characters for temporary file names.
+std::string random_suffix() {
+  uint8_t buf[8];
+  size_t got = 0;
+  while (got < sizeof(buf)) {
+    ssize_t n = ::getrandom(buf + got, sizeof(buf) - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      std::abort();  // getrandom on a kernel that has it cannot otherwise fail
+    }
+    got += static_cast<size_t>(n);
+  }
+  return to_hex(ByteView(buf, sizeof(buf)));
+}
+
+// Object names are hex ids or "config"; refuse anything that could escape the directory or
+// collide with temporary files.
+Status check_name(const ObjectName& name) {
+  if (name.type == ObjectType::kConfig) {
+    if (name.name != "config") {
+      return Error(Error::Code::kInvalidArgument,
+                   "invalid config object name '" + name.name + "' (must be \"config\")");
+    }
+    return ok_status();
+  }
+  bool bad = name.name.empty() || name.name[0] == '.' ||
+             name.name.find_first_of(std::string("/\0", 2)) != std::string::npos ||
+             (name.type == ObjectType::kData && name.name.size() < 2);
+  if (bad) {
+    return Error(Error::Code::kInvalidArgument,
+                 "invalid " + std::string(type_label(name.type)) + " object name '" +
+                     name.name + "'");
+  }
+  return ok_status();
+}
+
+// Shard directories (data/xx) that this process has already made sure exist durably. A shard
+// found to exist already (EEXIST) may have been created a moment ago by another thread or
+// process that has not yet fsynced "data", so the first save into each shard fsyncs "data"
+// itself before trusting it; after that, saves into the shard skip both mkdir and the fsync.
+std::mutex g_shards_mu;
+std::unordered_set<std::string> g_durable_shards;
+
+// Forgets a shard that turned out to be gone (the repository was deleted and re-created).
+void forget_shard_dir(const std::string& shard) {
+  std::lock_guard<std::mutex> lock(g_shards_mu);
+  g_durable_shards.erase(shard);
+}
+
+Status ensure_shard_dir(const std::string& shard) {
+  {
+    std::lock_guard<std::mutex> lock(g_shards_mu);
+    if (g_durable_shards.count(shard) != 0) return ok_status();
+  }
+  if (retry_eintr([&] { return ::mkdir(shard.c_str(), 0700); }) != 0 && errno != EEXIST) {
+    return errno_error(shard, errno);
+  }
+  // fsync "data" so the (possibly new) shard directory's entry survives a power cut; without
+  // it, objects fsynced inside the shard could vanish together with their directory.
+  HAVEN_TRY(fsync_dir(parent_of(shard)));
+  std::lock_guard<std::mutex> lock(g_shards_mu);
+  g_durable_shards.insert(shard);
+  return ok_status();
+}
+
+bool is_hex_char(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
+
+// Calls fn for every regular file in `dir` not starting with '.'; a missing directory lists
+// nothing. `accept` filters names (e.g. data objects must belong to their shard).
+template <typename Accept>
+Status list_dir(const std::string& dir, ObjectType type, Accept&& accept,
+                const std::function<void(const ObjectInfo&)>& fn) {
+  Dir d(::opendir(dir.c_str()));
+  if (d.get() == nullptr) {
+    if (errno == ENOENT) return ok_status();
+    return errno_error(dir, errno);
+  }
+  int dfd = ::dirfd(d.get());
+  for (;;) {
+    errno = 0;
+    struct dirent* e = ::readdir(d.get());
+    if (e == nullptr) {
+      if (errno != 0) return errno_error(dir, errno);
+      break;
+    }
+    std::string name = e->d_name;
+    if (name.empty() || name[0] == '.') continue;  // ".", "..", ".tmp-*" and other hidden files
+    if (e->d_type != DT_REG && e->d_type != DT_LNK && e->d_type != DT_UNKNOWN) continue;
+    if (!accept(name)) continue;
+    struct stat st;
+    if (::fstatat(dfd, name.c_str(), &st, 0) != 0) {
+      if (errno == ENOENT) continue;  // removed concurrently
+      return errno_error(join(dir, name), errno);
+    }
+    if (!S_ISREG(st.st_mode)) continue;
+    fn(ObjectInfo{ObjectName{type, name}, static_cast<uint64_t>(st.st_size)});
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+// ---- LocalBackend --------------------------------------------------------------------------
+
+LocalBackend::LocalBackend(std::string root) : root_(std::move(root)) {
+  while (root_.size() > 1 && root_.back() == '/') root_.pop_back();
+}
+
+std::string LocalBackend::dir_of(const ObjectName& name) const {
+  switch (name.type) {
+    case ObjectType::kConfig:
+      return root_;
+    case ObjectType::kData:
+      return join(join(root_, type_dir(name.type)), name.name.substr(0, 2));
+    default:
+      return join(root_, type_dir(name.type));
+  }
+}
+
+std::string LocalBackend::path_of(const ObjectName& name) const {
+  if (name.type == ObjectType::kConfig) return join(root_, "config");
+  return join(dir_of(name), name.name);
+}
+
+Status LocalBackend::save(const ObjectName& name, ByteView data) {
+  HAVEN_TRY(check_name(name));
+  const std::string dir = dir_of(name);
+  const std::string final_path = path_of(name);
+  if (name.type == ObjectType::kData) HAVEN_TRY(ensure_shard_dir(dir));
+
+  // Create the temporary file. O_EXCL: never reuse someone else's file; 0444: objects are
+  // immutable (root, and the owner's unlink, are unaffected by the mode).
+  std::string tmp;
+  Fd fd;
+  for (int attempt = 0; fd.get() < 0; attempt++) {
+    tmp = join(dir, ".tmp-" + random_suffix());
+    int f = retry_eintr(
+        [&] { return ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444); });
+    if (f >= 0) {
+      fd.reset(f);
+      break;
+    }
+    int err = errno;
+    if (err == ENOENT && name.type == ObjectType::kData && attempt == 0) {
+      // The cached shard directory was removed behind our back: create it again.
+      forget_shard_dir(dir);
+      HAVEN_TRY(ensure_shard_dir(dir));
+      continue;
+    }
+    if (err != EEXIST || attempt >= 3) return errno_error(final_path, err);
+  }
+
+  // From here on, any failure removes the temporary file so no partial object stays behind.
+  auto fail = [&](Error e) -> Status {
+    if (fd.get() >= 0) ::close(fd.release());
+    ::unlink(tmp.c_str());
+    return e;
+  };
+
+  if (Status s = write_all(fd.get(), data, final_path); !s.ok()) return fail(s.error());
+  // fsync the file so its contents are on disk before the name points at it; otherwise a power
+  // cut after the rename could leave a complete-looking name with missing or zeroed data.
+  if (retry_eintr([&] { return ::fsync(fd.get()); }) != 0) {
+    return fail(errno_error(final_path, errno));
+  }
+  // close() can report delayed write errors (e.g. on network file systems); never retried.
+  if (::close(fd.release()) != 0) return fail(errno_error(final_path, errno));
+
+  if (before_rename_) before_rename_();
+
+  // link() rather than rename(): it fails with EEXIST instead of replacing an existing object.
+  if (retry_eintr([&] { return ::link(tmp.c_str(), final_path.c_str()); }) != 0) {
+    // EEXIST becomes kAlreadyExists: objects are immutable and never replaced.
+    return fail(errno_error(final_path, errno));
+  }
+  // The object is complete under its final name; a leftover temporary name is harmless (list()
+  // never reports it), so a failure to remove it is not a failure of the save.
+  ::unlink(tmp.c_str());
+
+  // fsync the directory so the new name (and the removal of the temporary one) survives a
+  // power cut; until then the object could disappear although save() reported success.
+  if (Status s = fsync_dir(dir); !s.ok()) {
+    // Durability is unknown: take the object back so that a failed save leaves nothing
+    // visible and the caller may simply save again.
+    ::unlink(final_path.c_str());
+    return s;
+  }
+  return ok_status();
+}
+
+Result<Bytes> LocalBackend::load(const ObjectName& name, uint64_t offset, uint64_t length) {
+  HAVEN_TRY(check_name(name));
+  const std::string path = path_of(name);
+  Fd fd(retry_eintr([&] { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC); }));
+  if (fd.get() < 0) return errno_error(path, errno);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return errno_error(path, errno);
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+
+  uint64_t end = length == 0 ? size : offset + length;
+  bool overflow = length != 0 && end < offset;
+  if (overflow || offset > size || end > size) {
+    std::string b = overflow ? "overflow" : std::to_string(end < offset ? offset : end);
+    return Error(Error::Code::kCorrupt, name.describe() + ": requested range [" +
+                                            std::to_string(offset) + ", " + b +
+                                            ") beyond end of object (size " +
+                                            std::to_string(size) + ")");
+  }
+
+  Bytes out(static_cast<size_t>(end - offset));
+  size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n = ::pread(fd.get(), out.data() + done, out.size() - done,
+                        static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_error(path, errno);
+    }
+    if (n == 0) {
+      return Error(Error::Code::kCorrupt, name.describe() + ": object " + path +
+                                              " shrank while being read (read ended at " +
+                                              std::to_string(offset + done) + ", expected " +
+                                              std::to_string(end) + ")");
+    }
+    done += static_cast<size_t>(n);
+  }
+  return out;
+}
+
+Result<ObjectInfo> LocalBackend::stat(const ObjectName& name) {
+  HAVEN_TRY(check_name(name));
+  const std::string path = path_of(name);
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return errno_error(path, errno);
+  if (!S_ISREG(st.st_mode)) {
+    return Error(Error::Code::kIo, name.describe() + ": " + path + " is not a regular file");
+  }
+  return ObjectInfo{name, static_cast<uint64_t>(st.st_size)};
+}
+
+Status LocalBackend::list(ObjectType type, const std::function<void(const ObjectInfo&)>& fn) {
+  if (type == ObjectType::kConfig) {
+    const std::string path = join(root_, "config");
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) {
+      if (errno == ENOENT || errno == ENOTDIR) return ok_status();
+      return errno_error(path, errno);
+    }
+    if (S_ISREG(st.st_mode)) {
+      fn(ObjectInfo{ObjectName{ObjectType::kConfig, "config"}, static_cast<uint64_t>(st.st_size)});
+    }
+    return ok_status();
+  }
+  const std::string tdir = join(root_, type_dir(type));
+  if (type != ObjectType::kData) {
+    return list_dir(tdir, type, [](const std::string&) { return true; }, fn);
+  }
+  // Walk the 256 shards; a name in the wrong shard is not listed, since load() and stat()
+  // could not find it there.
+  static const char* kHex = "0123456789abcdef";
+  for (int i = 0; i < 256; i++) {
+    const std::string shard{kHex[i >> 4], kHex[i & 15]};
+    auto in_shard = [&](const std::string& n) {
+      return n.size() >= 2 && n.compare(0, 2, shard) == 0 && is_hex_char(n[0]);
+    };
+    HAVEN_TRY(list_dir(join(tdir, shard), type, in_shard, fn));
+  }
+  return ok_status();
+}
+
+Status LocalBackend::remove(const ObjectName& name) {
+  HAVEN_TRY(check_name(name));
+  const std::string path = path_of(name);
+  if (retry_eintr([&] { return ::unlink(path.c_str()); }) != 0) return errno_error(path, errno);
+  // fsync the directory so the removal survives a power cut.
+  return fsync_dir(dir_of(name));
+}
+
+Result<bool> LocalBackend::is_empty() {
+  struct stat st;
+  if (::stat(root_.c_str(), &st) != 0) {
+    if (errno == ENOENT) return true;
+    return errno_error(root_, errno);
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return Error(Error::Code::kInvalidArgument, root_ + " is not a directory");
+  }
+  Dir d(::opendir(root_.c_str()));
+  if (d.get() == nullptr) return errno_error(root_, errno);
+  for (;;) {
+    errno = 0;
+    struct dirent* e = ::readdir(d.get());
+    if (e == nullptr) {
+      if (errno != 0) return errno_error(root_, errno);
+      return true;
+    }
+    std::string n = e->d_name;
+    // Any entry at all (hidden files included) makes the location non-empty: init must never
+    // adopt a directory that already holds something.
+    if (n != "." && n != "..") return false;
+  }
+}
+
+Status LocalBackend::create() {
+  // mkdir -p root, fsyncing the parent of every directory we create so the new entries are
+  // durable before the repository is reported created.
+  std::string prefix;
+  size_t pos = 0;
+  if (!root_.empty() && root_[0] == '/') {
+    prefix = "/";
+    pos = 1;
+  }
+  while (pos <= root_.size()) {
+    size_t next = root_.find('/', pos);
+    if (next == std::string::npos) next = root_.size();
+    std::string comp = root_.substr(pos, next - pos);
+    pos = next + 1;
+    if (comp.empty()) continue;
+    prefix = (prefix.empty() || prefix == "/") ? prefix + comp : prefix + "/" + comp;
+    if (retry_eintr([&] { return ::mkdir(prefix.c_str(), 0700); }) == 0) {
+      HAVEN_TRY(fsync_dir(parent_of(prefix)));
+    } else if (errno != EEXIST) {
+      return errno_error(prefix, errno);
+    }
+  }
+  struct stat st;
+  if (::stat(root_.c_str(), &st) != 0) return errno_error(root_, errno);
+  if (!S_ISDIR(st.st_mode)) {
+    return Error(Error::Code::kInvalidArgument, root_ + " is not a directory");
+  }
+  for (ObjectType t : {ObjectType::kKey, ObjectType::kData, ObjectType::kIndex,
+                       ObjectType::kSnapshot, ObjectType::kLock}) {
+    const std::string sub = join(root_, type_dir(t));
+    if (retry_eintr([&] { return ::mkdir(sub.c_str(), 0700); }) != 0 && errno != EEXIST) {
+      return errno_error(sub, errno);
+    }
+  }
+  // fsync root so the type directories' entries survive a power cut.
+  return fsync_dir(root_);
+}
+
+}  // namespace haven::storage
