@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "util/clock.h"
+#include "util/sysinfo.h"
 
 namespace haven::repo {
 
@@ -19,11 +20,6 @@ std::string checksum_of(json j) {
   std::string canon = j.dump();
   auto h = crypto::sha256(as_bytes(canon));
   return to_hex(ByteView(h.data(), h.size()));
-}
-
-std::string current_user() {
-  const char* u = getenv("USER");
-  return u ? u : std::to_string(getuid());
 }
 }  // namespace
 
@@ -83,13 +79,11 @@ Bytes make_key_file(const MasterKey& master, const std::string& password,
   crypto::seal(*wrapping, nonce, as_bytes(kWrapAad), plain, sealed);
   secure_zero(plain.data(), plain.size());
 
-  char host[256] = {0};
-  gethostname(host, sizeof host - 1);
   json f;
   f["version"] = kKeyFileVersion;
   f["created"] = format_time(now());
-  f["hostname"] = host;
-  f["username"] = current_user();
+  f["hostname"] = hostname();
+  f["username"] = username();
   f["kdf"] = {{"algorithm", "argon2id"},
               {"iterations", kdf.iterations},
               {"memory", kdf.memory},

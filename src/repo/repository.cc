@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "util/sysinfo.h"
 #include "util/version.h"
 
 namespace haven::repo {
@@ -23,12 +24,6 @@ constexpr size_t kIndexFlushBlobs = 100000;
 constexpr size_t kMaxObjectBody = 1u << 30;
 // A lock not refreshed for this long is stale, even from another host.
 constexpr TimeNs kLockStaleNs = 30LL * 60 * 1000000000;
-
-std::string hostname() {
-  char host[256] = {0};
-  gethostname(host, sizeof host - 1);
-  return host;
-}
 
 Bytes encode_config(const Config& c) {
   json j;
@@ -559,8 +554,7 @@ Status Repository::lock(bool exclusive) {
   Lock l;
   l.time = l.refreshed = now();
   l.hostname = me;
-  const char* user = getenv("USER");
-  l.username = user ? user : std::to_string(getuid());
+  l.username = username();
   l.pid = getpid();
   l.exclusive = exclusive;
   HAVEN_ASSIGN(Id id, save_object(ObjectType::kLock, encode_lock(l)));
