@@ -8,6 +8,9 @@ int main(int argc, char** argv) {
   haven::cli::register_init(app);
   haven::cli::register_key(app);
   haven::cli::register_cat(app);
+  haven::cli::register_backup(app);
+  haven::cli::register_restore(app);
+  haven::cli::register_snapshots(app);
   haven::cli::register_version(app);
   return app.run(argc, argv);
 }

@@ -26,6 +26,8 @@ int exit_code_for(const Error& e) {
 
 App::App() : app_("Haven: deduplicated, compressed, encrypted backups", "haven") {
   app_.require_subcommand(1);
+  // Global options (--repo, --json ...) may also follow the subcommand.
+  app_.fallthrough();
   app_.set_version_flag("--version", std::string("haven ") + HAVEN_VERSION);
   app_.add_option("-r,--repo", globals_.repo,
                   "repository location: a path or local:/path (env HAVEN_REPOSITORY)")

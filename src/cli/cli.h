@@ -64,5 +64,8 @@ void register_init(App& app);
 void register_key(App& app);
 void register_cat(App& app);
 void register_version(App& app);
+void register_backup(App& app);
+void register_restore(App& app);
+void register_snapshots(App& app);
 
 }  // namespace haven::cli

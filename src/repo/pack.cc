@@ -25,12 +25,13 @@ PackBuilder::PackBuilder(const crypto::SecretKey& master, uint32_t key_generatio
   header_.encode(buf_.data());
 }
 
-void PackBuilder::add(BlobType type, const Id& id, ByteView data, Compression c) {
+uint32_t PackBuilder::add(BlobType type, const Id& id, ByteView data, Compression c) {
   encode_record(c, data, scratch_);
   uint32_t offset = static_cast<uint32_t>(buf_.size());
   seal_record(subkey_, header_, blob_aad(type, id), scratch_, buf_);
   record_.blobs.push_back({type, id, offset, static_cast<uint32_t>(buf_.size() - offset),
                            static_cast<uint32_t>(data.size())});
+  return record_.blobs.back().length;
 }
 
 Bytes PackBuilder::finish(PackRecord& record) {

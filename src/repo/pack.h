@@ -18,8 +18,8 @@ class PackBuilder {
  public:
   PackBuilder(const crypto::SecretKey& master, uint32_t key_generation);
 
-  // Compresses (per `c`), seals and appends one blob.
-  void add(BlobType type, const Id& id, ByteView data, Compression c);
+  // Compresses (per `c`), seals and appends one blob. Returns the sealed record's length.
+  uint32_t add(BlobType type, const Id& id, ByteView data, Compression c);
   size_t size() const { return buf_.size(); }
   size_t blob_count() const { return record_.blobs.size(); }
   const Id& id() const { return record_.id; }

@@ -276,17 +276,24 @@ size_t Repository::index_blob_count() {
   return index_.blob_count();
 }
 
+std::optional<uint32_t> Repository::blob_raw_length(BlobType type, const Id& id) {
+  std::lock_guard<std::mutex> g(mu_);
+  auto loc = index_.find(type, id);
+  if (!loc) return std::nullopt;
+  return loc->raw_length;
+}
+
 Result<Id> Repository::save_blob(BlobType type, ByteView data) {
   Id id = blob_id(data);
   HAVEN_TRY(save_blob_with_id(type, id, data));
   return id;
 }
 
-Status Repository::save_blob_with_id(BlobType type, const Id& id, ByteView data) {
+Result<bool> Repository::save_blob_with_id(BlobType type, const Id& id, ByteView data) {
   std::unique_ptr<PackBuilder> packer;
   {
     std::unique_lock<std::mutex> lk(mu_);
-    if (index_.contains(type, id) || in_flight_.count(id) > 0) return ok_status();
+    if (index_.contains(type, id) || in_flight_.count(id) > 0) return false;
     in_flight_.insert(id);
     packer_cv_.wait(lk, [&] { return !idle_packers_.empty() || packers_out_ < max_packers_; });
     if (!idle_packers_.empty()) {
@@ -300,25 +307,30 @@ Status Repository::save_blob_with_id(BlobType type, const Id& id, ByteView data)
                                            master_.current_generation);
   }
   // Compression and encryption run outside the lock, on this thread's own packer.
-  packer->add(type, id, data, compression_);
+  uint32_t stored = packer->add(type, id, data, compression_);
+  write_stats_.blobs++;
+  write_stats_.raw_bytes += data.size();
+  write_stats_.stored_bytes += stored;
   if (packer->size() >= config_.pack_size) {
     Status st = upload_pack(std::move(packer));
     std::lock_guard<std::mutex> g(mu_);
     packers_out_--;
     packer_cv_.notify_all();
-    return st;
+    if (!st.ok()) return st.error();
+    return true;
   }
   std::lock_guard<std::mutex> g(mu_);
   idle_packers_.push_back(std::move(packer));
   packers_out_--;
   packer_cv_.notify_all();
-  return ok_status();
+  return true;
 }
 
 Status Repository::upload_pack(std::unique_ptr<PackBuilder> packer) {
   PackRecord record;
   Bytes data = packer->finish(record);
   Status st = backend_->save({ObjectType::kData, hex(record.id)}, data);
+  if (st.ok()) write_stats_.packs++;
   std::unique_lock<std::mutex> lk(mu_);
   for (const auto& b : record.blobs) in_flight_.erase(b.id);
   if (!st.ok()) return st;

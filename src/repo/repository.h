@@ -12,6 +12,7 @@
 // once; everything else from one thread at a time.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -78,12 +79,19 @@ class Repository {
   Status load_index();
   bool has_blob(BlobType type, const Id& id);
   size_t index_blob_count();
+  std::optional<uint32_t> blob_raw_length(BlobType type, const Id& id);
+  template <typename Fn>
+  void for_each_blob(Fn&& fn) {
+    std::lock_guard<std::mutex> g(mu_);
+    index_.for_each([&](const IndexEntry& e, const Id&) { fn(e); });
+  }
 
   // --- blobs ---
   // Stores a blob unless the index or an open pack already has it. Returns its ID.
   Result<Id> save_blob(BlobType type, ByteView data);
   // Same, when the caller already hashed the data (the backup pipeline hashes once).
-  Status save_blob_with_id(BlobType type, const Id& id, ByteView data);
+  // Returns true if the blob was new (stored), false if it was already there.
+  Result<bool> save_blob_with_id(BlobType type, const Id& id, ByteView data);
   Result<Bytes> load_blob(BlobType type, const Id& id);
   // Uploads open packs, then writes an index file for everything not yet indexed.
   Status flush();
@@ -117,6 +125,14 @@ class Repository {
   Status lock(bool exclusive);
   Status unlock();
 
+  // What this session added (for snapshot statistics).
+  struct WriteStats {
+    std::atomic<uint64_t> blobs{0}, raw_bytes{0}, stored_bytes{0}, packs{0};
+  };
+  const WriteStats& write_stats() const { return write_stats_; }
+  // Upper bound on packs being filled at once (memory: packers × pack_size).
+  void set_max_packers(size_t n) { max_packers_ = n < 1 ? 1 : n; }
+
   // Readers for `haven cat`.
   const MasterKey& master_key() const { return master_; }
 
@@ -144,6 +160,7 @@ class Repository {
   size_t max_packers_ = 2;
   std::vector<PackRecord> unindexed_;                  // uploaded packs not yet in an index file
   std::optional<Id> lock_id_;
+  WriteStats write_stats_;
 };
 
 }  // namespace haven::repo

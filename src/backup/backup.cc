@@ -1,0 +1,669 @@
+#include "backup/backup.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "backup/fsmeta.h"
+#include "util/sysinfo.h"
+
+namespace haven::backup {
+
+using repo::BlobType;
+using repo::Id;
+using repo::Node;
+using repo::Tree;
+
+namespace {
+
+// A directory whose tree blob is not written yet. `pending` counts unfinished children plus
+// one hold by the walker; whoever brings it to zero writes the tree and notifies the parent.
+struct DirJob {
+  std::string path;
+  std::vector<Node> nodes;
+  std::vector<char> drop;  // nodes to leave out (vanished while being read)
+  std::atomic<int> pending{1};
+  DirJob* parent = nullptr;
+  size_t parent_index = 0;
+};
+
+struct FileJob {
+  std::string path;
+  DirJob* dir;
+  size_t index;
+};
+
+std::string join(const std::string& dir, const std::string& name) {
+  if (!dir.empty() && dir.back() == '/') return dir + name;
+  return dir + "/" + name;
+}
+
+std::string absolute(const std::string& p) {
+  if (!p.empty() && p[0] == '/') return p;
+  char buf[4096];
+  if (!getcwd(buf, sizeof buf)) return p;
+  return join(buf, p);
+}
+
+// Removes "." components, duplicate and trailing slashes (".." is kept as written).
+std::string clean(const std::string& p) {
+  std::vector<std::string> parts;
+  size_t i = 0;
+  while (i <= p.size()) {
+    size_t j = p.find('/', i);
+    if (j == std::string::npos) j = p.size();
+    std::string part = p.substr(i, j - i);
+    if (!part.empty() && part != ".") parts.push_back(part);
+    i = j + 1;
+  }
+  std::string out;
+  for (const auto& part : parts) out += "/" + part;
+  return out.empty() ? "/" : out;
+}
+
+std::string base_name(const std::string& p) {
+  if (p == "/") return "root";
+  return p.substr(p.rfind('/') + 1);
+}
+
+bool same_file(const Node& a, const Node& b) {
+  return a.type == b.type && a.size == b.size && a.mtime == b.mtime && a.ctime == b.ctime &&
+         a.inode == b.inode && a.device == b.device;
+}
+
+class Archiver {
+ public:
+  Archiver(repo::Repository& repo, const Options& o, EventSink& events)
+      : repo_(repo), opts_(o), events_(events), chunker_(repo.make_chunker()) {}
+
+  Result<Summary> run();
+
+ private:
+  Result<Id> backup_paths();
+  Result<Id> backup_stream();
+  Status walk_dir(const std::string& path, DirJob* parent, size_t index,
+                  const std::optional<Id>& old_tree, dev_t root_dev);
+  void finish_dir(DirJob* d);
+  void release(DirJob* d) {
+    if (d->pending.fetch_sub(1) == 1) finish_dir(d);
+  }
+  void worker();
+  void process_file(FileJob& job, std::vector<uint8_t>& buf);
+  // Chunks everything readable from fd into `content`; counts bytes read.
+  Status chunk_stream(int fd, std::vector<uint8_t>& buf, std::vector<Id>& content,
+                      uint64_t& total);
+  void warn(const std::string& path, const std::string& message);
+  void fail(const Error& e);
+  bool excluded(const std::string& path, const std::string& name) const;
+  void progress(bool final);
+
+  repo::Repository& repo_;
+  const Options& opts_;
+  EventSink& events_;
+  chunker::Chunker chunker_;
+  NameCache names_;
+
+  std::mutex mu_;
+  std::condition_variable queue_cv_, space_cv_, done_cv_;
+  std::deque<FileJob> queue_;
+  bool closing_ = false;
+  std::optional<Error> fatal_;
+  std::optional<Id> root_tree_;
+  bool root_done_ = false;
+
+  std::atomic<uint64_t> files_new_{0}, files_changed_{0}, files_unchanged_{0}, dirs_{0};
+  std::atomic<uint64_t> bytes_read_{0}, bytes_total_{0}, warnings_{0}, files_done_{0};
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last_progress_ = start_;
+  std::atomic<bool> failed_{false};
+  std::optional<Id> parent_id_;
+};
+
+void Archiver::warn(const std::string& path, const std::string& message) {
+  warnings_++;
+  events_.emit({"warning", {{"path", path}, {"message", message}}});
+}
+
+void Archiver::fail(const Error& e) {
+  std::lock_guard<std::mutex> g(mu_);
+  if (!fatal_) fatal_ = e;
+  failed_ = true;
+  closing_ = true;
+  queue_cv_.notify_all();
+  space_cv_.notify_all();
+  done_cv_.notify_all();
+}
+
+bool Archiver::excluded(const std::string& path, const std::string& name) const {
+  for (const auto& pat : opts_.excludes) {
+    if (fnmatch(pat.c_str(), path.c_str(), FNM_PATHNAME) == 0) return true;
+    if (pat.find('/') == std::string::npos && fnmatch(pat.c_str(), name.c_str(), 0) == 0) return true;
+  }
+  return false;
+}
+
+void Archiver::progress(bool final) {
+  auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (!final && now - last_progress_ < std::chrono::milliseconds(250)) return;
+    last_progress_ = now;
+  }
+  double secs = std::chrono::duration<double>(now - start_).count();
+  events_.emit({"progress",
+                {{"files_done", files_done_.load()},
+                 {"bytes_read", bytes_read_.load()},
+                 {"bytes_total", bytes_total_.load()},
+                 {"seconds", secs},
+                 {"final", final}}});
+}
+
+Status Archiver::chunk_stream(int fd, std::vector<uint8_t>& buf, std::vector<Id>& content,
+                              uint64_t& total) {
+  size_t start = 0, end = 0;
+  bool eof = false;
+  const size_t max = chunker_.params().max_size;
+  while (true) {
+    // Keep at least max bytes (or everything to EOF) in view of the chunker.
+    while (!eof && end - start < max) {
+      if (end == buf.size()) {
+        std::memmove(buf.data(), buf.data() + start, end - start);
+        end -= start;
+        start = 0;
+      }
+      ssize_t n = ::read(fd, buf.data() + end, buf.size() - end);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return errno_error("read", errno);
+      }
+      if (n == 0) {
+        eof = true;
+        break;
+      }
+      end += static_cast<size_t>(n);
+      total += static_cast<uint64_t>(n);
+      bytes_read_ += static_cast<uint64_t>(n);
+    }
+    if (start == end) break;
+    size_t cut = chunker_.next_cut(ByteView(buf.data() + start, end - start), eof);
+    ByteView chunk(buf.data() + start, cut);
+    Id id = repo_.blob_id(chunk);
+    auto saved = repo_.save_blob_with_id(BlobType::kData, id, chunk);
+    if (!saved.ok()) return saved.error();
+    content.push_back(id);
+    start += cut;
+    progress(false);
+  }
+  return ok_status();
+}
+
+void Archiver::process_file(FileJob& job, std::vector<uint8_t>& buf) {
+  Node& node = job.dir->nodes[job.index];
+  int fd = ::open(job.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOATIME);
+  if (fd < 0 && errno == EPERM) fd = ::open(job.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) {
+    int err = errno;
+    if (err == ENOENT) {
+      warn(job.path, "vanished before it could be read; not in the snapshot");
+    } else {
+      warn(job.path, errno_error("cannot be read", err).message() + "; not in the snapshot");
+    }
+    job.dir->drop[job.index] = 1;
+    return;
+  }
+  posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  std::vector<Id> content;
+  uint64_t total = 0;
+  Status st = chunk_stream(fd, buf, content, total);
+  struct stat after{};
+  int fst = fstat(fd, &after);
+  ::close(fd);
+  if (!st.ok()) {
+    if (st.error().code() == Error::Code::kIo || st.error().code() == Error::Code::kPermissionDenied) {
+      warn(job.path, st.error().message() + "; not in the snapshot");
+      job.dir->drop[job.index] = 1;
+      return;
+    }
+    fail(st.error().with_context(job.path));
+    return;
+  }
+  node.content = std::move(content);
+  if (fst == 0 && (after.st_size != static_cast<off_t>(node.size) ||
+                   ts_ns(after.st_mtim) != node.mtime || total != node.size)) {
+    warn(job.path, "changed while being read; the snapshot holds what was read");
+    node.size = total;
+    node.mtime = ts_ns(after.st_mtim);
+    node.ctime = 0;  // forces the next incremental backup to read it again
+  }
+  files_done_++;
+}
+
+void Archiver::worker() {
+  std::vector<uint8_t> buf(2 * static_cast<size_t>(chunker_.params().max_size));
+  while (true) {
+    FileJob job;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      queue_cv_.wait(lk, [&] { return !queue_.empty() || closing_; });
+      if (queue_.empty()) return;
+      job = std::move(queue_.front());
+      queue_.pop_front();
+      space_cv_.notify_one();
+    }
+    if (!failed_) process_file(job, buf);
+    release(job.dir);
+  }
+}
+
+void Archiver::finish_dir(DirJob* d) {
+  // Runs on whichever thread finished the directory's last child; walks up while parents
+  // finish too.
+  while (d != nullptr) {
+    Tree t;
+    for (size_t i = 0; i < d->nodes.size(); i++) {
+      if (!d->drop[i]) t.nodes.push_back(std::move(d->nodes[i]));
+    }
+    DirJob* parent = d->parent;
+    size_t index = d->parent_index;
+    std::optional<Id> id;
+    if (!failed_) {
+      auto saved = repo_.save_tree(t);
+      if (!saved.ok()) {
+        fail(saved.error());
+      } else {
+        id = *saved;
+      }
+    }
+    delete d;
+    if (parent == nullptr) {
+      std::lock_guard<std::mutex> g(mu_);
+      root_tree_ = id;
+      root_done_ = true;
+      done_cv_.notify_all();
+      return;
+    }
+    if (id) parent->nodes[index].subtree = *id;
+    if (parent->pending.fetch_sub(1) != 1) return;
+    d = parent;
+  }
+}
+
+Status Archiver::walk_dir(const std::string& path, DirJob* parent, size_t index,
+                          const std::optional<Id>& old_tree, dev_t root_dev) {
+  dirs_++;
+  auto* d = new DirJob;
+  d->path = path;
+  d->parent = parent;
+  d->parent_index = index;
+  std::vector<std::string> names;
+  if (DIR* dir = opendir(path.c_str())) {
+    while (struct dirent* e = readdir(dir)) {
+      std::string name = e->d_name;
+      if (name == "." || name == "..") continue;
+      names.push_back(std::move(name));
+    }
+    closedir(dir);
+  } else {
+    warn(path, errno_error("cannot list directory", errno).message() + "; stored empty");
+  }
+  std::sort(names.begin(), names.end());
+
+  std::map<std::string, Node> old;
+  if (old_tree) {
+    auto t = repo_.load_tree(*old_tree);
+    if (t.ok()) {
+      for (auto& n : t->nodes) old.emplace(n.name, std::move(n));
+    }
+  }
+
+  std::vector<std::pair<size_t, std::optional<Id>>> subdirs;
+  std::vector<size_t> files;
+  for (const auto& name : names) {
+    std::string full = join(path, name);
+    if (excluded(full, name)) continue;
+    struct stat st;
+    if (lstat(full.c_str(), &st) != 0) {
+      if (errno == ENOENT) {
+        warn(full, "vanished during the backup; not in the snapshot");
+      } else {
+        warn(full, errno_error("cannot stat", errno).message() + "; not in the snapshot");
+      }
+      continue;
+    }
+    auto node = read_node(full, name, st, names_);
+    if (!node.ok()) {
+      warn(full, node.error().message() + "; not in the snapshot");
+      continue;
+    }
+    size_t i = d->nodes.size();
+    auto it = old.find(name);
+    if (node->type == Node::Type::kFile) {
+      bytes_total_ += node->size;
+      if (it != old.end() && same_file(it->second, *node)) {
+        bool all_present = true;
+        for (const auto& id : it->second.content) {
+          if (!repo_.has_blob(BlobType::kData, id)) {
+            all_present = false;
+            break;
+          }
+        }
+        if (all_present) {
+          node->content = it->second.content;
+          files_unchanged_++;
+          files_done_++;
+          d->nodes.push_back(std::move(*node));
+          continue;
+        }
+      }
+      (it != old.end() && it->second.type == Node::Type::kFile ? files_changed_ : files_new_)++;
+      if (node->size > 0) files.push_back(i);
+    } else if (node->type == Node::Type::kDir) {
+      bool cross = opts_.one_file_system && st.st_dev != root_dev;
+      if (!cross) {
+        std::optional<Id> sub;
+        if (it != old.end() && it->second.type == Node::Type::kDir) sub = it->second.subtree;
+        subdirs.emplace_back(i, sub);
+      }
+    }
+    d->nodes.push_back(std::move(*node));
+  }
+  d->drop.assign(d->nodes.size(), 0);
+  d->pending += static_cast<int>(files.size() + subdirs.size());
+  // Empty subdirectories (crossing a mount with --one-file-system) still get an empty tree.
+  for (size_t i = 0; i < d->nodes.size(); i++) {
+    if (d->nodes[i].type == Node::Type::kDir &&
+        std::none_of(subdirs.begin(), subdirs.end(), [&](auto& s) { return s.first == i; })) {
+      auto empty = repo_.save_tree(Tree{});
+      if (!empty.ok()) return empty.error();
+      d->nodes[i].subtree = *empty;
+    }
+  }
+  for (size_t i : files) {
+    std::unique_lock<std::mutex> lk(mu_);
+    space_cv_.wait(lk, [&] { return queue_.size() < opts_.queue_depth || closing_; });
+    if (closing_) {
+      lk.unlock();
+      release(d);
+      continue;
+    }
+    queue_.push_back({join(path, d->nodes[i].name), d, i});
+    queue_cv_.notify_one();
+  }
+  for (auto& [i, sub] : subdirs) {
+    if (failed_) {
+      release(d);
+      continue;
+    }
+    HAVEN_TRY(walk_dir(join(path, d->nodes[i].name), d, i, sub, root_dev));
+  }
+  release(d);
+  return ok_status();
+}
+
+Result<Id> Archiver::backup_paths() {
+  // Parent snapshot for incremental/differential.
+  std::vector<std::string> paths;
+  for (const auto& p : opts_.paths) paths.push_back(clean(absolute(p)));
+  std::optional<Id> old_root;
+  if (opts_.strategy != "full") {
+    HAVEN_ASSIGN(auto parent, find_parent(repo_, opts_.strategy, opts_.host, paths));
+    if (parent) {
+      parent_id_ = parent->first;
+      old_root = parent->second.tree;
+    }
+  }
+  std::map<std::string, Node> old;
+  if (old_root) {
+    HAVEN_ASSIGN(Tree t, repo_.load_tree(*old_root));
+    for (auto& n : t.nodes) old.emplace(n.name, std::move(n));
+  }
+
+  unsigned n = opts_.threads ? opts_.threads : std::max(2u, std::thread::hardware_concurrency());
+  std::vector<std::thread> workers;
+  for (unsigned i = 0; i < n; i++) workers.emplace_back([this] { worker(); });
+
+  auto* root = new DirJob;
+  root->path = "/";
+  std::vector<std::pair<size_t, std::string>> dirs;
+  std::vector<size_t> files;
+  std::map<std::string, std::string> seen;
+  std::vector<std::string> root_paths;
+  Status walk_status;
+  for (const auto& p : paths) {
+    std::string name = base_name(p);
+    if (seen.count(name)) {
+      walk_status = Error(Error::Code::kInvalidArgument,
+                          "paths " + seen[name] + " and " + p + " have the same name '" + name +
+                              "': back them up in separate snapshots or from their parent");
+      break;
+    }
+    seen[name] = p;
+    struct stat st;
+    if (lstat(p.c_str(), &st) != 0) {
+      walk_status = errno_error("backup path " + p, errno);
+      break;
+    }
+    auto node = read_node(p, name, st, names_);
+    if (!node.ok()) {
+      walk_status = node.error();
+      break;
+    }
+    size_t i = root->nodes.size();
+    auto it = old.find(name);
+    if (node->type == Node::Type::kFile) {
+      bytes_total_ += node->size;
+      bool reuse = it != old.end() && same_file(it->second, *node);
+      for (const auto& id : reuse ? it->second.content : std::vector<Id>{}) {
+        reuse = reuse && repo_.has_blob(BlobType::kData, id);
+      }
+      if (reuse) {
+        node->content = it->second.content;
+        files_unchanged_++;
+      } else {
+        (it != old.end() ? files_changed_ : files_new_)++;
+        if (node->size > 0) files.push_back(i);
+      }
+    } else if (node->type == Node::Type::kDir) {
+      dirs.emplace_back(i, p);
+    }
+    root->nodes.push_back(std::move(*node));
+    root_paths.push_back(p);
+  }
+  if (walk_status.ok()) {
+    root->drop.assign(root->nodes.size(), 0);
+    root->pending += static_cast<int>(files.size() + dirs.size());
+    for (size_t i : files) {
+      std::unique_lock<std::mutex> lk(mu_);
+      space_cv_.wait(lk, [&] { return queue_.size() < opts_.queue_depth || closing_; });
+      queue_.push_back({root_paths[i], root, i});
+      queue_cv_.notify_one();
+    }
+    for (auto& [i, p] : dirs) {
+      std::optional<Id> sub;
+      auto it = old.find(root->nodes[i].name);
+      if (it != old.end() && it->second.type == Node::Type::kDir) sub = it->second.subtree;
+      struct stat st;
+      dev_t dev = lstat(p.c_str(), &st) == 0 ? st.st_dev : 0;
+      Status s = walk_dir(p, root, i, sub, dev);
+      if (!s.ok()) {
+        fail(s.error());
+        release(root);
+        continue;
+      }
+    }
+    release(root);
+    std::unique_lock<std::mutex> lk(mu_);
+    done_cv_.wait(lk, [&] { return root_done_ || fatal_.has_value(); });
+  }
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    closing_ = true;
+    queue_cv_.notify_all();
+  }
+  for (auto& t : workers) t.join();
+  if (!walk_status.ok()) {
+    if (!root_done_) delete root;
+    return walk_status.error();
+  }
+  if (failed_) return *fatal_;
+  if (!root_tree_) return Error(Error::Code::kInternal, "backup finished without a root tree");
+  return *root_tree_;
+}
+Result<Id> Archiver::backup_stream() {
+  const std::string& name = opts_.stdin_filename;
+  std::vector<uint8_t> buf(2 * static_cast<size_t>(chunker_.params().max_size));
+  int fd = 0;
+  pid_t child = -1;
+  if (!opts_.command.empty()) {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) return errno_error("pipe", errno);
+    child = fork();
+    if (child < 0) return errno_error("fork", errno);
+    if (child == 0) {
+      dup2(fds[1], 1);
+      std::vector<char*> argv;
+      for (const auto& a : opts_.command) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      execvp(argv[0], argv.data());
+      dprintf(2, "haven: cannot run %s: %s\n", argv[0], strerror(errno));
+      _exit(127);
+    }
+    ::close(fds[1]);
+    fd = fds[0];
+  }
+  Node node;
+  node.name = name;
+  node.type = Node::Type::kFile;
+  node.mode = 0600;
+  node.uid = geteuid();
+  node.gid = getegid();
+  node.user = names_.user(node.uid);
+  node.group = names_.group(node.gid);
+  node.mtime = node.atime = node.ctime = now();
+  node.links = 1;
+  uint64_t total = 0;
+  Status st = chunk_stream(fd, buf, node.content, total);
+  if (child > 0) {
+    ::close(fd);
+    int status = 0;
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      std::string how = WIFEXITED(status) ? "exited with status " + std::to_string(WEXITSTATUS(status))
+                                          : "was killed by signal " + std::to_string(WTERMSIG(status));
+      return Error(Error::Code::kIo, "command '" + opts_.command[0] + "' " + how +
+                                         ": no snapshot was written");
+    }
+  }
+  if (!st.ok()) return st.error().with_context("reading standard input");
+  node.size = total;
+  files_new_++;
+  files_done_++;
+  Tree t;
+  t.nodes.push_back(std::move(node));
+  return repo_.save_tree(t);
+}
+
+Result<Summary> Archiver::run() {
+  repo::Snapshot snap;
+  snap.time = now();
+  Result<Id> tree = opts_.from_stdin ? backup_stream() : backup_paths();
+  if (!tree.ok()) return tree.error();
+  progress(true);
+  snap.tree = *tree;
+  if (opts_.from_stdin) {
+    snap.paths = {"/" + opts_.stdin_filename};
+  } else {
+    for (const auto& p : opts_.paths) snap.paths.push_back(clean(absolute(p)));
+  }
+  snap.hostname = opts_.host.empty() ? hostname() : opts_.host;
+  snap.username = username();
+  snap.tags = opts_.tags;
+  snap.strategy = opts_.strategy;
+  snap.parent = parent_id_;
+  HAVEN_TRY(repo_.flush());
+  snap.end_time = now();
+  const auto& ws = repo_.write_stats();
+  snap.stats = {{"files_new", files_new_.load()},
+                {"files_changed", files_changed_.load()},
+                {"files_unchanged", files_unchanged_.load()},
+                {"dirs", dirs_.load()},
+                {"bytes_total", bytes_total_.load()},
+                {"bytes_read", bytes_read_.load()},
+                {"bytes_added", ws.stored_bytes.load()},
+                {"blobs_added", ws.blobs.load()},
+                {"warnings", warnings_.load()},
+                {"duration_ms", static_cast<uint64_t>((snap.end_time - snap.time) / 1000000)}};
+  HAVEN_ASSIGN(Id id, repo_.save_snapshot(snap));
+  Summary s{id, snap, warnings_.load()};
+  nlohmann::json stats(snap.stats);
+  events_.emit({"summary", {{"snapshot_id", repo::hex(id)}, {"stats", stats}}});
+  return s;
+}
+
+}  // namespace
+
+Result<std::optional<std::pair<Id, repo::Snapshot>>> find_parent(
+    repo::Repository& repo, const std::string& strategy, const std::string& host,
+    const std::vector<std::string>& paths) {
+  HAVEN_ASSIGN(auto all, repo.list_snapshots());
+  std::vector<std::string> want = paths;
+  std::sort(want.begin(), want.end());
+  std::string h = host.empty() ? hostname() : host;
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    std::vector<std::string> have = it->second.paths;
+    std::sort(have.begin(), have.end());
+    if (it->second.hostname != h || have != want) continue;
+    if (strategy == "differential" && it->second.strategy != "full") continue;
+    return std::optional<std::pair<Id, repo::Snapshot>>(*it);
+  }
+  return std::optional<std::pair<Id, repo::Snapshot>>();
+}
+
+Result<std::vector<std::string>> read_exclude_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return errno_error("exclude file " + path, errno);
+  std::vector<std::string> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (line.empty() || line[0] == '#') continue;
+    out.push_back(line);
+  }
+  return out;
+}
+
+Result<Summary> run(repo::Repository& repo, const Options& options, EventSink& events) {
+  if (options.strategy != "full" && options.strategy != "incremental" &&
+      options.strategy != "differential") {
+    return Error(Error::Code::kInvalidArgument,
+                 "unknown strategy '" + options.strategy + "': use full, incremental or differential");
+  }
+  if (options.from_stdin) {
+    if (!options.paths.empty()) {
+      return Error(Error::Code::kInvalidArgument, "give either paths or --stdin, not both");
+    }
+    const std::string& n = options.stdin_filename;
+    if (n.empty() || n == "." || n == ".." || n.find('/') != std::string::npos) {
+      return Error(Error::Code::kInvalidArgument,
+                   "--stdin-filename must be a plain file name (no '/')");
+    }
+  } else if (options.paths.empty()) {
+    return Error(Error::Code::kInvalidArgument, "nothing to back up: give at least one path");
+  }
+  Archiver a(repo, options, events);
+  return a.run();
+}
+
+}  // namespace haven::backup

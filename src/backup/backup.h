@@ -1,0 +1,60 @@
+// backup/backup.h — Haven's main job: walk file trees (or read a stream), chunk, hash once,
+// deduplicate, compress, encrypt, pack and store, then write a snapshot.
+//
+// Pipeline: the calling thread walks the tree and queues file jobs into a bounded queue; worker
+// threads read, chunk, hash and hand chunks to Repository::save_blob_with_id (which compresses
+// and encrypts on the same worker). A directory's tree blob is written by whichever thread
+// finishes its last child, so the walker never waits for a directory. Memory is bounded by
+// `queue_depth` jobs, one read buffer (2 × max chunk) per worker, and the repository's open
+// packs — never by the size or number of files.
+//
+// Strategies (seed 000): full reads every file; incremental reuses a file's chunk list when
+// size, mtime, ctime, inode and device match the newest snapshot of the same host and paths;
+// differential does the same against the newest full snapshot of the same host and paths.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "repo/repository.h"
+#include "util/events.h"
+
+namespace haven::backup {
+
+struct Options {
+  std::vector<std::string> paths;
+  std::string strategy = "incremental";  // full | incremental | differential
+  std::vector<std::string> tags;
+  std::string host;                      // default: this host's name
+  std::vector<std::string> excludes;     // glob patterns (fnmatch) on the full path or the name
+  bool one_file_system = false;
+  // Stream input instead of paths: fd 0, or the stdout of `command` when it is non-empty.
+  bool from_stdin = false;
+  std::string stdin_filename;
+  std::vector<std::string> command;
+  unsigned threads = 0;      // 0: one per core (at least 2)
+  size_t queue_depth = 64;   // file jobs waiting for a worker
+};
+
+struct Summary {
+  repo::Id snapshot_id{};
+  repo::Snapshot snapshot;
+  uint64_t warnings = 0;
+};
+
+// Validates options (kInvalidArgument), runs the backup and writes the snapshot. Files that
+// vanish, change while read, or cannot be read are reported as "warning" events and counted in
+// Summary::warnings; the backup still completes. Events: "progress" (files, bytes, rate),
+// "warning" (path, message), "summary" (the snapshot's stats).
+Result<Summary> run(repo::Repository& repo, const Options& options, EventSink& events);
+
+// Reads glob patterns from a file: one per line; blank lines and lines starting with '#'
+// are ignored.
+Result<std::vector<std::string>> read_exclude_file(const std::string& path);
+
+// Finds the snapshot a new backup compares against (see the file comment); nullopt if none.
+Result<std::optional<std::pair<repo::Id, repo::Snapshot>>> find_parent(
+    repo::Repository& repo, const std::string& strategy, const std::string& host,
+    const std::vector<std::string>& paths);
+
+}  // namespace haven::backup

@@ -1,0 +1,441 @@
+#include "restore/restore.h"
+
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <set>
+#include <thread>
+
+namespace haven::restore {
+
+using repo::BlobType;
+using repo::Id;
+using repo::Node;
+
+Result<Overwrite> parse_overwrite(const std::string& s) {
+  if (s == "never") return Overwrite::kNever;
+  if (s == "if-changed") return Overwrite::kIfChanged;
+  if (s == "always") return Overwrite::kAlways;
+  return Error(Error::Code::kInvalidArgument,
+               "unknown --overwrite value '" + s + "': use never, if-changed or always");
+}
+
+Status check_name(const std::string& name) {
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos ||
+      name.find('\0') != std::string::npos) {
+    std::string shown;
+    for (char c : name) shown += (c == '\0') ? std::string("\\0") : std::string(1, c);
+    return Error(Error::Code::kCorrupt,
+                 "snapshot holds an unsafe entry name '" + shown +
+                     "' that would escape the target: refusing to restore it");
+  }
+  return ok_status();
+}
+
+namespace {
+
+std::string strip_slashes(std::string p) {
+  while (!p.empty() && p.front() == '/') p.erase(p.begin());
+  while (!p.empty() && p.back() == '/') p.pop_back();
+  return p;
+}
+
+bool is_zero(ByteView b) {
+  // Word-at-a-time scan; the compiler vectorises the loop.
+  const uint8_t* p = b.data();
+  size_t n = b.size(), i = 0;
+  uint64_t acc = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    acc |= w;
+  }
+  for (; i < n; i++) acc |= p[i];
+  return acc == 0;
+}
+
+struct FileJob {
+  std::string path;  // absolute path in the target
+  std::string rel;   // path inside the snapshot, for messages
+  Node node;
+  int fd = -1;       // created by the walker (so hard links can point at it at once)
+};
+
+class Restorer {
+ public:
+  Restorer(repo::Repository& repo, const Options& o, EventSink& events)
+      : repo_(repo), opts_(o), events_(events) {}
+
+  Result<Summary> run(const Id& root);
+
+ private:
+  Status walk(const Id& tree, const std::string& dir, const std::string& rel);
+  bool wanted(const std::string& rel, bool is_dir) const;
+  bool excluded(const std::string& rel) const;
+  // Decides what to do with an existing entry at `path`; returns false to skip it.
+  Result<bool> make_room(const std::string& path, const std::string& rel, const Node& node);
+  void worker();
+  Status write_file(FileJob& job);
+  Status verify_file(const std::string& path, const Node& node);
+  void apply_metadata(const std::string& path, const Node& node, int fd);
+  void error(const std::string& rel, const std::string& message);
+  void warn(const std::string& rel, const std::string& message);
+
+  repo::Repository& repo_;
+  const Options& opts_;
+  EventSink& events_;
+  std::vector<std::string> includes_;
+
+  std::mutex mu_;
+  std::condition_variable queue_cv_, space_cv_;
+  std::deque<FileJob> queue_;
+  bool closing_ = false;
+  std::map<std::pair<uint64_t, uint64_t>, std::string> links_;  // (device, inode) -> path
+  std::vector<std::pair<std::string, Node>> dirs_;             // metadata applied last
+  Summary sum_;
+  std::atomic<uint64_t> files_{0}, bytes_{0}, errors_{0}, verified_{0}, skipped_{0};
+};
+
+void Restorer::error(const std::string& rel, const std::string& message) {
+  errors_++;
+  events_.emit({"error", {{"path", rel}, {"message", message}}});
+}
+
+void Restorer::warn(const std::string& rel, const std::string& message) {
+  events_.emit({"warning", {{"path", rel}, {"message", message}}});
+}
+
+bool Restorer::excluded(const std::string& rel) const {
+  for (const auto& e : opts_.excludes) {
+    std::string x = strip_slashes(e);
+    if (rel == x || (rel.size() > x.size() && rel.compare(0, x.size(), x) == 0 && rel[x.size()] == '/')) {
+      return true;
+    }
+    if (fnmatch(e.c_str(), rel.c_str(), 0) == 0) return true;
+    std::string base = rel.substr(rel.rfind('/') + 1);
+    if (e.find('/') == std::string::npos && fnmatch(e.c_str(), base.c_str(), 0) == 0) return true;
+  }
+  return false;
+}
+
+bool Restorer::wanted(const std::string& rel, bool is_dir) const {
+  if (includes_.empty()) return true;
+  for (const auto& inc : includes_) {
+    // Inside an included path, or a directory on the way to one.
+    if (rel == inc) return true;
+    if (rel.size() > inc.size() && rel.compare(0, inc.size(), inc) == 0 && rel[inc.size()] == '/') {
+      return true;
+    }
+    if (is_dir && inc.size() > rel.size() && inc.compare(0, rel.size(), rel) == 0 &&
+        inc[rel.size()] == '/') {
+      return true;
+    }
+  }
+  return false;
+}
+
+Result<bool> Restorer::make_room(const std::string& path, const std::string& rel, const Node& node) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return true;
+    return errno_error(path, errno);
+  }
+  if (node.type == Node::Type::kDir && S_ISDIR(st.st_mode)) return true;
+  switch (opts_.overwrite) {
+    case Overwrite::kNever:
+      skipped_++;
+      warn(rel, "exists in the target; not overwritten (use --overwrite if-changed|always)");
+      return false;
+    case Overwrite::kIfChanged:
+      if (node.type == Node::Type::kFile && S_ISREG(st.st_mode) &&
+          static_cast<uint64_t>(st.st_size) == node.size &&
+          static_cast<TimeNs>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec == node.mtime) {
+        skipped_++;
+        return false;
+      }
+      break;
+    case Overwrite::kAlways:
+      break;
+  }
+  if (S_ISDIR(st.st_mode)) {
+    return Error(Error::Code::kIo, path + " is a directory in the target; the snapshot has a " +
+                                       repo::node_type_name(node.type) + " there");
+  }
+  if (unlink(path.c_str()) != 0) return errno_error(path, errno);
+  return true;
+}
+
+void Restorer::apply_metadata(const std::string& path, const Node& node, int fd) {
+  // Owner first: chown clears setuid/setgid bits, so the mode comes after it.
+  if (geteuid() == 0) {
+    int r = fd >= 0 ? fchown(fd, node.uid, node.gid)
+                    : lchown(path.c_str(), node.uid, node.gid);
+    if (r != 0) warn(path, errno_error("cannot set owner", errno).message());
+  }
+  for (const auto& [k, v] : node.xattrs) {
+    int r = fd >= 0 ? fsetxattr(fd, k.c_str(), v.data(), v.size(), 0)
+                    : lsetxattr(path.c_str(), k.c_str(), v.data(), v.size(), 0);
+    if (r != 0 && errno != ENOTSUP) warn(path, errno_error("cannot set attribute " + k, errno).message());
+  }
+  if (node.type != Node::Type::kSymlink) {
+    int r = fd >= 0 ? fchmod(fd, node.mode) : chmod(path.c_str(), node.mode);
+    if (r != 0) warn(path, errno_error("cannot set mode", errno).message());
+  }
+  struct timespec times[2];
+  times[0].tv_sec = node.atime / 1000000000;
+  times[0].tv_nsec = node.atime % 1000000000;
+  times[1].tv_sec = node.mtime / 1000000000;
+  times[1].tv_nsec = node.mtime % 1000000000;
+  int r = fd >= 0 ? futimens(fd, times) : utimensat(AT_FDCWD, path.c_str(), times, AT_SYMLINK_NOFOLLOW);
+  if (r != 0) warn(path, errno_error("cannot set times", errno).message());
+}
+
+Status Restorer::write_file(FileJob& job) {
+  const Node& n = job.node;
+  uint64_t offset = 0;
+  for (const auto& id : n.content) {
+    HAVEN_ASSIGN(Bytes data, repo_.load_blob(BlobType::kData, id));
+    // Runs of all-zero 4 KiB blocks are skipped, so holes stay holes (the final ftruncate
+    // sets the size); only runs of non-zero blocks are written.
+    constexpr size_t kBlock = 4096;
+    size_t pos = 0;
+    while (pos < data.size()) {
+      size_t len = std::min(kBlock - (offset + pos) % kBlock, data.size() - pos);
+      if (is_zero(ByteView(data.data() + pos, len))) {
+        pos += len;
+        continue;
+      }
+      size_t run_end = pos + len;
+      while (run_end < data.size()) {
+        size_t l2 = std::min(kBlock, data.size() - run_end);
+        if (is_zero(ByteView(data.data() + run_end, l2))) break;
+        run_end += l2;
+      }
+      size_t done = pos;
+      while (done < run_end) {
+        ssize_t w = pwrite(job.fd, data.data() + done, run_end - done,
+                           static_cast<off_t>(offset + done));
+        if (w < 0) {
+          if (errno == EINTR) continue;
+          return errno_error(job.path, errno);
+        }
+        done += static_cast<size_t>(w);
+      }
+      pos = run_end;
+    }
+    offset += data.size();
+    bytes_ += data.size();
+  }
+  if (offset != n.size) {
+    return Error(Error::Code::kCorrupt, "content length " + std::to_string(offset) +
+                                            " differs from the recorded size " + std::to_string(n.size));
+  }
+  if (ftruncate(job.fd, static_cast<off_t>(offset)) != 0) return errno_error(job.path, errno);
+  return ok_status();
+}
+
+Status Restorer::verify_file(const std::string& path, const Node& n) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return errno_error(path, errno);
+  uint64_t offset = 0;
+  Status st;
+  for (const auto& id : n.content) {
+    auto len = repo_.blob_raw_length(BlobType::kData, id);
+    if (!len) {
+      st = Error(Error::Code::kNotFound, "data blob " + repo::hex(id) + " is not in the index");
+      break;
+    }
+    Bytes disk(*len);
+    size_t done = 0;
+    while (done < disk.size()) {
+      ssize_t r = pread(fd, disk.data() + done, disk.size() - done, static_cast<off_t>(offset + done));
+      if (r <= 0) break;
+      done += static_cast<size_t>(r);
+    }
+    if (done != disk.size() || repo_.blob_id(disk) != id) {
+      st = Error(Error::Code::kCorrupt, path + ": verification failed at offset " +
+                                            std::to_string(offset) + " (content differs from the snapshot)");
+      break;
+    }
+    offset += disk.size();
+  }
+  ::close(fd);
+  return st;
+}
+
+void Restorer::worker() {
+  while (true) {
+    FileJob job;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      queue_cv_.wait(lk, [&] { return !queue_.empty() || closing_; });
+      if (queue_.empty()) return;
+      job = std::move(queue_.front());
+      queue_.pop_front();
+      space_cv_.notify_one();
+    }
+    Status st = write_file(job);
+    if (st.ok()) apply_metadata(job.path, job.node, job.fd);
+    ::close(job.fd);
+    if (!st.ok()) {
+      // Never leave a file with wrong or missing bytes behind.
+      unlink(job.path.c_str());
+      error(job.rel, st.error().message() + "; file not restored");
+      continue;
+    }
+    if (opts_.verify) {
+      Status v = verify_file(job.path, job.node);
+      if (!v.ok()) {
+        error(job.rel, v.error().message());
+        continue;
+      }
+      verified_++;
+    }
+    files_++;
+    events_.emit({"progress", {{"files_done", files_.load()}, {"bytes", bytes_.load()}}});
+  }
+}
+
+Status Restorer::walk(const Id& tree_id, const std::string& dir, const std::string& rel_dir) {
+  HAVEN_ASSIGN(repo::Tree tree, repo_.load_tree(tree_id));
+  std::set<std::string> seen;
+  for (const auto& n : tree.nodes) {
+    HAVEN_TRY(check_name(n.name));
+    if (!seen.insert(n.name).second) {
+      return Error(Error::Code::kCorrupt, "snapshot directory '" + rel_dir +
+                                              "' lists the name '" + n.name + "' twice: refusing");
+    }
+  }
+  for (auto& n : tree.nodes) {
+    std::string rel = rel_dir.empty() ? n.name : rel_dir + "/" + n.name;
+    std::string path = dir + "/" + n.name;
+    bool is_dir = n.type == Node::Type::kDir;
+    if (!wanted(rel, is_dir) || excluded(rel)) continue;
+    HAVEN_ASSIGN(bool go, make_room(path, rel, n));
+    if (!go) continue;
+    switch (n.type) {
+      case Node::Type::kDir: {
+        if (mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) return errno_error(path, errno);
+        struct stat st;
+        // Never descend through a symlink planted in the target.
+        if (lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+          return Error(Error::Code::kIo, path + " is not a directory in the target");
+        }
+        sum_.dirs++;
+        if (n.subtree) HAVEN_TRY(walk(*n.subtree, path, rel));
+        Node meta = n;
+        meta.content.clear();
+        dirs_.emplace_back(path, std::move(meta));
+        break;
+      }
+      case Node::Type::kFile: {
+        if (n.links > 1) {
+          auto key = std::make_pair(n.device, n.inode);
+          auto it = links_.find(key);
+          if (it != links_.end()) {
+            if (link(it->second.c_str(), path.c_str()) == 0) {
+              files_++;
+              break;
+            }
+            warn(rel, errno_error("cannot hard-link to " + it->second, errno).message() +
+                          "; restoring a separate copy");
+          } else {
+            links_[key] = path;
+          }
+        }
+        int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0) {
+          error(rel, errno_error(path, errno).message());
+          break;
+        }
+        std::unique_lock<std::mutex> lk(mu_);
+        space_cv_.wait(lk, [&] { return queue_.size() < opts_.queue_depth; });
+        queue_.push_back({path, rel, std::move(n), fd});
+        queue_cv_.notify_one();
+        break;
+      }
+      case Node::Type::kSymlink:
+        if (symlink(n.link_target.c_str(), path.c_str()) != 0) {
+          error(rel, errno_error(path, errno).message());
+          break;
+        }
+        apply_metadata(path, n, -1);
+        sum_.others++;
+        break;
+      case Node::Type::kFifo:
+      case Node::Type::kCharDev:
+      case Node::Type::kBlockDev:
+      case Node::Type::kSocket: {
+        mode_t type = n.type == Node::Type::kFifo      ? S_IFIFO
+                      : n.type == Node::Type::kCharDev ? S_IFCHR
+                      : n.type == Node::Type::kBlockDev ? S_IFBLK
+                                                        : S_IFSOCK;
+        if (mknod(path.c_str(), type | 0600, static_cast<dev_t>(n.rdev)) != 0) {
+          error(rel, errno_error(path, errno).message());
+          break;
+        }
+        apply_metadata(path, n, -1);
+        sum_.others++;
+        break;
+      }
+    }
+  }
+  return ok_status();
+}
+
+Result<Summary> Restorer::run(const Id& root) {
+  if (opts_.target.empty()) {
+    return Error(Error::Code::kInvalidArgument, "no target given: use --target DIR");
+  }
+  for (const auto& inc : opts_.includes) includes_.push_back(strip_slashes(inc));
+  std::string target = opts_.target;
+  while (target.size() > 1 && target.back() == '/') target.pop_back();
+  if (mkdir(target.c_str(), 0700) != 0 && errno != EEXIST) return errno_error(target, errno);
+  struct stat st;
+  if (stat(target.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return Error(Error::Code::kInvalidArgument, "target " + target + " is not a directory");
+  }
+  unsigned n = opts_.threads ? opts_.threads : std::max(2u, std::thread::hardware_concurrency());
+  std::vector<std::thread> workers;
+  for (unsigned i = 0; i < n; i++) workers.emplace_back([this] { worker(); });
+  Status st_walk = walk(root, target, "");
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    closing_ = true;
+    queue_cv_.notify_all();
+  }
+  for (auto& t : workers) t.join();
+  HAVEN_TRY(st_walk);
+  // Directory metadata last, deepest first, so writing children does not change mtimes.
+  for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) apply_metadata(it->first, it->second, -1);
+  sum_.files = files_;
+  sum_.bytes = bytes_;
+  sum_.errors = errors_;
+  sum_.verified = verified_;
+  sum_.skipped = skipped_;
+  events_.emit({"summary",
+                {{"files", sum_.files}, {"dirs", sum_.dirs}, {"others", sum_.others},
+                 {"bytes", sum_.bytes}, {"skipped", sum_.skipped}, {"verified", sum_.verified},
+                 {"errors", sum_.errors}}});
+  return sum_;
+}
+
+}  // namespace
+
+Result<Summary> run(repo::Repository& repo, const Id& root, const Options& options,
+                    EventSink& events) {
+  Restorer r(repo, options, events);
+  return r.run(root);
+}
+
+}  // namespace haven::restore
