@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -169,10 +170,27 @@ void Archiver::progress(bool final) {
                  {"final", final}}});
 }
 
+// Page-structured files (databases) rewrite scattered fixed-size pages in place. With 1 MiB
+// content-defined chunks, changing 1% of the pages would touch most chunks, so such files are
+// cut at their page boundaries instead: a changed page costs one page of storage. Detected by
+// header; returns the page size, or 0 for ordinary files.
+size_t page_size_of(ByteView head) {
+  static const char kSqlite[16] = {'S', 'Q', 'L', 'i', 't', 'e', ' ', 'f',
+                                   'o', 'r', 'm', 'a', 't', ' ', '3', '\0'};
+  if (head.size() >= 100 && std::memcmp(head.data(), kSqlite, 16) == 0) {
+    size_t ps = (static_cast<size_t>(head[16]) << 8) | head[17];
+    if (ps == 1) ps = 65536;
+    if (ps >= 512 && ps <= 65536 && (ps & (ps - 1)) == 0) return ps;
+  }
+  return 0;
+}
+
 Status Archiver::chunk_stream(int fd, std::vector<uint8_t>& buf, std::vector<Id>& content,
                               uint64_t& total) {
   size_t start = 0, end = 0;
   bool eof = false;
+  bool first = true;
+  size_t page = 0;
   const size_t max = chunker_.params().max_size;
   while (true) {
     // Keep at least max bytes (or everything to EOF) in view of the chunker.
@@ -196,7 +214,12 @@ Status Archiver::chunk_stream(int fd, std::vector<uint8_t>& buf, std::vector<Id>
       bytes_read_ += static_cast<uint64_t>(n);
     }
     if (start == end) break;
-    size_t cut = chunker_.next_cut(ByteView(buf.data() + start, end - start), eof);
+    if (first) {
+      page = page_size_of(ByteView(buf.data(), end));
+      first = false;
+    }
+    size_t cut = page ? std::min(page, end - start)
+                      : chunker_.next_cut(ByteView(buf.data() + start, end - start), eof);
     ByteView chunk(buf.data() + start, cut);
     Id id = repo_.blob_id(chunk);
     auto saved = repo_.save_blob_with_id(BlobType::kData, id, chunk);
@@ -578,6 +601,9 @@ Result<Id> Archiver::backup_stream() {
 Result<Summary> Archiver::run() {
   repo::Snapshot snap;
   snap.time = now();
+  // The repository counts what its session wrote; this backup's share is the difference.
+  const auto& ws = repo_.write_stats();
+  uint64_t stored_before = ws.stored_bytes.load(), blobs_before = ws.blobs.load();
   Result<Id> tree = opts_.from_stdin ? backup_stream() : backup_paths();
   if (!tree.ok()) return tree.error();
   progress(true);
@@ -594,15 +620,14 @@ Result<Summary> Archiver::run() {
   snap.parent = parent_id_;
   HAVEN_TRY(repo_.flush());
   snap.end_time = now();
-  const auto& ws = repo_.write_stats();
   snap.stats = {{"files_new", files_new_.load()},
                 {"files_changed", files_changed_.load()},
                 {"files_unchanged", files_unchanged_.load()},
                 {"dirs", dirs_.load()},
                 {"bytes_total", bytes_total_.load()},
                 {"bytes_read", bytes_read_.load()},
-                {"bytes_added", ws.stored_bytes.load()},
-                {"blobs_added", ws.blobs.load()},
+                {"bytes_added", ws.stored_bytes.load() - stored_before},
+                {"blobs_added", ws.blobs.load() - blobs_before},
                 {"warnings", warnings_.load()},
                 {"duration_ms", static_cast<uint64_t>((snap.end_time - snap.time) / 1000000)}};
   HAVEN_ASSIGN(Id id, repo_.save_snapshot(snap));

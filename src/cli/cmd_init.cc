@@ -19,13 +19,19 @@ struct InitOptions {
 void register_init(App& app) {
   auto opts = std::make_shared<InitOptions>();
   auto* sub = app.root().add_subcommand("init", "create a new repository at --repo");
-  sub->add_option("--kdf-memory", opts->kdf_memory_mib, "Argon2id memory in MiB (default 64)");
-  sub->add_option("--kdf-iterations", opts->kdf_iterations, "Argon2id passes (default 3)");
+  sub->add_option("--kdf-memory", opts->kdf_memory_mib, "Argon2id memory in MiB (default 64)")
+      ->check(CLI::Range(1, 4096));
+  sub->add_option("--kdf-iterations", opts->kdf_iterations, "Argon2id passes (default 3)")
+      ->check(CLI::Range(1, 64));
   sub->add_option("--compression", opts->compression, "none|low|medium|high (default medium)");
-  sub->add_option("--pack-size", opts->pack_size_mib, "target pack size in MiB (default 16)");
-  sub->add_option("--chunk-min", opts->chunk_min_kib, "minimum chunk size in KiB (default 256)");
-  sub->add_option("--chunk-avg", opts->chunk_avg_kib, "average chunk size in KiB (default 1024)");
-  sub->add_option("--chunk-max", opts->chunk_max_kib, "maximum chunk size in KiB (default 4096)");
+  sub->add_option("--pack-size", opts->pack_size_mib, "target pack size in MiB (default 16)")
+      ->check(CLI::Range(1, 1024));
+  sub->add_option("--chunk-min", opts->chunk_min_kib, "minimum chunk size in KiB (default 256)")
+      ->check(CLI::Range(1, 65536));
+  sub->add_option("--chunk-avg", opts->chunk_avg_kib, "average chunk size in KiB (default 1024)")
+      ->check(CLI::Range(1, 65536));
+  sub->add_option("--chunk-max", opts->chunk_max_kib, "maximum chunk size in KiB (default 4096)")
+      ->check(CLI::Range(1, 65536));
   sub->add_option("--new-password-file", opts->new_password_file,
                   "file holding the new repository's password (else --password-file, "
                   "HAVEN_PASSWORD, or a prompt)");
@@ -40,7 +46,8 @@ void register_init(App& app) {
     std::string pw;
     if (!opts->new_password_file.empty()) {
       HAVEN_ASSIGN(pw, app.read_new_password(opts->new_password_file));
-    } else if (!app.globals().password_file.empty() || getenv("HAVEN_PASSWORD")) {
+    } else if (const char* env = getenv("HAVEN_PASSWORD");
+               !app.globals().password_file.empty() || (env && *env)) {
       HAVEN_ASSIGN(pw, app.read_password());
     } else {
       HAVEN_ASSIGN(pw, app.read_new_password(""));

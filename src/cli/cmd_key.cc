@@ -22,8 +22,10 @@ void register_key(App& app) {
   auto kdf_opts = [opts](CLI::App* sub) {
     sub->add_option("--new-password-file", opts->new_password_file,
                     "file holding the new password (else HAVEN_NEW_PASSWORD or a prompt)");
-    sub->add_option("--kdf-memory", opts->kdf_memory_mib, "Argon2id memory in MiB (default 64)");
-    sub->add_option("--kdf-iterations", opts->kdf_iterations, "Argon2id passes (default 3)");
+    sub->add_option("--kdf-memory", opts->kdf_memory_mib, "Argon2id memory in MiB (default 64)")
+        ->check(CLI::Range(1, 4096));
+    sub->add_option("--kdf-iterations", opts->kdf_iterations, "Argon2id passes (default 3)")
+        ->check(CLI::Range(1, 64));
   };
 
   auto* list = key->add_subcommand("list", "list the keys");

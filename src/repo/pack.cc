@@ -14,7 +14,9 @@ constexpr char kTrailerAad[] = "pack trailer";
 constexpr uint32_t kMaxBlob = 64u << 20;
 }  // namespace
 
-PackBuilder::PackBuilder(const crypto::SecretKey& master, uint32_t key_generation) {
+PackBuilder::PackBuilder(const crypto::SecretKey& master, uint32_t key_generation,
+                         size_t reserve) {
+  buf_.reserve(reserve);
   header_.kind = ObjectKind::kPack;
   header_.key_generation = key_generation;
   header_.salt = random_id();

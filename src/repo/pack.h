@@ -16,7 +16,8 @@ namespace haven::repo {
 
 class PackBuilder {
  public:
-  PackBuilder(const crypto::SecretKey& master, uint32_t key_generation);
+  // `reserve`: expected final size, allocated up front so the buffer never doubles past it.
+  PackBuilder(const crypto::SecretKey& master, uint32_t key_generation, size_t reserve = 0);
 
   // Compresses (per `c`), seals and appends one blob. Returns the sealed record's length.
   uint32_t add(BlobType type, const Id& id, ByteView data, Compression c);

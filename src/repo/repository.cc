@@ -75,6 +75,12 @@ Repository::Repository(std::shared_ptr<storage::Backend> backend, MasterKey mast
 }
 
 Repository::~Repository() {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    stop_uploaders_ = true;
+    upload_cv_.notify_all();
+  }
+  for (auto& t : uploaders_) t.join();
   if (lock_id_) (void)unlock();
 }
 
@@ -118,7 +124,12 @@ Result<std::unique_ptr<Repository>> Repository::init(std::shared_ptr<storage::Ba
   repo->compression_ = options.compression;
   // The config is written last: its presence is what makes the location a repository.
   HAVEN_ASSIGN(Bytes sealed, repo->seal_object(ObjectKind::kConfig, encode_config(repo->config_)));
-  HAVEN_TRY(backend->save({ObjectType::kConfig, "config"}, sealed));
+  Status saved = backend->save({ObjectType::kConfig, "config"}, sealed);
+  if (!saved.ok()) {
+    // Leave the location as empty as we found it, so init can simply be run again.
+    (void)backend->remove({ObjectType::kKey, key_id});
+    return saved.error();
+  }
   return repo;
 }
 
@@ -303,8 +314,9 @@ Result<bool> Repository::save_blob_with_id(BlobType type, const Id& id, ByteView
     packers_out_++;
   }
   if (!packer) {
-    packer = std::make_unique<PackBuilder>(*master_.encryption_key(master_.current_generation),
-                                           master_.current_generation);
+    packer = std::make_unique<PackBuilder>(
+        *master_.encryption_key(master_.current_generation), master_.current_generation,
+        size_t{config_.pack_size} + config_.chunker.max_size + 64 * 1024);
   }
   // Compression and encryption run outside the lock, on this thread's own packer.
   uint32_t stored = packer->add(type, id, data, compression_);
@@ -312,7 +324,7 @@ Result<bool> Repository::save_blob_with_id(BlobType type, const Id& id, ByteView
   write_stats_.raw_bytes += data.size();
   write_stats_.stored_bytes += stored;
   if (packer->size() >= config_.pack_size) {
-    Status st = upload_pack(std::move(packer));
+    Status st = enqueue_upload(std::move(packer));
     std::lock_guard<std::mutex> g(mu_);
     packers_out_--;
     packer_cv_.notify_all();
@@ -324,6 +336,48 @@ Result<bool> Repository::save_blob_with_id(BlobType type, const Id& id, ByteView
   packers_out_--;
   packer_cv_.notify_all();
   return true;
+}
+
+namespace {
+constexpr size_t kMaxQueuedPacks = 1;
+}  // namespace
+
+Status Repository::enqueue_upload(std::unique_ptr<PackBuilder> packer) {
+  std::unique_lock<std::mutex> lk(mu_);
+  if (upload_error_) return *upload_error_;
+  if (uploaders_.empty()) {
+    for (size_t i = 0; i < upload_threads_; i++) uploaders_.emplace_back([this] { uploader(); });
+  }
+  upload_cv_.wait(lk, [&] { return upload_queue_.size() < kMaxQueuedPacks || upload_error_; });
+  if (upload_error_) return *upload_error_;
+  upload_queue_.push_back(std::move(packer));
+  upload_cv_.notify_all();
+  return ok_status();
+}
+
+void Repository::uploader() {
+  std::unique_lock<std::mutex> lk(mu_);
+  while (true) {
+    upload_cv_.wait(lk, [&] { return !upload_queue_.empty() || stop_uploaders_; });
+    if (upload_queue_.empty()) return;
+    auto packer = std::move(upload_queue_.front());
+    upload_queue_.pop_front();
+    uploads_active_++;
+    upload_cv_.notify_all();
+    lk.unlock();
+    Status st = upload_pack(std::move(packer));
+    lk.lock();
+    uploads_active_--;
+    if (!st.ok() && !upload_error_) upload_error_ = st.error();
+    upload_cv_.notify_all();
+  }
+}
+
+Status Repository::wait_uploads() {
+  std::unique_lock<std::mutex> lk(mu_);
+  upload_cv_.wait(lk, [&] { return upload_queue_.empty() && uploads_active_ == 0; });
+  if (upload_error_) return *upload_error_;
+  return ok_status();
 }
 
 Status Repository::upload_pack(std::unique_ptr<PackBuilder> packer) {
@@ -367,8 +421,10 @@ Status Repository::flush() {
   }
   for (auto& p : packers) {
     if (p->blob_count() == 0) continue;
-    HAVEN_TRY(upload_pack(std::move(p)));
+    HAVEN_TRY(enqueue_upload(std::move(p)));
   }
+  // Index after packs: the index file may only name packs that are durable.
+  HAVEN_TRY(wait_uploads());
   std::unique_lock<std::mutex> lk(mu_);
   return write_index_locked(lk);
 }

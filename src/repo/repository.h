@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -142,6 +143,10 @@ class Repository {
   Result<Bytes> seal_object_with_salt(ObjectKind kind, const Id& salt, ByteView body) const;
   Result<Bytes> open_object(ObjectKind kind, const storage::ObjectName& name, ByteView object) const;
   Status upload_pack(std::unique_ptr<PackBuilder> packer);
+  // Hands a full pack to the uploader threads; blocks while kMaxQueuedPacks are waiting.
+  Status enqueue_upload(std::unique_ptr<PackBuilder> packer);
+  void uploader();
+  Status wait_uploads();
   Status write_index_locked(std::unique_lock<std::mutex>& lk);
   Result<Bytes> load_key_file(const std::string& id);
 
@@ -161,6 +166,17 @@ class Repository {
   std::vector<PackRecord> unindexed_;                  // uploaded packs not yet in an index file
   std::optional<Id> lock_id_;
   WriteStats write_stats_;
+
+  // Uploads run on their own threads so that a slow save (fsync, network) never stalls the
+  // threads that compress and encrypt. Memory: at most kMaxQueuedPacks waiting plus one pack
+  // per uploader in flight.
+  std::condition_variable upload_cv_;
+  std::deque<std::unique_ptr<PackBuilder>> upload_queue_;
+  std::vector<std::thread> uploaders_;
+  size_t uploads_active_ = 0;
+  size_t upload_threads_ = 2;
+  bool stop_uploaders_ = false;
+  std::optional<Error> upload_error_;
 };
 
 }  // namespace haven::repo

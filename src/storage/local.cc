@@ -381,6 +381,28 @@ Status LocalBackend::remove(const ObjectName& name) {
   return fsync_dir(dir_of(name));
 }
 
+namespace {
+bool is_type_dir(const std::string& n) {
+  return n == "keys" || n == "data" || n == "index" || n == "snapshots" || n == "locks";
+}
+bool dir_is_empty(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return false;
+  DIR* d = ::opendir(path.c_str());
+  if (d == nullptr) return false;
+  bool empty = true;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") {
+      empty = false;
+      break;
+    }
+  }
+  ::closedir(d);
+  return empty;
+}
+}  // namespace
+
 Result<bool> LocalBackend::is_empty() {
   struct stat st;
   if (::stat(root_.c_str(), &st) != 0) {
@@ -400,9 +422,13 @@ Result<bool> LocalBackend::is_empty() {
       return true;
     }
     std::string n = e->d_name;
-    // Any entry at all (hidden files included) makes the location non-empty: init must never
-    // adopt a directory that already holds something.
-    if (n != "." && n != "..") return false;
+    if (n == "." || n == "..") continue;
+    // The empty type directories a failed init left behind (create() ran, then a full disk
+    // stopped it) do not count: the user was told to free space and try again. Anything else
+    // (hidden files included) makes the location non-empty: init must never adopt a directory
+    // that already holds something.
+    if (is_type_dir(n) && dir_is_empty(root_ + "/" + n)) continue;
+    return false;
   }
 }
 

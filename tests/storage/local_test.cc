@@ -417,11 +417,16 @@ TEST(LocalBackendLocation, CreateMakesSubdirectories) {
   }
   EXPECT_EQ(fs::status(tmp.path() + "/a/b/repo").permissions() & fs::perms::all,
             fs::perms::owner_all);
+  // Only the empty type directories: still empty, so an init that failed after create() (a
+  // full disk) can be run again.
   auto r = b.is_empty();
   ASSERT_TRUE(r.ok());
-  EXPECT_FALSE(*r);
+  EXPECT_TRUE(*r);
   EXPECT_TRUE(b.create().ok()) << "create() on an existing repository directory must succeed";
   EXPECT_TRUE(b.save({ObjectType::kData, "ab12"}, as_bytes("x")).ok());
+  auto r2 = b.is_empty();
+  ASSERT_TRUE(r2.ok());
+  EXPECT_FALSE(*r2) << "an object in a type directory makes the location non-empty";
   EXPECT_TRUE(fs::is_regular_file(tmp.path() + "/a/b/repo/data/ab/ab12"));
 
   std::ofstream(tmp.path() + "/plainfile") << "x";

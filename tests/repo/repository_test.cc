@@ -1,0 +1,1786 @@
+// Tests for repo/repository.h (and the index, pack, key-file and object formats under it),
+// run against the local backend in a fresh temporary directory per test.
+#include "repo/repository.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <iostream>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "repo/index.h"
+#include "repo/keys.h"
+#include "repo/pack.h"
+#include "repo/snapshot.h"
+#include "storage/backend.h"
+#include "storage/local.h"
+#include "util/clock.h"
+#include "util/sysinfo.h"
+#include "util/version.h"
+
+namespace haven::repo {
+namespace {
+
+namespace fs = std::filesystem;
+using storage::ObjectName;
+using storage::ObjectType;
+
+constexpr char kPw[] = "correct horse battery staple";
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+// A fresh directory under /tmp, removed (with everything in it) at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/haven-repo-test-XXXXXX";
+    char* p = ::mkdtemp(tmpl);
+    if (p == nullptr) std::abort();
+    path_ = p;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    // Objects are mode 0444; make everything writable so a non-root run can clean up too.
+    for (auto it = fs::recursive_directory_iterator(path_, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ec);
+    }
+    fs::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::string describe(const Error& e) {
+  return std::string(code_name(e.code())) + ": " + e.message();
+}
+
+// Checks that `r` failed with `code` and a message containing every one of `parts`.
+template <typename T>
+::testing::AssertionResult Fails(const Result<T>& r, Error::Code code,
+                                 std::initializer_list<std::string> parts = {}) {
+  if (r.ok()) return ::testing::AssertionFailure() << "succeeded; expected " << code_name(code);
+  if (r.error().code() != code) {
+    return ::testing::AssertionFailure()
+           << "failed with " << describe(r.error()) << "; expected " << code_name(code);
+  }
+  for (const auto& p : parts) {
+    if (r.error().message().find(p) == std::string::npos) {
+      return ::testing::AssertionFailure()
+             << "message '" << r.error().message() << "' does not contain '" << p << "'";
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+#define ASSERT_OK(expr)                                                 \
+  do {                                                                  \
+    const auto& haven_st_ = (expr);                                     \
+    ASSERT_TRUE(haven_st_.ok()) << #expr << ": " << describe(haven_st_.error()); \
+  } while (0)
+#define EXPECT_OK(expr)                                                 \
+  do {                                                                  \
+    const auto& haven_st_ = (expr);                                     \
+    EXPECT_TRUE(haven_st_.ok()) << #expr << ": " << describe(haven_st_.error()); \
+  } while (0)
+
+Bytes random_data(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  Bytes b(n);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t v = rng();
+    std::memcpy(b.data() + i, &v, 8);
+  }
+  for (; i < n; i++) b[i] = static_cast<uint8_t>(rng());
+  return b;
+}
+
+// Text-like data that zstd shrinks a lot.
+Bytes compressible_data(size_t n) {
+  std::string s;
+  for (int line = 0; s.size() < n; line++) {
+    s += "line " + std::to_string(line) + ": the quick brown fox jumps over the lazy dog, " +
+         std::to_string(line * 7 % 13) + "\n";
+  }
+  s.resize(n);
+  return Bytes(s.begin(), s.end());
+}
+
+void make_writable(const std::string& path) {
+  if (::geteuid() != 0) {
+    fs::permissions(path, fs::perms::owner_write, fs::perm_options::add);
+  }
+}
+
+Bytes read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return Bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+void write_file(const std::string& path, ByteView data) {
+  make_writable(path);
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+  ASSERT_TRUE(f.good()) << path;
+}
+
+uint8_t read_byte(const std::string& path, uint64_t offset) {
+  std::ifstream f(path, std::ios::binary);
+  f.seekg(static_cast<std::streamoff>(offset));
+  char c = 0;
+  f.read(&c, 1);
+  EXPECT_TRUE(f.good()) << path << " offset " << offset;
+  return static_cast<uint8_t>(c);
+}
+
+void write_byte(const std::string& path, uint64_t offset, uint8_t v) {
+  make_writable(path);
+  std::fstream f(path, std::ios::binary | std::ios::in | std::ios::out);
+  ASSERT_TRUE(f.is_open()) << path;
+  f.seekp(static_cast<std::streamoff>(offset));
+  char c = static_cast<char>(v);
+  f.write(&c, 1);
+  ASSERT_TRUE(f.good()) << path << " offset " << offset;
+}
+
+void flip_byte(const std::string& path, uint64_t offset, uint8_t mask = 0x01) {
+  write_byte(path, offset, read_byte(path, offset) ^ mask);
+}
+
+// Every file and directory under `dir` (relative path -> size, -1 for directories).
+std::map<std::string, int64_t> tree_listing(const std::string& dir) {
+  std::map<std::string, int64_t> out;
+  for (auto& e : fs::recursive_directory_iterator(dir)) {
+    out[fs::relative(e.path(), dir).string()] =
+        e.is_directory() ? -1 : static_cast<int64_t>(e.file_size());
+  }
+  return out;
+}
+
+std::vector<storage::ObjectInfo> list_objects(storage::Backend& b, ObjectType t) {
+  std::vector<storage::ObjectInfo> out;
+  Status s = b.list(t, [&](const storage::ObjectInfo& i) { out.push_back(i); });
+  EXPECT_TRUE(s.ok()) << describe(s.error());
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.name.name < b.name.name; });
+  return out;
+}
+
+std::vector<std::string> list_names(storage::Backend& b, ObjectType t) {
+  std::vector<std::string> out;
+  for (const auto& i : list_objects(b, t)) out.push_back(i.name.name);
+  return out;
+}
+
+uint64_t total_size(storage::Backend& b, ObjectType t) {
+  uint64_t n = 0;
+  for (const auto& i : list_objects(b, t)) n += i.size;
+  return n;
+}
+
+// Every pack record of every index file.
+std::vector<PackRecord> read_indexes(Repository& repo) {
+  std::vector<PackRecord> out;
+  for (const auto& name : list_names(repo.backend(), ObjectType::kIndex)) {
+    auto body = repo.load_object(ObjectType::kIndex, name);
+    EXPECT_TRUE(body.ok()) << describe(body.error());
+    if (!body.ok()) continue;
+    auto packs = decode_index_file(*body, "index " + name);
+    EXPECT_TRUE(packs.ok()) << describe(packs.error());
+    if (!packs.ok()) continue;
+    for (auto& p : *packs) out.push_back(std::move(p));
+  }
+  return out;
+}
+
+// Where a blob is, according to the index files.
+struct Located {
+  Id pack;
+  PackedBlob blob;
+};
+std::optional<Located> locate(Repository& repo, BlobType type, const Id& id) {
+  for (const auto& p : read_indexes(repo)) {
+    for (const auto& b : p.blobs) {
+      if (b.type == type && b.id == id) return Located{p.id, b};
+    }
+  }
+  return std::nullopt;
+}
+
+crypto::KdfParams fast_kdf() { return crypto::KdfParams{1, 8u << 20}; }
+
+InitOptions fast_options() {
+  InitOptions o;
+  o.kdf = fast_kdf();
+  o.pack_size = 1u << 20;
+  return o;
+}
+
+class RepoTest : public ::testing::Test {
+ protected:
+  void SetUp() override { crypto::init(); }
+
+  const std::string& path() const { return tmp_.path(); }
+
+  std::shared_ptr<storage::Backend> backend() {
+    auto b = storage::open_backend(path());
+    if (!b.ok()) std::abort();
+    return *b;
+  }
+
+  storage::LocalBackend local() const { return storage::LocalBackend(path()); }
+  std::string path_of(ObjectType t, const std::string& name) const {
+    return local().path_of(ObjectName{t, name});
+  }
+
+  std::unique_ptr<Repository> init_repo(const std::string& pw = kPw,
+                                        const InitOptions& o = fast_options()) {
+    auto r = Repository::init(backend(), pw, o);
+    EXPECT_TRUE(r.ok()) << describe(r.error());
+    if (!r.ok()) return nullptr;
+    return std::move(r).value();
+  }
+
+  Result<std::unique_ptr<Repository>> try_open(const std::string& pw = kPw) {
+    return Repository::open(backend(), pw);
+  }
+
+  std::unique_ptr<Repository> open_repo(const std::string& pw = kPw) {
+    auto r = try_open(pw);
+    EXPECT_TRUE(r.ok()) << describe(r.error());
+    if (!r.ok()) return nullptr;
+    return std::move(r).value();
+  }
+
+  TempDir tmp_;
+};
+
+void expect_snapshot_eq(const Snapshot& a, const Snapshot& b) {
+  EXPECT_EQ(a.time, b.time);
+  EXPECT_EQ(a.end_time, b.end_time);
+  EXPECT_EQ(a.tree, b.tree);
+  EXPECT_EQ(a.paths, b.paths);
+  EXPECT_EQ(a.hostname, b.hostname);
+  EXPECT_EQ(a.username, b.username);
+  EXPECT_EQ(a.tags, b.tags);
+  EXPECT_EQ(a.strategy, b.strategy);
+  EXPECT_EQ(a.parent, b.parent);
+  EXPECT_EQ(a.stats, b.stats);
+  EXPECT_EQ(a.program_version, b.program_version);
+}
+
+void expect_node_eq(const Node& a, const Node& b) {
+  SCOPED_TRACE("node " + to_hex(as_bytes(a.name)));
+  EXPECT_EQ(a.name, b.name);
+  EXPECT_EQ(a.type, b.type);
+  EXPECT_EQ(a.mode, b.mode);
+  EXPECT_EQ(a.uid, b.uid);
+  EXPECT_EQ(a.gid, b.gid);
+  EXPECT_EQ(a.user, b.user);
+  EXPECT_EQ(a.group, b.group);
+  EXPECT_EQ(a.mtime, b.mtime);
+  EXPECT_EQ(a.atime, b.atime);
+  EXPECT_EQ(a.ctime, b.ctime);
+  EXPECT_EQ(a.size, b.size);
+  EXPECT_EQ(a.inode, b.inode);
+  EXPECT_EQ(a.device, b.device);
+  EXPECT_EQ(a.links, b.links);
+  EXPECT_EQ(a.rdev, b.rdev);
+  EXPECT_EQ(a.link_target, b.link_target);
+  EXPECT_EQ(a.xattrs, b.xattrs);
+  EXPECT_EQ(a.content, b.content);
+  EXPECT_EQ(a.subtree, b.subtree);
+}
+
+// ---------------------------------------------------------------------------------------------
+// init / open / config
+
+TEST_F(RepoTest, ConfigSurvivesOpen) {
+  InitOptions o = fast_options();
+  o.chunker = chunker::Params{64 * 1024, 256 * 1024, 1024 * 1024};
+  o.pack_size = 3u << 20;
+  o.compression = Compression::kHigh;
+  TimeNs before = now();
+  auto repo = init_repo(kPw, o);
+  ASSERT_TRUE(repo);
+  Config created = repo->config();
+  EXPECT_NE(created.id, Id{});
+
+  auto again = open_repo();
+  ASSERT_TRUE(again);
+  const Config& c = again->config();
+  EXPECT_EQ(c.version, kFormatVersion);
+  EXPECT_EQ(c.id, created.id);
+  EXPECT_EQ(c.chunker.min_size, 64u * 1024);
+  EXPECT_EQ(c.chunker.avg_size, 256u * 1024);
+  EXPECT_EQ(c.chunker.max_size, 1024u * 1024);
+  EXPECT_EQ(c.pack_size, 3u << 20);
+  EXPECT_EQ(c.compression, Compression::kHigh);
+  EXPECT_EQ(c.created, created.created);
+  auto t = parse_time(c.created);
+  ASSERT_TRUE(t.has_value()) << c.created;
+  EXPECT_GE(*t, before - 1000000000LL);
+  EXPECT_LE(*t, now() + 1000000000LL);
+  // The chunker is built from the stored parameters.
+  EXPECT_EQ(again->make_chunker().params().avg_size, 256u * 1024);
+
+  // A second repository gets its own ID.
+  TempDir other;
+  auto b2 = storage::open_backend(other.path());
+  ASSERT_TRUE(b2.ok());
+  auto r2 = Repository::init(*b2, kPw, fast_options());
+  ASSERT_TRUE(r2.ok());
+  EXPECT_NE((*r2)->config().id, created.id);
+  // Defaults of InitOptions reach the config.
+  EXPECT_EQ((*r2)->config().compression, Compression::kMedium);
+  EXPECT_EQ((*r2)->config().chunker.avg_size, chunker::Params{}.avg_size);
+}
+
+TEST_F(RepoTest, LayoutAfterInit) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  auto b = backend();
+  EXPECT_EQ(list_names(*b, ObjectType::kConfig), std::vector<std::string>{"config"});
+  auto keys = list_names(*b, ObjectType::kKey);
+  ASSERT_EQ(keys.size(), 1u);
+  EXPECT_EQ(keys[0], repo->current_key_id());
+  EXPECT_TRUE(list_names(*b, ObjectType::kData).empty());
+  EXPECT_TRUE(list_names(*b, ObjectType::kIndex).empty());
+  EXPECT_TRUE(list_names(*b, ObjectType::kSnapshot).empty());
+  EXPECT_TRUE(list_names(*b, ObjectType::kLock).empty());
+  // The config starts with the plaintext header: magic, version 1, kind 1 (config).
+  Bytes cfg = read_file(path_of(ObjectType::kConfig, "config"));
+  ASSERT_GE(cfg.size(), kPrefixSize);
+  EXPECT_EQ(std::string(cfg.begin(), cfg.begin() + 4), "HAVN");
+  EXPECT_EQ(cfg[4], 1);
+  EXPECT_EQ(cfg[5], static_cast<uint8_t>(ObjectKind::kConfig));
+  EXPECT_OK(Repository::probe(*b));
+}
+
+TEST_F(RepoTest, InitRefusesNonEmptyLocationAndWritesNothing) {
+  {
+    std::ofstream f(path() + "/somefile");
+    f << "hello";
+  }
+  auto before = tree_listing(path());
+  auto r = Repository::init(backend(), kPw, fast_options());
+  EXPECT_TRUE(Fails(r, Error::Code::kAlreadyExists, {path(), "not empty"}));
+  EXPECT_EQ(tree_listing(path()), before);
+
+  // A hidden file alone also makes the location non-empty.
+  TempDir hidden;
+  { std::ofstream f(hidden.path() + "/.hidden"); }
+  auto hb = storage::open_backend(hidden.path());
+  ASSERT_TRUE(hb.ok());
+  auto hidden_before = tree_listing(hidden.path());
+  EXPECT_TRUE(Fails(Repository::init(*hb, kPw, fast_options()), Error::Code::kAlreadyExists));
+  EXPECT_EQ(tree_listing(hidden.path()), hidden_before);
+}
+
+TEST_F(RepoTest, InitOverExistingRepositoryRefused) {
+  ASSERT_TRUE(init_repo());
+  auto before = tree_listing(path());
+  Bytes config = read_file(path_of(ObjectType::kConfig, "config"));
+  EXPECT_TRUE(Fails(Repository::init(backend(), "other", fast_options()),
+                    Error::Code::kAlreadyExists));
+  EXPECT_EQ(tree_listing(path()), before);
+  EXPECT_EQ(read_file(path_of(ObjectType::kConfig, "config")), config);
+  EXPECT_TRUE(open_repo());
+  EXPECT_TRUE(Fails(try_open("other"), Error::Code::kWrongPassword));
+}
+
+TEST_F(RepoTest, InitRejectsBadOptionsWithoutWriting) {
+  InitOptions small = fast_options();
+  small.pack_size = (1u << 20) - 1;
+  EXPECT_TRUE(Fails(Repository::init(backend(), kPw, small), Error::Code::kInvalidArgument,
+                    {"pack size"}));
+  EXPECT_TRUE(Fails(Repository::init(backend(), "", fast_options()),
+                    Error::Code::kInvalidArgument, {"empty password"}));
+  InitOptions weak = fast_options();
+  weak.kdf.memory = 1024;
+  EXPECT_TRUE(Fails(Repository::init(backend(), kPw, weak), Error::Code::kInvalidArgument));
+  InitOptions bad_chunker = fast_options();
+  bad_chunker.chunker.avg_size = 1000 * 1000;  // not a power of two
+  EXPECT_TRUE(Fails(Repository::init(backend(), kPw, bad_chunker),
+                    Error::Code::kInvalidArgument, {"chunker"}));
+  EXPECT_TRUE(tree_listing(path()).empty());
+  // And the location is still usable.
+  EXPECT_TRUE(init_repo());
+}
+
+TEST_F(RepoTest, OpenOnEmptyOrMissingLocation) {
+  // Empty directory.
+  EXPECT_TRUE(Fails(try_open(), Error::Code::kRepoNotFound, {"no Haven repository"}));
+  EXPECT_TRUE(Fails(Repository::probe(*backend()), Error::Code::kRepoNotFound));
+  // Missing directory; open must not create it.
+  std::string missing = path() + "/does/not/exist";
+  auto b = storage::open_backend(missing);
+  ASSERT_TRUE(b.ok());
+  EXPECT_TRUE(Fails(Repository::open(*b, kPw), Error::Code::kRepoNotFound));
+  EXPECT_FALSE(fs::exists(path() + "/does"));
+  EXPECT_TRUE(tree_listing(path()).empty());
+}
+
+TEST_F(RepoTest, WrongPassword) {
+  ASSERT_TRUE(init_repo());
+  auto r = try_open("not the password");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), Error::Code::kWrongPassword);
+  EXPECT_EQ(r.error().message(), "wrong password or no key for this repository");
+  // Empty password and a password differing only in case fail the same way.
+  EXPECT_TRUE(Fails(try_open(""), Error::Code::kWrongPassword));
+  std::string upper = kPw;
+  upper[0] = 'C';
+  EXPECT_TRUE(Fails(try_open(upper), Error::Code::kWrongPassword));
+  EXPECT_TRUE(open_repo());
+}
+
+TEST_F(RepoTest, NewerVersionRefusedBeforePassword) {
+  ASSERT_TRUE(init_repo());
+  std::string cfg = path_of(ObjectType::kConfig, "config");
+  ASSERT_EQ(read_byte(cfg, 4), 1);
+  write_byte(cfg, 4, 2);
+  EXPECT_TRUE(Fails(try_open(), Error::Code::kUnsupported, {"upgrade haven"}));
+  EXPECT_TRUE(Fails(try_open("wrong password"), Error::Code::kUnsupported, {"upgrade haven"}));
+  EXPECT_TRUE(Fails(Repository::probe(*backend()), Error::Code::kUnsupported, {"upgrade haven"}));
+  // Version 0 is not a valid version.
+  write_byte(cfg, 4, 0);
+  EXPECT_TRUE(Fails(try_open(), Error::Code::kCorrupt, {"config"}));
+  write_byte(cfg, 4, 1);
+  EXPECT_TRUE(open_repo());
+}
+
+TEST_F(RepoTest, NewerVersionOfOtherObjectsRefused) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  Snapshot s;
+  s.time = 1;
+  auto sid = repo->save_snapshot(s);
+  ASSERT_OK(sid);
+  std::string sp = path_of(ObjectType::kSnapshot, hex(*sid));
+  write_byte(sp, 4, 2);
+  EXPECT_TRUE(Fails(repo->load_snapshot(*sid), Error::Code::kUnsupported, {"upgrade haven"}));
+
+  // A key file of a newer version stops open with kUnsupported rather than "wrong password".
+  std::string kp = path_of(ObjectType::kKey, repo->current_key_id());
+  Bytes text = read_file(kp);
+  auto j = nlohmann::json::parse(text.begin(), text.end());
+  j["version"] = 2;
+  std::string out = j.dump(2);
+  write_file(kp, as_bytes(out));
+  EXPECT_TRUE(Fails(try_open(), Error::Code::kUnsupported, {"upgrade haven"}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blobs
+
+TEST_F(RepoTest, BlobsRoundTripAcrossPacksAndReopen) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  struct Saved {
+    BlobType type;
+    Id id;
+    Bytes data;
+  };
+  std::vector<Saved> saved;
+  auto save = [&](BlobType type, Bytes data) {
+    auto id = repo->save_blob(type, data);
+    ASSERT_OK(id);
+    EXPECT_EQ(*id, repo->blob_id(data));
+    saved.push_back({type, *id, std::move(data)});
+  };
+  save(BlobType::kData, Bytes{});  // empty blob
+  for (int i = 0; i < 40; i++) save(BlobType::kData, random_data(64 * 1024 + i, 100 + i));
+  save(BlobType::kData, random_data(3u << 20, 7));  // larger than a pack
+  save(BlobType::kData, compressible_data(300 * 1024));
+  for (int i = 0; i < 5; i++) {
+    Tree t;
+    Node n;
+    n.name = "file" + std::to_string(i);
+    n.content.push_back(saved[static_cast<size_t>(i + 1)].id);
+    t.nodes.push_back(n);
+    save(BlobType::kTree, encode_tree(t));
+  }
+  save(BlobType::kTree, Bytes{});  // empty tree blob is a distinct (type, id) from the empty data blob
+
+  // Blob IDs are keyed: not the plain BLAKE2b of the data, and identical data -> identical ID.
+  EXPECT_EQ(repo->blob_id(saved[1].data), saved[1].id);
+  for (const auto& s : saved) EXPECT_TRUE(repo->has_blob(s.type, s.id));
+
+  ASSERT_OK(repo->flush());
+  auto b = backend();
+  auto packs = list_objects(*b, ObjectType::kData);
+  EXPECT_GE(packs.size(), 3u) << "1 MiB packs: several should have been written";
+  EXPECT_EQ(repo->index_blob_count(), saved.size());
+  EXPECT_FALSE(list_names(*b, ObjectType::kIndex).empty());
+  // No pack exceeds pack_size by more than its last blob.
+  for (const auto& p : packs) EXPECT_LT(p.size, (1u << 20) + (3u << 20) + 4096);
+
+  // Every pack's trailer agrees with the index files.
+  auto records = read_indexes(*repo);
+  EXPECT_EQ(records.size(), packs.size());
+  size_t indexed = 0;
+  for (const auto& rec : records) {
+    indexed += rec.blobs.size();
+    auto raw = b->load({ObjectType::kData, hex(rec.id)});
+    ASSERT_OK(raw);
+    auto trailer = read_pack_trailer(repo->master_key(), rec.id, *raw);
+    ASSERT_OK(trailer);
+    ASSERT_EQ(trailer->blobs.size(), rec.blobs.size());
+    for (size_t i = 0; i < rec.blobs.size(); i++) {
+      EXPECT_EQ(trailer->blobs[i].id, rec.blobs[i].id);
+      EXPECT_EQ(trailer->blobs[i].type, rec.blobs[i].type);
+      EXPECT_EQ(trailer->blobs[i].offset, rec.blobs[i].offset);
+      EXPECT_EQ(trailer->blobs[i].length, rec.blobs[i].length);
+      EXPECT_EQ(trailer->blobs[i].raw_length, rec.blobs[i].raw_length);
+    }
+  }
+  EXPECT_EQ(indexed, saved.size());
+
+  // A new session knows nothing until it loads the index.
+  auto again = open_repo();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->index_blob_count(), 0u);
+  EXPECT_TRUE(Fails(again->load_blob(saved[1].type, saved[1].id), Error::Code::kNotFound,
+                    {"not in the index"}));
+  ASSERT_OK(again->load_index());
+  EXPECT_EQ(again->index_blob_count(), saved.size());
+  for (const auto& s : saved) {
+    EXPECT_EQ(again->blob_id(s.data), s.id);  // the ID key survived
+    EXPECT_TRUE(again->has_blob(s.type, s.id));
+    auto data = again->load_blob(s.type, s.id);
+    ASSERT_OK(data);
+    EXPECT_EQ(*data, s.data);
+  }
+  // The type is part of a blob's identity.
+  EXPECT_FALSE(again->has_blob(BlobType::kTree, saved[1].id));
+  EXPECT_TRUE(Fails(again->load_blob(BlobType::kTree, saved[1].id), Error::Code::kNotFound));
+  EXPECT_TRUE(Fails(again->load_blob(BlobType::kData, random_id()), Error::Code::kNotFound));
+}
+
+TEST_F(RepoTest, CompressibleDataMakesSmallerPacks) {
+  const Bytes text = compressible_data(2u << 20);
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  auto id = repo->save_blob(BlobType::kData, text);
+  ASSERT_OK(id);
+  ASSERT_OK(repo->flush());
+  uint64_t packed = total_size(*backend(), ObjectType::kData);
+  EXPECT_GT(packed, 0u);
+  EXPECT_LT(packed, text.size() / 4) << "2 MiB of text should compress well";
+  auto back = repo->load_blob(BlobType::kData, *id);
+  ASSERT_OK(back);
+  EXPECT_EQ(*back, text);
+
+  // The same data with compression off is stored at full size (so the above was compression).
+  TempDir other;
+  auto ob = storage::open_backend(other.path());
+  ASSERT_TRUE(ob.ok());
+  InitOptions none = fast_options();
+  none.compression = Compression::kNone;
+  auto r2 = Repository::init(*ob, kPw, none);
+  ASSERT_TRUE(r2.ok());
+  auto id2 = (*r2)->save_blob(BlobType::kData, text);
+  ASSERT_OK(id2);
+  ASSERT_OK((*r2)->flush());
+  EXPECT_GT(total_size(**ob, ObjectType::kData), text.size());
+  auto back2 = (*r2)->load_blob(BlobType::kData, *id2);
+  ASSERT_OK(back2);
+  EXPECT_EQ(*back2, text);
+
+  // Random data does not shrink and is stored raw (pack ~ data + overhead).
+  TempDir third;
+  auto tb = storage::open_backend(third.path());
+  ASSERT_TRUE(tb.ok());
+  auto r3 = Repository::init(*tb, kPw, fast_options());
+  ASSERT_TRUE(r3.ok());
+  Bytes rnd = random_data(500 * 1024, 3);
+  ASSERT_OK((*r3)->save_blob(BlobType::kData, rnd));
+  ASSERT_OK((*r3)->flush());
+  uint64_t rsize = total_size(**tb, ObjectType::kData);
+  EXPECT_GT(rsize, rnd.size());
+  EXPECT_LT(rsize, rnd.size() + 1024);
+}
+
+TEST_F(RepoTest, SetCompressionOverridesConfig) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  repo->set_compression(Compression::kNone);
+  const Bytes text = compressible_data(1u << 19);
+  ASSERT_OK(repo->save_blob(BlobType::kData, text));
+  ASSERT_OK(repo->flush());
+  EXPECT_GT(total_size(*backend(), ObjectType::kData), text.size());
+}
+
+TEST_F(RepoTest, SaveBlobDeduplicates) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  auto b = backend();
+  const Bytes data = random_data(100 * 1024, 42);
+  auto id1 = repo->save_blob(BlobType::kData, data);
+  auto id2 = repo->save_blob(BlobType::kData, data);  // still in the open pack
+  ASSERT_OK(id1);
+  ASSERT_OK(id2);
+  EXPECT_EQ(*id1, *id2);
+  ASSERT_OK(repo->flush());
+  EXPECT_EQ(repo->index_blob_count(), 1u);
+  auto packs = list_objects(*b, ObjectType::kData);
+  ASSERT_EQ(packs.size(), 1u);
+  EXPECT_LT(packs[0].size, data.size() + data.size() / 2) << "stored twice?";
+  auto recs = read_indexes(*repo);
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].blobs.size(), 1u);
+
+  // Saving it again after the flush (now found in the index) writes nothing new.
+  auto id3 = repo->save_blob(BlobType::kData, data);
+  ASSERT_OK(id3);
+  EXPECT_EQ(*id3, *id1);
+  ASSERT_OK(repo->flush());
+  EXPECT_EQ(list_objects(*b, ObjectType::kData).size(), 1u);
+  EXPECT_EQ(list_names(*b, ObjectType::kIndex).size(), 1u) << "an empty flush wrote an index";
+
+  // Nor in another session that loaded the index.
+  auto again = open_repo();
+  ASSERT_TRUE(again);
+  ASSERT_OK(again->load_index());
+  ASSERT_OK(again->save_blob(BlobType::kData, data));
+  ASSERT_OK(again->save_blob_with_id(BlobType::kData, *id1, data));
+  ASSERT_OK(again->flush());
+  EXPECT_EQ(list_objects(*b, ObjectType::kData).size(), 1u);
+  EXPECT_EQ(list_names(*b, ObjectType::kIndex).size(), 1u);
+}
+
+// KNOWN BUG (src/repo/repository.cc, save_blob_with_id / upload_pack / has_blob): in_flight_
+// is keyed by blob ID only, without the blob type. Saving the same bytes as a data blob and
+// then as a tree blob before the pack is uploaded skips the tree blob ("already in flight"),
+// so it is never stored and load_blob(kTree, id) fails with kNotFound after the flush.
+// Enable once in_flight_ holds (type, id) pairs.
+TEST_F(RepoTest, DISABLED_SameBytesAsDataAndTreeBothStored) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  const Bytes data = random_data(1000, 5);
+  auto d = repo->save_blob(BlobType::kData, data);
+  auto t = repo->save_blob(BlobType::kTree, data);
+  ASSERT_OK(d);
+  ASSERT_OK(t);
+  ASSERT_OK(repo->flush());
+  EXPECT_EQ(repo->index_blob_count(), 2u);
+  auto back = repo->load_blob(BlobType::kTree, *t);
+  ASSERT_OK(back);
+  EXPECT_EQ(*back, data);
+}
+
+// After a flush the same bytes can be stored under the other type (the index is type-aware).
+TEST_F(RepoTest, SameBytesAsDataAndTreeAcrossFlush) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  const Bytes data = random_data(1000, 6);
+  auto d = repo->save_blob(BlobType::kData, data);
+  ASSERT_OK(d);
+  ASSERT_OK(repo->flush());
+  auto t = repo->save_blob(BlobType::kTree, data);
+  ASSERT_OK(t);
+  ASSERT_OK(repo->flush());
+  EXPECT_EQ(repo->index_blob_count(), 2u);
+  auto back = repo->load_blob(BlobType::kTree, *t);
+  ASSERT_OK(back);
+  EXPECT_EQ(*back, data);
+}
+
+TEST_F(RepoTest, SaveSnapshotFlushesFirst) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  std::vector<std::pair<Id, Bytes>> blobs;
+  for (int i = 0; i < 30; i++) {  // ~1.5 MiB: one pack is uploaded while saving
+    Bytes d = random_data(50 * 1024, 1000 + i);
+    auto id = repo->save_blob(BlobType::kData, d);
+    ASSERT_OK(id);
+    blobs.emplace_back(*id, std::move(d));
+  }
+  Tree tree;
+  Node n;
+  n.name = "f";
+  for (const auto& [id, d] : blobs) n.content.push_back(id);
+  tree.nodes.push_back(n);
+  auto tree_id = repo->save_tree(tree);
+  ASSERT_OK(tree_id);
+
+  // Nothing is indexed on disk yet: another session finds no blob although a pack exists.
+  // (Full packs are uploaded by background threads, so whether one is on disk yet is not
+  // asserted here.)
+  auto b = backend();
+  EXPECT_TRUE(list_names(*b, ObjectType::kIndex).empty());
+  {
+    auto peek = open_repo();
+    ASSERT_TRUE(peek);
+    ASSERT_OK(peek->load_index());
+    EXPECT_EQ(peek->index_blob_count(), 0u);
+  }
+
+  Snapshot s;
+  s.time = now();
+  s.tree = *tree_id;
+  auto sid = repo->save_snapshot(s);
+  ASSERT_OK(sid);
+
+  auto fresh = open_repo();
+  ASSERT_TRUE(fresh);
+  ASSERT_OK(fresh->load_index());
+  EXPECT_EQ(fresh->index_blob_count(), blobs.size() + 1);
+  auto snap = fresh->load_snapshot(*sid);
+  ASSERT_OK(snap);
+  auto t = fresh->load_tree(snap->tree);
+  ASSERT_OK(t);
+  ASSERT_EQ(t->nodes.size(), 1u);
+  ASSERT_EQ(t->nodes[0].content.size(), blobs.size());
+  for (size_t i = 0; i < blobs.size(); i++) {
+    EXPECT_EQ(t->nodes[0].content[i], blobs[i].first);
+    auto d = fresh->load_blob(BlobType::kData, blobs[i].first);
+    ASSERT_OK(d);
+    EXPECT_EQ(*d, blobs[i].second);
+  }
+}
+
+TEST_F(RepoTest, ConcurrentSaveBlob) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 300;
+  constexpr size_t kSize = 20 * 1024;
+  // Every 5th blob of each thread comes from a pool of 40 shared by all threads.
+  std::vector<Bytes> shared;
+  for (int i = 0; i < 40; i++) shared.push_back(random_data(kSize, 500000 + i));
+  std::vector<std::vector<Bytes>> work(kThreads);
+  for (int t = 0; t < kThreads; t++) {
+    for (int i = 0; i < kPerThread; i++) {
+      if (i % 5 == 0) {
+        work[t].push_back(shared[static_cast<size_t>((i / 5 + t * 7) % 40)]);
+      } else {
+        work[t].push_back(random_data(kSize, static_cast<uint64_t>(t) * 100000 + i));
+      }
+    }
+  }
+  std::vector<std::vector<Id>> ids(kThreads);
+  std::vector<std::string> errors(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; t++) {
+    threads.emplace_back([&, t] {
+      for (const auto& d : work[t]) {
+        auto id = repo->save_blob(BlobType::kData, d);
+        if (!id.ok()) {
+          errors[t] = describe(id.error());
+          return;
+        }
+        ids[t].push_back(*id);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (const auto& e : errors) ASSERT_EQ(e, "");
+  ASSERT_OK(repo->flush());
+
+  std::map<Id, const Bytes*> expected;
+  for (int t = 0; t < kThreads; t++) {
+    ASSERT_EQ(ids[t].size(), work[t].size());
+    for (size_t i = 0; i < ids[t].size(); i++) {
+      EXPECT_EQ(ids[t][i], repo->blob_id(work[t][i]));
+      expected[ids[t][i]] = &work[t][i];
+    }
+  }
+  const size_t unique = static_cast<size_t>(kThreads) * (kPerThread - kPerThread / 5) + 40;
+  ASSERT_EQ(expected.size(), unique);
+  EXPECT_EQ(repo->index_blob_count(), unique);
+  // Each blob was stored exactly once, in all the packs together.
+  size_t stored = 0;
+  for (const auto& rec : read_indexes(*repo)) stored += rec.blobs.size();
+  EXPECT_EQ(stored, unique);
+  EXPECT_GE(list_names(*backend(), ObjectType::kData).size(), 10u);
+
+  auto again = open_repo();
+  ASSERT_TRUE(again);
+  ASSERT_OK(again->load_index());
+  EXPECT_EQ(again->index_blob_count(), unique);
+  // Load back concurrently too.
+  std::vector<std::pair<Id, const Bytes*>> all(expected.begin(), expected.end());
+  std::vector<int> bad(kThreads, 0);
+  threads.clear();
+  for (int t = 0; t < kThreads; t++) {
+    threads.emplace_back([&, t] {
+      for (size_t i = static_cast<size_t>(t); i < all.size(); i += kThreads) {
+        auto d = again->load_blob(BlobType::kData, all[i].first);
+        if (!d.ok() || *d != *all[i].second) bad[t]++;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < kThreads; t++) EXPECT_EQ(bad[t], 0) << "thread " << t;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots
+
+Snapshot full_snapshot(TimeNs time, const Id& tree) {
+  Snapshot s;
+  s.time = time;
+  s.end_time = time + 123456789;
+  s.tree = tree;
+  s.paths = {"/home/user", "/etc", std::string("/odd\xff\xfe path")};
+  s.hostname = "host.example";
+  s.username = "alice";
+  s.tags = {"daily", "tag with space", ""};
+  s.strategy = "incremental";
+  s.parent = random_id();
+  s.stats = {{"files_new", 12}, {"bytes_read", 1ull << 40}, {"zero", 0}};
+  s.program_version = "haven test-version";
+  return s;
+}
+
+TEST_F(RepoTest, SnapshotRoundTripListAndResolve) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  EXPECT_TRUE(Fails(repo->resolve_snapshot("latest"), Error::Code::kNotFound, {"no snapshots"}));
+  auto listed0 = repo->list_snapshots();
+  ASSERT_OK(listed0);
+  EXPECT_TRUE(listed0->empty());
+
+  const TimeNs t0 = 1700000000123456789LL;
+  // Saved out of time order: "latest" and list order follow time, not save order.
+  Snapshot mid = full_snapshot(t0 + 1000, random_id());
+  Snapshot newest = full_snapshot(t0 + 2000, random_id());
+  newest.parent.reset();
+  newest.tags.clear();
+  newest.stats.clear();
+  Snapshot oldest = full_snapshot(t0, random_id());
+  oldest.program_version.clear();  // filled in by save_snapshot
+
+  auto id_mid = repo->save_snapshot(mid);
+  auto id_new = repo->save_snapshot(newest);
+  auto id_old = repo->save_snapshot(oldest);
+  ASSERT_OK(id_mid);
+  ASSERT_OK(id_new);
+  ASSERT_OK(id_old);
+
+  auto again = open_repo();
+  ASSERT_TRUE(again);
+  auto m = again->load_snapshot(*id_mid);
+  ASSERT_OK(m);
+  expect_snapshot_eq(*m, mid);
+  auto n = again->load_snapshot(*id_new);
+  ASSERT_OK(n);
+  expect_snapshot_eq(*n, newest);
+  EXPECT_FALSE(n->parent.has_value());
+  auto o = again->load_snapshot(*id_old);
+  ASSERT_OK(o);
+  EXPECT_EQ(o->program_version, std::string("haven ") + HAVEN_VERSION);
+  oldest.program_version = o->program_version;
+  expect_snapshot_eq(*o, oldest);
+
+  auto list = again->list_snapshots();
+  ASSERT_OK(list);
+  ASSERT_EQ(list->size(), 3u);
+  EXPECT_EQ((*list)[0].first, *id_old);
+  EXPECT_EQ((*list)[1].first, *id_mid);
+  EXPECT_EQ((*list)[2].first, *id_new);
+  expect_snapshot_eq((*list)[1].second, mid);
+
+  auto latest = again->resolve_snapshot("latest");
+  ASSERT_OK(latest);
+  EXPECT_EQ(*latest, *id_new);
+
+  // Full ID and unique prefixes (odd and even length).
+  for (size_t len : {64u, 8u, 7u}) {
+    auto r = again->resolve_snapshot(hex(*id_mid).substr(0, len));
+    ASSERT_OK(r);
+    EXPECT_EQ(*r, *id_mid) << "prefix length " << len;
+  }
+  // Unknown prefix (flip the first hex digit of a full ID).
+  std::string unknown = hex(*id_mid);
+  unknown[0] = unknown[0] == '0' ? '1' : '0';
+  for (const auto& [id, s] : *list) ASSERT_NE(hex(id), unknown);
+  EXPECT_TRUE(Fails(again->resolve_snapshot(unknown), Error::Code::kNotFound, {unknown}));
+  // Not hex, empty, too long.
+  EXPECT_TRUE(Fails(again->resolve_snapshot("xyz"), Error::Code::kInvalidArgument, {"xyz"}));
+  EXPECT_TRUE(Fails(again->resolve_snapshot(""), Error::Code::kInvalidArgument));
+  EXPECT_TRUE(Fails(again->resolve_snapshot(hex(*id_mid) + "0"), Error::Code::kInvalidArgument));
+  // Missing snapshot by ID.
+  EXPECT_TRUE(Fails(again->load_snapshot(random_id()), Error::Code::kNotFound));
+}
+
+TEST_F(RepoTest, AmbiguousSnapshotPrefix) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  // Save snapshots until two IDs share their first hex digit (at most 17 by pigeonhole).
+  std::map<char, Id> by_first;
+  std::string prefix;
+  for (int i = 0; i < 17 && prefix.empty(); i++) {
+    Snapshot s;
+    s.time = 1000 + i;
+    auto id = repo->save_snapshot(s);
+    ASSERT_OK(id);
+    char c = hex(*id)[0];
+    if (by_first.count(c)) prefix = std::string(1, c);
+    by_first[c] = *id;
+  }
+  ASSERT_FALSE(prefix.empty());
+  EXPECT_TRUE(Fails(repo->resolve_snapshot(prefix), Error::Code::kInvalidArgument,
+                    {"ambiguous"}));
+  // A full ID is never ambiguous.
+  auto full = repo->resolve_snapshot(hex(by_first[prefix[0]]));
+  ASSERT_OK(full);
+  EXPECT_EQ(*full, by_first[prefix[0]]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trees
+
+TEST_F(RepoTest, TreeRoundTripEveryField) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  Tree t;
+  const Node::Type types[] = {Node::Type::kFile,    Node::Type::kDir,      Node::Type::kSymlink,
+                              Node::Type::kFifo,    Node::Type::kCharDev,  Node::Type::kBlockDev,
+                              Node::Type::kSocket};
+  int k = 0;
+  for (Node::Type type : types) {
+    Node n;
+    n.name = std::string("n") + std::to_string(k) + "\xff\xfe\x80 \x01\xc3(";  // not UTF-8
+    n.type = type;
+    n.mode = 07755 - static_cast<uint32_t>(k);
+    n.uid = 4294967294u - static_cast<uint32_t>(k);
+    n.gid = 1000u + static_cast<uint32_t>(k);
+    n.user = "user" + std::to_string(k);
+    n.group = k % 2 ? "" : "grp";
+    n.mtime = 1700000000123456789LL + k;
+    n.atime = -86400LL * 1000000000 - k;  // before 1970
+    n.ctime = 1;
+    n.size = (1ull << 40) + static_cast<uint64_t>(k);
+    n.inode = 0xfedcba9876543210ull - static_cast<uint64_t>(k);
+    n.device = 0x803;
+    n.links = 3;
+    n.rdev = type == Node::Type::kCharDev || type == Node::Type::kBlockDev ? 0x10305 : 0;
+    if (type == Node::Type::kSymlink) n.link_target = std::string("../t\xff\0x", 7);
+    if (type == Node::Type::kFile) {
+      for (int c = 0; c < 5; c++) n.content.push_back(random_id());
+      n.xattrs = {{"user.bin", std::string("\0\x01\xff\x80zz", 6)},
+                  {"system.posix_acl_access", std::string("\x02\0\0\0\x01\0\x06\0", 8)},
+                  {"user.empty", ""}};
+    }
+    if (type == Node::Type::kDir) n.subtree = random_id();
+    t.nodes.push_back(n);
+    k++;
+  }
+  Node minimal;  // every optional field empty
+  minimal.name = "zz";
+  t.nodes.push_back(minimal);
+
+  auto id = repo->save_tree(t);
+  ASSERT_OK(id);
+  Tree empty;
+  auto empty_id = repo->save_tree(empty);
+  ASSERT_OK(empty_id);
+  ASSERT_OK(repo->flush());
+
+  auto again = open_repo();
+  ASSERT_TRUE(again);
+  ASSERT_OK(again->load_index());
+  auto back = again->load_tree(*id);
+  ASSERT_OK(back);
+  ASSERT_EQ(back->nodes.size(), t.nodes.size());
+  for (size_t i = 0; i < t.nodes.size(); i++) expect_node_eq(back->nodes[i], t.nodes[i]);
+  EXPECT_FALSE(back->nodes.back().subtree.has_value());
+  EXPECT_TRUE(back->nodes.back().content.empty());
+  auto e = again->load_tree(*empty_id);
+  ASSERT_OK(e);
+  EXPECT_TRUE(e->nodes.empty());
+  // A tree is a tree blob, not a data blob.
+  EXPECT_TRUE(Fails(again->load_blob(BlobType::kData, *id), Error::Code::kNotFound));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locks
+
+TEST_F(RepoTest, SharedAndExclusiveLocks) {
+  auto a = init_repo();
+  ASSERT_TRUE(a);
+  auto b = open_repo();
+  auto c = open_repo();
+  ASSERT_TRUE(b && c);
+  auto be = backend();
+
+  ASSERT_OK(a->lock(false));
+  auto locks = list_names(*be, ObjectType::kLock);
+  ASSERT_EQ(locks.size(), 1u);
+  // The lock object is an encrypted lock naming this process.
+  auto body = a->load_object(ObjectType::kLock, locks[0]);
+  ASSERT_OK(body);
+  auto l = decode_lock(*body, "lock");
+  ASSERT_OK(l);
+  EXPECT_EQ(l->pid, static_cast<int64_t>(getpid()));
+  EXPECT_FALSE(l->exclusive);
+  EXPECT_GT(l->refreshed, now() - 60LL * 1000000000);
+  const std::string host = hostname();
+  EXPECT_FALSE(host.empty());
+  EXPECT_EQ(l->hostname, host);
+  EXPECT_EQ(l->username, username());
+
+  ASSERT_OK(b->lock(false));  // shared locks coexist
+  EXPECT_EQ(list_names(*be, ObjectType::kLock).size(), 2u);
+
+  const std::string pid = "PID " + std::to_string(getpid());
+  EXPECT_TRUE(Fails(b->lock(true), Error::Code::kLocked, {pid, host}));
+  EXPECT_TRUE(Fails(c->lock(true), Error::Code::kLocked, {pid, host}));
+  EXPECT_EQ(list_names(*be, ObjectType::kLock).size(), 2u) << "a refused lock left an object";
+
+  ASSERT_OK(a->unlock());
+  ASSERT_OK(b->unlock());
+  EXPECT_TRUE(list_names(*be, ObjectType::kLock).empty());
+  ASSERT_OK(c->lock(true));
+  EXPECT_EQ(list_names(*be, ObjectType::kLock).size(), 1u);
+  // Nobody else gets any lock while the exclusive one is held.
+  EXPECT_TRUE(Fails(a->lock(false), Error::Code::kLocked, {"exclusively", pid}));
+  EXPECT_TRUE(Fails(b->lock(true), Error::Code::kLocked, {"exclusively"}));
+  ASSERT_OK(c->unlock());
+  ASSERT_OK(c->unlock());  // unlocking twice is harmless
+  ASSERT_OK(a->lock(false));
+  // Destroying the Repository releases its lock.
+  a.reset();
+  EXPECT_TRUE(list_names(*be, ObjectType::kLock).empty());
+}
+
+TEST_F(RepoTest, LockOfDeadProcessOnThisHostIsStale) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  auto be = backend();
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // Take an exclusive lock and die without releasing it.
+    Status st = repo->lock(true);
+    _exit(st.ok() ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);  // reaped: kill(pid, 0) now fails with ESRCH
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0) << "child could not lock";
+  auto locks = list_names(*be, ObjectType::kLock);
+  ASSERT_EQ(locks.size(), 1u) << "the child's lock object should still be there";
+  auto body = repo->load_object(ObjectType::kLock, locks[0]);
+  ASSERT_OK(body);
+  auto l = decode_lock(*body, "lock");
+  ASSERT_OK(l);
+  EXPECT_EQ(l->pid, static_cast<int64_t>(child));
+  EXPECT_TRUE(l->exclusive);
+
+  auto other = open_repo();
+  ASSERT_TRUE(other);
+  EXPECT_OK(other->lock(true));
+  EXPECT_OK(other->unlock());
+  EXPECT_OK(repo->lock(false));
+}
+
+TEST_F(RepoTest, LockFromOtherHostStaleOnlyWhenNotRefreshed) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  Lock l;
+  l.hostname = "some-other-host.invalid";
+  l.username = "bob";
+  l.pid = 999999999;  // no such process here, but it is another host's PID
+  l.exclusive = true;
+  l.time = l.refreshed = now() - 31LL * 60 * 1000000000;  // not refreshed for 31 minutes
+  auto old_id = repo->save_object(ObjectType::kLock, encode_lock(l));
+  ASSERT_OK(old_id);
+  auto other = open_repo();
+  ASSERT_TRUE(other);
+  ASSERT_OK(other->lock(true));
+  ASSERT_OK(other->unlock());
+
+  l.time = l.refreshed = now() - 60LL * 1000000000;  // refreshed a minute ago
+  auto fresh_id = repo->save_object(ObjectType::kLock, encode_lock(l));
+  ASSERT_OK(fresh_id);
+  EXPECT_TRUE(Fails(other->lock(false), Error::Code::kLocked,
+                    {"some-other-host.invalid", "PID 999999999", "bob"}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys
+
+TEST_F(RepoTest, ListKeysShowsCreationInfo) {
+  TimeNs before = now();
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  auto second = repo->add_key("second password", crypto::KdfParams{2, 9u << 20});
+  ASSERT_OK(second);
+  auto keys = repo->list_keys();
+  ASSERT_OK(keys);
+  ASSERT_EQ(keys->size(), 2u);
+  EXPECT_LT((*keys)[0].id, (*keys)[1].id);  // sorted
+  const std::string host = hostname();
+  const std::string expected_user = username();
+  EXPECT_FALSE(expected_user.empty());
+  int current = 0;
+  for (const auto& k : *keys) {
+    SCOPED_TRACE(k.id);
+    EXPECT_EQ(k.problem, "");
+    EXPECT_EQ(k.id.size(), 64u);
+    auto t = parse_time(k.info.created);
+    ASSERT_TRUE(t.has_value()) << k.info.created;
+    EXPECT_GE(*t, before - 1000000000LL);
+    EXPECT_LE(*t, now() + 1000000000LL);
+    EXPECT_EQ(k.info.hostname, host);
+    EXPECT_EQ(k.info.username, expected_user);
+    if (k.id == *second) {
+      EXPECT_FALSE(k.current);
+      EXPECT_EQ(k.info.kdf.iterations, 2u);
+      EXPECT_EQ(k.info.kdf.memory, 9u << 20);
+    } else {
+      EXPECT_EQ(k.id, repo->current_key_id());
+      EXPECT_TRUE(k.current);
+      EXPECT_EQ(k.info.kdf.iterations, 1u);
+      EXPECT_EQ(k.info.kdf.memory, 8u << 20);
+    }
+    current += k.current;
+  }
+  EXPECT_EQ(current, 1);
+}
+
+TEST_F(RepoTest, AddChangeAndRemoveKeys) {
+  auto r1 = init_repo("pw1");
+  ASSERT_TRUE(r1);
+  const std::string k1 = r1->current_key_id();
+  const Bytes probe_data = random_data(5000, 77);
+  auto blob = r1->save_blob(BlobType::kData, probe_data);
+  ASSERT_OK(blob);
+  ASSERT_OK(r1->flush());
+
+  // Bad new keys.
+  EXPECT_TRUE(Fails(r1->add_key("", fast_kdf()), Error::Code::kInvalidArgument));
+  EXPECT_TRUE(Fails(r1->add_key("x", crypto::KdfParams{0, 8u << 20}), Error::Code::kInvalidArgument));
+
+  auto k2 = r1->add_key("pw2", fast_kdf());
+  ASSERT_OK(k2);
+  EXPECT_NE(*k2, k1);
+  EXPECT_EQ(r1->current_key_id(), k1);
+
+  // Both passwords open the same repository with the same master key.
+  auto o1 = open_repo("pw1");
+  auto o2 = open_repo("pw2");
+  ASSERT_TRUE(o1 && o2);
+  EXPECT_EQ(o1->current_key_id(), k1);
+  EXPECT_EQ(o2->current_key_id(), *k2);
+  EXPECT_EQ(o2->config().id, r1->config().id);
+  EXPECT_EQ(o2->blob_id(probe_data), *blob);
+  ASSERT_OK(o2->load_index());
+  auto back = o2->load_blob(BlobType::kData, *blob);
+  ASSERT_OK(back);
+  EXPECT_EQ(*back, probe_data);
+
+  // Prefix errors.
+  EXPECT_TRUE(Fails(o2->remove_key(""), Error::Code::kNotFound));
+  std::string unknown;
+  for (char c : std::string("0123456789abcdef")) {
+    if (c != k1[0] && c != (*k2)[0]) {
+      unknown = std::string(1, c) + "0";
+      break;
+    }
+  }
+  EXPECT_TRUE(Fails(o2->remove_key(unknown), Error::Code::kNotFound, {unknown}));
+  {
+    // A third key file whose name shares a 2-character prefix with k2.
+    std::string twin = k2->substr(0, 2) + std::string(62, 'a');
+    if (twin == *k2) twin = k2->substr(0, 2) + std::string(62, 'b');
+    Bytes file = read_file(path_of(ObjectType::kKey, *k2));
+    ASSERT_OK(backend()->save({ObjectType::kKey, twin}, file));
+    EXPECT_TRUE(Fails(o1->remove_key(k2->substr(0, 2)), Error::Code::kInvalidArgument,
+                      {"ambiguous"}));
+    ASSERT_OK(o1->remove_key(twin));
+    EXPECT_EQ(list_names(*backend(), ObjectType::kKey).size(), 2u);
+  }
+
+  // The key in use cannot be removed; another one can, and then its password fails.
+  EXPECT_TRUE(Fails(o2->remove_key(k2->substr(0, 10)), Error::Code::kInvalidArgument, {"in use"}));
+  ASSERT_OK(o2->remove_key(k1.substr(0, 8)));
+  EXPECT_EQ(list_names(*backend(), ObjectType::kKey), std::vector<std::string>{*k2});
+  EXPECT_TRUE(Fails(try_open("pw1"), Error::Code::kWrongPassword));
+  EXPECT_TRUE(open_repo("pw2"));
+  // The only key cannot be removed, even by a session that holds another (now gone) key.
+  EXPECT_TRUE(Fails(o2->remove_key(*k2), Error::Code::kInvalidArgument, {"only key"}));
+  EXPECT_TRUE(Fails(o1->remove_key(*k2), Error::Code::kInvalidArgument, {"only key"}));
+  EXPECT_EQ(list_names(*backend(), ObjectType::kKey).size(), 1u);
+
+  // change_password: new key in, old key out, the session now uses the new key.
+  auto k3 = o2->change_password("pw3", fast_kdf());
+  ASSERT_OK(k3);
+  EXPECT_EQ(o2->current_key_id(), *k3);
+  EXPECT_EQ(list_names(*backend(), ObjectType::kKey), std::vector<std::string>{*k3});
+  EXPECT_TRUE(Fails(try_open("pw2"), Error::Code::kWrongPassword));
+  auto o3 = open_repo("pw3");
+  ASSERT_TRUE(o3);
+  EXPECT_EQ(o3->current_key_id(), *k3);
+  ASSERT_OK(o3->load_index());
+  auto back3 = o3->load_blob(BlobType::kData, *blob);
+  ASSERT_OK(back3);
+  EXPECT_EQ(*back3, probe_data);
+  auto keys = o2->list_keys();
+  ASSERT_OK(keys);
+  ASSERT_EQ(keys->size(), 1u);
+  EXPECT_TRUE((*keys)[0].current);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tampering: every kind of object is authenticated
+
+TEST_F(RepoTest, TamperedConfigDetected) {
+  ASSERT_TRUE(init_repo());
+  std::string cfg = path_of(ObjectType::kConfig, "config");
+  const Bytes original = read_file(cfg);
+  ASSERT_GT(original.size(), kPrefixSize + 16);
+  // Salt, first ciphertext byte, middle, last byte of the tag, key generation, magic, kind.
+  const uint64_t offsets[] = {0, 5, 8, 12, 30, kPrefixSize, original.size() / 2 + 10,
+                              original.size() - 1};
+  for (uint64_t off : offsets) {
+    SCOPED_TRACE("offset " + std::to_string(off));
+    flip_byte(cfg, off);
+    EXPECT_TRUE(Fails(try_open(), Error::Code::kCorrupt, {"config"}));
+    write_file(cfg, original);
+  }
+  // The config claiming to be another kind of object.
+  write_byte(cfg, 5, static_cast<uint8_t>(ObjectKind::kSnapshot));
+  EXPECT_TRUE(Fails(try_open(), Error::Code::kCorrupt, {"config", "kind"}));
+  write_file(cfg, original);
+  // Truncated below the header, and by one byte.
+  write_file(cfg, ByteView(original).first(20));
+  EXPECT_TRUE(Fails(try_open(), Error::Code::kCorrupt, {"config"}));
+  write_file(cfg, ByteView(original).first(original.size() - 1));
+  EXPECT_TRUE(Fails(try_open(), Error::Code::kCorrupt, {"config"}));
+  write_file(cfg, original);
+  EXPECT_TRUE(open_repo());
+}
+
+// KNOWN BUG (src/repo/format.cc, parse_header): the reserved u16 of the header (bytes 6-7) is
+// neither checked to be zero nor authenticated: the AAD is rebuilt from the parsed Header,
+// whose encode() always writes zeros there. So a modified reserved field goes unnoticed.
+// Enable once parse_header rejects non-zero reserved bytes (or the AAD uses the raw header).
+TEST_F(RepoTest, DISABLED_TamperedReservedHeaderBytesDetected) {
+  ASSERT_TRUE(init_repo());
+  std::string cfg = path_of(ObjectType::kConfig, "config");
+  flip_byte(cfg, 6);
+  EXPECT_TRUE(Fails(try_open(), Error::Code::kCorrupt, {"config"}));
+}
+
+// Rewrites a key file's JSON through `edit`, optionally recomputing its checksum the way
+// repo/keys.cc does (SHA-256 of the compact dump without the "checksum" field).
+void edit_key_file(const std::string& path, const std::function<void(nlohmann::json&)>& edit,
+                   bool fix_checksum) {
+  Bytes text = read_file(path);
+  auto j = nlohmann::json::parse(text.begin(), text.end());
+  edit(j);
+  if (fix_checksum) {
+    nlohmann::json c = j;
+    c.erase("checksum");
+    auto h = crypto::sha256(as_bytes(c.dump()));
+    j["checksum"] = to_hex(ByteView(h.data(), h.size()));
+  }
+  std::string out = j.dump(2) + "\n";
+  write_file(path, as_bytes(out));
+}
+
+// Changes one hex digit of a string field.
+void bump_hex_digit(nlohmann::json& field, size_t pos) {
+  std::string s = field.get<std::string>();
+  ASSERT_LT(pos, s.size());
+  s[pos] = s[pos] == '0' ? '1' : '0';
+  field = s;
+}
+
+TEST_F(RepoTest, TamperedKeyFileData) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  const std::string k1 = repo->current_key_id();
+  const std::string kp = path_of(ObjectType::kKey, k1);
+  const Bytes original = read_file(kp);
+
+  // One byte of the "data" hex changed in place: the checksum catches it.
+  std::string text = to_string(original);
+  size_t pos = text.find("\"data\": \"");
+  ASSERT_NE(pos, std::string::npos);
+  pos += 9 + 10;
+  write_byte(kp, pos, text[pos] == '0' ? '1' : '0');
+  auto info = read_key_file_info(read_file(kp), "key " + k1);
+  EXPECT_TRUE(Fails(info, Error::Code::kCorrupt, {"checksum", k1}));
+  auto r = try_open();
+  ASSERT_TRUE(Fails(r, Error::Code::kWrongPassword));
+  EXPECT_EQ(r.error().message(), "wrong password or no key for this repository");
+
+  // The same change with the checksum recomputed: AES-GCM catches it.
+  write_file(kp, original);
+  edit_key_file(kp, [](nlohmann::json& j) { bump_hex_digit(j["data"], 10); }, true);
+  EXPECT_OK(read_key_file_info(read_file(kp), "key"));
+  EXPECT_TRUE(Fails(open_key_file(read_file(kp), kPw, "key"), Error::Code::kWrongPassword));
+  EXPECT_TRUE(Fails(try_open(), Error::Code::kWrongPassword));
+  // Nonce, KDF salt and KDF parameters are bound too.
+  for (const char* field : {"nonce", "salt", "iterations"}) {
+    SCOPED_TRACE(field);
+    write_file(kp, original);
+    edit_key_file(kp, [&](nlohmann::json& j) {
+      if (std::string(field) == "nonce") bump_hex_digit(j["nonce"], 3);
+      if (std::string(field) == "salt") bump_hex_digit(j["kdf"]["salt"], 3);
+      if (std::string(field) == "iterations") j["kdf"]["iterations"] = 2;
+    }, true);
+    EXPECT_TRUE(Fails(try_open(), Error::Code::kWrongPassword));
+  }
+
+  // With a second key, the repository still opens with the other key's password.
+  write_file(kp, original);
+  ASSERT_OK(repo->add_key("second", fast_kdf()));
+  write_byte(kp, pos, text[pos] == '0' ? '1' : '0');
+  auto o = open_repo("second");
+  ASSERT_TRUE(o);
+  EXPECT_NE(o->current_key_id(), k1);
+  EXPECT_TRUE(Fails(try_open(), Error::Code::kWrongPassword));
+  auto keys = o->list_keys();
+  ASSERT_OK(keys);
+  ASSERT_EQ(keys->size(), 2u);
+  for (const auto& k : *keys) {
+    if (k.id == k1) {
+      EXPECT_NE(k.problem.find("checksum"), std::string::npos) << k.problem;
+    } else {
+      EXPECT_EQ(k.problem, "");
+    }
+  }
+}
+
+TEST_F(RepoTest, TamperedKeyFileCreatedField) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  const std::string k1 = repo->current_key_id();
+  auto k2 = repo->add_key("second", fast_kdf());
+  ASSERT_OK(k2);
+  const std::string kp2 = path_of(ObjectType::kKey, *k2);
+  std::string text = to_string(read_file(kp2));
+  size_t pos = text.find("\"created\": \"");
+  ASSERT_NE(pos, std::string::npos);
+  pos += 12;  // first digit of the year
+  write_byte(kp2, pos, text[pos] == '2' ? '3' : '2');
+
+  auto keys = repo->list_keys();
+  ASSERT_OK(keys);
+  ASSERT_EQ(keys->size(), 2u);
+  for (const auto& k : *keys) {
+    if (k.id == *k2) {
+      EXPECT_NE(k.problem.find("checksum"), std::string::npos) << k.problem;
+      EXPECT_NE(k.problem.find(*k2), std::string::npos) << k.problem;
+    } else {
+      EXPECT_EQ(k.id, k1);
+      EXPECT_EQ(k.problem, "");
+      EXPECT_TRUE(k.current);
+    }
+  }
+  // Its password no longer opens (gracefully); the other key is unaffected.
+  EXPECT_TRUE(Fails(try_open("second"), Error::Code::kWrongPassword));
+  EXPECT_TRUE(open_repo());
+  // Garbage instead of JSON is reported as damaged, not as a crash.
+  write_file(kp2, as_bytes("this is not json"));
+  auto keys2 = repo->list_keys();
+  ASSERT_OK(keys2);
+  for (const auto& k : *keys2) {
+    if (k.id == *k2) {
+      EXPECT_NE(k.problem.find("damaged"), std::string::npos) << k.problem;
+    }
+  }
+  EXPECT_TRUE(open_repo());
+}
+
+TEST_F(RepoTest, TamperedIndexDetected) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  ASSERT_OK(repo->save_blob(BlobType::kData, random_data(1000, 1)));
+  ASSERT_OK(repo->flush());
+  auto names = list_names(*backend(), ObjectType::kIndex);
+  ASSERT_EQ(names.size(), 1u);
+  std::string ip = path_of(ObjectType::kIndex, names[0]);
+  const Bytes original = read_file(ip);
+  for (uint64_t off : {uint64_t{20}, uint64_t{kPrefixSize + 1}, uint64_t{original.size() - 1}}) {
+    SCOPED_TRACE("offset " + std::to_string(off));
+    flip_byte(ip, off);
+    auto fresh = open_repo();
+    ASSERT_TRUE(fresh);
+    EXPECT_TRUE(Fails(fresh->load_index(), Error::Code::kCorrupt, {"index " + names[0]}));
+    write_file(ip, original);
+  }
+  // An index file stored under another index's name is rejected too.
+  std::string other = names[0];
+  other[63] = other[63] == '0' ? '1' : '0';
+  fs::rename(ip, path_of(ObjectType::kIndex, other));
+  auto fresh = open_repo();
+  ASSERT_TRUE(fresh);
+  EXPECT_TRUE(Fails(fresh->load_index(), Error::Code::kCorrupt, {"index " + other, "wrong name"}));
+}
+
+TEST_F(RepoTest, TamperedSnapshotDetected) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  auto id = repo->save_snapshot(full_snapshot(now(), random_id()));
+  ASSERT_OK(id);
+  std::string sp = path_of(ObjectType::kSnapshot, hex(*id));
+  Bytes original = read_file(sp);
+  flip_byte(sp, original.size() / 2);
+  EXPECT_TRUE(Fails(repo->load_snapshot(*id), Error::Code::kCorrupt, {"snapshot " + hex(*id)}));
+  EXPECT_TRUE(Fails(repo->list_snapshots(), Error::Code::kCorrupt, {hex(*id)}));
+  EXPECT_TRUE(Fails(repo->resolve_snapshot("latest"), Error::Code::kCorrupt));
+  write_file(sp, original);
+  EXPECT_OK(repo->load_snapshot(*id));
+  // A snapshot object claiming to be a lock.
+  write_byte(sp, 5, static_cast<uint8_t>(ObjectKind::kLock));
+  EXPECT_TRUE(Fails(repo->load_snapshot(*id), Error::Code::kCorrupt, {"kind"}));
+}
+
+TEST_F(RepoTest, RenamedSnapshotDetected) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  auto id = repo->save_snapshot(full_snapshot(now(), random_id()));
+  ASSERT_OK(id);
+  Id other = random_id();
+  fs::rename(path_of(ObjectType::kSnapshot, hex(*id)), path_of(ObjectType::kSnapshot, hex(other)));
+  EXPECT_TRUE(Fails(repo->load_snapshot(other), Error::Code::kCorrupt, {hex(other), "wrong name"}));
+  EXPECT_TRUE(Fails(repo->load_snapshot(*id), Error::Code::kNotFound));
+  EXPECT_TRUE(Fails(repo->resolve_snapshot("latest"), Error::Code::kCorrupt, {"wrong name"}));
+}
+
+TEST_F(RepoTest, TamperedPackBlobDetectedOthersStillLoad) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  std::vector<std::pair<Id, Bytes>> blobs;
+  for (int i = 0; i < 3; i++) {
+    Bytes d = random_data(10000, 300 + i);
+    auto id = repo->save_blob(BlobType::kData, d);
+    ASSERT_OK(id);
+    blobs.emplace_back(*id, d);
+  }
+  ASSERT_OK(repo->flush());
+  auto loc = locate(*repo, BlobType::kData, blobs[1].first);
+  ASSERT_TRUE(loc.has_value());
+  for (const auto& [id, d] : blobs) {
+    auto l = locate(*repo, BlobType::kData, id);
+    ASSERT_TRUE(l.has_value());
+    ASSERT_EQ(l->pack, loc->pack) << "the three blobs should share a pack";
+  }
+  std::string pp = path_of(ObjectType::kData, hex(loc->pack));
+  const Bytes original = read_file(pp);
+  // First byte, middle, and the tag of the middle blob's record.
+  for (uint64_t rel : {uint64_t{0}, uint64_t{loc->blob.length / 2}, uint64_t{loc->blob.length - 1}}) {
+    SCOPED_TRACE("record byte " + std::to_string(rel));
+    flip_byte(pp, loc->blob.offset + rel);
+    auto fresh = open_repo();
+    ASSERT_TRUE(fresh);
+    ASSERT_OK(fresh->load_index());
+    EXPECT_TRUE(Fails(fresh->load_blob(BlobType::kData, blobs[1].first), Error::Code::kCorrupt,
+                      {"blob " + hex(blobs[1].first), "pack " + hex(loc->pack)}));
+    for (size_t i : {size_t{0}, size_t{2}}) {
+      auto d = fresh->load_blob(BlobType::kData, blobs[i].first);
+      ASSERT_OK(d);
+      EXPECT_EQ(*d, blobs[i].second);
+    }
+    write_file(pp, original);
+  }
+  // Two packs swapped: blobs read from the wrong pack fail authentication.
+  ASSERT_OK(repo->save_blob(BlobType::kData, random_data(10000, 999)));
+  ASSERT_OK(repo->flush());
+  auto packs = list_names(*backend(), ObjectType::kData);
+  ASSERT_EQ(packs.size(), 2u);
+  std::string other = packs[0] == hex(loc->pack) ? packs[1] : packs[0];
+  Bytes other_bytes = read_file(path_of(ObjectType::kData, other));
+  Bytes padded = other_bytes;
+  padded.resize(std::max(other_bytes.size(), original.size()), 0);
+  write_file(pp, padded);
+  EXPECT_TRUE(Fails(repo->load_blob(BlobType::kData, blobs[0].first), Error::Code::kCorrupt,
+                    {"authentication failed"}));
+}
+
+TEST_F(RepoTest, TamperedPackTrailerDetected) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  std::vector<std::pair<Id, Bytes>> blobs;
+  for (int i = 0; i < 3; i++) {
+    Bytes d = random_data(5000, 400 + i);
+    auto id = repo->save_blob(i == 2 ? BlobType::kTree : BlobType::kData, d);
+    ASSERT_OK(id);
+    blobs.emplace_back(*id, d);
+  }
+  ASSERT_OK(repo->flush());
+  auto packs = list_names(*backend(), ObjectType::kData);
+  ASSERT_EQ(packs.size(), 1u);
+  Id pack_id = *parse_id(packs[0]);
+  std::string pp = path_of(ObjectType::kData, packs[0]);
+  const Bytes original = read_file(pp);
+
+  auto ok = read_pack_trailer(repo->master_key(), pack_id, original);
+  ASSERT_OK(ok);
+  ASSERT_EQ(ok->blobs.size(), 3u);
+  EXPECT_EQ(ok->id, pack_id);
+  EXPECT_EQ(ok->blobs[2].type, BlobType::kTree);
+  EXPECT_EQ(ok->blobs[2].id, blobs[2].first);
+  EXPECT_EQ(ok->blobs[2].raw_length, 5000u);
+
+  uint32_t tlen = get_u32le(original.data() + original.size() - 4);
+  ASSERT_GE(tlen, crypto::kTagSize);
+  ASSERT_LT(tlen, original.size());
+  const uint64_t tstart = original.size() - 4 - tlen;
+  // Trailer ciphertext start, middle, tag end; then the length field itself.
+  for (uint64_t off : {tstart, tstart + tlen / 2, tstart + tlen - 1, uint64_t{original.size() - 4},
+                       uint64_t{original.size() - 1}}) {
+    SCOPED_TRACE("offset " + std::to_string(off));
+    Bytes bad = original;
+    bad[off] ^= 0x01;
+    EXPECT_TRUE(Fails(read_pack_trailer(repo->master_key(), pack_id, bad), Error::Code::kCorrupt,
+                      {"pack " + packs[0]}));
+  }
+  // Also the header: bad magic, another key generation, another kind, another ID.
+  for (uint64_t off : {uint64_t{0}, uint64_t{8}, uint64_t{5}, uint64_t{20}}) {
+    SCOPED_TRACE("header offset " + std::to_string(off));
+    Bytes bad = original;
+    bad[off] ^= 0x01;
+    EXPECT_TRUE(Fails(read_pack_trailer(repo->master_key(), pack_id, bad), Error::Code::kCorrupt));
+  }
+  EXPECT_TRUE(Fails(read_pack_trailer(repo->master_key(), random_id(), original),
+                    Error::Code::kCorrupt, {"wrong name"}));
+  EXPECT_TRUE(Fails(read_pack_trailer(repo->master_key(), pack_id, ByteView(original).first(50)),
+                    Error::Code::kCorrupt));
+  // The blobs themselves are unaffected by trailer damage on disk (the index locates them).
+  flip_byte(pp, tstart + 1);
+  auto d = repo->load_blob(BlobType::kData, blobs[0].first);
+  ASSERT_OK(d);
+  EXPECT_EQ(*d, blobs[0].second);
+  auto onpack = backend()->load({ObjectType::kData, packs[0]});
+  ASSERT_OK(onpack);
+  EXPECT_TRUE(Fails(read_pack_trailer(repo->master_key(), pack_id, *onpack), Error::Code::kCorrupt,
+                    {"trailer"}));
+}
+
+TEST_F(RepoTest, TamperedTreeBlobDetected) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  Tree t;
+  Node n;
+  n.name = "a";
+  n.content = {random_id(), random_id()};
+  t.nodes.push_back(n);
+  auto id = repo->save_tree(t);
+  ASSERT_OK(id);
+  ASSERT_OK(repo->flush());
+  auto loc = locate(*repo, BlobType::kTree, *id);
+  ASSERT_TRUE(loc.has_value());
+  flip_byte(path_of(ObjectType::kData, hex(loc->pack)), loc->blob.offset + loc->blob.length / 2);
+  EXPECT_TRUE(Fails(repo->load_tree(*id), Error::Code::kCorrupt,
+                    {"tree blob " + hex(*id), "pack " + hex(loc->pack)}));
+}
+
+TEST_F(RepoTest, BlobRecordBoundToTypeAndId) {
+  // Index entries pointing at the wrong record (as a forged index would) fail authentication.
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  Bytes a = random_data(3000, 1), b = random_data(3000, 2);
+  auto ida = repo->save_blob(BlobType::kData, a);
+  auto idb = repo->save_blob(BlobType::kData, b);
+  ASSERT_OK(ida);
+  ASSERT_OK(idb);
+  ASSERT_OK(repo->flush());
+  auto la = locate(*repo, BlobType::kData, *ida);
+  auto lb = locate(*repo, BlobType::kData, *idb);
+  ASSERT_TRUE(la && lb);
+  auto raw = backend()->load({ObjectType::kData, hex(la->pack)}, la->blob.offset, la->blob.length);
+  ASSERT_OK(raw);
+  const auto* key = repo->master_key().encryption_key(0);
+  ASSERT_NE(key, nullptr);
+  auto good = open_blob(*key, la->pack, 0, BlobType::kData, *ida, la->blob.offset, *raw,
+                        la->blob.raw_length, "blob");
+  ASSERT_OK(good);
+  EXPECT_EQ(*good, a);
+  EXPECT_TRUE(Fails(open_blob(*key, la->pack, 0, BlobType::kTree, *ida, la->blob.offset, *raw,
+                              la->blob.raw_length, "blob"),
+                    Error::Code::kCorrupt));
+  EXPECT_TRUE(Fails(open_blob(*key, la->pack, 0, BlobType::kData, *idb, la->blob.offset, *raw,
+                              la->blob.raw_length, "blob"),
+                    Error::Code::kCorrupt));
+  EXPECT_TRUE(Fails(open_blob(*key, la->pack, 0, BlobType::kData, *ida, lb->blob.offset, *raw,
+                              la->blob.raw_length, "blob"),
+                    Error::Code::kCorrupt));
+  EXPECT_TRUE(Fails(open_blob(*key, random_id(), 0, BlobType::kData, *ida, la->blob.offset, *raw,
+                              la->blob.raw_length, "blob"),
+                    Error::Code::kCorrupt));
+  // A raw length that disagrees with the record.
+  EXPECT_TRUE(Fails(open_blob(*key, la->pack, 0, BlobType::kData, *ida, la->blob.offset, *raw,
+                              la->blob.raw_length - 1, "blob"),
+                    Error::Code::kCorrupt));
+}
+
+TEST_F(RepoTest, TruncatedPackDetected) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  std::vector<Id> ids;
+  for (int i = 0; i < 4; i++) {
+    auto id = repo->save_blob(BlobType::kData, random_data(20000, 600 + i));
+    ASSERT_OK(id);
+    ids.push_back(*id);
+  }
+  ASSERT_OK(repo->flush());
+  auto packs = list_objects(*backend(), ObjectType::kData);
+  ASSERT_EQ(packs.size(), 1u);
+  std::string pp = path_of(ObjectType::kData, packs[0].name.name);
+  make_writable(pp);
+  fs::resize_file(pp, packs[0].size / 2);
+  auto last = locate(*repo, BlobType::kData, ids.back());
+  ASSERT_TRUE(last.has_value());
+  ASSERT_GT(last->blob.offset + last->blob.length, packs[0].size / 2);
+  EXPECT_TRUE(Fails(repo->load_blob(BlobType::kData, ids.back()), Error::Code::kCorrupt,
+                    {hex(ids.back()), "pack " + packs[0].name.name}));
+  // The first blob lies wholly before the cut and still loads.
+  EXPECT_OK(repo->load_blob(BlobType::kData, ids.front()));
+  auto raw = backend()->load({ObjectType::kData, packs[0].name.name});
+  ASSERT_OK(raw);
+  EXPECT_TRUE(Fails(read_pack_trailer(repo->master_key(), last->pack, *raw), Error::Code::kCorrupt));
+}
+
+TEST_F(RepoTest, TamperedLockDetected) {
+  auto a = init_repo();
+  ASSERT_TRUE(a);
+  ASSERT_OK(a->lock(false));
+  auto locks = list_names(*backend(), ObjectType::kLock);
+  ASSERT_EQ(locks.size(), 1u);
+  std::string lp = path_of(ObjectType::kLock, locks[0]);
+  flip_byte(lp, kPrefixSize + 3);
+  EXPECT_TRUE(Fails(a->load_object(ObjectType::kLock, locks[0]), Error::Code::kCorrupt,
+                    {"lock " + locks[0]}));
+  // A lock that cannot be read blocks locking (it may be a live holder's).
+  auto b = open_repo();
+  ASSERT_TRUE(b);
+  EXPECT_TRUE(Fails(b->lock(false), Error::Code::kCorrupt, {"lock " + locks[0]}));
+  EXPECT_EQ(list_names(*backend(), ObjectType::kLock).size(), 1u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The in-memory index
+
+TEST(IndexTest, MillionEntriesFindAndMemory) {
+  constexpr size_t kPacks = 1000;
+  constexpr size_t kPerPack = 1000;
+  std::mt19937_64 rng(2024);
+  auto rand_id = [&] {
+    Id id;
+    for (size_t i = 0; i < id.size(); i += 8) {
+      uint64_t v = rng();
+      std::memcpy(id.data() + i, &v, 8);
+    }
+    return id;
+  };
+  struct Expect {
+    Id id;
+    BlobType type;
+    size_t pack;
+    uint32_t offset, length, raw;
+  };
+  std::vector<Expect> sample;  // every 100th entry: 10,000 samples
+  std::vector<Id> pack_ids;
+  Index index;
+  size_t n = 0;
+  for (size_t p = 0; p < kPacks; p++) {
+    PackRecord rec;
+    rec.id = rand_id();
+    rec.key_generation = static_cast<uint32_t>(p % 3);
+    pack_ids.push_back(rec.id);
+    rec.blobs.reserve(kPerPack);
+    for (size_t b = 0; b < kPerPack; b++, n++) {
+      PackedBlob pb;
+      pb.type = (n % 7 == 0) ? BlobType::kTree : BlobType::kData;
+      pb.id = rand_id();
+      pb.offset = static_cast<uint32_t>(44 + b * 1000);
+      pb.length = static_cast<uint32_t>(500 + (n % 997));
+      pb.raw_length = static_cast<uint32_t>(n);
+      rec.blobs.push_back(pb);
+      if (n % 100 == 0) sample.push_back({pb.id, pb.type, p, pb.offset, pb.length, pb.raw_length});
+    }
+    index.add_pack(rec);
+  }
+  ASSERT_EQ(index.blob_count(), kPacks * kPerPack);
+  ASSERT_EQ(index.pack_count(), kPacks);
+  ASSERT_EQ(sample.size(), 10000u);
+  for (const auto& e : sample) {
+    auto loc = index.find(e.type, e.id);
+    ASSERT_TRUE(loc.has_value());
+    EXPECT_EQ(loc->pack_id, pack_ids[e.pack]);
+    EXPECT_EQ(loc->key_generation, static_cast<uint32_t>(e.pack % 3));
+    EXPECT_EQ(loc->offset, e.offset);
+    EXPECT_EQ(loc->length, e.length);
+    EXPECT_EQ(loc->raw_length, e.raw);
+    // The other type with the same ID is a different blob.
+    BlobType other = e.type == BlobType::kData ? BlobType::kTree : BlobType::kData;
+    EXPECT_FALSE(index.contains(other, e.id));
+  }
+  for (int i = 0; i < 10000; i++) EXPECT_FALSE(index.contains(BlobType::kData, rand_id()));
+
+  // A duplicate in a later pack keeps its first location.
+  PackRecord dup;
+  dup.id = rand_id();
+  dup.blobs.push_back({sample[5].type, sample[5].id, 99, 99, 99});
+  index.add_pack(dup);
+  EXPECT_EQ(index.blob_count(), kPacks * kPerPack);
+  auto loc = index.find(sample[5].type, sample[5].id);
+  ASSERT_TRUE(loc.has_value());
+  EXPECT_EQ(loc->pack_id, pack_ids[sample[5].pack]);
+  EXPECT_EQ(loc->offset, sample[5].offset);
+
+  const double per_blob =
+      static_cast<double>(index.memory_bytes()) / static_cast<double>(index.blob_count());
+  std::cout << "[ index    ] " << index.memory_bytes() << " bytes for " << index.blob_count()
+            << " blobs = " << per_blob << " bytes/blob\n";
+  RecordProperty("bytes_per_blob", std::to_string(per_blob));
+  EXPECT_LT(per_blob, 64.0);
+  EXPECT_GT(per_blob, 49.0);  // memory_bytes() counts at least the packed entries
+}
+
+TEST(IndexTest, EmptyIndexAndIndexFileRoundTrip) {
+  crypto::init();
+  Index empty;
+  EXPECT_FALSE(empty.find(BlobType::kData, Id{}).has_value());
+  EXPECT_EQ(empty.blob_count(), 0u);
+
+  std::vector<PackRecord> packs(2);
+  packs[0].id = random_id();
+  packs[0].key_generation = 3;
+  packs[0].blobs = {{BlobType::kData, random_id(), 44, 100, 83},
+                    {BlobType::kTree, random_id(), 144, 17, 0}};
+  packs[1].id = random_id();
+  auto decoded = decode_index_file(encode_index_file(packs), "index x");
+  ASSERT_OK(decoded);
+  ASSERT_EQ(decoded->size(), 2u);
+  EXPECT_EQ((*decoded)[0].id, packs[0].id);
+  EXPECT_EQ((*decoded)[0].key_generation, 3u);
+  ASSERT_EQ((*decoded)[0].blobs.size(), 2u);
+  EXPECT_EQ((*decoded)[0].blobs[1].type, BlobType::kTree);
+  EXPECT_EQ((*decoded)[0].blobs[1].id, packs[0].blobs[1].id);
+  EXPECT_EQ((*decoded)[0].blobs[1].offset, 144u);
+  EXPECT_EQ((*decoded)[0].blobs[0].raw_length, 83u);
+  EXPECT_TRUE((*decoded)[1].blobs.empty());
+  EXPECT_TRUE(Fails(decode_index_file(as_bytes("garbage"), "index x"), Error::Code::kCorrupt,
+                    {"index x"}));
+}
+
+}  // namespace
+}  // namespace haven::repo
