@@ -34,7 +34,49 @@ set -e
 echo "exit code: $rc"
 [ "$rc" -eq 12 ]
 
+step "a sample tree: text, a binary, a compressible log, a sparse file, a symlink, a hard link"
+SRC="$WORK/sample"
+mkdir -p "$SRC/docs" "$SRC/empty"
+cp /etc/os-release "$SRC/docs/os-release"
+cp "$HAVEN" "$SRC/haven-binary"
+for i in $(seq 1 20000); do echo "2026-11-21 12:00:$((i % 60)) INFO request $i served in $((i % 97)) ms"; done > "$SRC/app.log"
+truncate -s 64M "$SRC/sparse.img" && printf 'end' | dd of="$SRC/sparse.img" bs=1 seek=60000000 conv=notrunc 2>/dev/null
+ln -s docs/os-release "$SRC/link-to-os-release"
+ln "$SRC/app.log" "$SRC/app.log.hardlink"
+find "$SRC" | sort
+
+step "haven backup (full)"
+"$HAVEN" backup --strategy full --tag demo "$SRC"
+sleep 1.1
+T1=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
+cp -a "$SRC" "$WORK/sample-at-t1"
+sleep 1.1
+
+step "change the tree: append to the log, edit a file, add one, delete one"
+echo "2026-11-21 13:00:00 INFO a new line" >> "$SRC/app.log"
+echo "edited" >> "$SRC/docs/os-release"
+echo "new file" > "$SRC/docs/new.txt"
+rm "$SRC/link-to-os-release"
+
+step "haven backup (incremental: only changed files are read)"
+"$HAVEN" backup --tag demo "$SRC"
+
+step "haven snapshots / diff / ls / stats"
+"$HAVEN" snapshots
+"$HAVEN" diff "$("$HAVEN" snapshots --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')" latest
+"$HAVEN" ls latest | head -8
+"$HAVEN" stats
+
+step "haven restore --at T1 --verify (point in time: the tree as it was before the change)"
+"$HAVEN" restore --at "$T1" --target "$WORK/restored" --verify
+diff -r "$WORK/sample-at-t1" "$WORK/restored/sample" && echo "restored tree is identical to the tree at T1"
+echo "sparse file: $(du -k "$WORK/restored/sample/sparse.img" | cut -f1) KiB allocated of 64 MiB"
+
+step "haven restore latest (the newest state)"
+"$HAVEN" restore latest --target "$WORK/restored-latest" -q
+diff -r "$SRC" "$WORK/restored-latest/sample" && echo "restored tree is identical to the current tree"
+
 step "the repository on disk"
-find "$HAVEN_REPOSITORY" -maxdepth 2 | sort
+find "$HAVEN_REPOSITORY" -maxdepth 1 | sort
 echo
 echo "demo finished"

@@ -15,6 +15,7 @@ PACKAGES=(
   libacl1-dev         # POSIX ACLs (file backup)
   attr acl            # setfattr/getfattr, setfacl for tests
   util-linux          # script(1) for tty tests
+  python3             # demo and bench helpers
 )
 
 SUDO=""

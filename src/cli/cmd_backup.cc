@@ -22,10 +22,13 @@ void register_backup(App& app) {
   sub->add_option("PATH", opts->o.paths, "files and directories to back up");
   sub->add_option("--strategy", opts->o.strategy, "full | incremental (default) | differential")
       ->check(CLI::IsMember({"full", "incremental", "differential"}));
-  sub->add_option("--tag", opts->o.tags, "tag the snapshot (repeatable)");
+  sub->add_option("--tag", opts->o.tags, "tag the snapshot (repeatable)")
+      ->allow_extra_args(false);
   sub->add_option("--host", opts->o.host, "host name to record (default: this host)");
-  sub->add_option("--exclude", opts->o.excludes, "exclude paths matching a glob (repeatable)");
-  sub->add_option("--exclude-file", opts->exclude_files, "read exclude globs from a file");
+  sub->add_option("--exclude", opts->o.excludes, "exclude paths matching a glob (repeatable)")
+      ->allow_extra_args(false);
+  sub->add_option("--exclude-file", opts->exclude_files, "read exclude globs from a file")
+      ->allow_extra_args(false);
   sub->add_flag("--one-file-system", opts->o.one_file_system, "do not cross file system boundaries");
   sub->add_flag("--stdin", opts->stdin_flag, "back up standard input as one file");
   sub->add_option("--stdin-filename", opts->o.stdin_filename, "file name for --stdin data");

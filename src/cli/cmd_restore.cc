@@ -42,8 +42,10 @@ void register_restore(App& app) {
   auto* sub = app.root().add_subcommand("restore", "restore a snapshot to a directory");
   sub->add_option("SNAPSHOT", opts->snapshot, "snapshot ID prefix or 'latest'");
   sub->add_option("--target", opts->o.target, "directory to restore into")->required();
-  sub->add_option("--include", opts->o.includes, "restore only this path (repeatable)");
-  sub->add_option("--exclude", opts->o.excludes, "skip this path or glob (repeatable)");
+  sub->add_option("--include", opts->o.includes, "restore only this path (repeatable)")
+      ->allow_extra_args(false);
+  sub->add_option("--exclude", opts->o.excludes, "skip this path or glob (repeatable)")
+      ->allow_extra_args(false);
   sub->add_option("--at", opts->at, "restore the newest snapshot at or before this time");
   sub->add_flag("--verify", opts->o.verify, "re-read restored files and check their content");
   sub->add_option("--overwrite", opts->overwrite, "never (default) | if-changed | always");
