@@ -448,8 +448,15 @@ Result<Id> Archiver::backup_paths() {
   }
   std::map<std::string, Node> old;
   if (old_root) {
-    HAVEN_ASSIGN(Tree t, repo_.load_tree(*old_root));
-    for (auto& n : t.nodes) old.emplace(n.name, std::move(n));
+    auto t = repo_.load_tree(*old_root);
+    if (t.ok()) {
+      for (auto& n : t->nodes) old.emplace(n.name, std::move(n));
+    } else {
+      // Like an unreadable subtree in walk_dir: compare against nothing, read everything.
+      warn("/", "parent snapshot's tree cannot be read (" + t.error().message() +
+                    "); reading every file");
+      parent_id_.reset();
+    }
   }
 
   unsigned n = opts_.threads ? opts_.threads : std::max(2u, std::thread::hardware_concurrency());

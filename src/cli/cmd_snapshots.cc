@@ -58,7 +58,7 @@ nlohmann::json node_json(const repo::Node& n, const std::string& path) {
 
 void print_node(const repo::Node& n, const std::string& path, bool json) {
   if (json) {
-    std::cout << node_json(n, path).dump() << "\n";
+    std::cout << node_json(n, path).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     return;
   }
   std::string owner = n.user.empty() ? std::to_string(n.uid) : n.user;
@@ -125,7 +125,7 @@ Status diff_trees(repo::Repository& repo, const std::optional<repo::Id>& a,
   auto report = [&](char what, const std::string& path) {
     counts[std::string(1, what)]++;
     if (json) {
-      std::cout << nlohmann::json{{"change", std::string(1, what)}, {"path", path}}.dump() << "\n";
+      std::cout << nlohmann::json{{"change", std::string(1, what)}, {"path", path}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     } else {
       std::cout << what << "    " << path << "\n";
     }
@@ -161,7 +161,7 @@ void register_snapshots(App& app) {
     if (app.globals().json) {
       nlohmann::json out = nlohmann::json::array();
       for (const auto& [id, s] : all) out.push_back(snapshot_json(id, s));
-      std::cout << out.dump() << "\n";
+      std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
       return 0;
     }
     std::printf("%-8s  %-19s  %-12s  %-12s  %-10s  %s\n", "ID", "Time (UTC)", "Host", "Strategy", "Tags", "Paths");
@@ -224,7 +224,7 @@ void register_snapshots(App& app) {
           if (json) {
             auto j = node_json(n, p);
             j["snapshot"] = repo::hex(id);
-            std::cout << j.dump() << "\n";
+            std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
           } else {
             std::cout << sid << "  " << format_time(s.time).substr(0, 19) << "  ";
             print_node(n, p, false);
@@ -285,7 +285,7 @@ void register_snapshots(App& app) {
                         {"snapshot_bytes_total", logical},
                         {"dedup_ratio", pack_bytes ? double(logical) / double(pack_bytes) : 0.0}};
     if (app.globals().json) {
-      std::cout << j.dump() << "\n";
+      std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
       return 0;
     }
     std::cout << "snapshots:              " << all.size() << "\n"

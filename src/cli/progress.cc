@@ -43,7 +43,7 @@ void CliSink::emit(const Event& e) {
     }
     nlohmann::json j = e.data;
     j["message_type"] = e.type;
-    std::cout << j.dump() << std::endl;
+    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
     return;
   }
   if (e.type == "warning" || e.type == "error") {

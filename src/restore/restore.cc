@@ -102,6 +102,11 @@ class Restorer {
   bool closing_ = false;
   std::map<std::pair<uint64_t, uint64_t>, std::string> links_;  // (device, inode) -> path
   std::vector<std::pair<std::string, Node>> dirs_;             // metadata applied last
+  struct PendingLink {
+    std::string first, path, rel;
+  };
+  std::vector<PendingLink> pending_links_;
+  std::set<std::string> failed_;  // target paths whose content could not be restored
   Summary sum_;
   std::atomic<uint64_t> files_{0}, bytes_{0}, errors_{0}, verified_{0}, skipped_{0};
 };
@@ -290,6 +295,10 @@ void Restorer::worker() {
     if (!st.ok()) {
       // Never leave a file with wrong or missing bytes behind.
       unlink(job.path.c_str());
+      {
+        std::lock_guard<std::mutex> g(mu_);
+        failed_.insert(job.path);
+      }
       error(job.rel, st.error().message() + "; file not restored");
       continue;
     }
@@ -343,15 +352,12 @@ Status Restorer::walk(const Id& tree_id, const std::string& dir, const std::stri
           auto key = std::make_pair(n.device, n.inode);
           auto it = links_.find(key);
           if (it != links_.end()) {
-            if (link(it->second.c_str(), path.c_str()) == 0) {
-              files_++;
-              break;
-            }
-            warn(rel, errno_error("cannot hard-link to " + it->second, errno).message() +
-                          "; restoring a separate copy");
-          } else {
-            links_[key] = path;
+            // Linked after the workers finish, and only if the first name was written: a
+            // damaged first name must not leave other names behind with wrong bytes.
+            pending_links_.push_back({it->second, path, rel});
+            break;
           }
+          links_[key] = path;
         }
         int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0) {
@@ -416,8 +422,20 @@ Result<Summary> Restorer::run(const Id& root) {
   }
   for (auto& t : workers) t.join();
   HAVEN_TRY(st_walk);
-  // Directory metadata last, deepest first, so writing children does not change mtimes.
-  for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) apply_metadata(it->first, it->second, -1);
+  for (const auto& l : pending_links_) {
+    if (failed_.count(l.first)) {
+      error(l.rel, "hard link to " + l.first + ", whose content could not be restored; not restored");
+      continue;
+    }
+    if (link(l.first.c_str(), l.path.c_str()) != 0) {
+      error(l.rel, errno_error("cannot hard-link to " + l.first, errno).message());
+      continue;
+    }
+    files_++;
+  }
+  // Directory metadata last. dirs_ is in post-order (children before their parent), so this
+  // goes deepest first: a parent's restrictive mode or its mtime is set after its children.
+  for (const auto& [path, node] : dirs_) apply_metadata(path, node, -1);
   sum_.files = files_;
   sum_.bytes = bytes_;
   sum_.errors = errors_;

@@ -978,11 +978,8 @@ TEST_F(RestoreTest, DamagedHardLinkedFileLeavesNoNameBehind) {
   EXPECT_FALSE(exists(dir_ + "/out/src/b.bin"));
   for (const char* name : {"b2.bin", "d/b3.bin"}) {
     std::string p = dir_ + "/out/src/" + name;
-    // BUG (src/restore/restore.cc, Restorer::walk links later names to the first one at once,
-    // and Restorer::worker unlinks only the first name when its content fails): the other
-    // names survive as empty files. Work-around: this assertion tolerates an empty file; with
-    // the bug fixed it should be EXPECT_TRUE(!exists(p) || read_file(p) == b).
-    EXPECT_TRUE(!exists(p) || read_file(p) == b || read_file(p).empty())
+    EXPECT_FALSE(exists(p)) << name << " must not be restored: its content is damaged";
+    EXPECT_TRUE(!exists(p) || read_file(p) == b)
         << name << " exists with wrong content (" << read_file(p).size() << " bytes)";
   }
 }
@@ -1025,13 +1022,7 @@ TEST_F(RestoreTest, NonRootRestoreAppliesMetadataInsideUnsearchableDirectories) 
   const bool inner_ok = (st.st_mode & 07777) == 0750 &&
                         mtime_of(out + "/src/locked/inner") == mtime_of(src + "/locked/inner") &&
                         !contains(r.err, "cannot set");
-  // BUG (src/restore/restore.cc, end of Restorer::run: dirs_ is filled in post-order, so
-  // iterating it in reverse applies directory metadata parent-first, not "deepest first" as the
-  // comment says): once locked/ has mode 0600 the unprivileged restore cannot reach
-  // locked/inner, which keeps mode 0700 and the restore-time mtime, with "cannot set mode/times"
-  // warnings. Work-around: this assertion tolerates exactly that failure; with the bug fixed it
-  // should be EXPECT_TRUE(inner_ok).
-  EXPECT_TRUE(inner_ok || contains(r.err, "locked/inner: cannot set mode")) << describe(r);
+  EXPECT_TRUE(inner_ok) << describe(r);
   EXPECT_EQ(mtime_of(out + "/src/locked/inner/f"), mtime_of(src + "/locked/inner/f"));
   EXPECT_EQ(mtime_of(out + "/src/locked"), mtime_of(src + "/locked"));
 }
