@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   haven::cli::register_backup(app);
   haven::cli::register_restore(app);
   haven::cli::register_snapshots(app);
+  haven::cli::register_unlock(app);
   haven::cli::register_version(app);
   return app.run(argc, argv);
 }

@@ -64,6 +64,7 @@ void register_init(App& app);
 void register_key(App& app);
 void register_cat(App& app);
 void register_version(App& app);
+void register_unlock(App& app);
 void register_backup(App& app);
 void register_restore(App& app);
 void register_snapshots(App& app);

@@ -49,6 +49,9 @@ SecretKey hkdf(const SecretKey& ikm, ByteView salt, ByteView info) {
   if (kdf == nullptr) std::abort();
   std::unique_ptr<EVP_KDF_CTX, decltype(&EVP_KDF_CTX_free)> ctx(EVP_KDF_CTX_new(kdf),
                                                                  EVP_KDF_CTX_free);
+  // RFC 5869: an absent salt is HashLen zero bytes (OpenSSL rejects a null pointer).
+  static const uint8_t kZeroSalt[32] = {0};
+  if (salt.empty()) salt = ByteView(kZeroSalt, sizeof kZeroSalt);
   char digest[] = "SHA256";
   OSSL_PARAM params[] = {
       OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0),

@@ -39,6 +39,9 @@ Result<Header> parse_header(ByteView prefix, const std::string& what) {
   if (kind < 1 || kind > 5) {
     return Error(Error::Code::kCorrupt, what + ": unknown object kind " + std::to_string(kind));
   }
+  if (prefix[6] != 0 || prefix[7] != 0) {
+    return Error(Error::Code::kCorrupt, what + ": reserved header bytes are not zero (damaged)");
+  }
   h.kind = static_cast<ObjectKind>(kind);
   h.key_generation = get_u32le(prefix.data() + 8);
   std::memcpy(h.salt.data(), prefix.data() + kHeaderSize, kSaltSize);

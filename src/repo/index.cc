@@ -14,7 +14,7 @@ size_t Index::probe(BlobType type, const Id& id) const {
   while (true) {
     uint32_t s = slots_[i];
     if (s == 0) return i;
-    const IndexEntry& e = entries_[s - 1];
+    const IndexEntry& e = entry(s - 1);
     if (e.type == type && e.id == id) return i;
     i = (i + 1) & mask;
   }
@@ -23,8 +23,8 @@ size_t Index::probe(BlobType type, const Id& id) const {
 void Index::grow() {
   size_t n = slots_.empty() ? 1024 : slots_.size() * 2;
   slots_.assign(n, 0);
-  for (size_t k = 0; k < entries_.size(); k++) {
-    size_t i = probe(entries_[k].type, entries_[k].id);
+  for (size_t k = 0; k < count_; k++) {
+    size_t i = probe(entry(k).type, entry(k).id);
     slots_[i] = static_cast<uint32_t>(k + 1);
   }
 }
@@ -33,11 +33,15 @@ void Index::add_pack(const PackRecord& pack) {
   uint32_t pack_no = static_cast<uint32_t>(packs_.size());
   packs_.push_back({pack.id, pack.key_generation});
   for (const auto& b : pack.blobs) {
-    if ((entries_.size() + 1) * 10 > slots_.size() * 7) grow();
+    if ((count_ + 1) * 10 > slots_.size() * 7) grow();
     size_t i = probe(b.type, b.id);
     if (slots_[i] != 0) continue;  // duplicate: keep the first copy
-    entries_.push_back({b.id, pack_no, b.offset, b.length, b.raw_length, b.type});
-    slots_[i] = static_cast<uint32_t>(entries_.size());
+    if ((count_ >> kBlockShift) >= blocks_.size()) {
+      blocks_.push_back(std::make_unique_for_overwrite<IndexEntry[]>(kBlockSize));
+    }
+    entry(count_) = {b.id, pack_no, b.offset, b.length, b.raw_length, b.type};
+    count_++;
+    slots_[i] = static_cast<uint32_t>(count_);
   }
 }
 
@@ -45,13 +49,13 @@ std::optional<BlobLocation> Index::find(BlobType type, const Id& id) const {
   if (slots_.empty()) return std::nullopt;
   uint32_t s = slots_[probe(type, id)];
   if (s == 0) return std::nullopt;
-  const IndexEntry& e = entries_[s - 1];
+  const IndexEntry& e = entry(s - 1);
   const PackSlot& p = packs_[e.pack];
   return BlobLocation{p.id, p.key_generation, e.offset, e.length, e.raw_length};
 }
 
 size_t Index::memory_bytes() const {
-  return entries_.capacity() * sizeof(IndexEntry) + slots_.capacity() * sizeof(uint32_t) +
+  return blocks_.size() * kBlockSize * sizeof(IndexEntry) + slots_.capacity() * sizeof(uint32_t) +
          packs_.capacity() * sizeof(PackSlot);
 }
 

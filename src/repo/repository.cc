@@ -24,6 +24,7 @@ constexpr size_t kIndexFlushBlobs = 100000;
 constexpr size_t kMaxObjectBody = 1u << 30;
 // A lock not refreshed for this long is stale, even from another host.
 constexpr TimeNs kLockStaleNs = 30LL * 60 * 1000000000;
+constexpr TimeNs kLockRefreshNs = 5LL * 60 * 1000000000;
 
 Bytes encode_config(const Config& c) {
   json j;
@@ -81,7 +82,7 @@ Repository::~Repository() {
     upload_cv_.notify_all();
   }
   for (auto& t : uploaders_) t.join();
-  if (lock_id_) (void)unlock();
+  (void)unlock();
 }
 
 Result<std::unique_ptr<Repository>> Repository::init(std::shared_ptr<storage::Backend> backend,
@@ -279,7 +280,7 @@ Status Repository::load_index() {
 
 bool Repository::has_blob(BlobType type, const Id& id) {
   std::lock_guard<std::mutex> g(mu_);
-  return index_.contains(type, id) || in_flight_.count(id) > 0;
+  return index_.contains(type, id) || in_flight_.count({type, id}) > 0;
 }
 
 size_t Repository::index_blob_count() {
@@ -304,8 +305,8 @@ Result<bool> Repository::save_blob_with_id(BlobType type, const Id& id, ByteView
   std::unique_ptr<PackBuilder> packer;
   {
     std::unique_lock<std::mutex> lk(mu_);
-    if (index_.contains(type, id) || in_flight_.count(id) > 0) return false;
-    in_flight_.insert(id);
+    if (index_.contains(type, id) || in_flight_.count({type, id}) > 0) return false;
+    in_flight_.insert({type, id});
     packer_cv_.wait(lk, [&] { return !idle_packers_.empty() || packers_out_ < max_packers_; });
     if (!idle_packers_.empty()) {
       packer = std::move(idle_packers_.back());
@@ -386,7 +387,7 @@ Status Repository::upload_pack(std::unique_ptr<PackBuilder> packer) {
   Status st = backend_->save({ObjectType::kData, hex(record.id)}, data);
   if (st.ok()) write_stats_.packs++;
   std::unique_lock<std::mutex> lk(mu_);
-  for (const auto& b : record.blobs) in_flight_.erase(b.id);
+  for (const auto& b : record.blobs) in_flight_.erase({b.type, b.id});
   if (!st.ok()) return st;
   // The pack is durable: only now may its blobs be found by lookups and indexed.
   index_.add_pack(record);
@@ -590,7 +591,17 @@ Result<std::string> Repository::change_password(const std::string& new_password,
 // ---------------------------------------------------------------------------------------------
 // Locks
 
+namespace {
+// Same host: a lock is stale exactly when its process is gone. Other hosts: when it has not been
+// refreshed for kLockStaleNs (holders refresh every kLockRefreshNs).
+bool lock_is_stale(const Lock& l, const std::string& me) {
+  if (l.hostname == me) return kill(static_cast<pid_t>(l.pid), 0) != 0 && errno == ESRCH;
+  return now() - l.refreshed > kLockStaleNs;
+}
+}  // namespace
+
 Status Repository::lock(bool exclusive) {
+  if (lock_id_) return Error(Error::Code::kInternal, "this session already holds a lock");
   std::string me = hostname();
   auto check = [&](const std::optional<std::string>& own) -> Status {
     std::vector<std::string> names;
@@ -602,12 +613,10 @@ Status Repository::lock(bool exclusive) {
       auto body = load_object(ObjectType::kLock, n);
       if (!body.ok()) {
         if (body.error().code() == Error::Code::kNotFound) continue;  // removed meanwhile
-        return body.error();
+        return body.error().with_context("reading locks (remove a damaged lock with 'haven unlock --remove-all')");
       }
       HAVEN_ASSIGN(Lock l, decode_lock(*body, "lock " + n));
-      bool stale = now() - l.refreshed > kLockStaleNs;
-      if (l.hostname == me && kill(static_cast<pid_t>(l.pid), 0) != 0 && errno == ESRCH) stale = true;
-      if (stale) continue;
+      if (lock_is_stale(l, me)) continue;
       if (exclusive || l.exclusive) {
         return Error(Error::Code::kLocked,
                      std::string("repository is locked ") + (l.exclusive ? "exclusively " : "") +
@@ -619,13 +628,12 @@ Status Repository::lock(bool exclusive) {
     return ok_status();
   };
   HAVEN_TRY(check(std::nullopt));
-  Lock l;
-  l.time = l.refreshed = now();
-  l.hostname = me;
-  l.username = username();
-  l.pid = getpid();
-  l.exclusive = exclusive;
-  HAVEN_ASSIGN(Id id, save_object(ObjectType::kLock, encode_lock(l)));
+  lock_.time = lock_.refreshed = now();
+  lock_.hostname = me;
+  lock_.username = username();
+  lock_.pid = getpid();
+  lock_.exclusive = exclusive;
+  HAVEN_ASSIGN(Id id, save_object(ObjectType::kLock, encode_lock(lock_)));
   lock_id_ = id;
   // Someone may have locked at the same moment: check again now that ours is visible.
   Status again = check(hex(id));
@@ -633,14 +641,59 @@ Status Repository::lock(bool exclusive) {
     (void)unlock();
     return again;
   }
+  stop_refresh_ = false;
+  refresher_ = std::thread([this] { refresh_loop(); });
   return ok_status();
 }
 
+void Repository::refresh_loop() {
+  std::unique_lock<std::mutex> lk(lock_mu_);
+  while (!refresh_cv_.wait_for(lk, std::chrono::nanoseconds(kLockRefreshNs),
+                               [&] { return stop_refresh_; })) {
+    // A new lock object first, then the old one goes: the repository is never unlocked between.
+    Lock l = lock_;
+    l.refreshed = now();
+    auto id = save_object(ObjectType::kLock, encode_lock(l));
+    if (!id.ok()) continue;  // try again next round; the old lock stays valid meanwhile
+    (void)backend_->remove({ObjectType::kLock, hex(*lock_id_)});
+    lock_id_ = *id;
+  }
+}
+
 Status Repository::unlock() {
+  if (refresher_.joinable()) {
+    {
+      std::lock_guard<std::mutex> g(lock_mu_);
+      stop_refresh_ = true;
+    }
+    refresh_cv_.notify_all();
+    refresher_.join();
+  }
   if (!lock_id_) return ok_status();
   Status st = backend_->remove({ObjectType::kLock, hex(*lock_id_)});
   lock_id_.reset();
   return st;
+}
+
+Result<size_t> Repository::remove_stale_locks(bool all) {
+  std::string me = hostname();
+  std::vector<std::string> names;
+  HAVEN_TRY(backend_->list(ObjectType::kLock, [&](const storage::ObjectInfo& i) {
+    names.push_back(i.name.name);
+  }));
+  size_t removed = 0;
+  for (const auto& n : names) {
+    if (lock_id_ && n == hex(*lock_id_)) continue;
+    bool remove = all;
+    if (!remove) {
+      auto body = load_object(ObjectType::kLock, n);
+      if (!body.ok()) continue;  // damaged: only --remove-all takes it away
+      auto l = decode_lock(*body, "lock " + n);
+      remove = l.ok() && lock_is_stale(*l, me);
+    }
+    if (remove && backend_->remove({ObjectType::kLock, n}).ok()) removed++;
+  }
+  return removed;
 }
 
 }  // namespace haven::repo

@@ -125,6 +125,8 @@ class Repository {
   // exists. Locks whose process is gone (same host) or that stopped refreshing are ignored.
   Status lock(bool exclusive);
   Status unlock();
+  // Removes locks whose holder is gone (or every other lock with all=true). Returns how many.
+  Result<size_t> remove_stale_locks(bool all);
 
   // What this session added (for snapshot statistics).
   struct WriteStats {
@@ -159,11 +161,26 @@ class Repository {
   std::mutex mu_;
   std::condition_variable packer_cv_;
   Index index_;
-  std::unordered_set<Id, IdHash> in_flight_;          // blobs in open or uploading packs
+  struct TypedId {
+    BlobType type;
+    Id id;
+    bool operator==(const TypedId&) const = default;
+  };
+  struct TypedIdHash {
+    size_t operator()(const TypedId& t) const { return IdHash{}(t.id) ^ static_cast<size_t>(t.type); }
+  };
+  std::unordered_set<TypedId, TypedIdHash> in_flight_;  // blobs in open or uploading packs
   std::vector<std::unique_ptr<PackBuilder>> idle_packers_;
   size_t packers_out_ = 0;                             // packers being filled by threads
   size_t max_packers_ = 2;
   std::vector<PackRecord> unindexed_;                  // uploaded packs not yet in an index file
+  // Lock held by this session, refreshed by a background thread (see lock()).
+  void refresh_loop();
+  std::mutex lock_mu_;
+  std::condition_variable refresh_cv_;
+  std::thread refresher_;
+  bool stop_refresh_ = false;
+  Lock lock_;
   std::optional<Id> lock_id_;
   WriteStats write_stats_;
 

@@ -212,7 +212,7 @@ json readable(const json& v) {
 
 std::string cbor_to_json_text(ByteView body) {
   try {
-    return readable(json::from_cbor(body)).dump(2);
+    return readable(json::from_cbor(body)).dump(2, ' ', false, json::error_handler_t::replace);
   } catch (const json::exception&) {
     return "\"(not CBOR)\"";
   }
