@@ -8,7 +8,7 @@ namespace haven::cli {
 namespace {
 struct InitOptions {
   uint64_t kdf_memory_mib = 64;
-  uint64_t kdf_iterations = 3;
+  uint64_t kdf_iterations = 2;
   std::string compression = "medium";
   uint32_t pack_size_mib = 16;
   uint32_t chunk_min_kib = 256, chunk_avg_kib = 1024, chunk_max_kib = 4096;
@@ -21,7 +21,7 @@ void register_init(App& app) {
   auto* sub = app.root().add_subcommand("init", "create a new repository at --repo");
   sub->add_option("--kdf-memory", opts->kdf_memory_mib, "Argon2id memory in MiB (default 64)")
       ->check(CLI::Range(1, 4096));
-  sub->add_option("--kdf-iterations", opts->kdf_iterations, "Argon2id passes (default 3)")
+  sub->add_option("--kdf-iterations", opts->kdf_iterations, "Argon2id passes (default 2)")
       ->check(CLI::Range(1, 64));
   sub->add_option("--compression", opts->compression, "none|low|medium|high (default medium)");
   sub->add_option("--pack-size", opts->pack_size_mib, "target pack size in MiB (default 16)")

@@ -10,7 +10,7 @@ struct KeyOptions {
   std::string new_password_file;
   std::string id;
   uint64_t kdf_memory_mib = 64;
-  uint64_t kdf_iterations = 3;
+  uint64_t kdf_iterations = 2;
 };
 }  // namespace
 
@@ -24,7 +24,7 @@ void register_key(App& app) {
                     "file holding the new password (else HAVEN_NEW_PASSWORD or a prompt)");
     sub->add_option("--kdf-memory", opts->kdf_memory_mib, "Argon2id memory in MiB (default 64)")
         ->check(CLI::Range(1, 4096));
-    sub->add_option("--kdf-iterations", opts->kdf_iterations, "Argon2id passes (default 3)")
+    sub->add_option("--kdf-iterations", opts->kdf_iterations, "Argon2id passes (default 2)")
         ->check(CLI::Range(1, 64));
   };
 

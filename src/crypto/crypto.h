@@ -73,8 +73,8 @@ bool open(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce, By
 
 // Argon2id parameters as stored in a key file.
 struct KdfParams {
-  uint64_t iterations = 3;           // libsodium opslimit
-  uint64_t memory = 64ull << 20;     // bytes; libsodium memlimit
+  uint64_t iterations = 2;           // libsodium opslimit (crypto_pwhash_OPSLIMIT_INTERACTIVE)
+  uint64_t memory = 64ull << 20;     // bytes (crypto_pwhash_MEMLIMIT_INTERACTIVE)
 };
 // The smallest parameters accepted (libsodium's minimums), used to refuse weakened key files.
 bool kdf_params_valid(const KdfParams& p, std::string* why);

@@ -6,7 +6,7 @@ std::optional<Id> parse_id(const std::string& h) {
   if (h.size() != 64) return std::nullopt;
   auto b = from_hex(h);
   if (!b) return std::nullopt;
-  Id id;
+  Id id{};
   std::copy(b->begin(), b->end(), id.begin());
   return id;
 }

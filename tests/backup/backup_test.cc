@@ -431,11 +431,37 @@ struct RunOptions {
   int timeout_ms = 60000;
 };
 
+// The build tree may sit under a directory other users cannot enter (a clone in /root): a
+// command run as another user gets a world-executable copy of the binary in /tmp.
+static std::string binary_for(int uid) {
+  if (uid < 0) return HAVEN_BINARY;
+  struct PublicCopy {
+    std::string dir, path = HAVEN_BINARY;
+    PublicCopy() {
+      char tmpl[] = "/tmp/haven-bin-XXXXXX";
+      if (mkdtemp(tmpl) == nullptr) return;
+      dir = tmpl;
+      chmod(dir.c_str(), 0755);
+      std::string dst = dir + "/haven";
+      std::string cmd = std::string("cp '") + HAVEN_BINARY + "' '" + dst + "' && chmod 0755 '" + dst + "'";
+      if (system(cmd.c_str()) == 0) path = dst;
+    }
+    ~PublicCopy() {
+      if (!dir.empty()) {
+        unlink((dir + "/haven").c_str());
+        rmdir(dir.c_str());
+      }
+    }
+  };
+  static PublicCopy copy;
+  return copy.path;
+}
+
 // Runs HAVEN_BINARY with `args` and a clean environment (no inherited HAVEN_*).
 RunResult run_haven(const std::vector<std::string>& args, const RunOptions& o = {}) {
   signal(SIGPIPE, SIG_IGN);  // a child that stops reading stdin must not kill the test
   RunResult r;
-  std::vector<std::string> argv_s{HAVEN_BINARY};
+  std::vector<std::string> argv_s{binary_for(o.uid)};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<std::string> env_s;
   for (char** e = environ; *e != nullptr; ++e) {
