@@ -2,6 +2,9 @@
 
 #include <zstd.h>
 
+#include <cstring>
+#include <memory>
+
 namespace haven::repo {
 
 int zstd_level(Compression c) {
@@ -49,12 +52,20 @@ void encode_record(Compression c, ByteView data, Bytes& out) {
   out.clear();
   if (c != Compression::kNone && data.size() >= 64) {
     thread_local CCtx cctx;
-    out.resize(1 + ZSTD_compressBound(data.size()));
-    out[0] = kModeZstd;
-    size_t n = ZSTD_compressCCtx(cctx.c, out.data() + 1, out.size() - 1, data.data(),
-                                 data.size(), zstd_level(c));
+    // An uninitialised per-thread work area: resizing a vector would zero it on every call.
+    thread_local std::unique_ptr<uint8_t[]> work;
+    thread_local size_t work_size = 0;
+    size_t bound = ZSTD_compressBound(data.size());
+    if (work_size < bound) {
+      work = std::make_unique_for_overwrite<uint8_t[]>(bound);
+      work_size = bound;
+    }
+    size_t n = ZSTD_compressCCtx(cctx.c, work.get(), bound, data.data(), data.size(),
+                                 zstd_level(c));
     if (!ZSTD_isError(n) && n < data.size() - data.size() / 32) {
-      out.resize(1 + n);
+      out.reserve(1 + n);
+      out.push_back(kModeZstd);
+      out.insert(out.end(), work.get(), work.get() + n);
       return;
     }
   }

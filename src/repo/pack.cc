@@ -14,8 +14,10 @@ constexpr char kTrailerAad[] = "pack trailer";
 constexpr uint32_t kMaxBlob = 64u << 20;
 }  // namespace
 
-PackBuilder::PackBuilder(const crypto::SecretKey& master, uint32_t key_generation,
-                         size_t reserve) {
+PackBuilder::PackBuilder(const crypto::SecretKey& master, uint32_t key_generation, Bytes buffer,
+                         size_t reserve)
+    : buf_(std::move(buffer)) {
+  buf_.clear();
   buf_.reserve(reserve);
   header_.kind = ObjectKind::kPack;
   header_.key_generation = key_generation;
@@ -28,9 +30,10 @@ PackBuilder::PackBuilder(const crypto::SecretKey& master, uint32_t key_generatio
 }
 
 uint32_t PackBuilder::add(BlobType type, const Id& id, ByteView data, Compression c) {
-  encode_record(c, data, scratch_);
+  thread_local Bytes scratch;  // per thread, so its pages stay mapped across packs
+  encode_record(c, data, scratch);
   uint32_t offset = static_cast<uint32_t>(buf_.size());
-  seal_record(subkey_, header_, blob_aad(type, id), scratch_, buf_);
+  seal_record(subkey_, header_, blob_aad(type, id), scratch, buf_);
   record_.blobs.push_back({type, id, offset, static_cast<uint32_t>(buf_.size() - offset),
                            static_cast<uint32_t>(data.size())});
   return record_.blobs.back().length;
@@ -44,9 +47,10 @@ Bytes PackBuilder::finish(PackRecord& record) {
                     b.length, b.raw_length});
   }
   Bytes body = json::to_cbor(list);
-  encode_record(Compression::kLow, body, scratch_);
+  Bytes scratch;
+  encode_record(Compression::kLow, body, scratch);
   size_t start = buf_.size();
-  seal_record(subkey_, header_, as_bytes(kTrailerAad), scratch_, buf_);
+  seal_record(subkey_, header_, as_bytes(kTrailerAad), scratch, buf_);
   uint32_t trailer_len = static_cast<uint32_t>(buf_.size() - start);
   uint8_t tail[4];
   put_u32le(tail, trailer_len);

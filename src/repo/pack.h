@@ -16,8 +16,10 @@ namespace haven::repo {
 
 class PackBuilder {
  public:
-  // `reserve`: expected final size, allocated up front so the buffer never doubles past it.
-  PackBuilder(const crypto::SecretKey& master, uint32_t key_generation, size_t reserve = 0);
+  // `buffer`: memory to build the pack in (recycled from an earlier pack, so its pages are
+  // already mapped); `reserve`: expected final size, so the buffer never doubles past it.
+  PackBuilder(const crypto::SecretKey& master, uint32_t key_generation, Bytes buffer = {},
+              size_t reserve = 0);
 
   // Compresses (per `c`), seals and appends one blob. Returns the sealed record's length.
   uint32_t add(BlobType type, const Id& id, ByteView data, Compression c);
@@ -34,7 +36,6 @@ class PackBuilder {
   crypto::SecretKey subkey_;
   PackRecord record_;
   Bytes buf_;
-  Bytes scratch_;
 };
 
 // Decrypts and decodes one blob record read from a pack.

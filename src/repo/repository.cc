@@ -315,9 +315,17 @@ Result<bool> Repository::save_blob_with_id(BlobType type, const Id& id, ByteView
     packers_out_++;
   }
   if (!packer) {
+    Bytes buffer;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (!free_buffers_.empty()) {
+        buffer = std::move(free_buffers_.back());
+        free_buffers_.pop_back();
+      }
+    }
     packer = std::make_unique<PackBuilder>(
         *master_.encryption_key(master_.current_generation), master_.current_generation,
-        size_t{config_.pack_size} + config_.chunker.max_size + 64 * 1024);
+        std::move(buffer), size_t{config_.pack_size} + config_.chunker.max_size + 64 * 1024);
   }
   // Compression and encryption run outside the lock, on this thread's own packer.
   uint32_t stored = packer->add(type, id, data, compression_);
@@ -387,6 +395,7 @@ Status Repository::upload_pack(std::unique_ptr<PackBuilder> packer) {
   Status st = backend_->save({ObjectType::kData, hex(record.id)}, data);
   if (st.ok()) write_stats_.packs++;
   std::unique_lock<std::mutex> lk(mu_);
+  if (free_buffers_.size() < max_packers_) free_buffers_.push_back(std::move(data));
   for (const auto& b : record.blobs) in_flight_.erase({b.type, b.id});
   if (!st.ok()) return st;
   // The pack is durable: only now may its blobs be found by lookups and indexed.

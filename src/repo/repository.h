@@ -192,6 +192,7 @@ class Repository {
   std::vector<std::thread> uploaders_;
   size_t uploads_active_ = 0;
   size_t upload_threads_ = 2;
+  std::vector<Bytes> free_buffers_;  // pack buffers to reuse (at most max_packers_)
   bool stop_uploaders_ = false;
   std::optional<Error> upload_error_;
 };
