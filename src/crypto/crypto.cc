@@ -1,6 +1,8 @@
 #include "crypto/crypto.h"
 
+#include <cpuid.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/kdf.h>
 #include <openssl/params.h>
 #include <openssl/core_names.h>
@@ -34,6 +36,23 @@ Hash keyed_hash(const SecretKey& key, ByteView data) {
   Hash h;
   crypto_generichash(h.data(), h.size(), data.data(), data.size(), key.data(), kKeySize);
   return h;
+}
+
+Hash hmac_sha256(const SecretKey& key, ByteView data) {
+  Hash h;
+  unsigned int len = 0;
+  static const uint8_t kEmpty = 0;
+  if (HMAC(EVP_sha256(), key.data(), kKeySize, data.empty() ? &kEmpty : data.data(), data.size(),
+           h.data(), &len) == nullptr) {
+    std::abort();
+  }
+  return h;
+}
+
+bool cpu_has_sha_extensions() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) == 0) return false;
+  return (b >> 29) & 1;  // CPUID.(EAX=7,ECX=0):EBX.SHA[bit 29]
 }
 
 Hash sha256(ByteView data) {

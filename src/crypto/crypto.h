@@ -58,6 +58,11 @@ std::array<uint8_t, N> random_array() {
 // Keyed BLAKE2b-256 of data.
 Hash keyed_hash(const SecretKey& key, ByteView data);
 
+// HMAC-SHA256 (RFC 2104): the alternative blob-ID function, fast on CPUs with SHA extensions.
+Hash hmac_sha256(const SecretKey& key, ByteView data);
+// Whether this CPU has the x86 SHA extensions (SHA-256 then runs ~2.5x faster than BLAKE2b).
+bool cpu_has_sha_extensions();
+
 // Plain SHA-256 (used for checksums of plaintext key files, never for secrets).
 Hash sha256(ByteView data);
 

@@ -33,6 +33,7 @@ Bytes encode_config(const Config& c) {
   j["chunker"] = {{"min", c.chunker.min_size}, {"avg", c.chunker.avg_size}, {"max", c.chunker.max_size}};
   j["pack_size"] = c.pack_size;
   j["compression"] = compression_name(c.compression);
+  j["id_hash"] = id_hash_name(c.id_hash);
   j["created"] = c.created;
   return json::to_cbor(j);
 }
@@ -51,6 +52,12 @@ Result<Config> decode_config(ByteView body) {
     c.pack_size = j.at("pack_size").get<uint32_t>();
     HAVEN_ASSIGN(c.compression, parse_compression(j.at("compression").get<std::string>()));
     c.created = j.value("created", "");
+    std::string idh = j.value("id_hash", "blake2b-256");
+    if (idh == "hmac-sha256") {
+      c.id_hash = BlobIdFunction::kHmacSha256;
+    } else if (idh != "blake2b-256") {
+      return Error(Error::Code::kUnsupported, "config: unknown blob ID function '" + idh + "': upgrade haven");
+    }
   } catch (const json::exception&) {
     return Error(Error::Code::kCorrupt, "config: malformed");
   }
@@ -121,6 +128,8 @@ Result<std::unique_ptr<Repository>> Repository::init(std::shared_ptr<storage::Ba
   repo->config_.chunker = options.chunker;
   repo->config_.pack_size = options.pack_size;
   repo->config_.compression = options.compression;
+  repo->config_.id_hash = options.id_hash.value_or(
+      crypto::cpu_has_sha_extensions() ? BlobIdFunction::kHmacSha256 : BlobIdFunction::kBlake2b);
   repo->config_.created = format_time(now());
   repo->compression_ = options.compression;
   // The config is written last: its presence is what makes the location a repository.
@@ -189,7 +198,12 @@ chunker::Chunker Repository::make_chunker() const {
   return chunker::Chunker(config_.chunker, master_.gear_table());
 }
 
-Id Repository::blob_id(ByteView data) const { return crypto::keyed_hash(master_.id_key, data); }
+const char* id_hash_name(BlobIdFunction h) { return h == BlobIdFunction::kHmacSha256 ? "hmac-sha256" : "blake2b-256"; }
+
+Id Repository::blob_id(ByteView data) const {
+  return config_.id_hash == BlobIdFunction::kHmacSha256 ? crypto::hmac_sha256(master_.id_key, data)
+                                                : crypto::keyed_hash(master_.id_key, data);
+}
 
 Result<Bytes> Repository::seal_object(ObjectKind kind, ByteView body) const {
   return seal_object_with_salt(kind, random_id(), body);

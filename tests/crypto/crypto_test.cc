@@ -368,3 +368,19 @@ TEST(Hex, RoundTripAndRejects) {
 
 }  // namespace
 }  // namespace haven::crypto
+
+// Known answer from: printf 'haven blob' | openssl dgst -sha256 -mac HMAC -macopt hexkey:0001..1f
+TEST(HmacSha256, KnownAnswer) {
+  haven::crypto::init();
+  uint8_t k[32];
+  for (int i = 0; i < 32; i++) k[i] = static_cast<uint8_t>(i);
+  haven::crypto::SecretKey key(haven::ByteView(k, 32));
+  auto h = haven::crypto::hmac_sha256(key, haven::as_bytes("haven blob"));
+  EXPECT_EQ(haven::to_hex(haven::ByteView(h.data(), h.size())),
+            "5cf35f5139c8c1d41b6b2cd0fa0a1e0818ff4758142ed8867d43d875f6f333f6");
+  // Keyed: another key gives another ID; empty input is fine.
+  k[0] ^= 1;
+  haven::crypto::SecretKey other(haven::ByteView(k, 32));
+  EXPECT_NE(haven::crypto::hmac_sha256(other, haven::as_bytes("haven blob")), h);
+  EXPECT_NE(haven::crypto::hmac_sha256(key, {}), h);
+}

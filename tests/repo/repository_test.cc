@@ -1783,5 +1783,35 @@ TEST(IndexTest, EmptyIndexAndIndexFileRoundTrip) {
                     {"index x"}));
 }
 
+// The blob-ID function is chosen at init, recorded in the config and used by every session.
+TEST_F(RepoTest, BlobIdFunctionIsFixedPerRepository) {
+  for (auto fn : {BlobIdFunction::kBlake2b, BlobIdFunction::kHmacSha256}) {
+    std::filesystem::remove_all(path());
+    InitOptions o = fast_options();
+    o.id_hash = fn;
+    auto r = init_repo(kPw, o);
+    ASSERT_TRUE(r);
+    Bytes data = random_data(100000, 7);
+    auto id = r->save_blob(BlobType::kData, data);
+    ASSERT_OK(id);
+    ASSERT_OK(r->flush());
+    const auto& key = r->master_key().id_key;
+    Id expect = fn == BlobIdFunction::kHmacSha256 ? crypto::hmac_sha256(key, data)
+                                                        : crypto::keyed_hash(key, data);
+    EXPECT_EQ(*id, expect);
+    EXPECT_NE(crypto::hmac_sha256(key, data), crypto::keyed_hash(key, data));
+    r.reset();
+    auto again = open_repo();
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->config().id_hash, fn);
+    EXPECT_EQ(again->blob_id(data), expect);
+    ASSERT_OK(again->load_index());
+    auto back = again->load_blob(BlobType::kData, expect);
+    ASSERT_OK(back);
+    EXPECT_EQ(*back, data);
+  }
+}
+
+
 }  // namespace
 }  // namespace haven::repo
