@@ -361,17 +361,16 @@ Result<bool> Repository::save_blob_with_id(BlobType type, const Id& id, ByteView
   return true;
 }
 
-namespace {
-constexpr size_t kMaxQueuedPacks = 1;
-}  // namespace
-
 Status Repository::enqueue_upload(std::unique_ptr<PackBuilder> packer) {
   std::unique_lock<std::mutex> lk(mu_);
   if (upload_error_) return *upload_error_;
   if (uploaders_.empty()) {
     for (size_t i = 0; i < upload_threads_; i++) uploaders_.emplace_back([this] { uploader(); });
   }
-  upload_cv_.wait(lk, [&] { return upload_queue_.size() < kMaxQueuedPacks || upload_error_; });
+  // Hand over only when an uploader is free: packs waiting in memory would only raise the peak.
+  upload_cv_.wait(lk, [&] {
+    return upload_queue_.size() + uploads_active_ < upload_threads_ || upload_error_;
+  });
   if (upload_error_) return *upload_error_;
   upload_queue_.push_back(std::move(packer));
   upload_cv_.notify_all();

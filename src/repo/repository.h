@@ -153,7 +153,7 @@ class Repository {
   Result<Bytes> seal_object_with_salt(ObjectKind kind, const Id& salt, ByteView body) const;
   Result<Bytes> open_object(ObjectKind kind, const storage::ObjectName& name, ByteView object) const;
   Status upload_pack(std::unique_ptr<PackBuilder> packer);
-  // Hands a full pack to the uploader threads; blocks while kMaxQueuedPacks are waiting.
+  // Hands a full pack to the uploader threads; blocks until one of them is free.
   Status enqueue_upload(std::unique_ptr<PackBuilder> packer);
   void uploader();
   Status wait_uploads();
@@ -193,8 +193,7 @@ class Repository {
   WriteStats write_stats_;
 
   // Uploads run on their own threads so that a slow save (fsync, network) never stalls the
-  // threads that compress and encrypt. Memory: at most kMaxQueuedPacks waiting plus one pack
-  // per uploader in flight.
+  // threads that compress and encrypt. Memory: one pack per uploader in flight, none waiting.
   std::condition_variable upload_cv_;
   std::deque<std::unique_ptr<PackBuilder>> upload_queue_;
   std::vector<std::thread> uploaders_;
