@@ -410,7 +410,10 @@ Status Archiver::walk_dir(const std::string& path, DirJob* parent, size_t index,
     if (d->nodes[i].type == Node::Type::kDir &&
         std::none_of(subdirs.begin(), subdirs.end(), [&](auto& s) { return s.first == i; })) {
       auto empty = repo_.save_tree(Tree{});
-      if (!empty.ok()) return empty.error();
+      if (!empty.ok()) {
+        fail(empty.error());  // the counts below still run down, so every DirJob is freed
+        break;
+      }
       d->nodes[i].subtree = *empty;
     }
   }
@@ -430,7 +433,8 @@ Status Archiver::walk_dir(const std::string& path, DirJob* parent, size_t index,
       release(d);
       continue;
     }
-    HAVEN_TRY(walk_dir(join(path, d->nodes[i].name), d, i, sub, root_dev));
+    Status st = walk_dir(join(path, d->nodes[i].name), d, i, sub, root_dev);
+    if (!st.ok()) fail(st.error());
   }
   release(d);
   return ok_status();

@@ -35,7 +35,7 @@ void register_backup(App& app) {
   sub->add_flag("--stdin-from-command", opts->from_command,
                 "back up the output of the command given after --; fails if it exits non-zero");
   sub->add_option("--threads", opts->o.threads, "worker threads (default: one per core)");
-  app.on(sub, [&app, opts, sub]() -> CommandResult {
+  app.on(sub, [&app, opts]() -> CommandResult {
     backup::Options o = opts->o;
     for (const auto& f : opts->exclude_files) {
       HAVEN_ASSIGN(auto pats, backup::read_exclude_file(f));
@@ -55,7 +55,6 @@ void register_backup(App& app) {
       o.from_stdin = true;
       if (o.stdin_filename.empty()) o.stdin_filename = "stdin";
     }
-    (void)sub;
     HAVEN_ASSIGN(auto repo, app.open_repository());
     HAVEN_TRY(repo->lock(false));
     HAVEN_TRY(repo->load_index());

@@ -1,5 +1,5 @@
 // haven cat config|key|index|snapshot|lock|pack|tree|blob ID — print a decrypted object
-// (debugging). Structured objects print as JSON; `blob` writes the raw bytes.
+// (debugging). Structured objects print as JSON; `blob` writes the raw bytes. Also `haven version`.
 #include <unistd.h>
 
 #include <iostream>
@@ -94,18 +94,6 @@ void register_cat(App& app) {
         HAVEN_TRY(write_all(body));
       }
     }
-    return 0;
-  });
-}
-
-void register_unlock(App& app) {
-  auto all = std::make_shared<bool>(false);
-  auto* sub = app.root().add_subcommand("unlock", "remove stale locks");
-  sub->add_flag("--remove-all", *all, "remove every lock, also live ones (make sure nothing runs)");
-  app.on(sub, [&app, all]() -> CommandResult {
-    HAVEN_ASSIGN(auto repo, app.open_repository());
-    HAVEN_ASSIGN(size_t n, repo->remove_stale_locks(*all));
-    if (!app.globals().quiet) std::cout << "removed " << n << " lock(s)\n";
     return 0;
   });
 }
