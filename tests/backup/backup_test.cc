@@ -185,27 +185,6 @@ uint64_t stat_of(const repo::Snapshot& s, const std::string& key) {
   return it == s.stats.end() ? ~uint64_t{0} : it->second;
 }
 
-// Records every event, for checks on warnings.
-class RecordingSink : public EventSink {
- public:
-  void emit(const Event& e) override {
-    std::lock_guard<std::mutex> g(mu_);
-    events.push_back(e);
-  }
-  std::vector<Event> of(const std::string& type) {
-    std::lock_guard<std::mutex> g(mu_);
-    std::vector<Event> out;
-    for (const auto& e : events) {
-      if (e.type == type) out.push_back(e);
-    }
-    return out;
-  }
-  std::vector<Event> events;
-
- private:
-  std::mutex mu_;
-};
-
 class BackupTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -52,27 +52,6 @@ using repo::Tree;
 
 
 
-// Records every event, for checks on warnings.
-class RecordingSink : public EventSink {
- public:
-  void emit(const Event& e) override {
-    std::lock_guard<std::mutex> g(mu_);
-    events.push_back(e);
-  }
-  std::vector<Event> of(const std::string& type) {
-    std::lock_guard<std::mutex> g(mu_);
-    std::vector<Event> out;
-    for (const auto& e : events) {
-      if (e.type == type) out.push_back(e);
-    }
-    return out;
-  }
-  std::vector<Event> events;
-
- private:
-  std::mutex mu_;
-};
-
 std::unique_ptr<repo::Repository> open_repo(const std::string& dir) {
   auto be = storage::open_backend(dir);
   if (!be.ok()) {

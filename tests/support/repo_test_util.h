@@ -6,12 +6,34 @@
 #include "crypto/crypto.h"
 #include "repo/repository.h"
 #include "storage/backend.h"
+#include "util/events.h"
 #include "support/fs_test_util.h"
 
 namespace haven {
 namespace {
 
 const std::string kPw = "pw";
+
+// Records every event, for checks on warnings.
+class RecordingSink : public EventSink {
+ public:
+  void emit(const Event& e) override {
+    std::lock_guard<std::mutex> g(mu_);
+    events.push_back(e);
+  }
+  std::vector<Event> of(const std::string& type) {
+    std::lock_guard<std::mutex> g(mu_);
+    std::vector<Event> out;
+    for (const auto& e : events) {
+      if (e.type == type) out.push_back(e);
+    }
+    return out;
+  }
+  std::vector<Event> events;
+
+ private:
+  std::mutex mu_;
+};
 
 // --- repositories and the CLI ----------------------------------------------------------------
 
