@@ -16,6 +16,7 @@ PACKAGES=(
   attr acl            # setfattr/getfattr, setfacl for tests
   util-linux          # script(1) for tty tests
   python3             # demo and bench helpers
+  tzdata              # time zones for retention (forget --timezone)
 )
 
 SUDO=""

@@ -138,4 +138,14 @@ Result<std::unique_ptr<repo::Repository>> App::open_repository() {
   return repo::Repository::open(be, pw);
 }
 
+Status App::lock(repo::Repository& repo, bool exclusive) {
+  HAVEN_TRY(repo.lock(exclusive));
+  if (!globals_.quiet) {
+    for (const auto& l : repo.ignored_stale_locks()) {
+      std::cerr << "notice: ignoring stale " << l << " (remove it with 'haven unlock')\n";
+    }
+  }
+  return ok_status();
+}
+
 }  // namespace haven::cli

@@ -52,6 +52,9 @@ class App {
   Result<std::string> read_password();
   Result<std::string> read_new_password(const std::string& file);
   Result<std::unique_ptr<repo::Repository>> open_repository();
+  // Takes the repository's lock (shared, or exclusive for commands that delete) and prints a
+  // notice for each stale lock it ignored.
+  Status lock(repo::Repository& repo, bool exclusive);
   Result<std::shared_ptr<storage::Backend>> backend();
 
  private:
@@ -68,5 +71,8 @@ void register_unlock(App& app);
 void register_backup(App& app);
 void register_restore(App& app);
 void register_snapshots(App& app);
+void register_check(App& app);
+void register_prune(App& app);
+void register_repair(App& app);
 
 }  // namespace haven::cli

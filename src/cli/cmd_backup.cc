@@ -56,7 +56,7 @@ void register_backup(App& app) {
       if (o.stdin_filename.empty()) o.stdin_filename = "stdin";
     }
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    HAVEN_TRY(repo->lock(false));
+    HAVEN_TRY(app.lock(*repo, false));
     HAVEN_TRY(repo->load_index());
     CliSink sink(app.globals().json, app.globals().quiet);
     HAVEN_ASSIGN(backup::Summary s, backup::run(*repo, o, sink));

@@ -60,7 +60,7 @@ void register_restore(App& app) {
       return Error(Error::Code::kInvalidArgument, "give either a snapshot or --at, not both");
     }
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    HAVEN_TRY(repo->lock(false));
+    HAVEN_TRY(app.lock(*repo, false));
     repo::Id id{};
     if (!opts->at.empty()) {
       HAVEN_ASSIGN(id, snapshot_at(*repo, opts->at));

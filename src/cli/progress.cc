@@ -48,8 +48,8 @@ void CliSink::emit(const Event& e) {
   }
   if (e.type == "warning" || e.type == "error") {
     clear_line();
-    std::fprintf(stderr, "%s: %s: %s\n", e.type.c_str(),
-                 e.data.value("path", std::string()).c_str(),
+    std::string path = e.data.value("path", std::string());
+    std::fprintf(stderr, "%s: %s%s%s\n", e.type.c_str(), path.c_str(), path.empty() ? "" : ": ",
                  e.data.value("message", std::string()).c_str());
     return;
   }
@@ -57,6 +57,15 @@ void CliSink::emit(const Event& e) {
     auto now = std::chrono::steady_clock::now();
     if (now - last_ < std::chrono::milliseconds(200)) return;
     last_ = now;
+    if (e.data.contains("phase")) {  // maintenance: check, prune, repair
+      std::string line = e.data.value("phase", std::string()) + " " +
+                         std::to_string(e.data.value("done", uint64_t{0}));
+      if (uint64_t total = e.data.value("total", uint64_t{0})) line += "/" + std::to_string(total);
+      std::fprintf(stderr, "\r\033[K%s", line.c_str());
+      std::fflush(stderr);
+      line_shown_ = true;
+      return;
+    }
     uint64_t files = e.data.value("files_done", uint64_t{0});
     uint64_t bytes = e.data.value("bytes_read", e.data.value("bytes", uint64_t{0}));
     uint64_t total = e.data.value("bytes_total", uint64_t{0});

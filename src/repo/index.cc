@@ -54,6 +54,13 @@ std::optional<BlobLocation> Index::find(BlobType type, const Id& id) const {
   return BlobLocation{p.id, p.key_generation, e.offset, e.length, e.raw_length};
 }
 
+std::optional<size_t> Index::position(BlobType type, const Id& id) const {
+  if (slots_.empty()) return std::nullopt;
+  uint32_t s = slots_[probe(type, id)];
+  if (s == 0) return std::nullopt;
+  return s - 1;
+}
+
 size_t Index::memory_bytes() const {
   return blocks_.size() * kBlockSize * sizeof(IndexEntry) + slots_.capacity() * sizeof(uint32_t) +
          packs_.capacity() * sizeof(PackSlot);

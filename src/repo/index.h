@@ -62,6 +62,12 @@ class Index {
   void add_pack(const PackRecord& pack);
   std::optional<BlobLocation> find(BlobType type, const Id& id) const;
   bool contains(BlobType type, const Id& id) const { return find(type, id).has_value(); }
+  // Position of a blob's entry, 0 <= position < blob_count(): lets maintenance keep one bit
+  // per blob (check's and prune's "seen" and "used" sets) instead of a set of IDs.
+  std::optional<size_t> position(BlobType type, const Id& id) const;
+  const IndexEntry& at(size_t position) const { return entry(position); }
+  const Id& pack_id(uint32_t pack_no) const { return packs_[pack_no].id; }
+  uint32_t pack_key_generation(uint32_t pack_no) const { return packs_[pack_no].key_generation; }
   size_t blob_count() const { return count_; }
   size_t pack_count() const { return packs_.size(); }
   size_t memory_bytes() const;

@@ -1,5 +1,6 @@
 #include "repo/pack.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include <nlohmann/json.hpp>
@@ -32,10 +33,13 @@ PackBuilder::PackBuilder(const crypto::SecretKey& master, uint32_t key_generatio
 uint32_t PackBuilder::add(BlobType type, const Id& id, ByteView data, Compression c) {
   thread_local Bytes scratch;  // per thread, so its pages stay mapped across packs
   encode_record(c, data, scratch);
+  return add_record(type, id, scratch, static_cast<uint32_t>(data.size()));
+}
+
+uint32_t PackBuilder::add_record(BlobType type, const Id& id, ByteView record, uint32_t raw_length) {
   uint32_t offset = static_cast<uint32_t>(buf_.size());
-  seal_record(subkey_, header_, blob_aad(type, id), scratch, buf_);
-  record_.blobs.push_back({type, id, offset, static_cast<uint32_t>(buf_.size() - offset),
-                           static_cast<uint32_t>(data.size())});
+  seal_record(subkey_, header_, blob_aad(type, id), record, buf_);
+  record_.blobs.push_back({type, id, offset, static_cast<uint32_t>(buf_.size() - offset), raw_length});
   return record_.blobs.back().length;
 }
 
@@ -59,9 +63,9 @@ Bytes PackBuilder::finish(PackRecord& record) {
   return std::move(buf_);
 }
 
-Result<Bytes> open_blob(const crypto::SecretKey& master, const Id& pack_id, uint32_t key_generation,
-                        BlobType type, const Id& id, uint32_t offset, ByteView sealed,
-                        uint32_t raw_length, const std::string& what) {
+Result<Bytes> open_blob_record(const crypto::SecretKey& master, const Id& pack_id,
+                               uint32_t key_generation, BlobType type, const Id& id,
+                               uint32_t offset, ByteView sealed, const std::string& what) {
   Header h;
   h.kind = ObjectKind::kPack;
   h.key_generation = key_generation;
@@ -72,6 +76,14 @@ Result<Bytes> open_blob(const crypto::SecretKey& master, const Id& pack_id, uint
     return Error(Error::Code::kCorrupt,
                  what + ": authentication failed (the pack was modified or damaged)");
   }
+  return plain;
+}
+
+Result<Bytes> open_blob(const crypto::SecretKey& master, const Id& pack_id, uint32_t key_generation,
+                        BlobType type, const Id& id, uint32_t offset, ByteView sealed,
+                        uint32_t raw_length, const std::string& what) {
+  HAVEN_ASSIGN(Bytes plain,
+               open_blob_record(master, pack_id, key_generation, type, id, offset, sealed, what));
   auto data = decode_record(plain, raw_length);
   if (!data.ok()) return data.error().with_context(what);
   if (data->size() != raw_length) {
@@ -81,8 +93,18 @@ Result<Bytes> open_blob(const crypto::SecretKey& master, const Id& pack_id, uint
 }
 
 Result<PackRecord> read_pack_trailer(const MasterKey& key, const Id& pack_id, ByteView pack) {
+  return read_pack_trailer(key, pack_id, pack.subspan(0, std::min(pack.size(), kPrefixSize)), pack,
+                           pack.size());
+}
+
+Result<PackRecord> read_pack_trailer(const MasterKey& key, const Id& pack_id, ByteView prefix,
+                                     ByteView tail, uint64_t pack_size) {
   std::string what = "pack " + hex(pack_id);
-  HAVEN_ASSIGN(Header h, parse_header(pack, what));
+  if (pack_size < kPrefixSize + 4 + crypto::kTagSize || prefix.size() < kPrefixSize ||
+      tail.size() < 4 || tail.size() > pack_size) {
+    return Error(Error::Code::kCorrupt, what + ": truncated");
+  }
+  HAVEN_ASSIGN(Header h, parse_header(prefix, what));
   if (h.kind != ObjectKind::kPack) return Error(Error::Code::kCorrupt, what + ": not a pack");
   if (h.salt != pack_id) {
     return Error(Error::Code::kCorrupt, what + ": stored under the wrong name");
@@ -92,17 +114,18 @@ Result<PackRecord> read_pack_trailer(const MasterKey& key, const Id& pack_id, By
     return Error(Error::Code::kCorrupt,
                  what + ": sealed with unknown key generation " + std::to_string(h.key_generation));
   }
-  if (pack.size() < kPrefixSize + 4 + crypto::kTagSize) {
-    return Error(Error::Code::kCorrupt, what + ": truncated");
-  }
-  uint32_t tlen = get_u32le(pack.data() + pack.size() - 4);
-  if (tlen < crypto::kTagSize || tlen > pack.size() - kPrefixSize - 4) {
+  uint32_t tlen = get_u32le(tail.data() + tail.size() - 4);
+  if (tlen < crypto::kTagSize || tlen > pack_size - kPrefixSize - 4) {
     return Error(Error::Code::kCorrupt, what + ": truncated or bad trailer length");
   }
-  uint64_t toff = pack.size() - 4 - tlen;
+  if (tlen > tail.size() - 4) {
+    return Error(Error::Code::kCorrupt, what + ": trailer longer than the bytes read");
+  }
+  uint64_t toff = pack_size - 4 - tlen;
+  ByteView sealed = tail.subspan(tail.size() - 4 - tlen, tlen);
   crypto::SecretKey subkey = object_key(*master, h);
   Bytes plain;
-  if (!open_record(subkey, h, toff, as_bytes(kTrailerAad), pack.subspan(toff, tlen), plain)) {
+  if (!open_record(subkey, h, toff, as_bytes(kTrailerAad), sealed, plain)) {
     return Error(Error::Code::kCorrupt, what + ": trailer authentication failed");
   }
   HAVEN_ASSIGN(Bytes body, decode_record(plain, kMaxBlob));

@@ -23,6 +23,9 @@ class PackBuilder {
 
   // Compresses (per `c`), seals and appends one blob. Returns the sealed record's length.
   uint32_t add(BlobType type, const Id& id, ByteView data, Compression c);
+  // Seals and appends a record plaintext as it came out of another pack (mode byte + payload,
+  // see compress.h), without compressing again: prune's repacking.
+  uint32_t add_record(BlobType type, const Id& id, ByteView record, uint32_t raw_length);
   size_t size() const { return buf_.size(); }
   size_t blob_count() const { return record_.blobs.size(); }
   const Id& id() const { return record_.id; }
@@ -43,7 +46,17 @@ Result<Bytes> open_blob(const crypto::SecretKey& master, const Id& pack_id, uint
                         BlobType type, const Id& id, uint32_t offset, ByteView sealed,
                         uint32_t raw_length, const std::string& what);
 
+// Same as open_blob, but returns the authenticated record plaintext (mode byte + payload)
+// without decompressing it.
+Result<Bytes> open_blob_record(const crypto::SecretKey& master, const Id& pack_id,
+                               uint32_t key_generation, BlobType type, const Id& id,
+                               uint32_t offset, ByteView sealed, const std::string& what);
+
 // Reads the trailer of a whole pack (for repair and check); verifies header and trailer.
 Result<PackRecord> read_pack_trailer(const MasterKey& key, const Id& pack_id, ByteView pack);
+// Same from two pieces of a pack of `pack_size` bytes: its first kPrefixSize bytes and its last
+// bytes (`tail`, at least the trailer and its length). Lets repair read a few KiB per pack.
+Result<PackRecord> read_pack_trailer(const MasterKey& key, const Id& pack_id, ByteView prefix,
+                                     ByteView tail, uint64_t pack_size);
 
 }  // namespace haven::repo

@@ -77,7 +77,11 @@ Result<Config> decode_config(ByteView body) {
 
 Repository::Repository(std::shared_ptr<storage::Backend> backend, MasterKey master,
                        std::string key_id)
-    : backend_(std::move(backend)), master_(std::move(master)), key_id_(std::move(key_id)) {
+    : backend_(std::move(backend)),
+      master_(std::move(master)),
+      key_id_(std::move(key_id)),
+      lock_refresh_ns_(kLockRefreshNs),
+      lock_stale_ns_(kLockStaleNs) {
   unsigned hw = std::thread::hardware_concurrency();
   max_packers_ = std::max(2u, hw);
 }
@@ -278,18 +282,59 @@ Result<Id> Repository::save_object(ObjectType type, ByteView body) {
 // ---------------------------------------------------------------------------------------------
 // Index and blobs
 
-Status Repository::load_index() {
+Status Repository::load_index() { return load_index({}); }
+
+Status Repository::load_index(
+    const std::function<void(const std::string&, const Error&)>& on_bad) {
+  HAVEN_ASSIGN(auto names, list_index_files());
+  for (const auto& name : names) {
+    auto packs = load_index_file(name);
+    if (!packs.ok()) {
+      if (!on_bad) return packs.error();
+      on_bad(name, packs.error());
+      continue;
+    }
+    std::lock_guard<std::mutex> g(mu_);
+    for (const auto& p : *packs) index_.add_pack(p);
+  }
+  return ok_status();
+}
+
+Result<std::vector<std::string>> Repository::list_index_files() {
   std::vector<std::string> names;
   HAVEN_TRY(backend_->list(ObjectType::kIndex, [&](const storage::ObjectInfo& i) {
     names.push_back(i.name.name);
   }));
-  for (const auto& name : names) {
-    HAVEN_ASSIGN(Bytes body, load_object(ObjectType::kIndex, name));
-    HAVEN_ASSIGN(auto packs, decode_index_file(body, "index " + name));
-    std::lock_guard<std::mutex> g(mu_);
-    for (const auto& p : packs) index_.add_pack(p);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+Result<std::vector<PackRecord>> Repository::load_index_file(const std::string& name) {
+  HAVEN_ASSIGN(Bytes body, load_object(ObjectType::kIndex, name));
+  return decode_index_file(body, "index " + name);
+}
+
+Result<std::string> Repository::save_index_file(const std::vector<PackRecord>& packs) {
+  HAVEN_ASSIGN(Id id, save_object(ObjectType::kIndex, encode_index_file(packs)));
+  return hex(id);
+}
+
+Result<PackRecord> Repository::read_pack_trailer(const Id& pack_id, uint64_t pack_size) {
+  ObjectName name{ObjectType::kData, hex(pack_id)};
+  if (pack_size < kPrefixSize + 4) {
+    return Error(Error::Code::kCorrupt, name.describe() + ": truncated (" +
+                                            std::to_string(pack_size) + " bytes)");
   }
-  return ok_status();
+  HAVEN_ASSIGN(Bytes prefix, backend_->load(name, 0, kPrefixSize));
+  // Trailers list about 60 bytes per blob: 64 KiB covers a pack of ~1000 blobs in one read.
+  uint64_t want = std::min<uint64_t>(pack_size - kPrefixSize, 64 * 1024);
+  HAVEN_ASSIGN(Bytes tail, backend_->load(name, pack_size - want, want));
+  uint32_t tlen = get_u32le(tail.data() + tail.size() - 4);
+  if (uint64_t(tlen) + 4 > want && uint64_t(tlen) + 4 <= pack_size - kPrefixSize) {
+    want = uint64_t(tlen) + 4;
+    HAVEN_ASSIGN(tail, backend_->load(name, pack_size - want, want));
+  }
+  return repo::read_pack_trailer(master_, pack_id, prefix, tail, pack_size);
 }
 
 bool Repository::has_blob(BlobType type, const Id& id) {
@@ -531,6 +576,10 @@ Result<Id> Repository::resolve_snapshot(const std::string& ref) {
   return *parse_id(matches[0]);
 }
 
+Status Repository::remove_snapshot(const Id& id) {
+  return backend_->remove({ObjectType::kSnapshot, hex(id)});
+}
+
 Result<Tree> Repository::load_tree(const Id& id) {
   HAVEN_ASSIGN(Bytes body, load_blob(BlobType::kTree, id));
   return decode_tree(body, "tree " + hex(id));
@@ -616,15 +665,24 @@ Result<std::string> Repository::change_password(const std::string& new_password,
 namespace {
 // Same host: a lock is stale exactly when its process is gone. Other hosts: when it has not been
 // refreshed for kLockStaleNs (holders refresh every kLockRefreshNs).
-bool lock_is_stale(const Lock& l, const std::string& me) {
+bool lock_is_stale(const Lock& l, const std::string& me, TimeNs stale_ns) {
   if (l.hostname == me) return kill(static_cast<pid_t>(l.pid), 0) != 0 && errno == ESRCH;
-  return now() - l.refreshed > kLockStaleNs;
+  return now() - l.refreshed > stale_ns;
+}
+
+std::string describe_stale(const Lock& l, const std::string& me) {
+  return std::string(l.exclusive ? "exclusive" : "shared") + " lock of PID " +
+         std::to_string(l.pid) + " on " + l.hostname + " (user " + l.username + ", since " +
+         format_time(l.time) + "): " +
+         (l.hostname == me ? "that process is gone"
+                           : "not refreshed since " + format_time(l.refreshed));
 }
 }  // namespace
 
 Status Repository::lock(bool exclusive) {
   if (lock_id_) return Error(Error::Code::kInternal, "this session already holds a lock");
   std::string me = hostname();
+  stale_ignored_.clear();
   auto check = [&](const std::optional<std::string>& own) -> Status {
     std::vector<std::string> names;
     HAVEN_TRY(backend_->list(ObjectType::kLock, [&](const storage::ObjectInfo& i) {
@@ -638,7 +696,10 @@ Status Repository::lock(bool exclusive) {
         return body.error().with_context("reading locks (remove a damaged lock with 'haven unlock --remove-all')");
       }
       HAVEN_ASSIGN(Lock l, decode_lock(*body, "lock " + n));
-      if (lock_is_stale(l, me)) continue;
+      if (lock_is_stale(l, me, lock_stale_ns_)) {
+        if (!own) stale_ignored_.push_back(describe_stale(l, me));
+        continue;
+      }
       if (exclusive || l.exclusive) {
         return Error(Error::Code::kLocked,
                      std::string("repository is locked ") + (l.exclusive ? "exclusively " : "") +
@@ -670,7 +731,7 @@ Status Repository::lock(bool exclusive) {
 
 void Repository::refresh_loop() {
   std::unique_lock<std::mutex> lk(lock_mu_);
-  while (!refresh_cv_.wait_for(lk, std::chrono::nanoseconds(kLockRefreshNs),
+  while (!refresh_cv_.wait_for(lk, std::chrono::nanoseconds(lock_refresh_ns_),
                                [&] { return stop_refresh_; })) {
     // A new lock object first, then the old one goes: the repository is never unlocked between.
     Lock l = lock_;
@@ -711,7 +772,7 @@ Result<size_t> Repository::remove_stale_locks(bool all) {
       auto body = load_object(ObjectType::kLock, n);
       if (!body.ok()) continue;  // damaged: only --remove-all takes it away
       auto l = decode_lock(*body, "lock " + n);
-      remove = l.ok() && lock_is_stale(*l, me);
+      remove = l.ok() && lock_is_stale(*l, me, lock_stale_ns_);
     }
     if (remove && backend_->remove({ObjectType::kLock, n}).ok()) removed++;
   }

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -86,6 +87,18 @@ class Repository {
 
   // --- index ---
   Status load_index();
+  // Loads every readable index file; calls on_bad(name, error) for each one that is not, and
+  // goes on (check and repair). With on_bad empty, the first bad file fails the load.
+  Status load_index(const std::function<void(const std::string&, const Error&)>& on_bad);
+  Result<std::vector<std::string>> list_index_files();
+  Result<std::vector<PackRecord>> load_index_file(const std::string& name);
+  // Writes one index file for `packs`; returns its name.
+  Result<std::string> save_index_file(const std::vector<PackRecord>& packs);
+  // Reads a pack's own list of blobs from its trailer, fetching only its head and tail.
+  Result<PackRecord> read_pack_trailer(const Id& pack_id, uint64_t pack_size);
+  // The in-memory index, for maintenance (check, prune) that runs while this session is not
+  // saving blobs.
+  const Index& index() const { return index_; }
   bool has_blob(BlobType type, const Id& id);
   size_t index_blob_count();
   std::optional<uint32_t> blob_raw_length(BlobType type, const Id& id);
@@ -115,6 +128,8 @@ class Repository {
   Result<std::vector<std::pair<Id, Snapshot>>> list_snapshots();
   // "latest", a full ID, or a unique prefix. kNotFound / kInvalidArgument (ambiguous).
   Result<Id> resolve_snapshot(const std::string& ref);
+  // Deletes a snapshot object (its data stays until prune). kNotFound if it is not there.
+  Status remove_snapshot(const Id& id);
   Result<Tree> load_tree(const Id& id);
   Result<Id> save_tree(const Tree& t);
 
@@ -135,6 +150,14 @@ class Repository {
   Status unlock();
   // Removes locks whose holder is gone (or every other lock with all=true). Returns how many.
   Result<size_t> remove_stale_locks(bool all);
+  // The stale locks the last lock() ignored, described for a notice.
+  const std::vector<std::string>& ignored_stale_locks() const { return stale_ignored_; }
+  // Test hook: how often the held lock is refreshed and when an unrefreshed lock of another
+  // host counts as stale (defaults: 5 and 30 minutes).
+  void set_lock_timing(TimeNs refresh, TimeNs stale) {
+    lock_refresh_ns_ = refresh;
+    lock_stale_ns_ = stale;
+  }
 
   // What this session added (for snapshot statistics).
   struct WriteStats {
@@ -190,6 +213,9 @@ class Repository {
   bool stop_refresh_ = false;
   Lock lock_;
   std::optional<Id> lock_id_;
+  std::vector<std::string> stale_ignored_;
+  TimeNs lock_refresh_ns_;
+  TimeNs lock_stale_ns_;
   WriteStats write_stats_;
 
   // Uploads run on their own threads so that a slow save (fsync, network) never stalls the

@@ -1,0 +1,468 @@
+#include "check/check.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+#include "repo/pack.h"
+
+namespace haven::check {
+
+using repo::BlobType;
+using repo::Id;
+using repo::IdHash;
+using storage::ObjectType;
+
+namespace {
+
+// Damage found under a tree: a path relative to it, and the problem (by object) behind it.
+struct Damage {
+  std::string path;    // "" = the tree itself
+  std::string object;  // key into the problem table
+  std::string error;
+};
+using DamageList = std::vector<Damage>;
+// Per tree, at most this many damaged paths are kept (the count of the rest is kept).
+constexpr size_t kMaxDamagePerTree = 1000;
+
+class Checker {
+ public:
+  Checker(repo::Repository& repo, const Options& o, EventSink& sink)
+      : repo_(repo), opts_(o), sink_(sink) {}
+
+  Result<Report> run();
+
+ private:
+  Problem& problem(const std::string& object, const std::string& error, bool damage = true);
+  void progress(const char* phase, uint64_t done, uint64_t total);
+  Status check_keys();
+  Status check_packs();
+  void read_data();
+  void read_pack(const Id& pack, const std::vector<uint32_t>& positions);
+  Status check_snapshots();
+  const DamageList& walk(const Id& tree);
+  void find_orphan_roots();
+  std::optional<Damage> blob_damage(BlobType type, const Id& id);
+
+  repo::Repository& repo_;
+  const repo::Index* index_ = nullptr;
+  Options opts_;
+  EventSink& sink_;
+  Report report_;
+  std::mutex mu_;                                   // guards problems_ and bad_ during read_data
+  std::map<std::string, size_t> problem_at_;       // object → position in report_.problems
+  std::unordered_map<Id, uint64_t, IdHash> listed_;  // packs in storage → size
+  std::unordered_map<Id, std::string, IdHash> bad_packs_;  // pack → problem object
+  std::unordered_map<size_t, std::string> bad_blobs_;      // index position → problem object
+  std::vector<bool> seen_;                         // per index position: reached by a snapshot
+  std::unordered_map<Id, DamageList, IdHash> damaged_trees_;
+  std::unordered_map<Id, DamageList, IdHash> missing_trees_;  // trees not in the index
+};
+
+Problem& Checker::problem(const std::string& object, const std::string& error, bool damage) {
+  auto it = problem_at_.find(object);
+  if (it != problem_at_.end()) return report_.problems[it->second];
+  problem_at_[object] = report_.problems.size();
+  Problem p;
+  p.object = object;
+  p.error = error;
+  p.damage = damage;
+  report_.problems.push_back(std::move(p));
+  return report_.problems.back();
+}
+
+void Checker::progress(const char* phase, uint64_t done, uint64_t total) {
+  sink_.emit({"progress", {{"phase", phase}, {"done", done}, {"total", total}}});
+}
+
+Status Checker::check_keys() {
+  HAVEN_ASSIGN(auto keys, repo_.list_keys());
+  report_.keys = keys.size();
+  for (const auto& k : keys) {
+    if (!k.problem.empty()) {
+      problem("key " + k.id, k.problem +
+                                 " (the repository stays readable with its other keys; remove "
+                                 "this one with 'haven key remove " + k.id.substr(0, 8) + "')");
+    }
+  }
+  return ok_status();
+}
+
+Status Checker::check_packs() {
+  HAVEN_TRY(repo_.backend().list(ObjectType::kData, [&](const storage::ObjectInfo& i) {
+    if (auto id = repo::parse_id(i.name.name)) listed_[*id] = i.size;
+  }));
+  report_.packs = listed_.size();
+  // What the index needs of each pack: it must exist and reach past its last blob.
+  struct Need {
+    uint64_t end = 0;
+  };
+  std::unordered_map<Id, Need, IdHash> need;
+  for (size_t i = 0; i < index_->blob_count(); i++) {
+    const auto& e = index_->at(i);
+    auto& n = need[index_->pack_id(e.pack)];
+    n.end = std::max<uint64_t>(n.end, uint64_t(e.offset) + e.length);
+  }
+  for (const auto& [id, n] : need) {
+    std::string object = "pack " + repo::hex(id);
+    auto it = listed_.find(id);
+    if (it == listed_.end()) {
+      problem(object, "missing: the index names it but storage does not have it");
+      bad_packs_[id] = object;
+    } else if (it->second < n.end + 4 + crypto::kTagSize) {
+      problem(object, "truncated to " + std::to_string(it->second) + " bytes (the index needs " +
+                          std::to_string(n.end + 4 + crypto::kTagSize) + ")");
+      bad_packs_[id] = object;
+    }
+  }
+  for (const auto& [id, size] : listed_) {
+    if (need.count(id)) continue;
+    report_.packs_unindexed++;
+    problem("pack " + repo::hex(id),
+            "not in any index (left by an interrupted backup or prune, or its index file was "
+            "lost): 'haven repair index' indexes it again, 'haven prune' deletes it",
+            /*damage=*/false);
+  }
+  return ok_status();
+}
+
+void Checker::read_data() {
+  // Packs to read: those the index names and storage has, narrowed to the subset asked for.
+  std::vector<Id> packs;
+  for (const auto& [id, size] : listed_) {
+    if (bad_packs_.count(id)) continue;
+    packs.push_back(id);
+  }
+  std::sort(packs.begin(), packs.end());
+  if (opts_.read_data == Options::ReadData::kGroup) {
+    std::erase_if(packs, [&](const Id& id) {
+      uint32_t v = get_u32le(id.data());
+      return v % opts_.groups != opts_.group - 1;
+    });
+  } else if (opts_.read_data == Options::ReadData::kPercent) {
+    std::mt19937_64 rng{std::random_device{}()};
+    std::shuffle(packs.begin(), packs.end(), rng);
+    size_t n = static_cast<size_t>(std::ceil(packs.size() * opts_.percent / 100.0));
+    packs.resize(std::min(packs.size(), n));
+  }
+  std::unordered_map<Id, std::vector<uint32_t>, IdHash> positions;
+  for (const auto& id : packs) positions[id];
+  for (size_t i = 0; i < index_->blob_count(); i++) {
+    auto it = positions.find(index_->pack_id(index_->at(i).pack));
+    if (it != positions.end()) it->second.push_back(static_cast<uint32_t>(i));
+  }
+  std::atomic<size_t> next{0}, done{0};
+  auto worker = [&] {
+    for (size_t k = next++; k < packs.size(); k = next++) {
+      read_pack(packs[k], positions[packs[k]]);
+      size_t d = ++done;
+      progress("read-data", d, packs.size());
+    }
+  };
+  std::vector<std::thread> threads;
+  size_t n = std::max<size_t>(1, std::min(opts_.threads, packs.size()));
+  for (size_t i = 0; i < n; i++) threads.emplace_back(worker);
+  for (auto& t : threads) t.join();
+}
+
+void Checker::read_pack(const Id& pack, const std::vector<uint32_t>& positions) {
+  std::string object = "pack " + repo::hex(pack);
+  auto data = repo_.backend().load({ObjectType::kData, repo::hex(pack)});
+  std::unique_lock<std::mutex> lk(mu_);  // held only around shared state
+  if (!data.ok()) {
+    problem(object, "cannot be read: " + data.error().message());
+    bad_packs_[pack] = object;
+    return;
+  }
+  report_.packs_read++;
+  report_.bytes_read += data->size();
+  lk.unlock();
+  auto trailer = repo::read_pack_trailer(repo_.master_key(), pack, *data);
+  std::vector<std::pair<size_t, std::string>> bad;  // position → error
+  std::string trailer_error;
+  if (!trailer.ok()) {
+    trailer_error = trailer.error().message();
+  }
+  std::unordered_map<Id, std::pair<uint32_t, uint32_t>, IdHash> in_trailer;
+  if (trailer.ok()) {
+    for (const auto& b : trailer->blobs) in_trailer[b.id] = {b.offset, b.length};
+  }
+  size_t mismatched = 0;
+  for (uint32_t pos : positions) {
+    const auto& e = index_->at(pos);
+    std::string what = std::string(repo::blob_type_name(e.type)) + " blob " + repo::hex(e.id);
+    if (uint64_t(e.offset) + e.length > data->size()) {
+      bad.emplace_back(pos, what + ": reaches past the end of the pack");
+      continue;
+    }
+    const crypto::SecretKey* key = repo_.master_key().encryption_key(index_->pack_key_generation(e.pack));
+    if (key == nullptr) {
+      bad.emplace_back(pos, what + ": sealed with an unknown key generation");
+      continue;
+    }
+    auto plain = repo::open_blob(*key, pack, index_->pack_key_generation(e.pack), e.type, e.id,
+                                 e.offset, ByteView(*data).subspan(e.offset, e.length),
+                                 e.raw_length, what);
+    if (!plain.ok()) {
+      bad.emplace_back(pos, plain.error().message());
+      continue;
+    }
+    if (repo_.blob_id(*plain) != e.id) {
+      bad.emplace_back(pos, what + ": content does not hash to its ID");
+      continue;
+    }
+    if (trailer.ok()) {
+      auto it = in_trailer.find(e.id);
+      if (it == in_trailer.end() || it->second != std::make_pair(e.offset, e.length)) mismatched++;
+    }
+  }
+  lk.lock();
+  report_.blobs_read += positions.size();
+  if (!trailer_error.empty()) {
+    problem(object, "trailer damaged: " + trailer_error +
+                        " (its blobs are still readable through the index; 'haven repair index' "
+                        "could not rebuild this pack's entries)");
+  } else if (mismatched > 0) {
+    problem(object, "its trailer disagrees with the index about " + std::to_string(mismatched) +
+                        " blob(s)");
+  }
+  for (auto& [pos, err] : bad) {
+    const auto& e = index_->at(pos);
+    std::string bobj = std::string(repo::blob_type_name(e.type)) + " blob " + repo::hex(e.id);
+    problem(bobj, err + " (in " + object + ")");
+    bad_blobs_[pos] = bobj;
+  }
+}
+
+std::optional<Damage> Checker::blob_damage(BlobType type, const Id& id) {
+  std::string bobj = std::string(repo::blob_type_name(type)) + " blob " + repo::hex(id);
+  auto pos = index_->position(type, id);
+  if (!pos) return Damage{"", bobj, "not in any index (run 'haven repair index' if its pack is there)"};
+  seen_[*pos] = true;
+  auto bb = bad_blobs_.find(*pos);
+  if (bb != bad_blobs_.end()) return Damage{"", bb->second, ""};
+  auto bp = bad_packs_.find(index_->pack_id(index_->at(*pos).pack));
+  if (bp != bad_packs_.end()) return Damage{"", bp->second, ""};
+  return std::nullopt;
+}
+
+const DamageList& Checker::walk(const Id& tree) {
+  static const DamageList kNone;
+  auto pos = index_->position(BlobType::kTree, tree);
+  if (!pos) {
+    auto it = missing_trees_.find(tree);
+    if (it != missing_trees_.end()) return it->second;
+    return missing_trees_[tree] = {Damage{"", "tree " + repo::hex(tree), "not in any index (run 'haven repair index' if its pack is there)"}};
+  }
+  if (seen_[*pos]) {
+    auto it = damaged_trees_.find(tree);
+    return it == damaged_trees_.end() ? kNone : it->second;
+  }
+  report_.trees++;
+  if (report_.trees % 1000 == 0) progress("trees", report_.trees, 0);
+  DamageList out;
+  if (auto d = blob_damage(BlobType::kTree, tree)) {
+    out.push_back(*d);
+    return damaged_trees_[tree] = std::move(out);
+  }
+  auto t = repo_.load_tree(tree);
+  if (!t.ok()) {
+    std::string obj = "tree " + repo::hex(tree);
+    out.push_back({"", obj, t.error().message()});
+    return damaged_trees_[tree] = std::move(out);
+  }
+  for (const auto& n : t->nodes) {
+    if (n.type == repo::Node::Type::kFile) {
+      std::optional<Damage> first;
+      for (const auto& c : n.content) {
+        report_.data_blobs++;
+        auto d = blob_damage(BlobType::kData, c);
+        if (d && !first) first = d;
+      }
+      if (first && out.size() < kMaxDamagePerTree) {
+        first->path = n.name;
+        out.push_back(std::move(*first));
+      }
+    } else if (n.type == repo::Node::Type::kDir && n.subtree) {
+      const DamageList& sub = walk(*n.subtree);
+      for (const auto& d : sub) {
+        if (out.size() >= kMaxDamagePerTree) break;
+        out.push_back({d.path.empty() ? n.name : n.name + "/" + d.path, d.object, d.error});
+      }
+    }
+  }
+  if (out.empty()) return kNone;
+  return damaged_trees_[tree] = std::move(out);
+}
+
+Status Checker::check_snapshots() {
+  std::vector<std::string> names;
+  HAVEN_TRY(repo_.backend().list(ObjectType::kSnapshot, [&](const storage::ObjectInfo& i) {
+    names.push_back(i.name.name);
+  }));
+  std::sort(names.begin(), names.end());
+  size_t done = 0;
+  for (const auto& name : names) {
+    progress("snapshots", ++done, names.size());
+    report_.snapshots++;
+    auto id = repo::parse_id(name);
+    std::string object = "snapshot " + name;
+    if (!id) {
+      problem(object, "not a valid snapshot name", false);
+      continue;
+    }
+    auto snap = repo_.load_snapshot(*id);
+    if (!snap.ok()) {
+      Problem& p = problem(object, snap.error().message());
+      p.affected[name] = {"/"};
+      p.affected_count[name] = 1;
+      continue;
+    }
+    for (const auto& d : walk(snap->tree)) {
+      Problem& p = problem(d.object, d.error);
+      auto& paths = p.affected[name];
+      if (paths.size() < opts_.max_paths) paths.push_back("/" + d.path);
+      p.affected_count[name]++;
+    }
+  }
+  return ok_status();
+}
+
+// Trees no snapshot reaches and no other unreached tree contains are the roots of snapshots
+// that were removed: by 'haven forget' (prune then deletes them), or by hand.
+void Checker::find_orphan_roots() {
+  std::vector<size_t> unseen;
+  for (size_t i = 0; i < index_->blob_count(); i++) {
+    if (seen_[i]) continue;
+    const auto& e = index_->at(i);
+    report_.blobs_unused++;
+    report_.bytes_unused += e.length;
+    if (e.type == BlobType::kTree) unseen.push_back(i);
+  }
+  if (unseen.empty()) return;
+  std::vector<bool> contained(index_->blob_count(), false);
+  for (size_t pos : unseen) {
+    auto t = repo_.load_tree(index_->at(pos).id);
+    if (!t.ok()) continue;  // unreferenced and unreadable: prune deletes it
+    for (const auto& n : t->nodes) {
+      if (!n.subtree) continue;
+      if (auto sp = index_->position(BlobType::kTree, *n.subtree)) contained[*sp] = true;
+    }
+  }
+  size_t roots = 0;
+  for (size_t pos : unseen) roots += contained[pos] ? 0 : 1;
+  if (roots > 0) {
+    problem("trees", std::to_string(roots) +
+                         " directory tree(s) are the root of no snapshot: snapshots were removed "
+                         "(by 'haven forget' — 'haven prune' reclaims their space — or by hand)",
+            false);
+  }
+}
+
+Result<Report> Checker::run() {
+  auto start = std::chrono::steady_clock::now();
+  HAVEN_TRY(check_keys());
+  HAVEN_ASSIGN(auto index_files, repo_.list_index_files());
+  report_.index_files = index_files.size();
+  HAVEN_TRY(repo_.load_index([&](const std::string& name, const Error& e) {
+    problem("index " + name,
+            e.message() + " (the packs it named look unindexed: 'haven repair index' rebuilds it)");
+  }));
+  index_ = &repo_.index();
+  seen_.assign(index_->blob_count(), false);
+  HAVEN_TRY(check_packs());
+  if (opts_.read_data != Options::ReadData::kNone) read_data();
+  HAVEN_TRY(check_snapshots());
+  find_orphan_roots();
+  // Damage first, then notices; each group in the order found.
+  std::stable_partition(report_.problems.begin(), report_.problems.end(),
+                        [](const Problem& p) { return p.damage; });
+  report_.duration_ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                  std::chrono::steady_clock::now() - start)
+                                                  .count());
+  return report_;
+}
+
+}  // namespace
+
+bool Report::damaged() const {
+  return std::any_of(problems.begin(), problems.end(), [](const Problem& p) { return p.damage; });
+}
+
+Status parse_subset(const std::string& spec, Options& o) {
+  auto bad = [&] {
+    return Error(Error::Code::kInvalidArgument,
+                 "bad --read-data-subset '" + spec +
+                     "': give a percentage like '10%' (0 < N <= 100) or a group like '2/5' "
+                     "(1 <= K <= N)");
+  };
+  try {
+    if (!spec.empty() && spec.back() == '%') {
+      size_t used = 0;
+      double p = std::stod(spec.substr(0, spec.size() - 1), &used);
+      if (used != spec.size() - 1 || !(p > 0) || p > 100) return bad();
+      o.read_data = Options::ReadData::kPercent;
+      o.percent = p;
+      return ok_status();
+    }
+    auto slash = spec.find('/');
+    if (slash == std::string::npos) return bad();
+    size_t u1 = 0, u2 = 0;
+    unsigned long k = std::stoul(spec.substr(0, slash), &u1);
+    unsigned long n = std::stoul(spec.substr(slash + 1), &u2);
+    if (u1 != slash || u2 != spec.size() - slash - 1 || k < 1 || n < 1 || k > n || n > 1000000 ||
+        spec[0] == '-' || spec[slash + 1] == '-') {
+      return bad();
+    }
+    o.read_data = Options::ReadData::kGroup;
+    o.group = static_cast<uint32_t>(k);
+    o.groups = static_cast<uint32_t>(n);
+    return ok_status();
+  } catch (const std::exception&) {
+    return bad();
+  }
+}
+
+Result<Report> check(repo::Repository& repo, const Options& options, EventSink& sink) {
+  Checker c(repo, options, sink);
+  return c.run();
+}
+
+nlohmann::json report_json(const Report& r) {
+  nlohmann::json problems = nlohmann::json::array();
+  for (const auto& p : r.problems) {
+    nlohmann::json affected = nlohmann::json::array();
+    for (const auto& [snap, paths] : p.affected) {
+      auto it = p.affected_count.find(snap);
+      affected.push_back({{"snapshot", snap},
+                          {"paths", paths},
+                          {"paths_total", it == p.affected_count.end() ? paths.size() : it->second}});
+    }
+    problems.push_back({{"object", p.object},
+                        {"error", p.error},
+                        {"severity", p.damage ? "damage" : "notice"},
+                        {"affected", affected}});
+  }
+  return {{"healthy", !r.damaged()},
+          {"problems", problems},
+          {"keys", r.keys},
+          {"index_files", r.index_files},
+          {"snapshots", r.snapshots},
+          {"trees", r.trees},
+          {"data_blobs", r.data_blobs},
+          {"packs", r.packs},
+          {"packs_unindexed", r.packs_unindexed},
+          {"packs_read", r.packs_read},
+          {"blobs_read", r.blobs_read},
+          {"bytes_read", r.bytes_read},
+          {"blobs_unused", r.blobs_unused},
+          {"bytes_unused", r.bytes_unused},
+          {"duration_ms", r.duration_ms}};
+}
+
+}  // namespace haven::check

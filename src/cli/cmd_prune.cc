@@ -1,0 +1,44 @@
+// haven prune — delete data no snapshot references; repack mostly-unused packs.
+#include <iostream>
+
+#include "cli/cli.h"
+#include "cli/progress.h"
+#include "retention/prune.h"
+
+namespace haven::cli {
+
+static void print_prune(const retention::PruneStats& s, bool dry_run) {
+  const char* w = dry_run ? "would " : "";
+  std::cout << (dry_run ? "would delete " : "deleted ") << s.packs_deleted << " pack(s) ("
+            << s.packs_unindexed << " left by interrupted runs) and "
+            << (dry_run ? "repack " : "repacked ") << s.packs_repacked << " pack(s), moving "
+            << s.blobs_repacked << " blob(s) (" << human_bytes(s.bytes_written) << ")";
+  if (!dry_run) std::cout << " into " << s.packs_written << " new pack(s)";
+  std::cout << "\nblobs: " << s.blobs_used << " used, " << s.blobs_removed << " unused of "
+            << s.blobs_total << "; " << human_bytes(s.bytes_unused_kept)
+            << " unused left in packs under the --max-unused threshold\n"
+            << w << (dry_run ? "reclaim " : "reclaimed ")
+            << human_bytes(s.reclaimed() > 0 ? static_cast<uint64_t>(s.reclaimed()) : 0) << " of "
+            << human_bytes(s.bytes_total) << " in " << s.duration_ms / 1000.0 << " s\n";
+}
+
+void register_prune(App& app) {
+  auto opts = std::make_shared<retention::PruneOptions>();
+  auto* sub = app.root().add_subcommand("prune", "delete unreferenced data and repack partly used packs");
+  sub->add_option("--max-unused", opts->max_unused_percent,
+                  "repack packs whose unused share exceeds this percentage (default 10)")
+      ->check(CLI::Range(0.0, 100.0));
+  sub->add_flag("--dry-run", opts->dry_run, "show what would be deleted and repacked; change nothing");
+  app.on(sub, [&app, opts]() -> CommandResult {
+    HAVEN_ASSIGN(auto repo, app.open_repository());
+    HAVEN_TRY(app.lock(*repo, true));
+    CliSink sink(app.globals().json, app.globals().quiet);
+    HAVEN_ASSIGN(auto st, retention::prune(*repo, *opts, sink));
+    sink.clear_line();
+    if (!app.globals().json && !app.globals().quiet) print_prune(st, opts->dry_run);
+    HAVEN_TRY(repo->unlock());
+    return kExitOk;
+  });
+}
+
+}  // namespace haven::cli
