@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   haven::cli::register_restore(app);
   haven::cli::register_snapshots(app);
   haven::cli::register_check(app);
+  haven::cli::register_forget(app);
   haven::cli::register_prune(app);
   haven::cli::register_repair(app);
   haven::cli::register_unlock(app);

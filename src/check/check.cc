@@ -8,6 +8,7 @@
 #include <random>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "repo/pack.h"
 
@@ -29,6 +30,9 @@ struct Damage {
 using DamageList = std::vector<Damage>;
 // Per tree, at most this many damaged paths are kept (the count of the rest is kept).
 constexpr size_t kMaxDamagePerTree = 1000;
+// Blobs and trees a snapshot needs that no index file names share one problem: the cause is
+// almost always one lost index file, and listing each blob would bury the message.
+const char* const kMissingObject = "index";
 
 class Checker {
  public:
@@ -62,6 +66,7 @@ class Checker {
   std::vector<bool> seen_;                         // per index position: reached by a snapshot
   std::unordered_map<Id, DamageList, IdHash> damaged_trees_;
   std::unordered_map<Id, DamageList, IdHash> missing_trees_;  // trees not in the index
+  std::unordered_set<Id, IdHash> missing_;  // blobs and trees snapshots need that no index names
 };
 
 Problem& Checker::problem(const std::string& object, const std::string& error, bool damage) {
@@ -242,7 +247,10 @@ void Checker::read_pack(const Id& pack, const std::vector<uint32_t>& positions) 
 std::optional<Damage> Checker::blob_damage(BlobType type, const Id& id) {
   std::string bobj = std::string(repo::blob_type_name(type)) + " blob " + repo::hex(id);
   auto pos = index_->position(type, id);
-  if (!pos) return Damage{"", bobj, "not in any index (run 'haven repair index' if its pack is there)"};
+  if (!pos) {
+    missing_.insert(id);
+    return Damage{"", kMissingObject, ""};
+  }
   seen_[*pos] = true;
   auto bb = bad_blobs_.find(*pos);
   if (bb != bad_blobs_.end()) return Damage{"", bb->second, ""};
@@ -257,7 +265,8 @@ const DamageList& Checker::walk(const Id& tree) {
   if (!pos) {
     auto it = missing_trees_.find(tree);
     if (it != missing_trees_.end()) return it->second;
-    return missing_trees_[tree] = {Damage{"", "tree " + repo::hex(tree), "not in any index (run 'haven repair index' if its pack is there)"}};
+    missing_.insert(tree);
+    return missing_trees_[tree] = {Damage{"", kMissingObject, ""}};
   }
   if (seen_[*pos]) {
     auto it = damaged_trees_.find(tree);
@@ -325,6 +334,12 @@ Status Checker::check_snapshots() {
     }
     for (const auto& d : walk(snap->tree)) {
       Problem& p = problem(d.object, d.error);
+      if (d.object == kMissingObject) {
+        p.error = std::to_string(missing_.size()) +
+                  " blob(s) that snapshots reference are in no index file (an index file was "
+                  "lost or damaged, or a pack is missing: 'haven repair index' rebuilds the "
+                  "index from the packs that are there)";
+      }
       auto& paths = p.affected[name];
       if (paths.size() < opts_.max_paths) paths.push_back("/" + d.path);
       p.affected_count[name]++;

@@ -73,6 +73,7 @@ void register_restore(App& app);
 void register_snapshots(App& app);
 void register_check(App& app);
 void register_prune(App& app);
+void register_forget(App& app);
 void register_repair(App& app);
 
 }  // namespace haven::cli
