@@ -96,11 +96,23 @@ rm -rf data-before
 for t in "${tools[@]}"; do backup "$t" changed; S[$t,changed]=$(size "repo-$t"); done
 for t in "${tools[@]}"; do restore "$t"; done
 
+# Maintenance: half of the random files go; back that up, verify every byte, then keep only the
+# newest snapshot and reclaim the space (forget + prune; Borg: prune + compact).
+find data/random -name 'blob*[02468].bin' -delete
+for t in "${tools[@]}"; do backup "$t" reduced; done
+run haven check "$HAVEN" -r repo-haven check --read-data
+run restic check restic -r repo-restic check --read-data
+run borg check borg check --verify-data repo-borg
+run haven prune "$HAVEN" -r repo-haven forget --keep-last 1 --prune
+run restic prune restic -r repo-restic forget --keep-last 1 --prune
+run borg prune sh -c "borg prune --keep-last 1 repo-borg && borg compact repo-borg"
+for t in "${tools[@]}"; do S[$t,pruned]=$(size "repo-$t"); done
+
 BYTES=$(du -sb data | cut -f1)
 mb() { awk -v b="$1" 'BEGIN{printf "%.0f", b/1048576}'; }
 rate() { awk -v b="$BYTES" -v s="$1" 'BEGIN{printf "%.0f", b/1048576/s}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
-peak() { local m=0; for s in first unchanged changed restore; do [ "${M[$1,$s]}" -gt $m ] && m=${M[$1,$s]}; done; echo $m; }
+peak() { local m=0; for s in first unchanged changed restore reduced; do [ "${M[$1,$s]}" -gt $m ] && m=${M[$1,$s]}; done; echo $m; }
 
 {
 echo "Corpus: $(mb "$BYTES") MiB ($(ls data | tr '\n' ' ')); ~1% change = $(mb "$CHANGED") MiB of changed 4 KiB blocks."
@@ -122,4 +134,10 @@ echo "| repository after first backup (MiB) | $(mb "${S[haven,first]}") | $(mb "
 for t in "${tools[@]}"; do A[$t]=$(( ${S[$t,changed]} - ${S[$t,first]} )); done
 echo "| added by the ~1% change (MiB) | $(mb "${A[haven]}") | $(mb "${A[restic]}") | $(mb "${A[borg]}") | $(ratio "${A[restic]}" "${A[haven]}") | $(ratio "${A[borg]}" "${A[haven]}") |"
 echo "| added ÷ changed bytes | $(ratio "${A[haven]}" "$CHANGED") | $(ratio "${A[restic]}" "$CHANGED") | $(ratio "${A[borg]}" "$CHANGED") | | |"
+for s in check prune; do
+  label="check --read-data (s)"; [ $s = prune ] && label="forget --keep-last 1 + prune (s)"
+  echo "| $label | ${T[haven,$s]} | ${T[restic,$s]} | ${T[borg,$s]} | $(ratio "${T[restic,$s]}" "${T[haven,$s]}") | $(ratio "${T[borg,$s]}" "${T[haven,$s]}") |"
+  echo "| ${label% (s)} peak memory (MiB) | $((M[haven,$s]/1024)) | $((M[restic,$s]/1024)) | $((M[borg,$s]/1024)) | $(ratio "${M[restic,$s]}" "${M[haven,$s]}") | $(ratio "${M[borg,$s]}" "${M[haven,$s]}") |"
+done
+echo "| repository after prune (MiB) | $(mb "${S[haven,pruned]}") | $(mb "${S[restic,pruned]}") | $(mb "${S[borg,pruned]}") | $(ratio "${S[restic,pruned]}" "${S[haven,pruned]}") | $(ratio "${S[borg,pruned]}" "${S[haven,pruned]}") |"
 } | tee "$W/results.md"
