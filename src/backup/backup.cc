@@ -655,7 +655,9 @@ Result<Summary> Archiver::run() {
 Result<std::optional<std::pair<Id, repo::Snapshot>>> find_parent(
     repo::Repository& repo, const std::string& strategy, const std::string& host,
     const std::vector<std::string>& paths) {
-  HAVEN_ASSIGN(auto all, repo.list_snapshots());
+  // A damaged snapshot cannot be a parent; it costs only re-reading unchanged files.
+  std::vector<Error> damaged;
+  HAVEN_ASSIGN(auto all, repo.list_snapshots(&damaged));
   std::vector<std::string> want = paths;
   std::sort(want.begin(), want.end());
   std::string h = host.empty() ? hostname() : host;

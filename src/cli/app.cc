@@ -148,4 +148,31 @@ Status App::lock(repo::Repository& repo, bool exclusive) {
   return ok_status();
 }
 
+static void warn_damaged(const std::vector<Error>& damaged) {
+  for (const auto& e : damaged) {
+    std::cerr << "warning: " << e.message() << " (skipped; 'haven check' lists what is damaged)\n";
+  }
+}
+
+Result<std::vector<std::pair<repo::Id, repo::Snapshot>>> App::list_snapshots(repo::Repository& repo) {
+  std::vector<Error> damaged;
+  auto all = repo.list_snapshots(&damaged);
+  warn_damaged(damaged);
+  return all;
+}
+
+Result<repo::Id> App::resolve_snapshot(repo::Repository& repo, const std::string& ref) {
+  std::vector<Error> damaged;
+  auto id = repo.resolve_snapshot(ref, &damaged);
+  warn_damaged(damaged);
+  return id;
+}
+
+Status App::load_index(repo::Repository& repo) {
+  return repo.load_index([](const std::string& name, const Error& e) {
+    std::cerr << "warning: " << e.message() << " (skipped: the blobs it lists cannot be found; "
+              << "run 'haven repair index')\n";
+  });
+}
+
 }  // namespace haven::cli

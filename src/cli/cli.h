@@ -55,6 +55,12 @@ class App {
   // Takes the repository's lock (shared, or exclusive for commands that delete) and prints a
   // notice for each stale lock it ignored.
   Status lock(repo::Repository& repo, bool exclusive);
+  // Snapshots, skipping (with a warning on stderr) any snapshot object that cannot be read.
+  Result<std::vector<std::pair<repo::Id, repo::Snapshot>>> list_snapshots(repo::Repository& repo);
+  Result<repo::Id> resolve_snapshot(repo::Repository& repo, const std::string& ref);
+  // Loads the index, skipping (with a warning) index files that cannot be read: the blobs they
+  // list are then missing and the files that need them fail alone.
+  Status load_index(repo::Repository& repo);
   Result<std::shared_ptr<storage::Backend>> backend();
 
  private:

@@ -57,7 +57,7 @@ void register_backup(App& app) {
     }
     HAVEN_ASSIGN(auto repo, app.open_repository());
     HAVEN_TRY(app.lock(*repo, false));
-    HAVEN_TRY(repo->load_index());
+    HAVEN_TRY(app.load_index(*repo));
     CliSink sink(app.globals().json, app.globals().quiet);
     HAVEN_ASSIGN(backup::Summary s, backup::run(*repo, o, sink));
     sink.clear_line();

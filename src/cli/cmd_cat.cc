@@ -67,7 +67,7 @@ void register_cat(App& app) {
                                                  repo::hex(id)));
       std::cout << repo::cbor_to_json_text(body) << "\n";
     } else if (kind == "snapshot") {
-      HAVEN_ASSIGN(repo::Id id, repo->resolve_snapshot(opts->id));
+      HAVEN_ASSIGN(repo::Id id, app.resolve_snapshot(*repo, opts->id));
       HAVEN_ASSIGN(Bytes body, repo->load_object(ObjectType::kSnapshot, repo::hex(id)));
       std::cout << repo::cbor_to_json_text(body) << "\n";
     } else if (kind == "pack") {
@@ -85,7 +85,7 @@ void register_cat(App& app) {
                 << "\n";
     } else {
       HAVEN_ASSIGN(repo::Id id, full_id(opts->id, "blob"));
-      HAVEN_TRY(repo->load_index());
+      HAVEN_TRY(app.load_index(*repo));
       repo::BlobType type = kind == "tree" ? repo::BlobType::kTree : repo::BlobType::kData;
       HAVEN_ASSIGN(Bytes body, repo->load_blob(type, id));
       if (kind == "tree") {

@@ -118,7 +118,7 @@ void register_forget(App& app) {
     // Removing snapshots needs the exclusive lock (no backup may pick a parent we delete, no
     // prune may run at the same time); a dry run changes nothing and shares.
     HAVEN_TRY(app.lock(*repo, !o->dry_run));
-    HAVEN_ASSIGN(auto all, repo->list_snapshots());
+    HAVEN_ASSIGN(auto all, app.list_snapshots(*repo));
     std::vector<retention::SnapshotRef> refs;
     refs.reserve(all.size());
     for (const auto& [id, s] : all) refs.push_back({id, s.time, s.hostname, s.paths, s.tags});

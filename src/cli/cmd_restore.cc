@@ -17,14 +17,14 @@ struct RestoreCliOptions {
 }  // namespace
 
 // Picks the newest snapshot at or before `at` (point-in-time restore of files).
-Result<repo::Id> snapshot_at(repo::Repository& repo, const std::string& at) {
+Result<repo::Id> snapshot_at(App& app, repo::Repository& repo, const std::string& at) {
   auto t = parse_time(at);
   if (!t) {
     return Error(Error::Code::kInvalidArgument,
                  "cannot read time '" + at + "': use RFC 3339 (2026-11-21T10:00:00Z) or "
                  "'YYYY-MM-DD HH:MM[:SS]' local time");
   }
-  HAVEN_ASSIGN(auto all, repo.list_snapshots());
+  HAVEN_ASSIGN(auto all, app.list_snapshots(repo));
   std::optional<repo::Id> best;
   for (const auto& [id, s] : all) {
     if (s.time <= *t) best = id;
@@ -63,12 +63,12 @@ void register_restore(App& app) {
     HAVEN_TRY(app.lock(*repo, false));
     repo::Id id{};
     if (!opts->at.empty()) {
-      HAVEN_ASSIGN(id, snapshot_at(*repo, opts->at));
+      HAVEN_ASSIGN(id, snapshot_at(app, *repo, opts->at));
     } else {
-      HAVEN_ASSIGN(id, repo->resolve_snapshot(opts->snapshot));
+      HAVEN_ASSIGN(id, app.resolve_snapshot(*repo, opts->snapshot));
     }
     HAVEN_ASSIGN(repo::Snapshot snap, repo->load_snapshot(id));
-    HAVEN_TRY(repo->load_index());
+    HAVEN_TRY(app.load_index(*repo));
     CliSink sink(app.globals().json, app.globals().quiet);
     HAVEN_ASSIGN(restore::Summary s, restore::run(*repo, snap.tree, o, sink));
     sink.clear_line();

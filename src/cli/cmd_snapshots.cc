@@ -157,7 +157,7 @@ void register_snapshots(App& app) {
   auto* snaps = app.root().add_subcommand("snapshots", "list snapshots");
   app.on(snaps, [&app]() -> CommandResult {
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    HAVEN_ASSIGN(auto all, repo->list_snapshots());
+    HAVEN_ASSIGN(auto all, app.list_snapshots(*repo));
     if (app.globals().json) {
       nlohmann::json out = nlohmann::json::array();
       for (const auto& [id, s] : all) out.push_back(snapshot_json(id, s));
@@ -186,9 +186,9 @@ void register_snapshots(App& app) {
   ls->add_option("PATH", *ls_path, "directory or file inside the snapshot (default /)");
   app.on(ls, [&app, ls_snap, ls_path]() -> CommandResult {
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    HAVEN_ASSIGN(repo::Id id, repo->resolve_snapshot(*ls_snap));
+    HAVEN_ASSIGN(repo::Id id, app.resolve_snapshot(*repo, *ls_snap));
     HAVEN_ASSIGN(repo::Snapshot s, repo->load_snapshot(id));
-    HAVEN_TRY(repo->load_index());
+    HAVEN_TRY(app.load_index(*repo));
     bool json = app.globals().json;
     auto print = [&](const repo::Node& n, const std::string& p) { print_node(n, p, json); };
     std::string path = *ls_path;
@@ -211,8 +211,8 @@ void register_snapshots(App& app) {
   find->add_option("PATTERN", *pattern, "glob, matched against names and full paths")->required();
   app.on(find, [&app, pattern]() -> CommandResult {
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    HAVEN_ASSIGN(auto all, repo->list_snapshots());
-    HAVEN_TRY(repo->load_index());
+    HAVEN_ASSIGN(auto all, app.list_snapshots(*repo));
+    HAVEN_TRY(app.load_index(*repo));
     bool json = app.globals().json;
     uint64_t hits = 0;
     for (const auto& [id, s] : all) {
@@ -244,11 +244,11 @@ void register_snapshots(App& app) {
   diff->add_option("SNAPSHOT2", *d2, "newer snapshot")->required();
   app.on(diff, [&app, d1, d2]() -> CommandResult {
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    HAVEN_ASSIGN(repo::Id a, repo->resolve_snapshot(*d1));
-    HAVEN_ASSIGN(repo::Id b, repo->resolve_snapshot(*d2));
+    HAVEN_ASSIGN(repo::Id a, app.resolve_snapshot(*repo, *d1));
+    HAVEN_ASSIGN(repo::Id b, app.resolve_snapshot(*repo, *d2));
     HAVEN_ASSIGN(repo::Snapshot sa, repo->load_snapshot(a));
     HAVEN_ASSIGN(repo::Snapshot sb, repo->load_snapshot(b));
-    HAVEN_TRY(repo->load_index());
+    HAVEN_TRY(app.load_index(*repo));
     std::map<std::string, uint64_t> counts;
     HAVEN_TRY(diff_trees(*repo, sa.tree, sb.tree, "", app.globals().json, counts));
     if (!app.globals().json) {
@@ -263,8 +263,8 @@ void register_snapshots(App& app) {
   auto* stats = app.root().add_subcommand("stats", "repository statistics");
   app.on(stats, [&app]() -> CommandResult {
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    HAVEN_TRY(repo->load_index());
-    HAVEN_ASSIGN(auto all, repo->list_snapshots());
+    HAVEN_TRY(app.load_index(*repo));
+    HAVEN_ASSIGN(auto all, app.list_snapshots(*repo));
     uint64_t packs = 0, pack_bytes = 0;
     HAVEN_TRY(repo->backend().list(storage::ObjectType::kData, [&](const storage::ObjectInfo& i) {
       packs++;

@@ -535,7 +535,7 @@ Result<Snapshot> Repository::load_snapshot(const Id& id) {
   return decode_snapshot(body, "snapshot " + hex(id));
 }
 
-Result<std::vector<std::pair<Id, Snapshot>>> Repository::list_snapshots() {
+Result<std::vector<std::pair<Id, Snapshot>>> Repository::list_snapshots(std::vector<Error>* damaged) {
   std::vector<std::string> names;
   HAVEN_TRY(backend_->list(ObjectType::kSnapshot, [&](const storage::ObjectInfo& i) {
     names.push_back(i.name.name);
@@ -544,17 +544,22 @@ Result<std::vector<std::pair<Id, Snapshot>>> Repository::list_snapshots() {
   for (const auto& n : names) {
     auto id = parse_id(n);
     if (!id) continue;
-    HAVEN_ASSIGN(Snapshot s, load_snapshot(*id));
-    out.emplace_back(*id, std::move(s));
+    auto s = load_snapshot(*id);
+    if (!s.ok()) {
+      if (damaged == nullptr || s.error().code() != Error::Code::kCorrupt) return s.error();
+      damaged->push_back(s.error());
+      continue;
+    }
+    out.emplace_back(*id, std::move(*s));
   }
   std::sort(out.begin(), out.end(),
             [](const auto& a, const auto& b) { return a.second.time < b.second.time; });
   return out;
 }
 
-Result<Id> Repository::resolve_snapshot(const std::string& ref) {
+Result<Id> Repository::resolve_snapshot(const std::string& ref, std::vector<Error>* damaged) {
   if (ref == "latest") {
-    HAVEN_ASSIGN(auto all, list_snapshots());
+    HAVEN_ASSIGN(auto all, list_snapshots(damaged));
     if (all.empty()) return Error(Error::Code::kNotFound, "the repository has no snapshots yet");
     return all.back().first;
   }

@@ -125,9 +125,13 @@ class Repository {
   // --- snapshots ---
   Result<Id> save_snapshot(const Snapshot& s);
   Result<Snapshot> load_snapshot(const Id& id);
-  Result<std::vector<std::pair<Id, Snapshot>>> list_snapshots();
+  // All snapshots, oldest first. With `damaged` given, a snapshot object that cannot be read is
+  // skipped and its error appended there (so one damaged snapshot does not hide the others);
+  // without it, the first such error fails the call.
+  Result<std::vector<std::pair<Id, Snapshot>>> list_snapshots(std::vector<Error>* damaged = nullptr);
   // "latest", a full ID, or a unique prefix. kNotFound / kInvalidArgument (ambiguous).
-  Result<Id> resolve_snapshot(const std::string& ref);
+  // `damaged` as for list_snapshots (used by "latest").
+  Result<Id> resolve_snapshot(const std::string& ref, std::vector<Error>* damaged = nullptr);
   // Deletes a snapshot object (its data stays until prune). kNotFound if it is not there.
   Status remove_snapshot(const Id& id);
   Result<Tree> load_tree(const Id& id);

@@ -80,6 +80,7 @@ class Restorer {
 
  private:
   Status walk(const Id& tree, const std::string& dir, const std::string& rel);
+  Status walk_tree(const repo::Tree& tree, const std::string& dir, const std::string& rel);
   bool wanted(const std::string& rel, bool is_dir) const;
   bool excluded(const std::string& rel) const;
   // Decides what to do with an existing entry at `path`; returns false to skip it.
@@ -317,6 +318,11 @@ void Restorer::worker() {
 
 Status Restorer::walk(const Id& tree_id, const std::string& dir, const std::string& rel_dir) {
   HAVEN_ASSIGN(repo::Tree tree, repo_.load_tree(tree_id));
+  return walk_tree(tree, dir, rel_dir);
+}
+
+Status Restorer::walk_tree(const repo::Tree& tree, const std::string& dir,
+                           const std::string& rel_dir) {
   std::set<std::string> seen;
   for (const auto& n : tree.nodes) {
     HAVEN_TRY(check_name(n.name));
@@ -325,7 +331,7 @@ Status Restorer::walk(const Id& tree_id, const std::string& dir, const std::stri
                                               "' lists the name '" + n.name + "' twice: refusing");
     }
   }
-  for (auto& n : tree.nodes) {
+  for (const auto& n : tree.nodes) {
     std::string rel = rel_dir.empty() ? n.name : rel_dir + "/" + n.name;
     std::string path = dir + "/" + n.name;
     bool is_dir = n.type == Node::Type::kDir;
@@ -341,7 +347,15 @@ Status Restorer::walk(const Id& tree_id, const std::string& dir, const std::stri
           return Error(Error::Code::kIo, path + " is not a directory in the target");
         }
         sum_.dirs++;
-        if (n.subtree) HAVEN_TRY(walk(*n.subtree, path, rel));
+        if (n.subtree) {
+          // A damaged directory fails alone, named; everything beside it is still restored.
+          auto sub = repo_.load_tree(*n.subtree);
+          if (sub.ok()) {
+            HAVEN_TRY(walk_tree(*sub, path, rel));
+          } else {
+            error(rel + "/", sub.error().message() + " (this directory's contents cannot be restored)");
+          }
+        }
         Node meta = n;
         meta.content.clear();
         dirs_.emplace_back(path, std::move(meta));
