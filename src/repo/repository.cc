@@ -286,7 +286,10 @@ Status Repository::load_index() { return load_index({}); }
 
 Status Repository::load_index(
     const std::function<void(const std::string&, const Error&)>& on_bad) {
+  // The index is built afresh and replaces the old one: after a prune or repair, locations
+  // this session knew may be gone.
   HAVEN_ASSIGN(auto names, list_index_files());
+  Index fresh;
   for (const auto& name : names) {
     auto packs = load_index_file(name);
     if (!packs.ok()) {
@@ -294,9 +297,11 @@ Status Repository::load_index(
       on_bad(name, packs.error());
       continue;
     }
-    std::lock_guard<std::mutex> g(mu_);
-    for (const auto& p : *packs) index_.add_pack(p);
+    for (const auto& p : *packs) fresh.add_pack(p);
   }
+  std::lock_guard<std::mutex> g(mu_);
+  for (const auto& p : unindexed_) fresh.add_pack(p);  // durable packs not yet in an index file
+  index_ = std::move(fresh);
   return ok_status();
 }
 
@@ -668,19 +673,19 @@ Result<std::string> Repository::change_password(const std::string& new_password,
 // Locks
 
 namespace {
-// Same host: a lock is stale exactly when its process is gone. Other hosts: when it has not been
-// refreshed for kLockStaleNs (holders refresh every kLockRefreshNs).
+// A lock is stale when it has not been refreshed for kLockStaleNs (holders refresh every
+// kLockRefreshNs), or, on this host, as soon as its process is gone.
 bool lock_is_stale(const Lock& l, const std::string& me, TimeNs stale_ns) {
-  if (l.hostname == me) return kill(static_cast<pid_t>(l.pid), 0) != 0 && errno == ESRCH;
-  return now() - l.refreshed > stale_ns;
+  if (now() - l.refreshed > stale_ns) return true;  // its holder stopped refreshing
+  return l.hostname == me && kill(static_cast<pid_t>(l.pid), 0) != 0 && errno == ESRCH;
 }
 
-std::string describe_stale(const Lock& l, const std::string& me) {
+std::string describe_stale(const Lock& l, TimeNs stale_ns) {
   return std::string(l.exclusive ? "exclusive" : "shared") + " lock of PID " +
          std::to_string(l.pid) + " on " + l.hostname + " (user " + l.username + ", since " +
          format_time(l.time) + "): " +
-         (l.hostname == me ? "that process is gone"
-                           : "not refreshed since " + format_time(l.refreshed));
+         (now() - l.refreshed > stale_ns ? "not refreshed since " + format_time(l.refreshed)
+                                         : std::string("that process is gone"));
 }
 }  // namespace
 
@@ -702,7 +707,7 @@ Status Repository::lock(bool exclusive) {
       }
       HAVEN_ASSIGN(Lock l, decode_lock(*body, "lock " + n));
       if (lock_is_stale(l, me, lock_stale_ns_)) {
-        if (!own) stale_ignored_.push_back(describe_stale(l, me));
+        if (!own) stale_ignored_.push_back(describe_stale(l, lock_stale_ns_));
         continue;
       }
       if (exclusive || l.exclusive) {
@@ -769,9 +774,14 @@ Result<size_t> Repository::remove_stale_locks(bool all) {
   HAVEN_TRY(backend_->list(ObjectType::kLock, [&](const storage::ObjectInfo& i) {
     names.push_back(i.name.name);
   }));
+  std::optional<Id> own;
+  {
+    std::lock_guard<std::mutex> g(lock_mu_);  // the refresher replaces lock_id_
+    own = lock_id_;
+  }
   size_t removed = 0;
   for (const auto& n : names) {
-    if (lock_id_ && n == hex(*lock_id_)) continue;
+    if (own && n == hex(*own)) continue;
     bool remove = all;
     if (!remove) {
       auto body = load_object(ObjectType::kLock, n);

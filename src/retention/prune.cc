@@ -331,7 +331,8 @@ Result<PruneStats> Pruner::run() {
   st_.duration_ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                               std::chrono::steady_clock::now() - start)
                                               .count());
-  // A dry run estimates what repacking would write: the blobs that move, plus a trailer each.
+  // A dry run estimates what repacking would write: the sealed blobs that move (the new packs'
+  // headers and trailers add a little more).
   if (opts_.dry_run) st_.bytes_written = repack_bytes_;
   return st_;
 }

@@ -1,0 +1,546 @@
+// Tests of repository locks (repo/repository.h: lock(), unlock(), remove_stale_locks(),
+// ignored_stale_locks(), the refresher) and of what the CLI makes of them: exit 11 naming the
+// holder, "notice: ignoring stale ...", `haven unlock`.
+//
+// Holders are this process, a forked child that keeps its lock until told to let go, or lock
+// objects planted with chosen contents (another host, a PID that no longer exists, an old
+// refresh time).
+#include "repo/repository.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+// The shared helpers are many small functions in an anonymous namespace; this file uses few.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#include "support/fs_test_util.h"
+#include "support/repo_test_util.h"
+#pragma GCC diagnostic pop
+
+#include "storage/local.h"
+#include "util/clock.h"
+#include "util/sysinfo.h"
+
+namespace haven {
+namespace {
+
+using repo::Lock;
+using repo::Repository;
+using storage::ObjectName;
+using storage::ObjectType;
+
+#define LK_EXPECT_OK(expr)                                                              \
+  do {                                                                                  \
+    const auto& lk_st_ = (expr);                                                        \
+    EXPECT_TRUE(lk_st_.ok()) << #expr << ": " << lk_st_.error().message();              \
+  } while (0)
+
+constexpr TimeNs kLkSec = 1000000000;
+constexpr TimeNs kLkMin = 60 * kLkSec;
+
+template <typename T>
+::testing::AssertionResult LkFails(const Result<T>& r, Error::Code code,
+                                   std::initializer_list<std::string> parts = {}) {
+  if (r.ok()) return ::testing::AssertionFailure() << "succeeded; expected " << code_name(code);
+  if (r.error().code() != code) {
+    return ::testing::AssertionFailure() << "failed with " << code_name(r.error().code()) << ": "
+                                         << r.error().message() << "; expected "
+                                         << code_name(code);
+  }
+  for (const auto& p : parts) {
+    if (r.error().message().find(p) == std::string::npos) {
+      return ::testing::AssertionFailure()
+             << "message '" << r.error().message() << "' does not contain '" << p << "'";
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+bool lk_contains_all(const std::string& s, std::initializer_list<std::string> parts) {
+  for (const auto& p : parts) {
+    if (s.find(p) == std::string::npos) return false;
+  }
+  return true;
+}
+
+// A PID no process has: a child that has exited and been reaped.
+pid_t lk_dead_pid() {
+  pid_t child = fork();
+  if (child == 0) _exit(0);
+  int status = 0;
+  EXPECT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_NE(kill(child, 0), 0);
+  return child;
+}
+
+class LockTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    crypto::init();
+    char tmpl[] = "/tmp/haven-lock-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr) << std::strerror(errno);
+    root_ = tmpl;
+    repo_ = root_ + "/repo";
+    ASSERT_NE(init_repo(repo_), nullptr);
+  }
+  void TearDown() override {
+    std::error_code ec;
+    if (!root_.empty()) fs::remove_all(root_, ec);
+  }
+
+  std::unique_ptr<Repository> open() {
+    auto be = storage::open_backend(repo_);
+    EXPECT_TRUE(be.ok());
+    if (!be.ok()) return nullptr;
+    auto r = Repository::open(*be, kPw);
+    EXPECT_TRUE(r.ok()) << r.error().message();
+    if (!r.ok()) return nullptr;
+    return std::move(*r);
+  }
+
+  std::vector<std::string> locks() const {
+    std::vector<std::string> out;
+    storage::LocalBackend be(repo_);
+    Status s = be.list(ObjectType::kLock, [&](const storage::ObjectInfo& i) { out.push_back(i.name.name); });
+    EXPECT_TRUE(s.ok());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  Result<Lock> read(Repository& r, const std::string& name) {
+    HAVEN_ASSIGN(Bytes body, r.load_object(ObjectType::kLock, name));
+    return repo::decode_lock(body, "lock " + name);
+  }
+
+  std::string plant(Repository& r, const Lock& l) {
+    auto id = r.save_object(ObjectType::kLock, repo::encode_lock(l));
+    EXPECT_TRUE(id.ok()) << id.error().message();
+    return id.ok() ? repo::hex(*id) : "";
+  }
+
+  static Lock lock_of(const std::string& host, int64_t pid, TimeNs refreshed, bool exclusive,
+                      const std::string& user = "bob") {
+    Lock l;
+    l.hostname = host;
+    l.username = user;
+    l.pid = pid;
+    l.exclusive = exclusive;
+    l.time = refreshed - 10 * kLkMin;
+    l.refreshed = refreshed;
+    return l;
+  }
+
+  std::string root_, repo_;
+};
+
+// A forked child that opens the repository, takes a lock and holds it until release().
+class LkChildHolder {
+ public:
+  LkChildHolder(const std::string& repo, bool exclusive) {
+    int up[2], down[2];
+    if (pipe(up) != 0 || pipe(down) != 0) {
+      ADD_FAILURE() << "pipe";
+      return;
+    }
+    pid_ = fork();
+    if (pid_ == 0) {
+      close(up[0]);
+      close(down[1]);
+      auto be = storage::open_backend(repo);
+      if (!be.ok()) _exit(2);
+      auto r = Repository::open(*be, kPw);
+      if (!r.ok()) _exit(3);
+      char ok = (*r)->lock(exclusive).ok() ? 'y' : 'n';
+      (void)!write(up[1], &ok, 1);
+      char c;
+      (void)!read(down[0], &c, 1);  // until the parent says so (or dies)
+      _exit((*r)->unlock().ok() ? 0 : 4);
+    }
+    close(up[1]);
+    close(down[0]);
+    release_fd_ = down[1];
+    char ok = 0;
+    if (read(up[0], &ok, 1) != 1 || ok != 'y') ADD_FAILURE() << "child could not lock";
+    close(up[0]);
+  }
+  ~LkChildHolder() { release(); }
+  pid_t pid() const { return pid_; }
+  void release() {
+    if (release_fd_ < 0) return;
+    close(release_fd_);
+    release_fd_ = -1;
+    int status = 0;
+    EXPECT_EQ(waitpid(pid_, &status, 0), pid_);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int release_fd_ = -1;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Shared and exclusive
+
+TEST_F(LockTest, SharedLocksCoexistExclusiveConflictsBothWays) {
+  auto a = open(), b = open(), c = open();
+  ASSERT_TRUE(a && b && c);
+  const std::string pid = "PID " + std::to_string(getpid());
+  const std::string host = hostname(), user = username();
+
+  TimeNs t0 = now();
+  ASSERT_OK(a->lock(false));
+  TimeNs t1 = now();
+  auto names = locks();
+  ASSERT_EQ(names.size(), 1u);
+  // The lock object says who holds it and since when.
+  auto l = read(*a, names[0]);
+  ASSERT_OK(l);
+  EXPECT_EQ(l->pid, getpid());
+  EXPECT_EQ(l->hostname, host);
+  EXPECT_EQ(l->username, user);
+  EXPECT_FALSE(l->exclusive);
+  EXPECT_GE(l->time, t0);
+  EXPECT_LE(l->time, t1);
+  EXPECT_EQ(l->refreshed, l->time);
+
+  ASSERT_OK(b->lock(false));  // shared + shared
+  EXPECT_EQ(locks().size(), 2u);
+  // Exclusive against shared: refused, naming the holder; nothing left behind.
+  EXPECT_TRUE(LkFails(c->lock(true), Error::Code::kLocked,
+                      {"repository is locked by " + pid, "on " + host, "(user " + user + ")", "haven unlock"}));
+  EXPECT_EQ(locks().size(), 2u);
+  ASSERT_OK(a->unlock());
+  EXPECT_TRUE(LkFails(c->lock(true), Error::Code::kLocked, {pid}));  // b still holds one
+  ASSERT_OK(b->unlock());
+  EXPECT_TRUE(locks().empty());
+
+  // Shared against exclusive, and exclusive against exclusive: refused.
+  ASSERT_OK(c->lock(true));
+  names = locks();
+  ASSERT_EQ(names.size(), 1u);
+  auto x = read(*c, names[0]);
+  ASSERT_OK(x);
+  EXPECT_TRUE(x->exclusive);
+  EXPECT_TRUE(LkFails(a->lock(false), Error::Code::kLocked,
+                      {"locked exclusively by " + pid, "on " + host, "(user " + user + ")"}));
+  EXPECT_TRUE(LkFails(b->lock(true), Error::Code::kLocked, {"locked exclusively by " + pid}));
+  EXPECT_EQ(locks(), names);
+  ASSERT_OK(c->unlock());
+  EXPECT_TRUE(locks().empty());
+  ASSERT_OK(a->lock(true));
+  EXPECT_TRUE(LkFails(b->lock(false), Error::Code::kLocked, {"exclusively"}));
+  ASSERT_OK(a->unlock());
+}
+
+TEST_F(LockTest, ConflictNamesTheOtherProcessHoldingTheLock) {
+  const std::string host = hostname();
+  {
+    LkChildHolder child(repo_, /*exclusive=*/true);
+    ASSERT_FALSE(HasFailure());
+    const std::string pid = "PID " + std::to_string(child.pid());
+    auto a = open();
+    ASSERT_TRUE(a);
+    EXPECT_TRUE(LkFails(a->lock(false), Error::Code::kLocked,
+                        {"locked exclusively by " + pid + " on " + host}));
+    EXPECT_TRUE(LkFails(a->lock(true), Error::Code::kLocked, {pid}));
+    EXPECT_EQ(locks().size(), 1u);
+    child.release();
+    EXPECT_TRUE(locks().empty()) << "the child's unlock left its lock";
+    LK_EXPECT_OK(a->lock(true));
+    LK_EXPECT_OK(a->unlock());
+  }
+  {
+    LkChildHolder child(repo_, /*exclusive=*/false);
+    ASSERT_FALSE(HasFailure());
+    auto a = open();
+    ASSERT_TRUE(a);
+    auto r = a->lock(true);
+    EXPECT_TRUE(LkFails(r, Error::Code::kLocked,
+                        {"repository is locked by PID " + std::to_string(child.pid())}));
+    LK_EXPECT_OK(a->lock(false));  // shared with the child's shared lock
+    EXPECT_EQ(locks().size(), 2u);
+    LK_EXPECT_OK(a->unlock());
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stale locks
+
+TEST_F(LockTest, LockOfDeadProcessOnThisHostIsIgnoredWithANotice) {
+  auto r = open();
+  ASSERT_TRUE(r);
+  const pid_t dead = lk_dead_pid();
+  const std::string stale = plant(*r, lock_of(hostname(), dead, now(), true, "ghost"));
+  ASSERT_OK(r->lock(true));  // an exclusive lock, yet it does not conflict
+  const auto& ignored = r->ignored_stale_locks();
+  ASSERT_EQ(ignored.size(), 1u);
+  EXPECT_TRUE(lk_contains_all(ignored[0], {"exclusive lock of PID " + std::to_string(dead),
+                                           "on " + hostname(), "user ghost",
+                                           "that process is gone"}))
+      << ignored[0];
+  auto names = locks();
+  EXPECT_EQ(names.size(), 2u);
+  EXPECT_TRUE(std::count(names.begin(), names.end(), stale)) << "lock() must not delete others' locks";
+  ASSERT_OK(r->unlock());
+
+  // A live process on this host (PID 1) that refreshed recently holds its lock (see
+  // SameHostLockThatStoppedRefreshingIsStale for one that stopped refreshing).
+  auto other = open();
+  ASSERT_TRUE(other);
+  plant(*r, lock_of(hostname(), 1, now(), true));
+  EXPECT_TRUE(LkFails(other->lock(false), Error::Code::kLocked, {"PID 1 on " + hostname()}));
+}
+
+// The issue: "a lock whose process is gone (same host) or that stopped refreshing is stale".
+// A lock on this host is stale when its process is gone, and also when it stopped refreshing:
+// a lock left by a crash before a reboot whose PID now belongs to another, long-running
+// process must not block the repository forever.
+TEST_F(LockTest, SameHostLockThatStoppedRefreshingIsStale) {
+  auto r = open();
+  ASSERT_TRUE(r);
+  plant(*r, lock_of(hostname(), 1, now() - 120 * kLkMin, true));
+  LK_EXPECT_OK(r->lock(false));
+  EXPECT_EQ(r->ignored_stale_locks().size(), 1u);
+}
+
+TEST_F(LockTest, LockFromOtherHostIsStaleOnlyWhenNotRefreshed) {
+  auto r = open();
+  ASSERT_TRUE(r);
+  plant(*r, lock_of("other-host", 4242, now() - 31 * kLkMin, true));
+  ASSERT_OK(r->lock(true));
+  ASSERT_EQ(r->ignored_stale_locks().size(), 1u);
+  EXPECT_TRUE(lk_contains_all(r->ignored_stale_locks()[0],
+                              {"PID 4242 on other-host", "user bob", "not refreshed since"}))
+      << r->ignored_stale_locks()[0];
+  ASSERT_OK(r->unlock());
+
+  // Refreshed a minute ago: live, whatever its PID means here.
+  plant(*r, lock_of("other-host", 4243, now() - 1 * kLkMin, true, "carol"));
+  EXPECT_TRUE(LkFails(r->lock(false), Error::Code::kLocked,
+                      {"locked exclusively by PID 4243 on other-host (user carol)"}));
+  auto fresh = open();
+  ASSERT_TRUE(fresh);
+  ASSERT_EQ(locks().size(), 2u);
+  // With a shorter staleness limit (the test hook), the same lock counts as stale.
+  fresh->set_lock_timing(5 * kLkMin, 30 * kLkSec);
+  LK_EXPECT_OK(fresh->lock(true));
+  EXPECT_EQ(fresh->ignored_stale_locks().size(), 2u);
+  LK_EXPECT_OK(fresh->unlock());
+}
+
+TEST_F(LockTest, RemoveStaleLocksRemovesOnlyStaleOnes) {
+  auto a = open(), b = open();
+  ASSERT_TRUE(a && b);
+  ASSERT_OK(a->lock(false));
+  const std::string live = locks().at(0);
+  const std::string dead = plant(*a, lock_of(hostname(), lk_dead_pid(), now(), true));
+  const std::string old_remote = plant(*a, lock_of("other-host", 7, now() - 31 * kLkMin, true));
+  const std::string fresh_remote = plant(*a, lock_of("other-host", 8, now() - kLkMin, false));
+  // A lock object that cannot be read: only --remove-all takes it away.
+  const std::string damaged = repo::hex(repo::random_id());
+  write_file(storage::LocalBackend(repo_).path_of({ObjectType::kLock, damaged}), "not a lock");
+  ASSERT_EQ(locks().size(), 5u);
+
+  auto n = b->remove_stale_locks(false);
+  ASSERT_OK(n);
+  EXPECT_EQ(*n, 2u);
+  std::vector<std::string> expect{live, fresh_remote, damaged};
+  std::sort(expect.begin(), expect.end());
+  EXPECT_EQ(locks(), expect);
+  auto again = b->remove_stale_locks(false);
+  ASSERT_OK(again);
+  EXPECT_EQ(*again, 0u);
+  (void)dead;
+  (void)old_remote;
+
+  // The damaged lock blocks locking until removed with "all".
+  EXPECT_TRUE(LkFails(b->lock(false), Error::Code::kCorrupt, {"haven unlock --remove-all"}));
+  auto all = b->remove_stale_locks(true);
+  ASSERT_OK(all);
+  EXPECT_EQ(*all, 3u);
+  EXPECT_TRUE(locks().empty());
+
+  // "all" never removes the caller's own lock.
+  ASSERT_OK(b->lock(false));
+  const std::string mine = locks().at(0);
+  plant(*a, lock_of("other-host", 9, now(), false));
+  auto others = b->remove_stale_locks(true);
+  ASSERT_OK(others);
+  EXPECT_EQ(*others, 1u);
+  EXPECT_EQ(locks(), std::vector<std::string>{mine});
+  ASSERT_OK(b->unlock());
+  EXPECT_TRUE(locks().empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refreshing
+
+TEST_F(LockTest, HeldLockIsRefreshedAndTheRepositoryIsNeverUnlockedMeanwhile) {
+  auto a = open();
+  auto reader = open();
+  ASSERT_TRUE(a && reader);
+  a->set_lock_timing(100 * 1000000LL, 30 * kLkMin);  // refresh every 100 ms
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_OK(a->lock(false));
+  auto first = locks();
+  ASSERT_EQ(first.size(), 1u);
+  auto l0 = read(*reader, first[0]);
+  ASSERT_OK(l0);
+
+  // Sample the lock objects for 1 s.
+  std::vector<std::string> order{first[0]};  // names in the order they appeared
+  std::vector<Lock> seen{*l0};
+  size_t samples = 0, twos = 0;
+  double first_change_ms = -1;
+  while (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(1000)) {
+    auto names = locks();
+    samples++;
+    ASSERT_GE(names.size(), 1u) << "the repository was unlocked between two refreshes";
+    ASSERT_LE(names.size(), 2u) << "old lock objects are left behind";
+    if (names.size() == 2) twos++;
+    for (const auto& n : names) {
+      if (std::find(order.begin(), order.end(), n) != order.end()) continue;
+      if (first_change_ms < 0) {
+        first_change_ms = std::chrono::duration<double, std::milli>(
+                              std::chrono::steady_clock::now() - start)
+                              .count();
+      }
+      auto l = read(*reader, n);
+      if (!l.ok()) continue;  // replaced again meanwhile
+      order.push_back(n);
+      seen.push_back(*l);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));
+  }
+  std::cout << "[ refresh  ] " << order.size() - 1 << " refreshes read in 1 s, first after "
+            << first_change_ms << " ms; " << samples << " samples, " << twos
+            << " during a replacement\n";
+  EXPECT_GE(order.size(), 4u) << "expected about 9 refreshes in 1 s";
+  EXPECT_GT(first_change_ms, 0);
+  EXPECT_LT(first_change_ms, 500);
+  for (size_t i = 1; i < seen.size(); i++) {
+    EXPECT_GT(seen[i].refreshed, seen[i - 1].refreshed);
+    EXPECT_EQ(seen[i].time, l0->time) << "the lock's start time must not change";
+    EXPECT_EQ(seen[i].pid, l0->pid);
+    EXPECT_EQ(seen[i].hostname, l0->hostname);
+    EXPECT_EQ(seen[i].exclusive, l0->exclusive);
+  }
+  // Exactly one object once a replacement is done, and it is one this session wrote.
+  std::vector<std::string> now_names;
+  for (int i = 0; i < 50; i++) {
+    now_names = locks();
+    if (now_names.size() == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ASSERT_EQ(now_names.size(), 1u);
+  EXPECT_NE(now_names[0], first[0]);
+  ASSERT_OK(a->unlock());
+  EXPECT_TRUE(locks().empty()) << "unlock left the refreshed lock";
+}
+
+// ---------------------------------------------------------------------------------------------
+// The CLI
+
+class LockCliTest : public LockTest {
+ protected:
+  void SetUp() override {
+    LockTest::SetUp();
+    src_ = root_ + "/src";
+    make_dir(src_);
+    write_file(src_ + "/hello.txt", "hello, locks\n");
+  }
+  size_t snapshots() const {
+    size_t n = 0;
+    storage::LocalBackend be(repo_);
+    (void)be.list(ObjectType::kSnapshot, [&](const storage::ObjectInfo&) { n++; });
+    return n;
+  }
+  std::string src_;
+};
+
+TEST_F(LockCliTest, LockedRepositoryExits11NamingTheHolder) {
+  auto holder = open();
+  ASSERT_TRUE(holder);
+  ASSERT_OK(holder->lock(true));
+  const auto held = locks();
+  RunResult r = cli(repo_, {"backup", src_});
+  EXPECT_EQ(r.code, 11) << describe(r);
+  EXPECT_TRUE(contains(r.err, "locked exclusively by PID " + std::to_string(getpid()) + " on " +
+                                  hostname()))
+      << r.err;
+  EXPECT_EQ(snapshots(), 0u);
+  EXPECT_EQ(locks(), held);
+  RunResult c = cli(repo_, {"check"});
+  EXPECT_EQ(c.code, 11) << describe(c);
+  // A live lock is not stale: unlock leaves it.
+  RunResult u = cli(repo_, {"unlock"});
+  EXPECT_EQ(u.code, 0) << describe(u);
+  EXPECT_TRUE(contains(u.out, "removed 0 lock(s)")) << u.out;
+  EXPECT_EQ(locks(), held);
+  ASSERT_OK(holder->unlock());
+
+  // Backup and check take shared locks: they run beside another shared lock.
+  ASSERT_OK(holder->lock(false));
+  RunResult b = cli(repo_, {"backup", src_});
+  EXPECT_EQ(b.code, 0) << describe(b);
+  EXPECT_EQ(snapshots(), 1u);
+  RunResult c2 = cli(repo_, {"check"});
+  EXPECT_EQ(c2.code, 0) << describe(c2);
+  EXPECT_EQ(locks().size(), 1u) << "backup or check left a lock behind";
+  ASSERT_OK(holder->unlock());
+
+  // --remove-all removes a live lock too.
+  ASSERT_OK(holder->lock(false));
+  RunResult all = cli(repo_, {"unlock", "--remove-all"});
+  EXPECT_EQ(all.code, 0) << describe(all);
+  EXPECT_TRUE(contains(all.out, "removed 1 lock(s)")) << all.out;
+  EXPECT_TRUE(locks().empty());
+}
+
+TEST_F(LockCliTest, StaleLockIsIgnoredWithNoticeAndUnlockRemovesIt) {
+  auto r = open();
+  ASSERT_TRUE(r);
+  const pid_t dead = lk_dead_pid();
+  const std::string stale = plant(*r, lock_of(hostname(), dead, now(), true));
+  RunResult b = cli(repo_, {"backup", src_});
+  ASSERT_EQ(b.code, 0) << describe(b);
+  EXPECT_TRUE(contains(b.err, "notice: ignoring stale exclusive lock of PID " + std::to_string(dead)))
+      << b.err;
+  EXPECT_TRUE(contains(b.err, "that process is gone")) << b.err;
+  EXPECT_TRUE(contains(b.err, "haven unlock")) << b.err;
+  EXPECT_EQ(snapshots(), 1u);
+  EXPECT_EQ(locks(), std::vector<std::string>{stale}) << "backup should leave the stale lock alone";
+
+  // Another host's lock not refreshed for 31 minutes, too.
+  plant(*r, lock_of("other-host", 77, now() - 31 * kLkMin, true));
+  RunResult b2 = cli(repo_, {"backup", src_});
+  ASSERT_EQ(b2.code, 0) << describe(b2);
+  EXPECT_TRUE(contains(b2.err, "notice: ignoring stale exclusive lock of PID 77 on other-host")) << b2.err;
+  EXPECT_EQ(snapshots(), 2u);
+
+  RunResult u = cli(repo_, {"unlock"});
+  ASSERT_EQ(u.code, 0) << describe(u);
+  EXPECT_TRUE(contains(u.out, "removed 2 lock(s)")) << u.out;
+  EXPECT_TRUE(locks().empty());
+  RunResult u2 = cli(repo_, {"unlock"});
+  EXPECT_TRUE(contains(u2.out, "removed 0 lock(s)")) << u2.out;
+  // --quiet keeps the notice to itself.
+  plant(*r, lock_of(hostname(), lk_dead_pid(), now(), false));
+  RunResult quiet = cli(repo_, {"-q", "backup", src_});
+  EXPECT_EQ(quiet.code, 0) << describe(quiet);
+  EXPECT_FALSE(contains(quiet.err, "notice")) << quiet.err;
+}
+
+}  // namespace
+}  // namespace haven
