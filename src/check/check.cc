@@ -394,6 +394,18 @@ Result<Report> Checker::run() {
   if (opts_.read_data != Options::ReadData::kNone) read_data();
   HAVEN_TRY(check_snapshots());
   find_orphan_roots();
+  uint64_t files = 0, bytes = 0;
+  for (auto t : {ObjectType::kData, ObjectType::kIndex, ObjectType::kSnapshot, ObjectType::kKey,
+                 ObjectType::kLock}) {
+    HAVEN_ASSIGN(auto l, repo_.backend().remove_leftovers(t, 0, /*dry_run=*/true));
+    files += l.files;
+    bytes += l.bytes;
+  }
+  if (files > 0) {
+    problem("temporary files", std::to_string(files) + " file(s), " + std::to_string(bytes) +
+                                   " bytes, left by interrupted writes: 'haven prune' removes them",
+            false);
+  }
   // Damage first, then notices; each group in the order found.
   std::stable_partition(report_.problems.begin(), report_.problems.end(),
                         [](const Problem& p) { return p.damage; });

@@ -14,6 +14,10 @@ static void print_prune(const retention::PruneStats& s, bool dry_run) {
             << (dry_run ? "repack " : "repacked ") << s.packs_repacked << " pack(s), moving "
             << s.blobs_repacked << " blob(s) (" << human_bytes(s.bytes_written) << ")";
   if (!dry_run) std::cout << " into " << s.packs_written << " new pack(s)";
+  if (s.leftovers > 0) {
+    std::cout << "; " << w << (dry_run ? "remove " : "removed ") << s.leftovers
+              << " temporary file(s) of interrupted writes (" << human_bytes(s.leftover_bytes) << ")";
+  }
   std::cout << "\nblobs: " << s.blobs_used << " used, " << s.blobs_removed << " unused of "
             << s.blobs_total << "; " << human_bytes(s.bytes_unused_kept)
             << " unused left in packs under the --max-unused threshold\n"

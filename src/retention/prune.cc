@@ -44,6 +44,7 @@ class Pruner {
   Status repack();
   Status write_index();
   Status delete_old();
+  Status remove_leftovers();
 
   repo::Repository& repo_;
   const repo::Index* index_ = nullptr;
@@ -303,6 +304,24 @@ Status Pruner::delete_old() {
   return ok_status();
 }
 
+// Temporary files of saves that were interrupted (a killed backup leaves up to one pack per
+// uploader). Under the exclusive lock nobody saves packs, index files or snapshots, so those
+// go at any age; keys and locks are written without the lock, so only old ones go.
+Status Pruner::remove_leftovers() {
+  const std::pair<ObjectType, int64_t> kinds[] = {{ObjectType::kData, 0},
+                                                  {ObjectType::kIndex, 0},
+                                                  {ObjectType::kSnapshot, 0},
+                                                  {ObjectType::kKey, 3600},
+                                                  {ObjectType::kLock, 3600}};
+  for (const auto& [type, age] : kinds) {
+    HAVEN_ASSIGN(auto l, repo_.backend().remove_leftovers(type, age, opts_.dry_run));
+    st_.leftovers += l.files;
+    st_.leftover_bytes += l.bytes;
+    st_.bytes_deleted += l.bytes;
+  }
+  return ok_status();
+}
+
 Result<PruneStats> Pruner::run() {
   auto start = std::chrono::steady_clock::now();
   if (!(opts_.max_unused_percent >= 0 && opts_.max_unused_percent <= 100)) {
@@ -328,6 +347,7 @@ Result<PruneStats> Pruner::run() {
     HAVEN_TRY(write_index());
     HAVEN_TRY(delete_old());
   }
+  HAVEN_TRY(remove_leftovers());
   st_.duration_ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                               std::chrono::steady_clock::now() - start)
                                               .count());
@@ -366,6 +386,8 @@ nlohmann::json stats_json(const PruneStats& s, bool dry_run) {
           {"bytes_reclaimed", s.reclaimed()},
           {"index_files_written", s.index_files_written},
           {"index_files_deleted", s.index_files_deleted},
+          {"leftovers", s.leftovers},
+          {"leftover_bytes", s.leftover_bytes},
           {"duration_ms", s.duration_ms}};
 }
 

@@ -36,6 +36,7 @@ struct PruneStats {
   uint64_t bytes_written = 0;    // pack bytes written by repacking (estimated by a dry run)
   uint64_t bytes_unused_kept = 0;  // unused bytes left in packs under the threshold
   uint64_t index_files_written = 0, index_files_deleted = 0;
+  uint64_t leftovers = 0, leftover_bytes = 0;  // temporary files of interrupted saves, removed
   uint64_t duration_ms = 0;
   int64_t reclaimed() const { return static_cast<int64_t>(bytes_deleted) - static_cast<int64_t>(bytes_written); }
 };

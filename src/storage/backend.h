@@ -66,6 +66,18 @@ class Backend {
   virtual Status list(ObjectType type, const std::function<void(const ObjectInfo&)>& fn) = 0;
   virtual Status remove(const ObjectName& name) = 0;
 
+  // What interrupted saves left behind for objects of `type` (the local backend's ".tmp-"
+  // files; object stores, whose uploads are atomic, have none: the default finds nothing),
+  // counting only leftovers at least `min_age_seconds` old. Removes them unless `dry_run`.
+  // Callers hold the repository's exclusive lock, so no save of that type is in progress.
+  struct Leftovers {
+    uint64_t files = 0, bytes = 0;
+  };
+  virtual Result<Leftovers> remove_leftovers(ObjectType type, int64_t min_age_seconds,
+                                             bool dry_run) {
+    return Leftovers{};
+  }
+
   // Whether the location holds anything at all (used by init to refuse a non-empty place
   // and by open to say "not a repository").
   virtual Result<bool> is_empty() = 0;
@@ -91,6 +103,9 @@ class BackendWrapper : public Backend {
   Status remove(const ObjectName& n) override { return inner_->remove(n); }
   Result<bool> is_empty() override { return inner_->is_empty(); }
   Status create() override { return inner_->create(); }
+  Result<Leftovers> remove_leftovers(ObjectType t, int64_t min_age_seconds, bool dry_run) override {
+    return inner_->remove_leftovers(t, min_age_seconds, dry_run);
+  }
 
  protected:
   Backend& inner() { return *inner_; }

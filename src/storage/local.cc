@@ -10,6 +10,9 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <ctime>
+#include <memory>
+#include <vector>
 #include <mutex>
 #include <string>
 #include <unordered_set>
@@ -371,6 +374,49 @@ Status LocalBackend::list(ObjectType type, const std::function<void(const Object
     HAVEN_TRY(list_dir(join(tdir, shard), type, in_shard, fn));
   }
   return ok_status();
+}
+
+Result<Backend::Leftovers> LocalBackend::remove_leftovers(ObjectType type, int64_t min_age_seconds,
+                                                          bool dry_run) {
+  Leftovers out;
+  if (type == ObjectType::kConfig) return out;
+  const std::string tdir = join(root_, type_dir(type));
+  std::vector<std::string> dirs;
+  if (type == ObjectType::kData) {
+    static const char* kHex = "0123456789abcdef";
+    for (int i = 0; i < 256; i++) dirs.push_back(join(tdir, std::string{kHex[i >> 4], kHex[i & 15]}));
+  } else {
+    dirs.push_back(tdir);
+  }
+  const time_t cutoff = ::time(nullptr) - min_age_seconds;
+  for (const auto& dir : dirs) {
+    std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);
+    if (!d) {
+      if (errno == ENOENT) continue;
+      return errno_error(dir, errno);
+    }
+    bool removed = false;
+    while (struct dirent* e = ::readdir(d.get())) {
+      std::string name = e->d_name;
+      if (name.rfind(".tmp-", 0) != 0) continue;
+      struct stat st;
+      if (::fstatat(::dirfd(d.get()), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+          !S_ISREG(st.st_mode) || st.st_mtime > cutoff) {
+        continue;
+      }
+      if (!dry_run) {
+        if (::unlinkat(::dirfd(d.get()), name.c_str(), 0) != 0) {
+          if (errno == ENOENT) continue;
+          return errno_error(join(dir, name), errno);
+        }
+        removed = true;
+      }
+      out.files++;
+      out.bytes += static_cast<uint64_t>(st.st_size);
+    }
+    if (removed) HAVEN_TRY(fsync_dir(dir));
+  }
+  return out;
 }
 
 Status LocalBackend::remove(const ObjectName& name) {

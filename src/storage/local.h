@@ -10,7 +10,7 @@
 // fsyncs it, renames it over the final name (link()+unlink() so an existing name is never
 // replaced), and fsyncs the directory so the rename itself survives a power cut. A crash before
 // the rename leaves only a ".tmp-" file, which list() never reports and create()/is_empty()
-// ignore.
+// ignore, and remove_leftovers() (called by prune under the exclusive lock) deletes.
 //
 // Thread-safety: all methods are safe to call concurrently.
 #pragma once
@@ -33,6 +33,7 @@ class LocalBackend : public Backend {
   Status remove(const ObjectName& name) override;
   Result<bool> is_empty() override;
   Status create() override;
+  Result<Leftovers> remove_leftovers(ObjectType type, int64_t min_age_seconds, bool dry_run) override;
 
   // The file that holds an object (tests use it to tamper with objects on disk).
   std::string path_of(const ObjectName& name) const;
