@@ -95,6 +95,7 @@ CHANGED=$(python3 "$HERE/corpus.py" changed data-before data)
 rm -rf data-before
 for t in "${tools[@]}"; do backup "$t" changed; S[$t,changed]=$(size "repo-$t"); done
 for t in "${tools[@]}"; do restore "$t"; done
+BYTES=$(du -sb data | cut -f1)
 
 # Maintenance: half of the random files go; back that up, verify every byte, then keep only the
 # newest snapshot and reclaim the space (forget + prune; Borg: prune + compact).
@@ -108,7 +109,6 @@ run restic prune restic -r repo-restic forget --keep-last 1 --prune
 run borg prune sh -c "borg prune --keep-last 1 repo-borg && borg compact repo-borg"
 for t in "${tools[@]}"; do S[$t,pruned]=$(size "repo-$t"); done
 
-BYTES=$(du -sb data | cut -f1)
 mb() { awk -v b="$1" 'BEGIN{printf "%.0f", b/1048576}'; }
 rate() { awk -v b="$BYTES" -v s="$1" 'BEGIN{printf "%.0f", b/1048576/s}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }

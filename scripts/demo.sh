@@ -76,6 +76,14 @@ step "haven restore latest (the newest state)"
 "$HAVEN" restore latest --target "$WORK/restored-latest" -q
 diff -r "$SRC" "$WORK/restored-latest/sample" && echo "restored tree is identical to the current tree"
 
+step "haven check --read-data (every blob decrypted and re-hashed)"
+"$HAVEN" check --read-data
+
+step "haven forget --keep-last 1 --dry-run (the rule behind each decision), then forget --prune"
+"$HAVEN" forget --keep-last 1 --dry-run
+"$HAVEN" forget --keep-last 1 --prune
+"$HAVEN" check
+
 step "the repository on disk"
 find "$HAVEN_REPOSITORY" -maxdepth 1 | sort
 echo
