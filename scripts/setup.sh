@@ -13,6 +13,8 @@ PACKAGES=(
   libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev
   libacl1-dev         # POSIX ACLs (file backup)
+  libcurl4-openssl-dev  # S3 and Azure Blob over HTTPS
+  ca-certificates
   attr acl            # setfattr/getfattr, setfacl for tests
   util-linux          # script(1) for tty tests
   python3             # demo and bench helpers
@@ -36,3 +38,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 echo "setup: all packages present"
+
+# Node.js for the object-storage API servers the tests run on loopback (s3rver, Azurite).
+# Debian 12 ships nodejs 18 and npm; a machine that already has node and npm keeps its own.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "setup: installing nodejs npm"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+# Pinned versions (azurite after 3.35 needs node 22). Tests look here, or in $HAVEN_TEST_SERVERS.
+SERVERS=${HAVEN_TEST_SERVERS:-/opt/haven-test-servers}
+if [ ! -x "$SERVERS/node_modules/.bin/s3rver" ] || [ ! -x "$SERVERS/node_modules/.bin/azurite-blob" ]; then
+  echo "setup: installing s3rver and azurite into $SERVERS"
+  $SUDO mkdir -p "$SERVERS"
+  $SUDO npm install --prefix "$SERVERS" --no-audit --no-fund --loglevel=error s3rver@3.7.1 azurite@3.35.0 >/dev/null
+fi
+echo "setup: test servers present"
