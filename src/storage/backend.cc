@@ -1,6 +1,8 @@
 #include "storage/backend.h"
 
+#include "storage/azure.h"
 #include "storage/local.h"
+#include "storage/s3.h"
 
 namespace haven::storage {
 
@@ -39,6 +41,8 @@ Result<std::shared_ptr<Backend>> open_backend(const std::string& location) {
                  "no repository given: pass --repo PATH or set HAVEN_REPOSITORY");
   }
   std::string path = location;
+  if (location.rfind("s3:", 0) == 0) return open_s3_backend(location.substr(3));
+  if (location.rfind("azure:", 0) == 0) return open_azure_backend(location.substr(6));
   if (location.rfind("local:", 0) == 0) {
     path = location.substr(6);
   } else {
