@@ -2,6 +2,7 @@
 
 #include "storage/azure.h"
 #include "storage/local.h"
+#include "storage/retry.h"
 #include "storage/s3.h"
 
 namespace haven::storage {
@@ -35,14 +36,21 @@ std::string ObjectName::describe() const {
   return std::string(type_label(type)) + " " + name;
 }
 
+// Object stores fail transiently (timeouts, resets, 5xx, throttling): every command reaches them
+// through the retry decorator.
+static Result<std::shared_ptr<Backend>> with_retries(Result<std::shared_ptr<Backend>> be) {
+  if (!be.ok()) return be;
+  return std::shared_ptr<Backend>(std::make_shared<RetryBackend>(*be));
+}
+
 Result<std::shared_ptr<Backend>> open_backend(const std::string& location) {
   if (location.empty()) {
     return Error(Error::Code::kInvalidArgument,
                  "no repository given: pass --repo PATH or set HAVEN_REPOSITORY");
   }
   std::string path = location;
-  if (location.rfind("s3:", 0) == 0) return open_s3_backend(location.substr(3));
-  if (location.rfind("azure:", 0) == 0) return open_azure_backend(location.substr(6));
+  if (location.rfind("s3:", 0) == 0) return with_retries(open_s3_backend(location.substr(3)));
+  if (location.rfind("azure:", 0) == 0) return with_retries(open_azure_backend(location.substr(6)));
   if (location.rfind("local:", 0) == 0) {
     path = location.substr(6);
   } else {
@@ -51,7 +59,7 @@ Result<std::shared_ptr<Backend>> open_backend(const std::string& location) {
     if (colon != std::string::npos && (slash == std::string::npos || colon < slash)) {
       return Error(Error::Code::kInvalidArgument,
                    "unknown repository location scheme in '" + location.substr(0, colon) +
-                       ":': use a path or local:/path");
+                       ":': use a path, local:/path, s3:https://host/bucket/prefix, s3:bucket/prefix or azure:container/prefix");
     }
   }
   if (path.empty()) {

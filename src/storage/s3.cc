@@ -1,0 +1,727 @@
+// storage/s3.cc — the S3-compatible backend (locations, layout, atomicity: see s3.h).
+#include "storage/s3.h"
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+
+namespace haven::storage {
+
+// ---- Signature Version 4 -------------------------------------------------------------------
+
+namespace sigv4 {
+
+std::string uri_encode(const std::string& s, bool encode_slash) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(s.size());
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' ||
+        (c == '/' && !encode_slash)) {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::string sha256_hex(ByteView data) {
+  uint8_t md[SHA256_DIGEST_LENGTH];
+  SHA256(data.data(), data.size(), md);
+  return to_hex(ByteView(md, sizeof md));
+}
+
+namespace {
+Bytes hmac(ByteView key, const std::string& msg) {
+  Bytes out(EVP_MAX_MD_SIZE);
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const uint8_t*>(msg.data()), msg.size(), out.data(), &len);
+  out.resize(len);
+  return out;
+}
+
+std::string trim(const std::string& v) {
+  size_t b = v.find_first_not_of(" \t"), e = v.find_last_not_of(" \t");
+  if (b == std::string::npos) return "";
+  // SigV4 also collapses inner runs of spaces; our header values never contain them.
+  return v.substr(b, e - b + 1);
+}
+
+std::vector<std::pair<std::string, std::string>> sorted_headers(const Input& in) {
+  auto h = in.headers;
+  std::sort(h.begin(), h.end());
+  return h;
+}
+
+std::string signed_headers(const Input& in) {
+  std::string out;
+  for (const auto& [k, v] : sorted_headers(in)) out += (out.empty() ? "" : ";") + k;
+  return out;
+}
+
+std::string scope(const Input& in) {
+  return in.amz_date.substr(0, 8) + "/" + in.region + "/" + in.service + "/aws4_request";
+}
+}  // namespace
+
+std::string canonical_query(const std::vector<std::pair<std::string, std::string>>& query) {
+  std::vector<std::pair<std::string, std::string>> enc;
+  for (const auto& [k, v] : query) enc.emplace_back(uri_encode(k, true), uri_encode(v, true));
+  std::sort(enc.begin(), enc.end());
+  std::string out;
+  for (const auto& [k, v] : enc) out += (out.empty() ? "" : "&") + k + "=" + v;
+  return out;
+}
+
+std::string canonical_request(const Input& in) {
+  std::string out = in.method + "\n" + in.canonical_uri + "\n" + canonical_query(in.query) + "\n";
+  for (const auto& [k, v] : sorted_headers(in)) out += k + ":" + trim(v) + "\n";
+  out += "\n" + signed_headers(in) + "\n" + in.payload_sha256;
+  return out;
+}
+
+std::string signature(const Input& in, const std::string& secret_key) {
+  std::string string_to_sign = "AWS4-HMAC-SHA256\n" + in.amz_date + "\n" + scope(in) + "\n" +
+                               sha256_hex(as_bytes(canonical_request(in)));
+  std::string k = "AWS4" + secret_key;
+  Bytes key = hmac(as_bytes(k), in.amz_date.substr(0, 8));
+  key = hmac(key, in.region);
+  key = hmac(key, in.service);
+  key = hmac(key, "aws4_request");
+  return to_hex(hmac(key, string_to_sign));
+}
+
+std::string authorization(const Input& in, const std::string& access_key,
+                          const std::string& secret_key) {
+  return "AWS4-HMAC-SHA256 Credential=" + access_key + "/" + scope(in) +
+         ",SignedHeaders=" + signed_headers(in) + ",Signature=" + signature(in, secret_key);
+}
+
+}  // namespace sigv4
+
+// ---- HTTP over libcurl ---------------------------------------------------------------------
+
+struct S3Backend::Request {
+  std::string method;  // GET, HEAD, PUT, DELETE
+  std::string key;     // object key; empty for bucket-level requests
+  std::vector<std::pair<std::string, std::string>> query;
+  std::vector<std::pair<std::string, std::string>> headers;  // lower-case, signed
+  ByteView body;
+};
+
+struct S3Backend::Response {
+  long status = 0;
+  Bytes body;
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string header(const std::string& k) const {
+    auto it = headers.find(k);
+    return it == headers.end() ? "" : it->second;
+  }
+};
+
+namespace {
+
+// One easy handle per thread: curl_easy_reset() between requests keeps its connection cache,
+// so a thread's requests to the same endpoint reuse one TCP/TLS connection.
+struct ThreadCurl {
+  CURL* h = nullptr;
+  ThreadCurl() {
+    static std::once_flag once;
+    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+    h = curl_easy_init();
+  }
+  ~ThreadCurl() {
+    if (h != nullptr) curl_easy_cleanup(h);
+  }
+};
+
+CURL* thread_curl() {
+  thread_local ThreadCurl tc;
+  return tc.h;
+}
+
+size_t on_body(char* p, size_t size, size_t n, void* ud) {
+  auto* out = static_cast<Bytes*>(ud);
+  out->insert(out->end(), reinterpret_cast<uint8_t*>(p), reinterpret_cast<uint8_t*>(p) + size * n);
+  return size * n;
+}
+
+size_t on_header(char* p, size_t size, size_t n, void* ud) {
+  auto* h = static_cast<std::map<std::string, std::string>*>(ud);
+  std::string line(p, size * n);
+  if (line.rfind("HTTP/", 0) == 0) {
+    h->clear();  // a new response (after 100 Continue): forget the previous headers
+    return size * n;
+  }
+  auto colon = line.find(':');
+  if (colon == std::string::npos) return size * n;
+  std::string k = line.substr(0, colon);
+  std::transform(k.begin(), k.end(), k.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::string v = line.substr(colon + 1);
+  while (!v.empty() && (v.back() == '\r' || v.back() == '\n' || v.back() == ' ')) v.pop_back();
+  size_t b = v.find_first_not_of(' ');
+  (*h)[k] = b == std::string::npos ? "" : v.substr(b);
+  return size * n;
+}
+
+std::string amz_now() {
+  time_t t = ::time(nullptr);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
+  return buf;
+}
+
+// The text of the first <tag>...</tag> at or after `pos`; advances pos past it.
+bool xml_tag(const std::string& xml, const std::string& tag, size_t& pos, std::string& out) {
+  const std::string open = "<" + tag + ">", close = "</" + tag + ">";
+  size_t b = xml.find(open, pos);
+  if (b == std::string::npos) return false;
+  b += open.size();
+  size_t e = xml.find(close, b);
+  if (e == std::string::npos) return false;
+  out = xml.substr(b, e - b);
+  pos = e + close.size();
+  return true;
+}
+
+std::string xml_first(const std::string& xml, const std::string& tag) {
+  size_t pos = 0;
+  std::string out;
+  return xml_tag(xml, tag, pos, out) ? out : "";
+}
+
+std::string xml_unescape(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); i++) {
+    if (s[i] != '&') {
+      out += s[i];
+      continue;
+    }
+    size_t semi = s.find(';', i);
+    if (semi == std::string::npos) {
+      out += s[i];
+      continue;
+    }
+    std::string ent = s.substr(i + 1, semi - i - 1);
+    if (ent == "amp") out += '&';
+    else if (ent == "lt") out += '<';
+    else if (ent == "gt") out += '>';
+    else if (ent == "quot") out += '"';
+    else if (ent == "apos") out += '\'';
+    else if (!ent.empty() && ent[0] == '#') {
+      long c = ent.size() > 1 && ent[1] == 'x' ? std::strtol(ent.c_str() + 2, nullptr, 16)
+                                                : std::strtol(ent.c_str() + 1, nullptr, 10);
+      if (c > 0 && c < 128) out += static_cast<char>(c);
+    } else {
+      out += s.substr(i, semi - i + 1);
+    }
+    i = semi;
+  }
+  return out;
+}
+
+Status check_name(const ObjectName& name) {
+  if (name.type == ObjectType::kConfig) {
+    if (name.name == "config") return ok_status();
+    return Error(Error::Code::kInvalidArgument,
+                 "invalid config object name '" + name.name + "' (must be \"config\")");
+  }
+  bool bad = name.name.empty() || name.name[0] == '.' ||
+             name.name.find_first_of(std::string("/\0", 2)) != std::string::npos ||
+             (name.type == ObjectType::kData && name.name.size() < 2);
+  if (bad) {
+    return Error(Error::Code::kInvalidArgument, "invalid " + std::string(type_label(name.type)) +
+                                                    " object name '" + name.name + "'");
+  }
+  return ok_status();
+}
+
+bool is_hex_char(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
+
+}  // namespace
+
+S3Backend::S3Backend(S3Config config) : cfg_(std::move(config)) {}
+
+std::string S3Backend::location() const {
+  std::string s = "s3:" + cfg_.scheme + "://" + cfg_.host + "/" + cfg_.bucket;
+  if (!cfg_.prefix.empty()) s += "/" + cfg_.prefix;
+  return s;
+}
+
+std::string S3Backend::key_of(const ObjectName& name) const {
+  std::string rel;
+  switch (name.type) {
+    case ObjectType::kConfig: rel = "config"; break;
+    case ObjectType::kData: rel = std::string("data/") + name.name.substr(0, 2) + "/" + name.name; break;
+    default: rel = std::string(type_dir(name.type)) + "/" + name.name; break;
+  }
+  return cfg_.prefix.empty() ? rel : cfg_.prefix + "/" + rel;
+}
+
+// Replaces any occurrence of a credential by "***": server messages are echoed into errors,
+// and no server should ever echo a secret, but a message must never be the one that leaks it.
+std::string S3Backend::redact(std::string s) const {
+  for (const std::string* secret : {&cfg_.creds.access_key, &cfg_.creds.secret_key,
+                                    &cfg_.creds.session_token}) {
+    if (secret->size() < 4) continue;
+    for (size_t p; (p = s.find(*secret)) != std::string::npos;) s.replace(p, secret->size(), "***");
+  }
+  return s;
+}
+
+Result<S3Backend::Response> S3Backend::perform(const Request& req) const {
+  // Virtual-hosted style puts the bucket in the host name, path-style in the path.
+  const std::string host = cfg_.path_style ? cfg_.host : cfg_.bucket + "." + cfg_.host;
+  std::string path = "/";
+  if (cfg_.path_style) path += cfg_.bucket + (req.key.empty() ? "" : "/");
+  path += sigv4::uri_encode(req.key, false);
+
+  sigv4::Input in;
+  in.method = req.method;
+  in.canonical_uri = path;
+  in.query = req.query;
+  in.payload_sha256 = sigv4::sha256_hex(req.body);
+  in.amz_date = amz_now();
+  in.region = cfg_.region;
+  in.headers = req.headers;
+  in.headers.emplace_back("host", host);
+  in.headers.emplace_back("x-amz-content-sha256", in.payload_sha256);
+  in.headers.emplace_back("x-amz-date", in.amz_date);
+  if (!cfg_.creds.session_token.empty()) {
+    in.headers.emplace_back("x-amz-security-token", cfg_.creds.session_token);
+  }
+
+  std::string url = cfg_.scheme + "://" + host + path;
+  std::string q = sigv4::canonical_query(req.query);
+  if (!q.empty()) url += "?" + q;
+
+  struct curl_slist* hl = nullptr;
+  for (const auto& [k, v] : in.headers) hl = curl_slist_append(hl, (k + ": " + v).c_str());
+  hl = curl_slist_append(
+      hl, ("Authorization: " + sigv4::authorization(in, cfg_.creds.access_key,
+                                                     cfg_.creds.secret_key)).c_str());
+  hl = curl_slist_append(hl, "Expect:");  // no 100-continue round trip before uploads
+  std::unique_ptr<curl_slist, void (*)(curl_slist*)> headers(hl, curl_slist_free_all);
+
+  CURL* h = thread_curl();
+  if (h == nullptr) return Error(Error::Code::kInternal, "curl_easy_init failed");
+  curl_easy_reset(h);
+  Response resp;
+  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+  // A transfer slower than 1 KiB/s for 60 s is dead (a stalled connection, not a slow link).
+  curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+  curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
+  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+  if (!cfg_.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, cfg_.ca_file.c_str());
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp.body);
+  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(h, CURLOPT_HEADERDATA, &resp.headers);
+  if (req.method == "HEAD") {
+    curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+  } else if (req.method == "PUT") {
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "PUT");
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, req.body.empty() ? "" : reinterpret_cast<const char*>(req.body.data()));
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+  } else if (req.method != "GET") {
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+  }
+  CURLcode rc = curl_easy_perform(h);
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, nullptr);
+  if (rc != CURLE_OK) {
+    std::string msg = location() + ": " + req.method + " " + (req.key.empty() ? "bucket" : req.key) +
+                      ": " + curl_easy_strerror(rc);
+    switch (rc) {
+      case CURLE_PEER_FAILED_VERIFICATION:
+      case CURLE_SSL_CACERT_BADFILE:
+        return Error(Error::Code::kIo, msg + " (set HAVEN_S3_CA_FILE to the CA certificate that "
+                                             "signed the server's certificate)");
+      case CURLE_UNSUPPORTED_PROTOCOL:
+      case CURLE_URL_MALFORMAT:
+        return Error(Error::Code::kInvalidArgument, msg);
+      default:
+        // Timeouts, refused or reset connections, DNS hiccups, TLS handshake failures, short
+        // transfers: the network, not the request, failed; a retry may succeed.
+        return Error(Error::Code::kTransient, msg);
+    }
+  }
+  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp.status);
+  return resp;
+}
+
+Error S3Backend::http_error(const Response& resp, const std::string& what) const {
+  std::string body = to_string(resp.body);
+  std::string code = xml_unescape(xml_first(body, "Code"));
+  std::string message = xml_unescape(xml_first(body, "Message"));
+  std::string msg = location() + ": " + what + ": HTTP " + std::to_string(resp.status);
+  if (!code.empty()) msg += " " + code;
+  if (!message.empty()) msg += ": " + message;
+  msg = redact(msg);
+  const long s = resp.status;
+  if (s == 404) return Error(Error::Code::kNotFound, msg);
+  if (s == 401 || s == 403) {
+    return Error(Error::Code::kPermissionDenied,
+                 msg + " (check the S3 credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or "
+                       "AWS_PROFILE, and that they may access this bucket)");
+  }
+  if (s == 429 || s >= 500 || code == "RequestTimeout" || code == "SlowDown" ||
+      code == "OperationAborted" || code == "ConditionalRequestConflict") {
+    return Error(Error::Code::kTransient, msg);
+  }
+  if (s == 416) return Error(Error::Code::kCorrupt, msg);
+  std::string region = resp.header("x-amz-bucket-region");
+  if (!region.empty() && region != cfg_.region) {
+    return Error(Error::Code::kIo, msg + " (the bucket is in region " + region +
+                                       ": set AWS_REGION or HAVEN_S3_REGION to " + region + ")");
+  }
+  return Error(Error::Code::kIo, msg);
+}
+
+// ---- Backend methods -----------------------------------------------------------------------
+
+Status S3Backend::save(const ObjectName& name, ByteView data) {
+  HAVEN_TRY(check_name(name));
+  const std::string key = key_of(name);
+  // HEAD first: servers that ignore If-None-Match would otherwise silently replace the object.
+  HAVEN_ASSIGN(Response head, perform(Request{"HEAD", key, {}, {}, {}}));
+  if (head.status == 200) {
+    return Error(Error::Code::kAlreadyExists, location() + ": " + name.describe() + " already exists");
+  }
+  if (head.status != 404) return http_error(head, "save " + name.describe());
+  Request put{"PUT", key, {}, {{"content-type", "application/octet-stream"}}, data};
+  const bool conditional = !no_conditional_put_.load(std::memory_order_relaxed);
+  if (conditional) {
+    // Create-only PUT: GCS spells it "generation 0", everyone else "If-None-Match: *".
+    if (cfg_.host.find("storage.googleapis.com") != std::string::npos) {
+      put.headers.emplace_back("x-goog-if-generation-match", "0");
+    } else {
+      put.headers.emplace_back("if-none-match", "*");
+    }
+  }
+  HAVEN_ASSIGN(Response resp, perform(put));
+  if (conditional && (resp.status == 501 ||
+                      xml_first(to_string(resp.body), "Code") == "NotImplemented")) {
+    // A server that refuses conditional PUTs outright: stay with the HEAD check from now on.
+    no_conditional_put_.store(true, std::memory_order_relaxed);
+    put.headers.resize(1);
+    HAVEN_ASSIGN(Response plain, perform(put));
+    resp = std::move(plain);
+  }
+  if (resp.status / 100 == 2) return ok_status();
+  if (resp.status == 412) {
+    return Error(Error::Code::kAlreadyExists, location() + ": " + name.describe() + " already exists");
+  }
+  return http_error(resp, "save " + name.describe());
+}
+
+Result<Bytes> S3Backend::load(const ObjectName& name, uint64_t offset, uint64_t length) {
+  HAVEN_TRY(check_name(name));
+  const uint64_t end = offset + length;
+  auto beyond = [&](const std::string& size) {
+    return Error(Error::Code::kCorrupt,
+                 name.describe() + ": requested range [" + std::to_string(offset) + ", " +
+                     (length != 0 && end < offset ? std::string("overflow") : std::to_string(length == 0 ? offset : end)) +
+                     ") beyond end of object (size " + size + ")");
+  };
+  if (length != 0 && end < offset) return beyond("?");
+  Request get{"GET", key_of(name), {}, {}, {}};
+  const bool ranged = offset != 0 || length != 0;
+  if (ranged) {
+    get.headers.emplace_back("range", "bytes=" + std::to_string(offset) + "-" +
+                                          (length == 0 ? "" : std::to_string(end - 1)));
+  }
+  HAVEN_ASSIGN(Response resp, perform(get));
+  if (resp.status == 200) {
+    // The whole object (no range asked, or a server that ignores Range).
+    const uint64_t size = resp.body.size();
+    if (offset > size || (length != 0 && end > size)) return beyond(std::to_string(size));
+    if (!ranged) return std::move(resp.body);
+    return Bytes(resp.body.begin() + static_cast<ptrdiff_t>(offset),
+                 resp.body.begin() + static_cast<ptrdiff_t>(length == 0 ? size : end));
+  }
+  if (resp.status == 206) {
+    // Content-Range: bytes first-last/total. S3 truncates a range that reaches past the end.
+    std::string cr = resp.header("content-range");
+    std::string total = cr.substr(cr.find('/') == std::string::npos ? cr.size() : cr.find('/') + 1);
+    if (length != 0 && resp.body.size() != length) return beyond(total.empty() ? "?" : total);
+    return std::move(resp.body);
+  }
+  if (resp.status == 416) {
+    // Offset at or past the end. Reading zero bytes at exactly the end is allowed.
+    HAVEN_ASSIGN(ObjectInfo info, stat(name));
+    if (length == 0 && offset == info.size) return Bytes{};
+    return beyond(std::to_string(info.size));
+  }
+  if (resp.status == 404) {
+    return Error(Error::Code::kNotFound, location() + ": " + name.describe() + " not found");
+  }
+  return http_error(resp, "load " + name.describe());
+}
+
+Result<ObjectInfo> S3Backend::stat(const ObjectName& name) {
+  HAVEN_TRY(check_name(name));
+  HAVEN_ASSIGN(Response resp, perform(Request{"HEAD", key_of(name), {}, {}, {}}));
+  if (resp.status == 404) {
+    return Error(Error::Code::kNotFound, location() + ": " + name.describe() + " not found");
+  }
+  if (resp.status != 200) return http_error(resp, "stat " + name.describe());
+  std::string len = resp.header("content-length");
+  if (len.empty()) {
+    return Error(Error::Code::kIo, location() + ": stat " + name.describe() + ": no Content-Length");
+  }
+  return ObjectInfo{name, std::strtoull(len.c_str(), nullptr, 10)};
+}
+
+Status S3Backend::list_keys(const std::string& key_prefix,
+                            const std::function<bool(const std::string&, uint64_t)>& fn) {
+  std::string token;
+  for (;;) {
+    Request req{"GET", "", {{"list-type", "2"}, {"max-keys", std::to_string(page_size_)}}, {}, {}};
+    if (!key_prefix.empty()) req.query.emplace_back("prefix", key_prefix);
+    if (!token.empty()) req.query.emplace_back("continuation-token", token);
+    HAVEN_ASSIGN(Response resp, perform(req));
+    if (resp.status != 200) return http_error(resp, "list " + key_prefix);
+    // Collect the page first: fn may call back into the backend on this thread, which reuses
+    // this thread's CURL handle, so no request may still be in flight when it runs.
+    const std::string xml = to_string(resp.body);
+    std::vector<std::pair<std::string, uint64_t>> page;
+    size_t pos = 0;
+    std::string contents;
+    while (xml_tag(xml, "Contents", pos, contents)) {
+      std::string key = xml_unescape(xml_first(contents, "Key"));
+      uint64_t size = std::strtoull(xml_first(contents, "Size").c_str(), nullptr, 10);
+      page.emplace_back(std::move(key), size);
+    }
+    for (const auto& [k, s] : page) {
+      if (!fn(k, s)) return ok_status();
+    }
+    if (xml_first(xml, "IsTruncated") != "true") return ok_status();
+    token = xml_unescape(xml_first(xml, "NextContinuationToken"));
+    if (token.empty()) {
+      return Error(Error::Code::kIo, location() + ": truncated listing without a continuation token");
+    }
+  }
+}
+
+Status S3Backend::list(ObjectType type, const std::function<void(const ObjectInfo&)>& fn) {
+  if (type == ObjectType::kConfig) {
+    auto info = stat(ObjectName{ObjectType::kConfig, "config"});
+    if (info.ok()) fn(*info);
+    else if (info.error().code() != Error::Code::kNotFound) return info.error();
+    return ok_status();
+  }
+  const std::string base = (cfg_.prefix.empty() ? "" : cfg_.prefix + "/") + type_dir(type) + "/";
+  return list_keys(base, [&](const std::string& key, uint64_t size) {
+    std::string rel = key.substr(base.size());
+    std::string name = rel;
+    if (type == ObjectType::kData) {
+      // data/<xx>/<id>: list only ids in their own shard (load() and stat() look there).
+      auto slash = rel.find('/');
+      if (slash != 2) return true;
+      name = rel.substr(3);
+      if (name.size() < 2 || name.compare(0, 2, rel, 0, 2) != 0 || !is_hex_char(name[0])) return true;
+    }
+    if (name.empty() || name[0] == '.' || name.find('/') != std::string::npos) return true;
+    fn(ObjectInfo{ObjectName{type, name}, size});
+    return true;
+  });
+}
+
+Status S3Backend::remove(const ObjectName& name) {
+  HAVEN_TRY(check_name(name));
+  // S3's DELETE succeeds on a missing key; the contract wants kNotFound, so look first.
+  HAVEN_TRY(stat(name));
+  HAVEN_ASSIGN(Response resp, perform(Request{"DELETE", key_of(name), {}, {}, {}}));
+  if (resp.status == 200 || resp.status == 204) return ok_status();
+  return http_error(resp, "remove " + name.describe());
+}
+
+Result<bool> S3Backend::is_empty() {
+  HAVEN_ASSIGN(Response head, perform(Request{"HEAD", "", {}, {}, {}}));
+  if (head.status == 404) return true;  // no bucket yet: create() makes it
+  if (head.status != 200 && head.status != 403) return http_error(head, "bucket " + cfg_.bucket);
+  // 403 on HEAD bucket: the credentials may still list the prefix; let the listing decide.
+  bool empty = true;
+  HAVEN_TRY(list_keys(cfg_.prefix.empty() ? "" : cfg_.prefix + "/",
+                      [&](const std::string& key, uint64_t) {
+                        // "Folder" markers (keys ending in '/') that consoles create don't count.
+                        if (!key.empty() && key.back() == '/') return true;
+                        empty = false;
+                        return false;
+                      }));
+  return empty;
+}
+
+Status S3Backend::create() {
+  HAVEN_ASSIGN(Response head, perform(Request{"HEAD", "", {}, {}, {}}));
+  if (head.status == 200) return ok_status();
+  // 403: the bucket exists but these credentials may not HEAD it (or may not see whether it
+  // exists); objects can still be writable, and the first save will tell.
+  if (head.status == 403) return ok_status();
+  if (head.status != 404) return http_error(head, "bucket " + cfg_.bucket);
+  std::string body;
+  // AWS wants the region in the body outside us-east-1; other servers need no such thing.
+  if (cfg_.host.find("amazonaws.com") != std::string::npos && cfg_.region != "us-east-1") {
+    body = "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+           "<LocationConstraint>" + cfg_.region + "</LocationConstraint></CreateBucketConfiguration>";
+  }
+  HAVEN_ASSIGN(Response resp, perform(Request{"PUT", "", {}, {}, as_bytes(body)}));
+  if (resp.status / 100 == 2) return ok_status();
+  std::string code = xml_first(to_string(resp.body), "Code");
+  if (code == "BucketAlreadyOwnedByYou") return ok_status();  // created concurrently
+  if (code == "BucketAlreadyExists") {
+    return Error(Error::Code::kPermissionDenied,
+                 location() + ": bucket name " + cfg_.bucket + " is taken by another account");
+  }
+  return http_error(resp, "create bucket " + cfg_.bucket);
+}
+
+// ---- locations, credentials, options -------------------------------------------------------
+
+namespace {
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v == nullptr ? "" : v;
+}
+
+std::string trim_ws(const std::string& s) {
+  size_t b = s.find_first_not_of(" \t\r\n"), e = s.find_last_not_of(" \t\r\n");
+  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
+}
+
+// key = value pairs of section [section] of an INI file (~/.aws/credentials, ~/.aws/config).
+std::map<std::string, std::string> ini_section(const std::string& path, const std::string& section) {
+  std::map<std::string, std::string> out;
+  std::ifstream in(path);
+  std::string line;
+  bool inside = false;
+  while (std::getline(in, line)) {
+    line = trim_ws(line);
+    if (line.empty() || line[0] == '#' || line[0] == ';') continue;
+    if (line[0] == '[') {
+      inside = trim_ws(line.substr(1, line.find(']') - 1)) == section;
+      continue;
+    }
+    auto eq = line.find('=');
+    if (inside && eq != std::string::npos) out[trim_ws(line.substr(0, eq))] = trim_ws(line.substr(eq + 1));
+  }
+  return out;
+}
+
+std::string aws_file(const char* env_name, const char* leaf) {
+  std::string p = env(env_name);
+  if (!p.empty()) return p;
+  std::string home = env("HOME");
+  return home.empty() ? "" : home + "/.aws/" + leaf;
+}
+
+}  // namespace
+
+Result<S3Config> parse_s3_location(const std::string& spec) {
+  S3Config cfg;
+  std::string rest = spec;
+  bool custom = false;
+  auto bad = [&](const std::string& why) {
+    return Error(Error::Code::kInvalidArgument,
+                 "invalid S3 location 's3:" + spec + "': " + why +
+                     " (use s3:bucket/prefix for AWS or s3:https://host[:port]/bucket/prefix)");
+  };
+  for (const char* scheme : {"https", "http"}) {
+    std::string p = std::string(scheme) + "://";
+    if (rest.rfind(p, 0) == 0) {
+      cfg.scheme = scheme;
+      rest = rest.substr(p.size());
+      auto slash = rest.find('/');
+      cfg.host = rest.substr(0, slash);
+      rest = slash == std::string::npos ? "" : rest.substr(slash + 1);
+      custom = true;
+      break;
+    }
+  }
+  if (!custom && rest.find("://") != std::string::npos) return bad("only http and https endpoints");
+  if (custom && (cfg.host.empty() || cfg.host.find('@') != std::string::npos)) {
+    return bad("no host (and credentials do not belong in the location)");
+  }
+  auto slash = rest.find('/');
+  cfg.bucket = rest.substr(0, slash);
+  cfg.prefix = slash == std::string::npos ? "" : rest.substr(slash + 1);
+  while (!cfg.prefix.empty() && cfg.prefix.back() == '/') cfg.prefix.pop_back();
+  while (!cfg.prefix.empty() && cfg.prefix.front() == '/') cfg.prefix.erase(0, 1);
+  if (cfg.bucket.empty()) return bad("no bucket");
+
+  // Credentials: the environment first, then the profile in the shared credentials file.
+  const std::string profile = env("AWS_PROFILE").empty() ? "default" : env("AWS_PROFILE");
+  cfg.creds.access_key = env("AWS_ACCESS_KEY_ID");
+  cfg.creds.secret_key = env("AWS_SECRET_ACCESS_KEY");
+  cfg.creds.session_token = env("AWS_SESSION_TOKEN");
+  if (cfg.creds.access_key.empty() || cfg.creds.secret_key.empty()) {
+    auto sec = ini_section(aws_file("AWS_SHARED_CREDENTIALS_FILE", "credentials"), profile);
+    cfg.creds.access_key = sec["aws_access_key_id"];
+    cfg.creds.secret_key = sec["aws_secret_access_key"];
+    cfg.creds.session_token = sec["aws_session_token"];
+  }
+  if (cfg.creds.access_key.empty() || cfg.creds.secret_key.empty()) {
+    return Error(Error::Code::kInvalidArgument,
+                 "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
+                 "AWS_PROFILE (profile \"" + profile + "\" in ~/.aws/credentials)");
+  }
+
+  // Region: explicit override, the endpoint's own name, the AWS variables, the profile.
+  const auto conf = ini_section(aws_file("AWS_CONFIG_FILE", "config"),
+                                profile == "default" ? "default" : "profile " + profile);
+  std::string host_region;
+  if (custom && cfg.host.size() > 17 && cfg.host.rfind("s3.", 0) == 0 &&
+      cfg.host.find(".amazonaws.com") != std::string::npos) {
+    host_region = cfg.host.substr(3, cfg.host.find(".amazonaws.com") - 3);  // s3.<r>.amazonaws.com
+    if (host_region.find('.') != std::string::npos) host_region.clear();
+  }
+  for (const std::string& r : {env("HAVEN_S3_REGION"), host_region, env("AWS_REGION"),
+                               env("AWS_DEFAULT_REGION"),
+                               conf.count("region") ? conf.at("region") : std::string()}) {
+    if (!r.empty()) {
+      cfg.region = r;
+      break;
+    }
+  }
+
+  if (!custom) cfg.host = "s3." + cfg.region + ".amazonaws.com";
+  const bool aws = cfg.host.find("amazonaws.com") != std::string::npos;
+  // Custom endpoints (MinIO, Ceph, test servers on an IP) usually need path-style; AWS prefers
+  // virtual-hosted, except for bucket names with dots, which break the TLS wildcard match.
+  cfg.path_style = !aws || cfg.bucket.find('.') != std::string::npos;
+  std::string ps = env("HAVEN_S3_PATH_STYLE");
+  if (ps == "1" || ps == "true") cfg.path_style = true;
+  if (ps == "0" || ps == "false") cfg.path_style = false;
+
+  cfg.ca_file = env("HAVEN_S3_CA_FILE");
+  if (cfg.ca_file.empty()) cfg.ca_file = env("AWS_CA_BUNDLE");
+  return cfg;
+}
+
+Result<std::shared_ptr<Backend>> open_s3_backend(const std::string& spec) {
+  HAVEN_ASSIGN(S3Config cfg, parse_s3_location(spec));
+  return std::shared_ptr<Backend>(std::make_shared<S3Backend>(std::move(cfg)));
+}
+
+}  // namespace haven::storage

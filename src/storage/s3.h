@@ -1,0 +1,122 @@
+// storage/s3.h — the S3-compatible object-store backend (AWS S3, MinIO, Ceph RGW, Wasabi,
+// Backblaze B2's S3 API, Google Cloud Storage's XML/S3-interoperable API), over libcurl with
+// AWS Signature Version 4.
+//
+// Location ("s3:" + spec):
+//   s3:bucket/prefix                     AWS S3; region from HAVEN_S3_REGION, AWS_REGION,
+//                                        AWS_DEFAULT_REGION, the profile's region in
+//                                        ~/.aws/config, else us-east-1; virtual-hosted style.
+//   s3:https://host[:port]/bucket/prefix a custom endpoint; path-style by default
+//                                        (HAVEN_S3_PATH_STYLE=0 switches to virtual-hosted).
+//   s3:http://...                        the same without TLS (test servers only).
+// Credentials: AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY (+ AWS_SESSION_TOKEN), else the
+// profile AWS_PROFILE (default "default") of AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials.
+// HTTPS verifies certificates; HAVEN_S3_CA_FILE (or AWS_CA_BUNDLE) names extra trusted CAs.
+// Credentials never appear in messages: errors name only endpoint, bucket and object.
+//
+// Layout under the prefix: the names the local backend uses (config, keys/<id>,
+// data/<id[0:2]>/<id>, index/<id>, snapshots/<id>, locks/<id>), so docs/FORMAT.md holds.
+//
+// Atomicity: an S3 PUT is atomic (the object appears whole or not at all), so there are no
+// leftovers. save() refuses an existing name by a HEAD first and a conditional PUT
+// (If-None-Match: *, honoured by AWS since 2024, MinIO and Ceph; x-goog-if-generation-match: 0
+// on Google Cloud Storage; a server answering 501 to it gets plain PUTs from then on; servers
+// that ignore it leave a
+// window between HEAD and PUT where two writers of the same name both succeed — harmless for
+// content-addressed objects, whose bytes are identical). remove() also HEADs first, since S3's
+// DELETE succeeds on a missing key.
+//
+// Thread-safety: every method may be called concurrently. Each thread uses its own CURL easy
+// handle (thread_local), so connections are reused across requests of that thread.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "storage/backend.h"
+
+namespace haven::storage {
+
+struct S3Credentials {
+  std::string access_key, secret_key, session_token;
+};
+
+struct S3Config {
+  std::string scheme = "https";  // "https" or "http"
+  std::string host;              // endpoint host[:port], e.g. "s3.eu-west-1.amazonaws.com"
+  std::string bucket;
+  std::string prefix;            // without leading or trailing '/'; may be empty
+  std::string region = "us-east-1";
+  bool path_style = false;
+  std::string ca_file;           // empty: the system's trusted CAs
+  S3Credentials creds;
+};
+
+class S3Backend : public Backend {
+ public:
+  explicit S3Backend(S3Config config);
+
+  std::string location() const override;
+  Status save(const ObjectName& name, ByteView data) override;
+  Result<Bytes> load(const ObjectName& name, uint64_t offset, uint64_t length) override;
+  Result<ObjectInfo> stat(const ObjectName& name) override;
+  Status list(ObjectType type, const std::function<void(const ObjectInfo&)>& fn) override;
+  Status remove(const ObjectName& name) override;
+  Result<bool> is_empty() override;
+  Status create() override;
+
+  // The object key of a name ("<prefix>/data/3f/3fa9...").
+  std::string key_of(const ObjectName& name) const;
+  // Test hook: the max-keys of each listing page (S3's maximum and default is 1000).
+  // REQUIRES: called before the backend is shared between threads.
+  void set_list_page_size(int n) { page_size_ = n; }
+
+  struct Request;
+  struct Response;
+
+ private:
+  Result<Response> perform(const Request& req) const;
+  Error http_error(const Response& resp, const std::string& what) const;
+  Status list_keys(const std::string& key_prefix,
+                   const std::function<bool(const std::string& key, uint64_t size)>& fn);
+  std::string redact(std::string s) const;
+
+  S3Config cfg_;
+  int page_size_ = 1000;
+  // Set once a server answered a conditional PUT with 501 NotImplemented.
+  std::atomic<bool> no_conditional_put_{false};
+};
+
+// Parses the part of a location after "s3:" and gathers region, credentials and options from
+// the environment and ~/.aws; fails with kInvalidArgument on a malformed spec or when no
+// credentials are found.
+Result<S3Config> parse_s3_location(const std::string& spec);
+Result<std::shared_ptr<Backend>> open_s3_backend(const std::string& spec);
+
+// Signature Version 4, exposed for known-answer tests against AWS's published examples.
+namespace sigv4 {
+// RFC 3986 percent-encoding as SigV4 wants it ('/' kept when !encode_slash).
+std::string uri_encode(const std::string& s, bool encode_slash);
+std::string sha256_hex(ByteView data);
+struct Input {
+  std::string method;         // "GET", "PUT"...
+  std::string canonical_uri;  // already encoded path, e.g. "/test.txt"
+  std::vector<std::pair<std::string, std::string>> query;    // raw (unencoded) name, value
+  std::vector<std::pair<std::string, std::string>> headers;  // lower-case names; all signed
+  std::string payload_sha256;  // hex
+  std::string amz_date;        // "20130524T000000Z"
+  std::string region;
+  std::string service = "s3";
+};
+std::string canonical_query(const std::vector<std::pair<std::string, std::string>>& query);
+std::string canonical_request(const Input& in);
+std::string signature(const Input& in, const std::string& secret_key);
+// The Authorization header's value.
+std::string authorization(const Input& in, const std::string& access_key,
+                          const std::string& secret_key);
+}  // namespace sigv4
+
+}  // namespace haven::storage
