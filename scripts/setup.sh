@@ -14,7 +14,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev
   libacl1-dev         # POSIX ACLs (file backup)
   libcurl4-openssl-dev  # S3 and Azure Blob over HTTPS
-  ca-certificates
+  ca-certificates openssl  # openssl(1) makes the HTTPS test certificate
   attr acl            # setfattr/getfattr, setfacl for tests
   util-linux          # script(1) for tty tests
   python3             # demo and bench helpers

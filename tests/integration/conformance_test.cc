@@ -1,18 +1,24 @@
 // One conformance suite for the storage contract (src/storage/backend.h), run against every
 // backend with the same cases: the local backend, and the retry decorator over a real local
 // backend that a fault injector makes fail 10% of calls (before the call, or after it took
-// effect), stall, or cut listings short. S3 (s3rver) and Azure (Azurite) cases join here.
+// effect), stall, or cut listings short; S3 against a real s3rver and Azure Blob against a real
+// Azurite, each started once on loopback for this suite (skipped if not installed).
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <functional>
 #include <set>
 #include <string>
 
+#include "integration/azurite_server.h"
+#include "integration/s3_server.h"
+#include "storage/azure.h"
 #include "storage/backend.h"
 #include "storage/local.h"
 #include "storage/retry.h"
+#include "storage/s3.h"
 #include "support/fault_backend.h"
 
 namespace haven {
@@ -51,12 +57,52 @@ std::shared_ptr<Backend> faulty_local(const std::string& dir) {
   return std::make_shared<storage::RetryBackend>(faults, rp);
 }
 
+// One server per kind for the whole suite; every test gets its own bucket or container.
+int conf_unique() {
+  static std::atomic<int> n{0};
+  return ++n;
+}
+
+std::shared_ptr<Backend> s3_backend(const std::string&) {
+  static testing::S3rverServer server;
+  static std::string why = testing::S3rverServer::find_binary().empty() ? "s3rver is not installed"
+                                                                         : server.start();
+  if (!why.empty()) return nullptr;
+  storage::S3Config c;
+  c.scheme = "http";
+  c.host = server.endpoint().substr(std::string("http://").size());
+  c.bucket = "conf" + std::to_string(conf_unique());
+  c.prefix = "repo";
+  c.path_style = true;
+  c.creds = {testing::S3rverServer::kAccessKey, testing::S3rverServer::kSecretKey, ""};
+  return std::make_shared<storage::S3Backend>(c);
+}
+
+std::shared_ptr<Backend> azure_backend(const std::string&) {
+  static testing::AzuriteServer server;
+  static std::string why = testing::AzuriteServer::find_binary().empty() ? "azurite is not installed"
+                                                                          : server.start();
+  if (!why.empty()) return nullptr;
+  std::string cs = server.connection_string();
+  auto cfg = storage::azure_config_from_env(
+      "conf" + std::to_string(conf_unique()) + "/repo", [&](const char* k) -> const char* {
+        return std::string(k) == "AZURE_STORAGE_CONNECTION_STRING" ? cs.c_str() : nullptr;
+      });
+  if (!cfg.ok()) {
+    ADD_FAILURE() << cfg.error().message();
+    return nullptr;
+  }
+  return std::make_shared<storage::AzureBackend>(*cfg);
+}
+
 class ConformanceTest : public ::testing::TestWithParam<ConfCase> {
  protected:
   void SetUp() override {
     dir_ = conf_tmpdir();
     be_ = GetParam().make(dir_ + "/repo");
-    ASSERT_TRUE(be_->create().ok());
+    ASSERT_TRUE(be_) << GetParam().name << ": its test server did not start (run scripts/setup.sh)";
+    Status created = be_->create();
+    ASSERT_TRUE(created.ok()) << created.error().message();
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
   std::set<std::string> names(ObjectType t) {
@@ -166,7 +212,8 @@ INSTANTIATE_TEST_SUITE_P(
         ConfCase{"local", [](const std::string& d) -> std::shared_ptr<Backend> {
                    return std::make_shared<storage::LocalBackend>(d);
                  }},
-        ConfCase{"local_with_retries_over_10pct_faults", faulty_local, true}),
+        ConfCase{"local_with_retries_over_10pct_faults", faulty_local, true},
+        ConfCase{"s3rver", s3_backend}, ConfCase{"azurite", azure_backend}),
     [](const ::testing::TestParamInfo<ConfCase>& i) { return i.param.name; });
 
 }  // namespace
