@@ -52,6 +52,9 @@ SERVERS=${HAVEN_TEST_SERVERS:-/opt/haven-test-servers}
 if [ ! -x "$SERVERS/node_modules/.bin/s3rver" ] || [ ! -x "$SERVERS/node_modules/.bin/azurite-blob" ]; then
   echo "setup: installing s3rver and azurite into $SERVERS"
   $SUDO mkdir -p "$SERVERS"
-  $SUDO npm install --prefix "$SERVERS" --no-audit --no-fund --loglevel=error s3rver@3.7.1 azurite@3.35.0 >/dev/null
+  # Node trusts only its own CA list unless told; use the system's store too (machines behind a
+  # TLS-inspecting proxy add its CA there).
+  $SUDO env NODE_EXTRA_CA_CERTS="${NODE_EXTRA_CA_CERTS:-/etc/ssl/certs/ca-certificates.crt}" \
+    npm install --prefix "$SERVERS" --no-audit --no-fund --loglevel=error s3rver@3.7.1 azurite@3.35.0 >/dev/null
 fi
 echo "setup: test servers present"

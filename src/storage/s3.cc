@@ -379,6 +379,10 @@ Error S3Backend::http_error(const Response& resp, const std::string& what) const
   msg = redact(msg);
   const long s = resp.status;
   if (s == 404) return Error(Error::Code::kNotFound, msg);
+  // MinIO says 507 when its disks are full; hosted stores report a full quota by a code.
+  if (s == 507 || code.find("Quota") != std::string::npos || code == "XMinioStorageFull") {
+    return Error(Error::Code::kNoSpace, msg);
+  }
   if (s == 401 || s == 403) {
     return Error(Error::Code::kPermissionDenied,
                  msg + " (check the S3 credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or "
@@ -389,7 +393,10 @@ Error S3Backend::http_error(const Response& resp, const std::string& what) const
     return Error(Error::Code::kTransient, msg);
   }
   if (s == 416) return Error(Error::Code::kCorrupt, msg);
+  // A wrong region: AWS answers 301 PermanentRedirect or 400 AuthorizationHeaderMalformed
+  // and names the bucket's region in a header or the body.
   std::string region = resp.header("x-amz-bucket-region");
+  if (region.empty()) region = xml_unescape(xml_first(body, "Region"));
   if (!region.empty() && region != cfg_.region) {
     return Error(Error::Code::kIo, msg + " (the bucket is in region " + region +
                                        ": set AWS_REGION or HAVEN_S3_REGION to " + region + ")");

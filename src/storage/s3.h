@@ -18,13 +18,12 @@
 // data/<id[0:2]>/<id>, index/<id>, snapshots/<id>, locks/<id>), so docs/FORMAT.md holds.
 //
 // Atomicity: an S3 PUT is atomic (the object appears whole or not at all), so there are no
-// leftovers. save() refuses an existing name by a HEAD first and a conditional PUT
+// leftovers. save() refuses an existing name by a HEAD first and then a create-only PUT
 // (If-None-Match: *, honoured by AWS since 2024, MinIO and Ceph; x-goog-if-generation-match: 0
-// on Google Cloud Storage; a server answering 501 to it gets plain PUTs from then on; servers
-// that ignore it leave a
-// window between HEAD and PUT where two writers of the same name both succeed — harmless for
-// content-addressed objects, whose bytes are identical). remove() also HEADs first, since S3's
-// DELETE succeeds on a missing key.
+// on Google Cloud Storage). A server that answers 501 to the condition gets plain PUTs from
+// then on. Where the condition is ignored, a window remains between HEAD and PUT in which two
+// writers of the same name both succeed — harmless for content-addressed objects, whose bytes
+// are identical. remove() also HEADs first, since S3's DELETE succeeds on a missing key.
 //
 // Thread-safety: every method may be called concurrently. Each thread uses its own CURL easy
 // handle (thread_local), so connections are reused across requests of that thread.

@@ -5,7 +5,14 @@
 // any output.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <atomic>
+#include <functional>
+#include <mutex>
 #include <chrono>
 #include <cstdlib>
 #include <set>
@@ -339,6 +346,182 @@ TEST_F(S3Test, ErrorsAreClassified) {
   S3Backend nob(config(new_bucket(), "x"));
   EXPECT_EQ(nob.load(ObjectName{ObjectType::kConfig, "config"}, 0, 0).error().code(),
             Error::Code::kNotFound);
+}
+
+// ---- error classification against a scripted HTTP server ------------------------------------
+
+// A one-thread HTTP/1.1 server on loopback that answers each request with what `reply` returns
+// for the request's head (method, path, headers) and closes the connection. An empty reply
+// closes without answering (a reset in the middle of a request).
+class ScriptedHttp {
+ public:
+  explicit ScriptedHttp(std::function<std::string(const std::string&)> reply)
+      : reply_(std::move(reply)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    ::listen(fd_, 16);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~ScriptedHttp() {
+    stop_ = true;
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    thread_.join();
+  }
+  int port() const { return port_; }
+  std::vector<std::string> requests() {
+    std::lock_guard<std::mutex> g(mu_);
+    return requests_;
+  }
+
+ private:
+  void serve() {
+    while (!stop_) {
+      int c = ::accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      std::string req;
+      char buf[4096];
+      while (req.find("\r\n\r\n") == std::string::npos) {
+        ssize_t n = ::read(c, buf, sizeof buf);
+        if (n <= 0) break;
+        req.append(buf, static_cast<size_t>(n));
+      }
+      std::string head = req.substr(0, req.find("\r\n\r\n"));
+      std::string lower = head;
+      std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+      size_t cl = lower.find("content-length:");
+      size_t body_len = cl == std::string::npos ? 0 : std::strtoul(lower.c_str() + cl + 15, nullptr, 10);
+      size_t have = req.size() - std::min(req.size(), head.size() + 4);
+      while (have < body_len) {
+        ssize_t n = ::read(c, buf, sizeof buf);
+        if (n <= 0) break;
+        have += static_cast<size_t>(n);
+      }
+      {
+        std::lock_guard<std::mutex> g(mu_);
+        requests_.push_back(head);
+      }
+      std::string resp = reply_(head);
+      if (!resp.empty()) {
+        size_t off = 0;
+        while (off < resp.size()) {
+          ssize_t n = ::write(c, resp.data() + off, resp.size() - off);
+          if (n <= 0) break;
+          off += static_cast<size_t>(n);
+        }
+      }
+      ::close(c);
+    }
+  }
+  std::function<std::string(const std::string&)> reply_;
+  int fd_ = -1, port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  std::mutex mu_;
+  std::vector<std::string> requests_;
+};
+
+std::string http_reply(int status, const std::string& body, const std::string& extra = "") {
+  return "HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\nConnection: close\r\n" + extra + "\r\n" + body;
+}
+std::string s3_error(const std::string& code, const std::string& more = "") {
+  return "<?xml version=\"1.0\"?><Error><Code>" + code + "</Code><Message>m</Message>" + more +
+         "</Error>";
+}
+
+TEST(S3Errors, HttpStatusesMapToErrorKinds) {
+  struct Case {
+    int status;
+    std::string body;
+    Error::Code want;
+    std::string in_message;
+  };
+  const std::vector<Case> cases = {
+      {500, s3_error("InternalError"), Error::Code::kTransient, "InternalError"},
+      {503, s3_error("SlowDown"), Error::Code::kTransient, "SlowDown"},
+      {429, "", Error::Code::kTransient, "429"},
+      {400, s3_error("RequestTimeout"), Error::Code::kTransient, "RequestTimeout"},
+      {403, s3_error("AccessDenied"), Error::Code::kPermissionDenied, "credentials"},
+      {404, s3_error("NoSuchKey"), Error::Code::kNotFound, ""},
+      {507, s3_error("XMinioStorageFull"), Error::Code::kNoSpace, ""},
+      {400, s3_error("AuthorizationHeaderMalformed", "<Region>eu-west-3</Region>"),
+       Error::Code::kIo, "AWS_REGION or HAVEN_S3_REGION to eu-west-3"},
+      {418, "", Error::Code::kIo, "418"},
+  };
+  for (const Case& c : cases) {
+    ScriptedHttp srv([&](const std::string&) { return http_reply(c.status, c.body); });
+    S3Config cfg;
+    cfg.scheme = "http";
+    cfg.host = "127.0.0.1:" + std::to_string(srv.port());
+    cfg.bucket = "b";
+    cfg.path_style = true;
+    cfg.creds = {"AKIAEXAMPLEERRORS01", "errors-secret-0000", ""};
+    auto r = S3Backend(cfg).load(ObjectName{ObjectType::kKey, hex_id(1)}, 0, 0);
+    ASSERT_FALSE(r.ok()) << c.status;
+    EXPECT_EQ(r.error().code(), c.want) << c.status << ": " << r.error().message();
+    EXPECT_TRUE(contains(r.error().message(), c.in_message)) << r.error().message();
+    EXPECT_FALSE(contains(r.error().message(), "errors-secret-0000")) << r.error().message();
+  }
+  // A connection closed without an answer is retryable.
+  ScriptedHttp hangup([](const std::string&) { return std::string(); });
+  S3Config cfg;
+  cfg.scheme = "http";
+  cfg.host = "127.0.0.1:" + std::to_string(hangup.port());
+  cfg.bucket = "b";
+  cfg.path_style = true;
+  cfg.creds = {"AK", "SK", ""};
+  auto r = S3Backend(cfg).load(ObjectName{ObjectType::kKey, hex_id(1)}, 0, 0);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), Error::Code::kTransient) << r.error().message();
+}
+
+TEST(S3Errors, SaveSendsCreateOnlyPutAndFallsBackWhenUnsupported) {
+  // HEAD: not there. PUT with If-None-Match: 501 NotImplemented. PUT without: 200.
+  ScriptedHttp srv([](const std::string& head) {
+    if (head.rfind("HEAD ", 0) == 0) return http_reply(404, "");
+    std::string lower = head;
+    std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+    if (lower.find("if-none-match: *") != std::string::npos) {
+      return http_reply(501, s3_error("NotImplemented"));
+    }
+    return http_reply(200, "");
+  });
+  S3Config cfg;
+  cfg.scheme = "http";
+  cfg.host = "127.0.0.1:" + std::to_string(srv.port());
+  cfg.bucket = "b";
+  cfg.path_style = true;
+  cfg.creds = {"AK", "SK", ""};
+  S3Backend be(cfg);
+  ASSERT_OK(be.save(ObjectName{ObjectType::kKey, hex_id(1)}, as_bytes(std::string("a"))));
+  ASSERT_OK(be.save(ObjectName{ObjectType::kKey, hex_id(2)}, as_bytes(std::string("b"))));
+  std::vector<std::string> methods;
+  for (const auto& h : srv.requests()) {
+    std::string lower = h;
+    std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+    methods.push_back(h.substr(0, h.find(' ')) +
+                      (lower.find("if-none-match: *") != std::string::npos ? "+cond" : ""));
+    // Every request is signed over its payload hash, and the path is the layout's.
+    EXPECT_TRUE(contains(lower, "x-amz-content-sha256: ")) << h;
+    EXPECT_TRUE(contains(h, "Authorization: AWS4-HMAC-SHA256 Credential=AK/")) << h;
+    EXPECT_TRUE(contains(h, " /b/keys/")) << h;
+  }
+  EXPECT_EQ(methods, (std::vector<std::string>{"HEAD", "PUT+cond", "PUT", "HEAD", "PUT"}));
+  // A 412 to the conditional PUT is "already exists".
+  ScriptedHttp taken([](const std::string& head) {
+    return head.rfind("HEAD ", 0) == 0 ? http_reply(404, "") : http_reply(412, s3_error("PreconditionFailed"));
+  });
+  cfg.host = "127.0.0.1:" + std::to_string(taken.port());
+  auto s = S3Backend(cfg).save(ObjectName{ObjectType::kKey, hex_id(3)}, as_bytes(std::string("c")));
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code(), Error::Code::kAlreadyExists);
 }
 
 // ---- HTTPS: certificates are verified; HAVEN_S3_CA_FILE adds a trusted CA -----------------
