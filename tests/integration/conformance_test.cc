@@ -95,6 +95,21 @@ std::shared_ptr<Backend> azure_backend(const std::string&) {
   return std::make_shared<storage::AzureBackend>(*cfg);
 }
 
+// The real S3 backend through the retry decorator, with 10% of its calls failing around it.
+std::shared_ptr<Backend> faulty_s3(const std::string& dir) {
+  auto inner = s3_backend(dir);
+  if (!inner) return nullptr;
+  testing::FaultPlan p;
+  p.fail_before = 0.05;
+  p.fail_after = 0.05;
+  p.seed = 43;
+  storage::RetryPolicy rp;
+  rp.base_delay = std::chrono::milliseconds(1);
+  rp.max_delay = std::chrono::milliseconds(5);
+  rp.max_attempts = 30;
+  return std::make_shared<storage::RetryBackend>(std::make_shared<testing::FaultBackend>(inner, p), rp);
+}
+
 class ConformanceTest : public ::testing::TestWithParam<ConfCase> {
  protected:
   void SetUp() override {
@@ -213,7 +228,8 @@ INSTANTIATE_TEST_SUITE_P(
                    return std::make_shared<storage::LocalBackend>(d);
                  }},
         ConfCase{"local_with_retries_over_10pct_faults", faulty_local, true},
-        ConfCase{"s3rver", s3_backend}, ConfCase{"azurite", azure_backend}),
+        ConfCase{"s3rver", s3_backend}, ConfCase{"azurite", azure_backend},
+        ConfCase{"s3rver_with_retries_over_10pct_faults", faulty_s3, true}),
     [](const ::testing::TestParamInfo<ConfCase>& i) { return i.param.name; });
 
 }  // namespace
