@@ -36,6 +36,7 @@ struct ConfCase {
   // told from removing it: both report success (storage/retry.h).
   bool retried = false;
 };
+void PrintTo(const ConfCase& c, std::ostream* os) { *os << c.name; }
 
 std::string conf_tmpdir() {
   char tmpl[] = "/tmp/haven-conf-XXXXXX";
