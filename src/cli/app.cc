@@ -10,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "crypto/crypto.h"
+#include "storage/limit.h"
 #include "util/version.h"
 
 namespace haven::cli {
@@ -37,6 +38,14 @@ App::App() : app_("Haven: deduplicated, compressed, encrypted backups", "haven")
       ->envname("HAVEN_PASSWORD_FILE");
   app_.add_flag("--json", globals_.json, "machine-readable output (JSON)");
   app_.add_flag("-q,--quiet", globals_.quiet, "print only errors");
+  app_.add_option("--bandwidth-limit-mbps", globals_.bandwidth_limit_mbps,
+                  "cap on transfers to and from the repository, in megabits per second "
+                  "(env HAVEN_BANDWIDTH_LIMIT_MBPS; 0 = unlimited)")
+      ->envname("HAVEN_BANDWIDTH_LIMIT_MBPS");
+  app_.add_option("--connections", globals_.connections,
+                  "at most this many repository requests at once (env HAVEN_CONNECTIONS; 0 = "
+                  "unlimited)")
+      ->envname("HAVEN_CONNECTIONS");
 }
 
 void App::on(CLI::App* sub, std::function<CommandResult()> fn) {
@@ -127,7 +136,11 @@ Result<std::string> App::read_new_password(const std::string& file) {
 }
 
 Result<std::shared_ptr<storage::Backend>> App::backend() {
-  return storage::open_backend(globals_.repo);
+  storage::Limits limits{globals_.bandwidth_limit_mbps, globals_.connections};
+  HAVEN_TRY(storage::validate_limits(limits));
+  HAVEN_ASSIGN(auto be, storage::open_backend(globals_.repo));
+  if (!limits.any()) return be;
+  return std::shared_ptr<storage::Backend>(std::make_shared<storage::LimitBackend>(be, limits));
 }
 
 Result<std::unique_ptr<repo::Repository>> App::open_repository() {

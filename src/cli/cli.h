@@ -32,6 +32,8 @@ struct GlobalOptions {
   std::string password_file;
   bool json = false;
   bool quiet = false;
+  double bandwidth_limit_mbps = 0;
+  int connections = 0;
 };
 
 // What a command's callback returns: OK, or an Error (mapped to an exit code), or a non-zero

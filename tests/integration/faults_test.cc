@@ -203,5 +203,26 @@ TEST_F(FaultsTest, RetrySemantics) {
   }
 }
 
+TEST_F(FaultsTest, CliBandwidthLimitAndConnectionsApply) {
+  Env env{{"HAVEN_PASSWORD", kPw}};
+  const std::string repo = dir_ + "/cli-repo";
+  RunResult bad = run_haven({"-r", repo, "--bandwidth-limit-mbps", "-5", "init"}, {env});
+  EXPECT_EQ(bad.code, 2) << describe(bad);
+  EXPECT_TRUE(contains(bad.err, "--bandwidth-limit-mbps")) << describe(bad);
+  EXPECT_FALSE(exists(repo)) << "a refused command must change nothing";
+  RunResult init = run_haven({"-r", repo, "init", "--kdf-memory", "8", "--kdf-iterations", "1"}, {env});
+  ASSERT_EQ(init.code, 0) << describe(init);
+  // About 2 MiB of incompressible data at 40 Mbit/s (5 MB/s): at least ~0.4 s.
+  auto start = std::chrono::steady_clock::now();
+  RunResult b = run_haven({"-r", repo, "--bandwidth-limit-mbps", "40", "--connections", "1",
+                           "backup", src_ + "/d2"},
+                          {env});
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_EQ(b.code, 0) << describe(b);
+  EXPECT_GE(secs, 0.4) << "2 MiB went out at more than 40 Mbit/s";
+  RunResult c = run_haven({"-r", repo, "check", "--read-data"}, {env});
+  EXPECT_EQ(c.code, 0) << describe(c);
+}
+
 }  // namespace
 }  // namespace haven
