@@ -164,7 +164,7 @@ void Checker::read_data() {
   std::atomic<size_t> next{0}, done{0};
   auto worker = [&] {
     for (size_t k = next++; k < packs.size(); k = next++) {
-      read_pack(packs[k], positions[packs[k]]);
+      read_pack(packs[k], positions.at(packs[k]));  // at(): no insertion across threads
       size_t d = ++done;
       progress("read-data", d, packs.size());
     }
