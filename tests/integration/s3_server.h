@@ -10,6 +10,7 @@
 // it spawned. Not thread-safe (used from SetUpTestSuite/TearDownTestSuite).
 #pragma once
 
+#include "integration/loopback.h"
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <fcntl.h>
@@ -75,7 +76,7 @@ class S3rverServer {
     char tmpl[] = "/tmp/haven-s3rver-XXXXXX";
     if (::mkdtemp(tmpl) == nullptr) return "mkdtemp failed";
     dir_ = tmpl;
-    port_ = free_port();
+    port_ = loopback_free_port();
     if (port_ == 0) return "no free port";
     std::string port = std::to_string(port_);
     pid_ = ::fork();
@@ -101,7 +102,7 @@ class S3rverServer {
     ::setpgid(pid_, pid_);
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (std::chrono::steady_clock::now() < deadline) {
-      if (accepts()) return "";
+      if (loopback_accepts(port_)) return "";
       int status;
       if (::waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = -1;
@@ -144,31 +145,6 @@ class S3rverServer {
   const std::string& dir() const { return dir_; }
 
  private:
-  static int free_port() {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    int port = 0;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
-      socklen_t len = sizeof a;
-      if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) port = ntohs(a.sin_port);
-    }
-    ::close(fd);
-    return port;
-  }
-
-  bool accepts() const {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(static_cast<uint16_t>(port_));
-    bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    ::close(fd);
-    return ok;
-  }
 
   pid_t pid_ = -1;
   int port_ = 0;
