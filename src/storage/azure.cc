@@ -2,6 +2,8 @@
 // azure.h). Protocol: Blob REST API, x-ms-version kApiVersion, Shared Key or SAS.
 #include "storage/azure.h"
 
+#include "storage/http.h"
+
 #include <curl/curl.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -151,25 +153,6 @@ std::optional<std::string> xml_element(const std::string& doc, const std::string
   return std::nullopt;
 }
 
-// Object names are hex ids or "config"; refuse anything that could name another blob.
-Status check_name(const ObjectName& name) {
-  if (name.type == ObjectType::kConfig) {
-    if (name.name != "config") {
-      return Error(Error::Code::kInvalidArgument,
-                   "invalid config object name '" + name.name + "' (must be \"config\")");
-    }
-    return ok_status();
-  }
-  bool bad = name.name.empty() || name.name[0] == '.' ||
-             name.name.find_first_of(std::string("/\0", 2)) != std::string::npos ||
-             (name.type == ObjectType::kData && name.name.size() < 2);
-  if (bad) {
-    return Error(Error::Code::kInvalidArgument, "invalid " + std::string(type_label(name.type)) +
-                                                    " object name '" + name.name + "'");
-  }
-  return ok_status();
-}
-
 bool valid_container(const std::string& c) {
   if (c.size() < 3 || c.size() > 63) return false;
   for (char ch : c) {
@@ -178,30 +161,7 @@ bool valid_container(const std::string& c) {
   return c.front() != '-' && c.back() != '-' && c.find("--") == std::string::npos;
 }
 
-// ---- libcurl -------------------------------------------------------------------------------
-
-void curl_init_once() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
-// One easy handle per thread: its connection cache keeps connections to the service alive
-// between requests; it is never shared, so no locking is needed.
-struct ThreadCurl {
-  CURL* h = nullptr;
-  ~ThreadCurl() {
-    if (h != nullptr) curl_easy_cleanup(h);
-  }
-};
-
-CURL* thread_curl() {
-  thread_local ThreadCurl tc;
-  if (tc.h == nullptr) {
-    curl_init_once();
-    tc.h = curl_easy_init();
-  }
-  return tc.h;
-}
+// ---- libcurl (one handle per thread: storage/http.h) ---------------------------------------
 
 struct Upload {
   ByteView data;
@@ -225,22 +185,7 @@ int seek_cb(void* ud, curl_off_t offset, int origin) {
   return CURL_SEEKFUNC_OK;
 }
 
-size_t write_cb(char* p, size_t size, size_t n, void* ud) {
-  auto* body = static_cast<Bytes*>(ud);
-  body->insert(body->end(), reinterpret_cast<uint8_t*>(p), reinterpret_cast<uint8_t*>(p) + size * n);
-  return size * n;
-}
 
-size_t header_cb(char* p, size_t size, size_t n, void* ud) {
-  auto* headers = static_cast<std::map<std::string, std::string>*>(ud);
-  std::string line(p, size * n);
-  if (line.rfind("HTTP/", 0) == 0) {
-    headers->clear();  // a new response (after "100 Continue")
-  } else if (auto colon = line.find(':'); colon != std::string::npos) {
-    (*headers)[lower(trim(line.substr(0, colon)))] = trim(line.substr(colon + 1));
-  }
-  return size * n;
-}
 
 bool transient_curl_error(CURLcode c) {
   switch (c) {
@@ -385,7 +330,7 @@ struct AzureBackend::Response {
   }
 };
 
-AzureBackend::AzureBackend(AzureConfig config) : cfg_(std::move(config)) { curl_init_once(); }
+AzureBackend::AzureBackend(AzureConfig config) : cfg_(std::move(config)) {}
 
 AzureBackend::~AzureBackend() { secure_zero(cfg_.key.data(), cfg_.key.size()); }
 
@@ -394,14 +339,7 @@ std::string AzureBackend::location() const {
 }
 
 std::string AzureBackend::blob_name(const ObjectName& name) const {
-  std::string rel;
-  switch (name.type) {
-    case ObjectType::kConfig: rel = "config"; break;
-    case ObjectType::kData:
-      rel = std::string(type_dir(name.type)) + "/" + name.name.substr(0, 2) + "/" + name.name;
-      break;
-    default: rel = std::string(type_dir(name.type)) + "/" + name.name; break;
-  }
+  std::string rel = object_path(name);
   return cfg_.prefix.empty() ? rel : cfg_.prefix + "/" + rel;
 }
 
@@ -458,7 +396,7 @@ Result<AzureBackend::Response> AzureBackend::perform(const Request& req) const {
         "SharedKey " + cfg_.account + ":" + hmac_sha256_b64(cfg_.key, sts);
   }
 
-  CURL* h = thread_curl();
+  CURL* h = http::thread_curl();
   if (h == nullptr) return Error(Error::Code::kInternal, "curl_easy_init failed");
   curl_easy_reset(h);
   struct curl_slist* list = nullptr;
@@ -479,9 +417,9 @@ Result<AzureBackend::Response> AzureBackend::perform(const Request& req) const {
   curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
   curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
   curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, http::append_body);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp.body);
-  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
+  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, http::collect_header);
   curl_easy_setopt(h, CURLOPT_HEADERDATA, &resp.headers);
   if (req.method == "HEAD") {
     curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
@@ -535,7 +473,7 @@ Error AzureBackend::http_error(const Response& resp, const std::string& what) co
 // ---- Backend methods -----------------------------------------------------------------------
 
 Status AzureBackend::save(const ObjectName& name, ByteView data) {
-  HAVEN_TRY(check_name(name));
+  HAVEN_TRY(check_object_name(name));
   if (data.size() > cfg_.single_put_max && cfg_.block_size > 0) return save_blocks(name, data);
   Request r;
   r.method = "PUT";
@@ -600,7 +538,7 @@ Status AzureBackend::save_blocks(const ObjectName& name, ByteView data) const {
 }
 
 Result<Bytes> AzureBackend::load(const ObjectName& name, uint64_t offset, uint64_t length) {
-  HAVEN_TRY(check_name(name));
+  HAVEN_TRY(check_object_name(name));
   Request r;
   r.blob = blob_name(name);
   if (offset != 0 || length != 0) {
@@ -634,7 +572,7 @@ Result<Bytes> AzureBackend::load(const ObjectName& name, uint64_t offset, uint64
 }
 
 Result<ObjectInfo> AzureBackend::stat(const ObjectName& name) {
-  HAVEN_TRY(check_name(name));
+  HAVEN_TRY(check_object_name(name));
   Request r;
   r.method = "HEAD";
   r.blob = blob_name(name);
@@ -721,7 +659,7 @@ Status AzureBackend::list(ObjectType type, const std::function<void(const Object
 }
 
 Status AzureBackend::remove(const ObjectName& name) {
-  HAVEN_TRY(check_name(name));
+  HAVEN_TRY(check_object_name(name));
   Request r;
   r.method = "DELETE";
   r.blob = blob_name(name);

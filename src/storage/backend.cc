@@ -31,6 +31,30 @@ const char* type_label(ObjectType t) {
   return "?";
 }
 
+Status check_object_name(const ObjectName& name) {
+  if (name.type == ObjectType::kConfig) {
+    if (name.name == "config") return ok_status();
+    return Error(Error::Code::kInvalidArgument,
+                 "invalid config object name '" + name.name + "' (must be \"config\")");
+  }
+  bool bad = name.name.empty() || name.name[0] == '.' ||
+             name.name.find_first_of(std::string("/\0", 2)) != std::string::npos ||
+             (name.type == ObjectType::kData && name.name.size() < 2);
+  if (bad) {
+    return Error(Error::Code::kInvalidArgument, "invalid " + std::string(type_label(name.type)) +
+                                                    " object name '" + name.name + "'");
+  }
+  return ok_status();
+}
+
+std::string object_path(const ObjectName& name) {
+  switch (name.type) {
+    case ObjectType::kConfig: return "config";
+    case ObjectType::kData: return std::string("data/") + name.name.substr(0, 2) + "/" + name.name;
+    default: return std::string(type_dir(name.type)) + "/" + name.name;
+  }
+}
+
 std::string ObjectName::describe() const {
   if (type == ObjectType::kConfig) return "config";
   return std::string(type_label(type)) + " " + name;

@@ -47,6 +47,14 @@ struct ObjectName {
   bool operator==(const ObjectName&) const = default;
 };
 
+// Refuses names that are not "config" (for the config) or a plain name without '/', NUL or a
+// leading '.' (which could escape a directory or collide with temporary files); data names need
+// two characters for their shard. Every backend calls it before touching storage.
+Status check_object_name(const ObjectName& name);
+// Where an object lives under a repository's root or prefix, the same for every backend:
+// "config", "keys/<id>", "data/<id[0:2]>/<id>", "index/<id>", "snapshots/<id>", "locks/<id>".
+std::string object_path(const ObjectName& name);
+
 struct ObjectInfo {
   ObjectName name;
   uint64_t size = 0;

@@ -121,27 +121,6 @@ std::string random_suffix() {
   return to_hex(ByteView(buf, sizeof(buf)));
 }
 
-// Object names are hex ids or "config"; refuse anything that could escape the directory or
-// collide with temporary files.
-Status check_name(const ObjectName& name) {
-  if (name.type == ObjectType::kConfig) {
-    if (name.name != "config") {
-      return Error(Error::Code::kInvalidArgument,
-                   "invalid config object name '" + name.name + "' (must be \"config\")");
-    }
-    return ok_status();
-  }
-  bool bad = name.name.empty() || name.name[0] == '.' ||
-             name.name.find_first_of(std::string("/\0", 2)) != std::string::npos ||
-             (name.type == ObjectType::kData && name.name.size() < 2);
-  if (bad) {
-    return Error(Error::Code::kInvalidArgument,
-                 "invalid " + std::string(type_label(name.type)) + " object name '" +
-                     name.name + "'");
-  }
-  return ok_status();
-}
-
 // Shard directories (data/xx) that this process has already made sure exist durably. A shard
 // found to exist already (EEXIST) may have been created a moment ago by another thread or
 // process that has not yet fsynced "data", so the first save into each shard fsyncs "data"
@@ -231,7 +210,7 @@ std::string LocalBackend::path_of(const ObjectName& name) const {
 }
 
 Status LocalBackend::save(const ObjectName& name, ByteView data) {
-  HAVEN_TRY(check_name(name));
+  HAVEN_TRY(check_object_name(name));
   const std::string dir = dir_of(name);
   const std::string final_path = path_of(name);
   if (name.type == ObjectType::kData) HAVEN_TRY(ensure_shard_dir(dir));
@@ -297,7 +276,7 @@ Status LocalBackend::save(const ObjectName& name, ByteView data) {
 }
 
 Result<Bytes> LocalBackend::load(const ObjectName& name, uint64_t offset, uint64_t length) {
-  HAVEN_TRY(check_name(name));
+  HAVEN_TRY(check_object_name(name));
   const std::string path = path_of(name);
   Fd fd(retry_eintr([&] { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC); }));
   if (fd.get() < 0) return errno_error(path, errno);
@@ -336,7 +315,7 @@ Result<Bytes> LocalBackend::load(const ObjectName& name, uint64_t offset, uint64
 }
 
 Result<ObjectInfo> LocalBackend::stat(const ObjectName& name) {
-  HAVEN_TRY(check_name(name));
+  HAVEN_TRY(check_object_name(name));
   const std::string path = path_of(name);
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return errno_error(path, errno);
@@ -420,7 +399,7 @@ Result<Backend::Leftovers> LocalBackend::remove_leftovers(ObjectType type, int64
 }
 
 Status LocalBackend::remove(const ObjectName& name) {
-  HAVEN_TRY(check_name(name));
+  HAVEN_TRY(check_object_name(name));
   const std::string path = path_of(name);
   if (retry_eintr([&] { return ::unlink(path.c_str()); }) != 0) return errno_error(path, errno);
   // fsync the directory so the removal survives a power cut.

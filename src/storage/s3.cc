@@ -1,6 +1,8 @@
 // storage/s3.cc — the S3-compatible backend (locations, layout, atomicity: see s3.h).
 #include "storage/s3.h"
 
+#include "storage/http.h"
+
 #include <curl/curl.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -135,49 +137,6 @@ struct S3Backend::Response {
 
 namespace {
 
-// One easy handle per thread: curl_easy_reset() between requests keeps its connection cache,
-// so a thread's requests to the same endpoint reuse one TCP/TLS connection.
-struct ThreadCurl {
-  CURL* h = nullptr;
-  ThreadCurl() {
-    static std::once_flag once;
-    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-    h = curl_easy_init();
-  }
-  ~ThreadCurl() {
-    if (h != nullptr) curl_easy_cleanup(h);
-  }
-};
-
-CURL* thread_curl() {
-  thread_local ThreadCurl tc;
-  return tc.h;
-}
-
-size_t on_body(char* p, size_t size, size_t n, void* ud) {
-  auto* out = static_cast<Bytes*>(ud);
-  out->insert(out->end(), reinterpret_cast<uint8_t*>(p), reinterpret_cast<uint8_t*>(p) + size * n);
-  return size * n;
-}
-
-size_t on_header(char* p, size_t size, size_t n, void* ud) {
-  auto* h = static_cast<std::map<std::string, std::string>*>(ud);
-  std::string line(p, size * n);
-  if (line.rfind("HTTP/", 0) == 0) {
-    h->clear();  // a new response (after 100 Continue): forget the previous headers
-    return size * n;
-  }
-  auto colon = line.find(':');
-  if (colon == std::string::npos) return size * n;
-  std::string k = line.substr(0, colon);
-  std::transform(k.begin(), k.end(), k.begin(), [](unsigned char c) { return std::tolower(c); });
-  std::string v = line.substr(colon + 1);
-  while (!v.empty() && (v.back() == '\r' || v.back() == '\n' || v.back() == ' ')) v.pop_back();
-  size_t b = v.find_first_not_of(' ');
-  (*h)[k] = b == std::string::npos ? "" : v.substr(b);
-  return size * n;
-}
-
 std::string amz_now() {
   time_t t = ::time(nullptr);
   struct tm tm;
@@ -236,22 +195,6 @@ std::string xml_unescape(const std::string& s) {
   return out;
 }
 
-Status check_name(const ObjectName& name) {
-  if (name.type == ObjectType::kConfig) {
-    if (name.name == "config") return ok_status();
-    return Error(Error::Code::kInvalidArgument,
-                 "invalid config object name '" + name.name + "' (must be \"config\")");
-  }
-  bool bad = name.name.empty() || name.name[0] == '.' ||
-             name.name.find_first_of(std::string("/\0", 2)) != std::string::npos ||
-             (name.type == ObjectType::kData && name.name.size() < 2);
-  if (bad) {
-    return Error(Error::Code::kInvalidArgument, "invalid " + std::string(type_label(name.type)) +
-                                                    " object name '" + name.name + "'");
-  }
-  return ok_status();
-}
-
 bool is_hex_char(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
 
 }  // namespace
@@ -265,12 +208,7 @@ std::string S3Backend::location() const {
 }
 
 std::string S3Backend::key_of(const ObjectName& name) const {
-  std::string rel;
-  switch (name.type) {
-    case ObjectType::kConfig: rel = "config"; break;
-    case ObjectType::kData: rel = std::string("data/") + name.name.substr(0, 2) + "/" + name.name; break;
-    default: rel = std::string(type_dir(name.type)) + "/" + name.name; break;
-  }
+  std::string rel = object_path(name);
   return cfg_.prefix.empty() ? rel : cfg_.prefix + "/" + rel;
 }
 
@@ -319,7 +257,7 @@ Result<S3Backend::Response> S3Backend::perform(const Request& req) const {
   hl = curl_slist_append(hl, "Expect:");  // no 100-continue round trip before uploads
   std::unique_ptr<curl_slist, void (*)(curl_slist*)> headers(hl, curl_slist_free_all);
 
-  CURL* h = thread_curl();
+  CURL* h = http::thread_curl();
   if (h == nullptr) return Error(Error::Code::kInternal, "curl_easy_init failed");
   curl_easy_reset(h);
   Response resp;
@@ -333,9 +271,9 @@ Result<S3Backend::Response> S3Backend::perform(const Request& req) const {
   curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
   if (!cfg_.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, cfg_.ca_file.c_str());
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, http::append_body);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp.body);
-  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, http::collect_header);
   curl_easy_setopt(h, CURLOPT_HEADERDATA, &resp.headers);
   if (req.method == "HEAD") {
     curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
@@ -407,7 +345,7 @@ Error S3Backend::http_error(const Response& resp, const std::string& what) const
 // ---- Backend methods -----------------------------------------------------------------------
 
 Status S3Backend::save(const ObjectName& name, ByteView data) {
-  HAVEN_TRY(check_name(name));
+  HAVEN_TRY(check_object_name(name));
   const std::string key = key_of(name);
   // HEAD first: servers that ignore If-None-Match would otherwise silently replace the object.
   HAVEN_ASSIGN(Response head, perform(Request{"HEAD", key, {}, {}, {}}));
@@ -442,7 +380,7 @@ Status S3Backend::save(const ObjectName& name, ByteView data) {
 }
 
 Result<Bytes> S3Backend::load(const ObjectName& name, uint64_t offset, uint64_t length) {
-  HAVEN_TRY(check_name(name));
+  HAVEN_TRY(check_object_name(name));
   const uint64_t end = offset + length;
   auto beyond = [&](const std::string& size) {
     return Error(Error::Code::kCorrupt,
@@ -486,7 +424,7 @@ Result<Bytes> S3Backend::load(const ObjectName& name, uint64_t offset, uint64_t 
 }
 
 Result<ObjectInfo> S3Backend::stat(const ObjectName& name) {
-  HAVEN_TRY(check_name(name));
+  HAVEN_TRY(check_object_name(name));
   HAVEN_ASSIGN(Response resp, perform(Request{"HEAD", key_of(name), {}, {}, {}}));
   if (resp.status == 404) {
     return Error(Error::Code::kNotFound, location() + ": " + name.describe() + " not found");
@@ -555,7 +493,7 @@ Status S3Backend::list(ObjectType type, const std::function<void(const ObjectInf
 }
 
 Status S3Backend::remove(const ObjectName& name) {
-  HAVEN_TRY(check_name(name));
+  HAVEN_TRY(check_object_name(name));
   // S3's DELETE succeeds on a missing key; the contract wants kNotFound, so look first.
   HAVEN_TRY(stat(name));
   HAVEN_ASSIGN(Response resp, perform(Request{"DELETE", key_of(name), {}, {}, {}}));

@@ -37,18 +37,7 @@ class AzuriteServer {
   AzuriteServer& operator=(const AzuriteServer&) = delete;
   ~AzuriteServer() { stop(); }
 
-  static std::string find_binary() {
-    std::vector<std::string> roots;
-    if (const char* r = std::getenv("HAVEN_TEST_SERVERS"); r != nullptr && *r != '\0') {
-      roots.push_back(r);
-    }
-    roots.push_back("/opt/haven-test-servers");
-    for (const auto& root : roots) {
-      std::string p = root + "/node_modules/.bin/azurite-blob";
-      if (::access(p.c_str(), X_OK) == 0) return p;
-    }
-    return "";
-  }
+  static std::string find_binary() { return test_server_binary("azurite-blob"); }
 
   // Starts the server; returns an empty string on success, else why it failed.
   std::string start() {

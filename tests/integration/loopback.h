@@ -1,5 +1,6 @@
-// tests/integration/loopback.h — what the test-server launchers (s3rver, Azurite) share: a free
-// TCP port on 127.0.0.1 and a check that a server accepts connections on one.
+// tests/integration/loopback.h — what the test-server launchers (s3rver, Azurite) share: where
+// scripts/setup.sh installed a server, a free TCP port on 127.0.0.1, and a check that a server
+// accepts connections on one.
 #pragma once
 
 #include <arpa/inet.h>
@@ -8,8 +9,24 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <vector>
 
 namespace haven::testing {
+
+// The npm-installed binary `name` under $HAVEN_TEST_SERVERS or /opt/haven-test-servers; "" if
+// neither has it.
+inline std::string test_server_binary(const std::string& name) {
+  std::vector<std::string> roots;
+  if (const char* r = std::getenv("HAVEN_TEST_SERVERS"); r != nullptr && *r != '\0') roots.push_back(r);
+  roots.push_back("/opt/haven-test-servers");
+  for (const auto& root : roots) {
+    std::string p = root + "/node_modules/.bin/" + name;
+    if (::access(p.c_str(), X_OK) == 0) return p;
+  }
+  return "";
+}
 
 inline int loopback_free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);

@@ -39,18 +39,7 @@ class S3rverServer {
   S3rverServer& operator=(const S3rverServer&) = delete;
   ~S3rverServer() { stop(); }
 
-  static std::string find_binary() {
-    std::vector<std::string> roots;
-    if (const char* r = std::getenv("HAVEN_TEST_SERVERS"); r != nullptr && *r != '\0') {
-      roots.push_back(r);
-    }
-    roots.push_back("/opt/haven-test-servers");
-    for (const auto& root : roots) {
-      std::string p = root + "/node_modules/.bin/s3rver";
-      if (::access(p.c_str(), X_OK) == 0) return p;
-    }
-    return "";
-  }
+  static std::string find_binary() { return test_server_binary("s3rver"); }
 
   // Starts the server; returns an empty string on success, else why it failed.
   //

@@ -1,0 +1,25 @@
+// storage/http.h — what the HTTP object-store backends (S3, Azure Blob) share over libcurl:
+// one easy handle per thread (its connection cache keeps connections to the service alive
+// between requests; never shared, so no locking) and the callbacks that collect a response.
+#pragma once
+
+#include <curl/curl.h>
+
+#include <map>
+#include <string>
+
+#include "util/bytes.h"
+
+namespace haven::storage::http {
+
+// This thread's handle (curl_global_init runs once per process, before the first).
+CURL* thread_curl();
+
+// CURLOPT_WRITEFUNCTION: appends the body to the Bytes given as CURLOPT_WRITEDATA.
+size_t append_body(char* p, size_t size, size_t n, void* bytes);
+// CURLOPT_HEADERFUNCTION: fills the std::map<std::string, std::string> given as
+// CURLOPT_HEADERDATA with lower-cased names and trimmed values; a new status line (after
+// "100 Continue") starts the map afresh.
+size_t collect_header(char* p, size_t size, size_t n, void* headers);
+
+}  // namespace haven::storage::http
