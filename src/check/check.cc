@@ -397,7 +397,9 @@ Result<Report> Checker::run() {
   uint64_t files = 0, bytes = 0;
   for (auto t : {ObjectType::kData, ObjectType::kIndex, ObjectType::kSnapshot, ObjectType::kKey,
                  ObjectType::kLock}) {
-    HAVEN_ASSIGN(auto l, repo_.backend().remove_leftovers(t, 0, /*dry_run=*/true));
+    // The same files prune would remove (a young key or lock may still be being written).
+    HAVEN_ASSIGN(auto l, repo_.backend().remove_leftovers(t, storage::Backend::leftover_min_age(t),
+                                                          /*dry_run=*/true));
     files += l.files;
     bytes += l.bytes;
   }

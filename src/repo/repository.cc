@@ -503,25 +503,36 @@ Status Repository::flush() {
 }
 
 Result<Bytes> Repository::load_blob(BlobType type, const Id& id) {
-  std::optional<BlobLocation> loc;
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    loc = index_.find(type, id);
+  std::optional<BlobLocation> loc = locate_blob(type, id);
+  if (!loc) {
+    return Error(Error::Code::kNotFound,
+                 std::string(blob_type_name(type)) + " blob " + hex(id) + " is not in the index");
   }
-  std::string what = std::string(blob_type_name(type)) + " blob " + hex(id);
-  if (!loc) return Error(Error::Code::kNotFound, what + " is not in the index");
-  what += " in pack " + hex(loc->pack_id);
   auto sealed = backend_->load({ObjectType::kData, hex(loc->pack_id)}, loc->offset, loc->length);
-  if (!sealed.ok()) return sealed.error().with_context(what);
-  if (sealed->size() != loc->length) {
+  if (!sealed.ok()) {
+    return sealed.error().with_context(std::string(blob_type_name(type)) + " blob " + hex(id) +
+                                       " in pack " + hex(loc->pack_id));
+  }
+  return open_located_blob(type, id, *loc, *sealed);
+}
+
+std::optional<BlobLocation> Repository::locate_blob(BlobType type, const Id& id) {
+  std::lock_guard<std::mutex> g(mu_);
+  return index_.find(type, id);
+}
+
+Result<Bytes> Repository::open_located_blob(BlobType type, const Id& id, const BlobLocation& loc,
+                                            ByteView sealed) const {
+  std::string what = std::string(blob_type_name(type)) + " blob " + hex(id) + " in pack " + hex(loc.pack_id);
+  if (sealed.size() != loc.length) {
     return Error(Error::Code::kCorrupt, what + ": pack is truncated");
   }
-  const crypto::SecretKey* key = master_.encryption_key(loc->key_generation);
+  const crypto::SecretKey* key = master_.encryption_key(loc.key_generation);
   if (key == nullptr) {
     return Error(Error::Code::kCorrupt, what + ": unknown key generation");
   }
-  return open_blob(*key, loc->pack_id, loc->key_generation, type, id, loc->offset, *sealed,
-                   loc->raw_length, what);
+  return open_blob(*key, loc.pack_id, loc.key_generation, type, id, loc.offset, sealed,
+                   loc.raw_length, what);
 }
 
 // ---------------------------------------------------------------------------------------------

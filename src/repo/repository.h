@@ -115,6 +115,11 @@ class Repository {
   // Returns true if the blob was new (stored), false if it was already there.
   Result<bool> save_blob_with_id(BlobType type, const Id& id, ByteView data);
   Result<Bytes> load_blob(BlobType type, const Id& id);
+  // For readers that fetch many blobs of a pack in one ranged read (restore): where a blob is
+  // stored, and the decryption of one sealed record cut out of such a range. Thread-safe.
+  std::optional<BlobLocation> locate_blob(BlobType type, const Id& id);
+  Result<Bytes> open_located_blob(BlobType type, const Id& id, const BlobLocation& loc,
+                                  ByteView sealed) const;
   // Uploads open packs, then writes an index file for everything not yet indexed.
   Status flush();
 

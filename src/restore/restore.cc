@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -10,11 +11,10 @@
 #include <algorithm>
 #include <cstring>
 #include <atomic>
-#include <condition_variable>
-#include <deque>
 #include <map>
 #include <set>
 #include <thread>
+#include <unordered_map>
 
 namespace haven::restore {
 
@@ -64,11 +64,32 @@ bool is_zero(ByteView b) {
   return acc == 0;
 }
 
-struct FileJob {
+// A file being restored: created (and kept open) by the walker, written by the readers as the
+// blobs of its batch arrive, finished (size, metadata, verification) when its last blob lands.
+struct PendingFile {
   std::string path;  // absolute path in the target
   std::string rel;   // path inside the snapshot, for messages
   Node node;
-  int fd = -1;       // created by the walker (so hard links can point at it at once)
+  int fd = -1;
+  std::atomic<uint32_t> remaining{0};  // placements not yet written
+  std::mutex mu;                        // guards failure
+  std::string failure;                  // first error; the file is removed at the end
+};
+
+// One blob a batch needs, and where its plaintext goes.
+struct Placement {
+  uint32_t file;    // in the batch
+  uint64_t offset;  // in the file
+};
+struct Piece {
+  Id id;
+  repo::BlobLocation loc;
+  std::vector<Placement> to;
+};
+// One ranged read: neighbouring pieces of one pack, pieces_[first, last).
+struct Range {
+  uint64_t start, end;
+  size_t first, last;
 };
 
 class Restorer {
@@ -85,8 +106,16 @@ class Restorer {
   bool excluded(const std::string& rel) const;
   // Decides what to do with an existing entry at `path`; returns false to skip it.
   Result<bool> make_room(const std::string& path, const std::string& rel, const Node& node);
-  void worker();
-  Status write_file(FileJob& job);
+  // Adds a created file to the batch (its blobs located, grouped per pack); runs the batch
+  // first if the file would not fit.
+  void add_file(std::string path, std::string rel, Node node, int fd);
+  // Reads every piece of the batch (coalesced ranges, parallel readers), then empties it.
+  void run_batch();
+  void read_range(const Range& r);
+  Status write_at(PendingFile& f, uint64_t offset, ByteView data);
+  void fail(PendingFile& f, const std::string& message);
+  void placed(PendingFile& f);
+  void finish(PendingFile& f);
   Status verify_file(const std::string& path, const Node& node);
   void apply_metadata(const std::string& path, const Node& node, int fd);
   void error(const std::string& rel, const std::string& message);
@@ -96,11 +125,15 @@ class Restorer {
   const Options& opts_;
   EventSink& events_;
   std::vector<std::string> includes_;
+  unsigned readers_ = 2;
+  size_t max_files_ = 1024;  // per batch: bounded by the open-file limit
 
-  std::mutex mu_;
-  std::condition_variable queue_cv_, space_cv_;
-  std::deque<FileJob> queue_;
-  bool closing_ = false;
+  // The batch (walker thread builds it; readers run it while the walker waits).
+  std::vector<std::unique_ptr<PendingFile>> files_in_batch_;
+  std::vector<Piece> pieces_;
+  std::unordered_map<Id, size_t, repo::IdHash> piece_of_;
+
+  std::mutex mu_;  // guards failed_, links
   std::map<std::pair<uint64_t, uint64_t>, std::string> links_;  // (device, inode) -> path
   std::vector<std::pair<std::string, Node>> dirs_;             // metadata applied last
   struct PendingLink {
@@ -206,48 +239,196 @@ void Restorer::apply_metadata(const std::string& path, const Node& node, int fd)
   if (r != 0) warn(path, errno_error("cannot set times", errno).message());
 }
 
-Status Restorer::write_file(FileJob& job) {
-  const Node& n = job.node;
+Status Restorer::write_at(PendingFile& f, uint64_t offset, ByteView data) {
+  // Runs of all-zero 4 KiB blocks are skipped, so holes stay holes (finish() sets the size);
+  // only runs of non-zero blocks are written.
+  constexpr size_t kBlock = 4096;
+  size_t pos = 0;
+  while (pos < data.size()) {
+    size_t len = std::min(kBlock - (offset + pos) % kBlock, data.size() - pos);
+    if (is_zero(ByteView(data.data() + pos, len))) {
+      pos += len;
+      continue;
+    }
+    size_t run_end = pos + len;
+    while (run_end < data.size()) {
+      size_t l2 = std::min(kBlock, data.size() - run_end);
+      if (is_zero(ByteView(data.data() + run_end, l2))) break;
+      run_end += l2;
+    }
+    size_t done = pos;
+    while (done < run_end) {
+      ssize_t w = pwrite(f.fd, data.data() + done, run_end - done, static_cast<off_t>(offset + done));
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        return errno_error(f.path, errno);
+      }
+      done += static_cast<size_t>(w);
+    }
+    pos = run_end;
+  }
+  bytes_ += data.size();
+  return ok_status();
+}
+
+void Restorer::fail(PendingFile& f, const std::string& message) {
+  std::lock_guard<std::mutex> g(f.mu);
+  if (f.failure.empty()) f.failure = message;
+}
+
+void Restorer::placed(PendingFile& f) {
+  if (f.remaining.fetch_sub(1) == 1) finish(f);
+}
+
+// The last blob of `f` has landed (or failed): set the size and metadata, or remove it.
+void Restorer::finish(PendingFile& f) {
+  std::string failure;
+  {
+    std::lock_guard<std::mutex> g(f.mu);
+    failure = f.failure;
+  }
+  if (failure.empty() && ftruncate(f.fd, static_cast<off_t>(f.node.size)) != 0) {
+    failure = errno_error(f.path, errno).message();
+  }
+  if (failure.empty()) apply_metadata(f.path, f.node, f.fd);
+  ::close(f.fd);
+  f.fd = -1;
+  if (!failure.empty()) {
+    // Never leave a file with wrong or missing bytes behind.
+    unlink(f.path.c_str());
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      failed_.insert(f.path);
+    }
+    error(f.rel, failure + "; file not restored");
+    return;
+  }
+  if (opts_.verify) {
+    Status v = verify_file(f.path, f.node);
+    if (!v.ok()) {
+      error(f.rel, v.error().message());
+      return;
+    }
+    verified_++;
+  }
+  files_++;
+  events_.emit({"progress", {{"files_done", files_.load()}, {"bytes", bytes_.load()}}});
+}
+
+void Restorer::add_file(std::string path, std::string rel, Node node, int fd) {
+  if (files_in_batch_.size() >= max_files_ || pieces_.size() >= opts_.batch_blobs) run_batch();
+  auto f = std::make_unique<PendingFile>();
+  f->path = std::move(path);
+  f->rel = std::move(rel);
+  f->node = std::move(node);
+  f->fd = fd;
+  // Locate every blob first: a file whose content is not all in the index, or does not add up
+  // to its recorded size, fails at once without reading anything.
+  std::vector<repo::BlobLocation> locs;
+  locs.reserve(f->node.content.size());
+  uint64_t total = 0;
+  for (const auto& id : f->node.content) {
+    auto loc = repo_.locate_blob(BlobType::kData, id);
+    if (!loc) {
+      fail(*f, "data blob " + repo::hex(id) + " is not in the index");
+      break;
+    }
+    total += loc->raw_length;
+    locs.push_back(*loc);
+  }
+  if (f->failure.empty() && total != f->node.size) {
+    fail(*f, "content length " + std::to_string(total) + " differs from the recorded size " +
+                 std::to_string(f->node.size));
+  }
+  if (!f->failure.empty() || locs.empty()) {
+    finish(*f);
+    return;
+  }
+  uint32_t file_no = static_cast<uint32_t>(files_in_batch_.size());
+  f->remaining = static_cast<uint32_t>(locs.size());
   uint64_t offset = 0;
-  for (const auto& id : n.content) {
-    HAVEN_ASSIGN(Bytes data, repo_.load_blob(BlobType::kData, id));
-    // Runs of all-zero 4 KiB blocks are skipped, so holes stay holes (the final ftruncate
-    // sets the size); only runs of non-zero blocks are written.
-    constexpr size_t kBlock = 4096;
-    size_t pos = 0;
-    while (pos < data.size()) {
-      size_t len = std::min(kBlock - (offset + pos) % kBlock, data.size() - pos);
-      if (is_zero(ByteView(data.data() + pos, len))) {
-        pos += len;
+  for (size_t i = 0; i < locs.size(); i++) {
+    const Id& id = f->node.content[i];
+    auto [it, fresh] = piece_of_.try_emplace(id, pieces_.size());
+    if (fresh) pieces_.push_back({id, locs[i], {}});
+    pieces_[it->second].to.push_back({file_no, offset});
+    offset += locs[i].raw_length;
+  }
+  files_in_batch_.push_back(std::move(f));
+}
+
+void Restorer::run_batch() {
+  if (files_in_batch_.empty()) return;
+  // Pack by pack, in pack order; neighbours closer than kMaxGap share one read of at most
+  // kMaxRange bytes (the gap is read and dropped: cheaper than another request).
+  std::sort(pieces_.begin(), pieces_.end(), [](const Piece& a, const Piece& b) {
+    if (a.loc.pack_id != b.loc.pack_id) return a.loc.pack_id < b.loc.pack_id;
+    return a.loc.offset < b.loc.offset;
+  });
+  std::vector<Range> ranges;
+  for (size_t i = 0; i < pieces_.size(); i++) {
+    const auto& l = pieces_[i].loc;
+    uint64_t start = l.offset, end = uint64_t{l.offset} + l.length;
+    if (!ranges.empty()) {
+      Range& r = ranges.back();
+      const auto& prev = pieces_[r.first].loc;
+      if (prev.pack_id == l.pack_id && start >= r.end && start - r.end <= opts_.max_gap &&
+          end - r.start <= opts_.max_range) {
+        r.end = end;
+        r.last = i + 1;
         continue;
       }
-      size_t run_end = pos + len;
-      while (run_end < data.size()) {
-        size_t l2 = std::min(kBlock, data.size() - run_end);
-        if (is_zero(ByteView(data.data() + run_end, l2))) break;
-        run_end += l2;
-      }
-      size_t done = pos;
-      while (done < run_end) {
-        ssize_t w = pwrite(job.fd, data.data() + done, run_end - done,
-                           static_cast<off_t>(offset + done));
-        if (w < 0) {
-          if (errno == EINTR) continue;
-          return errno_error(job.path, errno);
-        }
-        done += static_cast<size_t>(w);
-      }
-      pos = run_end;
     }
-    offset += data.size();
-    bytes_ += data.size();
+    ranges.push_back({start, end, i, i + 1});
   }
-  if (offset != n.size) {
-    return Error(Error::Code::kCorrupt, "content length " + std::to_string(offset) +
-                                            " differs from the recorded size " + std::to_string(n.size));
+  std::atomic<size_t> next{0};
+  auto reader = [&] {
+    for (size_t k; (k = next++) < ranges.size();) read_range(ranges[k]);
+  };
+  std::vector<std::thread> threads;
+  size_t n = std::max<size_t>(1, std::min<size_t>(readers_, ranges.size()));
+  for (size_t i = 1; i < n; i++) threads.emplace_back(reader);
+  reader();
+  for (auto& t : threads) t.join();
+  files_in_batch_.clear();
+  pieces_.clear();
+  piece_of_.clear();
+}
+
+void Restorer::read_range(const Range& r) {
+  const Id& pack = pieces_[r.first].loc.pack_id;
+  const storage::ObjectName name{storage::ObjectType::kData, repo::hex(pack)};
+  auto data = repo_.backend().load(name, r.start, r.end - r.start);
+  if (r.last - r.first > 1 && (!data.ok() || data->size() != r.end - r.start)) {
+    // A damaged pack (truncated, or a range the store refuses): each blob on its own, so
+    // the blobs that are intact still restore and each error names its own blob.
+    for (size_t i = r.first; i < r.last; i++) {
+      const auto& l = pieces_[i].loc;
+      read_range({l.offset, uint64_t{l.offset} + l.length, i, i + 1});
+    }
+    return;
   }
-  if (ftruncate(job.fd, static_cast<off_t>(offset)) != 0) return errno_error(job.path, errno);
-  return ok_status();
+  for (size_t i = r.first; i < r.last; i++) {
+    Piece& p = pieces_[i];
+    Result<Bytes> plain = Error(Error::Code::kCorrupt, "");
+    if (!data.ok()) {
+      plain = data.error().with_context("data blob " + repo::hex(p.id) + " in pack " + repo::hex(pack));
+    } else {
+      uint64_t at = p.loc.offset - r.start;
+      size_t have = data->size() > at ? std::min<size_t>(p.loc.length, data->size() - at) : 0;
+      plain = repo_.open_located_blob(BlobType::kData, p.id, p.loc, ByteView(data->data() + at, have));
+    }
+    for (const auto& place : p.to) {
+      PendingFile& f = *files_in_batch_[place.file];
+      if (!plain.ok()) {
+        fail(f, plain.error().message());
+      } else {
+        Status st = write_at(f, place.offset, *plain);
+        if (!st.ok()) fail(f, st.error().message());
+      }
+      placed(f);
+    }
+  }
 }
 
 Status Restorer::verify_file(const std::string& path, const Node& n) {
@@ -277,43 +458,6 @@ Status Restorer::verify_file(const std::string& path, const Node& n) {
   }
   ::close(fd);
   return st;
-}
-
-void Restorer::worker() {
-  while (true) {
-    FileJob job;
-    {
-      std::unique_lock<std::mutex> lk(mu_);
-      queue_cv_.wait(lk, [&] { return !queue_.empty() || closing_; });
-      if (queue_.empty()) return;
-      job = std::move(queue_.front());
-      queue_.pop_front();
-      space_cv_.notify_one();
-    }
-    Status st = write_file(job);
-    if (st.ok()) apply_metadata(job.path, job.node, job.fd);
-    ::close(job.fd);
-    if (!st.ok()) {
-      // Never leave a file with wrong or missing bytes behind.
-      unlink(job.path.c_str());
-      {
-        std::lock_guard<std::mutex> g(mu_);
-        failed_.insert(job.path);
-      }
-      error(job.rel, st.error().message() + "; file not restored");
-      continue;
-    }
-    if (opts_.verify) {
-      Status v = verify_file(job.path, job.node);
-      if (!v.ok()) {
-        error(job.rel, v.error().message());
-        continue;
-      }
-      verified_++;
-    }
-    files_++;
-    events_.emit({"progress", {{"files_done", files_.load()}, {"bytes", bytes_.load()}}});
-  }
 }
 
 Status Restorer::walk(const Id& tree_id, const std::string& dir, const std::string& rel_dir) {
@@ -378,10 +522,7 @@ Status Restorer::walk_tree(const repo::Tree& tree, const std::string& dir,
           error(rel, errno_error(path, errno).message());
           break;
         }
-        std::unique_lock<std::mutex> lk(mu_);
-        space_cv_.wait(lk, [&] { return queue_.size() < opts_.queue_depth; });
-        queue_.push_back({path, rel, std::move(n), fd});
-        queue_cv_.notify_one();
+        add_file(path, rel, n, fd);
         break;
       }
       case Node::Type::kSymlink:
@@ -425,16 +566,21 @@ Result<Summary> Restorer::run(const Id& root) {
   if (stat(target.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     return Error(Error::Code::kInvalidArgument, "target " + target + " is not a directory");
   }
-  unsigned n = opts_.threads ? opts_.threads : std::max(2u, std::thread::hardware_concurrency());
-  std::vector<std::thread> workers;
-  for (unsigned i = 0; i < n; i++) workers.emplace_back([this] { worker(); });
-  Status st_walk = walk(root, target, "");
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    closing_ = true;
-    queue_cv_.notify_all();
+  readers_ = opts_.threads ? opts_.threads : std::max(4u, std::thread::hardware_concurrency());
+  // Each file of a batch stays open until its last blob lands: the batch holds at most half
+  // of the open-file limit (raised to its hard maximum first, as far as 65536).
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    rlim_t want = std::min<rlim_t>(rl.rlim_max, 65536);
+    if (rl.rlim_cur < want) {
+      rl.rlim_cur = want;
+      setrlimit(RLIMIT_NOFILE, &rl);
+      getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    max_files_ = std::clamp<size_t>(rl.rlim_cur / 2, 16, opts_.batch_files);
   }
-  for (auto& t : workers) t.join();
+  Status st_walk = walk(root, target, "");
+  run_batch();
   HAVEN_TRY(st_walk);
   for (const auto& l : pending_links_) {
     if (failed_.count(l.first)) {

@@ -7,7 +7,10 @@
 // through a symlink, so a hostile snapshot cannot write outside the target. A blob that fails
 // authentication makes its file fail (the partial file is removed); other files still restore.
 //
-// Files restore in parallel on worker threads with a bounded queue.
+// Reading: the walker gathers files into batches (bounded by batch_files and batch_blobs); a
+// batch's blobs are grouped by pack and neighbours are fetched in one ranged read (gaps up to
+// max_gap are read and dropped, a read is at most max_range), on parallel reader threads. A
+// blob shared by several files is read once. Memory: the batch plan plus one range per reader.
 #pragma once
 
 #include <string>
@@ -27,8 +30,11 @@ struct Options {
   std::vector<std::string> excludes;  // snapshot paths or glob patterns
   bool verify = false;                // re-read written files and check them against blob IDs
   Overwrite overwrite = Overwrite::kNever;
-  unsigned threads = 0;               // 0: one per core (at least 2)
-  size_t queue_depth = 64;
+  unsigned threads = 0;               // reader threads; 0: one per core, at least 4
+  size_t batch_files = 4096;          // files open at once (also capped by the open-file limit)
+  size_t batch_blobs = 65536;         // blob placements planned at once
+  uint64_t max_gap = 256 << 10;       // bytes between two blobs still read in one request
+  uint64_t max_range = 4 << 20;       // bytes per request at most
 };
 
 struct Summary {

@@ -305,16 +305,12 @@ Status Pruner::delete_old() {
 }
 
 // Temporary files of saves that were interrupted (a killed backup leaves up to one pack per
-// uploader). Under the exclusive lock nobody saves packs, index files or snapshots, so those
-// go at any age; keys and locks are written without the lock, so only old ones go.
+// uploader), from the age Backend::leftover_min_age gives (young keys and locks may be in use).
 Status Pruner::remove_leftovers() {
-  const std::pair<ObjectType, int64_t> kinds[] = {{ObjectType::kData, 0},
-                                                  {ObjectType::kIndex, 0},
-                                                  {ObjectType::kSnapshot, 0},
-                                                  {ObjectType::kKey, 3600},
-                                                  {ObjectType::kLock, 3600}};
-  for (const auto& [type, age] : kinds) {
-    HAVEN_ASSIGN(auto l, repo_.backend().remove_leftovers(type, age, opts_.dry_run));
+  for (auto type : {ObjectType::kData, ObjectType::kIndex, ObjectType::kSnapshot, ObjectType::kKey,
+                    ObjectType::kLock}) {
+    HAVEN_ASSIGN(auto l, repo_.backend().remove_leftovers(type, storage::Backend::leftover_min_age(type),
+                                                          opts_.dry_run));
     st_.leftovers += l.files;
     st_.leftover_bytes += l.bytes;
     st_.bytes_deleted += l.bytes;

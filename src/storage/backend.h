@@ -85,6 +85,12 @@ class Backend {
                                              bool dry_run) {
     return Leftovers{};
   }
+  // The age from which a temporary file counts as a leftover: keys and locks are written without
+  // the exclusive lock, so a young one may belong to a save still running; under the exclusive
+  // lock nobody saves packs, index files or snapshots, so theirs count at any age.
+  static int64_t leftover_min_age(ObjectType type) {
+    return type == ObjectType::kKey || type == ObjectType::kLock ? 3600 : 0;
+  }
 
   // Whether the location holds anything at all (used by init to refuse a non-empty place
   // and by open to say "not a repository").

@@ -11,7 +11,8 @@
 // uploads, index writes and deletions. Before each kill the same command runs uninterrupted on a
 // copy of the repository (hard links: objects are immutable), and the kill moment is uniform in
 // [0, 1.2 × that duration]. Each test counts how many kills landed after the process had changed
-// the repository, and fails if (after up to twice as many extra trials) too few did, so it
+// the repository, and fails if too few did even after up to four times as many extra trials
+// (killed in [0.5, 1.2 × duration], as on a loaded machine a run's changes come late), so it
 // cannot pass by always killing too early or too late. HAVEN_CRASH_VERBOSE=1 prints every trial.
 //
 // Trials: 3 backup kills and 3 prune kills by default; HAVEN_STRESS=1 (make stress) runs 50 of
@@ -587,13 +588,13 @@ class CrashWorld {
   // verify(). A backup that finished adds its snapshot (the source as it is now) to the
   // expected ones.
   void kill_trial(const std::vector<std::string>& args, bool is_backup, const std::string& label,
-                  CrashStats& st) {
+                  CrashStats& st, bool late = false) {
     CrashManifest now;
     if (is_backup) now = CrashScan(source_->root());
     const double typical = measure(args);
     st.typical_sum += typical;
     auto before = CrashRepoFiles(repo_);
-    auto kill_at = delay(typical);
+    auto kill_at = delay(typical, late);
     std::vector<std::string> argv = args;
     argv.insert(argv.begin(), "--json");
     CrashProc p = CrashSpawn(repo_, argv, work_ + "/out", work_ + "/err");
@@ -732,9 +733,10 @@ class CrashWorld {
   std::mt19937_64& rng() { return rng_; }
   uint64_t seed() const { return seed_; }
 
-  // A random kill delay in [0, 1.2 × typical].
-  std::chrono::microseconds delay(double typical_seconds) {
-    double s = std::uniform_real_distribution<double>(0, 1.2 * typical_seconds)(rng_);
+  // A random kill delay in [0, 1.2 × typical], or in [0.5, 1.2] × typical when `late`.
+  std::chrono::microseconds delay(double typical_seconds, bool late) {
+    double s = std::uniform_real_distribution<double>(late ? 0.5 * typical_seconds : 0,
+                                                      1.2 * typical_seconds)(rng_);
     return std::chrono::microseconds(static_cast<int64_t>(s * 1e6));
   }
 
@@ -775,13 +777,15 @@ TEST(CrashTest, BackupKilledAtRandomMomentsLosesNothing) {
   ASSERT_FALSE(::testing::Test::HasFailure());
 
   CrashStats st;
-  // Extra trials (up to twice as many) only if too few kills landed mid-work.
-  for (int t = 0; t < trials * 3; t++) {
+  // Extra trials (up to four times as many, killed in the later half) only if too few kills
+  // landed mid-work.
+  for (int t = 0; t < trials * 5; t++) {
     if (t >= trials && st.killed_mid_work >= CrashRequiredMidWork(trials)) break;
     SCOPED_TRACE("backup trial " + std::to_string(t));
     ASSERT_NO_FATAL_FAILURE(w.source().mutate());
     ASSERT_NO_FATAL_FAILURE(
-        w.kill_trial({"backup", w.source().root()}, true, "backup (trial " + std::to_string(t) + ")", st));
+        w.kill_trial({"backup", w.source().root()}, true, "backup (trial " + std::to_string(t) + ")", st,
+                     /*late=*/t >= trials));
     // Keep the work per trial bounded: forget snapshots at random, prune now and then (which
     // also removes what killed backups left).
     if (w.expected().size() > 6) {
@@ -838,7 +842,7 @@ TEST(CrashTest, PruneKilledAtRandomMomentsLosesNothing) {
   };
 
   bool last_killed = false;
-  for (int t = 0; t < trials * 3; t++) {
+  for (int t = 0; t < trials * 5; t++) {
     if (t >= trials && st.killed_mid_work >= CrashRequiredMidWork(trials)) break;
     SCOPED_TRACE("prune trial " + std::to_string(t));
     // Usually new garbage first; sometimes the next prune runs straight on what a killed one
@@ -848,7 +852,7 @@ TEST(CrashTest, PruneKilledAtRandomMomentsLosesNothing) {
     }
     int killed_before = st.killed;
     ASSERT_NO_FATAL_FAILURE(w.kill_trial({"prune", "--max-unused", "0"}, false,
-                                         "prune (trial " + std::to_string(t) + ")", st));
+                                         "prune (trial " + std::to_string(t) + ")", st, /*late=*/t >= trials));
     last_killed = st.killed > killed_before;
   }
   ASSERT_NO_FATAL_FAILURE(w.final_cleanup());
@@ -881,7 +885,8 @@ TEST(CrashTest, PruneRemovesTemporaryFilesLeftByKilledSaves) {
   set_times(old_lock, 1600000000LL * 1000000000LL, 1600000000LL * 1000000000LL);  // long ago
   RunResult before = cli(w.repo(), {"check"});
   EXPECT_EQ(before.code, 0) << describe(before);
-  EXPECT_NE(before.out.find("temporary files: 4 file(s)"), std::string::npos) << describe(before);
+  // The young lock is not counted: it may be a lock being written right now, which prune keeps.
+  EXPECT_NE(before.out.find("temporary files: 3 file(s)"), std::string::npos) << describe(before);
   RunResult r = cli(w.repo(), {"prune"});
   ASSERT_EQ(r.code, 0) << describe(r);
   EXPECT_NE(r.out.find("removed 3 temporary file(s)"), std::string::npos) << describe(r);

@@ -520,6 +520,79 @@ TEST_F(RestoreTest, DamagedBlobFailsOnlyItsFile) {
   EXPECT_TRUE(read_file(dir_ + "/out2/src/a.bin") == a);
 }
 
+// Counts the data reads a restore makes (a real local backend underneath).
+class CountingBackend : public storage::BackendWrapper {
+ public:
+  using BackendWrapper::BackendWrapper;
+  Result<Bytes> load(const storage::ObjectName& n, uint64_t off, uint64_t len) override {
+    if (n.type == storage::ObjectType::kData) {
+      std::lock_guard<std::mutex> g(mu_);
+      packs_read_.insert(n.name);
+      data_loads_++;
+    }
+    return inner().load(n, off, len);
+  }
+  size_t data_loads() const { return data_loads_; }
+  size_t packs_read() const { return packs_read_.size(); }
+
+ private:
+  std::mutex mu_;
+  std::atomic<size_t> data_loads_{0};
+  std::set<std::string> packs_read_;
+};
+
+// Restore reads the blobs of one pack together: a thousand small files in a few packs take
+// about one request per pack (plus one per tree), not one per blob, and a blob several files
+// share is read once. What makes restores from object storage fast.
+TEST_F(RestoreTest, NeighbouringBlobsOfAPackAreReadInOneRequest) {
+  auto repo0 = init_repo(repo_dir(), 1u << 20);
+  ASSERT_TRUE(repo0);
+  repo0.reset();
+  const std::string src = dir_ + "/src";
+  make_dir(src);
+  make_dir(src + "/d");
+  const std::string shared = random_bytes(3000, 99);
+  for (int i = 0; i < 1000; i++) {
+    write_file(src + "/d/f" + std::to_string(i), random_bytes(1500 + i, 1000 + i));
+  }
+  for (int i = 0; i < 20; i++) write_file(src + "/same" + std::to_string(i), shared);
+  write_file(src + "/big", random_bytes(5u << 20, 7));  // spans several packs
+  Id tree = cli_backup({src});
+  ASSERT_FALSE(HasFailure());
+
+  auto be = storage::open_backend(repo_dir());
+  ASSERT_OK(be);
+  auto counting = std::make_shared<CountingBackend>(*be);
+  auto r = repo::Repository::open(counting, kPw);
+  ASSERT_OK(r);
+  ASSERT_OK((*r)->load_index());
+  size_t packs = 0, blobs = 0;
+  ASSERT_OK(counting->list(storage::ObjectType::kData, [&](const storage::ObjectInfo&) { packs++; }));
+  (*r)->for_each_blob([&](const repo::IndexEntry&) { blobs++; });
+  const size_t loads_before = counting->data_loads();
+
+  auto s = restore_to(**r, tree, dir_ + "/out");
+  ASSERT_OK(s);
+  EXPECT_EQ(s->errors, 0u);
+  EXPECT_EQ(s->files, 1021u);
+  expect_same_tree(src, dir_ + "/out/src");
+  const size_t loads = counting->data_loads() - loads_before;
+  // Trees (3 directories) are read one by one; file data one request per pack at most.
+  EXPECT_LE(loads, packs + 3) << blobs << " blobs in " << packs << " packs";
+  EXPECT_GT(blobs, 10 * packs) << "the test needs many blobs per pack to mean anything";
+
+  // Small batches (3 files, 5 blobs) give the same bytes: a file larger than a batch, and
+  // files whose blobs other batches read too.
+  restore::Options small;
+  small.batch_files = 3;
+  small.batch_blobs = 5;
+  small.max_gap = 0;
+  auto s2 = restore_to(**r, tree, dir_ + "/out2", small);
+  ASSERT_OK(s2);
+  EXPECT_EQ(s2->errors, 0u);
+  expect_same_tree(src, dir_ + "/out2/src");
+}
+
 TEST_F(RestoreTest, DamagedHardLinkedFileLeavesNoNameBehind) {
   auto repo0 = init_repo(repo_dir(), 1u << 20);
   ASSERT_TRUE(repo0);
