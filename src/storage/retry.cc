@@ -46,10 +46,13 @@ Result<T> RetryBackend::run(const std::string& what, const std::function<Result<
 }
 
 Status RetryBackend::save(const ObjectName& n, ByteView d) {
-  return run<void>(n.describe(), [&](int attempt) -> Status {
+  return run<void>(n.describe(), [&](int) -> Status {
     Status s = inner().save(n, d);
-    if (s.ok() || attempt == 0 || s.error().code() != Error::Code::kAlreadyExists) return s;
+    if (s.ok() || s.error().code() != Error::Code::kAlreadyExists) return s;
     // An earlier try may have stored it before its response was lost: same bytes = success.
+    // Also on the first try: libcurl itself resends a request whose reused connection died
+    // before any response byte came back, so even try 0 may follow a PUT that took effect
+    // (found by tests/integration/network_faults_test.cc through a resetting proxy).
     auto there = inner().load(n, 0, 0);
     if (!there.ok()) return there.error().retryable() ? there.error() : s.error();
     if (there->size() == d.size() && std::equal(there->begin(), there->end(), d.begin())) {

@@ -6,9 +6,11 @@
 //
 // What a retry must not break:
 //   - save(): a try that failed may still have stored the object (the response was lost). A
-//     retry that then finds the name taken (kAlreadyExists) reads the object back and counts as
-//     success only if it holds exactly these bytes. Every try sends the whole data again from
-//     its start; no partial object is ever visible (the inner backend's save is atomic).
+//     try that then finds the name taken (kAlreadyExists) reads the object back and counts as
+//     success only if it holds exactly these bytes — the first try too, since libcurl resends
+//     a request on its own when a reused connection dies before the response. Every try sends
+//     the whole data again from its start; no partial object is ever visible (the inner
+//     backend's save is atomic).
 //   - remove(): a retry that finds the object gone (kNotFound) after a failed try is success.
 //   - list(): names are collected first and handed to the caller only after a whole listing
 //     succeeded, so a retry never repeats or skips an object.
