@@ -2,7 +2,8 @@
 # Haven to local disk vs to s3rver vs to Azurite on the same corpus, in one run (issue 5's
 # benchmark; restic cannot be the anchor: it signs with aws-chunked payloads s3rver rejects).
 #   bench/remote.sh [path/to/haven]
-# Env: BENCH_SCALE (corpus MB, default 300), BENCH_DIR (default /tmp/haven-bench-remote),
+# Env: BENCH_SCALE (corpus MB, default 300), BENCH_ROUNDS (default 3; the median is reported),
+#      BENCH_DIR (default /tmp/haven-bench-remote),
 #      HAVEN_TEST_SERVERS (default /opt/haven-test-servers, installed by scripts/setup.sh).
 set -euo pipefail
 HAVEN=$(readlink -f "${1:-build/haven}")
@@ -38,31 +39,45 @@ done
 export HAVEN_PASSWORD=bench AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
 export AZURE_STORAGE_CONNECTION_STRING="DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:$AZP/devstoreaccount1;"
 declare -A LOC=([local]="$W/run/repo-local" [s3rver]="s3:http://127.0.0.1:$S3P/bench/repo" [azurite]="azure:bench/repo")
-declare -A T
-run() {  # run NAME STEP CMD...
+declare -A PID=([local]="" [s3rver]=$S3PID [azurite]=$AZPID)
+ROUNDS=${BENCH_ROUNDS:-3}
+declare -A T SCPU
+cpu_of() { [ -n "$1" ] && awk '{print $14+$15}' "/proc/$1/stat" || echo 0; }  # clock ticks
+run() {  # run NAME STEP CMD...: appends the wall time to T[NAME,STEP] and the server's CPU
   local name=$1 step=$2; shift 2
+  local c0; c0=$(cpu_of "${PID[$name]}")
   /usr/bin/time -f "%e" -o "$W/run/t" "$@" >"$W/run/$name-$step.log" 2>&1 || {
     echo "bench: $name $step failed:" >&2; tail -5 "$W/run/$name-$step.log" >&2; exit 1; }
-  T[$name,$step]=$(cat "$W/run/t")
+  local c1; c1=$(cpu_of "${PID[$name]}")
+  T[$name,$step]+="$(cat "$W/run/t") "
+  SCPU[$name,$step]+="$(awk -v a="$c0" -v b="$c1" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", (b-a)/hz}') "
 }
-for n in local s3rver azurite; do
-  "$HAVEN" -r "${LOC[$n]}" init -q
-  sync
-  run "$n" backup "$HAVEN" -r "${LOC[$n]}" backup data
-  rm -rf "restore-$n"
-  run "$n" restore "$HAVEN" -r "${LOC[$n]}" restore latest --target "restore-$n"
-  diff -rq data "restore-$n/data" >/dev/null || { echo "bench: $n restore differs" >&2; exit 1; }
-  rm -rf "restore-$n"
-  run "$n" check "$HAVEN" -r "${LOC[$n]}" check --read-data
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+# Each round: a fresh repository per store (so every backup is a first backup), backup,
+# restore (compared with the source), check --read-data. Reported: the median of the rounds.
+for round in $(seq 1 "$ROUNDS"); do
+  for n in local s3rver azurite; do
+    loc=${LOC[$n]}-$round
+    "$HAVEN" -r "$loc" init -q
+    sync
+    run "$n" backup "$HAVEN" -r "$loc" backup data
+    rm -rf "restore-$n"
+    sync
+    run "$n" restore "$HAVEN" -r "$loc" restore latest --target "restore-$n"
+    diff -rq data "restore-$n/data" >/dev/null || { echo "bench: $n restore differs" >&2; exit 1; }
+    rm -rf "restore-$n"
+    run "$n" check "$HAVEN" -r "$loc" check --read-data
+  done
 done
 BYTES=$(du -sb data | cut -f1)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
 {
-echo "Corpus: $(awk -v b="$BYTES" 'BEGIN{printf "%.0f", b/1048576}') MiB; servers on loopback; $(nproc) cores."
+echo "Corpus: $(awk -v b="$BYTES" 'BEGIN{printf "%.0f", b/1048576}') MiB; servers on loopback; $(nproc) cores; median of $ROUNDS rounds."
 echo
-echo "| measure | local | s3rver | Azurite | s3rver ÷ local | Azurite ÷ local |"
-echo "|---|---|---|---|---|---|"
+echo "| measure | local | s3rver | Azurite | s3rver ÷ local | Azurite ÷ local | server CPU s3rver / Azurite (s) |"
+echo "|---|---|---|---|---|---|---|"
 for s in backup restore check; do
-  echo "| $s (s) | ${T[local,$s]} | ${T[s3rver,$s]} | ${T[azurite,$s]} | $(ratio "${T[s3rver,$s]}" "${T[local,$s]}") | $(ratio "${T[azurite,$s]}" "${T[local,$s]}") |"
+  l=$(median "${T[local,$s]}"); a=$(median "${T[s3rver,$s]}"); z=$(median "${T[azurite,$s]}")
+  echo "| $s (s) | $l | $a | $z | $(ratio "$a" "$l") | $(ratio "$z" "$l") | $(median "${SCPU[s3rver,$s]}") / $(median "${SCPU[azurite,$s]}") |"
 done
 } | tee "$W/results.md"
