@@ -34,7 +34,7 @@ struct Options {
   size_t batch_files = 4096;          // files open at once (also capped by the open-file limit)
   size_t batch_blobs = 65536;         // blob placements planned at once
   uint64_t max_gap = 256 << 10;       // bytes between two blobs still read in one request
-  uint64_t max_range = 4 << 20;       // bytes per request at most
+  uint64_t max_range = 16 << 20;      // bytes per request at most
 };
 
 struct Summary {
