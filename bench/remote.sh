@@ -41,15 +41,16 @@ export AZURE_STORAGE_CONNECTION_STRING="DefaultEndpointsProtocol=http;AccountNam
 declare -A LOC=([local]="$W/run/repo-local" [s3rver]="s3:http://127.0.0.1:$S3P/bench/repo" [azurite]="azure:bench/repo")
 declare -A PID=([local]="" [s3rver]=$S3PID [azurite]=$AZPID)
 ROUNDS=${BENCH_ROUNDS:-3}
-declare -A T SCPU
+declare -A T SCPU HCPU
 cpu_of() { [ -n "$1" ] && awk '{print $14+$15}' "/proc/$1/stat" || echo 0; }  # clock ticks
 run() {  # run NAME STEP CMD...: appends the wall time to T[NAME,STEP] and the server's CPU
   local name=$1 step=$2; shift 2
   local c0; c0=$(cpu_of "${PID[$name]}")
-  /usr/bin/time -f "%e" -o "$W/run/t" "$@" >"$W/run/$name-$step.log" 2>&1 || {
+  /usr/bin/time -f "%e %U %S" -o "$W/run/t" "$@" >"$W/run/$name-$step.log" 2>&1 || {
     echo "bench: $name $step failed:" >&2; tail -5 "$W/run/$name-$step.log" >&2; exit 1; }
   local c1; c1=$(cpu_of "${PID[$name]}")
-  T[$name,$step]+="$(cat "$W/run/t") "
+  T[$name,$step]+="$(awk '{print $1}' "$W/run/t") "
+  HCPU[$name,$step]+="$(awk '{printf "%.2f", $2+$3}' "$W/run/t") "
   SCPU[$name,$step]+="$(awk -v a="$c0" -v b="$c1" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", (b-a)/hz}') "
 }
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
@@ -74,10 +75,10 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
 {
 echo "Corpus: $(awk -v b="$BYTES" 'BEGIN{printf "%.0f", b/1048576}') MiB; servers on loopback; $(nproc) cores; median of $ROUNDS rounds."
 echo
-echo "| measure | local | s3rver | Azurite | s3rver ÷ local | Azurite ÷ local | server CPU s3rver / Azurite (s) |"
-echo "|---|---|---|---|---|---|---|"
+echo "| measure | local | s3rver | Azurite | s3rver ÷ local | Azurite ÷ local | Haven CPU local / s3rver / Azurite (s) | server CPU s3rver / Azurite (s) |"
+echo "|---|---|---|---|---|---|---|---|"
 for s in backup restore check; do
   l=$(median "${T[local,$s]}"); a=$(median "${T[s3rver,$s]}"); z=$(median "${T[azurite,$s]}")
-  echo "| $s (s) | $l | $a | $z | $(ratio "$a" "$l") | $(ratio "$z" "$l") | $(median "${SCPU[s3rver,$s]}") / $(median "${SCPU[azurite,$s]}") |"
+  echo "| $s (s) | $l | $a | $z | $(ratio "$a" "$l") | $(ratio "$z" "$l") | $(median "${HCPU[local,$s]}") / $(median "${HCPU[s3rver,$s]}") / $(median "${HCPU[azurite,$s]}") | $(median "${SCPU[s3rver,$s]}") / $(median "${SCPU[azurite,$s]}") |"
 done
 } | tee "$W/results.md"
