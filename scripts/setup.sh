@@ -19,6 +19,8 @@ PACKAGES=(
   util-linux          # script(1) for tty tests
   python3             # demo and bench helpers
   tzdata              # time zones for retention (forget --timezone)
+  libpq-dev           # PostgreSQL client library (pg backup, restore validation)
+  postgresql-15 postgresql-client-15  # the server the PostgreSQL tests start (as an unprivileged user)
 )
 
 SUDO=""
@@ -33,6 +35,12 @@ done
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
+  # Installing postgresql-15 would also create and start a "main" cluster on port 5432; the
+  # tests start their own clusters, so tell postgresql-common not to create one.
+  if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+    $SUDO mkdir -p /etc/postgresql-common/createcluster.d
+    echo "create_main_cluster = false" | $SUDO tee /etc/postgresql-common/createcluster.d/haven.conf >/dev/null
+  fi
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

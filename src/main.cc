@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
   haven::cli::register_prune(app);
   haven::cli::register_repair(app);
   haven::cli::register_unlock(app);
+  haven::cli::register_wal(app);
+  haven::cli::register_pg(app);
   haven::cli::register_version(app);
   return app.run(argc, argv);
 }

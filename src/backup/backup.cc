@@ -643,6 +643,7 @@ Result<Summary> Archiver::run() {
                 {"blobs_added", ws.blobs.load() - blobs_before},
                 {"warnings", warnings_.load()},
                 {"duration_ms", static_cast<uint64_t>((snap.end_time - snap.time) / 1000000)}};
+  if (opts_.before_snapshot) HAVEN_TRY(opts_.before_snapshot(snap));
   HAVEN_ASSIGN(Id id, repo_.save_snapshot(snap));
   Summary s{id, snap, warnings_.load()};
   nlohmann::json stats(snap.stats);

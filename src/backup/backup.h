@@ -13,6 +13,7 @@
 // differential does the same against the newest full snapshot of the same host and paths.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,10 @@ struct Options {
   bool from_stdin = false;
   std::string stdin_filename;
   std::vector<std::string> command;
+  // Called after every file is stored and before the snapshot is written: may add to the
+  // snapshot (PostgreSQL's pg_backup_stop goes here, so its label is in the snapshot) or fail
+  // the backup (then no snapshot is written).
+  std::function<Status(repo::Snapshot&)> before_snapshot;
   unsigned threads = 0;      // 0: one per core (at least 2)
   size_t queue_depth = 64;   // file jobs waiting for a worker
 };

@@ -396,7 +396,7 @@ Result<Report> Checker::run() {
   find_orphan_roots();
   uint64_t files = 0, bytes = 0;
   for (auto t : {ObjectType::kData, ObjectType::kIndex, ObjectType::kSnapshot, ObjectType::kKey,
-                 ObjectType::kLock}) {
+                 ObjectType::kLock, ObjectType::kWal}) {
     // The same files prune would remove (a young key or lock may still be being written).
     HAVEN_ASSIGN(auto l, repo_.backend().remove_leftovers(t, storage::Backend::leftover_min_age(t),
                                                           /*dry_run=*/true));

@@ -83,5 +83,7 @@ void register_check(App& app);
 void register_prune(App& app);
 void register_forget(App& app);
 void register_repair(App& app);
+void register_wal(App& app);
+void register_pg(App& app);
 
 }  // namespace haven::cli

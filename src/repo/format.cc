@@ -36,7 +36,7 @@ Result<Header> parse_header(ByteView prefix, const std::string& what) {
   }
   if (h.version == 0) return Error(Error::Code::kCorrupt, what + ": invalid format version 0");
   uint8_t kind = prefix[5];
-  if (kind < 1 || kind > 5) {
+  if (kind < 1 || kind > static_cast<uint8_t>(ObjectKind::kWal)) {
     return Error(Error::Code::kCorrupt, what + ": unknown object kind " + std::to_string(kind));
   }
   if (prefix[6] != 0 || prefix[7] != 0) {

@@ -27,7 +27,7 @@ constexpr size_t kHeaderSize = 12;
 constexpr size_t kSaltSize = 32;
 constexpr size_t kPrefixSize = kHeaderSize + kSaltSize;  // where the first record starts
 
-enum class ObjectKind : uint8_t { kConfig = 1, kPack = 2, kIndex = 3, kSnapshot = 4, kLock = 5 };
+enum class ObjectKind : uint8_t { kConfig = 1, kPack = 2, kIndex = 3, kSnapshot = 4, kLock = 5, kWal = 6 };
 
 struct Header {
   uint8_t version = kFormatVersion;

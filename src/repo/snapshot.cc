@@ -49,6 +49,7 @@ Bytes encode_snapshot(const Snapshot& s) {
   if (s.parent) j["parent"] = bin(*s.parent);
   j["stats"] = s.stats;
   j["program_version"] = s.program_version;
+  if (!s.meta.empty()) j["meta"] = s.meta;
   return json::to_cbor(j);
 }
 
@@ -67,6 +68,7 @@ Result<Snapshot> decode_snapshot(ByteView body, const std::string& what) {
     if (j.contains("parent")) s.parent = get_id(j["parent"]);
     s.stats = j.value("stats", std::map<std::string, uint64_t>{});
     s.program_version = j.value("program_version", "");
+    s.meta = j.value("meta", std::map<std::string, std::string>{});
     return s;
   } catch (const json::exception& e) {
     return Error(Error::Code::kCorrupt, what + ": malformed snapshot");

@@ -27,6 +27,9 @@ struct Snapshot {
   std::optional<Id> parent;
   std::map<std::string, uint64_t> stats;  // files_new, bytes_read, ...
   std::string program_version;
+  // What a kind of backup records beside the files (docs/FORMAT.md §6): PostgreSQL base
+  // backups keep their backup_label, WAL positions and timeline here ("pg.*").
+  std::map<std::string, std::string> meta;
 };
 
 // One entry of a directory tree.

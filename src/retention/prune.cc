@@ -308,7 +308,7 @@ Status Pruner::delete_old() {
 // uploader), from the age Backend::leftover_min_age gives (young keys and locks may be in use).
 Status Pruner::remove_leftovers() {
   for (auto type : {ObjectType::kData, ObjectType::kIndex, ObjectType::kSnapshot, ObjectType::kKey,
-                    ObjectType::kLock}) {
+                    ObjectType::kLock, ObjectType::kWal}) {
     HAVEN_ASSIGN(auto l, repo_.backend().remove_leftovers(type, storage::Backend::leftover_min_age(type),
                                                           opts_.dry_run));
     st_.leftovers += l.files;

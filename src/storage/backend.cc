@@ -15,6 +15,7 @@ const char* type_dir(ObjectType t) {
     case ObjectType::kIndex: return "index";
     case ObjectType::kSnapshot: return "snapshots";
     case ObjectType::kLock: return "locks";
+    case ObjectType::kWal: return "wal";
   }
   return "?";
 }
@@ -27,6 +28,7 @@ const char* type_label(ObjectType t) {
     case ObjectType::kIndex: return "index";
     case ObjectType::kSnapshot: return "snapshot";
     case ObjectType::kLock: return "lock";
+    case ObjectType::kWal: return "WAL file";
   }
   return "?";
 }

@@ -33,10 +33,10 @@
 
 namespace haven::storage {
 
-enum class ObjectType { kConfig, kKey, kData, kIndex, kSnapshot, kLock };
+enum class ObjectType { kConfig, kKey, kData, kIndex, kSnapshot, kLock, kWal };
 
 // Directory/prefix name of a type: "config" (a single object), "keys", "data", "index",
-// "snapshots", "locks".
+// "snapshots", "locks", "wal" (PostgreSQL WAL files, named as PostgreSQL names them).
 const char* type_dir(ObjectType t);
 const char* type_label(ObjectType t);  // singular, for messages: "pack", "index", "key"...
 
@@ -85,11 +85,11 @@ class Backend {
                                              bool dry_run) {
     return Leftovers{};
   }
-  // The age from which a temporary file counts as a leftover: keys and locks are written without
+  // The age from which a temporary file counts as a leftover: keys, locks and WAL are written without
   // the exclusive lock, so a young one may belong to a save still running; under the exclusive
   // lock nobody saves packs, index files or snapshots, so theirs count at any age.
   static int64_t leftover_min_age(ObjectType type) {
-    return type == ObjectType::kKey || type == ObjectType::kLock ? 3600 : 0;
+    return type == ObjectType::kKey || type == ObjectType::kLock || type == ObjectType::kWal ? 3600 : 0;
   }
 
   // Whether the location holds anything at all (used by init to refuse a non-empty place

@@ -213,7 +213,9 @@ Status LocalBackend::save(const ObjectName& name, ByteView data) {
   HAVEN_TRY(check_object_name(name));
   const std::string dir = dir_of(name);
   const std::string final_path = path_of(name);
-  if (name.type == ObjectType::kData) HAVEN_TRY(ensure_shard_dir(dir));
+  // Shards, and the WAL directory (repositories made before it existed lack it), on demand.
+  const bool made_on_demand = name.type == ObjectType::kData || name.type == ObjectType::kWal;
+  if (made_on_demand) HAVEN_TRY(ensure_shard_dir(dir));
 
   // Create the temporary file. O_EXCL: never reuse someone else's file; 0444: objects are
   // immutable (root, and the owner's unlink, are unaffected by the mode).
@@ -228,7 +230,7 @@ Status LocalBackend::save(const ObjectName& name, ByteView data) {
       break;
     }
     int err = errno;
-    if (err == ENOENT && name.type == ObjectType::kData && attempt == 0) {
+    if (err == ENOENT && made_on_demand && attempt == 0) {
       // The cached shard directory was removed behind our back: create it again.
       forget_shard_dir(dir);
       HAVEN_TRY(ensure_shard_dir(dir));

@@ -1,3 +1,4 @@
+#include <cctype>
 #include "util/clock.h"
 
 #include <chrono>
@@ -59,11 +60,24 @@ std::optional<TimeNs> parse_time(const std::string& s) {
       utc = true;
       pos++;
     } else if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
-      int oh = 0, om = 0, n4 = 0;
-      if (sscanf(s.c_str() + pos + 1, "%2d:%2d%n", &oh, &om, &n4) != 2 || n4 != 5) return std::nullopt;
+      // +HH:MM, +HHMM or +HH (PostgreSQL prints "+00").
+      auto digits = [&](size_t at) {
+        return at + 1 < s.size() && isdigit(static_cast<unsigned char>(s[at])) &&
+               isdigit(static_cast<unsigned char>(s[at + 1]));
+      };
+      if (!digits(pos + 1)) return std::nullopt;
+      int oh = (s[pos + 1] - '0') * 10 + (s[pos + 2] - '0'), om = 0;
+      size_t end = pos + 3;
+      if (end < s.size() && s[end] == ':') end++;
+      if (end < s.size()) {
+        if (!digits(end)) return std::nullopt;
+        om = (s[end] - '0') * 10 + (s[end + 1] - '0');
+        end += 2;
+      }
+      if (oh > 23 || om > 59) return std::nullopt;
       offset = (oh * 3600L + om * 60L) * (s[pos] == '-' ? -1 : 1);
       utc = true;
-      pos += 6;
+      pos = end;
     }
   }
   if (pos != s.size()) return std::nullopt;

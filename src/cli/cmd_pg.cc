@@ -1,0 +1,221 @@
+// haven pg … — PostgreSQL: base backups, point-in-time restores, recoverable windows (pg/), and
+// the archive key (cmd_wal.cc).
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <climits>
+#include <ctime>
+#include <iostream>
+
+#include "cli/cli.h"
+#include "cli/progress.h"
+#include "pg/basebackup.h"
+#include "pg/recovery.h"
+#include "pg/server.h"
+#include "pg/wal.h"
+
+namespace haven::cli {
+
+void register_pg_archive_key(App& app, CLI::App* pg);
+
+namespace {
+
+struct PgBackupOptions {
+  pg::BaseBackupOptions o;
+};
+
+struct PgRestoreCliOptions {
+  std::string target, time, lsn, xid, key_file, pg_bin;
+  bool latest = false, start = false;
+  int port = 0;
+  unsigned threads = 0;
+  int wait_seconds = 3600;
+};
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string self_exe() {
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string("haven");
+}
+
+// PostgreSQL's own timestamp form, in UTC with microseconds.
+std::string pg_time(TimeNs t) {
+  time_t secs = static_cast<time_t>(t / 1000000000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  char out[80];
+  std::snprintf(out, sizeof out, "%s.%06d+00", buf, static_cast<int>((t % 1000000000) / 1000));
+  return out;
+}
+
+Result<pg::RecoveryTarget> parse_target(const PgRestoreCliOptions& o) {
+  int given = (o.latest ? 1 : 0) + (o.time.empty() ? 0 : 1) + (o.lsn.empty() ? 0 : 1) + (o.xid.empty() ? 0 : 1);
+  if (given != 1) {
+    return Error(Error::Code::kInvalidArgument,
+                 "give exactly one recovery target: --time T, --lsn L, --xid X or --latest");
+  }
+  pg::RecoveryTarget t;
+  if (o.latest) {
+    t.kind = pg::RecoveryTarget::Kind::kLatest;
+    t.text = "latest";
+  } else if (!o.time.empty()) {
+    auto tm = parse_time(o.time);
+    if (!tm) {
+      return Error(Error::Code::kInvalidArgument, "cannot read time '" + o.time +
+                                                      "': use RFC 3339 (2026-11-21T10:00:00Z) or 'YYYY-MM-DD HH:MM[:SS]' local time");
+    }
+    t.kind = pg::RecoveryTarget::Kind::kTime;
+    t.time = *tm;
+    t.text = pg_time(*tm);
+  } else if (!o.lsn.empty()) {
+    auto l = pg::parse_lsn(o.lsn);
+    if (!l) return Error(Error::Code::kInvalidArgument, "'" + o.lsn + "' is not an LSN: write it as PostgreSQL does, e.g. 0/16B3740");
+    t.kind = pg::RecoveryTarget::Kind::kLsn;
+    t.lsn = *l;
+    t.text = pg::format_lsn(*l);
+  } else {
+    if (o.xid.find_first_not_of("0123456789") != std::string::npos || o.xid.size() > 19) {
+      return Error(Error::Code::kInvalidArgument, "'" + o.xid + "' is not a transaction ID (a number)");
+    }
+    t.kind = pg::RecoveryTarget::Kind::kXid;
+    t.text = o.xid;
+  }
+  return t;
+}
+
+}  // namespace
+
+void register_pg(App& app) {
+  auto* pg = app.root().add_subcommand("pg", "PostgreSQL base backups, WAL archive and point-in-time recovery");
+  pg->require_subcommand(1);
+  register_pg_archive_key(app, pg);
+
+  // --- pg backup ---
+  auto b = std::make_shared<PgBackupOptions>();
+  auto* bs = pg->add_subcommand("backup", "take a base backup of a running PostgreSQL cluster");
+  bs->add_option("--pgdata", b->o.pgdata, "the cluster's data directory")->required()->envname("PGDATA");
+  bs->add_option("--conninfo", b->o.conninfo, "libpq connection string (default: the PG* environment variables)");
+  bs->add_option("--strategy", b->o.strategy, "full | incremental (default) | differential")
+      ->check(CLI::IsMember({"full", "incremental", "differential"}));
+  bs->add_option("--tag", b->o.tags, "tag the snapshot (repeatable)")->allow_extra_args(false);
+  bs->add_option("--threads", b->o.threads, "worker threads (default: one per core)");
+  app.on(bs, [&app, b]() -> CommandResult {
+    HAVEN_ASSIGN(auto repo, app.open_repository());
+    HAVEN_TRY(app.lock(*repo, false));
+    HAVEN_TRY(app.load_index(*repo));
+    CliSink sink(app.globals().json, app.globals().quiet);
+    HAVEN_ASSIGN(pg::BaseBackupResult r, pg::base_backup(*repo, b->o, sink));
+    sink.clear_line();
+    if (!app.globals().json && !app.globals().quiet) {
+      const auto& st = r.summary.snapshot.stats;
+      auto get = [&](const char* k) { auto it = st.find(k); return it == st.end() ? uint64_t{0} : it->second; };
+      std::cout << "base backup " << repo::short_hex(r.snapshot) << " (" << b->o.strategy << "): timeline "
+                << r.timeline << ", WAL " << r.start_lsn << " (" << r.start_wal << ") to " << r.stop_lsn << " ("
+                << r.stop_wal << "); read " << human_bytes(get("bytes_read")) << " of "
+                << human_bytes(get("bytes_total")) << ", added " << human_bytes(get("bytes_added")) << "\n";
+      if (r.summary.warnings) {
+        std::cout << r.summary.warnings << " file(s) changed or vanished while read (normal for a running "
+                     "cluster: WAL replay repairs them)\n";
+      }
+    }
+    HAVEN_TRY(repo->unlock());
+    return kExitOk;
+  });
+
+  // --- pg windows ---
+  auto* ws = pg->add_subcommand("windows", "the recoverable point-in-time windows per timeline");
+  app.on(ws, [&app]() -> CommandResult {
+    HAVEN_ASSIGN(auto repo, app.open_repository());
+    HAVEN_ASSIGN(auto backups, pg::list_base_backups(*repo));
+    HAVEN_ASSIGN(auto windows, pg::recoverable_windows(*repo, backups));
+    if (app.globals().json) {
+      nlohmann::json j = nlohmann::json::array();
+      for (const auto& w : windows) {
+        j.push_back({{"timeline", w.timeline}, {"from_time", format_time(w.from_time)},
+                     {"from_lsn", pg::format_lsn(w.from_lsn)}, {"to_lsn", pg::format_lsn(w.to_lsn)},
+                     {"last_segment", w.last_segment}, {"base_backups", w.base_backups}});
+      }
+      std::cout << j.dump() << "\n";
+      return kExitOk;
+    }
+    if (windows.empty()) std::cout << pg::describe_windows(windows) << "\n";
+    for (const auto& w : windows) {
+      std::cout << "timeline " << w.timeline << ": " << format_time(w.from_time) << " (LSN "
+                << pg::format_lsn(w.from_lsn) << ") to the end of " << w.last_segment << " (LSN "
+                << pg::format_lsn(w.to_lsn) << "), " << w.base_backups << " base backup(s)\n";
+    }
+    return kExitOk;
+  });
+
+  // --- pg restore ---
+  auto r = std::make_shared<PgRestoreCliOptions>();
+  auto* rs = pg->add_subcommand("restore", "restore a base backup and recover to a point in time");
+  rs->add_option("--target", r->target, "the new data directory (absent or empty)")->required();
+  rs->add_option("--time", r->time, "recover to this time (RFC 3339, or local 'YYYY-MM-DD HH:MM:SS')");
+  rs->add_option("--lsn", r->lsn, "recover to this WAL position");
+  rs->add_option("--xid", r->xid, "recover to this transaction");
+  rs->add_flag("--latest", r->latest, "recover to the end of the archived WAL");
+  rs->add_flag("--start", r->start, "start the server and wait until recovery reaches the target");
+  rs->add_option("--port", r->port, "port for the restored server (written to postgresql.auto.conf)")
+      ->check(CLI::Range(1, 65535));
+  rs->add_option("--wal-key-file", r->key_file,
+                 "WAL key file for restore_command (default: write <target>/haven-wal.key)");
+  rs->add_option("--pg-bin", r->pg_bin, "PostgreSQL's bin directory (default: from PG_VERSION)");
+  rs->add_option("--wait", r->wait_seconds, "seconds to wait for recovery with --start (default 3600)");
+  rs->add_option("--threads", r->threads, "reader threads (default: one per core, at least 4)");
+  app.on(rs, [&app, r]() -> CommandResult {
+    HAVEN_ASSIGN(pg::RecoveryTarget target, parse_target(*r));
+    HAVEN_ASSIGN(auto repo, app.open_repository());
+    HAVEN_TRY(app.lock(*repo, false));
+    HAVEN_TRY(app.load_index(*repo));
+    std::string target_dir = r->target;
+    while (target_dir.size() > 1 && target_dir.back() == '/') target_dir.pop_back();
+    std::string key_file = r->key_file;
+    if (key_file.empty()) key_file = target_dir + "/haven-wal.key";
+    if (key_file[0] != '/') {
+      char cwd[PATH_MAX];
+      if (::getcwd(cwd, sizeof cwd) != nullptr) key_file = std::string(cwd) + "/" + key_file;
+    }
+    pg::PgRestoreOptions o;
+    o.target = target_dir;
+    o.recovery = target;
+    o.port = r->port;
+    o.threads = r->threads;
+    o.restore_command = shell_quote(self_exe()) + " -r " + shell_quote(app.globals().repo) +
+                        " wal-fetch --wal-key-file " + shell_quote(key_file) + " %f %p";
+    CliSink sink(app.globals().json, app.globals().quiet);
+    HAVEN_ASSIGN(pg::PgRestoreResult res, pg::restore_for_recovery(*repo, o, sink));
+    sink.clear_line();
+    if (r->key_file.empty()) {
+      HAVEN_ASSIGN(std::string fp, pg::repository_fingerprint(repo->backend()));
+      HAVEN_TRY(pg::write_wal_key_file(key_file, pg::derive_wal_key(repo->master_key(), fp), true));
+      struct stat st;
+      if (::geteuid() == 0 && ::stat(target_dir.c_str(), &st) == 0) (void)::chown(key_file.c_str(), st.st_uid, st.st_gid);
+    }
+    HAVEN_TRY(repo->unlock());
+    if (!app.globals().quiet) {
+      std::cout << "restored base backup " << repo::short_hex(res.base.id) << " (stopped "
+                << format_time(res.base.stop_time) << ", LSN " << pg::format_lsn(res.base.stop_lsn) << ") to "
+                << target_dir << ": " << res.files << " files, " << human_bytes(res.bytes)
+                << "; recovery target: " << target.text << "\n";
+    }
+    if (!r->start) {
+      if (!app.globals().quiet) std::cout << "start the server to recover (or pass --start)\n";
+      return kExitOk;
+    }
+    HAVEN_ASSIGN(std::string bin, pg::find_pg_bin(target_dir, r->pg_bin));
+    HAVEN_TRY(pg::start_and_wait_for_recovery(target_dir, bin, std::chrono::seconds(r->wait_seconds)));
+    if (!app.globals().quiet) std::cout << "recovery finished: the server is running and accepts writes\n";
+    return kExitOk;
+  });
+}
+
+}  // namespace haven::cli

@@ -1,0 +1,50 @@
+// pg/basebackup.h — a PostgreSQL base backup through the file pipeline (docs/FORMAT.md §10).
+//
+// Non-exclusive: one libpq session calls pg_backup_start(label, fast), the data directory and
+// every tablespace go through backup::run (deduplicated like any files; what PostgreSQL
+// documents as safe to skip is skipped), and pg_backup_stop(wait_for_archive) runs from the
+// backup's before_snapshot hook, so the snapshot is written only once PostgreSQL has archived
+// the WAL the backup needs. Its backup_label, tablespace_map, start/stop positions, timeline
+// and times are kept in the snapshot's meta ("pg.*"), with the tag "pg".
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "backup/backup.h"
+#include "repo/repository.h"
+#include "util/events.h"
+
+namespace haven::pg {
+
+struct BaseBackupOptions {
+  std::string conninfo;  // libpq connection string; empty: PG* environment variables
+  std::string pgdata;    // the cluster's data directory, as this host sees it
+  std::string strategy = "incremental";
+  std::vector<std::string> tags;
+  unsigned threads = 0;
+};
+
+struct BaseBackupResult {
+  repo::Id snapshot{};
+  std::string start_lsn, stop_lsn, start_wal, stop_wal;
+  uint32_t timeline = 0;
+  backup::Summary summary;
+};
+
+Result<BaseBackupResult> base_backup(repo::Repository& repo, const BaseBackupOptions& options,
+                                     EventSink& events);
+
+// What base backups skip inside the data directory (patterns for backup::Options::excludes):
+// PostgreSQL's documented list — the contents of pg_wal, pg_replslot, pg_dynshmem, pg_notify,
+// pg_serial, pg_snapshots, pg_stat_tmp and pg_subtrans (the directories stay), postmaster.pid
+// and .opts, pgsql_tmp*, pg_internal.init, and backup_label/tablespace_map left by an old
+// exclusive backup.
+std::vector<std::string> skipped_paths(const std::string& pgdata);
+
+// An LSN "X/Y" as a 64-bit position and back.
+std::optional<uint64_t> parse_lsn(const std::string& s);
+std::string format_lsn(uint64_t lsn);
+
+}  // namespace haven::pg

@@ -1,0 +1,69 @@
+// pg/recovery.h — point-in-time recovery: which base backups and WAL the repository holds, the
+// windows they make recoverable, and restoring a base backup with recovery settings.
+//
+// A base backup B on timeline t is recoverable from its stop position (where it becomes
+// consistent) to the end of the unbroken run of archived segments of timeline t that starts
+// with B's first segment. A target is recovered from the newest base backup that stopped
+// before it.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "repo/repository.h"
+#include "util/events.h"
+
+namespace haven::pg {
+
+struct BaseBackup {
+  repo::Id id{};
+  repo::Snapshot snapshot;
+  uint32_t timeline = 0;
+  uint64_t start_lsn = 0, stop_lsn = 0;
+  TimeNs stop_time = 0;
+  uint64_t wal_segment_size = 16u << 20;
+};
+
+// Every base backup in the repository, oldest first.
+Result<std::vector<BaseBackup>> list_base_backups(repo::Repository& repo);
+
+struct Window {
+  uint32_t timeline = 0;
+  uint64_t from_lsn = 0, to_lsn = 0;  // to_lsn: the end of the last archived segment
+  TimeNs from_time = 0;               // the oldest base backup's stop time
+  std::string last_segment;
+  size_t base_backups = 0;
+};
+// The recoverable windows, per timeline (base backups whose WAL is incomplete make none).
+Result<std::vector<Window>> recoverable_windows(repo::Repository& repo,
+                                                const std::vector<BaseBackup>& backups);
+std::string describe_windows(const std::vector<Window>& windows);
+
+struct RecoveryTarget {
+  enum class Kind { kLatest, kTime, kLsn, kXid } kind = Kind::kLatest;
+  TimeNs time = 0;
+  uint64_t lsn = 0;
+  std::string text;  // as given (time in RFC 3339, LSN X/Y, xid)
+};
+
+struct PgRestoreOptions {
+  std::string target;           // the new data directory (absent or empty)
+  RecoveryTarget recovery;
+  std::string restore_command;  // written into postgresql.auto.conf
+  int port = 0;                 // if set, written into postgresql.auto.conf
+  unsigned threads = 0;
+};
+
+struct PgRestoreResult {
+  BaseBackup base;
+  uint64_t files = 0, bytes = 0;
+};
+
+// Picks the base backup (refusing a target outside every window, naming the windows), restores
+// it into options.target with its backup_label and tablespace_map, and writes the recovery
+// settings and recovery.signal.
+Result<PgRestoreResult> restore_for_recovery(repo::Repository& repo, const PgRestoreOptions& options,
+                                             EventSink& events);
+
+}  // namespace haven::pg

@@ -1,0 +1,104 @@
+#include "pg/server.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <grp.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+namespace haven::pg {
+
+namespace {
+
+bool exists(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0;
+}
+
+std::string log_tail(const std::string& path, size_t lines) {
+  std::ifstream in(path);
+  std::vector<std::string> all;
+  for (std::string l; std::getline(in, l);) all.push_back(l);
+  std::string out;
+  for (size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); i++) out += "\n  " + all[i];
+  return out;
+}
+
+// Runs argv as `uid`/`gid` (when root), waits; returns the exit status.
+Result<int> run_as(const std::vector<std::string>& args, uid_t uid, gid_t gid) {
+  std::vector<char*> argv;
+  std::vector<std::string> copy = args;
+  for (auto& a : copy) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = ::fork();
+  if (pid < 0) return errno_error("fork", errno);
+  if (pid == 0) {
+    if (::geteuid() == 0) {
+      if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) _exit(126);
+    }
+    int devnull = ::open("/dev/null", O_RDWR);
+    if (devnull >= 0) {
+      ::dup2(devnull, 0);
+      ::dup2(devnull, 1);
+    }
+    ::execv(argv[0], argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+}  // namespace
+
+Result<std::string> find_pg_bin(const std::string& datadir, const std::string& bin_dir) {
+  if (!bin_dir.empty()) {
+    if (!exists(bin_dir + "/pg_ctl")) {
+      return Error(Error::Code::kInvalidArgument, bin_dir + " has no pg_ctl: pass PostgreSQL's bin directory");
+    }
+    return bin_dir;
+  }
+  std::ifstream in(datadir + "/PG_VERSION");
+  std::string major;
+  std::getline(in, major);
+  std::string dir = "/usr/lib/postgresql/" + major + "/bin";
+  if (!major.empty() && exists(dir + "/pg_ctl")) return dir;
+  return Error(Error::Code::kNotFound, "cannot find pg_ctl for PostgreSQL " + major +
+                                           " (looked in " + dir + "): pass --pg-bin DIR");
+}
+
+Status start_and_wait_for_recovery(const std::string& datadir, const std::string& bin_dir,
+                                   std::chrono::seconds timeout) {
+  struct stat st;
+  if (::stat(datadir.c_str(), &st) != 0) return errno_error(datadir, errno);
+  const std::string log = datadir + "/haven-recovery.log";
+  // -w: returns once the server accepts connections (during recovery, hot standby allows it).
+  HAVEN_ASSIGN(int rc, run_as({bin_dir + "/pg_ctl", "-D", datadir, "-l", log, "-w", "-t",
+                               std::to_string(timeout.count()), "start"},
+                              st.st_uid, st.st_gid));
+  if (rc != 0) {
+    return Error(Error::Code::kIo, "pg_ctl start failed (exit " + std::to_string(rc) + "); the server log " + log +
+                                       " ends with:" + log_tail(log, 15));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (exists(datadir + "/recovery.signal")) {
+    if (!exists(datadir + "/postmaster.pid")) {
+      return Error(Error::Code::kIo, "the server stopped during recovery; " + log + " ends with:" + log_tail(log, 15));
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      return Error(Error::Code::kTransient, "recovery did not finish within " + std::to_string(timeout.count()) +
+                                                " s; the server is still running (see " + log + ")");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return ok_status();
+}
+
+}  // namespace haven::pg

@@ -1,0 +1,22 @@
+// pg/server.h — starting a restored cluster and waiting for its recovery (haven pg restore
+// --start). pg_ctl runs as the data directory's owner (PostgreSQL refuses to run as root).
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "util/error.h"
+
+namespace haven::pg {
+
+// The directory holding pg_ctl for the cluster in `datadir` (from its PG_VERSION), or `bin_dir`
+// if given.
+Result<std::string> find_pg_bin(const std::string& datadir, const std::string& bin_dir);
+
+// `pg_ctl start` on `datadir` (log to <datadir>/haven-recovery.log), then waits until recovery
+// has finished (recovery.signal removed by the promotion) or the server stopped. On failure the
+// error quotes the end of the server log.
+Status start_and_wait_for_recovery(const std::string& datadir, const std::string& bin_dir,
+                                   std::chrono::seconds timeout);
+
+}  // namespace haven::pg

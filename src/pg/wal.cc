@@ -1,0 +1,283 @@
+#include "pg/wal.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include <nlohmann/json.hpp>
+
+#include "repo/format.h"
+#include "util/bytes.h"
+
+namespace haven::pg {
+
+using storage::ObjectName;
+using storage::ObjectType;
+
+namespace {
+
+constexpr char kKeyInfo[] = "haven wal key v1";
+constexpr char kAadPrefix[] = "haven wal:";
+constexpr size_t kMaxWalFile = size_t{1} << 30;  // PostgreSQL's largest wal_segment_size
+
+bool all_upper_hex(const std::string& s, size_t from, size_t n) {
+  if (s.size() < from + n) return false;
+  for (size_t i = from; i < from + n; i++) {
+    char c = s[i];
+    if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'))) return false;
+  }
+  return true;
+}
+
+Bytes aad_for(const std::string& name) {
+  Bytes aad(kAadPrefix, kAadPrefix + sizeof(kAadPrefix) - 1);
+  aad.insert(aad.end(), name.begin(), name.end());
+  return aad;
+}
+
+}  // namespace
+
+bool is_wal_file_name(const std::string& n) {
+  if (n.size() == 24) return all_upper_hex(n, 0, 24);
+  if (n.size() == 24 + 8 && n.compare(24, 8, ".partial") == 0) return all_upper_hex(n, 0, 24);
+  if (n.size() == 8 + 8 && n.compare(8, 8, ".history") == 0) return all_upper_hex(n, 0, 8);
+  if (n.size() == 24 + 1 + 8 + 7 && n[24] == '.' && n.compare(33, 7, ".backup") == 0) {
+    return all_upper_hex(n, 0, 24) && all_upper_hex(n, 25, 8);
+  }
+  return false;
+}
+
+std::optional<SegmentId> parse_segment_name(const std::string& n) {
+  if (n.size() != 24 || !all_upper_hex(n, 0, 24)) return std::nullopt;
+  SegmentId id;
+  id.timeline = static_cast<uint32_t>(std::stoul(n.substr(0, 8), nullptr, 16));
+  id.log = std::stoull(n.substr(8, 8), nullptr, 16);
+  id.seg = std::stoull(n.substr(16, 8), nullptr, 16);
+  return id;
+}
+
+Result<std::string> repository_fingerprint(storage::Backend& backend) {
+  auto prefix = backend.load({ObjectType::kConfig, "config"}, 0, repo::kPrefixSize);
+  if (!prefix.ok()) {
+    if (prefix.error().code() == Error::Code::kNotFound) {
+      return Error(Error::Code::kRepoNotFound, "no repository there (its config object is missing)");
+    }
+    return prefix.error();
+  }
+  HAVEN_ASSIGN(repo::Header h, repo::parse_header(*prefix, "config"));
+  return to_hex(ByteView(h.salt.data(), h.salt.size()));
+}
+
+WalKey derive_wal_key(const repo::MasterKey& master, const std::string& fingerprint,
+                      std::optional<uint32_t> generation) {
+  WalKey k;
+  k.repository = fingerprint;
+  k.generation = generation.value_or(master.current_generation);
+  const crypto::SecretKey* enc = master.encryption_key(k.generation);
+  if (enc == nullptr) enc = master.encryption_key(master.current_generation);
+  auto salt = from_hex(fingerprint).value_or(Bytes{});
+  k.key = crypto::hkdf(*enc, salt,
+                       ByteView(reinterpret_cast<const uint8_t*>(kKeyInfo), sizeof(kKeyInfo) - 1));
+  return k;
+}
+
+Status write_wal_key_file(const std::string& path, const WalKey& key, bool overwrite) {
+  nlohmann::json j = {{"haven_wal_key", 1},
+                      {"repository", key.repository},
+                      {"generation", key.generation},
+                      {"key", to_hex(key.key.view())}};
+  std::string text = j.dump(2) + "\n";
+  // Written under a temporary name with mode 0600 from the start, then renamed: the key is
+  // never readable by others, not even for a moment.
+  std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return errno_error(tmp, errno);
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+  int err = errno;
+  ::close(fd);
+  std::memset(text.data(), 0, text.size());
+  if (!ok) {
+    ::unlink(tmp.c_str());
+    return errno_error(path, err);
+  }
+  if (!overwrite) {
+    if (::link(tmp.c_str(), path.c_str()) != 0) {
+      err = errno;
+      ::unlink(tmp.c_str());
+      if (err == EEXIST) {
+        return Error(Error::Code::kAlreadyExists,
+                     path + " already exists: remove it first or pass --force to replace it");
+      }
+      return errno_error(path, err);
+    }
+    ::unlink(tmp.c_str());
+    return ok_status();
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    err = errno;
+    ::unlink(tmp.c_str());
+    return errno_error(path, err);
+  }
+  return ok_status();
+}
+
+Result<WalKey> read_wal_key_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno_error("WAL key file " + path, errno);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    return errno_error(path, err);
+  }
+  if ((st.st_mode & 077) != 0) {
+    ::close(fd);
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return Error(Error::Code::kPermissionDenied,
+                 "WAL key file " + path + " can be read by others (mode " + mode +
+                     "): run 'chmod 600 " + path + "'");
+  }
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  auto bad = [&](const std::string& why) {
+    return Error(Error::Code::kInvalidArgument,
+                 path + " is not a Haven WAL key file (" + why + "): write one with 'haven pg archive-key'");
+  };
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  std::memset(text.data(), 0, text.size());
+  if (!j.is_object() || j.value("haven_wal_key", 0) != 1) return bad("unknown format");
+  WalKey k;
+  k.repository = j.value("repository", "");
+  k.generation = j.value("generation", 0u);
+  std::string hex = j.value("key", "");
+  auto raw = from_hex(hex);
+  std::memset(hex.data(), 0, hex.size());
+  if (!raw || raw->size() != crypto::kKeySize || k.repository.empty()) return bad("no key in it");
+  k.key = crypto::SecretKey(*raw);
+  std::memset(raw->data(), 0, raw->size());
+  return k;
+}
+
+Result<Bytes> read_local_wal_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno_error(path, errno);
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) > kMaxWalFile) {
+    int err = errno;
+    ::close(fd);
+    if (err != 0 && !S_ISREG(st.st_mode)) return errno_error(path, err);
+    return Error(Error::Code::kInvalidArgument, path + " is not a WAL file (not a regular file of at most 1 GiB)");
+  }
+  Bytes data(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::pread(fd, data.data() + done, data.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int err = n < 0 ? errno : EIO;
+      ::close(fd);
+      return errno_error(path, err);
+    }
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  return data;
+}
+
+Status write_local_wal_file(const std::string& path, ByteView data) {
+  std::string tmp = path + ".haven-" + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return errno_error(path, errno);
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int err = n < 0 ? errno : EIO;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return errno_error(path, err);
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::close(fd) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return errno_error(path, err);
+  }
+  return ok_status();
+}
+
+Result<Bytes> open_wal_object(const WalKey& key, const std::string& name, ByteView object) {
+  std::string what = "WAL file " + name;
+  HAVEN_ASSIGN(repo::Header h, repo::parse_header(object, what));
+  if (h.kind != repo::ObjectKind::kWal) return Error(Error::Code::kCorrupt, what + ": wrong object kind");
+  if (h.key_generation != key.generation) {
+    return Error(Error::Code::kCorrupt, what + ": sealed with key generation " +
+                                            std::to_string(h.key_generation) + ", the WAL key is for generation " +
+                                            std::to_string(key.generation));
+  }
+  crypto::SecretKey subkey = repo::object_key(key.key, h);
+  Bytes plain;
+  if (!repo::open_record(subkey, h, repo::kPrefixSize, aad_for(name), object.subspan(repo::kPrefixSize), plain)) {
+    return Error(Error::Code::kCorrupt,
+                 what + ": authentication failed (damaged, stored under another name, or sealed "
+                        "with another repository's WAL key)");
+  }
+  auto body = repo::decode_record(plain, kMaxWalFile);
+  if (!body.ok()) return body.error().with_context(what);
+  return body;
+}
+
+Result<Bytes> fetch(storage::Backend& backend, const WalKey& key, const std::string& name) {
+  if (!is_wal_file_name(name)) {
+    return Error(Error::Code::kInvalidArgument, "'" + name + "' is not a WAL file name");
+  }
+  HAVEN_ASSIGN(Bytes object, backend.load({ObjectType::kWal, name}));
+  return open_wal_object(key, name, object);
+}
+
+Result<PushOutcome> push(storage::Backend& backend, const WalKey& key, const std::string& name,
+                         ByteView content, repo::Compression compression) {
+  if (!is_wal_file_name(name)) {
+    return Error(Error::Code::kInvalidArgument,
+                 "'" + name + "' is not a WAL file name (a segment, .partial, .history or .backup file)");
+  }
+  if (content.size() > kMaxWalFile) {
+    return Error(Error::Code::kInvalidArgument, name + " is larger than 1 GiB: not a WAL file");
+  }
+  HAVEN_ASSIGN(std::string fingerprint, repository_fingerprint(backend));
+  if (fingerprint != key.repository) {
+    return Error(Error::Code::kInvalidArgument,
+                 "the WAL key belongs to another repository: write a key for this one with "
+                 "'haven pg archive-key'");
+  }
+  repo::Header h;
+  h.kind = repo::ObjectKind::kWal;
+  h.key_generation = key.generation;
+  h.salt = crypto::random_array<repo::kSaltSize>();
+  Bytes object(repo::kPrefixSize);
+  h.encode(object.data());
+  Bytes record;
+  repo::encode_record(compression, content, record);
+  repo::seal_record(repo::object_key(key.key, h), h, aad_for(name), record, object);
+  Status saved = backend.save({ObjectType::kWal, name}, object);
+  if (saved.ok()) return PushOutcome::kStored;
+  if (saved.error().code() != Error::Code::kAlreadyExists) return saved.error();
+  // Archived before (a retried archive_command, or after a crash): fine if it is the same file.
+  HAVEN_ASSIGN(Bytes existing, fetch(backend, key, name));
+  if (existing.size() == content.size() &&
+      std::memcmp(existing.data(), content.data(), content.size()) == 0) {
+    return PushOutcome::kAlreadyIdentical;
+  }
+  return Error(Error::Code::kAlreadyExists,
+               "WAL file " + name + " is already archived with different contents: refusing to "
+               "replace it (is another cluster archiving into this repository?)");
+}
+
+}  // namespace haven::pg

@@ -1,0 +1,73 @@
+// pg/wal.h — the WAL archive: the files PostgreSQL's archive_command hands over (segments,
+// timeline .history files, .backup history files, .partial segments), each stored as one object
+// wal/<file name>, compressed and sealed (docs/FORMAT.md §10).
+//
+// The WAL key. archive_command starts one process per segment; deriving the master key from a
+// password with Argon2id (64 MiB, ~0.1 s and more by design) on every call would cap archiving
+// at a few segments per second. So WAL objects are sealed under their own key, derived from
+// the master key with HKDF (a password opens it too), which `haven pg archive-key` writes once
+// to a file readable only by its owner (the PostgreSQL server's user). That file opens WAL
+// objects and nothing else: not the master key, not file backups or base backups. It names the
+// repository it belongs to (the config object's salt, readable without a password), so a key
+// for another repository is refused before anything is written.
+//
+// Idempotence: pushing a file whose name is taken succeeds if the stored plaintext equals the
+// new one and fails loudly (kAlreadyExists) if not: two clusters archiving into one repository,
+// or a damaged segment, must never replace good WAL.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "crypto/crypto.h"
+#include "repo/compress.h"
+#include "repo/keys.h"
+#include "storage/backend.h"
+
+namespace haven::pg {
+
+// What the archive accepts: 24 hex digits (a segment), with ".partial", "<8 hex>.history", or
+// "<24 hex>.<8 hex>.backup". Upper-case hex, as PostgreSQL names them.
+bool is_wal_file_name(const std::string& name);
+
+// A segment name's timeline and position: name = TTTTTTTT LLLLLLLL SSSSSSSS; the segment
+// number is L * (4 GiB / segment size) + S.
+struct SegmentId {
+  uint32_t timeline = 0;
+  uint64_t log = 0, seg = 0;
+};
+std::optional<SegmentId> parse_segment_name(const std::string& name);
+
+struct WalKey {
+  std::string repository;  // the repository's fingerprint (hex of the config salt)
+  uint32_t generation = 0;
+  crypto::SecretKey key;
+};
+
+// The repository's fingerprint, readable without a password.
+Result<std::string> repository_fingerprint(storage::Backend& backend);
+// The WAL key for the master key's current generation (or `generation`).
+WalKey derive_wal_key(const repo::MasterKey& master, const std::string& fingerprint,
+                      std::optional<uint32_t> generation = std::nullopt);
+// Writes the key file (mode 0600, created; kAlreadyExists if `path` exists and !overwrite).
+Status write_wal_key_file(const std::string& path, const WalKey& key, bool overwrite);
+// Reads a key file; refuses one that others can read (the fix is in the message).
+Result<WalKey> read_wal_key_file(const std::string& path);
+
+enum class PushOutcome { kStored, kAlreadyIdentical };
+
+// Stores `content` as wal/<name>. `key.repository` must match the backend's repository.
+Result<PushOutcome> push(storage::Backend& backend, const WalKey& key, const std::string& name,
+                         ByteView content, repo::Compression compression = repo::Compression::kLow);
+// The plaintext of wal/<name>; kNotFound if it is not archived.
+Result<Bytes> fetch(storage::Backend& backend, const WalKey& key, const std::string& name);
+// The local side of archive_command / restore_command: reads a WAL file whole; writes one
+// under a temporary name in the same directory, then renames it (a killed fetch leaves no
+// partial file where PostgreSQL would read it).
+Result<Bytes> read_local_wal_file(const std::string& path);
+Status write_local_wal_file(const std::string& path, ByteView data);
+// Opens an object already loaded (check uses this).
+Result<Bytes> open_wal_object(const WalKey& key, const std::string& name, ByteView object);
+
+}  // namespace haven::pg
