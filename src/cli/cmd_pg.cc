@@ -11,6 +11,9 @@
 #include "cli/progress.h"
 #include "pg/basebackup.h"
 #include "pg/recovery.h"
+#include "pg/retention.h"
+#include "retention/policy.h"
+#include "retention/prune.h"
 #include "pg/server.h"
 #include "pg/wal.h"
 
@@ -152,6 +155,48 @@ void register_pg(App& app) {
                 << pg::format_lsn(w.from_lsn) << ") to the end of " << w.last_segment << " (LSN "
                 << pg::format_lsn(w.to_lsn) << "), " << w.base_backups << " base backup(s)\n";
     }
+    return kExitOk;
+  });
+
+  // --- pg retain ---
+  struct RetainOpts {
+    std::string window;
+    bool dry_run = false, prune = false;
+  };
+  auto ro = std::make_shared<RetainOpts>();
+  auto* rt = pg->add_subcommand("retain", "keep the base backups and WAL a point-in-time window needs; remove older ones");
+  rt->add_option("--window", ro->window, "how far back recovery must reach: 30d, 2w, 72h…")->required();
+  rt->add_flag("--dry-run", ro->dry_run, "show what would go, change nothing");
+  rt->add_flag("--prune", ro->prune, "prune afterwards (frees the forgotten base backups' data)");
+  app.on(rt, [&app, ro]() -> CommandResult {
+    HAVEN_ASSIGN(TimeNs window, retention::parse_duration(ro->window));
+    HAVEN_ASSIGN(auto repo, app.open_repository());
+    HAVEN_TRY(app.lock(*repo, !ro->dry_run));
+    HAVEN_ASSIGN(pg::RetainResult r, pg::retain(*repo, window, now(), ro->dry_run));
+    const bool quiet = app.globals().quiet || app.globals().json;
+    if (!quiet) {
+      for (const auto& b : r.forgotten) {
+        std::cout << (ro->dry_run ? "would forget" : "forgot") << " base backup " << repo::short_hex(b.id)
+                  << " (stopped " << format_time(b.stop_time) << ")\n";
+      }
+      std::cout << "kept " << r.kept.size() << " base backup(s)";
+      if (!r.oldest_needed_segment.empty()) std::cout << "; oldest WAL needed: " << r.oldest_needed_segment;
+      std::cout << "; " << (ro->dry_run ? "would remove " : "removed ") << r.wal_removed.size()
+                << " WAL file(s), " << human_bytes(r.wal_bytes_removed) << "\n";
+    }
+    if (app.globals().json) {
+      nlohmann::json j = {{"kept", r.kept.size()}, {"forgotten", r.forgotten.size()},
+                          {"wal_removed", r.wal_removed.size()}, {"wal_bytes_removed", r.wal_bytes_removed},
+                          {"oldest_needed_segment", r.oldest_needed_segment}, {"dry_run", ro->dry_run}};
+      std::cout << j.dump() << "\n";
+    }
+    if (ro->prune && !ro->dry_run && !r.forgotten.empty()) {
+      CliSink sink(app.globals().json, app.globals().quiet);
+      HAVEN_ASSIGN(retention::PruneStats ps, retention::prune(*repo, retention::PruneOptions{}, sink));
+      sink.clear_line();
+      if (!quiet) std::cout << "prune: deleted " << human_bytes(ps.bytes_deleted) << "\n";
+    }
+    HAVEN_TRY(repo->unlock());
     return kExitOk;
   });
 
