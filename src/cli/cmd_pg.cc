@@ -15,6 +15,7 @@
 #include "retention/policy.h"
 #include "retention/prune.h"
 #include "pg/server.h"
+#include "pg/validate.h"
 #include "pg/wal.h"
 
 namespace haven::cli {
@@ -25,11 +26,13 @@ namespace {
 
 struct PgBackupOptions {
   pg::BaseBackupOptions o;
+  bool no_row_counts = false;
 };
 
 struct PgRestoreCliOptions {
   std::string target, time, lsn, xid, key_file, pg_bin;
-  bool latest = false, start = false;
+  bool latest = false, start = false, validate = false;
+  std::string conninfo;
   int port = 0;
   unsigned threads = 0;
   int wait_seconds = 3600;
@@ -94,6 +97,45 @@ Result<pg::RecoveryTarget> parse_target(const PgRestoreCliOptions& o) {
   return t;
 }
 
+// Row counts a base backup recorded (empty if it recorded none).
+std::map<std::string, uint64_t> recorded_rows(const repo::Snapshot& s) {
+  std::map<std::string, uint64_t> out;
+  auto it = s.meta.find("pg.row_counts");
+  if (it == s.meta.end()) return out;
+  auto j = nlohmann::json::parse(it->second, nullptr, false);
+  if (j.is_object()) {
+    for (auto& [k, v] : j.items()) {
+      if (v.is_number_unsigned()) out[k] = v.get<uint64_t>();
+    }
+  }
+  return out;
+}
+
+// Validates the cluster behind `conninfo` and prints the report; returns the exit code.
+Result<int> run_validation(App& app, const std::string& conninfo, const std::map<std::string, uint64_t>& recorded) {
+  HAVEN_ASSIGN(auto conn, pg::Connection::open(conninfo));
+  HAVEN_ASSIGN(pg::Validation v, pg::validate(conn, recorded));
+  if (app.globals().json) {
+    nlohmann::json j = {{"ok", v.ok()}, {"rows", v.rows}, {"failures", v.failures}, {"notes", v.notes},
+                        {"foreign_keys", v.foreign_keys}, {"indexes_checked", v.indexes_checked},
+                        {"tables_compared", v.tables_compared}, {"tables_differing", v.tables_differing}};
+    std::cout << j.dump() << "\n";
+  } else if (!app.globals().quiet) {
+    uint64_t total = 0;
+    for (const auto& [t, n] : v.rows) total += n;
+    std::cout << "validation: connected; " << v.rows.size() << " table(s), " << total << " row(s); "
+              << v.foreign_keys << " foreign key(s) checked; " << v.indexes_checked << " index(es) checked with amcheck";
+    if (v.tables_compared) {
+      std::cout << "; row counts vs backup time: " << v.tables_compared - v.tables_differing << " of "
+                << v.tables_compared << " equal";
+    }
+    std::cout << "\n";
+    for (const auto& n : v.notes) std::cout << "  note: " << n << "\n";
+    for (const auto& f : v.failures) std::cerr << "  FAILED: " << f << "\n";
+  }
+  return v.ok() ? kExitOk : kExitFailure;
+}
+
 }  // namespace
 
 void register_pg(App& app) {
@@ -110,7 +152,10 @@ void register_pg(App& app) {
       ->check(CLI::IsMember({"full", "incremental", "differential"}));
   bs->add_option("--tag", b->o.tags, "tag the snapshot (repeatable)")->allow_extra_args(false);
   bs->add_option("--threads", b->o.threads, "worker threads (default: one per core)");
+  bs->add_flag("--no-row-counts", b->no_row_counts,
+               "do not record the tables' row counts (saves a scan of every table)");
   app.on(bs, [&app, b]() -> CommandResult {
+    b->o.row_counts = !b->no_row_counts;
     HAVEN_ASSIGN(auto repo, app.open_repository());
     HAVEN_TRY(app.lock(*repo, false));
     HAVEN_TRY(app.load_index(*repo));
@@ -156,6 +201,25 @@ void register_pg(App& app) {
                 << pg::format_lsn(w.to_lsn) << "), " << w.base_backups << " base backup(s)\n";
     }
     return kExitOk;
+  });
+
+  // --- pg validate ---
+  struct ValidateOpts {
+    std::string conninfo, against;
+  };
+  auto vo = std::make_shared<ValidateOpts>();
+  auto* vs = pg->add_subcommand("validate", "check a (restored) cluster: connect, rows, foreign keys, indexes, checksums");
+  vs->add_option("--conninfo", vo->conninfo, "libpq connection string (default: the PG* environment variables)");
+  vs->add_option("--against", vo->against, "compare row counts with this base backup (ID prefix or 'latest')");
+  app.on(vs, [&app, vo]() -> CommandResult {
+    std::map<std::string, uint64_t> recorded;
+    if (!vo->against.empty()) {
+      HAVEN_ASSIGN(auto repo, app.open_repository());
+      HAVEN_ASSIGN(repo::Id id, app.resolve_snapshot(*repo, vo->against));
+      HAVEN_ASSIGN(repo::Snapshot snap, repo->load_snapshot(id));
+      recorded = recorded_rows(snap);
+    }
+    return run_validation(app, vo->conninfo, recorded);
   });
 
   // --- pg retain ---
@@ -215,9 +279,14 @@ void register_pg(App& app) {
                  "WAL key file for restore_command (default: write <target>/haven-wal.key)");
   rs->add_option("--pg-bin", r->pg_bin, "PostgreSQL's bin directory (default: from PG_VERSION)");
   rs->add_option("--wait", r->wait_seconds, "seconds to wait for recovery with --start (default 3600)");
+  rs->add_flag("--validate", r->validate, "with --start: validate the recovered cluster (see 'pg validate')");
+  rs->add_option("--conninfo", r->conninfo, "with --validate: how to connect to the restored server");
   rs->add_option("--threads", r->threads, "reader threads (default: one per core, at least 4)");
   app.on(rs, [&app, r]() -> CommandResult {
     HAVEN_ASSIGN(pg::RecoveryTarget target, parse_target(*r));
+    if (r->validate && !r->start) {
+      return Error(Error::Code::kInvalidArgument, "--validate needs --start (the server must run to be validated)");
+    }
     HAVEN_ASSIGN(auto repo, app.open_repository());
     HAVEN_TRY(app.lock(*repo, false));
     HAVEN_TRY(app.load_index(*repo));
@@ -259,6 +328,7 @@ void register_pg(App& app) {
     HAVEN_ASSIGN(std::string bin, pg::find_pg_bin(target_dir, r->pg_bin));
     HAVEN_TRY(pg::start_and_wait_for_recovery(target_dir, bin, std::chrono::seconds(r->wait_seconds)));
     if (!app.globals().quiet) std::cout << "recovery finished: the server is running and accepts writes\n";
+    if (r->validate) return run_validation(app, r->conninfo, recorded_rows(res.base.snapshot));
     return kExitOk;
   });
 }

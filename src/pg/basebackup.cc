@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pg/pgconn.h"
+#include "pg/validate.h"
 
 namespace haven::pg {
 
@@ -122,6 +123,13 @@ Result<BaseBackupResult> base_backup(repo::Repository& repo, const BaseBackupOpt
   events.emit({"progress", {{"pg_backup_started", res.start_lsn}}});
 
   bo.before_snapshot = [&](repo::Snapshot& snap) -> Status {
+    if (o.row_counts) {
+      // What validation after a restore compares with (the connected database's tables).
+      HAVEN_ASSIGN(auto counts, count_rows(conn));
+      HAVEN_ASSIGN(auto db, conn.value("SELECT current_database()"));
+      snap.meta["pg.database"] = db;
+      snap.meta["pg.row_counts"] = nlohmann::json(counts).dump();
+    }
     // Waits until PostgreSQL has archived the last WAL segment the backup needs.
     HAVEN_ASSIGN(auto stop, conn.rows(
         "SELECT lsn::text, labelfile, spcmapfile, pg_walfile_name(lsn) FROM pg_backup_stop(true) AS r(lsn, labelfile, spcmapfile)"));
