@@ -491,6 +491,8 @@ nlohmann::json report_json(const Report& r) {
           {"bytes_read", r.bytes_read},
           {"blobs_unused", r.blobs_unused},
           {"bytes_unused", r.bytes_unused},
+          {"wal_files", r.wal_files},
+          {"wal_read", r.wal_read},
           {"duration_ms", r.duration_ms}};
 }
 

@@ -50,6 +50,7 @@ struct Report {
   uint64_t keys = 0, index_files = 0, snapshots = 0, trees = 0, data_blobs = 0;
   uint64_t packs = 0, packs_unindexed = 0, packs_read = 0, blobs_read = 0, bytes_read = 0;
   uint64_t blobs_unused = 0, bytes_unused = 0;  // in the index, referenced by no snapshot
+  uint64_t wal_files = 0, wal_read = 0;         // PostgreSQL WAL archive (filled in by pg/)
   uint64_t duration_ms = 0;
   bool damaged() const;
 };

@@ -3,6 +3,7 @@
 
 #include "check/check.h"
 #include "cli/cli.h"
+#include "pg/archive_check.h"
 #include "cli/progress.h"
 
 namespace haven::cli {
@@ -21,6 +22,11 @@ void print_report(const check::Report& r) {
   if (r.packs_read > 0) {
     std::cout << "read " << r.packs_read << " pack(s), " << r.blobs_read << " blob(s), "
               << human_bytes(r.bytes_read) << "\n";
+  }
+  if (r.wal_files > 0) {
+    std::cout << r.wal_files << " WAL file(s) archived";
+    if (r.wal_read > 0) std::cout << ", " << r.wal_read << " read and authenticated";
+    std::cout << "\n";
   }
   if (r.blobs_unused > 0) {
     std::cout << r.blobs_unused << " blob(s) (" << human_bytes(r.bytes_unused)
@@ -66,6 +72,7 @@ void register_check(App& app) {
     HAVEN_TRY(app.lock(*repo, false));
     CliSink sink(false, app.globals().quiet || app.globals().json);
     HAVEN_ASSIGN(check::Report r, check::check(*repo, o, sink));
+    HAVEN_TRY(pg::check_archive(*repo, o.read_data != check::Options::ReadData::kNone, r));
     sink.clear_line();
     if (app.globals().json) {
       std::cout << check::report_json(r).dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
