@@ -31,7 +31,7 @@ struct PgBackupOptions {
 
 struct PgRestoreCliOptions {
   std::string target, time, lsn, xid, key_file, pg_bin;
-  bool latest = false, start = false, validate = false;
+  bool latest = false, start = false, validate = false, keep_archiving = false;
   std::string conninfo;
   int port = 0;
   unsigned threads = 0;
@@ -279,6 +279,9 @@ void register_pg(App& app) {
                  "WAL key file for restore_command (default: write <target>/haven-wal.key)");
   rs->add_option("--pg-bin", r->pg_bin, "PostgreSQL's bin directory (default: from PG_VERSION)");
   rs->add_option("--wait", r->wait_seconds, "seconds to wait for recovery with --start (default 3600)");
+  rs->add_flag("--keep-archiving", r->keep_archiving,
+               "leave archive_mode as it was (default: off in the restored cluster, so a copy never "
+               "writes its timeline into the original's archive)");
   rs->add_flag("--validate", r->validate, "with --start: validate the recovered cluster (see 'pg validate')");
   rs->add_option("--conninfo", r->conninfo, "with --validate: how to connect to the restored server");
   rs->add_option("--threads", r->threads, "reader threads (default: one per core, at least 4)");
@@ -302,6 +305,7 @@ void register_pg(App& app) {
     o.target = target_dir;
     o.recovery = target;
     o.port = r->port;
+    o.keep_archiving = r->keep_archiving;
     o.threads = r->threads;
     o.restore_command = shell_quote(self_exe()) + " -r " + shell_quote(app.globals().repo) +
                         " wal-fetch --wal-key-file " + shell_quote(key_file) + " %f %p";

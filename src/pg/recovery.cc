@@ -245,6 +245,7 @@ Result<PgRestoreResult> restore_for_recovery(repo::Repository& repo, const PgRes
   }
   if (rt.kind != RecoveryTarget::Kind::kLatest) conf += "recovery_target_action = 'promote'\n";
   if (o.port > 0) conf += "port = " + std::to_string(o.port) + "\n";
+  if (!o.keep_archiving) conf += "archive_mode = 'off'\n";
   HAVEN_TRY(write_text_file(o.target + "/postgresql.auto.conf", conf, true, uid, gid));
   HAVEN_TRY(write_text_file(o.target + "/recovery.signal", "", false, uid, gid));
   PgRestoreResult res;

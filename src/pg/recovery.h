@@ -52,6 +52,10 @@ struct PgRestoreOptions {
   RecoveryTarget recovery;
   std::string restore_command;  // written into postgresql.auto.conf
   int port = 0;                 // if set, written into postgresql.auto.conf
+  // A restored cluster archives nothing unless asked: with the original's archive_command it
+  // would add its new timeline to the same archive, and a later --latest recovery of the
+  // original (recovery_target_timeline 'latest') could follow the copy's branch.
+  bool keep_archiving = false;
   unsigned threads = 0;
 };
 
