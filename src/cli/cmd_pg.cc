@@ -26,7 +26,7 @@ namespace {
 
 struct PgBackupOptions {
   pg::BaseBackupOptions o;
-  bool no_row_counts = false;
+  bool row_counts = false;
 };
 
 struct PgRestoreCliOptions {
@@ -152,10 +152,10 @@ void register_pg(App& app) {
       ->check(CLI::IsMember({"full", "incremental", "differential"}));
   bs->add_option("--tag", b->o.tags, "tag the snapshot (repeatable)")->allow_extra_args(false);
   bs->add_option("--threads", b->o.threads, "worker threads (default: one per core)");
-  bs->add_flag("--no-row-counts", b->no_row_counts,
-               "do not record the tables' row counts (saves a scan of every table)");
+  bs->add_flag("--row-counts", b->row_counts,
+               "record every table's row count (a scan of each) for 'pg validate --against'");
   app.on(bs, [&app, b]() -> CommandResult {
-    b->o.row_counts = !b->no_row_counts;
+    b->o.row_counts = b->row_counts;
     HAVEN_ASSIGN(auto repo, app.open_repository());
     HAVEN_TRY(app.lock(*repo, false));
     HAVEN_TRY(app.load_index(*repo));
@@ -307,7 +307,16 @@ void register_pg(App& app) {
     o.port = r->port;
     o.keep_archiving = r->keep_archiving;
     o.threads = r->threads;
-    o.restore_command = shell_quote(self_exe()) + " -r " + shell_quote(app.globals().repo) +
+    // PostgreSQL runs restore_command in the data directory: a relative local path would point
+    // elsewhere there.
+    std::string location = app.globals().repo;
+    const bool remote = location.rfind("s3:", 0) == 0 || location.rfind("azure:", 0) == 0;
+    if (!remote) {
+      std::string path = location.rfind("local:", 0) == 0 ? location.substr(6) : location;
+      char real[PATH_MAX];
+      if (::realpath(path.c_str(), real) != nullptr) location = real;
+    }
+    o.restore_command = shell_quote(self_exe()) + " -r " + shell_quote(location) +
                         " wal-fetch --wal-key-file " + shell_quote(key_file) + " %f %p";
     CliSink sink(app.globals().json, app.globals().quiet);
     HAVEN_ASSIGN(pg::PgRestoreResult res, pg::restore_for_recovery(*repo, o, sink));

@@ -24,7 +24,7 @@ struct BaseBackupOptions {
   std::string strategy = "incremental";
   std::vector<std::string> tags;
   unsigned threads = 0;
-  bool row_counts = true;  // count every table's rows before pg_backup_stop (for validation)
+  bool row_counts = false;  // count every table's rows before pg_backup_stop (for validation)
 };
 
 struct BaseBackupResult {

@@ -201,6 +201,7 @@ Result<PgRestoreResult> restore_for_recovery(repo::Repository& repo, const PgRes
   restore::Options ro;
   ro.target = o.target;
   ro.threads = o.threads;
+  ro.sync = true;
   HAVEN_ASSIGN(restore::Summary rs, restore::run(repo, *data->subtree, ro, events));
   if (rs.errors > 0) {
     return Error(Error::Code::kCorrupt, std::to_string(rs.errors) +
@@ -219,6 +220,7 @@ Result<PgRestoreResult> restore_for_recovery(repo::Repository& repo, const PgRes
       restore::Options to;
       to.target = loc;
       to.threads = o.threads;
+      to.sync = true;
       HAVEN_ASSIGN(restore::Summary ts, restore::run(repo, *node->subtree, to, events));
       if (ts.errors > 0 || ts.skipped > 0) {
         return Error(Error::Code::kIo, "tablespace " + t.value("name", "") + " could not be restored to " + loc +

@@ -29,6 +29,7 @@ struct Options {
   std::vector<std::string> includes;  // snapshot paths ("etc/hosts" or "/etc/hosts"); empty = all
   std::vector<std::string> excludes;  // snapshot paths or glob patterns
   bool verify = false;                // re-read written files and check them against blob IDs
+  bool sync = false;                  // fdatasync each file when its last blob is written
   Overwrite overwrite = Overwrite::kNever;
   unsigned threads = 0;               // reader threads; 0: one per core, at least 4
   size_t batch_files = 4096;          // files open at once (also capped by the open-file limit)

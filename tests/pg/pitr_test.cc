@@ -150,7 +150,7 @@ class PgPitrTest : public ::testing::Test {
 };
 
 TEST_F(PgPitrTest, PointInTimeRecoveryToATimestampAndToTheLatest) {
-  RunResult r = pg_backup();
+  RunResult r = pg_backup({"--row-counts"});
   ASSERT_EQ(r.code, 0) << describe(r);
   EXPECT_TRUE(contains(r.out, "base backup ") && contains(r.out, "timeline 1")) << describe(r);
 
@@ -258,6 +258,21 @@ TEST_F(PgPitrTest, ATimeOutsideTheWindowIsRefused) {
   EXPECT_EQ(r.code, 2) << describe(r);
   EXPECT_TRUE(contains(r.err, "LSN")) << describe(r);
   EXPECT_FALSE(path_exists(target));
+
+  // A repository given by a relative path: restore_command (run by PostgreSQL inside the data
+  // directory) must name it absolutely.
+  {
+    const std::string rel = fs::relative(repo(), fs::current_path()).string();
+    ASSERT_NE(rel[0], '/') << rel;
+    RunOptions o;
+    o.uid = kNobody;
+    o.env = {{"HOME", dir_}, {"LC_ALL", "C"}};
+    RunResult rr = cli(rel, {"pg", "restore", "--target", dir_ + "/relative", "--latest"}, o);
+    ASSERT_EQ(rr.code, 0) << describe(rr);
+    const std::string conf = file_bytes(dir_ + "/relative/postgresql.auto.conf");
+    EXPECT_TRUE(contains(conf, "-r ''" + repo() + "''")) << conf;
+    EXPECT_TRUE(contains(conf, "archive_mode = 'off'")) << conf;
+  }
 
   // Nothing of the refusals reached the repository or the server.
   EXPECT_EQ(pg_->psql("SELECT count(*) FROM t2"), "1");
