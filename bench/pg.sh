@@ -22,8 +22,7 @@
 #   (zst 3, lz4 1), repo1-cipher-type=aes-256-cbc. pgBackRest 2.45's incremental is file-level.
 # - Haven's commands that open the repository with the password pay its Argon2id derivation
 #   (default parameters) each time, as a user would; wal-push uses the key file (no KDF).
-#   pg backup runs with its defaults, so it counts every table's rows (a full scan) before
-#   pg_backup_stop, for 'pg validate'.
+#   pg backup runs with its defaults (no --row-counts).
 # - "added by the incremental" is measured on each repository right before and after its own
 #   incremental, so it holds the backup plus the WAL segment its own pg_backup_stop switched.
 set -euo pipefail
