@@ -27,6 +27,9 @@ namespace {
 struct PgBackupOptions {
   pg::BaseBackupOptions o;
   bool row_counts = false;
+  // zstd level 1: base backups are the biggest job, and on PostgreSQL pages level 1 measured
+  // 1.7× faster than level 3 and no larger (bench/pg.sh data: 75 vs 83 MB per 200 MB).
+  std::string compression = "low";
 };
 
 struct PgRestoreCliOptions {
@@ -152,11 +155,14 @@ void register_pg(App& app) {
       ->check(CLI::IsMember({"full", "incremental", "differential"}));
   bs->add_option("--tag", b->o.tags, "tag the snapshot (repeatable)")->allow_extra_args(false);
   bs->add_option("--threads", b->o.threads, "worker threads (default: one per core)");
+  bs->add_option("--compression", b->compression, "none | low (default: zstd 1) | medium | high");
   bs->add_flag("--row-counts", b->row_counts,
                "record every table's row count (a scan of each) for 'pg validate --against'");
   app.on(bs, [&app, b]() -> CommandResult {
     b->o.row_counts = b->row_counts;
+    HAVEN_ASSIGN(repo::Compression compression, repo::parse_compression(b->compression));
     HAVEN_ASSIGN(auto repo, app.open_repository());
+    repo->set_compression(compression);
     HAVEN_TRY(app.lock(*repo, false));
     HAVEN_TRY(app.load_index(*repo));
     CliSink sink(app.globals().json, app.globals().quiet);
