@@ -76,6 +76,8 @@ Result<BaseBackupResult> base_backup(repo::Repository& repo, const BaseBackupOpt
                  o.pgdata + " is not a PostgreSQL data directory (it has no PG_VERSION): pass the "
                  "cluster's data directory with --pgdata");
   }
+  // Absolute and without symlinks, as the walker sees the files (the skip patterns are paths).
+  const std::string pgdata = real_path(o.pgdata);
   HAVEN_ASSIGN(auto conn, Connection::open(o.conninfo));
   HAVEN_ASSIGN(auto version, conn.value("SHOW server_version_num"));
   if (std::atoi(version.c_str()) < 150000) {
@@ -83,7 +85,7 @@ Result<BaseBackupResult> base_backup(repo::Repository& repo, const BaseBackupOpt
                  "PostgreSQL " + version + " is too old: haven pg backup needs PostgreSQL 15 or newer");
   }
   HAVEN_ASSIGN(auto data_dir, conn.value("SHOW data_directory"));
-  if (::stat(data_dir.c_str(), &st) == 0 && real_path(data_dir) != real_path(o.pgdata)) {
+  if (::stat(data_dir.c_str(), &st) == 0 && real_path(data_dir) != pgdata) {
     return Error(Error::Code::kInvalidArgument,
                  "the server's data directory is " + data_dir + ", not " + o.pgdata +
                      ": pass --pgdata " + data_dir + " (or connect to the right server)");
@@ -101,7 +103,7 @@ Result<BaseBackupResult> base_backup(repo::Repository& repo, const BaseBackupOpt
                                     "WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY oid"));
   nlohmann::json tablespaces = nlohmann::json::array();
   backup::Options bo;
-  bo.paths = {o.pgdata};
+  bo.paths = {pgdata};
   for (const auto& r : spcs) {
     tablespaces.push_back({{"oid", r[0]}, {"name", r[1]}, {"location", r[2]}});
     bo.paths.push_back(r[2]);
@@ -109,7 +111,7 @@ Result<BaseBackupResult> base_backup(repo::Repository& repo, const BaseBackupOpt
   bo.strategy = o.strategy;
   bo.tags = o.tags;
   bo.tags.push_back("pg");
-  bo.excludes = skipped_paths(o.pgdata);
+  bo.excludes = skipped_paths(pgdata);
   bo.threads = o.threads;
 
   BaseBackupResult res;
@@ -148,7 +150,7 @@ Result<BaseBackupResult> base_backup(repo::Repository& repo, const BaseBackupOpt
     snap.meta["pg.stop_time"] = std::to_string(now());
     snap.meta["pg.system_identifier"] = sysid;
     snap.meta["pg.version"] = version;
-    snap.meta["pg.data_directory"] = o.pgdata;
+    snap.meta["pg.data_directory"] = pgdata;
     snap.meta["pg.tablespaces"] = tablespaces.dump();
     return ok_status();
   };

@@ -26,9 +26,9 @@ Result<Validation> validate(Connection& conn, const std::map<std::string, uint64
   HAVEN_ASSIGN(auto fks, conn.rows(
       "SELECT c.conname, quote_ident(sn.nspname) || '.' || quote_ident(s.relname), "
       "quote_ident(tn.nspname) || '.' || quote_ident(t.relname), "
-      "(SELECT string_agg(quote_ident(a.attname), ',' ORDER BY k.i) FROM unnest(c.conkey) WITH ORDINALITY k(n, i) "
+      "(SELECT string_agg(quote_ident(a.attname), E'\\x01' ORDER BY k.i) FROM unnest(c.conkey) WITH ORDINALITY k(n, i) "
       " JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n), "
-      "(SELECT string_agg(quote_ident(a.attname), ',' ORDER BY k.i) FROM unnest(c.confkey) WITH ORDINALITY k(n, i) "
+      "(SELECT string_agg(quote_ident(a.attname), E'\\x01' ORDER BY k.i) FROM unnest(c.confkey) WITH ORDINALITY k(n, i) "
       " JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n) "
       "FROM pg_constraint c JOIN pg_class s ON s.oid = c.conrelid JOIN pg_namespace sn ON sn.oid = s.relnamespace "
       "JOIN pg_class t ON t.oid = c.confrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace "
@@ -42,7 +42,7 @@ Result<Validation> validate(Connection& conn, const std::map<std::string, uint64
       std::vector<std::string> out;
       size_t start = 0;
       for (size_t i = 0; i <= s.size(); i++) {
-        if (i == s.size() || s[i] == ',') {
+        if (i == s.size() || s[i] == '\x01') {  // a quoted name may hold a comma
           out.push_back(s.substr(start, i - start));
           start = i + 1;
         }
