@@ -262,10 +262,12 @@ TEST_F(PgPitrTest, ATimeOutsideTheWindowIsRefused) {
   // A repository given by a relative path: restore_command (run by PostgreSQL inside the data
   // directory) must name it absolutely.
   {
-    const std::string rel = fs::relative(repo(), fs::current_path()).string();
+    // Run from the test directory (the build tree may be closed to nobody, e.g. under /root).
+    const std::string rel = fs::relative(repo(), dir_).string();
     ASSERT_NE(rel[0], '/') << rel;
     RunOptions o;
     o.uid = kNobody;
+    o.cwd = dir_;
     o.env = {{"HOME", dir_}, {"LC_ALL", "C"}};
     RunResult rr = cli(rel, {"pg", "restore", "--target", dir_ + "/relative", "--latest"}, o);
     ASSERT_EQ(rr.code, 0) << describe(rr);

@@ -75,6 +75,7 @@ struct RunOptions {
   std::string input;
   int uid = -1;  // run as this user (root only)
   int timeout_ms = 60000;
+  std::string cwd;  // working directory of the command (default: the test's)
 };
 
 // The build tree may sit under a directory other users cannot enter (a clone in /root): a
@@ -148,6 +149,7 @@ RunResult run_haven(const std::vector<std::string>& args, const RunOptions& o = 
         _exit(125);
       }
     }
+    if (!o.cwd.empty() && chdir(o.cwd.c_str()) != 0) _exit(124);
     execve(argv[0], argv.data(), envp.data());
     _exit(127);
   }
