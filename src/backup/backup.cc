@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include <thread>
 
 #include "backup/fsmeta.h"
+#include "util/subprocess.h"
 #include "util/sysinfo.h"
 
 namespace haven::backup {
@@ -286,6 +288,7 @@ void Archiver::worker() {
       queue_.pop_front();
       space_cv_.notify_one();
     }
+    if (Status c = repo_.cancel_token().check(); !c.ok()) fail(c.error());
     if (!failed_) process_file(job, buf);
     release(job.dir);
   }
@@ -429,6 +432,7 @@ Status Archiver::walk_dir(const std::string& path, DirJob* parent, size_t index,
     queue_cv_.notify_one();
   }
   for (auto& [i, sub] : subdirs) {
+    if (Status c = repo_.cancel_token().check(); !c.ok()) fail(c.error());
     if (failed_) {
       release(d);
       continue;
@@ -467,7 +471,12 @@ Result<Id> Archiver::backup_paths() {
 
   unsigned n = opts_.threads ? opts_.threads : std::max(2u, std::thread::hardware_concurrency());
   std::vector<std::thread> workers;
-  for (unsigned i = 0; i < n; i++) workers.emplace_back([this] { worker(); });
+  for (unsigned i = 0; i < n; i++) {
+    workers.emplace_back([this] {
+      CancelScope scope(repo_.cancel_token());
+      worker();
+    });
+  }
 
   auto* root = new DirJob;
   root->path = "/";
@@ -560,23 +569,25 @@ Result<Id> Archiver::backup_stream() {
   const std::string& name = opts_.stdin_filename;
   std::vector<uint8_t> buf(2 * static_cast<size_t>(chunker_.params().max_size));
   int fd = 0;
-  pid_t child = -1;
+  std::optional<Subprocess> child;
+  CancelToken::Registration stop_child;
   if (!opts_.command.empty()) {
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) return errno_error("pipe", errno);
-    child = fork();
-    if (child < 0) return errno_error("fork", errno);
-    if (child == 0) {
-      dup2(fds[1], 1);
-      std::vector<char*> argv;
-      for (const auto& a : opts_.command) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      execvp(argv[0], argv.data());
-      dprintf(2, "haven: cannot run %s: %s\n", argv[0], strerror(errno));
-      _exit(127);
-    }
+    SpawnOptions so;
+    so.argv = opts_.command;
+    so.stdout_fd = fds[1];
+    auto spawned = Subprocess::spawn(so);
     ::close(fds[1]);
+    if (!spawned.ok()) {
+      ::close(fds[0]);
+      return spawned.error().with_context("--stdin-from-command");
+    }
+    child.emplace(std::move(*spawned));
     fd = fds[0];
+    // A cancelled backup stops the command, which ends the stream the workers are reading.
+    pid_t pid = child->pid();
+    stop_child = repo_.cancel_token().on_cancel([pid] { ::kill(pid, SIGTERM); });
   }
   Node node;
   node.name = name;
@@ -590,15 +601,12 @@ Result<Id> Archiver::backup_stream() {
   node.links = 1;
   uint64_t total = 0;
   Status st = chunk_stream(fd, buf, node.content, total);
-  if (child > 0) {
+  if (child) {
     ::close(fd);
-    int status = 0;
-    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      std::string how = WIFEXITED(status) ? "exited with status " + std::to_string(WEXITSTATUS(status))
-                                          : "was killed by signal " + std::to_string(WTERMSIG(status));
-      return Error(Error::Code::kIo, "command '" + opts_.command[0] + "' " + how +
+    HAVEN_ASSIGN(int status, child->wait(repo_.cancel_token()));
+    HAVEN_TRY(repo_.cancel_token().check());
+    if (status != 0) {
+      return Error(Error::Code::kIo, "command '" + opts_.command[0] + "' " + describe_exit(status) +
                                          ": no snapshot was written");
     }
   }
@@ -686,6 +694,7 @@ Result<std::vector<std::string>> read_exclude_file(const std::string& path) {
 }
 
 Result<Summary> run(repo::Repository& repo, const Options& options, EventSink& events) {
+  CancelScope scope(repo.cancel_token());
   if (options.strategy != "full" && options.strategy != "incremental" &&
       options.strategy != "differential") {
     return Error(Error::Code::kInvalidArgument,

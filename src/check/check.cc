@@ -163,7 +163,8 @@ void Checker::read_data() {
   }
   std::atomic<size_t> next{0}, done{0};
   auto worker = [&] {
-    for (size_t k = next++; k < packs.size(); k = next++) {
+    CancelScope scope(repo_.cancel_token());
+    for (size_t k = next++; k < packs.size() && !repo_.cancel_token().cancelled(); k = next++) {
       read_pack(packs[k], positions.at(packs[k]));  // at(): no insertion across threads
       size_t d = ++done;
       progress("read-data", d, packs.size());
@@ -317,6 +318,7 @@ Status Checker::check_snapshots() {
   std::sort(names.begin(), names.end());
   size_t done = 0;
   for (const auto& name : names) {
+    HAVEN_TRY(repo_.cancel_token().check());
     progress("snapshots", ++done, names.size());
     report_.snapshots++;
     auto id = repo::parse_id(name);
@@ -458,8 +460,12 @@ Status parse_subset(const std::string& spec, Options& o) {
 }
 
 Result<Report> check(repo::Repository& repo, const Options& options, EventSink& sink) {
+  CancelScope scope(repo.cancel_token());
   Checker c(repo, options, sink);
-  return c.run();
+  auto report = c.run();
+  // What a cancelled check could not read is not damage: report the cancellation instead.
+  HAVEN_TRY(repo.cancel_token().check());
+  return report;
 }
 
 nlohmann::json report_json(const Report& r) {

@@ -87,10 +87,7 @@ Chunker::Chunker(const Params& params, const GearTable& gear) : params_(params),
   // Invalid parameters are a programming error: callers validate user or repository input
   // with valid_params() first.
   const char* why = nullptr;
-  if (!valid_params(params, &why)) {
-    std::fprintf(stderr, "haven: invalid chunker parameters: %s\n", why);
-    std::abort();
-  }
+  if (!valid_params(params, &why)) std::abort();
   const int bits = log2_exact(params.avg_size);
   mask_small_ = spread_mask(bits + 2);
   mask_large_ = spread_mask(bits - 2);

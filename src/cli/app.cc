@@ -1,12 +1,17 @@
 #include <termios.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/resource.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 #include "cli/cli.h"
 #include "crypto/crypto.h"
@@ -54,7 +59,40 @@ void App::on(CLI::App* sub, std::function<CommandResult()> fn) {
 
 static void print_error(const std::string& msg) { std::cerr << "haven: error: " << msg << "\n"; }
 
+void App::handle_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  // Blocked here, before any other thread exists, so every thread inherits the mask and the
+  // signals reach only the waiting thread (children get a clean mask: util/subprocess.h).
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::thread([this, set] {
+    int sig = 0;
+    while (sigwait(&set, &sig) == 0) {
+      if (signal_.exchange(sig) != 0) _exit(128 + sig);  // asked twice: stop now
+      cancel_.cancel(Error(Error::Code::kCancelled,
+                           std::string("interrupted by ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
+                               "; nothing was committed (press Ctrl-C again to quit at once)"));
+    }
+  }).detach();
+}
+
+// A restore keeps up to half the open-file limit's files open; raise the soft limit to the
+// hard one (at most 65536) for this process.
+static void raise_open_file_limit() {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  rlim_t want = std::min<rlim_t>(rl.rlim_max, 65536);
+  if (rl.rlim_cur < want) {
+    rl.rlim_cur = want;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
 int App::run(int argc, char** argv) {
+  handle_signals();
+  raise_open_file_limit();
   try {
     app_.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -68,6 +106,8 @@ int App::run(int argc, char** argv) {
     CommandResult r = fn();
     if (!r.ok()) {
       print_error(r.error().message());
+      int sig = signal_.load();
+      if (r.error().code() == Error::Code::kCancelled && sig != 0) return 128 + sig;
       return exit_code_for(r.error());
     }
     return *r;
@@ -94,7 +134,7 @@ static Result<std::string> read_file_password(const std::string& path) {
 }
 
 // Reads one line from the terminal with echo off. kInvalidArgument if there is no terminal.
-static Result<std::string> prompt(const std::string& text) {
+static Result<std::string> prompt(const std::string& text, const CancelToken& cancel) {
   int fd = ::open("/dev/tty", O_RDWR | O_CLOEXEC);
   if (fd < 0) {
     return Error(Error::Code::kInvalidArgument,
@@ -111,24 +151,38 @@ static Result<std::string> prompt(const std::string& text) {
   }
   std::string line;
   char c;
-  while (::read(fd, &c, 1) == 1 && c != '\n' && c != '\r') line.push_back(c);
+  bool interrupted = false;
+  while (true) {
+    pollfd p{fd, POLLIN, 0};
+    int r = ::poll(&p, 1, 100);
+    if (r == 0) {
+      if (cancel.cancelled()) {
+        interrupted = true;
+        break;
+      }
+      continue;
+    }
+    if (r < 0 || ::read(fd, &c, 1) != 1 || c == '\n' || c == '\r') break;
+    line.push_back(c);
+  }
   if (restore) tcsetattr(fd, TCSAFLUSH, &old);
   (void)!write(fd, "\n", 1);
   ::close(fd);
+  if (interrupted) return cancel.check().error();
   return line;
 }
 
 Result<std::string> App::read_password() {
   if (!globals_.password_file.empty()) return read_file_password(globals_.password_file);
   if (const char* pw = getenv("HAVEN_PASSWORD"); pw && *pw) return std::string(pw);
-  return prompt("enter password for repository: ");
+  return prompt("enter password for repository: ", cancel_);
 }
 
 Result<std::string> App::read_new_password(const std::string& file) {
   if (!file.empty()) return read_file_password(file);
   if (const char* pw = getenv("HAVEN_NEW_PASSWORD"); pw && *pw) return std::string(pw);
-  HAVEN_ASSIGN(std::string a, prompt("enter new password: "));
-  HAVEN_ASSIGN(std::string b, prompt("enter the new password again: "));
+  HAVEN_ASSIGN(std::string a, prompt("enter new password: ", cancel_));
+  HAVEN_ASSIGN(std::string b, prompt("enter the new password again: ", cancel_));
   if (!equal_constant_time(as_bytes(a), as_bytes(b))) {
     return Error(Error::Code::kInvalidArgument, "the passwords do not match");
   }
@@ -148,7 +202,9 @@ Result<std::unique_ptr<repo::Repository>> App::open_repository() {
   // A missing or too-new repository is reported before asking for a password.
   HAVEN_TRY(repo::Repository::probe(*be));
   HAVEN_ASSIGN(std::string pw, read_password());
-  return repo::Repository::open(be, pw);
+  HAVEN_ASSIGN(auto repo, repo::Repository::open(be, pw));
+  repo->set_cancel_token(cancel_);
+  return repo;
 }
 
 Status App::lock(repo::Repository& repo, bool exclusive) {

@@ -3,6 +3,7 @@
 // one place (run()) that prints one message and maps the kind to an exit code.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -64,8 +65,15 @@ class App {
   // list are then missing and the files that need them fail alone.
   Status load_index(repo::Repository& repo);
   Result<std::shared_ptr<storage::Backend>> backend();
+  // Cancelled by SIGINT or SIGTERM; every repository the CLI opens runs under it.
+  const CancelToken& cancel() const { return cancel_; }
 
  private:
+  // Takes SIGINT and SIGTERM on a thread of their own: the first cancels the command (which
+  // releases its lock and exits 130 or 143), a second one exits at once.
+  void handle_signals();
+  CancelToken cancel_;
+  std::atomic<int> signal_{0};
   CLI::App app_;
   GlobalOptions globals_;
   std::vector<std::pair<CLI::App*, std::function<CommandResult()>>> actions_;

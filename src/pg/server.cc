@@ -12,6 +12,9 @@
 #include <thread>
 #include <vector>
 
+#include "util/cancel.h"
+#include "util/subprocess.h"
+
 namespace haven::pg {
 
 namespace {
@@ -30,30 +33,15 @@ std::string log_tail(const std::string& path, size_t lines) {
   return out;
 }
 
-// Runs argv as `uid`/`gid` (when root), waits; returns the exit status.
+// Runs argv as `uid`/`gid` (when root), waits; returns the exit status. Honours the calling
+// thread's cancel token (the child is stopped).
 Result<int> run_as(const std::vector<std::string>& args, uid_t uid, gid_t gid) {
-  std::vector<char*> argv;
-  std::vector<std::string> copy = args;
-  for (auto& a : copy) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = ::fork();
-  if (pid < 0) return errno_error("fork", errno);
-  if (pid == 0) {
-    if (::geteuid() == 0) {
-      if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) _exit(126);
-    }
-    int devnull = ::open("/dev/null", O_RDWR);
-    if (devnull >= 0) {
-      ::dup2(devnull, 0);
-      ::dup2(devnull, 1);
-    }
-    ::execv(argv[0], argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  SpawnOptions so;
+  so.argv = args;
+  so.uid = uid;
+  so.gid = gid;
+  HAVEN_ASSIGN(Subprocess child, Subprocess::spawn(so));
+  return child.wait(current_cancel());
 }
 
 }  // namespace
@@ -96,7 +84,11 @@ Status start_and_wait_for_recovery(const std::string& datadir, const std::string
       return Error(Error::Code::kTransient, "recovery did not finish within " + std::to_string(timeout.count()) +
                                                 " s; the server is still running (see " + log + ")");
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (current_cancel().sleep_for(std::chrono::milliseconds(100))) {
+      return current_cancel().check().error().with_context(
+          "waiting for recovery (the server is still running: stop it with pg_ctl -D " + datadir +
+          " stop)");
+    }
   }
   return ok_status();
 }

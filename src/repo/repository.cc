@@ -366,6 +366,7 @@ Result<Id> Repository::save_blob(BlobType type, ByteView data) {
 }
 
 Result<bool> Repository::save_blob_with_id(BlobType type, const Id& id, ByteView data) {
+  HAVEN_TRY(cancel_.check());  // a cancelled operation stores nothing more
   std::unique_ptr<PackBuilder> packer;
   {
     std::unique_lock<std::mutex> lk(mu_);
@@ -415,7 +416,12 @@ Status Repository::enqueue_upload(std::unique_ptr<PackBuilder> packer) {
   std::unique_lock<std::mutex> lk(mu_);
   if (upload_error_) return *upload_error_;
   if (uploaders_.empty()) {
-    for (size_t i = 0; i < upload_threads_; i++) uploaders_.emplace_back([this] { uploader(); });
+    for (size_t i = 0; i < upload_threads_; i++) {
+      uploaders_.emplace_back([this] {
+        CancelScope scope(cancel_);  // uploads stop when the operation is cancelled
+        uploader();
+      });
+    }
   }
   // Hand over only when an uploader is free: packs waiting in memory would only raise the peak.
   upload_cv_.wait(lk, [&] {
@@ -541,6 +547,10 @@ Result<Bytes> Repository::open_located_blob(BlobType type, const Id& id, const B
 Result<Id> Repository::save_snapshot(const Snapshot& s) {
   // Everything the snapshot references must be durable first.
   HAVEN_TRY(flush());
+  // And still protected: once our lock may look stale, a prune elsewhere may have deleted
+  // packs this snapshot would reference.
+  HAVEN_TRY(check_lock());
+  HAVEN_TRY(cancel_.check());
   Snapshot copy = s;
   if (copy.program_version.empty()) copy.program_version = std::string("haven ") + HAVEN_VERSION;
   return save_object(ObjectType::kSnapshot, encode_snapshot(copy));
@@ -712,20 +722,25 @@ Status Repository::lock(bool exclusive) {
     for (const auto& n : names) {
       if (own && n == *own) continue;
       auto body = load_object(ObjectType::kLock, n);
-      if (!body.ok()) {
-        if (body.error().code() == Error::Code::kNotFound) continue;  // removed meanwhile
-        return body.error().with_context("reading locks (remove a damaged lock with 'haven unlock --remove-all')");
+      Result<Lock> l = body.ok() ? decode_lock(*body, "lock " + n) : Result<Lock>(body.error());
+      if (!l.ok()) {
+        if (l.error().code() == Error::Code::kNotFound) continue;  // removed meanwhile
+        if (l.error().retryable() || l.error().code() == Error::Code::kCancelled) return l.error();
+        // Junk or damage: it cannot be told from a live lock, so only a person may remove it.
+        return Error(Error::Code::kLocked,
+                     "the repository holds a lock that cannot be read: " + l.error().message() +
+                         "; if no other haven process is using the repository, remove it with "
+                         "'haven unlock'");
       }
-      HAVEN_ASSIGN(Lock l, decode_lock(*body, "lock " + n));
-      if (lock_is_stale(l, me, lock_stale_ns_)) {
-        if (!own) stale_ignored_.push_back(describe_stale(l, lock_stale_ns_));
+      if (lock_is_stale(*l, me, lock_stale_ns_)) {
+        if (!own) stale_ignored_.push_back(describe_stale(*l, lock_stale_ns_));
         continue;
       }
-      if (exclusive || l.exclusive) {
+      if (exclusive || l->exclusive) {
         return Error(Error::Code::kLocked,
-                     std::string("repository is locked ") + (l.exclusive ? "exclusively " : "") +
-                         "by PID " + std::to_string(l.pid) + " on " + l.hostname + " (user " +
-                         l.username + ") since " + format_time(l.time) +
+                     std::string("repository is locked ") + (l->exclusive ? "exclusively " : "") +
+                         "by PID " + std::to_string(l->pid) + " on " + l->hostname + " (user " +
+                         l->username + ") since " + format_time(l->time) +
                          "; if that process is gone, run 'haven unlock'");
       }
     }
@@ -745,26 +760,125 @@ Status Repository::lock(bool exclusive) {
     (void)unlock();
     return again;
   }
+  {
+    std::lock_guard<std::mutex> g(lost_mu_);
+    lock_lost_.reset();
+    last_refresh_error_.clear();
+    held_lock_name_ = hex(id);
+  }
+  lock_ok_at_ = lock_.refreshed;
+  lock_held_ = true;
   stop_refresh_ = false;
+  lock_stop_ = CancelToken();
+  refresh_cancel_ = CancelToken();
   refresher_ = std::thread([this] { refresh_loop(); });
+  watchdog_ = std::thread([this] { watch_lock(); });
   return ok_status();
 }
 
+TimeNs Repository::lock_deadline_ns() const {
+  // Give up one refresh interval (at least a sixth of the stale age) before others may call
+  // the lock stale, so the operation has stopped before anyone acts on that.
+  TimeNs margin = std::max(lock_refresh_ns_, lock_stale_ns_ / 6);
+  return std::max(lock_stale_ns_ - margin, lock_stale_ns_ / 2);
+}
+
 void Repository::refresh_loop() {
+  // A refresh that hangs in retries once the lock is lost must not hold unlock() up.
+  CancelScope scope(refresh_cancel_);
+  TimeNs interval = lock_refresh_ns_;
   std::unique_lock<std::mutex> lk(lock_mu_);
-  while (!refresh_cv_.wait_for(lk, std::chrono::nanoseconds(lock_refresh_ns_),
-                               [&] { return stop_refresh_; })) {
+  while (!refresh_cv_.wait_for(lk, std::chrono::nanoseconds(interval),
+                               [&] { return stop_refresh_ || refresh_cancel_.cancelled(); })) {
     // A new lock object first, then the old one goes: the repository is never unlocked between.
     Lock l = lock_;
     l.refreshed = now();
     auto id = save_object(ObjectType::kLock, encode_lock(l));
-    if (!id.ok()) continue;  // try again next round; the old lock stays valid meanwhile
-    (void)backend_->remove({ObjectType::kLock, hex(*lock_id_)});
+    if (!id.ok()) {
+      // Try again soon; the old lock stays valid meanwhile, and the watchdog gives up in time.
+      std::lock_guard<std::mutex> g(lost_mu_);
+      last_refresh_error_ = id.error().message();
+      interval = std::max<TimeNs>(lock_refresh_ns_ / 5, 1000000);
+      continue;
+    }
+    Status removed = backend_->remove({ObjectType::kLock, hex(*lock_id_)});
+    Id old = *lock_id_;
     lock_id_ = *id;
+    lock_ok_at_ = l.refreshed;
+    {
+      std::lock_guard<std::mutex> g(lost_mu_);
+      held_lock_name_ = hex(*id);
+    }
+    interval = lock_refresh_ns_;
+    if (!removed.ok() && removed.error().code() == Error::Code::kNotFound) {
+      // Someone removed our lock ('haven unlock --remove-all', or a process that judged it
+      // stale): from then on an exclusive holder may have deleted what we were writing.
+      lose_lock(Error(Error::Code::kLocked,
+                      "lock " + hex(old).substr(0, 8) +
+                          " of this operation was removed by another process (a 'haven unlock "
+                          "--remove-all', or a process that judged it stale); the operation "
+                          "stopped so that nothing it wrote is referenced: run it again"));
+      return;
+    }
   }
 }
 
+void Repository::watch_lock() {
+  while (true) {
+    TimeNs left = lock_ok_at_.load() + lock_deadline_ns() - now();
+    if (left <= 0) {
+      std::string last;
+      {
+        std::lock_guard<std::mutex> g(lost_mu_);
+        last = last_refresh_error_;
+      }
+      std::string name;
+      {
+        std::lock_guard<std::mutex> g(lost_mu_);
+        name = held_lock_name_;
+      }
+      lose_lock(Error(
+          Error::Code::kLocked,
+          "lock " + name.substr(0, 8) + " could not be refreshed since " +
+              format_time(lock_ok_at_.load()) + (last.empty() ? "" : " (last error: " + last + ")") +
+              "; the operation stopped before other processes could consider the lock stale and "
+              "delete data it is writing: make the repository's storage writable and run it "
+              "again"));
+      return;
+    }
+    if (lock_stop_.sleep_for(std::chrono::nanoseconds(left))) return;
+  }
+}
+
+void Repository::lose_lock(Error why) {
+  {
+    std::lock_guard<std::mutex> g(lost_mu_);
+    if (lock_lost_) return;
+    lock_lost_ = why;
+  }
+  refresh_cancel_.cancel(why);
+  cancel_.cancel(why);
+}
+
+Status Repository::check_lock() const {
+  if (!lock_held_) return ok_status();
+  {
+    std::lock_guard<std::mutex> g(lost_mu_);
+    if (lock_lost_) return *lock_lost_;
+  }
+  // The watchdog may not have run yet (the process was stopped, the machine slept).
+  if (now() - lock_ok_at_.load() > lock_deadline_ns()) {
+    return Error(Error::Code::kLocked,
+                 "the repository lock of this operation was last refreshed at " +
+                     format_time(lock_ok_at_.load()) +
+                     ", too long ago to rely on it: run the operation again");
+  }
+  return ok_status();
+}
+
 Status Repository::unlock() {
+  // Clean-up runs even when the operation was cancelled.
+  UncancellableScope scope;
   if (refresher_.joinable()) {
     {
       std::lock_guard<std::mutex> g(lock_mu_);
@@ -773,13 +887,19 @@ Status Repository::unlock() {
     refresh_cv_.notify_all();
     refresher_.join();
   }
+  if (watchdog_.joinable()) {
+    lock_stop_.cancel();
+    watchdog_.join();
+  }
+  lock_held_ = false;
   if (!lock_id_) return ok_status();
   Status st = backend_->remove({ObjectType::kLock, hex(*lock_id_)});
   lock_id_.reset();
+  if (!st.ok() && st.error().code() == Error::Code::kNotFound) return ok_status();
   return st;
 }
 
-Result<size_t> Repository::remove_stale_locks(bool all) {
+Result<std::vector<std::string>> Repository::remove_stale_locks(bool all) {
   std::string me = hostname();
   std::vector<std::string> names;
   HAVEN_TRY(backend_->list(ObjectType::kLock, [&](const storage::ObjectInfo& i) {
@@ -790,17 +910,30 @@ Result<size_t> Repository::remove_stale_locks(bool all) {
     std::lock_guard<std::mutex> g(lock_mu_);  // the refresher replaces lock_id_
     own = lock_id_;
   }
-  size_t removed = 0;
+  std::vector<std::string> removed;
   for (const auto& n : names) {
     if (own && n == hex(*own)) continue;
+    std::string what = "lock " + n.substr(0, 8);
     bool remove = all;
-    if (!remove) {
-      auto body = load_object(ObjectType::kLock, n);
-      if (!body.ok()) continue;  // damaged: only --remove-all takes it away
-      auto l = decode_lock(*body, "lock " + n);
-      remove = l.ok() && lock_is_stale(*l, me, lock_stale_ns_);
+    auto body = load_object(ObjectType::kLock, n);
+    if (!body.ok() && body.error().code() == Error::Code::kNotFound) continue;
+    if (!body.ok() && (body.error().retryable() || body.error().code() == Error::Code::kCancelled)) {
+      return body.error();
     }
-    if (remove && backend_->remove({ObjectType::kLock, n}).ok()) removed++;
+    Result<Lock> l = body.ok() ? decode_lock(*body, "lock " + n) : Result<Lock>(body.error());
+    if (!l.ok()) {
+      remove = true;  // junk or damage: nobody can hold it
+      what += " (unreadable: " + l.error().message() + ")";
+    } else {
+      what = std::string(l->exclusive ? "exclusive" : "shared") + " lock " + n.substr(0, 8) +
+             " of PID " + std::to_string(l->pid) + " on " + l->hostname;
+      remove = remove || lock_is_stale(*l, me, lock_stale_ns_);
+    }
+    if (remove) {
+      Status st = backend_->remove({ObjectType::kLock, n});
+      if (st.ok()) removed.push_back(what);
+      else if (st.error().code() != Error::Code::kNotFound) return st.error();
+    }
   }
   return removed;
 }

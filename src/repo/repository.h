@@ -31,6 +31,7 @@
 #include "repo/pack.h"
 #include "repo/snapshot.h"
 #include "storage/backend.h"
+#include "util/cancel.h"
 
 namespace haven::repo {
 
@@ -154,11 +155,23 @@ class Repository {
 
   // --- locks ---
   // Takes a shared (or exclusive) lock. kLocked naming the holder if a conflicting live lock
-  // exists. Locks whose process is gone (same host) or that stopped refreshing are ignored.
+  // exists, or naming a lock object that cannot be read (junk or damage: only 'haven unlock'
+  // may judge it). Locks whose process is gone (same host) or that stopped refreshing are
+  // ignored.
+  //
+  // While held, the lock is refreshed every `refresh` interval (5 min) by a new lock object.
+  // Others judge a lock stale when it is `stale` (30 min) old, and a prune may then delete
+  // data this session uploaded but has not yet referenced. So if the lock cannot be refreshed
+  // for `stale - max(refresh, stale/6)` (25 min), or another process removed it, the lock is
+  // *lost*: this session's cancel token is cancelled with a kLocked error naming the lock,
+  // and check_lock() (which save_snapshot() and prune's deletions call) fails from then on.
   Status lock(bool exclusive);
   Status unlock();
-  // Removes locks whose holder is gone (or every other lock with all=true). Returns how many.
-  Result<size_t> remove_stale_locks(bool all);
+  // OK while no lock is held or the held one is fresh; the kLocked error of a lost lock.
+  Status check_lock() const;
+  // Removes locks whose holder is gone and lock objects that cannot be read (or every other
+  // lock with all=true). Returns the locks removed, described.
+  Result<std::vector<std::string>> remove_stale_locks(bool all);
   // The stale locks the last lock() ignored, described for a notice.
   const std::vector<std::string>& ignored_stale_locks() const { return stale_ignored_; }
   // Test hook: how often the held lock is refreshed and when an unrefreshed lock of another
@@ -167,6 +180,12 @@ class Repository {
     lock_refresh_ns_ = refresh;
     lock_stale_ns_ = stale;
   }
+
+  // --- cancellation ---
+  // The token of the operation this session serves: a lost lock cancels it; the operation's
+  // caller may cancel it too (a signal, the server). Operations run under it (CancelScope).
+  void set_cancel_token(CancelToken t) { cancel_ = std::move(t); }
+  const CancelToken& cancel_token() const { return cancel_; }
 
   // What this session added (for snapshot statistics).
   struct WriteStats {
@@ -214,17 +233,30 @@ class Repository {
   size_t packers_out_ = 0;                             // packers being filled by threads
   size_t max_packers_ = 2;
   std::vector<PackRecord> unindexed_;                  // uploaded packs not yet in an index file
-  // Lock held by this session, refreshed by a background thread (see lock()).
+  // Lock held by this session, refreshed by a background thread (see lock()); a watchdog
+  // thread declares it lost when it has not been refreshed in time.
   void refresh_loop();
+  void watch_lock();
+  void lose_lock(Error why);
+  TimeNs lock_deadline_ns() const;
   std::mutex lock_mu_;
   std::condition_variable refresh_cv_;
-  std::thread refresher_;
+  std::thread refresher_, watchdog_;
   bool stop_refresh_ = false;
   Lock lock_;
   std::optional<Id> lock_id_;
+  std::atomic<bool> lock_held_{false};
+  std::atomic<TimeNs> lock_ok_at_{0};        // when our lock object was last written
+  CancelToken lock_stop_;                    // stops the watchdog (unlock)
+  CancelToken refresh_cancel_;               // stops a refresh that hangs once the lock is lost
+  mutable std::mutex lost_mu_;
+  std::optional<Error> lock_lost_;
+  std::string last_refresh_error_;           // guarded by lost_mu_
+  std::string held_lock_name_;               // guarded by lost_mu_
   std::vector<std::string> stale_ignored_;
   TimeNs lock_refresh_ns_;
   TimeNs lock_stale_ns_;
+  CancelToken cancel_;
   WriteStats write_stats_;
 
   // Uploads run on their own threads so that a slow save (fsync, network) never stalls the

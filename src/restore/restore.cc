@@ -390,7 +390,12 @@ void Restorer::run_batch() {
   };
   std::vector<std::thread> threads;
   size_t n = std::max<size_t>(1, std::min<size_t>(readers_, ranges.size()));
-  for (size_t i = 1; i < n; i++) threads.emplace_back(reader);
+  for (size_t i = 1; i < n; i++) {
+    threads.emplace_back([&] {
+      CancelScope scope(repo_.cancel_token());
+      reader();
+    });
+  }
   reader();
   for (auto& t : threads) t.join();
   files_in_batch_.clear();
@@ -399,6 +404,7 @@ void Restorer::run_batch() {
 }
 
 void Restorer::read_range(const Range& r) {
+  if (repo_.cancel_token().cancelled()) return;  // run() reports the cancellation
   const Id& pack = pieces_[r.first].loc.pack_id;
   const storage::ObjectName name{storage::ObjectType::kData, repo::hex(pack)};
   auto data = repo_.backend().load(name, r.start, r.end - r.start);
@@ -479,6 +485,7 @@ Status Restorer::walk_tree(const repo::Tree& tree, const std::string& dir,
     }
   }
   for (const auto& n : tree.nodes) {
+    HAVEN_TRY(repo_.cancel_token().check());
     std::string rel = rel_dir.empty() ? n.name : rel_dir + "/" + n.name;
     std::string path = dir + "/" + n.name;
     bool is_dir = n.type == Node::Type::kDir;
@@ -571,20 +578,16 @@ Result<Summary> Restorer::run(const Id& root) {
   }
   readers_ = opts_.threads ? opts_.threads : std::max(4u, std::thread::hardware_concurrency());
   // Each file of a batch stays open until its last blob lands: the batch holds at most half
-  // of the open-file limit (raised to its hard maximum first, as far as 65536).
+  // of the open-file limit (the CLI raises its soft limit at start; a library leaves process
+  // limits alone).
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-    rlim_t want = std::min<rlim_t>(rl.rlim_max, 65536);
-    if (rl.rlim_cur < want) {
-      rl.rlim_cur = want;
-      setrlimit(RLIMIT_NOFILE, &rl);
-      getrlimit(RLIMIT_NOFILE, &rl);
-    }
     max_files_ = std::clamp<size_t>(rl.rlim_cur / 2, 16, opts_.batch_files);
   }
   Status st_walk = walk(root, target, "");
   run_batch();
   HAVEN_TRY(st_walk);
+  HAVEN_TRY(repo_.cancel_token().check());
   for (const auto& l : pending_links_) {
     if (failed_.count(l.first)) {
       error(l.rel, "hard link to " + l.first + ", whose content could not be restored; not restored");
@@ -615,6 +618,7 @@ Result<Summary> Restorer::run(const Id& root) {
 
 Result<Summary> run(repo::Repository& repo, const Id& root, const Options& options,
                     EventSink& events) {
+  CancelScope scope(repo.cancel_token());
   Restorer r(repo, options, events);
   return r.run(root);
 }

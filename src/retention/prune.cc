@@ -95,6 +95,7 @@ Status Pruner::mark_used() {
     names.push_back(i.name.name);
   }));
   for (const auto& name : names) {
+    HAVEN_TRY(repo_.cancel_token().check());
     auto id = repo::parse_id(name);
     if (!id) continue;
     auto snap = repo_.load_snapshot(*id);
@@ -250,6 +251,7 @@ Status Pruner::repack() {
       if (builder->size() >= pack_size) HAVEN_TRY(finish());
     }
     progress("repack", ++done, blobs.size());
+    HAVEN_TRY(repo_.cancel_token().check());
   }
   return finish();
 }
@@ -289,7 +291,11 @@ Status Pruner::write_index() {
 Status Pruner::delete_old() {
   // The new index is durable: the old files may go, then the packs nothing names any more.
   size_t done = 0, total = old_index_.size() + st_.packs_deleted + st_.packs_repacked;
+  // Deleting is safe only under a live exclusive lock: once ours may look stale, a backup
+  // elsewhere may have started to reference what we are about to delete.
+  HAVEN_TRY(repo_.check_lock());
   for (const auto& name : old_index_) {
+    HAVEN_TRY(repo_.cancel_token().check());
     Status s = repo_.backend().remove({ObjectType::kIndex, name});
     if (!s.ok() && s.error().code() != Error::Code::kNotFound) return s;
     st_.index_files_deleted++;
@@ -297,6 +303,8 @@ Status Pruner::delete_old() {
   }
   for (const auto& [id, f] : fate_) {
     if (f == Fate::kKeep || !listed_.count(id)) continue;
+    HAVEN_TRY(repo_.check_lock());
+    HAVEN_TRY(repo_.cancel_token().check());
     Status s = repo_.backend().remove({ObjectType::kData, repo::hex(id)});
     if (!s.ok() && s.error().code() != Error::Code::kNotFound) return s;
     progress("delete", ++done, total);
@@ -356,6 +364,7 @@ Result<PruneStats> Pruner::run() {
 }  // namespace
 
 Result<PruneStats> prune(repo::Repository& repo, const PruneOptions& options, EventSink& sink) {
+  CancelScope scope(repo.cancel_token());
   Pruner p(repo, options, sink);
   HAVEN_ASSIGN(PruneStats st, p.run());
   sink.emit({"summary", stats_json(st, options.dry_run)});

@@ -2,6 +2,7 @@
 // azure.h). Protocol: Blob REST API, x-ms-version kApiVersion, Shared Key or SAS.
 #include "storage/azure.h"
 
+#include "util/cancel.h"
 #include "storage/http.h"
 
 #include <curl/curl.h>
@@ -433,10 +434,13 @@ Result<AzureBackend::Response> AzureBackend::perform(const Request& req) const {
   } else if (req.method != "GET") {
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req.method.c_str());
   }
+  HAVEN_TRY(current_cancel().check());
+  http::abort_on_cancel(h);
   CURLcode rc = curl_easy_perform(h);
   // Drop pointers to this frame's buffers before returning.
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, nullptr);
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, nullptr);
+  if (auto cancelled = http::cancelled_transfer(rc)) return *cancelled;
   if (rc != CURLE_OK) {
     // The error buffer names host and port at most, never the URL's query (the SAS).
     std::string detail = errbuf[0] != '\0' ? std::string(errbuf) : curl_easy_strerror(rc);

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <mutex>
 
+#include "util/cancel.h"
+
 namespace haven::storage::http {
 
 namespace {
@@ -48,6 +50,27 @@ size_t collect_header(char* p, size_t size, size_t n, void* headers) {
     (*h)[k] = trim(line.substr(colon + 1));
   }
   return size * n;
+}
+
+namespace {
+int xferinfo(void* token, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  return static_cast<const CancelToken*>(token)->cancelled() ? 1 : 0;
+}
+}  // namespace
+
+void abort_on_cancel(CURL* h) {
+  // The token outlives the transfer: it is the calling thread's current one (a CancelScope
+  // further up this thread's stack, or the never-cancelled default).
+  curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, xferinfo);
+  curl_easy_setopt(h, CURLOPT_XFERINFODATA, const_cast<CancelToken*>(&current_cancel()));
+  curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+}
+
+std::optional<Error> cancelled_transfer(CURLcode rc) {
+  if (rc != CURLE_ABORTED_BY_CALLBACK) return std::nullopt;
+  Status st = current_cancel().check();
+  if (st.ok()) return Error(Error::Code::kCancelled, "transfer aborted");
+  return st.error();
 }
 
 }  // namespace haven::storage::http

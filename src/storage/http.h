@@ -6,9 +6,11 @@
 #include <curl/curl.h>
 
 #include <map>
+#include <optional>
 #include <string>
 
 #include "util/bytes.h"
+#include "util/error.h"
 
 namespace haven::storage::http {
 
@@ -21,5 +23,12 @@ size_t append_body(char* p, size_t size, size_t n, void* bytes);
 // CURLOPT_HEADERDATA with lower-cased names and trimmed values; a new status line (after
 // "100 Continue") starts the map afresh.
 size_t collect_header(char* p, size_t size, size_t n, void* headers);
+
+// Makes the next transfer on `h` abort (CURLE_ABORTED_BY_CALLBACK) within ~100 ms once this
+// thread's cancel token (util/cancel.h) fires. Call after curl_easy_reset().
+void abort_on_cancel(CURL* h);
+// The error of a transfer that failed with `rc` because it was cancelled, or nullopt when it
+// failed for another reason.
+std::optional<Error> cancelled_transfer(CURLcode rc);
 
 }  // namespace haven::storage::http

@@ -1,5 +1,6 @@
 // storage/local.cc — the local-disk backend (layout and durability rules: see local.h).
 #include "storage/local.h"
+#include "util/cancel.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -210,6 +211,7 @@ std::string LocalBackend::path_of(const ObjectName& name) const {
 }
 
 Status LocalBackend::save(const ObjectName& name, ByteView data) {
+  HAVEN_TRY(current_cancel().check());
   HAVEN_TRY(check_object_name(name));
   const std::string dir = dir_of(name);
   const std::string final_path = path_of(name);
@@ -278,6 +280,7 @@ Status LocalBackend::save(const ObjectName& name, ByteView data) {
 }
 
 Result<Bytes> LocalBackend::load(const ObjectName& name, uint64_t offset, uint64_t length) {
+  HAVEN_TRY(current_cancel().check());
   HAVEN_TRY(check_object_name(name));
   const std::string path = path_of(name);
   Fd fd(retry_eintr([&] { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC); }));
@@ -317,6 +320,7 @@ Result<Bytes> LocalBackend::load(const ObjectName& name, uint64_t offset, uint64
 }
 
 Result<ObjectInfo> LocalBackend::stat(const ObjectName& name) {
+  HAVEN_TRY(current_cancel().check());
   HAVEN_TRY(check_object_name(name));
   const std::string path = path_of(name);
   struct stat st;
@@ -328,6 +332,7 @@ Result<ObjectInfo> LocalBackend::stat(const ObjectName& name) {
 }
 
 Status LocalBackend::list(ObjectType type, const std::function<void(const ObjectInfo&)>& fn) {
+  HAVEN_TRY(current_cancel().check());
   if (type == ObjectType::kConfig) {
     const std::string path = join(root_, "config");
     struct stat st;
@@ -401,6 +406,7 @@ Result<Backend::Leftovers> LocalBackend::remove_leftovers(ObjectType type, int64
 }
 
 Status LocalBackend::remove(const ObjectName& name) {
+  HAVEN_TRY(current_cancel().check());
   HAVEN_TRY(check_object_name(name));
   const std::string path = path_of(name);
   if (retry_eintr([&] { return ::unlink(path.c_str()); }) != 0) return errno_error(path, errno);

@@ -5,11 +5,14 @@
 #include <thread>
 #include <vector>
 
+#include "util/cancel.h"
+
 namespace haven::storage {
 
 RetryBackend::RetryBackend(std::shared_ptr<Backend> inner, RetryPolicy policy)
     : BackendWrapper(std::move(inner)), policy_(policy) {
-  sleep_ = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
+  // Back-off sleeps end early when the calling operation is cancelled.
+  sleep_ = [](std::chrono::milliseconds d) { (void)current_cancel().sleep_for(d); };
 }
 
 std::chrono::milliseconds RetryBackend::backoff(int attempt) {
@@ -26,6 +29,7 @@ template <typename T>
 Result<T> RetryBackend::run(const std::string& what, const std::function<Result<T>(int)>& op) {
   const auto start = std::chrono::steady_clock::now();
   for (int attempt = 0;; attempt++) {
+    HAVEN_TRY(current_cancel().check());
     Result<T> r = op(attempt);
     if (r.ok() || !r.error().retryable()) return r;
     bool out_of_tries = attempt + 1 >= policy_.max_attempts;

@@ -1,6 +1,7 @@
 // storage/s3.cc — the S3-compatible backend (locations, layout, atomicity: see s3.h).
 #include "storage/s3.h"
 
+#include "util/cancel.h"
 #include "storage/http.h"
 
 #include <curl/curl.h>
@@ -284,8 +285,11 @@ Result<S3Backend::Response> S3Backend::perform(const Request& req) const {
   } else if (req.method != "GET") {
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req.method.c_str());
   }
+  HAVEN_TRY(current_cancel().check());
+  http::abort_on_cancel(h);
   CURLcode rc = curl_easy_perform(h);
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, nullptr);
+  if (auto cancelled = http::cancelled_transfer(rc)) return *cancelled;
   if (rc != CURLE_OK) {
     std::string msg = location() + ": " + req.method + " " + (req.key.empty() ? "bucket" : req.key) +
                       ": " + curl_easy_strerror(rc);

@@ -19,6 +19,7 @@ const char* code_name(Error::Code code) {
     case Error::Code::kRepoNotFound: return "repository not found";
     case Error::Code::kUnsupported: return "unsupported";
     case Error::Code::kLocked: return "locked";
+    case Error::Code::kCancelled: return "cancelled";
     case Error::Code::kInternal: return "internal error";
   }
   return "unknown";

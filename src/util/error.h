@@ -30,7 +30,8 @@ class [[nodiscard]] Error {
     kWrongPassword,     // no key in the repository opens with this password
     kRepoNotFound,      // location is not a Haven repository
     kUnsupported,       // newer format version, unknown algorithm
-    kLocked,            // repository lock held by someone else
+    kLocked,            // repository lock held by someone else, or our own lock was lost
+    kCancelled,         // the operation was cancelled (a signal, the server, a lost lock)
     kInternal,          // library failure that should not happen
   };
 

@@ -76,6 +76,8 @@ struct RunOptions {
   int uid = -1;  // run as this user (root only)
   int timeout_ms = 60000;
   std::string cwd;  // working directory of the command (default: the test's)
+  int signal = 0;   // sent to the command `signal_after` after it started
+  std::chrono::milliseconds signal_after{0};
 };
 
 // The build tree may sit under a directory other users cannot enter (a clone in /root): a
@@ -169,8 +171,14 @@ RunResult run_haven(const std::vector<std::string>& args, const RunOptions& o = 
   std::string* sinks[2] = {&r.out, &r.err};
   int fds[2] = {out_pipe[0], err_pipe[0]};
   bool open_[2] = {true, true};
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(o.timeout_ms);
+  const auto started = std::chrono::steady_clock::now();
+  const auto deadline = started + std::chrono::milliseconds(o.timeout_ms);
+  bool signalled = false;
   while (open_[0] || open_[1]) {
+    if (o.signal != 0 && !signalled && std::chrono::steady_clock::now() - started >= o.signal_after) {
+      kill(pid, o.signal);
+      signalled = true;
+    }
     if (std::chrono::steady_clock::now() > deadline) {
       r.timed_out = true;
       kill(pid, SIGKILL);
@@ -188,7 +196,7 @@ RunResult run_haven(const std::vector<std::string>& args, const RunOptions& o = 
       pfds.push_back({in_fd, POLLOUT, 0});
       which.push_back(2);
     }
-    int n = poll(pfds.data(), pfds.size(), 100);
+    int n = poll(pfds.data(), pfds.size(), o.signal != 0 && !signalled ? 5 : 100);
     if (n < 0 && errno != EINTR) break;
     for (size_t i = 0; n > 0 && i < pfds.size(); i++) {
       if (pfds[i].revents == 0) continue;

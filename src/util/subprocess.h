@@ -1,0 +1,60 @@
+// util/subprocess.h — running another program from a threaded process, cancellably.
+//
+// Everything the child needs (argv, the environment, file descriptors, credentials) is built
+// before fork(); between fork() and exec the child makes only async-signal-safe system calls
+// (a threaded parent may have held the allocator's lock at the moment of the fork). The child
+// starts with no blocked signals and default handlers, whatever the parent had (the CLI blocks
+// SIGINT/SIGTERM to take them on a thread of its own).
+//
+// wait() honours a cancel token: when it fires the child gets SIGTERM, then SIGKILL after a
+// grace period, and wait() returns the token's error once the child is gone.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "util/cancel.h"
+#include "util/error.h"
+
+namespace haven {
+
+struct SpawnOptions {
+  std::vector<std::string> argv;  // argv[0] is looked up in PATH unless it contains '/'
+  int stdin_fd = -1;              // -1: /dev/null
+  int stdout_fd = -1;             // -1: /dev/null; -2: inherit
+  int stderr_fd = -2;             // -1: /dev/null; -2: inherit
+  std::optional<uid_t> uid;       // run as this user (and group) when the caller is root
+  std::optional<gid_t> gid;
+};
+
+class Subprocess {
+ public:
+  // Starts the program. kNotFound if it cannot be found or executed (the child reports the
+  // exec failure through a close-on-exec pipe, so this is known before spawn() returns).
+  static Result<Subprocess> spawn(const SpawnOptions& options);
+
+  Subprocess(Subprocess&& o) noexcept : pid_(o.pid_), name_(std::move(o.name_)) { o.pid_ = -1; }
+  Subprocess& operator=(Subprocess&&) = delete;
+  // A child still running is killed and reaped.
+  ~Subprocess();
+
+  pid_t pid() const { return pid_; }
+  // Waits for the child to exit: its exit status, or 128 + the signal that killed it. On
+  // cancellation: SIGTERM, SIGKILL after `grace`, and the token's error.
+  Result<int> wait(const CancelToken& cancel,
+                   std::chrono::milliseconds grace = std::chrono::milliseconds(500));
+
+ private:
+  Subprocess(pid_t pid, std::string name) : pid_(pid), name_(std::move(name)) {}
+  pid_t pid_ = -1;
+  std::string name_;
+};
+
+// "exited with status 3" / "was killed by signal 9", for messages.
+std::string describe_exit(int status);
+
+}  // namespace haven
