@@ -89,11 +89,13 @@ Status Checker::check_keys() {
   HAVEN_ASSIGN(auto keys, repo_.list_keys());
   report_.keys = keys.size();
   for (const auto& k : keys) {
-    if (!k.problem.empty()) {
-      problem("key " + k.id, k.problem +
-                                 " (the repository stays readable with its other keys; remove "
-                                 "this one with 'haven key remove " + k.id.substr(0, 8) + "')");
-    }
+    if (k.problem.empty()) continue;
+    std::string remove = "remove it with 'haven key remove " + k.id.substr(0, 8) + "'";
+    // A key file of another repository is a problem of the key file, not of the config.
+    problem("key " + k.id,
+            k.problem + (k.foreign ? " (it opens nothing here; " + remove + ")"
+                                   : " (the repository stays readable with its other keys; " +
+                                         remove + ")"));
   }
   return ok_status();
 }

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -121,14 +122,74 @@ static std::string first_line(const std::string& s) {
   return nl == std::string::npos ? s : s.substr(0, nl);
 }
 
+// Reads the password from the first line of `path`. Each way the file can be unusable gets
+// its own message naming the file and the fix; none of them quotes the file's contents.
+constexpr size_t kMaxPasswordLine = 64 << 10;
+
 static Result<std::string> read_file_password(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return errno_error("password file " + path, errno);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string pw = first_line(ss.str());
+  const std::string what = "password file " + path;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    int err = errno;
+    if (err == ENOENT) {
+      return Error(Error::Code::kNotFound,
+                   what + " does not exist (check the path given with --password-file or "
+                          "HAVEN_PASSWORD_FILE)");
+    }
+    if (err == EACCES || err == EPERM) {
+      return Error(Error::Code::kPermissionDenied,
+                   what + ": permission denied (make it readable by the user running haven, "
+                          "and by nobody else: chmod 600)");
+    }
+    return errno_error(what, err);
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    return errno_error(what, err);
+  }
+  if (S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    return Error(Error::Code::kInvalidArgument,
+                 what + " is a directory, not a file: give the path of a file whose first line "
+                        "is the password");
+  }
+  // Blocking reads from here on (a FIFO is fine: O_NONBLOCK only kept open() from waiting).
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      secure_zero(text.data(), text.size());
+      return errno_error(what, err);
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    if (text.find_first_of("\r\n") != std::string::npos) break;  // only the first line counts
+    if (text.size() > kMaxPasswordLine) {
+      ::close(fd);
+      secure_zero(text.data(), text.size());
+      return Error(Error::Code::kInvalidArgument,
+                   what + " has no line break in its first " +
+                       std::to_string(kMaxPasswordLine >> 10) +
+                       " KiB: it is not a password file (give a file whose first line is the "
+                       "password)");
+    }
+  }
+  ::close(fd);
+  secure_zero(buf, sizeof buf);
+  std::string pw = first_line(text);
+  secure_zero(text.data(), text.size());
   if (pw.empty()) {
-    return Error(Error::Code::kInvalidArgument, "password file " + path + " is empty");
+    return Error(Error::Code::kInvalidArgument,
+                 text.empty() ? what + " is empty: write the password on its first line"
+                              : what + " has an empty first line: the password is the first "
+                                       "line of the file");
   }
   return pw;
 }
@@ -197,12 +258,12 @@ Result<std::shared_ptr<storage::Backend>> App::backend() {
   return std::shared_ptr<storage::Backend>(std::make_shared<storage::LimitBackend>(be, limits));
 }
 
-Result<std::unique_ptr<repo::Repository>> App::open_repository() {
+Result<std::unique_ptr<repo::Repository>> App::open_repository(const repo::OpenOptions& options) {
   HAVEN_ASSIGN(auto be, backend());
   // A missing or too-new repository is reported before asking for a password.
   HAVEN_TRY(repo::Repository::probe(*be));
   HAVEN_ASSIGN(std::string pw, read_password());
-  HAVEN_ASSIGN(auto repo, repo::Repository::open(be, pw));
+  HAVEN_ASSIGN(auto repo, repo::Repository::open(be, pw, options));
   repo->set_cancel_token(cancel_);
   return repo;
 }

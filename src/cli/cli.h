@@ -54,7 +54,7 @@ class App {
   // Helpers for commands.
   Result<std::string> read_password();
   Result<std::string> read_new_password(const std::string& file);
-  Result<std::unique_ptr<repo::Repository>> open_repository();
+  Result<std::unique_ptr<repo::Repository>> open_repository(const repo::OpenOptions& options = {});
   // Takes the repository's lock (shared, or exclusive for commands that delete) and prints a
   // notice for each stale lock it ignored.
   Status lock(repo::Repository& repo, bool exclusive);

@@ -68,7 +68,8 @@ void register_check(App& app) {
     o.threads = opts->threads;
     if (opts->read_data) o.read_data = check::Options::ReadData::kAll;
     if (!opts->subset.empty()) HAVEN_TRY(check::parse_subset(opts->subset, o));
-    HAVEN_ASSIGN(auto repo, app.open_repository());
+    // Every key file is tried, so that one of another repository is named.
+    HAVEN_ASSIGN(auto repo, app.open_repository({.try_all_keys = true}));
     HAVEN_TRY(app.lock(*repo, false));
     CliSink sink(false, app.globals().quiet || app.globals().json);
     HAVEN_ASSIGN(check::Report r, check::check(*repo, o, sink));

@@ -30,7 +30,8 @@ void register_key(App& app) {
 
   auto* list = key->add_subcommand("list", "list the keys");
   app.on(list, [&app]() -> CommandResult {
-    HAVEN_ASSIGN(auto repo, app.open_repository());
+    // Every key file is tried, so that one of another repository is named.
+    HAVEN_ASSIGN(auto repo, app.open_repository({.try_all_keys = true}));
     HAVEN_ASSIGN(auto keys, repo->list_keys());
     if (app.globals().json) {
       nlohmann::json out = nlohmann::json::array();

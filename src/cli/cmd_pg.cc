@@ -329,7 +329,8 @@ void register_pg(App& app) {
     sink.clear_line();
     if (r->key_file.empty()) {
       HAVEN_ASSIGN(std::string fp, pg::repository_fingerprint(repo->backend()));
-      HAVEN_TRY(pg::write_wal_key_file(key_file, pg::derive_wal_key(repo->master_key(), fp), true));
+      HAVEN_ASSIGN(pg::WalKey wal_key, pg::derive_wal_key(repo->master_key(), fp));
+      HAVEN_TRY(pg::write_wal_key_file(key_file, wal_key, true));
       struct stat st;
       if (::geteuid() == 0 && ::stat(target_dir.c_str(), &st) == 0) (void)::chown(key_file.c_str(), st.st_uid, st.st_gid);
     }

@@ -32,7 +32,9 @@ Status check_archive(repo::Repository& repo, bool read_data, check::Report& repo
       if (!h.ok()) {
         plain = h.error();
       } else {
-        plain = open_wal_object(derive_wal_key(repo.master_key(), fp, h->key_generation), n, *object);
+        auto key = derive_wal_key(repo.master_key(), fp, h->key_generation);
+        plain = key.ok() ? open_wal_object(*key, n, *object)
+                         : Result<Bytes>(key.error().with_context("WAL file " + n));
       }
     }
     report.wal_read++;

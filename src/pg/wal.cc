@@ -70,15 +70,32 @@ Result<std::string> repository_fingerprint(storage::Backend& backend) {
   return to_hex(ByteView(h.salt.data(), h.salt.size()));
 }
 
-WalKey derive_wal_key(const repo::MasterKey& master, const std::string& fingerprint,
-                      std::optional<uint32_t> generation) {
+Result<WalKey> derive_wal_key(const repo::MasterKey& master, const std::string& fingerprint,
+                              std::optional<uint32_t> generation) {
+  // The salt is the config's salt: an empty or short one would derive a key that opens no WAL
+  // object this repository wrote, so it is refused rather than used.
+  auto salt = from_hex(fingerprint);
+  if (!salt || salt->size() != repo::kSaltSize) {
+    return Error(Error::Code::kInvalidArgument,
+                 "repository fingerprint '" + fingerprint +
+                     "' is not 64 hex digits (the config salt): cannot derive the WAL key");
+  }
   WalKey k;
   k.repository = fingerprint;
   k.generation = generation.value_or(master.current_generation);
   const crypto::SecretKey* enc = master.encryption_key(k.generation);
-  if (enc == nullptr) enc = master.encryption_key(master.current_generation);
-  auto salt = from_hex(fingerprint).value_or(Bytes{});
-  k.key = crypto::hkdf(*enc, salt,
+  if (enc == nullptr) {
+    std::string held;
+    for (const auto& [gen, key] : master.encryption) {
+      held += (held.empty() ? "" : ", ") + std::to_string(gen);
+    }
+    return Error(Error::Code::kCorrupt,
+                 "the master key has no key generation " + std::to_string(k.generation) +
+                     " (it holds " + held +
+                     "), so no WAL key for it can be derived: the object naming that generation "
+                     "was sealed by another repository's key or its header is damaged");
+  }
+  k.key = crypto::hkdf(*enc, *salt,
                        ByteView(reinterpret_cast<const uint8_t*>(kKeyInfo), sizeof(kKeyInfo) - 1));
   return k;
 }

@@ -47,9 +47,11 @@ struct WalKey {
 
 // The repository's fingerprint, readable without a password.
 Result<std::string> repository_fingerprint(storage::Backend& backend);
-// The WAL key for the master key's current generation (or `generation`).
-WalKey derive_wal_key(const repo::MasterKey& master, const std::string& fingerprint,
-                      std::optional<uint32_t> generation = std::nullopt);
+// The WAL key for the master key's current generation (or `generation`). Never falls back:
+// kCorrupt if the master key has no such generation (a WAL object naming a generation this
+// key does not hold), kInvalidArgument if `fingerprint` is not 64 hex digits (a config salt).
+Result<WalKey> derive_wal_key(const repo::MasterKey& master, const std::string& fingerprint,
+                              std::optional<uint32_t> generation = std::nullopt);
 // Writes the key file (mode 0600, created; kAlreadyExists if `path` exists and !overwrite).
 Status write_wal_key_file(const std::string& path, const WalKey& key, bool overwrite);
 // Reads a key file; refuses one that others can read (the fix is in the message).

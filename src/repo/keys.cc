@@ -103,46 +103,91 @@ struct Parsed {
   Bytes salt, nonce, data;
 };
 
+// Each way a key file can be damaged gets its own message naming the file and the damage, so
+// that neither `check` nor a failed open has to call it a wrong password. Nothing here runs
+// Argon2id: the KDF parameters are bounded (crypto::kdf_params_valid, FORMAT.md §3) before
+// anyone derives a key with them, so a key file asking for terabytes or zero passes is refused.
 Result<Parsed> parse(ByteView file, const std::string& what) {
   Parsed p;
-  Error damaged(Error::Code::kCorrupt, what + " is damaged (not a valid key file)");
+  auto damaged = [&](const std::string& why) {
+    return Error(Error::Code::kCorrupt, what + " is damaged: " + why);
+  };
   try {
     p.j = json::parse(file.begin(), file.end());
-    if (!p.j.is_object()) return damaged;
-    int version = p.j.at("version").get<int>();
-    if (version > kKeyFileVersion) {
-      return Error(Error::Code::kUnsupported,
-                   what + " has key file version " + std::to_string(version) +
-                       ", newer than this haven supports: upgrade haven");
-    }
-    if (!p.j.contains("checksum") || p.j["checksum"].get<std::string>() != checksum_of(p.j)) {
-      return Error(Error::Code::kCorrupt, what + " is damaged (checksum mismatch)");
-    }
-    if (p.j.at("kdf").at("algorithm").get<std::string>() != "argon2id" ||
-        p.j.at("cipher").get<std::string>() != "aes-256-gcm") {
-      return Error(Error::Code::kUnsupported, what + " uses an unknown algorithm");
-    }
-    p.info.created = p.j.value("created", "");
-    p.info.hostname = p.j.value("hostname", "");
-    p.info.username = p.j.value("username", "");
-    p.info.kdf.iterations = p.j["kdf"].at("iterations").get<uint64_t>();
-    p.info.kdf.memory = p.j["kdf"].at("memory").get<uint64_t>();
-    auto salt = from_hex(p.j["kdf"].at("salt").get<std::string>());
-    auto nonce = from_hex(p.j.at("nonce").get<std::string>());
-    auto data = from_hex(p.j.at("data").get<std::string>());
-    if (!salt || !nonce || !data || salt->size() != 16 || nonce->size() != crypto::kNonceSize) {
-      return damaged;
-    }
-    p.salt = *salt;
-    p.nonce = *nonce;
-    p.data = *data;
+  } catch (const json::parse_error& e) {
+    return damaged("not valid JSON (syntax error at byte " + std::to_string(e.byte) + ")");
   } catch (const json::exception&) {
-    return damaged;
+    return damaged("not valid JSON");
   }
+  if (!p.j.is_object()) return damaged("not a JSON object");
+  // Field accessors: a missing field or one of the wrong type names the field.
+  auto field = [&](const json& obj, const char* name, const char* path,
+                   json::value_t type) -> Result<const json*> {
+    auto it = obj.find(name);
+    bool ok = it != obj.end() &&
+              (type == json::value_t::number_unsigned ? it->is_number_unsigned()
+                                                      : it->type() == type);
+    if (!ok) {
+      return damaged(std::string("field \"") + path + "\" is missing or not " +
+                     (type == json::value_t::string ? "a string"
+                      : type == json::value_t::object ? "an object"
+                                                       : "a non-negative integer"));
+    }
+    return &*it;
+  };
+  using T = json::value_t;
+  HAVEN_ASSIGN(const json* version, field(p.j, "version", "version", T::number_unsigned));
+  if (version->get<uint64_t>() > kKeyFileVersion) {
+    return Error(Error::Code::kUnsupported,
+                 what + " has key file version " + std::to_string(version->get<uint64_t>()) +
+                     ", newer than this haven supports: upgrade haven");
+  }
+  HAVEN_ASSIGN(const json* checksum, field(p.j, "checksum", "checksum", T::string));
+  if (checksum->get<std::string>() != checksum_of(p.j)) {
+    return damaged("its checksum does not match its contents (checksum mismatch: the file was "
+                   "modified or truncated)");
+  }
+  HAVEN_ASSIGN(const json* kdf, field(p.j, "kdf", "kdf", T::object));
+  HAVEN_ASSIGN(const json* algorithm, field(*kdf, "algorithm", "kdf.algorithm", T::string));
+  HAVEN_ASSIGN(const json* cipher, field(p.j, "cipher", "cipher", T::string));
+  if (algorithm->get<std::string>() != "argon2id" || cipher->get<std::string>() != "aes-256-gcm") {
+    return Error(Error::Code::kUnsupported,
+                 what + " uses an unknown algorithm (" + algorithm->get<std::string>() + ", " +
+                     cipher->get<std::string>() + "): upgrade haven");
+  }
+  HAVEN_ASSIGN(const json* iterations, field(*kdf, "iterations", "kdf.iterations", T::number_unsigned));
+  HAVEN_ASSIGN(const json* memory, field(*kdf, "memory", "kdf.memory", T::number_unsigned));
+  HAVEN_ASSIGN(const json* salt_hex, field(*kdf, "salt", "kdf.salt", T::string));
+  HAVEN_ASSIGN(const json* nonce_hex, field(p.j, "nonce", "nonce", T::string));
+  HAVEN_ASSIGN(const json* data_hex, field(p.j, "data", "data", T::string));
+  // Descriptive fields: optional, but never anything other than text.
+  auto text = [&](const char* name) {
+    auto it = p.j.find(name);
+    return it != p.j.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  p.info.created = text("created");
+  p.info.hostname = text("hostname");
+  p.info.username = text("username");
+  p.info.kdf.iterations = iterations->get<uint64_t>();
+  p.info.kdf.memory = memory->get<uint64_t>();
   std::string why;
   if (!crypto::kdf_params_valid(p.info.kdf, &why)) {
-    return Error(Error::Code::kCorrupt, what + " has unusable KDF parameters: " + why);
+    return damaged("its KDF parameters are out of bounds (iterations " +
+                   std::to_string(p.info.kdf.iterations) + ", memory " +
+                   std::to_string(p.info.kdf.memory) + " bytes; " + why +
+                   "), so no password is tried with it");
   }
+  auto salt = from_hex(salt_hex->get<std::string>());
+  if (!salt || salt->size() != 16) return damaged("kdf.salt is not 16 bytes of hex");
+  auto nonce = from_hex(nonce_hex->get<std::string>());
+  if (!nonce || nonce->size() != crypto::kNonceSize) {
+    return damaged("nonce is not " + std::to_string(crypto::kNonceSize) + " bytes of hex");
+  }
+  auto data = from_hex(data_hex->get<std::string>());
+  if (!data || data->size() <= crypto::kTagSize) return damaged("data is not sealed hex");
+  p.salt = *salt;
+  p.nonce = *nonce;
+  p.data = *data;
   return p;
 }
 }  // namespace
@@ -155,7 +200,9 @@ Result<KeyFileInfo> read_key_file_info(ByteView file, const std::string& what) {
 Result<MasterKey> open_key_file(ByteView file, const std::string& password,
                                 const std::string& what) {
   HAVEN_ASSIGN(auto p, parse(file, what));
-  HAVEN_ASSIGN(auto wrapping, crypto::derive_from_password(password, p.salt, p.info.kdf));
+  auto derived = crypto::derive_from_password(password, p.salt, p.info.kdf);
+  if (!derived.ok()) return derived.error().with_context(what);
+  const crypto::SecretKey& wrapping = *derived;
   std::array<uint8_t, crypto::kNonceSize> nonce;
   std::copy(p.nonce.begin(), p.nonce.end(), nonce.begin());
   Bytes plain;
@@ -163,7 +210,8 @@ Result<MasterKey> open_key_file(ByteView file, const std::string& password,
     return Error(Error::Code::kWrongPassword, "wrong password or no key for this repository");
   }
   MasterKey m;
-  Error damaged(Error::Code::kCorrupt, what + " holds a malformed master key");
+  Error damaged(Error::Code::kCorrupt,
+                what + " is damaged: it opens with the password but holds a malformed master key");
   try {
     json s = json::from_cbor(plain);
     secure_zero(plain.data(), plain.size());

@@ -44,10 +44,13 @@ struct KeyFileInfo {
 // Builds a key file (JSON text) wrapping `master` under `password`.
 Bytes make_key_file(const MasterKey& master, const std::string& password,
                     const crypto::KdfParams& kdf);
-// Parses the plaintext part; kCorrupt if malformed or its checksum does not match,
-// kUnsupported for a newer key file version.
+// Parses the plaintext part without running Argon2id. kCorrupt, with a message
+// "<what> is damaged: <the damage>", if it is not JSON, a field is missing or of the wrong
+// type, its checksum does not match, or its KDF parameters are out of bounds (FORMAT.md §3);
+// kUnsupported for a newer key file version or an unknown algorithm.
 Result<KeyFileInfo> read_key_file_info(ByteView file, const std::string& what);
-// Unwraps; kWrongPassword if authentication fails, kCorrupt if the file is malformed.
+// Unwraps; the errors of read_key_file_info (checked before Argon2id runs), kWrongPassword if
+// authentication fails (the message names nothing), kCorrupt if the master key is malformed.
 Result<MasterKey> open_key_file(ByteView file, const std::string& password,
                                 const std::string& what);
 

@@ -163,36 +163,174 @@ Status Repository::probe(storage::Backend& backend) {
   return ok_status();
 }
 
+namespace {
+// Whether `master` authenticates the single-record object `raw` (config, snapshot, index, lock)
+// stored under `name`. A key file belongs to a repository exactly when its master key
+// authenticates that repository's objects; the config is the one every repository has.
+bool authenticates(const MasterKey& master, const ObjectName& name, ByteView raw) {
+  auto h = parse_header(raw, name.describe());
+  if (!h.ok()) return false;
+  static const std::map<ObjectType, ObjectKind> kKinds = {
+      {ObjectType::kConfig, ObjectKind::kConfig}, {ObjectType::kSnapshot, ObjectKind::kSnapshot},
+      {ObjectType::kIndex, ObjectKind::kIndex}, {ObjectType::kLock, ObjectKind::kLock}};
+  auto kind = kKinds.find(name.type);
+  if (kind == kKinds.end() || kind->second != h->kind) return false;
+  if (name.type != ObjectType::kConfig) {
+    auto id = parse_id(name.name);
+    if (!id || *id != h->salt) return false;
+  }
+  const crypto::SecretKey* key = master.encryption_key(h->key_generation);
+  if (key == nullptr) return false;
+  Bytes plain;
+  return open_record(object_key(*key, *h), *h, kPrefixSize, {}, raw.subspan(kPrefixSize), plain);
+}
+
+// When a key opens with the password but does not authenticate the config, either the key
+// belongs to another repository or the config is damaged. The repository's other small
+// objects tell which: true if `master` authenticates one of them, false if it fails on every
+// one tried, nullopt if there is none to try (a repository with no snapshot, index or lock).
+std::optional<bool> authenticates_other_objects(const MasterKey& master, storage::Backend& be) {
+  constexpr int kTries = 3;  // a few, in case one of them is damaged as well
+  bool tried = false;
+  for (ObjectType t : {ObjectType::kSnapshot, ObjectType::kIndex, ObjectType::kLock}) {
+    std::vector<std::string> names;
+    if (!be.list(t, [&](const storage::ObjectInfo& i) { names.push_back(i.name.name); }).ok()) {
+      continue;
+    }
+    std::sort(names.begin(), names.end());
+    if (names.size() > kTries) names.resize(kTries);
+    for (const auto& n : names) {
+      ObjectName name{t, n};
+      auto raw = be.load(name);
+      if (!raw.ok()) continue;
+      tried = true;
+      if (authenticates(master, name, *raw)) return true;
+    }
+  }
+  if (!tried) return std::nullopt;
+  return false;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Repository>> Repository::open(std::shared_ptr<storage::Backend> backend,
-                                                     const std::string& password) {
+                                                     const std::string& password,
+                                                     const OpenOptions& options) {
   HAVEN_TRY(probe(*backend));
-  HAVEN_ASSIGN(Bytes raw_config, backend->load({ObjectType::kConfig, "config"}));
+  const ObjectName config_name{ObjectType::kConfig, "config"};
+  HAVEN_ASSIGN(Bytes raw_config, backend->load(config_name));
+  // What about the config does not depend on a key is checked first.
+  HAVEN_ASSIGN(Header config_header, parse_header(raw_config, "config"));
+  if (config_header.kind != ObjectKind::kConfig) {
+    return Error(Error::Code::kCorrupt, "config: wrong object kind");
+  }
 
   std::vector<std::string> key_ids;
   HAVEN_TRY(backend->list(ObjectType::kKey, [&](const storage::ObjectInfo& info) {
     key_ids.push_back(info.name.name);
   }));
   std::sort(key_ids.begin(), key_ids.end());
+  // Every key file is tried until one opens with the password and authenticates the config.
+  // A key file that cannot be read (damaged, absurd KDF parameters, newer version) or that
+  // opens but belongs to another repository does not stop the search: it is remembered, named
+  // by list_keys() (so `check` and `key list` report it), and named in the error if no key
+  // opens. Key files that fail only on the password are never named.
   std::optional<MasterKey> master;
   std::string key_id;
+  std::vector<Error> unreadable;                               // key files no password can open
+  std::vector<std::pair<std::string, MasterKey>> foreign;      // open, but not this config
+  size_t tried = 0;                                            // key files a password was tried on
   for (const auto& id : key_ids) {
+    if (master && !options.try_all_keys) break;
     auto file = backend->load({ObjectType::kKey, id});
-    if (!file.ok()) continue;
+    if (!file.ok()) {
+      if (file.error().code() == Error::Code::kNotFound) continue;  // removed meanwhile
+      unreadable.push_back(file.error().with_context("key " + id));
+      continue;
+    }
     auto m = open_key_file(*file, password, "key " + id);
-    if (m.ok()) {
+    if (!m.ok()) {
+      if (m.error().code() == Error::Code::kWrongPassword) {
+        tried++;
+      } else {
+        unreadable.push_back(m.error());
+      }
+      continue;
+    }
+    tried++;
+    if (!authenticates(*m, config_name, raw_config)) {
+      foreign.emplace_back(id, std::move(m).value());
+      continue;
+    }
+    if (!master) {
       master = std::move(m).value();
       key_id = id;
-      break;
     }
-    if (m.error().code() == Error::Code::kUnsupported) return m.error();
+  }
+
+  std::string unreadable_list;
+  bool all_damaged = true;
+  for (const auto& e : unreadable) {
+    unreadable_list += (unreadable_list.empty() ? "" : "; ") + e.message();
+    all_damaged = all_damaged && e.code() == Error::Code::kCorrupt;
+  }
+  const std::string besides =
+      unreadable.empty() ? std::string()
+                         : "; besides, " + std::to_string(unreadable.size()) +
+                               " key file(s) could not be read: " + unreadable_list;
+  if (!master && !foreign.empty()) {
+    // Keys open with this password, yet none authenticates the config. If one of them
+    // authenticates the repository's other objects, the config is what is damaged: say so.
+    bool unknown = false;
+    for (const auto& [id, m] : foreign) {
+      auto other = authenticates_other_objects(m, *backend);
+      if (!other) {
+        unknown = true;
+        continue;
+      }
+      if (*other) {
+        return Error(Error::Code::kCorrupt,
+                     "config: authentication failed (the object was modified or damaged: key " +
+                         id + " authenticates this repository's other objects but not its "
+                         "config)");
+      }
+    }
+    std::string ids;
+    for (const auto& [id, m] : foreign) ids += (ids.empty() ? "" : ", ") + id;
+    if (unknown) {
+      return Error(Error::Code::kCorrupt,
+                   "config: authentication failed with key " + ids +
+                       ", which opens with this password: either the config is damaged or "
+                       "that key file belongs to another repository (this repository has no "
+                       "snapshot or index file to tell which)" + besides);
+    }
+    return Error(Error::Code::kWrongPassword,
+                 "no key of this repository opens with this password: key " + ids +
+                     " opens with it but belongs to another repository (it authenticates none "
+                     "of this repository's objects; move it out of keys/)" + besides);
   }
   if (!master) {
-    // Deliberately says nothing about which keys exist or why each failed.
-    return Error(Error::Code::kWrongPassword, "wrong password or no key for this repository");
+    if (unreadable.empty()) {
+      // Deliberately says nothing about which keys exist or why each failed.
+      return Error(Error::Code::kWrongPassword, "wrong password or no key for this repository");
+    }
+    if (tried == 0) {
+      // No key file could even be tried: the password is not the problem.
+      return Error(unreadable.front().code(),
+                   "no key file of this repository can be read, so no password opens it: " +
+                       unreadable_list +
+                       (all_damaged ? " (restore the key files from a copy of the repository)"
+                                    : ""));
+    }
+    // Key files that failed only on the password stay unnamed.
+    return Error(Error::Code::kWrongPassword,
+                 "wrong password or no key for this repository" + besides);
   }
   std::unique_ptr<Repository> repo(new Repository(backend, std::move(*master), key_id));
-  HAVEN_ASSIGN(Bytes body, repo->open_object(ObjectKind::kConfig, {ObjectType::kConfig, "config"},
-                                             raw_config));
+  for (const auto& [id, m] : foreign) {
+    repo->foreign_keys_.insert(id);
+  }
+  HAVEN_ASSIGN(Bytes body, repo->open_object(ObjectKind::kConfig, config_name, raw_config));
   HAVEN_ASSIGN(repo->config_, decode_config(body));
   repo->compression_ = repo->config_.compression;
   return repo;
@@ -640,6 +778,12 @@ Result<std::vector<KeyListEntry>> Repository::list_keys() {
     } else {
       auto info = read_key_file_info(*file, "key " + id);
       if (info.ok()) e.info = *info; else e.problem = info.error().message();
+    }
+    if (e.problem.empty() && foreign_keys_.count(id)) {
+      e.problem = "key " + id +
+                  " does not belong to this repository: it opens with this password, but its "
+                  "master key does not authenticate this repository's config";
+      e.foreign = true;
     }
     out.push_back(std::move(e));
   }

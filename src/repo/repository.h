@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 #include <string>
 #include <unordered_set>
@@ -62,7 +63,15 @@ struct KeyListEntry {
   std::string id;
   KeyFileInfo info;
   bool current = false;  // the key this session opened the repository with
-  std::string problem;   // non-empty if the key file could not be read
+  std::string problem;   // non-empty if the key file could not be read or is foreign
+  bool foreign = false;  // opens with the session's password but belongs to another repository
+};
+
+struct OpenOptions {
+  // Try the password on every key file, not only until one opens, so that list_keys() can name
+  // key files that open with it but belong to another repository (`check`, `key list`). Costs
+  // one Argon2id run per key file.
+  bool try_all_keys = false;
 };
 
 class Repository {
@@ -75,8 +84,11 @@ class Repository {
   // format, kWrongPassword if no key opens with the password. Does not load the index.
   // Checks, without a password, that a repository of a supported version is there.
   static Status probe(storage::Backend& backend);
+  // A key file that is damaged, or that opens but whose master key does not authenticate the
+  // config (another repository's key), is skipped; if no key opens, the error names them.
   static Result<std::unique_ptr<Repository>> open(std::shared_ptr<storage::Backend> backend,
-                                                   const std::string& password);
+                                                   const std::string& password,
+                                                   const OpenOptions& options = {});
   ~Repository();
 
   const Config& config() const { return config_; }
@@ -214,6 +226,7 @@ class Repository {
   std::shared_ptr<storage::Backend> backend_;
   MasterKey master_;
   std::string key_id_;
+  std::set<std::string> foreign_keys_;  // key files open() found to belong to another repository
   Config config_;
   Compression compression_ = Compression::kMedium;
 

@@ -36,7 +36,7 @@ class WalTest : public ::testing::Test {
     auto r = init_repo(repo_dir());
     ASSERT_TRUE(r);
     fingerprint_ = *pg::repository_fingerprint(r->backend());
-    key_ = pg::derive_wal_key(r->master_key(), fingerprint_);
+    key_ = pg::derive_wal_key(r->master_key(), fingerprint_).value();
     be_ = std::make_shared<storage::LocalBackend>(repo_dir());
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -125,11 +125,55 @@ TEST_F(WalTest, KeyFileIsPrivateAndBoundToItsRepository) {
   // Another repository's key is refused before anything is written.
   auto other = init_repo(dir_ + "/other");
   ASSERT_TRUE(other);
-  auto other_key = pg::derive_wal_key(other->master_key(), *pg::repository_fingerprint(other->backend()));
+  auto other_key = pg::derive_wal_key(other->master_key(), *pg::repository_fingerprint(other->backend())).value();
   auto wrong = pg::push(*be_, other_key, "000000010000000000000007", as_bytes(seg));
   ASSERT_FALSE(wrong.ok());
   EXPECT_NE(wrong.error().message().find("another repository"), std::string::npos);
   EXPECT_FALSE(exists(repo_dir() + "/wal/000000010000000000000007"));
+}
+
+// derive_wal_key never substitutes another key generation or an empty salt: either would
+// derive a key that opens nothing this repository wrote, and the failure would surface later
+// as a puzzling "authentication failed".
+TEST_F(WalTest, DeriveWalKeyRefusesUnknownGenerationAndBadFingerprint) {
+  auto r = repo::Repository::open(be_, kPw);
+  ASSERT_OK(r);
+  const repo::MasterKey& m = (*r)->master_key();
+  ASSERT_EQ(m.current_generation, 0u);
+  auto current = pg::derive_wal_key(m, fingerprint_, 0u);
+  ASSERT_OK(current);
+  EXPECT_EQ(current->generation, 0u);
+  EXPECT_TRUE(std::equal(current->key.view().begin(), current->key.view().end(), key_.key.view().begin()));
+
+  auto unknown = pg::derive_wal_key(m, fingerprint_, 7u);
+  ASSERT_FALSE(unknown.ok()) << "derived a key labelled generation 7 from another generation";
+  EXPECT_EQ(unknown.error().code(), Error::Code::kCorrupt);
+  EXPECT_NE(unknown.error().message().find("no key generation 7 (it holds 0)"), std::string::npos)
+      << unknown.error().message();
+
+  for (const std::string& bad : {std::string(), std::string("zz"), fingerprint_.substr(0, 62),
+                                fingerprint_ + "00", "x" + fingerprint_.substr(1)}) {
+    SCOPED_TRACE("fingerprint '" + bad + "'");
+    auto k = pg::derive_wal_key(m, bad);
+    ASSERT_FALSE(k.ok()) << "derived a WAL key from a bad salt";
+    EXPECT_EQ(k.error().code(), Error::Code::kInvalidArgument);
+    EXPECT_NE(k.error().message().find("not 64 hex digits"), std::string::npos) << k.error().message();
+  }
+
+  // Through check: a WAL object whose header names generation 7 is reported as such, not as
+  // an authentication failure under a substituted generation.
+  const std::string name = "000000010000000000000003";
+  ASSERT_OK(pg::push(*be_, key_, name, as_bytes(random_bytes(9000, 4))));
+  const std::string victim = repo_dir() + "/wal/" + name;
+  std::string obj = read_file(victim);
+  ASSERT_EQ(obj[8], 0);
+  obj[8] = 7;  // key_generation u32le at offset 8
+  chmod(victim.c_str(), 0644);
+  write_file(victim, obj, 0444);
+  RunResult c = cli(repo_dir(), {"check", "--read-data"});
+  EXPECT_EQ(c.code, 1) << describe(c);
+  EXPECT_NE(c.out.find("WAL file " + name + ": the master key has no key generation 7"), std::string::npos)
+      << c.out;
 }
 
 // The commands as PostgreSQL runs them: archive_command 'haven … wal-push %p' from the data

@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <initializer_list>
 #include <iostream>
@@ -1326,9 +1328,9 @@ TEST_F(RepoTest, TamperedKeyFileData) {
   write_byte(kp, pos, text[pos] == '0' ? '1' : '0');
   auto info = read_key_file_info(read_file(kp), "key " + k1);
   EXPECT_TRUE(Fails(info, Error::Code::kCorrupt, {"checksum", k1}));
+  // The only key file is damaged: that is what the error says, not "wrong password".
   auto r = try_open();
-  ASSERT_TRUE(Fails(r, Error::Code::kWrongPassword));
-  EXPECT_EQ(r.error().message(), "wrong password or no key for this repository");
+  ASSERT_TRUE(Fails(r, Error::Code::kCorrupt, {"key " + k1 + " is damaged", "checksum"}));
 
   // The same change with the checksum recomputed: AES-GCM catches it.
   write_file(kp, original);
@@ -1407,6 +1409,164 @@ TEST_F(RepoTest, TamperedKeyFileCreatedField) {
     }
   }
   EXPECT_TRUE(open_repo());
+}
+
+// Issue 10: a key file of another repository that opens with the same password. Sorted first,
+// it used to lock every session out with "config: authentication failed" (the config intact);
+// sorted last it was never noticed. Now it is skipped, and list_keys() (with every key tried)
+// names it as a key of another repository.
+TEST_F(RepoTest, KeyFileOfAnotherRepositoryIsSkippedAndNamed) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  const std::string own = repo->current_key_id();
+  Snapshot snap;
+  snap.time = 1;
+  ASSERT_OK(repo->save_snapshot(snap));
+  repo.reset();
+  TempDir other_dir;
+  auto other = Repository::init(*storage::open_backend(other_dir.path()), kPw, fast_options());
+  ASSERT_OK(other);
+  const Bytes foreign_file =
+      read_file(storage::LocalBackend(other_dir.path()).path_of({ObjectType::kKey, (*other)->current_key_id()}));
+  const Bytes own_file = read_file(path_of(ObjectType::kKey, own));
+
+  for (const std::string& name : {std::string(64, '0'), std::string(64, 'f')}) {
+    SCOPED_TRACE("foreign key named " + name.substr(0, 4) + "...");
+    write_file(path_of(ObjectType::kKey, name), foreign_file);
+    auto r = try_open();
+    ASSERT_OK(r);
+    EXPECT_EQ((*r)->current_key_id(), own);
+    // With every key tried, the foreign one is named as such, wherever it sorts.
+    auto all = Repository::open(backend(), kPw, OpenOptions{.try_all_keys = true});
+    ASSERT_OK(all);
+    EXPECT_EQ((*all)->current_key_id(), own);
+    auto keys = (*all)->list_keys();
+    ASSERT_OK(keys);
+    ASSERT_EQ(keys->size(), 2u);
+    for (const auto& k : *keys) {
+      if (k.id == name) {
+        EXPECT_TRUE(k.foreign);
+        EXPECT_NE(k.problem.find("key " + name + " does not belong to this repository"), std::string::npos)
+            << k.problem;
+        EXPECT_EQ(k.problem.find("config: authentication failed"), std::string::npos) << k.problem;
+      } else {
+        EXPECT_FALSE(k.foreign);
+        EXPECT_EQ(k.problem, "");
+      }
+    }
+    ASSERT_EQ(std::remove(path_of(ObjectType::kKey, name).c_str()), 0);
+  }
+
+  // Only the foreign key left: the password opens no key of this repository, and the error says
+  // which key file it does open, not that the config is damaged.
+  write_file(path_of(ObjectType::kKey, std::string(64, '0')), foreign_file);
+  ASSERT_EQ(std::remove(path_of(ObjectType::kKey, own).c_str()), 0);
+  auto lone = try_open();
+  EXPECT_TRUE(Fails(lone, Error::Code::kWrongPassword,
+                    {"no key of this repository opens with this password", "key " + std::string(64, '0'),
+                     "belongs to another repository"}));
+  EXPECT_EQ(lone.error().message().find("config"), std::string::npos) << lone.error().message();
+  // A wrong password still says nothing about the key files.
+  auto wrong = try_open("not the password");
+  EXPECT_TRUE(Fails(wrong, Error::Code::kWrongPassword));
+  EXPECT_EQ(wrong.error().message(), "wrong password or no key for this repository");
+
+  // A config that really is damaged is still reported as the config's damage, even beside a
+  // foreign key that sorts first: the repository's own key authenticates its snapshot.
+  write_file(path_of(ObjectType::kKey, own), own_file);
+  const std::string cfg = path_of(ObjectType::kConfig, "config");
+  const Bytes config = read_file(cfg);
+  flip_byte(cfg, config.size() - 1);
+  EXPECT_TRUE(Fails(try_open(), Error::Code::kCorrupt, {"config: authentication failed", own}));
+  write_file(cfg, config);
+  EXPECT_TRUE(open_repo());
+}
+
+// Issue 10: a damaged key file is named with its damage instead of "wrong password", and KDF
+// parameters out of bounds are refused before Argon2id runs with them.
+TEST_F(RepoTest, DamagedKeyFilesAreNamedNotCalledAWrongPassword) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  const std::string k1 = repo->current_key_id();
+  const std::string kp = path_of(ObjectType::kKey, k1);
+  const Bytes original = read_file(kp);
+  struct Case {
+    const char* name;
+    std::function<void()> damage;
+    std::vector<std::string> says;
+  };
+  auto edit = [&](std::function<void(nlohmann::json&)> f) {
+    return [&, f] {
+      write_file(kp, original);
+      edit_key_file(kp, f, true);
+    };
+  };
+  const std::vector<Case> cases = {
+      {"not JSON", [&] { write_file(kp, as_bytes(std::string("{\"version\": 1, \"kdf\": "))); },
+       {"is damaged: not valid JSON"}},
+      {"not an object", [&] { write_file(kp, as_bytes(std::string("[1, 2]"))); }, {"not a JSON object"}},
+      {"memory of a terabyte", edit([](nlohmann::json& j) { j["kdf"]["memory"] = 1ull << 40; }),
+       {"KDF parameters are out of bounds", "memory 1099511627776 bytes", "no password is tried"}},
+      {"zero iterations", edit([](nlohmann::json& j) { j["kdf"]["iterations"] = 0; }),
+       {"KDF parameters are out of bounds", "iterations 0", "between 1 and 64"}},
+      {"negative memory", edit([](nlohmann::json& j) { j["kdf"]["memory"] = -1; }),
+       {"field \"kdf.memory\" is missing or not a non-negative integer"}},
+      {"memory as a float", edit([](nlohmann::json& j) { j["kdf"]["memory"] = 1e30; }),
+       {"field \"kdf.memory\""}},
+      {"no nonce", edit([](nlohmann::json& j) { j.erase("nonce"); }), {"field \"nonce\" is missing"}},
+      {"short salt", edit([](nlohmann::json& j) { j["kdf"]["salt"] = "abcd"; }), {"kdf.salt is not 16 bytes"}},
+      {"checksum", [&] {
+         write_file(kp, original);
+         edit_key_file(kp, [](nlohmann::json& j) { j["hostname"] = "elsewhere"; }, false);
+       }, {"checksum mismatch"}},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    c.damage();
+    auto started = std::chrono::steady_clock::now();
+    // The only key is unreadable: no password could open the repository, and the error says
+    // which key file and what is wrong with it (not "wrong password").
+    auto r = try_open();
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().code(), Error::Code::kWrongPassword) << r.error().message();
+    EXPECT_EQ(r.error().code(), Error::Code::kCorrupt) << r.error().message();
+    EXPECT_NE(r.error().message().find("key " + k1 + " is damaged"), std::string::npos) << r.error().message();
+    for (const auto& part : c.says) {
+      EXPECT_NE(r.error().message().find(part), std::string::npos) << r.error().message();
+    }
+    EXPECT_EQ(r.error().message().find("wrong password"), std::string::npos) << r.error().message();
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2));
+    auto info = read_key_file_info(read_file(kp), "key " + k1);
+    ASSERT_FALSE(info.ok());
+    EXPECT_EQ(info.error().message(), r.error().message().substr(r.error().message().find("key " + k1),
+                                                                  info.error().message().size()));
+  }
+
+  // With a second key: the damaged one does not stop the other from opening, list_keys names
+  // it, and a password that opens neither says both things.
+  write_file(kp, original);
+  auto k2 = repo->add_key("second", fast_kdf());
+  ASSERT_OK(k2);
+  edit_key_file(kp, [](nlohmann::json& j) { j["kdf"]["memory"] = 1ull << 40; }, true);
+  auto o = open_repo("second");
+  ASSERT_TRUE(o);
+  EXPECT_EQ(o->current_key_id(), *k2);
+  auto keys = o->list_keys();
+  ASSERT_OK(keys);
+  ASSERT_EQ(keys->size(), 2u);
+  for (const auto& k : *keys) {
+    if (k.id == k1) {
+      EXPECT_NE(k.problem.find("KDF parameters are out of bounds"), std::string::npos) << k.problem;
+    } else {
+      EXPECT_EQ(k.problem, "");
+    }
+  }
+  auto both = try_open("neither");
+  EXPECT_TRUE(Fails(both, Error::Code::kWrongPassword,
+                    {"wrong password or no key for this repository",
+                     "1 key file(s) could not be read: key " + k1 + " is damaged"}));
+  EXPECT_EQ(both.error().message().find(*k2), std::string::npos)
+      << "a key that only failed on the password is not named: " << both.error().message();
 }
 
 TEST_F(RepoTest, TamperedIndexDetected) {
