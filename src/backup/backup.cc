@@ -16,8 +16,10 @@
 #include <fstream>
 #include <map>
 #include <thread>
+#include <unordered_map>
 
 #include "backup/fsmeta.h"
+#include "repo/paths.h"
 #include "util/subprocess.h"
 #include "util/sysinfo.h"
 
@@ -75,20 +77,34 @@ std::string clean(const std::string& p) {
   return out.empty() ? "/" : out;
 }
 
-std::string base_name(const std::string& p) {
-  if (p == "/") return "root";
-  return p.substr(p.rfind('/') + 1);
-}
-
 bool same_file(const Node& a, const Node& b) {
   return a.type == b.type && a.size == b.size && a.mtime == b.mtime && a.ctime == b.ctime &&
          a.inode == b.inode && a.device == b.device;
 }
 
+// What each reading thread keeps between files: its read buffer (2 × max chunk) and the IDs of
+// all-zero chunks by length (a hole's chunks are hashed once per length, not once per chunk).
+struct ReadState {
+  std::vector<uint8_t> buf;
+  std::unordered_map<size_t, Id> zero_ids;
+};
+
+// A stretch of a file being read: data, or a hole (reads as zeros; never read from disk).
+struct Extent {
+  uint64_t begin = 0, end = 0;
+  bool hole = false;
+  bool to_end = false;  // a hole that runs to the end of what is read
+};
+
 class Archiver {
  public:
   Archiver(repo::Repository& repo, const Options& o, EventSink& events)
-      : repo_(repo), opts_(o), events_(events), chunker_(repo.make_chunker()) {}
+      : repo_(repo), opts_(o), events_(events), chunker_(repo.make_chunker()),
+        zeros_(chunker_.params().max_size, 0) {
+    // All-zero input is cut at the same length wherever it starts (the chunker is stateless
+    // and sees only zeros), so the chunks of a hole need no chunker run.
+    zero_cut_ = chunker_.next_cut(ByteView(zeros_.data(), zeros_.size()), false);
+  }
 
   Result<Summary> run();
 
@@ -102,10 +118,18 @@ class Archiver {
     if (d->pending.fetch_sub(1) == 1) finish_dir(d);
   }
   void worker();
-  void process_file(FileJob& job, std::vector<uint8_t>& buf);
-  // Chunks everything readable from fd into `content`; counts bytes read.
-  Status chunk_stream(int fd, std::vector<uint8_t>& buf, std::vector<Id>& content,
-                      uint64_t& total);
+  void process_file(FileJob& job, ReadState& rs);
+  // Chunks what fd holds into `content`; `total` is the length chunked. For a regular file,
+  // `limit` is its size when it was opened: at most that much is read (a file that keeps
+  // growing cannot keep the backup going), and holes (SEEK_DATA/SEEK_HOLE) are not read but
+  // chunked as the zeros they are. Streams (no limit) are read to their end.
+  Status chunk_stream(int fd, ReadState& rs, std::vector<Id>& content, uint64_t& total,
+                      std::optional<uint64_t> limit);
+  // The extent of a file holding `off` (reading stops at `end_at`); `seek` turns false when the
+  // file system cannot tell holes, and then everything is data.
+  Result<Extent> extent_at(int fd, uint64_t off, uint64_t end_at, bool& seek);
+  // Stores an all-zero chunk of `len` bytes.
+  Result<Id> zero_chunk(size_t len, ReadState& rs);
   void warn(const std::string& path, const std::string& message);
   void fail(const Error& e);
   bool excluded(const std::string& path, const std::string& name) const;
@@ -115,6 +139,8 @@ class Archiver {
   const Options& opts_;
   EventSink& events_;
   chunker::Chunker chunker_;
+  const std::vector<uint8_t> zeros_;  // max chunk size of zeros, shared read-only
+  size_t zero_cut_ = 0;               // where the chunker cuts all-zero input
   NameCache names_;
 
   std::mutex mu_;
@@ -131,6 +157,9 @@ class Archiver {
   std::chrono::steady_clock::time_point last_progress_ = start_;
   std::atomic<bool> failed_{false};
   std::optional<Id> parent_id_;
+  // What is backed up (absolute, cleaned, each once) and the top-level name of each.
+  std::vector<std::string> paths_;
+  std::vector<std::string> names_of_paths_;
 };
 
 void Archiver::warn(const std::string& path, const std::string& message) {
@@ -189,33 +218,132 @@ size_t page_size_of(ByteView head) {
   return 0;
 }
 
-Status Archiver::chunk_stream(int fd, std::vector<uint8_t>& buf, std::vector<Id>& content,
-                              uint64_t& total) {
-  size_t start = 0, end = 0;
+Result<Extent> Archiver::extent_at(int fd, uint64_t off, uint64_t end_at, bool& seek) {
+  if (!seek) return Extent{off, end_at, false, false};
+  off_t d = ::lseek(fd, static_cast<off_t>(off), SEEK_DATA);
+  if (d < 0) {
+    if (errno == ENXIO) {
+      // No data at or after off: a hole up to the end of the file (or of what is read).
+      struct stat st{};
+      if (fstat(fd, &st) != 0) return errno_error("stat", errno);
+      uint64_t e = std::min<uint64_t>(end_at, static_cast<uint64_t>(st.st_size));
+      if (e <= off) return Extent{off, off, false, false};  // the file ends here
+      return Extent{off, e, true, true};
+    }
+    seek = false;  // EINVAL & co.: the file system cannot tell holes, so read everything
+    return Extent{off, end_at, false, false};
+  }
+  if (static_cast<uint64_t>(d) > off) {
+    uint64_t e = std::min<uint64_t>(static_cast<uint64_t>(d), end_at);
+    return Extent{off, e, true, e == end_at};
+  }
+  off_t h = ::lseek(fd, static_cast<off_t>(off), SEEK_HOLE);
+  if (h < 0) {
+    seek = false;
+    return Extent{off, end_at, false, false};
+  }
+  return Extent{off, std::min<uint64_t>(static_cast<uint64_t>(h), end_at), false, false};
+}
+
+Result<Id> Archiver::zero_chunk(size_t len, ReadState& rs) {
+  ByteView zeros(zeros_.data(), len);
+  auto it = rs.zero_ids.find(len);
+  if (it == rs.zero_ids.end()) it = rs.zero_ids.emplace(len, repo_.blob_id(zeros)).first;
+  // Already stored after the first time: then this is an index lookup.
+  auto saved = repo_.save_blob_with_id(BlobType::kData, it->second, zeros);
+  if (!saved.ok()) return saved.error();
+  return it->second;
+}
+
+Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<Id>& content, uint64_t& total,
+                              std::optional<uint64_t> limit) {
+  std::vector<uint8_t>& buf = rs.buf;
+  const bool file = limit.has_value();
+  const uint64_t end_at = file ? *limit : UINT64_MAX;
+  size_t start = 0, end = 0;  // the chunker's window in buf
+  uint64_t start_off = 0;     // stream offset of buf[start]
+  uint64_t fill_off = 0;      // stream offset of buf[end]
   bool eof = false;
   bool first = true;
+  bool seek = file;
   size_t page = 0;
+  Extent ext;   // the extent holding fill_off, once found
+  Extent hole;  // the last hole found
   const size_t max = chunker_.params().max_size;
   while (true) {
-    // Keep at least max bytes (or everything to EOF) in view of the chunker.
+    // A chunk that lies wholly in a hole is all zeros, and so is cut where all-zero input is
+    // cut: no reading, no chunker run, no hashing (the same chunks as reading the zeros).
+    if (hole.hole && start_off >= hole.begin && start_off < hole.end) {
+      uint64_t avail = hole.end - start_off;
+      if (avail >= max || hole.to_end) {
+        first = false;  // a file that starts with a hole has no database header
+        size_t cut = static_cast<size_t>(std::min<uint64_t>(page ? page : zero_cut_, avail));
+        HAVEN_ASSIGN(Id id, zero_chunk(cut, rs));
+        content.push_back(id);
+        start_off += cut;
+        total += cut;
+        // The window held only zeros of this hole: drop it and refill from start_off.
+        start = end = 0;
+        fill_off = start_off;
+        eof = false;
+        progress(false);
+        continue;
+      }
+    }
+    // Keep at least max bytes (or everything to the end) in view of the chunker.
     while (!eof && end - start < max) {
       if (end == buf.size()) {
         std::memmove(buf.data(), buf.data() + start, end - start);
         end -= start;
         start = 0;
       }
-      ssize_t n = ::read(fd, buf.data() + end, buf.size() - end);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return errno_error("read", errno);
+      size_t room = buf.size() - end;
+      if (!file) {
+        ssize_t n = ::read(fd, buf.data() + end, room);
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          return errno_error("read", errno);
+        }
+        if (n == 0) {
+          eof = true;
+          break;
+        }
+        end += static_cast<size_t>(n);
+        fill_off += static_cast<uint64_t>(n);
+        bytes_read_ += static_cast<uint64_t>(n);
+        continue;
       }
-      if (n == 0) {
+      if (fill_off >= end_at) {
         eof = true;
         break;
       }
-      end += static_cast<size_t>(n);
-      total += static_cast<uint64_t>(n);
-      bytes_read_ += static_cast<uint64_t>(n);
+      if (fill_off < ext.begin || fill_off >= ext.end) {
+        HAVEN_ASSIGN(ext, extent_at(fd, fill_off, end_at, seek));
+        if (ext.end <= fill_off) {
+          eof = true;  // the file is shorter than when it was opened
+          break;
+        }
+        if (ext.hole) hole = ext;
+      }
+      size_t want = static_cast<size_t>(std::min<uint64_t>(room, ext.end - fill_off));
+      size_t n = want;
+      if (ext.hole) {
+        std::memset(buf.data() + end, 0, want);
+      } else {
+        ssize_t r = ::pread(fd, buf.data() + end, want, static_cast<off_t>(fill_off));
+        if (r < 0) {
+          if (errno == EINTR) continue;
+          return errno_error("read", errno);
+        }
+        if (r == 0) {
+          eof = true;  // shrank while being read
+          break;
+        }
+        n = static_cast<size_t>(r);
+        bytes_read_ += n;
+      }
+      end += n;
+      fill_off += n;
     }
     if (start == end) break;
     if (first) {
@@ -230,12 +358,14 @@ Status Archiver::chunk_stream(int fd, std::vector<uint8_t>& buf, std::vector<Id>
     if (!saved.ok()) return saved.error();
     content.push_back(id);
     start += cut;
+    start_off += cut;
+    total += cut;
     progress(false);
   }
   return ok_status();
 }
 
-void Archiver::process_file(FileJob& job, std::vector<uint8_t>& buf) {
+void Archiver::process_file(FileJob& job, ReadState& rs) {
   Node& node = job.dir->nodes[job.index];
   int fd = ::open(job.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOATIME);
   if (fd < 0 && errno == EPERM) fd = ::open(job.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -249,10 +379,20 @@ void Archiver::process_file(FileJob& job, std::vector<uint8_t>& buf) {
     job.dir->drop[job.index] = 1;
     return;
   }
+  // The size now bounds the read: a file that grows while it is read (a log, a download) is
+  // stored as it was when opened, not chased to whatever end it has by then.
+  struct stat opened{};
+  if (fstat(fd, &opened) != 0) {
+    warn(job.path, errno_error("cannot be read", errno).message() + "; not in the snapshot");
+    ::close(fd);
+    job.dir->drop[job.index] = 1;
+    return;
+  }
+  const uint64_t limit = static_cast<uint64_t>(opened.st_size);
   posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   std::vector<Id> content;
   uint64_t total = 0;
-  Status st = chunk_stream(fd, buf, content, total);
+  Status st = chunk_stream(fd, rs, content, total, limit);
   struct stat after{};
   int fst = fstat(fd, &after);
   ::close(fd);
@@ -268,7 +408,13 @@ void Archiver::process_file(FileJob& job, std::vector<uint8_t>& buf) {
   node.content = std::move(content);
   if (fst == 0 && (after.st_size != static_cast<off_t>(node.size) ||
                    ts_ns(after.st_mtim) != node.mtime || total != node.size)) {
-    warn(job.path, "changed while being read; the snapshot holds what was read");
+    if (total == limit && static_cast<uint64_t>(after.st_size) > limit) {
+      warn(job.path, "changed while being read: it grew from " + std::to_string(limit) + " to " +
+                         std::to_string(after.st_size) + " bytes; the snapshot holds the first " +
+                         std::to_string(limit) + " bytes, as far as it reached when opened");
+    } else {
+      warn(job.path, "changed while being read; the snapshot holds what was read");
+    }
     node.size = total;
     node.mtime = ts_ns(after.st_mtim);
     node.ctime = 0;  // forces the next incremental backup to read it again
@@ -277,7 +423,8 @@ void Archiver::process_file(FileJob& job, std::vector<uint8_t>& buf) {
 }
 
 void Archiver::worker() {
-  std::vector<uint8_t> buf(2 * static_cast<size_t>(chunker_.params().max_size));
+  ReadState rs;
+  rs.buf.resize(2 * static_cast<size_t>(chunker_.params().max_size));
   while (true) {
     FileJob job;
     {
@@ -289,7 +436,7 @@ void Archiver::worker() {
       space_cv_.notify_one();
     }
     if (Status c = repo_.cancel_token().check(); !c.ok()) fail(c.error());
-    if (!failed_) process_file(job, buf);
+    if (!failed_) process_file(job, rs);
     release(job.dir);
   }
 }
@@ -445,9 +592,8 @@ Status Archiver::walk_dir(const std::string& path, DirJob* parent, size_t index,
 }
 
 Result<Id> Archiver::backup_paths() {
+  const std::vector<std::string>& paths = paths_;
   // Parent snapshot for incremental/differential.
-  std::vector<std::string> paths;
-  for (const auto& p : opts_.paths) paths.push_back(clean(absolute(p)));
   std::optional<Id> old_root;
   if (opts_.strategy != "full") {
     HAVEN_ASSIGN(auto parent, find_parent(repo_, opts_.strategy, opts_.host, paths));
@@ -482,18 +628,11 @@ Result<Id> Archiver::backup_paths() {
   root->path = "/";
   std::vector<std::pair<size_t, std::string>> dirs;
   std::vector<size_t> files;
-  std::map<std::string, std::string> seen;
   std::vector<std::string> root_paths;
   Status walk_status;
-  for (const auto& p : paths) {
-    std::string name = base_name(p);
-    if (seen.count(name)) {
-      walk_status = Error(Error::Code::kInvalidArgument,
-                          "paths " + seen[name] + " and " + p + " have the same name '" + name +
-                              "': back them up in separate snapshots or from their parent");
-      break;
-    }
-    seen[name] = p;
+  for (size_t k = 0; k < paths.size(); k++) {
+    const std::string& p = paths[k];
+    const std::string& name = names_of_paths_[k];  // distinct (repo::assign_root_names)
     struct stat st;
     if (lstat(p.c_str(), &st) != 0) {
       walk_status = errno_error("backup path " + p, errno);
@@ -567,7 +706,8 @@ Result<Id> Archiver::backup_paths() {
 }
 Result<Id> Archiver::backup_stream() {
   const std::string& name = opts_.stdin_filename;
-  std::vector<uint8_t> buf(2 * static_cast<size_t>(chunker_.params().max_size));
+  ReadState rs;
+  rs.buf.resize(2 * static_cast<size_t>(chunker_.params().max_size));
   int fd = 0;
   std::optional<Subprocess> child;
   CancelToken::Registration stop_child;
@@ -600,7 +740,7 @@ Result<Id> Archiver::backup_stream() {
   node.mtime = node.atime = node.ctime = now();
   node.links = 1;
   uint64_t total = 0;
-  Status st = chunk_stream(fd, buf, node.content, total);
+  Status st = chunk_stream(fd, rs, node.content, total, std::nullopt);
   if (child) {
     ::close(fd);
     HAVEN_ASSIGN(int status, child->wait(repo_.cancel_token()));
@@ -625,6 +765,15 @@ Result<Summary> Archiver::run() {
   // The repository counts what its session wrote; this backup's share is the difference.
   const auto& ws = repo_.write_stats();
   uint64_t stored_before = ws.stored_bytes.load(), blobs_before = ws.blobs.load();
+  if (!opts_.from_stdin) {
+    for (const auto& p : opts_.paths) {
+      std::string c = clean(absolute(p));
+      if (std::find(paths_.begin(), paths_.end(), c) == paths_.end()) paths_.push_back(c);
+    }
+    // Paths that share a last component ("/a/data", "/b/data") get distinct names, recorded
+    // in the snapshot (docs/FORMAT.md §6).
+    names_of_paths_ = repo::assign_root_names(paths_);
+  }
   Result<Id> tree = opts_.from_stdin ? backup_stream() : backup_paths();
   if (!tree.ok()) return tree.error();
   progress(true);
@@ -632,7 +781,8 @@ Result<Summary> Archiver::run() {
   if (opts_.from_stdin) {
     snap.paths = {"/" + opts_.stdin_filename};
   } else {
-    for (const auto& p : opts_.paths) snap.paths.push_back(clean(absolute(p)));
+    snap.paths = paths_;
+    snap.names = names_of_paths_;
   }
   snap.hostname = opts_.host.empty() ? hostname() : opts_.host;
   snap.username = username();

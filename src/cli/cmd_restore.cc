@@ -16,35 +16,14 @@ struct RestoreCliOptions {
 };
 }  // namespace
 
-// Picks the newest snapshot at or before `at` (point-in-time restore of files).
-Result<repo::Id> snapshot_at(App& app, repo::Repository& repo, const std::string& at) {
-  auto t = parse_time(at);
-  if (!t) {
-    return Error(Error::Code::kInvalidArgument,
-                 "cannot read time '" + at + "': use RFC 3339 (2026-11-21T10:00:00Z) or "
-                 "'YYYY-MM-DD HH:MM[:SS]' local time");
-  }
-  HAVEN_ASSIGN(auto all, app.list_snapshots(repo));
-  std::optional<repo::Id> best;
-  for (const auto& [id, s] : all) {
-    if (s.time <= *t) best = id;
-  }
-  if (!best) {
-    std::string first = all.empty() ? "none" : format_time(all.front().second.time);
-    return Error(Error::Code::kNotFound,
-                 "no snapshot at or before " + at + " (oldest snapshot: " + first + ")");
-  }
-  return *best;
-}
-
 void register_restore(App& app) {
   auto opts = std::make_shared<RestoreCliOptions>();
   auto* sub = app.root().add_subcommand("restore", "restore a snapshot to a directory");
   sub->add_option("SNAPSHOT", opts->snapshot, "snapshot ID prefix or 'latest'");
   sub->add_option("--target", opts->o.target, "directory to restore into")->required();
-  sub->add_option("--include", opts->o.includes, "restore only this path (repeatable)")
+  sub->add_option("--include", opts->o.includes, "restore only this path, as backed up (/srv/app/etc) or as stored (app/etc); repeatable")
       ->allow_extra_args(false);
-  sub->add_option("--exclude", opts->o.excludes, "skip this path or glob (repeatable)")
+  sub->add_option("--exclude", opts->o.excludes, "skip this path or glob, in either form (repeatable)")
       ->allow_extra_args(false);
   sub->add_option("--at", opts->at, "restore the newest snapshot at or before this time");
   sub->add_flag("--verify", opts->o.verify, "re-read restored files and check their content");
@@ -59,32 +38,37 @@ void register_restore(App& app) {
     if (!opts->snapshot.empty() && !opts->at.empty()) {
       return Error(Error::Code::kInvalidArgument, "give either a snapshot or --at, not both");
     }
+    std::optional<TimeNs> at;
+    if (!opts->at.empty()) {
+      at = parse_time(opts->at);
+      if (!at) {
+        return Error(Error::Code::kInvalidArgument,
+                     "cannot read time '" + opts->at + "': use RFC 3339 (2026-11-21T10:00:00Z) or "
+                     "'YYYY-MM-DD HH:MM[:SS]' local time");
+      }
+    }
     HAVEN_ASSIGN(auto repo, app.open_repository());
     HAVEN_TRY(app.lock(*repo, false));
-    repo::Id id{};
-    if (!opts->at.empty()) {
-      HAVEN_ASSIGN(id, snapshot_at(app, *repo, opts->at));
-    } else {
-      HAVEN_ASSIGN(id, app.resolve_snapshot(*repo, opts->snapshot));
-    }
-    HAVEN_ASSIGN(repo::Snapshot snap, repo->load_snapshot(id));
+    // The library picks the snapshot, and says when a damaged one may have been the one asked for.
+    HAVEN_ASSIGN(restore::Choice choice, restore::choose_snapshot(*repo, opts->snapshot, at));
     HAVEN_TRY(app.load_index(*repo));
     CliSink sink(app.globals().json, app.globals().quiet);
-    HAVEN_ASSIGN(restore::Summary s, restore::run(*repo, snap.tree, o, sink));
+    HAVEN_ASSIGN(restore::Summary s, restore::run(*repo, choice, o, sink));
     sink.clear_line();
     if (!app.globals().json && !app.globals().quiet) {
-      std::cout << "restored snapshot " << repo::short_hex(id) << " of " << format_time(snap.time)
-                << " to " << o.target << ": " << s.files << " files, " << s.dirs << " dirs, "
-                << human_bytes(s.bytes);
+      std::cout << "restored snapshot " << repo::short_hex(choice.id) << " of "
+                << format_time(choice.snapshot.time) << " to " << o.target << ": " << s.files
+                << " files, " << s.dirs << " dirs, " << human_bytes(s.bytes);
       if (o.verify) std::cout << ", " << s.verified << " verified";
       if (s.skipped) std::cout << ", " << s.skipped << " skipped";
       if (s.errors) std::cout << ", " << s.errors << " FAILED";
       std::cout << "\n";
+      if (!s.substitution.empty()) std::cout << "NOT THE SNAPSHOT ASKED FOR: " << s.substitution << "\n";
     }
     HAVEN_TRY(repo->unlock());
     if (s.errors) return Error(Error::Code::kCorrupt, std::to_string(s.errors) + " file(s) could not be restored (see above)");
     bool left_alone = s.skipped && o.overwrite == restore::Overwrite::kNever;
-    return left_alone ? kExitWarnings : kExitOk;
+    return left_alone || !s.substitution.empty() ? kExitWarnings : kExitOk;
   });
 }
 

@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "cli/progress.h"
+#include "repo/paths.h"
 
 namespace haven::cli {
 
@@ -24,6 +25,7 @@ nlohmann::json snapshot_json(const repo::Id& id, const repo::Snapshot& s) {
                       {"host", s.hostname},
                       {"username", s.username},
                       {"paths", s.paths},
+                      {"names", repo::root_names(s)},
                       {"tags", s.tags},
                       {"tree", repo::hex(s.tree)},
                       {"stats", s.stats},
@@ -68,88 +70,6 @@ void print_node(const repo::Node& n, const std::string& path, bool json) {
               path.c_str(), n.type == repo::Node::Type::kSymlink ? (" -> " + n.link_target).c_str() : "");
 }
 
-// Calls fn(node, path) for every node under tree (depth first, sorted).
-Status walk_tree(repo::Repository& repo, const repo::Id& tree, const std::string& prefix,
-                 const std::function<void(const repo::Node&, const std::string&)>& fn) {
-  HAVEN_ASSIGN(repo::Tree t, repo.load_tree(tree));
-  for (const auto& n : t.nodes) {
-    std::string path = prefix + "/" + n.name;
-    fn(n, path);
-    if (n.type == repo::Node::Type::kDir && n.subtree) HAVEN_TRY(walk_tree(repo, *n.subtree, path, fn));
-  }
-  return ok_status();
-}
-
-// Finds the tree node at a path inside a snapshot ("/" for the root).
-Result<std::optional<repo::Node>> lookup(repo::Repository& repo, const repo::Id& root,
-                                         const std::string& path) {
-  repo::Id tree = root;
-  std::optional<repo::Node> found;
-  size_t i = 0;
-  while (i < path.size()) {
-    while (i < path.size() && path[i] == '/') i++;
-    if (i >= path.size()) break;
-    size_t j = path.find('/', i);
-    if (j == std::string::npos) j = path.size();
-    std::string part = path.substr(i, j - i);
-    if (found && (found->type != repo::Node::Type::kDir || !found->subtree)) return std::optional<repo::Node>();
-    if (found) tree = *found->subtree;
-    HAVEN_ASSIGN(repo::Tree t, repo.load_tree(tree));
-    found.reset();
-    for (auto& n : t.nodes) {
-      if (n.name == part) found = std::move(n);
-    }
-    if (!found) return std::optional<repo::Node>();
-    i = j;
-  }
-  return found;
-}
-
-Status diff_trees(repo::Repository& repo, const std::optional<repo::Id>& a,
-                  const std::optional<repo::Id>& b, const std::string& prefix, bool json,
-                  std::map<std::string, uint64_t>& counts) {
-  if (a && b && *a == *b) return ok_status();  // identical subtrees: nothing to compare
-  repo::Tree ta, tb;
-  if (a) {
-    HAVEN_ASSIGN(ta, repo.load_tree(*a));
-  }
-  if (b) {
-    HAVEN_ASSIGN(tb, repo.load_tree(*b));
-  }
-  std::map<std::string, const repo::Node*> ma, mb;
-  for (const auto& n : ta.nodes) ma[n.name] = &n;
-  for (const auto& n : tb.nodes) mb[n.name] = &n;
-  std::set<std::string> names;
-  for (auto& [k, v] : ma) names.insert(k);
-  for (auto& [k, v] : mb) names.insert(k);
-  auto report = [&](char what, const std::string& path) {
-    counts[std::string(1, what)]++;
-    if (json) {
-      std::cout << nlohmann::json{{"change", std::string(1, what)}, {"path", path}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
-    } else {
-      std::cout << what << "    " << path << "\n";
-    }
-  };
-  for (const auto& name : names) {
-    std::string path = prefix + "/" + name;
-    const repo::Node* x = ma.count(name) ? ma[name] : nullptr;
-    const repo::Node* y = mb.count(name) ? mb[name] : nullptr;
-    bool xd = x && x->type == repo::Node::Type::kDir;
-    bool yd = y && y->type == repo::Node::Type::kDir;
-    if (!x) report('+', path);
-    else if (!y) report('-', path);
-    else if (x->type != y->type) report('T', path);
-    else if (!xd && (x->content != y->content || x->link_target != y->link_target)) report('M', path);
-    else if (x->mode != y->mode || x->uid != y->uid || x->gid != y->gid || x->xattrs != y->xattrs ||
-             (!xd && x->mtime != y->mtime)) report('U', path);
-    if (xd || yd) {
-      HAVEN_TRY(diff_trees(repo, xd ? x->subtree : std::nullopt, yd ? y->subtree : std::nullopt, path,
-                           json, counts));
-    }
-  }
-  return ok_status();
-}
-
 }  // namespace
 
 void register_snapshots(App& app) {
@@ -183,7 +103,8 @@ void register_snapshots(App& app) {
   auto ls_path = std::make_shared<std::string>("/");
   auto* ls = app.root().add_subcommand("ls", "list the files in a snapshot");
   ls->add_option("SNAPSHOT", *ls_snap, "snapshot ID prefix or 'latest'")->required();
-  ls->add_option("PATH", *ls_path, "directory or file inside the snapshot (default /)");
+  ls->add_option("PATH", *ls_path,
+                 "directory or file: as backed up (/srv/app/etc) or as stored (/app/etc); default /");
   app.on(ls, [&app, ls_snap, ls_path]() -> CommandResult {
     HAVEN_ASSIGN(auto repo, app.open_repository());
     HAVEN_ASSIGN(repo::Id id, app.resolve_snapshot(*repo, *ls_snap));
@@ -191,24 +112,27 @@ void register_snapshots(App& app) {
     HAVEN_TRY(app.load_index(*repo));
     bool json = app.globals().json;
     auto print = [&](const repo::Node& n, const std::string& p) { print_node(n, p, json); };
-    std::string path = *ls_path;
-    if (path.empty() || path == "/") {
-      HAVEN_TRY(walk_tree(*repo, s.tree, "", print));
+    HAVEN_ASSIGN(auto found, repo::find_path(*repo, id, s, *ls_path));
+    if (found.empty()) {  // the root
+      HAVEN_TRY(repo::walk_tree(*repo, s.tree, "", print));
       return 0;
     }
-    if (path[0] != '/') path = "/" + path;
-    while (path.size() > 1 && path.back() == '/') path.pop_back();
-    HAVEN_ASSIGN(auto node, lookup(*repo, s.tree, path));
-    if (!node) return Error(Error::Code::kNotFound, "no '" + path + "' in snapshot " + repo::short_hex(id));
-    print(*node, path);
-    if (node->type == repo::Node::Type::kDir && node->subtree) HAVEN_TRY(walk_tree(*repo, *node->subtree, path, print));
+    for (const auto& f : found) {
+      std::string path = "/" + f.stored;
+      print(f.node, path);
+      if (f.node.type == repo::Node::Type::kDir && f.node.subtree) {
+        HAVEN_TRY(repo::walk_tree(*repo, *f.node.subtree, path, print));
+      }
+    }
     return 0;
   });
 
   // find
   auto pattern = std::make_shared<std::string>();
   auto* find = app.root().add_subcommand("find", "find files by name or path glob in all snapshots");
-  find->add_option("PATTERN", *pattern, "glob, matched against names and full paths")->required();
+  find->add_option("PATTERN", *pattern,
+                   "glob, matched against names and full paths (as backed up or as stored)")
+      ->required();
   app.on(find, [&app, pattern]() -> CommandResult {
     HAVEN_ASSIGN(auto repo, app.open_repository());
     HAVEN_ASSIGN(auto all, app.list_snapshots(*repo));
@@ -217,9 +141,10 @@ void register_snapshots(App& app) {
     uint64_t hits = 0;
     for (const auto& [id, s] : all) {
       std::string sid = repo::short_hex(id);
-      HAVEN_TRY(walk_tree(*repo, s.tree, "", [&](const repo::Node& n, const std::string& p) {
+      HAVEN_TRY(repo::walk_tree(*repo, s.tree, "", [&](const repo::Node& n, const std::string& p) {
         if (fnmatch(pattern->c_str(), n.name.c_str(), 0) == 0 ||
-            fnmatch(pattern->c_str(), p.c_str(), FNM_PATHNAME) == 0) {
+            fnmatch(pattern->c_str(), p.c_str(), FNM_PATHNAME) == 0 ||
+            fnmatch(pattern->c_str(), repo::original_path(s, p).c_str(), FNM_PATHNAME) == 0) {
           hits++;
           if (json) {
             auto j = node_json(n, p);
@@ -239,10 +164,12 @@ void register_snapshots(App& app) {
   // diff
   auto d1 = std::make_shared<std::string>();
   auto d2 = std::make_shared<std::string>();
+  auto dpaths = std::make_shared<std::vector<std::string>>();
   auto* diff = app.root().add_subcommand("diff", "show what changed between two snapshots");
   diff->add_option("SNAPSHOT1", *d1, "older snapshot")->required();
   diff->add_option("SNAPSHOT2", *d2, "newer snapshot")->required();
-  app.on(diff, [&app, d1, d2]() -> CommandResult {
+  diff->add_option("PATH", *dpaths, "compare only these paths (as backed up or as stored)");
+  app.on(diff, [&app, d1, d2, dpaths]() -> CommandResult {
     HAVEN_ASSIGN(auto repo, app.open_repository());
     HAVEN_ASSIGN(repo::Id a, app.resolve_snapshot(*repo, *d1));
     HAVEN_ASSIGN(repo::Id b, app.resolve_snapshot(*repo, *d2));
@@ -250,7 +177,40 @@ void register_snapshots(App& app) {
     HAVEN_ASSIGN(repo::Snapshot sb, repo->load_snapshot(b));
     HAVEN_TRY(app.load_index(*repo));
     std::map<std::string, uint64_t> counts;
-    HAVEN_TRY(diff_trees(*repo, sa.tree, sb.tree, "", app.globals().json, counts));
+    bool json = app.globals().json;
+    auto report = [&](char what, const std::string& path) {
+      counts[std::string(1, what)]++;
+      if (json) {
+        std::cout << nlohmann::json{{"change", std::string(1, what)}, {"path", path}}.dump(
+                         -1, ' ', false, nlohmann::json::error_handler_t::replace)
+                  << "\n";
+      } else {
+        std::cout << what << "    " << path << "\n";
+      }
+    };
+    if (dpaths->empty()) {
+      HAVEN_TRY(repo::diff_trees(*repo, sa.tree, sb.tree, "", report));
+    }
+    for (const auto& p : *dpaths) {
+      // A path may be in one snapshot only (added or removed), but must be in one of them.
+      auto fa = repo::find_path(*repo, a, sa, p);
+      auto fb = repo::find_path(*repo, b, sb, p);
+      if (!fa.ok() && !fb.ok()) {
+        if (fa.error().code() != Error::Code::kNotFound) return fa.error();
+        if (fb.error().code() != Error::Code::kNotFound) return fb.error();
+        return Error(Error::Code::kNotFound, fa.error().message() + "; nor in snapshot " +
+                                                 repo::short_hex(b) + ", which holds: " +
+                                                 repo::describe_top_level(sb));
+      }
+      if ((fa.ok() && fa->empty()) || (fb.ok() && fb->empty())) {  // the root
+        HAVEN_TRY(repo::diff_trees(*repo, sa.tree, sb.tree, "", report));
+        continue;
+      }
+      const repo::Node* x = fa.ok() ? &fa->front().node : nullptr;
+      const repo::Node* y = fb.ok() ? &fb->front().node : nullptr;
+      std::string shown = "/" + (fb.ok() ? fb->front().stored : fa->front().stored);
+      HAVEN_TRY(repo::diff_nodes(*repo, x, y, shown, report));
+    }
     if (!app.globals().json) {
       std::cout << "\n" << counts["+"] << " added, " << counts["-"] << " removed, " << counts["M"]
                 << " modified, " << counts["T"] << " type changed, " << counts["U"]

@@ -12,6 +12,7 @@
 
 #include "pg/basebackup.h"
 #include "pg/wal.h"
+#include "repo/paths.h"
 #include "restore/restore.h"
 
 namespace haven::pg {
@@ -31,12 +32,6 @@ uint64_t meta_u64(const repo::Snapshot& s, const std::string& k, uint64_t dflt =
 std::string meta_str(const repo::Snapshot& s, const std::string& k) {
   auto it = s.meta.find(k);
   return it == s.meta.end() ? std::string() : it->second;
-}
-
-std::string base_name(std::string p) {
-  while (p.size() > 1 && p.back() == '/') p.pop_back();
-  auto slash = p.rfind('/');
-  return slash == std::string::npos ? p : p.substr(slash + 1);
 }
 
 Status write_text_file(const std::string& path, const std::string& text, bool append, uid_t uid, gid_t gid) {
@@ -175,7 +170,8 @@ Result<PgRestoreResult> restore_for_recovery(repo::Repository& repo, const PgRes
   }
 
   // The data directory (the snapshot's first path) restores into the target itself.
-  std::string data_name = base_name(base->snapshot.paths.at(0));
+  // (Top-level names: repo/paths.h; two paths with one last component get distinct names.)
+  std::string data_name = repo::root_names(base->snapshot).at(0);
   HAVEN_ASSIGN(repo::Tree root, repo.load_tree(base->snapshot.tree));
   const repo::Node* data = nullptr;
   for (const auto& n : root.nodes) {
@@ -214,7 +210,7 @@ Result<PgRestoreResult> restore_for_recovery(repo::Repository& repo, const PgRes
       std::string loc = t.value("location", "");
       const repo::Node* node = nullptr;
       for (const auto& n : root.nodes) {
-        if (n.name == base_name(loc) && n.subtree) node = &n;
+        if (n.name == repo::stored_forms(base->snapshot, loc).front() && n.subtree) node = &n;
       }
       if (node == nullptr || loc.empty()) continue;
       restore::Options to;

@@ -42,6 +42,7 @@ Bytes encode_snapshot(const Snapshot& s) {
   j["end_time"] = s.end_time;
   j["tree"] = bin(s.tree);
   j["paths"] = s.paths;
+  if (!s.names.empty()) j["names"] = s.names;
   j["hostname"] = s.hostname;
   j["username"] = s.username;
   j["tags"] = s.tags;
@@ -61,6 +62,10 @@ Result<Snapshot> decode_snapshot(ByteView body, const std::string& what) {
     s.end_time = j.value("end_time", TimeNs{0});
     s.tree = get_id(j.at("tree"));
     s.paths = j.at("paths").get<std::vector<std::string>>();
+    s.names = j.value("names", std::vector<std::string>{});
+    if (!s.names.empty() && s.names.size() != s.paths.size()) {
+      return Error(Error::Code::kCorrupt, what + ": malformed snapshot (names and paths differ in number)");
+    }
     s.hostname = j.value("hostname", "");
     s.username = j.value("username", "");
     s.tags = j.value("tags", std::vector<std::string>{});

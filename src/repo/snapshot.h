@@ -19,7 +19,10 @@ struct Snapshot {
   TimeNs time = 0;        // when the backup started
   TimeNs end_time = 0;    // when it finished
   Id tree{};              // root tree blob
-  std::vector<std::string> paths;
+  std::vector<std::string> paths;  // what was backed up: absolute, as given (cleaned)
+  // The top-level name in the root tree of each path, in the same order (repo/paths.h). Empty
+  // in snapshots written before it was recorded: then each path's last component.
+  std::vector<std::string> names;
   std::string hostname;
   std::string username;
   std::vector<std::string> tags;

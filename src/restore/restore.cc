@@ -16,6 +16,8 @@
 #include <thread>
 #include <unordered_map>
 
+#include "repo/paths.h"
+
 namespace haven::restore {
 
 using repo::BlobType;
@@ -98,6 +100,8 @@ class Restorer {
       : repo_(repo), opts_(o), events_(events) {}
 
   Result<Summary> run(const Id& root);
+  // Added to the "summary" event (the snapshot-level run: which snapshot, any substitution).
+  nlohmann::json summary_extra = nlohmann::json::object();
 
  private:
   Status walk(const Id& tree, const std::string& dir, const std::string& rel);
@@ -607,10 +611,12 @@ Result<Summary> Restorer::run(const Id& root) {
   sum_.errors = errors_;
   sum_.verified = verified_;
   sum_.skipped = skipped_;
-  events_.emit({"summary",
-                {{"files", sum_.files}, {"dirs", sum_.dirs}, {"others", sum_.others},
-                 {"bytes", sum_.bytes}, {"skipped", sum_.skipped}, {"verified", sum_.verified},
-                 {"errors", sum_.errors}}});
+  nlohmann::json summary = {{"files", sum_.files},     {"dirs", sum_.dirs},
+                             {"others", sum_.others},   {"bytes", sum_.bytes},
+                             {"skipped", sum_.skipped}, {"verified", sum_.verified},
+                             {"errors", sum_.errors}};
+  summary.update(summary_extra);
+  events_.emit({"summary", summary});
   return sum_;
 }
 
@@ -621,6 +627,105 @@ Result<Summary> run(repo::Repository& repo, const Id& root, const Options& optio
   CancelScope scope(repo.cancel_token());
   Restorer r(repo, options, events);
   return r.run(root);
+}
+
+Result<Choice> choose_snapshot(repo::Repository& repo, const std::string& ref,
+                               std::optional<TimeNs> at) {
+  Choice c;
+  if (!at && ref != "latest") {
+    HAVEN_ASSIGN(c.id, repo.resolve_snapshot(ref));
+    HAVEN_ASSIGN(c.snapshot, repo.load_snapshot(c.id));
+    return c;
+  }
+  // Every snapshot object: the readable ones, and the IDs of those that are damaged.
+  std::vector<std::string> names;
+  HAVEN_TRY(repo.backend().list(storage::ObjectType::kSnapshot,
+                                [&](const storage::ObjectInfo& i) { names.push_back(i.name.name); }));
+  std::vector<std::pair<Id, repo::Snapshot>> all;
+  std::vector<std::pair<Id, Error>> damaged;
+  for (const auto& n : names) {
+    auto id = repo::parse_id(n);
+    if (!id) continue;
+    auto s = repo.load_snapshot(*id);
+    if (s.ok()) {
+      all.emplace_back(*id, std::move(*s));
+    } else if (s.error().code() == Error::Code::kCorrupt) {
+      damaged.emplace_back(*id, s.error());
+    } else {
+      return s.error();
+    }
+  }
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.second.time < b.second.time; });
+  const std::pair<Id, repo::Snapshot>* best = nullptr;
+  for (const auto& e : all) {
+    if (!at || e.second.time <= *at) best = &e;
+  }
+  if (best == nullptr) {
+    std::string why = damaged.empty() ? "" : " that can be read (" + std::to_string(damaged.size()) +
+                                                 " snapshot(s) are damaged: run 'haven check')";
+    if (!at) return Error(Error::Code::kNotFound, "the repository has no snapshots" + why);
+    std::string first = all.empty() ? "none" : format_time(all.front().second.time);
+    return Error(Error::Code::kNotFound, "no snapshot" + why + " at or before " + format_time(*at) +
+                                             " (oldest snapshot: " + first + ")");
+  }
+  c.id = best->first;
+  c.snapshot = best->second;
+  std::string what;
+  for (const auto& [id, err] : damaged) {
+    // Known older than the choice: a readable snapshot no newer than it names it as parent.
+    bool older = std::any_of(all.begin(), all.end(), [&](const auto& e) {
+      return e.second.parent && *e.second.parent == id && e.second.time <= c.snapshot.time;
+    });
+    if (older) continue;
+    c.damaged.push_back(id);
+    what += (what.empty() ? "" : ", ") + repo::short_hex(id);
+  }
+  if (!c.damaged.empty()) {
+    std::string asked = at ? "the newest snapshot at or before " + format_time(*at) : "the latest snapshot";
+    c.substitution = "snapshot " + what + (c.damaged.size() > 1 ? " are" : " is") +
+                     " damaged and cannot be read, so " + asked + " may be " +
+                     (c.damaged.size() > 1 ? "one of them" : "it") + "; restored snapshot " +
+                     repo::short_hex(c.id) + " of " + format_time(c.snapshot.time) +
+                     " instead (run 'haven check', then restore by ID to choose deliberately)";
+  }
+  return c;
+}
+
+Result<Summary> run(repo::Repository& repo, const Choice& choice, const Options& options,
+                    EventSink& events) {
+  // Paths as users type them become the snapshot's stored forms.
+  Options o = options;
+  o.includes.clear();
+  for (const auto& inc : options.includes) {
+    auto found = repo::find_path(repo, choice.id, choice.snapshot, inc);
+    if (!found.ok()) return found.error().with_context("include path");
+    if (found->empty()) {  // "/": everything
+      o.includes.clear();
+      break;
+    }
+    for (const auto& f : *found) o.includes.push_back(f.stored);
+  }
+  o.excludes.clear();
+  for (const auto& ex : options.excludes) {
+    for (auto& form : repo::stored_forms(choice.snapshot, ex)) {
+      if (!form.empty()) o.excludes.push_back(std::move(form));
+    }
+  }
+  Restorer r(repo, o, events);
+  r.summary_extra = {{"snapshot", repo::hex(choice.id)}};
+  if (!choice.substitution.empty()) {
+    nlohmann::json damaged = nlohmann::json::array();
+    for (const auto& id : choice.damaged) damaged.push_back(repo::hex(id));
+    r.summary_extra["substitution"] = {{"damaged", damaged},
+                                       {"restored", repo::hex(choice.id)},
+                                       {"message", choice.substitution}};
+    events.emit({"warning", {{"message", choice.substitution},
+                             {"damaged", damaged},
+                             {"restored", repo::hex(choice.id)}}});
+  }
+  HAVEN_ASSIGN(Summary s, r.run(choice.snapshot.tree));
+  s.substitution = choice.substitution;
+  return s;
 }
 
 }  // namespace haven::restore

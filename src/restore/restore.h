@@ -11,8 +11,14 @@
 // batch's blobs are grouped by pack and neighbours are fetched in one ranged read (gaps up to
 // max_gap are read and dropped, a read is at most max_range), on parallel reader threads. A
 // blob shared by several files is read once. Memory: the batch plan plus one range per reader.
+//
+// Paths: the tree-level run() takes includes and excludes in the stored form ("app/config",
+// relative to the snapshot's root tree); the snapshot-level run() also takes them as the user
+// backed them up ("/srv/app/config"), see repo/paths.h, and refuses an include that names
+// nothing.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,12 +49,41 @@ struct Summary {
   uint64_t skipped = 0;   // existing files left alone (overwrite never / unchanged)
   uint64_t verified = 0;  // files re-read and checked
   uint64_t errors = 0;    // files that failed (damaged data, I/O)
+  // Set when the snapshot restored may not be the one asked for (see Choice).
+  std::string substitution;
 };
+
+// The snapshot a restore gets: `ref` ("latest", or an ID or unique prefix), or with `at` the
+// newest snapshot at or before that time.
+//
+// A snapshot object that cannot be read (damaged) has no readable time, so it might be the
+// newest, or the newest at or before `at`. Then the choice is the newest readable one, and
+// `damaged` names every unreadable snapshot not known to be older than it (a readable snapshot
+// no newer than the choice that names it as its parent proves it older), and `substitution`
+// says so in one sentence: the caller must not present the restore as plainly the one asked
+// for (the CLI exits 3). A snapshot named by ID that cannot be read is an error, never
+// substituted. Errors: kNotFound (no snapshot, none at or before `at`), kInvalidArgument (bad
+// or ambiguous ID), kCorrupt (a damaged snapshot named by ID).
+struct Choice {
+  repo::Id id{};
+  repo::Snapshot snapshot;
+  std::vector<repo::Id> damaged;
+  std::string substitution;
+};
+Result<Choice> choose_snapshot(repo::Repository& repo, const std::string& ref,
+                               std::optional<TimeNs> at = std::nullopt);
 
 // Restores tree `root` into options.target. Events: "progress", "warning" (a file skipped),
 // "error" (a file failed), "summary". Returns an Error only for failures that stop the whole
 // restore (bad options, an unsafe name, the target unusable); per-file failures are counted.
 Result<Summary> run(repo::Repository& repo, const repo::Id& root, const Options& options,
+                    EventSink& events);
+
+// Restores a chosen snapshot. Includes and excludes may be original paths or stored forms
+// (repo/paths.h); an include that names nothing in the snapshot is kNotFound, naming it and the
+// snapshot's top-level paths, before anything is written. A substitution (Choice) is emitted
+// as a "warning" event first, and is in the "summary" event and Summary::substitution.
+Result<Summary> run(repo::Repository& repo, const Choice& choice, const Options& options,
                     EventSink& events);
 
 // Checks one entry name from a snapshot (see the file comment).

@@ -1,8 +1,9 @@
 // Tests of backup/: a bit-exact round trip of a tree holding every kind of entry (restored with
 // the real `haven restore`, since test_backup links only the backup library), deduplication,
 // incremental change detection (content, size, ctime-only changes, additions, deletions),
-// differential parents, stdin and command input, files changing during the backup, unreadable
-// files, excludes and vanished path arguments.
+// differential parents, stdin and command input, files changing or growing during the backup,
+// unreadable files, excludes, vanished path arguments, sparse files (holes are not read, yet
+// chunked exactly as their zeros) and paths that share a last component.
 #include "backup/backup.h"
 
 #include <dirent.h>
@@ -10,6 +11,7 @@
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -536,6 +538,273 @@ TEST_F(BackupTest, FileChangingDuringBackupIsReportedWithExitCode3) {
   auto paths = cli_ls_paths(repo, "latest");
   EXPECT_EQ(paths.count("/src/busy.bin"), 1u);
   EXPECT_EQ(paths.count("/src/steady.txt"), 1u);
+}
+
+TEST_F(BackupTest, GrowingFileIsReadOnlyToItsSizeWhenOpened) {
+  // A writer appends as fast as it can while `haven backup` reads the file. The backup must
+  // store the file as far as it reached when haven opened it (seen through inotify's IN_OPEN,
+  // so the size the test records is at least that), finish while the writer is still going,
+  // and report the growth as a warning (exit 3).
+  const std::string repo = dir_ + "/repo";
+  cli_init(repo);
+  const std::string src = dir_ + "/src";
+  make_dir(src);
+  const std::string grow = src + "/grow.bin";
+  write_file(grow, random_bytes(16u << 20, 21));
+  ASSERT_FALSE(HasFailure());
+  const off_t kCap = off_t{1} << 30;  // stops a backup that chases the writer (before the fix)
+  std::atomic<bool> stop{false}, capped{false};
+  int wfd = ::open(grow.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  ASSERT_GE(wfd, 0);
+  int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  ASSERT_GE(in, 0);
+  ASSERT_GE(inotify_add_watch(in, grow.c_str(), IN_OPEN), 0);
+  // When haven has opened the file, the writer pauses for a second, so the size the test
+  // records then is the size haven's fstat right after its open sees.
+  std::atomic<bool> opened{false}, paused{false};
+  std::thread writer([&] {
+    std::string block = random_bytes(1u << 20, 22);
+    bool pause_done = false;
+    for (uint64_t i = 0; !stop; i++) {
+      if (opened && !pause_done) {
+        paused = true;
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+        pause_done = true;
+      }
+      std::memcpy(&block[0], &i, 8);
+      if (::write(wfd, block.data(), block.size()) != static_cast<ssize_t>(block.size())) break;
+      struct stat st;
+      if (fstat(wfd, &st) == 0 && st.st_size >= kCap) {
+        capped = true;
+        break;
+      }
+    }
+  });
+  std::atomic<off_t> size_at_open{-1};
+  std::thread watcher([&] {
+    while (!stop && size_at_open < 0) {
+      pollfd p{in, POLLIN, 0};
+      if (poll(&p, 1, 20) > 0) {
+        opened = true;
+        while (!paused && !stop && !capped) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        struct stat st;
+        if (stat(grow.c_str(), &st) == 0) size_at_open = st.st_size;  // the size haven saw
+      }
+    }
+  });
+  RunOptions slow;
+  slow.timeout_ms = 120000;
+  RunResult r = cli(repo, {"backup", src}, slow);
+  const bool still_writing = !capped;
+  stop = true;
+  writer.join();
+  watcher.join();
+  ::close(wfd);
+  ::close(in);
+  ASSERT_GT(size_at_open.load(), 0) << "haven never opened the file";
+  EXPECT_TRUE(still_writing) << "the backup kept reading until the writer gave up at 1 GiB";
+  EXPECT_EQ(r.code, 3) << describe(r);
+  EXPECT_TRUE(contains(r.err, "grow.bin")) << describe(r);
+  EXPECT_TRUE(contains(r.err, "grew from")) << describe(r);
+  auto snaps = cli_snapshots(repo);
+  ASSERT_EQ(snaps.size(), 1u);
+  EXPECT_EQ(snaps[0]["stats"].value("warnings", 0), 1);
+  // What is stored is a prefix of the file no longer than it was when opened.
+  cli_restore(repo, "latest", dir_ + "/out");
+  std::string restored = read_file(dir_ + "/out/src/grow.bin");
+  std::string now = read_file(grow);
+  EXPECT_GE(restored.size(), 16u << 20);
+  EXPECT_LE(restored.size(), static_cast<size_t>(size_at_open.load()))
+      << "stored more than the file held when it was opened";
+  EXPECT_TRUE(now.compare(0, restored.size(), restored) == 0) << "stored bytes differ from the file's";
+  std::printf("[ info ] size at open <= %lld, stored %zu, file at the end %zu\n",
+              static_cast<long long>(size_at_open.load()), restored.size(), now.size());
+}
+
+// A file given as islands of data in a sparse file of `size` bytes, made both sparse (holes)
+// and dense (the zeros written out).
+struct Layout {
+  uint64_t size;
+  std::vector<std::pair<uint64_t, std::string>> islands;
+  uint64_t data_bytes() const {
+    uint64_t n = 0;
+    for (const auto& [off, d] : islands) n += d.size();
+    return n;
+  }
+};
+
+void make_sparse(const std::string& path, const Layout& l) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0) << path << ": " << std::strerror(errno);
+  ASSERT_EQ(ftruncate(fd, static_cast<off_t>(l.size)), 0);
+  for (const auto& [off, d] : l.islands) {
+    ASSERT_EQ(pwrite(fd, d.data(), d.size(), static_cast<off_t>(off)), static_cast<ssize_t>(d.size()));
+  }
+  ASSERT_EQ(fsync(fd), 0);  // extents allocated, so SEEK_DATA sees them as on any old file
+  ::close(fd);
+}
+
+void make_dense(const std::string& path, const Layout& l) {
+  std::string all(l.size, '\0');
+  for (const auto& [off, d] : l.islands) all.replace(off, d.size(), d);
+  write_file(path, all);
+}
+
+std::map<std::string, repo::Node> files_of(repo::Repository& repo, const repo::Snapshot& s) {
+  std::map<std::string, repo::Node> out;
+  auto root = repo.load_tree(s.tree);
+  EXPECT_TRUE(root.ok());
+  if (!root.ok() || root->nodes.size() != 1 || !root->nodes[0].subtree) return out;
+  auto dir = repo.load_tree(*root->nodes[0].subtree);
+  EXPECT_TRUE(dir.ok());
+  if (!dir.ok()) return out;
+  for (auto& n : dir->nodes) out[n.name] = n;
+  return out;
+}
+
+TEST_F(BackupTest, SparseFilesSkipHolesAndStoreTheChunksTheirZerosWould) {
+  const std::string sparse = dir_ + "/sparse", dense = dir_ + "/dense";
+  make_dir(sparse);
+  make_dir(dense);
+  const uint64_t M = 1u << 20;
+  std::map<std::string, Layout> layouts = {
+      // Data at both ends, an island at an odd offset, a single byte in the middle.
+      {"a", {64 * M, {{0, random_bytes(100 << 10, 1)}, {10 * M + 123, random_bytes(3 * M, 2)},
+                      {40 * M, "x"}, {64 * M - 5000, random_bytes(5000, 3)}}}},
+      // Ends in a hole of an odd length.
+      {"b", {50 * M + 777, {{5 * M, random_bytes(2 * M, 4)}, {20 * M + 3 * 4096, random_bytes(8192, 5)}}}},
+      // Nothing but a hole.
+      {"c", {30 * M + 1, {}}},
+  };
+  uint64_t data = 0, apparent = 0;
+  for (const auto& [name, l] : layouts) {
+    make_sparse(sparse + "/" + name, l);
+    make_dense(dense + "/" + name, l);
+    data += l.data_bytes();
+    apparent += l.size;
+  }
+  ASSERT_FALSE(HasFailure());
+  auto repo = init_repo(dir_ + "/repo");
+  ASSERT_TRUE(repo);
+  auto s1 = backup(*repo, {sparse}, "full");
+  ASSERT_OK(s1);
+  EXPECT_EQ(s1->warnings, 0u);
+  EXPECT_EQ(stat_of(s1->snapshot, "bytes_total"), apparent);
+  // Holes are not read: what is read is the data, rounded out to file system blocks.
+  EXPECT_LE(stat_of(s1->snapshot, "bytes_read"), data + 16 * 4096)
+      << "holes were read from disk (" << apparent << " bytes apparent, " << data << " of data)";
+  EXPECT_GE(stat_of(s1->snapshot, "bytes_read"), data);
+  // The dense copies read every byte, and add no data: their chunks are the sparse files'.
+  auto s2 = backup(*repo, {dense}, "full");
+  ASSERT_OK(s2);
+  EXPECT_EQ(stat_of(s2->snapshot, "bytes_read"), apparent);
+  EXPECT_EQ(stat_of(s2->snapshot, "blobs_added"), 2u) << "more than the two new trees (root, directory)";
+  auto f1 = files_of(*repo, s1->snapshot), f2 = files_of(*repo, s2->snapshot);
+  ASSERT_EQ(f1.size(), 3u);
+  for (const auto& [name, l] : layouts) {
+    EXPECT_EQ(f1[name].size, l.size) << name;
+    EXPECT_EQ(f1[name].content, f2[name].content) << name << ": chunks differ from reading the zeros";
+  }
+  // Restored bit-exact, and the holes stay holes.
+  repo.reset();
+  cli_restore(dir_ + "/repo", repo::hex(s1->snapshot_id), dir_ + "/out");
+  for (const auto& [name, l] : layouts) {
+    std::string out = dir_ + "/out/sparse/" + name;
+    EXPECT_TRUE(read_file(out) == read_file(dense + "/" + name)) << name << ": content differs";
+    struct stat st;
+    ASSERT_EQ(lstat(out.c_str(), &st), 0);
+    EXPECT_EQ(static_cast<uint64_t>(st.st_size), l.size);
+    EXPECT_LE(static_cast<uint64_t>(st.st_blocks) * 512, l.data_bytes() + 4 * M) << name << ": holes filled in";
+  }
+}
+
+TEST_F(BackupTest, BigSparseFileReadsOnlyItsData) {
+  // 16 GiB apparent, 3 MiB of data: reading the holes would read 16 GiB.
+  const std::string src = dir_ + "/src";
+  make_dir(src);
+  const uint64_t G = 1ull << 30, M = 1u << 20;
+  Layout l{16 * G, {{0, random_bytes(M, 7)}, {5 * G + 17, random_bytes(M, 8)}, {16 * G - M, random_bytes(M, 9)}}};
+  make_sparse(src + "/huge", l);
+  ASSERT_FALSE(HasFailure());
+  auto repo = init_repo(dir_ + "/repo");
+  ASSERT_TRUE(repo);
+  auto t0 = std::chrono::steady_clock::now();
+  auto s = backup(*repo, {src}, "full");
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_OK(s);
+  EXPECT_EQ(s->warnings, 0u);
+  EXPECT_EQ(stat_of(s->snapshot, "bytes_total"), l.size);
+  EXPECT_LE(stat_of(s->snapshot, "bytes_read"), l.data_bytes() + 8 * 4096);
+  auto files = files_of(*repo, s->snapshot);
+  ASSERT_EQ(files.count("huge"), 1u);
+  EXPECT_EQ(files["huge"].size, l.size);
+  // Every chunk is indexed with the right lengths: they add up to the file.
+  uint64_t sum = 0;
+  for (const auto& id : files["huge"].content) {
+    auto len = repo->blob_raw_length(repo::BlobType::kData, id);
+    ASSERT_TRUE(len.has_value());
+    sum += *len;
+  }
+  EXPECT_EQ(sum, l.size);
+  // The zero chunks of the holes are one blob (the holes' chunk length), stored once.
+  std::set<repo::Id> distinct(files["huge"].content.begin(), files["huge"].content.end());
+  EXPECT_LE(distinct.size(), 12u);
+  std::printf("[ info ] 16 GiB sparse file backed up in %.2f s (%zu chunks, %zu distinct)\n", secs,
+              files["huge"].content.size(), distinct.size());
+}
+
+TEST_F(BackupTest, PathsWithTheSameLastNameFitInOneSnapshot) {
+  const std::string a = dir_ + "/a/data", b = dir_ + "/b/data", c = dir_ + "/c/other";
+  make_dir(dir_ + "/a");
+  make_dir(dir_ + "/b");
+  make_dir(dir_ + "/c");
+  make_dir(a);
+  make_dir(b);
+  make_dir(c);
+  write_file(a + "/f", "from a");
+  write_file(b + "/f", "from b");
+  write_file(c + "/f", "from c");
+  ASSERT_FALSE(HasFailure());
+  auto repo = init_repo(dir_ + "/repo");
+  ASSERT_TRUE(repo);
+  auto s = backup(*repo, {b, a, c, a + "/"});  // the same path twice counts once
+  ASSERT_OK(s);
+  EXPECT_EQ(s->snapshot.paths, (std::vector<std::string>{b, a, c}));
+  EXPECT_EQ(s->snapshot.names, (std::vector<std::string>{"b_data", "a_data", "other"}));
+  auto root = repo->load_tree(s->snapshot.tree);
+  ASSERT_OK(root);
+  std::set<std::string> names;
+  for (const auto& n : root->nodes) names.insert(n.name);
+  EXPECT_EQ(names, (std::set<std::string>{"a_data", "b_data", "other"}));
+  // The names do not depend on the order the paths are given in: an incremental backup of the
+  // same paths finds every file unchanged under the same name.
+  auto again = backup(*repo, {c, a, b});
+  ASSERT_OK(again);
+  EXPECT_EQ(stat_of(again->snapshot, "files_unchanged"), 3u);
+  EXPECT_EQ(again->snapshot.names, (std::vector<std::string>{"other", "a_data", "b_data"}));
+  // Through the CLI: both restore under their names and by their original paths.
+  repo.reset();
+  const std::string r = dir_ + "/repo";
+  RunResult res = cli(r, {"backup", a, b});
+  ASSERT_EQ(res.code, 0) << describe(res);
+  cli_restore(r, "latest", dir_ + "/out");
+  EXPECT_EQ(read_file(dir_ + "/out/a_data/f"), "from a");
+  EXPECT_EQ(read_file(dir_ + "/out/b_data/f"), "from b");
+  res = cli(r, {"restore", "latest", "--target", dir_ + "/out_b", "--include", b + "/f"});
+  ASSERT_EQ(res.code, 0) << describe(res);
+  EXPECT_EQ(list_dir(dir_ + "/out_b"), std::vector<std::string>{"b_data"});
+  EXPECT_EQ(read_file(dir_ + "/out_b/b_data/f"), "from b");
+  res = cli(r, {"ls", "latest", a, "--json"});
+  ASSERT_EQ(res.code, 0) << describe(res);
+  EXPECT_TRUE(contains(res.out, "\"/a_data/f\"")) << describe(res);
+  EXPECT_FALSE(contains(res.out, "b_data")) << describe(res);
+  res = cli(r, {"find", b + "/*"});
+  ASSERT_EQ(res.code, 0) << describe(res);
+  EXPECT_TRUE(contains(res.out, "/b_data/f")) << describe(res);
+  EXPECT_FALSE(contains(res.out, "/a_data/f")) << describe(res);
+  auto snaps = cli_snapshots(r);
+  ASSERT_FALSE(snaps.empty());
+  EXPECT_EQ(snaps.back()["names"], nlohmann::json({"a_data", "b_data"})) << snaps.back().dump();
 }
 
 TEST_F(BackupTest, UnreadableFileIsReportedWithExitCode3) {

@@ -1,4 +1,5 @@
-// Tests of restore/: partial restores (includes, excludes), point-in-time restore (--at),
+// Tests of restore/: partial restores (includes, excludes; paths as backed up or as stored, for
+// restore, ls, find and diff), point-in-time restore (--at), a damaged newest snapshot,
 // hostile snapshots (unsafe or duplicate names, symlinks planted in the target), damaged
 // blobs, overwrite policies and --verify. Snapshots are made with the real `haven backup`
 // (test_restore links only the restore library) or hand-crafted through the Repository API.
@@ -34,6 +35,7 @@
 
 #include "crypto/crypto.h"
 #include "repo/pack.h"
+#include "repo/paths.h"
 #include "repo/repository.h"
 #include "storage/backend.h"
 #include "storage/local.h"
@@ -276,6 +278,199 @@ TEST_F(RestoreTest, AtPicksTheNewestSnapshotAtOrBeforeTheTime) {
   EXPECT_EQ(r.code, 2) << describe(r);
   r = cli(repo, {"restore", "latest", "--at", format_time(t[2]), "--target", dir_ + "/both"});
   EXPECT_EQ(r.code, 2) << describe(r);
+}
+
+// Paths a user types: "/srv/app/config" as backed up, or "app/config" / "/app/config" as stored.
+TEST_F(RestoreTest, PathsAsBackedUpMatchInRestoreLsFindAndDiff) {
+  const std::string repo = repo_dir(), app = dir_ + "/srv/app";
+  cli_init(repo);
+  make_dir(dir_ + "/srv");
+  make_dir(app);
+  make_dir(app + "/config");
+  make_dir(app + "/data");
+  write_file(app + "/config/a.conf", "a=1\n");
+  write_file(app + "/config/b.log", "log\n");
+  write_file(app + "/data/x", "x\n");
+  ASSERT_FALSE(HasFailure());
+  RunResult r = cli(repo, {"backup", app});
+  ASSERT_EQ(r.code, 0) << describe(r);
+
+  // restore --include with the original absolute path, and with the stored forms.
+  for (const std::string& inc : {app + "/config", std::string("app/config"), std::string("/app/config/")}) {
+    std::string out = dir_ + "/out" + std::to_string(inc.size());
+    r = cli(repo, {"restore", "latest", "--include", inc, "--target", out});
+    ASSERT_EQ(r.code, 0) << inc << ": " << describe(r);
+    EXPECT_EQ(rel_paths(out), (std::set<std::string>{"app", "app/config", "app/config/a.conf",
+                                                     "app/config/b.log"}))
+        << inc;
+  }
+  // --exclude takes the original path too (and globs under it).
+  r = cli(repo, {"restore", "latest", "--exclude", app + "/data", "--exclude", app + "/config/*.log",
+                 "--target", dir_ + "/ex"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(rel_paths(dir_ + "/ex"), (std::set<std::string>{"app", "app/config", "app/config/a.conf"}));
+  // An include that names nothing is an error that names it and shows what the snapshot holds.
+  r = cli(repo, {"restore", "latest", "--include", app + "/confg", "--target", dir_ + "/none"});
+  EXPECT_EQ(r.code, 1) << describe(r);
+  EXPECT_TRUE(contains(r.err, app + "/confg")) << describe(r);
+  EXPECT_TRUE(contains(r.err, "holds: " + app)) << describe(r);
+  EXPECT_TRUE(list_dir(dir_ + "/none").empty()) << "something was restored";
+
+  // The library does the same.
+  auto lib = open_repo(repo);
+  ASSERT_TRUE(lib);
+  auto choice = restore::choose_snapshot(*lib, "latest");
+  ASSERT_OK(choice);
+  EXPECT_TRUE(choice->substitution.empty());
+  EXPECT_EQ(repo::stored_forms(choice->snapshot, app + "/config/a.conf").front(), "app/config/a.conf");
+  EXPECT_EQ(repo::original_path(choice->snapshot, "/app/data/x"), app + "/data/x");
+  restore::Options o;
+  o.target = dir_ + "/lib";
+  o.includes = {app + "/data/x"};
+  auto s = restore::run(*lib, *choice, o, sink_);
+  ASSERT_OK(s);
+  EXPECT_EQ(s->files, 1u);
+  EXPECT_EQ(read_file(dir_ + "/lib/app/data/x"), "x\n");
+  o.target = dir_ + "/lib2";
+  o.includes = {"/srv/nothing"};
+  s = restore::run(*lib, *choice, o, sink_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code(), Error::Code::kNotFound);
+  EXPECT_TRUE(contains(s.error().message(), "/srv/nothing")) << s.error().message();
+  lib.reset();
+
+  // ls with either form; a path that is not there names the snapshot's paths.
+  for (const std::string& p : {app + "/config", std::string("/app/config")}) {
+    r = cli(repo, {"ls", "latest", p});
+    ASSERT_EQ(r.code, 0) << p << ": " << describe(r);
+    EXPECT_TRUE(contains(r.out, "/app/config/a.conf")) << describe(r);
+    EXPECT_FALSE(contains(r.out, "/app/data")) << describe(r);
+  }
+  r = cli(repo, {"ls", "latest", app + "/nope"});
+  EXPECT_EQ(r.code, 1) << describe(r);
+  EXPECT_TRUE(contains(r.err, app + "/nope") && contains(r.err, "holds: " + app)) << describe(r);
+  // find matches globs on the original path as well as on the stored one.
+  r = cli(repo, {"find", app + "/config/*.conf"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(contains(r.out, "/app/config/a.conf")) << describe(r);
+  EXPECT_FALSE(contains(r.out, "b.log")) << describe(r);
+  // diff, limited to a path given as backed up.
+  write_file(app + "/config/a.conf", "a=2\n");
+  write_file(app + "/data/y", "y\n");
+  r = cli(repo, {"backup", app});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  auto snaps = cli_snapshots(repo);
+  ASSERT_EQ(snaps.size(), 2u);
+  std::string s1 = snaps[0]["id"], s2 = snaps[1]["id"];
+  r = cli(repo, {"diff", s1, s2, app + "/config"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(contains(r.out, "M    /app/config/a.conf")) << describe(r);
+  EXPECT_FALSE(contains(r.out, "data/y")) << describe(r);
+  r = cli(repo, {"diff", s1, s2});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(contains(r.out, "+    /app/data/y")) << describe(r);
+  r = cli(repo, {"diff", s1, s2, app + "/data/y"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(contains(r.out, "+    /app/data/y")) << describe(r);
+  r = cli(repo, {"diff", s1, s2, app + "/nope"});
+  EXPECT_EQ(r.code, 1) << describe(r);
+  EXPECT_TRUE(contains(r.err, app + "/nope")) << describe(r);
+}
+
+// Flips a byte in the middle of a snapshot object, so it fails authentication.
+void damage_snapshot(const std::string& repo, const std::string& id) {
+  std::string path = repo + "/snapshots/" + id;
+  std::string body = read_file(path);
+  ASSERT_GT(body.size(), 60u) << path;
+  body[body.size() / 2] ^= 0x5a;
+  ASSERT_EQ(chmod(path.c_str(), 0644), 0);
+  write_file(path, body);
+}
+
+TEST_F(RestoreTest, DamagedNewestSnapshotIsNeverSilentlySubstituted) {
+  const std::string repo = repo_dir(), src = dir_ + "/src";
+  cli_init(repo);
+  make_dir(src);
+  for (int v = 1; v <= 2; v++) {
+    write_file(src + "/f.txt", "version " + std::to_string(v));
+    RunResult r = cli(repo, {"backup", src});
+    ASSERT_EQ(r.code, 0) << describe(r);
+  }
+  auto snaps = cli_snapshots(repo);
+  ASSERT_EQ(snaps.size(), 2u);
+  const std::string older = snaps[0]["id"], newest = snaps[1]["id"];
+  const std::string newest_time = snaps[1]["time"];
+  damage_snapshot(repo, newest);
+  ASSERT_FALSE(HasFailure());
+
+  // Text: exit 3, the restore is the older snapshot, and the summary says so by name.
+  RunResult r = cli(repo, {"restore", "latest", "--target", dir_ + "/t"});
+  EXPECT_EQ(r.code, 3) << describe(r);
+  EXPECT_EQ(read_file(dir_ + "/t/src/f.txt"), "version 1");
+  EXPECT_TRUE(contains(r.out, "NOT THE SNAPSHOT ASKED FOR")) << describe(r);
+  EXPECT_TRUE(contains(r.out, newest.substr(0, 8) + " is damaged")) << describe(r);
+  EXPECT_TRUE(contains(r.out, "restored snapshot " + older.substr(0, 8))) << describe(r);
+  // JSON: a warning event and the summary both carry the substitution.
+  r = cli(repo, {"restore", "latest", "--target", dir_ + "/j", "--json"});
+  EXPECT_EQ(r.code, 3) << describe(r);
+  bool warned = false, summarised = false;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_object()) continue;
+    if (j.value("message_type", "") == "warning" && j.contains("damaged")) {
+      warned = j["damaged"] == nlohmann::json::array({newest}) && j.value("restored", "") == older;
+    }
+    if (j.value("message_type", "") == "summary") {
+      summarised = j.value("snapshot", "") == older && j.contains("substitution") &&
+                   j["substitution"]["damaged"] == nlohmann::json::array({newest}) &&
+                   j["substitution"].value("restored", "") == older;
+    }
+  }
+  EXPECT_TRUE(warned) << describe(r);
+  EXPECT_TRUE(summarised) << describe(r);
+  // --at a time after both: the same.
+  r = cli(repo, {"restore", "--at", newest_time, "--target", dir_ + "/at"});
+  EXPECT_EQ(r.code, 3) << describe(r);
+  EXPECT_TRUE(contains(r.out, newest.substr(0, 8) + " is damaged")) << describe(r);
+  // Asking for the older one by ID is not a substitution; asking for the damaged one fails.
+  r = cli(repo, {"restore", older.substr(0, 8), "--target", dir_ + "/id"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  r = cli(repo, {"restore", newest.substr(0, 8), "--target", dir_ + "/bad"});
+  EXPECT_EQ(r.code, 1) << describe(r);
+  EXPECT_FALSE(exists(dir_ + "/bad/src"));
+
+  // The library names the damaged snapshot and the one chosen instead.
+  auto lib = open_repo(repo);
+  ASSERT_TRUE(lib);
+  auto c = restore::choose_snapshot(*lib, "latest");
+  ASSERT_OK(c);
+  EXPECT_EQ(repo::hex(c->id), older);
+  ASSERT_EQ(c->damaged.size(), 1u);
+  EXPECT_EQ(repo::hex(c->damaged[0]), newest);
+  EXPECT_TRUE(contains(c->substitution, newest.substr(0, 8))) << c->substitution;
+  restore::Options lo;
+  lo.target = dir_ + "/lib";
+  auto s = restore::run(*lib, *c, lo, sink_);
+  ASSERT_OK(s);
+  EXPECT_EQ(s->substitution, c->substitution);
+  lib.reset();
+
+  // A damaged snapshot known to be older (the newest names it as its parent) changes nothing.
+  const std::string repo2 = dir_ + "/repo2";
+  cli_init(repo2);
+  for (int v = 1; v <= 2; v++) {
+    write_file(src + "/f.txt", "again " + std::to_string(v));
+    RunResult b = cli(repo2, {"backup", src});
+    ASSERT_EQ(b.code, 0) << describe(b);
+  }
+  snaps = cli_snapshots(repo2);
+  ASSERT_EQ(snaps.size(), 2u);
+  ASSERT_EQ(snaps[1]["parent"], snaps[0]["id"]);
+  damage_snapshot(repo2, snaps[0]["id"]);
+  r = cli(repo2, {"restore", "latest", "--target", dir_ + "/ok"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(read_file(dir_ + "/ok/src/f.txt"), "again 2");
 }
 
 // Builds a file node whose content is `content`.
