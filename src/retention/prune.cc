@@ -366,7 +366,10 @@ Result<PruneStats> Pruner::run() {
 Result<PruneStats> prune(repo::Repository& repo, const PruneOptions& options, EventSink& sink) {
   CancelScope scope(repo.cancel_token());
   Pruner p(repo, options, sink);
-  HAVEN_ASSIGN(PruneStats st, p.run());
+  auto run = p.run();
+  // What a cancelled prune could not read is not damage: report the cancellation.
+  HAVEN_TRY(repo.cancel_token().check());
+  HAVEN_ASSIGN(PruneStats st, std::move(run));
   sink.emit({"summary", stats_json(st, options.dry_run)});
   return st;
 }
