@@ -5,7 +5,7 @@ JOBS ?= 2
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 # The short run inside `make test`: each target replays its seeds, then fuzzes this long.
-FUZZ_SMOKE_SECONDS ?= 3
+FUZZ_SMOKE_SECONDS ?= 2
 
 .PHONY: all setup build test demo stress bench clean fuzz fuzz-build fuzz-smoke fuzz-corpus
 
