@@ -19,6 +19,7 @@ PACKAGES=(
   util-linux          # script(1) for tty tests
   python3             # demo and bench helpers
   tzdata              # time zones for retention (forget --timezone)
+  clang libclang-rt-14-dev  # the libFuzzer targets (make fuzz): clang 14 and its fuzzer/ASan/UBSan runtimes
   libpq-dev           # PostgreSQL client library (pg backup, restore validation)
   postgresql-15 postgresql-client-15  # the server the PostgreSQL tests start (as an unprivileged user)
 )

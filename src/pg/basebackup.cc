@@ -15,27 +15,6 @@
 
 namespace haven::pg {
 
-std::optional<uint64_t> parse_lsn(const std::string& s) {
-  auto slash = s.find('/');
-  if (slash == std::string::npos || slash == 0 || slash + 1 >= s.size() || slash > 8 ||
-      s.size() - slash - 1 > 8) {
-    return std::nullopt;
-  }
-  for (size_t i = 0; i < s.size(); i++) {
-    if (i != slash && !std::isxdigit(static_cast<unsigned char>(s[i]))) return std::nullopt;
-  }
-  uint64_t hi = std::stoull(s.substr(0, slash), nullptr, 16);
-  uint64_t lo = std::stoull(s.substr(slash + 1), nullptr, 16);
-  return (hi << 32) | lo;
-}
-
-std::string format_lsn(uint64_t lsn) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%X/%X", static_cast<unsigned>(lsn >> 32),
-                static_cast<unsigned>(lsn & 0xffffffffu));
-  return buf;
-}
-
 std::vector<std::string> skipped_paths(const std::string& pgdata) {
   std::string d = pgdata;
   while (d.size() > 1 && d.back() == '/') d.pop_back();

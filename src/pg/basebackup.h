@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "backup/backup.h"
+#include "pg/wal.h"  // parse_lsn, format_lsn
 #include "repo/repository.h"
 #include "util/events.h"
 
@@ -43,9 +44,5 @@ Result<BaseBackupResult> base_backup(repo::Repository& repo, const BaseBackupOpt
 // and .opts, pgsql_tmp*, pg_internal.init, and backup_label/tablespace_map left by an old
 // exclusive backup.
 std::vector<std::string> skipped_paths(const std::string& pgdata);
-
-// An LSN "X/Y" as a 64-bit position and back.
-std::optional<uint64_t> parse_lsn(const std::string& s);
-std::string format_lsn(uint64_t lsn);
 
 }  // namespace haven::pg

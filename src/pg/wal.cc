@@ -4,10 +4,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <cstdio>
 #include <cstring>
 
 #include <nlohmann/json.hpp>
 
+#include "repo/cbor.h"
 #include "repo/format.h"
 #include "util/bytes.h"
 
@@ -56,6 +59,27 @@ std::optional<SegmentId> parse_segment_name(const std::string& n) {
   id.log = std::stoull(n.substr(8, 8), nullptr, 16);
   id.seg = std::stoull(n.substr(16, 8), nullptr, 16);
   return id;
+}
+
+std::optional<uint64_t> parse_lsn(const std::string& s) {
+  auto slash = s.find('/');
+  if (slash == std::string::npos || slash == 0 || slash + 1 >= s.size() || slash > 8 ||
+      s.size() - slash - 1 > 8) {
+    return std::nullopt;
+  }
+  for (size_t i = 0; i < s.size(); i++) {
+    if (i != slash && !std::isxdigit(static_cast<unsigned char>(s[i]))) return std::nullopt;
+  }
+  uint64_t hi = std::stoull(s.substr(0, slash), nullptr, 16);
+  uint64_t lo = std::stoull(s.substr(slash + 1), nullptr, 16);
+  return (hi << 32) | lo;
+}
+
+std::string format_lsn(uint64_t lsn) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%X/%X", static_cast<unsigned>(lsn >> 32),
+                static_cast<unsigned>(lsn & 0xffffffffu));
+  return buf;
 }
 
 Result<std::string> repository_fingerprint(storage::Backend& backend) {
@@ -161,17 +185,30 @@ Result<WalKey> read_wal_key_file(const std::string& path) {
   char buf[4096];
   for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
   ::close(fd);
+  auto k = parse_wal_key_file(text, path);
+  std::memset(text.data(), 0, text.size());
+  return k;
+}
+
+Result<WalKey> parse_wal_key_file(const std::string& text, const std::string& path) {
   auto bad = [&](const std::string& why) {
     return Error(Error::Code::kInvalidArgument,
                  path + " is not a Haven WAL key file (" + why + "): write one with 'haven pg archive-key'");
   };
   auto j = nlohmann::json::parse(text, nullptr, false);
-  std::memset(text.data(), 0, text.size());
-  if (!j.is_object() || j.value("haven_wal_key", 0) != 1) return bad("unknown format");
   WalKey k;
-  k.repository = j.value("repository", "");
-  k.generation = j.value("generation", 0u);
-  std::string hex = j.value("key", "");
+  std::string hex;
+  // Members of the wrong type (a string for a number, a float) make value() throw: one error.
+  try {
+    if (!j.is_object() || repo::cbor::get_int_or<int64_t>(j, "haven_wal_key", 0) != 1) {
+      return bad("unknown format");
+    }
+    k.repository = j.value("repository", "");
+    k.generation = repo::cbor::get_int_or<uint32_t>(j, "generation", 0);
+    hex = j.value("key", "");
+  } catch (const nlohmann::json::exception&) {
+    return bad("a member has the wrong type");
+  }
   auto raw = from_hex(hex);
   std::memset(hex.data(), 0, hex.size());
   if (!raw || raw->size() != crypto::kKeySize || k.repository.empty()) return bad("no key in it");

@@ -39,6 +39,10 @@ struct SegmentId {
 };
 std::optional<SegmentId> parse_segment_name(const std::string& name);
 
+// An LSN "X/Y" (two hex numbers of at most 8 digits) as a 64-bit position and back.
+std::optional<uint64_t> parse_lsn(const std::string& s);
+std::string format_lsn(uint64_t lsn);
+
 struct WalKey {
   std::string repository;  // the repository's fingerprint (hex of the config salt)
   uint32_t generation = 0;
@@ -56,6 +60,9 @@ Result<WalKey> derive_wal_key(const repo::MasterKey& master, const std::string& 
 Status write_wal_key_file(const std::string& path, const WalKey& key, bool overwrite);
 // Reads a key file; refuses one that others can read (the fix is in the message).
 Result<WalKey> read_wal_key_file(const std::string& path);
+// Parses a key file's text (read_wal_key_file() after its permission check; the fuzz target
+// fuzz_wal_key). kInvalidArgument naming `path` if it is not a WAL key file.
+Result<WalKey> parse_wal_key_file(const std::string& text, const std::string& path);
 
 enum class PushOutcome { kStored, kAlreadyIdentical };
 

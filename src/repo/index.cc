@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "repo/cbor.h"
+
 namespace haven::repo {
 
 using nlohmann::json;
@@ -93,21 +95,21 @@ Result<std::vector<PackRecord>> decode_index_file(ByteView body, const std::stri
   std::vector<PackRecord> out;
   Error bad(Error::Code::kCorrupt, what + ": malformed index");
   try {
-    json j = json::from_cbor(body);
+    json j = cbor::parse(body);
     for (const auto& p : j.at("packs")) {
       PackRecord r;
       if (!id_of(p.at("id"), r.id)) return bad;
-      r.key_generation = p.at("key_generation").get<uint32_t>();
+      r.key_generation = cbor::get_int<uint32_t>(p.at("key_generation"));
       for (const auto& b : p.at("blobs")) {
         if (!b.is_array() || b.size() != 5) return bad;
         PackedBlob pb;
-        int t = b[0].get<int>();
+        int t = cbor::get_int<int>(b[0]);
         if (t != 0 && t != 1) return bad;
         pb.type = static_cast<BlobType>(t);
         if (!id_of(b[1], pb.id)) return bad;
-        pb.offset = b[2].get<uint32_t>();
-        pb.length = b[3].get<uint32_t>();
-        pb.raw_length = b[4].get<uint32_t>();
+        pb.offset = cbor::get_int<uint32_t>(b[2]);
+        pb.length = cbor::get_int<uint32_t>(b[3]);
+        pb.raw_length = cbor::get_int<uint32_t>(b[4]);
         r.blobs.push_back(pb);
       }
       out.push_back(std::move(r));

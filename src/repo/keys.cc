@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include "repo/cbor.h"
 #include "util/clock.h"
 #include "util/sysinfo.h"
 
@@ -209,12 +210,17 @@ Result<MasterKey> open_key_file(ByteView file, const std::string& password,
   if (!crypto::open(wrapping, nonce, as_bytes(kWrapAad), p.data, plain)) {
     return Error(Error::Code::kWrongPassword, "wrong password or no key for this repository");
   }
+  auto m = decode_master_key(plain, what);
+  secure_zero(plain.data(), plain.size());
+  return m;
+}
+
+Result<MasterKey> decode_master_key(ByteView cbor, const std::string& what) {
   MasterKey m;
   Error damaged(Error::Code::kCorrupt,
                 what + " is damaged: it opens with the password but holds a malformed master key");
   try {
-    json s = json::from_cbor(plain);
-    secure_zero(plain.data(), plain.size());
+    json s = cbor::parse(cbor);
     auto key_of = [](json& v) -> std::optional<crypto::SecretKey> {
       auto& b = v.get_binary();
       if (b.size() != crypto::kKeySize) return std::nullopt;
@@ -225,16 +231,15 @@ Result<MasterKey> open_key_file(ByteView file, const std::string& password,
     for (auto& g : s.at("encryption")) {
       auto k = key_of(g.at("key"));
       if (!k) return damaged;
-      m.encryption.emplace(g.at("generation").get<uint32_t>(), *k);
+      m.encryption.emplace(cbor::get_int<uint32_t>(g.at("generation")), *k);
     }
-    m.current_generation = s.at("current_generation").get<uint32_t>();
+    m.current_generation = cbor::get_int<uint32_t>(s.at("current_generation"));
     auto id = key_of(s.at("id_key"));
     auto ch = key_of(s.at("chunker_key"));
     if (!id || !ch || m.encryption_key(m.current_generation) == nullptr) return damaged;
     m.id_key = *id;
     m.chunker_key = *ch;
   } catch (const json::exception&) {
-    secure_zero(plain.data(), plain.size());
     return damaged;
   }
   return m;

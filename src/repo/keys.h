@@ -53,5 +53,8 @@ Result<KeyFileInfo> read_key_file_info(ByteView file, const std::string& what);
 // authentication fails (the message names nothing), kCorrupt if the master key is malformed.
 Result<MasterKey> open_key_file(ByteView file, const std::string& password,
                                 const std::string& what);
+// Decodes the unwrapped master key (CBOR, FORMAT.md §3); kCorrupt if malformed. open_key_file()
+// calls it after authentication; exposed for the fuzz target fuzz_master_key.
+Result<MasterKey> decode_master_key(ByteView cbor, const std::string& what);
 
 }  // namespace haven::repo

@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "repo/cbor.h"
+
 namespace haven::repo {
 
 using nlohmann::json;
@@ -129,22 +131,27 @@ Result<PackRecord> read_pack_trailer(const MasterKey& key, const Id& pack_id, By
     return Error(Error::Code::kCorrupt, what + ": trailer authentication failed");
   }
   HAVEN_ASSIGN(Bytes body, decode_record(plain, kMaxBlob));
+  return decode_pack_trailer(body, pack_id, h.key_generation, toff, what);
+}
+
+Result<PackRecord> decode_pack_trailer(ByteView body, const Id& pack_id, uint32_t key_generation,
+                                       uint64_t toff, const std::string& what) {
   PackRecord r;
   r.id = pack_id;
-  r.key_generation = h.key_generation;
+  r.key_generation = key_generation;
   try {
-    json list = json::from_cbor(body);
+    json list = cbor::parse(body);
     for (const auto& b : list) {
       PackedBlob pb;
-      int t = b.at(0).get<int>();
+      int t = cbor::get_int<int>(b.at(0));
       if (t != 0 && t != 1) return Error(Error::Code::kCorrupt, what + ": bad trailer entry");
       pb.type = static_cast<BlobType>(t);
       const auto& idb = b.at(1).get_binary();
       if (idb.size() != 32) return Error(Error::Code::kCorrupt, what + ": bad trailer entry");
       std::memcpy(pb.id.data(), idb.data(), 32);
-      pb.offset = b.at(2).get<uint32_t>();
-      pb.length = b.at(3).get<uint32_t>();
-      pb.raw_length = b.at(4).get<uint32_t>();
+      pb.offset = cbor::get_int<uint32_t>(b.at(2));
+      pb.length = cbor::get_int<uint32_t>(b.at(3));
+      pb.raw_length = cbor::get_int<uint32_t>(b.at(4));
       if (pb.offset < kPrefixSize || uint64_t(pb.offset) + pb.length > toff) {
         return Error(Error::Code::kCorrupt, what + ": trailer entry outside the pack");
       }

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "repo/cbor.h"
 #include "util/sysinfo.h"
 #include "util/version.h"
 
@@ -25,6 +26,7 @@ constexpr size_t kMaxObjectBody = 1u << 30;
 // A lock not refreshed for this long is stale, even from another host.
 constexpr TimeNs kLockStaleNs = 30LL * 60 * 1000000000;
 constexpr TimeNs kLockRefreshNs = 5LL * 60 * 1000000000;
+}  // namespace
 
 Bytes encode_config(const Config& c) {
   json j;
@@ -41,15 +43,15 @@ Bytes encode_config(const Config& c) {
 Result<Config> decode_config(ByteView body) {
   Config c;
   try {
-    json j = json::from_cbor(body);
-    c.version = j.at("version").get<uint32_t>();
+    json j = cbor::parse(body);
+    c.version = cbor::get_int<uint32_t>(j.at("version"));
     const auto& id = j.at("id").get_binary();
     if (id.size() != 32) return Error(Error::Code::kCorrupt, "config: bad repository id");
     std::copy(id.begin(), id.end(), c.id.begin());
-    c.chunker.min_size = j.at("chunker").at("min").get<uint32_t>();
-    c.chunker.avg_size = j.at("chunker").at("avg").get<uint32_t>();
-    c.chunker.max_size = j.at("chunker").at("max").get<uint32_t>();
-    c.pack_size = j.at("pack_size").get<uint32_t>();
+    c.chunker.min_size = cbor::get_int<uint32_t>(j.at("chunker").at("min"));
+    c.chunker.avg_size = cbor::get_int<uint32_t>(j.at("chunker").at("avg"));
+    c.chunker.max_size = cbor::get_int<uint32_t>(j.at("chunker").at("max"));
+    c.pack_size = cbor::get_int<uint32_t>(j.at("pack_size"));
     HAVEN_ASSIGN(c.compression, parse_compression(j.at("compression").get<std::string>()));
     c.created = j.value("created", "");
     std::string idh = j.value("id_hash", "blake2b-256");
@@ -73,7 +75,6 @@ Result<Config> decode_config(ByteView body) {
   }
   return c;
 }
-}  // namespace
 
 Repository::Repository(std::shared_ptr<storage::Backend> backend, MasterKey master,
                        std::string key_id)
@@ -352,12 +353,21 @@ Result<Bytes> Repository::seal_object(ObjectKind kind, ByteView body) const {
 }
 
 Result<Bytes> Repository::seal_object_with_salt(ObjectKind kind, const Id& salt, ByteView body) const {
+  return repo::seal_object(master_, kind, salt, body);
+}
+
+Result<Bytes> Repository::open_object(ObjectKind kind, const ObjectName& name,
+                                      ByteView object) const {
+  return repo::open_object(master_, kind, name, object);
+}
+
+Bytes seal_object(const MasterKey& key, ObjectKind kind, const Id& salt, ByteView body) {
   Header h;
   h.kind = kind;
-  h.key_generation = master_.current_generation;
+  h.key_generation = key.current_generation;
   h.salt = salt;
-  const crypto::SecretKey* key = master_.encryption_key(h.key_generation);
-  crypto::SecretKey subkey = object_key(*key, h);
+  const crypto::SecretKey* master = key.encryption_key(h.key_generation);
+  crypto::SecretKey subkey = object_key(*master, h);
   Bytes out(kPrefixSize);
   h.encode(out.data());
   Bytes record;
@@ -366,8 +376,8 @@ Result<Bytes> Repository::seal_object_with_salt(ObjectKind kind, const Id& salt,
   return out;
 }
 
-Result<Bytes> Repository::open_object(ObjectKind kind, const ObjectName& name,
-                                      ByteView object) const {
+Result<Bytes> open_object(const MasterKey& key, ObjectKind kind, const ObjectName& name,
+                          ByteView object) {
   std::string what = name.describe();
   HAVEN_ASSIGN(Header h, parse_header(object, what));
   if (h.kind != kind) return Error(Error::Code::kCorrupt, what + ": wrong object kind");
@@ -378,12 +388,12 @@ Result<Bytes> Repository::open_object(ObjectKind kind, const ObjectName& name,
       return Error(Error::Code::kCorrupt, what + ": stored under the wrong name");
     }
   }
-  const crypto::SecretKey* key = master_.encryption_key(h.key_generation);
-  if (key == nullptr) {
+  const crypto::SecretKey* master = key.encryption_key(h.key_generation);
+  if (master == nullptr) {
     return Error(Error::Code::kCorrupt,
                  what + ": sealed with unknown key generation " + std::to_string(h.key_generation));
   }
-  crypto::SecretKey subkey = object_key(*key, h);
+  crypto::SecretKey subkey = object_key(*master, h);
   Bytes plain;
   if (!open_record(subkey, h, kPrefixSize, {}, object.subspan(kPrefixSize), plain)) {
     return Error(Error::Code::kCorrupt,

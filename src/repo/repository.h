@@ -50,6 +50,20 @@ struct Config {
   std::string created;
 };
 
+// The config object's body (CBOR, FORMAT.md §10). decode_config() refuses a newer version
+// (kUnsupported) and malformed or unusable values (kCorrupt).
+Bytes encode_config(const Config& c);
+Result<Config> decode_config(ByteView body);
+
+// Single-record encrypted objects (config, index, snapshot, lock; FORMAT.md §2), sealed under
+// the master key's current generation with `salt`. open_object() checks the header, the kind,
+// that an ID-named object's salt is its name, authenticates and decodes the record. The
+// Repository reads and writes these objects through them (and the fuzz targets call them with
+// a fixed key).
+Bytes seal_object(const MasterKey& key, ObjectKind kind, const Id& salt, ByteView body);
+Result<Bytes> open_object(const MasterKey& key, ObjectKind kind, const storage::ObjectName& name,
+                          ByteView object);
+
 struct InitOptions {
   crypto::KdfParams kdf;
   chunker::Params chunker;

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "repo/cbor.h"
+
 namespace haven::repo {
 
 using nlohmann::json;
@@ -56,10 +58,10 @@ Bytes encode_snapshot(const Snapshot& s) {
 
 Result<Snapshot> decode_snapshot(ByteView body, const std::string& what) {
   try {
-    json j = json::from_cbor(body);
+    json j = cbor::parse(body);
     Snapshot s;
-    s.time = j.at("time").get<TimeNs>();
-    s.end_time = j.value("end_time", TimeNs{0});
+    s.time = cbor::get_int<TimeNs>(j.at("time"));
+    s.end_time = cbor::get_int_or<TimeNs>(j, "end_time", 0);
     s.tree = get_id(j.at("tree"));
     s.paths = j.at("paths").get<std::vector<std::string>>();
     s.names = j.value("names", std::vector<std::string>{});
@@ -71,7 +73,9 @@ Result<Snapshot> decode_snapshot(ByteView body, const std::string& what) {
     s.tags = j.value("tags", std::vector<std::string>{});
     s.strategy = j.value("strategy", "");
     if (j.contains("parent")) s.parent = get_id(j["parent"]);
-    s.stats = j.value("stats", std::map<std::string, uint64_t>{});
+    if (auto it = j.find("stats"); it != j.end()) {
+      for (const auto& [k, v] : it->items()) s.stats[k] = cbor::get_int<uint64_t>(v);
+    }
     s.program_version = j.value("program_version", "");
     s.meta = j.value("meta", std::map<std::string, std::string>{});
     return s;
@@ -120,29 +124,29 @@ Bytes encode_tree(const Tree& t) {
 
 Result<Tree> decode_tree(ByteView body, const std::string& what) {
   try {
-    json root = json::from_cbor(body);
+    json root = cbor::parse(body);
     Tree t;
     for (const auto& j : root.at("nodes")) {
       Node n;
       n.name = get_bytes(j.at("name"));
-      int type = j.at("type").get<int>();
+      int type = cbor::get_int<int>(j.at("type"));
       if (type < 0 || type > static_cast<int>(Node::Type::kSocket)) {
         return Error(Error::Code::kCorrupt, what + ": unknown node type");
       }
       n.type = static_cast<Node::Type>(type);
-      n.mode = j.at("mode").get<uint32_t>();
-      n.uid = j.at("uid").get<uint32_t>();
-      n.gid = j.at("gid").get<uint32_t>();
+      n.mode = cbor::get_int<uint32_t>(j.at("mode"));
+      n.uid = cbor::get_int<uint32_t>(j.at("uid"));
+      n.gid = cbor::get_int<uint32_t>(j.at("gid"));
       n.user = j.value("user", "");
       n.group = j.value("group", "");
-      n.mtime = j.at("mtime").get<TimeNs>();
-      n.atime = j.value("atime", TimeNs{0});
-      n.ctime = j.value("ctime", TimeNs{0});
-      n.size = j.at("size").get<uint64_t>();
-      n.inode = j.value("inode", uint64_t{0});
-      n.device = j.value("device", uint64_t{0});
-      n.links = j.value("links", uint64_t{0});
-      n.rdev = j.value("rdev", uint64_t{0});
+      n.mtime = cbor::get_int<TimeNs>(j.at("mtime"));
+      n.atime = cbor::get_int_or<TimeNs>(j, "atime", 0);
+      n.ctime = cbor::get_int_or<TimeNs>(j, "ctime", 0);
+      n.size = cbor::get_int<uint64_t>(j.at("size"));
+      n.inode = cbor::get_int_or<uint64_t>(j, "inode", 0);
+      n.device = cbor::get_int_or<uint64_t>(j, "device", 0);
+      n.links = cbor::get_int_or<uint64_t>(j, "links", 0);
+      n.rdev = cbor::get_int_or<uint64_t>(j, "rdev", 0);
       if (j.contains("link_target")) n.link_target = get_bytes(j["link_target"]);
       if (j.contains("xattrs")) {
         for (const auto& x : j["xattrs"]) n.xattrs.emplace_back(get_bytes(x.at(0)), get_bytes(x.at(1)));
@@ -167,13 +171,13 @@ Bytes encode_lock(const Lock& l) {
 
 Result<Lock> decode_lock(ByteView body, const std::string& what) {
   try {
-    json j = json::from_cbor(body);
+    json j = cbor::parse(body);
     Lock l;
-    l.time = j.at("time").get<TimeNs>();
-    l.refreshed = j.at("refreshed").get<TimeNs>();
+    l.time = cbor::get_int<TimeNs>(j.at("time"));
+    l.refreshed = cbor::get_int<TimeNs>(j.at("refreshed"));
     l.hostname = j.at("hostname").get<std::string>();
     l.username = j.value("username", "");
-    l.pid = j.at("pid").get<int64_t>();
+    l.pid = cbor::get_int<int64_t>(j.at("pid"));
     l.exclusive = j.at("exclusive").get<bool>();
     return l;
   } catch (const json::exception&) {
@@ -219,7 +223,7 @@ json readable(const json& v) {
 
 std::string cbor_to_json_text(ByteView body) {
   try {
-    return readable(json::from_cbor(body)).dump(2, ' ', false, json::error_handler_t::replace);
+    return readable(cbor::parse(body)).dump(2, ' ', false, json::error_handler_t::replace);
   } catch (const json::exception&) {
     return "\"(not CBOR)\"";
   }

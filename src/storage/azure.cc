@@ -310,6 +310,30 @@ Result<AzureConfig> azure_config_from_env(
   return cfg;
 }
 
+Result<AzureListPage> parse_azure_list_page(const std::string& doc) {
+  AzureListPage page;
+  size_t pos = 0;
+  for (;;) {
+    size_t b = doc.find("<Blob>", pos);
+    if (b == std::string::npos) break;
+    size_t e = doc.find("</Blob>", b);
+    if (e == std::string::npos) return Error(Error::Code::kIo, "malformed List Blobs response");
+    pos = e + 7;
+    auto blob = xml_element(doc, "Name", b, e);
+    auto size = xml_element(doc, "Content-Length", b, e);
+    if (!blob) continue;
+    page.blobs.emplace_back(std::move(*blob), size ? std::strtoull(size->c_str(), nullptr, 10) : 0);
+  }
+  size_t tail = doc.rfind("</Blobs>");
+  page.next_marker =
+      xml_element(doc, "NextMarker", tail == std::string::npos ? 0 : tail, doc.size()).value_or("");
+  return page;
+}
+
+std::string parse_azure_error_code(const std::string& doc) {
+  return xml_element(doc, "Code", 0, doc.size()).value_or("");
+}
+
 // ---- requests ------------------------------------------------------------------------------
 
 struct AzureBackend::Request {
@@ -326,8 +350,7 @@ struct AzureBackend::Response {
   Bytes body;
   std::string error_code() const {
     if (auto it = headers.find("x-ms-error-code"); it != headers.end()) return it->second;
-    std::string doc(body.begin(), body.end());
-    return xml_element(doc, "Code", 0, doc.size()).value_or("");
+    return parse_azure_error_code(std::string(body.begin(), body.end()));
   }
 };
 
@@ -607,56 +630,24 @@ Status AzureBackend::list_prefix(const std::string& prefix, int max_results,
       return ok_status();
     }
     if (resp.status != 200) return http_error(resp, location() + ": listing " + prefix);
-    std::string doc(resp.body.begin(), resp.body.end());
-    size_t pos = 0;
-    for (;;) {
-      size_t b = doc.find("<Blob>", pos);
-      if (b == std::string::npos) break;
-      size_t e = doc.find("</Blob>", b);
-      if (e == std::string::npos) {
-        return Error(Error::Code::kIo, location() + ": malformed List Blobs response");
-      }
-      pos = e + 7;
-      auto blob = xml_element(doc, "Name", b, e);
-      auto size = xml_element(doc, "Content-Length", b, e);
-      if (!blob) continue;
-      if (!fn(*blob, size ? std::strtoull(size->c_str(), nullptr, 10) : 0)) return ok_status();
+    auto page = parse_azure_list_page(std::string(resp.body.begin(), resp.body.end()));
+    if (!page.ok()) return page.error().with_context(location());
+    for (const auto& [blob, size] : page->blobs) {
+      if (!fn(blob, size)) return ok_status();
     }
-    size_t tail = doc.rfind("</Blobs>");
-    marker = xml_element(doc, "NextMarker", tail == std::string::npos ? 0 : tail, doc.size())
-                 .value_or("");
-    if (marker.empty()) return ok_status();
+    if (page->next_marker.empty()) return ok_status();
+    marker = std::move(page->next_marker);
   }
 }
 
 Status AzureBackend::list(ObjectType type, const std::function<void(const ObjectInfo&)>& fn) {
   const std::string base = cfg_.prefix.empty() ? "" : cfg_.prefix + "/";
   bool missing = false;  // a missing container lists nothing
-  if (type == ObjectType::kConfig) {
-    return list_prefix(base + "config", cfg_.list_page_size,
-                       [&](const std::string& blob, uint64_t size) {
-                         if (blob == base + "config") {
-                           fn(ObjectInfo{ObjectName{type, "config"}, size});
-                         }
-                         return true;
-                       },
-                       &missing);
-  }
-  const std::string dir = base + type_dir(type) + "/";
+  const std::string dir = base + (type == ObjectType::kConfig ? "config" : type_dir(type) + std::string("/"));
   return list_prefix(
       dir, cfg_.list_page_size,
       [&](const std::string& blob, uint64_t size) {
-        std::string rest = blob.substr(dir.size());
-        std::string id = rest;
-        if (type == ObjectType::kData) {
-          // data/<xx>/<id>, where xx is the id's first two characters.
-          auto slash = rest.find('/');
-          if (slash == std::string::npos) return true;
-          id = rest.substr(slash + 1);
-          if (id.size() < 2 || rest.compare(0, slash, id.substr(0, 2)) != 0) return true;
-        }
-        if (id.empty() || id.find('/') != std::string::npos || id[0] == '.') return true;
-        fn(ObjectInfo{ObjectName{type, id}, size});
+        if (auto name = object_name_of_key(type, base, blob)) fn(ObjectInfo{std::move(*name), size});
         return true;
       },
       &missing);

@@ -34,6 +34,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "storage/backend.h"
 
@@ -93,6 +95,16 @@ class AzureBackend : public Backend {
 
   AzureConfig cfg_;
 };
+
+// Decoders of the service's XML answers (the fuzz target fuzz_azure_xml feeds them any bytes).
+struct AzureListPage {
+  std::vector<std::pair<std::string, uint64_t>> blobs;  // <Name> (unescaped), <Content-Length>
+  std::string next_marker;  // <NextMarker> after </Blobs>; empty on the last page
+};
+// One List Blobs page; kIo for a <Blob> element that is not closed.
+Result<AzureListPage> parse_azure_list_page(const std::string& xml);
+// An error response body's <Code>, or empty.
+std::string parse_azure_error_code(const std::string& xml);
 
 // Opens an Azure backend for `spec` (what follows "azure:") with credentials from the process
 // environment.

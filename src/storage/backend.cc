@@ -57,6 +57,31 @@ std::string object_path(const ObjectName& name) {
   }
 }
 
+std::optional<ObjectName> object_name_of_key(ObjectType type, std::string_view base,
+                                             std::string_view key) {
+  if (key.substr(0, base.size()) != base) return std::nullopt;
+  std::string_view rel = key.substr(base.size());
+  if (type == ObjectType::kConfig) {
+    if (rel != "config") return std::nullopt;
+    return ObjectName{type, "config"};
+  }
+  std::string_view dir = type_dir(type);
+  if (rel.size() <= dir.size() || rel.substr(0, dir.size()) != dir || rel[dir.size()] != '/') {
+    return std::nullopt;
+  }
+  std::string_view name = rel.substr(dir.size() + 1);
+  if (type == ObjectType::kData) {
+    // data/<xx>/<id>, where xx is the id's first two characters (load() and stat() look there).
+    if (name.size() < 5 || name[2] != '/' || name.substr(3, 2) != name.substr(0, 2)) {
+      return std::nullopt;
+    }
+    name = name.substr(3);
+  }
+  ObjectName out{type, std::string(name)};
+  if (!check_object_name(out).ok()) return std::nullopt;
+  return out;
+}
+
 std::string ObjectName::describe() const {
   if (type == ObjectType::kConfig) return "config";
   return std::string(type_label(type)) + " " + name;

@@ -26,7 +26,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "util/bytes.h"
 #include "util/error.h"
@@ -54,6 +56,13 @@ Status check_object_name(const ObjectName& name);
 // Where an object lives under a repository's root or prefix, the same for every backend:
 // "config", "keys/<id>", "data/<id[0:2]>/<id>", "index/<id>", "snapshots/<id>", "locks/<id>".
 std::string object_path(const ObjectName& name);
+// The inverse of object_path() for a key an object store listed: the object of `type` that
+// `key` names under `base` (the repository's prefix with its trailing '/', or empty), or nullopt
+// for a key that names none (outside the type's directory, a data object outside its shard,
+// a name check_object_name() refuses). The S3 and Azure backends map every listed key with it,
+// so whatever a server lists, only loadable names reach the caller.
+std::optional<ObjectName> object_name_of_key(ObjectType type, std::string_view base,
+                                             std::string_view key);
 
 struct ObjectInfo {
   ObjectName name;

@@ -196,9 +196,29 @@ std::string xml_unescape(const std::string& s) {
   return out;
 }
 
-bool is_hex_char(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
-
 }  // namespace
+
+Result<S3ListPage> parse_s3_list_page(const std::string& xml) {
+  S3ListPage page;
+  size_t pos = 0;
+  std::string contents;
+  while (xml_tag(xml, "Contents", pos, contents)) {
+    std::string key = xml_unescape(xml_first(contents, "Key"));
+    uint64_t size = std::strtoull(xml_first(contents, "Size").c_str(), nullptr, 10);
+    page.keys.emplace_back(std::move(key), size);
+  }
+  if (xml_first(xml, "IsTruncated") != "true") return page;
+  page.next_token = xml_unescape(xml_first(xml, "NextContinuationToken"));
+  if (page.next_token.empty()) {
+    return Error(Error::Code::kIo, "truncated listing without a continuation token");
+  }
+  return page;
+}
+
+S3ErrorBody parse_s3_error(const std::string& xml) {
+  return S3ErrorBody{xml_unescape(xml_first(xml, "Code")), xml_unescape(xml_first(xml, "Message")),
+                     xml_unescape(xml_first(xml, "Region"))};
+}
 
 S3Backend::S3Backend(S3Config config) : cfg_(std::move(config)) {}
 
@@ -312,9 +332,9 @@ Result<S3Backend::Response> S3Backend::perform(const Request& req) const {
 }
 
 Error S3Backend::http_error(const Response& resp, const std::string& what) const {
-  std::string body = to_string(resp.body);
-  std::string code = xml_unescape(xml_first(body, "Code"));
-  std::string message = xml_unescape(xml_first(body, "Message"));
+  const S3ErrorBody body = parse_s3_error(to_string(resp.body));
+  const std::string& code = body.code;
+  const std::string& message = body.message;
   std::string msg = location() + ": " + what + ": HTTP " + std::to_string(resp.status);
   if (!code.empty()) msg += " " + code;
   if (!message.empty()) msg += ": " + message;
@@ -338,7 +358,7 @@ Error S3Backend::http_error(const Response& resp, const std::string& what) const
   // A wrong region: AWS answers 301 PermanentRedirect or 400 AuthorizationHeaderMalformed
   // and names the bucket's region in a header or the body.
   std::string region = resp.header("x-amz-bucket-region");
-  if (region.empty()) region = xml_unescape(xml_first(body, "Region"));
+  if (region.empty()) region = body.region;
   if (!region.empty() && region != cfg_.region) {
     return Error(Error::Code::kIo, msg + " (the bucket is in region " + region +
                                        ": set AWS_REGION or HAVEN_S3_REGION to " + region + ")");
@@ -369,7 +389,7 @@ Status S3Backend::save(const ObjectName& name, ByteView data) {
   }
   HAVEN_ASSIGN(Response resp, perform(put));
   if (conditional && (resp.status == 501 ||
-                      xml_first(to_string(resp.body), "Code") == "NotImplemented")) {
+                      parse_s3_error(to_string(resp.body)).code == "NotImplemented")) {
     // A server that refuses conditional PUTs outright: stay with the HEAD check from now on.
     no_conditional_put_.store(true, std::memory_order_relaxed);
     put.headers.resize(1);
@@ -450,25 +470,15 @@ Status S3Backend::list_keys(const std::string& key_prefix,
     if (!token.empty()) req.query.emplace_back("continuation-token", token);
     HAVEN_ASSIGN(Response resp, perform(req));
     if (resp.status != 200) return http_error(resp, "list " + key_prefix);
-    // Collect the page first: fn may call back into the backend on this thread, which reuses
-    // this thread's CURL handle, so no request may still be in flight when it runs.
-    const std::string xml = to_string(resp.body);
-    std::vector<std::pair<std::string, uint64_t>> page;
-    size_t pos = 0;
-    std::string contents;
-    while (xml_tag(xml, "Contents", pos, contents)) {
-      std::string key = xml_unescape(xml_first(contents, "Key"));
-      uint64_t size = std::strtoull(xml_first(contents, "Size").c_str(), nullptr, 10);
-      page.emplace_back(std::move(key), size);
-    }
-    for (const auto& [k, s] : page) {
+    // The whole page is parsed first: fn may call back into the backend on this thread, which
+    // reuses this thread's CURL handle, so no request may still be in flight when it runs.
+    auto page = parse_s3_list_page(to_string(resp.body));
+    if (!page.ok()) return page.error().with_context(location());
+    for (const auto& [k, s] : page->keys) {
       if (!fn(k, s)) return ok_status();
     }
-    if (xml_first(xml, "IsTruncated") != "true") return ok_status();
-    token = xml_unescape(xml_first(xml, "NextContinuationToken"));
-    if (token.empty()) {
-      return Error(Error::Code::kIo, location() + ": truncated listing without a continuation token");
-    }
+    if (page->next_token.empty()) return ok_status();
+    token = std::move(page->next_token);
   }
 }
 
@@ -479,19 +489,9 @@ Status S3Backend::list(ObjectType type, const std::function<void(const ObjectInf
     else if (info.error().code() != Error::Code::kNotFound) return info.error();
     return ok_status();
   }
-  const std::string base = (cfg_.prefix.empty() ? "" : cfg_.prefix + "/") + type_dir(type) + "/";
-  return list_keys(base, [&](const std::string& key, uint64_t size) {
-    std::string rel = key.substr(base.size());
-    std::string name = rel;
-    if (type == ObjectType::kData) {
-      // data/<xx>/<id>: list only ids in their own shard (load() and stat() look there).
-      auto slash = rel.find('/');
-      if (slash != 2) return true;
-      name = rel.substr(3);
-      if (name.size() < 2 || name.compare(0, 2, rel, 0, 2) != 0 || !is_hex_char(name[0])) return true;
-    }
-    if (name.empty() || name[0] == '.' || name.find('/') != std::string::npos) return true;
-    fn(ObjectInfo{ObjectName{type, name}, size});
+  const std::string base = cfg_.prefix.empty() ? "" : cfg_.prefix + "/";
+  return list_keys(base + type_dir(type) + "/", [&](const std::string& key, uint64_t size) {
+    if (auto name = object_name_of_key(type, base, key)) fn(ObjectInfo{std::move(*name), size});
     return true;
   });
 }
@@ -536,7 +536,7 @@ Status S3Backend::create() {
   }
   HAVEN_ASSIGN(Response resp, perform(Request{"PUT", "", {}, {}, as_bytes(body)}));
   if (resp.status / 100 == 2) return ok_status();
-  std::string code = xml_first(to_string(resp.body), "Code");
+  std::string code = parse_s3_error(to_string(resp.body)).code;
   if (code == "BucketAlreadyOwnedByYou") return ok_status();  // created concurrently
   if (code == "BucketAlreadyExists") {
     return Error(Error::Code::kPermissionDenied,

@@ -95,6 +95,18 @@ class S3Backend : public Backend {
 Result<S3Config> parse_s3_location(const std::string& spec);
 Result<std::shared_ptr<Backend>> open_s3_backend(const std::string& spec);
 
+// Decoders of the server's XML answers (the fuzz target fuzz_s3_xml feeds them any bytes).
+struct S3ListPage {
+  std::vector<std::pair<std::string, uint64_t>> keys;  // <Key> (unescaped), <Size>
+  std::string next_token;  // <NextContinuationToken> when the listing continues, else empty
+};
+// One ListObjectsV2 page; kIo for a truncated page without a continuation token.
+Result<S3ListPage> parse_s3_list_page(const std::string& xml);
+struct S3ErrorBody {
+  std::string code, message, region;  // <Code>, <Message>, <Region>; empty when absent
+};
+S3ErrorBody parse_s3_error(const std::string& xml);
+
 // Signature Version 4, exposed for known-answer tests against AWS's published examples.
 namespace sigv4 {
 // RFC 3986 percent-encoding as SigV4 wants it ('/' kept when !encode_slash).

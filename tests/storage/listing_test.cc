@@ -1,0 +1,75 @@
+// What object stores answer, decoded: listing pages and error bodies of S3 and Azure, and the
+// object names listed keys map to (the decoders fuzz/fuzz_s3_xml and fuzz/fuzz_azure_xml run).
+#include <gtest/gtest.h>
+
+#include "storage/azure.h"
+#include "storage/s3.h"
+
+namespace haven::storage {
+namespace {
+
+// The S3 and Azure listings cut the prefix off every listed key with substr(), which threw
+// std::out_of_range (an uncaught exception: the process died) for a key shorter than the prefix
+// — a server or proxy that does not honour the prefix. Such keys now name no object.
+TEST(ListingTest, KeyOutsideThePrefixNamesNoObject) {
+  EXPECT_FALSE(object_name_of_key(ObjectType::kData, "pre/fix/", "pre"));
+  EXPECT_FALSE(object_name_of_key(ObjectType::kSnapshot, "pre/fix/", ""));
+  EXPECT_FALSE(object_name_of_key(ObjectType::kSnapshot, "pre/fix/", "other/snapshots/ab"));
+  EXPECT_FALSE(object_name_of_key(ObjectType::kConfig, "pre/", "pre/configx"));
+  EXPECT_FALSE(object_name_of_key(ObjectType::kData, "", "data/ab"));
+  EXPECT_FALSE(object_name_of_key(ObjectType::kData, "", "data/xy/abcd"));  // wrong shard
+  EXPECT_FALSE(object_name_of_key(ObjectType::kLock, "", "locks/.tmp-1"));
+  EXPECT_FALSE(object_name_of_key(ObjectType::kLock, "", "locks/a/b"));
+  EXPECT_FALSE(object_name_of_key(ObjectType::kLock, "", "locks/"));
+  EXPECT_FALSE(object_name_of_key(ObjectType::kLock, "", "lockss/ab"));
+
+  auto data = object_name_of_key(ObjectType::kData, "pre/", "pre/data/ab/abcd");
+  ASSERT_TRUE(data);
+  EXPECT_EQ(data->name, "abcd");
+  auto config = object_name_of_key(ObjectType::kConfig, "", "config");
+  ASSERT_TRUE(config);
+  EXPECT_EQ(*config, (ObjectName{ObjectType::kConfig, "config"}));
+  auto snap = object_name_of_key(ObjectType::kSnapshot, "p/", "p/snapshots/0a1b");
+  ASSERT_TRUE(snap);
+  EXPECT_EQ(object_path(*snap), "snapshots/0a1b");
+}
+
+TEST(ListingTest, S3ListPageAndErrorBody) {
+  auto page = parse_s3_list_page(
+      "<ListBucketResult><IsTruncated>true</IsTruncated><NextContinuationToken>t&amp;1"
+      "</NextContinuationToken><Contents><Key>a&lt;b</Key><Size>12</Size></Contents>"
+      "<Contents><Key>c</Key></Contents></ListBucketResult>");
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->keys.size(), 2u);
+  EXPECT_EQ(page->keys[0], (std::pair<std::string, uint64_t>{"a<b", 12}));
+  EXPECT_EQ(page->keys[1].second, 0u);
+  EXPECT_EQ(page->next_token, "t&1");
+  auto bad = parse_s3_list_page("<IsTruncated>true</IsTruncated>");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code(), Error::Code::kIo);
+  EXPECT_TRUE(parse_s3_list_page("").ok());
+  auto err = parse_s3_error("<Error><Code>SlowDown</Code><Message>m&#65;</Message></Error>");
+  EXPECT_EQ(err.code, "SlowDown");
+  EXPECT_EQ(err.message, "mA");
+  EXPECT_EQ(err.region, "");
+}
+
+TEST(ListingTest, AzureListPageAndErrorBody) {
+  auto page = parse_azure_list_page(
+      "<EnumerationResults><Blobs><Blob><Name>x&amp;y</Name><Properties><Content-Length>5"
+      "</Content-Length></Properties></Blob><Blob><Name/></Blob></Blobs><NextMarker>m</NextMarker>"
+      "</EnumerationResults>");
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->blobs.size(), 1u);
+  EXPECT_EQ(page->blobs[0], (std::pair<std::string, uint64_t>{"x&y", 5}));
+  EXPECT_EQ(page->next_marker, "m");
+  auto bad = parse_azure_list_page("<Blobs><Blob><Name>a</Name>");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code(), Error::Code::kIo);
+  EXPECT_EQ(parse_azure_error_code("<Error><Code>AuthenticationFailed</Code></Error>"),
+            "AuthenticationFailed");
+  EXPECT_EQ(parse_azure_error_code("<Code"), "");
+}
+
+}  // namespace
+}  // namespace haven::storage
