@@ -19,6 +19,7 @@ PACKAGES=(
   util-linux          # script(1) for tty tests
   python3             # demo and bench helpers
   tzdata              # time zones for retention (forget --timezone)
+  libhowardhinnant-date-dev  # date/tz.h + libdate-tz: zone conversions for retention, on tzdata's files (no download)
   libpq-dev           # PostgreSQL client library (pg backup, restore validation)
   postgresql-15 postgresql-client-15  # the server the PostgreSQL tests start (as an unprivileged user)
 )
