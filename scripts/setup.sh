@@ -20,6 +20,7 @@ PACKAGES=(
   python3             # demo and bench helpers
   tzdata              # time zones for retention (forget --timezone)
   clang libclang-rt-14-dev  # the libFuzzer targets (make fuzz): clang 14 and its fuzzer/ASan/UBSan runtimes
+  libhowardhinnant-date-dev  # date/tz.h + libdate-tz: zone conversions for retention, on tzdata's files (no download)
   libpq-dev           # PostgreSQL client library (pg backup, restore validation)
   postgresql-15 postgresql-client-15  # the server the PostgreSQL tests start (as an unprivileged user)
 )

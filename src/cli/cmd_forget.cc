@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "cli/progress.h"
+#include "cli/timezone.h"
 #include "retention/policy.h"
 #include "retention/prune.h"
 
@@ -15,7 +16,7 @@ namespace {
 struct ForgetCliOptions {
   retention::Policy policy;
   std::string within;             // --keep-within, parsed in the callback
-  std::string timezone;           // "" = local
+  std::string timezone;           // "" or "local" = the local zone (cli/timezone.h)
   std::string group_by = "host,paths";
   bool dry_run = false;
   bool prune = false;
@@ -88,7 +89,8 @@ void register_forget(App& app) {
   sub->add_option("--min-copies", p.min_copies, "never keep fewer than N per group (the newest)");
   sub->add_option("--max-copies", p.max_copies, "never keep more than N per group (drops the oldest kept)");
   sub->add_option("--timezone", o->timezone,
-                  "zone for hours/days/weeks/months/years: an IANA name or UTC (default: local)");
+                  "zone for hours/days/weeks/months/years: an IANA name or UTC (default: local, "
+                  "from TZ or /etc/localtime)");
   sub->add_option("--group-by", o->group_by,
                   "apply the policy per group: comma-separated host, paths, tags, or '' for one "
                   "group (default host,paths)");
@@ -108,8 +110,9 @@ void register_forget(App& app) {
       policy.keep_within = *d;
     }
     HAVEN_TRY(retention::validate(policy));
-    auto zone = retention::TimeZone::load(o->timezone);
-    if (!zone.ok()) return zone.error().with_context("--timezone");
+    auto choice = resolve_zone_option(o->timezone);
+    if (!choice.ok()) return choice.error().with_context("--timezone");
+    const retention::TimeZone& zone = choice->zone;
     HAVEN_ASSIGN(retention::GroupBy group_by, retention::parse_group_by(o->group_by));
     const bool json = app.globals().json;
     const bool quiet = app.globals().quiet;
@@ -122,7 +125,7 @@ void register_forget(App& app) {
     std::vector<retention::SnapshotRef> refs;
     refs.reserve(all.size());
     for (const auto& [id, s] : all) refs.push_back({id, s.time, s.hostname, s.paths, s.tags});
-    std::vector<retention::Group> groups = retention::apply(policy, refs, *zone, group_by);
+    std::vector<retention::Group> groups = retention::apply(policy, refs, zone, group_by);
 
     size_t keep_n = 0, remove_n = 0;
     std::vector<repo::Id> to_remove;
@@ -130,7 +133,7 @@ void register_forget(App& app) {
     for (const auto& g : groups) {
       std::vector<TimeNs> times;
       for (const auto& d : g.decisions) times.push_back(d.time);
-      std::vector<retention::CivilTime> local = zone->civil(times);
+      std::vector<retention::CivilTime> local = zone.civil(times);
       nlohmann::json jkeep = nlohmann::json::array(), jremove = nlohmann::json::array();
       if (!json && !quiet) {
         std::printf("%s:\n", group_title(g, group_by).c_str());
@@ -176,7 +179,7 @@ void register_forget(App& app) {
     if (json) {
       nlohmann::json out = {{"message_type", "forget"},
                             {"dry_run", o->dry_run},
-                            {"timezone", zone->name()},
+                            {"timezone", choice->display},
                             {"policy", describe_policy(*o)},
                             {"groups", jgroups},
                             {"keep", keep_n},
@@ -184,7 +187,8 @@ void register_forget(App& app) {
                             {"removed", removed}};
       std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
     } else if (!quiet) {
-      std::printf("policy: %s (time zone %s)\n", describe_policy(*o).c_str(), zone->name().c_str());
+      std::printf("policy: %s (time zone %s)\n", describe_policy(*o).c_str(),
+                  choice->display.c_str());
       if (o->dry_run) {
         std::printf("dry run: would keep %zu and remove %zu snapshot(s); nothing was changed\n",
                     keep_n, remove_n);

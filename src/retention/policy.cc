@@ -1,21 +1,27 @@
 #include "retention/policy.h"
 
-#include <sys/stat.h>
-#include <unistd.h>
+#include "retention/posix_rule.h"
 
 #include <algorithm>
 #include <cctype>
-#include <climits>
-#include <cstdlib>
-#include <cstring>
-#include <ctime>
+#include <chrono>
+#include <exception>
 #include <fstream>
+#include <iterator>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <tuple>
 #include <utility>
+
+#include <date/date.h>
+#include <date/tz.h>
+
+// Conversions read the system's zone files and nothing else: the date library must be the build
+// on the OS database (Debian's libdate-tz is), which has no download code.
+#if !USE_OS_TZDB || HAS_REMOTE_API
+#error "retention needs the date library built with USE_OS_TZDB=1 (no remote API)"
+#endif
 
 namespace haven::retention {
 
@@ -48,53 +54,51 @@ int year_of_days(int64_t z) {
   return static_cast<int>(static_cast<int64_t>(yoe) + era * 400 + (m <= 2));
 }
 
-time_t to_seconds(TimeNs t) {
+// Floor to whole seconds, so 1969 times land in the right second.
+date::sys_seconds to_sys_seconds(TimeNs t) {
   TimeNs s = t / kSecond;
-  if (t % kSecond < 0) s -= 1;  // floor, so 1969 times land in the right second
-  return static_cast<time_t>(s);
+  if (t % kSecond < 0) s -= 1;
+  return date::sys_seconds{std::chrono::seconds{s}};
 }
 
-CivilTime from_tm(const struct tm& tm) {
+// Calendar fields of a time seen at a given UTC offset.
+CivilTime civil_at(date::sys_seconds t, std::chrono::seconds offset) {
+  const date::local_seconds local{t.time_since_epoch() + offset};
+  const date::local_days day = date::floor<date::days>(local);
+  const date::year_month_day ymd{day};
+  const date::hh_mm_ss<std::chrono::seconds> hms{local - day};
   CivilTime c;
-  c.year = tm.tm_year + 1900;
-  c.month = tm.tm_mon + 1;
-  c.day = tm.tm_mday;
-  c.hour = tm.tm_hour;
-  c.minute = tm.tm_min;
-  c.second = tm.tm_sec;
-  c.weekday = tm.tm_wday == 0 ? 7 : tm.tm_wday;
-  c.utc_offset = tm.tm_gmtoff;
+  c.year = static_cast<int>(ymd.year());
+  c.month = static_cast<int>(static_cast<unsigned>(ymd.month()));
+  c.day = static_cast<int>(static_cast<unsigned>(ymd.day()));
+  c.hour = static_cast<int>(hms.hours().count());
+  c.minute = static_cast<int>(hms.minutes().count());
+  c.second = static_cast<int>(hms.seconds().count());
+  c.weekday = static_cast<int>(date::weekday{day}.iso_encoding());
+  c.utc_offset = offset.count();
   return c;
 }
 
-// Serialises every switch of the process's TZ variable.
-std::mutex& tz_mutex() {
-  static std::mutex mu;
-  return mu;
+// Where the date library finds the system's zone files (built with USE_OS_TZDB: it reads this
+// directory and has no download code at all).
+constexpr const char* kZoneInfoDir = "/usr/share/zoneinfo";
+
+// The POSIX TZ rule at the end of a version 2+ zone file ("CET-1CEST,M3.5.0,M10.5.0/3"), which
+// says what happens after the file's last listed transition; "" if there is none.
+std::string zone_file_footer(const std::string& name) {
+  std::ifstream in(std::string(kZoneInfoDir) + "/" + name, std::ios::binary);
+  if (!in) return "";
+  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (data.size() < 2 || data.back() != '\n') return "";
+  size_t start = data.rfind('\n', data.size() - 2);
+  if (start == std::string::npos) return "";
+  return data.substr(start + 1, data.size() - start - 2);
 }
 
-std::string zoneinfo_dir() {
-  const char* d = getenv("TZDIR");
-  return d && *d ? d : "/usr/share/zoneinfo";
-}
-
-// True if `name` is a zone file: a regular file starting with the TZif magic.
-bool is_zone_file(const std::string& path) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
-  std::ifstream in(path, std::ios::binary);
-  char magic[4] = {};
-  return in.read(magic, 4) && std::memcmp(magic, "TZif", 4) == 0;
-}
-
-// The IANA name /etc/localtime points to ("Europe/Berlin"), or "" if it is not a link.
-std::string local_zone_name() {
-  char buf[4096];
-  ssize_t n = ::readlink("/etc/localtime", buf, sizeof buf - 1);
-  if (n <= 0) return "";
-  std::string target(buf, static_cast<size_t>(n));
-  auto pos = target.find("zoneinfo/");
-  return pos == std::string::npos ? "" : target.substr(pos + 9);
+std::string unknown_zone_message(const std::string& name) {
+  return "unknown time zone '" + name +
+         "': give UTC or an IANA name such as Europe/Berlin (the zone files under " +
+         kZoneInfoDir + "; `timedatectl list-timezones` lists them)";
 }
 
 }  // namespace
@@ -191,37 +195,48 @@ IsoWeek iso_week(int year, int month, int day) {
 
 // --- time zones --------------------------------------------------------------------------------
 
+// The date library's zone, plus the zone file's closing POSIX rule for times after the last
+// transition the file lists (the files list them only up to 2037; without the rule the library
+// would keep the last listed offset for ever, e.g. winter time in Berlin all year from 2038).
+struct TimeZone::Zone {
+  const date::time_zone* tz = nullptr;
+  std::optional<PosixRule> rule;
+};
+
 TimeZone TimeZone::utc() { return TimeZone(); }
 
 Result<TimeZone> TimeZone::load(const std::string& name) {
   TimeZone z;
-  if (name.empty()) {
-    z.utc_ = false;
-    const char* tz = getenv("TZ");
-    if (tz && *tz) {
-      z.set_tz_ = true;
-      z.tz_ = tz;
-      z.display_ = std::string("local (") + tz + ")";
-    } else {
-      std::string n = local_zone_name();
-      z.display_ = n.empty() ? "local" : "local (" + n + ")";
-    }
-    return z;
-  }
   if (name == "UTC" || name == "utc") return z;
-  bool safe = name[0] != '/' && name.find("..") == std::string::npos &&
-              std::all_of(name.begin(), name.end(), [](char c) {
-                return std::isalnum(static_cast<unsigned char>(c)) || c == '/' || c == '_' ||
-                       c == '-' || c == '+';
-              });
-  if (!safe || !is_zone_file(zoneinfo_dir() + "/" + name)) {
-    return invalid("unknown time zone '" + name +
-                   "': give an IANA name such as Europe/Berlin, or UTC");
+  if (name.empty() || name == "local") {
+    return invalid("time zone '" + name +
+                   "' is not a zone name: give UTC or an IANA name such as Europe/Berlin (the "
+                   "caller resolves the local zone to its name)");
   }
-  z.utc_ = false;
-  z.set_tz_ = true;
-  z.tz_ = name;
-  z.display_ = name;
+  auto zone = std::make_shared<Zone>();
+  try {
+    const date::tzdb& db = date::get_tzdb();  // reads the directory once per process
+    (void)db;
+  } catch (const std::exception& e) {
+    return Error(Error::Code::kNotFound,
+                 std::string("time zone database not found under ") + kZoneInfoDir + " (" +
+                     e.what() + "): install the tzdata package");
+  }
+  try {
+    zone->tz = date::locate_zone(name);
+    // Loads the zone file now, so that a file there that is no zone (or is unreadable) is
+    // refused here and not at the first conversion.
+    (void)zone->tz->get_info(date::sys_seconds{});
+  } catch (const std::exception&) {
+    return invalid(unknown_zone_message(name));
+  }
+  if (std::string footer = zone_file_footer(zone->tz->name()); !footer.empty()) {
+    // A rule PosixRule does not know leaves the last listed offset in force after 2037, as
+    // the library does on its own (the cross-check test over every zone would show one).
+    zone->rule = PosixRule::parse(footer);
+  }
+  z.zone_ = std::move(zone);
+  z.name_ = name;
   return z;
 }
 
@@ -230,31 +245,33 @@ CivilTime TimeZone::civil(TimeNs t) const { return civil(std::vector<TimeNs>{t})
 std::vector<CivilTime> TimeZone::civil(const std::vector<TimeNs>& times) const {
   std::vector<CivilTime> out;
   out.reserve(times.size());
-  struct tm tm;
-  if (utc_) {
-    for (TimeNs t : times) {
-      time_t s = to_seconds(t);
-      gmtime_r(&s, &tm);
-      out.push_back(from_tm(tm));
-    }
+  if (!zone_) {
+    for (TimeNs t : times) out.push_back(civil_at(to_sys_seconds(t), std::chrono::seconds{0}));
     return out;
   }
-  // libstdc++ 12 has no std::chrono::tzdb: convert through the C library with TZ switched to
-  // this zone, then put the process's TZ back as it was.
-  std::lock_guard<std::mutex> g(tz_mutex());
-  const char* old = getenv("TZ");
-  std::optional<std::string> saved = old ? std::optional<std::string>(old) : std::nullopt;
-  if (set_tz_) setenv("TZ", tz_.c_str(), 1);
-  else unsetenv("TZ");
-  tzset();
+  // Snapshots come mostly in order: one look-up per period of constant offset.
+  const date::sys_seconds forever = date::sys_days{date::year::max() / date::December / 31};
+  date::sys_info info{};
+  bool have = false;
   for (TimeNs t : times) {
-    time_t s = to_seconds(t);
-    localtime_r(&s, &tm);
-    out.push_back(from_tm(tm));
+    const date::sys_seconds s = to_sys_seconds(t);
+    if (!have || s < info.begin || s >= info.end) {
+      info = zone_->tz->get_info(s);
+      if (info.end >= forever && zone_->rule) {
+        // After the last listed transition: the zone file's own rule decides.
+        const PosixRule::Period r = zone_->rule->at(s.time_since_epoch().count());
+        info.offset = std::chrono::seconds{r.utc_offset};
+        if (r.begin > info.begin.time_since_epoch().count()) {
+          info.begin = date::sys_seconds{std::chrono::seconds{r.begin}};
+        }
+        info.end = r.end >= forever.time_since_epoch().count()
+                       ? forever
+                       : date::sys_seconds{std::chrono::seconds{r.end}};
+      }
+      have = true;
+    }
+    out.push_back(civil_at(s, info.offset));
   }
-  if (saved) setenv("TZ", saved->c_str(), 1);
-  else unsetenv("TZ");
-  tzset();
   return out;
 }
 

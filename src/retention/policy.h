@@ -32,12 +32,14 @@
 // w = 7 days, m = 30 days, y = 365 days; terms add up ("1y6m" = 545 days); a bare number is
 // days ("30" = 30 days, the seeds' `days`).
 //
-// Thread-safety: everything here is safe to call from any thread. TimeZone conversions switch
-// the process's TZ under a process-wide mutex and restore it; other threads calling
-// localtime()/mktime() directly at the same moment may see the policy's zone.
+// Thread-safety: everything here is safe to call from any thread, also with different zones at
+// once. Nothing here reads the environment or changes process state: a TimeZone is a value that
+// names its zone, and conversions go through the date library's copy of the system's time-zone
+// database (/usr/share/zoneinfo, read once on first use; never downloaded).
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -83,24 +85,24 @@ IsoWeek iso_week(int year, int month, int day);
 
 class TimeZone {
  public:
-  // "" = the process's local zone (TZ, else /etc/localtime); "UTC"; or an IANA name such as
-  // "Europe/Berlin", which must be a zone file under $TZDIR or /usr/share/zoneinfo (glibc would
-  // otherwise take an unknown name as UTC without a word). kInvalidArgument if unknown.
+  // "UTC" (also "utc"), or an IANA name such as "Europe/Berlin" from the system's time-zone
+  // database (/usr/share/zoneinfo). There is no "local" here: the caller (the CLI) finds the
+  // local zone's name and passes it. kInvalidArgument naming the zone and how to list the valid
+  // ones for anything else, including "" and "local"; kNotFound if the database is missing.
   static Result<TimeZone> load(const std::string& name);
   static TimeZone utc();
 
   CivilTime civil(TimeNs t) const;
-  // Same for many times at once (one TZ switch instead of one per time).
+  // Same for many times at once (consecutive times in one DST period share one look-up).
   std::vector<CivilTime> civil(const std::vector<TimeNs>& times) const;
-  // "UTC", "Europe/Berlin", or "local (Europe/Berlin)" / "local" for the local zone.
-  const std::string& name() const { return display_; }
+  // The name it was loaded with: "UTC", "Europe/Berlin", "US/Eastern" (a link keeps its name).
+  const std::string& name() const { return name_; }
 
  private:
+  struct Zone;  // the date library's zone and the rule for times after its last transition
   TimeZone() = default;
-  bool utc_ = true;
-  bool set_tz_ = false;  // false: TZ unset while converting (glibc uses /etc/localtime)
-  std::string tz_;       // value TZ is set to while converting
-  std::string display_ = "UTC";
+  std::shared_ptr<const Zone> zone_;  // null = UTC
+  std::string name_ = "UTC";
 };
 
 struct SnapshotRef {

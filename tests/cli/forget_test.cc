@@ -174,6 +174,37 @@ TEST_F(ForgetCliTest, TimeZoneDecidesWhichDayASnapshotBelongsTo) {
   EXPECT_EQ(remaining(), all_ids());
 }
 
+TEST_F(ForgetCliTest, DefaultZoneIsTheLocalOneFromTZ) {
+  if (getenv("TZ") != nullptr) GTEST_SKIP() << "TZ is set in the test's own environment";
+  for (const char* tz : {"Asia/Tokyo", ":Asia/Tokyo", "/usr/share/zoneinfo/Asia/Tokyo"}) {
+    SCOPED_TRACE(tz);
+    RunOptions o;
+    o.env.emplace_back("TZ", tz);
+    RunResult r = cli(repo_path_, {"forget", "--keep-daily", "5", "--dry-run", "--json"}, o);
+    ASSERT_EQ(r.code, 0) << describe(r);
+    auto j = nlohmann::json::parse(r.out, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << r.out;
+    EXPECT_EQ(j["timezone"], "local (Asia/Tokyo)");
+    std::set<std::string> kept;  // h3's snapshots fall on two Tokyo days
+    for (const auto& g : j["groups"]) {
+      if (g["host"] != "h3") continue;
+      for (const auto& k : g["keep"]) kept.insert(k["id"].get<std::string>());
+    }
+    EXPECT_EQ(kept, (std::set<std::string>{id("h3@2026-03-10T23:30"), id("h3@2026-03-10T12:00")}));
+  }
+  // A TZ that names no zone: a usage error when the default is needed, and no matter with an
+  // explicit --timezone.
+  RunOptions o;
+  o.env.emplace_back("TZ", "CET-1CEST,M3.5.0,M10.5.0/3");
+  RunResult r = cli(repo_path_, {"forget", "--keep-daily", "5", "--dry-run"}, o);
+  EXPECT_EQ(r.code, 2) << describe(r);
+  EXPECT_TRUE(contains(r.err, "TZ='CET-1CEST,M3.5.0,M10.5.0/3'")) << r.err;
+  EXPECT_TRUE(contains(r.err, "--timezone")) << r.err;
+  r = cli(repo_path_, {"forget", "--keep-daily", "5", "--dry-run", "--timezone", "UTC"}, o);
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(remaining(), all_ids());
+}
+
 TEST_F(ForgetCliTest, JsonOutputIsOneObjectWithGroupsAndReasons) {
   RunResult r = forget({"--keep-last", "1", "--keep-tag", "pinned", "--timezone", "Asia/Tokyo",
                         "--json"});

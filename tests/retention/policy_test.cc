@@ -5,15 +5,21 @@
 #include "retention/policy.h"
 
 #include <algorithm>
+#include <atomic>
 #include <ctime>
 #include <cstdlib>
+#include <latch>
 #include <map>
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include <date/tz.h>
 #include <gtest/gtest.h>
+
+#include "retention/posix_rule.h"
 
 namespace haven::retention {
 namespace {
@@ -535,6 +541,9 @@ TEST(RetentionTimeZone, UnknownZonesAreRefused) {
               std::string::npos)
         << z.error().message();
     EXPECT_NE(z.error().message().find("Europe/Berlin"), std::string::npos);
+    // ... and says where the valid names are and how to list them.
+    EXPECT_NE(z.error().message().find("/usr/share/zoneinfo"), std::string::npos);
+    EXPECT_NE(z.error().message().find("timedatectl list-timezones"), std::string::npos);
   }
   auto ok = TimeZone::load("Europe/Berlin");
   ASSERT_TRUE(ok.ok());
@@ -658,13 +667,233 @@ TEST(RetentionTimeZone, ConversionPutsTheProcessZoneBack) {
   EXPECT_EQ(getenv("TZ"), nullptr);
 }
 
-TEST(RetentionTimeZone, LocalZoneFollowsTZ) {
+// The library has no "local": the CLI resolves the local zone to a name (cli/timezone.h; its
+// tests are ForgetLocalZone.* in test_cli).
+TEST(RetentionTimeZone, EmptyAndLocalAreNoZoneNames) {
   TzGuard guard;
-  setenv("TZ", "Asia/Tokyo", 1);
-  TimeZone local = zone("");
-  EXPECT_NE(local.name().find("local"), std::string::npos);
-  EXPECT_EQ(local.civil(utc(2026, 1, 1, 0)).utc_offset, 9 * 3600);
-  EXPECT_EQ(local.civil(utc(2026, 1, 1, 0)).weekday, 4);  // Thursday 09:00 in Tokyo
+  setenv("TZ", "Asia/Tokyo", 1);  // not consulted
+  for (const char* name : {"", "local"}) {
+    auto z = TimeZone::load(name);
+    ASSERT_FALSE(z.ok()) << name;
+    EXPECT_EQ(z.error().code(), Error::Code::kInvalidArgument);
+    EXPECT_NE(z.error().message().find(std::string("time zone '") + name + "'"),
+              std::string::npos)
+        << z.error().message();
+    EXPECT_NE(z.error().message().find("Europe/Berlin"), std::string::npos);
+  }
+  EXPECT_EQ(TimeZone::load("utc")->civil(utc(2026, 1, 1, 0)).utc_offset, 0);
+}
+
+TEST(RetentionTimeZone, DstChangesAtTheExactSecond) {
+  TimeZone berlin = zone("Europe/Berlin");
+  // 2025-03-30 01:00Z: 02:00 CET becomes 03:00 CEST; 2025-10-26 01:00Z: back.
+  EXPECT_EQ(berlin.civil(utc(2025, 3, 30, 1) - kSec).utc_offset, 3600);
+  EXPECT_EQ(berlin.civil(utc(2025, 3, 30, 1) - kSec).hour, 1);
+  EXPECT_EQ(berlin.civil(utc(2025, 3, 30, 1)).utc_offset, 7200);
+  EXPECT_EQ(berlin.civil(utc(2025, 3, 30, 1)).hour, 3);
+  EXPECT_EQ(berlin.civil(utc(2025, 10, 26, 1) - kSec).utc_offset, 7200);
+  EXPECT_EQ(berlin.civil(utc(2025, 10, 26, 1)).utc_offset, 3600);
+  // Before 1970 and within a second: floors, as the C library does.
+  CivilTime c = TimeZone::utc().civil(-1);  // 1969-12-31 23:59:59.999999999
+  EXPECT_EQ(c.year, 1969);
+  EXPECT_EQ(c.second, 59);
+  EXPECT_EQ(c.weekday, 3);
+}
+
+TEST(RetentionTimeZone, AfterTheLastListedTransitionTheZonesRuleApplies) {
+  // Zone files list transitions up to 2037; after that their closing POSIX rule decides.
+  struct Case {
+    const char* zone;
+    TimeNs t;
+    int64_t offset;
+  } cases[] = {
+      {"Europe/Berlin", utc(2040, 1, 15, 12), 3600},
+      {"Europe/Berlin", utc(2040, 7, 1, 12), 7200},
+      {"Europe/Berlin", utc(2100, 7, 1, 12), 7200},
+      {"America/New_York", utc(2045, 1, 1), -5 * 3600},
+      {"America/New_York", utc(2100, 7, 1, 12), -4 * 3600},
+      {"Australia/Sydney", utc(2045, 1, 1), 11 * 3600},  // southern summer
+      {"Australia/Sydney", utc(2040, 7, 1, 12), 10 * 3600},
+      {"America/Sao_Paulo", utc(2040, 1, 15, 12), -3 * 3600},
+      {"Asia/Tokyo", utc(2090, 8, 1), 9 * 3600},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(zone(c.zone).civil(c.t).utc_offset, c.offset) << c.zone << " " << show(c.t);
+  }
+  // 2040-03-25 is the last Sunday of March: CET until 01:00Z, CEST from then.
+  TimeZone berlin = zone("Europe/Berlin");
+  EXPECT_EQ(berlin.civil(utc(2040, 3, 25, 1) - kSec).utc_offset, 3600);
+  EXPECT_EQ(berlin.civil(utc(2040, 3, 25, 1)).utc_offset, 7200);
+}
+
+TEST(RetentionTimeZone, PosixRules) {
+  EXPECT_FALSE(PosixRule::parse("").has_value());
+  EXPECT_FALSE(PosixRule::parse("CET").has_value());
+  EXPECT_FALSE(PosixRule::parse("CET-1CEST").has_value());  // DST without dates
+  EXPECT_FALSE(PosixRule::parse("CET-1CEST,M3.5.0").has_value());
+  EXPECT_FALSE(PosixRule::parse("CET-1CEST,M13.5.0,M10.5.0").has_value());
+  EXPECT_FALSE(PosixRule::parse("CET-1CEST,M3.5.0,M10.5.0/3x").has_value());
+  auto jst = PosixRule::parse("JST-9");
+  ASSERT_TRUE(jst.has_value());
+  EXPECT_EQ(jst->at(0).utc_offset, 9 * 3600);
+  // Negative transition times (America/Nuuk): DST starts Saturday 23:00 local standard time
+  // before the last Sunday of March = 2026-03-29 00:00Z... at -1 h: 2026-03-28T23:00-02 =
+  // 2026-03-29T01:00Z.
+  auto nuuk = PosixRule::parse("<-02>2<-01>,M3.5.0/-1,M10.5.0/0");
+  ASSERT_TRUE(nuuk.has_value());
+  const int64_t start = utc(2026, 3, 29, 1) / kSec;
+  EXPECT_EQ(nuuk->at(start - 1).utc_offset, -2 * 3600);
+  EXPECT_EQ(nuuk->at(start).utc_offset, -3600);
+  EXPECT_EQ(nuuk->at(start).begin, start);
+  // Negative DST (Europe/Dublin: IST in summer is standard time, GMT in winter is "daylight").
+  auto dublin = PosixRule::parse("IST-1GMT0,M10.5.0,M3.5.0/1");
+  ASSERT_TRUE(dublin.has_value());
+  EXPECT_EQ(dublin->at(utc(2050, 7, 1) / kSec).utc_offset, 3600);
+  EXPECT_EQ(dublin->at(utc(2050, 1, 1) / kSec).utc_offset, 0);
+  // All year daylight time.
+  auto always = PosixRule::parse("EST5EDT,0/0,J365/25");
+  ASSERT_TRUE(always.has_value());
+  for (TimeNs t :
+       {utc(2050, 1, 1, 0), utc(2050, 1, 1, 5), utc(2050, 6, 1), utc(2050, 12, 31, 23)}) {
+    EXPECT_EQ(always->at(t / kSec).utc_offset, -4 * 3600) << show(t);
+  }
+}
+
+// Every zone in the database, at a time about every four weeks from 1970 to 2100 (and at the
+// exact seconds around each change of offset the C library reports), against glibc's
+// localtime_r with TZ set to the zone: the same answer the old TZ-switching code gave.
+TEST(RetentionTimeZone, EveryZoneAgreesWithTheCLibrary) {
+  TzGuard guard;
+  const auto& db = date::get_tzdb();
+  ASSERT_GT(db.zones.size(), 300u);
+  size_t zones = 0, compared = 0;
+  for (const auto& z : db.zones) {
+    const std::string name(z.name());
+    auto tz = TimeZone::load(name);
+    if (!tz.ok()) continue;  // a file the C library reads but the database does not list
+    zones++;
+    setenv("TZ", name.c_str(), 1);
+    tzset();
+    std::vector<TimeNs> times;
+    int64_t prev_off = INT64_MIN;
+    for (int64_t s = 0; s < 4102444800; s += 27 * 86400 + 3607) {
+      time_t tt = static_cast<time_t>(s);
+      struct tm tm;
+      localtime_r(&tt, &tm);
+      if (tm.tm_gmtoff != prev_off && prev_off != INT64_MIN) {
+        // Narrow down to the exact second of the change.
+        int64_t lo = s - 27 * 86400 - 3607, hi = s;
+        while (hi - lo > 1) {
+          int64_t mid = lo + (hi - lo) / 2;
+          time_t mt = static_cast<time_t>(mid);
+          struct tm mtm;
+          localtime_r(&mt, &mtm);
+          (mtm.tm_gmtoff == prev_off ? lo : hi) = mid;
+        }
+        times.push_back(lo * kSec);
+        times.push_back(hi * kSec);
+      }
+      prev_off = tm.tm_gmtoff;
+      times.push_back(s * kSec);
+    }
+    std::vector<CivilTime> got = tz->civil(times);
+    int mismatches = 0;
+    for (size_t i = 0; i < times.size(); i++) {
+      time_t tt = static_cast<time_t>(times[i] / kSec);
+      struct tm tm;
+      localtime_r(&tt, &tm);
+      const CivilTime& c = got[i];
+      bool same = c.utc_offset == tm.tm_gmtoff && c.year == tm.tm_year + 1900 &&
+                  c.month == tm.tm_mon + 1 && c.day == tm.tm_mday && c.hour == tm.tm_hour &&
+                  c.minute == tm.tm_min && c.second == tm.tm_sec &&
+                  c.weekday == (tm.tm_wday == 0 ? 7 : tm.tm_wday);
+      if (!same && mismatches++ < 3) {
+        ADD_FAILURE() << name << " at " << show(times[i]) << ": offset " << c.utc_offset
+                      << " vs the C library's " << tm.tm_gmtoff;
+      }
+      compared++;
+    }
+  }
+  EXPECT_GT(zones, 300u);
+  RecordProperty("zones", static_cast<int>(zones));
+  RecordProperty("compared", static_cast<int>(compared));
+}
+
+// Two threads convert in two different zones at the same moment, each many times over two
+// years of hourly snapshots, while a third keeps reading the process's own zone. With the old
+// code (switching TZ under a mutex) the third saw Tokyo or Berlin now and then; now nothing
+// touches process state, and nothing waits for anything else.
+TEST(RetentionTimeZone, TwoThreadsInTwoZonesAtOnce) {
+  TzGuard guard;
+  setenv("TZ", "America/New_York", 1);
+  tzset();
+  const std::vector<TimeNs> times = two_years();
+  const Policy p = standard_policy();
+  const std::set<TimeNs> tokyo_want = oracle(p, times, 9 * 3600);
+  // Berlin's offsets by the EU rule, worked out here: CEST from 01:00Z on the last Sunday of
+  // March to 01:00Z on the last Sunday of October.
+  auto last_sunday_1utc = [](int y, int m) {
+    TimeNs t = utc(y, m, 31, 1);
+    time_t s = static_cast<time_t>(t / kSec);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    return t - static_cast<TimeNs>(tm.tm_wday) * kDay;
+  };
+  auto berlin_offset = [&](TimeNs t) {
+    int y = static_cast<int>(t / kDay / 365 + 1970);
+    if (t >= utc(y + 1, 1, 1)) y++;
+    if (t < utc(y, 1, 1)) y--;
+    return t >= last_sunday_1utc(y, 3) && t < last_sunday_1utc(y, 10) ? 7200 : 3600;
+  };
+
+  constexpr int kRounds = 20;
+  std::latch start(3);
+  std::atomic<int> workers_done{0};
+  std::atomic<int> tokyo_bad{0}, berlin_bad{0}, process_bad{0}, process_reads{0};
+  std::thread tokyo([&] {
+    TimeZone z = zone("Asia/Tokyo");
+    start.arrive_and_wait();
+    for (int r = 0; r < kRounds; r++) {
+      Group g = apply(p, history(times), z)[0];
+      if (kept_times(g) != tokyo_want) tokyo_bad++;
+    }
+    workers_done++;
+  });
+  std::thread berlin([&] {
+    TimeZone z = zone("Europe/Berlin");
+    start.arrive_and_wait();
+    for (int r = 0; r < kRounds; r++) {
+      std::vector<CivilTime> cs = z.civil(times);
+      for (size_t i = 0; i < times.size(); i++) {
+        int64_t off = berlin_offset(times[i]);
+        time_t s = static_cast<time_t>(times[i] / kSec + off);
+        struct tm tm;
+        gmtime_r(&s, &tm);
+        if (cs[i].utc_offset != off || cs[i].hour != tm.tm_hour || cs[i].day != tm.tm_mday) {
+          berlin_bad++;
+        }
+      }
+    }
+    workers_done++;
+  });
+  start.arrive_and_wait();
+  const time_t new_year = static_cast<time_t>(utc(2026, 1, 1, 0) / kSec);
+  while (workers_done.load() < 2) {
+    struct tm tm;
+    localtime_r(&new_year, &tm);  // 19:00 the day before in New York
+    const char* tz = getenv("TZ");
+    if (tm.tm_gmtoff != -5 * 3600 || tm.tm_hour != 19 || !tz ||
+        std::string(tz) != "America/New_York") {
+      process_bad++;
+    }
+    process_reads++;
+  }
+  tokyo.join();
+  berlin.join();
+  EXPECT_EQ(tokyo_bad.load(), 0);
+  EXPECT_EQ(berlin_bad.load(), 0);
+  EXPECT_EQ(process_bad.load(), 0) << "of " << process_reads.load() << " reads";
+  EXPECT_GT(process_reads.load(), 0);
 }
 
 }  // namespace
