@@ -7,7 +7,13 @@ FUZZ_SECONDS ?= 60
 # The short run inside `make test`: each target replays its seeds, then fuzzes this long.
 FUZZ_SMOKE_SECONDS ?= 2
 
-.PHONY: all setup build test demo stress bench clean fuzz fuzz-build fuzz-smoke fuzz-corpus
+# Extra CMake arguments (CI passes -DHAVEN_WERROR=ON).
+CMAKE_ARGS ?=
+# The concurrent parts TSan runs over (make sanitize).
+TSAN_TESTS ?= Lock|Cancel|Backup|Restore|Pack|Concurrent|Check|Prune|Faults|Conformance
+
+.PHONY: all setup build test test-fast demo stress bench clean fuzz fuzz-build fuzz-smoke \
+	fuzz-corpus check-layers sanitize
 
 all: build
 
@@ -15,12 +21,34 @@ setup:
 	@scripts/setup.sh
 
 build: setup
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(BUILD) -j$(JOBS)
 
-test: build
+# Who may include whom, and what library code may not do (docs/ARCHITECTURE.md).
+check-layers:
+	@python3 scripts/check-layers.py
+
+test: check-layers build
 	@cd $(BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 900
 	@$(MAKE) --no-print-directory fuzz-smoke
+
+# The unit tests alone (no test servers, no CLI end to end): a quick loop while editing.
+test-fast: build
+	@cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -L unit
+
+# The suite under ASan+UBSan, and the concurrent parts under TSan.
+sanitize: setup
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHAVEN_SANITIZE=address >/dev/null
+	@cmake --build build-asan -j$(JOBS)
+	@cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --output-on-failure -j$(JOBS) --timeout 1800
+	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHAVEN_SANITIZE=thread >/dev/null
+	@cmake --build build-tsan -j$(JOBS)
+	@cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --output-on-failure -j$(JOBS) --timeout 1800 -L unit -R '$(TSAN_TESTS)'
+	@cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j$(JOBS) \
+	  --timeout 1800 -R 'Cancel'
+
 
 # libFuzzer targets (fuzz/): a separate clang build with ASan and UBSan in $(FUZZ_BUILD).
 fuzz-build: setup
@@ -48,4 +76,4 @@ bench: build
 	@bench/run.sh $(BUILD)/haven
 
 clean:
-	rm -rf $(BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(FUZZ_BUILD) build-asan build-tsan

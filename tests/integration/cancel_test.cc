@@ -242,7 +242,9 @@ TEST_F(CancelTest, OperationsCancelledAtRandomMomentsReturnWithinOneSecondAndLos
         landed++;
         EXPECT_EQ(o.status.error().code(), Error::Code::kCancelled)
             << op.name << ": " << o.status.error().message();
-        if (std::string(op.name) == "backup") EXPECT_EQ(snapshots(), before) << "a cancelled backup left a snapshot";
+        if (std::string(op.name) == "backup") {
+          EXPECT_EQ(snapshots(), before) << "a cancelled backup left a snapshot";
+        }
       }
       EXPECT_EQ(locks(), 0u) << op.name << " left its lock";
     }

@@ -54,7 +54,7 @@ class PgPitrTest : public ::testing::Test {
   void SetUp() override {
     const std::string missing = haven::testing::pg_missing();
     ASSERT_TRUE(missing.empty()) << missing;
-    ASSERT_EQ(::geteuid(), 0u) << "the PostgreSQL tests run the server and haven as nobody: run them as root";
+    HAVEN_SKIP_UNLESS_ROOT("runs PostgreSQL and haven as nobody");
     tmp_ = std::make_unique<PgTempDir>();
     ASSERT_FALSE(tmp_->path().empty());
     dir_ = tmp_->path();

@@ -1832,7 +1832,8 @@ TEST_F(RepoTest, TamperedLockDetected) {
   // A lock that cannot be read blocks locking (it may be a live holder's).
   auto b = open_repo();
   ASSERT_TRUE(b);
-  EXPECT_TRUE(Fails(b->lock(false), Error::Code::kCorrupt, {"lock " + locks[0]}));
+  EXPECT_TRUE(Fails(b->lock(false), Error::Code::kLocked,
+                    {"lock " + locks[0], "cannot be read", "haven unlock"}));
   EXPECT_EQ(list_names(*backend(), ObjectType::kLock).size(), 1u);
 }
 

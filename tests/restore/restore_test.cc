@@ -829,7 +829,7 @@ TEST_F(RestoreTest, DamagedHardLinkedFileLeavesNoNameBehind) {
 TEST_F(RestoreTest, NonRootRestoreAppliesMetadataInsideUnsearchableDirectories) {
   // Directory metadata must be applied deepest first: once a parent has a mode without the
   // search bit, an unprivileged restore can no longer reach its children.
-  if (geteuid() != 0) GTEST_SKIP() << "needs root to run haven as another user";
+  HAVEN_SKIP_UNLESS_ROOT("runs haven as another user");
   ASSERT_EQ(chmod(dir_.c_str(), 0755), 0);
   const std::string src = dir_ + "/src";
   make_dir(src);

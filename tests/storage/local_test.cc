@@ -49,7 +49,7 @@ class TmpfsMount {
  public:
   // Returns an empty string on success, else why mounting is not possible here.
   std::string mount(const std::string& dir, const std::string& options) {
-    if (::geteuid() != 0) return "not running as root";
+    if (::geteuid() != 0) return "needs root: mounts a tmpfs (run as root)";
     if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, options.c_str()) != 0) {
       return std::string("mount -t tmpfs not permitted: ") + std::strerror(errno);
     }

@@ -4,6 +4,10 @@
 // Test-only: everything is in an anonymous namespace, one copy per test binary.
 #pragma once
 
+// Shared helpers, one copy per test binary: a test uses some of them, not all.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+
 #include "backup/backup.h"
 #include <dirent.h>
 #include <fcntl.h>
@@ -47,6 +51,14 @@ using Env = std::vector<std::pair<std::string, std::string>>;
 
 
 std::string describe(const Error& e) { return e.message(); }
+
+// The one way a test that needs root (tmpfs mounts, running as another user, PostgreSQL as
+// nobody) says so: it is skipped, with the reason, when the suite does not run as root (CI and
+// `make test` on a fresh machine run as root, so there it always runs).
+#define HAVEN_SKIP_UNLESS_ROOT(why)                                                      \
+  do {                                                                                  \
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root: " << (why) << " (run as root)";   \
+  } while (0)
 
 #define ASSERT_OK(expr)                                                            \
   do {                                                                             \
@@ -273,3 +285,5 @@ void expect_same_tree(const std::string& a, const std::string& b) {
 
 }  // namespace
 }  // namespace haven
+
+#pragma GCC diagnostic pop

@@ -3,6 +3,10 @@
 // other user, captured output) through the CLI. Test-only, one copy per test binary.
 #pragma once
 
+// Shared helpers, one copy per test binary: a test uses some of them, not all.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+
 #include "crypto/crypto.h"
 #include "repo/repository.h"
 #include "storage/backend.h"
@@ -70,12 +74,12 @@ std::string describe(const RunResult& r) {
 }
 
 struct RunOptions {
-  Env env;
+  Env env{};
   bool feed_stdin = false;  // connect stdin to a pipe fed with `input`, else /dev/null
-  std::string input;
+  std::string input{};
   int uid = -1;  // run as this user (root only)
   int timeout_ms = 60000;
-  std::string cwd;  // working directory of the command (default: the test's)
+  std::string cwd{};  // working directory of the command (default: the test's)
   int signal = 0;   // sent to the command `signal_after` after it started
   std::chrono::milliseconds signal_after{0};
 };
@@ -252,3 +256,5 @@ nlohmann::json cli_snapshots(const std::string& repo) {
 
 }  // namespace
 }  // namespace haven
+
+#pragma GCC diagnostic pop
