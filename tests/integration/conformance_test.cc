@@ -420,16 +420,21 @@ TEST_P(ConformanceTest, ConcurrentCreatesOfOneName) {
     go = true;
     for (auto& t : threads) t.join();
 
-    int won = 0, winner = -1;
+    int won = 0, winner = -1, transient = 0;
     for (int t = 0; t < kThreads; t++) {
       if (results[t].ok()) {
         won++;
         winner = t;
+      } else if (results[t].error().code() == Error::Code::kTransient && !GetParam().retried) {
+        // A raw backend may fail any call transiently (s3rver answers some racing PUTs of one
+        // key with 500); the retry layer is there for that, so through it none may remain.
+        transient++;
       } else {
         EXPECT_EQ(results[t].error().code(), Error::Code::kAlreadyExists)
             << "round " << round << ": " << results[t].error().message();
       }
     }
+    if (transient > 0) std::printf("[ race     ] round %d: %d transient failures\n", round, transient);
     ASSERT_GE(won, 1) << "round " << round << ": nobody won";
     auto stored = be_->load(n, 0, 0);
     ASSERT_TRUE(stored.ok()) << stored.error().message();
