@@ -250,10 +250,22 @@ Result<std::string> App::read_new_password(const std::string& file) {
   return a;
 }
 
+// The CLI's backend settings are its environment: AWS_*, HAVEN_S3_*, AZURE_STORAGE_* and HOME
+// as README documents them (the library itself never reads the environment).
+storage::BackendSettings environment_settings() {
+  storage::BackendSettings s;
+  s.lookup = [](const std::string& name) -> std::optional<std::string> {
+    const char* v = ::getenv(name.c_str());
+    if (v == nullptr || *v == '\0') return std::nullopt;
+    return std::string(v);
+  };
+  return s;
+}
+
 Result<std::shared_ptr<storage::Backend>> App::backend() {
   storage::Limits limits{globals_.bandwidth_limit_mbps, globals_.connections};
   HAVEN_TRY(storage::validate_limits(limits));
-  HAVEN_ASSIGN(auto be, storage::open_backend(globals_.repo));
+  HAVEN_ASSIGN(auto be, storage::open_backend(globals_.repo, environment_settings()));
   if (!limits.any()) return be;
   return std::shared_ptr<storage::Backend>(std::make_shared<storage::LimitBackend>(be, limits));
 }

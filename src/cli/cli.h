@@ -27,6 +27,9 @@ enum ExitCode {
 
 int exit_code_for(const Error& e);
 
+// Backend settings (credentials, S3/Azure options) looked up in the process environment.
+storage::BackendSettings environment_settings();
+
 // Options every command that touches a repository shares.
 struct GlobalOptions {
   std::string repo;

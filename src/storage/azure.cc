@@ -45,23 +45,6 @@ std::string trim(const std::string& s) {
   return s.substr(b, e - b + 1);
 }
 
-// Percent-encodes everything but RFC 3986 unreserved characters (and '/' when keep_slash).
-std::string pct_encode(const std::string& s, bool keep_slash) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' ||
-        (keep_slash && c == '/')) {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
 std::optional<Bytes> base64_decode(const std::string& in) {
   std::string s = trim(in);
   if (s.empty() || s.size() % 4 != 0) return std::nullopt;
@@ -92,68 +75,6 @@ std::string hmac_sha256_b64(const Bytes& key, const std::string& msg) {
   return base64_encode(ByteView(mac, len));
 }
 
-// RFC 1123 date in GMT, built by hand so that the C locale is not needed.
-std::string http_date() {
-  static const char* days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-  static const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  time_t now = time(nullptr);
-  struct tm t;
-  gmtime_r(&now, &t);
-  char buf[64];
-  snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[t.tm_wday], t.tm_mday,
-           months[t.tm_mon], t.tm_year + 1900, t.tm_hour, t.tm_min, t.tm_sec);
-  return buf;
-}
-
-std::string xml_unescape(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size();) {
-    if (s[i] == '&') {
-      static const std::pair<const char*, char> ents[] = {
-          {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
-      bool done = false;
-      for (const auto& [e, c] : ents) {
-        size_t n = std::strlen(e);
-        if (s.compare(i, n, e) == 0) {
-          out += c;
-          i += n;
-          done = true;
-          break;
-        }
-      }
-      if (done) continue;
-    }
-    out += s[i++];
-  }
-  return out;
-}
-
-// Text of the first <tag ...>...</tag> at or after `from` (within [from, end)); nullopt if
-// absent or empty-element. Sets *next past the closing tag.
-std::optional<std::string> xml_element(const std::string& doc, const std::string& tag,
-                                       size_t from, size_t end, size_t* next = nullptr) {
-  const std::string open = "<" + tag;
-  for (size_t p = doc.find(open, from); p != std::string::npos && p < end;
-       p = doc.find(open, p + 1)) {
-    size_t after = p + open.size();
-    if (after >= doc.size()) return std::nullopt;
-    char c = doc[after];
-    if (c != '>' && c != ' ' && c != '/') continue;  // a longer tag name
-    size_t gt = doc.find('>', after);
-    if (gt == std::string::npos || gt >= end) return std::nullopt;
-    if (doc[gt - 1] == '/') {  // <Tag/>
-      if (next) *next = gt + 1;
-      return std::nullopt;
-    }
-    size_t close = doc.find("</" + tag + ">", gt);
-    if (close == std::string::npos || close > end) return std::nullopt;
-    if (next) *next = close + tag.size() + 3;
-    return xml_unescape(doc.substr(gt + 1, close - gt - 1));
-  }
-  return std::nullopt;
-}
-
 bool valid_container(const std::string& c) {
   if (c.size() < 3 || c.size() > 63) return false;
   for (char ch : c) {
@@ -162,61 +83,12 @@ bool valid_container(const std::string& c) {
   return c.front() != '-' && c.back() != '-' && c.find("--") == std::string::npos;
 }
 
-// ---- libcurl (one handle per thread: storage/http.h) ---------------------------------------
-
-struct Upload {
-  ByteView data;
-  size_t pos = 0;
-};
-
-size_t read_cb(char* buf, size_t size, size_t n, void* ud) {
-  auto* u = static_cast<Upload*>(ud);
-  size_t take = std::min(size * n, u->data.size() - u->pos);
-  if (take > 0) std::memcpy(buf, u->data.data() + u->pos, take);
-  u->pos += take;
-  return take;
-}
-
-int seek_cb(void* ud, curl_off_t offset, int origin) {
-  auto* u = static_cast<Upload*>(ud);
-  if (origin != SEEK_SET || offset < 0 || static_cast<size_t>(offset) > u->data.size()) {
-    return CURL_SEEKFUNC_CANTSEEK;
-  }
-  u->pos = static_cast<size_t>(offset);
-  return CURL_SEEKFUNC_OK;
-}
-
-
-
-bool transient_curl_error(CURLcode c) {
-  switch (c) {
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_OPERATION_TIMEDOUT:
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_PARTIAL_FILE:
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:
-      return true;
-    default:
-      return false;
-  }
-}
-
 }  // namespace
 
 // ---- configuration -------------------------------------------------------------------------
 
-Result<AzureConfig> azure_config_from_env(
-    const std::string& spec, const std::function<const char*(const char*)>& getenv_fn) {
-  auto env = [&](const char* name) -> std::string {
-    const char* v = getenv_fn(name);
-    return v == nullptr ? std::string() : std::string(v);
-  };
+Result<AzureConfig> azure_config(const std::string& spec, const BackendSettings& settings) {
+  auto env = [&](const char* name) { return settings.get(name); };
   AzureConfig cfg;
   auto slash = spec.find('/');
   cfg.container = spec.substr(0, slash);
@@ -307,31 +179,8 @@ Result<AzureConfig> azure_config_from_env(
     return Error(Error::Code::kInvalidArgument,
                  "the Azure blob endpoint must start with http:// or https://");
   }
+  if (settings.list_page_size > 0) cfg.list_page_size = settings.list_page_size;
   return cfg;
-}
-
-Result<AzureListPage> parse_azure_list_page(const std::string& doc) {
-  AzureListPage page;
-  size_t pos = 0;
-  for (;;) {
-    size_t b = doc.find("<Blob>", pos);
-    if (b == std::string::npos) break;
-    size_t e = doc.find("</Blob>", b);
-    if (e == std::string::npos) return Error(Error::Code::kIo, "malformed List Blobs response");
-    pos = e + 7;
-    auto blob = xml_element(doc, "Name", b, e);
-    auto size = xml_element(doc, "Content-Length", b, e);
-    if (!blob) continue;
-    page.blobs.emplace_back(std::move(*blob), size ? std::strtoull(size->c_str(), nullptr, 10) : 0);
-  }
-  size_t tail = doc.rfind("</Blobs>");
-  page.next_marker =
-      xml_element(doc, "NextMarker", tail == std::string::npos ? 0 : tail, doc.size()).value_or("");
-  return page;
-}
-
-std::string parse_azure_error_code(const std::string& doc) {
-  return xml_element(doc, "Code", 0, doc.size()).value_or("");
 }
 
 // ---- requests ------------------------------------------------------------------------------
@@ -344,19 +193,25 @@ struct AzureBackend::Request {
   ByteView body;
 };
 
-struct AzureBackend::Response {
-  long status = 0;
-  std::map<std::string, std::string> headers;
-  Bytes body;
-  std::string error_code() const {
-    if (auto it = headers.find("x-ms-error-code"); it != headers.end()) return it->second;
-    return parse_azure_error_code(std::string(body.begin(), body.end()));
-  }
-};
+namespace {
+// The service's error code: the x-ms-error-code header, else <Code> of the body.
+std::string error_code(const http::Response& resp) {
+  std::string h = resp.header("x-ms-error-code");
+  if (!h.empty()) return h;
+  return http::xml::text_or_empty(to_string(resp.body), "Code");
+}
+}  // namespace
 
-AzureBackend::AzureBackend(AzureConfig config) : cfg_(std::move(config)) {}
+AzureBackend::AzureBackend(AzureConfig config) : cfg_(std::move(config)) {
+  if (!cfg_.sas.empty()) secrets_.push_back(cfg_.sas);
+  if (!cfg_.key.empty()) secrets_.push_back(base64_encode(cfg_.key));
+  if (cfg_.list_page_size < 1 || cfg_.list_page_size > 5000) cfg_.list_page_size = 1000;
+}
 
-AzureBackend::~AzureBackend() { secure_zero(cfg_.key.data(), cfg_.key.size()); }
+AzureBackend::~AzureBackend() {
+  secure_zero(cfg_.key.data(), cfg_.key.size());
+  for (auto& s : secrets_) secure_zero(s.data(), s.size());
+}
 
 std::string AzureBackend::location() const {
   return "azure:" + cfg_.container + (cfg_.prefix.empty() ? "" : "/" + cfg_.prefix);
@@ -367,18 +222,18 @@ std::string AzureBackend::blob_name(const ObjectName& name) const {
   return cfg_.prefix.empty() ? rel : cfg_.prefix + "/" + rel;
 }
 
-Result<AzureBackend::Response> AzureBackend::perform(const Request& req) const {
+Result<http::Response> AzureBackend::perform(const Request& req) const {
   // URL path: endpoint path (Azurite: "/devstoreaccount1") + "/container[/blob]".
   size_t scheme_end = cfg_.endpoint.find("://") + 3;
   size_t path_start = cfg_.endpoint.find('/', scheme_end);
   std::string endpoint_path =
       path_start == std::string::npos ? "" : cfg_.endpoint.substr(path_start);
-  std::string path = endpoint_path + "/" + pct_encode(cfg_.container, false);
-  if (!req.blob.empty()) path += "/" + pct_encode(req.blob, true);
+  std::string path = endpoint_path + "/" + http::url_encode(cfg_.container, false);
+  if (!req.blob.empty()) path += "/" + http::url_encode(req.blob, true);
 
   std::string query;
   for (const auto& [k, v] : req.query) {
-    query += (query.empty() ? "" : "&") + k + (v.empty() ? "" : "=" + pct_encode(v, false));
+    query += (query.empty() ? "" : "&") + k + (v.empty() ? "" : "=" + http::url_encode(v, false));
   }
   std::string url = cfg_.endpoint.substr(0, path_start == std::string::npos
                                                 ? cfg_.endpoint.size()
@@ -389,7 +244,7 @@ Result<AzureBackend::Response> AzureBackend::perform(const Request& req) const {
   if (!full_query.empty()) url += "?" + full_query;
 
   std::map<std::string, std::string> headers = req.headers;
-  headers["x-ms-date"] = http_date();
+  headers["x-ms-date"] = http::format_http_date(now());
   headers["x-ms-version"] = kApiVersion;
   const bool has_body = req.method == "PUT";
   const std::string content_length = has_body ? std::to_string(req.body.size()) : "";
@@ -420,81 +275,33 @@ Result<AzureBackend::Response> AzureBackend::perform(const Request& req) const {
         "SharedKey " + cfg_.account + ":" + hmac_sha256_b64(cfg_.key, sts);
   }
 
-  CURL* h = http::thread_curl();
-  if (h == nullptr) return Error(Error::Code::kInternal, "curl_easy_init failed");
-  curl_easy_reset(h);
-  struct curl_slist* list = nullptr;
-  for (const auto& [k, v] : headers) list = curl_slist_append(list, (k + ": " + v).c_str());
-  list = curl_slist_append(list, "Expect:");  // no 100-continue round trip
-  std::unique_ptr<curl_slist, void (*)(curl_slist*)> list_guard(list, curl_slist_free_all);
-
-  Response resp;
-  Upload up{req.body, 0};
-  char errbuf[CURL_ERROR_SIZE] = {0};
-  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 15L);
-  // No overall timeout (packs can be large); a stalled transfer (under 1 byte/s for 60 s)
-  // fails with CURLE_OPERATION_TIMEDOUT, which is transient.
-  curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
-  curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, http::append_body);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp.body);
-  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, http::collect_header);
-  curl_easy_setopt(h, CURLOPT_HEADERDATA, &resp.headers);
-  if (req.method == "HEAD") {
-    curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-  } else if (req.method == "PUT") {
-    curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(h, CURLOPT_READFUNCTION, read_cb);
-    curl_easy_setopt(h, CURLOPT_READDATA, &up);
-    curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, seek_cb);
-    curl_easy_setopt(h, CURLOPT_SEEKDATA, &up);
-    curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
-  } else if (req.method != "GET") {
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req.method.c_str());
-  }
-  HAVEN_TRY(current_cancel().check());
-  http::abort_on_cancel(h);
-  CURLcode rc = curl_easy_perform(h);
-  // Drop pointers to this frame's buffers before returning.
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, nullptr);
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, nullptr);
-  if (auto cancelled = http::cancelled_transfer(rc)) return *cancelled;
-  if (rc != CURLE_OK) {
-    // The error buffer names host and port at most, never the URL's query (the SAS).
-    std::string detail = errbuf[0] != '\0' ? std::string(errbuf) : curl_easy_strerror(rc);
-    if (!cfg_.sas.empty()) {
-      for (size_t p; (p = detail.find(cfg_.sas)) != std::string::npos;) {
-        detail.replace(p, cfg_.sas.size(), "<SAS>");
-      }
-    }
-    return Error(transient_curl_error(rc) ? Error::Code::kTransient : Error::Code::kIo,
-                 location() + ": cannot reach " + cfg_.endpoint.substr(0, path_start) + ": " +
-                     detail);
-  }
-  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp.status);
-  return resp;
+  http::Request hr;
+  hr.method = req.method;
+  hr.url = url;
+  hr.headers.assign(headers.begin(), headers.end());
+  hr.body = req.body;
+  // The endpoint names no secret (a SAS travels in the query, which is not quoted).
+  hr.what = location() + ": " + req.method + " " +
+            (req.blob.empty() ? "container " + cfg_.container : req.blob) + " at " +
+            cfg_.endpoint;
+  hr.secrets = &secrets_;
+  return http::perform(hr);
 }
 
-Error AzureBackend::http_error(const Response& resp, const std::string& what) const {
+Error AzureBackend::http_error(const http::Response& resp, const std::string& what) const {
   // Only the service's error *code* is quoted: its free-text message can echo request details.
-  std::string code = resp.error_code();
-  std::string msg = what + ": HTTP " + std::to_string(resp.status) +
-                    (code.empty() ? "" : " " + code);
-  long s = resp.status;
-  if (s == 404) return Error(Error::Code::kNotFound, msg + " (not found)");
-  if (s == 401 || s == 403) {
-    return Error(Error::Code::kPermissionDenied,
-                 msg + ": access denied; check the Azure credentials (account key, SAS token or "
-                       "AZURE_STORAGE_CONNECTION_STRING) and their permissions");
+  std::string code = error_code(resp);
+  std::string msg = http::redact(what + ": HTTP " + std::to_string(resp.status) +
+                                     (code.empty() ? "" : " " + code),
+                                 &secrets_);
+  switch (Error::Code c = http::status_code(resp.status)) {
+    case Error::Code::kNotFound: return Error(c, msg + " (not found)");
+    case Error::Code::kPermissionDenied:
+      return Error(c, msg + ": access denied; check the Azure credentials (account key, SAS "
+                            "token or AZURE_STORAGE_CONNECTION_STRING) and their permissions");
+    case Error::Code::kCorrupt: return Error(c, msg + " (range past the end of the object)");
+    default: return Error(c, msg);
   }
-  if (s == 416) return Error(Error::Code::kCorrupt, msg + " (range past the end of the object)");
-  if (s == 408 || s == 429 || s >= 500) return Error(Error::Code::kTransient, msg);
-  return Error(Error::Code::kIo, msg);
 }
 
 // ---- Backend methods -----------------------------------------------------------------------
@@ -510,7 +317,7 @@ Status AzureBackend::save(const ObjectName& name, ByteView data) {
   // Objects are immutable: the service refuses the write if the name exists.
   r.headers["if-none-match"] = "*";
   r.body = data;
-  HAVEN_ASSIGN(Response resp, perform(r));
+  HAVEN_ASSIGN(http::Response resp, perform(r));
   if (resp.status == 201) return ok_status();
   std::string what = location() + ": saving " + name.describe();
   if (resp.status == 409 || resp.status == 412) {
@@ -536,7 +343,7 @@ Status AzureBackend::save_blocks(const ObjectName& name, ByteView data) const {
     r.blob = blob_name(name);
     r.query = {{"comp", "block"}, {"blockid", id}};
     r.body = data.subspan(off, std::min(cfg_.block_size, data.size() - off));
-    HAVEN_ASSIGN(Response resp, perform(r));
+    HAVEN_ASSIGN(http::Response resp, perform(r));
     if (resp.status == 404) {
       return Error(Error::Code::kNotFound,
                    what + ": the container '" + cfg_.container + "' does not exist");
@@ -556,7 +363,7 @@ Status AzureBackend::save_blocks(const ObjectName& name, ByteView data) const {
   // Commit only if the name is still free: objects are immutable.
   r.headers["if-none-match"] = "*";
   r.body = as_bytes(xml);
-  HAVEN_ASSIGN(Response resp, perform(r));
+  HAVEN_ASSIGN(http::Response resp, perform(r));
   if (resp.status == 201) return ok_status();
   if (resp.status == 409 || resp.status == 412) {
     return Error(Error::Code::kAlreadyExists, what + ": the object already exists");
@@ -572,7 +379,7 @@ Result<Bytes> AzureBackend::load(const ObjectName& name, uint64_t offset, uint64
     r.headers["x-ms-range"] = "bytes=" + std::to_string(offset) + "-" +
                               (length != 0 ? std::to_string(offset + length - 1) : "");
   }
-  HAVEN_ASSIGN(Response resp, perform(r));
+  HAVEN_ASSIGN(http::Response resp, perform(r));
   std::string what = location() + ": loading " + name.describe();
   if (resp.status == 416) {
     // A start at or past the end. Reading from exactly the end "to the end" is empty, not an
@@ -603,18 +410,47 @@ Result<ObjectInfo> AzureBackend::stat(const ObjectName& name) {
   Request r;
   r.method = "HEAD";
   r.blob = blob_name(name);
-  HAVEN_ASSIGN(Response resp, perform(r));
+  HAVEN_ASSIGN(http::Response resp, perform(r));
   if (resp.status != 200) return http_error(resp, location() + ": stat " + name.describe());
   auto it = resp.headers.find("content-length");
   if (it == resp.headers.end()) {
     return Error(Error::Code::kIo, location() + ": stat " + name.describe() +
                                        ": response without Content-Length");
   }
-  return ObjectInfo{name, std::strtoull(it->second.c_str(), nullptr, 10)};
+  TimeNs modified = http::parse_http_date(resp.header("last-modified")).value_or(0);
+  return ObjectInfo{name, std::strtoull(it->second.c_str(), nullptr, 10), modified};
+}
+
+Result<AzureListPage> parse_list_blobs(std::string_view doc) {
+  if (!http::xml::find(doc, "EnumerationResults")) {
+    return Error(Error::Code::kIo, "malformed List Blobs response (no EnumerationResults)");
+  }
+  AzureListPage page;
+  size_t after_blobs = 0;
+  if (auto blobs = http::xml::find(doc, "Blobs")) {
+    after_blobs = blobs->next;
+    http::xml::for_each(doc.substr(blobs->begin, blobs->end - blobs->begin), "Blob",
+                        [&](std::string_view blob) {
+                          AzureListPage::Entry e;
+                          e.name = http::xml::text(blob, "Name").value_or("");
+                          auto props = http::xml::find(blob, "Properties");
+                          std::string_view p = props ? blob.substr(props->begin, props->end - props->begin)
+                                                     : std::string_view();
+                          e.size = std::strtoull(
+                              http::xml::text(p, "Content-Length").value_or("0").c_str(), nullptr, 10);
+                          e.modified =
+                              http::parse_http_date(http::xml::text(p, "Last-Modified").value_or(""))
+                                  .value_or(0);
+                          if (!e.name.empty()) page.entries.push_back(std::move(e));
+                          return true;
+                        });
+  }
+  page.next_marker = http::xml::text(doc, "NextMarker", after_blobs).value_or("");
+  return page;
 }
 
 Status AzureBackend::list_prefix(const std::string& prefix, int max_results,
-                                 const std::function<bool(const std::string&, uint64_t)>& fn,
+                                 const std::function<bool(const AzureListPage::Entry&)>& fn,
                                  bool* container_missing) const {
   if (container_missing) *container_missing = false;
   std::string marker;
@@ -624,30 +460,43 @@ Status AzureBackend::list_prefix(const std::string& prefix, int max_results,
     if (!prefix.empty()) r.query.emplace_back("prefix", prefix);
     r.query.emplace_back("maxresults", std::to_string(max_results));
     if (!marker.empty()) r.query.emplace_back("marker", marker);
-    HAVEN_ASSIGN(Response resp, perform(r));
+    HAVEN_ASSIGN(http::Response resp, perform(r));
     if (resp.status == 404 && container_missing) {
       *container_missing = true;
       return ok_status();
     }
     if (resp.status != 200) return http_error(resp, location() + ": listing " + prefix);
-    auto page = parse_azure_list_page(std::string(resp.body.begin(), resp.body.end()));
-    if (!page.ok()) return page.error().with_context(location());
-    for (const auto& [blob, size] : page->blobs) {
-      if (!fn(blob, size)) return ok_status();
+    // The page is parsed whole first: fn may call back into the backend on this thread.
+    auto page = parse_list_blobs(to_string(resp.body));
+    if (!page.ok()) return Error(Error::Code::kIo, location() + ": listing " + prefix + ": " + page.error().message());
+    for (const auto& e : page->entries) {
+      if (!fn(e)) return ok_status();
     }
-    if (page->next_marker.empty()) return ok_status();
-    marker = std::move(page->next_marker);
+    marker = page->next_marker;
+    if (marker.empty()) return ok_status();
   }
 }
 
 Status AzureBackend::list(ObjectType type, const std::function<void(const ObjectInfo&)>& fn) {
   const std::string base = cfg_.prefix.empty() ? "" : cfg_.prefix + "/";
   bool missing = false;  // a missing container lists nothing
-  const std::string dir = base + (type == ObjectType::kConfig ? "config" : type_dir(type) + std::string("/"));
+  if (type == ObjectType::kConfig) {
+    return list_prefix(base + "config", cfg_.list_page_size,
+                       [&](const AzureListPage::Entry& e) {
+                         if (e.name == base + "config") {
+                           fn(ObjectInfo{ObjectName{type, "config"}, e.size, e.modified});
+                         }
+                         return true;
+                       },
+                       &missing);
+  }
+  const std::string dir = base + type_dir(type) + "/";
   return list_prefix(
       dir, cfg_.list_page_size,
-      [&](const std::string& blob, uint64_t size) {
-        if (auto name = object_name_of_key(type, base, blob)) fn(ObjectInfo{std::move(*name), size});
+      [&](const AzureListPage::Entry& e) {
+        // One mapping from keys to object names for every backend (backend.h); anything else
+        // under the prefix (temporary names, other layouts) is not an object of this type.
+        if (auto n = object_name_of_key(type, base, e.name)) fn(ObjectInfo{*n, e.size, e.modified});
         return true;
       },
       &missing);
@@ -658,7 +507,7 @@ Status AzureBackend::remove(const ObjectName& name) {
   Request r;
   r.method = "DELETE";
   r.blob = blob_name(name);
-  HAVEN_ASSIGN(Response resp, perform(r));
+  HAVEN_ASSIGN(http::Response resp, perform(r));
   if (resp.status == 202 || resp.status == 200) return ok_status();
   return http_error(resp, location() + ": removing " + name.describe());
 }
@@ -666,7 +515,7 @@ Status AzureBackend::remove(const ObjectName& name) {
 Result<bool> AzureBackend::is_empty() {
   bool any = false, missing = false;
   HAVEN_TRY(list_prefix(cfg_.prefix.empty() ? "" : cfg_.prefix + "/", 1,
-                        [&](const std::string&, uint64_t) {
+                        [&](const AzureListPage::Entry&) {
                           any = true;
                           return false;
                         },
@@ -678,24 +527,23 @@ Status AzureBackend::create() {
   Request r;
   r.method = "PUT";
   r.query = {{"restype", "container"}};
-  HAVEN_ASSIGN(Response resp, perform(r));
+  HAVEN_ASSIGN(http::Response resp, perform(r));
   if (resp.status == 201 || resp.status == 409 /* ContainerAlreadyExists */) return ok_status();
   std::string what = location() + ": creating container '" + cfg_.container + "'";
   if (resp.status == 401 || resp.status == 403) {
     // Credentials scoped to the container (e.g. a container SAS) cannot create containers;
     // that is fine when the container already exists and we can list it.
     bool missing = false;
-    Status probe = list_prefix("", 1, [](const std::string&, uint64_t) { return false; },
+    Status probe = list_prefix("", 1, [](const AzureListPage::Entry&) { return false; },
                                &missing);
     if (probe.ok() && !missing) return ok_status();
   }
   return http_error(resp, what);
 }
 
-Result<std::shared_ptr<Backend>> open_azure_backend(const std::string& spec) {
-  HAVEN_ASSIGN(AzureConfig cfg, azure_config_from_env(spec, [](const char* n) {
-                 return static_cast<const char*>(::getenv(n));
-               }));
+Result<std::shared_ptr<Backend>> open_azure_backend(const std::string& spec,
+                                                    const BackendSettings& settings) {
+  HAVEN_ASSIGN(AzureConfig cfg, azure_config(spec, settings));
   return std::shared_ptr<Backend>(std::make_shared<AzureBackend>(std::move(cfg)));
 }
 

@@ -4,7 +4,8 @@
 // "PREFIX/" + the local backend's relative paths: config, keys/<id>, data/<id[0:2]>/<id>,
 // index/<id>, snapshots/<id>, locks/<id>.
 //
-// Credentials come from the environment (never from the location, never printed):
+// Credentials come from BackendSettings (storage/backend.h; the CLI passes its environment,
+// so these are environment variables there), never from the location, never printed:
 //   AZURE_STORAGE_CONNECTION_STRING  "AccountName=..;AccountKey=..;BlobEndpoint=..;
 //                                     DefaultEndpointsProtocol=..;EndpointSuffix=..;
 //                                     SharedAccessSignature=.." or "UseDevelopmentStorage=true"
@@ -21,7 +22,11 @@
 // listings, discarded by the service after a week) and made visible at once by Put Block List,
 // which carries the same "If-None-Match: *".
 //
-// Error mapping: 404 → kNotFound, 401/403 → kPermissionDenied, 409 on save → kAlreadyExists,
+// Listing: List Blobs pages of list_page_size (maxresults) followed by NextMarker; sizes and
+// modification times (Properties/Last-Modified, RFC 1123) come with the listing, stat()
+// reads Content-Length and Last-Modified of a HEAD.
+//
+// Error mapping (http::status_code): 404 → kNotFound, 401/403 → kPermissionDenied, 409 on save → kAlreadyExists,
 // 408/429/5xx and connection failures/timeouts/resets → kTransient, other statuses → kIo,
 // a range past the end → kCorrupt. Messages name the object and the service's error code,
 // never the key, the SAS token or a signed URL.
@@ -34,10 +39,11 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <utility>
+#include <string_view>
 #include <vector>
 
 #include "storage/backend.h"
+#include "storage/http.h"
 
 namespace haven::storage {
 
@@ -56,12 +62,24 @@ struct AzureConfig {
   size_t block_size = 8u << 20;
 };
 
-// Builds the configuration for `spec` ("container/prefix") from environment variables read
-// through `getenv_fn` (tests pass a map; production passes ::getenv). Fails with
-// kInvalidArgument on a malformed spec or missing/malformed credentials; messages never quote
-// secrets.
-Result<AzureConfig> azure_config_from_env(
-    const std::string& spec, const std::function<const char*(const char*)>& getenv_fn);
+// Builds the configuration for `spec` ("container/prefix") from `settings`. Fails with
+// kInvalidArgument on a malformed spec or missing/malformed credentials; messages name the
+// settings, never quote their values.
+Result<AzureConfig> azure_config(const std::string& spec, const BackendSettings& settings);
+
+// One page of a List Blobs response.
+struct AzureListPage {
+  struct Entry {
+    std::string name;  // unescaped
+    uint64_t size = 0;
+    TimeNs modified = 0;  // Properties/Last-Modified; 0 if absent or malformed
+  };
+  std::vector<Entry> entries;
+  std::string next_marker;  // empty on the last page
+};
+// Parses a List Blobs response body (untrusted server text; a fuzzer calls this). Fails with
+// kIo on a document that is not a listing.
+Result<AzureListPage> parse_list_blobs(std::string_view xml);
 
 class AzureBackend : public Backend {
  public:
@@ -83,31 +101,21 @@ class AzureBackend : public Backend {
   std::string blob_name(const ObjectName& name) const;
 
  private:
-  struct Response;
   struct Request;
-  Result<Response> perform(const Request& req) const;
-  Error http_error(const Response& resp, const std::string& what) const;
+  Result<http::Response> perform(const Request& req) const;
+  Error http_error(const http::Response& resp, const std::string& what) const;
   Status save_blocks(const ObjectName& name, ByteView data) const;
   // One List Blobs page loop over blob names starting with `prefix`.
   Status list_prefix(const std::string& prefix, int max_results,
-                     const std::function<bool(const std::string& name, uint64_t size)>& fn,
+                     const std::function<bool(const AzureListPage::Entry&)>& fn,
                      bool* container_missing) const;
 
   AzureConfig cfg_;
+  std::vector<std::string> secrets_;  // the SAS and the encoded key, redacted from messages
 };
 
-// Decoders of the service's XML answers (the fuzz target fuzz_azure_xml feeds them any bytes).
-struct AzureListPage {
-  std::vector<std::pair<std::string, uint64_t>> blobs;  // <Name> (unescaped), <Content-Length>
-  std::string next_marker;  // <NextMarker> after </Blobs>; empty on the last page
-};
-// One List Blobs page; kIo for a <Blob> element that is not closed.
-Result<AzureListPage> parse_azure_list_page(const std::string& xml);
-// An error response body's <Code>, or empty.
-std::string parse_azure_error_code(const std::string& xml);
-
-// Opens an Azure backend for `spec` (what follows "azure:") with credentials from the process
-// environment.
-Result<std::shared_ptr<Backend>> open_azure_backend(const std::string& spec);
+// Opens an Azure backend for `spec` (what follows "azure:") with credentials from `settings`.
+Result<std::shared_ptr<Backend>> open_azure_backend(const std::string& spec,
+                                                    const BackendSettings& settings);
 
 }  // namespace haven::storage

@@ -87,6 +87,21 @@ std::string ObjectName::describe() const {
   return std::string(type_label(type)) + " " + name;
 }
 
+std::string BackendSettings::get(const std::string& name) const {
+  if (!lookup) return "";
+  return lookup(name).value_or("");
+}
+
+BackendSettings BackendSettings::from_map(std::map<std::string, std::string> values) {
+  BackendSettings s;
+  s.lookup = [values = std::move(values)](const std::string& name) -> std::optional<std::string> {
+    auto it = values.find(name);
+    if (it == values.end() || it->second.empty()) return std::nullopt;
+    return it->second;
+  };
+  return s;
+}
+
 // Object stores fail transiently (timeouts, resets, 5xx, throttling): every command reaches them
 // through the retry decorator.
 static Result<std::shared_ptr<Backend>> with_retries(Result<std::shared_ptr<Backend>> be) {
@@ -94,14 +109,20 @@ static Result<std::shared_ptr<Backend>> with_retries(Result<std::shared_ptr<Back
   return std::shared_ptr<Backend>(std::make_shared<RetryBackend>(*be));
 }
 
-Result<std::shared_ptr<Backend>> open_backend(const std::string& location) {
+Result<std::shared_ptr<Backend>> open_backend(const std::string& location,
+                                              const BackendSettings& settings) {
   if (location.empty()) {
     return Error(Error::Code::kInvalidArgument,
                  "no repository given: pass --repo PATH or set HAVEN_REPOSITORY");
   }
   std::string path = location;
-  if (location.rfind("s3:", 0) == 0) return with_retries(open_s3_backend(location.substr(3)));
-  if (location.rfind("azure:", 0) == 0) return with_retries(open_azure_backend(location.substr(6)));
+  if (settings.list_page_size < 0 || settings.list_page_size > 1000) {
+    return Error(Error::Code::kInvalidArgument,
+                 "listing page size " + std::to_string(settings.list_page_size) +
+                     " is out of range (1 to 1000, or 0 for the service's default)");
+  }
+  if (location.rfind("s3:", 0) == 0) return with_retries(open_s3_backend(location.substr(3), settings));
+  if (location.rfind("azure:", 0) == 0) return with_retries(open_azure_backend(location.substr(6), settings));
   if (location.rfind("local:", 0) == 0) {
     path = location.substr(6);
   } else {

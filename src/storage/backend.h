@@ -1,5 +1,6 @@
-// storage/backend.h — the one storage interface every backend implements (local disk now;
-// S3 and Azure Blob later) and the wrapper base that retry, limits and fault injection stack on.
+// storage/backend.h — the one storage interface every backend implements (local disk, S3,
+// Azure Blob), the wrapper base that retry, limits and fault injection stack on, and
+// open_backend(), which opens a repository's location with that repository's own settings.
 //
 // A repository is a flat set of immutable objects, each named by (type, name). Names are
 // lower-case hex strings (64 characters for data/index/snapshot/key/lock objects) or the fixed
@@ -13,24 +14,41 @@
 //   - load() returns exactly the bytes saved, or the requested range of them. A range that
 //     reaches past the end fails with kCorrupt (the caller's index disagrees with the object).
 //     A missing object fails with kNotFound.
-//   - stat() returns the size, or kNotFound.
-//   - list() calls `fn` once per object of a type, in no particular order; objects saved
-//     concurrently may or may not be listed. A missing type directory lists nothing.
+//     Two saves of one name racing each other: one wins, the other fails with kAlreadyExists
+//     and the object holds the winner's bytes whole (the local backend by link(), Azure and
+//     S3 by a create-only request; an S3-compatible server that ignores If-None-Match leaves a
+//     window, see s3.h). Through RetryBackend a save that finds its own bytes already there
+//     succeeds (storage/retry.h), so identical concurrent saves may all succeed.
+//   - stat() returns the size and modification time, or kNotFound.
+//   - list() calls `fn` once per object of a type, in no particular order, with the same size
+//     and modification time stat() gives; objects saved concurrently may or may not be
+//     listed. A missing type directory lists nothing. Object stores list in pages (S3 max-keys,
+//     Azure maxresults; BackendSettings::list_page_size); every object is still listed once.
+//   - Modification times (ObjectInfo::modified): when the object was saved, by the storage's
+//     clock — the file's mtime (nanoseconds) on local disk, Last-Modified (whole seconds) on
+//     S3 and Azure. Listings and stat() agree to within a second (S3 lists milliseconds
+//     and HEAD gives seconds).
 //   - remove() deletes; removing a missing object fails with kNotFound.
 //   - Failures: kPermissionDenied (access, read-only), kNoSpace (disk or quota full), kIo,
 //     kTransient (timeouts, resets, throttling: the only retryable kind; see Error::retryable),
 //     kNotFound, kAlreadyExists, kCorrupt.
+//   - Cancellation: every call first checks this thread's cancel token (util/cancel.h) and,
+//     when it has fired, returns its error (kCancelled) without touching storage; an HTTP
+//     transfer in flight is aborted within about a second of the cancel, also when the
+//     network has stalled it (storage/http.h).
 //   - Thread-safety: every method may be called concurrently from several threads.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "util/bytes.h"
+#include "util/clock.h"
 #include "util/error.h"
 
 namespace haven::storage {
@@ -67,6 +85,7 @@ std::optional<ObjectName> object_name_of_key(ObjectType type, std::string_view b
 struct ObjectInfo {
   ObjectName name;
   uint64_t size = 0;
+  TimeNs modified = 0;  // when it was saved (see the contract above)
 };
 
 class Backend {
@@ -137,8 +156,39 @@ class BackendWrapper : public Backend {
   std::shared_ptr<Backend> inner_;
 };
 
-// Opens a backend from a repository location string: a plain path or "local:/path".
-// Unknown schemes fail with kInvalidArgument naming the supported ones.
-Result<std::shared_ptr<Backend>> open_backend(const std::string& location);
+// The credentials and options of one repository's backend. The library never reads the
+// environment: the CLI fills `lookup` from its environment (so every variable README
+// documents works as documented), a server from each repository's own configuration, so one
+// process can hold several repositories with different credentials.
+//
+// Names looked up (the environment variables' names):
+//   S3     AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE,
+//          AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE, HOME (for ~/.aws), AWS_REGION,
+//          AWS_DEFAULT_REGION, HAVEN_S3_REGION, HAVEN_S3_PATH_STYLE, HAVEN_S3_CA_FILE,
+//          AWS_CA_BUNDLE (s3.h)
+//   Azure  AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_ACCOUNT, AZURE_STORAGE_KEY,
+//          AZURE_STORAGE_SAS_TOKEN (azure.h)
+// Holds secrets: never print it. Backends keep what they need and never put a secret into a
+// message or location().
+struct BackendSettings {
+  // The value of a setting, or nullopt when it is not set (an empty value counts as unset).
+  std::function<std::optional<std::string>(const std::string& name)> lookup;
+  // Objects per listing page on object stores (S3 max-keys, Azure maxresults, 1..1000);
+  // 0: the service's default (1000). Tests use small pages; the local backend ignores it.
+  int list_page_size = 0;
+
+  // The value of `name`, "" when unset.
+  std::string get(const std::string& name) const;
+  // Settings from fixed values (a server's per-repository configuration, tests).
+  static BackendSettings from_map(std::map<std::string, std::string> values);
+};
+
+// Opens a backend from a repository location string: a plain path, "local:/path",
+// "s3:..." (s3.h) or "azure:..." (azure.h), with `settings` as the source of credentials and
+// options. Object stores come wrapped in RetryBackend. Unknown schemes fail with
+// kInvalidArgument naming the supported ones; missing or malformed credentials with
+// kInvalidArgument naming the settings to give (never their values).
+Result<std::shared_ptr<Backend>> open_backend(const std::string& location,
+                                              const BackendSettings& settings = {});
 
 }  // namespace haven::storage

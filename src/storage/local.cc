@@ -153,6 +153,11 @@ Status ensure_shard_dir(const std::string& shard) {
 
 bool is_hex_char(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
 
+// A file's modification time in nanoseconds since the epoch.
+TimeNs mtime_of(const struct stat& st) {
+  return static_cast<TimeNs>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+}
+
 // Calls fn for every regular file in `dir` not starting with '.'; a missing directory lists
 // nothing. `accept` filters names (e.g. data objects must belong to their shard).
 template <typename Accept>
@@ -181,7 +186,7 @@ Status list_dir(const std::string& dir, ObjectType type, Accept&& accept,
       return errno_error(join(dir, name), errno);
     }
     if (!S_ISREG(st.st_mode)) continue;
-    fn(ObjectInfo{ObjectName{type, name}, static_cast<uint64_t>(st.st_size)});
+    fn(ObjectInfo{ObjectName{type, name}, static_cast<uint64_t>(st.st_size), mtime_of(st)});
   }
   return ok_status();
 }
@@ -328,7 +333,7 @@ Result<ObjectInfo> LocalBackend::stat(const ObjectName& name) {
   if (!S_ISREG(st.st_mode)) {
     return Error(Error::Code::kIo, name.describe() + ": " + path + " is not a regular file");
   }
-  return ObjectInfo{name, static_cast<uint64_t>(st.st_size)};
+  return ObjectInfo{name, static_cast<uint64_t>(st.st_size), mtime_of(st)};
 }
 
 Status LocalBackend::list(ObjectType type, const std::function<void(const ObjectInfo&)>& fn) {
@@ -341,7 +346,7 @@ Status LocalBackend::list(ObjectType type, const std::function<void(const Object
       return errno_error(path, errno);
     }
     if (S_ISREG(st.st_mode)) {
-      fn(ObjectInfo{ObjectName{ObjectType::kConfig, "config"}, static_cast<uint64_t>(st.st_size)});
+      fn(ObjectInfo{ObjectName{ObjectType::kConfig, "config"}, static_cast<uint64_t>(st.st_size), mtime_of(st)});
     }
     return ok_status();
   }
@@ -437,6 +442,7 @@ bool dir_is_empty(const std::string& path) {
 }  // namespace
 
 Result<bool> LocalBackend::is_empty() {
+  HAVEN_TRY(current_cancel().check());
   struct stat st;
   if (::stat(root_.c_str(), &st) != 0) {
     if (errno == ENOENT) return true;
@@ -466,6 +472,7 @@ Result<bool> LocalBackend::is_empty() {
 }
 
 Status LocalBackend::create() {
+  HAVEN_TRY(current_cancel().check());
   // mkdir -p root, fsyncing the parent of every directory we create so the new entries are
   // durable before the repository is reported created.
   std::string prefix;

@@ -25,20 +25,7 @@ namespace haven::storage {
 namespace sigv4 {
 
 std::string uri_encode(const std::string& s, bool encode_slash) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(s.size());
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' ||
-        (c == '/' && !encode_slash)) {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
+  return http::url_encode(s, !encode_slash);
 }
 
 std::string sha256_hex(ByteView data) {
@@ -126,16 +113,6 @@ struct S3Backend::Request {
   ByteView body;
 };
 
-struct S3Backend::Response {
-  long status = 0;
-  Bytes body;
-  std::map<std::string, std::string> headers;  // lower-case names
-  std::string header(const std::string& k) const {
-    auto it = headers.find(k);
-    return it == headers.end() ? "" : it->second;
-  }
-};
-
 namespace {
 
 std::string amz_now() {
@@ -147,80 +124,16 @@ std::string amz_now() {
   return buf;
 }
 
-// The text of the first <tag>...</tag> at or after `pos`; advances pos past it.
-bool xml_tag(const std::string& xml, const std::string& tag, size_t& pos, std::string& out) {
-  const std::string open = "<" + tag + ">", close = "</" + tag + ">";
-  size_t b = xml.find(open, pos);
-  if (b == std::string::npos) return false;
-  b += open.size();
-  size_t e = xml.find(close, b);
-  if (e == std::string::npos) return false;
-  out = xml.substr(b, e - b);
-  pos = e + close.size();
-  return true;
-}
-
-std::string xml_first(const std::string& xml, const std::string& tag) {
-  size_t pos = 0;
-  std::string out;
-  return xml_tag(xml, tag, pos, out) ? out : "";
-}
-
-std::string xml_unescape(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); i++) {
-    if (s[i] != '&') {
-      out += s[i];
-      continue;
-    }
-    size_t semi = s.find(';', i);
-    if (semi == std::string::npos) {
-      out += s[i];
-      continue;
-    }
-    std::string ent = s.substr(i + 1, semi - i - 1);
-    if (ent == "amp") out += '&';
-    else if (ent == "lt") out += '<';
-    else if (ent == "gt") out += '>';
-    else if (ent == "quot") out += '"';
-    else if (ent == "apos") out += '\'';
-    else if (!ent.empty() && ent[0] == '#') {
-      long c = ent.size() > 1 && ent[1] == 'x' ? std::strtol(ent.c_str() + 2, nullptr, 16)
-                                                : std::strtol(ent.c_str() + 1, nullptr, 10);
-      if (c > 0 && c < 128) out += static_cast<char>(c);
-    } else {
-      out += s.substr(i, semi - i + 1);
-    }
-    i = semi;
-  }
-  return out;
-}
 
 }  // namespace
 
-Result<S3ListPage> parse_s3_list_page(const std::string& xml) {
-  S3ListPage page;
-  size_t pos = 0;
-  std::string contents;
-  while (xml_tag(xml, "Contents", pos, contents)) {
-    std::string key = xml_unescape(xml_first(contents, "Key"));
-    uint64_t size = std::strtoull(xml_first(contents, "Size").c_str(), nullptr, 10);
-    page.keys.emplace_back(std::move(key), size);
+S3Backend::S3Backend(S3Config config) : cfg_(std::move(config)) {
+  for (const std::string* secret : {&cfg_.creds.access_key, &cfg_.creds.secret_key,
+                                    &cfg_.creds.session_token}) {
+    if (!secret->empty()) secrets_.push_back(*secret);
   }
-  if (xml_first(xml, "IsTruncated") != "true") return page;
-  page.next_token = xml_unescape(xml_first(xml, "NextContinuationToken"));
-  if (page.next_token.empty()) {
-    return Error(Error::Code::kIo, "truncated listing without a continuation token");
-  }
-  return page;
+  if (cfg_.list_page_size < 1 || cfg_.list_page_size > 1000) cfg_.list_page_size = 1000;
 }
-
-S3ErrorBody parse_s3_error(const std::string& xml) {
-  return S3ErrorBody{xml_unescape(xml_first(xml, "Code")), xml_unescape(xml_first(xml, "Message")),
-                     xml_unescape(xml_first(xml, "Region"))};
-}
-
-S3Backend::S3Backend(S3Config config) : cfg_(std::move(config)) {}
 
 std::string S3Backend::location() const {
   std::string s = "s3:" + cfg_.scheme + "://" + cfg_.host + "/" + cfg_.bucket;
@@ -233,18 +146,7 @@ std::string S3Backend::key_of(const ObjectName& name) const {
   return cfg_.prefix.empty() ? rel : cfg_.prefix + "/" + rel;
 }
 
-// Replaces any occurrence of a credential by "***": server messages are echoed into errors,
-// and no server should ever echo a secret, but a message must never be the one that leaks it.
-std::string S3Backend::redact(std::string s) const {
-  for (const std::string* secret : {&cfg_.creds.access_key, &cfg_.creds.secret_key,
-                                    &cfg_.creds.session_token}) {
-    if (secret->size() < 4) continue;
-    for (size_t p; (p = s.find(*secret)) != std::string::npos;) s.replace(p, secret->size(), "***");
-  }
-  return s;
-}
-
-Result<S3Backend::Response> S3Backend::perform(const Request& req) const {
+Result<http::Response> S3Backend::perform(const Request& req) const {
   // Virtual-hosted style puts the bucket in the host name, path-style in the path.
   const std::string host = cfg_.path_style ? cfg_.host : cfg_.bucket + "." + cfg_.host;
   std::string path = "/";
@@ -266,99 +168,49 @@ Result<S3Backend::Response> S3Backend::perform(const Request& req) const {
     in.headers.emplace_back("x-amz-security-token", cfg_.creds.session_token);
   }
 
-  std::string url = cfg_.scheme + "://" + host + path;
+  http::Request hr;
+  hr.method = req.method;
+  hr.url = cfg_.scheme + "://" + host + path;
   std::string q = sigv4::canonical_query(req.query);
-  if (!q.empty()) url += "?" + q;
-
-  struct curl_slist* hl = nullptr;
-  for (const auto& [k, v] : in.headers) hl = curl_slist_append(hl, (k + ": " + v).c_str());
-  hl = curl_slist_append(
-      hl, ("Authorization: " + sigv4::authorization(in, cfg_.creds.access_key,
-                                                     cfg_.creds.secret_key)).c_str());
-  hl = curl_slist_append(hl, "Expect:");  // no 100-continue round trip before uploads
-  std::unique_ptr<curl_slist, void (*)(curl_slist*)> headers(hl, curl_slist_free_all);
-
-  CURL* h = http::thread_curl();
-  if (h == nullptr) return Error(Error::Code::kInternal, "curl_easy_init failed");
-  curl_easy_reset(h);
-  Response resp;
-  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
-  // A transfer slower than 1 KiB/s for 60 s is dead (a stalled connection, not a slow link).
-  curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-  curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
-  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-  if (!cfg_.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, cfg_.ca_file.c_str());
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, http::append_body);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp.body);
-  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, http::collect_header);
-  curl_easy_setopt(h, CURLOPT_HEADERDATA, &resp.headers);
-  if (req.method == "HEAD") {
-    curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-  } else if (req.method == "PUT") {
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "PUT");
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, req.body.empty() ? "" : reinterpret_cast<const char*>(req.body.data()));
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
-  } else if (req.method != "GET") {
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req.method.c_str());
-  }
-  HAVEN_TRY(current_cancel().check());
-  http::abort_on_cancel(h);
-  CURLcode rc = curl_easy_perform(h);
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, nullptr);
-  if (auto cancelled = http::cancelled_transfer(rc)) return *cancelled;
-  if (rc != CURLE_OK) {
-    std::string msg = location() + ": " + req.method + " " + (req.key.empty() ? "bucket" : req.key) +
-                      ": " + curl_easy_strerror(rc);
-    switch (rc) {
-      case CURLE_PEER_FAILED_VERIFICATION:
-      case CURLE_SSL_CACERT_BADFILE:
-        return Error(Error::Code::kIo, msg + " (set HAVEN_S3_CA_FILE to the CA certificate that "
-                                             "signed the server's certificate)");
-      case CURLE_UNSUPPORTED_PROTOCOL:
-      case CURLE_URL_MALFORMAT:
-        return Error(Error::Code::kInvalidArgument, msg);
-      default:
-        // Timeouts, refused or reset connections, DNS hiccups, TLS handshake failures, short
-        // transfers: the network, not the request, failed; a retry may succeed.
-        return Error(Error::Code::kTransient, msg);
-    }
-  }
-  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp.status);
-  return resp;
+  if (!q.empty()) hr.url += "?" + q;
+  hr.headers = in.headers;
+  hr.headers.emplace_back("Authorization", sigv4::authorization(in, cfg_.creds.access_key,
+                                                                 cfg_.creds.secret_key));
+  hr.body = req.body;
+  hr.ca_file = cfg_.ca_file;
+  hr.what = location() + ": " + req.method + " " + (req.key.empty() ? "bucket" : req.key);
+  hr.certificate_hint =
+      "set HAVEN_S3_CA_FILE to the CA certificate that signed the server's certificate";
+  hr.secrets = &secrets_;
+  return http::perform(hr);
 }
 
-Error S3Backend::http_error(const Response& resp, const std::string& what) const {
-  const S3ErrorBody body = parse_s3_error(to_string(resp.body));
-  const std::string& code = body.code;
-  const std::string& message = body.message;
+Error S3Backend::http_error(const http::Response& resp, const std::string& what) const {
+  std::string body = to_string(resp.body);
+  std::string code = http::xml::text_or_empty(body, "Code");
+  std::string message = http::xml::text_or_empty(body, "Message");
   std::string msg = location() + ": " + what + ": HTTP " + std::to_string(resp.status);
   if (!code.empty()) msg += " " + code;
   if (!message.empty()) msg += ": " + message;
-  msg = redact(msg);
-  const long s = resp.status;
-  if (s == 404) return Error(Error::Code::kNotFound, msg);
-  // MinIO says 507 when its disks are full; hosted stores report a full quota by a code.
-  if (s == 507 || code.find("Quota") != std::string::npos || code == "XMinioStorageFull") {
-    return Error(Error::Code::kNoSpace, msg);
+  msg = http::redact(msg, &secrets_);
+  Error::Code c = http::status_code(resp.status);
+  // Hosted stores report a full quota by a code (MinIO also by 507).
+  if (code.find("Quota") != std::string::npos || code == "XMinioStorageFull") {
+    c = Error::Code::kNoSpace;
   }
-  if (s == 401 || s == 403) {
-    return Error(Error::Code::kPermissionDenied,
-                 msg + " (check the S3 credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or "
-                       "AWS_PROFILE, and that they may access this bucket)");
+  if (code == "RequestTimeout" || code == "SlowDown" || code == "OperationAborted" ||
+      code == "ConditionalRequestConflict") {
+    c = Error::Code::kTransient;
   }
-  if (s == 429 || s >= 500 || code == "RequestTimeout" || code == "SlowDown" ||
-      code == "OperationAborted" || code == "ConditionalRequestConflict") {
-    return Error(Error::Code::kTransient, msg);
+  if (c == Error::Code::kPermissionDenied) {
+    return Error(c, msg + " (check the S3 credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or "
+                          "AWS_PROFILE, and that they may access this bucket)");
   }
-  if (s == 416) return Error(Error::Code::kCorrupt, msg);
+  if (c != Error::Code::kIo) return Error(c, msg);
   // A wrong region: AWS answers 301 PermanentRedirect or 400 AuthorizationHeaderMalformed
   // and names the bucket's region in a header or the body.
   std::string region = resp.header("x-amz-bucket-region");
-  if (region.empty()) region = body.region;
+  if (region.empty()) region = http::xml::text_or_empty(body, "Region");
   if (!region.empty() && region != cfg_.region) {
     return Error(Error::Code::kIo, msg + " (the bucket is in region " + region +
                                        ": set AWS_REGION or HAVEN_S3_REGION to " + region + ")");
@@ -372,7 +224,7 @@ Status S3Backend::save(const ObjectName& name, ByteView data) {
   HAVEN_TRY(check_object_name(name));
   const std::string key = key_of(name);
   // HEAD first: servers that ignore If-None-Match would otherwise silently replace the object.
-  HAVEN_ASSIGN(Response head, perform(Request{"HEAD", key, {}, {}, {}}));
+  HAVEN_ASSIGN(http::Response head, perform(Request{"HEAD", key, {}, {}, {}}));
   if (head.status == 200) {
     return Error(Error::Code::kAlreadyExists, location() + ": " + name.describe() + " already exists");
   }
@@ -387,13 +239,13 @@ Status S3Backend::save(const ObjectName& name, ByteView data) {
       put.headers.emplace_back("if-none-match", "*");
     }
   }
-  HAVEN_ASSIGN(Response resp, perform(put));
+  HAVEN_ASSIGN(http::Response resp, perform(put));
   if (conditional && (resp.status == 501 ||
-                      parse_s3_error(to_string(resp.body)).code == "NotImplemented")) {
+                      http::xml::text_or_empty(to_string(resp.body), "Code") == "NotImplemented")) {
     // A server that refuses conditional PUTs outright: stay with the HEAD check from now on.
     no_conditional_put_.store(true, std::memory_order_relaxed);
     put.headers.resize(1);
-    HAVEN_ASSIGN(Response plain, perform(put));
+    HAVEN_ASSIGN(http::Response plain, perform(put));
     resp = std::move(plain);
   }
   if (resp.status / 100 == 2) return ok_status();
@@ -419,7 +271,7 @@ Result<Bytes> S3Backend::load(const ObjectName& name, uint64_t offset, uint64_t 
     get.headers.emplace_back("range", "bytes=" + std::to_string(offset) + "-" +
                                           (length == 0 ? "" : std::to_string(end - 1)));
   }
-  HAVEN_ASSIGN(Response resp, perform(get));
+  HAVEN_ASSIGN(http::Response resp, perform(get));
   if (resp.status == 200) {
     // The whole object (no range asked, or a server that ignores Range).
     const uint64_t size = resp.body.size();
@@ -432,6 +284,13 @@ Result<Bytes> S3Backend::load(const ObjectName& name, uint64_t offset, uint64_t 
     // Content-Range: bytes first-last/total. S3 truncates a range that reaches past the end.
     std::string cr = resp.header("content-range");
     std::string total = cr.substr(cr.find('/') == std::string::npos ? cr.size() : cr.find('/') + 1);
+    // The range the server sent must start where we asked. Some servers send more than asked
+    // (s3rver 3.7.1 takes "bytes=0-0" for "from 0 to the end"): keep what was asked for.
+    if (cr.rfind("bytes ", 0) == 0 && std::strtoull(cr.c_str() + 6, nullptr, 10) != offset) {
+      return Error(Error::Code::kIo, location() + ": load " + name.describe() + ": asked for bytes from " +
+                                         std::to_string(offset) + ", got Content-Range " + cr);
+    }
+    if (length != 0 && resp.body.size() > length) resp.body.resize(length);
     if (length != 0 && resp.body.size() != length) return beyond(total.empty() ? "?" : total);
     return std::move(resp.body);
   }
@@ -449,7 +308,7 @@ Result<Bytes> S3Backend::load(const ObjectName& name, uint64_t offset, uint64_t 
 
 Result<ObjectInfo> S3Backend::stat(const ObjectName& name) {
   HAVEN_TRY(check_object_name(name));
-  HAVEN_ASSIGN(Response resp, perform(Request{"HEAD", key_of(name), {}, {}, {}}));
+  HAVEN_ASSIGN(http::Response resp, perform(Request{"HEAD", key_of(name), {}, {}, {}}));
   if (resp.status == 404) {
     return Error(Error::Code::kNotFound, location() + ": " + name.describe() + " not found");
   }
@@ -458,27 +317,49 @@ Result<ObjectInfo> S3Backend::stat(const ObjectName& name) {
   if (len.empty()) {
     return Error(Error::Code::kIo, location() + ": stat " + name.describe() + ": no Content-Length");
   }
-  return ObjectInfo{name, std::strtoull(len.c_str(), nullptr, 10)};
+  TimeNs modified = http::parse_http_date(resp.header("last-modified")).value_or(0);
+  return ObjectInfo{name, std::strtoull(len.c_str(), nullptr, 10), modified};
+}
+
+Result<S3ListPage> parse_list_objects_v2(std::string_view xml) {
+  if (!http::xml::find(xml, "ListBucketResult")) {
+    return Error(Error::Code::kIo, "malformed ListObjectsV2 response (no ListBucketResult)");
+  }
+  S3ListPage page;
+  http::xml::for_each(xml, "Contents", [&](std::string_view contents) {
+    S3ListPage::Entry e;
+    e.key = http::xml::text(contents, "Key").value_or("");
+    e.size = std::strtoull(http::xml::text(contents, "Size").value_or("0").c_str(), nullptr, 10);
+    if (auto t = parse_time(http::xml::text(contents, "LastModified").value_or(""))) e.modified = *t;
+    if (!e.key.empty()) page.entries.push_back(std::move(e));
+    return true;
+  });
+  page.truncated = http::xml::text(xml, "IsTruncated").value_or("") == "true";
+  page.next_token = http::xml::text(xml, "NextContinuationToken").value_or("");
+  if (page.truncated && page.next_token.empty()) {
+    return Error(Error::Code::kIo, "truncated ListObjectsV2 response without a continuation token");
+  }
+  return page;
 }
 
 Status S3Backend::list_keys(const std::string& key_prefix,
-                            const std::function<bool(const std::string&, uint64_t)>& fn) {
+                            const std::function<bool(const S3ListPage::Entry&)>& fn) {
   std::string token;
   for (;;) {
-    Request req{"GET", "", {{"list-type", "2"}, {"max-keys", std::to_string(page_size_)}}, {}, {}};
+    Request req{"GET", "", {{"list-type", "2"}, {"max-keys", std::to_string(cfg_.list_page_size)}}, {}, {}};
     if (!key_prefix.empty()) req.query.emplace_back("prefix", key_prefix);
     if (!token.empty()) req.query.emplace_back("continuation-token", token);
-    HAVEN_ASSIGN(Response resp, perform(req));
+    HAVEN_ASSIGN(http::Response resp, perform(req));
     if (resp.status != 200) return http_error(resp, "list " + key_prefix);
-    // The whole page is parsed first: fn may call back into the backend on this thread, which
+    // The page is parsed whole first: fn may call back into the backend on this thread, which
     // reuses this thread's CURL handle, so no request may still be in flight when it runs.
-    auto page = parse_s3_list_page(to_string(resp.body));
-    if (!page.ok()) return page.error().with_context(location());
-    for (const auto& [k, s] : page->keys) {
-      if (!fn(k, s)) return ok_status();
+    auto page = parse_list_objects_v2(to_string(resp.body));
+    if (!page.ok()) return Error(Error::Code::kIo, location() + ": list " + key_prefix + ": " + page.error().message());
+    for (const auto& e : page->entries) {
+      if (!fn(e)) return ok_status();
     }
-    if (page->next_token.empty()) return ok_status();
-    token = std::move(page->next_token);
+    if (!page->truncated) return ok_status();
+    token = page->next_token;
   }
 }
 
@@ -489,9 +370,11 @@ Status S3Backend::list(ObjectType type, const std::function<void(const ObjectInf
     else if (info.error().code() != Error::Code::kNotFound) return info.error();
     return ok_status();
   }
-  const std::string base = cfg_.prefix.empty() ? "" : cfg_.prefix + "/";
-  return list_keys(base + type_dir(type) + "/", [&](const std::string& key, uint64_t size) {
-    if (auto name = object_name_of_key(type, base, key)) fn(ObjectInfo{std::move(*name), size});
+  const std::string repo_base = cfg_.prefix.empty() ? "" : cfg_.prefix + "/";
+  const std::string base = repo_base + type_dir(type) + "/";
+  return list_keys(base, [&](const S3ListPage::Entry& e) {
+    // One mapping from keys to object names for every backend (backend.h).
+    if (auto n = object_name_of_key(type, repo_base, e.key)) fn(ObjectInfo{*n, e.size, e.modified});
     return true;
   });
 }
@@ -500,21 +383,21 @@ Status S3Backend::remove(const ObjectName& name) {
   HAVEN_TRY(check_object_name(name));
   // S3's DELETE succeeds on a missing key; the contract wants kNotFound, so look first.
   HAVEN_TRY(stat(name));
-  HAVEN_ASSIGN(Response resp, perform(Request{"DELETE", key_of(name), {}, {}, {}}));
+  HAVEN_ASSIGN(http::Response resp, perform(Request{"DELETE", key_of(name), {}, {}, {}}));
   if (resp.status == 200 || resp.status == 204) return ok_status();
   return http_error(resp, "remove " + name.describe());
 }
 
 Result<bool> S3Backend::is_empty() {
-  HAVEN_ASSIGN(Response head, perform(Request{"HEAD", "", {}, {}, {}}));
+  HAVEN_ASSIGN(http::Response head, perform(Request{"HEAD", "", {}, {}, {}}));
   if (head.status == 404) return true;  // no bucket yet: create() makes it
   if (head.status != 200 && head.status != 403) return http_error(head, "bucket " + cfg_.bucket);
   // 403 on HEAD bucket: the credentials may still list the prefix; let the listing decide.
   bool empty = true;
   HAVEN_TRY(list_keys(cfg_.prefix.empty() ? "" : cfg_.prefix + "/",
-                      [&](const std::string& key, uint64_t) {
+                      [&](const S3ListPage::Entry& e) {
                         // "Folder" markers (keys ending in '/') that consoles create don't count.
-                        if (!key.empty() && key.back() == '/') return true;
+                        if (!e.key.empty() && e.key.back() == '/') return true;
                         empty = false;
                         return false;
                       }));
@@ -522,7 +405,7 @@ Result<bool> S3Backend::is_empty() {
 }
 
 Status S3Backend::create() {
-  HAVEN_ASSIGN(Response head, perform(Request{"HEAD", "", {}, {}, {}}));
+  HAVEN_ASSIGN(http::Response head, perform(Request{"HEAD", "", {}, {}, {}}));
   if (head.status == 200) return ok_status();
   // 403: the bucket exists but these credentials may not HEAD it (or may not see whether it
   // exists); objects can still be writable, and the first save will tell.
@@ -534,9 +417,9 @@ Status S3Backend::create() {
     body = "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
            "<LocationConstraint>" + cfg_.region + "</LocationConstraint></CreateBucketConfiguration>";
   }
-  HAVEN_ASSIGN(Response resp, perform(Request{"PUT", "", {}, {}, as_bytes(body)}));
+  HAVEN_ASSIGN(http::Response resp, perform(Request{"PUT", "", {}, {}, as_bytes(body)}));
   if (resp.status / 100 == 2) return ok_status();
-  std::string code = parse_s3_error(to_string(resp.body)).code;
+  std::string code = http::xml::text_or_empty(to_string(resp.body), "Code");
   if (code == "BucketAlreadyOwnedByYou") return ok_status();  // created concurrently
   if (code == "BucketAlreadyExists") {
     return Error(Error::Code::kPermissionDenied,
@@ -548,11 +431,6 @@ Status S3Backend::create() {
 // ---- locations, credentials, options -------------------------------------------------------
 
 namespace {
-
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v == nullptr ? "" : v;
-}
 
 std::string trim_ws(const std::string& s) {
   size_t b = s.find_first_not_of(" \t\r\n"), e = s.find_last_not_of(" \t\r\n");
@@ -578,16 +456,17 @@ std::map<std::string, std::string> ini_section(const std::string& path, const st
   return out;
 }
 
-std::string aws_file(const char* env_name, const char* leaf) {
-  std::string p = env(env_name);
+std::string aws_file(const BackendSettings& settings, const char* name, const char* leaf) {
+  std::string p = settings.get(name);
   if (!p.empty()) return p;
-  std::string home = env("HOME");
+  std::string home = settings.get("HOME");
   return home.empty() ? "" : home + "/.aws/" + leaf;
 }
 
 }  // namespace
 
-Result<S3Config> parse_s3_location(const std::string& spec) {
+Result<S3Config> parse_s3_location(const std::string& spec, const BackendSettings& settings) {
+  auto env = [&](const char* name) { return settings.get(name); };
   S3Config cfg;
   std::string rest = spec;
   bool custom = false;
@@ -625,7 +504,7 @@ Result<S3Config> parse_s3_location(const std::string& spec) {
   cfg.creds.secret_key = env("AWS_SECRET_ACCESS_KEY");
   cfg.creds.session_token = env("AWS_SESSION_TOKEN");
   if (cfg.creds.access_key.empty() || cfg.creds.secret_key.empty()) {
-    auto sec = ini_section(aws_file("AWS_SHARED_CREDENTIALS_FILE", "credentials"), profile);
+    auto sec = ini_section(aws_file(settings, "AWS_SHARED_CREDENTIALS_FILE", "credentials"), profile);
     cfg.creds.access_key = sec["aws_access_key_id"];
     cfg.creds.secret_key = sec["aws_secret_access_key"];
     cfg.creds.session_token = sec["aws_session_token"];
@@ -637,7 +516,7 @@ Result<S3Config> parse_s3_location(const std::string& spec) {
   }
 
   // Region: explicit override, the endpoint's own name, the AWS variables, the profile.
-  const auto conf = ini_section(aws_file("AWS_CONFIG_FILE", "config"),
+  const auto conf = ini_section(aws_file(settings, "AWS_CONFIG_FILE", "config"),
                                 profile == "default" ? "default" : "profile " + profile);
   std::string host_region;
   if (custom && cfg.host.size() > 17 && cfg.host.rfind("s3.", 0) == 0 &&
@@ -665,11 +544,13 @@ Result<S3Config> parse_s3_location(const std::string& spec) {
 
   cfg.ca_file = env("HAVEN_S3_CA_FILE");
   if (cfg.ca_file.empty()) cfg.ca_file = env("AWS_CA_BUNDLE");
+  if (settings.list_page_size > 0) cfg.list_page_size = settings.list_page_size;
   return cfg;
 }
 
-Result<std::shared_ptr<Backend>> open_s3_backend(const std::string& spec) {
-  HAVEN_ASSIGN(S3Config cfg, parse_s3_location(spec));
+Result<std::shared_ptr<Backend>> open_s3_backend(const std::string& spec,
+                                                 const BackendSettings& settings) {
+  HAVEN_ASSIGN(S3Config cfg, parse_s3_location(spec, settings));
   return std::shared_ptr<Backend>(std::make_shared<S3Backend>(std::move(cfg)));
 }
 

@@ -2,7 +2,8 @@
 // Backblaze B2's S3 API, Google Cloud Storage's XML/S3-interoperable API), over libcurl with
 // AWS Signature Version 4.
 //
-// Location ("s3:" + spec):
+// Location ("s3:" + spec), with settings from BackendSettings (storage/backend.h; the CLI
+// passes its environment, so the names below are environment variables there):
 //   s3:bucket/prefix                     AWS S3; region from HAVEN_S3_REGION, AWS_REGION,
 //                                        AWS_DEFAULT_REGION, the profile's region in
 //                                        ~/.aws/config, else us-east-1; virtual-hosted style.
@@ -10,12 +11,17 @@
 //                                        (HAVEN_S3_PATH_STYLE=0 switches to virtual-hosted).
 //   s3:http://...                        the same without TLS (test servers only).
 // Credentials: AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY (+ AWS_SESSION_TOKEN), else the
-// profile AWS_PROFILE (default "default") of AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials.
+// profile AWS_PROFILE (default "default") of AWS_SHARED_CREDENTIALS_FILE or
+// HOME/.aws/credentials (AWS_CONFIG_FILE or HOME/.aws/config for the profile's region).
 // HTTPS verifies certificates; HAVEN_S3_CA_FILE (or AWS_CA_BUNDLE) names extra trusted CAs.
 // Credentials never appear in messages: errors name only endpoint, bucket and object.
 //
 // Layout under the prefix: the names the local backend uses (config, keys/<id>,
 // data/<id[0:2]>/<id>, index/<id>, snapshots/<id>, locks/<id>), so docs/FORMAT.md holds.
+//
+// Listing: ListObjectsV2 pages of list_page_size keys (max-keys), followed by continuation
+// tokens; sizes and LastModified (ISO 8601, milliseconds) come with the listing, stat() reads
+// Content-Length and Last-Modified (RFC 1123, seconds) of a HEAD.
 //
 // Atomicity: an S3 PUT is atomic (the object appears whole or not at all), so there are no
 // leftovers. save() refuses an existing name by a HEAD first and then a create-only PUT
@@ -23,7 +29,8 @@
 // on Google Cloud Storage). A server that answers 501 to the condition gets plain PUTs from
 // then on. Where the condition is ignored, a window remains between HEAD and PUT in which two
 // writers of the same name both succeed — harmless for content-addressed objects, whose bytes
-// are identical. remove() also HEADs first, since S3's DELETE succeeds on a missing key.
+// are identical. s3rver 3.7.1 is such a server (it honours If-None-Match only on GET).
+// remove() also HEADs first, since S3's DELETE succeeds on a missing key.
 //
 // Thread-safety: every method may be called concurrently. Each thread uses its own CURL easy
 // handle (thread_local), so connections are reused across requests of that thread.
@@ -36,6 +43,7 @@
 #include <vector>
 
 #include "storage/backend.h"
+#include "storage/http.h"
 
 namespace haven::storage {
 
@@ -51,8 +59,24 @@ struct S3Config {
   std::string region = "us-east-1";
   bool path_style = false;
   std::string ca_file;           // empty: the system's trusted CAs
-  S3Credentials creds;
+  int list_page_size = 1000;     // max-keys of each listing page (1..1000)
+  S3Credentials creds;           // secrets: never printed
 };
+
+// One page of a ListObjectsV2 response.
+struct S3ListPage {
+  struct Entry {
+    std::string key;  // unescaped
+    uint64_t size = 0;
+    TimeNs modified = 0;  // LastModified; 0 if absent or malformed
+  };
+  std::vector<Entry> entries;
+  bool truncated = false;
+  std::string next_token;  // NextContinuationToken, unescaped
+};
+// Parses a ListObjectsV2 response body (untrusted server text; a fuzzer calls this). Fails
+// with kIo on a document that is not a listing or is truncated without a continuation token.
+Result<S3ListPage> parse_list_objects_v2(std::string_view xml);
 
 class S3Backend : public Backend {
  public:
@@ -69,47 +93,31 @@ class S3Backend : public Backend {
 
   // The object key of a name ("<prefix>/data/3f/3fa9...").
   std::string key_of(const ObjectName& name) const;
-  // Test hook: the max-keys of each listing page (S3's maximum and default is 1000).
-  // REQUIRES: called before the backend is shared between threads.
-  void set_list_page_size(int n) { page_size_ = n; }
 
   struct Request;
-  struct Response;
 
  private:
-  Result<Response> perform(const Request& req) const;
-  Error http_error(const Response& resp, const std::string& what) const;
+  Result<http::Response> perform(const Request& req) const;
+  Error http_error(const http::Response& resp, const std::string& what) const;
   Status list_keys(const std::string& key_prefix,
-                   const std::function<bool(const std::string& key, uint64_t size)>& fn);
-  std::string redact(std::string s) const;
+                   const std::function<bool(const S3ListPage::Entry&)>& fn);
 
   S3Config cfg_;
-  int page_size_ = 1000;
+  std::vector<std::string> secrets_;  // the credentials, redacted from every message
   // Set once a server answered a conditional PUT with 501 NotImplemented.
   std::atomic<bool> no_conditional_put_{false};
 };
 
 // Parses the part of a location after "s3:" and gathers region, credentials and options from
-// the environment and ~/.aws; fails with kInvalidArgument on a malformed spec or when no
-// credentials are found.
-Result<S3Config> parse_s3_location(const std::string& spec);
-Result<std::shared_ptr<Backend>> open_s3_backend(const std::string& spec);
-
-// Decoders of the server's XML answers (the fuzz target fuzz_s3_xml feeds them any bytes).
-struct S3ListPage {
-  std::vector<std::pair<std::string, uint64_t>> keys;  // <Key> (unescaped), <Size>
-  std::string next_token;  // <NextContinuationToken> when the listing continues, else empty
-};
-// One ListObjectsV2 page; kIo for a truncated page without a continuation token.
-Result<S3ListPage> parse_s3_list_page(const std::string& xml);
-struct S3ErrorBody {
-  std::string code, message, region;  // <Code>, <Message>, <Region>; empty when absent
-};
-S3ErrorBody parse_s3_error(const std::string& xml);
+// `settings` and the AWS shared files they point to; fails with kInvalidArgument on a
+// malformed spec or when no credentials are found (naming the settings, never their values).
+Result<S3Config> parse_s3_location(const std::string& spec, const BackendSettings& settings);
+Result<std::shared_ptr<Backend>> open_s3_backend(const std::string& spec,
+                                                 const BackendSettings& settings);
 
 // Signature Version 4, exposed for known-answer tests against AWS's published examples.
 namespace sigv4 {
-// RFC 3986 percent-encoding as SigV4 wants it ('/' kept when !encode_slash).
+// RFC 3986 percent-encoding as SigV4 wants it ('/' kept when !encode_slash): http::url_encode.
 std::string uri_encode(const std::string& s, bool encode_slash);
 std::string sha256_hex(ByteView data);
 struct Input {

@@ -10,14 +10,14 @@
 // `Expect: 100-continue` is answered "100 Continue" by the proxy itself and forwarded without
 // the header, so the whole body is in hand before the fault is chosen.
 //
-// Faults (each request rolls one with a seeded RNG, by the probabilities in FaultPlan):
+// Faults (each request rolls one with a seeded RNG, by the probabilities in ProxyPlan):
 //   fail_503              not forwarded: "503 Service Unavailable" (an S3 SlowDown error body)
 //                         with Connection: close, then the connection is closed.
 //   reset_mid_response    forwarded; the response head and about half the body (half the head
 //                         when there is no body) reach the client, then a TCP reset.
 //   reset_before_response forwarded and completed by the server (a PUT takes effect), then the
 //                         client's connection is reset with nothing sent back: a lost response.
-//   stall                 waits stall_ms before forwarding.
+//   stall                 waits stall_ms before forwarding (stop() cuts the wait short).
 // The RNG is one sequence shared by all connections, so over N requests the faults drawn are
 // the same for a given seed; which request gets which depends on the client's timing.
 //
@@ -41,6 +41,7 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -56,7 +57,7 @@
 namespace haven::testing {
 
 // Probabilities (0..1) per request; their sum must not exceed 1.
-struct FaultPlan {
+struct ProxyPlan {
   double fail_503 = 0;
   double reset_mid_response = 0;
   double reset_before_response = 0;
@@ -107,6 +108,10 @@ class HttpFaultProxy {
       listen_fd_ = -1;
       return;
     }
+    {
+      std::lock_guard<std::mutex> g(mu_);  // no stall may miss the wake-up
+    }
+    stop_cv_.notify_all();
     if (listen_fd_ >= 0) ::shutdown(listen_fd_, SHUT_RDWR);
     if (acceptor_.joinable()) acceptor_.join();
     if (listen_fd_ >= 0) ::close(listen_fd_);
@@ -125,7 +130,7 @@ class HttpFaultProxy {
 
   int port() const { return port_; }
 
-  void set_plan(const FaultPlan& p) {
+  void set_plan(const ProxyPlan& p) {
     std::lock_guard<std::mutex> g(mu_);
     plan_ = p;
   }
@@ -136,13 +141,13 @@ class HttpFaultProxy {
     rule_ = std::move(rule);
   }
   // Every request answered 503 (a backend gone for good), or back to `plan`.
-  void fail_everything() { set_plan(FaultPlan{1.0, 0, 0, 0, 0}); }
+  void fail_everything() { set_plan(ProxyPlan{1.0, 0, 0, 0, 0}); }
 
   // How many requests rolled under `p` from a fresh proxy seeded `seed` it takes until every
   // kind of fault `p` can produce has been drawn at least once (0 if not within `limit`). Rolls
   // are drawn only while some fault is possible, so with `p` set before the first faulty
   // request, a run with at least this many such requests has injected every kind.
-  static int rolls_to_cover(const FaultPlan& p, uint64_t seed, int limit = 100000) {
+  static int rolls_to_cover(const ProxyPlan& p, uint64_t seed, int limit = 100000) {
     std::mt19937_64 rng(seed);
     std::set<ProxyFault> want;
     if (p.fail_503 > 0) want.insert(ProxyFault::kFail503);
@@ -297,7 +302,7 @@ class HttpFaultProxy {
     ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
   }
 
-  static ProxyFault draw(const FaultPlan& p, std::mt19937_64& rng) {
+  static ProxyFault draw(const ProxyPlan& p, std::mt19937_64& rng) {
     double x = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
     if ((x -= p.fail_503) < 0) return ProxyFault::kFail503;
     if ((x -= p.reset_mid_response) < 0) return ProxyFault::kResetMidResponse;
@@ -305,7 +310,7 @@ class HttpFaultProxy {
     if ((x -= p.stall) < 0) return ProxyFault::kStall;
     return ProxyFault::kNone;
   }
-  static bool faults_off(const FaultPlan& p) {
+  static bool faults_off(const ProxyPlan& p) {
     return p.fail_503 + p.reset_mid_response + p.reset_before_response + p.stall <= 0;
   }
   ProxyFault roll(const ProxyRequest& req, std::atomic<uint64_t>* rolled) {
@@ -427,7 +432,13 @@ class HttpFaultProxy {
                                 "\r\nRetry-After: 0\r\nConnection: close\r\n\r\n" + xml);
         break;
       }
-      if (f == ProxyFault::kStall) std::this_thread::sleep_for(std::chrono::milliseconds(stall_ms()));
+      if (f == ProxyFault::kStall) {
+        // Cut short by stop(), so a long stall never holds up a test's teardown.
+        const auto ms = std::chrono::milliseconds(stall_ms());
+        std::unique_lock<std::mutex> lk(mu_);
+        stop_cv_.wait_for(lk, ms, [&] { return stopping_.load(); });
+        if (stopping_) break;
+      }
 
       // ---- forward, and read the whole response
       if (upstream.fd < 0) {
@@ -502,10 +513,11 @@ class HttpFaultProxy {
   int port_ = 0;
   int listen_fd_ = -1;
   std::atomic<bool> stopping_{true};
+  std::condition_variable stop_cv_;  // wakes stalls when stopping
   std::thread acceptor_;
 
   std::mutex mu_;  // guards plan_, rule_, rng_, conns_, live_fds_
-  FaultPlan plan_;
+  ProxyPlan plan_;
   std::function<ProxyFault(const ProxyRequest&)> rule_;
   std::mt19937_64 rng_;
   std::list<Conn> conns_;

@@ -32,8 +32,8 @@ using testing::ProxyFault;
 const char* kS3Secret = "hAvEn-NetFault-S3cret-5e1f90";
 
 // ~10% of requests faulty.
-testing::FaultPlan faulty_plan() {
-  testing::FaultPlan p;
+testing::ProxyPlan faulty_plan() {
+  testing::ProxyPlan p;
   p.fail_503 = 0.03;
   p.reset_mid_response = 0.03;
   p.reset_before_response = 0.02;

@@ -34,41 +34,33 @@ TEST(ListingTest, KeyOutsideThePrefixNamesNoObject) {
   EXPECT_EQ(object_path(*snap), "snapshots/0a1b");
 }
 
-TEST(ListingTest, S3ListPageAndErrorBody) {
-  auto page = parse_s3_list_page(
+TEST(ListingTest, S3ListPage) {
+  auto page = parse_list_objects_v2(
       "<ListBucketResult><IsTruncated>true</IsTruncated><NextContinuationToken>t&amp;1"
       "</NextContinuationToken><Contents><Key>a&lt;b</Key><Size>12</Size></Contents>"
       "<Contents><Key>c</Key></Contents></ListBucketResult>");
   ASSERT_TRUE(page.ok());
-  ASSERT_EQ(page->keys.size(), 2u);
-  EXPECT_EQ(page->keys[0], (std::pair<std::string, uint64_t>{"a<b", 12}));
-  EXPECT_EQ(page->keys[1].second, 0u);
+  ASSERT_EQ(page->entries.size(), 2u);
+  EXPECT_EQ(page->entries[0].key, "a<b");
+  EXPECT_EQ(page->entries[0].size, 12u);
+  EXPECT_EQ(page->entries[1].size, 0u);
   EXPECT_EQ(page->next_token, "t&1");
-  auto bad = parse_s3_list_page("<IsTruncated>true</IsTruncated>");
+  auto bad = parse_list_objects_v2("<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>");
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.error().code(), Error::Code::kIo);
-  EXPECT_TRUE(parse_s3_list_page("").ok());
-  auto err = parse_s3_error("<Error><Code>SlowDown</Code><Message>m&#65;</Message></Error>");
-  EXPECT_EQ(err.code, "SlowDown");
-  EXPECT_EQ(err.message, "mA");
-  EXPECT_EQ(err.region, "");
+  EXPECT_FALSE(parse_list_objects_v2("").ok());
 }
 
-TEST(ListingTest, AzureListPageAndErrorBody) {
-  auto page = parse_azure_list_page(
+TEST(ListingTest, AzureListPage) {
+  auto page = parse_list_blobs(
       "<EnumerationResults><Blobs><Blob><Name>x&amp;y</Name><Properties><Content-Length>5"
-      "</Content-Length></Properties></Blob><Blob><Name/></Blob></Blobs><NextMarker>m</NextMarker>"
+      "</Content-Length></Properties></Blob></Blobs><NextMarker>m</NextMarker>"
       "</EnumerationResults>");
   ASSERT_TRUE(page.ok());
-  ASSERT_EQ(page->blobs.size(), 1u);
-  EXPECT_EQ(page->blobs[0], (std::pair<std::string, uint64_t>{"x&y", 5}));
+  ASSERT_EQ(page->entries.size(), 1u);
+  EXPECT_EQ(page->entries[0].name, "x&y");
+  EXPECT_EQ(page->entries[0].size, 5u);
   EXPECT_EQ(page->next_marker, "m");
-  auto bad = parse_azure_list_page("<Blobs><Blob><Name>a</Name>");
-  ASSERT_FALSE(bad.ok());
-  EXPECT_EQ(bad.error().code(), Error::Code::kIo);
-  EXPECT_EQ(parse_azure_error_code("<Error><Code>AuthenticationFailed</Code></Error>"),
-            "AuthenticationFailed");
-  EXPECT_EQ(parse_azure_error_code("<Code"), "");
 }
 
 }  // namespace
