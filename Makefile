@@ -25,7 +25,7 @@ build: setup
 	@cmake --build $(BUILD) -j$(JOBS)
 
 # Who may include whom, and what library code may not do (docs/ARCHITECTURE.md).
-check-layers:
+check-layers: setup
 	@python3 scripts/check-layers.py
 
 test: check-layers build

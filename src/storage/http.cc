@@ -5,6 +5,7 @@
 #include <cstring>
 #include <ctime>
 #include <memory>
+#include <limits>
 #include <mutex>
 
 #include "util/cancel.h"
@@ -261,7 +262,8 @@ std::optional<TimeNs> parse_http_date(std::string_view s) {
   tm.tm_min = minute;
   tm.tm_sec = second;
   time_t secs = timegm(&tm);
-  if (secs < 0) return std::nullopt;
+  // Past 2262 a TimeNs overflows: such a date is not one we can represent.
+  if (secs < 0 || secs > std::numeric_limits<TimeNs>::max() / 1000000000 - 1) return std::nullopt;
   return static_cast<TimeNs>(secs) * 1000000000;
 }
 

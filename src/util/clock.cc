@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <limits>
 
 namespace haven {
 
@@ -95,6 +96,10 @@ std::optional<TimeNs> parse_time(const std::string& s) {
     tm.tm_isdst = -1;
     secs = mktime(&tm);
   }
+  // TimeNs spans 1677..2262: a time outside it (a server's "4052-11-22", found by fuzzing
+  // S3 listings) is not one we can represent, rather than an overflow.
+  constexpr int64_t kLimit = std::numeric_limits<TimeNs>::max() / 1000000000 - 1;
+  if (secs > kLimit || secs < -kLimit) return std::nullopt;
   return static_cast<TimeNs>(secs) * 1000000000 + nanos;
 }
 

@@ -2,6 +2,8 @@
 // object names listed keys map to (the decoders fuzz/fuzz_s3_xml and fuzz/fuzz_azure_xml run).
 #include <gtest/gtest.h>
 
+#include "util/clock.h"
+
 #include "storage/azure.h"
 #include "storage/s3.h"
 
@@ -61,6 +63,22 @@ TEST(ListingTest, AzureListPage) {
   EXPECT_EQ(page->entries[0].name, "x&y");
   EXPECT_EQ(page->entries[0].size, 5u);
   EXPECT_EQ(page->next_marker, "m");
+}
+
+// Found by fuzz_s3_xml: a LastModified far in the future overflowed the nanosecond count.
+// Times TimeNs cannot hold are unknown (0), not undefined behaviour.
+TEST(ListingTest, ModificationTimeOutsideTheRepresentableRangeIsUnknown) {
+  auto page = parse_list_objects_v2(
+      "<ListBucketResult><Contents><Key>k</Key><LastModified>4052-11-22T00:00:00.000Z"
+      "</LastModified><Size>1</Size></Contents><Contents><Key>j</Key><LastModified>"
+      "2026-12-02T01:02:03.500Z</LastModified></Contents></ListBucketResult>");
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->entries.size(), 2u);
+  EXPECT_EQ(page->entries[0].modified, 0);
+  EXPECT_EQ(page->entries[1].modified, *parse_time("2026-12-02T01:02:03.5Z"));
+  EXPECT_FALSE(parse_time("4052-11-22T00:00:00Z").has_value());
+  EXPECT_FALSE(parse_time("1600-01-01T00:00:00Z").has_value());
+  EXPECT_TRUE(parse_time("2262-01-01T00:00:00Z").has_value());
 }
 
 }  // namespace
