@@ -717,6 +717,7 @@ Result<Id> Archiver::backup_stream() {
     SpawnOptions so;
     so.argv = opts_.command;
     so.stdout_fd = fds[1];
+    so.own_process_group = true;  // a cancel stops a shell's whole pipeline, which ends the stream
     auto spawned = Subprocess::spawn(so);
     ::close(fds[1]);
     if (!spawned.ok()) {
@@ -726,8 +727,8 @@ Result<Id> Archiver::backup_stream() {
     child.emplace(std::move(*spawned));
     fd = fds[0];
     // A cancelled backup stops the command, which ends the stream the workers are reading.
-    pid_t pid = child->pid();
-    stop_child = repo_.cancel_token().on_cancel([pid] { ::kill(pid, SIGTERM); });
+    const Subprocess* c = &*child;
+    stop_child = repo_.cancel_token().on_cancel([c] { c->signal(SIGTERM); });
   }
   Node node;
   node.name = name;
@@ -741,6 +742,7 @@ Result<Id> Archiver::backup_stream() {
   node.links = 1;
   uint64_t total = 0;
   Status st = chunk_stream(fd, rs, node.content, total, std::nullopt);
+  stop_child = {};  // from here wait() stops the child itself; never signal a reaped pid
   if (child) {
     ::close(fd);
     HAVEN_ASSIGN(int status, child->wait(repo_.cancel_token()));

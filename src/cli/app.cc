@@ -68,13 +68,14 @@ void App::handle_signals() {
   // Blocked here, before any other thread exists, so every thread inherits the mask and the
   // signals reach only the waiting thread (children get a clean mask: util/subprocess.h).
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  std::thread([this, set] {
+  // The thread outlives App (it is detached): it holds copies, never `this`.
+  std::thread([token = cancel_, received = signal_, set] {
     int sig = 0;
     while (sigwait(&set, &sig) == 0) {
-      if (signal_.exchange(sig) != 0) _exit(128 + sig);  // asked twice: stop now
-      cancel_.cancel(Error(Error::Code::kCancelled,
-                           std::string("interrupted by ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
-                               "; nothing was committed (press Ctrl-C again to quit at once)"));
+      if (received->exchange(sig) != 0) _exit(128 + sig);  // asked twice: stop now
+      token.cancel(Error(Error::Code::kCancelled,
+                         std::string("interrupted by ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
+                             " (press Ctrl-C again to quit at once)"));
     }
   }).detach();
 }
@@ -104,10 +105,14 @@ int App::run(int argc, char** argv) {
   }
   for (auto& [sub, fn] : actions_) {
     if (!sub->parsed()) continue;
-    CommandResult r = fn();
+    // Everything the command does runs under the token the signals cancel.
+    CommandResult r = [&] {
+      CancelScope scope(cancel_);
+      return fn();
+    }();
     if (!r.ok()) {
       print_error(r.error().message());
-      int sig = signal_.load();
+      int sig = signal_->load();
       if (r.error().code() == Error::Code::kCancelled && sig != 0) return 128 + sig;
       return exit_code_for(r.error());
     }

@@ -76,7 +76,7 @@ class App {
   // releases its lock and exits 130 or 143), a second one exits at once.
   void handle_signals();
   CancelToken cancel_;
-  std::atomic<int> signal_{0};
+  std::shared_ptr<std::atomic<int>> signal_ = std::make_shared<std::atomic<int>>(0);
   CLI::App app_;
   GlobalOptions globals_;
   std::vector<std::pair<CLI::App*, std::function<CommandResult()>>> actions_;

@@ -879,7 +879,9 @@ Status Repository::lock(bool exclusive) {
       Result<Lock> l = body.ok() ? decode_lock(*body, "lock " + n) : Result<Lock>(body.error());
       if (!l.ok()) {
         if (l.error().code() == Error::Code::kNotFound) continue;  // removed meanwhile
-        if (l.error().retryable() || l.error().code() == Error::Code::kCancelled) return l.error();
+        // Only a lock that was read and does not decode or authenticate is junk; failing to
+        // read it (permissions, I/O, a newer format) says nothing about it.
+        if (l.error().code() != Error::Code::kCorrupt) return l.error().with_context("reading locks");
         // Junk or damage: it cannot be told from a live lock, so only a person may remove it.
         return Error(Error::Code::kLocked,
                      "the repository holds a lock that cannot be read: " + l.error().message() +
@@ -958,6 +960,16 @@ void Repository::refresh_loop() {
     Status removed = backend_->remove({ObjectType::kLock, hex(*lock_id_)});
     Id old = *lock_id_;
     lock_id_ = *id;
+    // Older lock objects whose removal failed before: try again now.
+    std::vector<Id> left;
+    for (const Id& earlier : superseded_) {
+      Status st = backend_->remove({ObjectType::kLock, hex(earlier)});
+      if (!st.ok() && st.error().code() != Error::Code::kNotFound) left.push_back(earlier);
+    }
+    superseded_ = std::move(left);
+    if (!removed.ok() && removed.error().code() != Error::Code::kNotFound) {
+      superseded_.push_back(old);  // left behind for now: removed at the next refresh or unlock
+    }
     lock_ok_at_ = l.refreshed;
     {
       std::lock_guard<std::mutex> g(lost_mu_);
@@ -1034,6 +1046,9 @@ Status Repository::unlock() {
   // Clean-up runs even when the operation was cancelled.
   UncancellableScope scope;
   if (refresher_.joinable()) {
+    // A refresh hanging in retries must not hold the operation's end up; if its new lock
+    // object was written after all, it is stale as soon as this process is gone.
+    refresh_cancel_.cancel(Error(Error::Code::kCancelled, "unlocking"));
     {
       std::lock_guard<std::mutex> g(lock_mu_);
       stop_refresh_ = true;
@@ -1046,6 +1061,8 @@ Status Repository::unlock() {
     watchdog_.join();
   }
   lock_held_ = false;
+  for (const Id& id : superseded_) (void)backend_->remove({ObjectType::kLock, hex(id)});
+  superseded_.clear();
   if (!lock_id_) return ok_status();
   Status st = backend_->remove({ObjectType::kLock, hex(*lock_id_)});
   lock_id_.reset();
@@ -1071,10 +1088,11 @@ Result<std::vector<std::string>> Repository::remove_stale_locks(bool all) {
     bool remove = all;
     auto body = load_object(ObjectType::kLock, n);
     if (!body.ok() && body.error().code() == Error::Code::kNotFound) continue;
-    if (!body.ok() && (body.error().retryable() || body.error().code() == Error::Code::kCancelled)) {
-      return body.error();
+    if (!body.ok() && body.error().code() != Error::Code::kCorrupt) {
+      return body.error().with_context("reading lock " + n.substr(0, 8));  // says nothing about it
     }
     Result<Lock> l = body.ok() ? decode_lock(*body, "lock " + n) : Result<Lock>(body.error());
+    if (!l.ok() && l.error().code() != Error::Code::kCorrupt) return l.error();
     if (!l.ok()) {
       remove = true;  // junk or damage: nobody can hold it
       what += " (unreadable: " + l.error().message() + ")";

@@ -272,6 +272,7 @@ class Repository {
   bool stop_refresh_ = false;
   Lock lock_;
   std::optional<Id> lock_id_;
+  std::vector<Id> superseded_;               // our older lock objects a refresh failed to remove
   std::atomic<bool> lock_held_{false};
   std::atomic<TimeNs> lock_ok_at_{0};        // when our lock object was last written
   CancelToken lock_stop_;                    // stops the watchdog (unlock)

@@ -5,6 +5,7 @@ namespace haven {
 CancelToken::CancelToken() : state_(std::make_shared<State>()) {}
 
 void CancelToken::cancel(Error reason) const {
+  std::lock_guard<std::recursive_mutex> running(state_->running);
   std::list<std::function<void()>> callbacks;
   {
     std::lock_guard<std::mutex> g(state_->mu);
@@ -42,6 +43,7 @@ CancelToken::Registration& CancelToken::Registration::operator=(Registration&& o
 
 CancelToken::Registration::~Registration() {
   if (!state_) return;
+  std::lock_guard<std::recursive_mutex> running(state_->running);  // none of ours is running
   std::lock_guard<std::mutex> g(state_->mu);
   state_->callbacks.erase(it_);
 }

@@ -57,7 +57,8 @@ class CancelToken {
   }
 
   // Runs `fn` when the token is cancelled (at once if it already is) until the returned
-  // registration is destroyed. `fn` must be quick and must not block (e.g. kill a process).
+  // registration is destroyed; once the destructor returns, `fn` is not running and never
+  // will. `fn` must be quick and must not block (e.g. kill a process).
   class Registration {
    public:
     Registration() = default;
@@ -81,6 +82,9 @@ class CancelToken {
     std::condition_variable cv;
     std::optional<Error> reason;
     std::list<std::function<void()>> callbacks;
+    // Held while callbacks run: a registration destroyed meanwhile waits for them, so no
+    // callback runs after its registration is gone (recursive: a callback may drop its own).
+    std::recursive_mutex running;
   };
   std::shared_ptr<State> state_;
 };

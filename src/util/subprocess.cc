@@ -59,6 +59,7 @@ Result<Subprocess> Subprocess::spawn(const SpawnOptions& o) {
   std::vector<const char*> paths;
   for (auto& c : candidates) paths.push_back(c.c_str());
   const bool drop = o.uid && ::geteuid() == 0;
+  const bool group = o.own_process_group;
   const uid_t uid = o.uid.value_or(0);
   const gid_t gid = o.gid.value_or(0);
 
@@ -80,6 +81,7 @@ Result<Subprocess> Subprocess::spawn(const SpawnOptions& o) {
     return errno_error("fork", err);
   }
   if (pid == 0) {
+    if (group) ::setpgid(0, 0);
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -117,12 +119,18 @@ Result<Subprocess> Subprocess::spawn(const SpawnOptions& o) {
     Error e = errno_error("cannot run " + args[0], child_errno);
     return Error(Error::Code::kNotFound, e.message());
   }
-  return Subprocess(pid, args[0]);
+  if (group) ::setpgid(pid, pid);  // also here: no race with signal() before the child runs
+  return Subprocess(pid, args[0], group);
+}
+
+void Subprocess::signal(int sig) const {
+  if (pid_ <= 0) return;
+  ::kill(group_ ? -pid_ : pid_, sig);
 }
 
 Subprocess::~Subprocess() {
   if (pid_ <= 0) return;
-  ::kill(pid_, SIGKILL);
+  signal(SIGKILL);
   int status = 0;
   reap(pid_, &status);
 }
@@ -138,10 +146,10 @@ Result<int> Subprocess::wait(const CancelToken& cancel, std::chrono::millisecond
     if (cancel.cancelled()) {
       auto t = std::chrono::steady_clock::now();
       if (!killed_at) {
-        ::kill(pid_, SIGTERM);
+        signal(SIGTERM);
         killed_at = t;
       } else if (t - *killed_at > grace) {
-        ::kill(pid_, SIGKILL);
+        signal(SIGKILL);
       }
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

@@ -29,6 +29,9 @@ struct SpawnOptions {
   int stderr_fd = -2;             // -1: /dev/null; -2: inherit
   std::optional<uid_t> uid;       // run as this user (and group) when the caller is root
   std::optional<gid_t> gid;
+  // Starts the child in a process group of its own, so that stopping it (cancellation) stops
+  // what it started too (a shell's pipeline).
+  bool own_process_group = false;
 };
 
 class Subprocess {
@@ -37,21 +40,27 @@ class Subprocess {
   // exec failure through a close-on-exec pipe, so this is known before spawn() returns).
   static Result<Subprocess> spawn(const SpawnOptions& options);
 
-  Subprocess(Subprocess&& o) noexcept : pid_(o.pid_), name_(std::move(o.name_)) { o.pid_ = -1; }
+  Subprocess(Subprocess&& o) noexcept : pid_(o.pid_), name_(std::move(o.name_)), group_(o.group_) {
+    o.pid_ = -1;
+  }
   Subprocess& operator=(Subprocess&&) = delete;
   // A child still running is killed and reaped.
   ~Subprocess();
 
   pid_t pid() const { return pid_; }
+  // Sends `sig` to the child (and its group, if it has its own). Only while not yet reaped.
+  void signal(int sig) const;
   // Waits for the child to exit: its exit status, or 128 + the signal that killed it. On
   // cancellation: SIGTERM, SIGKILL after `grace`, and the token's error.
   Result<int> wait(const CancelToken& cancel,
                    std::chrono::milliseconds grace = std::chrono::milliseconds(500));
 
  private:
-  Subprocess(pid_t pid, std::string name) : pid_(pid), name_(std::move(name)) {}
+  Subprocess(pid_t pid, std::string name, bool group)
+      : pid_(pid), name_(std::move(name)), group_(group) {}
   pid_t pid_ = -1;
   std::string name_;
+  bool group_ = false;
 };
 
 // "exited with status 3" / "was killed by signal 9", for messages.

@@ -326,7 +326,8 @@ TEST_F(CancelTest, AStreamCommandIsStoppedWhenTheBackupIsCancelled) {
   backup::Options o;
   o.from_stdin = true;
   o.stdin_filename = "stream";
-  o.command = {"sh", "-c", "head -c 1000000 /dev/urandom; exec sleep 60"};
+  // A pipeline: stopping only the shell would leave `cat` holding the stream open.
+  o.command = {"sh", "-c", "head -c 1000000 /dev/urandom; sleep 60 | cat"};
   NullSink sink;
   std::thread canceller([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(400));
