@@ -728,7 +728,7 @@ Result<Id> Archiver::backup_stream() {
     fd = fds[0];
     // A cancelled backup stops the command, which ends the stream the workers are reading.
     const Subprocess* c = &*child;
-    stop_child = repo_.cancel_token().on_cancel([c] { c->signal(SIGTERM); });
+    stop_child = repo_.cancel_token().on_cancel([c] { c->send_signal(SIGTERM); });
   }
   Node node;
   node.name = name;

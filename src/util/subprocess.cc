@@ -119,18 +119,18 @@ Result<Subprocess> Subprocess::spawn(const SpawnOptions& o) {
     Error e = errno_error("cannot run " + args[0], child_errno);
     return Error(Error::Code::kNotFound, e.message());
   }
-  if (group) ::setpgid(pid, pid);  // also here: no race with signal() before the child runs
+  if (group) ::setpgid(pid, pid);  // also here: no race with send_signal() before the child runs
   return Subprocess(pid, args[0], group);
 }
 
-void Subprocess::signal(int sig) const {
+void Subprocess::send_signal(int sig) const {
   if (pid_ <= 0) return;
   ::kill(group_ ? -pid_ : pid_, sig);
 }
 
 Subprocess::~Subprocess() {
   if (pid_ <= 0) return;
-  signal(SIGKILL);
+  send_signal(SIGKILL);
   int status = 0;
   reap(pid_, &status);
 }
@@ -146,10 +146,10 @@ Result<int> Subprocess::wait(const CancelToken& cancel, std::chrono::millisecond
     if (cancel.cancelled()) {
       auto t = std::chrono::steady_clock::now();
       if (!killed_at) {
-        signal(SIGTERM);
+        send_signal(SIGTERM);
         killed_at = t;
       } else if (t - *killed_at > grace) {
-        signal(SIGKILL);
+        send_signal(SIGKILL);
       }
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

@@ -49,7 +49,7 @@ class Subprocess {
 
   pid_t pid() const { return pid_; }
   // Sends `sig` to the child (and its group, if it has its own). Only while not yet reaped.
-  void signal(int sig) const;
+  void send_signal(int sig) const;
   // Waits for the child to exit: its exit status, or 128 + the signal that killed it. On
   // cancellation: SIGTERM, SIGKILL after `grace`, and the token's error.
   Result<int> wait(const CancelToken& cancel,
