@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -299,6 +300,15 @@ Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<Id>& content, u
       }
       size_t room = buf.size() - end;
       if (!file) {
+        // A stream may stay silent for ever (stdin of a stalled producer): wait for data in
+        // slices, so that a cancelled backup does not sit in read().
+        pollfd pf{fd, POLLIN, 0};
+        int ready = ::poll(&pf, 1, 100);
+        if (ready < 0 && errno != EINTR) return errno_error("poll", errno);
+        if (ready <= 0) {
+          HAVEN_TRY(repo_.cancel_token().check());
+          continue;
+        }
         ssize_t n = ::read(fd, buf.data() + end, room);
         if (n < 0) {
           if (errno == EINTR) continue;

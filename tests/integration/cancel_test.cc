@@ -344,6 +344,24 @@ TEST_F(CancelTest, AStreamCommandIsStoppedWhenTheBackupIsCancelled) {
   ASSERT_TRUE(r->unlock().ok());
 }
 
+// A plain --stdin backup whose producer has gone silent (the pipe stays open) is cancelled too.
+TEST_F(CancelTest, ASilentStdinIsCancelled) {
+  RunOptions ro;
+  ro.env = {{"HAVEN_PASSWORD", kPw}};
+  ro.feed_stdin = true;
+  ro.input = std::string(2000000, 'x');  // then the pipe stays open without data
+  ro.keep_stdin_open = true;
+  ro.signal_after = std::chrono::milliseconds(1500);
+  ro.signal = SIGINT;
+  auto t0 = Clock::now();
+  RunResult res = run_haven({"-r", repo_, "backup", "--stdin", "--stdin-filename", "s"}, ro);
+  double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  EXPECT_EQ(res.code, 130) << describe(res);
+  EXPECT_LT(ms, 1500 + 1000) << "the backup sat in read() after the signal";
+  EXPECT_EQ(locks(), 0u);
+  EXPECT_EQ(snapshots(), 0u);
+}
+
 // The CLI: SIGINT and SIGTERM cancel, release the lock and exit 130 / 143.
 TEST_F(CancelTest, SigintAndSigtermStopTheCliReleasingTheLock) {
   for (int sig : {SIGINT, SIGTERM}) {

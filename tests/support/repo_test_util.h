@@ -77,6 +77,7 @@ struct RunOptions {
   Env env{};
   bool feed_stdin = false;  // connect stdin to a pipe fed with `input`, else /dev/null
   std::string input{};
+  bool keep_stdin_open = false;  // after `input`, keep the pipe open (a silent producer)
   int uid = -1;  // run as this user (root only)
   int timeout_ms = 60000;
   std::string cwd{};  // working directory of the command (default: the test's)
@@ -172,6 +173,7 @@ RunResult run_haven(const std::vector<std::string>& args, const RunOptions& o = 
       in_fd = -1;
     }
   }
+  int held_open = -1;
   std::string* sinks[2] = {&r.out, &r.err};
   int fds[2] = {out_pipe[0], err_pipe[0]};
   bool open_[2] = {true, true};
@@ -208,7 +210,11 @@ RunResult run_haven(const std::vector<std::string>& args, const RunOptions& o = 
         ssize_t w = write(in_fd, o.input.data() + in_done, o.input.size() - in_done);
         if (w > 0) in_done += static_cast<size_t>(w);
         if ((w < 0 && errno != EAGAIN && errno != EINTR) || in_done == o.input.size()) {
-          close(in_fd);
+          if (o.keep_stdin_open && in_done == o.input.size()) {
+            held_open = in_fd;  // closed when the command is done
+          } else {
+            close(in_fd);
+          }
           in_fd = -1;
         }
         continue;
@@ -223,6 +229,7 @@ RunResult run_haven(const std::vector<std::string>& args, const RunOptions& o = 
     }
   }
   if (in_fd >= 0) close(in_fd);
+  if (held_open >= 0) close(held_open);
   close(out_pipe[0]);
   close(err_pipe[0]);
   int status = 0;
