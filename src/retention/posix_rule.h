@@ -17,6 +17,10 @@
 
 namespace haven::retention {
 
+// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil); shared by
+// the rule and by TimeZone's calendar arithmetic.
+int64_t days_from_civil(int64_t y, unsigned m, unsigned d);
+
 class PosixRule {
  public:
   static std::optional<PosixRule> parse(const std::string& text);

@@ -45,17 +45,6 @@ class CancelToken {
   Status check() const;
   // Sleeps for `d` or until cancelled; returns true if cancelled.
   bool sleep_for(std::chrono::nanoseconds d) const;
-  // Waits on `cv` (with `lk` held) until `pred` or cancellation; true if pred became true.
-  template <typename Pred>
-  bool wait(std::condition_variable& cv, std::unique_lock<std::mutex>& lk, Pred pred) const {
-    while (!pred()) {
-      if (cancelled()) return false;
-      // Polls: a cancel cannot notify every condition variable an operation waits on.
-      cv.wait_for(lk, std::chrono::milliseconds(50));
-    }
-    return true;
-  }
-
   // Runs `fn` when the token is cancelled (at once if it already is) until the returned
   // registration is destroyed; once the destructor returns, `fn` is not running and never
   // will. `fn` must be quick and must not block (e.g. kill a process).
@@ -72,8 +61,6 @@ class CancelToken {
     std::list<std::function<void()>>::iterator it_;
   };
   [[nodiscard]] Registration on_cancel(std::function<void()> fn) const;
-
-  bool same_as(const CancelToken& o) const { return state_ == o.state_; }
 
  private:
   struct State {
