@@ -328,8 +328,7 @@ void register_pg(App& app) {
     HAVEN_ASSIGN(pg::PgRestoreResult res, pg::restore_for_recovery(*repo, o, sink));
     sink.clear_line();
     if (r->key_file.empty()) {
-      HAVEN_ASSIGN(std::string fp, pg::repository_fingerprint(repo->backend()));
-      HAVEN_ASSIGN(pg::WalKey wal_key, pg::derive_wal_key(repo->master_key(), fp));
+      HAVEN_ASSIGN(pg::WalKey wal_key, repo->wal_key());
       HAVEN_TRY(pg::write_wal_key_file(key_file, wal_key, true));
       struct stat st;
       if (::geteuid() == 0 && ::stat(target_dir.c_str(), &st) == 0) (void)::chown(key_file.c_str(), st.st_uid, st.st_gid);

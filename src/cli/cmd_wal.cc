@@ -32,8 +32,7 @@ Result<pg::WalKey> wal_key(App& app, storage::Backend& be, const std::string& ke
                            std::optional<uint32_t> generation = std::nullopt) {
   if (!key_file.empty()) return pg::read_wal_key_file(key_file);
   HAVEN_ASSIGN(auto repo, app.open_repository());
-  HAVEN_ASSIGN(std::string fp, pg::repository_fingerprint(be));
-  return pg::derive_wal_key(repo->master_key(), fp, generation);
+  return repo->wal_key(generation);
 }
 
 std::string base_name(const std::string& path) {
@@ -88,7 +87,7 @@ void register_wal(App& app) {
       generation = h.key_generation;
     }
     HAVEN_ASSIGN(pg::WalKey key, wal_key(app, *be, fetch->key_file, generation));
-    HAVEN_ASSIGN(Bytes data, pg::open_wal_object(key, fetch->name, *object));
+    HAVEN_ASSIGN(Bytes data, repo::open_wal_object(key, fetch->name, *object));
     HAVEN_TRY(pg::write_local_wal_file(fetch->path, data));
     return 0;
   });

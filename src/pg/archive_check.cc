@@ -5,7 +5,6 @@
 #include <set>
 
 #include "pg/wal.h"
-#include "repo/format.h"
 
 namespace haven::pg {
 
@@ -16,7 +15,6 @@ Status check_archive(repo::Repository& repo, bool read_data, check::Report& repo
   }));
   report.wal_files = names.size();
   if (names.empty()) return ok_status();
-  HAVEN_ASSIGN(std::string fp, repository_fingerprint(repo.backend()));
   std::map<uint32_t, std::set<std::pair<uint64_t, uint64_t>>> segs;
   for (const auto& n : names) {
     if (!is_wal_file_name(n)) {
@@ -26,17 +24,7 @@ Status check_archive(repo::Repository& repo, bool read_data, check::Report& repo
     if (auto s = parse_segment_name(n)) segs[s->timeline].insert({s->log, s->seg});
     if (!read_data) continue;
     auto object = repo.backend().load({storage::ObjectType::kWal, n});
-    Result<Bytes> plain = object.ok() ? Result<Bytes>(Error(Error::Code::kCorrupt, "")) : Result<Bytes>(object.error());
-    if (object.ok()) {
-      auto h = repo::parse_header(*object, "WAL file " + n);
-      if (!h.ok()) {
-        plain = h.error();
-      } else {
-        auto key = derive_wal_key(repo.master_key(), fp, h->key_generation);
-        plain = key.ok() ? open_wal_object(*key, n, *object)
-                         : Result<Bytes>(key.error().with_context("WAL file " + n));
-      }
-    }
+    Result<Bytes> plain = object.ok() ? repo.open_wal_object(n, *object) : Result<Bytes>(object.error());
     report.wal_read++;
     if (plain.ok()) report.bytes_read += object->size();
     if (!plain.ok()) {

@@ -21,9 +21,7 @@ using storage::ObjectType;
 
 namespace {
 
-constexpr char kKeyInfo[] = "haven wal key v1";
-constexpr char kAadPrefix[] = "haven wal:";
-constexpr size_t kMaxWalFile = size_t{1} << 30;  // PostgreSQL's largest wal_segment_size
+using repo::kMaxWalFile;
 
 bool all_upper_hex(const std::string& s, size_t from, size_t n) {
   if (s.size() < from + n) return false;
@@ -32,12 +30,6 @@ bool all_upper_hex(const std::string& s, size_t from, size_t n) {
     if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'))) return false;
   }
   return true;
-}
-
-Bytes aad_for(const std::string& name) {
-  Bytes aad(kAadPrefix, kAadPrefix + sizeof(kAadPrefix) - 1);
-  aad.insert(aad.end(), name.begin(), name.end());
-  return aad;
 }
 
 }  // namespace
@@ -80,48 +72,6 @@ std::string format_lsn(uint64_t lsn) {
   std::snprintf(buf, sizeof buf, "%X/%X", static_cast<unsigned>(lsn >> 32),
                 static_cast<unsigned>(lsn & 0xffffffffu));
   return buf;
-}
-
-Result<std::string> repository_fingerprint(storage::Backend& backend) {
-  auto prefix = backend.load({ObjectType::kConfig, "config"}, 0, repo::kPrefixSize);
-  if (!prefix.ok()) {
-    if (prefix.error().code() == Error::Code::kNotFound) {
-      return Error(Error::Code::kRepoNotFound, "no repository there (its config object is missing)");
-    }
-    return prefix.error();
-  }
-  HAVEN_ASSIGN(repo::Header h, repo::parse_header(*prefix, "config"));
-  return to_hex(ByteView(h.salt.data(), h.salt.size()));
-}
-
-Result<WalKey> derive_wal_key(const repo::MasterKey& master, const std::string& fingerprint,
-                              std::optional<uint32_t> generation) {
-  // The salt is the config's salt: an empty or short one would derive a key that opens no WAL
-  // object this repository wrote, so it is refused rather than used.
-  auto salt = from_hex(fingerprint);
-  if (!salt || salt->size() != repo::kSaltSize) {
-    return Error(Error::Code::kInvalidArgument,
-                 "repository fingerprint '" + fingerprint +
-                     "' is not 64 hex digits (the config salt): cannot derive the WAL key");
-  }
-  WalKey k;
-  k.repository = fingerprint;
-  k.generation = generation.value_or(master.current_generation);
-  const crypto::SecretKey* enc = master.encryption_key(k.generation);
-  if (enc == nullptr) {
-    std::string held;
-    for (const auto& [gen, key] : master.encryption) {
-      held += (held.empty() ? "" : ", ") + std::to_string(gen);
-    }
-    return Error(Error::Code::kCorrupt,
-                 "the master key has no key generation " + std::to_string(k.generation) +
-                     " (it holds " + held +
-                     "), so no WAL key for it can be derived: the object naming that generation "
-                     "was sealed by another repository's key or its header is damaged");
-  }
-  k.key = crypto::hkdf(*enc, *salt,
-                       ByteView(reinterpret_cast<const uint8_t*>(kKeyInfo), sizeof(kKeyInfo) - 1));
-  return k;
 }
 
 Status write_wal_key_file(const std::string& path, const WalKey& key, bool overwrite) {
@@ -267,33 +217,12 @@ Status write_local_wal_file(const std::string& path, ByteView data) {
   return ok_status();
 }
 
-Result<Bytes> open_wal_object(const WalKey& key, const std::string& name, ByteView object) {
-  std::string what = "WAL file " + name;
-  HAVEN_ASSIGN(repo::Header h, repo::parse_header(object, what));
-  if (h.kind != repo::ObjectKind::kWal) return Error(Error::Code::kCorrupt, what + ": wrong object kind");
-  if (h.key_generation != key.generation) {
-    return Error(Error::Code::kCorrupt, what + ": sealed with key generation " +
-                                            std::to_string(h.key_generation) + ", the WAL key is for generation " +
-                                            std::to_string(key.generation));
-  }
-  crypto::SecretKey subkey = repo::object_key(key.key, h);
-  Bytes plain;
-  if (!repo::open_record(subkey, h, repo::kPrefixSize, aad_for(name), object.subspan(repo::kPrefixSize), plain)) {
-    return Error(Error::Code::kCorrupt,
-                 what + ": authentication failed (damaged, stored under another name, or sealed "
-                        "with another repository's WAL key)");
-  }
-  auto body = repo::decode_record(plain, kMaxWalFile);
-  if (!body.ok()) return body.error().with_context(what);
-  return body;
-}
-
 Result<Bytes> fetch(storage::Backend& backend, const WalKey& key, const std::string& name) {
   if (!is_wal_file_name(name)) {
     return Error(Error::Code::kInvalidArgument, "'" + name + "' is not a WAL file name");
   }
   HAVEN_ASSIGN(Bytes object, backend.load({ObjectType::kWal, name}));
-  return open_wal_object(key, name, object);
+  return repo::open_wal_object(key, name, object);
 }
 
 Result<PushOutcome> push(storage::Backend& backend, const WalKey& key, const std::string& name,
@@ -305,21 +234,13 @@ Result<PushOutcome> push(storage::Backend& backend, const WalKey& key, const std
   if (content.size() > kMaxWalFile) {
     return Error(Error::Code::kInvalidArgument, name + " is larger than 1 GiB: not a WAL file");
   }
-  HAVEN_ASSIGN(std::string fingerprint, repository_fingerprint(backend));
+  HAVEN_ASSIGN(std::string fingerprint, repo::repository_fingerprint(backend));
   if (fingerprint != key.repository) {
     return Error(Error::Code::kInvalidArgument,
                  "the WAL key belongs to another repository: write a key for this one with "
                  "'haven pg archive-key'");
   }
-  repo::Header h;
-  h.kind = repo::ObjectKind::kWal;
-  h.key_generation = key.generation;
-  h.salt = crypto::random_array<repo::kSaltSize>();
-  Bytes object(repo::kPrefixSize);
-  h.encode(object.data());
-  Bytes record;
-  repo::encode_record(compression, content, record);
-  repo::seal_record(repo::object_key(key.key, h), h, aad_for(name), record, object);
+  Bytes object = repo::seal_wal_object(key, name, content, compression);
   Status saved = backend.save({ObjectType::kWal, name}, object);
   if (saved.ok()) return PushOutcome::kStored;
   if (saved.error().code() != Error::Code::kAlreadyExists) return saved.error();

@@ -2,7 +2,7 @@
 // timeline .history files, .backup history files, .partial segments), each stored as one object
 // wal/<file name>, compressed and sealed (docs/FORMAT.md §10).
 //
-// The WAL key. archive_command starts one process per segment; deriving the master key from a
+// The WAL key (repo/wal_object.h). archive_command starts one process per segment; deriving the master key from a
 // password with Argon2id (64 MiB, ~0.1 s and more by design) on every call would cap archiving
 // at a few segments per second. So WAL objects are sealed under their own key, derived from
 // the master key with HKDF (a password opens it too), which `haven pg archive-key` writes once
@@ -23,6 +23,7 @@
 #include "crypto/crypto.h"
 #include "repo/compress.h"
 #include "repo/keys.h"
+#include "repo/wal_object.h"
 #include "storage/backend.h"
 
 namespace haven::pg {
@@ -43,19 +44,10 @@ std::optional<SegmentId> parse_segment_name(const std::string& name);
 std::optional<uint64_t> parse_lsn(const std::string& s);
 std::string format_lsn(uint64_t lsn);
 
-struct WalKey {
-  std::string repository;  // the repository's fingerprint (hex of the config salt)
-  uint32_t generation = 0;
-  crypto::SecretKey key;
-};
+// The WAL key and the WAL object codec are format-level (repo/wal_object.h); a session that
+// opened with a password gets it from Repository::wal_key().
+using repo::WalKey;
 
-// The repository's fingerprint, readable without a password.
-Result<std::string> repository_fingerprint(storage::Backend& backend);
-// The WAL key for the master key's current generation (or `generation`). Never falls back:
-// kCorrupt if the master key has no such generation (a WAL object naming a generation this
-// key does not hold), kInvalidArgument if `fingerprint` is not 64 hex digits (a config salt).
-Result<WalKey> derive_wal_key(const repo::MasterKey& master, const std::string& fingerprint,
-                              std::optional<uint32_t> generation = std::nullopt);
 // Writes the key file (mode 0600, created; kAlreadyExists if `path` exists and !overwrite).
 Status write_wal_key_file(const std::string& path, const WalKey& key, bool overwrite);
 // Reads a key file; refuses one that others can read (the fix is in the message).
@@ -76,7 +68,5 @@ Result<Bytes> fetch(storage::Backend& backend, const WalKey& key, const std::str
 // partial file where PostgreSQL would read it).
 Result<Bytes> read_local_wal_file(const std::string& path);
 Status write_local_wal_file(const std::string& path, ByteView data);
-// Opens an object already loaded (check uses this).
-Result<Bytes> open_wal_object(const WalKey& key, const std::string& name, ByteView object);
 
 }  // namespace haven::pg

@@ -13,7 +13,6 @@
 
 namespace haven::repo {
 
-using nlohmann::json;
 using storage::ObjectName;
 using storage::ObjectType;
 
@@ -21,60 +20,10 @@ namespace {
 // Index files are written once this many blobs are waiting, so a crash mid-backup loses at
 // most this much index (the packs themselves stay and `repair index` recovers them).
 constexpr size_t kIndexFlushBlobs = 100000;
-// Bodies of single-record objects (index, snapshot, config, lock) are capped for decoding.
-constexpr size_t kMaxObjectBody = 1u << 30;
 // A lock not refreshed for this long is stale, even from another host.
 constexpr TimeNs kLockStaleNs = 30LL * 60 * 1000000000;
 constexpr TimeNs kLockRefreshNs = 5LL * 60 * 1000000000;
 }  // namespace
-
-Bytes encode_config(const Config& c) {
-  json j;
-  j["version"] = c.version;
-  j["id"] = json::binary_t(std::vector<uint8_t>(c.id.begin(), c.id.end()));
-  j["chunker"] = {{"min", c.chunker.min_size}, {"avg", c.chunker.avg_size}, {"max", c.chunker.max_size}};
-  j["pack_size"] = c.pack_size;
-  j["compression"] = compression_name(c.compression);
-  j["id_hash"] = id_hash_name(c.id_hash);
-  j["created"] = c.created;
-  return json::to_cbor(j);
-}
-
-Result<Config> decode_config(ByteView body) {
-  Config c;
-  try {
-    json j = cbor::parse(body);
-    c.version = cbor::get_int<uint32_t>(j.at("version"));
-    const auto& id = j.at("id").get_binary();
-    if (id.size() != 32) return Error(Error::Code::kCorrupt, "config: bad repository id");
-    std::copy(id.begin(), id.end(), c.id.begin());
-    c.chunker.min_size = cbor::get_int<uint32_t>(j.at("chunker").at("min"));
-    c.chunker.avg_size = cbor::get_int<uint32_t>(j.at("chunker").at("avg"));
-    c.chunker.max_size = cbor::get_int<uint32_t>(j.at("chunker").at("max"));
-    c.pack_size = cbor::get_int<uint32_t>(j.at("pack_size"));
-    HAVEN_ASSIGN(c.compression, parse_compression(j.at("compression").get<std::string>()));
-    c.created = j.value("created", "");
-    std::string idh = j.value("id_hash", "blake2b-256");
-    if (idh == "hmac-sha256") {
-      c.id_hash = BlobIdFunction::kHmacSha256;
-    } else if (idh != "blake2b-256") {
-      return Error(Error::Code::kUnsupported, "config: unknown blob ID function '" + idh + "': upgrade haven");
-    }
-  } catch (const json::exception&) {
-    return Error(Error::Code::kCorrupt, "config: malformed");
-  }
-  if (c.version > kFormatVersion) {
-    return Error(Error::Code::kUnsupported,
-                 "repository format version " + std::to_string(c.version) +
-                     " is newer than this haven supports (" + std::to_string(kFormatVersion) +
-                     "): upgrade haven");
-  }
-  const char* why = nullptr;
-  if (!chunker::valid_params(c.chunker, &why)) {
-    return Error(Error::Code::kCorrupt, std::string("config: bad chunker parameters: ") + why);
-  }
-  return c;
-}
 
 Repository::Repository(std::shared_ptr<storage::Backend> backend, MasterKey master,
                        std::string key_id)
@@ -138,7 +87,10 @@ Result<std::unique_ptr<Repository>> Repository::init(std::shared_ptr<storage::Ba
   repo->config_.created = format_time(now());
   repo->compression_ = options.compression;
   // The config is written last: its presence is what makes the location a repository.
-  HAVEN_ASSIGN(Bytes sealed, repo->seal_object(ObjectKind::kConfig, encode_config(repo->config_)));
+  Id salt = random_id();
+  repo->fingerprint_ = hex(salt);
+  HAVEN_ASSIGN(Bytes sealed, repo->seal_object_with_salt(ObjectKind::kConfig, salt,
+                                                         encode_config(repo->config_)));
   Status saved = backend->save({ObjectType::kConfig, "config"}, sealed);
   if (!saved.ok()) {
     // Leave the location as empty as we found it, so init can simply be run again.
@@ -333,6 +285,7 @@ Result<std::unique_ptr<Repository>> Repository::open(std::shared_ptr<storage::Ba
   }
   HAVEN_ASSIGN(Bytes body, repo->open_object(ObjectKind::kConfig, config_name, raw_config));
   HAVEN_ASSIGN(repo->config_, decode_config(body));
+  repo->fingerprint_ = hex(config_header.salt);
   repo->compression_ = repo->config_.compression;
   return repo;
 }
@@ -340,8 +293,6 @@ Result<std::unique_ptr<Repository>> Repository::open(std::shared_ptr<storage::Ba
 chunker::Chunker Repository::make_chunker() const {
   return chunker::Chunker(config_.chunker, master_.gear_table());
 }
-
-const char* id_hash_name(BlobIdFunction h) { return h == BlobIdFunction::kHmacSha256 ? "hmac-sha256" : "blake2b-256"; }
 
 Id Repository::blob_id(ByteView data) const {
   return config_.id_hash == BlobIdFunction::kHmacSha256 ? crypto::hmac_sha256(master_.id_key, data)
@@ -361,57 +312,16 @@ Result<Bytes> Repository::open_object(ObjectKind kind, const ObjectName& name,
   return repo::open_object(master_, kind, name, object);
 }
 
-Bytes seal_object(const MasterKey& key, ObjectKind kind, const Id& salt, ByteView body) {
-  Header h;
-  h.kind = kind;
-  h.key_generation = key.current_generation;
-  h.salt = salt;
-  const crypto::SecretKey* master = key.encryption_key(h.key_generation);
-  crypto::SecretKey subkey = object_key(*master, h);
-  Bytes out(kPrefixSize);
-  h.encode(out.data());
-  Bytes record;
-  encode_record(Compression::kMedium, body, record);
-  seal_record(subkey, h, {}, record, out);
-  return out;
+Result<WalKey> Repository::wal_key(std::optional<uint32_t> generation) const {
+  return derive_wal_key(master_, fingerprint_, generation);
 }
 
-Result<Bytes> open_object(const MasterKey& key, ObjectKind kind, const ObjectName& name,
-                          ByteView object) {
-  std::string what = name.describe();
+Result<Bytes> Repository::open_wal_object(const std::string& name, ByteView object) const {
+  const std::string what = "WAL file " + name;
   HAVEN_ASSIGN(Header h, parse_header(object, what));
-  if (h.kind != kind) return Error(Error::Code::kCorrupt, what + ": wrong object kind");
-  if (name.type != ObjectType::kConfig) {
-    // ID-named objects use their ID as salt: a renamed or swapped object fails here.
-    auto id = parse_id(name.name);
-    if (!id || *id != h.salt) {
-      return Error(Error::Code::kCorrupt, what + ": stored under the wrong name");
-    }
-  }
-  const crypto::SecretKey* master = key.encryption_key(h.key_generation);
-  if (master == nullptr) {
-    return Error(Error::Code::kCorrupt,
-                 what + ": sealed with unknown key generation " + std::to_string(h.key_generation));
-  }
-  crypto::SecretKey subkey = object_key(*master, h);
-  Bytes plain;
-  if (!open_record(subkey, h, kPrefixSize, {}, object.subspan(kPrefixSize), plain)) {
-    return Error(Error::Code::kCorrupt,
-                 what + ": authentication failed (the object was modified or damaged)");
-  }
-  auto body = decode_record(plain, kMaxObjectBody);
-  if (!body.ok()) return body.error().with_context(what);
-  return body;
-}
-
-static ObjectKind kind_of(ObjectType t) {
-  switch (t) {
-    case ObjectType::kConfig: return ObjectKind::kConfig;
-    case ObjectType::kIndex: return ObjectKind::kIndex;
-    case ObjectType::kSnapshot: return ObjectKind::kSnapshot;
-    case ObjectType::kLock: return ObjectKind::kLock;
-    default: return ObjectKind::kPack;
-  }
+  auto key = wal_key(h.key_generation);
+  if (!key.ok()) return key.error().with_context(what);
+  return repo::open_wal_object(*key, name, object);
 }
 
 Result<Bytes> Repository::load_object(ObjectType type, const std::string& name) {

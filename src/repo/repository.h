@@ -1,5 +1,6 @@
 // repo/repository.h — an open Haven repository: keys, config, blobs in packs, the index,
-// snapshots and locks, over one storage backend (docs/FORMAT.md).
+// snapshots and locks, over one storage backend (docs/FORMAT.md). The config codec is
+// config.h, single-record objects object.h, WAL objects and the WAL key wal_object.h.
 //
 // Write order (what makes a crash harmless, docs/FORMAT.md §9):
 //   1. save_blob() packs blobs; a full pack is uploaded before its blobs enter the index.
@@ -27,42 +28,17 @@
 
 #include "chunker/chunker.h"
 #include "repo/compress.h"
+#include "repo/config.h"
 #include "repo/index.h"
 #include "repo/keys.h"
+#include "repo/object.h"
 #include "repo/pack.h"
 #include "repo/snapshot.h"
+#include "repo/wal_object.h"
 #include "storage/backend.h"
 #include "util/cancel.h"
 
 namespace haven::repo {
-
-// The keyed function that names blobs; fixed per repository at init (docs/FORMAT.md §3).
-enum class BlobIdFunction { kBlake2b, kHmacSha256 };
-const char* id_hash_name(BlobIdFunction h);
-
-struct Config {
-  uint32_t version = kFormatVersion;
-  BlobIdFunction id_hash = BlobIdFunction::kBlake2b;
-  Id id{};
-  chunker::Params chunker;
-  uint32_t pack_size = 16u << 20;
-  Compression compression = Compression::kMedium;
-  std::string created;
-};
-
-// The config object's body (CBOR, FORMAT.md §10). decode_config() refuses a newer version
-// (kUnsupported) and malformed or unusable values (kCorrupt).
-Bytes encode_config(const Config& c);
-Result<Config> decode_config(ByteView body);
-
-// Single-record encrypted objects (config, index, snapshot, lock; FORMAT.md §2), sealed under
-// the master key's current generation with `salt`. open_object() checks the header, the kind,
-// that an ID-named object's salt is its name, authenticates and decodes the record. The
-// Repository reads and writes these objects through them (and the fuzz targets call them with
-// a fixed key).
-Bytes seal_object(const MasterKey& key, ObjectKind kind, const Id& salt, ByteView body);
-Result<Bytes> open_object(const MasterKey& key, ObjectKind kind, const storage::ObjectName& name,
-                          ByteView object);
 
 struct InitOptions {
   crypto::KdfParams kdf;
@@ -109,6 +85,13 @@ class Repository {
   storage::Backend& backend() { return *backend_; }
   chunker::Chunker make_chunker() const;
   Id blob_id(ByteView data) const;
+  // The repository's fingerprint (hex of the config object's salt, docs/FORMAT.md §11).
+  const std::string& fingerprint() const { return fingerprint_; }
+  // The WAL key of the master key's current generation (or `generation`), repo/wal_object.h.
+  Result<WalKey> wal_key(std::optional<uint32_t> generation = std::nullopt) const;
+  // Opens the object stored as WAL file `name` with the WAL key of the generation its header
+  // names (check reads every WAL object this way).
+  Result<Bytes> open_wal_object(const std::string& name, ByteView object) const;
   // Compression used for new blobs (defaults to the config's).
   void set_compression(Compression c) { compression_ = c; }
 
@@ -242,6 +225,7 @@ class Repository {
   std::string key_id_;
   std::set<std::string> foreign_keys_;  // key files open() found to belong to another repository
   Config config_;
+  std::string fingerprint_;
   Compression compression_ = Compression::kMedium;
 
   std::mutex mu_;

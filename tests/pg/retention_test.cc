@@ -36,7 +36,7 @@ class PgRetentionTest : public ::testing::Test {
     dir_ = tmpl;
     repo_ = init_repo(dir_ + "/repo");
     ASSERT_TRUE(repo_);
-    key_ = pg::derive_wal_key(repo_->master_key(), *pg::repository_fingerprint(repo_->backend())).value();
+    key_ = repo_->wal_key().value();
     now_ = haven::now();
   }
   void TearDown() override { fs::remove_all(dir_); }

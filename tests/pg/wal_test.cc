@@ -35,8 +35,9 @@ class WalTest : public ::testing::Test {
     dir_ = tmpl;
     auto r = init_repo(repo_dir());
     ASSERT_TRUE(r);
-    fingerprint_ = *pg::repository_fingerprint(r->backend());
-    key_ = pg::derive_wal_key(r->master_key(), fingerprint_).value();
+    fingerprint_ = *repo::repository_fingerprint(r->backend());
+    key_ = r->wal_key().value();
+    EXPECT_EQ(key_.repository, fingerprint_);
     be_ = std::make_shared<storage::LocalBackend>(repo_dir());
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -125,7 +126,7 @@ TEST_F(WalTest, KeyFileIsPrivateAndBoundToItsRepository) {
   // Another repository's key is refused before anything is written.
   auto other = init_repo(dir_ + "/other");
   ASSERT_TRUE(other);
-  auto other_key = pg::derive_wal_key(other->master_key(), *pg::repository_fingerprint(other->backend())).value();
+  auto other_key = other->wal_key().value();
   auto wrong = pg::push(*be_, other_key, "000000010000000000000007", as_bytes(seg));
   ASSERT_FALSE(wrong.ok());
   EXPECT_NE(wrong.error().message().find("another repository"), std::string::npos);
@@ -140,12 +141,12 @@ TEST_F(WalTest, DeriveWalKeyRefusesUnknownGenerationAndBadFingerprint) {
   ASSERT_OK(r);
   const repo::MasterKey& m = (*r)->master_key();
   ASSERT_EQ(m.current_generation, 0u);
-  auto current = pg::derive_wal_key(m, fingerprint_, 0u);
+  auto current = repo::derive_wal_key(m, fingerprint_, 0u);
   ASSERT_OK(current);
   EXPECT_EQ(current->generation, 0u);
   EXPECT_TRUE(std::equal(current->key.view().begin(), current->key.view().end(), key_.key.view().begin()));
 
-  auto unknown = pg::derive_wal_key(m, fingerprint_, 7u);
+  auto unknown = repo::derive_wal_key(m, fingerprint_, 7u);
   ASSERT_FALSE(unknown.ok()) << "derived a key labelled generation 7 from another generation";
   EXPECT_EQ(unknown.error().code(), Error::Code::kCorrupt);
   EXPECT_NE(unknown.error().message().find("no key generation 7 (it holds 0)"), std::string::npos)
@@ -154,7 +155,7 @@ TEST_F(WalTest, DeriveWalKeyRefusesUnknownGenerationAndBadFingerprint) {
   for (const std::string& bad : {std::string(), std::string("zz"), fingerprint_.substr(0, 62),
                                 fingerprint_ + "00", "x" + fingerprint_.substr(1)}) {
     SCOPED_TRACE("fingerprint '" + bad + "'");
-    auto k = pg::derive_wal_key(m, bad);
+    auto k = repo::derive_wal_key(m, bad);
     ASSERT_FALSE(k.ok()) << "derived a WAL key from a bad salt";
     EXPECT_EQ(k.error().code(), Error::Code::kInvalidArgument);
     EXPECT_NE(k.error().message().find("not 64 hex digits"), std::string::npos) << k.error().message();
