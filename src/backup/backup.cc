@@ -99,8 +99,9 @@ struct Extent {
 
 class Archiver {
  public:
-  Archiver(repo::Repository& repo, const Options& o, EventSink& events)
-      : repo_(repo), opts_(o), events_(events), chunker_(repo.make_chunker()),
+  Archiver(repo::Session& session, const Options& o, EventSink& events)
+      : repo_(session.repo()), session_(session), opts_(o), events_(events),
+        chunker_(repo_.make_chunker()),
         zeros_(chunker_.params().max_size, 0) {
     // All-zero input is cut at the same length wherever it starts (the chunker is stateless
     // and sees only zeros), so the chunks of a hole need no chunker run.
@@ -137,6 +138,8 @@ class Archiver {
   void progress(bool final);
 
   repo::Repository& repo_;
+  repo::Session& session_;  // the one this backup writes through: its lock, token and statistics
+  const repo::Session::Stats stored_before_ = session_.stats();  // a session may serve backups in turn
   const Options& opts_;
   EventSink& events_;
   chunker::Chunker chunker_;
@@ -251,7 +254,7 @@ Result<Id> Archiver::zero_chunk(size_t len, ReadState& rs) {
   auto it = rs.zero_ids.find(len);
   if (it == rs.zero_ids.end()) it = rs.zero_ids.emplace(len, repo_.blob_id(zeros)).first;
   // Already stored after the first time: then this is an index lookup.
-  auto saved = repo_.save_blob_with_id(BlobType::kData, it->second, zeros);
+  auto saved = session_.save_blob_with_id(BlobType::kData, it->second, zeros);
   if (!saved.ok()) return saved.error();
   return it->second;
 }
@@ -306,7 +309,7 @@ Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<Id>& content, u
         int ready = ::poll(&pf, 1, 100);
         if (ready < 0 && errno != EINTR) return errno_error("poll", errno);
         if (ready <= 0) {
-          HAVEN_TRY(repo_.cancel_token().check());
+          HAVEN_TRY(session_.cancel_token().check());
           continue;
         }
         ssize_t n = ::read(fd, buf.data() + end, room);
@@ -364,7 +367,7 @@ Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<Id>& content, u
                       : chunker_.next_cut(ByteView(buf.data() + start, end - start), eof);
     ByteView chunk(buf.data() + start, cut);
     Id id = repo_.blob_id(chunk);
-    auto saved = repo_.save_blob_with_id(BlobType::kData, id, chunk);
+    auto saved = session_.save_blob_with_id(BlobType::kData, id, chunk);
     if (!saved.ok()) return saved.error();
     content.push_back(id);
     start += cut;
@@ -445,7 +448,7 @@ void Archiver::worker() {
       queue_.pop_front();
       space_cv_.notify_one();
     }
-    if (Status c = repo_.cancel_token().check(); !c.ok()) fail(c.error());
+    if (Status c = session_.cancel_token().check(); !c.ok()) fail(c.error());
     if (!failed_) process_file(job, rs);
     release(job.dir);
   }
@@ -463,7 +466,7 @@ void Archiver::finish_dir(DirJob* d) {
     size_t index = d->parent_index;
     std::optional<Id> id;
     if (!failed_) {
-      auto saved = repo_.save_tree(t);
+      auto saved = session_.save_tree(t);
       if (!saved.ok()) {
         fail(saved.error());
       } else {
@@ -538,7 +541,7 @@ Status Archiver::walk_dir(const std::string& path, DirJob* parent, size_t index,
       if (it != old.end() && same_file(it->second, *node)) {
         bool all_present = true;
         for (const auto& id : it->second.content) {
-          if (!repo_.has_blob(BlobType::kData, id)) {
+          if (!session_.has_blob(BlobType::kData, id)) {
             all_present = false;
             break;
           }
@@ -569,7 +572,7 @@ Status Archiver::walk_dir(const std::string& path, DirJob* parent, size_t index,
   for (size_t i = 0; i < d->nodes.size(); i++) {
     if (d->nodes[i].type == Node::Type::kDir &&
         std::none_of(subdirs.begin(), subdirs.end(), [&](auto& s) { return s.first == i; })) {
-      auto empty = repo_.save_tree(Tree{});
+      auto empty = session_.save_tree(Tree{});
       if (!empty.ok()) {
         fail(empty.error());  // the counts below still run down, so every DirJob is freed
         break;
@@ -589,7 +592,7 @@ Status Archiver::walk_dir(const std::string& path, DirJob* parent, size_t index,
     queue_cv_.notify_one();
   }
   for (auto& [i, sub] : subdirs) {
-    if (Status c = repo_.cancel_token().check(); !c.ok()) fail(c.error());
+    if (Status c = session_.cancel_token().check(); !c.ok()) fail(c.error());
     if (failed_) {
       release(d);
       continue;
@@ -629,7 +632,7 @@ Result<Id> Archiver::backup_paths() {
   std::vector<std::thread> workers;
   for (unsigned i = 0; i < n; i++) {
     workers.emplace_back([this] {
-      CancelScope scope(repo_.cancel_token());
+      CancelScope scope(session_.cancel_token());
       worker();
     });
   }
@@ -659,7 +662,7 @@ Result<Id> Archiver::backup_paths() {
       bytes_total_ += node->size;
       bool reuse = it != old.end() && same_file(it->second, *node);
       for (const auto& id : reuse ? it->second.content : std::vector<Id>{}) {
-        reuse = reuse && repo_.has_blob(BlobType::kData, id);
+        reuse = reuse && session_.has_blob(BlobType::kData, id);
       }
       if (reuse) {
         node->content = it->second.content;
@@ -738,7 +741,7 @@ Result<Id> Archiver::backup_stream() {
     fd = fds[0];
     // A cancelled backup stops the command, which ends the stream the workers are reading.
     const Subprocess* c = &*child;
-    stop_child = repo_.cancel_token().on_cancel([c] { c->send_signal(SIGTERM); });
+    stop_child = session_.cancel_token().on_cancel([c] { c->send_signal(SIGTERM); });
   }
   Node node;
   node.name = name;
@@ -755,8 +758,8 @@ Result<Id> Archiver::backup_stream() {
   stop_child = {};  // from here wait() stops the child itself; never signal a reaped pid
   if (child) {
     ::close(fd);
-    HAVEN_ASSIGN(int status, child->wait(repo_.cancel_token()));
-    HAVEN_TRY(repo_.cancel_token().check());
+    HAVEN_ASSIGN(int status, child->wait(session_.cancel_token()));
+    HAVEN_TRY(session_.cancel_token().check());
     if (status != 0) {
       return Error(Error::Code::kIo, "command '" + opts_.command[0] + "' " + describe_exit(status) +
                                          ": no snapshot was written");
@@ -768,15 +771,12 @@ Result<Id> Archiver::backup_stream() {
   files_done_++;
   Tree t;
   t.nodes.push_back(std::move(node));
-  return repo_.save_tree(t);
+  return session_.save_tree(t);
 }
 
 Result<Summary> Archiver::run() {
   repo::Snapshot snap;
   snap.time = now();
-  // The repository counts what its session wrote; this backup's share is the difference.
-  const auto& ws = repo_.write_stats();
-  uint64_t stored_before = ws.stored_bytes.load(), blobs_before = ws.blobs.load();
   if (!opts_.from_stdin) {
     for (const auto& p : opts_.paths) {
       std::string c = clean(absolute(p));
@@ -801,7 +801,10 @@ Result<Summary> Archiver::run() {
   snap.tags = opts_.tags;
   snap.strategy = opts_.strategy;
   snap.parent = parent_id_;
-  HAVEN_TRY(repo_.flush());
+  HAVEN_TRY(session_.flush());
+  // What this backup added is what its session stored since the backup began: other
+  // sessions writing into the repository at the same time never count here.
+  const repo::Session::Stats stored = session_.stats();
   snap.end_time = now();
   snap.stats = {{"files_new", files_new_.load()},
                 {"files_changed", files_changed_.load()},
@@ -809,12 +812,12 @@ Result<Summary> Archiver::run() {
                 {"dirs", dirs_.load()},
                 {"bytes_total", bytes_total_.load()},
                 {"bytes_read", bytes_read_.load()},
-                {"bytes_added", ws.stored_bytes.load() - stored_before},
-                {"blobs_added", ws.blobs.load() - blobs_before},
+                {"bytes_added", stored.stored_bytes - stored_before_.stored_bytes},
+                {"blobs_added", stored.blobs - stored_before_.blobs},
                 {"warnings", warnings_.load()},
                 {"duration_ms", static_cast<uint64_t>((snap.end_time - snap.time) / 1000000)}};
   if (opts_.before_snapshot) HAVEN_TRY(opts_.before_snapshot(snap));
-  HAVEN_ASSIGN(Id id, repo_.save_snapshot(snap));
+  HAVEN_ASSIGN(Id id, session_.save_snapshot(snap));
   Summary s{id, snap, warnings_.load()};
   nlohmann::json stats(snap.stats);
   events_.emit({"summary", {{"snapshot_id", repo::hex(id)}, {"stats", stats}}});
@@ -855,8 +858,8 @@ Result<std::vector<std::string>> read_exclude_file(const std::string& path) {
   return out;
 }
 
-Result<Summary> run(repo::Repository& repo, const Options& options, EventSink& events) {
-  CancelScope scope(repo.cancel_token());
+Result<Summary> run(repo::Session& session, const Options& options, EventSink& events) {
+  CancelScope scope(session.cancel_token());
   if (options.strategy != "full" && options.strategy != "incremental" &&
       options.strategy != "differential") {
     return Error(Error::Code::kInvalidArgument,
@@ -874,7 +877,7 @@ Result<Summary> run(repo::Repository& repo, const Options& options, EventSink& e
   } else if (options.paths.empty()) {
     return Error(Error::Code::kInvalidArgument, "nothing to back up: give at least one path");
   }
-  Archiver a(repo, options, events);
+  Archiver a(session, options, events);
   return a.run();
 }
 

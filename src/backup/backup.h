@@ -2,10 +2,10 @@
 // deduplicate, compress, encrypt, pack and store, then write a snapshot.
 //
 // Pipeline: the calling thread walks the tree and queues file jobs into a bounded queue; worker
-// threads read, chunk, hash and hand chunks to Repository::save_blob_with_id (which compresses
+// threads read, chunk, hash and hand chunks to Session::save_blob_with_id (which compresses
 // and encrypts on the same worker). A directory's tree blob is written by whichever thread
 // finishes its last child, so the walker never waits for a directory. Memory is bounded by
-// `queue_depth` jobs, one read buffer (2 × max chunk) per worker, and the repository's open
+// `queue_depth` jobs, one read buffer (2 × max chunk) per worker, and the session's open
 // packs — never by the size or number of files.
 //
 // Strategies (seed 000): full reads every file; incremental reuses a file's chunk list when
@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "repo/repository.h"
+#include "repo/session.h"
 #include "util/events.h"
 
 namespace haven::backup {
@@ -51,7 +52,12 @@ struct Summary {
 // vanish, change while read, or cannot be read are reported as "warning" events and counted in
 // Summary::warnings; the backup still completes. Events: "progress" (files, bytes, rate),
 // "warning" (path, message), "summary" (the snapshot's stats).
-Result<Summary> run(repo::Repository& repo, const Options& options, EventSink& events);
+//
+// Writes through `session` (which holds the shared lock, and whose token it runs under); other
+// sessions may write into the same repository at the same time. The snapshot's bytes_added and
+// blobs_added are what this session stored during the backup (a session serves one operation
+// at a time; other sessions' writes never count).
+Result<Summary> run(repo::Session& session, const Options& options, EventSink& events);
 
 // Reads glob patterns from a file: one per line; blank lines and lines starting with '#'
 // are ignored.

@@ -36,8 +36,8 @@ const char* const kMissingObject = "index";
 
 class Checker {
  public:
-  Checker(repo::Repository& repo, const Options& o, EventSink& sink)
-      : repo_(repo), opts_(o), sink_(sink) {}
+  Checker(repo::Session& session, const Options& o, EventSink& sink)
+      : repo_(session.repo()), session_(session), opts_(o), sink_(sink) {}
 
   Result<Report> run();
 
@@ -54,6 +54,10 @@ class Checker {
   std::optional<Damage> blob_damage(BlobType type, const Id& id);
 
   repo::Repository& repo_;
+  repo::Session& session_;
+  // The index files as loaded by this check, its own: sessions that back up meanwhile add to
+  // the repository's shared index, never to this one.
+  std::unique_ptr<repo::Index> own_index_;
   const repo::Index* index_ = nullptr;
   Options opts_;
   EventSink& sink_;
@@ -165,8 +169,8 @@ void Checker::read_data() {
   }
   std::atomic<size_t> next{0}, done{0};
   auto worker = [&] {
-    CancelScope scope(repo_.cancel_token());
-    for (size_t k = next++; k < packs.size() && !repo_.cancel_token().cancelled(); k = next++) {
+    CancelScope scope(session_.cancel_token());
+    for (size_t k = next++; k < packs.size() && !session_.cancel_token().cancelled(); k = next++) {
       read_pack(packs[k], positions.at(packs[k]));  // at(): no insertion across threads
       size_t d = ++done;
       progress("read-data", d, packs.size());
@@ -282,7 +286,7 @@ const DamageList& Checker::walk(const Id& tree) {
     out.push_back(*d);
     return damaged_trees_[tree] = std::move(out);
   }
-  auto t = repo_.load_tree(tree);
+  auto t = repo_.load_tree(tree, *index_);
   if (!t.ok()) {
     std::string obj = "tree " + repo::hex(tree);
     out.push_back({"", obj, t.error().message()});
@@ -320,7 +324,7 @@ Status Checker::check_snapshots() {
   std::sort(names.begin(), names.end());
   size_t done = 0;
   for (const auto& name : names) {
-    HAVEN_TRY(repo_.cancel_token().check());
+    HAVEN_TRY(session_.cancel_token().check());
     progress("snapshots", ++done, names.size());
     report_.snapshots++;
     auto id = repo::parse_id(name);
@@ -366,7 +370,7 @@ void Checker::find_orphan_roots() {
   if (unseen.empty()) return;
   std::vector<bool> contained(index_->blob_count(), false);
   for (size_t pos : unseen) {
-    auto t = repo_.load_tree(index_->at(pos).id);
+    auto t = repo_.load_tree(index_->at(pos).id, *index_);
     if (!t.ok()) continue;  // unreferenced and unreadable: prune deletes it
     for (const auto& n : t->nodes) {
       if (!n.subtree) continue;
@@ -388,11 +392,11 @@ Result<Report> Checker::run() {
   HAVEN_TRY(check_keys());
   HAVEN_ASSIGN(auto index_files, repo_.list_index_files());
   report_.index_files = index_files.size();
-  HAVEN_TRY(repo_.load_index([&](const std::string& name, const Error& e) {
+  HAVEN_ASSIGN(own_index_, repo_.read_index([&](const std::string& name, const Error& e) {
     problem("index " + name,
             e.message() + " (the packs it named look unindexed: 'haven repair index' rebuilds it)");
   }));
-  index_ = &repo_.index();
+  index_ = own_index_.get();
   seen_.assign(index_->blob_count(), false);
   HAVEN_TRY(check_packs());
   if (opts_.read_data != Options::ReadData::kNone) read_data();
@@ -461,12 +465,12 @@ Status parse_subset(const std::string& spec, Options& o) {
   }
 }
 
-Result<Report> check(repo::Repository& repo, const Options& options, EventSink& sink) {
-  CancelScope scope(repo.cancel_token());
-  Checker c(repo, options, sink);
+Result<Report> check(repo::Session& session, const Options& options, EventSink& sink) {
+  CancelScope scope(session.cancel_token());
+  Checker c(session, options, sink);
   auto report = c.run();
   // What a cancelled check could not read is not damage: report the cancellation instead.
-  HAVEN_TRY(repo.cancel_token().check());
+  HAVEN_TRY(session.cancel_token().check());
   return report;
 }
 

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "repo/repository.h"
+#include "repo/session.h"
 #include "util/events.h"
 
 namespace haven::check {
@@ -55,10 +56,12 @@ struct Report {
   bool damaged() const;
 };
 
-// The caller holds (at least) a shared lock. Loads the index itself. Fails only when the
-// repository cannot be examined at all (e.g. the backend is unreachable); damage is reported
-// in the Report. Emits "progress" events ({"phase", "done", "total"}).
-Result<Report> check(repo::Repository& repo, const Options& options, EventSink& sink);
+// `session` holds (at least) a shared lock; the check runs under its token. Reads the index
+// files into an index of its own (Repository::read_index), so sessions that write meanwhile do
+// not disturb it. Fails only when the repository cannot be examined at all (e.g. the backend
+// is unreachable); damage is reported in the Report. Emits "progress" events ({"phase",
+// "done", "total"}).
+Result<Report> check(repo::Session& session, const Options& options, EventSink& sink);
 
 nlohmann::json report_json(const Report& r);
 

@@ -1,5 +1,7 @@
 #include "check/repair.h"
 
+#include "repo/index_writer.h"
+
 #include <algorithm>
 #include <chrono>
 #include <unordered_map>
@@ -11,11 +13,9 @@ using repo::Id;
 using repo::IdHash;
 using storage::ObjectType;
 
-namespace {
-constexpr size_t kIndexFileBlobs = 50000;  // blobs per new index file (bounded memory)
-}
-
-Result<RepairStats> repair_index(repo::Repository& repo, EventSink& sink) {
+Result<RepairStats> repair_index(repo::Session& session, EventSink& sink) {
+  CancelScope scope(session.cancel_token());
+  repo::Repository& repo = session.repo();
   auto start = std::chrono::steady_clock::now();
   RepairStats st;
   HAVEN_ASSIGN(auto old_files, repo.list_index_files());
@@ -40,16 +40,7 @@ Result<RepairStats> repair_index(repo::Repository& repo, EventSink& sink) {
   for (const auto& p : packs) in_storage.insert(p.first);
   for (const auto& id : old_named) st.packs_dropped += in_storage.count(id) ? 0 : 1;
 
-  std::vector<repo::PackRecord> batch;
-  size_t batch_blobs = 0;
-  auto save = [&]() -> Status {
-    if (batch.empty()) return ok_status();
-    HAVEN_TRY(repo.save_index_file(batch));
-    st.index_files_written++;
-    batch.clear();
-    batch_blobs = 0;
-    return ok_status();
-  };
+  repo::IndexWriter writer(repo);  // the repository's one batching policy for index files
   std::unordered_set<Id, IdHash> damaged;  // trailer unreadable
   size_t done = 0;
   for (const auto& [id, size] : packs) {
@@ -64,9 +55,7 @@ Result<RepairStats> repair_index(repo::Repository& repo, EventSink& sink) {
     st.packs_indexed++;
     st.packs_added += old_named.count(id) ? 0 : 1;
     st.blobs += rec->blobs.size();
-    batch_blobs += rec->blobs.size();
-    batch.push_back(std::move(*rec));
-    if (batch_blobs >= kIndexFileBlobs) HAVEN_TRY(save());
+    HAVEN_TRY(writer.add(std::move(*rec)));
   }
   // Damaged trailers: what the old index knew of those packs is the best there is.
   std::unordered_set<Id, IdHash> recovered;
@@ -79,9 +68,7 @@ Result<RepairStats> repair_index(repo::Repository& repo, EventSink& sink) {
         st.packs_indexed++;
         st.packs_from_old_index++;
         st.blobs += r.blobs.size();
-        batch_blobs += r.blobs.size();
-        batch.push_back(std::move(r));
-        if (batch_blobs >= kIndexFileBlobs) HAVEN_TRY(save());
+        HAVEN_TRY(writer.add(std::move(r)));
       }
     }
   }
@@ -89,8 +76,10 @@ Result<RepairStats> repair_index(repo::Repository& repo, EventSink& sink) {
     if (!recovered.count(id)) st.unreadable_packs.push_back(repo::hex(id));
   }
   std::sort(st.unreadable_packs.begin(), st.unreadable_packs.end());
-  HAVEN_TRY(save());
-  // The new index is durable; only now do the old files go.
+  HAVEN_TRY(writer.flush());
+  st.index_files_written = writer.files_written();
+  // The new index is durable; only now do the old files go, and only under a live lock.
+  HAVEN_TRY(session.check_lock());
   for (const auto& name : old_files) {
     Status s = repo.backend().remove({ObjectType::kIndex, name});
     if (!s.ok() && s.error().code() != Error::Code::kNotFound) return s.error();

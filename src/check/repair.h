@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "repo/repository.h"
+#include "repo/session.h"
 #include "util/events.h"
 
 namespace haven::check {
@@ -28,8 +29,9 @@ struct RepairStats {
   uint64_t duration_ms = 0;
 };
 
-// The caller holds the exclusive lock.
-Result<RepairStats> repair_index(repo::Repository& repo, EventSink& sink);
+// `session` holds the exclusive lock; the repair runs under its token and deletes the old index
+// files only while that lock is live. New index files are batched by repo::IndexWriter.
+Result<RepairStats> repair_index(repo::Session& session, EventSink& sink);
 
 nlohmann::json repair_json(const RepairStats& s);
 

@@ -280,15 +280,13 @@ Result<std::unique_ptr<repo::Repository>> App::open_repository(const repo::OpenO
   // A missing or too-new repository is reported before asking for a password.
   HAVEN_TRY(repo::Repository::probe(*be));
   HAVEN_ASSIGN(std::string pw, read_password());
-  HAVEN_ASSIGN(auto repo, repo::Repository::open(be, pw, options));
-  repo->set_cancel_token(cancel_);
-  return repo;
+  return repo::Repository::open(be, pw, options);
 }
 
-Status App::lock(repo::Repository& repo, bool exclusive) {
-  HAVEN_TRY(repo.lock(exclusive));
+Status App::lock(repo::Session& session, bool exclusive) {
+  HAVEN_TRY(session.lock(exclusive));
   if (!globals_.quiet) {
-    for (const auto& l : repo.ignored_stale_locks()) {
+    for (const auto& l : session.ignored_stale_locks()) {
       std::cerr << "notice: ignoring stale " << l << " (remove it with 'haven unlock')\n";
     }
   }

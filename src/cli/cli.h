@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 
 #include "repo/repository.h"
+#include "repo/session.h"
 
 namespace haven::cli {
 
@@ -58,9 +59,9 @@ class App {
   Result<std::string> read_password();
   Result<std::string> read_new_password(const std::string& file);
   Result<std::unique_ptr<repo::Repository>> open_repository(const repo::OpenOptions& options = {});
-  // Takes the repository's lock (shared, or exclusive for commands that delete) and prints a
-  // notice for each stale lock it ignored.
-  Status lock(repo::Repository& repo, bool exclusive);
+  // Takes the session's repository lock (shared, or exclusive for commands that delete) and
+  // prints a notice for each stale lock it ignored.
+  Status lock(repo::Session& session, bool exclusive);
   // Snapshots, skipping (with a warning on stderr) any snapshot object that cannot be read.
   Result<std::vector<std::pair<repo::Id, repo::Snapshot>>> list_snapshots(repo::Repository& repo);
   Result<repo::Id> resolve_snapshot(repo::Repository& repo, const std::string& ref);
@@ -68,7 +69,7 @@ class App {
   // list are then missing and the files that need them fail alone.
   Status load_index(repo::Repository& repo);
   Result<std::shared_ptr<storage::Backend>> backend();
-  // Cancelled by SIGINT or SIGTERM; every repository the CLI opens runs under it.
+  // Cancelled by SIGINT or SIGTERM; every session the CLI opens is cancelled with it.
   const CancelToken& cancel() const { return cancel_; }
 
  private:

@@ -56,10 +56,11 @@ void register_backup(App& app) {
       if (o.stdin_filename.empty()) o.stdin_filename = "stdin";
     }
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    HAVEN_TRY(app.lock(*repo, false));
+    repo::Session session(*repo, app.cancel());
+    HAVEN_TRY(app.lock(session, false));
     HAVEN_TRY(app.load_index(*repo));
     CliSink sink(app.globals().json, app.globals().quiet);
-    HAVEN_ASSIGN(backup::Summary s, backup::run(*repo, o, sink));
+    HAVEN_ASSIGN(backup::Summary s, backup::run(session, o, sink));
     sink.clear_line();
     if (!app.globals().json && !app.globals().quiet) {
       const auto& st = s.snapshot.stats;
@@ -73,7 +74,7 @@ void register_backup(App& app) {
                 << s.snapshot.strategy << ")\n";
       if (s.warnings) std::cout << s.warnings << " warning(s): some files were not backed up as they were\n";
     }
-    HAVEN_TRY(repo->unlock());
+    HAVEN_TRY(session.unlock());
     return s.warnings ? kExitWarnings : kExitOk;
   });
 }

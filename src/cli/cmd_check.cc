@@ -70,9 +70,10 @@ void register_check(App& app) {
     if (!opts->subset.empty()) HAVEN_TRY(check::parse_subset(opts->subset, o));
     // Every key file is tried, so that one of another repository is named.
     HAVEN_ASSIGN(auto repo, app.open_repository({.try_all_keys = true}));
-    HAVEN_TRY(app.lock(*repo, false));
+    repo::Session session(*repo, app.cancel());
+    HAVEN_TRY(app.lock(session, false));
     CliSink sink(false, app.globals().quiet || app.globals().json);
-    HAVEN_ASSIGN(check::Report r, check::check(*repo, o, sink));
+    HAVEN_ASSIGN(check::Report r, check::check(session, o, sink));
     HAVEN_TRY(pg::check_archive(*repo, o.read_data != check::Options::ReadData::kNone, r));
     sink.clear_line();
     if (app.globals().json) {
@@ -81,7 +82,7 @@ void register_check(App& app) {
     } else if (!app.globals().quiet || r.damaged()) {
       print_report(r);
     }
-    HAVEN_TRY(repo->unlock());
+    HAVEN_TRY(session.unlock());
     return r.damaged() ? kExitFailure : kExitOk;
   });
 }

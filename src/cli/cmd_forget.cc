@@ -120,7 +120,8 @@ void register_forget(App& app) {
     HAVEN_ASSIGN(auto repo, app.open_repository());
     // Removing snapshots needs the exclusive lock (no backup may pick a parent we delete, no
     // prune may run at the same time); a dry run changes nothing and shares.
-    HAVEN_TRY(app.lock(*repo, !o->dry_run));
+    repo::Session session(*repo, app.cancel());
+    HAVEN_TRY(app.lock(session, !o->dry_run));
     HAVEN_ASSIGN(auto all, app.list_snapshots(*repo));
     std::vector<retention::SnapshotRef> refs;
     refs.reserve(all.size());
@@ -208,7 +209,7 @@ void register_forget(App& app) {
       retention::PruneOptions po;
       po.max_unused_percent = o->max_unused;
       CliSink sink(json, quiet);
-      HAVEN_ASSIGN(retention::PruneStats st, retention::prune(*repo, po, sink));
+      HAVEN_ASSIGN(retention::PruneStats st, retention::prune(session, po, sink));
       sink.clear_line();
       if (!json && !quiet) {
         std::printf("prune: deleted %llu pack(s), repacked %llu, reclaimed %s\n",
@@ -217,7 +218,7 @@ void register_forget(App& app) {
                     human_bytes(static_cast<uint64_t>(st.reclaimed() > 0 ? st.reclaimed() : 0)).c_str());
       }
     }
-    HAVEN_TRY(repo->unlock());
+    HAVEN_TRY(session.unlock());
     return kExitOk;
   });
 }

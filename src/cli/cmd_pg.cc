@@ -162,11 +162,12 @@ void register_pg(App& app) {
     b->o.row_counts = b->row_counts;
     HAVEN_ASSIGN(repo::Compression compression, repo::parse_compression(b->compression));
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    repo->set_compression(compression);
-    HAVEN_TRY(app.lock(*repo, false));
+    repo::Session session(*repo, app.cancel());
+    session.set_compression(compression);
+    HAVEN_TRY(app.lock(session, false));
     HAVEN_TRY(app.load_index(*repo));
     CliSink sink(app.globals().json, app.globals().quiet);
-    HAVEN_ASSIGN(pg::BaseBackupResult r, pg::base_backup(*repo, b->o, sink));
+    HAVEN_ASSIGN(pg::BaseBackupResult r, pg::base_backup(session, b->o, sink));
     sink.clear_line();
     if (!app.globals().json && !app.globals().quiet) {
       const auto& st = r.summary.snapshot.stats;
@@ -180,7 +181,7 @@ void register_pg(App& app) {
                      "cluster: WAL replay repairs them)\n";
       }
     }
-    HAVEN_TRY(repo->unlock());
+    HAVEN_TRY(session.unlock());
     return kExitOk;
   });
 
@@ -241,8 +242,9 @@ void register_pg(App& app) {
   app.on(rt, [&app, ro]() -> CommandResult {
     HAVEN_ASSIGN(TimeNs window, retention::parse_duration(ro->window));
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    HAVEN_TRY(app.lock(*repo, !ro->dry_run));
-    HAVEN_ASSIGN(pg::RetainResult r, pg::retain(*repo, window, now(), ro->dry_run));
+    repo::Session session(*repo, app.cancel());
+    HAVEN_TRY(app.lock(session, !ro->dry_run));
+    HAVEN_ASSIGN(pg::RetainResult r, pg::retain(session, window, now(), ro->dry_run));
     const bool quiet = app.globals().quiet || app.globals().json;
     if (!quiet) {
       for (const auto& b : r.forgotten) {
@@ -262,11 +264,11 @@ void register_pg(App& app) {
     }
     if (ro->prune && !ro->dry_run && !r.forgotten.empty()) {
       CliSink sink(app.globals().json, app.globals().quiet);
-      HAVEN_ASSIGN(retention::PruneStats ps, retention::prune(*repo, retention::PruneOptions{}, sink));
+      HAVEN_ASSIGN(retention::PruneStats ps, retention::prune(session, retention::PruneOptions{}, sink));
       sink.clear_line();
       if (!quiet) std::cout << "prune: deleted " << human_bytes(ps.bytes_deleted) << "\n";
     }
-    HAVEN_TRY(repo->unlock());
+    HAVEN_TRY(session.unlock());
     return kExitOk;
   });
 
@@ -297,7 +299,8 @@ void register_pg(App& app) {
       return Error(Error::Code::kInvalidArgument, "--validate needs --start (the server must run to be validated)");
     }
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    HAVEN_TRY(app.lock(*repo, false));
+    repo::Session session(*repo, app.cancel());
+    HAVEN_TRY(app.lock(session, false));
     HAVEN_TRY(app.load_index(*repo));
     std::string target_dir = r->target;
     while (target_dir.size() > 1 && target_dir.back() == '/') target_dir.pop_back();
@@ -325,7 +328,7 @@ void register_pg(App& app) {
     o.restore_command = shell_quote(self_exe()) + " -r " + shell_quote(location) +
                         " wal-fetch --wal-key-file " + shell_quote(key_file) + " %f %p";
     CliSink sink(app.globals().json, app.globals().quiet);
-    HAVEN_ASSIGN(pg::PgRestoreResult res, pg::restore_for_recovery(*repo, o, sink));
+    HAVEN_ASSIGN(pg::PgRestoreResult res, pg::restore_for_recovery(session, o, sink));
     sink.clear_line();
     if (r->key_file.empty()) {
       HAVEN_ASSIGN(pg::WalKey wal_key, repo->wal_key());
@@ -333,7 +336,7 @@ void register_pg(App& app) {
       struct stat st;
       if (::geteuid() == 0 && ::stat(target_dir.c_str(), &st) == 0) (void)::chown(key_file.c_str(), st.st_uid, st.st_gid);
     }
-    HAVEN_TRY(repo->unlock());
+    HAVEN_TRY(session.unlock());
     if (!app.globals().quiet) {
       std::cout << "restored base backup " << repo::short_hex(res.base.id) << " (stopped "
                 << format_time(res.base.stop_time) << ", LSN " << pg::format_lsn(res.base.stop_lsn) << ") to "

@@ -35,12 +35,13 @@ void register_prune(App& app) {
   sub->add_flag("--dry-run", opts->dry_run, "show what would be deleted and repacked; change nothing");
   app.on(sub, [&app, opts]() -> CommandResult {
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    HAVEN_TRY(app.lock(*repo, true));
+    repo::Session session(*repo, app.cancel());
+    HAVEN_TRY(app.lock(session, true));
     CliSink sink(app.globals().json, app.globals().quiet);
-    HAVEN_ASSIGN(auto st, retention::prune(*repo, *opts, sink));
+    HAVEN_ASSIGN(auto st, retention::prune(session, *opts, sink));
     sink.clear_line();
     if (!app.globals().json && !app.globals().quiet) print_prune(st, opts->dry_run);
-    HAVEN_TRY(repo->unlock());
+    HAVEN_TRY(session.unlock());
     return kExitOk;
   });
 }

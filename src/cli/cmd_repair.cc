@@ -13,9 +13,10 @@ void register_repair(App& app) {
   auto* idx = sub->add_subcommand("index", "rebuild the index from the packs' own trailers");
   app.on(idx, [&app]() -> CommandResult {
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    HAVEN_TRY(app.lock(*repo, true));
+    repo::Session session(*repo, app.cancel());
+    HAVEN_TRY(app.lock(session, true));
     CliSink sink(app.globals().json, app.globals().quiet);
-    HAVEN_ASSIGN(auto st, check::repair_index(*repo, sink));
+    HAVEN_ASSIGN(auto st, check::repair_index(session, sink));
     sink.clear_line();
     if (!app.globals().json && !app.globals().quiet) {
       std::cout << "indexed " << st.packs_indexed << " of " << st.packs << " pack(s), " << st.blobs
@@ -30,7 +31,7 @@ void register_repair(App& app) {
                      "('haven check' lists the files affected)\n";
       }
     }
-    HAVEN_TRY(repo->unlock());
+    HAVEN_TRY(session.unlock());
     return st.unreadable_packs.empty() ? kExitOk : kExitFailure;
   });
 }

@@ -48,12 +48,13 @@ void register_restore(App& app) {
       }
     }
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    HAVEN_TRY(app.lock(*repo, false));
+    repo::Session session(*repo, app.cancel());
+    HAVEN_TRY(app.lock(session, false));
     // The library picks the snapshot, and says when a damaged one may have been the one asked for.
     HAVEN_ASSIGN(restore::Choice choice, restore::choose_snapshot(*repo, opts->snapshot, at));
     HAVEN_TRY(app.load_index(*repo));
     CliSink sink(app.globals().json, app.globals().quiet);
-    HAVEN_ASSIGN(restore::Summary s, restore::run(*repo, choice, o, sink));
+    HAVEN_ASSIGN(restore::Summary s, restore::run(session, choice, o, sink));
     sink.clear_line();
     if (!app.globals().json && !app.globals().quiet) {
       std::cout << "restored snapshot " << repo::short_hex(choice.id) << " of "
@@ -65,7 +66,7 @@ void register_restore(App& app) {
       std::cout << "\n";
       if (!s.substitution.empty()) std::cout << "NOT THE SNAPSHOT ASKED FOR: " << s.substitution << "\n";
     }
-    HAVEN_TRY(repo->unlock());
+    HAVEN_TRY(session.unlock());
     if (s.errors) return Error(Error::Code::kCorrupt, std::to_string(s.errors) + " file(s) could not be restored (see above)");
     bool left_alone = s.skipped && o.overwrite == restore::Overwrite::kNever;
     return left_alone || !s.substitution.empty() ? kExitWarnings : kExitOk;

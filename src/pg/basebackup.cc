@@ -44,7 +44,7 @@ std::string real_path(const std::string& p) {
 
 }  // namespace
 
-Result<BaseBackupResult> base_backup(repo::Repository& repo, const BaseBackupOptions& o,
+Result<BaseBackupResult> base_backup(repo::Session& session, const BaseBackupOptions& o,
                                      EventSink& events) {
   if (o.pgdata.empty()) {
     return Error(Error::Code::kInvalidArgument, "no data directory given: pass --pgdata DIR");
@@ -133,7 +133,7 @@ Result<BaseBackupResult> base_backup(repo::Repository& repo, const BaseBackupOpt
     snap.meta["pg.tablespaces"] = tablespaces.dump();
     return ok_status();
   };
-  HAVEN_ASSIGN(res.summary, backup::run(repo, bo, events));
+  HAVEN_ASSIGN(res.summary, backup::run(session, bo, events));
   res.snapshot = res.summary.snapshot_id;
   return res;
 }

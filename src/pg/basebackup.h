@@ -35,7 +35,8 @@ struct BaseBackupResult {
   backup::Summary summary;
 };
 
-Result<BaseBackupResult> base_backup(repo::Repository& repo, const BaseBackupOptions& options,
+// Backs up through backup::run in `session` (which holds the shared lock).
+Result<BaseBackupResult> base_backup(repo::Session& session, const BaseBackupOptions& options,
                                      EventSink& events);
 
 // What base backups skip inside the data directory (patterns for backup::Options::excludes):

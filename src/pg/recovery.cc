@@ -131,8 +131,10 @@ std::string describe_windows(const std::vector<Window>& windows) {
   return s;
 }
 
-Result<PgRestoreResult> restore_for_recovery(repo::Repository& repo, const PgRestoreOptions& o,
+Result<PgRestoreResult> restore_for_recovery(repo::Session& session, const PgRestoreOptions& o,
                                              EventSink& events) {
+  CancelScope scope(session.cancel_token());
+  repo::Repository& repo = session.repo();
   if (o.target.empty()) return Error(Error::Code::kInvalidArgument, "no target given: use --target DIR");
   HAVEN_ASSIGN(auto backups, list_base_backups(repo));
   if (backups.empty()) {
@@ -198,7 +200,7 @@ Result<PgRestoreResult> restore_for_recovery(repo::Repository& repo, const PgRes
   ro.target = o.target;
   ro.threads = o.threads;
   ro.sync = true;
-  HAVEN_ASSIGN(restore::Summary rs, restore::run(repo, *data->subtree, ro, events));
+  HAVEN_ASSIGN(restore::Summary rs, restore::run(session, *data->subtree, ro, events));
   if (rs.errors > 0) {
     return Error(Error::Code::kCorrupt, std::to_string(rs.errors) +
                                             " file(s) of the base backup could not be restored: the cluster is incomplete");
@@ -217,7 +219,7 @@ Result<PgRestoreResult> restore_for_recovery(repo::Repository& repo, const PgRes
       to.target = loc;
       to.threads = o.threads;
       to.sync = true;
-      HAVEN_ASSIGN(restore::Summary ts, restore::run(repo, *node->subtree, to, events));
+      HAVEN_ASSIGN(restore::Summary ts, restore::run(session, *node->subtree, to, events));
       if (ts.errors > 0 || ts.skipped > 0) {
         return Error(Error::Code::kIo, "tablespace " + t.value("name", "") + " could not be restored to " + loc +
                                            " (it must be absent or empty)");

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "repo/repository.h"
+#include "repo/session.h"
 #include "util/events.h"
 
 namespace haven::pg {
@@ -66,8 +67,8 @@ struct PgRestoreResult {
 
 // Picks the base backup (refusing a target outside every window, naming the windows), restores
 // it into options.target with its backup_label and tablespace_map, and writes the recovery
-// settings and recovery.signal.
-Result<PgRestoreResult> restore_for_recovery(repo::Repository& repo, const PgRestoreOptions& options,
+// settings and recovery.signal. Restores in `session` (which holds the shared lock).
+Result<PgRestoreResult> restore_for_recovery(repo::Session& session, const PgRestoreOptions& options,
                                              EventSink& events);
 
 }  // namespace haven::pg

@@ -4,7 +4,9 @@
 
 namespace haven::pg {
 
-Result<RetainResult> retain(repo::Repository& repo, TimeNs window, TimeNs now, bool dry_run) {
+Result<RetainResult> retain(repo::Session& session, TimeNs window, TimeNs now, bool dry_run) {
+  CancelScope scope(session.cancel_token());
+  repo::Repository& repo = session.repo();
   if (window <= 0) {
     return Error(Error::Code::kInvalidArgument, "the point-in-time window must be longer than zero");
   }
@@ -42,6 +44,8 @@ Result<RetainResult> retain(repo::Repository& repo, TimeNs window, TimeNs now, b
     r.wal_bytes_removed += i.size;
   }
   if (dry_run) return r;
+  // Deleting is safe only under a live exclusive lock (as prune's deletions).
+  HAVEN_TRY(session.check_lock());
   // Snapshots first: if this stops half-way, no kept backup has lost WAL it needs.
   for (const auto& b : r.forgotten) HAVEN_TRY(repo.remove_snapshot(b.id));
   for (const auto& i : old) {

@@ -14,6 +14,7 @@
 
 #include "pg/recovery.h"
 #include "repo/repository.h"
+#include "repo/session.h"
 
 namespace haven::pg {
 
@@ -24,7 +25,8 @@ struct RetainResult {
   std::string oldest_needed_segment;     // "" if no base backup is kept
 };
 
-// Applies the window as of `now` (call under the exclusive lock). With dry_run, changes nothing.
-Result<RetainResult> retain(repo::Repository& repo, TimeNs window, TimeNs now, bool dry_run);
+// Applies the window as of `now` in `session`, which holds the exclusive lock (checked live
+// before anything is deleted). With dry_run, changes nothing.
+Result<RetainResult> retain(repo::Session& session, TimeNs window, TimeNs now, bool dry_run);
 
 }  // namespace haven::pg

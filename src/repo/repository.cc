@@ -1,15 +1,10 @@
 #include "repo/repository.h"
 
-#include <signal.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
+#include <map>
 
-#include "repo/cbor.h"
+#include "repo/lock.h"
 #include "util/sysinfo.h"
-#include "util/version.h"
 
 namespace haven::repo {
 
@@ -17,9 +12,6 @@ using storage::ObjectName;
 using storage::ObjectType;
 
 namespace {
-// Index files are written once this many blobs are waiting, so a crash mid-backup loses at
-// most this much index (the packs themselves stay and `repair index` recovers them).
-constexpr size_t kIndexFlushBlobs = 100000;
 // A lock not refreshed for this long is stale, even from another host.
 constexpr TimeNs kLockStaleNs = 30LL * 60 * 1000000000;
 constexpr TimeNs kLockRefreshNs = 5LL * 60 * 1000000000;
@@ -31,20 +23,9 @@ Repository::Repository(std::shared_ptr<storage::Backend> backend, MasterKey mast
       master_(std::move(master)),
       key_id_(std::move(key_id)),
       lock_refresh_ns_(kLockRefreshNs),
-      lock_stale_ns_(kLockStaleNs) {
-  unsigned hw = std::thread::hardware_concurrency();
-  max_packers_ = std::max(2u, hw);
-}
+      lock_stale_ns_(kLockStaleNs) {}
 
-Repository::~Repository() {
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    stop_uploaders_ = true;
-    upload_cv_.notify_all();
-  }
-  for (auto& t : uploaders_) t.join();
-  (void)unlock();
-}
+Repository::~Repository() = default;
 
 Result<std::unique_ptr<Repository>> Repository::init(std::shared_ptr<storage::Backend> backend,
                                                      const std::string& password,
@@ -85,7 +66,6 @@ Result<std::unique_ptr<Repository>> Repository::init(std::shared_ptr<storage::Ba
   repo->config_.id_hash = options.id_hash.value_or(
       crypto::cpu_has_sha_extensions() ? BlobIdFunction::kHmacSha256 : BlobIdFunction::kBlake2b);
   repo->config_.created = format_time(now());
-  repo->compression_ = options.compression;
   // The config is written last: its presence is what makes the location a repository.
   Id salt = random_id();
   repo->fingerprint_ = hex(salt);
@@ -286,7 +266,6 @@ Result<std::unique_ptr<Repository>> Repository::open(std::shared_ptr<storage::Ba
   HAVEN_ASSIGN(Bytes body, repo->open_object(ObjectKind::kConfig, config_name, raw_config));
   HAVEN_ASSIGN(repo->config_, decode_config(body));
   repo->fingerprint_ = hex(config_header.salt);
-  repo->compression_ = repo->config_.compression;
   return repo;
 }
 
@@ -342,12 +321,10 @@ Result<Id> Repository::save_object(ObjectType type, ByteView body) {
 
 Status Repository::load_index() { return load_index({}); }
 
-Status Repository::load_index(
+Result<std::unique_ptr<Index>> Repository::read_index(
     const std::function<void(const std::string&, const Error&)>& on_bad) {
-  // The index is built afresh and replaces the old one: after a prune or repair, locations
-  // this session knew may be gone.
   HAVEN_ASSIGN(auto names, list_index_files());
-  Index fresh;
+  auto index = std::make_unique<Index>();
   for (const auto& name : names) {
     auto packs = load_index_file(name);
     if (!packs.ok()) {
@@ -355,12 +332,49 @@ Status Repository::load_index(
       on_bad(name, packs.error());
       continue;
     }
-    for (const auto& p : *packs) fresh.add_pack(p);
+    for (const auto& p : *packs) index->add_pack(p);
   }
-  std::lock_guard<std::mutex> g(mu_);
-  for (const auto& p : unindexed_) fresh.add_pack(p);  // durable packs not yet in an index file
-  index_ = std::move(fresh);
+  return index;
+}
+
+Status Repository::load_index(
+    const std::function<void(const std::string&, const Error&)>& on_bad) {
+  // The index is built afresh and replaces the old one: after a prune or repair, locations
+  // this process knew may be gone. Index files sessions write while it is read may be missing
+  // from the listing: add_indexed_packs() keeps them for the swap.
+  {
+    std::unique_lock<std::shared_mutex> g(index_mu_);
+    reloads_++;
+  }
+  auto fresh = read_index(on_bad);
+  std::unique_lock<std::shared_mutex> g(index_mu_);
+  if (fresh.ok()) {
+    for (const auto& p : indexed_during_reload_) (*fresh)->add_pack(p);
+    index_ = std::move(**fresh);
+    index_loaded_ = true;
+  }
+  if (--reloads_ == 0) indexed_during_reload_.clear();
+  if (!fresh.ok()) return fresh.error();
   return ok_status();
+}
+
+bool Repository::index_loaded() const {
+  std::shared_lock<std::shared_mutex> g(index_mu_);
+  return index_loaded_;
+}
+
+void Repository::unload_index() {
+  std::unique_lock<std::shared_mutex> g(index_mu_);
+  index_ = Index();
+  index_loaded_ = false;
+}
+
+void Repository::add_indexed_packs(const std::vector<PackRecord>& packs) {
+  std::unique_lock<std::shared_mutex> g(index_mu_);
+  for (const auto& p : packs) index_.add_pack(p);
+  if (reloads_ > 0) {
+    indexed_during_reload_.insert(indexed_during_reload_.end(), packs.begin(), packs.end());
+  }
 }
 
 Result<std::vector<std::string>> Repository::list_index_files() {
@@ -400,174 +414,33 @@ Result<PackRecord> Repository::read_pack_trailer(const Id& pack_id, uint64_t pac
   return repo::read_pack_trailer(master_, pack_id, prefix, tail, pack_size);
 }
 
-bool Repository::has_blob(BlobType type, const Id& id) {
-  std::lock_guard<std::mutex> g(mu_);
-  return index_.contains(type, id) || in_flight_.count({type, id}) > 0;
+bool Repository::has_blob(BlobType type, const Id& id) const {
+  std::shared_lock<std::shared_mutex> g(index_mu_);
+  return index_.contains(type, id);
 }
 
-size_t Repository::index_blob_count() {
-  std::lock_guard<std::mutex> g(mu_);
+size_t Repository::index_blob_count() const {
+  std::shared_lock<std::shared_mutex> g(index_mu_);
   return index_.blob_count();
 }
 
-std::optional<uint32_t> Repository::blob_raw_length(BlobType type, const Id& id) {
-  std::lock_guard<std::mutex> g(mu_);
+std::optional<uint32_t> Repository::blob_raw_length(BlobType type, const Id& id) const {
+  std::shared_lock<std::shared_mutex> g(index_mu_);
   auto loc = index_.find(type, id);
   if (!loc) return std::nullopt;
   return loc->raw_length;
 }
 
-Result<Id> Repository::save_blob(BlobType type, ByteView data) {
-  Id id = blob_id(data);
-  HAVEN_TRY(save_blob_with_id(type, id, data));
-  return id;
-}
-
-Result<bool> Repository::save_blob_with_id(BlobType type, const Id& id, ByteView data) {
-  HAVEN_TRY(cancel_.check());  // a cancelled operation stores nothing more
-  std::unique_ptr<PackBuilder> packer;
-  {
-    std::unique_lock<std::mutex> lk(mu_);
-    if (index_.contains(type, id) || in_flight_.count({type, id}) > 0) return false;
-    in_flight_.insert({type, id});
-    packer_cv_.wait(lk, [&] { return !idle_packers_.empty() || packers_out_ < max_packers_; });
-    if (!idle_packers_.empty()) {
-      packer = std::move(idle_packers_.back());
-      idle_packers_.pop_back();
-    }
-    packers_out_++;
-  }
-  if (!packer) {
-    Bytes buffer;
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      if (!free_buffers_.empty()) {
-        buffer = std::move(free_buffers_.back());
-        free_buffers_.pop_back();
-      }
-    }
-    packer = std::make_unique<PackBuilder>(
-        *master_.encryption_key(master_.current_generation), master_.current_generation,
-        std::move(buffer), size_t{config_.pack_size} + config_.chunker.max_size + 64 * 1024);
-  }
-  // Compression and encryption run outside the lock, on this thread's own packer.
-  uint32_t stored = packer->add(type, id, data, compression_);
-  write_stats_.blobs++;
-  write_stats_.raw_bytes += data.size();
-  write_stats_.stored_bytes += stored;
-  if (packer->size() >= config_.pack_size) {
-    Status st = enqueue_upload(std::move(packer));
-    std::lock_guard<std::mutex> g(mu_);
-    packers_out_--;
-    packer_cv_.notify_all();
-    if (!st.ok()) return st.error();
-    return true;
-  }
-  std::lock_guard<std::mutex> g(mu_);
-  idle_packers_.push_back(std::move(packer));
-  packers_out_--;
-  packer_cv_.notify_all();
-  return true;
-}
-
-Status Repository::enqueue_upload(std::unique_ptr<PackBuilder> packer) {
-  std::unique_lock<std::mutex> lk(mu_);
-  if (upload_error_) return *upload_error_;
-  if (uploaders_.empty()) {
-    for (size_t i = 0; i < upload_threads_; i++) {
-      uploaders_.emplace_back([this] {
-        CancelScope scope(cancel_);  // uploads stop when the operation is cancelled
-        uploader();
-      });
-    }
-  }
-  // Hand over only when an uploader is free: packs waiting in memory would only raise the peak.
-  upload_cv_.wait(lk, [&] {
-    return upload_queue_.size() + uploads_active_ < upload_threads_ || upload_error_;
-  });
-  if (upload_error_) return *upload_error_;
-  upload_queue_.push_back(std::move(packer));
-  upload_cv_.notify_all();
-  return ok_status();
-}
-
-void Repository::uploader() {
-  std::unique_lock<std::mutex> lk(mu_);
-  while (true) {
-    upload_cv_.wait(lk, [&] { return !upload_queue_.empty() || stop_uploaders_; });
-    if (upload_queue_.empty()) return;
-    auto packer = std::move(upload_queue_.front());
-    upload_queue_.pop_front();
-    uploads_active_++;
-    upload_cv_.notify_all();
-    lk.unlock();
-    Status st = upload_pack(std::move(packer));
-    lk.lock();
-    uploads_active_--;
-    if (!st.ok() && !upload_error_) upload_error_ = st.error();
-    upload_cv_.notify_all();
-  }
-}
-
-Status Repository::wait_uploads() {
-  std::unique_lock<std::mutex> lk(mu_);
-  upload_cv_.wait(lk, [&] { return upload_queue_.empty() && uploads_active_ == 0; });
-  if (upload_error_) return *upload_error_;
-  return ok_status();
-}
-
-Status Repository::upload_pack(std::unique_ptr<PackBuilder> packer) {
-  PackRecord record;
-  Bytes data = packer->finish(record);
-  Status st = backend_->save({ObjectType::kData, hex(record.id)}, data);
-  if (st.ok()) write_stats_.packs++;
-  std::unique_lock<std::mutex> lk(mu_);
-  if (free_buffers_.size() < max_packers_) free_buffers_.push_back(std::move(data));
-  for (const auto& b : record.blobs) in_flight_.erase({b.type, b.id});
-  if (!st.ok()) return st;
-  // The pack is durable: only now may its blobs be found by lookups and indexed.
-  index_.add_pack(record);
-  unindexed_.push_back(std::move(record));
-  size_t waiting = 0;
-  for (const auto& p : unindexed_) waiting += p.blobs.size();
-  if (waiting >= kIndexFlushBlobs) return write_index_locked(lk);
-  return ok_status();
-}
-
-Status Repository::write_index_locked(std::unique_lock<std::mutex>& lk) {
-  if (unindexed_.empty()) return ok_status();
-  std::vector<PackRecord> packs = std::move(unindexed_);
-  unindexed_.clear();
-  Bytes body = encode_index_file(packs);
-  auto saved = save_object(ObjectType::kIndex, body);
-  if (!saved.ok()) {
-    // Put them back so a later flush can retry.
-    for (auto& p : packs) unindexed_.push_back(std::move(p));
-    return saved.error();
-  }
-  return ok_status();
-}
-
-Status Repository::flush() {
-  std::vector<std::unique_ptr<PackBuilder>> packers;
-  {
-    std::unique_lock<std::mutex> lk(mu_);
-    packer_cv_.wait(lk, [&] { return packers_out_ == 0; });
-    packers = std::move(idle_packers_);
-    idle_packers_.clear();
-  }
-  for (auto& p : packers) {
-    if (p->blob_count() == 0) continue;
-    HAVEN_TRY(enqueue_upload(std::move(p)));
-  }
-  // Index after packs: the index file may only name packs that are durable.
-  HAVEN_TRY(wait_uploads());
-  std::unique_lock<std::mutex> lk(mu_);
-  return write_index_locked(lk);
-}
-
 Result<Bytes> Repository::load_blob(BlobType type, const Id& id) {
-  std::optional<BlobLocation> loc = locate_blob(type, id);
+  return load_located_blob(type, id, locate_blob(type, id));
+}
+
+Result<Bytes> Repository::load_blob(BlobType type, const Id& id, const Index& index) {
+  return load_located_blob(type, id, index.find(type, id));
+}
+
+Result<Bytes> Repository::load_located_blob(BlobType type, const Id& id,
+                                            const std::optional<BlobLocation>& loc) {
   if (!loc) {
     return Error(Error::Code::kNotFound,
                  std::string(blob_type_name(type)) + " blob " + hex(id) + " is not in the index");
@@ -580,8 +453,8 @@ Result<Bytes> Repository::load_blob(BlobType type, const Id& id) {
   return open_located_blob(type, id, *loc, *sealed);
 }
 
-std::optional<BlobLocation> Repository::locate_blob(BlobType type, const Id& id) {
-  std::lock_guard<std::mutex> g(mu_);
+std::optional<BlobLocation> Repository::locate_blob(BlobType type, const Id& id) const {
+  std::shared_lock<std::shared_mutex> g(index_mu_);
   return index_.find(type, id);
 }
 
@@ -601,18 +474,6 @@ Result<Bytes> Repository::open_located_blob(BlobType type, const Id& id, const B
 
 // ---------------------------------------------------------------------------------------------
 // Snapshots and trees
-
-Result<Id> Repository::save_snapshot(const Snapshot& s) {
-  // Everything the snapshot references must be durable first.
-  HAVEN_TRY(flush());
-  // And still protected: once our lock may look stale, a prune elsewhere may have deleted
-  // packs this snapshot would reference.
-  HAVEN_TRY(check_lock());
-  HAVEN_TRY(cancel_.check());
-  Snapshot copy = s;
-  if (copy.program_version.empty()) copy.program_version = std::string("haven ") + HAVEN_VERSION;
-  return save_object(ObjectType::kSnapshot, encode_snapshot(copy));
-}
 
 Result<Snapshot> Repository::load_snapshot(const Id& id) {
   HAVEN_ASSIGN(Bytes body, load_object(ObjectType::kSnapshot, hex(id)));
@@ -674,8 +535,9 @@ Result<Tree> Repository::load_tree(const Id& id) {
   return decode_tree(body, "tree " + hex(id));
 }
 
-Result<Id> Repository::save_tree(const Tree& t) {
-  return save_blob(BlobType::kTree, encode_tree(t));
+Result<Tree> Repository::load_tree(const Id& id, const Index& index) {
+  HAVEN_ASSIGN(Bytes body, load_blob(BlobType::kTree, id, index));
+  return decode_tree(body, "tree " + hex(id));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -755,269 +617,28 @@ Result<std::string> Repository::change_password(const std::string& new_password,
 }
 
 // ---------------------------------------------------------------------------------------------
-// Locks
+// Locks (held by sessions: repo/lock.cc)
 
-namespace {
-// A lock is stale when it has not been refreshed for kLockStaleNs (holders refresh every
-// kLockRefreshNs), or, on this host, as soon as its process is gone.
-bool lock_is_stale(const Lock& l, const std::string& me, TimeNs stale_ns) {
-  if (now() - l.refreshed > stale_ns) return true;  // its holder stopped refreshing
-  return l.hostname == me && kill(static_cast<pid_t>(l.pid), 0) != 0 && errno == ESRCH;
+void Repository::register_lock(const HeldLock* l) {
+  std::lock_guard<std::mutex> g(locks_mu_);
+  held_locks_.insert(l);
 }
 
-std::string describe_stale(const Lock& l, TimeNs stale_ns) {
-  return std::string(l.exclusive ? "exclusive" : "shared") + " lock of PID " +
-         std::to_string(l.pid) + " on " + l.hostname + " (user " + l.username + ", since " +
-         format_time(l.time) + "): " +
-         (now() - l.refreshed > stale_ns ? "not refreshed since " + format_time(l.refreshed)
-                                         : std::string("that process is gone"));
-}
-}  // namespace
-
-Status Repository::lock(bool exclusive) {
-  if (lock_id_) return Error(Error::Code::kInternal, "this session already holds a lock");
-  std::string me = hostname();
-  stale_ignored_.clear();
-  auto check = [&](const std::optional<std::string>& own) -> Status {
-    std::vector<std::string> names;
-    HAVEN_TRY(backend_->list(ObjectType::kLock, [&](const storage::ObjectInfo& i) {
-      names.push_back(i.name.name);
-    }));
-    for (const auto& n : names) {
-      if (own && n == *own) continue;
-      auto body = load_object(ObjectType::kLock, n);
-      Result<Lock> l = body.ok() ? decode_lock(*body, "lock " + n) : Result<Lock>(body.error());
-      if (!l.ok()) {
-        if (l.error().code() == Error::Code::kNotFound) continue;  // removed meanwhile
-        // Only a lock that was read and does not decode or authenticate is junk; failing to
-        // read it (permissions, I/O, a newer format) says nothing about it.
-        if (l.error().code() != Error::Code::kCorrupt) return l.error().with_context("reading locks");
-        // Junk or damage: it cannot be told from a live lock, so only a person may remove it.
-        return Error(Error::Code::kLocked,
-                     "the repository holds a lock that cannot be read: " + l.error().message() +
-                         "; if no other haven process is using the repository, remove it with "
-                         "'haven unlock'");
-      }
-      if (lock_is_stale(*l, me, lock_stale_ns_)) {
-        if (!own) stale_ignored_.push_back(describe_stale(*l, lock_stale_ns_));
-        continue;
-      }
-      if (exclusive || l->exclusive) {
-        return Error(Error::Code::kLocked,
-                     std::string("repository is locked ") + (l->exclusive ? "exclusively " : "") +
-                         "by PID " + std::to_string(l->pid) + " on " + l->hostname + " (user " +
-                         l->username + ") since " + format_time(l->time) +
-                         "; if that process is gone, run 'haven unlock'");
-      }
-    }
-    return ok_status();
-  };
-  HAVEN_TRY(check(std::nullopt));
-  lock_.time = lock_.refreshed = now();
-  lock_.hostname = me;
-  lock_.username = username();
-  lock_.pid = getpid();
-  lock_.exclusive = exclusive;
-  HAVEN_ASSIGN(Id id, save_object(ObjectType::kLock, encode_lock(lock_)));
-  lock_id_ = id;
-  // Someone may have locked at the same moment: check again now that ours is visible.
-  Status again = check(hex(id));
-  if (!again.ok()) {
-    (void)unlock();
-    return again;
-  }
-  {
-    std::lock_guard<std::mutex> g(lost_mu_);
-    lock_lost_.reset();
-    last_refresh_error_.clear();
-    held_lock_name_ = hex(id);
-  }
-  lock_ok_at_ = lock_.refreshed;
-  lock_held_ = true;
-  stop_refresh_ = false;
-  lock_stop_ = CancelToken();
-  refresh_cancel_ = CancelToken();
-  refresher_ = std::thread([this] { refresh_loop(); });
-  watchdog_ = std::thread([this] { watch_lock(); });
-  return ok_status();
-}
-
-TimeNs Repository::lock_deadline_ns() const {
-  // Give up one refresh interval (at least a sixth of the stale age) before others may call
-  // the lock stale, so the operation has stopped before anyone acts on that.
-  TimeNs margin = std::max(lock_refresh_ns_, lock_stale_ns_ / 6);
-  return std::max(lock_stale_ns_ - margin, lock_stale_ns_ / 2);
-}
-
-void Repository::refresh_loop() {
-  // A refresh that hangs in retries once the lock is lost must not hold unlock() up.
-  CancelScope scope(refresh_cancel_);
-  TimeNs interval = lock_refresh_ns_;
-  std::unique_lock<std::mutex> lk(lock_mu_);
-  while (!refresh_cv_.wait_for(lk, std::chrono::nanoseconds(interval),
-                               [&] { return stop_refresh_ || refresh_cancel_.cancelled(); })) {
-    // A new lock object first, then the old one goes: the repository is never unlocked between.
-    Lock l = lock_;
-    l.refreshed = now();
-    auto id = save_object(ObjectType::kLock, encode_lock(l));
-    if (!id.ok()) {
-      // Try again soon; the old lock stays valid meanwhile, and the watchdog gives up in time.
-      std::lock_guard<std::mutex> g(lost_mu_);
-      last_refresh_error_ = id.error().message();
-      interval = std::max<TimeNs>(lock_refresh_ns_ / 5, 1000000);
-      continue;
-    }
-    Status removed = backend_->remove({ObjectType::kLock, hex(*lock_id_)});
-    Id old = *lock_id_;
-    lock_id_ = *id;
-    // Older lock objects whose removal failed before: try again now.
-    std::vector<Id> left;
-    for (const Id& earlier : superseded_) {
-      Status st = backend_->remove({ObjectType::kLock, hex(earlier)});
-      if (!st.ok() && st.error().code() != Error::Code::kNotFound) left.push_back(earlier);
-    }
-    superseded_ = std::move(left);
-    if (!removed.ok() && removed.error().code() != Error::Code::kNotFound) {
-      superseded_.push_back(old);  // left behind for now: removed at the next refresh or unlock
-    }
-    lock_ok_at_ = l.refreshed;
-    {
-      std::lock_guard<std::mutex> g(lost_mu_);
-      held_lock_name_ = hex(*id);
-    }
-    interval = lock_refresh_ns_;
-    if (!removed.ok() && removed.error().code() == Error::Code::kNotFound) {
-      // Someone removed our lock ('haven unlock --remove-all', or a process that judged it
-      // stale): from then on an exclusive holder may have deleted what we were writing.
-      lose_lock(Error(Error::Code::kLocked,
-                      "lock " + hex(old).substr(0, 8) +
-                          " of this operation was removed by another process (a 'haven unlock "
-                          "--remove-all', or a process that judged it stale); the operation "
-                          "stopped so that nothing it wrote is referenced: run it again"));
-      return;
-    }
-  }
-}
-
-void Repository::watch_lock() {
-  while (true) {
-    TimeNs left = lock_ok_at_.load() + lock_deadline_ns() - now();
-    if (left <= 0) {
-      std::string last;
-      {
-        std::lock_guard<std::mutex> g(lost_mu_);
-        last = last_refresh_error_;
-      }
-      std::string name;
-      {
-        std::lock_guard<std::mutex> g(lost_mu_);
-        name = held_lock_name_;
-      }
-      lose_lock(Error(
-          Error::Code::kLocked,
-          "lock " + name.substr(0, 8) + " could not be refreshed since " +
-              format_time(lock_ok_at_.load()) + (last.empty() ? "" : " (last error: " + last + ")") +
-              "; the operation stopped before other processes could consider the lock stale and "
-              "delete data it is writing: make the repository's storage writable and run it "
-              "again"));
-      return;
-    }
-    if (lock_stop_.sleep_for(std::chrono::nanoseconds(left))) return;
-  }
-}
-
-void Repository::lose_lock(Error why) {
-  {
-    std::lock_guard<std::mutex> g(lost_mu_);
-    if (lock_lost_) return;
-    lock_lost_ = why;
-  }
-  refresh_cancel_.cancel(why);
-  cancel_.cancel(why);
-}
-
-Status Repository::check_lock() const {
-  if (!lock_held_) return ok_status();
-  {
-    std::lock_guard<std::mutex> g(lost_mu_);
-    if (lock_lost_) return *lock_lost_;
-  }
-  // The watchdog may not have run yet (the process was stopped, the machine slept).
-  if (now() - lock_ok_at_.load() > lock_deadline_ns()) {
-    return Error(Error::Code::kLocked,
-                 "the repository lock of this operation was last refreshed at " +
-                     format_time(lock_ok_at_.load()) +
-                     ", too long ago to rely on it: run the operation again");
-  }
-  return ok_status();
-}
-
-Status Repository::unlock() {
-  // Clean-up runs even when the operation was cancelled.
-  UncancellableScope scope;
-  if (refresher_.joinable()) {
-    // A refresh hanging in retries must not hold the operation's end up; if its new lock
-    // object was written after all, it is stale as soon as this process is gone.
-    refresh_cancel_.cancel(Error(Error::Code::kCancelled, "unlocking"));
-    {
-      std::lock_guard<std::mutex> g(lock_mu_);
-      stop_refresh_ = true;
-    }
-    refresh_cv_.notify_all();
-    refresher_.join();
-  }
-  if (watchdog_.joinable()) {
-    lock_stop_.cancel();
-    watchdog_.join();
-  }
-  lock_held_ = false;
-  for (const Id& id : superseded_) (void)backend_->remove({ObjectType::kLock, hex(id)});
-  superseded_.clear();
-  if (!lock_id_) return ok_status();
-  Status st = backend_->remove({ObjectType::kLock, hex(*lock_id_)});
-  lock_id_.reset();
-  if (!st.ok() && st.error().code() == Error::Code::kNotFound) return ok_status();
-  return st;
+void Repository::unregister_lock(const HeldLock* l) {
+  std::lock_guard<std::mutex> g(locks_mu_);
+  held_locks_.erase(l);
 }
 
 Result<std::vector<std::string>> Repository::remove_stale_locks(bool all) {
-  std::string me = hostname();
-  std::vector<std::string> names;
-  HAVEN_TRY(backend_->list(ObjectType::kLock, [&](const storage::ObjectInfo& i) {
-    names.push_back(i.name.name);
-  }));
-  std::optional<Id> own;
+  std::set<std::string> own;
   {
-    std::lock_guard<std::mutex> g(lock_mu_);  // the refresher replaces lock_id_
-    own = lock_id_;
-  }
-  std::vector<std::string> removed;
-  for (const auto& n : names) {
-    if (own && n == hex(*own)) continue;
-    std::string what = "lock " + n.substr(0, 8);
-    bool remove = all;
-    auto body = load_object(ObjectType::kLock, n);
-    if (!body.ok() && body.error().code() == Error::Code::kNotFound) continue;
-    if (!body.ok() && body.error().code() != Error::Code::kCorrupt) {
-      return body.error().with_context("reading lock " + n.substr(0, 8));  // says nothing about it
-    }
-    Result<Lock> l = body.ok() ? decode_lock(*body, "lock " + n) : Result<Lock>(body.error());
-    if (!l.ok() && l.error().code() != Error::Code::kCorrupt) return l.error();
-    if (!l.ok()) {
-      remove = true;  // junk or damage: nobody can hold it
-      what += " (unreadable: " + l.error().message() + ")";
-    } else {
-      what = std::string(l->exclusive ? "exclusive" : "shared") + " lock " + n.substr(0, 8) +
-             " of PID " + std::to_string(l->pid) + " on " + l->hostname;
-      remove = remove || lock_is_stale(*l, me, lock_stale_ns_);
-    }
-    if (remove) {
-      Status st = backend_->remove({ObjectType::kLock, n});
-      if (st.ok()) removed.push_back(what);
-      else if (st.error().code() != Error::Code::kNotFound) return st.error();
+    std::lock_guard<std::mutex> g(locks_mu_);
+    for (const HeldLock* l : held_locks_) {
+      std::string n = l->name();
+      if (!n.empty()) own.insert(n);
     }
   }
-  return removed;
+  return repo::remove_stale_locks(*this, all, own);
 }
 
 }  // namespace haven::repo

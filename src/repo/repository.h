@@ -1,29 +1,33 @@
-// repo/repository.h — an open Haven repository: keys, config, blobs in packs, the index,
-// snapshots and locks, over one storage backend (docs/FORMAT.md). The config codec is
-// config.h, single-record objects object.h, WAL objects and the WAL key wal_object.h.
+// repo/repository.h — an open Haven repository, shared by the operations that use it: the
+// storage backend, the config, the master key and key files, the in-memory index, snapshots
+// and trees (docs/FORMAT.md). What one operation owns — its lock, its cancel token, its packs
+// being written and its statistics — is a Session (repo/session.h); several sessions of one
+// Repository may run at once (two backups and a restore, say), each with its own lock.
 //
-// Write order (what makes a crash harmless, docs/FORMAT.md §9):
-//   1. save_blob() packs blobs; a full pack is uploaded before its blobs enter the index.
-//   2. flush() uploads the open packs, then writes an index file naming them.
-//   3. save_snapshot() calls flush() first, so a snapshot object is written only after every
-//      pack and index entry it references is durable.
-// A crash anywhere leaves at worst packs no index names (prune deletes them later).
+// The index. The in-memory index is the union of the index files when load_index() ran, plus
+// every index file a session of this Repository wrote since (a session's blobs enter it only
+// once an index file names their pack, repo/pack_writer.h). It is only as current as the locks
+// held since it was loaded: load it after taking a lock, and again after a time when this
+// process held none (a prune elsewhere may have deleted packs meanwhile). Maintenance that must
+// see one consistent index (check, prune) reads its own copy with read_index().
 //
-// Thread-safety: save_blob(), load_blob() and has_blob() may be called from many threads at
-// once; everything else from one thread at a time.
+// Files: config.h (the config codec), object.h (single-record objects), lock.h (locks),
+// pack_writer.h and index_writer.h (writing blobs and index files), session.h, wal_object.h
+// (the WAL key and WAL objects).
+//
+// Thread-safety: every method may be called from many threads at once (several sessions),
+// except init/open, the key management methods (add_key, remove_key, change_password) and
+// set_lock_timing, which run alone. load_index() may run while sessions write.
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
-#include <thread>
+#include <shared_mutex>
 #include <string>
-#include <unordered_set>
 #include <vector>
 
 #include "chunker/chunker.h"
@@ -36,9 +40,11 @@
 #include "repo/snapshot.h"
 #include "repo/wal_object.h"
 #include "storage/backend.h"
-#include "util/cancel.h"
+#include "util/clock.h"
 
 namespace haven::repo {
+
+class HeldLock;
 
 struct InitOptions {
   crypto::KdfParams kdf;
@@ -70,15 +76,16 @@ class Repository {
   static Result<std::unique_ptr<Repository>> init(std::shared_ptr<storage::Backend> backend,
                                                    const std::string& password,
                                                    const InitOptions& options);
-  // Opens an existing repository: kRepoNotFound if there is none, kUnsupported for a newer
-  // format, kWrongPassword if no key opens with the password. Does not load the index.
   // Checks, without a password, that a repository of a supported version is there.
   static Status probe(storage::Backend& backend);
+  // Opens an existing repository: kRepoNotFound if there is none, kUnsupported for a newer
+  // format, kWrongPassword if no key opens with the password. Does not load the index.
   // A key file that is damaged, or that opens but whose master key does not authenticate the
   // config (another repository's key), is skipped; if no key opens, the error names them.
   static Result<std::unique_ptr<Repository>> open(std::shared_ptr<storage::Backend> backend,
                                                    const std::string& password,
                                                    const OpenOptions& options = {});
+  // REQUIRES: no Session of this repository is left.
   ~Repository();
 
   const Config& config() const { return config_; }
@@ -92,53 +99,56 @@ class Repository {
   // Opens the object stored as WAL file `name` with the WAL key of the generation its header
   // names (check reads every WAL object this way).
   Result<Bytes> open_wal_object(const std::string& name, ByteView object) const;
-  // Compression used for new blobs (defaults to the config's).
-  void set_compression(Compression c) { compression_ = c; }
 
   // --- index ---
   Status load_index();
   // Loads every readable index file; calls on_bad(name, error) for each one that is not, and
-  // goes on (check and repair). With on_bad empty, the first bad file fails the load.
+  // goes on (check and repair). With on_bad empty, the first bad file fails the load. Replaces
+  // the shared index; index files sessions write meanwhile are kept.
   Status load_index(const std::function<void(const std::string&, const Error&)>& on_bad);
+  // The union of the index files as a new Index of the caller's own (the shared one is left
+  // alone): for maintenance that walks one consistent index while sessions may write (check,
+  // prune).
+  Result<std::unique_ptr<Index>> read_index(
+      const std::function<void(const std::string&, const Error&)>& on_bad = {});
+  // Whether load_index() has run (and unload_index() has not since).
+  bool index_loaded() const;
+  // Empties the shared index (after a prune that could not read it again): lookups then find
+  // nothing, so sessions store again what they need rather than reference what may be gone.
+  void unload_index();
   Result<std::vector<std::string>> list_index_files();
   Result<std::vector<PackRecord>> load_index_file(const std::string& name);
-  // Writes one index file for `packs`; returns its name.
+  // Writes one index file for `packs`; returns its name. Writers batch through IndexWriter.
   Result<std::string> save_index_file(const std::vector<PackRecord>& packs);
+  // Adds packs an index file now names to the shared index (IndexWriter's sessions call it).
+  void add_indexed_packs(const std::vector<PackRecord>& packs);
   // Reads a pack's own list of blobs from its trailer, fetching only its head and tail.
   Result<PackRecord> read_pack_trailer(const Id& pack_id, uint64_t pack_size);
-  // The in-memory index, for maintenance (check, prune) that runs while this session is not
-  // saving blobs.
-  const Index& index() const { return index_; }
-  bool has_blob(BlobType type, const Id& id);
-  size_t index_blob_count();
-  std::optional<uint32_t> blob_raw_length(BlobType type, const Id& id);
+  // Lookups in the shared index.
+  bool has_blob(BlobType type, const Id& id) const;
+  size_t index_blob_count() const;
+  std::optional<uint32_t> blob_raw_length(BlobType type, const Id& id) const;
   template <typename Fn>
-  void for_each_blob(Fn&& fn) {
-    std::lock_guard<std::mutex> g(mu_);
+  void for_each_blob(Fn&& fn) const {
+    std::shared_lock<std::shared_mutex> g(index_mu_);
     index_.for_each([&](const IndexEntry& e, const Id&) { fn(e); });
   }
 
-  // --- blobs ---
-  // Stores a blob unless the index or an open pack already has it. Returns its ID.
-  Result<Id> save_blob(BlobType type, ByteView data);
-  // Same, when the caller already hashed the data (the backup pipeline hashes once).
-  // Returns true if the blob was new (stored), false if it was already there.
-  Result<bool> save_blob_with_id(BlobType type, const Id& id, ByteView data);
+  // --- blobs (reading; sessions write) ---
+  // Through the shared index, or through `index` (a copy from read_index()).
   Result<Bytes> load_blob(BlobType type, const Id& id);
+  Result<Bytes> load_blob(BlobType type, const Id& id, const Index& index);
   // For readers that fetch many blobs of a pack in one ranged read (restore): where a blob is
-  // stored, and the decryption of one sealed record cut out of such a range. Thread-safe.
-  std::optional<BlobLocation> locate_blob(BlobType type, const Id& id);
+  // stored, and the decryption of one sealed record cut out of such a range.
+  std::optional<BlobLocation> locate_blob(BlobType type, const Id& id) const;
   Result<Bytes> open_located_blob(BlobType type, const Id& id, const BlobLocation& loc,
                                   ByteView sealed) const;
-  // Uploads open packs, then writes an index file for everything not yet indexed.
-  Status flush();
 
   // --- encrypted single-record objects (config, index, snapshot, lock) ---
   Result<Bytes> load_object(storage::ObjectType type, const std::string& name);
   Result<Id> save_object(storage::ObjectType type, ByteView body);
 
-  // --- snapshots ---
-  Result<Id> save_snapshot(const Snapshot& s);
+  // --- snapshots and trees (Session::save_snapshot writes them) ---
   Result<Snapshot> load_snapshot(const Id& id);
   // All snapshots, oldest first. With `damaged` given, a snapshot object that cannot be read is
   // skipped and its error appended there (so one damaged snapshot does not hide the others);
@@ -150,7 +160,7 @@ class Repository {
   // Deletes a snapshot object (its data stays until prune). kNotFound if it is not there.
   Status remove_snapshot(const Id& id);
   Result<Tree> load_tree(const Id& id);
-  Result<Id> save_tree(const Tree& t);
+  Result<Tree> load_tree(const Id& id, const Index& index);
 
   // --- keys ---
   Result<std::vector<KeyListEntry>> list_keys();
@@ -162,63 +172,32 @@ class Repository {
                                       const crypto::KdfParams& kdf);
   const std::string& current_key_id() const { return key_id_; }
 
-  // --- locks ---
-  // Takes a shared (or exclusive) lock. kLocked naming the holder if a conflicting live lock
-  // exists, or naming a lock object that cannot be read (junk or damage: only 'haven unlock'
-  // may judge it). Locks whose process is gone (same host) or that stopped refreshing are
-  // ignored.
-  //
-  // While held, the lock is refreshed every `refresh` interval (5 min) by a new lock object.
-  // Others judge a lock stale when it is `stale` (30 min) old, and a prune may then delete
-  // data this session uploaded but has not yet referenced. So if the lock cannot be refreshed
-  // for `stale - max(refresh, stale/6)` (25 min), or another process removed it, the lock is
-  // *lost*: this session's cancel token is cancelled with a kLocked error naming the lock,
-  // and check_lock() (which save_snapshot() and prune's deletions call) fails from then on.
-  Status lock(bool exclusive);
-  Status unlock();
-  // OK while no lock is held or the held one is fresh; the kLocked error of a lost lock.
-  Status check_lock() const;
+  // --- locks (held by sessions, repo/lock.h) ---
   // Removes locks whose holder is gone and lock objects that cannot be read (or every other
-  // lock with all=true). Returns the locks removed, described.
+  // lock with all=true), never one a session of this Repository holds. Returns the locks
+  // removed, described.
   Result<std::vector<std::string>> remove_stale_locks(bool all);
-  // The stale locks the last lock() ignored, described for a notice.
-  const std::vector<std::string>& ignored_stale_locks() const { return stale_ignored_; }
-  // Test hook: how often the held lock is refreshed and when an unrefreshed lock of another
-  // host counts as stale (defaults: 5 and 30 minutes).
+  // How often a session's lock is refreshed and when an unrefreshed lock of another host
+  // counts as stale (defaults: 5 and 30 minutes). A test hook; applies to locks taken after.
   void set_lock_timing(TimeNs refresh, TimeNs stale) {
     lock_refresh_ns_ = refresh;
     lock_stale_ns_ = stale;
   }
+  TimeNs lock_refresh_ns() const { return lock_refresh_ns_; }
+  TimeNs lock_stale_ns() const { return lock_stale_ns_; }
 
-  // --- cancellation ---
-  // The token of the operation this session serves: a lost lock cancels it; the operation's
-  // caller may cancel it too (a signal, the server). Operations run under it (CancelScope).
-  void set_cancel_token(CancelToken t) { cancel_ = std::move(t); }
-  const CancelToken& cancel_token() const { return cancel_; }
-
-  // What this session added (for snapshot statistics).
-  struct WriteStats {
-    std::atomic<uint64_t> blobs{0}, raw_bytes{0}, stored_bytes{0}, packs{0};
-  };
-  const WriteStats& write_stats() const { return write_stats_; }
-  // Upper bound on packs being filled at once (memory: packers × pack_size).
-  void set_max_packers(size_t n) { max_packers_ = n < 1 ? 1 : n; }
-
-  // Readers for `haven cat`.
+  // The master key: for `haven cat`, check and prune, which read records themselves.
   const MasterKey& master_key() const { return master_; }
 
  private:
+  friend class HeldLock;
   Repository(std::shared_ptr<storage::Backend> backend, MasterKey master, std::string key_id);
   Result<Bytes> seal_object(ObjectKind kind, ByteView body) const;
   Result<Bytes> seal_object_with_salt(ObjectKind kind, const Id& salt, ByteView body) const;
   Result<Bytes> open_object(ObjectKind kind, const storage::ObjectName& name, ByteView object) const;
-  Status upload_pack(std::unique_ptr<PackBuilder> packer);
-  // Hands a full pack to the uploader threads; blocks until one of them is free.
-  Status enqueue_upload(std::unique_ptr<PackBuilder> packer);
-  void uploader();
-  Status wait_uploads();
-  Status write_index_locked(std::unique_lock<std::mutex>& lk);
-  Result<Bytes> load_key_file(const std::string& id);
+  Result<Bytes> load_located_blob(BlobType type, const Id& id, const std::optional<BlobLocation>& loc);
+  void register_lock(const HeldLock* l);
+  void unregister_lock(const HeldLock* l);
 
   std::shared_ptr<storage::Backend> backend_;
   MasterKey master_;
@@ -226,61 +205,18 @@ class Repository {
   std::set<std::string> foreign_keys_;  // key files open() found to belong to another repository
   Config config_;
   std::string fingerprint_;
-  Compression compression_ = Compression::kMedium;
 
-  std::mutex mu_;
-  std::condition_variable packer_cv_;
+  // The shared index: lookups share, additions and reloads exclude.
+  mutable std::shared_mutex index_mu_;
   Index index_;
-  struct TypedId {
-    BlobType type;
-    Id id;
-    bool operator==(const TypedId&) const = default;
-  };
-  struct TypedIdHash {
-    size_t operator()(const TypedId& t) const { return IdHash{}(t.id) ^ static_cast<size_t>(t.type); }
-  };
-  std::unordered_set<TypedId, TypedIdHash> in_flight_;  // blobs in open or uploading packs
-  std::vector<std::unique_ptr<PackBuilder>> idle_packers_;
-  size_t packers_out_ = 0;                             // packers being filled by threads
-  size_t max_packers_ = 2;
-  std::vector<PackRecord> unindexed_;                  // uploaded packs not yet in an index file
-  // Lock held by this session, refreshed by a background thread (see lock()); a watchdog
-  // thread declares it lost when it has not been refreshed in time.
-  void refresh_loop();
-  void watch_lock();
-  void lose_lock(Error why);
-  TimeNs lock_deadline_ns() const;
-  std::mutex lock_mu_;
-  std::condition_variable refresh_cv_;
-  std::thread refresher_, watchdog_;
-  bool stop_refresh_ = false;
-  Lock lock_;
-  std::optional<Id> lock_id_;
-  std::vector<Id> superseded_;               // our older lock objects a refresh failed to remove
-  std::atomic<bool> lock_held_{false};
-  std::atomic<TimeNs> lock_ok_at_{0};        // when our lock object was last written
-  CancelToken lock_stop_;                    // stops the watchdog (unlock)
-  CancelToken refresh_cancel_;               // stops a refresh that hangs once the lock is lost
-  mutable std::mutex lost_mu_;
-  std::optional<Error> lock_lost_;
-  std::string last_refresh_error_;           // guarded by lost_mu_
-  std::string held_lock_name_;               // guarded by lost_mu_
-  std::vector<std::string> stale_ignored_;
-  TimeNs lock_refresh_ns_;
-  TimeNs lock_stale_ns_;
-  CancelToken cancel_;
-  WriteStats write_stats_;
+  bool index_loaded_ = false;
+  int reloads_ = 0;                                   // load_index() calls running
+  std::vector<PackRecord> indexed_during_reload_;     // what add_indexed_packs() saw meanwhile
 
-  // Uploads run on their own threads so that a slow save (fsync, network) never stalls the
-  // threads that compress and encrypt. Memory: one pack per uploader in flight, none waiting.
-  std::condition_variable upload_cv_;
-  std::deque<std::unique_ptr<PackBuilder>> upload_queue_;
-  std::vector<std::thread> uploaders_;
-  size_t uploads_active_ = 0;
-  size_t upload_threads_ = 2;
-  std::vector<Bytes> free_buffers_;  // pack buffers to reuse (at most max_packers_)
-  bool stop_uploaders_ = false;
-  std::optional<Error> upload_error_;
+  std::mutex locks_mu_;
+  std::set<const HeldLock*> held_locks_;  // locks sessions of this Repository hold
+  std::atomic<TimeNs> lock_refresh_ns_;
+  std::atomic<TimeNs> lock_stale_ns_;
 };
 
 }  // namespace haven::repo

@@ -96,8 +96,8 @@ struct Range {
 
 class Restorer {
  public:
-  Restorer(repo::Repository& repo, const Options& o, EventSink& events)
-      : repo_(repo), opts_(o), events_(events) {}
+  Restorer(repo::Session& session, const Options& o, EventSink& events)
+      : repo_(session.repo()), session_(session), opts_(o), events_(events) {}
 
   Result<Summary> run(const Id& root);
   // Added to the "summary" event (the snapshot-level run: which snapshot, any substitution).
@@ -126,6 +126,7 @@ class Restorer {
   void warn(const std::string& rel, const std::string& message);
 
   repo::Repository& repo_;
+  repo::Session& session_;  // its lock keeps what is read from being pruned; its token stops us
   const Options& opts_;
   EventSink& events_;
   std::vector<std::string> includes_;
@@ -396,7 +397,7 @@ void Restorer::run_batch() {
   size_t n = std::max<size_t>(1, std::min<size_t>(readers_, ranges.size()));
   for (size_t i = 1; i < n; i++) {
     threads.emplace_back([&] {
-      CancelScope scope(repo_.cancel_token());
+      CancelScope scope(session_.cancel_token());
       reader();
     });
   }
@@ -408,7 +409,7 @@ void Restorer::run_batch() {
 }
 
 void Restorer::read_range(const Range& r) {
-  if (repo_.cancel_token().cancelled()) return;  // run() reports the cancellation
+  if (session_.cancel_token().cancelled()) return;  // run() reports the cancellation
   const Id& pack = pieces_[r.first].loc.pack_id;
   const storage::ObjectName name{storage::ObjectType::kData, repo::hex(pack)};
   auto data = repo_.backend().load(name, r.start, r.end - r.start);
@@ -489,7 +490,7 @@ Status Restorer::walk_tree(const repo::Tree& tree, const std::string& dir,
     }
   }
   for (const auto& n : tree.nodes) {
-    HAVEN_TRY(repo_.cancel_token().check());
+    HAVEN_TRY(session_.cancel_token().check());
     std::string rel = rel_dir.empty() ? n.name : rel_dir + "/" + n.name;
     std::string path = dir + "/" + n.name;
     bool is_dir = n.type == Node::Type::kDir;
@@ -591,7 +592,7 @@ Result<Summary> Restorer::run(const Id& root) {
   Status st_walk = walk(root, target, "");
   run_batch();
   HAVEN_TRY(st_walk);
-  HAVEN_TRY(repo_.cancel_token().check());
+  HAVEN_TRY(session_.cancel_token().check());
   for (const auto& l : pending_links_) {
     if (failed_.count(l.first)) {
       error(l.rel, "hard link to " + l.first + ", whose content could not be restored; not restored");
@@ -622,10 +623,10 @@ Result<Summary> Restorer::run(const Id& root) {
 
 }  // namespace
 
-Result<Summary> run(repo::Repository& repo, const Id& root, const Options& options,
+Result<Summary> run(repo::Session& session, const Id& root, const Options& options,
                     EventSink& events) {
-  CancelScope scope(repo.cancel_token());
-  Restorer r(repo, options, events);
+  CancelScope scope(session.cancel_token());
+  Restorer r(session, options, events);
   return r.run(root);
 }
 
@@ -691,8 +692,10 @@ Result<Choice> choose_snapshot(repo::Repository& repo, const std::string& ref,
   return c;
 }
 
-Result<Summary> run(repo::Repository& repo, const Choice& choice, const Options& options,
+Result<Summary> run(repo::Session& session, const Choice& choice, const Options& options,
                     EventSink& events) {
+  CancelScope scope(session.cancel_token());
+  repo::Repository& repo = session.repo();
   // Paths as users type them become the snapshot's stored forms.
   Options o = options;
   o.includes.clear();
@@ -711,7 +714,7 @@ Result<Summary> run(repo::Repository& repo, const Choice& choice, const Options&
       if (!form.empty()) o.excludes.push_back(std::move(form));
     }
   }
-  Restorer r(repo, o, events);
+  Restorer r(session, o, events);
   r.summary_extra = {{"snapshot", repo::hex(choice.id)}};
   if (!choice.substitution.empty()) {
     nlohmann::json damaged = nlohmann::json::array();

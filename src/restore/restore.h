@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "repo/repository.h"
+#include "repo/session.h"
 #include "util/events.h"
 
 namespace haven::restore {
@@ -76,14 +77,17 @@ Result<Choice> choose_snapshot(repo::Repository& repo, const std::string& ref,
 // Restores tree `root` into options.target. Events: "progress", "warning" (a file skipped),
 // "error" (a file failed), "summary". Returns an Error only for failures that stop the whole
 // restore (bad options, an unsafe name, the target unusable); per-file failures are counted.
-Result<Summary> run(repo::Repository& repo, const repo::Id& root, const Options& options,
+// Runs in `session` (which holds the shared lock, and whose token it runs under) and reads
+// through the repository's shared index; sessions that back up at the same time do not
+// disturb it.
+Result<Summary> run(repo::Session& session, const repo::Id& root, const Options& options,
                     EventSink& events);
 
 // Restores a chosen snapshot. Includes and excludes may be original paths or stored forms
 // (repo/paths.h); an include that names nothing in the snapshot is kNotFound, naming it and the
 // snapshot's top-level paths, before anything is written. A substitution (Choice) is emitted
 // as a "warning" event first, and is in the "summary" event and Summary::substitution.
-Result<Summary> run(repo::Repository& repo, const Choice& choice, const Options& options,
+Result<Summary> run(repo::Session& session, const Choice& choice, const Options& options,
                     EventSink& events);
 
 // Checks one entry name from a snapshot (see the file comment).

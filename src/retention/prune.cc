@@ -5,6 +5,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "repo/index_writer.h"
 #include "repo/pack.h"
 
 namespace haven::retention {
@@ -15,9 +16,6 @@ using repo::IdHash;
 using storage::ObjectType;
 
 namespace {
-
-// New index files are written in pieces of about this many blobs (bounded memory).
-constexpr size_t kIndexFileBlobs = 50000;
 
 struct PackStat {
   uint64_t used_bytes = 0, unused_bytes = 0;
@@ -30,8 +28,8 @@ enum class Fate { kKeep, kRepack, kDelete };
 
 class Pruner {
  public:
-  Pruner(repo::Repository& repo, const PruneOptions& o, EventSink& sink)
-      : repo_(repo), opts_(o), sink_(sink) {}
+  Pruner(repo::Session& session, const PruneOptions& o, EventSink& sink)
+      : repo_(session.repo()), session_(session), opts_(o), sink_(sink) {}
   Result<PruneStats> run();
 
  private:
@@ -47,6 +45,8 @@ class Pruner {
   Status remove_leftovers();
 
   repo::Repository& repo_;
+  repo::Session& session_;
+  std::unique_ptr<repo::Index> own_index_;  // the index files as this prune read them
   const repo::Index* index_ = nullptr;
   PruneOptions opts_;
   EventSink& sink_;
@@ -75,7 +75,7 @@ Status Pruner::mark_tree(const Id& root, const std::string& snapshot) {
     if (!pos) return refuse("tree " + repo::hex(id) + ", which is not in the index");
     if (used_[*pos]) continue;
     used_[*pos] = true;
-    auto tree = repo_.load_tree(id);
+    auto tree = repo_.load_tree(id, *index_);
     if (!tree.ok()) return refuse("a tree that cannot be read (" + tree.error().message() + ")");
     for (const auto& n : tree->nodes) {
       if (n.subtree) stack.push_back(*n.subtree);
@@ -95,7 +95,7 @@ Status Pruner::mark_used() {
     names.push_back(i.name.name);
   }));
   for (const auto& name : names) {
-    HAVEN_TRY(repo_.cancel_token().check());
+    HAVEN_TRY(session_.cancel_token().check());
     auto id = repo::parse_id(name);
     if (!id) continue;
     auto snap = repo_.load_snapshot(*id);
@@ -251,41 +251,35 @@ Status Pruner::repack() {
       if (builder->size() >= pack_size) HAVEN_TRY(finish());
     }
     progress("repack", ++done, blobs.size());
-    HAVEN_TRY(repo_.cancel_token().check());
+    HAVEN_TRY(session_.cancel_token().check());
   }
   return finish();
 }
 
 Status Pruner::write_index() {
-  std::vector<repo::PackRecord> batch;
-  size_t batch_blobs = 0;
-  auto save = [&]() -> Status {
-    if (batch.empty()) return ok_status();
-    HAVEN_TRY(repo_.save_index_file(batch));
-    st_.index_files_written++;
-    batch.clear();
-    batch_blobs = 0;
-    return ok_status();
-  };
-  auto add = [&](repo::PackRecord rec) -> Status {
-    batch_blobs += rec.blobs.size();
-    batch.push_back(std::move(rec));
-    if (batch_blobs >= kIndexFileBlobs) return save();
-    return ok_status();
-  };
+  repo::IndexWriter writer(repo_);  // the repository's one batching policy for index files
   // New packs first: a later reader that loads the old and new files in any order finds every
   // blob at least once.
-  for (auto& rec : new_packs_) HAVEN_TRY(add(std::move(rec)));
+  for (auto& rec : new_packs_) HAVEN_TRY(writer.add(std::move(rec)));
   new_packs_.clear();
   std::unordered_set<Id, IdHash> emitted;
+  Status st = ok_status();
   for (const auto& name : old_index_) {
-    HAVEN_ASSIGN(auto records, repo_.load_index_file(name));
-    for (auto& rec : records) {
-      if (fate_[rec.id] != Fate::kKeep || !emitted.insert(rec.id).second) continue;
-      HAVEN_TRY(add(std::move(rec)));
+    auto records = repo_.load_index_file(name);
+    if (!records.ok()) {
+      st = records.error();
+      break;
     }
+    for (auto& rec : *records) {
+      if (fate_[rec.id] != Fate::kKeep || !emitted.insert(rec.id).second) continue;
+      st = writer.add(std::move(rec));
+      if (!st.ok()) break;
+    }
+    if (!st.ok()) break;
   }
-  return save();
+  if (st.ok()) st = writer.flush();
+  st_.index_files_written = writer.files_written();
+  return st;
 }
 
 Status Pruner::delete_old() {
@@ -293,9 +287,9 @@ Status Pruner::delete_old() {
   size_t done = 0, total = old_index_.size() + st_.packs_deleted + st_.packs_repacked;
   // Deleting is safe only under a live exclusive lock: once ours may look stale, a backup
   // elsewhere may have started to reference what we are about to delete.
-  HAVEN_TRY(repo_.check_lock());
+  HAVEN_TRY(session_.check_lock());
   for (const auto& name : old_index_) {
-    HAVEN_TRY(repo_.cancel_token().check());
+    HAVEN_TRY(session_.cancel_token().check());
     Status s = repo_.backend().remove({ObjectType::kIndex, name});
     if (!s.ok() && s.error().code() != Error::Code::kNotFound) return s;
     st_.index_files_deleted++;
@@ -303,8 +297,8 @@ Status Pruner::delete_old() {
   }
   for (const auto& [id, f] : fate_) {
     if (f == Fate::kKeep || !listed_.count(id)) continue;
-    HAVEN_TRY(repo_.check_lock());
-    HAVEN_TRY(repo_.cancel_token().check());
+    HAVEN_TRY(session_.check_lock());
+    HAVEN_TRY(session_.cancel_token().check());
     Status s = repo_.backend().remove({ObjectType::kData, repo::hex(id)});
     if (!s.ok() && s.error().code() != Error::Code::kNotFound) return s;
     progress("delete", ++done, total);
@@ -333,13 +327,15 @@ Result<PruneStats> Pruner::run() {
                  "--max-unused must be a percentage between 0 and 100");
   }
   HAVEN_ASSIGN(old_index_, repo_.list_index_files());
-  Status loaded = repo_.load_index();
+  // An index of its own: what it deletes is judged on one consistent reading of the files.
+  auto loaded = repo_.read_index();
   if (!loaded.ok()) {
     return loaded.error().with_context(
         "refusing to prune with an unreadable index (nothing was changed; run 'haven repair "
         "index')");
   }
-  index_ = &repo_.index();
+  own_index_ = std::move(*loaded);
+  index_ = own_index_.get();
   used_.assign(index_->blob_count(), false);
   HAVEN_TRY(mark_used());
   HAVEN_TRY(count_packs());
@@ -349,7 +345,11 @@ Result<PruneStats> Pruner::run() {
   if (!opts_.dry_run && !nothing) {
     HAVEN_TRY(repack());
     HAVEN_TRY(write_index());
-    HAVEN_TRY(delete_old());
+    Status deleted = delete_old();
+    // The repository's shared index (if loaded) may name what was deleted, and misses the new
+    // packs: it is read again, or dropped (then lookups find nothing, and nothing is lost).
+    if (repo_.index_loaded() && !repo_.load_index().ok()) repo_.unload_index();
+    HAVEN_TRY(deleted);
   }
   HAVEN_TRY(remove_leftovers());
   st_.duration_ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -363,13 +363,13 @@ Result<PruneStats> Pruner::run() {
 
 }  // namespace
 
-Result<PruneStats> prune(repo::Repository& repo, const PruneOptions& options, EventSink& sink) {
-  CancelScope scope(repo.cancel_token());
-  Pruner p(repo, options, sink);
+Result<PruneStats> prune(repo::Session& session, const PruneOptions& options, EventSink& sink) {
+  CancelScope scope(session.cancel_token());
+  Pruner p(session, options, sink);
   auto run = p.run();
   // What a cancelled prune could not read is not damage: report the cancellation (a prune that
   // finished before it noticed has done its work, and says so).
-  if (!run.ok()) HAVEN_TRY(repo.cancel_token().check());
+  if (!run.ok()) HAVEN_TRY(session.cancel_token().check());
   HAVEN_ASSIGN(PruneStats st, std::move(run));
   sink.emit({"summary", stats_json(st, options.dry_run)});
   return st;

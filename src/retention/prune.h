@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "repo/repository.h"
+#include "repo/session.h"
 #include "util/events.h"
 
 namespace haven::retention {
@@ -41,11 +42,14 @@ struct PruneStats {
   int64_t reclaimed() const { return static_cast<int64_t>(bytes_deleted) - static_cast<int64_t>(bytes_written); }
 };
 
-// The caller holds the repository's exclusive lock. Loads the index itself. Refuses (kCorrupt,
-// changing nothing) when a snapshot references a tree or blob that cannot be read or is not
-// in the index: deleting data then could lose what the damaged part still needs.
+// `session` holds the repository's exclusive lock (each deletion checks it is still live); the
+// prune runs under its token. Reads the index files into an index of its own; new index files
+// are batched by repo::IndexWriter; afterwards the repository's shared index, if loaded, is read
+// again. Refuses (kCorrupt, changing nothing) when a snapshot references a tree or blob that
+// cannot be read or is not in the index: deleting data then could lose what the damaged part
+// still needs.
 // Emits "progress" events ({"phase": ..., "done": n, "total": n}) and one "summary".
-Result<PruneStats> prune(repo::Repository& repo, const PruneOptions& options, EventSink& sink);
+Result<PruneStats> prune(repo::Session& session, const PruneOptions& options, EventSink& sink);
 
 // The statistics as the "summary" event and `--json` show them.
 nlohmann::json stats_json(const PruneStats& s, bool dry_run);

@@ -206,7 +206,8 @@ class BackupTest : public ::testing::Test {
     backup::Options o;
     o.paths = std::move(paths);
     o.strategy = strategy;
-    return backup::run(repo, o, sink_);
+    repo::Session session(repo);  // one session per backup, as the CLI does
+    return backup::run(session, o, sink_);
   }
 
   std::string dir_;
@@ -901,18 +902,19 @@ TEST_F(BackupTest, InvalidOptionsAreRefused) {
   ASSERT_TRUE(repo);
   backup::Options o;
   EventSink& sink = sink_;
-  auto r = backup::run(*repo, o, sink);  // no paths
+  repo::Session session(*repo);
+  auto r = backup::run(session, o, sink);  // no paths
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), Error::Code::kInvalidArgument);
   o.paths = {dir_};
   o.strategy = "weekly";
-  r = backup::run(*repo, o, sink);
+  r = backup::run(session, o, sink);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), Error::Code::kInvalidArgument);
   o = {};
   o.from_stdin = true;
   o.stdin_filename = "a/b";
-  r = backup::run(*repo, o, sink);
+  r = backup::run(session, o, sink);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), Error::Code::kInvalidArgument);
   auto all = repo->list_snapshots();

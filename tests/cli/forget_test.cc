@@ -42,8 +42,10 @@ class ForgetCliTest : public ::testing::Test {
     repo_path_ = dir_ + "/repo";
     auto repo = init_repo(repo_path_);
     ASSERT_NE(repo, nullptr);
-    auto tree = repo->save_tree(repo::Tree{});
+    repo::Session session(*repo);
+    auto tree = session.save_tree(repo::Tree{});
     ASSERT_TRUE(tree.ok()) << tree.error().message();
+    ASSERT_TRUE(session.flush().ok());  // the snapshots below are written by sessions of their own
     tree_ = *tree;
     // h1 /data: one snapshot a day at noon, 2026-03-01 .. 2026-03-10.
     for (int d = 1; d <= 10; d++) add(*repo, "h1", {"/data"}, utc_time(2026, 3, d, 12));
@@ -72,7 +74,7 @@ class ForgetCliTest : public ::testing::Test {
     s.username = "test";
     s.tags = std::move(tags);
     s.strategy = "full";
-    auto id = repo.save_snapshot(s);
+    auto id = repo::Session(repo).save_snapshot(s);
     ASSERT_TRUE(id.ok()) << id.error().message();
     by_time_[host + "@" + format_time(t).substr(0, 16)] = repo::hex(*id);
   }
@@ -280,14 +282,15 @@ TEST_F(ForgetCliTest, RemovingNeedsTheExclusiveLock) {
   ASSERT_TRUE(be.ok());
   auto repo = repo::Repository::open(*be, kPw);
   ASSERT_TRUE(repo.ok()) << repo.error().message();
-  ASSERT_TRUE((*repo)->lock(false).ok());  // a backup in progress, say
+  repo::Session session(**repo);
+  ASSERT_TRUE(session.lock(false).ok());  // a backup in progress, say
   RunResult r = forget({"--keep-last", "1"});
   EXPECT_EQ(r.code, 11) << describe(r);
   EXPECT_EQ(remaining(), all_ids());
   // A dry run changes nothing and shares the repository.
   r = forget({"--keep-last", "1", "--dry-run"});
   EXPECT_EQ(r.code, 0) << describe(r);
-  ASSERT_TRUE((*repo)->unlock().ok());
+  ASSERT_TRUE(session.unlock().ok());
   r = forget({"--keep-last", "1"});
   EXPECT_EQ(r.code, 0) << describe(r);
   EXPECT_EQ(remaining().size(), 3u);

@@ -113,12 +113,12 @@ class CancelTest : public ::testing::Test {
     double cancel_to_return_ms = -1;
     Status status;
   };
-  Outcome run_cancelled(const std::function<Status(repo::Repository&)>& op,
+  Outcome run_cancelled(const std::function<Status(repo::Session&)>& op,
                         std::chrono::milliseconds after) {
     auto r = open();
     if (!r) return {};
     CancelToken token;
-    r->set_cancel_token(token);
+    repo::Session session(*r, token);
     std::atomic<bool> finished{false};
     Clock::time_point cancelled_at{};
     std::thread canceller([&] {
@@ -130,23 +130,24 @@ class CancelTest : public ::testing::Test {
       }
     });
     Outcome out;
-    out.status = op(*r);
+    out.status = op(session);
     auto returned = Clock::now();
     finished = true;
     canceller.join();
     if (cancelled_at != Clock::time_point{}) {
       out.cancel_to_return_ms = std::chrono::duration<double, std::milli>(returned - cancelled_at).count();
     }
-    (void)r->unlock();
+    (void)session.unlock();
     return out;
   }
 
-  double timed(const std::function<Status(repo::Repository&)>& op) {
+  double timed(const std::function<Status(repo::Session&)>& op) {
     auto r = open();
+    repo::Session session(*r);
     auto t0 = Clock::now();
-    Status s = op(*r);
+    Status s = op(session);
     EXPECT_TRUE(s.ok()) << s.error().message();
-    (void)r->unlock();
+    (void)session.unlock();
     return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   }
 
@@ -154,37 +155,38 @@ class CancelTest : public ::testing::Test {
   std::shared_ptr<SlowBackend> slow_;
 };
 
-Status do_backup(repo::Repository& r, const std::string& src, const std::string& strategy) {
-  HAVEN_TRY(r.lock(false));
-  HAVEN_TRY(r.load_index());
+Status do_backup(repo::Session& session, const std::string& src, const std::string& strategy) {
+  HAVEN_TRY(session.lock(false));
+  HAVEN_TRY(session.repo().load_index());
   backup::Options o;
   o.paths = {src};
   o.strategy = strategy;
   NullSink sink;
-  HAVEN_TRY(backup::run(r, o, sink));
+  HAVEN_TRY(backup::run(session, o, sink));
   return ok_status();
 }
 
 TEST_F(CancelTest, OperationsCancelledAtRandomMomentsReturnWithinOneSecondAndLoseNothing) {
   std::mt19937_64 rng(20261202);
-  auto backup_full = [&](repo::Repository& r) { return do_backup(r, src_, "full"); };
-  auto restore_latest = [&](repo::Repository& r) -> Status {
-    HAVEN_TRY(r.lock(false));
+  auto backup_full = [&](repo::Session& session) { return do_backup(session, src_, "full"); };
+  auto restore_latest = [&](repo::Session& session) -> Status {
+    repo::Repository& r = session.repo();
+    HAVEN_TRY(session.lock(false));
     HAVEN_TRY(r.load_index());
     HAVEN_ASSIGN(repo::Id id, r.resolve_snapshot("latest"));
     HAVEN_ASSIGN(repo::Snapshot s, r.load_snapshot(id));
     restore::Options o;
     o.target = dir_ + "/restore-" + std::to_string(rng());
     NullSink sink;
-    HAVEN_TRY(restore::run(r, s.tree, o, sink));
+    HAVEN_TRY(restore::run(session, s.tree, o, sink));
     return ok_status();
   };
-  auto check_all = [&](repo::Repository& r) -> Status {
-    HAVEN_TRY(r.lock(false));
+  auto check_all = [&](repo::Session& session) -> Status {
+    HAVEN_TRY(session.lock(false));
     check::Options o;
     o.read_data = check::Options::ReadData::kAll;
     NullSink sink;
-    HAVEN_ASSIGN(check::Report rep, check::check(r, o, sink));
+    HAVEN_ASSIGN(check::Report rep, check::check(session, o, sink));
     if (rep.damaged()) return Error(Error::Code::kCorrupt, "check found damage");
     return ok_status();
   };
@@ -193,14 +195,15 @@ TEST_F(CancelTest, OperationsCancelledAtRandomMomentsReturnWithinOneSecondAndLos
   const double backup_ms = timed(backup_full);
   ASSERT_EQ(snapshots(), 1u);
   const std::string first = dir_ + "/first";
-  const double restore_ms = timed([&](repo::Repository& r) -> Status {
+  const double restore_ms = timed([&](repo::Session& session) -> Status {
+    repo::Repository& r = session.repo();
     HAVEN_TRY(r.load_index());
     HAVEN_ASSIGN(repo::Id id, r.resolve_snapshot("latest"));
     HAVEN_ASSIGN(repo::Snapshot s, r.load_snapshot(id));
     restore::Options o;
     o.target = first;
     NullSink sink;
-    HAVEN_TRY(restore::run(r, s.tree, o, sink));
+    HAVEN_TRY(restore::run(session, s.tree, o, sink));
     return ok_status();
   });
   expect_same_tree(src_, first + "/src");
@@ -210,16 +213,16 @@ TEST_F(CancelTest, OperationsCancelledAtRandomMomentsReturnWithinOneSecondAndLos
 
   struct Op {
     const char* name;
-    std::function<Status(repo::Repository&)> fn;
+    std::function<Status(repo::Session&)> fn;
     double ms;
   };
   // A changed source makes every further backup write new data (d0's times are put back for
   // the final comparison).
   const TimeNs d0_mtime = mtime_of(src_ + "/d0");
   int change = 0;
-  std::vector<Op> ops{{"backup", [&](repo::Repository& r) {
+  std::vector<Op> ops{{"backup", [&](repo::Session& session) {
                          write_file(src_ + "/d0/changed", random_bytes(3000000, 1000 + change++));
-                         return backup_full(r);
+                         return backup_full(session);
                        }, backup_ms},
                       {"restore", restore_latest, restore_ms},
                       {"check", check_all, check_ms}};
@@ -262,12 +265,12 @@ TEST_F(CancelTest, OperationsCancelledAtRandomMomentsReturnWithinOneSecondAndLos
     ASSERT_TRUE(all.ok());
     for (size_t i = 1; i < all->size(); i++) ASSERT_TRUE(r->remove_snapshot((*all)[i].first).ok());
   }
-  auto prune = [&](repo::Repository& r) -> Status {
-    HAVEN_TRY(r.lock(true));
+  auto prune = [&](repo::Session& session) -> Status {
+    HAVEN_TRY(session.lock(true));
     retention::PruneOptions o;
     o.max_unused_percent = 0;
     NullSink sink;
-    HAVEN_TRY(retention::prune(r, o, sink));
+    HAVEN_TRY(retention::prune(session, o, sink));
     return ok_status();
   };
   int prune_landed = 0;
@@ -288,16 +291,17 @@ TEST_F(CancelTest, OperationsCancelledAtRandomMomentsReturnWithinOneSecondAndLos
   {
     auto r = open(std::chrono::milliseconds(0));
     ASSERT_TRUE(r);
+    repo::Session session(*r);
     check::Options o;
     o.read_data = check::Options::ReadData::kAll;
     NullSink sink;
-    auto rep = check::check(*r, o, sink);
+    auto rep = check::check(session, o, sink);
     ASSERT_TRUE(rep.ok()) << rep.error().message();
     for (const auto& p : rep->problems) {
       EXPECT_FALSE(p.damage) << p.object << ": " << p.error;
     }
-    ASSERT_TRUE(prune(*r).ok());
-    ASSERT_TRUE(r->unlock().ok());
+    ASSERT_TRUE(prune(session).ok());
+    ASSERT_TRUE(session.unlock().ok());
   }
   ASSERT_EQ(snapshots(), 1u);
   const std::string again = dir_ + "/again";
@@ -310,7 +314,8 @@ TEST_F(CancelTest, OperationsCancelledAtRandomMomentsReturnWithinOneSecondAndLos
   restore::Options o;
   o.target = again;
   NullSink sink;
-  ASSERT_TRUE(restore::run(*r, s->tree, o, sink).ok());
+  repo::Session session(*r);
+  ASSERT_TRUE(restore::run(session, s->tree, o, sink).ok());
   fs::remove_all(src_ + "/d0/changed");
   set_times(src_ + "/d0", d0_mtime, d0_mtime);
   expect_same_tree(src_, again + "/src");
@@ -320,8 +325,8 @@ TEST_F(CancelTest, AStreamCommandIsStoppedWhenTheBackupIsCancelled) {
   auto r = open(std::chrono::milliseconds(0));
   ASSERT_TRUE(r);
   CancelToken token;
-  r->set_cancel_token(token);
-  ASSERT_TRUE(r->lock(false).ok());
+  repo::Session session(*r, token);
+  ASSERT_TRUE(session.lock(false).ok());
   ASSERT_TRUE(r->load_index().ok());
   backup::Options o;
   o.from_stdin = true;
@@ -334,14 +339,14 @@ TEST_F(CancelTest, AStreamCommandIsStoppedWhenTheBackupIsCancelled) {
     token.cancel();
   });
   auto t0 = Clock::now();
-  auto res = backup::run(*r, o, sink);
+  auto res = backup::run(session, o, sink);
   double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   canceller.join();
   ASSERT_FALSE(res.ok());
   EXPECT_EQ(res.error().code(), Error::Code::kCancelled) << res.error().message();
   EXPECT_LT(ms, 1400) << "the command was not stopped";
   EXPECT_EQ(snapshots(), 0u);
-  ASSERT_TRUE(r->unlock().ok());
+  ASSERT_TRUE(session.unlock().ok());
 }
 
 // A plain --stdin backup whose producer has gone silent (the pipe stays open) is cancelled too.
@@ -391,7 +396,8 @@ TEST_F(CancelTest, PruneNeverDeletesDataALiveBackupReferences) {
   // An earlier snapshot that must survive.
   {
     auto r = open(std::chrono::milliseconds(0));
-    ASSERT_TRUE(do_backup(*r, src_ + "/d1", "full").ok());
+    repo::Session session(*r);
+    ASSERT_TRUE(do_backup(session, src_ + "/d1", "full").ok());
   }
   // The prune process is forked before this process starts any thread.
   int go[2], result[2];
@@ -409,20 +415,21 @@ TEST_F(CancelTest, PruneNeverDeletesDataALiveBackupReferences) {
     auto r = repo::Repository::open(*be, kPw);
     if (!r.ok()) _exit(4);
     (*r)->set_lock_timing(refresh, stale);
+    repo::Session session(**r);
     // Waits while the backup's lock is live, as a prune started by cron would be refused.
     Status locked = Error(Error::Code::kLocked, "");
-    for (int i = 0; i < 100 && !(locked = (*r)->lock(true)).ok(); i++) {
+    for (int i = 0; i < 100 && !(locked = session.lock(true)).ok(); i++) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     if (!locked.ok()) _exit(5);
     retention::PruneOptions po;
     po.max_unused_percent = 0;
     NullSink sink;
-    auto st = retention::prune(**r, po, sink);
+    auto st = retention::prune(session, po, sink);
     if (!st.ok()) _exit(6);
     uint64_t deleted = st->packs_deleted + st->packs_unindexed;
     (void)!write(result[1], &deleted, sizeof deleted);
-    (void)(*r)->unlock();
+    (void)session.unlock();
     _exit(0);
   }
   close(go[0]);
@@ -431,9 +438,10 @@ TEST_F(CancelTest, PruneNeverDeletesDataALiveBackupReferences) {
   auto r = open(std::chrono::milliseconds(150));  // slow uploads: the backup outlives its lock
   ASSERT_TRUE(r);
   r->set_lock_timing(refresh, stale);
+  repo::Session session(*r);
   Status backup_status;
   std::thread backup([&] {
-    backup_status = do_backup(*r, src_, "full");
+    backup_status = do_backup(session, src_, "full");
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   slow_->refuse_locks = true;  // from now on the backup's lock cannot be refreshed
@@ -445,7 +453,7 @@ TEST_F(CancelTest, PruneNeverDeletesDataALiveBackupReferences) {
   ASSERT_EQ(waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "prune child status " << status;
   slow_->refuse_locks = false;
-  ASSERT_TRUE(r->unlock().ok());
+  ASSERT_TRUE(session.unlock().ok());
 
   ASSERT_FALSE(backup_status.ok()) << "the backup went on with a lock it could not refresh";
   EXPECT_EQ(backup_status.error().code(), Error::Code::kLocked) << backup_status.error().message();
@@ -459,7 +467,8 @@ TEST_F(CancelTest, PruneNeverDeletesDataALiveBackupReferences) {
   check::Options o;
   o.read_data = check::Options::ReadData::kAll;
   NullSink sink;
-  auto rep = check::check(*c, o, sink);
+  repo::Session check_session(*c);
+  auto rep = check::check(check_session, o, sink);
   ASSERT_TRUE(rep.ok()) << rep.error().message();
   EXPECT_FALSE(rep->damaged()) << check::report_json(*rep).dump(2);
 }

@@ -62,13 +62,14 @@ class FaultsTest : public ::testing::Test {
     return std::move(*r);
   }
   Result<backup::Summary> backup_once(repo::Repository& r) {
-    HAVEN_TRY(r.lock(false));
+    repo::Session session(r);
+    HAVEN_TRY(session.lock(false));
     HAVEN_TRY(r.load_index());
     backup::Options o;
     o.paths = {src_};
     NullSink sink;
-    auto s = backup::run(r, o, sink);
-    (void)r.unlock();
+    auto s = backup::run(session, o, sink);
+    (void)session.unlock();
     return s;
   }
   void expect_restores(repo::Repository& r, const repo::Id& snap, const std::string& expected_src) {
@@ -77,7 +78,8 @@ class FaultsTest : public ::testing::Test {
     o.target = dir_ + "/out-" + repo::short_hex(snap);
     o.verify = true;
     NullSink sink;
-    auto s = restore::run(r, r.load_snapshot(snap)->tree, o, sink);
+    repo::Session session(r);
+    auto s = restore::run(session, r.load_snapshot(snap)->tree, o, sink);
     ASSERT_TRUE(s.ok()) << s.error().message();
     EXPECT_EQ(s->errors, 0u);
     expect_same_tree(expected_src, o.target + "/src");  // a backed-up path restores under its name
@@ -87,7 +89,8 @@ class FaultsTest : public ::testing::Test {
     check::Options o;
     o.read_data = check::Options::ReadData::kAll;
     NullSink sink;
-    auto rep = check::check(*r, o, sink);
+    repo::Session session(*r);
+    auto rep = check::check(session, o, sink);
     EXPECT_TRUE(rep.ok()) << rep.error().message();
     return rep.ok() ? *rep : check::Report{};
   }

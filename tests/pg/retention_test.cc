@@ -43,7 +43,8 @@ class PgRetentionTest : public ::testing::Test {
 
   // A base backup on timeline 1 that started in segment `segno` and stopped `days_ago`.
   repo::Id base_backup(uint64_t segno, double days_ago) {
-    auto tree = repo_->save_tree(repo::Tree{});
+    repo::Session session(*repo_);
+    auto tree = session.save_tree(repo::Tree{});
     EXPECT_TRUE(tree.ok());
     repo::Snapshot s;
     s.time = now_ - static_cast<TimeNs>(days_ago * kDay);
@@ -57,7 +58,7 @@ class PgRetentionTest : public ::testing::Test {
               {"pg.timeline", "1"},
               {"pg.stop_time", std::to_string(s.time)},
               {"pg.wal_segment_size", std::to_string(kSeg)}};
-    auto id = repo_->save_snapshot(s);
+    auto id = session.save_snapshot(s);
     EXPECT_TRUE(id.ok());
     return *id;
   }
@@ -88,13 +89,13 @@ TEST_F(PgRetentionTest, KeepsWhatTheWindowNeedsAndRemovesOlderWal) {
 
   // A 15-day window: the backups of 10 and 1 days ago, plus the one of 20 days ago (recovery
   // to 15 days ago starts there). The 40-day one goes, and WAL before segment 10.
-  auto dry = pg::retain(*repo_, 15 * kDay, now_, true);
+  auto dry = pg::retain(*std::make_unique<repo::Session>(*repo_), 15 * kDay, now_, true);
   ASSERT_OK(dry);
   EXPECT_EQ(dry->forgotten.size(), 1u);
   EXPECT_EQ(dry->wal_removed.size(), 9u);  // segments 1..9
   EXPECT_EQ(wal().size(), 37u) << "a dry run removed something";
 
-  auto r = pg::retain(*repo_, 15 * kDay, now_, false);
+  auto r = pg::retain(*std::make_unique<repo::Session>(*repo_), 15 * kDay, now_, false);
   ASSERT_OK(r);
   ASSERT_EQ(r->forgotten.size(), 1u);
   EXPECT_EQ(r->forgotten[0].id, b40);
@@ -128,7 +129,7 @@ TEST_F(PgRetentionTest, AGapInTheArchiveEndsTheWindowAndAWindowIsRequired) {
   ASSERT_EQ(windows->size(), 1u);
   EXPECT_EQ((*windows)[0].last_segment, seg_name(1, 9));
   EXPECT_EQ((*windows)[0].to_lsn, 10 * kSeg);
-  auto zero = pg::retain(*repo_, 0, now_, true);
+  auto zero = pg::retain(*std::make_unique<repo::Session>(*repo_), 0, now_, true);
   ASSERT_FALSE(zero.ok());
   EXPECT_EQ(zero.error().code(), Error::Code::kInvalidArgument);
 }

@@ -6,6 +6,7 @@
 // objects planted with chosen contents (another host, a PID that no longer exists, an old
 // refresh time).
 #include "repo/repository.h"
+#include "repo/session.h"
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -161,11 +162,12 @@ class LkChildHolder {
       if (!be.ok()) _exit(2);
       auto r = Repository::open(*be, kPw);
       if (!r.ok()) _exit(3);
-      char ok = (*r)->lock(exclusive).ok() ? 'y' : 'n';
+      repo::Session r_session(**r);
+      char ok = r_session.lock(exclusive).ok() ? 'y' : 'n';
       (void)!write(up[1], &ok, 1);
       char c;
       (void)!read(down[0], &c, 1);  // until the parent says so (or dies)
-      _exit((*r)->unlock().ok() ? 0 : 4);
+      _exit(r_session.unlock().ok() ? 0 : 4);
     }
     close(up[1]);
     close(down[0]);
@@ -196,11 +198,12 @@ class LkChildHolder {
 TEST_F(LockTest, SharedLocksCoexistExclusiveConflictsBothWays) {
   auto a = open(), b = open(), c = open();
   ASSERT_TRUE(a && b && c);
+  repo::Session a_session(*a), b_session(*b), c_session(*c);
   const std::string pid = "PID " + std::to_string(getpid());
   const std::string host = hostname(), user = username();
 
   TimeNs t0 = now();
-  ASSERT_OK(a->lock(false));
+  ASSERT_OK(a_session.lock(false));
   TimeNs t1 = now();
   auto names = locks();
   ASSERT_EQ(names.size(), 1u);
@@ -215,33 +218,33 @@ TEST_F(LockTest, SharedLocksCoexistExclusiveConflictsBothWays) {
   EXPECT_LE(l->time, t1);
   EXPECT_EQ(l->refreshed, l->time);
 
-  ASSERT_OK(b->lock(false));  // shared + shared
+  ASSERT_OK(b_session.lock(false));  // shared + shared
   EXPECT_EQ(locks().size(), 2u);
   // Exclusive against shared: refused, naming the holder; nothing left behind.
-  EXPECT_TRUE(LkFails(c->lock(true), Error::Code::kLocked,
+  EXPECT_TRUE(LkFails(c_session.lock(true), Error::Code::kLocked,
                       {"repository is locked by " + pid, "on " + host, "(user " + user + ")", "haven unlock"}));
   EXPECT_EQ(locks().size(), 2u);
-  ASSERT_OK(a->unlock());
-  EXPECT_TRUE(LkFails(c->lock(true), Error::Code::kLocked, {pid}));  // b still holds one
-  ASSERT_OK(b->unlock());
+  ASSERT_OK(a_session.unlock());
+  EXPECT_TRUE(LkFails(c_session.lock(true), Error::Code::kLocked, {pid}));  // b still holds one
+  ASSERT_OK(b_session.unlock());
   EXPECT_TRUE(locks().empty());
 
   // Shared against exclusive, and exclusive against exclusive: refused.
-  ASSERT_OK(c->lock(true));
+  ASSERT_OK(c_session.lock(true));
   names = locks();
   ASSERT_EQ(names.size(), 1u);
   auto x = read(*c, names[0]);
   ASSERT_OK(x);
   EXPECT_TRUE(x->exclusive);
-  EXPECT_TRUE(LkFails(a->lock(false), Error::Code::kLocked,
+  EXPECT_TRUE(LkFails(a_session.lock(false), Error::Code::kLocked,
                       {"locked exclusively by " + pid, "on " + host, "(user " + user + ")"}));
-  EXPECT_TRUE(LkFails(b->lock(true), Error::Code::kLocked, {"locked exclusively by " + pid}));
+  EXPECT_TRUE(LkFails(b_session.lock(true), Error::Code::kLocked, {"locked exclusively by " + pid}));
   EXPECT_EQ(locks(), names);
-  ASSERT_OK(c->unlock());
+  ASSERT_OK(c_session.unlock());
   EXPECT_TRUE(locks().empty());
-  ASSERT_OK(a->lock(true));
-  EXPECT_TRUE(LkFails(b->lock(false), Error::Code::kLocked, {"exclusively"}));
-  ASSERT_OK(a->unlock());
+  ASSERT_OK(a_session.lock(true));
+  EXPECT_TRUE(LkFails(b_session.lock(false), Error::Code::kLocked, {"exclusively"}));
+  ASSERT_OK(a_session.unlock());
 }
 
 TEST_F(LockTest, ConflictNamesTheOtherProcessHoldingTheLock) {
@@ -252,26 +255,28 @@ TEST_F(LockTest, ConflictNamesTheOtherProcessHoldingTheLock) {
     const std::string pid = "PID " + std::to_string(child.pid());
     auto a = open();
     ASSERT_TRUE(a);
-    EXPECT_TRUE(LkFails(a->lock(false), Error::Code::kLocked,
+    repo::Session a_session(*a);
+    EXPECT_TRUE(LkFails(a_session.lock(false), Error::Code::kLocked,
                         {"locked exclusively by " + pid + " on " + host}));
-    EXPECT_TRUE(LkFails(a->lock(true), Error::Code::kLocked, {pid}));
+    EXPECT_TRUE(LkFails(a_session.lock(true), Error::Code::kLocked, {pid}));
     EXPECT_EQ(locks().size(), 1u);
     child.release();
     EXPECT_TRUE(locks().empty()) << "the child's unlock left its lock";
-    LK_EXPECT_OK(a->lock(true));
-    LK_EXPECT_OK(a->unlock());
+    LK_EXPECT_OK(a_session.lock(true));
+    LK_EXPECT_OK(a_session.unlock());
   }
   {
     LkChildHolder child(repo_, /*exclusive=*/false);
     ASSERT_FALSE(HasFailure());
     auto a = open();
     ASSERT_TRUE(a);
-    auto r = a->lock(true);
+    repo::Session a_session(*a);
+    auto r = a_session.lock(true);
     EXPECT_TRUE(LkFails(r, Error::Code::kLocked,
                         {"repository is locked by PID " + std::to_string(child.pid())}));
-    LK_EXPECT_OK(a->lock(false));  // shared with the child's shared lock
+    LK_EXPECT_OK(a_session.lock(false));  // shared with the child's shared lock
     EXPECT_EQ(locks().size(), 2u);
-    LK_EXPECT_OK(a->unlock());
+    LK_EXPECT_OK(a_session.unlock());
   }
 }
 
@@ -281,10 +286,11 @@ TEST_F(LockTest, ConflictNamesTheOtherProcessHoldingTheLock) {
 TEST_F(LockTest, LockOfDeadProcessOnThisHostIsIgnoredWithANotice) {
   auto r = open();
   ASSERT_TRUE(r);
+  repo::Session r_session(*r);
   const pid_t dead = lk_dead_pid();
   const std::string stale = plant(*r, lock_of(hostname(), dead, now(), true, "ghost"));
-  ASSERT_OK(r->lock(true));  // an exclusive lock, yet it does not conflict
-  const auto& ignored = r->ignored_stale_locks();
+  ASSERT_OK(r_session.lock(true));  // an exclusive lock, yet it does not conflict
+  const auto& ignored = r_session.ignored_stale_locks();
   ASSERT_EQ(ignored.size(), 1u);
   EXPECT_TRUE(lk_contains_all(ignored[0], {"exclusive lock of PID " + std::to_string(dead),
                                            "on " + hostname(), "user ghost",
@@ -293,14 +299,15 @@ TEST_F(LockTest, LockOfDeadProcessOnThisHostIsIgnoredWithANotice) {
   auto names = locks();
   EXPECT_EQ(names.size(), 2u);
   EXPECT_TRUE(std::count(names.begin(), names.end(), stale)) << "lock() must not delete others' locks";
-  ASSERT_OK(r->unlock());
+  ASSERT_OK(r_session.unlock());
 
   // A live process on this host (PID 1) that refreshed recently holds its lock (see
   // SameHostLockThatStoppedRefreshingIsStale for one that stopped refreshing).
   auto other = open();
   ASSERT_TRUE(other);
+  repo::Session other_session(*other);
   plant(*r, lock_of(hostname(), 1, now(), true));
-  EXPECT_TRUE(LkFails(other->lock(false), Error::Code::kLocked, {"PID 1 on " + hostname()}));
+  EXPECT_TRUE(LkFails(other_session.lock(false), Error::Code::kLocked, {"PID 1 on " + hostname()}));
 }
 
 // The issue: "a lock whose process is gone (same host) or that stopped refreshing is stale".
@@ -310,40 +317,44 @@ TEST_F(LockTest, LockOfDeadProcessOnThisHostIsIgnoredWithANotice) {
 TEST_F(LockTest, SameHostLockThatStoppedRefreshingIsStale) {
   auto r = open();
   ASSERT_TRUE(r);
+  repo::Session r_session(*r);
   plant(*r, lock_of(hostname(), 1, now() - 120 * kLkMin, true));
-  LK_EXPECT_OK(r->lock(false));
-  EXPECT_EQ(r->ignored_stale_locks().size(), 1u);
+  LK_EXPECT_OK(r_session.lock(false));
+  EXPECT_EQ(r_session.ignored_stale_locks().size(), 1u);
 }
 
 TEST_F(LockTest, LockFromOtherHostIsStaleOnlyWhenNotRefreshed) {
   auto r = open();
   ASSERT_TRUE(r);
+  repo::Session r_session(*r);
   plant(*r, lock_of("other-host", 4242, now() - 31 * kLkMin, true));
-  ASSERT_OK(r->lock(true));
-  ASSERT_EQ(r->ignored_stale_locks().size(), 1u);
-  EXPECT_TRUE(lk_contains_all(r->ignored_stale_locks()[0],
+  ASSERT_OK(r_session.lock(true));
+  ASSERT_EQ(r_session.ignored_stale_locks().size(), 1u);
+  EXPECT_TRUE(lk_contains_all(r_session.ignored_stale_locks()[0],
                               {"PID 4242 on other-host", "user bob", "not refreshed since"}))
-      << r->ignored_stale_locks()[0];
-  ASSERT_OK(r->unlock());
+      << r_session.ignored_stale_locks()[0];
+  ASSERT_OK(r_session.unlock());
 
   // Refreshed a minute ago: live, whatever its PID means here.
   plant(*r, lock_of("other-host", 4243, now() - 1 * kLkMin, true, "carol"));
-  EXPECT_TRUE(LkFails(r->lock(false), Error::Code::kLocked,
+  EXPECT_TRUE(LkFails(r_session.lock(false), Error::Code::kLocked,
                       {"locked exclusively by PID 4243 on other-host (user carol)"}));
   auto fresh = open();
   ASSERT_TRUE(fresh);
+  repo::Session fresh_session(*fresh);
   ASSERT_EQ(locks().size(), 2u);
   // With a shorter staleness limit (the test hook), the same lock counts as stale.
   fresh->set_lock_timing(5 * kLkMin, 30 * kLkSec);
-  LK_EXPECT_OK(fresh->lock(true));
-  EXPECT_EQ(fresh->ignored_stale_locks().size(), 2u);
-  LK_EXPECT_OK(fresh->unlock());
+  LK_EXPECT_OK(fresh_session.lock(true));
+  EXPECT_EQ(fresh_session.ignored_stale_locks().size(), 2u);
+  LK_EXPECT_OK(fresh_session.unlock());
 }
 
 TEST_F(LockTest, RemoveStaleLocksRemovesOnlyStaleOnes) {
   auto a = open(), b = open();
   ASSERT_TRUE(a && b);
-  ASSERT_OK(a->lock(false));
+  repo::Session a_session(*a), b_session(*b);
+  ASSERT_OK(a_session.lock(false));
   const std::string live = locks().at(0);
   const std::string dead = plant(*a, lock_of(hostname(), lk_dead_pid(), now(), true));
   const std::string old_remote = plant(*a, lock_of("other-host", 7, now() - 31 * kLkMin, true));
@@ -353,7 +364,7 @@ TEST_F(LockTest, RemoveStaleLocksRemovesOnlyStaleOnes) {
   const std::string damaged = repo::hex(repo::random_id());
   write_file(storage::LocalBackend(repo_).path_of({ObjectType::kLock, damaged}), "not a lock");
   ASSERT_EQ(locks().size(), 5u);
-  EXPECT_TRUE(LkFails(b->lock(false), Error::Code::kLocked,
+  EXPECT_TRUE(LkFails(b_session.lock(false), Error::Code::kLocked,
                       {"cannot be read", damaged, "haven unlock"}));
 
   auto n = b->remove_stale_locks(false);
@@ -371,22 +382,22 @@ TEST_F(LockTest, RemoveStaleLocksRemovesOnlyStaleOnes) {
   ASSERT_OK(again);
   EXPECT_EQ(again->size(), 0u);
 
-  ASSERT_OK(b->lock(false));  // the shared locks left do not conflict
-  ASSERT_OK(b->unlock());
+  ASSERT_OK(b_session.lock(false));  // the shared locks left do not conflict
+  ASSERT_OK(b_session.unlock());
   auto all = b->remove_stale_locks(true);
   ASSERT_OK(all);
   EXPECT_EQ(all->size(), 2u);
   EXPECT_TRUE(locks().empty());
 
   // "all" never removes the caller's own lock.
-  ASSERT_OK(b->lock(false));
+  ASSERT_OK(b_session.lock(false));
   const std::string mine = locks().at(0);
   plant(*a, lock_of("other-host", 9, now(), false));
   auto others = b->remove_stale_locks(true);
   ASSERT_OK(others);
   EXPECT_EQ(others->size(), 1u);
   EXPECT_EQ(locks(), std::vector<std::string>{mine});
-  ASSERT_OK(b->unlock());
+  ASSERT_OK(b_session.unlock());
   EXPECT_TRUE(locks().empty());
 }
 
@@ -397,9 +408,10 @@ TEST_F(LockTest, HeldLockIsRefreshedAndTheRepositoryIsNeverUnlockedMeanwhile) {
   auto a = open();
   auto reader = open();
   ASSERT_TRUE(a && reader);
+  repo::Session a_session(*a);
   a->set_lock_timing(100 * 1000000LL, 30 * kLkMin);  // refresh every 100 ms
   const auto start = std::chrono::steady_clock::now();
-  ASSERT_OK(a->lock(false));
+  ASSERT_OK(a_session.lock(false));
   auto first = locks();
   ASSERT_EQ(first.size(), 1u);
   auto l0 = read(*reader, first[0]);
@@ -452,7 +464,7 @@ TEST_F(LockTest, HeldLockIsRefreshedAndTheRepositoryIsNeverUnlockedMeanwhile) {
   }
   ASSERT_EQ(now_names.size(), 1u);
   EXPECT_NE(now_names[0], first[0]);
-  ASSERT_OK(a->unlock());
+  ASSERT_OK(a_session.unlock());
   EXPECT_TRUE(locks().empty()) << "unlock left the refreshed lock";
 }
 
@@ -481,20 +493,21 @@ TEST_F(LockTest, RefreshesThatKeepFailingStopTheOperationBeforeTheLockCouldLookS
   auto opened = Repository::open(refusing, kPw);
   ASSERT_OK(opened);
   Repository& a = **opened;
+  repo::Session a_session(a);
   const TimeNs refresh = 100 * 1000000LL, stale = 1500 * 1000000LL;
   a.set_lock_timing(refresh, stale);
-  ASSERT_OK(a.lock(false));
+  ASSERT_OK(a_session.lock(false));
   const std::string name = locks().at(0);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a few good refreshes
-  ASSERT_TRUE(a.check_lock().ok());
-  ASSERT_FALSE(a.cancel_token().cancelled());
+  ASSERT_TRUE(a_session.check_lock().ok());
+  ASSERT_FALSE(a_session.cancel_token().cancelled());
 
   refusing->refuse = true;
   auto reader = open();
   ASSERT_TRUE(reader);
   const auto refused_at = std::chrono::steady_clock::now();
   TimeNs last_refreshed = 0;  // as others see it, while the operation still runs
-  while (!a.cancel_token().cancelled() &&
+  while (!a_session.cancel_token().cancelled() &&
          std::chrono::steady_clock::now() - refused_at < std::chrono::seconds(5)) {
     for (const auto& n : locks()) {
       auto l = read(*reader, n);
@@ -507,50 +520,51 @@ TEST_F(LockTest, RefreshesThatKeepFailingStopTheOperationBeforeTheLockCouldLookS
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - refused_at).count();
   std::cout << "[ lock     ] refreshes refused; the operation was stopped after " << after_ms
             << " ms (stale after 1500 ms)\n";
-  ASSERT_TRUE(a.cancel_token().cancelled()) << "the operation went on with a lock it cannot refresh";
+  ASSERT_TRUE(a_session.cancel_token().cancelled()) << "the operation went on with a lock it cannot refresh";
   // Stopped before any other process could have judged the lock stale...
   EXPECT_LT(stopped - last_refreshed, stale);
   // ...but not at the first failed refresh: a passing outage is tolerated for a while.
   EXPECT_GT(after_ms, 500);
-  Status why = a.cancel_token().check();
+  Status why = a_session.cancel_token().check();
   ASSERT_FALSE(why.ok());
   EXPECT_EQ(why.error().code(), Error::Code::kLocked);
   EXPECT_TRUE(lk_contains_all(why.error().message(),
                               {"could not be refreshed", "writes to locks/ refused", "run it again"}))
       << why.error().message();
-  EXPECT_TRUE(LkFails(a.check_lock(), Error::Code::kLocked, {"could not be refreshed"}));
+  EXPECT_TRUE(LkFails(a_session.check_lock(), Error::Code::kLocked, {"could not be refreshed"}));
   // Nothing can be committed any more: a snapshot would reference data a prune may delete.
   repo::Snapshot snap;
   snap.time = now();
   snap.hostname = "h";
   snap.paths = {"/x"};
-  auto tree = a.save_tree(repo::Tree{});
+  auto tree = a_session.save_tree(repo::Tree{});
   if (tree.ok()) snap.tree = *tree;
-  EXPECT_TRUE(LkFails(a.save_snapshot(snap), Error::Code::kLocked));
+  EXPECT_TRUE(LkFails(a_session.save_snapshot(snap), Error::Code::kLocked));
   size_t snapshots = 0;
   ASSERT_OK(storage::LocalBackend(repo_).list(ObjectType::kSnapshot,
                                               [&](const storage::ObjectInfo&) { snapshots++; }));
   EXPECT_EQ(snapshots, 0u);
   (void)name;
   refusing->refuse = false;
-  ASSERT_OK(a.unlock());
+  ASSERT_OK(a_session.unlock());
   EXPECT_TRUE(locks().empty());
 }
 
 TEST_F(LockTest, ALockRemovedByAnotherProcessStopsTheOperation) {
   auto a = open(), b = open();
   ASSERT_TRUE(a && b);
+  repo::Session a_session(*a);
   a->set_lock_timing(50 * 1000000LL, 30 * kLkMin);
-  ASSERT_OK(a->lock(false));
+  ASSERT_OK(a_session.lock(false));
   auto removed = b->remove_stale_locks(true);  // 'haven unlock --remove-all' elsewhere
   ASSERT_OK(removed);
   ASSERT_EQ(removed->size(), 1u);
-  for (int i = 0; i < 200 && !a->cancel_token().cancelled(); i++) {
+  for (int i = 0; i < 200 && !a_session.cancel_token().cancelled(); i++) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  ASSERT_TRUE(a->cancel_token().cancelled());
-  EXPECT_TRUE(LkFails(a->check_lock(), Error::Code::kLocked, {"removed by another process"}));
-  ASSERT_OK(a->unlock());
+  ASSERT_TRUE(a_session.cancel_token().cancelled());
+  EXPECT_TRUE(LkFails(a_session.check_lock(), Error::Code::kLocked, {"removed by another process"}));
+  ASSERT_OK(a_session.unlock());
 }
 
 TEST_F(LockTest, ACheckAfterTheProcessSleptPastTheDeadlineFails) {
@@ -558,13 +572,14 @@ TEST_F(LockTest, ACheckAfterTheProcessSleptPastTheDeadlineFails) {
   // check_lock() looks at the clock itself.
   auto a = open();
   ASSERT_TRUE(a);
+  repo::Session a_session(*a);
   a->set_lock_timing(30 * kLkMin, 300 * 1000000LL);  // no refresh in time; stale after 300 ms
-  ASSERT_OK(a->lock(true));
-  ASSERT_TRUE(a->check_lock().ok());
+  ASSERT_OK(a_session.lock(true));
+  ASSERT_TRUE(a_session.check_lock().ok());
   std::this_thread::sleep_for(std::chrono::milliseconds(400));
-  EXPECT_FALSE(a->check_lock().ok());
-  ASSERT_OK(a->unlock());
-  EXPECT_TRUE(a->check_lock().ok()) << "no lock held: nothing to check";
+  EXPECT_FALSE(a_session.check_lock().ok());
+  ASSERT_OK(a_session.unlock());
+  EXPECT_TRUE(a_session.check_lock().ok()) << "no lock held: nothing to check";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -590,7 +605,8 @@ class LockCliTest : public LockTest {
 TEST_F(LockCliTest, LockedRepositoryExits11NamingTheHolder) {
   auto holder = open();
   ASSERT_TRUE(holder);
-  ASSERT_OK(holder->lock(true));
+  repo::Session holder_session(*holder);
+  ASSERT_OK(holder_session.lock(true));
   const auto held = locks();
   RunResult r = cli(repo_, {"backup", src_});
   EXPECT_EQ(r.code, 11) << describe(r);
@@ -606,20 +622,20 @@ TEST_F(LockCliTest, LockedRepositoryExits11NamingTheHolder) {
   EXPECT_EQ(u.code, 0) << describe(u);
   EXPECT_TRUE(contains(u.out, "removed 0 lock(s)")) << u.out;
   EXPECT_EQ(locks(), held);
-  ASSERT_OK(holder->unlock());
+  ASSERT_OK(holder_session.unlock());
 
   // Backup and check take shared locks: they run beside another shared lock.
-  ASSERT_OK(holder->lock(false));
+  ASSERT_OK(holder_session.lock(false));
   RunResult b = cli(repo_, {"backup", src_});
   EXPECT_EQ(b.code, 0) << describe(b);
   EXPECT_EQ(snapshots(), 1u);
   RunResult c2 = cli(repo_, {"check"});
   EXPECT_EQ(c2.code, 0) << describe(c2);
   EXPECT_EQ(locks().size(), 1u) << "backup or check left a lock behind";
-  ASSERT_OK(holder->unlock());
+  ASSERT_OK(holder_session.unlock());
 
   // --remove-all removes a live lock too.
-  ASSERT_OK(holder->lock(false));
+  ASSERT_OK(holder_session.lock(false));
   RunResult all = cli(repo_, {"unlock", "--remove-all"});
   EXPECT_EQ(all.code, 0) << describe(all);
   EXPECT_TRUE(contains(all.out, "removed 1 lock(s)")) << all.out;

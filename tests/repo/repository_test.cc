@@ -1,6 +1,7 @@
 // Tests for repo/repository.h (and the index, pack, key-file and object formats under it),
 // run against the local backend in a fresh temporary directory per test.
 #include "repo/repository.h"
+#include "repo/session.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -473,9 +474,10 @@ TEST_F(RepoTest, NewerVersionRefusedBeforePassword) {
 TEST_F(RepoTest, NewerVersionOfOtherObjectsRefused) {
   auto repo = init_repo();
   ASSERT_TRUE(repo);
+  Session session(*repo);
   Snapshot s;
   s.time = 1;
-  auto sid = repo->save_snapshot(s);
+  auto sid = session.save_snapshot(s);
   ASSERT_OK(sid);
   std::string sp = path_of(ObjectType::kSnapshot, hex(*sid));
   write_byte(sp, 4, 2);
@@ -497,6 +499,7 @@ TEST_F(RepoTest, NewerVersionOfOtherObjectsRefused) {
 TEST_F(RepoTest, BlobsRoundTripAcrossPacksAndReopen) {
   auto repo = init_repo();
   ASSERT_TRUE(repo);
+  Session session(*repo);
   struct Saved {
     BlobType type;
     Id id;
@@ -504,7 +507,7 @@ TEST_F(RepoTest, BlobsRoundTripAcrossPacksAndReopen) {
   };
   std::vector<Saved> saved;
   auto save = [&](BlobType type, Bytes data) {
-    auto id = repo->save_blob(type, data);
+    auto id = session.save_blob(type, data);
     ASSERT_OK(id);
     EXPECT_EQ(*id, repo->blob_id(data));
     saved.push_back({type, *id, std::move(data)});
@@ -525,9 +528,9 @@ TEST_F(RepoTest, BlobsRoundTripAcrossPacksAndReopen) {
 
   // Blob IDs are keyed: not the plain BLAKE2b of the data, and identical data -> identical ID.
   EXPECT_EQ(repo->blob_id(saved[1].data), saved[1].id);
-  for (const auto& s : saved) EXPECT_TRUE(repo->has_blob(s.type, s.id));
+  for (const auto& s : saved) EXPECT_TRUE(session.has_blob(s.type, s.id));
 
-  ASSERT_OK(repo->flush());
+  ASSERT_OK(session.flush());
   auto b = backend();
   auto packs = list_objects(*b, ObjectType::kData);
   EXPECT_GE(packs.size(), 3u) << "1 MiB packs: several should have been written";
@@ -582,9 +585,10 @@ TEST_F(RepoTest, CompressibleDataMakesSmallerPacks) {
   const Bytes text = compressible_data(2u << 20);
   auto repo = init_repo();
   ASSERT_TRUE(repo);
-  auto id = repo->save_blob(BlobType::kData, text);
+  Session session(*repo);
+  auto id = session.save_blob(BlobType::kData, text);
   ASSERT_OK(id);
-  ASSERT_OK(repo->flush());
+  ASSERT_OK(session.flush());
   uint64_t packed = total_size(*backend(), ObjectType::kData);
   EXPECT_GT(packed, 0u);
   EXPECT_LT(packed, text.size() / 4) << "2 MiB of text should compress well";
@@ -600,9 +604,10 @@ TEST_F(RepoTest, CompressibleDataMakesSmallerPacks) {
   none.compression = Compression::kNone;
   auto r2 = Repository::init(*ob, kPw, none);
   ASSERT_TRUE(r2.ok());
-  auto id2 = (*r2)->save_blob(BlobType::kData, text);
+  Session r2_session(**r2);
+  auto id2 = r2_session.save_blob(BlobType::kData, text);
   ASSERT_OK(id2);
-  ASSERT_OK((*r2)->flush());
+  ASSERT_OK(r2_session.flush());
   EXPECT_GT(total_size(**ob, ObjectType::kData), text.size());
   auto back2 = (*r2)->load_blob(BlobType::kData, *id2);
   ASSERT_OK(back2);
@@ -614,9 +619,10 @@ TEST_F(RepoTest, CompressibleDataMakesSmallerPacks) {
   ASSERT_TRUE(tb.ok());
   auto r3 = Repository::init(*tb, kPw, fast_options());
   ASSERT_TRUE(r3.ok());
+  Session r3_session(**r3);
   Bytes rnd = random_data(500 * 1024, 3);
-  ASSERT_OK((*r3)->save_blob(BlobType::kData, rnd));
-  ASSERT_OK((*r3)->flush());
+  ASSERT_OK(r3_session.save_blob(BlobType::kData, rnd));
+  ASSERT_OK(r3_session.flush());
   uint64_t rsize = total_size(**tb, ObjectType::kData);
   EXPECT_GT(rsize, rnd.size());
   EXPECT_LT(rsize, rnd.size() + 1024);
@@ -625,24 +631,26 @@ TEST_F(RepoTest, CompressibleDataMakesSmallerPacks) {
 TEST_F(RepoTest, SetCompressionOverridesConfig) {
   auto repo = init_repo();
   ASSERT_TRUE(repo);
-  repo->set_compression(Compression::kNone);
+  Session session(*repo);
+  session.set_compression(Compression::kNone);
   const Bytes text = compressible_data(1u << 19);
-  ASSERT_OK(repo->save_blob(BlobType::kData, text));
-  ASSERT_OK(repo->flush());
+  ASSERT_OK(session.save_blob(BlobType::kData, text));
+  ASSERT_OK(session.flush());
   EXPECT_GT(total_size(*backend(), ObjectType::kData), text.size());
 }
 
 TEST_F(RepoTest, SaveBlobDeduplicates) {
   auto repo = init_repo();
   ASSERT_TRUE(repo);
+  Session session(*repo);
   auto b = backend();
   const Bytes data = random_data(100 * 1024, 42);
-  auto id1 = repo->save_blob(BlobType::kData, data);
-  auto id2 = repo->save_blob(BlobType::kData, data);  // still in the open pack
+  auto id1 = session.save_blob(BlobType::kData, data);
+  auto id2 = session.save_blob(BlobType::kData, data);  // still in the open pack
   ASSERT_OK(id1);
   ASSERT_OK(id2);
   EXPECT_EQ(*id1, *id2);
-  ASSERT_OK(repo->flush());
+  ASSERT_OK(session.flush());
   EXPECT_EQ(repo->index_blob_count(), 1u);
   auto packs = list_objects(*b, ObjectType::kData);
   ASSERT_EQ(packs.size(), 1u);
@@ -652,20 +660,21 @@ TEST_F(RepoTest, SaveBlobDeduplicates) {
   EXPECT_EQ(recs[0].blobs.size(), 1u);
 
   // Saving it again after the flush (now found in the index) writes nothing new.
-  auto id3 = repo->save_blob(BlobType::kData, data);
+  auto id3 = session.save_blob(BlobType::kData, data);
   ASSERT_OK(id3);
   EXPECT_EQ(*id3, *id1);
-  ASSERT_OK(repo->flush());
+  ASSERT_OK(session.flush());
   EXPECT_EQ(list_objects(*b, ObjectType::kData).size(), 1u);
   EXPECT_EQ(list_names(*b, ObjectType::kIndex).size(), 1u) << "an empty flush wrote an index";
 
   // Nor in another session that loaded the index.
   auto again = open_repo();
   ASSERT_TRUE(again);
+  Session again_session(*again);
   ASSERT_OK(again->load_index());
-  ASSERT_OK(again->save_blob(BlobType::kData, data));
-  ASSERT_OK(again->save_blob_with_id(BlobType::kData, *id1, data));
-  ASSERT_OK(again->flush());
+  ASSERT_OK(again_session.save_blob(BlobType::kData, data));
+  ASSERT_OK(again_session.save_blob_with_id(BlobType::kData, *id1, data));
+  ASSERT_OK(again_session.flush());
   EXPECT_EQ(list_objects(*b, ObjectType::kData).size(), 1u);
   EXPECT_EQ(list_names(*b, ObjectType::kIndex).size(), 1u);
 }
@@ -678,12 +687,13 @@ TEST_F(RepoTest, SaveBlobDeduplicates) {
 TEST_F(RepoTest, SameBytesAsDataAndTreeBothStored) {
   auto repo = init_repo();
   ASSERT_TRUE(repo);
+  Session session(*repo);
   const Bytes data = random_data(1000, 5);
-  auto d = repo->save_blob(BlobType::kData, data);
-  auto t = repo->save_blob(BlobType::kTree, data);
+  auto d = session.save_blob(BlobType::kData, data);
+  auto t = session.save_blob(BlobType::kTree, data);
   ASSERT_OK(d);
   ASSERT_OK(t);
-  ASSERT_OK(repo->flush());
+  ASSERT_OK(session.flush());
   EXPECT_EQ(repo->index_blob_count(), 2u);
   auto back = repo->load_blob(BlobType::kTree, *t);
   ASSERT_OK(back);
@@ -694,13 +704,14 @@ TEST_F(RepoTest, SameBytesAsDataAndTreeBothStored) {
 TEST_F(RepoTest, SameBytesAsDataAndTreeAcrossFlush) {
   auto repo = init_repo();
   ASSERT_TRUE(repo);
+  Session session(*repo);
   const Bytes data = random_data(1000, 6);
-  auto d = repo->save_blob(BlobType::kData, data);
+  auto d = session.save_blob(BlobType::kData, data);
   ASSERT_OK(d);
-  ASSERT_OK(repo->flush());
-  auto t = repo->save_blob(BlobType::kTree, data);
+  ASSERT_OK(session.flush());
+  auto t = session.save_blob(BlobType::kTree, data);
   ASSERT_OK(t);
-  ASSERT_OK(repo->flush());
+  ASSERT_OK(session.flush());
   EXPECT_EQ(repo->index_blob_count(), 2u);
   auto back = repo->load_blob(BlobType::kTree, *t);
   ASSERT_OK(back);
@@ -710,10 +721,11 @@ TEST_F(RepoTest, SameBytesAsDataAndTreeAcrossFlush) {
 TEST_F(RepoTest, SaveSnapshotFlushesFirst) {
   auto repo = init_repo();
   ASSERT_TRUE(repo);
+  Session session(*repo);
   std::vector<std::pair<Id, Bytes>> blobs;
   for (int i = 0; i < 30; i++) {  // ~1.5 MiB: one pack is uploaded while saving
     Bytes d = random_data(50 * 1024, 1000 + i);
-    auto id = repo->save_blob(BlobType::kData, d);
+    auto id = session.save_blob(BlobType::kData, d);
     ASSERT_OK(id);
     blobs.emplace_back(*id, std::move(d));
   }
@@ -722,7 +734,7 @@ TEST_F(RepoTest, SaveSnapshotFlushesFirst) {
   n.name = "f";
   for (const auto& [id, d] : blobs) n.content.push_back(id);
   tree.nodes.push_back(n);
-  auto tree_id = repo->save_tree(tree);
+  auto tree_id = session.save_tree(tree);
   ASSERT_OK(tree_id);
 
   // Nothing is indexed on disk yet: another session finds no blob although a pack exists.
@@ -740,7 +752,7 @@ TEST_F(RepoTest, SaveSnapshotFlushesFirst) {
   Snapshot s;
   s.time = now();
   s.tree = *tree_id;
-  auto sid = repo->save_snapshot(s);
+  auto sid = session.save_snapshot(s);
   ASSERT_OK(sid);
 
   auto fresh = open_repo();
@@ -764,6 +776,7 @@ TEST_F(RepoTest, SaveSnapshotFlushesFirst) {
 TEST_F(RepoTest, ConcurrentSaveBlob) {
   auto repo = init_repo();
   ASSERT_TRUE(repo);
+  Session session(*repo);
   constexpr int kThreads = 4;
   constexpr int kPerThread = 300;
   constexpr size_t kSize = 20 * 1024;
@@ -786,7 +799,7 @@ TEST_F(RepoTest, ConcurrentSaveBlob) {
   for (int t = 0; t < kThreads; t++) {
     threads.emplace_back([&, t] {
       for (const auto& d : work[t]) {
-        auto id = repo->save_blob(BlobType::kData, d);
+        auto id = session.save_blob(BlobType::kData, d);
         if (!id.ok()) {
           errors[t] = describe(id.error());
           return;
@@ -797,7 +810,7 @@ TEST_F(RepoTest, ConcurrentSaveBlob) {
   }
   for (auto& th : threads) th.join();
   for (const auto& e : errors) ASSERT_EQ(e, "");
-  ASSERT_OK(repo->flush());
+  ASSERT_OK(session.flush());
 
   std::map<Id, const Bytes*> expected;
   for (int t = 0; t < kThreads; t++) {
@@ -858,6 +871,7 @@ Snapshot full_snapshot(TimeNs time, const Id& tree) {
 TEST_F(RepoTest, SnapshotRoundTripListAndResolve) {
   auto repo = init_repo();
   ASSERT_TRUE(repo);
+  Session session(*repo);
   EXPECT_TRUE(Fails(repo->resolve_snapshot("latest"), Error::Code::kNotFound, {"no snapshots"}));
   auto listed0 = repo->list_snapshots();
   ASSERT_OK(listed0);
@@ -873,9 +887,9 @@ TEST_F(RepoTest, SnapshotRoundTripListAndResolve) {
   Snapshot oldest = full_snapshot(t0, random_id());
   oldest.program_version.clear();  // filled in by save_snapshot
 
-  auto id_mid = repo->save_snapshot(mid);
-  auto id_new = repo->save_snapshot(newest);
-  auto id_old = repo->save_snapshot(oldest);
+  auto id_mid = session.save_snapshot(mid);
+  auto id_new = session.save_snapshot(newest);
+  auto id_old = session.save_snapshot(oldest);
   ASSERT_OK(id_mid);
   ASSERT_OK(id_new);
   ASSERT_OK(id_old);
@@ -929,13 +943,14 @@ TEST_F(RepoTest, SnapshotRoundTripListAndResolve) {
 TEST_F(RepoTest, AmbiguousSnapshotPrefix) {
   auto repo = init_repo();
   ASSERT_TRUE(repo);
+  Session session(*repo);
   // Save snapshots until two IDs share their first hex digit (at most 17 by pigeonhole).
   std::map<char, Id> by_first;
   std::string prefix;
   for (int i = 0; i < 17 && prefix.empty(); i++) {
     Snapshot s;
     s.time = 1000 + i;
-    auto id = repo->save_snapshot(s);
+    auto id = session.save_snapshot(s);
     ASSERT_OK(id);
     char c = hex(*id)[0];
     if (by_first.count(c)) prefix = std::string(1, c);
@@ -956,6 +971,7 @@ TEST_F(RepoTest, AmbiguousSnapshotPrefix) {
 TEST_F(RepoTest, TreeRoundTripEveryField) {
   auto repo = init_repo();
   ASSERT_TRUE(repo);
+  Session session(*repo);
   Tree t;
   const Node::Type types[] = {Node::Type::kFile,    Node::Type::kDir,      Node::Type::kSymlink,
                               Node::Type::kFifo,    Node::Type::kCharDev,  Node::Type::kBlockDev,
@@ -993,12 +1009,12 @@ TEST_F(RepoTest, TreeRoundTripEveryField) {
   minimal.name = "zz";
   t.nodes.push_back(minimal);
 
-  auto id = repo->save_tree(t);
+  auto id = session.save_tree(t);
   ASSERT_OK(id);
   Tree empty;
-  auto empty_id = repo->save_tree(empty);
+  auto empty_id = session.save_tree(empty);
   ASSERT_OK(empty_id);
-  ASSERT_OK(repo->flush());
+  ASSERT_OK(session.flush());
 
   auto again = open_repo();
   ASSERT_TRUE(again);
@@ -1025,9 +1041,12 @@ TEST_F(RepoTest, SharedAndExclusiveLocks) {
   auto b = open_repo();
   auto c = open_repo();
   ASSERT_TRUE(b && c);
+  auto a_session_owner = std::make_unique<Session>(*a);
+  Session& a_session = *a_session_owner;
+  Session b_session(*b), c_session(*c);
   auto be = backend();
 
-  ASSERT_OK(a->lock(false));
+  ASSERT_OK(a_session.lock(false));
   auto locks = list_names(*be, ObjectType::kLock);
   ASSERT_EQ(locks.size(), 1u);
   // The lock object is an encrypted lock naming this process.
@@ -1043,40 +1062,41 @@ TEST_F(RepoTest, SharedAndExclusiveLocks) {
   EXPECT_EQ(l->hostname, host);
   EXPECT_EQ(l->username, username());
 
-  ASSERT_OK(b->lock(false));  // shared locks coexist
+  ASSERT_OK(b_session.lock(false));  // shared locks coexist
   EXPECT_EQ(list_names(*be, ObjectType::kLock).size(), 2u);
 
   const std::string pid = "PID " + std::to_string(getpid());
   // A session holds at most one lock: a second lock() is refused and leaks nothing.
-  EXPECT_TRUE(Fails(b->lock(true), Error::Code::kInternal, {"already holds a lock"}));
-  EXPECT_TRUE(Fails(c->lock(true), Error::Code::kLocked, {pid, host}));
+  EXPECT_TRUE(Fails(b_session.lock(true), Error::Code::kInternal, {"already holds a lock"}));
+  EXPECT_TRUE(Fails(c_session.lock(true), Error::Code::kLocked, {pid, host}));
   EXPECT_EQ(list_names(*be, ObjectType::kLock).size(), 2u) << "a refused lock left an object";
 
-  ASSERT_OK(a->unlock());
-  ASSERT_OK(b->unlock());
+  ASSERT_OK(a_session.unlock());
+  ASSERT_OK(b_session.unlock());
   EXPECT_TRUE(list_names(*be, ObjectType::kLock).empty());
-  ASSERT_OK(c->lock(true));
+  ASSERT_OK(c_session.lock(true));
   EXPECT_EQ(list_names(*be, ObjectType::kLock).size(), 1u);
   // Nobody else gets any lock while the exclusive one is held.
-  EXPECT_TRUE(Fails(a->lock(false), Error::Code::kLocked, {"exclusively", pid}));
-  EXPECT_TRUE(Fails(b->lock(true), Error::Code::kLocked, {"exclusively"}));
-  ASSERT_OK(c->unlock());
-  ASSERT_OK(c->unlock());  // unlocking twice is harmless
-  ASSERT_OK(a->lock(false));
-  // Destroying the Repository releases its lock.
-  a.reset();
+  EXPECT_TRUE(Fails(a_session.lock(false), Error::Code::kLocked, {"exclusively", pid}));
+  EXPECT_TRUE(Fails(b_session.lock(true), Error::Code::kLocked, {"exclusively"}));
+  ASSERT_OK(c_session.unlock());
+  ASSERT_OK(c_session.unlock());  // unlocking twice is harmless
+  ASSERT_OK(a_session.lock(false));
+  // Destroying the session releases its lock.
+  a_session_owner.reset();
   EXPECT_TRUE(list_names(*be, ObjectType::kLock).empty());
 }
 
 TEST_F(RepoTest, LockOfDeadProcessOnThisHostIsStale) {
   auto repo = init_repo();
   ASSERT_TRUE(repo);
+  Session session(*repo);
   auto be = backend();
   pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
     // Take an exclusive lock and die without releasing it.
-    Status st = repo->lock(true);
+    Status st = session.lock(true);
     _exit(st.ok() ? 0 : 1);
   }
   int status = 0;
@@ -1094,9 +1114,10 @@ TEST_F(RepoTest, LockOfDeadProcessOnThisHostIsStale) {
 
   auto other = open_repo();
   ASSERT_TRUE(other);
-  EXPECT_OK(other->lock(true));
-  EXPECT_OK(other->unlock());
-  EXPECT_OK(repo->lock(false));
+  Session other_session(*other);
+  EXPECT_OK(other_session.lock(true));
+  EXPECT_OK(other_session.unlock());
+  EXPECT_OK(session.lock(false));
 }
 
 TEST_F(RepoTest, LockFromOtherHostStaleOnlyWhenNotRefreshed) {
@@ -1112,13 +1133,14 @@ TEST_F(RepoTest, LockFromOtherHostStaleOnlyWhenNotRefreshed) {
   ASSERT_OK(old_id);
   auto other = open_repo();
   ASSERT_TRUE(other);
-  ASSERT_OK(other->lock(true));
-  ASSERT_OK(other->unlock());
+  Session other_session(*other);
+  ASSERT_OK(other_session.lock(true));
+  ASSERT_OK(other_session.unlock());
 
   l.time = l.refreshed = now() - 60LL * 1000000000;  // refreshed a minute ago
   auto fresh_id = repo->save_object(ObjectType::kLock, encode_lock(l));
   ASSERT_OK(fresh_id);
-  EXPECT_TRUE(Fails(other->lock(false), Error::Code::kLocked,
+  EXPECT_TRUE(Fails(other_session.lock(false), Error::Code::kLocked,
                     {"some-other-host.invalid", "PID 999999999", "bob"}));
 }
 
@@ -1167,11 +1189,12 @@ TEST_F(RepoTest, ListKeysShowsCreationInfo) {
 TEST_F(RepoTest, AddChangeAndRemoveKeys) {
   auto r1 = init_repo("pw1");
   ASSERT_TRUE(r1);
+  Session r1_session(*r1);
   const std::string k1 = r1->current_key_id();
   const Bytes probe_data = random_data(5000, 77);
-  auto blob = r1->save_blob(BlobType::kData, probe_data);
+  auto blob = r1_session.save_blob(BlobType::kData, probe_data);
   ASSERT_OK(blob);
-  ASSERT_OK(r1->flush());
+  ASSERT_OK(r1_session.flush());
 
   // Bad new keys.
   EXPECT_TRUE(Fails(r1->add_key("", fast_kdf()), Error::Code::kInvalidArgument));
@@ -1421,7 +1444,7 @@ TEST_F(RepoTest, KeyFileOfAnotherRepositoryIsSkippedAndNamed) {
   const std::string own = repo->current_key_id();
   Snapshot snap;
   snap.time = 1;
-  ASSERT_OK(repo->save_snapshot(snap));
+  ASSERT_OK(Session(*repo).save_snapshot(snap));
   repo.reset();
   TempDir other_dir;
   auto other = Repository::init(*storage::open_backend(other_dir.path()), kPw, fast_options());
@@ -1572,8 +1595,9 @@ TEST_F(RepoTest, DamagedKeyFilesAreNamedNotCalledAWrongPassword) {
 TEST_F(RepoTest, TamperedIndexDetected) {
   auto repo = init_repo();
   ASSERT_TRUE(repo);
-  ASSERT_OK(repo->save_blob(BlobType::kData, random_data(1000, 1)));
-  ASSERT_OK(repo->flush());
+  Session session(*repo);
+  ASSERT_OK(session.save_blob(BlobType::kData, random_data(1000, 1)));
+  ASSERT_OK(session.flush());
   auto names = list_names(*backend(), ObjectType::kIndex);
   ASSERT_EQ(names.size(), 1u);
   std::string ip = path_of(ObjectType::kIndex, names[0]);
@@ -1598,7 +1622,8 @@ TEST_F(RepoTest, TamperedIndexDetected) {
 TEST_F(RepoTest, TamperedSnapshotDetected) {
   auto repo = init_repo();
   ASSERT_TRUE(repo);
-  auto id = repo->save_snapshot(full_snapshot(now(), random_id()));
+  Session session(*repo);
+  auto id = session.save_snapshot(full_snapshot(now(), random_id()));
   ASSERT_OK(id);
   std::string sp = path_of(ObjectType::kSnapshot, hex(*id));
   Bytes original = read_file(sp);
@@ -1616,7 +1641,8 @@ TEST_F(RepoTest, TamperedSnapshotDetected) {
 TEST_F(RepoTest, RenamedSnapshotDetected) {
   auto repo = init_repo();
   ASSERT_TRUE(repo);
-  auto id = repo->save_snapshot(full_snapshot(now(), random_id()));
+  Session session(*repo);
+  auto id = session.save_snapshot(full_snapshot(now(), random_id()));
   ASSERT_OK(id);
   Id other = random_id();
   fs::rename(path_of(ObjectType::kSnapshot, hex(*id)), path_of(ObjectType::kSnapshot, hex(other)));
@@ -1628,14 +1654,15 @@ TEST_F(RepoTest, RenamedSnapshotDetected) {
 TEST_F(RepoTest, TamperedPackBlobDetectedOthersStillLoad) {
   auto repo = init_repo();
   ASSERT_TRUE(repo);
+  Session session(*repo);
   std::vector<std::pair<Id, Bytes>> blobs;
   for (int i = 0; i < 3; i++) {
     Bytes d = random_data(10000, 300 + i);
-    auto id = repo->save_blob(BlobType::kData, d);
+    auto id = session.save_blob(BlobType::kData, d);
     ASSERT_OK(id);
     blobs.emplace_back(*id, d);
   }
-  ASSERT_OK(repo->flush());
+  ASSERT_OK(session.flush());
   auto loc = locate(*repo, BlobType::kData, blobs[1].first);
   ASSERT_TRUE(loc.has_value());
   for (const auto& [id, d] : blobs) {
@@ -1662,8 +1689,8 @@ TEST_F(RepoTest, TamperedPackBlobDetectedOthersStillLoad) {
     write_file(pp, original);
   }
   // Two packs swapped: blobs read from the wrong pack fail authentication.
-  ASSERT_OK(repo->save_blob(BlobType::kData, random_data(10000, 999)));
-  ASSERT_OK(repo->flush());
+  ASSERT_OK(session.save_blob(BlobType::kData, random_data(10000, 999)));
+  ASSERT_OK(session.flush());
   auto packs = list_names(*backend(), ObjectType::kData);
   ASSERT_EQ(packs.size(), 2u);
   std::string other = packs[0] == hex(loc->pack) ? packs[1] : packs[0];
@@ -1678,14 +1705,15 @@ TEST_F(RepoTest, TamperedPackBlobDetectedOthersStillLoad) {
 TEST_F(RepoTest, TamperedPackTrailerDetected) {
   auto repo = init_repo();
   ASSERT_TRUE(repo);
+  Session session(*repo);
   std::vector<std::pair<Id, Bytes>> blobs;
   for (int i = 0; i < 3; i++) {
     Bytes d = random_data(5000, 400 + i);
-    auto id = repo->save_blob(i == 2 ? BlobType::kTree : BlobType::kData, d);
+    auto id = session.save_blob(i == 2 ? BlobType::kTree : BlobType::kData, d);
     ASSERT_OK(id);
     blobs.emplace_back(*id, d);
   }
-  ASSERT_OK(repo->flush());
+  ASSERT_OK(session.flush());
   auto packs = list_names(*backend(), ObjectType::kData);
   ASSERT_EQ(packs.size(), 1u);
   Id pack_id = *parse_id(packs[0]);
@@ -1738,14 +1766,15 @@ TEST_F(RepoTest, TamperedPackTrailerDetected) {
 TEST_F(RepoTest, TamperedTreeBlobDetected) {
   auto repo = init_repo();
   ASSERT_TRUE(repo);
+  Session session(*repo);
   Tree t;
   Node n;
   n.name = "a";
   n.content = {random_id(), random_id()};
   t.nodes.push_back(n);
-  auto id = repo->save_tree(t);
+  auto id = session.save_tree(t);
   ASSERT_OK(id);
-  ASSERT_OK(repo->flush());
+  ASSERT_OK(session.flush());
   auto loc = locate(*repo, BlobType::kTree, *id);
   ASSERT_TRUE(loc.has_value());
   flip_byte(path_of(ObjectType::kData, hex(loc->pack)), loc->blob.offset + loc->blob.length / 2);
@@ -1757,12 +1786,13 @@ TEST_F(RepoTest, BlobRecordBoundToTypeAndId) {
   // Index entries pointing at the wrong record (as a forged index would) fail authentication.
   auto repo = init_repo();
   ASSERT_TRUE(repo);
+  Session session(*repo);
   Bytes a = random_data(3000, 1), b = random_data(3000, 2);
-  auto ida = repo->save_blob(BlobType::kData, a);
-  auto idb = repo->save_blob(BlobType::kData, b);
+  auto ida = session.save_blob(BlobType::kData, a);
+  auto idb = session.save_blob(BlobType::kData, b);
   ASSERT_OK(ida);
   ASSERT_OK(idb);
-  ASSERT_OK(repo->flush());
+  ASSERT_OK(session.flush());
   auto la = locate(*repo, BlobType::kData, *ida);
   auto lb = locate(*repo, BlobType::kData, *idb);
   ASSERT_TRUE(la && lb);
@@ -1795,13 +1825,14 @@ TEST_F(RepoTest, BlobRecordBoundToTypeAndId) {
 TEST_F(RepoTest, TruncatedPackDetected) {
   auto repo = init_repo();
   ASSERT_TRUE(repo);
+  Session session(*repo);
   std::vector<Id> ids;
   for (int i = 0; i < 4; i++) {
-    auto id = repo->save_blob(BlobType::kData, random_data(20000, 600 + i));
+    auto id = session.save_blob(BlobType::kData, random_data(20000, 600 + i));
     ASSERT_OK(id);
     ids.push_back(*id);
   }
-  ASSERT_OK(repo->flush());
+  ASSERT_OK(session.flush());
   auto packs = list_objects(*backend(), ObjectType::kData);
   ASSERT_EQ(packs.size(), 1u);
   std::string pp = path_of(ObjectType::kData, packs[0].name.name);
@@ -1822,7 +1853,8 @@ TEST_F(RepoTest, TruncatedPackDetected) {
 TEST_F(RepoTest, TamperedLockDetected) {
   auto a = init_repo();
   ASSERT_TRUE(a);
-  ASSERT_OK(a->lock(false));
+  Session a_session(*a);
+  ASSERT_OK(a_session.lock(false));
   auto locks = list_names(*backend(), ObjectType::kLock);
   ASSERT_EQ(locks.size(), 1u);
   std::string lp = path_of(ObjectType::kLock, locks[0]);
@@ -1832,7 +1864,8 @@ TEST_F(RepoTest, TamperedLockDetected) {
   // A lock that cannot be read blocks locking (it may be a live holder's).
   auto b = open_repo();
   ASSERT_TRUE(b);
-  EXPECT_TRUE(Fails(b->lock(false), Error::Code::kLocked,
+  Session b_session(*b);
+  EXPECT_TRUE(Fails(b_session.lock(false), Error::Code::kLocked,
                     {"lock " + locks[0], "cannot be read", "haven unlock"}));
   EXPECT_EQ(list_names(*backend(), ObjectType::kLock).size(), 1u);
 }
@@ -1953,9 +1986,13 @@ TEST_F(RepoTest, BlobIdFunctionIsFixedPerRepository) {
     auto r = init_repo(kPw, o);
     ASSERT_TRUE(r);
     Bytes data = random_data(100000, 7);
-    auto id = r->save_blob(BlobType::kData, data);
-    ASSERT_OK(id);
-    ASSERT_OK(r->flush());
+    Result<Id> id = Error(Error::Code::kInternal, "not saved");
+    {
+      Session r_session(*r);
+      id = r_session.save_blob(BlobType::kData, data);
+      ASSERT_OK(id);
+      ASSERT_OK(r_session.flush());
+    }
     const auto& key = r->master_key().id_key;
     Id expect = fn == BlobIdFunction::kHmacSha256 ? crypto::hmac_sha256(key, data)
                                                         : crypto::keyed_hash(key, data);

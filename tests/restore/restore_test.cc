@@ -37,6 +37,7 @@
 #include "repo/pack.h"
 #include "repo/paths.h"
 #include "repo/repository.h"
+#include "repo/session.h"
 #include "storage/backend.h"
 #include "storage/local.h"
 #include "util/clock.h"
@@ -131,7 +132,8 @@ class RestoreTest : public ::testing::Test {
   Result<restore::Summary> restore_to(repo::Repository& repo, const Id& tree, const std::string& target,
                                       restore::Options o = {}) {
     o.target = target;
-    return restore::run(repo, tree, o, sink_);
+    repo::Session session(repo);
+    return restore::run(session, tree, o, sink_);
   }
 
   std::string repo_dir() const { return dir_ + "/repo"; }
@@ -327,13 +329,14 @@ TEST_F(RestoreTest, PathsAsBackedUpMatchInRestoreLsFindAndDiff) {
   restore::Options o;
   o.target = dir_ + "/lib";
   o.includes = {app + "/data/x"};
-  auto s = restore::run(*lib, *choice, o, sink_);
+  repo::Session lib_session(*lib);
+  auto s = restore::run(lib_session, *choice, o, sink_);
   ASSERT_OK(s);
   EXPECT_EQ(s->files, 1u);
   EXPECT_EQ(read_file(dir_ + "/lib/app/data/x"), "x\n");
   o.target = dir_ + "/lib2";
   o.includes = {"/srv/nothing"};
-  s = restore::run(*lib, *choice, o, sink_);
+  s = restore::run(lib_session, *choice, o, sink_);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().code(), Error::Code::kNotFound);
   EXPECT_TRUE(contains(s.error().message(), "/srv/nothing")) << s.error().message();
@@ -451,7 +454,7 @@ TEST_F(RestoreTest, DamagedNewestSnapshotIsNeverSilentlySubstituted) {
   EXPECT_TRUE(contains(c->substitution, newest.substr(0, 8))) << c->substitution;
   restore::Options lo;
   lo.target = dir_ + "/lib";
-  auto s = restore::run(*lib, *c, lo, sink_);
+  auto s = restore::run(*std::make_unique<repo::Session>(*lib), *c, lo, sink_);
   ASSERT_OK(s);
   EXPECT_EQ(s->substitution, c->substitution);
   lib.reset();
@@ -500,11 +503,12 @@ Node dir_node(const std::string& name, const Id& subtree) {
 TEST_F(RestoreTest, HostileNamesAreRefusedAndNothingEscapesTheTarget) {
   auto repo = init_repo(repo_dir());
   ASSERT_TRUE(repo);
+  repo::Session session(*repo);
   const std::string evil = "pwned by a hostile snapshot\n";
-  auto data = repo->save_blob(BlobType::kData, as_bytes(evil));
+  auto data = session.save_blob(BlobType::kData, as_bytes(evil));
   ASSERT_OK(data);
   auto save = [&](const Tree& t) {
-    auto id = repo->save_tree(t);
+    auto id = session.save_tree(t);
     EXPECT_TRUE(id.ok());
     return id.ok() ? *id : Id{};
   };
@@ -554,7 +558,7 @@ TEST_F(RestoreTest, HostileNamesAreRefusedAndNothingEscapesTheTarget) {
     snap.paths = {"/hostile"};
     snap.hostname = "attacker";
     snap.strategy = "full";
-    auto sid = repo->save_snapshot(snap);
+    auto sid = session.save_snapshot(snap);
     ASSERT_OK(sid);
     auto loaded = repo->load_snapshot(*sid);
     ASSERT_OK(loaded);
@@ -592,14 +596,15 @@ TEST_F(RestoreTest, HostileNamesAreRefusedAndNothingEscapesTheTarget) {
 TEST_F(RestoreTest, SymlinksPlantedInTheTargetAreNeverFollowed) {
   auto repo = init_repo(repo_dir());
   ASSERT_TRUE(repo);
+  repo::Session session(*repo);
   const std::string evil = "written through a symlink\n";
-  auto data = repo->save_blob(BlobType::kData, as_bytes(evil));
+  auto data = session.save_blob(BlobType::kData, as_bytes(evil));
   ASSERT_OK(data);
-  auto inner = repo->save_tree(Tree{{file_node("f", {*data}, evil.size())}});
+  auto inner = session.save_tree(Tree{{file_node("f", {*data}, evil.size())}});
   ASSERT_OK(inner);
-  auto root = repo->save_tree(Tree{{file_node("file", {*data}, evil.size()), dir_node("s", *inner)}});
+  auto root = session.save_tree(Tree{{file_node("file", {*data}, evil.size()), dir_node("s", *inner)}});
   ASSERT_OK(root);
-  ASSERT_OK(repo->flush());
+  ASSERT_OK(session.flush());
 
   const std::string outside = dir_ + "/outside";
   make_dir(outside);

@@ -234,6 +234,7 @@ struct PtHistory {
 void pt_add_snapshot(Repository& r, const std::string& dir, const PtSnap& spec, PtHistory& h,
                      TimeNs t) {
   auto packs_before = pt_keys(pt_packs(dir));
+  repo::Session r_session(r);
   auto file_node = [&](const PtFile& f) {
     repo::Node n;
     n.name = f.name;
@@ -242,7 +243,7 @@ void pt_add_snapshot(Repository& r, const std::string& dir, const PtSnap& spec, 
     n.mtime = t;
     for (const auto& [seed, size] : f.chunks) {
       Bytes b = pt_chunk(seed, size);
-      auto id = r.save_blob(BlobType::kData, b);
+      auto id = r_session.save_blob(BlobType::kData, b);
       if (!id.ok()) {
         ADD_FAILURE() << id.error().message();
         continue;
@@ -258,7 +259,7 @@ void pt_add_snapshot(Repository& r, const std::string& dir, const PtSnap& spec, 
   for (const auto& f : spec.sub) sub.nodes.push_back(file_node(f));
   for (const auto& f : spec.files) root.nodes.push_back(file_node(f));
   if (spec.flush_before_trees) {
-    Status s = r.flush();
+    Status s = r_session.flush();
     EXPECT_TRUE(s.ok()) << s.error().message();
   }
   // An empty file named after the snapshot keeps every root tree distinct.
@@ -269,7 +270,7 @@ void pt_add_snapshot(Repository& r, const std::string& dir, const PtSnap& spec, 
   if (!sub.nodes.empty()) {
     std::sort(sub.nodes.begin(), sub.nodes.end(),
               [](const auto& a, const auto& b) { return a.name < b.name; });
-    auto sid = r.save_tree(sub);
+    auto sid = r_session.save_tree(sub);
     EXPECT_TRUE(sid.ok());
     repo::Node d;
     d.name = "sub";
@@ -280,7 +281,7 @@ void pt_add_snapshot(Repository& r, const std::string& dir, const PtSnap& spec, 
   }
   std::sort(root.nodes.begin(), root.nodes.end(),
             [](const auto& a, const auto& b) { return a.name < b.name; });
-  auto rid = r.save_tree(root);
+  auto rid = r_session.save_tree(root);
   ASSERT_TRUE(rid.ok()) << rid.error().message();
   repo::Snapshot s;
   s.time = t;
@@ -290,7 +291,7 @@ void pt_add_snapshot(Repository& r, const std::string& dir, const PtSnap& spec, 
   s.hostname = "pt-host";
   s.username = "tester";
   s.strategy = "full";
-  auto sid = r.save_snapshot(s);
+  auto sid = r_session.save_snapshot(s);
   ASSERT_TRUE(sid.ok()) << sid.error().message();
   h.snaps[spec.label] = *sid;
   h.root_of[spec.label] = *rid;
@@ -339,11 +340,12 @@ std::string pt_add_orphan(const std::string& dir, uint64_t seed) {
   {
     auto r = pt_open(dir);
     if (!r) return "";
+    repo::Session r_session(*r);
     for (uint64_t i = 0; i < 3; i++) {
-      auto id = r->save_blob(BlobType::kData, pt_chunk(seed + i, 10000));
+      auto id = r_session.save_blob(BlobType::kData, pt_chunk(seed + i, 10000));
       EXPECT_TRUE(id.ok());
     }
-    Status s = r->flush();
+    Status s = r_session.flush();
     EXPECT_TRUE(s.ok()) << s.error().message();
   }
   auto new_packs = pt_minus(pt_keys(pt_packs(dir)), packs_before);
@@ -595,10 +597,11 @@ TEST_F(PruneTest, DeletesExactlyThePacksOnlyRemovedSnapshotsUsed) {
 
   auto r = pt_open(d);
   ASSERT_NE(r, nullptr);
+  repo::Session session(*r);
   RecordingSink sink;
   retention::PruneOptions o;
   o.max_unused_percent = 100;  // never repack: only whole packs go
-  auto st = retention::prune(*r, o, sink);
+  auto st = retention::prune(session, o, sink);
   ASSERT_OK(st);
 
   auto after = pt_packs(d);
@@ -715,10 +718,11 @@ TEST_F(PruneTest, RepacksOnlyAboveTheUnusedThreshold) {
     const auto bytes_before = pt_bytes(d);
     auto r = pt_open(d);
     ASSERT_NE(r, nullptr);
+    repo::Session session(*r);
     NullSink sink;
     retention::PruneOptions o;
     o.max_unused_percent = c.max_unused;
-    auto st = retention::prune(*r, o, sink);
+    auto st = retention::prune(session, o, sink);
     ASSERT_OK(st);
     auto after = pt_packs(d);
     auto fresh = pt_open(d);
@@ -731,7 +735,7 @@ TEST_F(PruneTest, RepacksOnlyAboveTheUnusedThreshold) {
       ASSERT_EQ(added.size(), 1u);
       const std::string np = *added.begin();
       // The used blob now loads from the new pack; the unused ones are gone.
-      auto loc = fresh->index().find(BlobType::kData, used_id);
+      auto loc = fresh->locate_blob(BlobType::kData, used_id);
       ASSERT_TRUE(loc.has_value());
       EXPECT_EQ(repo::hex(loc->pack_id), np);
       for (const auto& id : h.data_of["old"]) {
@@ -788,9 +792,10 @@ TEST_F(PruneTest, DryRunChangesNothingAndPredictsTheRealRun) {
     auto be = pt_fault_backend(d);
     auto r = pt_open_over(be);
     ASSERT_NE(r, nullptr);
+    repo::Session session(*r);
     o.dry_run = true;
     RecordingSink sink;
-    auto st = retention::prune(*r, o, sink);
+    auto st = retention::prune(session, o, sink);
     ASSERT_OK(st);
     dry = *st;
     EXPECT_TRUE(be->ops().empty()) << "a dry run saved or removed " << be->ops().size() << " object(s)";
@@ -807,9 +812,10 @@ TEST_F(PruneTest, DryRunChangesNothingAndPredictsTheRealRun) {
 
   auto r = pt_open(d);
   ASSERT_NE(r, nullptr);
+  repo::Session session(*r);
   NullSink sink;
   o.dry_run = false;
-  auto real = retention::prune(*r, o, sink);
+  auto real = retention::prune(session, o, sink);
   ASSERT_OK(real);
   pt_expect_same_plan(dry, *real);
   // bytes_written is an estimate in a dry run (the blobs that move, without the new packs'
@@ -838,8 +844,9 @@ TEST_F(PruneTest, DeletesPacksNoIndexNamesAndForgetsMissingUnusedPacks) {
   {
     auto r = pt_open(d);
     ASSERT_NE(r, nullptr);
-    ASSERT_OK(r->save_blob(BlobType::kData, pt_chunk(8000, 5000)));
-    ASSERT_OK(r->flush());
+    repo::Session r_session(*r);
+    ASSERT_OK(r_session.save_blob(BlobType::kData, pt_chunk(8000, 5000)));
+    ASSERT_OK(r_session.flush());
   }
   auto ghost_set = pt_minus(pt_keys(pt_packs(d)), before_ghost);
   ASSERT_EQ(ghost_set.size(), 1u);
@@ -852,8 +859,9 @@ TEST_F(PruneTest, DeletesPacksNoIndexNamesAndForgetsMissingUnusedPacks) {
   const auto before = pt_packs(d);
   auto r = pt_open(d);
   ASSERT_NE(r, nullptr);
+  repo::Session session(*r);
   NullSink sink;
-  auto st = retention::prune(*r, retention::PruneOptions{}, sink);
+  auto st = retention::prune(session, retention::PruneOptions{}, sink);
   ASSERT_OK(st);
   EXPECT_EQ(st->packs_unindexed, 1u);
   EXPECT_EQ(st->packs_deleted, 1u) << "only the orphan is in storage to delete";
@@ -871,7 +879,8 @@ TEST_F(PruneTest, DeletesPacksNoIndexNamesAndForgetsMissingUnusedPacks) {
   const auto bytes = pt_bytes(d);
   auto again = pt_open(d);
   ASSERT_NE(again, nullptr);
-  auto st2 = retention::prune(*again, retention::PruneOptions{}, sink);
+  repo::Session again_session(*again);
+  auto st2 = retention::prune(again_session, retention::PruneOptions{}, sink);
   ASSERT_OK(st2);
   EXPECT_EQ(st2->packs_unindexed, 0u);
   EXPECT_EQ(st2->packs_deleted, 0u);
@@ -927,10 +936,11 @@ TEST_F(PruneTest, RefusesDamagedRepositoriesAndChangesNothing) {
     const std::string d = dir("control");
     pt_copy(tmpl, d);
     auto r = pt_open(d);
+    repo::Session session(*r);
     NullSink sink;
     retention::PruneOptions o;
     o.dry_run = true;
-    auto st = retention::prune(*r, o, sink);
+    auto st = retention::prune(session, o, sink);
     ASSERT_OK(st);
     ASSERT_EQ(st->packs_deleted, 1u);
   }
@@ -992,11 +1002,12 @@ TEST_F(PruneTest, RefusesDamagedRepositoriesAndChangesNothing) {
     for (bool dry : {true, false}) {
       auto r = pt_open(d);
       ASSERT_NE(r, nullptr);
+      repo::Session session(*r);
       NullSink sink;
       retention::PruneOptions o;
       o.dry_run = dry;
       o.max_unused_percent = 0;
-      auto st = retention::prune(*r, o, sink);
+      auto st = retention::prune(session, o, sink);
       ASSERT_FALSE(st.ok()) << "prune of a damaged repository succeeded";
       EXPECT_EQ(st.error().code(), Error::Code::kCorrupt) << st.error().message();
       for (const auto& p : c.parts) {
@@ -1031,8 +1042,9 @@ TEST_F(PruneTest, WritesBeforeDeletesAndAnyCutLeavesEverySnapshotReadable) {
     auto be = pt_fault_backend(clean);
     auto r = pt_open_over(be);
     ASSERT_NE(r, nullptr);
+    repo::Session session(*r);
     NullSink sink;
-    auto st = retention::prune(*r, o, sink);
+    auto st = retention::prune(session, o, sink);
     ASSERT_OK(st);
     clean_st = *st;
     ops = be->ops();
@@ -1088,8 +1100,9 @@ TEST_F(PruneTest, WritesBeforeDeletesAndAnyCutLeavesEverySnapshotReadable) {
       be->set_fail_from(n);
       auto r = pt_open_over(be);
       ASSERT_NE(r, nullptr);
+      repo::Session session(*r);
       NullSink sink;
-      auto st = retention::prune(*r, o, sink);
+      auto st = retention::prune(session, o, sink);
       ASSERT_FALSE(st.ok()) << "prune succeeded although call " << n << " failed";
       EXPECT_EQ(st.error().code(), Error::Code::kIo) << st.error().message();
       EXPECT_EQ(be->ops().size(), n - 1);
@@ -1099,18 +1112,20 @@ TEST_F(PruneTest, WritesBeforeDeletesAndAnyCutLeavesEverySnapshotReadable) {
     {
       auto r = pt_open(d);
       ASSERT_NE(r, nullptr);
+      repo::Session session(*r);
       NullSink sink;
-      ASSERT_OK(retention::prune(*r, o, sink));
+      ASSERT_OK(retention::prune(session, o, sink));
     }
     EXPECT_EQ(pt_verify_all(d, h.content, 3), reach);
     EXPECT_EQ(pt_blob_list(d), clean_blobs) << "the repaired result differs from a clean prune";
     EXPECT_EQ(pt_indexed_packs(d), pt_keys(pt_packs(d)));
     // Nothing is left to do.
     auto r = pt_open(d);
+    repo::Session session(*r);
     NullSink sink;
     retention::PruneOptions dry = o;
     dry.dry_run = true;
-    auto st = retention::prune(*r, dry, sink);
+    auto st = retention::prune(session, dry, sink);
     ASSERT_OK(st);
     EXPECT_EQ(st->packs_deleted + st->packs_repacked + st->packs_unindexed + st->blobs_removed, 0u);
     if (HasFailure()) break;
@@ -1130,12 +1145,13 @@ size_t pt_prune_heap_peak(const std::string& d, size_t blobs) {
   {
     auto r = init_repo(d, kPtPackSize);
     if (!r) return 0;
+    repo::Session r_session(*r);
     repo::Node keep, drop;
     keep.name = "keep";
     drop.name = "drop";
     for (size_t i = 0; i < blobs; i++) {
       Bytes b = pt_chunk(100000 + i, kSize);
-      auto id = r->save_blob(BlobType::kData, b);
+      auto id = r_session.save_blob(BlobType::kData, b);
       if (!id.ok()) {
         ADD_FAILURE() << id.error().message();
         return 0;
@@ -1146,13 +1162,13 @@ size_t pt_prune_heap_peak(const std::string& d, size_t blobs) {
     for (auto* node : {&keep, &drop}) {
       repo::Tree t;
       t.nodes.push_back(*node);
-      auto tid = r->save_tree(t);
+      auto tid = r_session.save_tree(t);
       EXPECT_TRUE(tid.ok());
       repo::Snapshot s;
       s.time = node == &keep ? 1 : 2;
       s.tree = *tid;
       s.paths = {"/" + node->name};
-      auto sid = r->save_snapshot(s);
+      auto sid = r_session.save_snapshot(s);
       EXPECT_TRUE(sid.ok());
       if (node == &drop) {
         EXPECT_TRUE(r->remove_snapshot(*sid).ok());
@@ -1165,11 +1181,12 @@ size_t pt_prune_heap_peak(const std::string& d, size_t blobs) {
 
   auto be = pt_fault_backend(d);
   auto r = pt_open_over(be);
+  repo::Session session(*r);
   if (!r) return 0;
   NullSink sink;
   const size_t baseline = PtFaultBackend::heap_in_use();
   be->set_sampling(true);
-  auto st = retention::prune(*r, retention::PruneOptions{}, sink);
+  auto st = retention::prune(session, retention::PruneOptions{}, sink);
   be->set_sampling(false);
   if (!st.ok()) {
     ADD_FAILURE() << st.error().message();
@@ -1216,14 +1233,15 @@ TEST_F(PruneTest, SecondPruneInTheSameSessionKeepsRepackedData) {
   const auto reach = pt_verify_all(d, h.content, 3);
   auto r = pt_open(d);
   ASSERT_NE(r, nullptr);
+  repo::Session session(*r);
   NullSink sink;
   retention::PruneOptions o;
   o.max_unused_percent = 0;
-  auto first = retention::prune(*r, o, sink);
+  auto first = retention::prune(session, o, sink);
   ASSERT_OK(first);
   ASSERT_EQ(first->packs_repacked, 1u);
   EXPECT_EQ(pt_verify_all(d, h.content, 3), reach);
-  auto second = retention::prune(*r, o, sink);  // same session
+  auto second = retention::prune(session, o, sink);  // same session
   if (second.ok()) {
     EXPECT_EQ(second->packs_deleted + second->packs_repacked, 0u) << "nothing was left to do";
   }
@@ -1267,14 +1285,15 @@ TEST_F(PruneCliTest, DryRunRealRunBadThresholdAndLockedRepository) {
   {
     auto holder = pt_open(d);
     ASSERT_NE(holder, nullptr);
-    ASSERT_OK(holder->lock(false));
+    repo::Session holder_session(*holder);
+    ASSERT_OK(holder_session.lock(false));
     const auto locked_bytes = pt_bytes(d);
     RunResult locked = cli(d, {"prune"});
     EXPECT_EQ(locked.code, 11) << describe(locked);
     EXPECT_TRUE(contains(locked.err, "PID " + std::to_string(getpid()))) << locked.err;
     EXPECT_TRUE(contains(locked.err, hostname())) << locked.err;
     EXPECT_EQ(pt_bytes(d), locked_bytes) << pt_diff(locked_bytes, pt_bytes(d));
-    ASSERT_OK(holder->unlock());
+    ASSERT_OK(holder_session.unlock());
   }
 
   RunResult real = cli(d, {"prune", "--max-unused", "100"});

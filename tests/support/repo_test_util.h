@@ -9,6 +9,7 @@
 
 #include "crypto/crypto.h"
 #include "repo/repository.h"
+#include "repo/session.h"
 #include "storage/backend.h"
 #include "util/events.h"
 #include "support/fs_test_util.h"

@@ -1,0 +1,191 @@
+#include "repo/pack_writer.h"
+
+#include <algorithm>
+#include <unordered_set>
+
+#include "repo/repository.h"
+
+namespace haven::repo {
+
+using storage::ObjectType;
+
+PackWriter::PackWriter(Repository& repo, CancelToken cancel)
+    : repo_(repo),
+      cancel_(std::move(cancel)),
+      compression_(repo.config().compression),
+      index_writer_(repo, [this](const std::vector<PackRecord>& packs) { indexed(packs); }) {
+  max_packers_ = std::max(2u, std::thread::hardware_concurrency());
+}
+
+PackWriter::~PackWriter() {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    stop_uploaders_ = true;
+    upload_cv_.notify_all();
+  }
+  for (auto& t : uploaders_) t.join();
+}
+
+bool PackWriter::contains(BlobType type, const Id& id) {
+  std::lock_guard<std::mutex> g(mu_);
+  // This writer's own blobs first: one moves into the shared index before it leaves ours.
+  return in_flight_.count({type, id}) > 0 || uploaded_.contains(type, id) || repo_.has_blob(type, id);
+}
+
+Result<bool> PackWriter::add(BlobType type, const Id& id, ByteView data) {
+  std::unique_ptr<PackBuilder> packer;
+  {
+    std::unique_lock<std::mutex> lk(mu_);
+    if (in_flight_.count({type, id}) > 0 || uploaded_.contains(type, id) || repo_.has_blob(type, id)) {
+      return false;
+    }
+    in_flight_.insert({type, id});
+    packer_cv_.wait(lk, [&] { return !idle_packers_.empty() || packers_out_ < max_packers_; });
+    if (!idle_packers_.empty()) {
+      packer = std::move(idle_packers_.back());
+      idle_packers_.pop_back();
+    }
+    packers_out_++;
+  }
+  if (!packer) {
+    Bytes buffer;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (!free_buffers_.empty()) {
+        buffer = std::move(free_buffers_.back());
+        free_buffers_.pop_back();
+      }
+    }
+    const MasterKey& master = repo_.master_key();
+    const Config& config = repo_.config();
+    packer = std::make_unique<PackBuilder>(
+        *master.encryption_key(master.current_generation), master.current_generation,
+        std::move(buffer), size_t{config.pack_size} + config.chunker.max_size + 64 * 1024);
+  }
+  // Compression and encryption run outside the lock, on this thread's own packer.
+  uint32_t stored = packer->add(type, id, data, compression_);
+  blobs_++;
+  raw_bytes_ += data.size();
+  stored_bytes_ += stored;
+  if (packer->size() >= repo_.config().pack_size) {
+    Status st = enqueue_upload(std::move(packer));
+    std::lock_guard<std::mutex> g(mu_);
+    packers_out_--;
+    packer_cv_.notify_all();
+    if (!st.ok()) return st.error();
+    return true;
+  }
+  std::lock_guard<std::mutex> g(mu_);
+  idle_packers_.push_back(std::move(packer));
+  packers_out_--;
+  packer_cv_.notify_all();
+  return true;
+}
+
+Status PackWriter::enqueue_upload(std::unique_ptr<PackBuilder> packer) {
+  std::unique_lock<std::mutex> lk(mu_);
+  if (upload_error_) return *upload_error_;
+  if (uploaders_.empty()) {
+    for (size_t i = 0; i < upload_threads_; i++) {
+      uploaders_.emplace_back([this] {
+        CancelScope scope(cancel_);  // uploads stop when the session is cancelled
+        uploader();
+      });
+    }
+  }
+  // Hand over only when an uploader is free: packs waiting in memory would only raise the peak.
+  upload_cv_.wait(lk, [&] {
+    return upload_queue_.size() + uploads_active_ < upload_threads_ || upload_error_;
+  });
+  if (upload_error_) return *upload_error_;
+  upload_queue_.push_back(std::move(packer));
+  upload_cv_.notify_all();
+  return ok_status();
+}
+
+void PackWriter::uploader() {
+  std::unique_lock<std::mutex> lk(mu_);
+  while (true) {
+    upload_cv_.wait(lk, [&] { return !upload_queue_.empty() || stop_uploaders_; });
+    if (upload_queue_.empty()) return;
+    auto packer = std::move(upload_queue_.front());
+    upload_queue_.pop_front();
+    uploads_active_++;
+    upload_cv_.notify_all();
+    lk.unlock();
+    Status st = upload_pack(std::move(packer));
+    lk.lock();
+    uploads_active_--;
+    if (!st.ok() && !upload_error_) upload_error_ = st.error();
+    upload_cv_.notify_all();
+  }
+}
+
+Status PackWriter::wait_uploads() {
+  std::unique_lock<std::mutex> lk(mu_);
+  upload_cv_.wait(lk, [&] { return upload_queue_.empty() && uploads_active_ == 0; });
+  if (upload_error_) return *upload_error_;
+  return ok_status();
+}
+
+Status PackWriter::upload_pack(std::unique_ptr<PackBuilder> packer) {
+  PackRecord record;
+  Bytes data = packer->finish(record);
+  Status st = repo_.backend().save({ObjectType::kData, hex(record.id)}, data);
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (free_buffers_.size() < max_packers_) free_buffers_.push_back(std::move(data));
+    for (const auto& b : record.blobs) in_flight_.erase({b.type, b.id});
+    if (!st.ok()) return st;
+    // The pack is durable: only now may this writer's lookups find its blobs in it, and an
+    // index file name it.
+    packs_++;
+    uploaded_.add_pack(record);
+    uploaded_records_.push_back(record);
+  }
+  return index_writer_.add(std::move(record));
+}
+
+void PackWriter::indexed(const std::vector<PackRecord>& packs) {
+  // Into the shared index first, then out of ours: a lookup finds each blob in one of them.
+  repo_.add_indexed_packs(packs);
+  std::unordered_set<Id, IdHash> done;
+  for (const auto& p : packs) done.insert(p.id);
+  std::lock_guard<std::mutex> g(mu_);
+  std::vector<PackRecord> left;
+  for (auto& r : uploaded_records_) {
+    if (!done.count(r.id)) left.push_back(std::move(r));
+  }
+  uploaded_records_ = std::move(left);
+  uploaded_ = Index();
+  for (const auto& r : uploaded_records_) uploaded_.add_pack(r);
+}
+
+Status PackWriter::flush() {
+  std::vector<std::unique_ptr<PackBuilder>> packers;
+  {
+    std::unique_lock<std::mutex> lk(mu_);
+    packer_cv_.wait(lk, [&] { return packers_out_ == 0; });
+    packers = std::move(idle_packers_);
+    idle_packers_.clear();
+  }
+  for (auto& p : packers) {
+    if (p->blob_count() == 0) continue;
+    HAVEN_TRY(enqueue_upload(std::move(p)));
+  }
+  // Index after packs: the index file may only name packs that are durable.
+  HAVEN_TRY(wait_uploads());
+  return index_writer_.flush();
+}
+
+PackWriter::Stats PackWriter::stats() const {
+  Stats s;
+  s.blobs = blobs_.load();
+  s.raw_bytes = raw_bytes_.load();
+  s.stored_bytes = stored_bytes_.load();
+  s.packs = packs_.load();
+  s.index_files = index_writer_.files_written();
+  return s;
+}
+
+}  // namespace haven::repo
