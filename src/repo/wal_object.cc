@@ -12,9 +12,8 @@ constexpr char kKeyInfo[] = "haven wal key v1";
 constexpr char kAadPrefix[] = "haven wal:";
 
 Bytes aad_for(const std::string& name) {
-  Bytes aad(kAadPrefix, kAadPrefix + sizeof(kAadPrefix) - 1);
-  aad.insert(aad.end(), name.begin(), name.end());
-  return aad;
+  const std::string aad = kAadPrefix + name;
+  return Bytes(aad.begin(), aad.end());
 }
 
 }  // namespace
