@@ -1,6 +1,6 @@
-// Tests of repository locks (repo/repository.h: lock(), unlock(), remove_stale_locks(),
-// ignored_stale_locks(), the refresher) and of what the CLI makes of them: exit 11 naming the
-// holder, "notice: ignoring stale ...", `haven unlock`.
+// Tests of repository locks (repo/lock.h, held through repo/session.h: lock(), unlock(),
+// ignored_stale_locks(), the refresher; Repository::remove_stale_locks()) and of what the CLI
+// makes of them: exit 11 naming the holder, "notice: ignoring stale ...", `haven unlock`.
 //
 // Holders are this process, a forked child that keeps its lock until told to let go, or lock
 // objects planted with chosen contents (another host, a PID that no longer exists, an old
