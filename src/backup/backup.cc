@@ -99,7 +99,7 @@ struct Extent {
 
 class Archiver {
  public:
-  Archiver(repo::Repository& repo, const Options& o, EventSink& events)
+  Archiver(repo::Repository& repo, const Options& o, Reporter& events)
       : repo_(repo), opts_(o), events_(events), chunker_(repo.make_chunker()),
         zeros_(chunker_.params().max_size, 0) {
     // All-zero input is cut at the same length wherever it starts (the chunker is stateless
@@ -138,7 +138,7 @@ class Archiver {
 
   repo::Repository& repo_;
   const Options& opts_;
-  EventSink& events_;
+  Reporter& events_;
   chunker::Chunker chunker_;
   const std::vector<uint8_t> zeros_;  // max chunk size of zeros, shared read-only
   size_t zero_cut_ = 0;               // where the chunker cuts all-zero input
@@ -165,7 +165,7 @@ class Archiver {
 
 void Archiver::warn(const std::string& path, const std::string& message) {
   warnings_++;
-  events_.emit({"warning", {{"path", path}, {"message", message}}});
+  events_.warning(path, message);
 }
 
 void Archiver::fail(const Error& e) {
@@ -187,19 +187,16 @@ bool Archiver::excluded(const std::string& path, const std::string& name) const 
 }
 
 void Archiver::progress(bool final) {
-  auto now = std::chrono::steady_clock::now();
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    if (!final && now - last_progress_ < std::chrono::milliseconds(250)) return;
-    last_progress_ = now;
-  }
-  double secs = std::chrono::duration<double>(now - start_).count();
-  events_.emit({"progress",
-                {{"files_done", files_done_.load()},
-                 {"bytes_read", bytes_read_.load()},
-                 {"bytes_total", bytes_total_.load()},
-                 {"seconds", secs},
-                 {"final", final}}});
+  if (!final && !events_.progress_due()) return;
+  Progress p;
+  p.phase = "files";
+  p.files_done = files_done_.load();
+  p.bytes_done = bytes_read_.load();
+  // Files and bytes found so far: the walker runs ahead of the workers, so this is a total
+  // that grows until the walk ends.
+  p.bytes_total = std::max(bytes_total_.load(), p.bytes_done);
+  p.final = final;
+  events_.progress(std::move(p));
 }
 
 // Page-structured files (databases) rewrite scattered fixed-size pages in place. With 1 MiB
@@ -816,8 +813,6 @@ Result<Summary> Archiver::run() {
   if (opts_.before_snapshot) HAVEN_TRY(opts_.before_snapshot(snap));
   HAVEN_ASSIGN(Id id, repo_.save_snapshot(snap));
   Summary s{id, snap, warnings_.load()};
-  nlohmann::json stats(snap.stats);
-  events_.emit({"summary", {{"snapshot_id", repo::hex(id)}, {"stats", stats}}});
   return s;
 }
 
@@ -855,7 +850,9 @@ Result<std::vector<std::string>> read_exclude_file(const std::string& path) {
   return out;
 }
 
-Result<Summary> run(repo::Repository& repo, const Options& options, EventSink& events) {
+namespace {
+
+Result<Summary> run_validated(repo::Repository& repo, const Options& options, Reporter& events) {
   CancelScope scope(repo.cancel_token());
   if (options.strategy != "full" && options.strategy != "incremental" &&
       options.strategy != "differential") {
@@ -876,6 +873,21 @@ Result<Summary> run(repo::Repository& repo, const Options& options, EventSink& e
   }
   Archiver a(repo, options, events);
   return a.run();
+}
+
+}  // namespace
+
+Result<Summary> run(repo::Repository& repo, const Options& options, const EventTarget& target) {
+  Reporter events(target, OpKind::kBackup);
+  nlohmann::json request = {{"paths", options.paths}, {"strategy", options.strategy},
+                            {"tags", options.tags}};
+  if (options.from_stdin) request["stdin_filename"] = options.stdin_filename;
+  events.started(std::move(request));
+  return events.finish(run_validated(repo, options, events), [](const Summary& s) {
+    return nlohmann::json{{"snapshot_id", repo::hex(s.snapshot_id)},
+                          {"stats", nlohmann::json(s.snapshot.stats)},
+                          {"warnings", s.warnings}};
+  });
 }
 
 }  // namespace haven::backup

@@ -49,9 +49,11 @@ struct Summary {
 
 // Validates options (kInvalidArgument), runs the backup and writes the snapshot. Files that
 // vanish, change while read, or cannot be read are reported as "warning" events and counted in
-// Summary::warnings; the backup still completes. Events: "progress" (files, bytes, rate),
-// "warning" (path, message), "summary" (the snapshot's stats).
-Result<Summary> run(repo::Repository& repo, const Options& options, EventSink& events);
+// Summary::warnings; the backup still completes. Events (util/events.h): backup:started (the
+// request), backup:progress (phase "files": files and bytes read, bytes found so far),
+// backup:warning (path, message), then backup:completed (snapshot_id, stats, warnings),
+// backup:failed or backup:cancelled.
+Result<Summary> run(repo::Repository& repo, const Options& options, const EventTarget& events);
 
 // Reads glob patterns from a file: one per line; blank lines and lines starting with '#'
 // are ignored.

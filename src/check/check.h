@@ -58,7 +58,11 @@ struct Report {
 // The caller holds (at least) a shared lock. Loads the index itself. Fails only when the
 // repository cannot be examined at all (e.g. the backend is unreachable); damage is reported
 // in the Report. Emits "progress" events ({"phase", "done", "total"}).
-Result<Report> check(repo::Repository& repo, const Options& options, EventSink& sink);
+// Events: check:started, check:progress (phases "index", "packs", "snapshots", "trees",
+// "read-data"; items are index files, packs, snapshots, trees), then check:completed
+// ({damaged, problems}) — damage is a completed check with damaged=true — check:failed or
+// check:cancelled.
+Result<Report> check(repo::Repository& repo, const Options& options, const EventTarget& events);
 
 nlohmann::json report_json(const Report& r);
 

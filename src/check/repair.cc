@@ -5,6 +5,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "util/cancel.h"
+
 namespace haven::check {
 
 using repo::Id;
@@ -15,7 +17,9 @@ namespace {
 constexpr size_t kIndexFileBlobs = 50000;  // blobs per new index file (bounded memory)
 }
 
-Result<RepairStats> repair_index(repo::Repository& repo, EventSink& sink) {
+namespace {
+
+Result<RepairStats> repair(repo::Repository& repo, Reporter& events) {
   auto start = std::chrono::steady_clock::now();
   RepairStats st;
   HAVEN_ASSIGN(auto old_files, repo.list_index_files());
@@ -54,11 +58,19 @@ Result<RepairStats> repair_index(repo::Repository& repo, EventSink& sink) {
   size_t done = 0;
   for (const auto& [id, size] : packs) {
     auto rec = repo.read_pack_trailer(id, size);
-    sink.emit({"progress", {{"phase", "packs"}, {"done", ++done}, {"total", packs.size()}}});
+    ++done;
+    if (done == packs.size() || events.progress_due()) {
+      Progress p;
+      p.phase = "packs";
+      p.items_done = done;
+      p.items_total = packs.size();
+      p.final = done == packs.size();
+      events.progress(std::move(p));
+    }
     if (!rec.ok()) {
       if (rec.error().code() != Error::Code::kCorrupt) return rec.error();
       damaged.insert(id);
-      sink.emit({"warning", {{"message", rec.error().message()}}});
+      events.warning("", rec.error().message());
       continue;
     }
     st.packs_indexed++;
@@ -99,8 +111,16 @@ Result<RepairStats> repair_index(repo::Repository& repo, EventSink& sink) {
   st.duration_ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                              std::chrono::steady_clock::now() - start)
                                              .count());
-  sink.emit({"summary", repair_json(st)});
   return st;
+}
+
+}  // namespace
+
+Result<RepairStats> repair_index(repo::Repository& repo, const EventTarget& target) {
+  CancelScope scope(repo.cancel_token());
+  Reporter events(target, OpKind::kRepair);
+  events.started();
+  return events.finish(repair(repo, events), repair_json);
 }
 
 nlohmann::json repair_json(const RepairStats& s) {

@@ -29,7 +29,9 @@ struct RepairStats {
 };
 
 // The caller holds the exclusive lock.
-Result<RepairStats> repair_index(repo::Repository& repo, EventSink& sink);
+// Events: repair:started, repair:progress (phase "packs"), repair:warning (a pack whose trailer
+// cannot be read), repair:completed (repair_json), repair:failed or repair:cancelled.
+Result<RepairStats> repair_index(repo::Repository& repo, const EventTarget& events);
 
 nlohmann::json repair_json(const RepairStats& s);
 

@@ -131,8 +131,10 @@ std::string describe_windows(const std::vector<Window>& windows) {
   return s;
 }
 
-Result<PgRestoreResult> restore_for_recovery(repo::Repository& repo, const PgRestoreOptions& o,
-                                             EventSink& events) {
+namespace {
+
+Result<PgRestoreResult> run_restore_for_recovery(repo::Repository& repo, const PgRestoreOptions& o,
+                                                 Reporter& events) {
   if (o.target.empty()) return Error(Error::Code::kInvalidArgument, "no target given: use --target DIR");
   HAVEN_ASSIGN(auto backups, list_base_backups(repo));
   if (backups.empty()) {
@@ -193,12 +195,15 @@ Result<PgRestoreResult> restore_for_recovery(repo::Repository& repo, const PgRes
     return errno_error(o.target, errno);
   }
   ::chmod(o.target.c_str(), data->mode & 0750);
-  events.emit({"progress", {{"base_backup", repo::hex(base->id)}}});
+  Progress chosen;  // the base backup is chosen: its files come next
+  chosen.phase = "base_backup";
+  chosen.final = true;
+  events.progress(std::move(chosen));
   restore::Options ro;
   ro.target = o.target;
   ro.threads = o.threads;
   ro.sync = true;
-  HAVEN_ASSIGN(restore::Summary rs, restore::run(repo, *data->subtree, ro, events));
+  HAVEN_ASSIGN(restore::Summary rs, restore::run(repo, *data->subtree, ro, events.sink()));
   if (rs.errors > 0) {
     return Error(Error::Code::kCorrupt, std::to_string(rs.errors) +
                                             " file(s) of the base backup could not be restored: the cluster is incomplete");
@@ -217,7 +222,7 @@ Result<PgRestoreResult> restore_for_recovery(repo::Repository& repo, const PgRes
       to.target = loc;
       to.threads = o.threads;
       to.sync = true;
-      HAVEN_ASSIGN(restore::Summary ts, restore::run(repo, *node->subtree, to, events));
+      HAVEN_ASSIGN(restore::Summary ts, restore::run(repo, *node->subtree, to, events.sink()));
       if (ts.errors > 0 || ts.skipped > 0) {
         return Error(Error::Code::kIo, "tablespace " + t.value("name", "") + " could not be restored to " + loc +
                                            " (it must be absent or empty)");
@@ -251,6 +256,19 @@ Result<PgRestoreResult> restore_for_recovery(repo::Repository& repo, const PgRes
   res.files = rs.files;
   res.bytes = rs.bytes;
   return res;
+}
+
+}  // namespace
+
+Result<PgRestoreResult> restore_for_recovery(repo::Repository& repo, const PgRestoreOptions& o,
+                                             const EventTarget& target) {
+  CancelScope scope(repo.cancel_token());
+  Reporter events(target, OpKind::kPgRestore);
+  events.started({{"target", o.target}});
+  return events.finish(run_restore_for_recovery(repo, o, events), [](const PgRestoreResult& r) {
+    return nlohmann::json{{"base_backup", repo::hex(r.base.id)}, {"files", r.files},
+                          {"bytes", r.bytes}};
+  });
 }
 
 }  // namespace haven::pg

@@ -67,7 +67,10 @@ struct PgRestoreResult {
 // Picks the base backup (refusing a target outside every window, naming the windows), restores
 // it into options.target with its backup_label and tablespace_map, and writes the recovery
 // settings and recovery.signal.
+// Events: pg_restore:started, pg_restore:progress (phase "base_backup": one is chosen), the files as
+// restore operations of their own (restore:*), then pg_restore:completed, :failed or
+// :cancelled.
 Result<PgRestoreResult> restore_for_recovery(repo::Repository& repo, const PgRestoreOptions& options,
-                                             EventSink& events);
+                                             const EventTarget& events);
 
 }  // namespace haven::pg
