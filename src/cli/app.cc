@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -60,6 +61,25 @@ void App::on(CLI::App* sub, std::function<CommandResult()> fn) {
 
 static void print_error(const std::string& msg) { std::cerr << "haven: error: " << msg << "\n"; }
 
+// The terminal a password prompt turned echo off on, so that a second Ctrl-C, which ends the
+// process at once, leaves the terminal as it found it.
+namespace {
+struct EchoGuard {
+  std::mutex mu;
+  int fd = -1;
+  termios saved{};
+};
+EchoGuard& echo_guard() {
+  static EchoGuard* g = new EchoGuard;  // never destroyed: the signal thread may outlive main
+  return *g;
+}
+void restore_echo_now() {
+  EchoGuard& g = echo_guard();
+  std::lock_guard<std::mutex> lk(g.mu);
+  if (g.fd >= 0) tcsetattr(g.fd, TCSANOW, &g.saved);
+}
+}  // namespace
+
 void App::handle_signals() {
   sigset_t set;
   sigemptyset(&set);
@@ -72,7 +92,10 @@ void App::handle_signals() {
   std::thread([token = cancel_, received = signal_, set] {
     int sig = 0;
     while (sigwait(&set, &sig) == 0) {
-      if (received->exchange(sig) != 0) _exit(128 + sig);  // asked twice: stop now
+      if (received->exchange(sig) != 0) {  // asked twice: stop now
+        restore_echo_now();
+        _exit(128 + sig);
+      }
       token.cancel(Error(Error::Code::kCancelled,
                          std::string("interrupted by ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
                              " (press Ctrl-C again to quit at once)"));
@@ -213,6 +236,11 @@ static Result<std::string> prompt(const std::string& text, const CancelToken& ca
   if (restore) {
     termios quiet = old;
     quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    {
+      std::lock_guard<std::mutex> lk(echo_guard().mu);
+      echo_guard().fd = fd;
+      echo_guard().saved = old;
+    }
     tcsetattr(fd, TCSAFLUSH, &quiet);
   }
   std::string line;
@@ -231,7 +259,11 @@ static Result<std::string> prompt(const std::string& text, const CancelToken& ca
     if (r < 0 || ::read(fd, &c, 1) != 1 || c == '\n' || c == '\r') break;
     line.push_back(c);
   }
-  if (restore) tcsetattr(fd, TCSAFLUSH, &old);
+  if (restore) {
+    std::lock_guard<std::mutex> lk(echo_guard().mu);
+    tcsetattr(fd, TCSAFLUSH, &old);
+    echo_guard().fd = -1;
+  }
   (void)!write(fd, "\n", 1);
   ::close(fd);
   if (interrupted) return cancel.check().error();
