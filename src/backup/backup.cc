@@ -855,8 +855,7 @@ Result<std::vector<std::string>> read_exclude_file(const std::string& path) {
   return out;
 }
 
-Result<Summary> run(repo::Repository& repo, const Options& options, EventSink& events) {
-  CancelScope scope(repo.cancel_token());
+Status validate(const Options& options) {
   if (options.strategy != "full" && options.strategy != "incremental" &&
       options.strategy != "differential") {
     return Error(Error::Code::kInvalidArgument,
@@ -874,6 +873,12 @@ Result<Summary> run(repo::Repository& repo, const Options& options, EventSink& e
   } else if (options.paths.empty()) {
     return Error(Error::Code::kInvalidArgument, "nothing to back up: give at least one path");
   }
+  return ok_status();
+}
+
+Result<Summary> run(repo::Repository& repo, const Options& options, EventSink& events) {
+  CancelScope scope(repo.cancel_token());
+  HAVEN_TRY(validate(options));
   Archiver a(repo, options, events);
   return a.run();
 }
