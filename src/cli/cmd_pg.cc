@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <climits>
-#include <ctime>
 #include <iostream>
 
 #include "cli/cli.h"
@@ -53,51 +52,8 @@ std::string self_exe() {
   return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string("haven");
 }
 
-// PostgreSQL's own timestamp form, in UTC with microseconds.
-std::string pg_time(TimeNs t) {
-  time_t secs = static_cast<time_t>(t / 1000000000);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-  char out[80];
-  std::snprintf(out, sizeof out, "%s.%06d+00", buf, static_cast<int>((t % 1000000000) / 1000));
-  return out;
-}
-
 Result<pg::RecoveryTarget> parse_target(const PgRestoreCliOptions& o) {
-  int given = (o.latest ? 1 : 0) + (o.time.empty() ? 0 : 1) + (o.lsn.empty() ? 0 : 1) + (o.xid.empty() ? 0 : 1);
-  if (given != 1) {
-    return Error(Error::Code::kInvalidArgument,
-                 "give exactly one recovery target: --time T, --lsn L, --xid X or --latest");
-  }
-  pg::RecoveryTarget t;
-  if (o.latest) {
-    t.kind = pg::RecoveryTarget::Kind::kLatest;
-    t.text = "latest";
-  } else if (!o.time.empty()) {
-    auto tm = parse_time(o.time);
-    if (!tm) {
-      return Error(Error::Code::kInvalidArgument, "cannot read time '" + o.time +
-                                                      "': use RFC 3339 (2026-11-21T10:00:00Z) or 'YYYY-MM-DD HH:MM[:SS]' local time");
-    }
-    t.kind = pg::RecoveryTarget::Kind::kTime;
-    t.time = *tm;
-    t.text = pg_time(*tm);
-  } else if (!o.lsn.empty()) {
-    auto l = pg::parse_lsn(o.lsn);
-    if (!l) return Error(Error::Code::kInvalidArgument, "'" + o.lsn + "' is not an LSN: write it as PostgreSQL does, e.g. 0/16B3740");
-    t.kind = pg::RecoveryTarget::Kind::kLsn;
-    t.lsn = *l;
-    t.text = pg::format_lsn(*l);
-  } else {
-    if (o.xid.find_first_not_of("0123456789") != std::string::npos || o.xid.size() > 19) {
-      return Error(Error::Code::kInvalidArgument, "'" + o.xid + "' is not a transaction ID (a number)");
-    }
-    t.kind = pg::RecoveryTarget::Kind::kXid;
-    t.text = o.xid;
-  }
-  return t;
+  return pg::parse_recovery_target({o.latest, o.time, o.lsn, o.xid});
 }
 
 // Row counts a base backup recorded (empty if it recorded none).
