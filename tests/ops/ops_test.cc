@@ -40,6 +40,8 @@
 #include "ops/wal.h"
 #include "pg/pg_cluster.h"
 #include "pg/recovery.h"
+#include "repo/snapshot.h"
+#include "util/sysinfo.h"
 
 namespace haven {
 namespace {
@@ -508,6 +510,30 @@ TEST_F(OpsTest, TheLockHelperTakesReportsAndReleases) {
     EXPECT_EQ(locks().size(), 1u);
   }
   EXPECT_TRUE(locks().empty());
+
+  // A lock whose process is gone is ignored, and said so in a notice (the CLI prints it).
+  pid_t dead = fork();
+  if (dead == 0) _exit(0);
+  ASSERT_EQ(waitpid(dead, nullptr, 0), dead);
+  repo::Lock stale;
+  stale.hostname = hostname();
+  stale.username = "bob";
+  stale.pid = dead;
+  stale.exclusive = true;
+  stale.time = stale.refreshed = now();
+  auto planted = repo_->save_object(storage::ObjectType::kLock, repo::encode_lock(stale));
+  ASSERT_TRUE(planted.ok()) << planted.error().message();
+  sink_.events.clear();
+  auto held = ops::lock(*repo_, ops::LockMode::kExclusive, sink_);
+  ASSERT_TRUE(held.ok()) << held.error().message();
+  ASSERT_OK(held->release());
+  auto notices = sink_.of("notice");
+  ASSERT_EQ(notices.size(), 1u);
+  EXPECT_EQ(notices[0].data.value("level", ""), "notice");
+  const std::string msg = notices[0].data.value("message", "");
+  EXPECT_TRUE(contains(msg, "ignoring stale exclusive lock of PID " + std::to_string(dead))) << msg;
+  EXPECT_TRUE(contains(msg, "haven unlock")) << msg;
+  EXPECT_EQ(locks(), std::vector<std::string>{repo::hex(*planted)}) << "the stale lock stays";
 }
 
 TEST_F(OpsTest, ACancelledOperationWritesNothingAndLeavesNoLock) {
