@@ -850,10 +850,7 @@ Result<std::vector<std::string>> read_exclude_file(const std::string& path) {
   return out;
 }
 
-namespace {
-
-Result<Summary> run_validated(repo::Repository& repo, const Options& options, Reporter& events) {
-  CancelScope scope(repo.cancel_token());
+Status validate(const Options& options) {
   if (options.strategy != "full" && options.strategy != "incremental" &&
       options.strategy != "differential") {
     return Error(Error::Code::kInvalidArgument,
@@ -871,6 +868,14 @@ Result<Summary> run_validated(repo::Repository& repo, const Options& options, Re
   } else if (options.paths.empty()) {
     return Error(Error::Code::kInvalidArgument, "nothing to back up: give at least one path");
   }
+  return ok_status();
+}
+
+namespace {
+
+Result<Summary> run_validated(repo::Repository& repo, const Options& options, Reporter& events) {
+  CancelScope scope(repo.cancel_token());
+  HAVEN_TRY(validate(options));
   Archiver a(repo, options, events);
   return a.run();
 }

@@ -47,6 +47,10 @@ struct Summary {
   uint64_t warnings = 0;
 };
 
+// kInvalidArgument for options that cannot work: an unknown strategy, paths and a stream at
+// once, a stream file name with a '/', nothing to back up. Touches nothing.
+Status validate(const Options& options);
+
 // Validates options (kInvalidArgument), runs the backup and writes the snapshot. Files that
 // vanish, change while read, or cannot be read are reported as "warning" events and counted in
 // Summary::warnings; the backup still completes. Events (util/events.h): backup:started (the

@@ -317,41 +317,18 @@ Result<std::unique_ptr<repo::Repository>> App::open_repository(const repo::OpenO
   return repo;
 }
 
-Status App::lock(repo::Repository& repo, bool exclusive) {
-  HAVEN_TRY(repo.lock(exclusive));
-  if (!globals_.quiet) {
-    for (const auto& l : repo.ignored_stale_locks()) {
-      std::cerr << "notice: ignoring stale " << l << " (remove it with 'haven unlock')\n";
-    }
+CommandSink::CommandSink(bool json, bool quiet, bool quiet_notices)
+    : inner_(json, quiet), quiet_notices_(quiet_notices) {}
+
+void CommandSink::emit(const Event& e) {
+  if (e.kind != EventKind::kNotice) {
+    inner_.emit(e);
+    return;
   }
-  return ok_status();
-}
-
-static void warn_damaged(const std::vector<Error>& damaged) {
-  for (const auto& e : damaged) {
-    std::cerr << "warning: " << e.message() << " (skipped; 'haven check' lists what is damaged)\n";
-  }
-}
-
-Result<std::vector<std::pair<repo::Id, repo::Snapshot>>> App::list_snapshots(repo::Repository& repo) {
-  std::vector<Error> damaged;
-  auto all = repo.list_snapshots(&damaged);
-  warn_damaged(damaged);
-  return all;
-}
-
-Result<repo::Id> App::resolve_snapshot(repo::Repository& repo, const std::string& ref) {
-  std::vector<Error> damaged;
-  auto id = repo.resolve_snapshot(ref, &damaged);
-  warn_damaged(damaged);
-  return id;
-}
-
-Status App::load_index(repo::Repository& repo) {
-  return repo.load_index([](const std::string& name, const Error& e) {
-    std::cerr << "warning: " << e.message() << " (skipped: the blobs it lists cannot be found; "
-              << "run 'haven repair index')\n";
-  });
+  std::string level = e.data.value("level", std::string("notice"));
+  if (level != "warning" && quiet_notices_) return;
+  inner_.clear_line();
+  std::cerr << level << ": " << e.message << "\n";
 }
 
 }  // namespace haven::cli

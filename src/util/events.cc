@@ -13,6 +13,7 @@ const char* op_name(OpKind op) {
     case OpKind::kRepair: return "repair";
     case OpKind::kPgBackup: return "pg_backup";
     case OpKind::kPgRestore: return "pg_restore";
+    case OpKind::kRepository: return "repository";
   }
   return "operation";
 }
@@ -27,6 +28,7 @@ const char* stage_name(OpKind op, EventKind kind) {
     case EventKind::kCompleted: return "completed";
     case EventKind::kFailed: return "failed";
     case EventKind::kCancelled: return "cancelled";
+    case EventKind::kNotice: return "notice";
   }
   return "event";
 }

@@ -44,7 +44,12 @@
 namespace haven {
 
 // The operations that report events.
-enum class OpKind : uint8_t { kBackup, kRestore, kCheck, kPrune, kRepair, kPgBackup, kPgRestore };
+// kRepository: what is noticed about the repository outside any one operation (a stale lock
+// ignored, a damaged snapshot skipped while listing); such events have no operation ID and
+// sequence number 0.
+enum class OpKind : uint8_t {
+  kBackup, kRestore, kCheck, kPrune, kRepair, kPgBackup, kPgRestore, kRepository
+};
 
 // The stage an event reports.
 enum class EventKind : uint8_t {
@@ -56,10 +61,11 @@ enum class EventKind : uint8_t {
   kCompleted,  // success: Event::data is the operation's summary
   kFailed,     // the operation failed: Event::message and data.code
   kCancelled,  // the operation was cancelled (its error has code kCancelled)
+  kNotice,     // for a person, not part of any result: data.level is "notice" or "warning"
 };
 
 const char* op_name(OpKind op);            // "backup", "restore", "check", "prune", "repair",
-                                           // "pg_backup", "pg_restore"
+                                           // "pg_backup", "pg_restore", "repository"
 const char* stage_name(OpKind op, EventKind kind);  // "started" ("initiated" for a restore), ...
 std::string event_name(OpKind op, EventKind kind);  // "backup:started"
 
@@ -94,7 +100,7 @@ struct Event {
 
   std::string name() const { return event_name(op, kind); }
   // The legacy short type of --json lines: "started", "progress", "warning", "error",
-  // "validated", "summary" (completed), "failed", "cancelled".
+  // "validated", "summary" (completed), "failed", "cancelled", "notice".
   const char* message_type() const;
   // One JSON object: the envelope ("event", "operation_id", "seq", "time", "message_type"),
   // then data's fields, the progress fields, and "path"/"message" where set.
