@@ -24,8 +24,10 @@ ALLOWED = {
     "check": {"util", "crypto", "chunker", "storage", "repo"},
     "retention": {"util", "crypto", "chunker", "storage", "repo"},
     "pg": {"util", "crypto", "chunker", "storage", "repo", "backup", "restore", "check", "retention"},
-    "cli": {"util", "crypto", "chunker", "storage", "repo", "backup", "restore", "check",
+    "ops": {"util", "crypto", "chunker", "storage", "repo", "backup", "restore", "check",
             "retention", "pg"},
+    "cli": {"util", "crypto", "chunker", "storage", "repo", "backup", "restore", "check",
+            "retention", "pg", "ops"},
 }
 FRONT_ENDS = {"cli"}  # may print, read the environment and set up the process
 

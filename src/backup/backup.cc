@@ -99,7 +99,7 @@ struct Extent {
 
 class Archiver {
  public:
-  Archiver(repo::Session& session, const Options& o, EventSink& events)
+  Archiver(repo::Session& session, const Options& o, Reporter& events)
       : repo_(session.repo()), session_(session), opts_(o), events_(events),
         chunker_(repo_.make_chunker()),
         zeros_(chunker_.params().max_size, 0) {
@@ -141,7 +141,7 @@ class Archiver {
   repo::Session& session_;  // the one this backup writes through: its lock, token and statistics
   const repo::Session::Stats stored_before_ = session_.stats();  // a session may serve backups in turn
   const Options& opts_;
-  EventSink& events_;
+  Reporter& events_;
   chunker::Chunker chunker_;
   const std::vector<uint8_t> zeros_;  // max chunk size of zeros, shared read-only
   size_t zero_cut_ = 0;               // where the chunker cuts all-zero input
@@ -168,7 +168,7 @@ class Archiver {
 
 void Archiver::warn(const std::string& path, const std::string& message) {
   warnings_++;
-  events_.emit({"warning", {{"path", path}, {"message", message}}});
+  events_.warning(path, message);
 }
 
 void Archiver::fail(const Error& e) {
@@ -190,19 +190,16 @@ bool Archiver::excluded(const std::string& path, const std::string& name) const 
 }
 
 void Archiver::progress(bool final) {
-  auto now = std::chrono::steady_clock::now();
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    if (!final && now - last_progress_ < std::chrono::milliseconds(250)) return;
-    last_progress_ = now;
-  }
-  double secs = std::chrono::duration<double>(now - start_).count();
-  events_.emit({"progress",
-                {{"files_done", files_done_.load()},
-                 {"bytes_read", bytes_read_.load()},
-                 {"bytes_total", bytes_total_.load()},
-                 {"seconds", secs},
-                 {"final", final}}});
+  if (!final && !events_.progress_due()) return;
+  Progress p;
+  p.phase = "files";
+  p.files_done = files_done_.load();
+  p.bytes_done = bytes_read_.load();
+  // Files and bytes found so far: the walker runs ahead of the workers, so this is a total
+  // that grows until the walk ends.
+  p.bytes_total = std::max(bytes_total_.load(), p.bytes_done);
+  p.final = final;
+  events_.progress(std::move(p));
 }
 
 // Page-structured files (databases) rewrite scattered fixed-size pages in place. With 1 MiB
@@ -819,8 +816,6 @@ Result<Summary> Archiver::run() {
   if (opts_.before_snapshot) HAVEN_TRY(opts_.before_snapshot(snap));
   HAVEN_ASSIGN(Id id, session_.save_snapshot(snap));
   Summary s{id, snap, warnings_.load()};
-  nlohmann::json stats(snap.stats);
-  events_.emit({"summary", {{"snapshot_id", repo::hex(id)}, {"stats", stats}}});
   return s;
 }
 
@@ -858,8 +853,7 @@ Result<std::vector<std::string>> read_exclude_file(const std::string& path) {
   return out;
 }
 
-Result<Summary> run(repo::Session& session, const Options& options, EventSink& events) {
-  CancelScope scope(session.cancel_token());
+Status validate(const Options& options) {
   if (options.strategy != "full" && options.strategy != "incremental" &&
       options.strategy != "differential") {
     return Error(Error::Code::kInvalidArgument,
@@ -877,8 +871,31 @@ Result<Summary> run(repo::Session& session, const Options& options, EventSink& e
   } else if (options.paths.empty()) {
     return Error(Error::Code::kInvalidArgument, "nothing to back up: give at least one path");
   }
+  return ok_status();
+}
+
+namespace {
+
+Result<Summary> run_validated(repo::Session& session, const Options& options, Reporter& events) {
+  CancelScope scope(session.cancel_token());
+  HAVEN_TRY(validate(options));
   Archiver a(session, options, events);
   return a.run();
+}
+
+}  // namespace
+
+Result<Summary> run(repo::Session& session, const Options& options, const EventTarget& target) {
+  Reporter events(target, OpKind::kBackup);
+  nlohmann::json request = {{"paths", options.paths}, {"strategy", options.strategy},
+                            {"tags", options.tags}};
+  if (options.from_stdin) request["stdin_filename"] = options.stdin_filename;
+  events.started(std::move(request));
+  return events.finish(run_validated(session, options, events), [](const Summary& s) {
+    return nlohmann::json{{"snapshot_id", repo::hex(s.snapshot_id)},
+                          {"stats", nlohmann::json(s.snapshot.stats)},
+                          {"warnings", s.warnings}};
+  });
 }
 
 }  // namespace haven::backup

@@ -48,16 +48,22 @@ struct Summary {
   uint64_t warnings = 0;
 };
 
+// kInvalidArgument for options that cannot work: an unknown strategy, paths and a stream at
+// once, a stream file name with a '/', nothing to back up. Touches nothing.
+Status validate(const Options& options);
+
 // Validates options (kInvalidArgument), runs the backup and writes the snapshot. Files that
 // vanish, change while read, or cannot be read are reported as "warning" events and counted in
-// Summary::warnings; the backup still completes. Events: "progress" (files, bytes, rate),
-// "warning" (path, message), "summary" (the snapshot's stats).
+// Summary::warnings; the backup still completes. Events (util/events.h): backup:started (the
+// request), backup:progress (phase "files": files and bytes read, bytes found so far),
+// backup:warning (path, message), then backup:completed (snapshot_id, stats, warnings),
+// backup:failed or backup:cancelled.
 //
 // Writes through `session` (which holds the shared lock, and whose token it runs under); other
 // sessions may write into the same repository at the same time. The snapshot's bytes_added and
 // blobs_added are what this session stored during the backup (a session serves one operation
 // at a time; other sessions' writes never count).
-Result<Summary> run(repo::Session& session, const Options& options, EventSink& events);
+Result<Summary> run(repo::Session& session, const Options& options, const EventTarget& events);
 
 // Reads glob patterns from a file: one per line; blank lines and lines starting with '#'
 // are ignored.

@@ -36,8 +36,8 @@ const char* const kMissingObject = "index";
 
 class Checker {
  public:
-  Checker(repo::Session& session, const Options& o, EventSink& sink)
-      : repo_(session.repo()), session_(session), opts_(o), sink_(sink) {}
+  Checker(repo::Session& session, const Options& o, Reporter& events)
+      : repo_(session.repo()), session_(session), opts_(o), events_(events) {}
 
   Result<Report> run();
 
@@ -60,7 +60,7 @@ class Checker {
   std::unique_ptr<repo::Index> own_index_;
   const repo::Index* index_ = nullptr;
   Options opts_;
-  EventSink& sink_;
+  Reporter& events_;
   Report report_;
   std::mutex mu_;                                   // guards problems_ and bad_ during read_data
   std::map<std::string, size_t> problem_at_;       // object → position in report_.problems
@@ -86,8 +86,15 @@ Problem& Checker::problem(const std::string& object, const std::string& error, b
 }
 
 void Checker::progress(const char* phase, uint64_t done, uint64_t total) {
-  sink_.emit({"progress", {{"phase", phase}, {"done", done}, {"total", total}}});
+  if (!events_.progress_due() && done != total) return;
+  Progress p;
+  p.phase = phase;
+  p.items_done = done;
+  p.items_total = total;
+  p.final = total > 0 && done == total;
+  events_.progress(std::move(p));
 }
+
 
 Status Checker::check_keys() {
   HAVEN_ASSIGN(auto keys, repo_.list_keys());
@@ -465,13 +472,17 @@ Status parse_subset(const std::string& spec, Options& o) {
   }
 }
 
-Result<Report> check(repo::Session& session, const Options& options, EventSink& sink) {
+Result<Report> check(repo::Session& session, const Options& options, const EventTarget& target) {
   CancelScope scope(session.cancel_token());
-  Checker c(session, options, sink);
+  Reporter events(target, OpKind::kCheck);
+  events.started({{"read_data", options.read_data != Options::ReadData::kNone}});
+  Checker c(session, options, events);
   auto report = c.run();
   // What a cancelled check could not read is not damage: report the cancellation instead.
-  HAVEN_TRY(session.cancel_token().check());
-  return report;
+  if (Status st = session.cancel_token().check(); !st.ok()) report = st.error();
+  return events.finish(std::move(report), [](const Report& r) {
+    return nlohmann::json{{"damaged", r.damaged()}, {"problems", r.problems.size()}};
+  });
 }
 
 nlohmann::json report_json(const Report& r) {

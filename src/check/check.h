@@ -59,9 +59,12 @@ struct Report {
 // `session` holds (at least) a shared lock; the check runs under its token. Reads the index
 // files into an index of its own (Repository::read_index), so sessions that write meanwhile do
 // not disturb it. Fails only when the repository cannot be examined at all (e.g. the backend
-// is unreachable); damage is reported in the Report. Emits "progress" events ({"phase",
-// "done", "total"}).
-Result<Report> check(repo::Session& session, const Options& options, EventSink& sink);
+// is unreachable); damage is reported in the Report.
+// Events: check:started, check:progress (phases "index", "packs", "snapshots", "trees",
+// "read-data"; items are index files, packs, snapshots, trees), then check:completed
+// ({damaged, problems}) — damage is a completed check with damaged=true — check:failed or
+// check:cancelled.
+Result<Report> check(repo::Session& session, const Options& options, const EventTarget& events);
 
 nlohmann::json report_json(const Report& r);
 

@@ -7,14 +7,17 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "util/cancel.h"
+
 namespace haven::check {
 
 using repo::Id;
 using repo::IdHash;
 using storage::ObjectType;
 
-Result<RepairStats> repair_index(repo::Session& session, EventSink& sink) {
-  CancelScope scope(session.cancel_token());
+namespace {
+
+Result<RepairStats> repair(repo::Session& session, Reporter& events) {
   repo::Repository& repo = session.repo();
   auto start = std::chrono::steady_clock::now();
   RepairStats st;
@@ -45,11 +48,19 @@ Result<RepairStats> repair_index(repo::Session& session, EventSink& sink) {
   size_t done = 0;
   for (const auto& [id, size] : packs) {
     auto rec = repo.read_pack_trailer(id, size);
-    sink.emit({"progress", {{"phase", "packs"}, {"done", ++done}, {"total", packs.size()}}});
+    ++done;
+    if (done == packs.size() || events.progress_due()) {
+      Progress p;
+      p.phase = "packs";
+      p.items_done = done;
+      p.items_total = packs.size();
+      p.final = done == packs.size();
+      events.progress(std::move(p));
+    }
     if (!rec.ok()) {
       if (rec.error().code() != Error::Code::kCorrupt) return rec.error();
       damaged.insert(id);
-      sink.emit({"warning", {{"message", rec.error().message()}}});
+      events.warning("", rec.error().message());
       continue;
     }
     st.packs_indexed++;
@@ -88,8 +99,16 @@ Result<RepairStats> repair_index(repo::Session& session, EventSink& sink) {
   st.duration_ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                              std::chrono::steady_clock::now() - start)
                                              .count());
-  sink.emit({"summary", repair_json(st)});
   return st;
+}
+
+}  // namespace
+
+Result<RepairStats> repair_index(repo::Session& session, const EventTarget& target) {
+  CancelScope scope(session.cancel_token());
+  Reporter events(target, OpKind::kRepair);
+  events.started();
+  return events.finish(repair(session, events), repair_json);
 }
 
 nlohmann::json repair_json(const RepairStats& s) {

@@ -31,7 +31,9 @@ struct RepairStats {
 
 // `session` holds the exclusive lock; the repair runs under its token and deletes the old index
 // files only while that lock is live. New index files are batched by repo::IndexWriter.
-Result<RepairStats> repair_index(repo::Session& session, EventSink& sink);
+// Events: repair:started, repair:progress (phase "packs"), repair:warning (a pack whose trailer
+// cannot be read), repair:completed (repair_json), repair:failed or repair:cancelled.
+Result<RepairStats> repair_index(repo::Session& session, const EventTarget& events);
 
 nlohmann::json repair_json(const RepairStats& s);
 

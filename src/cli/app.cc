@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -60,6 +61,25 @@ void App::on(CLI::App* sub, std::function<CommandResult()> fn) {
 
 static void print_error(const std::string& msg) { std::cerr << "haven: error: " << msg << "\n"; }
 
+// The terminal a password prompt turned echo off on, so that a second Ctrl-C, which ends the
+// process at once, leaves the terminal as it found it.
+namespace {
+struct EchoGuard {
+  std::mutex mu;
+  int fd = -1;
+  termios saved{};
+};
+EchoGuard& echo_guard() {
+  static EchoGuard* g = new EchoGuard;  // never destroyed: the signal thread may outlive main
+  return *g;
+}
+void restore_echo_now() {
+  EchoGuard& g = echo_guard();
+  std::lock_guard<std::mutex> lk(g.mu);
+  if (g.fd >= 0) tcsetattr(g.fd, TCSANOW, &g.saved);
+}
+}  // namespace
+
 void App::handle_signals() {
   sigset_t set;
   sigemptyset(&set);
@@ -72,7 +92,10 @@ void App::handle_signals() {
   std::thread([token = cancel_, received = signal_, set] {
     int sig = 0;
     while (sigwait(&set, &sig) == 0) {
-      if (received->exchange(sig) != 0) _exit(128 + sig);  // asked twice: stop now
+      if (received->exchange(sig) != 0) {  // asked twice: stop now
+        restore_echo_now();
+        _exit(128 + sig);
+      }
       token.cancel(Error(Error::Code::kCancelled,
                          std::string("interrupted by ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
                              " (press Ctrl-C again to quit at once)"));
@@ -213,6 +236,11 @@ static Result<std::string> prompt(const std::string& text, const CancelToken& ca
   if (restore) {
     termios quiet = old;
     quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    {
+      std::lock_guard<std::mutex> lk(echo_guard().mu);
+      echo_guard().fd = fd;
+      echo_guard().saved = old;
+    }
     tcsetattr(fd, TCSAFLUSH, &quiet);
   }
   std::string line;
@@ -231,7 +259,11 @@ static Result<std::string> prompt(const std::string& text, const CancelToken& ca
     if (r < 0 || ::read(fd, &c, 1) != 1 || c == '\n' || c == '\r') break;
     line.push_back(c);
   }
-  if (restore) tcsetattr(fd, TCSAFLUSH, &old);
+  if (restore) {
+    std::lock_guard<std::mutex> lk(echo_guard().mu);
+    tcsetattr(fd, TCSAFLUSH, &old);
+    echo_guard().fd = -1;
+  }
   (void)!write(fd, "\n", 1);
   ::close(fd);
   if (interrupted) return cancel.check().error();
@@ -280,44 +312,23 @@ Result<std::unique_ptr<repo::Repository>> App::open_repository(const repo::OpenO
   // A missing or too-new repository is reported before asking for a password.
   HAVEN_TRY(repo::Repository::probe(*be));
   HAVEN_ASSIGN(std::string pw, read_password());
-  return repo::Repository::open(be, pw, options);
+  HAVEN_ASSIGN(auto repo, repo::Repository::open(be, pw, options));
+  repo->set_cancel_token(cancel_);
+  return repo;
 }
 
-Status App::lock(repo::Session& session, bool exclusive) {
-  HAVEN_TRY(session.lock(exclusive));
-  if (!globals_.quiet) {
-    for (const auto& l : session.ignored_stale_locks()) {
-      std::cerr << "notice: ignoring stale " << l << " (remove it with 'haven unlock')\n";
-    }
+CommandSink::CommandSink(bool json, bool quiet, bool quiet_notices)
+    : inner_(json, quiet), quiet_notices_(quiet_notices) {}
+
+void CommandSink::emit(const Event& e) {
+  if (e.kind != EventKind::kNotice) {
+    inner_.emit(e);
+    return;
   }
-  return ok_status();
-}
-
-static void warn_damaged(const std::vector<Error>& damaged) {
-  for (const auto& e : damaged) {
-    std::cerr << "warning: " << e.message() << " (skipped; 'haven check' lists what is damaged)\n";
-  }
-}
-
-Result<std::vector<std::pair<repo::Id, repo::Snapshot>>> App::list_snapshots(repo::Repository& repo) {
-  std::vector<Error> damaged;
-  auto all = repo.list_snapshots(&damaged);
-  warn_damaged(damaged);
-  return all;
-}
-
-Result<repo::Id> App::resolve_snapshot(repo::Repository& repo, const std::string& ref) {
-  std::vector<Error> damaged;
-  auto id = repo.resolve_snapshot(ref, &damaged);
-  warn_damaged(damaged);
-  return id;
-}
-
-Status App::load_index(repo::Repository& repo) {
-  return repo.load_index([](const std::string& name, const Error& e) {
-    std::cerr << "warning: " << e.message() << " (skipped: the blobs it lists cannot be found; "
-              << "run 'haven repair index')\n";
-  });
+  std::string level = e.data.value("level", std::string("notice"));
+  if (level != "warning" && quiet_notices_) return;
+  inner_.clear_line();
+  std::cerr << level << ": " << e.message << "\n";
 }
 
 }  // namespace haven::cli

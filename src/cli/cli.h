@@ -1,6 +1,7 @@
-// cli/cli.h — the command-line front end. Thin: each command parses its options into a struct,
-// calls into repo/ (later backup/, restore/ ...), and prints. Errors travel as haven::Error to
-// one place (run()) that prints one message and maps the kind to an exit code.
+// cli/cli.h — the command-line front end. Thin: each command parses its flags into an
+// operation's request (ops/), calls the operation, and prints its typed result as text or
+// JSON. Errors travel as haven::Error to one place (run()) that prints one message and maps the
+// kind to an exit code. Passwords, the environment, the terminal and exit codes live here.
 #pragma once
 
 #include <atomic>
@@ -10,8 +11,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/progress.h"
 #include "repo/repository.h"
-#include "repo/session.h"
 
 namespace haven::cli {
 
@@ -59,17 +60,8 @@ class App {
   Result<std::string> read_password();
   Result<std::string> read_new_password(const std::string& file);
   Result<std::unique_ptr<repo::Repository>> open_repository(const repo::OpenOptions& options = {});
-  // Takes the session's repository lock (shared, or exclusive for commands that delete) and
-  // prints a notice for each stale lock it ignored.
-  Status lock(repo::Session& session, bool exclusive);
-  // Snapshots, skipping (with a warning on stderr) any snapshot object that cannot be read.
-  Result<std::vector<std::pair<repo::Id, repo::Snapshot>>> list_snapshots(repo::Repository& repo);
-  Result<repo::Id> resolve_snapshot(repo::Repository& repo, const std::string& ref);
-  // Loads the index, skipping (with a warning) index files that cannot be read: the blobs they
-  // list are then missing and the files that need them fail alone.
-  Status load_index(repo::Repository& repo);
   Result<std::shared_ptr<storage::Backend>> backend();
-  // Cancelled by SIGINT or SIGTERM; every session the CLI opens is cancelled with it.
+  // Cancelled by SIGINT or SIGTERM; every repository the CLI opens runs under it.
   const CancelToken& cancel() const { return cancel_; }
 
  private:
@@ -81,6 +73,24 @@ class App {
   CLI::App app_;
   GlobalOptions globals_;
   std::vector<std::pair<CLI::App*, std::function<CommandResult()>>> actions_;
+};
+
+// The sink a command hands to an operation (ops/ops.h). The engines' events go to a CliSink
+// (a live line on a terminal, JSON lines with --json, else only warnings and errors); the
+// operations' own notices ("notice" events) are printed on stderr as "<level>: <message>":
+// warnings always, notices unless --quiet.
+class CommandSink : public EventSink {
+ public:
+  // `json`, `quiet`: for the CliSink; `quiet_notices`: --quiet.
+  CommandSink(bool json, bool quiet, bool quiet_notices);
+  explicit CommandSink(const GlobalOptions& g) : CommandSink(g.json, g.quiet, g.quiet) {}
+  void emit(const Event& e) override;
+  // Clears the live line before the command prints its result.
+  void clear_line() { inner_.clear_line(); }
+
+ private:
+  CliSink inner_;
+  bool quiet_notices_;
 };
 
 void register_init(App& app);

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "cli/cli.h"
+#include "ops/ops.h"
 #include "util/version.h"
 
 namespace haven::cli {
@@ -52,6 +53,7 @@ void register_cat(App& app) {
       return Error(Error::Code::kInvalidArgument, "cat " + kind + " needs an ID");
     }
     HAVEN_ASSIGN(auto repo, app.open_repository());
+    CommandSink sink(false, true, app.globals().quiet);  // only the notices
     if (kind == "config") {
       HAVEN_ASSIGN(Bytes body, repo->load_object(ObjectType::kConfig, "config"));
       std::cout << repo::cbor_to_json_text(body) << "\n";
@@ -67,7 +69,7 @@ void register_cat(App& app) {
                                                  repo::hex(id)));
       std::cout << repo::cbor_to_json_text(body) << "\n";
     } else if (kind == "snapshot") {
-      HAVEN_ASSIGN(repo::Id id, app.resolve_snapshot(*repo, opts->id));
+      HAVEN_ASSIGN(repo::Id id, ops::resolve_snapshot(*repo, opts->id, sink));
       HAVEN_ASSIGN(Bytes body, repo->load_object(ObjectType::kSnapshot, repo::hex(id)));
       std::cout << repo::cbor_to_json_text(body) << "\n";
     } else if (kind == "pack") {
@@ -85,7 +87,7 @@ void register_cat(App& app) {
                 << "\n";
     } else {
       HAVEN_ASSIGN(repo::Id id, full_id(opts->id, "blob"));
-      HAVEN_TRY(app.load_index(*repo));
+      HAVEN_TRY(ops::load_index(*repo, sink));
       repo::BlobType type = kind == "tree" ? repo::BlobType::kTree : repo::BlobType::kData;
       HAVEN_ASSIGN(Bytes body, repo->load_blob(type, id));
       if (kind == "tree") {

@@ -1,19 +1,14 @@
-// haven check — verify the repository's structure and, when asked, every byte of its data.
+// haven check — verify the repository's structure and, when asked, every byte of its data
+// (ops/check.h).
 #include <iostream>
 
-#include "check/check.h"
 #include "cli/cli.h"
-#include "pg/archive_check.h"
 #include "cli/progress.h"
+#include "ops/check.h"
 
 namespace haven::cli {
 
 namespace {
-struct CheckCliOptions {
-  bool read_data = false;
-  std::string subset;
-  size_t threads = 2;
-};
 
 void print_report(const check::Report& r) {
   std::cout << "checked " << r.keys << " key(s), " << r.index_files << " index file(s), " << r.packs
@@ -55,35 +50,28 @@ void print_report(const check::Report& r) {
 }  // namespace
 
 void register_check(App& app) {
-  auto opts = std::make_shared<CheckCliOptions>();
+  auto r = std::make_shared<ops::CheckRequest>();
   auto* sub = app.root().add_subcommand("check", "verify the repository (structure; data with --read-data)");
-  auto* rd = sub->add_flag("--read-data", opts->read_data, "also read, decrypt and verify every blob");
-  sub->add_option("--read-data-subset", opts->subset,
+  auto* rd = sub->add_flag("--read-data", r->read_data, "also read, decrypt and verify every blob");
+  sub->add_option("--read-data-subset", r->read_data_subset,
                   "read only a subset of the packs: 'N%' at random, or group 'K/N'")
       ->excludes(rd);
-  sub->add_option("--threads", opts->threads, "packs verified at once (default 2)")
+  sub->add_option("--threads", r->threads, "packs verified at once (default 2)")
       ->check(CLI::Range(1, 64));
-  app.on(sub, [&app, opts]() -> CommandResult {
-    check::Options o;
-    o.threads = opts->threads;
-    if (opts->read_data) o.read_data = check::Options::ReadData::kAll;
-    if (!opts->subset.empty()) HAVEN_TRY(check::parse_subset(opts->subset, o));
+  app.on(sub, [&app, r]() -> CommandResult {
+    HAVEN_TRY(ops::validate(*r));
     // Every key file is tried, so that one of another repository is named.
     HAVEN_ASSIGN(auto repo, app.open_repository({.try_all_keys = true}));
-    repo::Session session(*repo, app.cancel());
-    HAVEN_TRY(app.lock(session, false));
-    CliSink sink(false, app.globals().quiet || app.globals().json);
-    HAVEN_ASSIGN(check::Report r, check::check(session, o, sink));
-    HAVEN_TRY(pg::check_archive(*repo, o.read_data != check::Options::ReadData::kNone, r));
+    CommandSink sink(false, app.globals().quiet || app.globals().json, app.globals().quiet);
+    HAVEN_ASSIGN(check::Report rep, ops::check(*repo, *r, sink));
     sink.clear_line();
     if (app.globals().json) {
-      std::cout << check::report_json(r).dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
+      std::cout << check::report_json(rep).dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
                 << "\n";
-    } else if (!app.globals().quiet || r.damaged()) {
-      print_report(r);
+    } else if (!app.globals().quiet || rep.damaged()) {
+      print_report(rep);
     }
-    HAVEN_TRY(session.unlock());
-    return r.damaged() ? kExitFailure : kExitOk;
+    return rep.damaged() ? kExitFailure : kExitOk;
   });
 }
 

@@ -1,16 +1,16 @@
-// haven key list|add|remove|passwd — manage the passwords that open a repository.
+// haven key list|add|remove|passwd — manage the passwords that open a repository (ops/keys.h).
 #include <iostream>
 
 #include "cli/cli.h"
+#include "ops/keys.h"
 
 namespace haven::cli {
 
 namespace {
 struct KeyOptions {
   std::string new_password_file;
-  std::string id;
-  uint64_t kdf_memory_mib = 64;
-  uint64_t kdf_iterations = 2;
+  ops::KdfRequest kdf;
+  ops::KeyRemoveRequest remove;
 };
 }  // namespace
 
@@ -22,9 +22,9 @@ void register_key(App& app) {
   auto kdf_opts = [opts](CLI::App* sub) {
     sub->add_option("--new-password-file", opts->new_password_file,
                     "file holding the new password (else HAVEN_NEW_PASSWORD or a prompt)");
-    sub->add_option("--kdf-memory", opts->kdf_memory_mib, "Argon2id memory in MiB (default 64)")
+    sub->add_option("--kdf-memory", opts->kdf.memory_mib, "Argon2id memory in MiB (default 64)")
         ->check(CLI::Range(1, 4096));
-    sub->add_option("--kdf-iterations", opts->kdf_iterations, "Argon2id passes (default 2)")
+    sub->add_option("--kdf-iterations", opts->kdf.iterations, "Argon2id passes (default 2)")
         ->check(CLI::Range(1, 64));
   };
 
@@ -32,7 +32,7 @@ void register_key(App& app) {
   app.on(list, [&app]() -> CommandResult {
     // Every key file is tried, so that one of another repository is named.
     HAVEN_ASSIGN(auto repo, app.open_repository({.try_all_keys = true}));
-    HAVEN_ASSIGN(auto keys, repo->list_keys());
+    HAVEN_ASSIGN(auto keys, ops::list_keys(*repo));
     if (app.globals().json) {
       nlohmann::json out = nlohmann::json::array();
       for (const auto& k : keys) {
@@ -64,31 +64,36 @@ void register_key(App& app) {
   auto* add = key->add_subcommand("add", "add a key for another password");
   kdf_opts(add);
   app.on(add, [&app, opts]() -> CommandResult {
+    ops::KeyAddRequest req;
+    req.kdf = opts->kdf;
+    HAVEN_TRY(ops::validate(req));
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    HAVEN_ASSIGN(std::string pw, app.read_new_password(opts->new_password_file));
-    crypto::KdfParams kdf{opts->kdf_iterations, opts->kdf_memory_mib << 20};
-    HAVEN_ASSIGN(std::string id, repo->add_key(pw, kdf));
-    if (!app.globals().quiet) std::cout << "added key " << id.substr(0, 8) << "\n";
+    HAVEN_ASSIGN(req.new_password, app.read_new_password(opts->new_password_file));
+    HAVEN_ASSIGN(ops::KeyAddResult res, ops::add_key(*repo, req));
+    if (!app.globals().quiet) std::cout << "added key " << res.key_id.substr(0, 8) << "\n";
     return 0;
   });
 
   auto* remove = key->add_subcommand("remove", "remove a key (not the one in use, not the last)");
-  remove->add_option("ID", opts->id, "key ID or unique prefix")->required();
+  remove->add_option("ID", opts->remove.id, "key ID or unique prefix")->required();
   app.on(remove, [&app, opts]() -> CommandResult {
+    HAVEN_TRY(ops::validate(opts->remove));
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    HAVEN_TRY(repo->remove_key(opts->id));
-    if (!app.globals().quiet) std::cout << "removed key " << opts->id << "\n";
+    HAVEN_TRY(ops::remove_key(*repo, opts->remove));
+    if (!app.globals().quiet) std::cout << "removed key " << opts->remove.id << "\n";
     return 0;
   });
 
   auto* passwd = key->add_subcommand("passwd", "change the password of the key in use");
   kdf_opts(passwd);
   app.on(passwd, [&app, opts]() -> CommandResult {
+    ops::KeyAddRequest req;
+    req.kdf = opts->kdf;
+    HAVEN_TRY(ops::validate(req));
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    HAVEN_ASSIGN(std::string pw, app.read_new_password(opts->new_password_file));
-    crypto::KdfParams kdf{opts->kdf_iterations, opts->kdf_memory_mib << 20};
-    HAVEN_ASSIGN(std::string id, repo->change_password(pw, kdf));
-    if (!app.globals().quiet) std::cout << "password changed; new key " << id.substr(0, 8) << "\n";
+    HAVEN_ASSIGN(req.new_password, app.read_new_password(opts->new_password_file));
+    HAVEN_ASSIGN(ops::KeyAddResult res, ops::change_password(*repo, req));
+    if (!app.globals().quiet) std::cout << "password changed; new key " << res.key_id.substr(0, 8) << "\n";
     return 0;
   });
 }

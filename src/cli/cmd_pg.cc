@@ -1,22 +1,14 @@
-// haven pg … — PostgreSQL: base backups, point-in-time restores, recoverable windows (pg/), and
-// the archive key (cmd_wal.cc).
-#include <sys/stat.h>
+// haven pg … — PostgreSQL: base backups, point-in-time restores, recoverable windows,
+// validation and retention (ops/pg.h), and the archive key (cmd_wal.cc).
 #include <unistd.h>
 
 #include <climits>
-#include <ctime>
+#include <cstdlib>
 #include <iostream>
 
 #include "cli/cli.h"
 #include "cli/progress.h"
-#include "pg/basebackup.h"
-#include "pg/recovery.h"
-#include "pg/retention.h"
-#include "retention/policy.h"
-#include "retention/prune.h"
-#include "pg/server.h"
-#include "pg/validate.h"
-#include "pg/wal.h"
+#include "ops/pg.h"
 
 namespace haven::cli {
 
@@ -24,100 +16,32 @@ void register_pg_archive_key(App& app, CLI::App* pg);
 
 namespace {
 
-struct PgBackupOptions {
-  pg::BaseBackupOptions o;
-  bool row_counts = false;
-  // zstd level 1: base backups are the biggest job, and on PostgreSQL pages level 1 measured
-  // 1.7× faster than level 3 and no larger (bench/pg.sh data: 75 vs 83 MB per 200 MB).
-  std::string compression = "low";
-};
-
-struct PgRestoreCliOptions {
-  std::string target, time, lsn, xid, key_file, pg_bin;
-  bool latest = false, start = false, validate = false, keep_archiving = false;
-  std::string conninfo;
-  int port = 0;
-  unsigned threads = 0;
-  int wait_seconds = 3600;
-};
-
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
 std::string self_exe() {
   char buf[PATH_MAX];
   ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
   return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string("haven");
 }
 
-// PostgreSQL's own timestamp form, in UTC with microseconds.
-std::string pg_time(TimeNs t) {
-  time_t secs = static_cast<time_t>(t / 1000000000);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-  char out[80];
-  std::snprintf(out, sizeof out, "%s.%06d+00", buf, static_cast<int>((t % 1000000000) / 1000));
-  return out;
+// A path as the user typed it, relative to the working directory, made absolute.
+std::string absolute_path(const std::string& p) {
+  if (p.empty() || p[0] == '/') return p;
+  char cwd[PATH_MAX];
+  if (::getcwd(cwd, sizeof cwd) == nullptr) return p;
+  return std::string(cwd) + "/" + p;
 }
 
-Result<pg::RecoveryTarget> parse_target(const PgRestoreCliOptions& o) {
-  int given = (o.latest ? 1 : 0) + (o.time.empty() ? 0 : 1) + (o.lsn.empty() ? 0 : 1) + (o.xid.empty() ? 0 : 1);
-  if (given != 1) {
-    return Error(Error::Code::kInvalidArgument,
-                 "give exactly one recovery target: --time T, --lsn L, --xid X or --latest");
-  }
-  pg::RecoveryTarget t;
-  if (o.latest) {
-    t.kind = pg::RecoveryTarget::Kind::kLatest;
-    t.text = "latest";
-  } else if (!o.time.empty()) {
-    auto tm = parse_time(o.time);
-    if (!tm) {
-      return Error(Error::Code::kInvalidArgument, "cannot read time '" + o.time +
-                                                      "': use RFC 3339 (2026-11-21T10:00:00Z) or 'YYYY-MM-DD HH:MM[:SS]' local time");
-    }
-    t.kind = pg::RecoveryTarget::Kind::kTime;
-    t.time = *tm;
-    t.text = pg_time(*tm);
-  } else if (!o.lsn.empty()) {
-    auto l = pg::parse_lsn(o.lsn);
-    if (!l) return Error(Error::Code::kInvalidArgument, "'" + o.lsn + "' is not an LSN: write it as PostgreSQL does, e.g. 0/16B3740");
-    t.kind = pg::RecoveryTarget::Kind::kLsn;
-    t.lsn = *l;
-    t.text = pg::format_lsn(*l);
-  } else {
-    if (o.xid.find_first_not_of("0123456789") != std::string::npos || o.xid.size() > 19) {
-      return Error(Error::Code::kInvalidArgument, "'" + o.xid + "' is not a transaction ID (a number)");
-    }
-    t.kind = pg::RecoveryTarget::Kind::kXid;
-    t.text = o.xid;
-  }
-  return t;
+// The repository location for restore_command, which PostgreSQL runs in the data directory:
+// a local path resolved to an absolute one.
+std::string absolute_location(const std::string& location) {
+  if (location.rfind("s3:", 0) == 0 || location.rfind("azure:", 0) == 0) return location;
+  std::string path = location.rfind("local:", 0) == 0 ? location.substr(6) : location;
+  char real[PATH_MAX];
+  if (::realpath(path.c_str(), real) != nullptr) return real;
+  return absolute_path(path);
 }
 
-// Row counts a base backup recorded (empty if it recorded none).
-std::map<std::string, uint64_t> recorded_rows(const repo::Snapshot& s) {
-  std::map<std::string, uint64_t> out;
-  auto it = s.meta.find("pg.row_counts");
-  if (it == s.meta.end()) return out;
-  auto j = nlohmann::json::parse(it->second, nullptr, false);
-  if (j.is_object()) {
-    for (auto& [k, v] : j.items()) {
-      if (v.is_number_unsigned()) out[k] = v.get<uint64_t>();
-    }
-  }
-  return out;
-}
-
-// Validates the cluster behind `conninfo` and prints the report; returns the exit code.
-Result<int> run_validation(App& app, const std::string& conninfo, const std::map<std::string, uint64_t>& recorded) {
-  HAVEN_ASSIGN(auto conn, pg::Connection::open(conninfo));
-  HAVEN_ASSIGN(pg::Validation v, pg::validate(conn, recorded));
+// Prints a validation report; returns the exit code.
+int print_validation(App& app, const pg::Validation& v) {
   if (app.globals().json) {
     nlohmann::json j = {{"ok", v.ok()}, {"rows", v.rows}, {"failures", v.failures}, {"notes", v.notes},
                         {"foreign_keys", v.foreign_keys}, {"indexes_checked", v.indexes_checked},
@@ -147,32 +71,27 @@ void register_pg(App& app) {
   register_pg_archive_key(app, pg);
 
   // --- pg backup ---
-  auto b = std::make_shared<PgBackupOptions>();
+  auto b = std::make_shared<ops::PgBackupRequest>();
   auto* bs = pg->add_subcommand("backup", "take a base backup of a running PostgreSQL cluster");
-  bs->add_option("--pgdata", b->o.pgdata, "the cluster's data directory")->required()->envname("PGDATA");
-  bs->add_option("--conninfo", b->o.conninfo, "libpq connection string (default: the PG* environment variables)");
-  bs->add_option("--strategy", b->o.strategy, "full | incremental (default) | differential")
+  bs->add_option("--pgdata", b->pgdata, "the cluster's data directory")->required()->envname("PGDATA");
+  bs->add_option("--conninfo", b->conninfo, "libpq connection string (default: the PG* environment variables)");
+  bs->add_option("--strategy", b->strategy, "full | incremental (default) | differential")
       ->check(CLI::IsMember({"full", "incremental", "differential"}));
-  bs->add_option("--tag", b->o.tags, "tag the snapshot (repeatable)")->allow_extra_args(false);
-  bs->add_option("--threads", b->o.threads, "worker threads (default: one per core)");
+  bs->add_option("--tag", b->tags, "tag the snapshot (repeatable)")->allow_extra_args(false);
+  bs->add_option("--threads", b->threads, "worker threads (default: one per core)");
   bs->add_option("--compression", b->compression, "none | low (default: zstd 1) | medium | high");
   bs->add_flag("--row-counts", b->row_counts,
                "record every table's row count (a scan of each) for 'pg validate --against'");
   app.on(bs, [&app, b]() -> CommandResult {
-    b->o.row_counts = b->row_counts;
-    HAVEN_ASSIGN(repo::Compression compression, repo::parse_compression(b->compression));
+    HAVEN_TRY(ops::validate(*b));
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    repo::Session session(*repo, app.cancel());
-    session.set_compression(compression);
-    HAVEN_TRY(app.lock(session, false));
-    HAVEN_TRY(app.load_index(*repo));
-    CliSink sink(app.globals().json, app.globals().quiet);
-    HAVEN_ASSIGN(pg::BaseBackupResult r, pg::base_backup(session, b->o, sink));
+    CommandSink sink(app.globals());
+    HAVEN_ASSIGN(pg::BaseBackupResult r, ops::pg_backup(*repo, *b, sink));
     sink.clear_line();
     if (!app.globals().json && !app.globals().quiet) {
       const auto& st = r.summary.snapshot.stats;
       auto get = [&](const char* k) { auto it = st.find(k); return it == st.end() ? uint64_t{0} : it->second; };
-      std::cout << "base backup " << repo::short_hex(r.snapshot) << " (" << b->o.strategy << "): timeline "
+      std::cout << "base backup " << repo::short_hex(r.snapshot) << " (" << b->strategy << "): timeline "
                 << r.timeline << ", WAL " << r.start_lsn << " (" << r.start_wal << ") to " << r.stop_lsn << " ("
                 << r.stop_wal << "); read " << human_bytes(get("bytes_read")) << " of "
                 << human_bytes(get("bytes_total")) << ", added " << human_bytes(get("bytes_added")) << "\n";
@@ -181,7 +100,6 @@ void register_pg(App& app) {
                      "cluster: WAL replay repairs them)\n";
       }
     }
-    HAVEN_TRY(session.unlock());
     return kExitOk;
   });
 
@@ -189,8 +107,9 @@ void register_pg(App& app) {
   auto* ws = pg->add_subcommand("windows", "the recoverable point-in-time windows per timeline");
   app.on(ws, [&app]() -> CommandResult {
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    HAVEN_ASSIGN(auto backups, pg::list_base_backups(*repo));
-    HAVEN_ASSIGN(auto windows, pg::recoverable_windows(*repo, backups));
+    CommandSink sink(app.globals());
+    HAVEN_ASSIGN(ops::PgWindowsResult res, ops::pg_windows(*repo, ops::PgWindowsRequest{}, sink));
+    const auto& windows = res.windows;
     if (app.globals().json) {
       nlohmann::json j = nlohmann::json::array();
       for (const auto& w : windows) {
@@ -201,7 +120,7 @@ void register_pg(App& app) {
       std::cout << j.dump() << "\n";
       return kExitOk;
     }
-    if (windows.empty()) std::cout << pg::describe_windows(windows) << "\n";
+    if (windows.empty()) std::cout << res.description << "\n";
     for (const auto& w : windows) {
       std::cout << "timeline " << w.timeline << ": " << format_time(w.from_time) << " (LSN "
                 << pg::format_lsn(w.from_lsn) << ") to the end of " << w.last_segment << " (LSN "
@@ -211,40 +130,34 @@ void register_pg(App& app) {
   });
 
   // --- pg validate ---
-  struct ValidateOpts {
-    std::string conninfo, against;
-  };
-  auto vo = std::make_shared<ValidateOpts>();
+  auto vo = std::make_shared<ops::PgValidateRequest>();
   auto* vs = pg->add_subcommand("validate", "check a (restored) cluster: connect, rows, foreign keys, indexes, checksums");
   vs->add_option("--conninfo", vo->conninfo, "libpq connection string (default: the PG* environment variables)");
   vs->add_option("--against", vo->against, "compare row counts with this base backup (ID prefix or 'latest')");
   app.on(vs, [&app, vo]() -> CommandResult {
-    std::map<std::string, uint64_t> recorded;
+    HAVEN_TRY(ops::validate(*vo));
+    std::unique_ptr<repo::Repository> repo;
     if (!vo->against.empty()) {
-      HAVEN_ASSIGN(auto repo, app.open_repository());
-      HAVEN_ASSIGN(repo::Id id, app.resolve_snapshot(*repo, vo->against));
-      HAVEN_ASSIGN(repo::Snapshot snap, repo->load_snapshot(id));
-      recorded = recorded_rows(snap);
+      HAVEN_ASSIGN(repo, app.open_repository());
     }
-    return run_validation(app, vo->conninfo, recorded);
+    CommandSink sink(app.globals());
+    HAVEN_ASSIGN(ops::PgValidateResult res, ops::pg_validate(repo.get(), *vo, sink));
+    return print_validation(app, res.validation);
   });
 
   // --- pg retain ---
-  struct RetainOpts {
-    std::string window;
-    bool dry_run = false, prune = false;
-  };
-  auto ro = std::make_shared<RetainOpts>();
+  auto ro = std::make_shared<ops::PgRetainRequest>();
   auto* rt = pg->add_subcommand("retain", "keep the base backups and WAL a point-in-time window needs; remove older ones");
   rt->add_option("--window", ro->window, "how far back recovery must reach: 30d, 2w, 72h…")->required();
   rt->add_flag("--dry-run", ro->dry_run, "show what would go, change nothing");
   rt->add_flag("--prune", ro->prune, "prune afterwards (frees the forgotten base backups' data)");
   app.on(rt, [&app, ro]() -> CommandResult {
-    HAVEN_ASSIGN(TimeNs window, retention::parse_duration(ro->window));
+    HAVEN_TRY(ops::validate(*ro));
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    repo::Session session(*repo, app.cancel());
-    HAVEN_TRY(app.lock(session, !ro->dry_run));
-    HAVEN_ASSIGN(pg::RetainResult r, pg::retain(session, window, now(), ro->dry_run));
+    CommandSink sink(app.globals());
+    HAVEN_ASSIGN(ops::PgRetainResult res, ops::pg_retain(*repo, *ro, sink));
+    sink.clear_line();
+    const pg::RetainResult& r = res.retain;
     const bool quiet = app.globals().quiet || app.globals().json;
     if (!quiet) {
       for (const auto& b : r.forgotten) {
@@ -262,18 +175,12 @@ void register_pg(App& app) {
                           {"oldest_needed_segment", r.oldest_needed_segment}, {"dry_run", ro->dry_run}};
       std::cout << j.dump() << "\n";
     }
-    if (ro->prune && !ro->dry_run && !r.forgotten.empty()) {
-      CliSink sink(app.globals().json, app.globals().quiet);
-      HAVEN_ASSIGN(retention::PruneStats ps, retention::prune(session, retention::PruneOptions{}, sink));
-      sink.clear_line();
-      if (!quiet) std::cout << "prune: deleted " << human_bytes(ps.bytes_deleted) << "\n";
-    }
-    HAVEN_TRY(session.unlock());
+    if (res.prune && !quiet) std::cout << "prune: deleted " << human_bytes(res.prune->bytes_deleted) << "\n";
     return kExitOk;
   });
 
   // --- pg restore ---
-  auto r = std::make_shared<PgRestoreCliOptions>();
+  auto r = std::make_shared<ops::PgRestoreRequest>();
   auto* rs = pg->add_subcommand("restore", "restore a base backup and recover to a point in time");
   rs->add_option("--target", r->target, "the new data directory (absent or empty)")->required();
   rs->add_option("--time", r->time, "recover to this time (RFC 3339, or local 'YYYY-MM-DD HH:MM:SS')");
@@ -283,74 +190,45 @@ void register_pg(App& app) {
   rs->add_flag("--start", r->start, "start the server and wait until recovery reaches the target");
   rs->add_option("--port", r->port, "port for the restored server (written to postgresql.auto.conf)")
       ->check(CLI::Range(1, 65535));
-  rs->add_option("--wal-key-file", r->key_file,
+  rs->add_option("--wal-key-file", r->wal_key_file,
                  "WAL key file for restore_command (default: write <target>/haven-wal.key)");
   rs->add_option("--pg-bin", r->pg_bin, "PostgreSQL's bin directory (default: from PG_VERSION)");
   rs->add_option("--wait", r->wait_seconds, "seconds to wait for recovery with --start (default 3600)");
   rs->add_flag("--keep-archiving", r->keep_archiving,
                "leave archive_mode as it was (default: off in the restored cluster, so a copy never "
                "writes its timeline into the original's archive)");
-  rs->add_flag("--validate", r->validate, "with --start: validate the recovered cluster (see 'pg validate')");
+  rs->add_flag("--validate", r->validate_cluster, "with --start: validate the recovered cluster (see 'pg validate')");
   rs->add_option("--conninfo", r->conninfo, "with --validate: how to connect to the restored server");
   rs->add_option("--threads", r->threads, "reader threads (default: one per core, at least 4)");
   app.on(rs, [&app, r]() -> CommandResult {
-    HAVEN_ASSIGN(pg::RecoveryTarget target, parse_target(*r));
-    if (r->validate && !r->start) {
-      return Error(Error::Code::kInvalidArgument, "--validate needs --start (the server must run to be validated)");
-    }
+    // Paths the user typed are relative to this directory; PostgreSQL runs restore_command in
+    // the data directory, so everything it names becomes absolute here.
+    ops::PgRestoreRequest req = *r;
+    req.target = absolute_path(req.target);
+    req.wal_key_file = absolute_path(req.wal_key_file);
+    req.repository = absolute_location(app.globals().repo);
+    req.wal_fetch_program = self_exe();
+    HAVEN_TRY(ops::validate(req));
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    repo::Session session(*repo, app.cancel());
-    HAVEN_TRY(app.lock(session, false));
-    HAVEN_TRY(app.load_index(*repo));
-    std::string target_dir = r->target;
-    while (target_dir.size() > 1 && target_dir.back() == '/') target_dir.pop_back();
-    std::string key_file = r->key_file;
-    if (key_file.empty()) key_file = target_dir + "/haven-wal.key";
-    if (key_file[0] != '/') {
-      char cwd[PATH_MAX];
-      if (::getcwd(cwd, sizeof cwd) != nullptr) key_file = std::string(cwd) + "/" + key_file;
-    }
-    pg::PgRestoreOptions o;
-    o.target = target_dir;
-    o.recovery = target;
-    o.port = r->port;
-    o.keep_archiving = r->keep_archiving;
-    o.threads = r->threads;
-    // PostgreSQL runs restore_command in the data directory: a relative local path would point
-    // elsewhere there.
-    std::string location = app.globals().repo;
-    const bool remote = location.rfind("s3:", 0) == 0 || location.rfind("azure:", 0) == 0;
-    if (!remote) {
-      std::string path = location.rfind("local:", 0) == 0 ? location.substr(6) : location;
-      char real[PATH_MAX];
-      if (::realpath(path.c_str(), real) != nullptr) location = real;
-    }
-    o.restore_command = shell_quote(self_exe()) + " -r " + shell_quote(location) +
-                        " wal-fetch --wal-key-file " + shell_quote(key_file) + " %f %p";
-    CliSink sink(app.globals().json, app.globals().quiet);
-    HAVEN_ASSIGN(pg::PgRestoreResult res, pg::restore_for_recovery(session, o, sink));
+    CommandSink sink(app.globals());
+    HAVEN_ASSIGN(ops::PgRestoreResult res, ops::pg_restore(*repo, req, sink));
     sink.clear_line();
-    if (r->key_file.empty()) {
-      HAVEN_ASSIGN(pg::WalKey wal_key, repo->wal_key());
-      HAVEN_TRY(pg::write_wal_key_file(key_file, wal_key, true));
-      struct stat st;
-      if (::geteuid() == 0 && ::stat(target_dir.c_str(), &st) == 0) (void)::chown(key_file.c_str(), st.st_uid, st.st_gid);
-    }
-    HAVEN_TRY(session.unlock());
+    repo.reset();
     if (!app.globals().quiet) {
-      std::cout << "restored base backup " << repo::short_hex(res.base.id) << " (stopped "
-                << format_time(res.base.stop_time) << ", LSN " << pg::format_lsn(res.base.stop_lsn) << ") to "
-                << target_dir << ": " << res.files << " files, " << human_bytes(res.bytes)
-                << "; recovery target: " << target.text << "\n";
+      const pg::BaseBackup& base = res.restored.base;
+      std::cout << "restored base backup " << repo::short_hex(base.id) << " (stopped "
+                << format_time(base.stop_time) << ", LSN " << pg::format_lsn(base.stop_lsn) << ") to "
+                << res.target << ": " << res.restored.files << " files, " << human_bytes(res.restored.bytes)
+                << "; recovery target: " << res.recovery.text << "\n";
     }
-    if (!r->start) {
+    if (!req.start) {
       if (!app.globals().quiet) std::cout << "start the server to recover (or pass --start)\n";
       return kExitOk;
     }
-    HAVEN_ASSIGN(std::string bin, pg::find_pg_bin(target_dir, r->pg_bin));
-    HAVEN_TRY(pg::start_and_wait_for_recovery(target_dir, bin, std::chrono::seconds(r->wait_seconds)));
+    std::cout << std::flush;
+    HAVEN_ASSIGN(ops::PgStartResult started, ops::pg_start(req, res));
     if (!app.globals().quiet) std::cout << "recovery finished: the server is running and accepts writes\n";
-    if (r->validate) return run_validation(app, r->conninfo, recorded_rows(res.base.snapshot));
+    if (started.validation) return print_validation(app, *started.validation);
     return kExitOk;
   });
 }

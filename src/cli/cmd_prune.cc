@@ -1,9 +1,9 @@
-// haven prune — delete data no snapshot references; repack mostly-unused packs.
+// haven prune — delete data no snapshot references; repack mostly-unused packs (ops/forget.h).
 #include <iostream>
 
 #include "cli/cli.h"
 #include "cli/progress.h"
-#include "retention/prune.h"
+#include "ops/forget.h"
 
 namespace haven::cli {
 
@@ -27,21 +27,19 @@ static void print_prune(const retention::PruneStats& s, bool dry_run) {
 }
 
 void register_prune(App& app) {
-  auto opts = std::make_shared<retention::PruneOptions>();
+  auto r = std::make_shared<ops::PruneRequest>();
   auto* sub = app.root().add_subcommand("prune", "delete unreferenced data and repack partly used packs");
-  sub->add_option("--max-unused", opts->max_unused_percent,
+  sub->add_option("--max-unused", r->max_unused_percent,
                   "repack packs whose unused share exceeds this percentage (default 10)")
       ->check(CLI::Range(0.0, 100.0));
-  sub->add_flag("--dry-run", opts->dry_run, "show what would be deleted and repacked; change nothing");
-  app.on(sub, [&app, opts]() -> CommandResult {
+  sub->add_flag("--dry-run", r->dry_run, "show what would be deleted and repacked; change nothing");
+  app.on(sub, [&app, r]() -> CommandResult {
+    HAVEN_TRY(ops::validate(*r));
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    repo::Session session(*repo, app.cancel());
-    HAVEN_TRY(app.lock(session, true));
-    CliSink sink(app.globals().json, app.globals().quiet);
-    HAVEN_ASSIGN(auto st, retention::prune(session, *opts, sink));
+    CommandSink sink(app.globals());
+    HAVEN_ASSIGN(auto st, ops::prune(*repo, *r, sink));
     sink.clear_line();
-    if (!app.globals().json && !app.globals().quiet) print_prune(st, opts->dry_run);
-    HAVEN_TRY(session.unlock());
+    if (!app.globals().json && !app.globals().quiet) print_prune(st, r->dry_run);
     return kExitOk;
   });
 }

@@ -1,9 +1,9 @@
-// haven repair index — rebuild the index from the packs.
+// haven repair index — rebuild the index from the packs (ops/check.h).
 #include <iostream>
 
-#include "check/repair.h"
 #include "cli/cli.h"
 #include "cli/progress.h"
+#include "ops/check.h"
 
 namespace haven::cli {
 
@@ -13,10 +13,8 @@ void register_repair(App& app) {
   auto* idx = sub->add_subcommand("index", "rebuild the index from the packs' own trailers");
   app.on(idx, [&app]() -> CommandResult {
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    repo::Session session(*repo, app.cancel());
-    HAVEN_TRY(app.lock(session, true));
-    CliSink sink(app.globals().json, app.globals().quiet);
-    HAVEN_ASSIGN(auto st, check::repair_index(session, sink));
+    CommandSink sink(app.globals());
+    HAVEN_ASSIGN(auto st, ops::repair_index(*repo, ops::RepairIndexRequest{}, sink));
     sink.clear_line();
     if (!app.globals().json && !app.globals().quiet) {
       std::cout << "indexed " << st.packs_indexed << " of " << st.packs << " pack(s), " << st.blobs
@@ -31,7 +29,6 @@ void register_repair(App& app) {
                      "('haven check' lists the files affected)\n";
       }
     }
-    HAVEN_TRY(session.unlock());
     return st.unreadable_packs.empty() ? kExitOk : kExitFailure;
   });
 }

@@ -1,14 +1,10 @@
-// haven snapshots | ls | find | diff | stats — inspect a repository.
-#include <fnmatch.h>
-#include <sys/stat.h>
-
+// haven snapshots | ls | find | diff | stats — inspect a repository (ops/inspect.h).
 #include <cstdio>
-#include <map>
-#include <set>
 #include <iostream>
 
 #include "cli/cli.h"
 #include "cli/progress.h"
+#include "ops/inspect.h"
 #include "repo/paths.h"
 
 namespace haven::cli {
@@ -77,10 +73,11 @@ void register_snapshots(App& app) {
   auto* snaps = app.root().add_subcommand("snapshots", "list snapshots");
   app.on(snaps, [&app]() -> CommandResult {
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    HAVEN_ASSIGN(auto all, app.list_snapshots(*repo));
+    CommandSink sink(app.globals());
+    HAVEN_ASSIGN(auto all, ops::snapshots(*repo, ops::SnapshotsRequest{}, sink));
     if (app.globals().json) {
       nlohmann::json out = nlohmann::json::array();
-      for (const auto& [id, s] : all) out.push_back(snapshot_json(id, s));
+      for (const auto& e : all) out.push_back(snapshot_json(e.id, e.snapshot));
       std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
       return 0;
     }
@@ -99,121 +96,70 @@ void register_snapshots(App& app) {
   });
 
   // ls
-  auto ls_snap = std::make_shared<std::string>();
-  auto ls_path = std::make_shared<std::string>("/");
+  auto ls_req = std::make_shared<ops::LsRequest>();
   auto* ls = app.root().add_subcommand("ls", "list the files in a snapshot");
-  ls->add_option("SNAPSHOT", *ls_snap, "snapshot ID prefix or 'latest'")->required();
-  ls->add_option("PATH", *ls_path,
+  ls->add_option("SNAPSHOT", ls_req->snapshot, "snapshot ID prefix or 'latest'")->required();
+  ls->add_option("PATH", ls_req->path,
                  "directory or file: as backed up (/srv/app/etc) or as stored (/app/etc); default /");
-  app.on(ls, [&app, ls_snap, ls_path]() -> CommandResult {
+  app.on(ls, [&app, ls_req]() -> CommandResult {
+    HAVEN_TRY(ops::validate(*ls_req));
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    HAVEN_ASSIGN(repo::Id id, app.resolve_snapshot(*repo, *ls_snap));
-    HAVEN_ASSIGN(repo::Snapshot s, repo->load_snapshot(id));
-    HAVEN_TRY(app.load_index(*repo));
+    CommandSink sink(app.globals());
     bool json = app.globals().json;
-    auto print = [&](const repo::Node& n, const std::string& p) { print_node(n, p, json); };
-    HAVEN_ASSIGN(auto found, repo::find_path(*repo, id, s, *ls_path));
-    if (found.empty()) {  // the root
-      HAVEN_TRY(repo::walk_tree(*repo, s.tree, "", print));
-      return 0;
-    }
-    for (const auto& f : found) {
-      std::string path = "/" + f.stored;
-      print(f.node, path);
-      if (f.node.type == repo::Node::Type::kDir && f.node.subtree) {
-        HAVEN_TRY(repo::walk_tree(*repo, *f.node.subtree, path, print));
-      }
-    }
+    HAVEN_TRY(ops::ls(*repo, *ls_req, sink,
+                      [&](const ops::TreeEntry& e) { print_node(e.node, e.path, json); }));
     return 0;
   });
 
   // find
-  auto pattern = std::make_shared<std::string>();
+  auto find_req = std::make_shared<ops::FindRequest>();
   auto* find = app.root().add_subcommand("find", "find files by name or path glob in all snapshots");
-  find->add_option("PATTERN", *pattern,
+  find->add_option("PATTERN", find_req->pattern,
                    "glob, matched against names and full paths (as backed up or as stored)")
       ->required();
-  app.on(find, [&app, pattern]() -> CommandResult {
+  app.on(find, [&app, find_req]() -> CommandResult {
+    HAVEN_TRY(ops::validate(*find_req));
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    HAVEN_ASSIGN(auto all, app.list_snapshots(*repo));
-    HAVEN_TRY(app.load_index(*repo));
+    CommandSink sink(app.globals());
     bool json = app.globals().json;
-    uint64_t hits = 0;
-    for (const auto& [id, s] : all) {
-      std::string sid = repo::short_hex(id);
-      HAVEN_TRY(repo::walk_tree(*repo, s.tree, "", [&](const repo::Node& n, const std::string& p) {
-        if (fnmatch(pattern->c_str(), n.name.c_str(), 0) == 0 ||
-            fnmatch(pattern->c_str(), p.c_str(), FNM_PATHNAME) == 0 ||
-            fnmatch(pattern->c_str(), repo::original_path(s, p).c_str(), FNM_PATHNAME) == 0) {
-          hits++;
-          if (json) {
-            auto j = node_json(n, p);
-            j["snapshot"] = repo::hex(id);
-            std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
-          } else {
-            std::cout << sid << "  " << format_time(s.time).substr(0, 19) << "  ";
-            print_node(n, p, false);
-          }
-        }
-      }));
-    }
-    if (!json && hits == 0) std::cout << "no matches\n";
+    HAVEN_ASSIGN(ops::FindResult res, ops::find(*repo, *find_req, sink, [&](const ops::FindMatch& m) {
+      if (json) {
+        auto j = node_json(m.entry.node, m.entry.path);
+        j["snapshot"] = repo::hex(m.snapshot_id);
+        std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+      } else {
+        std::cout << repo::short_hex(m.snapshot_id) << "  " << format_time(m.snapshot_time).substr(0, 19)
+                  << "  ";
+        print_node(m.entry.node, m.entry.path, false);
+      }
+    }));
+    if (!json && res.count == 0) std::cout << "no matches\n";
     return 0;
   });
 
   // diff
-  auto d1 = std::make_shared<std::string>();
-  auto d2 = std::make_shared<std::string>();
-  auto dpaths = std::make_shared<std::vector<std::string>>();
+  auto diff_req = std::make_shared<ops::DiffRequest>();
   auto* diff = app.root().add_subcommand("diff", "show what changed between two snapshots");
-  diff->add_option("SNAPSHOT1", *d1, "older snapshot")->required();
-  diff->add_option("SNAPSHOT2", *d2, "newer snapshot")->required();
-  diff->add_option("PATH", *dpaths, "compare only these paths (as backed up or as stored)");
-  app.on(diff, [&app, d1, d2, dpaths]() -> CommandResult {
+  diff->add_option("SNAPSHOT1", diff_req->snapshot_a, "older snapshot")->required();
+  diff->add_option("SNAPSHOT2", diff_req->snapshot_b, "newer snapshot")->required();
+  diff->add_option("PATH", diff_req->paths, "compare only these paths (as backed up or as stored)");
+  app.on(diff, [&app, diff_req]() -> CommandResult {
+    HAVEN_TRY(ops::validate(*diff_req));
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    HAVEN_ASSIGN(repo::Id a, app.resolve_snapshot(*repo, *d1));
-    HAVEN_ASSIGN(repo::Id b, app.resolve_snapshot(*repo, *d2));
-    HAVEN_ASSIGN(repo::Snapshot sa, repo->load_snapshot(a));
-    HAVEN_ASSIGN(repo::Snapshot sb, repo->load_snapshot(b));
-    HAVEN_TRY(app.load_index(*repo));
-    std::map<std::string, uint64_t> counts;
+    CommandSink sink(app.globals());
     bool json = app.globals().json;
-    auto report = [&](char what, const std::string& path) {
-      counts[std::string(1, what)]++;
+    HAVEN_ASSIGN(ops::DiffResult res, ops::diff(*repo, *diff_req, sink, [&](const ops::Change& c) {
       if (json) {
-        std::cout << nlohmann::json{{"change", std::string(1, what)}, {"path", path}}.dump(
+        std::cout << nlohmann::json{{"change", std::string(1, c.kind)}, {"path", c.path}}.dump(
                          -1, ' ', false, nlohmann::json::error_handler_t::replace)
                   << "\n";
       } else {
-        std::cout << what << "    " << path << "\n";
+        std::cout << c.kind << "    " << c.path << "\n";
       }
-    };
-    if (dpaths->empty()) {
-      HAVEN_TRY(repo::diff_trees(*repo, sa.tree, sb.tree, "", report));
-    }
-    for (const auto& p : *dpaths) {
-      // A path may be in one snapshot only (added or removed), but must be in one of them.
-      auto fa = repo::find_path(*repo, a, sa, p);
-      auto fb = repo::find_path(*repo, b, sb, p);
-      if (!fa.ok() && !fb.ok()) {
-        if (fa.error().code() != Error::Code::kNotFound) return fa.error();
-        if (fb.error().code() != Error::Code::kNotFound) return fb.error();
-        return Error(Error::Code::kNotFound, fa.error().message() + "; nor in snapshot " +
-                                                 repo::short_hex(b) + ", which holds: " +
-                                                 repo::describe_top_level(sb));
-      }
-      if ((fa.ok() && fa->empty()) || (fb.ok() && fb->empty())) {  // the root
-        HAVEN_TRY(repo::diff_trees(*repo, sa.tree, sb.tree, "", report));
-        continue;
-      }
-      const repo::Node* x = fa.ok() ? &fa->front().node : nullptr;
-      const repo::Node* y = fb.ok() ? &fb->front().node : nullptr;
-      std::string shown = "/" + (fb.ok() ? fb->front().stored : fa->front().stored);
-      HAVEN_TRY(repo::diff_nodes(*repo, x, y, shown, report));
-    }
-    if (!app.globals().json) {
-      std::cout << "\n" << counts["+"] << " added, " << counts["-"] << " removed, " << counts["M"]
-                << " modified, " << counts["T"] << " type changed, " << counts["U"]
+    }));
+    if (!json) {
+      std::cout << "\n" << res.added << " added, " << res.removed << " removed, " << res.modified
+                << " modified, " << res.type_changed << " type changed, " << res.metadata_changed
                 << " metadata changed\n";
     }
     return 0;
@@ -223,38 +169,23 @@ void register_snapshots(App& app) {
   auto* stats = app.root().add_subcommand("stats", "repository statistics");
   app.on(stats, [&app]() -> CommandResult {
     HAVEN_ASSIGN(auto repo, app.open_repository());
-    HAVEN_TRY(app.load_index(*repo));
-    HAVEN_ASSIGN(auto all, app.list_snapshots(*repo));
-    uint64_t packs = 0, pack_bytes = 0;
-    HAVEN_TRY(repo->backend().list(storage::ObjectType::kData, [&](const storage::ObjectInfo& i) {
-      packs++;
-      pack_bytes += i.size;
-    }));
-    uint64_t raw = 0, blobs = 0;
-    repo->for_each_blob([&](const repo::IndexEntry& e) {
-      blobs++;
-      raw += e.raw_length;
-    });
-    uint64_t logical = 0;
-    for (const auto& [id, s] : all) {
-      auto it = s.stats.find("bytes_total");
-      if (it != s.stats.end()) logical += it->second;
-    }
-    nlohmann::json j = {{"snapshots", all.size()}, {"packs", packs}, {"blobs", blobs},
-                        {"stored_bytes", pack_bytes}, {"unique_raw_bytes", raw},
-                        {"snapshot_bytes_total", logical},
-                        {"dedup_ratio", pack_bytes ? double(logical) / double(pack_bytes) : 0.0}};
+    CommandSink sink(app.globals());
+    HAVEN_ASSIGN(ops::StatsResult st, ops::stats(*repo, ops::StatsRequest{}, sink));
+    nlohmann::json j = {{"snapshots", st.snapshots}, {"packs", st.packs}, {"blobs", st.blobs},
+                        {"stored_bytes", st.stored_bytes}, {"unique_raw_bytes", st.unique_raw_bytes},
+                        {"snapshot_bytes_total", st.snapshot_bytes_total},
+                        {"dedup_ratio", st.dedup_ratio()}};
     if (app.globals().json) {
       std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
       return 0;
     }
-    std::cout << "snapshots:              " << all.size() << "\n"
-              << "packs:                  " << packs << "\n"
-              << "blobs:                  " << blobs << "\n"
-              << "stored (compressed):    " << human_bytes(pack_bytes) << "\n"
-              << "unique data (raw):      " << human_bytes(raw) << "\n"
-              << "all snapshots (raw):    " << human_bytes(logical) << "\n";
-    if (pack_bytes) std::printf("space saving:           %.2fx\n", double(logical) / double(pack_bytes));
+    std::cout << "snapshots:              " << st.snapshots << "\n"
+              << "packs:                  " << st.packs << "\n"
+              << "blobs:                  " << st.blobs << "\n"
+              << "stored (compressed):    " << human_bytes(st.stored_bytes) << "\n"
+              << "unique data (raw):      " << human_bytes(st.unique_raw_bytes) << "\n"
+              << "all snapshots (raw):    " << human_bytes(st.snapshot_bytes_total) << "\n";
+    if (st.stored_bytes) std::printf("space saving:           %.2fx\n", st.dedup_ratio());
     return 0;
   });
 }

@@ -1,5 +1,5 @@
 // haven wal-push / wal-fetch — PostgreSQL's archive_command and restore_command, and
-// haven pg archive-key, which writes the WAL key file they use (pg/wal.h).
+// haven pg archive-key, which writes the WAL key file they use (ops/wal.h).
 //
 //   archive_command = 'haven -r REPO wal-push --wal-key-file /etc/haven/wal.key %p'
 //   restore_command = 'haven -r REPO wal-fetch --wal-key-file /etc/haven/wal.key %f %p'
@@ -8,7 +8,7 @@
 #include <iostream>
 
 #include "cli/cli.h"
-#include "pg/wal.h"
+#include "ops/wal.h"
 
 namespace haven::cli {
 
@@ -27,17 +27,10 @@ void add_key_file_option(CLI::App* sub, WalOptions& o) {
       ->envname("HAVEN_WAL_KEY_FILE");
 }
 
-// The key for WAL objects sealed with `generation` (nullopt: the current one).
-Result<pg::WalKey> wal_key(App& app, storage::Backend& be, const std::string& key_file,
-                           std::optional<uint32_t> generation = std::nullopt) {
-  if (!key_file.empty()) return pg::read_wal_key_file(key_file);
-  HAVEN_ASSIGN(auto repo, app.open_repository());
-  return repo->wal_key(generation);
-}
-
-std::string base_name(const std::string& path) {
-  auto slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
+// Opens the repository with its password, for WAL operations without a key file.
+ops::RepositoryOpener opener(App& app, const std::string& key_file) {
+  if (!key_file.empty()) return {};
+  return [&app] { return app.open_repository(); };
 }
 
 }  // namespace
@@ -48,17 +41,12 @@ void register_wal(App& app) {
   ps->add_option("PATH", push->path, "the WAL file (%p)")->required();
   add_key_file_option(ps, *push);
   app.on(ps, [&app, push]() -> CommandResult {
-    const std::string name = base_name(push->path);
-    if (!pg::is_wal_file_name(name)) {
-      return Error(Error::Code::kInvalidArgument,
-                   "'" + name + "' is not a WAL file name: wal-push takes %p from archive_command");
-    }
-    HAVEN_ASSIGN(Bytes data, pg::read_local_wal_file(push->path));
+    ops::WalPushRequest req{push->path, push->key_file};
+    HAVEN_TRY(ops::validate(req));
     HAVEN_ASSIGN(auto be, app.backend());
-    HAVEN_ASSIGN(pg::WalKey key, wal_key(app, *be, push->key_file));
-    HAVEN_ASSIGN(pg::PushOutcome out, pg::push(*be, key, name, data));
-    if (out == pg::PushOutcome::kAlreadyIdentical && !app.globals().quiet) {
-      std::cerr << "notice: " << name << " was already archived with the same contents\n";
+    HAVEN_ASSIGN(ops::WalPushResult out, ops::wal_push(*be, req, opener(app, push->key_file)));
+    if (out.already_archived && !app.globals().quiet) {
+      std::cerr << "notice: " << out.name << " was already archived with the same contents\n";
     }
     return 0;
   });
@@ -69,27 +57,13 @@ void register_wal(App& app) {
   fs->add_option("PATH", fetch->path, "where to write it (%p)")->required();
   add_key_file_option(fs, *fetch);
   app.on(fs, [&app, fetch]() -> CommandResult {
-    if (!pg::is_wal_file_name(fetch->name)) {
-      return Error(Error::Code::kInvalidArgument,
-                   "'" + fetch->name + "' is not a WAL file name: wal-fetch takes %f %p from restore_command");
-    }
+    ops::WalFetchRequest req{fetch->name, fetch->path, fetch->key_file};
+    HAVEN_TRY(ops::validate(req));
     HAVEN_ASSIGN(auto be, app.backend());
-    auto object = be->load({storage::ObjectType::kWal, fetch->name});
-    if (!object.ok() && object.error().code() == Error::Code::kNotFound) {
-      // PostgreSQL asks for files past the end of the archive while recovering: not an error
-      // worth a message, only an exit code.
-      return 1;
-    }
-    if (!object.ok()) return object.error();
-    std::optional<uint32_t> generation;
-    if (fetch->key_file.empty()) {
-      HAVEN_ASSIGN(repo::Header h, repo::parse_header(*object, "WAL file " + fetch->name));
-      generation = h.key_generation;
-    }
-    HAVEN_ASSIGN(pg::WalKey key, wal_key(app, *be, fetch->key_file, generation));
-    HAVEN_ASSIGN(Bytes data, repo::open_wal_object(key, fetch->name, *object));
-    HAVEN_TRY(pg::write_local_wal_file(fetch->path, data));
-    return 0;
+    HAVEN_ASSIGN(ops::WalFetchResult out, ops::wal_fetch(*be, req, opener(app, fetch->key_file)));
+    // PostgreSQL asks for files past the end of the archive while recovering: not an error
+    // worth a message, only an exit code.
+    return out.found ? 0 : 1;
   });
 }
 
@@ -99,9 +73,10 @@ void register_pg_archive_key(App& app, CLI::App* pg) {
   sub->add_option("--output", o->path, "the key file to write (mode 0600)")->required();
   sub->add_flag("--force", o->force, "replace an existing key file");
   app.on(sub, [&app, o]() -> CommandResult {
-    HAVEN_ASSIGN(auto be, app.backend());
-    HAVEN_ASSIGN(pg::WalKey key, wal_key(app, *be, ""));
-    HAVEN_TRY(pg::write_wal_key_file(o->path, key, o->force));
+    ops::ArchiveKeyRequest req{o->path, o->force};
+    HAVEN_TRY(ops::validate(req));
+    HAVEN_ASSIGN(auto repo, app.open_repository());
+    HAVEN_TRY(ops::archive_key(*repo, req));
     if (!app.globals().quiet) {
       std::cout << "wrote the WAL key file " << o->path
                 << " (it opens this repository's WAL archive only; keep it readable by the "

@@ -44,8 +44,10 @@ std::string real_path(const std::string& p) {
 
 }  // namespace
 
-Result<BaseBackupResult> base_backup(repo::Session& session, const BaseBackupOptions& o,
-                                     EventSink& events) {
+namespace {
+
+Result<BaseBackupResult> run_base_backup(repo::Session& session, const BaseBackupOptions& o,
+                                         Reporter& events) {
   if (o.pgdata.empty()) {
     return Error(Error::Code::kInvalidArgument, "no data directory given: pass --pgdata DIR");
   }
@@ -101,7 +103,10 @@ Result<BaseBackupResult> base_backup(repo::Session& session, const BaseBackupOpt
   res.start_lsn = start[0][0];
   res.start_wal = start[0][1];
   res.timeline = static_cast<uint32_t>(std::stoul(start[0][2]));
-  events.emit({"progress", {{"pg_backup_started", res.start_lsn}}});
+  Progress started;
+  started.phase = "pg_backup_start";
+  started.final = true;
+  events.progress(std::move(started));
 
   bo.before_snapshot = [&](repo::Snapshot& snap) -> Status {
     if (o.row_counts) {
@@ -133,9 +138,24 @@ Result<BaseBackupResult> base_backup(repo::Session& session, const BaseBackupOpt
     snap.meta["pg.tablespaces"] = tablespaces.dump();
     return ok_status();
   };
-  HAVEN_ASSIGN(res.summary, backup::run(session, bo, events));
+  // The files go as a backup operation of its own (backup:* events, its own ID).
+  HAVEN_ASSIGN(res.summary, backup::run(session, bo, events.sink()));
   res.snapshot = res.summary.snapshot_id;
   return res;
+}
+
+}  // namespace
+
+Result<BaseBackupResult> base_backup(repo::Session& session, const BaseBackupOptions& o,
+                                     const EventTarget& target) {
+  CancelScope scope(session.cancel_token());
+  Reporter events(target, OpKind::kPgBackup);
+  events.started({{"pgdata", o.pgdata}, {"strategy", o.strategy}});
+  return events.finish(run_base_backup(session, o, events), [](const BaseBackupResult& r) {
+    return nlohmann::json{{"snapshot_id", repo::hex(r.snapshot)}, {"start_lsn", r.start_lsn},
+                          {"stop_lsn", r.stop_lsn},               {"start_wal", r.start_wal},
+                          {"stop_wal", r.stop_wal},               {"timeline", r.timeline}};
+  });
 }
 
 }  // namespace haven::pg

@@ -36,8 +36,11 @@ struct BaseBackupResult {
 };
 
 // Backs up through backup::run in `session` (which holds the shared lock).
+// Events: pg_backup:started, pg_backup:progress (phase "pg_backup_start" once PostgreSQL has
+// begun the backup), then the files as a backup operation of its own (backup:*), then
+// pg_backup:completed (snapshot_id, LSNs, WAL files, timeline), :failed or :cancelled.
 Result<BaseBackupResult> base_backup(repo::Session& session, const BaseBackupOptions& options,
-                                     EventSink& events);
+                                     const EventTarget& events);
 
 // What base backups skip inside the data directory (patterns for backup::Options::excludes):
 // PostgreSQL's documented list — the contents of pg_wal, pg_replslot, pg_dynshmem, pg_notify,

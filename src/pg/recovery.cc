@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <ctime>
 #include <map>
 #include <set>
 
@@ -131,11 +133,101 @@ std::string describe_windows(const std::vector<Window>& windows) {
   return s;
 }
 
-Result<PgRestoreResult> restore_for_recovery(repo::Session& session, const PgRestoreOptions& o,
-                                             EventSink& events) {
-  CancelScope scope(session.cancel_token());
+namespace {
+
+const char* const kTimeForms = "use RFC 3339 (2026-11-21T10:00:00Z) or 'YYYY-MM-DD HH:MM[:SS]' local time";
+
+// A transaction ID: decimal digits only, at most 19 of them (so it fits 64 bits).
+std::optional<uint64_t> parse_xid(const std::string& s) {
+  if (s.empty() || s.size() > 19 || s.find_first_not_of("0123456789") != std::string::npos) {
+    return std::nullopt;
+  }
+  uint64_t v = 0;
+  for (char c : s) v = v * 10 + static_cast<uint64_t>(c - '0');
+  return v;
+}
+
+}  // namespace
+
+std::string format_pg_time(TimeNs t) {
+  time_t secs = static_cast<time_t>(t / 1000000000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  char out[80];
+  std::snprintf(out, sizeof out, "%s.%06d+00", buf, static_cast<int>((t % 1000000000) / 1000));
+  return out;
+}
+
+Result<RecoveryTarget> parse_recovery_target(const RecoveryTargetText& o) {
+  int given = (o.latest ? 1 : 0) + (o.time.empty() ? 0 : 1) + (o.lsn.empty() ? 0 : 1) + (o.xid.empty() ? 0 : 1);
+  if (given != 1) {
+    return Error(Error::Code::kInvalidArgument,
+                 "give exactly one recovery target: --time T, --lsn L, --xid X or --latest");
+  }
+  RecoveryTarget t;
+  if (o.latest) {
+    t.kind = RecoveryTarget::Kind::kLatest;
+    t.text = "latest";
+  } else if (!o.time.empty()) {
+    auto tm = parse_time(o.time);
+    if (!tm) {
+      return Error(Error::Code::kInvalidArgument,
+                   "--time: cannot read time '" + o.time + "': " + kTimeForms);
+    }
+    t.kind = RecoveryTarget::Kind::kTime;
+    t.time = *tm;
+    t.text = format_pg_time(*tm);
+  } else if (!o.lsn.empty()) {
+    auto l = parse_lsn(o.lsn);
+    if (!l) {
+      return Error(Error::Code::kInvalidArgument,
+                   "--lsn: '" + o.lsn + "' is not an LSN: write it as PostgreSQL does, e.g. 0/16B3740");
+    }
+    t.kind = RecoveryTarget::Kind::kLsn;
+    t.lsn = *l;
+    t.text = format_lsn(*l);
+  } else {
+    auto x = parse_xid(o.xid);
+    if (!x) return Error(Error::Code::kInvalidArgument, "--xid: '" + o.xid + "' is not a transaction ID (a number)");
+    t.kind = RecoveryTarget::Kind::kXid;
+    t.xid = *x;
+    t.text = o.xid;
+  }
+  return t;
+}
+
+Status validate(const RecoveryTarget& t) {
+  auto bad = [&](const std::string& why) {
+    return Error(Error::Code::kInvalidArgument, "recovery target '" + t.text + "': " + why);
+  };
+  switch (t.kind) {
+    case RecoveryTarget::Kind::kLatest: break;
+    case RecoveryTarget::Kind::kTime:
+      if (t.text.empty()) return bad("a time target needs its text (format_pg_time)");
+      break;
+    case RecoveryTarget::Kind::kLsn:
+      if (parse_lsn(t.text) != std::optional<uint64_t>(t.lsn)) {
+        return bad("not the LSN " + format_lsn(t.lsn) + " (write it as PostgreSQL does, e.g. 0/16B3740)");
+      }
+      break;
+    case RecoveryTarget::Kind::kXid:
+      if (parse_xid(t.text) != std::optional<uint64_t>(t.xid)) {
+        return bad("not the transaction ID " + std::to_string(t.xid) + " (a number)");
+      }
+      break;
+  }
+  return ok_status();
+}
+
+namespace {
+
+Result<PgRestoreResult> run_restore_for_recovery(repo::Session& session, const PgRestoreOptions& o,
+                                                 Reporter& events) {
   repo::Repository& repo = session.repo();
   if (o.target.empty()) return Error(Error::Code::kInvalidArgument, "no target given: use --target DIR");
+  HAVEN_TRY(validate(o.recovery));
   HAVEN_ASSIGN(auto backups, list_base_backups(repo));
   if (backups.empty()) {
     return Error(Error::Code::kNotFound, "the repository holds no PostgreSQL base backup: run 'haven pg backup' first");
@@ -157,7 +249,7 @@ Result<PgRestoreResult> restore_for_recovery(repo::Session& session, const PgRes
       case RecoveryTarget::Kind::kTime: before = b.stop_time <= rt.time; break;
       case RecoveryTarget::Kind::kLsn: before = b.stop_lsn <= rt.lsn; break;
       case RecoveryTarget::Kind::kXid:
-        before = meta_u64(b.snapshot, "pg.stop_next_xid") <= std::stoull(rt.text);
+        before = meta_u64(b.snapshot, "pg.stop_next_xid") <= rt.xid;
         break;
     }
     if (before) base = &b;
@@ -195,12 +287,15 @@ Result<PgRestoreResult> restore_for_recovery(repo::Session& session, const PgRes
     return errno_error(o.target, errno);
   }
   ::chmod(o.target.c_str(), data->mode & 0750);
-  events.emit({"progress", {{"base_backup", repo::hex(base->id)}}});
+  Progress chosen;  // the base backup is chosen: its files come next
+  chosen.phase = "base_backup";
+  chosen.final = true;
+  events.progress(std::move(chosen));
   restore::Options ro;
   ro.target = o.target;
   ro.threads = o.threads;
   ro.sync = true;
-  HAVEN_ASSIGN(restore::Summary rs, restore::run(session, *data->subtree, ro, events));
+  HAVEN_ASSIGN(restore::Summary rs, restore::run(session, *data->subtree, ro, events.sink()));
   if (rs.errors > 0) {
     return Error(Error::Code::kCorrupt, std::to_string(rs.errors) +
                                             " file(s) of the base backup could not be restored: the cluster is incomplete");
@@ -219,7 +314,7 @@ Result<PgRestoreResult> restore_for_recovery(repo::Session& session, const PgRes
       to.target = loc;
       to.threads = o.threads;
       to.sync = true;
-      HAVEN_ASSIGN(restore::Summary ts, restore::run(session, *node->subtree, to, events));
+      HAVEN_ASSIGN(restore::Summary ts, restore::run(session, *node->subtree, to, events.sink()));
       if (ts.errors > 0 || ts.skipped > 0) {
         return Error(Error::Code::kIo, "tablespace " + t.value("name", "") + " could not be restored to " + loc +
                                            " (it must be absent or empty)");
@@ -253,6 +348,19 @@ Result<PgRestoreResult> restore_for_recovery(repo::Session& session, const PgRes
   res.files = rs.files;
   res.bytes = rs.bytes;
   return res;
+}
+
+}  // namespace
+
+Result<PgRestoreResult> restore_for_recovery(repo::Session& session, const PgRestoreOptions& o,
+                                             const EventTarget& target) {
+  CancelScope scope(session.cancel_token());
+  Reporter events(target, OpKind::kPgRestore);
+  events.started({{"target", o.target}});
+  return events.finish(run_restore_for_recovery(session, o, events), [](const PgRestoreResult& r) {
+    return nlohmann::json{{"base_backup", repo::hex(r.base.id)}, {"files", r.files},
+                          {"bytes", r.bytes}};
+  });
 }
 
 }  // namespace haven::pg

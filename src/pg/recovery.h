@@ -45,8 +45,27 @@ struct RecoveryTarget {
   enum class Kind { kLatest, kTime, kLsn, kXid } kind = Kind::kLatest;
   TimeNs time = 0;
   uint64_t lsn = 0;
-  std::string text;  // as given (time in RFC 3339, LSN X/Y, xid)
+  uint64_t xid = 0;
+  // As PostgreSQL reads it in recovery_target_*: a time in its own form (UTC, microseconds:
+  // format_pg_time), an LSN X/Y, a transaction ID; "latest".
+  std::string text;
 };
+
+// A recovery target as a user gives it: exactly one of these.
+struct RecoveryTargetText {
+  bool latest = false;
+  std::string time;  // RFC 3339, or 'YYYY-MM-DD HH:MM[:SS]' local time
+  std::string lsn;   // X/Y, as PostgreSQL writes it
+  std::string xid;   // a transaction ID (a number)
+};
+// kInvalidArgument naming the option (--time, --lsn, --xid) and the form it takes, or asking
+// for exactly one target.
+Result<RecoveryTarget> parse_recovery_target(const RecoveryTargetText& given);
+// kInvalidArgument unless `target` is consistent (its text says what its typed field says), as
+// parse_recovery_target() makes it. restore_for_recovery() checks this first.
+Status validate(const RecoveryTarget& target);
+// "2026-11-21 10:00:00.000000+00": PostgreSQL's timestamp form, in UTC with microseconds.
+std::string format_pg_time(TimeNs t);
 
 struct PgRestoreOptions {
   std::string target;           // the new data directory (absent or empty)
@@ -65,10 +84,14 @@ struct PgRestoreResult {
   uint64_t files = 0, bytes = 0;
 };
 
-// Picks the base backup (refusing a target outside every window, naming the windows), restores
+// Validates the options (the target, validate() above; kInvalidArgument), picks the base
+// backup (refusing a target outside every window, naming the windows), restores
 // it into options.target with its backup_label and tablespace_map, and writes the recovery
 // settings and recovery.signal. Restores in `session` (which holds the shared lock).
+// Events: pg_restore:started, pg_restore:progress (phase "base_backup": one is chosen), the files as
+// restore operations of their own (restore:*), then pg_restore:completed, :failed or
+// :cancelled.
 Result<PgRestoreResult> restore_for_recovery(repo::Session& session, const PgRestoreOptions& options,
-                                             EventSink& events);
+                                             const EventTarget& events);
 
 }  // namespace haven::pg

@@ -7,6 +7,7 @@
 #include <grp.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -23,6 +24,18 @@ bool exists(const std::string& p) {
   struct stat st;
   return ::stat(p.c_str(), &st) == 0;
 }
+
+// The cluster state in global/pg_control (ControlFileData.state, after the system identifier
+// and two version numbers; the layout has been the same since PostgreSQL 9.x). -1 if unreadable.
+int control_state(const std::string& datadir) {
+  std::ifstream in(datadir + "/global/pg_control", std::ios::binary);
+  char buf[20];
+  if (!in.read(buf, sizeof buf)) return -1;
+  int32_t state;
+  std::memcpy(&state, buf + 16, sizeof state);
+  return state;
+}
+constexpr int kDbInProduction = 6;  // enum DBState in PostgreSQL's pg_control.h
 
 std::string log_tail(const std::string& path, size_t lines) {
   std::ifstream in(path);
@@ -76,7 +89,10 @@ Status start_and_wait_for_recovery(const std::string& datadir, const std::string
                                        " ends with:" + log_tail(log, 15));
   }
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (exists(datadir + "/recovery.signal")) {
+  // PostgreSQL removes recovery.signal when archive recovery completes, but accepts writes
+  // (pg_is_in_recovery() false) only after the end-of-recovery checkpoint, when pg_control
+  // says "in production": wait for both.
+  while (exists(datadir + "/recovery.signal") || control_state(datadir) != kDbInProduction) {
     if (!exists(datadir + "/postmaster.pid")) {
       return Error(Error::Code::kIo, "the server stopped during recovery; " + log + " ends with:" + log_tail(log, 15));
     }

@@ -14,7 +14,8 @@ namespace haven::pg {
 Result<std::string> find_pg_bin(const std::string& datadir, const std::string& bin_dir);
 
 // `pg_ctl start` on `datadir` (log to <datadir>/haven-recovery.log), then waits until recovery
-// has finished (recovery.signal removed by the promotion) or the server stopped. On failure the
+// has finished (recovery.signal removed and pg_control "in production": the server accepts
+// writes) or the server stopped. On failure the
 // error quotes the end of the server log.
 Status start_and_wait_for_recovery(const std::string& datadir, const std::string& bin_dir,
                                    std::chrono::seconds timeout);

@@ -40,6 +40,7 @@
 #include "repo/snapshot.h"
 #include "repo/wal_object.h"
 #include "storage/backend.h"
+#include "util/cancel.h"
 #include "util/clock.h"
 
 namespace haven::repo {
@@ -186,6 +187,14 @@ class Repository {
   TimeNs lock_refresh_ns() const { return lock_refresh_ns_; }
   TimeNs lock_stale_ns() const { return lock_stale_ns_; }
 
+  // --- cancellation ---
+  // The token of the operations on this handle (a signal, the server stopping one job's
+  // repository): the sessions they open (ops/lock.h) have tokens of their own that are
+  // cancelled with it, and operations that take no lock run under it directly. A lost lock
+  // cancels only its own session, never this token. Set before any session starts.
+  void set_cancel_token(CancelToken t) { cancel_ = std::move(t); }
+  const CancelToken& cancel_token() const { return cancel_; }
+
   // The master key: for `haven cat`, check and prune, which read records themselves.
   const MasterKey& master_key() const { return master_; }
 
@@ -217,6 +226,7 @@ class Repository {
   std::set<const HeldLock*> held_locks_;  // locks sessions of this Repository hold
   std::atomic<TimeNs> lock_refresh_ns_;
   std::atomic<TimeNs> lock_stale_ns_;
+  CancelToken cancel_;
 };
 
 }  // namespace haven::repo

@@ -96,12 +96,13 @@ struct Range {
 
 class Restorer {
  public:
-  Restorer(repo::Session& session, const Options& o, EventSink& events)
+  Restorer(repo::Session& session, const Options& o, Reporter& events)
       : repo_(session.repo()), session_(session), opts_(o), events_(events) {}
 
   Result<Summary> run(const Id& root);
-  // Added to the "summary" event (the snapshot-level run: which snapshot, any substitution).
-  nlohmann::json summary_extra = nlohmann::json::object();
+  // What progress reports as totals (from the snapshot's statistics when the whole snapshot
+  // is restored; 0: not known).
+  uint64_t files_total = 0, bytes_total = 0;
 
  private:
   Status walk(const Id& tree, const std::string& dir, const std::string& rel);
@@ -124,11 +125,12 @@ class Restorer {
   void apply_metadata(const std::string& path, const Node& node, int fd);
   void error(const std::string& rel, const std::string& message);
   void warn(const std::string& rel, const std::string& message);
+  void progress(bool final);
 
   repo::Repository& repo_;
   repo::Session& session_;  // its lock keeps what is read from being pruned; its token stops us
   const Options& opts_;
-  EventSink& events_;
+  Reporter& events_;
   std::vector<std::string> includes_;
   unsigned readers_ = 2;
   size_t max_files_ = 1024;  // per batch: bounded by the open-file limit
@@ -152,11 +154,11 @@ class Restorer {
 
 void Restorer::error(const std::string& rel, const std::string& message) {
   errors_++;
-  events_.emit({"error", {{"path", rel}, {"message", message}}});
+  events_.error(rel, message);
 }
 
 void Restorer::warn(const std::string& rel, const std::string& message) {
-  events_.emit({"warning", {{"path", rel}, {"message", message}}});
+  events_.warning(rel, message);
 }
 
 bool Restorer::excluded(const std::string& rel) const {
@@ -320,7 +322,19 @@ void Restorer::finish(PendingFile& f) {
     verified_++;
   }
   files_++;
-  events_.emit({"progress", {{"files_done", files_.load()}, {"bytes", bytes_.load()}}});
+  progress(false);
+}
+
+void Restorer::progress(bool final) {
+  if (!final && !events_.progress_due()) return;
+  Progress p;
+  p.phase = "files";
+  p.files_done = files_.load();
+  p.bytes_done = bytes_.load();
+  p.files_total = std::max(files_total, p.files_done);
+  p.bytes_total = std::max(bytes_total, p.bytes_done);
+  p.final = final;
+  events_.progress(std::move(p));
 }
 
 void Restorer::add_file(std::string path, std::string rel, Node node, int fd) {
@@ -612,22 +626,28 @@ Result<Summary> Restorer::run(const Id& root) {
   sum_.errors = errors_;
   sum_.verified = verified_;
   sum_.skipped = skipped_;
-  nlohmann::json summary = {{"files", sum_.files},     {"dirs", sum_.dirs},
-                             {"others", sum_.others},   {"bytes", sum_.bytes},
-                             {"skipped", sum_.skipped}, {"verified", sum_.verified},
-                             {"errors", sum_.errors}};
-  summary.update(summary_extra);
-  events_.emit({"summary", summary});
+  progress(true);
+  if (opts_.verify) {
+    events_.validated({{"verified", sum_.verified}, {"errors", sum_.errors}});
+  }
   return sum_;
 }
 
 }  // namespace
 
+nlohmann::json summary_json(const Summary& s) {
+  return {{"files", s.files},     {"dirs", s.dirs},         {"others", s.others},
+          {"bytes", s.bytes},     {"skipped", s.skipped},   {"verified", s.verified},
+          {"errors", s.errors}};
+}
+
 Result<Summary> run(repo::Session& session, const Id& root, const Options& options,
-                    EventSink& events) {
+                    const EventTarget& target) {
   CancelScope scope(session.cancel_token());
+  Reporter events(target, OpKind::kRestore);
+  events.started({{"tree", repo::hex(root)}, {"target", options.target}});
   Restorer r(session, options, events);
-  return r.run(root);
+  return events.finish(r.run(root), summary_json);
 }
 
 Result<Choice> choose_snapshot(repo::Repository& repo, const std::string& ref,
@@ -693,15 +713,24 @@ Result<Choice> choose_snapshot(repo::Repository& repo, const std::string& ref,
 }
 
 Result<Summary> run(repo::Session& session, const Choice& choice, const Options& options,
-                    EventSink& events) {
+                    const EventTarget& target) {
   CancelScope scope(session.cancel_token());
   repo::Repository& repo = session.repo();
+  Reporter events(target, OpKind::kRestore);
+  events.started({{"snapshot", repo::hex(choice.id)},
+                  {"target", options.target},
+                  {"includes", options.includes},
+                  {"excludes", options.excludes}});
+  auto fail = [&](Error e) -> Result<Summary> {
+    events.failed(e);
+    return e;
+  };
   // Paths as users type them become the snapshot's stored forms.
   Options o = options;
   o.includes.clear();
   for (const auto& inc : options.includes) {
     auto found = repo::find_path(repo, choice.id, choice.snapshot, inc);
-    if (!found.ok()) return found.error().with_context("include path");
+    if (!found.ok()) return fail(found.error().with_context("include path"));
     if (found->empty()) {  // "/": everything
       o.includes.clear();
       break;
@@ -715,20 +744,31 @@ Result<Summary> run(repo::Session& session, const Choice& choice, const Options&
     }
   }
   Restorer r(session, o, events);
-  r.summary_extra = {{"snapshot", repo::hex(choice.id)}};
+  if (o.includes.empty() && o.excludes.empty()) {  // the whole snapshot: its totals are known
+    auto stat = [&](const char* k) {
+      auto it = choice.snapshot.stats.find(k);
+      return it == choice.snapshot.stats.end() ? uint64_t{0} : it->second;
+    };
+    r.files_total = stat("files_new") + stat("files_changed") + stat("files_unchanged");
+    r.bytes_total = stat("bytes_total");
+  }
+  nlohmann::json extra = {{"snapshot", repo::hex(choice.id)}};
   if (!choice.substitution.empty()) {
     nlohmann::json damaged = nlohmann::json::array();
     for (const auto& id : choice.damaged) damaged.push_back(repo::hex(id));
-    r.summary_extra["substitution"] = {{"damaged", damaged},
-                                       {"restored", repo::hex(choice.id)},
-                                       {"message", choice.substitution}};
-    events.emit({"warning", {{"message", choice.substitution},
-                             {"damaged", damaged},
-                             {"restored", repo::hex(choice.id)}}});
+    extra["substitution"] = {{"damaged", damaged},
+                             {"restored", repo::hex(choice.id)},
+                             {"message", choice.substitution}};
+    events.warning("", choice.substitution,
+                   {{"damaged", damaged}, {"restored", repo::hex(choice.id)}});
   }
-  HAVEN_ASSIGN(Summary s, r.run(choice.snapshot.tree));
-  s.substitution = choice.substitution;
-  return s;
+  auto result = r.run(choice.snapshot.tree);
+  if (result.ok()) result->substitution = choice.substitution;
+  return events.finish(std::move(result), [&](const Summary& s) {
+    nlohmann::json j = summary_json(s);
+    j.update(extra);
+    return j;
+  });
 }
 
 }  // namespace haven::restore

@@ -74,21 +74,28 @@ struct Choice {
 Result<Choice> choose_snapshot(repo::Repository& repo, const std::string& ref,
                                std::optional<TimeNs> at = std::nullopt);
 
-// Restores tree `root` into options.target. Events: "progress", "warning" (a file skipped),
-// "error" (a file failed), "summary". Returns an Error only for failures that stop the whole
+// Restores tree `root` into options.target. Events (util/events.h): restore:initiated,
+// restore:progress (phase "files"), restore:warning (a file skipped), restore:error (a file
+// failed), restore:validated (with verify: files verified, errors), then restore:completed
+// (summary_json, plus "snapshot" and any "substitution"), restore:failed or restore:cancelled.
+// Returns an Error only for failures that stop the whole
 // restore (bad options, an unsafe name, the target unusable); per-file failures are counted.
 // Runs in `session` (which holds the shared lock, and whose token it runs under) and reads
 // through the repository's shared index; sessions that back up at the same time do not
 // disturb it.
 Result<Summary> run(repo::Session& session, const repo::Id& root, const Options& options,
-                    EventSink& events);
+                    const EventTarget& events);
 
 // Restores a chosen snapshot. Includes and excludes may be original paths or stored forms
 // (repo/paths.h); an include that names nothing in the snapshot is kNotFound, naming it and the
 // snapshot's top-level paths, before anything is written. A substitution (Choice) is emitted
-// as a "warning" event first, and is in the "summary" event and Summary::substitution.
+// as a restore:warning event first, and is in the restore:completed event and
+// Summary::substitution.
 Result<Summary> run(repo::Session& session, const Choice& choice, const Options& options,
-                    EventSink& events);
+                    const EventTarget& events);
+
+// The summary's fields as JSON (restore:completed, the CLI's --json).
+nlohmann::json summary_json(const Summary& s);
 
 // Checks one entry name from a snapshot (see the file comment).
 Status check_name(const std::string& name);

@@ -28,13 +28,19 @@ enum class Fate { kKeep, kRepack, kDelete };
 
 class Pruner {
  public:
-  Pruner(repo::Session& session, const PruneOptions& o, EventSink& sink)
-      : repo_(session.repo()), session_(session), opts_(o), sink_(sink) {}
+  Pruner(repo::Session& session, const PruneOptions& o, Reporter& events)
+      : repo_(session.repo()), session_(session), opts_(o), events_(events) {}
   Result<PruneStats> run();
 
  private:
   void progress(const char* phase, uint64_t done, uint64_t total) {
-    sink_.emit({"progress", {{"phase", phase}, {"done", done}, {"total", total}}});
+    if (!events_.progress_due() && done != total) return;
+    Progress p;
+    p.phase = phase;
+    p.items_done = done;
+    p.items_total = total;
+    p.final = total > 0 && done == total;
+    events_.progress(std::move(p));
   }
   Status mark_used();
   Status mark_tree(const Id& root, const std::string& snapshot);
@@ -49,7 +55,7 @@ class Pruner {
   std::unique_ptr<repo::Index> own_index_;  // the index files as this prune read them
   const repo::Index* index_ = nullptr;
   PruneOptions opts_;
-  EventSink& sink_;
+  Reporter& events_;
   PruneStats st_;
   std::vector<std::string> old_index_;
   std::vector<bool> used_;  // per index position
@@ -363,16 +369,20 @@ Result<PruneStats> Pruner::run() {
 
 }  // namespace
 
-Result<PruneStats> prune(repo::Session& session, const PruneOptions& options, EventSink& sink) {
+Result<PruneStats> prune(repo::Session& session, const PruneOptions& options,
+                         const EventTarget& target) {
   CancelScope scope(session.cancel_token());
-  Pruner p(session, options, sink);
+  Reporter events(target, OpKind::kPrune);
+  events.started({{"dry_run", options.dry_run}});
+  Pruner p(session, options, events);
   auto run = p.run();
   // What a cancelled prune could not read is not damage: report the cancellation (a prune that
   // finished before it noticed has done its work, and says so).
-  if (!run.ok()) HAVEN_TRY(session.cancel_token().check());
-  HAVEN_ASSIGN(PruneStats st, std::move(run));
-  sink.emit({"summary", stats_json(st, options.dry_run)});
-  return st;
+  if (!run.ok()) {
+    if (Status st = session.cancel_token().check(); !st.ok()) run = st.error();
+  }
+  return events.finish(std::move(run),
+                       [&](const PruneStats& st) { return stats_json(st, options.dry_run); });
 }
 
 nlohmann::json stats_json(const PruneStats& s, bool dry_run) {

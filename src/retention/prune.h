@@ -48,8 +48,10 @@ struct PruneStats {
 // again. Refuses (kCorrupt, changing nothing) when a snapshot references a tree or blob that
 // cannot be read or is not in the index: deleting data then could lose what the damaged part
 // still needs.
-// Emits "progress" events ({"phase": ..., "done": n, "total": n}) and one "summary".
-Result<PruneStats> prune(repo::Session& session, const PruneOptions& options, EventSink& sink);
+// Events: prune:started, prune:progress (phases "snapshots", "index", "repack", "delete"),
+// prune:completed (stats_json), prune:failed or prune:cancelled.
+Result<PruneStats> prune(repo::Session& session, const PruneOptions& options,
+                         const EventTarget& events);
 
 // The statistics as the "summary" event and `--json` show them.
 nlohmann::json stats_json(const PruneStats& s, bool dry_run);

@@ -225,7 +225,7 @@ TEST_F(BackupTest, RoundTripOfEveryKindOfEntryIsBitExact) {
   auto s = backup(*repo, {src});
   ASSERT_OK(s);
   EXPECT_EQ(s->warnings, 0u);
-  for (const auto& w : sink_.of("warning")) ADD_FAILURE() << "warning: " << w.data.dump();
+  for (const auto& w : sink_.of("warning")) ADD_FAILURE() << "warning: " << w.to_json().dump();
   EXPECT_EQ(s->snapshot.strategy, "incremental");
   EXPECT_FALSE(s->snapshot.parent.has_value());
   EXPECT_EQ(s->snapshot.paths, std::vector<std::string>{src});

@@ -711,7 +711,7 @@ TEST_F(RestoreTest, DamagedBlobFailsOnlyItsFile) {
   EXPECT_TRUE(read_file(dir_ + "/out/src/a.bin") == a) << "the undamaged file differs";
   auto errors = sink_.of("error");
   ASSERT_EQ(errors.size(), 1u);
-  EXPECT_EQ(errors[0].data.value("path", ""), "src/b.bin");
+  EXPECT_EQ(errors[0].path, "src/b.bin");
 
   RunResult r = cli(repo_dir(), {"restore", "latest", "--target", dir_ + "/out2"});
   EXPECT_EQ(r.code, 1) << describe(r);

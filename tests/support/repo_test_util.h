@@ -26,11 +26,20 @@ class RecordingSink : public EventSink {
     std::lock_guard<std::mutex> g(mu_);
     events.push_back(e);
   }
+  // By the short type of --json lines ("progress", "warning", "error", "summary", ...).
   std::vector<Event> of(const std::string& type) {
     std::lock_guard<std::mutex> g(mu_);
     std::vector<Event> out;
     for (const auto& e : events) {
-      if (e.type == type) out.push_back(e);
+      if (e.message_type() == type) out.push_back(e);
+    }
+    return out;
+  }
+  std::vector<Event> of(EventKind kind) {
+    std::lock_guard<std::mutex> g(mu_);
+    std::vector<Event> out;
+    for (const auto& e : events) {
+      if (e.kind == kind) out.push_back(e);
     }
     return out;
   }

@@ -1,0 +1,55 @@
+#include "ops/ops.h"
+
+namespace haven::ops {
+
+const char* notice_level_name(NoticeLevel level) {
+  return level == NoticeLevel::kWarning ? "warning" : "notice";
+}
+
+void notice(EventSink& events, NoticeLevel level, const std::string& message) {
+  Event e;
+  e.op = OpKind::kRepository;
+  e.kind = EventKind::kNotice;
+  e.time = now();
+  e.message = message;
+  e.data = {{"level", notice_level_name(level)}};
+  events.emit(e);
+}
+
+Error invalid(std::string message) {
+  return Error(Error::Code::kInvalidArgument, std::move(message));
+}
+
+namespace {
+void warn_damaged(EventSink& events, const std::vector<Error>& damaged) {
+  for (const auto& e : damaged) {
+    notice(events, NoticeLevel::kWarning,
+           e.message() + " (skipped; 'haven check' lists what is damaged)");
+  }
+}
+}  // namespace
+
+Status load_index(repo::Repository& repo, EventSink& events) {
+  return repo.load_index([&events](const std::string&, const Error& e) {
+    notice(events, NoticeLevel::kWarning,
+           e.message() + " (skipped: the blobs it lists cannot be found; run 'haven repair index')");
+  });
+}
+
+Result<std::vector<std::pair<repo::Id, repo::Snapshot>>> list_snapshots(repo::Repository& repo,
+                                                                        EventSink& events) {
+  std::vector<Error> damaged;
+  auto all = repo.list_snapshots(&damaged);
+  warn_damaged(events, damaged);
+  return all;
+}
+
+Result<repo::Id> resolve_snapshot(repo::Repository& repo, const std::string& ref,
+                                  EventSink& events) {
+  std::vector<Error> damaged;
+  auto id = repo.resolve_snapshot(ref, &damaged);
+  warn_damaged(events, damaged);
+  return id;
+}
+
+}  // namespace haven::ops
