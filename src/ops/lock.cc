@@ -4,10 +4,9 @@
 
 namespace haven::ops {
 
-HeldLock::~HeldLock() {
-  // Session::unlock() runs uncancellably; the session's destructor would release it too.
-  if (session_ != nullptr) (void)session_->unlock();
-}
+// The session's destructor stops its uploaders first, then removes the lock (uncancellably,
+// dropping the error): no upload of this operation goes on once its lock is gone.
+HeldLock::~HeldLock() = default;
 
 Status HeldLock::release() {
   std::unique_ptr<repo::Session> s = std::move(session_);
