@@ -236,8 +236,11 @@ void Checker::read_pack(const Id& pack, const std::vector<uint32_t>& positions) 
       continue;
     }
     if (trailer.ok()) {
+      // Compared by value: make_pair would bind references to the packed (unaligned) fields.
       auto it = in_trailer.find(e.id);
-      if (it == in_trailer.end() || it->second != std::make_pair(e.offset, e.length)) mismatched++;
+      if (it == in_trailer.end() || it->second.first != e.offset || it->second.second != e.length) {
+        mismatched++;
+      }
     }
   }
   lk.lock();

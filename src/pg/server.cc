@@ -7,7 +7,6 @@
 #include <grp.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -24,18 +23,6 @@ bool exists(const std::string& p) {
   struct stat st;
   return ::stat(p.c_str(), &st) == 0;
 }
-
-// The cluster state in global/pg_control (ControlFileData.state, after the system identifier
-// and two version numbers; the layout has been the same since PostgreSQL 9.x). -1 if unreadable.
-int control_state(const std::string& datadir) {
-  std::ifstream in(datadir + "/global/pg_control", std::ios::binary);
-  char buf[20];
-  if (!in.read(buf, sizeof buf)) return -1;
-  int32_t state;
-  std::memcpy(&state, buf + 16, sizeof state);
-  return state;
-}
-constexpr int kDbInProduction = 6;  // enum DBState in PostgreSQL's pg_control.h
 
 std::string log_tail(const std::string& path, size_t lines) {
   std::ifstream in(path);
@@ -55,6 +42,17 @@ Result<int> run_as(const std::vector<std::string>& args, uid_t uid, gid_t gid) {
   so.gid = gid;
   HAVEN_ASSIGN(Subprocess child, Subprocess::spawn(so));
   return child.wait(current_cancel());
+}
+
+// The postmaster's status, line 8 of postmaster.pid ("starting", "standby", "ready",
+// "stopping"; PostgreSQL pads it with spaces), or "" if there is none yet.
+std::string postmaster_status(const std::string& datadir) {
+  std::ifstream in(datadir + "/postmaster.pid");
+  std::string line;
+  for (int i = 0; i < 8 && std::getline(in, line); i++) {
+    if (i == 7) return line.substr(0, line.find(' '));
+  }
+  return "";
 }
 
 }  // namespace
@@ -88,11 +86,13 @@ Status start_and_wait_for_recovery(const std::string& datadir, const std::string
     return Error(Error::Code::kIo, "pg_ctl start failed (exit " + std::to_string(rc) + "); the server log " + log +
                                        " ends with:" + log_tail(log, 15));
   }
+  return wait_for_recovery(datadir, timeout);
+}
+
+Status wait_for_recovery(const std::string& datadir, std::chrono::seconds timeout) {
+  const std::string log = datadir + "/haven-recovery.log";
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  // PostgreSQL removes recovery.signal when archive recovery completes, but accepts writes
-  // (pg_is_in_recovery() false) only after the end-of-recovery checkpoint, when pg_control
-  // says "in production": wait for both.
-  while (exists(datadir + "/recovery.signal") || control_state(datadir) != kDbInProduction) {
+  while (exists(datadir + "/recovery.signal") || postmaster_status(datadir) != "ready") {
     if (!exists(datadir + "/postmaster.pid")) {
       return Error(Error::Code::kIo, "the server stopped during recovery; " + log + " ends with:" + log_tail(log, 15));
     }

@@ -13,11 +13,16 @@ namespace haven::pg {
 // if given.
 Result<std::string> find_pg_bin(const std::string& datadir, const std::string& bin_dir);
 
-// `pg_ctl start` on `datadir` (log to <datadir>/haven-recovery.log), then waits until recovery
-// has finished (recovery.signal removed and pg_control "in production": the server accepts
-// writes) or the server stopped. On failure the
-// error quotes the end of the server log.
+// `pg_ctl start` on `datadir` (log to <datadir>/haven-recovery.log), then wait_for_recovery().
+// On failure the error quotes the end of the server log.
 Status start_and_wait_for_recovery(const std::string& datadir, const std::string& bin_dir,
                                    std::chrono::seconds timeout);
+
+// Waits until the server running on `datadir` has finished recovery and accepts writes:
+// recovery.signal is gone and postmaster.pid reports the postmaster "ready". The file alone is
+// not enough: PostgreSQL removes it before the end-of-recovery checkpoint, and the server stays
+// read-only until that checkpoint is done and the startup process has exited. kIo if the
+// server stopped (no postmaster.pid), kTransient after `timeout`; honours the current token.
+Status wait_for_recovery(const std::string& datadir, std::chrono::seconds timeout);
 
 }  // namespace haven::pg

@@ -543,9 +543,9 @@ TEST_F(BackupTest, FileChangingDuringBackupIsReportedWithExitCode3) {
 
 TEST_F(BackupTest, GrowingFileIsReadOnlyToItsSizeWhenOpened) {
   // A writer appends as fast as it can while `haven backup` reads the file. The backup must
-  // store the file as far as it reached when haven opened it (seen through inotify's IN_OPEN,
-  // so the size the test records is at least that), finish while the writer is still going,
-  // and report the growth as a warning (exit 3).
+  // store the file as far as it reached when haven opened it (seen through inotify's IN_OPEN
+  // and IN_ACCESS, so the size the test records is at least that), finish while the writer is
+  // still going, and report the growth as a warning (exit 3).
   const std::string repo = dir_ + "/repo";
   cli_init(repo);
   const std::string src = dir_ + "/src";
@@ -559,10 +559,12 @@ TEST_F(BackupTest, GrowingFileIsReadOnlyToItsSizeWhenOpened) {
   ASSERT_GE(wfd, 0);
   int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
   ASSERT_GE(in, 0);
-  ASSERT_GE(inotify_add_watch(in, grow.c_str(), IN_OPEN), 0);
-  // When haven has opened the file, the writer pauses until the test has recorded the size
-  // (at least what haven's fstat right after its open saw), then goes on appending while
-  // haven reads.
+  ASSERT_GE(inotify_add_watch(in, grow.c_str(), IN_OPEN | IN_ACCESS), 0);
+  // When haven has opened the file, the writer pauses until the test has recorded the size,
+  // then goes on appending while haven reads. The size is recorded once haven has also read
+  // (IN_ACCESS): its fstat lies between its open and its first read, so the size recorded then
+  // is at least the size haven saw. (Recording right at IN_OPEN raced with a haven thread
+  // descheduled between open and fstat: under ASan it stored 15 MiB more than "recorded".)
   std::atomic<bool> opened{false}, paused{false}, recorded{false};
   std::thread writer([&] {
     std::string block = random_bytes(1u << 20, 22);
@@ -586,11 +588,20 @@ TEST_F(BackupTest, GrowingFileIsReadOnlyToItsSizeWhenOpened) {
   std::thread watcher([&] {
     while (!stop && size_at_open < 0) {
       pollfd p{in, POLLIN, 0};
-      if (poll(&p, 1, 20) > 0) {
-        opened = true;
+      if (poll(&p, 1, 20) <= 0) continue;
+      alignas(inotify_event) char events[4096];
+      ssize_t n = ::read(in, events, sizeof events);
+      bool read_by_haven = false;
+      for (ssize_t at = 0; at < n;) {
+        const auto* e = reinterpret_cast<const inotify_event*>(events + at);
+        if (e->mask & IN_OPEN) opened = true;
+        if (e->mask & IN_ACCESS) read_by_haven = true;
+        at += static_cast<ssize_t>(sizeof(inotify_event) + e->len);
+      }
+      if (opened && read_by_haven) {
         while (!paused && !stop && !capped) std::this_thread::sleep_for(std::chrono::milliseconds(1));
         struct stat st;
-        if (stat(grow.c_str(), &st) == 0) size_at_open = st.st_size;  // the size haven saw
+        if (stat(grow.c_str(), &st) == 0) size_at_open = st.st_size;  // >= the size haven saw
         recorded = true;
       }
     }

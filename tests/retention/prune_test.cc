@@ -10,6 +10,10 @@
 #include "retention/prune.h"
 
 #include <malloc.h>
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+// From the sanitizers' allocator interface (GCC 12 does not ship <sanitizer/allocator_interface.h>).
+extern "C" size_t __sanitizer_get_current_allocated_bytes();
+#endif
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -446,8 +450,13 @@ class PtFaultBackend : public storage::BackendWrapper {
   size_t peak_heap() const { return peak_; }
 
   static size_t heap_in_use() {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    // The sanitizers replace malloc: glibc's mallinfo2() sees none of the heap (make sanitize).
+    return __sanitizer_get_current_allocated_bytes();
+#else
     struct mallinfo2 mi = mallinfo2();
     return mi.uordblks + mi.hblkhd;
+#endif
   }
 
  private:
