@@ -10,7 +10,7 @@ FUZZ_SMOKE_SECONDS ?= 2
 # Extra CMake arguments (CI passes -DHAVEN_WERROR=ON).
 CMAKE_ARGS ?=
 # The concurrent parts TSan runs over (make sanitize).
-TSAN_TESTS ?= Lock|Cancel|Backup|Restore|Pack|Concurrent|Check|Prune|Faults|Conformance
+TSAN_TESTS ?= Lock|Cancel|Backup|Restore|Pack|Concurrent|Check|Prune|Faults|Conformance|Session|AsyncSink|Reporter|TeeSink
 
 .PHONY: all setup build test test-fast demo stress bench clean fuzz fuzz-build fuzz-smoke \
 	fuzz-corpus check-layers sanitize
@@ -47,7 +47,7 @@ sanitize: setup
 	@cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	  ctest --output-on-failure -j$(JOBS) --timeout 1800 -L unit -R '$(TSAN_TESTS)'
 	@cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j$(JOBS) \
-	  --timeout 1800 -R 'Cancel'
+	  --timeout 1800 -L integration -R 'Cancel|SessionsTest|EventsTest|OpsTest'
 
 
 # libFuzzer targets (fuzz/): a separate clang build with ASan and UBSan in $(FUZZ_BUILD).
