@@ -9,8 +9,14 @@ FUZZ_SMOKE_SECONDS ?= 2
 
 # Extra CMake arguments (CI passes -DHAVEN_WERROR=ON).
 CMAKE_ARGS ?=
-# The concurrent parts TSan runs over (make sanitize).
-TSAN_TESTS ?= Lock|Cancel|Backup|Restore|Pack|Concurrent|Check|Prune|Faults|Conformance|Session|AsyncSink|Reporter|TeeSink
+# make sanitize: the unit tests TSan runs over (a ctest -R regex). All of them: the concurrent
+# ones (Lock, Backup, Restore, Pack, Concurrent, Check, Prune) were the point, the rest
+# (repository, limits, time zones...) add half a minute. Narrow it while iterating, e.g.
+# TSAN_TESTS='Lock|Prune'.
+TSAN_TESTS ?= .
+# Left out of the ASan run: a throughput assertion (4 wal-push processes a second) that
+# instrumented code cannot meet (2 a second); wal-push itself runs in the other WAL tests.
+ASAN_EXCLUDE ?= WalPushKeepsUpSegmentsPerSecond
 
 .PHONY: all setup build test test-fast demo stress bench clean fuzz fuzz-build fuzz-smoke \
 	fuzz-corpus check-layers sanitize
@@ -36,18 +42,21 @@ test: check-layers build
 test-fast: build
 	@cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -L unit
 
-# The suite under ASan+UBSan, and the concurrent parts under TSan.
+# The whole suite under ASan+UBSan (leaks included), then the unit tests and the concurrent
+# integration tests (cancellation, sessions, events, ops) under TSan. Nothing is suppressed. atexit_sleep_ms=0: TSan otherwise sleeps a second in every
+# exiting process (to catch races at exit), which the CLI cancellation tests count against the
+# one second a signalled haven has to stop in.
 sanitize: setup
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHAVEN_SANITIZE=address >/dev/null
 	@cmake --build build-asan -j$(JOBS)
 	@cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  ctest --output-on-failure -j$(JOBS) --timeout 1800
+	  ctest --output-on-failure -j$(JOBS) --timeout 1800 $(if $(ASAN_EXCLUDE),-E '$(ASAN_EXCLUDE)')
 	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHAVEN_SANITIZE=thread >/dev/null
 	@cmake --build build-tsan -j$(JOBS)
-	@cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	@cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:atexit_sleep_ms=0 \
 	  ctest --output-on-failure -j$(JOBS) --timeout 1800 -L unit -R '$(TSAN_TESTS)'
-	@cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j$(JOBS) \
-	  --timeout 1800 -L integration -R 'Cancel|SessionsTest|EventsTest|OpsTest'
+	@cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:atexit_sleep_ms=0 \
+	  ctest --output-on-failure -j$(JOBS) --timeout 1800 -R 'Cancel|SessionsTest|EventsTest|OpsTest'
 
 
 # libFuzzer targets (fuzz/): a separate clang build with ASan and UBSan in $(FUZZ_BUILD).
