@@ -43,7 +43,7 @@ Status validate(const BackupRequest& r) {
 }
 
 Result<BackupResult> backup(repo::Repository& repo, const BackupRequest& request,
-                            EventSink& events) {
+                            const EventTarget& events) {
   CancelScope scope(repo.cancel_token());
   HAVEN_TRY(validate(request));
   backup::Options o = engine_options(request);

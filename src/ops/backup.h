@@ -42,6 +42,6 @@ Status validate(const BackupRequest& request);
 
 // Shared lock; loads the index; runs the backup and writes the snapshot.
 Result<BackupResult> backup(repo::Repository& repo, const BackupRequest& request,
-                            EventSink& events);
+                            const EventTarget& events);
 
 }  // namespace haven::ops

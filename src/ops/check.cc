@@ -31,7 +31,7 @@ Status validate(const CheckRequest& request) {
 }
 
 Result<check::Report> check(repo::Repository& repo, const CheckRequest& request,
-                            EventSink& events) {
+                            const EventTarget& events) {
   CancelScope scope(repo.cancel_token());
   HAVEN_ASSIGN(check::Options o, parse(request));
   HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kShared, events));
@@ -43,7 +43,7 @@ Result<check::Report> check(repo::Repository& repo, const CheckRequest& request,
 }
 
 Result<check::RepairStats> repair_index(repo::Repository& repo, const RepairIndexRequest&,
-                                        EventSink& events) {
+                                        const EventTarget& events) {
   CancelScope scope(repo.cancel_token());
   HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kExclusive, events));
   HAVEN_ASSIGN(check::RepairStats st, check::repair_index(held.session(), events));

@@ -27,14 +27,14 @@ Status validate(const CheckRequest& request);
 // into the same report. Damage is in the Report (Report::damaged()), not an Error; an Error
 // means the repository could not be examined (or the check was cancelled).
 Result<check::Report> check(repo::Repository& repo, const CheckRequest& request,
-                            EventSink& events);
+                            const EventTarget& events);
 
 struct RepairIndexRequest {};
 
 // Exclusive lock; rebuilds the index from the packs' trailers. Packs whose data is lost are in
 // RepairStats::unreadable_packs.
 Result<check::RepairStats> repair_index(repo::Repository& repo, const RepairIndexRequest& request,
-                                        EventSink& events);
+                                        const EventTarget& events);
 
 struct UnlockRequest {
   bool remove_all = false;  // also live locks (make sure nothing runs)

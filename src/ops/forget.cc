@@ -62,7 +62,7 @@ Status validate(const PruneRequest& r) {
 }
 
 Result<retention::PruneStats> prune(repo::Repository& repo, const PruneRequest& request,
-                                    EventSink& events) {
+                                    const EventTarget& events) {
   CancelScope scope(repo.cancel_token());
   HAVEN_TRY(validate(request));
   HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kExclusive, events));
@@ -100,7 +100,7 @@ std::string describe_policy(const ForgetRequest& r) {
 }
 
 Result<ForgetResult> forget(repo::Repository& repo, const ForgetRequest& request,
-                            EventSink& events) {
+                            const EventTarget& events) {
   CancelScope scope(repo.cancel_token());
   // Everything the request says is checked before the repository is touched.
   HAVEN_ASSIGN(ParsedForget p, parse(request));

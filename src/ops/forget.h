@@ -24,7 +24,7 @@ Status validate(const PruneRequest& request);
 
 // Exclusive lock; retention::prune.
 Result<retention::PruneStats> prune(repo::Repository& repo, const PruneRequest& request,
-                                    EventSink& events);
+                                    const EventTarget& events);
 
 struct ForgetRequest {
   // The policy (retention/policy.h): counts of 0 are off.
@@ -82,6 +82,6 @@ struct ForgetResult {
 // warning notice), applies the policy per group, removes what it does not keep, then prunes if
 // asked (prune's events follow).
 Result<ForgetResult> forget(repo::Repository& repo, const ForgetRequest& request,
-                            EventSink& events);
+                            const EventTarget& events);
 
 }  // namespace haven::ops

@@ -8,7 +8,7 @@
 namespace haven::ops {
 
 Result<std::vector<SnapshotEntry>> snapshots(repo::Repository& repo, const SnapshotsRequest&,
-                                             EventSink& events) {
+                                             const EventTarget& events) {
   CancelScope scope(repo.cancel_token());
   HAVEN_ASSIGN(auto all, list_snapshots(repo, events));
   std::vector<SnapshotEntry> out;
@@ -22,7 +22,7 @@ Status validate(const LsRequest& r) {
   return ok_status();
 }
 
-Result<LsResult> ls(repo::Repository& repo, const LsRequest& request, EventSink& events,
+Result<LsResult> ls(repo::Repository& repo, const LsRequest& request, const EventTarget& events,
                     const TreeEntryVisitor& visit) {
   CancelScope scope(repo.cancel_token());
   HAVEN_TRY(validate(request));
@@ -59,7 +59,7 @@ Status validate(const FindRequest& r) {
   return ok_status();
 }
 
-Result<FindResult> find(repo::Repository& repo, const FindRequest& request, EventSink& events,
+Result<FindResult> find(repo::Repository& repo, const FindRequest& request, const EventTarget& events,
                         const FindVisitor& visit) {
   CancelScope scope(repo.cancel_token());
   HAVEN_TRY(validate(request));
@@ -93,7 +93,7 @@ Status validate(const DiffRequest& r) {
   return ok_status();
 }
 
-Result<DiffResult> diff(repo::Repository& repo, const DiffRequest& request, EventSink& events,
+Result<DiffResult> diff(repo::Repository& repo, const DiffRequest& request, const EventTarget& events,
                         const ChangeVisitor& visit) {
   CancelScope scope(repo.cancel_token());
   HAVEN_TRY(validate(request));
@@ -150,7 +150,7 @@ double StatsResult::dedup_ratio() const {
   return stored_bytes ? double(snapshot_bytes_total) / double(stored_bytes) : 0.0;
 }
 
-Result<StatsResult> stats(repo::Repository& repo, const StatsRequest&, EventSink& events) {
+Result<StatsResult> stats(repo::Repository& repo, const StatsRequest&, const EventTarget& events) {
   CancelScope scope(repo.cancel_token());
   HAVEN_TRY(load_index(repo, events));
   HAVEN_ASSIGN(auto all, list_snapshots(repo, events));

@@ -27,7 +27,7 @@ struct SnapshotEntry {
 struct SnapshotsRequest {};
 // Every readable snapshot, oldest first (a damaged one is skipped with a warning notice).
 Result<std::vector<SnapshotEntry>> snapshots(repo::Repository& repo, const SnapshotsRequest& request,
-                                             EventSink& events);
+                                             const EventTarget& events);
 
 // A node of a snapshot's tree and its stored path with a leading '/' ("/app/etc/hosts").
 struct TreeEntry {
@@ -50,7 +50,7 @@ struct LsResult {
 Status validate(const LsRequest& request);
 // Loads the index. kNotFound naming the path and the snapshot's top-level paths if the path
 // names nothing.
-Result<LsResult> ls(repo::Repository& repo, const LsRequest& request, EventSink& events,
+Result<LsResult> ls(repo::Repository& repo, const LsRequest& request, const EventTarget& events,
                     const TreeEntryVisitor& visit = {});
 
 // --- find ---
@@ -71,7 +71,7 @@ struct FindResult {
 };
 Status validate(const FindRequest& request);
 // In every readable snapshot. Loads the index.
-Result<FindResult> find(repo::Repository& repo, const FindRequest& request, EventSink& events,
+Result<FindResult> find(repo::Repository& repo, const FindRequest& request, const EventTarget& events,
                         const FindVisitor& visit = {});
 
 // --- diff ---
@@ -94,7 +94,7 @@ struct DiffResult {
 };
 Status validate(const DiffRequest& request);
 // Loads the index. Identical subtrees are not read.
-Result<DiffResult> diff(repo::Repository& repo, const DiffRequest& request, EventSink& events,
+Result<DiffResult> diff(repo::Repository& repo, const DiffRequest& request, const EventTarget& events,
                         const ChangeVisitor& visit = {});
 
 // --- stats ---
@@ -110,6 +110,6 @@ struct StatsResult {
   double dedup_ratio() const;
 };
 // Loads the index and lists the packs.
-Result<StatsResult> stats(repo::Repository& repo, const StatsRequest& request, EventSink& events);
+Result<StatsResult> stats(repo::Repository& repo, const StatsRequest& request, const EventTarget& events);
 
 }  // namespace haven::ops

@@ -14,7 +14,7 @@ Status HeldLock::release() {
   return s->unlock();
 }
 
-Result<HeldLock> lock(repo::Repository& repo, LockMode mode, EventSink& events,
+Result<HeldLock> lock(repo::Repository& repo, LockMode mode, const EventTarget& events,
                       const CancelToken& parent) {
   auto session = std::make_unique<repo::Session>(repo, parent);
   HAVEN_TRY(session->lock(mode == LockMode::kExclusive));
@@ -25,7 +25,7 @@ Result<HeldLock> lock(repo::Repository& repo, LockMode mode, EventSink& events,
   return HeldLock(std::move(session));
 }
 
-Result<HeldLock> lock(repo::Repository& repo, LockMode mode, EventSink& events) {
+Result<HeldLock> lock(repo::Repository& repo, LockMode mode, const EventTarget& events) {
   return lock(repo, mode, events, repo.cancel_token());
 }
 

@@ -48,7 +48,7 @@ class [[nodiscard]] HeldLock {
   Status release();
 
  private:
-  friend Result<HeldLock> lock(repo::Repository& repo, LockMode mode, EventSink& events,
+  friend Result<HeldLock> lock(repo::Repository& repo, LockMode mode, const EventTarget& events,
                                const CancelToken& parent);
   explicit HeldLock(std::unique_ptr<repo::Session> session) : session_(std::move(session)) {}
   std::unique_ptr<repo::Session> session_;
@@ -57,9 +57,9 @@ class [[nodiscard]] HeldLock {
 // Opens a session of `repo` whose token is a child of `parent` and takes its lock: kLocked
 // naming the holder if a conflicting live lock exists (also another session's of this process;
 // see Session::lock). Each stale lock it ignored is reported as a notice ("ignoring stale …").
-Result<HeldLock> lock(repo::Repository& repo, LockMode mode, EventSink& events,
+Result<HeldLock> lock(repo::Repository& repo, LockMode mode, const EventTarget& events,
                       const CancelToken& parent);
 // The same, under the repository's token (Repository::cancel_token()).
-Result<HeldLock> lock(repo::Repository& repo, LockMode mode, EventSink& events);
+Result<HeldLock> lock(repo::Repository& repo, LockMode mode, const EventTarget& events);
 
 }  // namespace haven::ops

@@ -6,14 +6,15 @@ const char* notice_level_name(NoticeLevel level) {
   return level == NoticeLevel::kWarning ? "warning" : "notice";
 }
 
-void notice(EventSink& events, NoticeLevel level, const std::string& message) {
+void notice(const EventTarget& events, NoticeLevel level, const std::string& message) {
   Event e;
   e.op = OpKind::kRepository;
   e.kind = EventKind::kNotice;
   e.time = now();
   e.message = message;
+  e.operation_id = events.operation_id;
   e.data = {{"level", notice_level_name(level)}};
-  events.emit(e);
+  events.sink->emit(e);
 }
 
 Error invalid(std::string message) {
@@ -21,7 +22,7 @@ Error invalid(std::string message) {
 }
 
 namespace {
-void warn_damaged(EventSink& events, const std::vector<Error>& damaged) {
+void warn_damaged(const EventTarget& events, const std::vector<Error>& damaged) {
   for (const auto& e : damaged) {
     notice(events, NoticeLevel::kWarning,
            e.message() + " (skipped; 'haven check' lists what is damaged)");
@@ -29,7 +30,7 @@ void warn_damaged(EventSink& events, const std::vector<Error>& damaged) {
 }
 }  // namespace
 
-Status load_index(repo::Repository& repo, EventSink& events) {
+Status load_index(repo::Repository& repo, const EventTarget& events) {
   return repo.load_index([&events](const std::string&, const Error& e) {
     notice(events, NoticeLevel::kWarning,
            e.message() + " (skipped: the blobs it lists cannot be found; run 'haven repair index')");
@@ -37,7 +38,7 @@ Status load_index(repo::Repository& repo, EventSink& events) {
 }
 
 Result<std::vector<std::pair<repo::Id, repo::Snapshot>>> list_snapshots(repo::Repository& repo,
-                                                                        EventSink& events) {
+                                                                        const EventTarget& events) {
   std::vector<Error> damaged;
   auto all = repo.list_snapshots(&damaged);
   warn_damaged(events, damaged);
@@ -45,7 +46,7 @@ Result<std::vector<std::pair<repo::Id, repo::Snapshot>>> list_snapshots(repo::Re
 }
 
 Result<repo::Id> resolve_snapshot(repo::Repository& repo, const std::string& ref,
-                                  EventSink& events) {
+                                  const EventTarget& events) {
   std::vector<Error> damaged;
   auto id = repo.resolve_snapshot(ref, &damaged);
   warn_damaged(events, damaged);

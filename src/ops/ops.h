@@ -12,12 +12,14 @@
 //                            e.g. "--keep-within", the name README documents) and the fix.
 //                            Touches nothing: call it before opening the repository. The entry
 //                            point calls it again first, so a request is never run unchecked.
-//   Result<XResult> x(repo::Repository&, const XRequest&, EventSink&)
+//   Result<XResult> x(repo::Repository&, const XRequest&, const EventTarget&)
 //                            runs under the repository's cancel token (Repository::
 //                            cancel_token(); the caller cancels it), takes the repository's
 //                            lock itself (ops/lock.h: in a repo::Session of its own, whose token
 //                            a lost lock cancels too) and releases it before returning, and
-//                            reports long work through the EventSink. It returns
+//                            reports long work through the EventTarget's sink, under the
+//                            target's operation ID when it has one (a server's job ID;
+//                            otherwise a random one per operation). It returns
 //                            a typed result; it never prints, reads the environment or a
 //                            terminal, or decides an exit code.
 //
@@ -46,23 +48,23 @@ enum class NoticeLevel { kNotice, kWarning };
 const char* notice_level_name(NoticeLevel level);
 
 // Emits a repository:notice event (level in data, the message).
-void notice(EventSink& events, NoticeLevel level, const std::string& message);
+void notice(const EventTarget& events, NoticeLevel level, const std::string& message);
 
 // Error(kInvalidArgument, message): the message names the field and the fix.
 Error invalid(std::string message);
 
 // Loads the index; an index file that cannot be read is skipped with a warning notice (its
 // blobs are then missing, and only the files that need them fail).
-Status load_index(repo::Repository& repo, EventSink& events);
+Status load_index(repo::Repository& repo, const EventTarget& events);
 
 // Every readable snapshot, oldest first; one that cannot be read is skipped with a warning
 // notice.
 Result<std::vector<std::pair<repo::Id, repo::Snapshot>>> list_snapshots(repo::Repository& repo,
-                                                                        EventSink& events);
+                                                                        const EventTarget& events);
 
 // "latest", a full ID or a unique prefix (Repository::resolve_snapshot); for "latest", damaged
 // snapshots are skipped with a warning notice.
 Result<repo::Id> resolve_snapshot(repo::Repository& repo, const std::string& ref,
-                                  EventSink& events);
+                                  const EventTarget& events);
 
 }  // namespace haven::ops

@@ -52,7 +52,7 @@ Status validate(const PgBackupRequest& r) {
 }
 
 Result<pg::BaseBackupResult> pg_backup(repo::Repository& repo, const PgBackupRequest& request,
-                                       EventSink& events) {
+                                       const EventTarget& events) {
   CancelScope scope(repo.cancel_token());
   HAVEN_TRY(validate(request));
   HAVEN_ASSIGN(repo::Compression compression, repo::parse_compression(request.compression));
@@ -74,7 +74,7 @@ Result<pg::BaseBackupResult> pg_backup(repo::Repository& repo, const PgBackupReq
 
 // --- pg windows ---
 
-Result<PgWindowsResult> pg_windows(repo::Repository& repo, const PgWindowsRequest&, EventSink&) {
+Result<PgWindowsResult> pg_windows(repo::Repository& repo, const PgWindowsRequest&, const EventTarget&) {
   CancelScope scope(repo.cancel_token());
   PgWindowsResult out;
   HAVEN_ASSIGN(out.base_backups, pg::list_base_backups(repo));
@@ -101,7 +101,7 @@ std::map<std::string, uint64_t> recorded_row_counts(const repo::Snapshot& s) {
 Status validate(const PgValidateRequest&) { return ok_status(); }
 
 Result<PgValidateResult> pg_validate(repo::Repository* repo, const PgValidateRequest& request,
-                                     EventSink& events) {
+                                     const EventTarget& events) {
   HAVEN_TRY(validate(request));
   PgValidateResult out;
   std::map<std::string, uint64_t> recorded;
@@ -130,7 +130,7 @@ Status validate(const PgRetainRequest& r) {
 }
 
 Result<PgRetainResult> pg_retain(repo::Repository& repo, const PgRetainRequest& request,
-                                 EventSink& events) {
+                                 const EventTarget& events) {
   CancelScope scope(repo.cancel_token());
   HAVEN_TRY(validate(request));
   HAVEN_ASSIGN(TimeNs window, retention::parse_duration(request.window));
@@ -183,7 +183,7 @@ Status validate(const PgRestoreRequest& r) {
 }
 
 Result<PgRestoreResult> pg_restore(repo::Repository& repo, const PgRestoreRequest& request,
-                                   EventSink& events) {
+                                   const EventTarget& events) {
   CancelScope scope(repo.cancel_token());
   HAVEN_TRY(validate(request));
   PgRestoreResult out;

@@ -35,7 +35,7 @@ struct PgBackupRequest {
 Status validate(const PgBackupRequest& request);
 // Shared lock; loads the index; pg::base_backup.
 Result<pg::BaseBackupResult> pg_backup(repo::Repository& repo, const PgBackupRequest& request,
-                                       EventSink& events);
+                                       const EventTarget& events);
 
 // --- pg windows ---
 struct PgWindowsRequest {};
@@ -45,7 +45,7 @@ struct PgWindowsResult {
   std::string description;                   // pg::describe_windows
 };
 Result<PgWindowsResult> pg_windows(repo::Repository& repo, const PgWindowsRequest& request,
-                                   EventSink& events);
+                                   const EventTarget& events);
 
 // --- pg validate ---
 struct PgValidateRequest {
@@ -59,7 +59,7 @@ struct PgValidateResult {
 Status validate(const PgValidateRequest& request);
 // `repo` is needed for `against` (may be null without it).
 Result<PgValidateResult> pg_validate(repo::Repository* repo, const PgValidateRequest& request,
-                                     EventSink& events);
+                                     const EventTarget& events);
 
 // Row counts a base backup recorded (pg backup with row_counts); empty if none.
 std::map<std::string, uint64_t> recorded_row_counts(const repo::Snapshot& base_backup);
@@ -78,7 +78,7 @@ struct PgRetainResult {
 Status validate(const PgRetainRequest& request);
 // Exclusive lock (shared for a dry run); pg::retain, then the prune under the same lock.
 Result<PgRetainResult> pg_retain(repo::Repository& repo, const PgRetainRequest& request,
-                                 EventSink& events);
+                                 const EventTarget& events);
 
 // --- pg restore ---
 struct PgRestoreRequest {
@@ -117,7 +117,7 @@ Status validate(const PgRestoreRequest& request);
 // outside every window before anything is written), writes the recovery settings and, if none
 // was given, the WAL key file. Does not start the server: pg_start() does.
 Result<PgRestoreResult> pg_restore(repo::Repository& repo, const PgRestoreRequest& request,
-                                   EventSink& events);
+                                   const EventTarget& events);
 
 struct PgStartResult {
   std::string pg_bin;

@@ -40,7 +40,7 @@ Status validate(const RestoreRequest& request) {
 }
 
 Result<RestoreResult> restore(repo::Repository& repo, const RestoreRequest& request,
-                              EventSink& events) {
+                              const EventTarget& events) {
   CancelScope scope(repo.cancel_token());
   HAVEN_ASSIGN(Parsed p, parse(request));
   HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kShared, events));

@@ -44,6 +44,6 @@ Status validate(const RestoreRequest& request);
 // Shared lock; chooses the snapshot (restore::choose_snapshot), loads the index and restores.
 // Files that fail are counted in summary.errors, not an Error.
 Result<RestoreResult> restore(repo::Repository& repo, const RestoreRequest& request,
-                              EventSink& events);
+                              const EventTarget& events);
 
 }  // namespace haven::ops

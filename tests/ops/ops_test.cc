@@ -315,6 +315,41 @@ TEST_F(OpsTest, DamagedSnapshotsAreSkippedWithANotice) {
       << res->summary.substitution;
 }
 
+// A server runs each operation under its job's ID: every event of it, the engine's and the
+// operation's own notices alike, carries that ID and nothing else does.
+TEST_F(OpsTest, EventsCarryTheCallersOperationId) {
+  backup();
+  write_file(src_ + "/more", "more");
+  ops::BackupResult b2 = backup();
+  std::string path = repo_path_ + "/snapshots/" + repo::hex(b2.snapshot_id);
+  std::string bytes = read_file(path);
+  bytes[bytes.size() / 2] ^= 0x55;  // a notice: one snapshot skipped
+  ASSERT_EQ(chmod(path.c_str(), 0644), 0);
+  write_file(path, bytes);
+  repo_ = open();
+  sink_.events.clear();
+  ops::RestoreRequest rr;
+  rr.snapshot = "latest";
+  rr.target = dir_ + "/t";
+  EventTarget job(sink_, "job-42");
+  ASSERT_TRUE(ops::snapshots(*repo_, {}, job).ok());
+  auto res = ops::restore(*repo_, rr, job);
+  ASSERT_TRUE(res.ok()) << res.error().message();
+  ASSERT_FALSE(sink_.of("notice").empty());
+  ASSERT_FALSE(sink_.of(EventKind::kCompleted).empty());
+  for (const Event& e : sink_.events) {
+    EXPECT_EQ(e.operation_id, "job-42") << e.to_json().dump();
+  }
+  // Without an ID the restore gets a random one of its own.
+  sink_.events.clear();
+  rr.target = dir_ + "/t2";
+  ASSERT_TRUE(ops::restore(*repo_, rr, sink_).ok());
+  auto done = sink_.of(EventKind::kCompleted);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].operation_id.size(), 16u);
+  EXPECT_NE(done[0].operation_id, "job-42");
+}
+
 // --- check -----------------------------------------------------------------------------------
 
 TEST_F(OpsTest, CheckReportsAHealthyAndADamagedRepository) {
