@@ -44,14 +44,14 @@ Status validate(const BackupRequest& r) {
 
 Result<BackupResult> backup(repo::Repository& repo, const BackupRequest& request,
                             const EventTarget& events) {
-  CancelScope scope(repo.cancel_token());
+  OperationScope scope(repo);
   HAVEN_TRY(validate(request));
   backup::Options o = engine_options(request);
   for (const auto& f : request.exclude_files) {
     HAVEN_ASSIGN(auto pats, backup::read_exclude_file(f));
     o.excludes.insert(o.excludes.end(), pats.begin(), pats.end());
   }
-  HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kShared, events));
+  HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kShared, events, scope.token()));
   CancelScope session_scope(held.session().cancel_token());  // a lost lock stops this one
   HAVEN_TRY(load_index(repo, events));
   HAVEN_ASSIGN(backup::Summary s, backup::run(held.session(), o, events));

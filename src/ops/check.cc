@@ -32,9 +32,9 @@ Status validate(const CheckRequest& request) {
 
 Result<check::Report> check(repo::Repository& repo, const CheckRequest& request,
                             const EventTarget& events) {
-  CancelScope scope(repo.cancel_token());
+  OperationScope scope(repo);
   HAVEN_ASSIGN(check::Options o, parse(request));
-  HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kShared, events));
+  HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kShared, events, scope.token()));
   CancelScope session_scope(held.session().cancel_token());  // a lost lock stops this one
   HAVEN_ASSIGN(check::Report report, check::check(held.session(), o, events));
   HAVEN_TRY(pg::check_archive(repo, o.read_data != check::Options::ReadData::kNone, report));
@@ -44,15 +44,15 @@ Result<check::Report> check(repo::Repository& repo, const CheckRequest& request,
 
 Result<check::RepairStats> repair_index(repo::Repository& repo, const RepairIndexRequest&,
                                         const EventTarget& events) {
-  CancelScope scope(repo.cancel_token());
-  HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kExclusive, events));
+  OperationScope scope(repo);
+  HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kExclusive, events, scope.token()));
   HAVEN_ASSIGN(check::RepairStats st, check::repair_index(held.session(), events));
   HAVEN_TRY(held.release());
   return st;
 }
 
 Result<UnlockResult> unlock(repo::Repository& repo, const UnlockRequest& request) {
-  CancelScope scope(repo.cancel_token());
+  OperationScope scope(repo);
   HAVEN_ASSIGN(auto removed, repo.remove_stale_locks(request.remove_all));
   return UnlockResult{std::move(removed)};
 }

@@ -63,9 +63,9 @@ Status validate(const PruneRequest& r) {
 
 Result<retention::PruneStats> prune(repo::Repository& repo, const PruneRequest& request,
                                     const EventTarget& events) {
-  CancelScope scope(repo.cancel_token());
+  OperationScope scope(repo);
   HAVEN_TRY(validate(request));
-  HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kExclusive, events));
+  HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kExclusive, events, scope.token()));
   CancelScope session_scope(held.session().cancel_token());  // a lost lock stops this one
   retention::PruneOptions o;
   o.max_unused_percent = request.max_unused_percent;
@@ -101,13 +101,14 @@ std::string describe_policy(const ForgetRequest& r) {
 
 Result<ForgetResult> forget(repo::Repository& repo, const ForgetRequest& request,
                             const EventTarget& events) {
-  CancelScope scope(repo.cancel_token());
+  OperationScope scope(repo);
   // Everything the request says is checked before the repository is touched.
   HAVEN_ASSIGN(ParsedForget p, parse(request));
   // Removing snapshots needs the exclusive lock (no backup may pick a parent we delete, no
   // prune may run at the same time); a dry run changes nothing and shares.
   HAVEN_ASSIGN(HeldLock held,
-               lock(repo, request.dry_run ? LockMode::kShared : LockMode::kExclusive, events));
+               lock(repo, request.dry_run ? LockMode::kShared : LockMode::kExclusive, events,
+                    scope.token()));
   CancelScope session_scope(held.session().cancel_token());  // a lost lock stops this one
   HAVEN_ASSIGN(auto all, list_snapshots(repo, events));
   std::vector<retention::SnapshotRef> refs;

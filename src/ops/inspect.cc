@@ -9,7 +9,7 @@ namespace haven::ops {
 
 Result<std::vector<SnapshotEntry>> snapshots(repo::Repository& repo, const SnapshotsRequest&,
                                              const EventTarget& events) {
-  CancelScope scope(repo.cancel_token());
+  OperationScope scope(repo);
   HAVEN_ASSIGN(auto all, list_snapshots(repo, events));
   std::vector<SnapshotEntry> out;
   out.reserve(all.size());
@@ -24,7 +24,7 @@ Status validate(const LsRequest& r) {
 
 Result<LsResult> ls(repo::Repository& repo, const LsRequest& request, const EventTarget& events,
                     const TreeEntryVisitor& visit) {
-  CancelScope scope(repo.cancel_token());
+  OperationScope scope(repo);
   HAVEN_TRY(validate(request));
   LsResult out;
   HAVEN_ASSIGN(out.snapshot_id, resolve_snapshot(repo, request.snapshot, events));
@@ -61,7 +61,7 @@ Status validate(const FindRequest& r) {
 
 Result<FindResult> find(repo::Repository& repo, const FindRequest& request, const EventTarget& events,
                         const FindVisitor& visit) {
-  CancelScope scope(repo.cancel_token());
+  OperationScope scope(repo);
   HAVEN_TRY(validate(request));
   HAVEN_ASSIGN(auto all, list_snapshots(repo, events));
   HAVEN_TRY(load_index(repo, events));
@@ -95,7 +95,7 @@ Status validate(const DiffRequest& r) {
 
 Result<DiffResult> diff(repo::Repository& repo, const DiffRequest& request, const EventTarget& events,
                         const ChangeVisitor& visit) {
-  CancelScope scope(repo.cancel_token());
+  OperationScope scope(repo);
   HAVEN_TRY(validate(request));
   DiffResult out;
   HAVEN_ASSIGN(out.snapshot_a, resolve_snapshot(repo, request.snapshot_a, events));
@@ -151,7 +151,7 @@ double StatsResult::dedup_ratio() const {
 }
 
 Result<StatsResult> stats(repo::Repository& repo, const StatsRequest&, const EventTarget& events) {
-  CancelScope scope(repo.cancel_token());
+  OperationScope scope(repo);
   HAVEN_TRY(load_index(repo, events));
   HAVEN_ASSIGN(auto all, list_snapshots(repo, events));
   StatsResult out;

@@ -58,7 +58,7 @@ Result<InitResult> init(std::shared_ptr<storage::Backend> backend, const InitReq
 }
 
 Result<std::vector<repo::KeyListEntry>> list_keys(repo::Repository& repo) {
-  CancelScope scope(repo.cancel_token());
+  OperationScope scope(repo);
   return repo.list_keys();
 }
 
@@ -72,7 +72,7 @@ Status check_new_password(const KeyAddRequest& r) {
 }  // namespace
 
 Result<KeyAddResult> add_key(repo::Repository& repo, const KeyAddRequest& request) {
-  CancelScope scope(repo.cancel_token());
+  OperationScope scope(repo);
   HAVEN_TRY(validate(request));
   HAVEN_TRY(check_new_password(request));
   HAVEN_ASSIGN(std::string id, repo.add_key(request.new_password, kdf_params(request.kdf)));
@@ -80,7 +80,7 @@ Result<KeyAddResult> add_key(repo::Repository& repo, const KeyAddRequest& reques
 }
 
 Result<KeyAddResult> change_password(repo::Repository& repo, const KeyAddRequest& request) {
-  CancelScope scope(repo.cancel_token());
+  OperationScope scope(repo);
   HAVEN_TRY(validate(request));
   HAVEN_TRY(check_new_password(request));
   HAVEN_ASSIGN(std::string id, repo.change_password(request.new_password, kdf_params(request.kdf)));
@@ -93,7 +93,7 @@ Status validate(const KeyRemoveRequest& r) {
 }
 
 Status remove_key(repo::Repository& repo, const KeyRemoveRequest& request) {
-  CancelScope scope(repo.cancel_token());
+  OperationScope scope(repo);
   HAVEN_TRY(validate(request));
   return repo.remove_key(request.id);
 }

@@ -2,6 +2,20 @@
 
 namespace haven::ops {
 
+namespace {
+CancelToken::Registration forward(const CancelToken& from, const CancelToken& to) {
+  return from.on_cancel([from, to] {
+    Status why = from.check();
+    to.cancel(why.ok() ? Error(Error::Code::kCancelled, "cancelled") : why.error());
+  });
+}
+}  // namespace
+
+OperationScope::OperationScope(repo::Repository& repo)
+    : from_repository_(forward(repo.cancel_token(), token_)),
+      from_caller_(forward(current_cancel(), token_)),
+      scope_(token_) {}
+
 const char* notice_level_name(NoticeLevel level) {
   return level == NoticeLevel::kWarning ? "warning" : "notice";
 }

@@ -13,8 +13,10 @@
 //                            Touches nothing: call it before opening the repository. The entry
 //                            point calls it again first, so a request is never run unchecked.
 //   Result<XResult> x(repo::Repository&, const XRequest&, const EventTarget&)
-//                            runs under the repository's cancel token (Repository::
-//                            cancel_token(); the caller cancels it), takes the repository's
+//                            runs under an OperationScope: cancelled by the repository's
+//                            token (Repository::cancel_token(): the CLI's signals) or by the
+//                            caller's current token (util/cancel.h CancelScope: a server's
+//                            job), whichever fires first; takes the repository's
 //                            lock itself (ops/lock.h: in a repo::Session of its own, whose token
 //                            a lost lock cancels too) and releases it before returning, and
 //                            reports long work through the EventTarget's sink, under the
@@ -43,6 +45,24 @@
 #include "util/events.h"
 
 namespace haven::ops {
+
+// The cancellation of one operation: a token of its own, cancelled (with the reason) when the
+// repository's token is or when the token current on the calling thread at construction is
+// (so one job of a server stops without touching the others on the same repository). It is
+// this thread's current token while the scope lives; the operation's session is its child.
+class OperationScope {
+ public:
+  explicit OperationScope(repo::Repository& repo);
+  OperationScope(const OperationScope&) = delete;
+  OperationScope& operator=(const OperationScope&) = delete;
+  const CancelToken& token() const { return token_; }
+
+ private:
+  CancelToken token_;
+  CancelToken::Registration from_repository_;
+  CancelToken::Registration from_caller_;
+  CancelScope scope_;
+};
 
 enum class NoticeLevel { kNotice, kWarning };
 const char* notice_level_name(NoticeLevel level);

@@ -53,7 +53,7 @@ Status validate(const PgBackupRequest& r) {
 
 Result<pg::BaseBackupResult> pg_backup(repo::Repository& repo, const PgBackupRequest& request,
                                        const EventTarget& events) {
-  CancelScope scope(repo.cancel_token());
+  OperationScope scope(repo);
   HAVEN_TRY(validate(request));
   HAVEN_ASSIGN(repo::Compression compression, repo::parse_compression(request.compression));
   pg::BaseBackupOptions o;
@@ -63,7 +63,7 @@ Result<pg::BaseBackupResult> pg_backup(repo::Repository& repo, const PgBackupReq
   o.tags = request.tags;
   o.threads = request.threads;
   o.row_counts = request.row_counts;
-  HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kShared, events));
+  HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kShared, events, scope.token()));
   CancelScope session_scope(held.session().cancel_token());  // a lost lock stops this one
   held.session().set_compression(compression);  // this backup's packs only
   HAVEN_TRY(load_index(repo, events));
@@ -75,7 +75,7 @@ Result<pg::BaseBackupResult> pg_backup(repo::Repository& repo, const PgBackupReq
 // --- pg windows ---
 
 Result<PgWindowsResult> pg_windows(repo::Repository& repo, const PgWindowsRequest&, const EventTarget&) {
-  CancelScope scope(repo.cancel_token());
+  OperationScope scope(repo);
   PgWindowsResult out;
   HAVEN_ASSIGN(out.base_backups, pg::list_base_backups(repo));
   HAVEN_ASSIGN(out.windows, pg::recoverable_windows(repo, out.base_backups));
@@ -110,7 +110,7 @@ Result<PgValidateResult> pg_validate(repo::Repository* repo, const PgValidateReq
       return invalid("--against " + request.against +
                      ": comparing with a base backup needs its repository (give --repo)");
     }
-    CancelScope scope(repo->cancel_token());
+    OperationScope scope(*repo);
     HAVEN_ASSIGN(repo::Id id, resolve_snapshot(*repo, request.against, events));
     HAVEN_ASSIGN(repo::Snapshot snap, repo->load_snapshot(id));
     out.against = id;
@@ -131,11 +131,12 @@ Status validate(const PgRetainRequest& r) {
 
 Result<PgRetainResult> pg_retain(repo::Repository& repo, const PgRetainRequest& request,
                                  const EventTarget& events) {
-  CancelScope scope(repo.cancel_token());
+  OperationScope scope(repo);
   HAVEN_TRY(validate(request));
   HAVEN_ASSIGN(TimeNs window, retention::parse_duration(request.window));
   HAVEN_ASSIGN(HeldLock held,
-               lock(repo, request.dry_run ? LockMode::kShared : LockMode::kExclusive, events));
+               lock(repo, request.dry_run ? LockMode::kShared : LockMode::kExclusive, events,
+                    scope.token()));
   PgRetainResult out;
   HAVEN_ASSIGN(out.retain, pg::retain(held.session(), window, request.as_of.value_or(now()), request.dry_run));
   if (request.prune && !request.dry_run && !out.retain.forgotten.empty()) {
@@ -184,7 +185,7 @@ Status validate(const PgRestoreRequest& r) {
 
 Result<PgRestoreResult> pg_restore(repo::Repository& repo, const PgRestoreRequest& request,
                                    const EventTarget& events) {
-  CancelScope scope(repo.cancel_token());
+  OperationScope scope(repo);
   HAVEN_TRY(validate(request));
   PgRestoreResult out;
   HAVEN_ASSIGN(out.recovery, pg::parse_recovery_target({request.latest, request.time, request.lsn,
@@ -194,7 +195,7 @@ Result<PgRestoreResult> pg_restore(repo::Repository& repo, const PgRestoreReques
   out.restore_command = shell_quote(request.wal_fetch_program) + " -r " +
                         shell_quote(request.repository) + " wal-fetch --wal-key-file " +
                         shell_quote(out.wal_key_file) + " %f %p";
-  HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kShared, events));
+  HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kShared, events, scope.token()));
   CancelScope session_scope(held.session().cancel_token());  // a lost lock stops this one
   HAVEN_TRY(load_index(repo, events));
   pg::PgRestoreOptions o;

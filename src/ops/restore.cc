@@ -41,9 +41,9 @@ Status validate(const RestoreRequest& request) {
 
 Result<RestoreResult> restore(repo::Repository& repo, const RestoreRequest& request,
                               const EventTarget& events) {
-  CancelScope scope(repo.cancel_token());
+  OperationScope scope(repo);
   HAVEN_ASSIGN(Parsed p, parse(request));
-  HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kShared, events));
+  HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kShared, events, scope.token()));
   CancelScope session_scope(held.session().cancel_token());  // a lost lock stops this one
   // The library picks the snapshot, and says when a damaged one may have been the one asked for.
   HAVEN_ASSIGN(restore::Choice choice, restore::choose_snapshot(repo, request.snapshot, p.at));

@@ -585,6 +585,46 @@ TEST_F(OpsTest, ACancelledOperationWritesNothingAndLeavesNoLock) {
   EXPECT_TRUE(locks().empty());
 }
 
+// A server cancels one job, not the repository: the caller's current token (CancelScope)
+// stops the operation it runs, mid-way, while another operation on the same Repository object
+// goes on and the repository's own token stays untouched.
+TEST_F(OpsTest, TheCallersTokenCancelsOnlyItsOwnOperation) {
+  for (int i = 0; i < 40; ++i) {
+    write_file(src_ + "/data/big" + std::to_string(i), random_bytes(2 << 20, 100 + i));
+  }
+  CancelToken job;
+  std::atomic<bool> cancelled_at_progress{false};
+  class CancellingSink : public EventSink {
+   public:
+    CancellingSink(CancelToken t, std::atomic<bool>& flag) : t_(std::move(t)), flag_(flag) {}
+    void emit(const Event& e) override {
+      if (e.kind == EventKind::kProgress && e.progress && e.progress->bytes_done > 0 &&
+          !flag_.exchange(true)) {
+        t_.cancel();
+      }
+    }
+   private:
+    CancelToken t_;
+    std::atomic<bool>& flag_;
+  } sink(job, cancelled_at_progress);
+  ops::BackupRequest req;
+  req.paths = {src_};
+  Result<ops::BackupResult> r = Error(Error::Code::kInternal, "not run");
+  {
+    CancelScope scope(job);
+    r = ops::backup(*repo_, req, sink);
+  }
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), Error::Code::kCancelled) << r.error().message();
+  EXPECT_TRUE(cancelled_at_progress.load());
+  EXPECT_FALSE(repo_->cancel_token().cancelled());
+  EXPECT_TRUE(list_dir(repo_path_ + "/snapshots").empty());
+  EXPECT_TRUE(locks().empty());
+  // The same Repository object runs the next operation normally.
+  ops::BackupResult b = backup();
+  EXPECT_NE(b.snapshot_id, Id{});
+}
+
 // --- keys --------------------------------------------------------------------------------------
 
 TEST_F(OpsTest, KeysAddListPasswdRemove) {
