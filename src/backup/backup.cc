@@ -814,6 +814,9 @@ Result<Summary> Archiver::run() {
                 {"warnings", warnings_.load()},
                 {"duration_ms", static_cast<uint64_t>((snap.end_time - snap.time) / 1000000)}};
   if (opts_.before_snapshot) HAVEN_TRY(opts_.before_snapshot(snap));
+  // A cancellation that arrived after the last file (even during the final progress report)
+  // still leaves no snapshot.
+  HAVEN_TRY(session_.cancel_token().check());
   HAVEN_ASSIGN(Id id, session_.save_snapshot(snap));
   Summary s{id, snap, warnings_.load()};
   return s;

@@ -120,7 +120,7 @@ TEST_F(EventsTest, BackupThenRestoreReportTheirWholeSequence) {
   }
   EXPECT_EQ(kinds, (std::vector<std::string>{"restore:initiated", "restore:progress",
                                              "restore:validated", "restore:completed"}));
-  const Progress& lastr = *rs.of(EventKind::kProgress).back().progress;
+  const Progress lastr = *rs.of(EventKind::kProgress).back().progress;
   EXPECT_TRUE(lastr.final);
   EXPECT_EQ(lastr.files_done, files_);
   EXPECT_EQ(lastr.files_total, files_);
