@@ -26,10 +26,19 @@ ALLOWED = {
     "pg": {"util", "crypto", "chunker", "storage", "repo", "backup", "restore", "check", "retention"},
     "ops": {"util", "crypto", "chunker", "storage", "repo", "backup", "restore", "check",
             "retention", "pg"},
+    # The server wave: schedule and catalog build on util alone; config (haven.yaml) on
+    # schedule; jobs runs operations and records them; server is the REST front end.
+    "schedule": {"util"},
+    "catalog": {"util"},
+    "config": {"util", "schedule"},
+    "jobs": {"util", "crypto", "chunker", "storage", "repo", "backup", "restore", "check",
+             "retention", "pg", "ops", "schedule", "config", "catalog"},
+    "server": {"util", "crypto", "chunker", "storage", "repo", "backup", "restore", "check",
+               "retention", "pg", "ops", "schedule", "config", "catalog", "jobs"},
     "cli": {"util", "crypto", "chunker", "storage", "repo", "backup", "restore", "check",
-            "retention", "pg", "ops"},
+            "retention", "pg", "ops", "schedule", "config", "catalog", "jobs"},
 }
-FRONT_ENDS = {"cli"}  # may print, read the environment and set up the process
+FRONT_ENDS = {"cli", "server"}  # may print, read the environment and set up the process
 
 # Library code must not do these (a long-running server hosts it).
 FORBIDDEN = [

@@ -18,11 +18,14 @@ PACKAGES=(
   attr acl            # setfattr/getfattr, setfacl for tests
   util-linux          # script(1) for tty tests
   python3             # demo and bench helpers
-  tzdata              # time zones for retention (forget --timezone)
+  tzdata              # time zones for retention and schedules (also read by the cron test's Python zoneinfo oracle)
   clang libclang-rt-14-dev  # the libFuzzer targets (make fuzz): clang 14 and its fuzzer/ASan/UBSan runtimes
   libhowardhinnant-date-dev  # date/tz.h + libdate-tz: zone conversions for retention, on tzdata's files (no download)
   libpq-dev           # PostgreSQL client library (pg backup, restore validation)
   postgresql-15 postgresql-client-15  # the server the PostgreSQL tests start (as an unprivileged user)
+  libsqlite3-dev      # the server's operations catalog
+  libyaml-cpp-dev     # haven.yaml (with line and column of every key)
+  libcpp-httplib-dev  # the server's REST API (HTTP/HTTPS)
 )
 
 SUDO=""

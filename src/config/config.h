@@ -1,0 +1,375 @@
+// config/config.h — the model of haven.yaml, the server's configuration file, its loader, and
+// the JSON form of a policy for the REST API.
+//
+// haven.yaml has three sections: `server` (how the server listens and behaves), `locations`
+// (repositories: where backups go, with their password and credentials) and `policies` (what
+// is backed up, when, where to, kept how long, and with which RPO/RTO). Every key, its type,
+// its default and its range is documented on the model's field below; README's "haven.yaml"
+// section shows a whole file.
+//
+// Loading checks everything it can without touching a repository or the network, and reports
+// every problem it finds (not only the first) as a Diagnostic with file:line:column and the
+// key path (config/diagnostic.h): YAML syntax, unknown keys (with a did-you-mean), wrong types,
+// missing required keys, values outside their enumeration or range, duplicate names, a policy
+// naming no location, paths that are not absolute, password and credential files that do not
+// exist or cannot be read, environment variables that are not set. It does not validate cron
+// expressions or time-zone names: the schedule module does, later, and reports with the marks
+// kept here (Schedule::cron_mark, Schedule::timezone_mark, Retention::timezone_mark).
+//
+// Secrets (a location's password and credentials) are resolved while loading — files are read,
+// named environment variables looked up through the caller's EnvLookup (the library never reads
+// the environment itself) — and held as Secret, which prints and serialises as "***". No
+// diagnostic and no to_json output ever contains a resolved value.
+//
+// Policies have a JSON form (camelCase keys mirroring the YAML: resourceType, retention,
+// maxParallelJobs…) for the REST API. policy_from_json runs the very decoder haven.yaml's
+// policies go through, so both give the same checks and the same messages; only the key paths
+// differ ("retention.daily" instead of "policies[0].retention.daily").
+//
+// Thread-safety: the functions are reentrant; the model is a plain value.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "config/diagnostic.h"
+#include "config/secret.h"
+#include "util/error.h"
+
+namespace haven::config {
+
+// Looks up an environment variable by name: its value, or nullopt when it is not set. An empty
+// value counts as unset. The server passes one that reads its environment; tests pass a map.
+using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
+
+// ---------------------------------------------------------------------------------------------
+// Enumerations. name() gives each value's spelling in haven.yaml and in JSON.
+
+// seed 004's storage_type_enum without 'hybrid' (a repository lives in one place; copies in
+// other regions are replication's business).
+// s3 azure_blob gcp_storage on_premise
+enum class StorageType { kS3, kAzureBlob, kGcpStorage, kOnPremise };
+// seed 004's resource_type_enum: the two kinds Haven backs up.
+enum class ResourceType { kFiles, kDatabase };  // files database (PostgreSQL)
+enum class Strategy { kFull, kIncremental, kDifferential };  // full incremental differential
+enum class Compression { kNone, kLow, kMedium, kHigh };      // none low medium high
+enum class SlaTier { kCritical, kHigh, kStandard, kLower };  // CRITICAL HIGH STANDARD LOWER
+enum class TimeUnit { kSeconds, kMinutes, kHours, kDays };   // seconds minutes hours days
+enum class CatchUp { kNone, kOnce };                         // none once
+enum class Overlap { kSkip, kQueue };                        // skip queue
+enum class Priority { kNormal, kHigh };                      // normal high
+enum class IntegrityCheck { kNone, kQuick, kReadData };      // none quick read-data
+enum class ShutdownMode { kCancel, kFinish };                // cancel finish
+
+std::string_view name(StorageType v);
+std::string_view name(ResourceType v);
+std::string_view name(Strategy v);
+std::string_view name(Compression v);
+std::string_view name(SlaTier v);
+std::string_view name(TimeUnit v);
+std::string_view name(CatchUp v);
+std::string_view name(Overlap v);
+std::string_view name(Priority v);
+std::string_view name(IntegrityCheck v);
+std::string_view name(ShutdownMode v);
+
+// ---------------------------------------------------------------------------------------------
+// server:
+
+struct TlsFiles {
+  std::string cert_file;  // cert_file: PEM certificate chain; absolute, readable
+  std::string key_file;   // key_file: PEM private key; absolute, readable
+  bool operator==(const TlsFiles&) const = default;
+};
+
+struct ServerSettings {
+  // listen: "host:port" (an IPv6 address in brackets: "[::1]:8420"); port 1 to 65535.
+  // Default 127.0.0.1:8420 (loopback only: listening wider is a decision to write down).
+  std::string listen_host = "127.0.0.1";
+  int listen_port = 8420;
+  // catalog: the operations database (SQLite) file; absolute. Default
+  // /var/lib/haven/catalog.db.
+  std::string catalog = "/var/lib/haven/catalog.db";
+  // tls: {cert_file, key_file}, both or neither. Default: none (plain HTTP).
+  std::optional<TlsFiles> tls;
+  // max_parallel_jobs: jobs (of all policies) running at once; 1 to 256. Default 2.
+  int max_parallel_jobs = 2;
+  // shutdown: what SIGTERM does with running jobs. finish (default): stop starting jobs, let
+  // the running ones finish for up to shutdown_timeout_seconds, then cancel what is left.
+  // cancel: cancel them at once (each stops at its next cancellation point).
+  ShutdownMode shutdown = ShutdownMode::kFinish;
+  // shutdown_timeout_seconds: 1 to 86400, default 300; only with shutdown: finish.
+  int shutdown_timeout_seconds = 300;
+  // events_retention_days: how long the catalog keeps job events; 1 to 36500. Default 90.
+  int events_retention_days = 90;
+
+  SourceMark mark;  // the `server` mapping
+  bool operator==(const ServerSettings&) const = default;
+};
+
+// ---------------------------------------------------------------------------------------------
+// locations[]:
+
+// A secret and where it came from: {file: PATH} (the file's first line) or {env: NAME}.
+struct SecretRef {
+  enum class Kind { kFile, kEnv };
+  Kind kind = Kind::kFile;
+  std::string source;  // the file's path or the variable's name (not secret)
+  Secret value;        // resolved while loading; never empty
+  bool operator==(const SecretRef&) const = default;
+};
+
+// One repository (seed 004's backup_storage_locations).
+struct Location {
+  std::string name;         // name: required, unique; letters, digits, '.', '_', '-' (≤ 255)
+  std::string description;  // description: default ""
+  // storage_type: s3 | azure_blob | gcp_storage | on_premise; default: from `repository`
+  // (s3:https://storage.googleapis.com/… gcp_storage, s3:… s3, azure:… azure_blob, a path
+  // on_premise). When given it must agree with `repository`.
+  StorageType storage_type = StorageType::kOnPremise;
+  // repository: required; as the CLI's --repo takes it: an absolute path or local:/path
+  // (on_premise), s3:bucket/prefix or s3:https://host/bucket/prefix (s3),
+  // s3:https://storage.googleapis.com/bucket/prefix (gcp_storage: GCS's S3-interoperable API
+  // with an HMAC key), azure:container/prefix (azure_blob).
+  std::string repository;
+  // password_file: PATH (its first line, absolute path) or password_env: NAME — exactly one;
+  // required: every Haven repository is encrypted.
+  SecretRef password;
+  std::string primary_region;  // primary_region: a label (seed 004); default ""
+  // settings: plain, non-secret backend settings, by the names storage/backend.h documents
+  // for the location's kind (HAVEN_S3_REGION, HAVEN_S3_PATH_STYLE, AZURE_STORAGE_ACCOUNT…).
+  // Secret names (keys, tokens, connection strings) are refused here: they go in credentials.
+  // on_premise locations take none. Default: none.
+  std::map<std::string, std::string> settings;
+  // credentials: NAME: {env: VARIABLE} | {file: PATH}, by the same names (AWS_ACCESS_KEY_ID,
+  // AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN,
+  // AZURE_STORAGE_CONNECTION_STRING, or any setting name). Default: none (then the backend
+  // finds nothing: S3 needs keys or a profile file, Azure a key, SAS or connection string).
+  std::map<std::string, SecretRef> credentials;
+
+  SourceMark mark;  // the location's mapping
+  bool operator==(const Location&) const = default;
+
+  // The backend setting `name` (storage::BackendSettings::lookup): from settings, then from
+  // credentials (revealed), else nullopt. The server builds each repository's
+  // BackendSettings from this, so several repositories with different credentials coexist.
+  std::optional<std::string> backend_setting(const std::string& name) const;
+};
+
+// The setting names storage/backend.h documents for a kind of location (none for on_premise),
+// and whether each holds a secret (then it may only come from credentials).
+struct BackendSettingName {
+  std::string_view name;
+  bool secret;
+};
+std::vector<BackendSettingName> backend_setting_names(StorageType type);
+
+// ---------------------------------------------------------------------------------------------
+// policies[]:
+
+// schedules[]: one cron schedule of a policy (seed 004: schedule_cron, timezone, backup_type).
+struct Schedule {
+  std::string cron;  // cron: required; 5 fields; checked by the schedule module, not here
+  Strategy strategy = Strategy::kIncremental;  // strategy: default incremental
+  std::string timezone = "UTC";  // timezone: an IANA name or UTC; default UTC (seed 004)
+  SourceMark mark;           // the schedule's mapping
+  SourceMark cron_mark;      // its cron value: "policies[0].schedules[1].cron"
+  SourceMark timezone_mark;  // its timezone value (the schedule's mapping when defaulted)
+  bool operator==(const Schedule&) const = default;
+};
+
+// retention: which snapshots the policy keeps, as ops::ForgetRequest (ops/forget.h) takes them.
+// Absent: the seeds' defaults, daily 7, weekly 4, monthly 12, yearly 7. Given: only what it
+// says (every count defaults to 0 = off); it must keep something (a count or days). Counts are
+// whole numbers >= 0.
+//   days N      → ForgetRequest::keep_within = "<N>d" (keep_within()): every snapshot within N
+//                 days of the group's newest one; 0 to 36500.
+//   minCopies N → ForgetRequest::min_copies: keep the newest removed ones until N are kept.
+//   maxCopies N → ForgetRequest::max_copies: never more than N kept (the oldest kept beyond
+//                 the N newest go); 0 = no cap. minCopies may not exceed maxCopies.
+//   last N      → ForgetRequest::keep_last
+//   hourly, daily, weekly, monthly, yearly N → ForgetRequest::keep_hourly … keep_yearly
+//   timezone    → ForgetRequest::timezone (the zone hours, days… are counted in); default:
+//                 the first schedule's timezone, else UTC.
+// Not in the model: ForgetRequest::keep_tags and group_by (the runner decides how a policy's
+// snapshots are grouped), dry_run and prune.
+// For database policies the same rules apply to base backups (they are snapshots); `days` is
+// also the natural point-in-time window for ops::PgRetainRequest::window.
+struct Retention {
+  int days = 0;
+  int min_copies = 0;
+  int max_copies = 0;
+  int last = 0;
+  int hourly = 0, daily = 0, weekly = 0, monthly = 0, yearly = 0;
+  std::string timezone = "UTC";
+  // Its value's mark; when defaulted, the first schedule's timezone mark (the zone it took),
+  // else the policy's mapping (path "….retention.timezone").
+  SourceMark timezone_mark;
+  bool operator==(const Retention&) const = default;
+
+  // "<days>d", or "" when days is 0 (ForgetRequest::keep_within).
+  std::string keep_within() const;
+};
+
+// rpo, rto: {value: N, unit: seconds|minutes|hours|days}; value 1 to 100000.
+struct Objective {
+  int64_t value = 0;
+  TimeUnit unit = TimeUnit::kMinutes;
+  int64_t seconds() const;
+  bool operator==(const Objective&) const = default;
+};
+
+// seed 003's SLA tiers, as presets for rpo and rto:
+//   CRITICAL RPO 1 minute, RTO 15 minutes   HIGH  RPO 5 minutes, RTO 1 hour
+//   STANDARD RPO 15 minutes, RTO 2 hours    LOWER RPO 1 hour, RTO 24 hours
+Objective tier_rpo(SlaTier tier);
+Objective tier_rto(SlaTier tier);
+
+// database: the PostgreSQL cluster a database policy backs up (ops::PgBackupRequest).
+struct PgSource {
+  std::string pgdata;    // pgdata: required; the data directory, absolute
+  // conninfo: libpq connection string; default "" (libpq's defaults). A password in it is
+  // refused (it would sit in haven.yaml and in JSON): use ~/.pgpass or PGPASSFILE.
+  std::string conninfo;
+  bool operator==(const PgSource&) const = default;
+};
+
+// One backup policy (seed 004's backup_policies).
+struct Policy {
+  std::string name;         // name: required, unique; letters, digits, '.', '_', '-' (≤ 255)
+  std::string description;  // description: default ""
+  ResourceType resource_type = ResourceType::kFiles;  // resource_type: required
+  // sources: files policies: required, not empty; absolute paths (BackupRequest::paths).
+  std::vector<std::string> sources;
+  // excludes: files policies: globs (BackupRequest::excludes); default none.
+  std::vector<std::string> excludes;
+  // one_file_system: files policies: default false (BackupRequest::one_file_system).
+  bool one_file_system = false;
+  // database: database policies: required (ops::PgBackupRequest's pgdata and conninfo).
+  std::optional<PgSource> database;
+  std::string location;  // location: required; the name of a location
+  // schedules: required; a list, which may be empty ([]: the policy runs only when started
+  // through the API or the CLI).
+  std::vector<Schedule> schedules;
+  Retention retention;   // retention: see Retention
+  // compression: none | low | medium | high. Default: the operation's own — files: the
+  // repository's level (set at init, medium by default); database: low
+  // (PgBackupRequest::compression).
+  std::optional<Compression> compression;
+  // encryption: {enabled: true, algorithm: AES-256-GCM} may be written for the seeds' sake;
+  // Haven repositories are always encrypted with AES-256-GCM, so nothing else is accepted and
+  // nothing is stored.
+  // sla_tier: CRITICAL | HIGH | STANDARD | LOWER; default none. Presets rpo and rto; an
+  // explicit rpo or rto overrides the tier's.
+  std::optional<SlaTier> sla_tier;
+  // rpo / rto: the objectives monitoring holds the policy to; default: the tier's, or none
+  // (then the policy has no RPO/RTO status).
+  std::optional<Objective> rpo, rto;
+  // max_parallel_jobs: worker threads of one run of this policy (BackupRequest::threads,
+  // PgBackupRequest::threads; seed 004's per-policy parallelism — one policy never runs twice
+  // at once, see overlap); 1 to 256, default 2 (seed 004).
+  int max_parallel_jobs = 2;
+  // bandwidth_limit_mbps: megabits per second for the run's uploads and downloads together
+  // (the CLI's --bandwidth-limit-mbps); 1 to 1000000; default none (unlimited).
+  std::optional<int> bandwidth_limit_mbps;
+  bool is_active = true;  // is_active: default true; an inactive policy's schedules do not fire
+  // catch_up: what the scheduler does with fire times missed while the server was down:
+  // none (skip them) or once (default: one run for all of them).
+  CatchUp catch_up = CatchUp::kOnce;
+  // overlap: when a fire time comes while the policy's previous run is still going: skip
+  // (default: that fire time is dropped, with an event) or queue (run after it; at most one
+  // waiting).
+  Overlap overlap = Overlap::kSkip;
+  int retry_count = 2;             // retry_count: retries of a failed run, 0 to 100; default 2
+  // retry_backoff_seconds: wait before the first retry, doubling per retry; 1 to 86400,
+  // default 30.
+  int retry_backoff_seconds = 30;
+  Priority priority = Priority::kNormal;  // priority: normal (default) | high: queued first
+  // integrity_check: after each backup: none, quick (default: check's structure pass, a
+  // metadata check) or read-data (also decrypt and re-hash every blob).
+  IntegrityCheck integrity_check = IntegrityCheck::kQuick;
+  // tags: added to every snapshot (BackupRequest::tags); default none; not empty, no ','.
+  std::vector<std::string> tags;
+
+  SourceMark mark;  // the policy's mapping
+  bool operator==(const Policy&) const = default;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The whole file.
+
+struct Config {
+  std::string file;  // the file name given to the loader
+  ServerSettings server;           // server: optional (every key has a default)
+  std::vector<Location> locations;  // locations: required, at least one
+  std::vector<Policy> policies;     // policies: optional, default none (the API adds more)
+
+  const Location* find_location(std::string_view name) const;
+  const Policy* find_policy(std::string_view name) const;
+  bool operator==(const Config&) const = default;
+};
+
+// The outcome of checking a document: `diagnostics` empty means `value` is valid. When there
+// are diagnostics, `value` holds what could be read and must not be used.
+template <typename T>
+struct Checked {
+  T value;
+  std::vector<Diagnostic> diagnostics;
+  bool ok() const { return diagnostics.empty(); }
+};
+
+// Reads and checks haven.yaml at `path` (diagnostics name the file as `path`). Password and
+// credential files are read and `env` consulted for the variables the file names.
+// `haven config check` prints every diagnostic and exits non-zero when there is one.
+Checked<Config> check_config_file(const std::string& path, const EnvLookup& env);
+// The same for text already read; `file_name` is what diagnostics call it.
+Checked<Config> check_config(const std::string& text, const std::string& file_name,
+                             const EnvLookup& env);
+
+// The same as Results: the Config, or config_error(diagnostics) — kInvalidArgument whose
+// message is every diagnostic, one per line; a configuration file that cannot be read at all
+// fails with errno_error's code (kNotFound, kPermissionDenied…).
+Result<Config> load_config_file(const std::string& path, const EnvLookup& env);
+Result<Config> parse_config(const std::string& text, const std::string& file_name,
+                            const EnvLookup& env);
+
+// ---------------------------------------------------------------------------------------------
+// JSON (nlohmann): `nlohmann::json j = policy;` and so on. Keys are camelCase; secrets show as
+// "***" next to where they come from ({"env": "PROD_KEY_ID", "value": "***"}).
+//
+// A policy's JSON mirrors its YAML:
+//   {"name", "description", "resourceType", "sources", "excludes", "oneFileSystem" (files),
+//    "database": {"pgdata", "conninfo"} (database), "location",
+//    "schedules": [{"cron", "strategy", "timezone"}],
+//    "retention": {"days", "minCopies", "maxCopies", "last", "hourly", "daily", "weekly",
+//                  "monthly", "yearly", "timezone"},
+//    "compression" (when set), "encryption": {"enabled": true, "algorithm": "AES-256-GCM"},
+//    "slaTier", "rpo", "rto" ({"value", "unit"}; each when set), "maxParallelJobs",
+//    "bandwidthLimitMbps" (when set), "isActive", "catchUp", "overlap", "retryCount",
+//    "retryBackoffSeconds", "priority", "integrityCheck", "tags"}
+// policy_from_json(to_json(p)) gives p back.
+void to_json(nlohmann::json& j, const Policy& policy);
+void to_json(nlohmann::json& j, const Location& location);
+void to_json(nlohmann::json& j, const ServerSettings& server);
+void to_json(nlohmann::json& j, const Config& config);  // {"server", "locations", "policies"}
+
+// Decodes and checks a policy's JSON exactly as haven.yaml's policies are checked (the same
+// decoder), `locations` being those its "location" may name. Diagnostics carry JSON key paths
+// ("retention.daily") and no file or position.
+Checked<Policy> check_policy_json(const nlohmann::json& json,
+                                  const std::vector<Location>& locations);
+// The same from a request body: text that is not JSON gives one diagnostic saying where.
+Checked<Policy> check_policy_json_text(std::string_view text,
+                                       const std::vector<Location>& locations);
+// As Results (config_error() on any diagnostic).
+Result<Policy> policy_from_json(const nlohmann::json& json,
+                                const std::vector<Location>& locations);
+
+}  // namespace haven::config
