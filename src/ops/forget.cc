@@ -1,5 +1,7 @@
 #include "ops/forget.h"
 
+#include <algorithm>
+
 #include "ops/lock.h"
 #include "ops/ops.h"
 
@@ -113,7 +115,13 @@ Result<ForgetResult> forget(repo::Repository& repo, const ForgetRequest& request
   HAVEN_ASSIGN(auto all, list_snapshots(repo, events));
   std::vector<retention::SnapshotRef> refs;
   refs.reserve(all.size());
-  for (const auto& [id, s] : all) refs.push_back({id, s.time, s.hostname, s.paths, s.tags});
+  for (const auto& [id, s] : all) {
+    bool selected = std::all_of(request.only_tags.begin(), request.only_tags.end(),
+                                [&s](const std::string& t) {
+                                  return std::find(s.tags.begin(), s.tags.end(), t) != s.tags.end();
+                                });
+    if (selected) refs.push_back({id, s.time, s.hostname, s.paths, s.tags});
+  }
   std::vector<retention::Group> groups = retention::apply(p.policy, refs, p.zone, p.group_by);
 
   ForgetResult out;

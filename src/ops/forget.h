@@ -38,6 +38,9 @@ struct ForgetRequest {
   // cli/timezone.h).
   std::string timezone = "UTC";
   std::string group_by = "host,paths";  // comma-separated host, paths, tags; "" = one group
+  // Only snapshots carrying every one of these tags are considered (kept or removed); the
+  // others are left alone (a server applies each policy's retention to its own snapshots).
+  std::vector<std::string> only_tags;
   bool dry_run = false;  // decide and report only (takes the lock shared)
   bool prune = false;    // prune afterwards, under the same lock (not with dry_run)
   std::optional<double> max_unused_percent;  // for the prune; only with `prune`

@@ -1,0 +1,773 @@
+#include "catalog/sqlite_catalog.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <filesystem>
+#include <limits>
+
+#include "catalog/ids.h"
+#include "catalog/schema.h"
+#include "catalog/sqlite_rows.h"
+
+namespace haven::catalog {
+namespace {
+
+using sqlite::Db;
+using sqlite::Stmt;
+using sqlite::Txn;
+namespace rows = sqlite_rows;
+
+Error not_found(const std::string& what) {
+  return Error(Error::Code::kNotFound, what + " not found");
+}
+Error invalid(const std::string& what) { return Error(Error::Code::kInvalidArgument, what); }
+std::string in_quotes(const std::string& s) { return "'" + s.substr(0, 300) + "'"; }
+
+// Every row `sql` (which selects t.select_list()) returns, after `bind(stmt)`.
+template <typename Row, typename Bind>
+Result<std::vector<Row>> fetch_sql(Db& db, const rows::Table<Row>& t, const std::string& sql,
+                                   Bind&& bind) {
+  HAVEN_ASSIGN(Stmt st, db.prepare(sql));
+  bind(st);
+  std::vector<Row> out;
+  while (true) {
+    HAVEN_ASSIGN(bool more, st.step());
+    if (!more) break;
+    HAVEN_ASSIGN(Row r, t.read(st));
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+// Every row of `t.select() + rest`.
+template <typename Row, typename Bind>
+Result<std::vector<Row>> fetch(Db& db, const rows::Table<Row>& t, const std::string& rest,
+                               Bind&& bind) {
+  return fetch_sql(db, t, t.select() + rest, std::forward<Bind>(bind));
+}
+
+// The first row, or nullopt.
+template <typename Row, typename Bind>
+Result<std::optional<Row>> fetch_first(Db& db, const rows::Table<Row>& t, const std::string& rest,
+                                       Bind&& bind) {
+  HAVEN_ASSIGN(Stmt st, db.prepare(t.select() + rest));
+  bind(st);
+  HAVEN_ASSIGN(bool more, st.step());
+  if (!more) return std::optional<Row>();
+  HAVEN_ASSIGN(Row r, t.read(st));
+  return std::optional<Row>(std::move(r));
+}
+
+// The first row with column `column` equal to `key`; kNotFound naming `what` if none.
+template <typename Row>
+Result<Row> fetch_by(Db& db, const rows::Table<Row>& t, const std::string& column,
+                     const std::string& key, const std::string& what) {
+  HAVEN_ASSIGN(auto row, fetch_first(db, t, "WHERE " + column + " = ?1",
+                                     [&](Stmt& st) { st.bind_text(1, key); }));
+  if (!row) return not_found(what + " " + in_quotes(key));
+  return std::move(*row);
+}
+
+// Whether a row of `table` has `column` = `key`.
+Result<bool> exists(Db& db, const std::string& table, const std::string& column,
+                    const std::string& key) {
+  HAVEN_ASSIGN(Stmt st, db.prepare("SELECT 1 FROM " + table + " WHERE " + column + " = ?1"));
+  st.bind_text(1, key);
+  return st.step();
+}
+
+// Runs a bound INSERT/UPDATE/DELETE; returns the rows it changed.
+Result<int64_t> execute(Stmt& st) {
+  HAVEN_TRY(st.run());
+  return st.db().changes();
+}
+
+// ---- Cursors: "<started_at>.<id>" of the last row of a page ----
+
+std::string encode_cursor(const ExecutionRow& r) {
+  return std::to_string(r.started_at) + "." + r.id;
+}
+
+Result<std::pair<TimeNs, std::string>> decode_cursor(const std::string& c) {
+  auto bad = [&] {
+    return invalid("malformed cursor " + in_quotes(c) +
+                   ": pass back a next_cursor exactly as a previous page returned it");
+  };
+  size_t dot = c.find('.');
+  if (dot == std::string::npos || dot == 0 || dot + 1 >= c.size() || c.size() > 128) return bad();
+  TimeNs t = 0;
+  auto [p, ec] = std::from_chars(c.data(), c.data() + dot, t);
+  if (ec != std::errc() || p != c.data() + dot) return bad();
+  return std::make_pair(t, c.substr(dot + 1));
+}
+
+// ---- Paths ----
+
+// Refuses a path SQLite would fail on with a vague message, and creates a missing file with
+// mode 0600 (the catalog holds token hashes and storage addresses; SQLite gives its -wal and
+// -shm files the main file's mode).
+Status prepare_path(const std::string& path) {
+  if (path.empty()) return invalid("the catalog path is empty");
+  std::filesystem::path p(path);
+  std::string dir = p.parent_path().empty() ? "." : p.parent_path().string();
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) {
+    int err = errno;
+    if (err == ENOENT || err == ENOTDIR) {
+      return Error(Error::Code::kNotFound,
+                   "catalog " + path + ": directory " + dir +
+                       " does not exist (create it, or choose another path)");
+    }
+    return errno_error("catalog " + path + ": directory " + dir, err);
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return Error(Error::Code::kNotFound, "catalog " + path + ": " + dir + " is not a directory");
+  }
+  if (::stat(path.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) {
+      return invalid("catalog " + path + " is a directory: give the path of a file in it");
+    }
+    return ok_status();
+  }
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    if (errno == EEXIST) return ok_status();  // created meanwhile by someone else
+    return errno_error("catalog " + path, errno);
+  }
+  ::close(fd);
+  // The new name must survive a power cut along with the first commit: sync the directory.
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    int rc = ::fsync(dfd);
+    int err = errno;
+    ::close(dfd);
+    if (rc != 0) return errno_error("catalog " + path + ": syncing directory " + dir, err);
+  }
+  return ok_status();
+}
+
+// Explains a failure to open: SQLite says only "unable to open database file".
+Error open_error(const std::string& path, const Error& e) {
+  if (::access(path.c_str(), R_OK | W_OK) != 0 && errno == EACCES) {
+    return errno_error("catalog " + path, EACCES);
+  }
+  return e;
+}
+
+constexpr int kReadConnectionsMax = 64;
+
+}  // namespace
+
+// ---- Query SQL ----
+
+std::string execution_query_sql(bool policy, bool status, bool from, bool upper) {
+  // INDEXED BY pins the plan: with every filter combination the rows come out of one index in
+  // the ORDER BY order, so a page costs `limit` index steps however many rows there are.
+  const char* index = policy && status ? "backup_executions_by_policy_status"
+                      : policy         ? "backup_executions_by_policy"
+                      : status         ? "backup_executions_by_status"
+                                       : "backup_executions_by_time";
+  std::string sql = rows::executions().select() + "INDEXED BY " + index + " WHERE 1";
+  if (policy) sql += " AND policy_id = ?1";
+  if (status) sql += " AND status = ?2";
+  if (from) sql += " AND started_at >= ?3";
+  if (upper) sql += " AND (started_at, id) < (?4, ?5)";
+  sql += " ORDER BY started_at DESC, id DESC LIMIT ?6";
+  return sql;
+}
+
+// ---- Connections ----
+
+Status SqliteCatalog::ReaderPool::open(const std::string& path, int count, int busy_timeout_ms) {
+  for (int i = 0; i < count; i++) {
+    HAVEN_ASSIGN(auto db, Db::open(path, SQLITE_OPEN_READWRITE, busy_timeout_ms));
+    // Read connections never write: query_only makes a mistake an error instead of a write
+    // that bypasses the writer's mutex.
+    HAVEN_TRY(db->exec("PRAGMA foreign_keys = ON; PRAGMA query_only = ON"));
+    free_.push_back(db.get());
+    all_.push_back(std::move(db));
+  }
+  return ok_status();
+}
+
+SqliteCatalog::ReaderPool::Lease SqliteCatalog::ReaderPool::acquire() {
+  std::unique_lock<std::mutex> lk(mu_);
+  cv_.wait(lk, [&] { return !free_.empty(); });
+  sqlite::Db* db = free_.back();
+  free_.pop_back();
+  return Lease(this, db);
+}
+
+void SqliteCatalog::ReaderPool::give_back(sqlite::Db* db) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    free_.push_back(db);
+  }
+  cv_.notify_one();
+}
+
+template <typename F>
+auto SqliteCatalog::write(F&& body) -> std::invoke_result_t<F, sqlite::Db&> {
+  std::lock_guard<std::mutex> g(write_mu_);
+  auto txn = Txn::begin(*writer_, Txn::Mode::kWrite);
+  if (!txn.ok()) return txn.error();
+  auto result = body(*writer_);
+  if (!result.ok()) return result;  // ~Txn rolls back
+  Status committed = txn->commit();
+  if (!committed.ok()) return committed.error();
+  return result;
+}
+
+template <typename F>
+auto SqliteCatalog::read(F&& body, bool snapshot) -> std::invoke_result_t<F, sqlite::Db&> {
+  auto lease = readers_.acquire();
+  if (!snapshot) return body(lease.db());
+  auto txn = Txn::begin(lease.db(), Txn::Mode::kRead);
+  if (!txn.ok()) return txn.error();
+  return body(lease.db());  // ~Txn ends the read transaction
+}
+
+Result<std::unique_ptr<SqliteCatalog>> SqliteCatalog::open(const std::string& path,
+                                                           const SqliteOptions& options) {
+  if (options.read_connections < 1 || options.read_connections > kReadConnectionsMax) {
+    return invalid("catalog read_connections must be 1.." + std::to_string(kReadConnectionsMax));
+  }
+  if (!options.clock) return invalid("catalog clock is not set");
+  const auto busy_ms =
+      std::clamp<int64_t>(options.busy_timeout.count(), 0, std::numeric_limits<int>::max());
+  HAVEN_TRY(prepare_path(path));
+  std::unique_ptr<SqliteCatalog> c(new SqliteCatalog(path, options));
+
+  auto writer =
+      Db::open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, static_cast<int>(busy_ms));
+  if (!writer.ok()) return open_error(path, writer.error());
+  c->writer_ = std::move(writer).value();
+  Db& w = *c->writer_;
+  // Before anything is written: refuse another program's database, a newer catalog, a file
+  // that is not SQLite (the first read of its header fails).
+  HAVEN_TRY(check_catalog_file(w));
+
+  // WAL: readers and the writer do not block each other, and a commit is one append to the
+  // WAL. The mode is persistent in the file.
+  HAVEN_ASSIGN(auto mode, w.query_text("PRAGMA journal_mode = WAL"));
+  if (!mode || *mode != "wal") {
+    return Error(Error::Code::kUnsupported,
+                 "catalog " + path + ": SQLite cannot use WAL mode here (journal mode '" +
+                     mode.value_or("?") +
+                     "'); put the catalog on a local file system that supports shared memory");
+  }
+  // synchronous=FULL: the WAL is fsynced at every commit, so a committed row survives a power
+  // cut as well as a killed process (NORMAL would survive only the latter: an API token revoked
+  // just before a power cut would come back). Writes are a few per job, not per file.
+  // journal_size_limit: the WAL is truncated back to 64 MiB after a checkpoint.
+  HAVEN_TRY(w.exec("PRAGMA synchronous = FULL; PRAGMA journal_size_limit = 67108864"));
+  HAVEN_TRY(migrate(w));
+  HAVEN_ASSIGN(auto fk, w.query_int("PRAGMA foreign_keys"));
+  if (fk.value_or(0) != 1) {
+    return Error(Error::Code::kUnsupported,
+                 "catalog " + path + ": this SQLite library does not enforce foreign keys");
+  }
+  HAVEN_TRY(c->readers_.open(path, options.read_connections, static_cast<int>(busy_ms)));
+  return c;
+}
+
+SqliteCatalog::~SqliteCatalog() = default;
+
+Result<std::unique_ptr<Catalog>> open_sqlite_catalog(const std::string& path,
+                                                     const SqliteOptions& options) {
+  HAVEN_ASSIGN(auto c, SqliteCatalog::open(path, options));
+  return std::unique_ptr<Catalog>(std::move(c));
+}
+
+Result<int64_t> SqliteCatalog::connection_pragma(bool writer, const std::string& name) {
+  auto get = [&](Db& db) -> Result<int64_t> {
+    HAVEN_ASSIGN(auto v, db.query_int("PRAGMA " + name));
+    if (!v) return not_found("PRAGMA " + name);
+    return *v;
+  };
+  if (writer) {
+    std::lock_guard<std::mutex> g(write_mu_);
+    return get(*writer_);
+  }
+  return read(get);
+}
+
+// ---- Policies ----
+
+Result<PolicyRow> SqliteCatalog::create_policy(const PolicyRow& in) {
+  HAVEN_TRY(validate(in));
+  PolicyRow row = in;
+  HAVEN_ASSIGN(row.id, new_uuid());
+  row.created_at = row.updated_at = now();
+  row.last_execution.reset();
+  row.next_execution.reset();
+  return write([&](Db& db) -> Result<PolicyRow> {
+    if (row.location_id) {
+      HAVEN_ASSIGN(bool found, exists(db, "backup_storage_locations", "id", *row.location_id));
+      if (!found) return not_found("storage location " + in_quotes(*row.location_id));
+    }
+    HAVEN_ASSIGN(bool taken, exists(db, "backup_policies", "name", row.name));
+    if (taken) {
+      return Error(Error::Code::kAlreadyExists,
+                   "policy " + in_quotes(row.name) + " already exists");
+    }
+    HAVEN_ASSIGN(Stmt st, db.prepare(rows::policies().insert_sql()));
+    HAVEN_TRY(rows::policies().bind(st, row, false));
+    HAVEN_TRY(st.run());
+    return row;
+  });
+}
+
+Result<PolicyRow> SqliteCatalog::update_policy(const PolicyRow& in) {
+  HAVEN_TRY(validate(in));
+  PolicyRow row = in;
+  row.updated_at = now();
+  return write([&](Db& db) -> Result<PolicyRow> {
+    HAVEN_ASSIGN(auto current, fetch_first(db, rows::policies(), "WHERE id = ?1",
+                                           [&](Stmt& st) { st.bind_text(1, row.id); }));
+    if (!current) return not_found("policy " + in_quotes(row.id));
+    if (row.location_id) {
+      HAVEN_ASSIGN(bool found, exists(db, "backup_storage_locations", "id", *row.location_id));
+      if (!found) return not_found("storage location " + in_quotes(*row.location_id));
+    }
+    if (row.name != current->name) {
+      HAVEN_ASSIGN(bool taken, exists(db, "backup_policies", "name", row.name));
+      if (taken) {
+        return Error(Error::Code::kAlreadyExists, "cannot rename policy " +
+                                                      in_quotes(current->name) + ": policy " +
+                                                      in_quotes(row.name) + " already exists");
+      }
+    }
+    HAVEN_ASSIGN(Stmt st, db.prepare(rows::policies().update_sql()));
+    HAVEN_TRY(rows::policies().bind(st, row, true));
+    HAVEN_TRY(st.run());
+    row.created_at = current->created_at;
+    row.last_execution = current->last_execution;
+    row.next_execution = current->next_execution;
+    return row;
+  });
+}
+
+Result<PolicyRow> SqliteCatalog::get_policy(const std::string& id) {
+  return read([&](Db& db) { return fetch_by(db, rows::policies(), "id", id, "policy"); });
+}
+
+Result<PolicyRow> SqliteCatalog::get_policy_by_name(const std::string& name) {
+  return read([&](Db& db) { return fetch_by(db, rows::policies(), "name", name, "policy"); });
+}
+
+Result<std::vector<PolicyRow>> SqliteCatalog::list_policies() {
+  return read([&](Db& db) { return fetch(db, rows::policies(), "ORDER BY name", [](Stmt&) {}); });
+}
+
+Status SqliteCatalog::delete_policy(const std::string& id) {
+  return write([&](Db& db) -> Status {
+    HAVEN_ASSIGN(Stmt st, db.prepare("DELETE FROM backup_policies WHERE id = ?1"));
+    st.bind_text(1, id);
+    HAVEN_ASSIGN(int64_t n, execute(st));  // the executions go by ON DELETE CASCADE
+    if (n == 0) return not_found("policy " + in_quotes(id));
+    return ok_status();
+  });
+}
+
+Status SqliteCatalog::set_policy_schedule_times(const std::string& id,
+                                                std::optional<TimeNs> last_execution,
+                                                std::optional<TimeNs> next_execution) {
+  return write([&](Db& db) -> Status {
+    HAVEN_ASSIGN(Stmt st, db.prepare("UPDATE backup_policies SET last_execution = ?2, "
+                                     "next_execution = ?3 WHERE id = ?1"));
+    st.bind_text(1, id);
+    last_execution ? st.bind_int64(2, *last_execution) : st.bind_null(2);
+    next_execution ? st.bind_int64(3, *next_execution) : st.bind_null(3);
+    HAVEN_ASSIGN(int64_t n, execute(st));
+    if (n == 0) return not_found("policy " + in_quotes(id));
+    return ok_status();
+  });
+}
+
+// ---- Storage locations ----
+
+Result<LocationRow> SqliteCatalog::upsert_location(const LocationRow& in) {
+  HAVEN_TRY(validate(in));
+  LocationRow row = in;
+  HAVEN_ASSIGN(row.id, new_uuid());  // used only if the name is new
+  row.created_at = row.updated_at = now();
+  return write([&](Db& db) -> Result<LocationRow> {
+    HAVEN_ASSIGN(Stmt st, db.prepare(rows::locations().upsert_sql("name")));
+    HAVEN_TRY(rows::locations().bind(st, row, false));
+    HAVEN_ASSIGN(bool returned, st.step());
+    if (!returned)
+      return Error(Error::Code::kInternal, "catalog " + path_ + ": upsert returned no row");
+    HAVEN_ASSIGN(LocationRow stored, rows::locations().read(st));
+    HAVEN_TRY(st.run());
+    return stored;
+  });
+}
+
+Result<LocationRow> SqliteCatalog::get_location(const std::string& id) {
+  return read(
+      [&](Db& db) { return fetch_by(db, rows::locations(), "id", id, "storage location"); });
+}
+
+Result<LocationRow> SqliteCatalog::get_location_by_name(const std::string& name) {
+  return read(
+      [&](Db& db) { return fetch_by(db, rows::locations(), "name", name, "storage location"); });
+}
+
+Result<std::vector<LocationRow>> SqliteCatalog::list_locations() {
+  return read([&](Db& db) { return fetch(db, rows::locations(), "ORDER BY name", [](Stmt&) {}); });
+}
+
+// ---- Backup executions ----
+
+Result<ExecutionRow> SqliteCatalog::create_execution(const ExecutionRow& in) {
+  HAVEN_TRY(validate(in));
+  ExecutionRow row = in;
+  if (row.snapshot_id) row.snapshot_id = normalize_snapshot_id(*row.snapshot_id);
+  row.created_at = now();
+  if (row.started_at == 0) row.started_at = row.created_at;
+  const bool generate_run_id = row.execution_id.empty();
+  return write([&](Db& db) -> Result<ExecutionRow> {
+    if (row.policy_id) {
+      HAVEN_ASSIGN(bool found, exists(db, "backup_policies", "id", *row.policy_id));
+      if (!found) return not_found("policy " + in_quotes(*row.policy_id));
+    }
+    if (!generate_run_id) {
+      HAVEN_ASSIGN(bool taken, exists(db, "backup_executions", "execution_id", row.execution_id));
+      if (taken) {
+        return Error(Error::Code::kAlreadyExists,
+                     "backup execution " + in_quotes(row.execution_id) + " already exists");
+      }
+    }
+    // A collision of the random parts (a UUID, or two run IDs in one second) is retried with
+    // new ones; anything else is returned.
+    for (int attempt = 0;; attempt++) {
+      HAVEN_ASSIGN(row.id, new_uuid());
+      if (generate_run_id) {
+        HAVEN_ASSIGN(row.execution_id, new_run_id("exec", row.started_at));
+      }
+      HAVEN_ASSIGN(Stmt st, db.prepare(rows::executions().insert_sql()));
+      HAVEN_TRY(rows::executions().bind(st, row, false));
+      Status s = st.run();
+      if (s.ok()) return row;
+      if (s.error().code() != Error::Code::kAlreadyExists || attempt == 3) return s.error();
+    }
+  });
+}
+
+Status SqliteCatalog::update_execution(const ExecutionRow& in) {
+  HAVEN_TRY(validate(in));
+  ExecutionRow row = in;
+  if (row.snapshot_id) row.snapshot_id = normalize_snapshot_id(*row.snapshot_id);
+  return write([&](Db& db) -> Status {
+    HAVEN_ASSIGN(Stmt st, db.prepare(rows::executions().update_sql()));
+    HAVEN_TRY(rows::executions().bind(st, row, true));
+    HAVEN_ASSIGN(int64_t n, execute(st));
+    if (n == 0) return not_found("backup execution " + in_quotes(row.id));
+    return ok_status();
+  });
+}
+
+Result<ExecutionRow> SqliteCatalog::get_execution(const std::string& key) {
+  return read([&](Db& db) -> Result<ExecutionRow> {
+    for (const char* column : {"id", "execution_id"}) {
+      HAVEN_ASSIGN(auto row,
+                   fetch_first(db, rows::executions(), std::string("WHERE ") + column + " = ?1",
+                               [&](Stmt& st) { st.bind_text(1, key); }));
+      if (row) return std::move(*row);
+    }
+    return not_found("backup execution " + in_quotes(key));
+  });
+}
+
+Result<ExecutionPage> SqliteCatalog::query_executions(const ExecutionQuery& q) {
+  if (q.limit < 1 || q.limit > ExecutionQuery::kMaxLimit) {
+    return invalid("limit must be 1.." + std::to_string(ExecutionQuery::kMaxLimit) + ", not " +
+                   std::to_string(q.limit));
+  }
+  if (q.from && q.to && *q.from >= *q.to) {
+    return ExecutionPage{};  // an empty range
+  }
+  // The upper bound: rows strictly below (started_at, id) in the page order. `to` alone is
+  // (to, ""), since every id sorts after ""; with a cursor too, the lower of the two.
+  std::optional<std::pair<TimeNs, std::string>> upper;
+  if (!q.cursor.empty()) {
+    HAVEN_ASSIGN(upper, decode_cursor(q.cursor));
+  }
+  if (q.to) {
+    std::pair<TimeNs, std::string> to_bound(*q.to, "");
+    if (!upper || to_bound < *upper) upper = to_bound;
+  }
+  const std::string sql = execution_query_sql(q.policy_id.has_value(), q.status.has_value(),
+                                              q.from.has_value(), upper.has_value());
+  auto bind = [&](Stmt& st) {
+    if (q.policy_id) st.bind_text(1, *q.policy_id);
+    if (q.status) st.bind_text(2, to_string(*q.status));
+    if (q.from) st.bind_int64(3, *q.from);
+    if (upper) {
+      st.bind_int64(4, upper->first);
+      st.bind_text(5, upper->second);
+    }
+    st.bind_int64(6, q.limit + 1);  // one more than asked: is there a next page?
+  };
+  HAVEN_ASSIGN(std::vector<ExecutionRow> found,
+               read([&](Db& db) { return fetch_sql(db, rows::executions(), sql, bind); }));
+  ExecutionPage page;
+  if (static_cast<int>(found.size()) > q.limit) {
+    found.resize(static_cast<size_t>(q.limit));
+    page.next_cursor = encode_cursor(found.back());
+  }
+  page.rows = std::move(found);
+  return page;
+}
+
+Result<ExecutionRow> SqliteCatalog::find_execution_by_snapshot(const std::string& snapshot_id) {
+  auto id = normalize_snapshot_id(snapshot_id);
+  if (!id) {
+    return invalid("snapshot ID " + in_quotes(snapshot_id) + " is not 1 to 64 hex digits");
+  }
+  return read([&](Db& db) -> Result<ExecutionRow> {
+    HAVEN_ASSIGN(auto row, fetch_first(db, rows::executions(),
+                                       "WHERE snapshot_id = ?1 ORDER BY started_at DESC LIMIT 1",
+                                       [&](Stmt& st) { st.bind_text(1, *id); }));
+    if (!row) return not_found("backup execution for snapshot " + in_quotes(*id));
+    return std::move(*row);
+  });
+}
+
+Result<int64_t> SqliteCatalog::mark_interrupted(const std::string& except_instance) {
+  const TimeNs t = now();
+  return write([&](Db& db) -> Result<int64_t> {
+    int64_t total = 0;
+    for (const char* table : {"backup_executions", "restore_operations"}) {
+      HAVEN_ASSIGN(
+          Stmt st,
+          db.prepare(
+              std::string("UPDATE ") + table +
+              " SET status = 'interrupted', completed_at = ?1, error_message = CASE status"
+              " WHEN 'pending' THEN 'interrupted: the Haven server stopped before this started'"
+              " ELSE 'interrupted: the Haven server stopped while this was running' END"
+              " WHERE status IN ('pending', 'running')"
+              " AND (server_instance IS NULL OR server_instance <> ?2)"));
+      st.bind_int64(1, t);
+      st.bind_text(2, except_instance);
+      HAVEN_ASSIGN(int64_t n, execute(st));
+      total += n;
+    }
+    return total;
+  });
+}
+
+Result<std::optional<ExecutionRow>> SqliteCatalog::last_successful_execution(
+    const std::string& policy_id) {
+  return read(
+      [&](Db& db) -> Result<std::optional<ExecutionRow>> {
+        HAVEN_ASSIGN(bool found, exists(db, "backup_policies", "id", policy_id));
+        if (!found) return not_found("policy " + in_quotes(policy_id));
+        return fetch_first(db, rows::executions(),
+                           "INDEXED BY backup_executions_by_policy_status WHERE policy_id = ?1 AND "
+                           "status = 'completed' ORDER BY started_at DESC, id DESC LIMIT 1",
+                           [&](Stmt& st) { st.bind_text(1, policy_id); });
+      },
+      /*snapshot=*/true);
+}
+
+// ---- Restore operations ----
+
+Result<RestoreRow> SqliteCatalog::create_restore(const RestoreRow& in) {
+  HAVEN_TRY(validate(in));
+  RestoreRow row = in;
+  if (row.snapshot_id) row.snapshot_id = normalize_snapshot_id(*row.snapshot_id);
+  row.created_at = now();
+  if (row.started_at == 0) row.started_at = row.created_at;
+  const bool generate_request_id = row.request_id.empty();
+  return write([&](Db& db) -> Result<RestoreRow> {
+    if (row.source_backup_id) {
+      HAVEN_ASSIGN(bool found, exists(db, "backup_executions", "id", *row.source_backup_id));
+      if (!found) return not_found("backup execution " + in_quotes(*row.source_backup_id));
+    }
+    if (!generate_request_id) {
+      HAVEN_ASSIGN(bool taken, exists(db, "restore_operations", "request_id", row.request_id));
+      if (taken) {
+        return Error(Error::Code::kAlreadyExists,
+                     "restore request " + in_quotes(row.request_id) + " already exists");
+      }
+    }
+    for (int attempt = 0;; attempt++) {
+      HAVEN_ASSIGN(row.id, new_uuid());
+      if (generate_request_id) {
+        HAVEN_ASSIGN(row.request_id, new_run_id("restore", row.started_at));
+      }
+      HAVEN_ASSIGN(Stmt st, db.prepare(rows::restores().insert_sql()));
+      HAVEN_TRY(rows::restores().bind(st, row, false));
+      Status s = st.run();
+      if (s.ok()) return row;
+      if (s.error().code() != Error::Code::kAlreadyExists || attempt == 3) return s.error();
+    }
+  });
+}
+
+Status SqliteCatalog::update_restore(const RestoreRow& in) {
+  HAVEN_TRY(validate(in));
+  RestoreRow row = in;
+  if (row.snapshot_id) row.snapshot_id = normalize_snapshot_id(*row.snapshot_id);
+  return write([&](Db& db) -> Status {
+    if (row.source_backup_id) {
+      HAVEN_ASSIGN(bool found, exists(db, "backup_executions", "id", *row.source_backup_id));
+      if (!found) return not_found("backup execution " + in_quotes(*row.source_backup_id));
+    }
+    HAVEN_ASSIGN(Stmt st, db.prepare(rows::restores().update_sql()));
+    HAVEN_TRY(rows::restores().bind(st, row, true));
+    HAVEN_ASSIGN(int64_t n, execute(st));
+    if (n == 0) return not_found("restore " + in_quotes(row.id));
+    return ok_status();
+  });
+}
+
+Result<RestoreRow> SqliteCatalog::get_restore(const std::string& key) {
+  return read([&](Db& db) -> Result<RestoreRow> {
+    for (const char* column : {"id", "request_id"}) {
+      HAVEN_ASSIGN(auto row,
+                   fetch_first(db, rows::restores(), std::string("WHERE ") + column + " = ?1",
+                               [&](Stmt& st) { st.bind_text(1, key); }));
+      if (row) return std::move(*row);
+    }
+    return not_found("restore " + in_quotes(key));
+  });
+}
+
+// ---- Events ----
+
+Result<int64_t> SqliteCatalog::append_event(const EventRow& in) {
+  HAVEN_TRY(validate(in));
+  EventRow row = in;
+  if (row.time == 0) row.time = now();
+  HAVEN_ASSIGN(std::string payload,
+               rows::json_text(row.payload, "event " + in_quotes(row.kind) + " payload"));
+  return write([&](Db& db) -> Result<int64_t> {
+    HAVEN_ASSIGN(Stmt st, db.prepare("INSERT INTO events (time, operation_id, kind, payload) "
+                                     "VALUES (?1, ?2, ?3, ?4)"));
+    st.bind_int64(1, row.time);
+    row.operation_id ? st.bind_text(2, *row.operation_id) : st.bind_null(2);
+    st.bind_text(3, row.kind);
+    st.bind_text(4, payload);
+    HAVEN_TRY(st.run());
+    return db.last_insert_rowid();
+  });
+}
+
+Result<std::vector<EventRow>> SqliteCatalog::events_after(int64_t after_id, int limit) {
+  if (limit < 1 || limit > kMaxEventBatch) {
+    return invalid("event limit must be 1.." + std::to_string(kMaxEventBatch) + ", not " +
+                   std::to_string(limit));
+  }
+  return read([&](Db& db) {
+    return fetch(db, rows::events(), "WHERE id > ?1 ORDER BY id LIMIT ?2", [&](Stmt& st) {
+      st.bind_int64(1, after_id);
+      st.bind_int64(2, limit);
+    });
+  });
+}
+
+Result<int64_t> SqliteCatalog::prune_events_before(TimeNs time) {
+  return write([&](Db& db) -> Result<int64_t> {
+    HAVEN_ASSIGN(Stmt st, db.prepare("DELETE FROM events WHERE time < ?1"));
+    st.bind_int64(1, time);
+    return execute(st);
+  });
+}
+
+Result<int64_t> SqliteCatalog::prune_events_keep_last(int64_t keep) {
+  if (keep < 0) return invalid("events to keep must be >= 0, not " + std::to_string(keep));
+  return write([&](Db& db) -> Result<int64_t> {
+    // The keep-th newest id is the oldest kept; NULL (keep nothing deleted) if there are fewer.
+    HAVEN_ASSIGN(Stmt st, db.prepare(keep == 0 ? "DELETE FROM events"
+                                               : "DELETE FROM events WHERE id < (SELECT id FROM "
+                                                 "events ORDER BY id DESC LIMIT 1 OFFSET ?1)"));
+    if (keep > 0) st.bind_int64(1, keep - 1);
+    return execute(st);
+  });
+}
+
+// ---- API tokens ----
+
+Result<TokenRow> SqliteCatalog::create_token(const std::string& name, Role role,
+                                             const std::string& token_hash) {
+  HAVEN_TRY(validate_token(name, token_hash));
+  TokenRow row;
+  row.name = name;
+  row.role = role;
+  row.token_hash = token_hash;
+  row.created_at = now();
+  return write([&](Db& db) -> Result<TokenRow> {
+    HAVEN_ASSIGN(Stmt check,
+                 db.prepare("SELECT 1 FROM api_tokens WHERE name = ?1 AND revoked_at IS NULL"));
+    check.bind_text(1, name);
+    HAVEN_ASSIGN(bool taken, check.step());
+    if (taken) {
+      return Error(
+          Error::Code::kAlreadyExists,
+          "API token " + in_quotes(name) + " already exists (revoke it first to reuse the name)");
+    }
+    HAVEN_ASSIGN(bool hash_taken, exists(db, "api_tokens", "token_hash", token_hash));
+    if (hash_taken) {
+      // Never quote the hash: it is as good as the token to anyone who can look it up.
+      return Error(Error::Code::kAlreadyExists,
+                   "API token " + in_quotes(name) + ": another token has the same hash");
+    }
+    HAVEN_ASSIGN(Stmt st, db.prepare("INSERT INTO api_tokens (name, role, token_hash, created_at) "
+                                     "VALUES (?1, ?2, ?3, ?4)"));
+    st.bind_text(1, row.name);
+    st.bind_text(2, to_string(row.role));
+    st.bind_text(3, row.token_hash);
+    st.bind_int64(4, row.created_at);
+    HAVEN_TRY(st.run());
+    row.id = db.last_insert_rowid();
+    return row;
+  });
+}
+
+Result<TokenRow> SqliteCatalog::find_token_by_hash(const std::string& token_hash) {
+  return read([&](Db& db) -> Result<TokenRow> {
+    HAVEN_ASSIGN(auto row,
+                 fetch_first(db, rows::tokens(), "WHERE token_hash = ?1 AND revoked_at IS NULL",
+                             [&](Stmt& st) { st.bind_text(1, token_hash); }));
+    if (!row) return not_found("API token");  // never echo the hash
+    return std::move(*row);
+  });
+}
+
+Result<std::vector<TokenRow>> SqliteCatalog::list_tokens() {
+  return read([&](Db& db) { return fetch(db, rows::tokens(), "ORDER BY name, id", [](Stmt&) {}); });
+}
+
+Status SqliteCatalog::revoke_token(const std::string& name) {
+  const TimeNs t = now();
+  return write([&](Db& db) -> Status {
+    HAVEN_ASSIGN(Stmt st, db.prepare("UPDATE api_tokens SET revoked_at = ?2 "
+                                     "WHERE name = ?1 AND revoked_at IS NULL"));
+    st.bind_text(1, name);
+    st.bind_int64(2, t);
+    HAVEN_ASSIGN(int64_t n, execute(st));
+    if (n == 0) return not_found("API token " + in_quotes(name) + " (unrevoked)");
+    return ok_status();
+  });
+}
+
+Status SqliteCatalog::touch_token(int64_t id, TimeNs time) {
+  return write([&](Db& db) -> Status {
+    HAVEN_ASSIGN(Stmt st, db.prepare("UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1"));
+    st.bind_int64(1, id);
+    st.bind_int64(2, time);
+    HAVEN_ASSIGN(int64_t n, execute(st));
+    if (n == 0) return not_found("API token #" + std::to_string(id));
+    return ok_status();
+  });
+}
+
+}  // namespace haven::catalog

@@ -1,0 +1,362 @@
+#include "catalog/sqlite_rows.h"
+
+#include <limits>
+#include <type_traits>
+
+namespace haven::catalog::sqlite_rows {
+namespace {
+
+Error corrupt(const sqlite::Stmt& st, const std::string& column, const std::string& what) {
+  return Error(Error::Code::kCorrupt,
+               "catalog " + st.db().path() + ": column " + column + " " + what +
+                   " (the catalog was changed by something other than Haven, or is damaged)");
+}
+
+// ---- binding ----
+
+Status bind_value(sqlite::Stmt& st, int i, int64_t v, const std::string&) {
+  st.bind_int64(i, v);
+  return ok_status();
+}
+Status bind_value(sqlite::Stmt& st, int i, int v, const std::string&) {
+  st.bind_int64(i, v);
+  return ok_status();
+}
+Status bind_value(sqlite::Stmt& st, int i, bool v, const std::string&) {
+  st.bind_int64(i, v ? 1 : 0);
+  return ok_status();
+}
+Status bind_value(sqlite::Stmt& st, int i, double v, const std::string&) {
+  st.bind_double(i, v);
+  return ok_status();
+}
+Status bind_value(sqlite::Stmt& st, int i, const std::string& v, const std::string&) {
+  st.bind_text(i, v);
+  return ok_status();
+}
+template <CatalogEnum E>
+Status bind_value(sqlite::Stmt& st, int i, E v, const std::string&) {
+  st.bind_text(i, to_string(v));
+  return ok_status();
+}
+Status bind_value(sqlite::Stmt& st, int i, const nlohmann::json& v, const std::string& what) {
+  if (v.is_null()) {
+    st.bind_null(i);
+    return ok_status();
+  }
+  HAVEN_ASSIGN(std::string text, json_text(v, what));
+  st.bind_text(i, text);
+  return ok_status();
+}
+Status bind_value(sqlite::Stmt& st, int i, const std::vector<std::string>& v,
+                  const std::string& what) {
+  HAVEN_ASSIGN(std::string text, json_text(nlohmann::json(v), what));
+  st.bind_text(i, text);
+  return ok_status();
+}
+template <typename T>
+Status bind_value(sqlite::Stmt& st, int i, const std::optional<T>& v, const std::string& what) {
+  if (!v) {
+    st.bind_null(i);
+    return ok_status();
+  }
+  return bind_value(st, i, *v, what);
+}
+
+// ---- reading ----
+
+Status read_value(const sqlite::Stmt& st, int c, int64_t& out, const std::string& col) {
+  if (st.type(c) != SQLITE_INTEGER) return corrupt(st, col, "is not an integer");
+  out = st.int64(c);
+  return ok_status();
+}
+Status read_value(const sqlite::Stmt& st, int c, int& out, const std::string& col) {
+  int64_t v = 0;
+  HAVEN_TRY(read_value(st, c, v, col));
+  if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max()) {
+    return corrupt(st, col, "holds " + std::to_string(v) + ", out of range");
+  }
+  out = static_cast<int>(v);
+  return ok_status();
+}
+Status read_value(const sqlite::Stmt& st, int c, bool& out, const std::string& col) {
+  int64_t v = 0;
+  HAVEN_TRY(read_value(st, c, v, col));
+  if (v != 0 && v != 1) return corrupt(st, col, "holds " + std::to_string(v) + ", not 0 or 1");
+  out = v == 1;
+  return ok_status();
+}
+Status read_value(const sqlite::Stmt& st, int c, double& out, const std::string& col) {
+  if (st.type(c) != SQLITE_FLOAT && st.type(c) != SQLITE_INTEGER) {
+    return corrupt(st, col, "is not a number");
+  }
+  out = st.real(c);
+  return ok_status();
+}
+Status read_value(const sqlite::Stmt& st, int c, std::string& out, const std::string& col) {
+  if (st.type(c) != SQLITE_TEXT) return corrupt(st, col, "is not text");
+  out = st.text(c);
+  return ok_status();
+}
+template <CatalogEnum E>
+Status read_value(const sqlite::Stmt& st, int c, E& out, const std::string& col) {
+  std::string s;
+  HAVEN_TRY(read_value(st, c, s, col));
+  auto v = parse_enum<E>(s);
+  if (!v) return corrupt(st, col, "holds '" + s + "', not a " + std::string(EnumNames<E>::what));
+  out = *v;
+  return ok_status();
+}
+Status read_value(const sqlite::Stmt& st, int c, nlohmann::json& out, const std::string& col) {
+  if (st.is_null(c)) {
+    out = nullptr;
+    return ok_status();
+  }
+  std::string s;
+  HAVEN_TRY(read_value(st, c, s, col));
+  out = nlohmann::json::parse(s, nullptr, /*allow_exceptions=*/false);
+  if (out.is_discarded()) return corrupt(st, col, "does not hold JSON");
+  return ok_status();
+}
+Status read_value(const sqlite::Stmt& st, int c, std::vector<std::string>& out,
+                  const std::string& col) {
+  nlohmann::json j;
+  HAVEN_TRY(read_value(st, c, j, col));
+  if (!j.is_array()) return corrupt(st, col, "does not hold a JSON array");
+  out.clear();
+  for (const auto& e : j) {
+    if (!e.is_string()) return corrupt(st, col, "holds an array entry that is not a string");
+    out.push_back(e.get<std::string>());
+  }
+  return ok_status();
+}
+template <typename T>
+Status read_value(const sqlite::Stmt& st, int c, std::optional<T>& out, const std::string& col) {
+  if (st.is_null(c)) {
+    out.reset();
+    return ok_status();
+  }
+  T v{};
+  HAVEN_TRY(read_value(st, c, v, col));
+  out = std::move(v);
+  return ok_status();
+}
+
+// One column for member `m`, named `name` in SQL; `table.name` in messages.
+template <typename Row, typename T>
+Column<Row> col(const std::string& table, const std::string& name, T Row::*m,
+                bool updatable = true) {
+  std::string qualified = table + "." + name;
+  return Column<Row>{name, updatable,
+                     [m, qualified](sqlite::Stmt& st, int i, const Row& r) {
+                       return bind_value(st, i, r.*m, qualified);
+                     },
+                     [m, qualified](const sqlite::Stmt& st, int i, Row& r) {
+                       return read_value(st, i, r.*m, qualified);
+                     }};
+}
+
+}  // namespace
+
+Result<std::string> json_text(const nlohmann::json& v, const std::string& what) {
+  try {
+    return v.dump();
+  } catch (const nlohmann::json::exception& e) {
+    return Error(Error::Code::kInvalidArgument,
+                 what + ": cannot be stored as JSON (" + std::string(e.what()) + ")");
+  }
+}
+
+template <typename Row>
+Table<Row>::Table(std::string name, std::vector<Column<Row>> columns)
+    : name_(std::move(name)), columns_(std::move(columns)) {
+  std::string values, set;
+  for (size_t i = 0; i < columns_.size(); i++) {
+    const std::string p = "?" + std::to_string(i + 1);
+    if (i > 0) {
+      select_list_ += ", ";
+      values += ", ";
+    }
+    select_list_ += columns_[i].name;
+    values += p;
+    if (i > 0 && columns_[i].updatable) {
+      if (!set.empty()) set += ", ";
+      set += columns_[i].name + " = " + p;
+    }
+  }
+  insert_sql_ = "INSERT INTO " + name_ + " (" + select_list_ + ") VALUES (" + values + ")";
+  update_sql_ = "UPDATE " + name_ + " SET " + set + " WHERE " + columns_[0].name + " = ?1";
+}
+
+template <typename Row>
+std::string Table<Row>::upsert_sql(const std::string& conflict_column) const {
+  std::string set;
+  for (size_t i = 1; i < columns_.size(); i++) {
+    if (!columns_[i].updatable) continue;
+    if (!set.empty()) set += ", ";
+    set += columns_[i].name + " = excluded." + columns_[i].name;
+  }
+  return insert_sql_ + " ON CONFLICT(" + conflict_column + ") DO UPDATE SET " + set +
+         " RETURNING " + select_list_;
+}
+
+template <typename Row>
+Status Table<Row>::bind(sqlite::Stmt& st, const Row& row, bool for_update) const {
+  for (size_t i = 0; i < columns_.size(); i++) {
+    if (for_update && i > 0 && !columns_[i].updatable) continue;
+    HAVEN_TRY(columns_[i].bind(st, static_cast<int>(i + 1), row));
+  }
+  return ok_status();
+}
+
+template <typename Row>
+Result<Row> Table<Row>::read(const sqlite::Stmt& st) const {
+  Row row;
+  for (size_t i = 0; i < columns_.size(); i++) {
+    HAVEN_TRY(columns_[i].read(st, static_cast<int>(i), row));
+  }
+  return row;
+}
+
+template class Table<PolicyRow>;
+template class Table<LocationRow>;
+template class Table<ExecutionRow>;
+template class Table<RestoreRow>;
+template class Table<EventRow>;
+template class Table<TokenRow>;
+
+// The tables. The key is first; `false` marks what an update keeps.
+#define C(member, ...) col(t, #member, &Row::member __VA_OPT__(, ) __VA_ARGS__)
+
+const Table<PolicyRow>& policies() {
+  using Row = PolicyRow;
+  static const Table<Row> table = [] {
+    const std::string t = "backup_policies";
+    return Table<Row>(
+        t, {C(id), C(name), C(description), C(resource_type), C(resource_filters), C(schedule_cron),
+            C(timezone), C(retention_daily), C(retention_weekly), C(retention_monthly),
+            C(retention_yearly), C(backup_type), C(compression_enabled), C(encryption_enabled),
+            C(max_parallel_jobs), C(bandwidth_limit_mbps), C(is_active),
+            // Only set_policy_schedule_times writes these two.
+            C(last_execution, false), C(next_execution, false), C(created_at, false), C(updated_at),
+            C(source), C(spec), C(location_id)});
+  }();
+  return table;
+}
+
+const Table<LocationRow>& locations() {
+  using Row = LocationRow;
+  static const Table<Row> table = [] {
+    const std::string t = "backup_storage_locations";
+    return Table<Row>(t, {C(id),
+                          C(name, false),
+                          C(description),
+                          C(storage_type),
+                          C(primary_region),
+                          C(secondary_regions),
+                          C(connection_config),
+                          C(storage_class),
+                          C(total_capacity_gb),
+                          C(used_capacity_gb),
+                          C(max_throughput_mbps),
+                          C(encryption_at_rest),
+                          C(encryption_in_transit),
+                          C(access_controls),
+                          C(data_residency_requirements),
+                          C(compliance_certifications),
+                          C(is_active),
+                          C(last_health_check),
+                          C(health_status),
+                          C(created_at, false),
+                          C(updated_at)});
+  }();
+  return table;
+}
+
+const Table<ExecutionRow>& executions() {
+  using Row = ExecutionRow;
+  static const Table<Row> table = [] {
+    const std::string t = "backup_executions";
+    return Table<Row>(t, {C(id),
+                          C(policy_id, false),
+                          C(execution_id, false),
+                          C(backup_type),
+                          C(status),
+                          C(started_at),
+                          C(completed_at),
+                          C(backup_size_bytes),
+                          C(compressed_size_bytes),
+                          C(files_backed_up),
+                          C(duration_seconds),
+                          C(transfer_rate_mbps),
+                          C(backup_location),
+                          C(storage_class),
+                          C(integrity_check_status),
+                          C(integrity_check_completed_at),
+                          C(error_message),
+                          C(retry_count),
+                          C(created_at, false),
+                          C(snapshot_id),
+                          col(t, "\"trigger\"", &Row::trigger),
+                          C(priority),
+                          C(scheduled_for),
+                          C(server_instance)});
+  }();
+  return table;
+}
+
+const Table<RestoreRow>& restores() {
+  using Row = RestoreRow;
+  static const Table<Row> table = [] {
+    const std::string t = "restore_operations";
+    return Table<Row>(t, {C(id),
+                          C(request_id, false),
+                          C(restore_type),
+                          C(source_backup_id),
+                          C(point_in_time),
+                          C(target_location),
+                          C(restore_scope),
+                          C(restore_options),
+                          C(overwrite_existing),
+                          C(status),
+                          C(started_at),
+                          C(completed_at),
+                          C(data_restored_gb),
+                          C(duration_seconds),
+                          C(restore_rate_mbps),
+                          C(integrity_validated),
+                          C(validation_results),
+                          C(requested_by),
+                          C(approved_by),
+                          C(error_message),
+                          C(retry_count),
+                          C(created_at, false),
+                          C(snapshot_id),
+                          C(request),
+                          C(server_instance)});
+  }();
+  return table;
+}
+
+const Table<EventRow>& events() {
+  using Row = EventRow;
+  static const Table<Row> table = [] {
+    const std::string t = "events";
+    return Table<Row>(t, {C(id), C(time), C(operation_id), C(kind), C(payload)});
+  }();
+  return table;
+}
+
+const Table<TokenRow>& tokens() {
+  using Row = TokenRow;
+  static const Table<Row> table = [] {
+    const std::string t = "api_tokens";
+    return Table<Row>(
+        t, {C(id), C(name), C(role), C(token_hash), C(created_at), C(last_used_at), C(revoked_at)});
+  }();
+  return table;
+}
+
+#undef C
+
+}  // namespace haven::catalog::sqlite_rows

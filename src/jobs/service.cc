@@ -1,0 +1,672 @@
+#include "jobs/service.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <nlohmann/json.hpp>
+
+#include "ops/backup.h"
+#include "ops/check.h"
+#include "ops/forget.h"
+#include "ops/inspect.h"
+#include "ops/pg.h"
+#include "ops/restore.h"
+#include "storage/backend.h"
+
+namespace haven::jobs {
+
+namespace {
+
+catalog::BackupType backup_type(config::Strategy s) {
+  switch (s) {
+    case config::Strategy::kFull: return catalog::BackupType::kFull;
+    case config::Strategy::kDifferential: return catalog::BackupType::kDifferential;
+    case config::Strategy::kIncremental: break;
+  }
+  return catalog::BackupType::kIncremental;
+}
+
+catalog::StorageType storage_type(config::StorageType t) {
+  switch (t) {
+    case config::StorageType::kS3: return catalog::StorageType::kS3;
+    case config::StorageType::kAzureBlob: return catalog::StorageType::kAzureBlob;
+    case config::StorageType::kGcpStorage: return catalog::StorageType::kGcpStorage;
+    case config::StorageType::kOnPremise: break;
+  }
+  return catalog::StorageType::kOnPremise;
+}
+
+std::string one_line(const std::string& s) {
+  std::string out = s;
+  std::replace(out.begin(), out.end(), '\n', ' ');
+  return out;
+}
+
+int64_t seconds_between(TimeNs a, TimeNs b) { return std::max<int64_t>(0, (b - a) / 1000000000); }
+
+}  // namespace
+
+std::string policy_tag(const std::string& policy_name) { return "policy:" + policy_name; }
+
+catalog::PolicyRow policy_row(const config::Policy& p, catalog::PolicySource source) {
+  catalog::PolicyRow row;
+  row.name = p.name;
+  if (!p.description.empty()) row.description = p.description;
+  row.resource_type = p.resource_type == config::ResourceType::kDatabase
+                          ? catalog::ResourceType::kDatabase
+                          : catalog::ResourceType::kFiles;
+  if (p.resource_type == config::ResourceType::kFiles) {
+    row.resource_filters = {{"sources", p.sources}, {"excludes", p.excludes}};
+  } else if (p.database) {
+    row.resource_filters = {{"pgdata", p.database->pgdata}};
+  }
+  if (!p.schedules.empty()) {
+    row.schedule_cron = p.schedules[0].cron;
+    row.timezone = p.schedules[0].timezone;
+    row.backup_type = backup_type(p.schedules[0].strategy);
+  }
+  row.retention_daily = p.retention.daily;
+  row.retention_weekly = p.retention.weekly;
+  row.retention_monthly = p.retention.monthly;
+  row.retention_yearly = p.retention.yearly;
+  row.compression_enabled = !(p.compression && *p.compression == config::Compression::kNone);
+  row.encryption_enabled = true;
+  row.max_parallel_jobs = p.max_parallel_jobs;
+  row.bandwidth_limit_mbps = p.bandwidth_limit_mbps;
+  row.is_active = p.is_active;
+  row.source = source;
+  row.spec = p;
+  return row;
+}
+
+Service::Service(catalog::Catalog& catalog, EventSink& events, ServiceOptions options)
+    : catalog_(catalog), events_(events), options_(std::move(options)), runner_(options_.max_parallel) {
+  retry_thread_ = std::thread([this] { retry_loop(); });
+}
+
+Service::~Service() { shutdown(/*cancel_running=*/true, std::chrono::seconds(5)); }
+
+Status Service::apply_config(std::shared_ptr<const config::Config> cfg) {
+  HAVEN_ASSIGN(std::vector<catalog::PolicyRow> existing, catalog_.list_policies());
+  std::map<std::string, catalog::PolicyRow> by_name;
+  for (auto& r : existing) by_name[r.name] = r;
+  for (const config::Policy& p : cfg->policies) {
+    auto it = by_name.find(p.name);
+    if (it != by_name.end() && it->second.source == catalog::PolicySource::kApi) {
+      return Error(Error::Code::kAlreadyExists,
+                   "policies: '" + p.name + "' is also a policy created over the API: rename one "
+                   "of them, or delete the API's (DELETE /api/backup/policies/" + it->second.id + ")");
+    }
+  }
+  std::map<std::string, std::string> location_ids;
+  for (const config::Location& l : cfg->locations) {
+    catalog::LocationRow row;
+    row.name = l.name;
+    if (!l.description.empty()) row.description = l.description;
+    row.storage_type = storage_type(l.storage_type);
+    // The seed's column is NOT NULL; a location of haven.yaml may leave its region out.
+    row.primary_region = l.primary_region.empty() ? "unspecified" : l.primary_region;
+    row.connection_config = {{"repository", l.repository}};  // never a credential
+    HAVEN_ASSIGN(catalog::LocationRow stored, catalog_.upsert_location(row));
+    location_ids[l.name] = stored.id;
+  }
+  for (const config::Policy& p : cfg->policies) {
+    catalog::PolicyRow row = policy_row(p, catalog::PolicySource::kConfig);
+    row.location_id = location_ids[p.location];
+    auto it = by_name.find(p.name);
+    if (it == by_name.end()) {
+      HAVEN_TRY(catalog_.create_policy(row));
+    } else {
+      row.id = it->second.id;
+      HAVEN_TRY(catalog_.update_policy(row));
+      by_name.erase(it);
+    }
+  }
+  // Policies of the file that left it: inactive, history kept.
+  for (auto& [name, row] : by_name) {
+    if (row.source == catalog::PolicySource::kConfig && row.is_active) {
+      row.is_active = false;
+      HAVEN_TRY(catalog_.update_policy(row));
+    }
+  }
+  std::lock_guard<std::mutex> g(mu_);
+  config_ = std::move(cfg);
+  runner_.set_max_parallel(std::max(1, config_->server.max_parallel_jobs));
+  return ok_status();
+}
+
+std::shared_ptr<const config::Config> Service::config() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return config_;
+}
+
+Result<config::Policy> Service::policy_of(const catalog::PolicyRow& row) const {
+  auto cfg = config();
+  if (cfg == nullptr) return Error(Error::Code::kInternal, "no configuration applied");
+  Result<config::Policy> p = config::policy_from_json(row.spec, cfg->locations);
+  if (!p.ok()) return p.error().with_context("policy '" + row.name + "'");
+  return p;
+}
+
+Result<std::shared_ptr<repo::Repository>> Service::repository(const config::Location& location) {
+  std::lock_guard<std::mutex> g(mu_);
+  auto it = repos_.find(location.name);
+  if (it != repos_.end()) return it->second;
+  storage::BackendSettings settings;
+  settings.lookup = [location](const std::string& name) { return location.backend_setting(name); };
+  auto be = storage::open_backend(location.repository, settings);
+  if (!be.ok()) return be.error().with_context("location '" + location.name + "'");
+  auto r = repo::Repository::open(*be, location.password.value.reveal());
+  if (!r.ok()) return r.error().with_context("location '" + location.name + "'");
+  std::shared_ptr<repo::Repository> shared(std::move(*r));
+  repos_[location.name] = shared;
+  return shared;
+}
+
+Result<catalog::ExecutionRow> Service::execute(const std::string& policy_id,
+                                                const ExecuteRequest& request) {
+  HAVEN_ASSIGN(catalog::PolicyRow prow, catalog_.get_policy(policy_id));
+  HAVEN_ASSIGN(config::Policy policy, policy_of(prow));
+  auto cfg = config();
+  const config::Location* loc = cfg->find_location(policy.location);
+  catalog::ExecutionRow row;
+  row.policy_id = prow.id;
+  config::Strategy strategy = request.strategy.value_or(
+      policy.schedules.empty() ? config::Strategy::kIncremental : policy.schedules[0].strategy);
+  row.backup_type = backup_type(strategy);
+  row.trigger = request.trigger;
+  config::Priority prio = request.priority.value_or(policy.priority);
+  row.priority = prio == config::Priority::kHigh ? catalog::Priority::kHigh : catalog::Priority::kNormal;
+  row.scheduled_for = request.scheduled_for;
+  row.retry_count = request.retry_count;
+  row.backup_location = loc != nullptr ? loc->repository : policy.location;
+  row.server_instance = options_.server_instance;
+  row.status = catalog::ExecStatus::kPending;
+  // Remember the strategy the run uses (the row's backup_type says it too).
+  std::unique_lock<std::mutex> g(mu_);
+  if (stopping_) return Error(Error::Code::kCancelled, "the server is shutting down");
+  auto active = active_.find(prow.id);
+  if (active != active_.end()) {
+    if (policy.overlap == config::Overlap::kSkip) {
+      row.status = catalog::ExecStatus::kSkipped;
+      row.completed_at = now();
+      row.error_message = "skipped: run " + active->second + " of policy '" + policy.name +
+                          "' is still queued or running (overlap: skip; set overlap: queue to "
+                          "run it afterwards)";
+      return catalog_.create_execution(row);
+    }
+    HAVEN_ASSIGN(catalog::ExecutionRow stored, catalog_.create_execution(row));
+    waiting_[prow.id].push_back(stored.id);
+    return stored;
+  }
+  HAVEN_ASSIGN(catalog::ExecutionRow stored, catalog_.create_execution(row));
+  active_[prow.id] = stored.id;
+  g.unlock();
+  if (Status s = submit_backup(stored, policy); !s.ok()) {
+    stored.status = catalog::ExecStatus::kFailed;
+    stored.completed_at = now();
+    stored.error_message = s.error().message();
+    (void)catalog_.update_execution(stored);
+    policy_done(prow.id);
+    return s.error();
+  }
+  return stored;
+}
+
+Status Service::submit_backup(const catalog::ExecutionRow& row, const config::Policy& policy) {
+  Job job;
+  job.id = row.id;
+  job.resource = policy.location;
+  job.access = Access::kShared;
+  job.priority = row.priority == catalog::Priority::kHigh ? Priority::kHigh : Priority::kNormal;
+  std::string id = row.id;
+  std::string policy_id = row.policy_id.value_or("");
+  job.run = [this, id, policy](const CancelToken& token) { run_backup(id, policy, token); };
+  job.on_dropped = [this, id, policy_id](const Error& why) {
+    auto r = catalog_.get_execution(id);
+    if (r.ok()) {
+      r->status = catalog::ExecStatus::kCancelled;
+      r->completed_at = now();
+      r->error_message = why.message();
+      (void)catalog_.update_execution(*r);
+    }
+    policy_done(policy_id);
+  };
+  return runner_.submit(std::move(job));
+}
+
+void Service::run_backup(const std::string& id, const config::Policy& policy,
+                         const CancelToken& token) {
+  auto got = catalog_.get_execution(id);
+  if (!got.ok()) return;
+  catalog::ExecutionRow row = *got;
+  const std::string policy_id = row.policy_id.value_or("");
+  row.status = catalog::ExecStatus::kRunning;
+  row.started_at = now();
+  (void)catalog_.update_execution(row);
+  EventTarget target(events_, row.execution_id);
+
+  auto cfg = config();
+  const config::Location* loc = cfg ? cfg->find_location(policy.location) : nullptr;
+  Status outcome = ok_status();
+  std::shared_ptr<repo::Repository> repo;
+  if (loc == nullptr) {
+    outcome = Error(Error::Code::kNotFound, "location '" + policy.location + "' is not configured");
+  } else if (auto r = repository(*loc); !r.ok()) {
+    outcome = r.error();
+  } else {
+    repo = *r;
+  }
+  std::vector<std::string> tags = policy.tags;
+  tags.push_back(policy_tag(policy.name));
+  std::string strategy = std::string(catalog::to_string(row.backup_type));
+  if (outcome.ok()) {
+    repo::Snapshot snap;
+    repo::Id snap_id{};
+    if (policy.resource_type == config::ResourceType::kFiles) {
+      ops::BackupRequest req;
+      req.paths = policy.sources;
+      req.excludes = policy.excludes;
+      req.one_file_system = policy.one_file_system;
+      req.strategy = strategy;
+      req.tags = tags;
+      auto r = ops::backup(*repo, req, target);
+      if (r.ok()) {
+        snap = r->snapshot;
+        snap_id = r->snapshot_id;
+      } else {
+        outcome = r.error();
+      }
+    } else {
+      ops::PgBackupRequest req;
+      req.pgdata = policy.database ? policy.database->pgdata : "";
+      req.conninfo = policy.database ? policy.database->conninfo : "";
+      req.strategy = strategy;
+      req.tags = tags;
+      if (policy.compression) req.compression = std::string(config::name(*policy.compression));
+      auto r = ops::pg_backup(*repo, req, target);
+      if (r.ok()) {
+        snap = r->summary.snapshot;
+        snap_id = r->snapshot;
+      } else {
+        outcome = r.error();
+      }
+    }
+    if (outcome.ok()) {
+      auto stat = [&](const char* k) -> uint64_t {
+        auto it = snap.stats.find(k);
+        return it == snap.stats.end() ? 0 : it->second;
+      };
+      row.snapshot_id = repo::hex(snap_id);
+      row.backup_size_bytes = static_cast<int64_t>(stat("bytes_total"));
+      row.compressed_size_bytes = static_cast<int64_t>(stat("bytes_added"));
+      row.files_backed_up = static_cast<int64_t>(stat("files_new") + stat("files_changed") +
+                                                 stat("files_unchanged"));
+      double secs = static_cast<double>(stat("duration_ms")) / 1000.0;
+      row.duration_seconds = static_cast<int64_t>(std::llround(secs));
+      row.transfer_rate_mbps =
+          secs > 0 ? std::round(static_cast<double>(stat("bytes_read")) / 1e6 / secs * 100) / 100 : 0.0;
+      if (policy.integrity_check == config::IntegrityCheck::kNone) {
+        row.integrity_check_status = catalog::IntegrityStatus::kSkipped;
+      } else {
+        ops::CheckRequest creq;
+        creq.read_data = policy.integrity_check == config::IntegrityCheck::kReadData;
+        auto report = ops::check(*repo, creq, target);
+        row.integrity_check_completed_at = now();
+        if (!report.ok()) {
+          if (report.error().code() == Error::Code::kCancelled) {
+            outcome = report.error();
+          } else {
+            row.integrity_check_status = catalog::IntegrityStatus::kFailed;
+            row.error_message = "integrity check could not run: " + one_line(report.error().message());
+          }
+        } else {
+          row.integrity_check_status = report->damaged() ? catalog::IntegrityStatus::kFailed
+                                                         : catalog::IntegrityStatus::kPassed;
+          if (report->damaged()) {
+            row.error_message = "integrity check found damage: run 'haven check' on " +
+                                row.backup_location;
+          }
+        }
+      }
+    }
+  }
+  row.completed_at = now();
+  if (!row.duration_seconds) row.duration_seconds = seconds_between(row.started_at, *row.completed_at);
+  bool retry = false;
+  if (outcome.ok()) {
+    row.status = catalog::ExecStatus::kCompleted;
+  } else if (outcome.error().code() == Error::Code::kCancelled || token.cancelled()) {
+    row.status = catalog::ExecStatus::kCancelled;
+    row.error_message = one_line(outcome.error().message());
+  } else {
+    row.status = catalog::ExecStatus::kFailed;
+    row.error_message = one_line(outcome.error().message());
+    retry = row.retry_count < policy.retry_count;
+  }
+  (void)catalog_.update_execution(row);
+  if (row.status == catalog::ExecStatus::kCompleted) {
+    auto prow = catalog_.get_policy(policy_id);  // keep the scheduler's next_execution
+    (void)catalog_.set_policy_schedule_times(policy_id, row.started_at,
+                                             prow.ok() ? prow->next_execution : std::nullopt);
+    run_retention(policy_id, policy);
+  }
+  if (retry) schedule_retry(policy_id, row, policy);
+  policy_done(policy_id);
+}
+
+void Service::run_retention(const std::string& policy_id, const config::Policy& policy) {
+  Job job;
+  job.id = "retention:" + policy_id;
+  job.resource = policy.location;
+  job.access = Access::kExclusive;
+  job.run = [this, policy](const CancelToken&) {
+    auto cfg = config();
+    const config::Location* loc = cfg ? cfg->find_location(policy.location) : nullptr;
+    if (loc == nullptr) return;
+    auto repo = repository(*loc);
+    if (!repo.ok()) return;
+    ops::ForgetRequest req;
+    const config::Retention& r = policy.retention;
+    req.keep_within = r.days > 0 ? r.keep_within() : "";
+    req.keep_last = r.last;
+    req.keep_hourly = r.hourly;
+    req.keep_daily = r.daily;
+    req.keep_weekly = r.weekly;
+    req.keep_monthly = r.monthly;
+    req.keep_yearly = r.yearly;
+    req.min_copies = r.min_copies;
+    req.max_copies = r.max_copies;
+    req.timezone = r.timezone;
+    req.group_by = "";
+    req.only_tags = {policy_tag(policy.name)};
+    req.prune = true;
+    // The outcome is in the events (forget's and prune's, under this job's id).
+    (void)ops::forget(**repo, req, EventTarget(events_, "retention-" + policy.name));
+  };
+  (void)runner_.submit(std::move(job));  // one already queued or running covers this one too
+}
+
+void Service::schedule_retry(const std::string& policy_id, const catalog::ExecutionRow& failed,
+                             const config::Policy& policy) {
+  double delay_s = policy.retry_backoff_seconds * std::pow(2.0, failed.retry_count) *
+                   options_.backoff_scale;
+  Retry r;
+  r.due = now() + static_cast<TimeNs>(delay_s * 1e9);
+  r.policy_id = policy_id;
+  r.request.trigger = catalog::Trigger::kRetry;
+  r.request.retry_count = failed.retry_count + 1;
+  r.request.scheduled_for = failed.scheduled_for;
+  r.request.priority = failed.priority == catalog::Priority::kHigh ? config::Priority::kHigh
+                                                                   : config::Priority::kNormal;
+  switch (failed.backup_type) {
+    case catalog::BackupType::kFull: r.request.strategy = config::Strategy::kFull; break;
+    case catalog::BackupType::kDifferential: r.request.strategy = config::Strategy::kDifferential; break;
+    default: r.request.strategy = config::Strategy::kIncremental; break;
+  }
+  std::lock_guard<std::mutex> g(mu_);
+  if (stopping_) return;
+  retries_.push_back(std::move(r));
+  cv_.notify_all();
+}
+
+void Service::retry_loop() {
+  std::unique_lock<std::mutex> g(mu_);
+  while (!stopping_) {
+    TimeNs t = now();
+    auto due = std::find_if(retries_.begin(), retries_.end(), [t](const Retry& r) { return r.due <= t; });
+    if (due != retries_.end()) {
+      Retry r = std::move(*due);
+      retries_.erase(due);
+      g.unlock();
+      (void)execute(r.policy_id, r.request);  // recorded (or skipped) like any run
+      g.lock();
+      cv_.notify_all();
+      continue;
+    }
+    TimeNs next = INT64_MAX;
+    for (const auto& r : retries_) next = std::min(next, r.due);
+    if (next == INT64_MAX) {
+      cv_.wait(g);
+    } else {
+      cv_.wait_for(g, std::chrono::nanoseconds(next - t));
+    }
+  }
+}
+
+void Service::policy_done(const std::string& policy_id) {
+  std::unique_lock<std::mutex> g(mu_);
+  active_.erase(policy_id);
+  auto w = waiting_.find(policy_id);
+  if (w != waiting_.end() && !w->second.empty() && !stopping_) {
+    std::string next = w->second.front();
+    w->second.erase(w->second.begin());
+    if (w->second.empty()) waiting_.erase(w);
+    active_[policy_id] = next;
+    g.unlock();
+    auto row = catalog_.get_execution(next);
+    auto prow = catalog_.get_policy(policy_id);
+    Result<config::Policy> policy = prow.ok() ? policy_of(*prow) : Result<config::Policy>(prow.error());
+    if (row.ok() && policy.ok() && submit_backup(*row, *policy).ok()) return;
+    if (row.ok()) {
+      row->status = catalog::ExecStatus::kFailed;
+      row->completed_at = now();
+      row->error_message = policy.ok() ? "could not be queued" : policy.error().message();
+      (void)catalog_.update_execution(*row);
+    }
+    policy_done(policy_id);
+    return;
+  }
+  cv_.notify_all();
+}
+
+bool Service::policy_busy(const std::string& policy_id) const {
+  std::lock_guard<std::mutex> g(mu_);
+  return active_.count(policy_id) != 0;
+}
+
+Status Service::cancel_execution(const std::string& id) {
+  HAVEN_ASSIGN(catalog::ExecutionRow row, catalog_.get_execution(id));
+  Error why(Error::Code::kCancelled, "cancelled over the API");
+  if (row.status != catalog::ExecStatus::kPending && row.status != catalog::ExecStatus::kRunning) {
+    return Error(Error::Code::kAlreadyExists, "execution " + row.execution_id + " already ended (" +
+                                                  std::string(catalog::to_string(row.status)) + ")");
+  }
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    for (auto& [pid, ids] : waiting_) {
+      auto it = std::find(ids.begin(), ids.end(), row.id);
+      if (it != ids.end()) {
+        ids.erase(it);
+        row.status = catalog::ExecStatus::kCancelled;
+        row.completed_at = now();
+        row.error_message = why.message();
+        return catalog_.update_execution(row);
+      }
+    }
+  }
+  if (runner_.cancel(row.id, why) == Runner::CancelOutcome::kNotFound) {
+    return Error(Error::Code::kAlreadyExists,
+                 "execution " + row.execution_id + " is not queued or running in this server");
+  }
+  return ok_status();
+}
+
+Result<catalog::RestoreRow> Service::restore(const RestoreRequest& request) {
+  if (request.target_location.empty() || request.target_location[0] != '/') {
+    return Error(Error::Code::kInvalidArgument,
+                 "targetLocation: must be an absolute directory path, not '" +
+                     request.target_location + "'");
+  }
+  HAVEN_ASSIGN(catalog::ExecutionRow exec, catalog_.get_execution(request.source_backup_id));
+  if (!exec.snapshot_id) {
+    return Error(Error::Code::kInvalidArgument,
+                 "sourceBackupId: execution " + exec.execution_id + " has no snapshot (" +
+                     std::string(catalog::to_string(exec.status)) + "): pick a completed one");
+  }
+  if (!exec.policy_id) {
+    return Error(Error::Code::kInvalidArgument, "sourceBackupId: execution " + exec.execution_id +
+                                                    " belongs to no policy");
+  }
+  HAVEN_ASSIGN(catalog::PolicyRow prow, catalog_.get_policy(*exec.policy_id));
+  HAVEN_ASSIGN(config::Policy policy, policy_of(prow));
+  catalog::RestoreRow row;
+  row.restore_type = request.type;
+  row.source_backup_id = exec.id;
+  row.snapshot_id = exec.snapshot_id;
+  row.point_in_time = request.point_in_time;
+  row.target_location = request.target_location;
+  if (!request.include.empty()) row.restore_scope = {{"paths", request.include}};
+  row.overwrite_existing = request.overwrite_existing;
+  row.request = request.request;
+  if (!request.requested_by.empty()) row.requested_by = request.requested_by;
+  row.server_instance = options_.server_instance;
+  row.restore_options = {{"verify", request.verify}};
+  HAVEN_ASSIGN(catalog::RestoreRow stored, catalog_.create_restore(row));
+  Job job;
+  job.id = stored.id;
+  job.resource = policy.location;
+  job.access = Access::kShared;
+  job.priority = Priority::kHigh;  // a restore is someone waiting
+  std::string id = stored.id;
+  job.run = [this, id, policy](const CancelToken& token) {
+    auto got = catalog_.get_restore(id);
+    if (!got.ok()) return;
+    catalog::RestoreRow r = *got;
+    r.status = catalog::ExecStatus::kRunning;
+    r.started_at = now();
+    (void)catalog_.update_restore(r);
+    Status outcome = ok_status();
+    auto cfg = config();
+    const config::Location* loc = cfg ? cfg->find_location(policy.location) : nullptr;
+    if (loc == nullptr) {
+      outcome = Error(Error::Code::kNotFound, "location '" + policy.location + "' is not configured");
+    } else if (auto repo = repository(*loc); !repo.ok()) {
+      outcome = repo.error();
+    } else {
+      ops::RestoreRequest req;
+      if (r.point_in_time && r.restore_type == catalog::RestoreType::kPointInTime) {
+        req.at = format_time(*r.point_in_time);
+      } else {
+        req.snapshot = r.snapshot_id.value_or("");
+      }
+      req.target = r.target_location;
+      if (r.restore_scope.is_object() && r.restore_scope.contains("paths")) {
+        req.includes = r.restore_scope["paths"].get<std::vector<std::string>>();
+      }
+      req.verify = r.restore_options.value("verify", true);
+      req.overwrite = r.overwrite_existing ? "always" : "never";
+      auto res = ops::restore(**repo, req, EventTarget(events_, r.request_id));
+      if (res.ok()) {
+        r.snapshot_id = repo::hex(res->snapshot_id);
+        r.data_restored_gb = static_cast<double>(res->summary.bytes) / 1e9;
+        r.integrity_validated = req.verify && res->summary.errors == 0;
+        r.validation_results = {{"files", res->summary.files},
+                                {"bytes", res->summary.bytes},
+                                {"verified", res->summary.verified},
+                                {"errors", res->summary.errors},
+                                {"skipped", res->summary.skipped}};
+        if (!res->summary.substitution.empty()) r.validation_results["substitution"] = res->summary.substitution;
+        if (res->summary.errors > 0) {
+          outcome = Error(Error::Code::kIo, std::to_string(res->summary.errors) +
+                                                " file(s) could not be restored (see the events)");
+        }
+      } else {
+        outcome = res.error();
+      }
+    }
+    r.completed_at = now();
+    r.duration_seconds = seconds_between(r.started_at, *r.completed_at);
+    double secs = static_cast<double>(*r.completed_at - r.started_at) / 1e9;
+    if (r.data_restored_gb && secs > 0) {
+      r.restore_rate_mbps = std::round(*r.data_restored_gb * 1000.0 / secs * 100) / 100;
+    }
+    if (outcome.ok()) {
+      r.status = catalog::ExecStatus::kCompleted;
+    } else {
+      r.status = (outcome.error().code() == Error::Code::kCancelled || token.cancelled())
+                     ? catalog::ExecStatus::kCancelled
+                     : catalog::ExecStatus::kFailed;
+      r.error_message = one_line(outcome.error().message());
+    }
+    (void)catalog_.update_restore(r);
+  };
+  job.on_dropped = [this, id](const Error& why) {
+    auto r = catalog_.get_restore(id);
+    if (!r.ok()) return;
+    r->status = catalog::ExecStatus::kCancelled;
+    r->completed_at = now();
+    r->error_message = why.message();
+    (void)catalog_.update_restore(*r);
+  };
+  if (Status s = runner_.submit(std::move(job)); !s.ok()) {
+    stored.status = catalog::ExecStatus::kFailed;
+    stored.error_message = s.error().message();
+    stored.completed_at = now();
+    (void)catalog_.update_restore(stored);
+    return s.error();
+  }
+  return stored;
+}
+
+Status Service::cancel_restore(const std::string& id) {
+  HAVEN_ASSIGN(catalog::RestoreRow row, catalog_.get_restore(id));
+  if (row.status != catalog::ExecStatus::kPending && row.status != catalog::ExecStatus::kRunning) {
+    return Error(Error::Code::kAlreadyExists, "restore " + row.request_id + " already ended");
+  }
+  if (runner_.cancel(row.id, Error(Error::Code::kCancelled, "cancelled over the API")) ==
+      Runner::CancelOutcome::kNotFound) {
+    return Error(Error::Code::kAlreadyExists, "restore " + row.request_id + " is not running here");
+  }
+  return ok_status();
+}
+
+Result<std::vector<Service::SnapshotInfo>> Service::snapshots() {
+  auto cfg = config();
+  std::vector<SnapshotInfo> out;
+  if (cfg == nullptr) return out;
+  NullSink quiet;
+  for (const config::Location& l : cfg->locations) {
+    HAVEN_ASSIGN(auto repo, repository(l));
+    HAVEN_ASSIGN(auto list, ops::snapshots(*repo, {}, quiet));
+    for (auto& s : list) out.push_back({l.name, repo::hex(s.id), s.snapshot});
+  }
+  return out;
+}
+
+void Service::wait_idle() {
+  for (;;) {
+    runner_.wait_idle();
+    std::unique_lock<std::mutex> g(mu_);
+    if (retries_.empty() && active_.empty() && waiting_.empty() && runner_.queued_count() == 0 &&
+        runner_.running_count() == 0) {
+      return;
+    }
+    cv_.wait_for(g, std::chrono::milliseconds(20));
+  }
+}
+
+void Service::shutdown(bool cancel_running, std::chrono::milliseconds deadline) {
+  std::vector<std::string> waiting_ids;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (stopping_ && !retry_thread_.joinable()) return;
+    stopping_ = true;
+    retries_.clear();
+    for (auto& [pid, ids] : waiting_) waiting_ids.insert(waiting_ids.end(), ids.begin(), ids.end());
+    waiting_.clear();
+    cv_.notify_all();
+  }
+  for (const auto& id : waiting_ids) {
+    auto r = catalog_.get_execution(id);
+    if (!r.ok()) continue;
+    r->status = catalog::ExecStatus::kCancelled;
+    r->completed_at = now();
+    r->error_message = "the server is shutting down";
+    (void)catalog_.update_execution(*r);
+  }
+  if (retry_thread_.joinable()) retry_thread_.join();
+  runner_.shutdown(cancel_running, deadline);
+}
+
+}  // namespace haven::jobs
