@@ -1,6 +1,52 @@
-// haven — the one binary: command-line tool (and later the server).
+// haven — the one binary: the command-line tool and the server.
+#include <unistd.h>
+
+#include <chrono>
+#include <iostream>
+
 #include "cli/cli.h"
 #include "crypto/crypto.h"
+#include "server/server.h"
+#include "util/sysinfo.h"
+#include "util/version.h"
+
+namespace {
+
+// `haven server`: starts the server, reloads on SIGHUP, stops on SIGINT/SIGTERM (exit 0).
+haven::cli::CommandResult run_server(haven::cli::App& app, const haven::cli::ServerCommand& c) {
+  using namespace haven;
+  HAVEN_ASSIGN(std::string path, cli::config_path(c.config));
+  server::ServerOptions o;
+  o.config_path = path;
+  o.env = cli::environment_value;
+  o.instance = hostname() + ":" + std::to_string(::getpid()) + ":" + std::to_string(now());
+  o.version = HAVEN_VERSION;
+  o.port = c.port;
+  HAVEN_ASSIGN(auto srv, server::Server::start(o));
+  std::cout << "haven server listening on port " << srv->port() << " (config " << path << ")"
+            << std::endl;
+  if (srv->interrupted_at_start() > 0) {
+    std::cerr << "notice: " << srv->interrupted_at_start()
+              << " run(s) left open by a previous server process marked interrupted\n";
+  }
+  int seen = app.hangups();
+  while (!app.cancel().sleep_for(std::chrono::milliseconds(200))) {
+    if (app.hangups() == seen) continue;
+    seen = app.hangups();
+    Status s = srv->reload();
+    if (s.ok()) {
+      std::cerr << "configuration reloaded from " << path << "\n";
+    } else {
+      std::cerr << "reload failed, the running configuration stays:\n" << s.error().message() << "\n";
+    }
+  }
+  std::cerr << "stopping: " << srv->service().runner().running_count() << " job(s) running\n";
+  srv->stop();
+  std::cerr << "stopped\n";
+  return 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   haven::crypto::init();
@@ -18,6 +64,8 @@ int main(int argc, char** argv) {
   haven::cli::register_unlock(app);
   haven::cli::register_wal(app);
   haven::cli::register_pg(app);
+  haven::cli::register_config(app);
+  haven::cli::register_server(app, run_server);
   haven::cli::register_version(app);
   return app.run(argc, argv);
 }

@@ -85,13 +85,18 @@ void App::handle_signals() {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);  // counted (hangups()): `haven server` reloads on it
   // Blocked here, before any other thread exists, so every thread inherits the mask and the
   // signals reach only the waiting thread (children get a clean mask: util/subprocess.h).
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   // The thread outlives App (it is detached): it holds copies, never `this`.
-  std::thread([token = cancel_, received = signal_, set] {
+  std::thread([token = cancel_, received = signal_, hups = hangups_, set] {
     int sig = 0;
     while (sigwait(&set, &sig) == 0) {
+      if (sig == SIGHUP) {
+        hups->fetch_add(1);
+        continue;
+      }
       if (received->exchange(sig) != 0) {  // asked twice: stop now
         restore_echo_now();
         _exit(128 + sig);

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -63,6 +64,8 @@ class App {
   Result<std::shared_ptr<storage::Backend>> backend();
   // Cancelled by SIGINT or SIGTERM; every repository the CLI opens runs under it.
   const CancelToken& cancel() const { return cancel_; }
+  // SIGHUPs received so far (a command that reloads polls it).
+  int hangups() const { return hangups_->load(); }
 
  private:
   // Takes SIGINT and SIGTERM on a thread of their own: the first cancels the command (which
@@ -70,6 +73,7 @@ class App {
   void handle_signals();
   CancelToken cancel_;
   std::shared_ptr<std::atomic<int>> signal_ = std::make_shared<std::atomic<int>>(0);
+  std::shared_ptr<std::atomic<int>> hangups_ = std::make_shared<std::atomic<int>>(0);
   CLI::App app_;
   GlobalOptions globals_;
   std::vector<std::pair<CLI::App*, std::function<CommandResult()>>> actions_;
@@ -107,5 +111,19 @@ void register_forget(App& app);
 void register_repair(App& app);
 void register_wal(App& app);
 void register_pg(App& app);
+
+// haven config check; haven server token create|list|revoke; and `haven server` itself, whose
+// body main.cc supplies (cli and server never include each other).
+struct ServerCommand {
+  std::string config;      // --config, else $HAVEN_CONFIG
+  std::optional<int> port;  // --port overrides server.listen's port
+};
+using ServerMain = std::function<CommandResult(App&, const ServerCommand&)>;
+void register_config(App& app);
+void register_server(App& app, ServerMain run);
+// The environment as haven.yaml's env lookups see it.
+std::optional<std::string> environment_value(const std::string& name);
+// --config's value, or $HAVEN_CONFIG; kInvalidArgument naming both when neither is set.
+Result<std::string> config_path(const std::string& flag);
 
 }  // namespace haven::cli

@@ -1,0 +1,39 @@
+// server/api.h — the REST API of seed 004 on an HttpServer: policies, executions, restores,
+// snapshots, the event stream, health and the OpenAPI document (docs/openapi.json, embedded).
+//
+// JSON rows use the seed's column names (backup_executions' "backup_size_bytes" ...), times
+// RFC 3339 UTC. Requests use the seed's camelCase fields (backupType, sourceBackupId ...).
+// Roles: viewer reads; operator executes, cancels and restores; admin changes policies.
+// Policies from haven.yaml are read-only over the API (409 names the file); the API's own
+// policies live in the catalog and survive restarts.
+#pragma once
+
+#include <string>
+
+#include "catalog/catalog.h"
+#include "jobs/scheduler.h"
+#include "jobs/service.h"
+#include "server/bus.h"
+#include "server/http.h"
+
+namespace haven::server {
+
+struct ApiContext {
+  catalog::Catalog& catalog;
+  jobs::Service& service;
+  jobs::Scheduler* scheduler;  // may be null (no schedules: the CLI's one-off runs)
+  EventBus& bus;
+  std::string version;
+};
+
+void add_api_routes(HttpServer& http, ApiContext ctx);
+
+// The OpenAPI document the server serves (docs/openapi.json).
+const std::string& openapi_document();
+
+// JSON views of catalog rows.
+nlohmann::json execution_json(const catalog::ExecutionRow& row);
+nlohmann::json restore_json(const catalog::RestoreRow& row);
+nlohmann::json policy_json(const catalog::PolicyRow& row);
+
+}  // namespace haven::server

@@ -1,0 +1,83 @@
+#include "server/server.h"
+
+#include "catalog/tokens.h"
+#include "server/api.h"
+
+namespace haven::server {
+
+namespace {
+Authenticator token_auth(catalog::Catalog& c) {
+  return [&c](const std::string& token) -> std::optional<Principal> {
+    auto row = catalog::authenticate(c, token);
+    if (!row.ok()) return std::nullopt;
+    Principal p;
+    p.name = row->name;
+    p.role = row->role == catalog::Role::kAdmin      ? Role::kAdmin
+             : row->role == catalog::Role::kOperator ? Role::kOperator
+                                                     : Role::kViewer;
+    return p;
+  };
+}
+}  // namespace
+
+Server::Server(ServerOptions options, std::unique_ptr<catalog::Catalog> catalog)
+    : options_(std::move(options)), catalog_(std::move(catalog)), http_(token_auth(*catalog_)) {}
+
+Server::~Server() { stop(); }
+
+Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options) {
+  HAVEN_ASSIGN(config::Config cfg, config::load_config_file(options.config_path, options.env));
+  auto shared = std::make_shared<const config::Config>(std::move(cfg));
+  auto cat = catalog::open_sqlite_catalog(shared->server.catalog);
+  if (!cat.ok()) return cat.error().with_context("server.catalog");
+  std::unique_ptr<Server> s(new Server(options, std::move(*cat)));
+  // What a previous process left pending or running did not finish.
+  HAVEN_ASSIGN(s->interrupted_, s->catalog_->mark_interrupted(options.instance));
+  s->bus_ = std::make_unique<EventBus>(*s->catalog_);
+  jobs::ServiceOptions so;
+  so.server_instance = options.instance;
+  so.max_parallel = static_cast<unsigned>(std::max(1, shared->server.max_parallel_jobs));
+  s->service_ = std::make_unique<jobs::Service>(*s->catalog_, *s->bus_, so);
+  HAVEN_TRY(s->service_->apply_config(shared));
+  s->scheduler_ = std::make_unique<jobs::Scheduler>(*s->service_, *s->catalog_);
+  add_api_routes(s->http_, ApiContext{*s->catalog_, *s->service_, s->scheduler_.get(), *s->bus_,
+                                      options.version});
+  std::optional<TlsFiles> tls;
+  if (shared->server.tls) tls = TlsFiles{shared->server.tls->cert_file, shared->server.tls->key_file};
+  HAVEN_TRY(s->http_.start(shared->server.listen_host, options.port.value_or(shared->server.listen_port), tls));
+  // Streams without a Last-Event-ID start after this event.
+  s->bus_->note("server:started", {{"instance", options.instance},
+                                    {"interrupted", s->interrupted_},
+                                    {"version", options.version}});
+  s->scheduler_->start();
+  return s;
+}
+
+Status Server::reload() {
+  HAVEN_ASSIGN(config::Config cfg, config::load_config_file(options_.config_path, options_.env));
+  auto shared = std::make_shared<const config::Config>(std::move(cfg));
+  HAVEN_TRY(service_->apply_config(shared));
+  scheduler_->replan();
+  bus_->note("server:reloaded", {{"policies", shared->policies.size()},
+                                  {"locations", shared->locations.size()}});
+  return ok_status();
+}
+
+void Server::stop() {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (stopped_) return;
+    stopped_ = true;
+  }
+  http_.stop();
+  if (scheduler_) scheduler_->stop();
+  if (service_) {
+    auto cfg = service_->config();
+    bool cancel = cfg && cfg->server.shutdown == config::ShutdownMode::kCancel;
+    int timeout = cfg ? cfg->server.shutdown_timeout_seconds : 0;
+    service_->shutdown(cancel, std::chrono::seconds(timeout));
+  }
+  if (bus_) bus_->note("server:stopped", {{"instance", options_.instance}});
+}
+
+}  // namespace haven::server
