@@ -1,0 +1,377 @@
+// `haven server` over real HTTP on loopback, as a separate process: tokens and roles on every
+// route of the OpenAPI document, a policy created, run and restored over the API, SIGKILL in
+// the middle of a backup, catch-up after downtime, a schedule firing on time twice, reloads and
+// bad configurations.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <httplib.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <fstream>
+#include <optional>
+#include <regex>
+#include <thread>
+
+#include "catalog/catalog.h"
+#include "support/fs_test_util.h"
+#include "support/repo_test_util.h"
+#include "util/subprocess.h"
+
+namespace haven {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+class ServerProcess {
+ public:
+  ServerProcess(const std::string& config, const std::string& log) : log_(log) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    SpawnOptions o;
+    o.argv = {HAVEN_BINARY, "server", "--config", config, "--port", "0"};
+    o.stdout_fd = fd;
+    o.stderr_fd = fd;
+    auto p = Subprocess::spawn(o);
+    ::close(fd);
+    if (!p.ok()) return;
+    proc_.emplace(std::move(*p));
+    for (int i = 0; i < 1000 && port_ == 0; ++i) {
+      std::smatch m;
+      std::string text = read_file(log_);
+      static const std::regex re("listening on port ([0-9]+)");
+      if (std::regex_search(text, m, re)) port_ = std::stoi(m[1]);
+      else std::this_thread::sleep_for(10ms);
+    }
+  }
+  ~ServerProcess() {
+    if (proc_) {
+      proc_->send_signal(SIGKILL);
+      (void)proc_->wait(CancelToken());
+    }
+  }
+  int port() const { return port_; }
+  std::string log() const { return read_file(log_); }
+  void signal(int sig) { proc_->send_signal(sig); }
+  int wait() {
+    auto r = proc_->wait(CancelToken());
+    proc_.reset();
+    return r.ok() ? *r : -1;
+  }
+
+ private:
+  std::string log_;
+  std::optional<Subprocess> proc_;
+  int port_ = 0;
+};
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/haven-server-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    write_file(dir_ + "/pass", "server-test-pw\n");
+    make_dir(dir_ + "/src");
+    write_file(dir_ + "/src/a.txt", "alpha\n");
+    write_file(dir_ + "/src/b.bin", random_bytes(200 << 10, 3));
+    RunResult init = run_haven({"init", "--repo", dir_ + "/repo", "--password-file", dir_ + "/pass"});
+    ASSERT_EQ(init.code, 0) << describe(init);
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  std::string write_config(const std::string& policies, const std::string& server_extra = "") {
+    std::string path = dir_ + "/haven.yaml";
+    write_file(path, "server:\n  listen: 127.0.0.1:8420\n  catalog: " + dir_ + "/catalog.db\n" +
+                         server_extra + "locations:\n  - name: local\n    storage_type: on_premise\n"
+                         "    repository: " + dir_ + "/repo\n    password_file: " + dir_ +
+                         "/pass\n    primary_region: eu-west-1\npolicies:\n" + policies);
+    return path;
+  }
+  std::string token(const std::string& name, const std::string& role) {
+    RunResult r = run_haven({"server", "token", "create", "--config", dir_ + "/haven.yaml", "--name", name, "--role", role});
+    EXPECT_EQ(r.code, 0) << describe(r);
+    std::string t = r.out.substr(0, r.out.find('\n'));
+    EXPECT_EQ(t.size(), 68u);
+    EXPECT_EQ(r.err.find(t), std::string::npos) << "the token reached stderr";
+    return t;
+  }
+  static httplib::Headers bearer(const std::string& t) { return {{"Authorization", "Bearer " + t}}; }
+
+  json get(httplib::Client& c, const std::string& path, const std::string& tok, int expect = 200) {
+    auto r = c.Get(path, bearer(tok));
+    EXPECT_TRUE(r) << path;
+    if (!r) return json();
+    EXPECT_EQ(r->status, expect) << path << ": " << r->body;
+    return json::parse(r->body, nullptr, false);
+  }
+  json post(httplib::Client& c, const std::string& path, const std::string& tok, const json& body,
+            int expect) {
+    auto r = c.Post(path, bearer(tok), body.dump(), "application/json");
+    EXPECT_TRUE(r) << path;
+    if (!r) return json();
+    EXPECT_EQ(r->status, expect) << path << ": " << r->body;
+    return json::parse(r->body, nullptr, false);
+  }
+  json wait_execution(httplib::Client& c, const std::string& id, const std::string& tok) {
+    for (int i = 0; i < 1500; ++i) {
+      json e = get(c, "/api/backup/executions/" + id, tok);
+      std::string s = e.value("status", "");
+      if (s != "pending" && s != "running") return e;
+      std::this_thread::sleep_for(20ms);
+    }
+    ADD_FAILURE() << "execution " << id << " did not end";
+    return json();
+  }
+
+  std::string dir_;
+};
+
+std::string files_policy(const std::string& name, const std::string& src, const std::string& extra = "") {
+  return "  - name: " + name + "\n    resource_type: files\n    sources: [" + src +
+         "]\n    location: local\n" + extra;
+}
+
+TEST_F(ServerTest, EveryRouteRefusesWithoutATokenAndWithTooSmallARole) {
+  write_config(files_policy("docs", dir_ + "/src", "    schedules: []\n"));
+  std::string viewer = token("v", "viewer"), op = token("o", "operator"), admin = token("a", "admin");
+  ServerProcess srv(dir_ + "/haven.yaml", dir_ + "/server.log");
+  ASSERT_GT(srv.port(), 0) << srv.log();
+  httplib::Client c("127.0.0.1", srv.port());
+  json doc = get(c, "/api/openapi.json", viewer);
+  ASSERT_TRUE(doc.contains("paths"));
+  const std::map<std::string, int> rank = {{"viewer", 0}, {"operator", 1}, {"admin", 2}};
+  const std::vector<std::pair<std::string, std::string>> tokens = {{"viewer", viewer}, {"operator", op}, {"admin", admin}};
+  int checked = 0;
+  for (const auto& [path_tmpl, methods] : doc["paths"].items()) {
+    std::string path = std::regex_replace(path_tmpl, std::regex(R"(\{[^}]+\})"), "no-such-id");
+    for (const auto& [method, spec] : methods.items()) {
+      std::string role = spec["x-haven-role"];
+      auto call = [&](const httplib::Headers& h) {
+        if (method == "get") return c.Get(path, h);
+        if (method == "delete") return c.Delete(path, h);
+        if (method == "put") return c.Put(path, h, "{}", "application/json");
+        return c.Post(path, h, "{}", "application/json");
+      };
+      if (role == "none") {
+        auto r = call({});
+        ASSERT_TRUE(r);
+        EXPECT_EQ(r->status, 200) << method << " " << path;
+        continue;
+      }
+      if (path == "/api/events") continue;  // a stream: checked below without waiting on it
+      auto none = call({});
+      ASSERT_TRUE(none);
+      EXPECT_EQ(none->status, 401) << method << " " << path;
+      auto bad = call(bearer("hvn_" + std::string(64, '0')));
+      EXPECT_EQ(bad->status, 401) << method << " " << path;
+      for (const auto& [name, tok] : tokens) {
+        auto r = call(bearer(tok));
+        ASSERT_TRUE(r);
+        if (rank.at(name) < rank.at(role)) {
+          EXPECT_EQ(r->status, 403) << method << " " << path << " as " << name;
+        } else {
+          EXPECT_NE(r->status, 401) << method << " " << path << " as " << name;
+          EXPECT_NE(r->status, 403) << method << " " << path << " as " << name;
+        }
+      }
+      ++checked;
+    }
+  }
+  EXPECT_GE(checked, 12);
+  auto ev = c.Get("/api/events");
+  EXPECT_EQ(ev->status, 401);
+  // A revoked token stops working at once.
+  RunResult rv = run_haven({"server", "token", "revoke", "--config", dir_ + "/haven.yaml", "--name", "v"});
+  ASSERT_EQ(rv.code, 0) << describe(rv);
+  EXPECT_EQ(c.Get("/api/backup/policies", bearer(viewer))->status, 401);
+}
+
+TEST_F(ServerTest, APolicyCreatedOverTheApiRunsAndItsBackupIsRestored) {
+  write_config("  []\n");
+  std::string admin = token("a", "admin");
+  ServerProcess srv(dir_ + "/haven.yaml", dir_ + "/server.log");
+  ASSERT_GT(srv.port(), 0) << srv.log();
+  httplib::Client c("127.0.0.1", srv.port());
+  json policy = {{"name", "api-docs"}, {"resourceType", "files"}, {"sources", {dir_ + "/src"}},
+                 {"location", "local"}, {"schedules", json::array()}};
+  json created = post(c, "/api/backup/policies", admin, policy, 201);
+  EXPECT_EQ(created["source"], "api");
+  // The same name again: 409; a bad field: 400 naming it.
+  post(c, "/api/backup/policies", admin, policy, 409);
+  json bad = policy;
+  bad["name"] = "other";
+  bad["retention"] = {{"daily", "seven"}};
+  json err = post(c, "/api/backup/policies", admin, bad, 400);
+  EXPECT_EQ(err["error"]["field"], "retention.daily") << err.dump();
+
+  json e = post(c, "/api/backup/execute/api-docs", admin, {{"backupType", "full"}}, 202);
+  json done = wait_execution(c, e["id"], admin);
+  ASSERT_EQ(done["status"], "completed") << done.dump();
+  EXPECT_EQ(done["backup_type"], "full");
+  EXPECT_EQ(done["files_backed_up"], 2);
+  EXPECT_EQ(done["integrity_check_status"], "passed");
+  json list = get(c, "/api/backup/executions?policyId=api-docs&status=completed", admin);
+  ASSERT_EQ(list["executions"].size(), 1u);
+  EXPECT_EQ(get(c, "/api/backup/executions?status=bogus", admin, 400)["error"]["field"], "status");
+  EXPECT_EQ(get(c, "/api/backup/executions/nope", admin, 404)["error"]["code"], "not_found");
+
+  json r = post(c, "/api/restore/request", admin,
+                {{"restoreType", "full_restore"}, {"sourceBackupId", done["execution_id"]},
+                 {"targetLocation", dir_ + "/restored"}}, 202);
+  json status;
+  for (int i = 0; i < 500; ++i) {
+    status = get(c, "/api/restore/operations/" + r["request_id"].get<std::string>() + "/status", admin);
+    if (status["status"] != "pending" && status["status"] != "running") break;
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_EQ(status["status"], "completed") << status.dump();
+  EXPECT_TRUE(status["integrity_validated"].get<bool>());
+  expect_same_tree(dir_ + "/src", dir_ + "/restored/src");
+  json snaps = get(c, "/api/snapshots", admin);
+  ASSERT_EQ(snaps["snapshots"].size(), 1u);
+  EXPECT_EQ(snaps["snapshots"][0]["id"], done["snapshot_id"]);
+
+  // The events of the run, replayed from the start, in order and without a gap.
+  httplib::Client sse("127.0.0.1", srv.port());
+  sse.set_read_timeout(2, 0);
+  std::string stream;
+  sse.Get("/api/events", {{"Authorization", "Bearer " + admin}, {"Last-Event-ID", "0"}},
+          [&](const char* data, size_t n) {
+            stream.append(data, n);
+            return stream.find("restore:completed") == std::string::npos;
+          });
+  EXPECT_NE(stream.find("event: backup:started"), std::string::npos);
+  EXPECT_NE(stream.find("event: backup:completed"), std::string::npos);
+  EXPECT_NE(stream.find("\"operation_id\":\"" + done["execution_id"].get<std::string>() + "\""), std::string::npos);
+  std::vector<long> ids;
+  std::regex id_re("(^|\n)id: ([0-9]+)\n");
+  for (auto it = std::sregex_iterator(stream.begin(), stream.end(), id_re); it != std::sregex_iterator(); ++it) {
+    ids.push_back(std::stol((*it)[2]));
+  }
+  ASSERT_GT(ids.size(), 3u);
+  for (size_t i = 1; i < ids.size(); ++i) EXPECT_EQ(ids[i], ids[i - 1] + 1);
+  // Resuming after an id gives what follows it.
+  std::string resumed;
+  sse.Get("/api/events", {{"Authorization", "Bearer " + admin}, {"Last-Event-ID", std::to_string(ids[1])}},
+          [&](const char* data, size_t n) {
+            resumed.append(data, n);
+            return resumed.find("id: ") == std::string::npos || resumed.find("\n\n", resumed.find("id: ")) == std::string::npos;
+          });
+  EXPECT_NE(resumed.find("id: " + std::to_string(ids[2]) + "\n"), std::string::npos) << resumed.substr(0, 300);
+}
+
+TEST_F(ServerTest, ASigkilledServerMarksTheRunInterruptedOnRestartAndTheNextRunSucceeds) {
+  for (int i = 0; i < 40; ++i) write_file(dir_ + "/src/big" + std::to_string(i), random_bytes(3 << 20, 10 + i));
+  write_config(files_policy("big", dir_ + "/src", "    schedules: []\n"));
+  std::string admin = token("a", "admin");
+  std::string exec_id;
+  {
+    ServerProcess srv(dir_ + "/haven.yaml", dir_ + "/server.log");
+    ASSERT_GT(srv.port(), 0) << srv.log();
+    httplib::Client c("127.0.0.1", srv.port());
+    json e = post(c, "/api/backup/execute/big", admin, json::object(), 202);
+    exec_id = e["id"];
+    for (int i = 0; i < 500 && get(c, "/api/backup/executions/" + exec_id, admin)["status"] != "running"; ++i) {
+      std::this_thread::sleep_for(10ms);
+    }
+    std::this_thread::sleep_for(300ms);  // in the middle of writing packs
+    srv.signal(SIGKILL);
+    EXPECT_EQ(srv.wait(), 128 + SIGKILL);
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  ServerProcess srv(dir_ + "/haven.yaml", dir_ + "/server2.log");
+  ASSERT_GT(srv.port(), 0) << srv.log();
+  httplib::Client c("127.0.0.1", srv.port());
+  json e = get(c, "/api/backup/executions/" + exec_id, admin);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+  EXPECT_EQ(e["status"], "interrupted") << e.dump();
+  EXPECT_NE(e["error_message"].get<std::string>().find("server"), std::string::npos);
+  EXPECT_NE(srv.log().find("marked interrupted"), std::string::npos) << srv.log();
+  // The repository: the dead server's lock is stale, and a check finds only what prune removes.
+  RunResult check = run_haven({"check", "--repo", dir_ + "/repo", "--password-file", dir_ + "/pass"});
+  EXPECT_EQ(check.code, 0) << describe(check);
+  json next = post(c, "/api/backup/execute/big", admin, json::object(), 202);
+  json done = wait_execution(c, next["id"], admin);
+  EXPECT_EQ(done["status"], "completed") << done.dump();
+}
+
+TEST_F(ServerTest, CatchUpAfterDowntimeRunsOnceAndSigtermStopsCleanly) {
+  write_config(files_policy("nightly", dir_ + "/src", "    schedules: [{cron: \"0 3 * * *\"}]\n"));
+  std::string viewer = token("v", "viewer");
+  {
+    auto cat = catalog::open_sqlite_catalog(dir_ + "/catalog.db");
+    ASSERT_TRUE(cat.ok());
+  }
+  {
+    ServerProcess srv(dir_ + "/haven.yaml", dir_ + "/server.log");
+    ASSERT_GT(srv.port(), 0) << srv.log();
+    srv.signal(SIGTERM);
+    EXPECT_EQ(srv.wait(), 0) << srv.log();
+  }
+  // The server was down while three nightly runs were due.
+  {
+    auto cat = catalog::open_sqlite_catalog(dir_ + "/catalog.db");
+    ASSERT_TRUE(cat.ok());
+    auto p = (*cat)->get_policy_by_name("nightly");
+    ASSERT_TRUE(p.ok());
+    ASSERT_TRUE(p->next_execution.has_value()) << "the scheduler recorded no next run";
+    ASSERT_TRUE((*cat)->set_policy_schedule_times(p->id, std::nullopt, now() - 3 * 86400'000'000'000LL).ok());
+  }
+  ServerProcess srv(dir_ + "/haven.yaml", dir_ + "/server2.log");
+  ASSERT_GT(srv.port(), 0) << srv.log();
+  httplib::Client c("127.0.0.1", srv.port());
+  json list;
+  for (int i = 0; i < 500; ++i) {
+    list = get(c, "/api/backup/executions?policyId=nightly", viewer);
+    if (!list["executions"].empty() && list["executions"][0]["status"] == "completed") break;
+    std::this_thread::sleep_for(20ms);
+  }
+  std::this_thread::sleep_for(300ms);
+  list = get(c, "/api/backup/executions?policyId=nightly", viewer);
+  ASSERT_EQ(list["executions"].size(), 1u) << list.dump();
+  EXPECT_EQ(list["executions"][0]["trigger"], "catch_up");
+  EXPECT_EQ(list["executions"][0]["status"], "completed");
+}
+
+TEST_F(ServerTest, BadConfigurationsAreRefusedAndAFailedReloadKeepsTheRunningOne) {
+  write_config(files_policy("docs", dir_ + "/src", "    schedules: [{cron: \"0 25 * * *\"}]\n"));
+  RunResult check = run_haven({"config", "check", "--config", dir_ + "/haven.yaml"});
+  EXPECT_EQ(check.code, 2);
+  EXPECT_NE(check.err.find("haven.yaml:15:"), std::string::npos) << check.err;
+  EXPECT_NE(check.err.find("policies[0].schedules[0].cron"), std::string::npos) << check.err;
+  EXPECT_NE(check.err.find("hour field '25': must be 0-23"), std::string::npos) << check.err;
+  RunResult refused = run_haven({"server", "--config", dir_ + "/haven.yaml", "--port", "0"}, {.timeout_ms = 10000});
+  EXPECT_EQ(refused.code, 2) << describe(refused);
+  EXPECT_NE(refused.err.find("hour field '25'"), std::string::npos) << describe(refused);
+  EXPECT_FALSE(exists(dir_ + "/catalog.db")) << "a refused start created the catalog";
+
+  write_config(files_policy("docs", dir_ + "/src", "    schedules: []\n"));
+  std::string viewer = token("v", "viewer");
+  ServerProcess srv(dir_ + "/haven.yaml", dir_ + "/server.log");
+  ASSERT_GT(srv.port(), 0) << srv.log();
+  httplib::Client c("127.0.0.1", srv.port());
+  write_config(files_policy("docs", dir_ + "/src", "    schedules: []\n") +
+               files_policy("more", dir_ + "/src", "    schedules: []\n    compression: medum\n"));
+  srv.signal(SIGHUP);
+  for (int i = 0; i < 200 && srv.log().find("reload failed") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_NE(srv.log().find("did you mean 'medium'?"), std::string::npos) << srv.log();
+  EXPECT_EQ(get(c, "/api/backup/policies", viewer)["policies"].size(), 1u);
+  write_config(files_policy("docs", dir_ + "/src", "    schedules: []\n") +
+               files_policy("more", dir_ + "/src", "    schedules: []\n"));
+  srv.signal(SIGHUP);
+  for (int i = 0; i < 200 && srv.log().find("configuration reloaded") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(get(c, "/api/backup/policies", viewer)["policies"].size(), 2u) << srv.log();
+}
+
+}  // namespace
+}  // namespace haven
