@@ -342,7 +342,7 @@ void Service::run_backup(const std::string& id, const config::Policy& policy,
   } else {
     row.status = catalog::ExecStatus::kFailed;
     row.error_message = one_line(outcome.error().message());
-    retry = row.retry_count < policy.retry_count;
+    retry = options_.retries && row.retry_count < policy.retry_count;
   }
   (void)catalog_.update_execution(row);
   if (row.status == catalog::ExecStatus::kCompleted) {

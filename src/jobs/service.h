@@ -48,6 +48,8 @@ struct ServiceOptions {
   unsigned max_parallel = 2;
   // Retries wait retry_backoff_seconds × 2^n; tests shorten it.
   double backoff_scale = 1.0;
+  // Off: a failed run is not retried (the CLI's one-off run of a policy).
+  bool retries = true;
 };
 
 struct ExecuteRequest {

@@ -373,5 +373,67 @@ TEST_F(ServerTest, BadConfigurationsAreRefusedAndAFailedReloadKeepsTheRunningOne
   EXPECT_EQ(get(c, "/api/backup/policies", viewer)["policies"].size(), 2u) << srv.log();
 }
 
+// borgmatic users expect to run a policy from the command line: recorded like a server's run.
+TEST_F(ServerTest, BackupWithConfigAndPolicyRunsThePolicyOnceAndRecordsIt) {
+  write_config(files_policy("docs", dir_ + "/src", "    schedules: []\n    retention: {last: 1}\n"));
+  RunResult a = run_haven({"backup", "--config", dir_ + "/haven.yaml", "--policy", "docs"});
+  ASSERT_EQ(a.code, 0) << describe(a);
+  EXPECT_NE(a.out.find("policy 'docs': run exec-"), std::string::npos) << a.out;
+  write_file(dir_ + "/src/a.txt", "changed\n");
+  RunResult b = run_haven({"backup", "--config", dir_ + "/haven.yaml", "--policy", "docs"});
+  ASSERT_EQ(b.code, 0) << describe(b);
+  auto cat = catalog::open_sqlite_catalog(dir_ + "/catalog.db");
+  ASSERT_TRUE(cat.ok());
+  catalog::ExecutionQuery q;
+  auto page = (*cat)->query_executions(q);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->rows.size(), 2u);
+  for (const auto& e : page->rows) {
+    EXPECT_EQ(e.trigger, catalog::Trigger::kCli);
+    EXPECT_EQ(e.status, catalog::ExecStatus::kCompleted);
+  }
+  // Its retention ran too: one snapshot kept, the newest.
+  RunResult ls = run_haven({"snapshots", "--json", "--repo", dir_ + "/repo", "--password-file", dir_ + "/pass"});
+  ASSERT_EQ(ls.code, 0) << describe(ls);
+  nlohmann::json snaps = nlohmann::json::parse(ls.out);
+  ASSERT_EQ(snaps.size(), 1u) << snaps.dump();
+  EXPECT_EQ(snaps[0]["id"], *page->rows[0].snapshot_id);
+
+  RunResult unknown = run_haven({"backup", "--config", dir_ + "/haven.yaml", "--policy", "nope"});
+  EXPECT_EQ(unknown.code, 2);
+  EXPECT_NE(unknown.err.find("has no policy 'nope' (it has: docs)"), std::string::npos) << unknown.err;
+  RunResult both = run_haven({"backup", "--config", dir_ + "/haven.yaml", "--policy", "docs", dir_ + "/src"});
+  EXPECT_EQ(both.code, 2);
+}
+
+// The real thing, in real time: a policy scheduled every minute runs on time twice (this test
+// waits up to two minutes and a half; the others run beside it).
+TEST_F(ServerTest, APolicyScheduledEveryMinuteRunsOnTimeTwice) {
+  write_config(files_policy("minutely", dir_ + "/src", "    schedules: [{cron: \"* * * * *\", timezone: Europe/Berlin}]\n"));
+  std::string viewer = token("v", "viewer");
+  ServerProcess srv(dir_ + "/haven.yaml", dir_ + "/server.log");
+  ASSERT_GT(srv.port(), 0) << srv.log();
+  httplib::Client c("127.0.0.1", srv.port());
+  json list;
+  auto deadline = std::chrono::steady_clock::now() + 150s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    list = get(c, "/api/backup/executions?policyId=minutely&status=completed", viewer);
+    if (list["executions"].size() >= 2) break;
+    std::this_thread::sleep_for(500ms);
+  }
+  ASSERT_GE(list["executions"].size(), 2u) << list.dump() << srv.log();
+  std::vector<TimeNs> planned;
+  for (const auto& e : list["executions"]) {
+    EXPECT_EQ(e["trigger"], "schedule");
+    TimeNs at = *parse_time(e["scheduled_for"].get<std::string>());
+    TimeNs created = *parse_time(e["created_at"].get<std::string>());
+    EXPECT_EQ(at % 60'000'000'000LL, 0) << "not on a minute";
+    EXPECT_GE(created, at);
+    EXPECT_LT(created - at, 1'000'000'000LL) << "fired more than a second late";
+    planned.push_back(at);
+  }
+  EXPECT_EQ(planned[0] - planned[1], 60'000'000'000LL);  // newest first: consecutive minutes
+}
+
 }  // namespace
 }  // namespace haven
