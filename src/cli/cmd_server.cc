@@ -6,6 +6,7 @@
 #include "catalog/tokens.h"
 #include "cli/cli.h"
 #include "config/config.h"
+#include "jobs/service.h"
 
 namespace haven::cli {
 
@@ -51,6 +52,31 @@ void register_config(App& app) {
     std::cout << p << ": OK (" << c.value.locations.size() << " location(s), "
               << c.value.policies.size() << " polic" << (c.value.policies.size() == 1 ? "y" : "ies")
               << ")\n";
+    return 0;
+  });
+}
+
+void register_catalog(App& app) {
+  auto* cat = app.root().add_subcommand("catalog", "the server's operations catalog");
+  cat->require_subcommand(1);
+  auto path = std::make_shared<std::string>();
+  auto* rebuild = cat->add_subcommand(
+      "rebuild", "recreate executions from the repositories' snapshots (after a lost catalog)");
+  rebuild->add_option("--config", *path, "haven.yaml (default: $HAVEN_CONFIG)");
+  app.on(rebuild, [&app, path]() -> CommandResult {
+    HAVEN_ASSIGN(std::string p, config_path(*path));
+    HAVEN_ASSIGN(config::Config cfg, config::load_config_file(p, environment_value));
+    auto c = catalog::open_sqlite_catalog(cfg.server.catalog);
+    if (!c.ok()) return c.error().with_context("server.catalog");
+    CommandSink sink(app.globals());
+    jobs::ServiceOptions so;
+    so.server_instance = "cli:catalog-rebuild";
+    jobs::Service service(**c, sink, so);
+    HAVEN_TRY(service.apply_config(std::make_shared<const config::Config>(std::move(cfg))));
+    HAVEN_ASSIGN(auto r, service.rebuild_catalog());
+    std::cout << r.snapshots << " snapshot(s): " << r.added << " execution(s) recreated, "
+              << r.present << " already recorded, " << r.unowned
+              << " without a policy of this configuration\n";
     return 0;
   });
 }

@@ -180,7 +180,7 @@ Result<catalog::ExecutionRow> Service::execute(const std::string& policy_id,
   row.scheduled_for = request.scheduled_for;
   row.retry_count = request.retry_count;
   row.backup_location = loc != nullptr ? loc->repository : policy.location;
-  row.server_instance = options_.server_instance;
+  if (!options_.server_instance.empty()) row.server_instance = options_.server_instance;
   row.status = catalog::ExecStatus::kPending;
   // Remember the strategy the run uses (the row's backup_type says it too).
   std::unique_lock<std::mutex> g(mu_);
@@ -520,7 +520,7 @@ Result<catalog::RestoreRow> Service::restore(const RestoreRequest& request) {
   row.overwrite_existing = request.overwrite_existing;
   row.request = request.request;
   if (!request.requested_by.empty()) row.requested_by = request.requested_by;
-  row.server_instance = options_.server_instance;
+  if (!options_.server_instance.empty()) row.server_instance = options_.server_instance;
   row.restore_options = {{"verify", request.verify}};
   HAVEN_ASSIGN(catalog::RestoreRow stored, catalog_.create_restore(row));
   Job job;
@@ -630,6 +630,60 @@ Result<std::vector<Service::SnapshotInfo>> Service::snapshots() {
     HAVEN_ASSIGN(auto repo, repository(l));
     HAVEN_ASSIGN(auto list, ops::snapshots(*repo, {}, quiet));
     for (auto& s : list) out.push_back({l.name, repo::hex(s.id), s.snapshot});
+  }
+  return out;
+}
+
+Result<Service::RebuildResult> Service::rebuild_catalog() {
+  auto cfg = config();
+  RebuildResult out;
+  if (cfg == nullptr) return out;
+  HAVEN_ASSIGN(std::vector<catalog::PolicyRow> policies, catalog_.list_policies());
+  std::map<std::string, std::string> by_name;
+  for (const auto& p : policies) by_name[p.name] = p.id;
+  NullSink quiet;
+  for (const config::Location& l : cfg->locations) {
+    HAVEN_ASSIGN(auto repo, repository(l));
+    HAVEN_ASSIGN(auto list, ops::snapshots(*repo, {}, quiet));
+    for (const auto& s : list) {
+      ++out.snapshots;
+      std::string hex = repo::hex(s.id);
+      std::optional<std::string> policy_id;
+      for (const auto& t : s.snapshot.tags) {
+        if (t.rfind("policy:", 0) == 0 && by_name.count(t.substr(7))) policy_id = by_name[t.substr(7)];
+      }
+      if (!policy_id) {
+        ++out.unowned;
+        continue;
+      }
+      auto existing = catalog_.find_execution_by_snapshot(hex);
+      if (existing.ok()) {
+        ++out.present;
+        continue;
+      }
+      if (existing.error().code() != Error::Code::kNotFound) return existing.error();
+      auto stat = [&](const char* k) -> int64_t {
+        auto it = s.snapshot.stats.find(k);
+        return it == s.snapshot.stats.end() ? 0 : static_cast<int64_t>(it->second);
+      };
+      catalog::ExecutionRow row;
+      row.policy_id = policy_id;
+      auto bt = catalog::parse_enum<catalog::BackupType>(s.snapshot.strategy);
+      row.backup_type = bt.value_or(catalog::BackupType::kIncremental);
+      row.status = catalog::ExecStatus::kCompleted;
+      row.trigger = catalog::Trigger::kRebuild;
+      row.started_at = s.snapshot.time;
+      row.completed_at = s.snapshot.end_time > 0 ? s.snapshot.end_time : s.snapshot.time;
+      row.snapshot_id = hex;
+      row.backup_location = l.repository;
+      row.backup_size_bytes = stat("bytes_total");
+      row.compressed_size_bytes = stat("bytes_added");
+      row.files_backed_up = stat("files_new") + stat("files_changed") + stat("files_unchanged");
+      row.duration_seconds = stat("duration_ms") / 1000;
+      if (!options_.server_instance.empty()) row.server_instance = options_.server_instance;
+      HAVEN_TRY(catalog_.create_execution(row));
+      ++out.added;
+    }
   }
   return out;
 }

@@ -112,6 +112,17 @@ class Service {
   };
   Result<std::vector<SnapshotInfo>> snapshots();
 
+  // After a lost catalog: an execution (completed, trigger rebuild) for every snapshot of every
+  // location that carries a policy's tag ("policy:<name>", a policy the catalog knows) and has
+  // no execution yet. The repository is the truth; running it twice adds nothing.
+  struct RebuildResult {
+    size_t snapshots = 0;  // seen
+    size_t added = 0;      // executions created
+    size_t present = 0;    // already had one
+    size_t unowned = 0;    // no policy tag, or a policy the catalog does not know
+  };
+  Result<RebuildResult> rebuild_catalog();
+
   Runner& runner() { return runner_; }
   // Blocks until nothing is queued, running or waiting for a retry.
   void wait_idle();

@@ -305,6 +305,51 @@ TEST_F(ServiceTest, APolicyOfTheFileCannotShadowOneOfTheApi) {
   EXPECT_EQ(service_->config()->policies.size(), 1u) << "a refused configuration was applied";
 }
 
+std::vector<catalog::ExecutionRow> executions_of(catalog::Catalog& c, const std::string& policy_id);
+
+TEST_F(ServiceTest, ALostCatalogIsRebuiltFromTheRepositorysSnapshots) {
+  // (keep-last: the default retention, daily 7, would keep one of two runs on one day)
+  start(policy("docs", dir_ + "/src", ", retention: {last: 10}") + policy("other", dir_ + "/other"));
+  std::vector<std::string> snaps;
+  for (const char* name : {"docs", "docs", "other"}) {
+    write_file(dir_ + "/src/a.txt", std::string("v") + name + std::to_string(snaps.size()));
+    auto e = service_->execute(policy_id(name), {});
+    ASSERT_TRUE(e.ok());
+    catalog::ExecutionRow done = wait_done(e->id);
+    ASSERT_EQ(done.status, catalog::ExecStatus::kCompleted);
+    snaps.push_back(*done.snapshot_id);
+  }
+  service_->wait_idle();
+  auto cfg = service_->config();
+  service_.reset();
+  catalog_.reset();
+  fs::remove(dir_ + "/catalog.db");
+  fs::remove(dir_ + "/catalog.db-wal");
+  fs::remove(dir_ + "/catalog.db-shm");
+  auto fresh = catalog::open_sqlite_catalog(dir_ + "/catalog.db");
+  ASSERT_TRUE(fresh.ok());
+  catalog_ = std::move(*fresh);
+  service_ = std::make_unique<Service>(*catalog_, sink_, ServiceOptions{});
+  ASSERT_TRUE(service_->apply_config(cfg).ok());
+  auto r = service_->rebuild_catalog();
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  EXPECT_EQ(r->snapshots, 3u);
+  EXPECT_EQ(r->added, 3u);
+  auto docs = executions_of(*catalog_, policy_id("docs"));
+  ASSERT_EQ(docs.size(), 2u);
+  EXPECT_EQ(*docs[0].snapshot_id, snaps[1]);  // newest first, at the snapshots' times
+  EXPECT_EQ(*docs[1].snapshot_id, snaps[0]);
+  EXPECT_EQ(docs[0].trigger, catalog::Trigger::kRebuild);
+  EXPECT_EQ(docs[0].status, catalog::ExecStatus::kCompleted);
+  EXPECT_EQ(docs[0].files_backed_up, 2);
+  ASSERT_EQ(executions_of(*catalog_, policy_id("other")).size(), 1u);
+  // Again: nothing new.
+  auto again = service_->rebuild_catalog();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->added, 0u);
+  EXPECT_EQ(again->present, 3u);
+}
+
 // --- the scheduler -------------------------------------------------------------------------
 
 // A wall clock the test can move: real time plus an offset.
