@@ -162,6 +162,7 @@ TEST_F(ServiceTest, APolicyRunIsRecordedWithTheSeedsFiguresAndItsEvents) {
   }
   EXPECT_TRUE(completed);
   EXPECT_TRUE(checked);
+  service_->wait_idle();  // the policy's times are written after the row ends
   auto prow = catalog_->get_policy(policy_id("docs"));
   EXPECT_EQ(prow->last_execution, done.started_at);
 }
