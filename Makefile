@@ -18,7 +18,7 @@ TSAN_TESTS ?= .
 # instrumented code cannot meet (2 a second); wal-push itself runs in the other WAL tests.
 ASAN_EXCLUDE ?= WalPushKeepsUpSegmentsPerSecond
 
-.PHONY: all setup build test test-fast demo stress bench clean fuzz fuzz-build fuzz-smoke \
+.PHONY: all setup build test test-fast demo stress bench bench-server clean fuzz fuzz-build fuzz-smoke \
 	fuzz-corpus check-layers sanitize
 
 all: build
@@ -83,6 +83,11 @@ stress: build
 
 bench: build
 	@bench/run.sh $(BUILD)/haven
+
+# The server: API latency with 100,000 executions during a backup, the backup's slowdown under
+# that load, the scheduler's fire delay (bench/server.py; about 10 minutes).
+bench-server: build
+	@python3 bench/server.py $(BUILD)/haven
 
 clean:
 	rm -rf $(BUILD) $(FUZZ_BUILD) build-asan build-tsan

@@ -1,0 +1,279 @@
+#!/usr/bin/env python3
+"""The server's bench (make bench-server): API latency with 100,000 executions in the catalog
+while a backup runs, the backup's throughput with and without that API load, and the scheduler's
+fire delay.
+
+    bench/server.py path/to/haven [--scale MB] [--minutes N] [--clients N]
+
+Method.
+  * A corpus of --scale MB (incompressible and text files) is backed up once by the server to
+    store it; the measured runs are then `full` backups of the same data (everything re-read,
+    chunked and hashed; the blobs already stored), alternating without and with API load, two
+    of each, so both see the same work and a drifting CPU clock hits both alike.
+  * 100,000 executions of 20 policies are inserted into the catalog first (SQLite, the server's
+    own schema), spread over a year, in every status.
+  * API load: --clients threads sending GET /api/backup/executions with a random filter
+    (policy, status, date range, page of 50, sometimes the next page), --rate requests a second
+    in all (default 20: dashboards and scripts polling; 0 = back to back, which on two cores
+    mostly measures the clients' own CPU); the latency of each request is recorded (client
+    side, loopback).
+  * Fire delay: 10 policies scheduled "* * * * *" run for --minutes minutes; the delay of a fire is
+    created_at - scheduled_for of its execution row (the moment the run was recorded).
+Targets (issue 11): p99 <= 20 ms; backup slowed <= 5 %; fire delay p99 <= 1 s.
+"""
+import argparse
+import calendar
+import json
+import os
+import random
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+import uuid
+
+
+def api(port, token, method, path, body=None):
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.load(r)
+
+
+def parse_ns(s):
+    """RFC 3339 UTC with nanoseconds ("2026-12-02T08:15:00.123456789Z") to ns since the epoch."""
+    secs = calendar.timegm(time.strptime(s[:19], "%Y-%m-%dT%H:%M:%S"))
+    frac = s[20:-1] if len(s) > 21 and s[19] == "." else ""
+    return secs * 10**9 + int((frac + "000000000")[:9])
+
+
+def pct(values, p):
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+def make_corpus(root, mb):
+    os.makedirs(root)
+    rnd = random.Random(7)
+    words = [("w%d" % i) * (1 + i % 5) for i in range(5000)]
+    size = 0
+    i = 0
+    while size < mb << 20:
+        path = os.path.join(root, "d%02d" % (i % 37), "f%05d" % i)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if i % 3 == 0:
+            data = os.urandom(rnd.randint(1 << 20, 8 << 20))
+        else:
+            data = " ".join(rnd.choice(words) for _ in range(rnd.randint(1000, 60000))).encode()
+        with open(path, "wb") as f:
+            f.write(data)
+        size += len(data)
+        i += 1
+    return size
+
+
+def seed_executions(db, policy_ids, location, n):
+    statuses = ["completed"] * 8 + ["failed", "cancelled", "skipped", "interrupted"]
+    now = time.time_ns()
+    year = 365 * 86400 * 10**9
+    rnd = random.Random(11)
+    con = sqlite3.connect(db)
+    rows = []
+    for k in range(n):
+        started = now - rnd.randrange(year)
+        st = rnd.choice(statuses)
+        rows.append((str(uuid.uuid4()), rnd.choice(policy_ids), "bench-%07d" % k, "incremental", st,
+                     started, started + 60 * 10**9, 10**9, 10**8, 1000, 60, 16.7, location,
+                     started, "schedule"))
+    con.executemany(
+        "INSERT INTO backup_executions (id, policy_id, execution_id, backup_type, status, started_at,"
+        " completed_at, backup_size_bytes, compressed_size_bytes, files_backed_up, duration_seconds,"
+        " transfer_rate_mbps, backup_location, created_at, \"trigger\") VALUES"
+        " (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+    con.commit()
+    con.close()
+
+
+class Load:
+    def __init__(self, port, token, policy_ids, clients, rate):
+        self.port, self.token, self.policy_ids = port, token, policy_ids
+        self.interval = clients / rate if rate > 0 else 0.0  # per client, between requests
+        self.stop = threading.Event()
+        self.latencies = []
+        self.errors = 0
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.run, args=(i,)) for i in range(clients)]
+
+    def run(self, seed):
+        rnd = random.Random(seed)
+        now = time.time()
+        next_at = time.perf_counter()
+        while not self.stop.is_set():
+            if self.interval:
+                next_at += self.interval
+                delay = next_at - time.perf_counter()
+                if delay > 0:
+                    self.stop.wait(delay)
+            q = {"limit": "50"}
+            if rnd.random() < 0.5:
+                q["policyId"] = rnd.choice(self.policy_ids)
+            if rnd.random() < 0.3:
+                q["status"] = rnd.choice(["completed", "failed", "skipped"])
+            if rnd.random() < 0.3:
+                start = now - rnd.randrange(300) * 86400
+                q["from"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start))
+                q["to"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start + 7 * 86400))
+            path = "/api/backup/executions?" + urllib.parse.urlencode(q)
+            t0 = time.perf_counter()
+            try:
+                page = api(self.port, self.token, "GET", path)
+                dt = time.perf_counter() - t0
+                if page.get("next_cursor") and rnd.random() < 0.3:
+                    t1 = time.perf_counter()
+                    api(self.port, self.token, "GET",
+                        path + "&cursor=" + urllib.parse.quote(page["next_cursor"]))
+                    with self.lock:
+                        self.latencies.append(time.perf_counter() - t1)
+                with self.lock:
+                    self.latencies.append(dt)
+            except Exception:  # noqa: BLE001 - counted, reported
+                with self.lock:
+                    self.errors += 1
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+
+
+def run_backup(port, token, policy):
+    e = api(port, token, "POST", f"/api/backup/execute/{policy}", {"backupType": "full"})
+    while True:
+        r = api(port, token, "GET", f"/api/backup/executions/{e['id']}")
+        if r["status"] not in ("pending", "running"):
+            break
+        time.sleep(0.25)
+    if r["status"] != "completed":
+        sys.exit(f"bench: backup {r['execution_id']} {r['status']}: {r['error_message']}")
+    return (parse_ns(r["completed_at"]) - parse_ns(r["started_at"])) / 1e9, r
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("haven")
+    ap.add_argument("--scale", type=int, default=int(os.environ.get("BENCH_SERVER_SCALE", "600")))
+    ap.add_argument("--minutes", type=int, default=int(os.environ.get("BENCH_SERVER_MINUTES", "3")))
+    ap.add_argument("--clients", type=int, default=4)
+    # Requests per second, all clients together (0: back to back, as fast as they go). The
+    # default is a busy operations team: dashboards and scripts polling (a request every 50 ms).
+    ap.add_argument("--rate", type=float, default=20.0)
+    ap.add_argument("--executions", type=int, default=100000)
+    a = ap.parse_args()
+    haven = os.path.abspath(a.haven)
+    w = tempfile.mkdtemp(prefix="haven-server-bench-")
+    server = None
+    try:
+        with open(f"{w}/pass", "w") as f:
+            f.write("bench\n")
+        corpus_bytes = make_corpus(f"{w}/corpus", a.scale)
+        os.makedirs(f"{w}/tick")
+        with open(f"{w}/tick/t", "w") as f:
+            f.write("tick\n")
+        subprocess.run([haven, "init", "--repo", f"{w}/repo", "--password-file", f"{w}/pass", "-q"],
+                       check=True)
+        cfg = f"{w}/haven.yaml"
+        with open(cfg, "w") as f:
+            f.write(f"server:\n  listen: 127.0.0.1:8420\n  catalog: {w}/catalog.db\n"
+                    f"  max_parallel_jobs: 4\nlocations:\n  - name: local\n"
+                    f"    repository: {w}/repo\n    password_file: {w}/pass\npolicies:\n"
+                    f"  - name: bulk\n    resource_type: files\n    sources: [{w}/corpus]\n"
+                    f"    location: local\n    schedules: []\n    retention: {{last: 100}}\n")
+        token = subprocess.run([haven, "server", "token", "create", "--config", cfg, "--name", "bench",
+                                "--role", "admin"], check=True, capture_output=True,
+                               text=True).stdout.strip()
+        log = open(f"{w}/server.log", "w")
+        server = subprocess.Popen([haven, "server", "--config", cfg, "--port", "0"], stdout=log,
+                                  stderr=subprocess.STDOUT)
+        port = 0
+        for _ in range(200):
+            text = open(f"{w}/server.log").read()
+            if "listening on port" in text:
+                port = int(text.split("listening on port ")[1].split()[0])
+                break
+            time.sleep(0.05)
+        if not port:
+            sys.exit("bench: the server did not start:\n" + open(f"{w}/server.log").read())
+        # 20 policies (API-created) to spread the executions over, then 100,000 executions.
+        policy_ids = []
+        for i in range(20):
+            p = api(port, token, "POST", "/api/backup/policies",
+                    {"name": f"p{i:02d}", "resourceType": "files", "sources": [f"{w}/tick"],
+                     "location": "local", "schedules": []})
+            policy_ids.append(p["id"])
+        seed_executions(f"{w}/catalog.db", policy_ids, f"{w}/repo", a.executions)
+
+        first, _ = run_backup(port, token, "bulk")  # stores the data
+        print(f"bench: corpus {corpus_bytes / 1e6:.0f} MB; first backup (stores it) {first:.1f} s",
+              file=sys.stderr)
+        quiet, loaded, lat = [], [], []
+        errors = 0
+        for _ in range(2):
+            s, _ = run_backup(port, token, "bulk")
+            quiet.append(s)
+            with Load(port, token, policy_ids, a.clients, a.rate) as load:
+                s, _ = run_backup(port, token, "bulk")
+            loaded.append(s)
+            lat += load.latencies
+            errors += load.errors
+        # The scheduler: 10 policies every minute.
+        for i in range(10):
+            api(port, token, "POST", "/api/backup/policies",
+                {"name": f"tick{i}", "resourceType": "files", "sources": [f"{w}/tick"],
+                 "location": "local", "schedules": [{"cron": "* * * * *"}], "retention": {"last": 2}})
+        time.sleep(a.minutes * 60 + 5)
+        delays = []
+        for i in range(10):
+            page = api(port, token, "GET", f"/api/backup/executions?policyId=tick{i}&limit=1000")
+            for e in page["executions"]:
+                if e["trigger"] != "schedule":
+                    continue
+                delays.append((parse_ns(e["created_at"]) - parse_ns(e["scheduled_for"])) / 1e9)
+        q, l = statistics.median(quiet), statistics.median(loaded)
+        slowdown = (l / q - 1) * 100
+        mb = corpus_bytes / 1e6
+        print()
+        print("| measure | value | target |")
+        print("|---|---|---|")
+        print(f"| GET /api/backup/executions, {a.executions:,} rows, during a backup: p50 | "
+              f"{pct(lat, 50) * 1000:.1f} ms ({len(lat)} requests, {a.clients} clients, "
+              f"{'back to back' if a.rate <= 0 else f'{a.rate:g}/s'}, {errors} errors) | |")
+        print(f"| same, p99 | {pct(lat, 99) * 1000:.1f} ms | ≤ 20 ms |")
+        print(f"| backup ({mb:.0f} MB, full, data already stored) without API load | "
+              f"{mb / q:.0f} MB/s (median of {len(quiet)}: {', '.join(f'{x:.1f}' for x in quiet)} s) | |")
+        print(f"| same, with the API load | {mb / l:.0f} MB/s ({', '.join(f'{x:.1f}' for x in loaded)} s): "
+              f"slowed {slowdown:+.1f} % | ≤ 5 % |")
+        if delays:
+            print(f"| scheduler fire delay ({len(delays)} fires, 10 policies, {a.minutes} min): p50 / p99 | "
+                  f"{pct(delays, 50) * 1000:.0f} ms / {pct(delays, 99) * 1000:.0f} ms | p99 ≤ 1 s |")
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait()
+        shutil.rmtree(w, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
