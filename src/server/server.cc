@@ -34,10 +34,11 @@ Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options) {
   // What a previous process left pending or running did not finish.
   HAVEN_ASSIGN(s->interrupted_, s->catalog_->mark_interrupted(options.instance));
   s->bus_ = std::make_unique<EventBus>(*s->catalog_);
+  s->async_ = std::make_unique<AsyncSink>(*s->bus_);
   jobs::ServiceOptions so;
   so.server_instance = options.instance;
   so.max_parallel = static_cast<unsigned>(std::max(1, shared->server.max_parallel_jobs));
-  s->service_ = std::make_unique<jobs::Service>(*s->catalog_, *s->bus_, so);
+  s->service_ = std::make_unique<jobs::Service>(*s->catalog_, *s->async_, so);
   HAVEN_TRY(s->service_->apply_config(shared));
   s->scheduler_ = std::make_unique<jobs::Scheduler>(*s->service_, *s->catalog_);
   add_api_routes(s->http_, ApiContext{*s->catalog_, *s->service_, s->scheduler_.get(), *s->bus_,
@@ -77,6 +78,7 @@ void Server::stop() {
     int timeout = cfg ? cfg->server.shutdown_timeout_seconds : 0;
     service_->shutdown(cancel, std::chrono::seconds(timeout));
   }
+  if (async_) async_->flush();  // every event of the jobs recorded before the stop
   if (bus_) bus_->note("server:stopped", {{"instance", options_.instance}});
 }
 

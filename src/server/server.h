@@ -53,6 +53,9 @@ class Server {
   ServerOptions options_;
   std::unique_ptr<catalog::Catalog> catalog_;
   std::unique_ptr<EventBus> bus_;
+  // Between the jobs and the bus: a job never waits for the catalog's commit of its events
+  // (progress coalesced, nothing else dropped; emitting waits only past 65536 queued).
+  std::unique_ptr<AsyncSink> async_;
   std::unique_ptr<jobs::Service> service_;
   std::unique_ptr<jobs::Scheduler> scheduler_;
   HttpServer http_;
