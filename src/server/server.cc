@@ -33,6 +33,8 @@ Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options) {
   std::unique_ptr<Server> s(new Server(options, std::move(*cat)));
   // What a previous process left pending or running did not finish.
   HAVEN_ASSIGN(s->interrupted_, s->catalog_->mark_interrupted(options.instance));
+  // The event log keeps server.events_retention_days (pruned at start and at each reload).
+  HAVEN_TRY(s->catalog_->prune_events_before(now() - static_cast<TimeNs>(shared->server.events_retention_days) * 86400'000'000'000LL));
   s->bus_ = std::make_unique<EventBus>(*s->catalog_);
   s->async_ = std::make_unique<AsyncSink>(*s->bus_);
   jobs::ServiceOptions so;
@@ -59,6 +61,7 @@ Status Server::reload() {
   auto shared = std::make_shared<const config::Config>(std::move(cfg));
   HAVEN_TRY(service_->apply_config(shared));
   scheduler_->replan();
+  (void)catalog_->prune_events_before(now() - static_cast<TimeNs>(shared->server.events_retention_days) * 86400'000'000'000LL);
   bus_->note("server:reloaded", {{"policies", shared->policies.size()},
                                   {"locations", shared->locations.size()}});
   return ok_status();

@@ -322,6 +322,11 @@ TEST_F(ServerTest, CatchUpAfterDowntimeRunsOnceAndSigtermStopsCleanly) {
     ASSERT_TRUE(p.ok());
     ASSERT_TRUE(p->next_execution.has_value()) << "the scheduler recorded no next run";
     ASSERT_TRUE((*cat)->set_policy_schedule_times(p->id, std::nullopt, now() - 3 * 86400'000'000'000LL).ok());
+    // An event older than events_retention_days (90 by default) is pruned at start.
+    catalog::EventRow old;
+    old.kind = "test:ancient";
+    old.time = now() - 100 * 86400'000'000'000LL;
+    ASSERT_TRUE((*cat)->append_event(old).ok());
   }
   ServerProcess srv(dir_ + "/haven.yaml", dir_ + "/server2.log");
   ASSERT_GT(srv.port(), 0) << srv.log();
@@ -336,6 +341,18 @@ TEST_F(ServerTest, CatchUpAfterDowntimeRunsOnceAndSigtermStopsCleanly) {
   list = get(c, "/api/backup/executions?policyId=nightly", viewer);
   ASSERT_EQ(list["executions"].size(), 1u) << list.dump();
   EXPECT_EQ(list["executions"][0]["trigger"], "catch_up");
+  {
+    auto cat = catalog::open_sqlite_catalog(dir_ + "/catalog.db");
+    ASSERT_TRUE(cat.ok());
+    auto events = (*cat)->events_after(0, 10000);
+    ASSERT_TRUE(events.ok());
+    bool server_started = false;
+    for (const auto& e : *events) {
+      EXPECT_NE(e.kind, "test:ancient") << "an event past the retention was kept";
+      server_started |= e.kind == "server:started";
+    }
+    EXPECT_TRUE(server_started);
+  }
   EXPECT_EQ(list["executions"][0]["status"], "completed");
 }
 
