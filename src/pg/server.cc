@@ -7,6 +7,7 @@
 #include <grp.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -55,6 +56,19 @@ std::string postmaster_status(const std::string& datadir) {
   return "";
 }
 
+// The cluster state recorded in global/pg_control: ControlFileData.state, a 4-byte enum after
+// the 8-byte system identifier and two 4-byte version numbers (PostgreSQL 9.x to 17; host byte
+// order). 6 is DB_IN_PRODUCTION. nullopt if the file cannot be read.
+std::optional<uint32_t> control_state(const std::string& datadir) {
+  std::ifstream in(datadir + "/global/pg_control", std::ios::binary);
+  char buf[20];
+  if (!in.read(buf, sizeof(buf))) return std::nullopt;
+  uint32_t state;
+  std::memcpy(&state, buf + 16, sizeof(state));
+  return state;
+}
+constexpr uint32_t kDbInProduction = 6;
+
 }  // namespace
 
 Result<std::string> find_pg_bin(const std::string& datadir, const std::string& bin_dir) {
@@ -92,7 +106,13 @@ Status start_and_wait_for_recovery(const std::string& datadir, const std::string
 Status wait_for_recovery(const std::string& datadir, std::chrono::seconds timeout) {
   const std::string log = datadir + "/haven-recovery.log";
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (exists(datadir + "/recovery.signal") || postmaster_status(datadir) != "ready") {
+  // Done when all three say so. recovery.signal goes before the end-of-recovery checkpoint;
+  // the postmaster reports "ready" already while it serves read-only connections in hot
+  // standby; pg_control says "in production" only once recovery is over (PostgreSQL marks
+  // recovery done in shared memory just before it writes that state), so from then on the
+  // server accepts writes and pg_is_in_recovery() is false.
+  while (exists(datadir + "/recovery.signal") || postmaster_status(datadir) != "ready" ||
+         control_state(datadir) != kDbInProduction) {
     if (!exists(datadir + "/postmaster.pid")) {
       return Error(Error::Code::kIo, "the server stopped during recovery; " + log + " ends with:" + log_tail(log, 15));
     }
