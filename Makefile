@@ -43,7 +43,7 @@ test-fast: build
 	@cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -L unit
 
 # The whole suite under ASan+UBSan (leaks included), then the unit tests and the concurrent
-# integration tests (cancellation, sessions, events, ops) under TSan. Nothing is suppressed. atexit_sleep_ms=0: TSan otherwise sleeps a second in every
+# integration tests (cancellation, sessions, events, ops, the server) under TSan. Nothing is suppressed. atexit_sleep_ms=0: TSan otherwise sleeps a second in every
 # exiting process (to catch races at exit), which the CLI cancellation tests count against the
 # one second a signalled haven has to stop in.
 sanitize: setup
@@ -56,7 +56,7 @@ sanitize: setup
 	@cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:atexit_sleep_ms=0 \
 	  ctest --output-on-failure -j$(JOBS) --timeout 1800 -L unit -R '$(TSAN_TESTS)'
 	@cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:atexit_sleep_ms=0 \
-	  ctest --output-on-failure -j$(JOBS) --timeout 1800 -R 'Cancel|SessionsTest|EventsTest|OpsTest'
+	  ctest --output-on-failure -j$(JOBS) --timeout 1800 -R 'Cancel|SessionsTest|EventsTest|OpsTest|ServerTest'
 
 
 # libFuzzer targets (fuzz/): a separate clang build with ASan and UBSan in $(FUZZ_BUILD).
