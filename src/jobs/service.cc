@@ -418,9 +418,11 @@ void Service::retry_loop() {
     if (due != retries_.end()) {
       Retry r = std::move(*due);
       retries_.erase(due);
+      ++retries_starting_;  // wait_idle() must not see "nothing to do" before it is queued
       g.unlock();
       (void)execute(r.policy_id, r.request);  // recorded (or skipped) like any run
       g.lock();
+      --retries_starting_;
       cv_.notify_all();
       continue;
     }
@@ -692,7 +694,8 @@ void Service::wait_idle() {
   for (;;) {
     runner_.wait_idle();
     std::unique_lock<std::mutex> g(mu_);
-    if (retries_.empty() && active_.empty() && waiting_.empty() && runner_.queued_count() == 0 &&
+    if (retries_.empty() && retries_starting_ == 0 && active_.empty() && waiting_.empty() &&
+        runner_.queued_count() == 0 &&
         runner_.running_count() == 0) {
       return;
     }

@@ -160,6 +160,7 @@ class Service {
     ExecuteRequest request;
   };
   std::vector<Retry> retries_;
+  int retries_starting_ = 0;  // taken from retries_, execute() not yet returned
   int retention_jobs_ = 0;
   bool stopping_ = false;
   std::thread retry_thread_;
