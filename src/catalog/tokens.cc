@@ -8,24 +8,11 @@
 
 namespace haven::catalog {
 
-namespace {
-std::string to_hex(const unsigned char* p, size_t n) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * n);
-  for (size_t i = 0; i < n; ++i) {
-    out += digits[p[i] >> 4];
-    out += digits[p[i] & 15];
-  }
-  return out;
-}
-}  // namespace
-
 std::string new_token() {
   if (sodium_init() < 0) std::abort();  // idempotent; fails only without a random source
   unsigned char raw[32];
   randombytes_buf(raw, sizeof(raw));
-  std::string t = "hvn_" + to_hex(raw, sizeof(raw));
+  std::string t = "hvn_" + to_hex(ByteView(raw, sizeof(raw)));
   sodium_memzero(raw, sizeof(raw));
   return t;
 }
@@ -33,7 +20,7 @@ std::string new_token() {
 std::string token_hash(const std::string& token) {
   unsigned char h[crypto_hash_sha256_BYTES];
   crypto_hash_sha256(h, reinterpret_cast<const unsigned char*>(token.data()), token.size());
-  return to_hex(h, sizeof(h));
+  return to_hex(ByteView(h, sizeof(h)));
 }
 
 Result<TokenRow> authenticate(Catalog& catalog, const std::string& token) {

@@ -297,9 +297,9 @@ Result<std::string> App::read_new_password(const std::string& file) {
 storage::BackendSettings environment_settings() {
   storage::BackendSettings s;
   s.lookup = [](const std::string& name) -> std::optional<std::string> {
-    const char* v = ::getenv(name.c_str());
-    if (v == nullptr || *v == '\0') return std::nullopt;
-    return std::string(v);
+    auto v = environment_value(name);
+    if (!v || v->empty()) return std::nullopt;  // an empty value counts as unset
+    return v;
   };
   return s;
 }

@@ -44,6 +44,22 @@ std::string one_line(const std::string& s) {
 
 int64_t seconds_between(TimeNs a, TimeNs b) { return std::max<int64_t>(0, (b - a) / 1000000000); }
 
+// The seed's figures of a backup, from its snapshot's statistics.
+void set_figures(catalog::ExecutionRow& row, const repo::Snapshot& snap) {
+  auto stat = [&](const char* k) -> uint64_t {
+    auto it = snap.stats.find(k);
+    return it == snap.stats.end() ? 0 : it->second;
+  };
+  row.backup_size_bytes = static_cast<int64_t>(stat("bytes_total"));
+  row.compressed_size_bytes = static_cast<int64_t>(stat("bytes_added"));
+  row.files_backed_up =
+      static_cast<int64_t>(stat("files_new") + stat("files_changed") + stat("files_unchanged"));
+  double secs = static_cast<double>(stat("duration_ms")) / 1000.0;
+  row.duration_seconds = static_cast<int64_t>(std::llround(secs));
+  row.transfer_rate_mbps =
+      secs > 0 ? std::round(static_cast<double>(stat("bytes_read")) / 1e6 / secs * 100) / 100 : 0.0;
+}
+
 }  // namespace
 
 std::string policy_tag(const std::string& policy_name) { return "policy:" + policy_name; }
@@ -293,19 +309,8 @@ void Service::run_backup(const std::string& id, const config::Policy& policy,
       }
     }
     if (outcome.ok()) {
-      auto stat = [&](const char* k) -> uint64_t {
-        auto it = snap.stats.find(k);
-        return it == snap.stats.end() ? 0 : it->second;
-      };
       row.snapshot_id = repo::hex(snap_id);
-      row.backup_size_bytes = static_cast<int64_t>(stat("bytes_total"));
-      row.compressed_size_bytes = static_cast<int64_t>(stat("bytes_added"));
-      row.files_backed_up = static_cast<int64_t>(stat("files_new") + stat("files_changed") +
-                                                 stat("files_unchanged"));
-      double secs = static_cast<double>(stat("duration_ms")) / 1000.0;
-      row.duration_seconds = static_cast<int64_t>(std::llround(secs));
-      row.transfer_rate_mbps =
-          secs > 0 ? std::round(static_cast<double>(stat("bytes_read")) / 1e6 / secs * 100) / 100 : 0.0;
+      set_figures(row, snap);
       if (policy.integrity_check == config::IntegrityCheck::kNone) {
         row.integrity_check_status = catalog::IntegrityStatus::kSkipped;
       } else {
@@ -664,10 +669,6 @@ Result<Service::RebuildResult> Service::rebuild_catalog() {
         continue;
       }
       if (existing.error().code() != Error::Code::kNotFound) return existing.error();
-      auto stat = [&](const char* k) -> int64_t {
-        auto it = s.snapshot.stats.find(k);
-        return it == s.snapshot.stats.end() ? 0 : static_cast<int64_t>(it->second);
-      };
       catalog::ExecutionRow row;
       row.policy_id = policy_id;
       auto bt = catalog::parse_enum<catalog::BackupType>(s.snapshot.strategy);
@@ -678,10 +679,7 @@ Result<Service::RebuildResult> Service::rebuild_catalog() {
       row.completed_at = s.snapshot.end_time > 0 ? s.snapshot.end_time : s.snapshot.time;
       row.snapshot_id = hex;
       row.backup_location = l.repository;
-      row.backup_size_bytes = stat("bytes_total");
-      row.compressed_size_bytes = stat("bytes_added");
-      row.files_backed_up = stat("files_new") + stat("files_changed") + stat("files_unchanged");
-      row.duration_seconds = stat("duration_ms") / 1000;
+      set_figures(row, s.snapshot);
       if (!options_.server_instance.empty()) row.server_instance = options_.server_instance;
       HAVEN_TRY(catalog_.create_execution(row));
       ++out.added;
