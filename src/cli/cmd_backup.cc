@@ -104,6 +104,8 @@ void register_backup(App& app) {
   sub->add_flag("--stdin-from-command", opts->from_command,
                 "back up the output of the command given after --; fails if it exits non-zero");
   sub->add_option("--threads", r.threads, "worker threads (default: one per core)");
+  sub->add_option("--compression", r.compression,
+                  "none | low | medium | high for this backup's new data (default: the repository's)");
   sub->add_option("--config", opts->config, "with --policy: haven.yaml (default: $HAVEN_CONFIG)");
   sub->add_option("--policy", opts->policy,
                   "run this policy of haven.yaml once (its sources, location and settings), "

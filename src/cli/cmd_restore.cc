@@ -9,6 +9,7 @@ namespace haven::cli {
 
 void register_restore(App& app) {
   auto r = std::make_shared<ops::RestoreRequest>();
+  auto compare_only = std::make_shared<bool>(false);
   auto* sub = app.root().add_subcommand("restore", "restore a snapshot to a directory");
   sub->add_option("SNAPSHOT", r->snapshot, "snapshot ID prefix or 'latest'");
   sub->add_option("--target", r->target, "directory to restore into")->required();
@@ -19,11 +20,36 @@ void register_restore(App& app) {
   sub->add_option("--at", r->at, "restore the newest snapshot at or before this time");
   sub->add_flag("--verify", r->verify, "re-read restored files and check their content");
   sub->add_option("--overwrite", r->overwrite, "never (default) | if-changed | always");
+  sub->add_flag("--compare", *compare_only,
+                "write nothing: compare the target with the snapshot (a restore's validation); "
+                "exit 1 if anything is missing or differs");
   sub->add_option("--threads", r->threads, "worker threads (default: one per core)");
-  app.on(sub, [&app, r]() -> CommandResult {
+  app.on(sub, [&app, r, compare_only]() -> CommandResult {
     HAVEN_TRY(ops::validate(*r));
     HAVEN_ASSIGN(auto repo, app.open_repository());
     CommandSink sink(app.globals());
+    if (*compare_only) {
+      HAVEN_ASSIGN(ops::CompareResult res, ops::compare(*repo, *r, sink));
+      sink.clear_line();
+      const restore::Comparison& c = res.comparison;
+      if (!app.globals().json && !app.globals().quiet) {
+        std::cout << "compared snapshot " << repo::short_hex(res.snapshot_id) << " of "
+                  << format_time(res.snapshot.time) << " with " << r->target << ": " << c.files
+                  << " files, " << c.dirs << " dirs, " << human_bytes(c.bytes) << " re-read; ";
+        if (c.clean()) {
+          std::cout << "everything matches\n";
+        } else {
+          std::cout << c.missing << " missing, " << c.differ << " different, " << c.unreadable
+                    << " unreadable\n";
+        }
+      }
+      if (!c.clean()) {
+        return Error(Error::Code::kCorrupt, std::to_string(c.missing + c.differ + c.unreadable) +
+                                                " of the snapshot's entries are not in " + r->target +
+                                                " as stored (listed above): restore them again with --overwrite always");
+      }
+      return kExitOk;
+    }
     HAVEN_ASSIGN(ops::RestoreResult res, ops::restore(*repo, *r, sink));
     sink.clear_line();
     const restore::Summary& s = res.summary;

@@ -12,6 +12,7 @@
 #include "ops/pg.h"
 #include "ops/restore.h"
 #include "storage/backend.h"
+#include "storage/limit.h"
 
 namespace haven::jobs {
 
@@ -147,6 +148,7 @@ Status Service::apply_config(std::shared_ptr<const config::Config> cfg) {
   }
   std::lock_guard<std::mutex> g(mu_);
   config_ = std::move(cfg);
+  repos_.clear();  // locations may have changed; running jobs keep the repository they hold
   runner_.set_max_parallel(std::max(1, config_->server.max_parallel_jobs));
   return ok_status();
 }
@@ -164,18 +166,27 @@ Result<config::Policy> Service::policy_of(const catalog::PolicyRow& row) const {
   return p;
 }
 
-Result<std::shared_ptr<repo::Repository>> Service::repository(const config::Location& location) {
+Result<std::shared_ptr<repo::Repository>> Service::repository(const config::Location& location,
+                                                              const config::Policy* paced) {
+  const int limit = paced != nullptr ? paced->bandwidth_limit_mbps.value_or(0) : 0;
+  std::string key = location.name;
+  if (limit > 0) key += "\npolicy " + paced->name + "\n" + std::to_string(limit);
   std::lock_guard<std::mutex> g(mu_);
-  auto it = repos_.find(location.name);
+  auto it = repos_.find(key);
   if (it != repos_.end()) return it->second;
   storage::BackendSettings settings;
   settings.lookup = [location](const std::string& name) { return location.backend_setting(name); };
   auto be = storage::open_backend(location.repository, settings);
   if (!be.ok()) return be.error().with_context("location '" + location.name + "'");
-  auto r = repo::Repository::open(*be, location.password.value.reveal());
+  std::shared_ptr<storage::Backend> backend = *be;
+  if (limit > 0) {
+    // The policy's own pace: its runs' uploads and downloads together (storage/limit.h).
+    backend = std::make_shared<storage::LimitBackend>(backend, storage::Limits{static_cast<double>(limit), 0});
+  }
+  auto r = repo::Repository::open(backend, location.password.value.reveal());
   if (!r.ok()) return r.error().with_context("location '" + location.name + "'");
   std::shared_ptr<repo::Repository> shared(std::move(*r));
-  repos_[location.name] = shared;
+  repos_[key] = shared;
   return shared;
 }
 
@@ -268,7 +279,7 @@ void Service::run_backup(const std::string& id, const config::Policy& policy,
   std::shared_ptr<repo::Repository> repo;
   if (loc == nullptr) {
     outcome = Error(Error::Code::kNotFound, "location '" + policy.location + "' is not configured");
-  } else if (auto r = repository(*loc); !r.ok()) {
+  } else if (auto r = repository(*loc, &policy); !r.ok()) {
     outcome = r.error();
   } else {
     repo = *r;
@@ -286,6 +297,8 @@ void Service::run_backup(const std::string& id, const config::Policy& policy,
       req.one_file_system = policy.one_file_system;
       req.strategy = strategy;
       req.tags = tags;
+      req.threads = static_cast<unsigned>(policy.max_parallel_jobs);
+      if (policy.compression) req.compression = std::string(config::name(*policy.compression));
       auto r = ops::backup(*repo, req, target);
       if (r.ok()) {
         snap = r->snapshot;
@@ -299,6 +312,7 @@ void Service::run_backup(const std::string& id, const config::Policy& policy,
       req.conninfo = policy.database ? policy.database->conninfo : "";
       req.strategy = strategy;
       req.tags = tags;
+      req.threads = static_cast<unsigned>(policy.max_parallel_jobs);
       if (policy.compression) req.compression = std::string(config::name(*policy.compression));
       auto r = ops::pg_backup(*repo, req, target);
       if (r.ok()) {
@@ -626,6 +640,90 @@ Status Service::cancel_restore(const std::string& id) {
     return Error(Error::Code::kAlreadyExists, "restore " + row.request_id + " is not running here");
   }
   return ok_status();
+}
+
+Result<catalog::RestoreRow> Service::validate_restore(const std::string& id) {
+  HAVEN_ASSIGN(catalog::RestoreRow row, catalog_.get_restore(id));
+  if (row.status == catalog::ExecStatus::kPending || row.status == catalog::ExecStatus::kRunning) {
+    return Error(Error::Code::kAlreadyExists,
+                 "restore " + row.request_id + " is still " + std::string(catalog::to_string(row.status)) +
+                     ": validate it when it has ended");
+  }
+  if (!row.snapshot_id || !row.source_backup_id) {
+    return Error(Error::Code::kAlreadyExists, "restore " + row.request_id + " restored no snapshot: nothing to validate");
+  }
+  HAVEN_ASSIGN(catalog::ExecutionRow exec, catalog_.get_execution(*row.source_backup_id));
+  if (!exec.policy_id) {
+    return Error(Error::Code::kAlreadyExists, "restore " + row.request_id + "'s backup belongs to no policy");
+  }
+  HAVEN_ASSIGN(catalog::PolicyRow prow, catalog_.get_policy(*exec.policy_id));
+  HAVEN_ASSIGN(config::Policy policy, policy_of(prow));
+  Job job;
+  job.id = row.id + "/validate";
+  if (runner_.queued(job.id) || runner_.running(job.id)) {
+    return Error(Error::Code::kAlreadyExists, "restore " + row.request_id + " is being validated already");
+  }
+  job.resource = policy.location;
+  job.access = Access::kShared;
+  job.priority = Priority::kHigh;
+  std::string location = policy.location;
+  job.run = [this, id, location](const CancelToken& token) {
+    auto got = catalog_.get_restore(id);
+    if (!got.ok()) return;
+    catalog::RestoreRow r = *got;
+    Status outcome = ok_status();
+    nlohmann::json results;
+    auto cfg = config();
+    const config::Location* loc = cfg ? cfg->find_location(location) : nullptr;
+    if (loc == nullptr) {
+      outcome = Error(Error::Code::kNotFound, "location '" + location + "' is not configured");
+    } else if (auto repo = repository(*loc); !repo.ok()) {
+      outcome = repo.error();
+    } else {
+      ops::RestoreRequest req;
+      req.snapshot = r.snapshot_id.value_or("");
+      req.target = r.target_location;
+      if (r.restore_scope.is_object() && r.restore_scope.contains("paths")) {
+        req.includes = r.restore_scope["paths"].get<std::vector<std::string>>();
+      }
+      auto res = ops::compare(**repo, req, EventTarget(events_, r.request_id));
+      if (res.ok()) {
+        results = restore::comparison_json(res->comparison);
+        r.integrity_validated = res->comparison.clean();
+      } else {
+        outcome = res.error();
+      }
+    }
+    if (!outcome.ok()) {
+      r.integrity_validated = false;
+      bool cancelled = outcome.error().code() == Error::Code::kCancelled || token.cancelled();
+      results = {{"error", one_line(outcome.error().message())}};
+      results["validation"] = cancelled ? "cancelled" : "failed";
+    } else {
+      results["validation"] = "completed";
+    }
+    results["validated_at"] = format_time(now());
+    r.validation_results = results;
+    (void)catalog_.update_restore(r);
+  };
+  job.on_dropped = [this, id](const Error& why) {
+    auto r = catalog_.get_restore(id);
+    if (!r.ok()) return;
+    r->validation_results = {{"validation", "cancelled"}, {"error", why.message()}};
+    (void)catalog_.update_restore(*r);
+  };
+  nlohmann::json before = row.validation_results;
+  row.validation_results = {{"validation", "running"}};
+  HAVEN_TRY(catalog_.update_restore(row));
+  if (Status s = runner_.submit(std::move(job)); !s.ok()) {
+    row.validation_results = before;
+    (void)catalog_.update_restore(row);
+    if (s.error().code() == Error::Code::kAlreadyExists) {
+      return Error(Error::Code::kAlreadyExists, "restore " + row.request_id + " is being validated already");
+    }
+    return s.error();
+  }
+  return row;
 }
 
 Result<std::vector<Service::SnapshotInfo>> Service::snapshots() {

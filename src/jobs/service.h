@@ -103,6 +103,13 @@ class Service {
 
   Result<catalog::RestoreRow> restore(const RestoreRequest& request);
   Status cancel_restore(const std::string& id);
+  // Validates a restore that ended (completed or failed): compares its target with the snapshot
+  // it restored (ops::compare, reading only) as a job of its own on the location. The row's
+  // validation_results holds {"validation": "running"}, then the comparison with "validation":
+  // "completed" (or "failed" and "error") and "validated_at"; integrity_validated is set to
+  // whether everything matched. kAlreadyExists (a conflict) while the restore or a validation
+  // of it is queued or running, or if it restored nothing.
+  Result<catalog::RestoreRow> validate_restore(const std::string& id);
 
   // The snapshots of every location (GET /api/snapshots).
   struct SnapshotInfo {
@@ -132,7 +139,10 @@ class Service {
 
  private:
   struct Pending;  // a run queued behind a running one of the same policy (overlap: queue)
-  Result<std::shared_ptr<repo::Repository>> repository(const config::Location& location);
+  // The location's repository, opened once and shared. With `paced` (a policy with a
+  // bandwidth_limit_mbps) one of the policy's own, whose storage is paced at its limit.
+  Result<std::shared_ptr<repo::Repository>> repository(const config::Location& location,
+                                                       const config::Policy* paced = nullptr);
   void run_backup(const std::string& execution_id, const config::Policy& policy,
                   const CancelToken& token);
   void run_retention(const std::string& policy_id, const config::Policy& policy);
@@ -151,7 +161,7 @@ class Service {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::shared_ptr<const config::Config> config_;
-  std::map<std::string, std::shared_ptr<repo::Repository>> repos_;  // by location name
+  std::map<std::string, std::shared_ptr<repo::Repository>> repos_;  // by location (and paced policy)
   std::map<std::string, std::string> active_;  // policy id → execution id queued or running
   std::map<std::string, std::vector<std::string>> waiting_;  // policy id → execution ids (queue)
   struct Retry {

@@ -2,6 +2,7 @@
 
 #include "ops/lock.h"
 #include "ops/ops.h"
+#include "repo/compress.h"
 
 namespace haven::ops {
 
@@ -39,6 +40,7 @@ Status validate(const BackupRequest& r) {
   if (r.source != BackupRequest::Source::kCommand && !r.command.empty()) {
     return invalid("a command is backed up only with --stdin-from-command");
   }
+  if (!r.compression.empty()) HAVEN_TRY(repo::parse_compression(r.compression));
   return backup::validate(engine_options(r));
 }
 
@@ -53,6 +55,10 @@ Result<BackupResult> backup(repo::Repository& repo, const BackupRequest& request
   }
   HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kShared, events, scope.token()));
   CancelScope session_scope(held.session().cancel_token());  // a lost lock stops this one
+  if (!request.compression.empty()) {
+    HAVEN_ASSIGN(repo::Compression c, repo::parse_compression(request.compression));
+    held.session().set_compression(c);  // this backup's packs only
+  }
   HAVEN_TRY(load_index(repo, events));
   HAVEN_ASSIGN(backup::Summary s, backup::run(held.session(), o, events));
   HAVEN_TRY(held.release());

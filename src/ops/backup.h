@@ -28,6 +28,8 @@ struct BackupRequest {
   std::vector<std::string> exclude_files;  // files of globs, one per line ('#' comments)
   bool one_file_system = false;
   unsigned threads = 0;  // 0: one per core
+  // none | low | medium | high for this backup's new packs; empty: the repository's setting.
+  std::string compression;
 };
 
 struct BackupResult {

@@ -65,4 +65,25 @@ Result<RestoreResult> restore(repo::Repository& repo, const RestoreRequest& requ
   return r;
 }
 
+Result<CompareResult> compare(repo::Repository& repo, const RestoreRequest& request,
+                              const EventTarget& events) {
+  OperationScope scope(repo);
+  HAVEN_ASSIGN(Parsed p, parse(request));
+  HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kShared, events, scope.token()));
+  CancelScope session_scope(held.session().cancel_token());
+  HAVEN_ASSIGN(restore::Choice choice, restore::choose_snapshot(repo, request.snapshot, p.at));
+  HAVEN_TRY(load_index(repo, events));
+  restore::Options o;
+  o.target = request.target;
+  o.includes = request.includes;
+  o.excludes = request.excludes;
+  HAVEN_ASSIGN(restore::Comparison c, restore::compare(held.session(), choice, o, events));
+  HAVEN_TRY(held.release());
+  CompareResult r;
+  r.snapshot_id = choice.id;
+  r.snapshot = std::move(choice.snapshot);
+  r.comparison = std::move(c);
+  return r;
+}
+
 }  // namespace haven::ops

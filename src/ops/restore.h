@@ -46,4 +46,16 @@ Status validate(const RestoreRequest& request);
 Result<RestoreResult> restore(repo::Repository& repo, const RestoreRequest& request,
                               const EventTarget& events);
 
+struct CompareResult {
+  repo::Id snapshot_id{};
+  repo::Snapshot snapshot;
+  restore::Comparison comparison;  // clean(): everything selected is in the target as stored
+};
+
+// The validation of a restore: the same request (snapshot or time, target, includes,
+// excludes; verify and overwrite are ignored) compared with what is in the target, writing
+// nothing (restore::compare). Shared lock. Differences are counted, not an Error.
+Result<CompareResult> compare(repo::Repository& repo, const RestoreRequest& request,
+                              const EventTarget& events);
+
 }  // namespace haven::ops

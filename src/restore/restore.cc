@@ -1,7 +1,6 @@
 #include "restore/restore.h"
 
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -17,12 +16,14 @@
 #include <unordered_map>
 
 #include "repo/paths.h"
+#include "restore/select.h"
 
 namespace haven::restore {
 
 using repo::BlobType;
 using repo::Id;
 using repo::Node;
+using detail::Selection;
 
 Result<Overwrite> parse_overwrite(const std::string& s) {
   if (s == "never") return Overwrite::kNever;
@@ -45,12 +46,6 @@ Status check_name(const std::string& name) {
 }
 
 namespace {
-
-std::string strip_slashes(std::string p) {
-  while (!p.empty() && p.front() == '/') p.erase(p.begin());
-  while (!p.empty() && p.back() == '/') p.pop_back();
-  return p;
-}
 
 bool is_zero(ByteView b) {
   // Word-at-a-time scan; the compiler vectorises the loop.
@@ -97,7 +92,8 @@ struct Range {
 class Restorer {
  public:
   Restorer(repo::Session& session, const Options& o, Reporter& events)
-      : repo_(session.repo()), session_(session), opts_(o), events_(events) {}
+      : repo_(session.repo()), session_(session), opts_(o), events_(events),
+        select_(o.includes, o.excludes) {}
 
   Result<Summary> run(const Id& root);
   // What progress reports as totals (from the snapshot's statistics when the whole snapshot
@@ -107,8 +103,6 @@ class Restorer {
  private:
   Status walk(const Id& tree, const std::string& dir, const std::string& rel);
   Status walk_tree(const repo::Tree& tree, const std::string& dir, const std::string& rel);
-  bool wanted(const std::string& rel, bool is_dir) const;
-  bool excluded(const std::string& rel) const;
   // Decides what to do with an existing entry at `path`; returns false to skip it.
   Result<bool> make_room(const std::string& path, const std::string& rel, const Node& node);
   // Adds a created file to the batch (its blobs located, grouped per pack); runs the batch
@@ -121,7 +115,6 @@ class Restorer {
   void fail(PendingFile& f, const std::string& message);
   void placed(PendingFile& f);
   void finish(PendingFile& f);
-  Status verify_file(const std::string& path, const Node& node);
   void apply_metadata(const std::string& path, const Node& node, int fd);
   void error(const std::string& rel, const std::string& message);
   void warn(const std::string& rel, const std::string& message);
@@ -131,7 +124,7 @@ class Restorer {
   repo::Session& session_;  // its lock keeps what is read from being pruned; its token stops us
   const Options& opts_;
   Reporter& events_;
-  std::vector<std::string> includes_;
+  Selection select_;
   unsigned readers_ = 2;
   size_t max_files_ = 1024;  // per batch: bounded by the open-file limit
 
@@ -159,35 +152,6 @@ void Restorer::error(const std::string& rel, const std::string& message) {
 
 void Restorer::warn(const std::string& rel, const std::string& message) {
   events_.warning(rel, message);
-}
-
-bool Restorer::excluded(const std::string& rel) const {
-  for (const auto& e : opts_.excludes) {
-    std::string x = strip_slashes(e);
-    if (rel == x || (rel.size() > x.size() && rel.compare(0, x.size(), x) == 0 && rel[x.size()] == '/')) {
-      return true;
-    }
-    if (fnmatch(e.c_str(), rel.c_str(), 0) == 0) return true;
-    std::string base = rel.substr(rel.rfind('/') + 1);
-    if (e.find('/') == std::string::npos && fnmatch(e.c_str(), base.c_str(), 0) == 0) return true;
-  }
-  return false;
-}
-
-bool Restorer::wanted(const std::string& rel, bool is_dir) const {
-  if (includes_.empty()) return true;
-  for (const auto& inc : includes_) {
-    // Inside an included path, or a directory on the way to one.
-    if (rel == inc) return true;
-    if (rel.size() > inc.size() && rel.compare(0, inc.size(), inc) == 0 && rel[inc.size()] == '/') {
-      return true;
-    }
-    if (is_dir && inc.size() > rel.size() && inc.compare(0, rel.size(), rel) == 0 &&
-        inc[rel.size()] == '/') {
-      return true;
-    }
-  }
-  return false;
 }
 
 Result<bool> Restorer::make_room(const std::string& path, const std::string& rel, const Node& node) {
@@ -314,7 +278,7 @@ void Restorer::finish(PendingFile& f) {
     return;
   }
   if (opts_.verify) {
-    Status v = verify_file(f.path, f.node);
+    Status v = detail::verify_content(repo_, f.path, f.node);
     if (!v.ok()) {
       error(f.rel, v.error().message());
       return;
@@ -459,35 +423,6 @@ void Restorer::read_range(const Range& r) {
   }
 }
 
-Status Restorer::verify_file(const std::string& path, const Node& n) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return errno_error(path, errno);
-  uint64_t offset = 0;
-  Status st;
-  for (const auto& id : n.content) {
-    auto len = repo_.blob_raw_length(BlobType::kData, id);
-    if (!len) {
-      st = Error(Error::Code::kNotFound, "data blob " + repo::hex(id) + " is not in the index");
-      break;
-    }
-    Bytes disk(*len);
-    size_t done = 0;
-    while (done < disk.size()) {
-      ssize_t r = pread(fd, disk.data() + done, disk.size() - done, static_cast<off_t>(offset + done));
-      if (r <= 0) break;
-      done += static_cast<size_t>(r);
-    }
-    if (done != disk.size() || repo_.blob_id(disk) != id) {
-      st = Error(Error::Code::kCorrupt, path + ": verification failed at offset " +
-                                            std::to_string(offset) + " (content differs from the snapshot)");
-      break;
-    }
-    offset += disk.size();
-  }
-  ::close(fd);
-  return st;
-}
-
 Status Restorer::walk(const Id& tree_id, const std::string& dir, const std::string& rel_dir) {
   HAVEN_ASSIGN(repo::Tree tree, repo_.load_tree(tree_id));
   return walk_tree(tree, dir, rel_dir);
@@ -508,7 +443,7 @@ Status Restorer::walk_tree(const repo::Tree& tree, const std::string& dir,
     std::string rel = rel_dir.empty() ? n.name : rel_dir + "/" + n.name;
     std::string path = dir + "/" + n.name;
     bool is_dir = n.type == Node::Type::kDir;
-    if (!wanted(rel, is_dir) || excluded(rel)) continue;
+    if (!select_.selected(rel, is_dir)) continue;
     HAVEN_ASSIGN(bool go, make_room(path, rel, n));
     if (!go) continue;
     switch (n.type) {
@@ -587,7 +522,6 @@ Result<Summary> Restorer::run(const Id& root) {
   if (opts_.target.empty()) {
     return Error(Error::Code::kInvalidArgument, "no target given: use --target DIR");
   }
-  for (const auto& inc : opts_.includes) includes_.push_back(strip_slashes(inc));
   std::string target = opts_.target;
   while (target.size() > 1 && target.back() == '/') target.pop_back();
   if (mkdir(target.c_str(), 0700) != 0 && errno != EEXIST) return errno_error(target, errno);
@@ -726,23 +660,9 @@ Result<Summary> run(repo::Session& session, const Choice& choice, const Options&
     return e;
   };
   // Paths as users type them become the snapshot's stored forms.
-  Options o = options;
-  o.includes.clear();
-  for (const auto& inc : options.includes) {
-    auto found = repo::find_path(repo, choice.id, choice.snapshot, inc);
-    if (!found.ok()) return fail(found.error().with_context("include path"));
-    if (found->empty()) {  // "/": everything
-      o.includes.clear();
-      break;
-    }
-    for (const auto& f : *found) o.includes.push_back(f.stored);
-  }
-  o.excludes.clear();
-  for (const auto& ex : options.excludes) {
-    for (auto& form : repo::stored_forms(choice.snapshot, ex)) {
-      if (!form.empty()) o.excludes.push_back(std::move(form));
-    }
-  }
+  auto stored = detail::stored_paths(repo, choice, options);
+  if (!stored.ok()) return fail(stored.error());
+  const Options& o = *stored;
   Restorer r(session, o, events);
   if (o.includes.empty() && o.excludes.empty()) {  // the whole snapshot: its totals are known
     auto stat = [&](const char* k) {

@@ -97,6 +97,34 @@ Result<Summary> run(repo::Session& session, const Choice& choice, const Options&
 // The summary's fields as JSON (restore:completed, the CLI's --json).
 nlohmann::json summary_json(const Summary& s);
 
+// Compares what is in options.target with a chosen snapshot (or the part options.includes and
+// options.excludes select), writing nothing: the validation of a finished restore. Each
+// selected entry must be there with its type (nothing is followed through a symlink); a file
+// must have the recorded size and content (every blob re-read from disk and its ID
+// recomputed: bytes, not times); a symlink its target; a device its number. Modes, owners and
+// times are not compared (an operator may change them after a restore), nor are entries the
+// snapshot does not have. Events (OpKind::kRestore): restore:initiated (with "compare": true),
+// restore:progress (phase "compare"), restore:error for each entry missing or different,
+// restore:validated and restore:completed with comparison_json. Memory: one blob's bytes.
+struct Comparison {
+  uint64_t files = 0, dirs = 0, others = 0;  // entries compared
+  uint64_t bytes = 0;                        // file bytes re-read
+  uint64_t matched = 0;                      // entries found as the snapshot has them
+  uint64_t missing = 0;                      // not in the target
+  uint64_t differ = 0;                       // there, but of another type, size or content
+  uint64_t unreadable = 0;                   // could not be compared (I/O, a damaged tree)
+  struct Difference {
+    std::string path;     // in the snapshot
+    std::string problem;  // one sentence
+  };
+  std::vector<Difference> differences;  // the first kMaxDifferences
+  static constexpr size_t kMaxDifferences = 100;
+  bool clean() const { return missing == 0 && differ == 0 && unreadable == 0; }
+};
+Result<Comparison> compare(repo::Session& session, const Choice& choice, const Options& options,
+                           const EventTarget& events);
+nlohmann::json comparison_json(const Comparison& c);
+
 // Checks one entry name from a snapshot (see the file comment).
 Status check_name(const std::string& name);
 

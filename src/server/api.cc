@@ -1,5 +1,8 @@
 #include "server/api.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "server/openapi_doc.h"
 
 namespace haven::server {
@@ -157,6 +160,35 @@ void add_api_routes(HttpServer& http, ApiContext ctx) {
                          {"version", c->version},
                          {"running_jobs", c->service.runner().running_count()},
                          {"queued_jobs", c->service.runner().queued_count()}});
+            }, {}});
+
+  http.add({"GET", "/api/scheduler", Role::kViewer, "the scheduler's plan and fire delays",
+            [c, ok](const ApiRequest&) -> Result<ApiResponse> {
+              nlohmann::json out = {{"running", c->scheduler != nullptr}};
+              if (c->scheduler == nullptr) return ok(out);
+              std::vector<TimeNs> d = c->scheduler->fire_delays();
+              out["fires"] = d.size();
+              out["clock_jumps"] = c->scheduler->clock_jumps();
+              if (!d.empty()) {
+                std::vector<TimeNs> sorted = d;
+                std::sort(sorted.begin(), sorted.end());
+                auto ms = [](TimeNs ns) { return static_cast<double>(ns) / 1e6; };
+                auto pct = [&](double q) {
+                  size_t i = static_cast<size_t>(std::ceil(q * static_cast<double>(sorted.size()))) - 1;
+                  return ms(sorted[std::min(i, sorted.size() - 1)]);
+                };
+                out["fire_delay_ms"] = {{"p50", pct(0.50)}, {"p99", pct(0.99)},
+                                        {"max", ms(sorted.back())}, {"last", ms(d.back())}};
+              }
+              nlohmann::json plan = nlohmann::json::array();
+              for (const auto& p : c->scheduler->plan()) {
+                plan.push_back({{"policy_id", p.policy_id},
+                                {"policy_name", p.policy_name},
+                                {"at", format_time(p.at)},
+                                {"strategy", str(config::name(p.strategy))}});
+              }
+              out["plan"] = plan;
+              return ok(out);
             }, {}});
 
   http.add({"GET", "/api/openapi.json", Role::kViewer, "this document",
@@ -367,6 +399,13 @@ void add_api_routes(HttpServer& http, ApiContext ctx) {
             [c, ok](const ApiRequest& r) -> Result<ApiResponse> {
               HAVEN_ASSIGN(auto row, c->catalog.get_restore(r.params.at("id")));
               return ok(restore_json(row));
+            }, {}});
+
+  http.add({"POST", "/api/restore/operations/{id}/validate", Role::kOperator,
+            "compare a restore's target with its snapshot",
+            [c, ok](const ApiRequest& r) -> Result<ApiResponse> {
+              HAVEN_ASSIGN(auto row, c->service.validate_restore(r.params.at("id")));
+              return ok(restore_json(row), 202);
             }, {}});
 
   // --- snapshots ---

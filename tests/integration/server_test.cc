@@ -233,6 +233,29 @@ TEST_F(ServerTest, APolicyCreatedOverTheApiRunsAndItsBackupIsRestored) {
   ASSERT_EQ(status["status"], "completed") << status.dump();
   EXPECT_TRUE(status["integrity_validated"].get<bool>());
   expect_same_tree(dir_ + "/src", dir_ + "/restored/src");
+  // Validation over the API: the target compared with the snapshot, then again after a
+  // restored file was changed.
+  const std::string rid = r["request_id"];
+  auto validate = [&] {
+    json v = post(c, "/api/restore/operations/" + rid + "/validate", admin, json::object(), 202);
+    EXPECT_EQ(v["validation_results"]["validation"], "running") << v.dump();
+    json s;
+    for (int i = 0; i < 500; ++i) {
+      s = get(c, "/api/restore/operations/" + rid + "/status", admin);
+      if (s["validation_results"].value("validation", "") != "running") break;
+      std::this_thread::sleep_for(20ms);
+    }
+    return s;
+  };
+  json valid = validate();
+  EXPECT_EQ(valid["validation_results"]["validation"], "completed") << valid.dump();
+  EXPECT_EQ(valid["validation_results"]["matched"], 3) << valid.dump();  // src and its two files
+  EXPECT_TRUE(valid["integrity_validated"].get<bool>());
+  write_file(dir_ + "/restored/src/a.txt", "tampered\n");
+  json tampered = validate();
+  EXPECT_FALSE(tampered["integrity_validated"].get<bool>()) << tampered.dump();
+  EXPECT_EQ(tampered["validation_results"]["differences"][0]["path"], "src/a.txt") << tampered.dump();
+  EXPECT_EQ(post(c, "/api/restore/operations/nope/validate", admin, json::object(), 404)["error"]["code"], "not_found");
   json snaps = get(c, "/api/snapshots", admin);
   ASSERT_EQ(snaps["snapshots"].size(), 1u);
   EXPECT_EQ(snaps["snapshots"][0]["id"], done["snapshot_id"]);
@@ -450,6 +473,14 @@ TEST_F(ServerTest, APolicyScheduledEveryMinuteRunsOnTimeTwice) {
     planned.push_back(at);
   }
   EXPECT_EQ(planned[0] - planned[1], 60'000'000'000LL);  // newest first: consecutive minutes
+  // The scheduler exports its fire delays and its plan.
+  json sched = get(c, "/api/scheduler", viewer);
+  EXPECT_GE(sched["fires"].get<int>(), 2) << sched.dump();
+  EXPECT_LT(sched["fire_delay_ms"]["p99"].get<double>(), 1000.0) << sched.dump();
+  EXPECT_GE(sched["fire_delay_ms"]["max"].get<double>(), sched["fire_delay_ms"]["p50"].get<double>());
+  ASSERT_EQ(sched["plan"].size(), 1u) << sched.dump();
+  EXPECT_EQ(sched["plan"][0]["policy_name"], "minutely");
+  EXPECT_GT(*parse_time(sched["plan"][0]["at"].get<std::string>()), planned[0]);
 }
 
 }  // namespace

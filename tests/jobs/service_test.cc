@@ -289,6 +289,102 @@ TEST_F(ServiceTest, RestoreOfAnExecutionIsRecordedAndVerified) {
   EXPECT_EQ(bad.error().message().rfind("targetLocation: ", 0), 0u);
 }
 
+TEST_F(ServiceTest, ARestoreIsValidatedAgainstItsSnapshotWritingNothing) {
+  start(policy("docs", dir_ + "/src"));
+  auto e = service_->execute(policy_id("docs"), {});
+  ASSERT_TRUE(e.ok());
+  ASSERT_EQ(wait_done(e->id).status, catalog::ExecStatus::kCompleted);
+  RestoreRequest rr;
+  rr.source_backup_id = e->execution_id;
+  rr.target_location = dir_ + "/restored";
+  rr.verify = false;
+  // The restore is held at its start: while it runs, a validation is a conflict.
+  std::atomic<bool> release{false}, held{false};
+  sink_.hook = [&](const Event& ev) {
+    if (ev.op == OpKind::kRestore && ev.kind == EventKind::kStarted && !release) {
+      held = true;
+      while (!release) std::this_thread::sleep_for(5ms);
+    }
+  };
+  auto r = service_->restore(rr);
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  while (!held) std::this_thread::sleep_for(5ms);
+  auto early = service_->validate_restore(r->id);
+  release = true;
+  ASSERT_FALSE(early.ok());
+  EXPECT_EQ(early.error().code(), Error::Code::kAlreadyExists);
+  EXPECT_NE(early.error().message().find("still running"), std::string::npos) << early.error().message();
+  service_->wait_idle();
+  sink_.hook = nullptr;
+  auto v = service_->validate_restore(r->request_id);
+  ASSERT_TRUE(v.ok()) << v.error().message();
+  EXPECT_EQ(v->validation_results["validation"], "running");
+  service_->wait_idle();
+  auto done = catalog_->get_restore(r->id);
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->status, catalog::ExecStatus::kCompleted);  // the restore's own status stays
+  EXPECT_TRUE(done->integrity_validated);
+  EXPECT_EQ(done->validation_results["validation"], "completed");
+  EXPECT_EQ(done->validation_results["clean"], true);
+  EXPECT_EQ(done->validation_results["files"], 2);
+  EXPECT_TRUE(done->validation_results.contains("validated_at"));
+  // Someone edits a restored file: the next validation says which, and changes nothing.
+  const std::string a = dir_ + "/restored/src/a.txt";
+  write_file(a, "ALPHA\n");
+  v = service_->validate_restore(r->id);
+  ASSERT_TRUE(v.ok()) << v.error().message();
+  service_->wait_idle();
+  done = catalog_->get_restore(r->id);
+  ASSERT_TRUE(done.ok());
+  EXPECT_FALSE(done->integrity_validated);
+  EXPECT_EQ(done->validation_results["differ"], 1);
+  EXPECT_EQ(done->validation_results["differences"][0]["path"], "src/a.txt");
+  EXPECT_EQ(read_file(a), "ALPHA\n");
+  // The events of the validation carry the restore's request id.
+  bool validated = false;
+  for (const auto& ev : sink_.of(r->request_id)) validated |= ev.kind == EventKind::kValidated;
+  EXPECT_TRUE(validated);
+  // An unknown restore is kNotFound.
+  auto unknown = service_->validate_restore("no-such-restore");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.error().code(), Error::Code::kNotFound);
+}
+
+TEST_F(ServiceTest, APolicysCompressionAndBandwidthLimitApplyToItsRuns) {
+  make_dir(dir_ + "/plain");
+  make_dir(dir_ + "/packed");
+  make_dir(dir_ + "/paced");
+  auto text = [](int seed) {
+    std::string t;
+    for (int i = 0; t.size() < (1u << 20); ++i) t += "line " + std::to_string(i * seed) + " of a log file\n";
+    return t;
+  };
+  write_file(dir_ + "/plain/log", text(3));
+  write_file(dir_ + "/packed/log", text(5));
+  write_file(dir_ + "/paced/data", random_bytes(1u << 20, 99));
+  start(policy("plain", dir_ + "/plain", ", compression: none") +
+        policy("packed", dir_ + "/packed", ", compression: high") +
+        policy("paced", dir_ + "/paced", ", bandwidth_limit_mbps: 4"));
+  auto run = [&](const std::string& name) {
+    auto e = service_->execute(policy_id(name), {});
+    EXPECT_TRUE(e.ok());
+    return e.ok() ? wait_done(e->id) : catalog::ExecutionRow{};
+  };
+  catalog::ExecutionRow plain = run("plain"), packed = run("packed");
+  ASSERT_EQ(plain.status, catalog::ExecStatus::kCompleted) << plain.error_message.value_or("");
+  ASSERT_EQ(packed.status, catalog::ExecStatus::kCompleted) << packed.error_message.value_or("");
+  // Stored as is versus squeezed: the repository's own default (medium) is used by neither.
+  EXPECT_GE(plain.compressed_size_bytes.value_or(0), 1 << 20);
+  EXPECT_LT(packed.compressed_size_bytes.value_or(1 << 30), (1 << 20) / 5);
+  // 1 MiB of new data at 4 Mbit/s takes at least 2 s; without the limit it takes milliseconds.
+  auto t0 = std::chrono::steady_clock::now();
+  catalog::ExecutionRow paced = run("paced");
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_EQ(paced.status, catalog::ExecStatus::kCompleted) << paced.error_message.value_or("");
+  EXPECT_GE(secs, 1.9);
+  EXPECT_LT(secs, 30.0);
+}
+
 TEST_F(ServiceTest, APolicyOfTheFileCannotShadowOneOfTheApi) {
   start(policy("docs", dir_ + "/src"));
   catalog::PolicyRow api = policy_row(*service_->policy_of(*catalog_->get_policy_by_name("docs")),

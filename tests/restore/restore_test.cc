@@ -1000,5 +1000,102 @@ TEST_F(RestoreTest, VerifyCountsRegularFilesNotHardLinkNames) {
   EXPECT_TRUE(contains(r.out, "3 verified")) << describe(r);
 }
 
+TEST_F(RestoreTest, CompareFindsEveryDifferenceAndWritesNothing) {
+  auto repo0 = init_repo(repo_dir());
+  ASSERT_TRUE(repo0);
+  repo0.reset();
+  const std::string src = dir_ + "/src";
+  make_dir(src);
+  make_dir(src + "/d");
+  write_file(src + "/big", random_bytes(3u << 20, 11));
+  write_file(src + "/small", "small\n");
+  write_file(src + "/d/inner", "inner\n");
+  write_file(src + "/empty", "");
+  ASSERT_EQ(symlink("big", (src + "/sym").c_str()), 0);
+  cli_backup({src});
+  ASSERT_FALSE(HasFailure());
+  const std::string out = dir_ + "/out";
+  RunResult r = cli(repo_dir(), {"restore", "latest", "--target", out});
+  ASSERT_EQ(r.code, 0) << describe(r);
+
+  // A faithful restore compares clean, from the CLI and the library.
+  r = cli(repo_dir(), {"restore", "latest", "--target", out, "--compare"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(contains(r.out, "everything matches")) << describe(r);
+  auto repo = open_repo(repo_dir());
+  ASSERT_TRUE(repo);
+  auto choice = restore::choose_snapshot(*repo, "latest");
+  ASSERT_OK(choice);
+  auto compare = [&](std::vector<std::string> includes = {}) {
+    restore::Options o;
+    o.target = out;
+    o.includes = std::move(includes);
+    repo::Session session(*repo);
+    return restore::compare(session, *choice, o, sink_);
+  };
+  auto c = compare();
+  ASSERT_OK(c);
+  EXPECT_TRUE(c->clean());
+  EXPECT_EQ(c->files, 4u);
+  EXPECT_EQ(c->dirs, 2u);  // src, src/d
+  EXPECT_EQ(c->others, 1u);
+  EXPECT_EQ(c->matched, 7u);
+  EXPECT_EQ(c->bytes, (3u << 20) + 12u);
+  ASSERT_EQ(sink_.of(EventKind::kValidated).size(), 1u);
+  EXPECT_EQ(sink_.of(EventKind::kValidated)[0].data["clean"], true);
+
+  // Now every kind of damage: one byte flipped in the middle of big (same size), small gone,
+  // the link pointing elsewhere, d/inner replaced by a directory, empty no longer empty.
+  std::string big = read_file(out + "/src/big");
+  big[big.size() / 2] ^= 0x01;
+  write_file(out + "/src/big", big);
+  ASSERT_EQ(unlink((out + "/src/small").c_str()), 0);
+  ASSERT_EQ(unlink((out + "/src/sym").c_str()), 0);
+  ASSERT_EQ(symlink("small", (out + "/src/sym").c_str()), 0);
+  ASSERT_EQ(unlink((out + "/src/d/inner").c_str()), 0);
+  make_dir(out + "/src/d/inner");
+  write_file(out + "/src/empty", "x");
+  // What compare must leave as it is: every entry's type, size, mtime and inode.
+  auto state = [](const std::string& root) {
+    std::map<std::string, std::tuple<mode_t, off_t, TimeNs, ino_t>> m;
+    for (const auto& [rel, meta] : scan(root)) m[rel] = {meta.type, meta.size, meta.mtime, meta.ino};
+    return m;
+  };
+  auto before = state(out);
+  c = compare();
+  ASSERT_OK(c);
+  EXPECT_FALSE(c->clean());
+  EXPECT_EQ(c->missing, 1u);
+  EXPECT_EQ(c->differ, 4u);
+  EXPECT_EQ(c->matched, 2u);  // src, src/d
+  std::map<std::string, std::string> problems;
+  for (const auto& d : c->differences) problems[d.path] = d.problem;
+  ASSERT_EQ(problems.size(), 5u);
+  EXPECT_TRUE(contains(problems["src/big"], "content differs from the snapshot at offset")) << problems["src/big"];
+  EXPECT_TRUE(contains(problems["src/small"], "missing")) << problems["src/small"];
+  EXPECT_TRUE(contains(problems["src/sym"], "points to 'small'")) << problems["src/sym"];
+  EXPECT_TRUE(contains(problems["src/d/inner"], "is a dir")) << problems["src/d/inner"];
+  EXPECT_TRUE(contains(problems["src/empty"], "has 1 bytes; the snapshot has 0")) << problems["src/empty"];
+  EXPECT_EQ(state(out), before);  // nothing written, no time changed
+
+  // Includes narrow it (paths as backed up), and the CLI fails with the count.
+  c = compare({src + "/sym"});
+  ASSERT_OK(c);
+  EXPECT_EQ(c->differ, 1u);
+  EXPECT_EQ(c->missing, 0u);
+  r = cli(repo_dir(), {"restore", "latest", "--target", out, "--compare"});
+  EXPECT_NE(r.code, 0) << describe(r);
+  EXPECT_TRUE(contains(r.err + r.out, "5 of the snapshot's entries are not in " + out)) << describe(r);
+  EXPECT_EQ(state(out), before);
+  // A target that is not there is an error naming it, not a list of everything missing.
+  restore::Options o;
+  o.target = dir_ + "/nowhere";
+  repo::Session session(*repo);
+  auto gone = restore::compare(session, *choice, o, sink_);
+  ASSERT_FALSE(gone.ok());
+  EXPECT_TRUE(contains(gone.error().message(), dir_ + "/nowhere")) << gone.error().message();
+  EXPECT_FALSE(fs::exists(dir_ + "/nowhere"));
+}
+
 }  // namespace
 }  // namespace haven

@@ -1,0 +1,102 @@
+#include "restore/select.h"
+
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <unistd.h>
+
+#include "repo/paths.h"
+
+namespace haven::restore::detail {
+
+std::string strip_slashes(std::string p) {
+  while (!p.empty() && p.front() == '/') p.erase(p.begin());
+  while (!p.empty() && p.back() == '/') p.pop_back();
+  return p;
+}
+
+Selection::Selection(const std::vector<std::string>& includes, const std::vector<std::string>& excludes)
+    : excludes_(excludes) {
+  for (const auto& inc : includes) includes_.push_back(strip_slashes(inc));
+}
+
+bool Selection::excluded(const std::string& rel) const {
+  for (const auto& e : excludes_) {
+    std::string x = strip_slashes(e);
+    if (rel == x || (rel.size() > x.size() && rel.compare(0, x.size(), x) == 0 && rel[x.size()] == '/')) {
+      return true;
+    }
+    if (fnmatch(e.c_str(), rel.c_str(), 0) == 0) return true;
+    std::string base = rel.substr(rel.rfind('/') + 1);
+    if (e.find('/') == std::string::npos && fnmatch(e.c_str(), base.c_str(), 0) == 0) return true;
+  }
+  return false;
+}
+
+bool Selection::wanted(const std::string& rel, bool is_dir) const {
+  if (includes_.empty()) return true;
+  for (const auto& inc : includes_) {
+    if (rel == inc) return true;
+    if (rel.size() > inc.size() && rel.compare(0, inc.size(), inc) == 0 && rel[inc.size()] == '/') {
+      return true;
+    }
+    if (is_dir && inc.size() > rel.size() && inc.compare(0, rel.size(), rel) == 0 &&
+        inc[rel.size()] == '/') {
+      return true;
+    }
+  }
+  return false;
+}
+
+Result<Options> stored_paths(repo::Repository& repo, const Choice& choice, const Options& options) {
+  Options o = options;
+  o.includes.clear();
+  for (const auto& inc : options.includes) {
+    auto found = repo::find_path(repo, choice.id, choice.snapshot, inc);
+    if (!found.ok()) return found.error().with_context("include path");
+    if (found->empty()) {  // "/": everything
+      o.includes.clear();
+      break;
+    }
+    for (const auto& f : *found) o.includes.push_back(f.stored);
+  }
+  o.excludes.clear();
+  for (const auto& ex : options.excludes) {
+    for (auto& form : repo::stored_forms(choice.snapshot, ex)) {
+      if (!form.empty()) o.excludes.push_back(std::move(form));
+    }
+  }
+  return o;
+}
+
+Status verify_content(repo::Repository& repo, const std::string& path, const repo::Node& n) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return errno_error(path, errno);
+  uint64_t offset = 0;
+  Status st;
+  Bytes disk;
+  for (const auto& id : n.content) {
+    auto len = repo.blob_raw_length(repo::BlobType::kData, id);
+    if (!len) {
+      st = Error(Error::Code::kNotFound, "data blob " + repo::hex(id) + " is not in the index");
+      break;
+    }
+    disk.resize(*len);
+    size_t done = 0;
+    while (done < disk.size()) {
+      ssize_t r = pread(fd, disk.data() + done, disk.size() - done, static_cast<off_t>(offset + done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      done += static_cast<size_t>(r);
+    }
+    if (done != disk.size() || repo.blob_id(disk) != id) {
+      st = Error(Error::Code::kCorrupt, path + ": content differs from the snapshot at offset " +
+                                            std::to_string(offset));
+      break;
+    }
+    offset += disk.size();
+  }
+  ::close(fd);
+  return st;
+}
+
+}  // namespace haven::restore::detail
