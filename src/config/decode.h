@@ -31,10 +31,18 @@ struct Node {
   bool boolean = false;
   int64_t integer = 0;
   int line = 0, column = 0;  // 1-based; 0 when unknown (JSON)
-  std::vector<std::pair<Node, Node>> entries;  // kMap: (key, value), in document order
-  std::vector<Node> items;                     // kList
+  struct Entry;
+  std::vector<Entry> entries;  // kMap: (key, value), in document order
+  std::vector<Node> items;     // kList
 
   bool is_scalar() const { return kind != Kind::kMap && kind != Kind::kList; }
+};
+
+// A mapping's entry (a struct, not a std::pair: clang will not make a pair of the incomplete Node).
+struct Node::Entry {
+  Entry(Node k, Node v) : first(std::move(k)), second(std::move(v)) {}
+  Node first;   // the key
+  Node second;  // the value
 };
 
 // How keys are spelled: haven.yaml's snake_case or JSON's camelCase. Decoders name keys in

@@ -460,7 +460,7 @@ Checked<Policy> check_policy_json_text(std::string_view text,
   nlohmann::json json;
   try {
     json = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range (1e99999)
     std::string what = e.what();
     // "[json.exception.parse_error.101] parse error at line 1, column 5: ..."
     size_t close = what.find("] ");

@@ -1,10 +1,12 @@
 // config/tree.cc — haven.yaml (yaml-cpp) and a policy's JSON (nlohmann) into the one Node
 // tree the decoders read. yaml-cpp's and nlohmann's exceptions stop here.
 #include <charconv>
+#include <sstream>
 #include <map>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include "config/decode.h"
@@ -157,12 +159,48 @@ bool tab_indented(const std::string& text, int line) {
   return false;
 }
 
+// Where each document starts, from a parse that builds nothing. It stops after the second
+// document: yaml-cpp 0.7's LoadAll() never ends on some malformed input ("," alone: the parser
+// reports an empty document again and again without moving on, yaml-cpp PR #1319), so Haven
+// never asks for more than two.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+  std::vector<YAML::Mark> starts;
+};
+
 }  // namespace
 
 std::optional<Node> node_from_yaml(const std::string& text, Problems& p) {
   std::vector<YAML::Node> docs;
   try {
-    docs = YAML::LoadAll(text);
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    DocumentStarts probe;
+    if (parser.HandleNextDocument(probe)) (void)parser.HandleNextDocument(probe);
+    if (probe.starts.size() >= 2 && probe.starts[1].pos <= probe.starts[0].pos) {
+      // The parser did not move: the text at that point is no YAML it can read.
+      const YAML::Mark& m = probe.starts[0];
+      p.add(m.line + 1, m.column + 1, "", "YAML syntax error: unexpected text that starts no value",
+            "check for a stray ',' or bracket near this point; a value starting with ',' must be quoted");
+      return std::nullopt;
+    }
+    if (!probe.starts.empty()) docs.push_back(YAML::Load(text));  // the first document only
+    if (probe.starts.size() >= 2) {
+      Node second;
+      set_mark(second, probe.starts[1]);
+      p.add(second, "", "a second YAML document: haven.yaml holds one",
+            "remove the '---' line and merge what follows into the first document");
+      return std::nullopt;
+    }
   } catch (const YAML::Exception& e) {
     int line = e.mark.is_null() ? 0 : e.mark.line + 1;
     int column = e.mark.is_null() ? 0 : e.mark.column + 1;
@@ -181,13 +219,6 @@ std::optional<Node> node_from_yaml(const std::string& text, Problems& p) {
     return std::nullopt;
   }
   if (docs.empty()) return Node{};
-  if (docs.size() > 1) {
-    Node second;
-    set_mark(second, docs[1].Mark());
-    p.add(second, "", "a second YAML document: haven.yaml holds one",
-          "remove the '---' line and merge what follows into the first document");
-    return std::nullopt;
-  }
   try {
     return from_yaml(docs[0], p, "");
   } catch (const YAML::Exception& e) {  // not expected: reading a loaded tree does not throw

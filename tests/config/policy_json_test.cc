@@ -310,6 +310,12 @@ TEST_F(PolicyJson, JsonSpecificProblems) {
             "not valid JSON: parse error at line 1, column 14: syntax error while parsing object "
             "key - unexpected end of input; expected string literal (fix: send one JSON object "
             "describing the policy)");
+  // A number too large for a double (the fuzzer's find: it used to escape as an exception).
+  Checked<Policy> huge = check_policy_json_text("{\"retryCount\": 5.5e77277}", locations_);
+  ASSERT_EQ(huge.diagnostics.size(), 1u);
+  EXPECT_EQ(huge.diagnostics[0].format(),
+            "not valid JSON: number overflow parsing '5.5e77277' (fix: send one JSON object "
+            "describing the policy)");
 
   // As a Result, every diagnostic on its own line; as JSON for an API error body.
   Result<Policy> r = policy_from_json(json::parse(R"({"name": "x"})"), locations_);
