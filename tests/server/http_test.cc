@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <filesystem>
 
 namespace haven::server {
 namespace {
@@ -111,6 +113,53 @@ TEST_F(HttpTest, RefusesAPortInUse) {
   Status s = other.start("127.0.0.1", srv_->port(), std::nullopt);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.error().message().find("cannot bind 127.0.0.1:" + std::to_string(srv_->port())), std::string::npos);
+}
+
+TEST(HttpTlsTest, ServesHttpsWithTheConfiguredCertificateAndRefusesBadFiles) {
+  char tmpl[] = "/tmp/haven-tls-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl, key = dir + "/key.pem", cert = dir + "/cert.pem";
+  std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+                    "-addext subjectAltName=IP:127.0.0.1 -keyout '" + key + "' -out '" + cert +
+                    "' >/dev/null 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << "openssl(1) cannot make a test certificate (run scripts/setup.sh)";
+  HttpServer srv([](const std::string& token) -> std::optional<Principal> {
+    if (token == "v-token") return Principal{"viewer-1", Role::kViewer};
+    return std::nullopt;
+  });
+  srv.add({"GET", "/api/secret", Role::kViewer, "needs a token", [](const ApiRequest&) -> Result<ApiResponse> {
+             return ApiResponse{200, {{"over", "tls"}}};
+           }, {}});
+  Status st = srv.start("127.0.0.1", 0, TlsFiles{cert, key});
+  ASSERT_TRUE(st.ok()) << st.error().message();
+  // A client that trusts the certificate gets the answer, token and all.
+  httplib::SSLClient tls("127.0.0.1", srv.port());
+  tls.set_ca_cert_path(cert.c_str());
+  tls.enable_server_certificate_verification(true);
+  auto r = tls.Get("/api/secret", {{"Authorization", "Bearer v-token"}});
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(nlohmann::json::parse(r->body)["over"], "tls");
+  EXPECT_EQ(tls.Get("/api/secret")->status, 401);
+  // Plain HTTP to the TLS port gets no answer; a client that does not trust it refuses.
+  httplib::Client plain("127.0.0.1", srv.port());
+  plain.set_read_timeout(2, 0);
+  auto p = plain.Get("/api/secret", {{"Authorization", "Bearer v-token"}});
+  EXPECT_TRUE(!p || p->status != 200);
+  httplib::SSLClient strict("127.0.0.1", srv.port());
+  strict.set_ca_cert_path("/nonexistent-ca.pem");
+  strict.enable_server_certificate_verification(true);
+  EXPECT_FALSE(strict.Get("/api/secret"));
+  srv.stop();
+  // A key that does not match, or a missing file: refused, naming server.tls and both files.
+  HttpServer bad([](const std::string&) { return std::nullopt; });
+  Status wrong = bad.start("127.0.0.1", 0, TlsFiles{cert, dir + "/missing.pem"});
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_NE(wrong.error().message().find("server.tls: cannot load the certificate " + cert + " and key " +
+                                         dir + "/missing.pem"),
+            std::string::npos)
+      << wrong.error().message();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
