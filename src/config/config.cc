@@ -232,7 +232,8 @@ void to_json(nlohmann::json& j, const ServerSettings& s) {
       {"maxParallelJobs", s.max_parallel_jobs},
       {"shutdown", name(s.shutdown)},
       {"shutdownTimeoutSeconds", s.shutdown_timeout_seconds},
-      {"eventsRetentionDays", s.events_retention_days}};
+      {"eventsRetentionDays", s.events_retention_days},
+      {"jobNice", s.job_nice}};
 }
 
 void to_json(nlohmann::json& j, const Config& c) {

@@ -109,6 +109,10 @@ struct ServerSettings {
   int shutdown_timeout_seconds = 300;
   // events_retention_days: how long the catalog keeps job events; 1 to 36500. Default 90.
   int events_retention_days = 90;
+  // job_nice: the CPU niceness of the threads that run jobs (backups, restores, checks), 0 to
+  // 19; default 10, so that the API and the scheduler answer at once while a backup keeps the
+  // cores busy (the backup still gets every cycle nothing else wants).
+  int job_nice = 10;
 
   SourceMark mark;  // the `server` mapping
   bool operator==(const ServerSettings&) const = default;

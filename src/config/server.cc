@@ -152,6 +152,7 @@ ServerSettings decode_server(Problems& p, const Node& node, const std::string& p
   if (auto v = f.integer("events_retention_days", 1, 36500)) {
     s.events_retention_days = static_cast<int>(*v);
   }
+  if (auto v = f.integer("job_nice", 0, 19)) s.job_nice = static_cast<int>(*v);
   f.finish();
   return s;
 }

@@ -5,7 +5,8 @@
 
 namespace haven::jobs {
 
-Runner::Runner(unsigned max_parallel) : max_parallel_(std::max(1u, max_parallel)) {}
+Runner::Runner(unsigned max_parallel, std::function<void()> on_thread_start)
+    : max_parallel_(std::max(1u, max_parallel)), on_thread_start_(std::move(on_thread_start)) {}
 
 Runner::~Runner() {
   shutdown(/*cancel_running=*/true, std::chrono::seconds(5));
@@ -64,6 +65,7 @@ void Runner::dispatch_locked() {
     r.access = j.access;
     r.resource = j.resource;
     r.thread = std::thread([this, token = r.token, job = std::move(j)]() mutable {
+      if (on_thread_start_) on_thread_start_();
       {
         CancelScope scope(token);
         job.run(token);

@@ -52,7 +52,9 @@ struct Job {
 
 class Runner {
  public:
-  explicit Runner(unsigned max_parallel);
+  // `on_thread_start`, if set, runs first on each job's thread (the server lowers the thread's
+  // CPU priority there; threads the job starts inherit it).
+  explicit Runner(unsigned max_parallel, std::function<void()> on_thread_start = {});
   ~Runner();  // shutdown(cancel running, wait)
   Runner(const Runner&) = delete;
   Runner& operator=(const Runner&) = delete;
@@ -108,6 +110,7 @@ class Runner {
   std::vector<Queued> queue_;  // kept ordered: priority, then seq
   std::map<std::string, Running> running_;
   std::vector<std::thread> finished_threads_;
+  std::function<void()> on_thread_start_;
 };
 
 }  // namespace haven::jobs

@@ -97,7 +97,7 @@ catalog::PolicyRow policy_row(const config::Policy& p, catalog::PolicySource sou
 }
 
 Service::Service(catalog::Catalog& catalog, EventSink& events, ServiceOptions options)
-    : catalog_(catalog), events_(events), options_(std::move(options)), runner_(options_.max_parallel) {
+    : catalog_(catalog), events_(events), options_(std::move(options)), runner_(options_.max_parallel, options_.on_job_thread) {
   retry_thread_ = std::thread([this] { retry_loop(); });
 }
 

@@ -50,6 +50,9 @@ struct ServiceOptions {
   double backoff_scale = 1.0;
   // Off: a failed run is not retried (the CLI's one-off run of a policy).
   bool retries = true;
+  // Runs first on each job's thread (Runner's on_thread_start): the server sets the thread's
+  // niceness there (server.job_nice).
+  std::function<void()> on_job_thread;
 };
 
 struct ExecuteRequest {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "catalog/tokens.h"
 #include "server/openapi_doc.h"
 
 namespace haven::server {
@@ -406,6 +407,72 @@ void add_api_routes(HttpServer& http, ApiContext ctx) {
             [c, ok](const ApiRequest& r) -> Result<ApiResponse> {
               HAVEN_ASSIGN(auto row, c->service.validate_restore(r.params.at("id")));
               return ok(restore_json(row), 202);
+            }, {}});
+
+  // --- tokens and the server ---
+  auto token_json = [](const catalog::TokenRow& t) {
+    auto when = [](const std::optional<TimeNs>& x) {
+      return x ? nlohmann::json(format_time(*x)) : nlohmann::json(nullptr);
+    };
+    return nlohmann::json{{"name", t.name},
+                          {"role", str(catalog::to_string(t.role))},
+                          {"created_at", format_time(t.created_at)},
+                          {"last_used_at", when(t.last_used_at)},
+                          {"revoked_at", when(t.revoked_at)}};
+  };
+  http.add({"GET", "/api/tokens", Role::kAdmin, "API tokens (never their values)",
+            [c, ok, token_json](const ApiRequest&) -> Result<ApiResponse> {
+              HAVEN_ASSIGN(auto rows, c->catalog.list_tokens());
+              nlohmann::json out = nlohmann::json::array();
+              for (const auto& t : rows) out.push_back(token_json(t));
+              return ok({{"tokens", out}});
+            }, {}});
+  http.add({"POST", "/api/tokens", Role::kAdmin, "create a token (its value is shown once)",
+            [c, ok, token_json](const ApiRequest& r) -> Result<ApiResponse> {
+              HAVEN_ASSIGN(nlohmann::json body, r.json());
+              for (const auto& [k, v] : body.items()) {
+                if (k != "name" && k != "role") return bad(k, "unknown field (the fields are name and role)");
+              }
+              if (!body.contains("name") || !body["name"].is_string() || body["name"].get<std::string>().empty()) {
+                return bad("name", "required: a name for the token (who or what uses it)");
+              }
+              std::string role_text = body.value("role", "");
+              auto role = catalog::parse_enum<catalog::Role>(role_text);
+              if (!role) return bad("role", "must be viewer, operator or admin, not '" + role_text + "'");
+              std::string name = body["name"];
+              std::string token = catalog::new_token();
+              auto row = c->catalog.create_token(name, *role, catalog::token_hash(token));
+              if (!row.ok()) {
+                if (row.error().code() == Error::Code::kAlreadyExists) {
+                  return Error(Error::Code::kAlreadyExists, "name: a token named '" + name +
+                                                                "' exists: pick another name, or revoke it first");
+                }
+                return row.error();
+              }
+              nlohmann::json out = token_json(*row);
+              out["token"] = token;  // the only time it is shown; the catalog keeps its hash
+              return ok(out, 201);
+            }, {}});
+  http.add({"DELETE", "/api/tokens/{name}", Role::kAdmin, "revoke a token",
+            [c, ok](const ApiRequest& r) -> Result<ApiResponse> {
+              const std::string& name = r.params.at("name");
+              Status s = c->catalog.revoke_token(name);
+              if (!s.ok()) {
+                if (s.error().code() == Error::Code::kNotFound) {
+                  return Error(Error::Code::kNotFound, "no active token named '" + name + "'");
+                }
+                return s.error();
+              }
+              return ok({{"name", name}, {"revoked", true}});
+            }, {}});
+  http.add({"POST", "/api/server/reload", Role::kAdmin, "reload haven.yaml",
+            [c, ok](const ApiRequest&) -> Result<ApiResponse> {
+              if (!c->reload) return Error(Error::Code::kNotFound, "this server has no configuration file to reload");
+              HAVEN_TRY(c->reload());
+              auto cfg = c->service.config();
+              return ok({{"reloaded", true},
+                         {"locations", cfg ? cfg->locations.size() : 0},
+                         {"policies", cfg ? cfg->policies.size() : 0}});
             }, {}});
 
   // --- snapshots ---

@@ -3,11 +3,13 @@
 //
 // JSON rows use the seed's column names (backup_executions' "backup_size_bytes" ...), times
 // RFC 3339 UTC. Requests use the seed's camelCase fields (backupType, sourceBackupId ...).
-// Roles: viewer reads; operator executes, cancels and restores; admin changes policies.
+// Roles: viewer reads; operator executes, cancels and restores; admin changes policies and
+// tokens and reloads the configuration.
 // Policies from haven.yaml are read-only over the API (409 names the file); the API's own
 // policies live in the catalog and survive restarts.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "catalog/catalog.h"
@@ -24,6 +26,8 @@ struct ApiContext {
   jobs::Scheduler* scheduler;  // may be null (no schedules: the CLI's one-off runs)
   EventBus& bus;
   std::string version;
+  // POST /api/server/reload: Server::reload (empty: the route answers 404).
+  std::function<Status()> reload;
 };
 
 void add_api_routes(HttpServer& http, ApiContext ctx);

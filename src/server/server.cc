@@ -1,5 +1,8 @@
 #include "server/server.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include "catalog/tokens.h"
 #include "server/api.h"
 
@@ -40,11 +43,18 @@ Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options) {
   jobs::ServiceOptions so;
   so.server_instance = options.instance;
   so.max_parallel = static_cast<unsigned>(std::max(1, shared->server.max_parallel_jobs));
+  s->job_nice_ = shared->server.job_nice;
+  Server* raw = s.get();
+  so.on_job_thread = [raw] {
+    // This thread's niceness (Linux keeps it per thread; threads it starts inherit it). Best
+    // effort: lowering it again after a reload needs CAP_SYS_NICE.
+    (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), raw->job_nice_.load());
+  };
   s->service_ = std::make_unique<jobs::Service>(*s->catalog_, *s->async_, so);
   HAVEN_TRY(s->service_->apply_config(shared));
   s->scheduler_ = std::make_unique<jobs::Scheduler>(*s->service_, *s->catalog_);
   add_api_routes(s->http_, ApiContext{*s->catalog_, *s->service_, s->scheduler_.get(), *s->bus_,
-                                      options.version});
+                                      options.version, [raw] { return raw->reload(); }});
   std::optional<TlsFiles> tls;
   if (shared->server.tls) tls = TlsFiles{shared->server.tls->cert_file, shared->server.tls->key_file};
   HAVEN_TRY(s->http_.start(shared->server.listen_host, options.port.value_or(shared->server.listen_port), tls));
@@ -57,9 +67,16 @@ Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options) {
 }
 
 Status Server::reload() {
-  HAVEN_ASSIGN(config::Config cfg, config::load_config_file(options_.config_path, options_.env));
-  auto shared = std::make_shared<const config::Config>(std::move(cfg));
-  HAVEN_TRY(service_->apply_config(shared));
+  std::lock_guard<std::mutex> g(reload_mu_);  // SIGHUP and the API, one at a time
+  auto failed = [this](const Error& e) {
+    bus_->note("server:reload-failed", {{"error", e.message()}});
+    return e;
+  };
+  auto cfg = config::load_config_file(options_.config_path, options_.env);
+  if (!cfg.ok()) return failed(cfg.error());
+  auto shared = std::make_shared<const config::Config>(std::move(*cfg));
+  if (Status st = service_->apply_config(shared); !st.ok()) return failed(st.error());
+  job_nice_ = shared->server.job_nice;
   scheduler_->replan();
   (void)catalog_->prune_events_before(now() - static_cast<TimeNs>(shared->server.events_retention_days) * 86400'000'000'000LL);
   bus_->note("server:reloaded", {{"policies", shared->policies.size()},

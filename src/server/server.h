@@ -3,12 +3,14 @@
 // policies into the catalog, runs the scheduler and the job service, and serves the REST API.
 //
 // The process side (signals, the environment, printing) stays with the caller (cli): reload()
-// is SIGHUP's, stop() is SIGTERM's. A reload that fails keeps the running configuration and
-// returns why (the server's listen address and catalog are read at start only).
+// is SIGHUP's (and POST /api/server/reload's), stop() is SIGTERM's. A reload that fails keeps
+// the running configuration, returns why and notes it as a "server:reload-failed" event (the
+// server's listen address and catalog are read at start only).
 //
 // Thread-safety: reload() and stop() from any thread.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -60,6 +62,8 @@ class Server {
   std::unique_ptr<jobs::Scheduler> scheduler_;
   HttpServer http_;
   std::mutex mu_;
+  std::mutex reload_mu_;
+  std::atomic<int> job_nice_{10};  // server.job_nice, for job threads started from now on
   bool stopped_ = false;
   int64_t interrupted_ = 0;
 };

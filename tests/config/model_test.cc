@@ -238,6 +238,7 @@ policies:
   EXPECT_EQ(c.server.shutdown_timeout_seconds, 300);
   EXPECT_EQ(c.server.events_retention_days, 90);
   EXPECT_EQ(c.server.max_parallel_jobs, 2);
+  EXPECT_EQ(c.server.job_nice, 10);
 
   const Location& l = c.locations[0];
   EXPECT_EQ(l.storage_type, StorageType::kOnPremise);  // inferred from the path
@@ -555,6 +556,17 @@ TEST(ConfigModel, ConfigJsonShowsTheModelInCamelCase) {
             (nlohmann::json{{"file", dir.file("pass")}, {"value", "***"}}));
   EXPECT_EQ(j["policies"][0]["name"], "etc");
   EXPECT_EQ(j["policies"][0]["retention"]["minCopies"], 3);
+}
+
+TEST(ConfigModel, JobNiceIsZeroToNineteen) {
+  const std::string base = "locations: [{name: local, repository: /srv/backup, password_env: PW}]\n";
+  Result<Config> set = parse_config("server: {job_nice: 3}\n" + base, "haven.yaml", env_of({{"PW", "x"}}));
+  ASSERT_TRUE(set.ok()) << set.error().message();
+  EXPECT_EQ(set->server.job_nice, 3);
+  Result<Config> high = parse_config("server: {job_nice: 20}\n" + base, "haven.yaml", env_of({{"PW", "x"}}));
+  ASSERT_FALSE(high.ok());
+  EXPECT_NE(high.error().message().find("haven.yaml:1:20: server.job_nice:"), std::string::npos)
+      << high.error().message();
 }
 
 }  // namespace

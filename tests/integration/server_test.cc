@@ -411,6 +411,56 @@ TEST_F(ServerTest, BadConfigurationsAreRefusedAndAFailedReloadKeepsTheRunningOne
     std::this_thread::sleep_for(10ms);
   }
   EXPECT_EQ(get(c, "/api/backup/policies", viewer)["policies"].size(), 2u) << srv.log();
+
+  // The same over the API (admin only): refused with the file's problem, nothing changed...
+  std::string admin = token("a", "admin");
+  write_config(files_policy("docs", dir_ + "/src", "    schedules: []\n") +
+               files_policy("more", dir_ + "/src", "    schedules: []\n") +
+               files_policy("third", dir_ + "/src", "    schedules: []\n    retention: {daily: seven}\n"));
+  post(c, "/api/server/reload", viewer, json::object(), 403);
+  json err = post(c, "/api/server/reload", admin, json::object(), 400);
+  EXPECT_NE(err["error"]["message"].get<std::string>().find("policies[2].retention.daily"), std::string::npos) << err.dump();
+  EXPECT_EQ(get(c, "/api/backup/policies", viewer)["policies"].size(), 2u);
+  // ...and taken once the file is right.
+  write_config(files_policy("docs", dir_ + "/src", "    schedules: []\n") +
+               files_policy("more", dir_ + "/src", "    schedules: []\n") +
+               files_policy("third", dir_ + "/src", "    schedules: []\n    retention: {daily: 7}\n"));
+  json ok = post(c, "/api/server/reload", admin, json::object(), 200);
+  EXPECT_EQ(ok["policies"], 3) << ok.dump();
+  EXPECT_EQ(get(c, "/api/backup/policies", viewer)["policies"].size(), 3u);
+}
+
+TEST_F(ServerTest, TokensAreCreatedListedAndRevokedOverTheApi) {
+  write_config(files_policy("docs", dir_ + "/src", "    schedules: []\n"));
+  std::string admin = token("a", "admin"), viewer = token("v", "viewer");
+  ServerProcess srv(dir_ + "/haven.yaml", dir_ + "/server.log");
+  ASSERT_GT(srv.port(), 0) << srv.log();
+  httplib::Client c("127.0.0.1", srv.port());
+  post(c, "/api/tokens", viewer, {{"name", "x"}, {"role", "viewer"}}, 403);
+  EXPECT_EQ(post(c, "/api/tokens", admin, {{"name", "ci"}, {"role", "boss"}}, 400)["error"]["field"], "role");
+  EXPECT_EQ(post(c, "/api/tokens", admin, {{"role", "viewer"}}, 400)["error"]["field"], "name");
+  json made = post(c, "/api/tokens", admin, {{"name", "ci"}, {"role", "operator"}}, 201);
+  const std::string tok = made["token"];
+  EXPECT_EQ(tok.rfind("hvn_", 0), 0u);
+  EXPECT_EQ(made["role"], "operator");
+  post(c, "/api/tokens", admin, {{"name", "ci"}, {"role", "viewer"}}, 409);
+  // The new token works at once with its role; the list never shows a value.
+  EXPECT_EQ(get(c, "/api/backup/executions", tok)["executions"].size(), 0u);
+  post(c, "/api/tokens", tok, {{"name", "y"}, {"role", "viewer"}}, 403);
+  json list = get(c, "/api/tokens", admin);
+  ASSERT_EQ(list["tokens"].size(), 3u);
+  EXPECT_EQ(list.dump().find(tok), std::string::npos);
+  EXPECT_EQ(list.dump().find("hash"), std::string::npos);
+  // Revoked: refused at once; revoking again is 404; the CLI sees the same catalog.
+  EXPECT_EQ(c.Delete("/api/tokens/ci", bearer(admin))->status, 200);
+  EXPECT_EQ(c.Get("/api/backup/executions", bearer(tok))->status, 401);
+  EXPECT_EQ(c.Delete("/api/tokens/ci", bearer(admin))->status, 404);
+  RunResult cli = run_haven({"server", "token", "list", "--config", dir_ + "/haven.yaml"});
+  ASSERT_EQ(cli.code, 0) << describe(cli);
+  EXPECT_NE(cli.out.find("ci\toperator"), std::string::npos) << cli.out;
+  EXPECT_NE(cli.out.find("revoked"), std::string::npos) << cli.out;
+  // No token value reached the server's log.
+  EXPECT_EQ(srv.log().find(tok), std::string::npos);
 }
 
 // borgmatic users expect to run a policy from the command line: recorded like a server's run.

@@ -2,6 +2,11 @@
 // starvation, cancellation of queued and running jobs, shutdown.
 #include "jobs/runner.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cerrno>
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -100,6 +105,33 @@ TEST(RunnerTest, NeverRunsMoreThanTheLimit) {
   r.wait_idle();
   EXPECT_EQ(log.order().size(), 10u);
   EXPECT_EQ(log.peak.load(), 3);
+}
+
+// The server lowers job threads' CPU priority through on_thread_start (server.job_nice): it
+// runs on the job's own thread, before the job, and threads the job starts inherit it, while
+// the thread that submitted is left alone.
+TEST(RunnerTest, OnThreadStartRunsOnTheJobsThreadAndItsNicenessIsInherited) {
+  auto nice_of_this_thread = [] {
+    errno = 0;
+    return ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()));
+  };
+  const int before = nice_of_this_thread();
+  const int target = std::min(before + 7, 19);
+  Runner r(1, [target] { ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), target); });
+  std::atomic<int> in_job{-100}, in_child{-100};
+  Job j;
+  j.id = "niced";
+  j.resource = "repo";
+  j.run = [&](const CancelToken&) {
+    in_job = nice_of_this_thread();
+    std::thread child([&] { in_child = nice_of_this_thread(); });
+    child.join();
+  };
+  ASSERT_TRUE(r.submit(std::move(j)).ok());
+  r.wait_idle();
+  EXPECT_EQ(in_job.load(), target);
+  EXPECT_EQ(in_child.load(), target);
+  EXPECT_EQ(nice_of_this_thread(), before);
 }
 
 TEST(RunnerTest, HighPriorityStartsFirstThenSubmissionOrder) {

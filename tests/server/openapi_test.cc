@@ -24,7 +24,7 @@ TEST(OpenApiTest, TheDocumentMatchesTheRegisteredRoutesAndRoles) {
   {
     jobs::Service service(**cat, bus, {});
     HttpServer http([](const std::string&) { return std::nullopt; });
-    add_api_routes(http, ApiContext{**cat, service, nullptr, bus, "test"});
+    add_api_routes(http, ApiContext{**cat, service, nullptr, bus, "test", {}});
 
     nlohmann::json doc = nlohmann::json::parse(openapi_document());
     std::set<std::string> documented, registered;
