@@ -151,7 +151,23 @@ class Load:
                 with self.lock:
                     self.errors += 1
 
+    def control(self):
+        """GET /health every 50 ms: no catalog, no JSON to speak of. What it waits is the
+        machine's own stall (scheduling, I/O, the hypervisor), not the server's work."""
+        while not self.stop.wait(0.05):
+            t0 = time.perf_counter()
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=60).read()
+                with self.lock:
+                    self.health.append(time.perf_counter() - t0)
+            except Exception:  # noqa: BLE001 - counted, reported
+                with self.lock:
+                    self.errors += 1
+
     def __enter__(self):
+        self.health = []
+        self.threads.append(threading.Thread(target=self.control))
+        self.stat0 = cpu_times()
         for t in self.threads:
             t.start()
         return self
@@ -160,6 +176,14 @@ class Load:
         self.stop.set()
         for t in self.threads:
             t.join()
+        now = cpu_times()
+        self.cpu = [b - a for a, b in zip(self.stat0, now)]
+
+
+def cpu_times():
+    """The machine's CPU time so far (/proc/stat: user nice system idle iowait irq softirq steal)."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:9]]
 
 
 def run_backup(port, token, policy):
@@ -240,8 +264,9 @@ def main():
 
         print(f"bench: corpus {corpus_bytes / 1e6:.0f} MB; {runs} backups, alternating without "
               f"and with API load", file=sys.stderr)
-        quiet, loaded, lat = [], [], []
+        quiet, loaded, lat, health = [], [], [], []
         errors = 0
+        cpu = [0] * 8
         for i in range(runs):
             if i % 2 == 0:
                 s, _ = run_backup(port, token, f"bulk{i}")
@@ -251,6 +276,8 @@ def main():
                     s, _ = run_backup(port, token, f"bulk{i}")
                 loaded.append(s)
                 lat += load.latencies
+                health += load.health
+                cpu = [a + b for a, b in zip(cpu, load.cpu)]
                 errors += load.errors
         # The scheduler: 10 policies every minute.
         for i in range(10):
@@ -276,6 +303,12 @@ def main():
               f"{pct(lat, 50) * 1000:.1f} ms ({len(lat)} requests, {a.clients} clients, "
               f"{'back to back' if a.rate <= 0 else f'{a.rate:g}/s'}, {errors} errors) | |")
         print(f"| same, p99 | {pct(lat, 99) * 1000:.1f} ms | ≤ 20 ms |")
+        print(f"| control: GET /health (no catalog) at the same time, p50 / p99 | "
+              f"{pct(health, 50) * 1000:.1f} ms / {pct(health, 99) * 1000:.1f} ms ({len(health)} requests) | |")
+        total = sum(cpu) or 1
+        print(f"| machine during the loaded backups: user+nice / system / iowait / steal | "
+              f"{(cpu[0] + cpu[1]) / total:.0%} / {cpu[2] / total:.0%} / {cpu[4] / total:.0%} / "
+              f"{cpu[7] / total:.0%} of CPU time | |")
         print(f"| backup ({mb:.0f} MB into an empty repository) without API load | "
               f"{mb / q:.0f} MB/s (median of {len(quiet)}: {', '.join(f'{x:.1f}' for x in quiet)} s) | |")
         print(f"| same, with the API load | {mb / l:.0f} MB/s ({', '.join(f'{x:.1f}' for x in loaded)} s): "

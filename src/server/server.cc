@@ -3,6 +3,10 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <map>
+#include <memory>
+#include <mutex>
+
 #include "catalog/tokens.h"
 #include "server/api.h"
 
@@ -10,9 +14,27 @@ namespace haven::server {
 
 namespace {
 Authenticator token_auth(catalog::Catalog& c) {
-  return [&c](const std::string& token) -> std::optional<Principal> {
+  // last_used_at is written at most once a minute per token: a write (and its fsync) on every
+  // request would put each one behind the catalog's writer.
+  struct Touched {
+    std::mutex mu;
+    std::map<int64_t, TimeNs> at;
+  };
+  auto touched = std::make_shared<Touched>();
+  return [&c, touched](const std::string& token) -> std::optional<Principal> {
     auto row = catalog::authenticate(c, token);
     if (!row.ok()) return std::nullopt;
+    const TimeNs t = now();
+    bool touch = false;
+    {
+      std::lock_guard<std::mutex> g(touched->mu);
+      auto& last = touched->at[row->id];
+      if (t - last >= 60'000'000'000LL) {
+        last = t;
+        touch = true;
+      }
+    }
+    if (touch) (void)c.touch_token(row->id, t);
     Principal p;
     p.name = row->name;
     p.role = row->role == catalog::Role::kAdmin      ? Role::kAdmin

@@ -449,6 +449,11 @@ TEST_F(ServerTest, TokensAreCreatedListedAndRevokedOverTheApi) {
   post(c, "/api/tokens", tok, {{"name", "y"}, {"role", "viewer"}}, 403);
   json list = get(c, "/api/tokens", admin);
   ASSERT_EQ(list["tokens"].size(), 3u);
+  for (const auto& t : list["tokens"]) {
+    if (t["name"] == "ci") {
+      EXPECT_FALSE(t["last_used_at"].is_null()) << t.dump();  // used above
+    }
+  }
   EXPECT_EQ(list.dump().find(tok), std::string::npos);
   EXPECT_EQ(list.dump().find("hash"), std::string::npos);
   // Revoked: refused at once; revoking again is 404; the CLI sees the same catalog.
