@@ -180,6 +180,21 @@ class Load:
         self.cpu = [b - a for a, b in zip(self.stat0, now)]
 
 
+def thread_cpu(pid, nice):
+    """CPU seconds (user + system) used so far by the threads of `pid` that run at `nice` (the
+    server's job threads run at server.job_nice, 10; the API, scheduler and event threads at 0)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[16]) == nice:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_times():
     """The machine's CPU time so far (/proc/stat: user nice system idle iowait irq softirq steal)."""
     with open("/proc/stat") as f:
@@ -267,13 +282,17 @@ def main():
         quiet, loaded, lat, health = [], [], [], []
         errors = 0
         cpu = [0] * 8
+        api_cpu = {True: 0.0, False: 0.0}  # the server's nice-0 threads, by "with load"
         for i in range(runs):
+            before = thread_cpu(server.pid, 0)
             if i % 2 == 0:
                 s, _ = run_backup(port, token, f"bulk{i}")
                 quiet.append(s)
+                api_cpu[False] += thread_cpu(server.pid, 0) - before
             else:
                 with Load(port, token, policy_ids, a.clients, a.rate) as load:
                     s, _ = run_backup(port, token, f"bulk{i}")
+                api_cpu[True] += thread_cpu(server.pid, 0) - before
                 loaded.append(s)
                 lat += load.latencies
                 health += load.health
@@ -313,6 +332,11 @@ def main():
               f"{mb / q:.0f} MB/s (median of {len(quiet)}: {', '.join(f'{x:.1f}' for x in quiet)} s) | |")
         print(f"| same, with the API load | {mb / l:.0f} MB/s ({', '.join(f'{x:.1f}' for x in loaded)} s): "
               f"slowed {slowdown:+.1f} % | ≤ 5 % |")
+        extra = api_cpu[True] - api_cpu[False]
+        print(f"| CPU the API load cost the server (its nice-0 threads, loaded − quiet runs) | "
+              f"{extra:.2f} s over {sum(loaded):.1f} s of loaded backups = "
+              f"{extra / (sum(loaded) * (os.cpu_count() or 1)) * 100:.1f} % of the machine's "
+              f"{os.cpu_count()} cores | |")
         if delays:
             print(f"| scheduler fire delay ({len(delays)} fires, 10 policies, {a.minutes} min): p50 / p99 | "
                   f"{pct(delays, 50) * 1000:.0f} ms / {pct(delays, 99) * 1000:.0f} ms | p99 ≤ 1 s |")
