@@ -43,12 +43,15 @@ void register_restore(App& app) {
                     << " unreadable\n";
         }
       }
+      if (!res.substitution.empty() && !app.globals().quiet) {
+        std::cout << "NOT THE SNAPSHOT ASKED FOR: " << res.substitution << "\n";
+      }
       if (!c.clean()) {
         return Error(Error::Code::kCorrupt, std::to_string(c.missing + c.differ + c.unreadable) +
                                                 " of the snapshot's entries are not in " + r->target +
                                                 " as stored (listed above): restore them again with --overwrite always");
       }
-      return kExitOk;
+      return res.substitution.empty() ? kExitOk : kExitWarnings;
     }
     HAVEN_ASSIGN(ops::RestoreResult res, ops::restore(*repo, *r, sink));
     sink.clear_line();

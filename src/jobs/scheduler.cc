@@ -55,6 +55,11 @@ std::vector<TimeNs> Scheduler::fire_delays() const {
   return delays_;
 }
 
+uint64_t Scheduler::fires() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return fires_;
+}
+
 int Scheduler::clock_jumps() const {
   std::lock_guard<std::mutex> g(mu_);
   return jumps_;
@@ -133,6 +138,7 @@ void Scheduler::loop() {
         (void)service_.execute(p.policy_id, req);
         std::lock_guard<std::mutex> g2(mu_);
         delays_.push_back(called - p.at);
+        ++fires_;
         if (delays_.size() > kKeptDelays) delays_.erase(delays_.begin());
       }
       g.lock();

@@ -52,6 +52,8 @@ class Scheduler {
   std::vector<Planned> plan() const;
   // How late each fire was, in nanoseconds, oldest first (the last 10,000).
   std::vector<TimeNs> fire_delays() const;
+  // Fires since start (fire_delays() keeps only the last 10,000).
+  uint64_t fires() const;
   // Clock steps or suspends noticed so far.
   int clock_jumps() const;
 
@@ -68,6 +70,7 @@ class Scheduler {
   std::vector<Planned> plan_;
   std::vector<TimeNs> delays_;
   int jumps_ = 0;
+  uint64_t fires_ = 0;
   bool stop_ = false, dirty_ = false;
   std::thread thread_;
 };

@@ -172,7 +172,10 @@ Result<std::shared_ptr<repo::Repository>> Service::repository(const config::Loca
   std::string key = location.name;
   if (limit > 0) key += "\npolicy " + paced->name + "\n" + std::to_string(limit);
   std::lock_guard<std::mutex> g(mu_);
-  auto it = repos_.find(key);
+  // Only the current configuration's locations are cached: a job that read the configuration
+  // before a reload gets a repository of its own, and the cache never keeps the old one.
+  const bool current = config_ != nullptr && config_->find_location(location.name) == &location;
+  auto it = current ? repos_.find(key) : repos_.end();
   if (it != repos_.end()) return it->second;
   storage::BackendSettings settings;
   settings.lookup = [location](const std::string& name) { return location.backend_setting(name); };
@@ -186,7 +189,7 @@ Result<std::shared_ptr<repo::Repository>> Service::repository(const config::Loca
   auto r = repo::Repository::open(backend, location.password.value.reveal());
   if (!r.ok()) return r.error().with_context("location '" + location.name + "'");
   std::shared_ptr<repo::Repository> shared(std::move(*r));
-  repos_[key] = shared;
+  if (current) repos_[key] = shared;
   return shared;
 }
 
@@ -643,14 +646,22 @@ Status Service::cancel_restore(const std::string& id) {
 }
 
 Result<catalog::RestoreRow> Service::validate_restore(const std::string& id) {
+  // One validation of a restore at a time: the check, the "running" mark and the submission
+  // happen under this lock, so two requests never overwrite each other's result.
+  std::lock_guard<std::mutex> serial(validate_mu_);
   HAVEN_ASSIGN(catalog::RestoreRow row, catalog_.get_restore(id));
   if (row.status == catalog::ExecStatus::kPending || row.status == catalog::ExecStatus::kRunning) {
     return Error(Error::Code::kAlreadyExists,
                  "restore " + row.request_id + " is still " + std::string(catalog::to_string(row.status)) +
                      ": validate it when it has ended");
   }
-  if (!row.snapshot_id || !row.source_backup_id) {
-    return Error(Error::Code::kAlreadyExists, "restore " + row.request_id + " restored no snapshot: nothing to validate");
+  // A restore writes its summary ("files", ...) into validation_results when it ran; one
+  // cancelled in the queue or failed before restoring anything has none.
+  if (!row.snapshot_id || !row.source_backup_id || !row.validation_results.is_object() ||
+      !row.validation_results.contains("files")) {
+    return Error(Error::Code::kAlreadyExists,
+                 "restore " + row.request_id + " restored nothing (" +
+                     std::string(catalog::to_string(row.status)) + "): nothing to validate; restore again");
   }
   HAVEN_ASSIGN(catalog::ExecutionRow exec, catalog_.get_execution(*row.source_backup_id));
   if (!exec.policy_id) {
@@ -667,12 +678,20 @@ Result<catalog::RestoreRow> Service::validate_restore(const std::string& id) {
   job.access = Access::kShared;
   job.priority = Priority::kHigh;
   std::string location = policy.location;
-  job.run = [this, id, location](const CancelToken& token) {
+  // Writes the validation's outcome into the row, next to the restore's own summary.
+  auto record = [this, id](nlohmann::json validation, std::optional<bool> clean) {
     auto got = catalog_.get_restore(id);
     if (!got.ok()) return;
-    catalog::RestoreRow r = *got;
+    validation["validated_at"] = format_time(now());
+    got->validation_results["validation"] = std::move(validation);
+    got->integrity_validated = clean.value_or(false);
+    (void)catalog_.update_restore(*got);
+  };
+  job.run = [this, id, location, record](const CancelToken& token) {
+    auto got = catalog_.get_restore(id);
+    if (!got.ok()) return;
+    const catalog::RestoreRow& r = *got;
     Status outcome = ok_status();
-    nlohmann::json results;
     auto cfg = config();
     const config::Location* loc = cfg ? cfg->find_location(location) : nullptr;
     if (loc == nullptr) {
@@ -686,44 +705,32 @@ Result<catalog::RestoreRow> Service::validate_restore(const std::string& id) {
       if (r.restore_scope.is_object() && r.restore_scope.contains("paths")) {
         req.includes = r.restore_scope["paths"].get<std::vector<std::string>>();
       }
-      auto res = ops::compare(**repo, req, EventTarget(events_, r.request_id));
+      // Its own operation id: the restore's events end with its restore:completed.
+      auto res = ops::compare(**repo, req, EventTarget(events_, r.request_id + ":validate"));
       if (res.ok()) {
-        results = restore::comparison_json(res->comparison);
-        r.integrity_validated = res->comparison.clean();
-      } else {
-        outcome = res.error();
+        nlohmann::json v = restore::comparison_json(res->comparison);
+        v["state"] = "completed";
+        record(std::move(v), res->comparison.clean());
+        return;
       }
+      outcome = res.error();
     }
-    if (!outcome.ok()) {
-      r.integrity_validated = false;
-      bool cancelled = outcome.error().code() == Error::Code::kCancelled || token.cancelled();
-      results = {{"error", one_line(outcome.error().message())}};
-      results["validation"] = cancelled ? "cancelled" : "failed";
-    } else {
-      results["validation"] = "completed";
-    }
-    results["validated_at"] = format_time(now());
-    r.validation_results = results;
-    (void)catalog_.update_restore(r);
+    bool cancelled = outcome.error().code() == Error::Code::kCancelled || token.cancelled();
+    record({{"state", cancelled ? "cancelled" : "failed"}, {"error", one_line(outcome.error().message())}},
+           std::nullopt);
   };
-  job.on_dropped = [this, id](const Error& why) {
-    auto r = catalog_.get_restore(id);
-    if (!r.ok()) return;
-    r->validation_results = {{"validation", "cancelled"}, {"error", why.message()}};
-    (void)catalog_.update_restore(*r);
+  job.on_dropped = [record](const Error& why) {
+    record({{"state", "cancelled"}, {"error", why.message()}}, std::nullopt);
   };
-  nlohmann::json before = row.validation_results;
-  row.validation_results = {{"validation", "running"}};
-  HAVEN_TRY(catalog_.update_restore(row));
+  catalog::RestoreRow marked = row;
+  marked.validation_results["validation"] = {{"state", "running"}};
+  marked.integrity_validated = false;  // until this validation says otherwise
+  HAVEN_TRY(catalog_.update_restore(marked));
   if (Status s = runner_.submit(std::move(job)); !s.ok()) {
-    row.validation_results = before;
-    (void)catalog_.update_restore(row);
-    if (s.error().code() == Error::Code::kAlreadyExists) {
-      return Error(Error::Code::kAlreadyExists, "restore " + row.request_id + " is being validated already");
-    }
+    (void)catalog_.update_restore(row);  // as it was (nothing else validates it: the lock)
     return s.error();
   }
-  return row;
+  return marked;
 }
 
 Result<std::vector<Service::SnapshotInfo>> Service::snapshots() {

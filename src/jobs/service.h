@@ -107,11 +107,13 @@ class Service {
   Result<catalog::RestoreRow> restore(const RestoreRequest& request);
   Status cancel_restore(const std::string& id);
   // Validates a restore that ended (completed or failed): compares its target with the snapshot
-  // it restored (ops::compare, reading only) as a job of its own on the location. The row's
-  // validation_results holds {"validation": "running"}, then the comparison with "validation":
-  // "completed" (or "failed" and "error") and "validated_at"; integrity_validated is set to
-  // whether everything matched. kAlreadyExists (a conflict) while the restore or a validation
-  // of it is queued or running, or if it restored nothing.
+  // it restored (ops::compare, reading only) as a job of its own on the location, with the
+  // operation id "<request_id>:validate". The row's validation_results keeps the restore's own
+  // summary and gets "validation": {"state": "running"}, then the comparison
+  // (restore::comparison_json) with "state": "completed" (or "failed"/"cancelled" and "error")
+  // and "validated_at"; integrity_validated is false while it runs, then whether everything
+  // matched. kAlreadyExists (a conflict) while the restore or a validation of it is queued or
+  // running, or if it restored nothing.
   Result<catalog::RestoreRow> validate_restore(const std::string& id);
 
   // The snapshots of every location (GET /api/snapshots).
@@ -162,6 +164,7 @@ class Service {
   Runner runner_;
 
   mutable std::mutex mu_;
+  std::mutex validate_mu_;  // validate_restore(): check, mark and submit as one
   std::condition_variable cv_;
   std::shared_ptr<const config::Config> config_;
   std::map<std::string, std::shared_ptr<repo::Repository>> repos_;  // by location (and paced policy)

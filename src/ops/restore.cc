@@ -83,6 +83,7 @@ Result<CompareResult> compare(repo::Repository& repo, const RestoreRequest& requ
   r.snapshot_id = choice.id;
   r.snapshot = std::move(choice.snapshot);
   r.comparison = std::move(c);
+  r.substitution = std::move(choice.substitution);
   return r;
 }
 

@@ -50,6 +50,9 @@ struct CompareResult {
   repo::Id snapshot_id{};
   repo::Snapshot snapshot;
   restore::Comparison comparison;  // clean(): everything selected is in the target as stored
+  // Non-empty: a damaged snapshot may have been the one asked for (restore::Choice); the
+  // comparison is with the one named in snapshot_id.
+  std::string substitution;
 };
 
 // The validation of a restore: the same request (snapshot or time, target, includes,

@@ -1,5 +1,6 @@
 // compare() of restore/restore.h: a snapshot against a directory, reading only.
 #include <sys/stat.h>
+#include <cerrno>
 #include <unistd.h>
 
 #include <set>
@@ -178,9 +179,12 @@ Result<Comparison> compare(repo::Session& session, const Choice& choice, const O
     std::string dir = options.target;
     while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
     struct stat st;
-    if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-      return Error(Error::Code::kNotFound,
-                   "target " + dir + " is not a directory: nothing restored there to compare");
+    if (stat(dir.c_str(), &st) != 0) {
+      if (errno != ENOENT) return errno_error("target " + dir, errno);
+      return Error(Error::Code::kNotFound, "target " + dir + " does not exist: nothing restored there to compare");
+    }
+    if (!S_ISDIR(st.st_mode)) {
+      return Error(Error::Code::kInvalidArgument, "target " + dir + " is not a directory");
     }
     HAVEN_ASSIGN(Options o, detail::stored_paths(repo, choice, options));
     Comparer cmp(session, o, events);

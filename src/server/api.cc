@@ -168,7 +168,7 @@ void add_api_routes(HttpServer& http, ApiContext ctx) {
               nlohmann::json out = {{"running", c->scheduler != nullptr}};
               if (c->scheduler == nullptr) return ok(out);
               std::vector<TimeNs> d = c->scheduler->fire_delays();
-              out["fires"] = d.size();
+              out["fires"] = c->scheduler->fires();
               out["clock_jumps"] = c->scheduler->clock_jumps();
               if (!d.empty()) {
                 std::vector<TimeNs> sorted = d;
@@ -436,7 +436,10 @@ void add_api_routes(HttpServer& http, ApiContext ctx) {
               if (!body.contains("name") || !body["name"].is_string() || body["name"].get<std::string>().empty()) {
                 return bad("name", "required: a name for the token (who or what uses it)");
               }
-              std::string role_text = body.value("role", "");
+              if (!body.contains("role") || !body["role"].is_string()) {
+                return bad("role", "required: viewer, operator or admin");
+              }
+              std::string role_text = body["role"];
               auto role = catalog::parse_enum<catalog::Role>(role_text);
               if (!role) return bad("role", "must be viewer, operator or admin, not '" + role_text + "'");
               std::string name = body["name"];

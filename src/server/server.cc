@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -18,23 +19,23 @@ Authenticator token_auth(catalog::Catalog& c) {
   // request would put each one behind the catalog's writer.
   struct Touched {
     std::mutex mu;
-    std::map<int64_t, TimeNs> at;
+    std::map<int64_t, std::chrono::steady_clock::time_point> at;  // steady: immune to clock steps
   };
   auto touched = std::make_shared<Touched>();
   return [&c, touched](const std::string& token) -> std::optional<Principal> {
     auto row = catalog::authenticate(c, token);
     if (!row.ok()) return std::nullopt;
-    const TimeNs t = now();
+    const auto mono = std::chrono::steady_clock::now();
     bool touch = false;
     {
       std::lock_guard<std::mutex> g(touched->mu);
-      auto& last = touched->at[row->id];
-      if (t - last >= 60'000'000'000LL) {
-        last = t;
+      auto [it, fresh] = touched->at.try_emplace(row->id, mono);
+      if (fresh || mono - it->second >= std::chrono::minutes(1)) {
+        it->second = mono;
         touch = true;
       }
     }
-    if (touch) (void)c.touch_token(row->id, t);
+    if (touch) (void)c.touch_token(row->id, now());
     Principal p;
     p.name = row->name;
     p.role = row->role == catalog::Role::kAdmin      ? Role::kAdmin

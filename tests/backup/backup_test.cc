@@ -551,7 +551,10 @@ TEST_F(BackupTest, GrowingFileIsReadOnlyToItsSizeWhenOpened) {
   const std::string src = dir_ + "/src";
   make_dir(src);
   const std::string grow = src + "/grow.bin";
-  write_file(grow, random_bytes(16u << 20, 21));
+  // 64 MiB: haven's read of it must outlast the watcher's reaction and the writer's resumption
+  // even on a loaded machine (with 16 MiB, a busy machine once let haven finish reading before
+  // the writer appended again: no growth, no warning).
+  write_file(grow, random_bytes(64u << 20, 21));
   ASSERT_FALSE(HasFailure());
   const off_t kCap = off_t{1} << 30;  // stops a backup that chases the writer (before the fix)
   std::atomic<bool> stop{false}, capped{false};
@@ -629,7 +632,7 @@ TEST_F(BackupTest, GrowingFileIsReadOnlyToItsSizeWhenOpened) {
   cli_restore(repo, "latest", dir_ + "/out");
   std::string restored = read_file(dir_ + "/out/src/grow.bin");
   std::string now = read_file(grow);
-  EXPECT_GE(restored.size(), 16u << 20);
+  EXPECT_GE(restored.size(), 64u << 20);
   EXPECT_LE(restored.size(), static_cast<size_t>(size_at_open.load()))
       << "stored more than the file held when it was opened";
   EXPECT_TRUE(now.compare(0, restored.size(), restored) == 0) << "stored bytes differ from the file's";

@@ -318,16 +318,20 @@ TEST_F(ServiceTest, ARestoreIsValidatedAgainstItsSnapshotWritingNothing) {
   sink_.hook = nullptr;
   auto v = service_->validate_restore(r->request_id);
   ASSERT_TRUE(v.ok()) << v.error().message();
-  EXPECT_EQ(v->validation_results["validation"], "running");
+  EXPECT_EQ(v->validation_results["validation"]["state"], "running");
+  EXPECT_FALSE(v->integrity_validated);
+  EXPECT_EQ(v->validation_results["files"], 2);  // the restore's own summary stays
   service_->wait_idle();
   auto done = catalog_->get_restore(r->id);
   ASSERT_TRUE(done.ok());
   EXPECT_EQ(done->status, catalog::ExecStatus::kCompleted);  // the restore's own status stays
   EXPECT_TRUE(done->integrity_validated);
-  EXPECT_EQ(done->validation_results["validation"], "completed");
-  EXPECT_EQ(done->validation_results["clean"], true);
-  EXPECT_EQ(done->validation_results["files"], 2);
-  EXPECT_TRUE(done->validation_results.contains("validated_at"));
+  const auto& val = done->validation_results["validation"];
+  EXPECT_EQ(val["state"], "completed");
+  EXPECT_EQ(val["clean"], true);
+  EXPECT_EQ(val["files"], 2);
+  EXPECT_TRUE(val.contains("validated_at"));
+  EXPECT_EQ(done->validation_results["verified"], 0);  // the restore's (verify off) is kept
   // Someone edits a restored file: the next validation says which, and changes nothing.
   const std::string a = dir_ + "/restored/src/a.txt";
   write_file(a, "ALPHA\n");
@@ -337,17 +341,29 @@ TEST_F(ServiceTest, ARestoreIsValidatedAgainstItsSnapshotWritingNothing) {
   done = catalog_->get_restore(r->id);
   ASSERT_TRUE(done.ok());
   EXPECT_FALSE(done->integrity_validated);
-  EXPECT_EQ(done->validation_results["differ"], 1);
-  EXPECT_EQ(done->validation_results["differences"][0]["path"], "src/a.txt");
+  EXPECT_EQ(done->validation_results["validation"]["differ"], 1);
+  EXPECT_EQ(done->validation_results["validation"]["differences"][0]["path"], "src/a.txt");
   EXPECT_EQ(read_file(a), "ALPHA\n");
-  // The events of the validation carry the restore's request id.
+  // The validation's events have an operation id of their own, next to the restore's.
   bool validated = false;
-  for (const auto& ev : sink_.of(r->request_id)) validated |= ev.kind == EventKind::kValidated;
+  for (const auto& ev : sink_.of(r->request_id + ":validate")) validated |= ev.kind == EventKind::kValidated;
   EXPECT_TRUE(validated);
+  for (const auto& ev : sink_.of(r->request_id)) EXPECT_NE(ev.kind, EventKind::kValidated);
   // An unknown restore is kNotFound.
   auto unknown = service_->validate_restore("no-such-restore");
   ASSERT_FALSE(unknown.ok());
   EXPECT_EQ(unknown.error().code(), Error::Code::kNotFound);
+  // A restore that failed before restoring anything (its target is under a file) has nothing
+  // to validate.
+  rr.target_location = dir_ + "/src/a.txt/below";
+  auto failed = service_->restore(rr);
+  ASSERT_TRUE(failed.ok()) << failed.error().message();
+  service_->wait_idle();
+  ASSERT_EQ(catalog_->get_restore(failed->id)->status, catalog::ExecStatus::kFailed);
+  auto nothing = service_->validate_restore(failed->id);
+  ASSERT_FALSE(nothing.ok());
+  EXPECT_EQ(nothing.error().code(), Error::Code::kAlreadyExists);
+  EXPECT_NE(nothing.error().message().find("restored nothing"), std::string::npos) << nothing.error().message();
 }
 
 TEST_F(ServiceTest, APolicysCompressionAndBandwidthLimitApplyToItsRuns) {

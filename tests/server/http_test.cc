@@ -151,7 +151,7 @@ TEST(HttpTlsTest, ServesHttpsWithTheConfiguredCertificateAndRefusesBadFiles) {
   strict.enable_server_certificate_verification(true);
   EXPECT_FALSE(strict.Get("/api/secret"));
   srv.stop();
-  // A key that does not match, or a missing file: refused, naming server.tls and both files.
+  // A missing key file: refused, naming server.tls and both files.
   HttpServer bad([](const std::string&) { return std::nullopt; });
   Status wrong = bad.start("127.0.0.1", 0, TlsFiles{cert, dir + "/missing.pem"});
   ASSERT_FALSE(wrong.ok());
