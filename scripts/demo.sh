@@ -150,6 +150,20 @@ api GET "$API/api/restore/operations/$RID/status" "$TOKEN"
 [ "$RSTATUS" = completed ]
 diff -r "$SRC" "$WORK/restored-api/sample" && echo "restored over the API: identical to the current tree"
 
+step "POST /api/restore/operations/$RID/validate (the target compared with its snapshot, after one file was changed)"
+echo "appending a line to sample/docs/os-release in the restored tree"
+echo "tampered" >> "$WORK/restored-api/sample/docs/os-release"
+api POST "$API/api/restore/operations/$RID/validate" "$TOKEN" '{}' > /dev/null
+for _ in $(seq 1 100); do
+  VSTATE=$(api GET "$API/api/restore/operations/$RID/status" "$TOKEN" | python3 -c 'import json,sys; print(json.load(sys.stdin)["validation_results"]["validation"]["state"])')
+  [ "$VSTATE" = running ] || break; sleep 0.2
+done
+api GET "$API/api/restore/operations/$RID/status" "$TOKEN" | python3 -c 'import json,sys; r=json.load(sys.stdin); v=r["validation_results"]["validation"]; print({"integrity_validated": r["integrity_validated"], "state": v["state"], "matched": v["matched"], "differ": v["differ"], "differences": v["differences"]})'
+[ "$VSTATE" = completed ]
+
+step "GET /api/scheduler (the plan; fire delays once schedules have fired)"
+api GET "$API/api/scheduler" "$TOKEN"
+
 step "a request without a token, and a bad one"
 python3 -c "import urllib.request
 try: urllib.request.urlopen('$API/api/backup/policies')
