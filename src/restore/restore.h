@@ -103,7 +103,7 @@ nlohmann::json summary_json(const Summary& s);
 // must have the recorded size and content (every blob re-read from disk and its ID
 // recomputed: bytes, not times); a symlink its target; a device its number. Modes, owners and
 // times are not compared (an operator may change them after a restore), nor are entries the
-// snapshot does not have. Events (OpKind::kRestore): restore:initiated (with "compare": true),
+// snapshot does not have. A missing directory counts once (what it held is not listed). Events (OpKind::kRestore): restore:initiated (with "compare": true),
 // restore:progress (phase "compare"), restore:error for each entry missing or different,
 // restore:validated and restore:completed with comparison_json. Memory: one blob's bytes.
 struct Comparison {
