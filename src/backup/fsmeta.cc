@@ -75,17 +75,9 @@ Result<repo::Node> read_node(const std::string& path, const std::string& name,
                              const struct stat& st, NameCache& names) {
   repo::Node n;
   n.name = name;
-  switch (st.st_mode & S_IFMT) {
-    case S_IFREG: n.type = repo::Node::Type::kFile; break;
-    case S_IFDIR: n.type = repo::Node::Type::kDir; break;
-    case S_IFLNK: n.type = repo::Node::Type::kSymlink; break;
-    case S_IFIFO: n.type = repo::Node::Type::kFifo; break;
-    case S_IFCHR: n.type = repo::Node::Type::kCharDev; break;
-    case S_IFBLK: n.type = repo::Node::Type::kBlockDev; break;
-    case S_IFSOCK: n.type = repo::Node::Type::kSocket; break;
-    default:
-      return Error(Error::Code::kIo, path + ": unknown file type");
-  }
+  auto type = repo::node_type_of_mode(st.st_mode);
+  if (!type) return Error(Error::Code::kIo, path + ": unknown file type");
+  n.type = *type;
   n.mode = st.st_mode & 07777;
   n.uid = st.st_uid;
   n.gid = st.st_gid;

@@ -193,6 +193,14 @@ Result<std::shared_ptr<repo::Repository>> Service::repository(const config::Loca
   return shared;
 }
 
+Result<std::shared_ptr<repo::Repository>> Service::repository_named(const std::string& location,
+                                                                    const config::Policy* paced) {
+  auto cfg = config();  // keeps the Location alive while it is opened
+  const config::Location* loc = cfg ? cfg->find_location(location) : nullptr;
+  if (loc == nullptr) return Error(Error::Code::kNotFound, "location '" + location + "' is not configured");
+  return repository(*loc, paced);
+}
+
 Result<catalog::ExecutionRow> Service::execute(const std::string& policy_id,
                                                 const ExecuteRequest& request) {
   HAVEN_ASSIGN(catalog::PolicyRow prow, catalog_.get_policy(policy_id));
@@ -276,13 +284,9 @@ void Service::run_backup(const std::string& id, const config::Policy& policy,
   (void)catalog_.update_execution(row);
   EventTarget target(events_, row.execution_id);
 
-  auto cfg = config();
-  const config::Location* loc = cfg ? cfg->find_location(policy.location) : nullptr;
   Status outcome = ok_status();
   std::shared_ptr<repo::Repository> repo;
-  if (loc == nullptr) {
-    outcome = Error(Error::Code::kNotFound, "location '" + policy.location + "' is not configured");
-  } else if (auto r = repository(*loc, &policy); !r.ok()) {
+  if (auto r = repository_named(policy.location, &policy); !r.ok()) {
     outcome = r.error();
   } else {
     repo = *r;
@@ -383,10 +387,7 @@ void Service::run_retention(const std::string& policy_id, const config::Policy& 
   job.resource = policy.location;
   job.access = Access::kExclusive;
   job.run = [this, policy](const CancelToken&) {
-    auto cfg = config();
-    const config::Location* loc = cfg ? cfg->find_location(policy.location) : nullptr;
-    if (loc == nullptr) return;
-    auto repo = repository(*loc);
+    auto repo = repository_named(policy.location);
     if (!repo.ok()) return;
     ops::ForgetRequest req;
     const config::Retention& r = policy.retention;
@@ -561,11 +562,7 @@ Result<catalog::RestoreRow> Service::restore(const RestoreRequest& request) {
     r.started_at = now();
     (void)catalog_.update_restore(r);
     Status outcome = ok_status();
-    auto cfg = config();
-    const config::Location* loc = cfg ? cfg->find_location(policy.location) : nullptr;
-    if (loc == nullptr) {
-      outcome = Error(Error::Code::kNotFound, "location '" + policy.location + "' is not configured");
-    } else if (auto repo = repository(*loc); !repo.ok()) {
+    if (auto repo = repository_named(policy.location); !repo.ok()) {
       outcome = repo.error();
     } else {
       ops::RestoreRequest req;
@@ -692,11 +689,7 @@ Result<catalog::RestoreRow> Service::validate_restore(const std::string& id) {
     if (!got.ok()) return;
     const catalog::RestoreRow& r = *got;
     Status outcome = ok_status();
-    auto cfg = config();
-    const config::Location* loc = cfg ? cfg->find_location(location) : nullptr;
-    if (loc == nullptr) {
-      outcome = Error(Error::Code::kNotFound, "location '" + location + "' is not configured");
-    } else if (auto repo = repository(*loc); !repo.ok()) {
+    if (auto repo = repository_named(location); !repo.ok()) {
       outcome = repo.error();
     } else {
       ops::RestoreRequest req;

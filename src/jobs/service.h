@@ -148,6 +148,9 @@ class Service {
   // bandwidth_limit_mbps) one of the policy's own, whose storage is paced at its limit.
   Result<std::shared_ptr<repo::Repository>> repository(const config::Location& location,
                                                        const config::Policy* paced = nullptr);
+  // The same for a location of the current configuration, by name (kNotFound if it has none).
+  Result<std::shared_ptr<repo::Repository>> repository_named(const std::string& location,
+                                                             const config::Policy* paced = nullptr);
   void run_backup(const std::string& execution_id, const config::Policy& policy,
                   const CancelToken& token);
   void run_retention(const std::string& policy_id, const config::Policy& policy);

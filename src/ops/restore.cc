@@ -1,5 +1,7 @@
 #include "ops/restore.h"
 
+#include <utility>
+
 #include "ops/lock.h"
 #include "ops/ops.h"
 
@@ -39,13 +41,20 @@ Status validate(const RestoreRequest& request) {
   return ok_status();
 }
 
-Result<RestoreResult> restore(repo::Repository& repo, const RestoreRequest& request,
-                              const EventTarget& events) {
+namespace {
+
+// What restore and compare share: the shared lock, the snapshot chosen (the library says when a
+// damaged one may have been the one asked for), the index, the engine's options; then `run`
+// with them, and the lock released.
+template <typename F>
+auto with_chosen_snapshot(repo::Repository& repo, const RestoreRequest& request,
+                          const EventTarget& events, F&& run)
+    -> decltype(run(std::declval<repo::Session&>(), std::declval<restore::Choice&>(),
+                    std::declval<const restore::Options&>(), std::declval<const Parsed&>())) {
   OperationScope scope(repo);
   HAVEN_ASSIGN(Parsed p, parse(request));
   HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kShared, events, scope.token()));
   CancelScope session_scope(held.session().cancel_token());  // a lost lock stops this one
-  // The library picks the snapshot, and says when a damaged one may have been the one asked for.
   HAVEN_ASSIGN(restore::Choice choice, restore::choose_snapshot(repo, request.snapshot, p.at));
   HAVEN_TRY(load_index(repo, events));
   restore::Options o;
@@ -55,36 +64,43 @@ Result<RestoreResult> restore(repo::Repository& repo, const RestoreRequest& requ
   o.verify = request.verify;
   o.overwrite = p.overwrite;
   o.threads = request.threads;
-  HAVEN_ASSIGN(restore::Summary s, restore::run(held.session(), choice, o, events));
-  HAVEN_TRY(held.release());
-  RestoreResult r;
-  r.snapshot_id = choice.id;
-  r.snapshot = std::move(choice.snapshot);
-  r.overwrite = p.overwrite;
-  r.summary = std::move(s);
-  return r;
+  auto result = run(held.session(), choice, o, p);
+  if (result.ok()) HAVEN_TRY(held.release());
+  return result;
+}
+
+}  // namespace
+
+Result<RestoreResult> restore(repo::Repository& repo, const RestoreRequest& request,
+                              const EventTarget& events) {
+  return with_chosen_snapshot(
+      repo, request, events,
+      [&](repo::Session& session, restore::Choice& choice, const restore::Options& o,
+          const Parsed& p) -> Result<RestoreResult> {
+        HAVEN_ASSIGN(restore::Summary s, restore::run(session, choice, o, events));
+        RestoreResult r;
+        r.snapshot_id = choice.id;
+        r.snapshot = std::move(choice.snapshot);
+        r.overwrite = p.overwrite;
+        r.summary = std::move(s);
+        return r;
+      });
 }
 
 Result<CompareResult> compare(repo::Repository& repo, const RestoreRequest& request,
                               const EventTarget& events) {
-  OperationScope scope(repo);
-  HAVEN_ASSIGN(Parsed p, parse(request));
-  HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kShared, events, scope.token()));
-  CancelScope session_scope(held.session().cancel_token());
-  HAVEN_ASSIGN(restore::Choice choice, restore::choose_snapshot(repo, request.snapshot, p.at));
-  HAVEN_TRY(load_index(repo, events));
-  restore::Options o;
-  o.target = request.target;
-  o.includes = request.includes;
-  o.excludes = request.excludes;
-  HAVEN_ASSIGN(restore::Comparison c, restore::compare(held.session(), choice, o, events));
-  HAVEN_TRY(held.release());
-  CompareResult r;
-  r.snapshot_id = choice.id;
-  r.snapshot = std::move(choice.snapshot);
-  r.comparison = std::move(c);
-  r.substitution = std::move(choice.substitution);
-  return r;
+  return with_chosen_snapshot(
+      repo, request, events,
+      [&](repo::Session& session, restore::Choice& choice, const restore::Options& o,
+          const Parsed&) -> Result<CompareResult> {
+        HAVEN_ASSIGN(restore::Comparison c, restore::compare(session, choice, o, events));
+        CompareResult r;
+        r.snapshot_id = choice.id;
+        r.snapshot = std::move(choice.snapshot);
+        r.comparison = std::move(c);
+        r.substitution = std::move(choice.substitution);
+        return r;
+      });
 }
 
 }  // namespace haven::ops

@@ -1,5 +1,7 @@
 #include "repo/snapshot.h"
 
+#include <sys/stat.h>
+
 #include <cstring>
 
 #include "repo/cbor.h"
@@ -24,6 +26,19 @@ std::string get_bytes(const json& v) {
   return std::string(b.begin(), b.end());
 }
 }  // namespace
+
+std::optional<Node::Type> node_type_of_mode(uint32_t st_mode) {
+  switch (st_mode & S_IFMT) {
+    case S_IFREG: return Node::Type::kFile;
+    case S_IFDIR: return Node::Type::kDir;
+    case S_IFLNK: return Node::Type::kSymlink;
+    case S_IFIFO: return Node::Type::kFifo;
+    case S_IFCHR: return Node::Type::kCharDev;
+    case S_IFBLK: return Node::Type::kBlockDev;
+    case S_IFSOCK: return Node::Type::kSocket;
+  }
+  return std::nullopt;
+}
 
 const char* node_type_name(Node::Type t) {
   switch (t) {

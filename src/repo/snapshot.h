@@ -53,6 +53,8 @@ struct Node {
 };
 
 const char* node_type_name(Node::Type t);
+// The type of a file system entry from its st_mode (S_IFREG ...); nullopt for an unknown one.
+std::optional<Node::Type> node_type_of_mode(uint32_t st_mode);
 
 struct Tree {
   std::vector<Node> nodes;  // sorted by name

@@ -91,19 +91,11 @@ void Comparer::compare_entry(const Node& n, const std::string& path, const std::
     }
     return;
   }
-  auto kind_of = [](mode_t m) -> Node::Type {
-    if (S_ISDIR(m)) return Node::Type::kDir;
-    if (S_ISLNK(m)) return Node::Type::kSymlink;
-    if (S_ISFIFO(m)) return Node::Type::kFifo;
-    if (S_ISCHR(m)) return Node::Type::kCharDev;
-    if (S_ISBLK(m)) return Node::Type::kBlockDev;
-    if (S_ISSOCK(m)) return Node::Type::kSocket;
-    return Node::Type::kFile;
-  };
-  Node::Type have = kind_of(st.st_mode);
+  std::optional<Node::Type> have = repo::node_type_of_mode(st.st_mode);
   if (have != n.type) {
     found(rel, &Comparison::differ,
-          path + " is a " + repo::node_type_name(have) + "; the snapshot has a " + repo::node_type_name(n.type));
+          path + " is a " + (have ? repo::node_type_name(*have) : "file of unknown type") +
+              "; the snapshot has a " + repo::node_type_name(n.type));
     return;
   }
   switch (n.type) {
@@ -188,14 +180,9 @@ Result<Comparison> compare(repo::Session& session, const Choice& choice, const O
     }
     HAVEN_ASSIGN(Options o, detail::stored_paths(repo, choice, options));
     Comparer cmp(session, o, events);
-    if (o.includes.empty() && o.excludes.empty()) {
-      auto stat_of = [&](const char* k) {
-        auto it = choice.snapshot.stats.find(k);
-        return it == choice.snapshot.stats.end() ? uint64_t{0} : it->second;
-      };
-      cmp.files_total = stat_of("files_new") + stat_of("files_changed") + stat_of("files_unchanged");
-      cmp.bytes_total = stat_of("bytes_total");
-    }
+    const detail::Totals t = detail::totals(choice, o);
+    cmp.files_total = t.files;
+    cmp.bytes_total = t.bytes;
     HAVEN_TRY(cmp.walk(choice.snapshot.tree, dir, ""));
     cmp.progress(true);
     events.validated(comparison_json(cmp.c));

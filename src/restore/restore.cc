@@ -664,14 +664,9 @@ Result<Summary> run(repo::Session& session, const Choice& choice, const Options&
   if (!stored.ok()) return fail(stored.error());
   const Options& o = *stored;
   Restorer r(session, o, events);
-  if (o.includes.empty() && o.excludes.empty()) {  // the whole snapshot: its totals are known
-    auto stat = [&](const char* k) {
-      auto it = choice.snapshot.stats.find(k);
-      return it == choice.snapshot.stats.end() ? uint64_t{0} : it->second;
-    };
-    r.files_total = stat("files_new") + stat("files_changed") + stat("files_unchanged");
-    r.bytes_total = stat("bytes_total");
-  }
+  const detail::Totals t = detail::totals(choice, o);
+  r.files_total = t.files;
+  r.bytes_total = t.bytes;
   nlohmann::json extra = {{"snapshot", repo::hex(choice.id)}};
   if (!choice.substitution.empty()) {
     nlohmann::json damaged = nlohmann::json::array();

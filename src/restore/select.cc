@@ -69,6 +69,15 @@ Result<Options> stored_paths(repo::Repository& repo, const Choice& choice, const
   return o;
 }
 
+Totals totals(const Choice& choice, const Options& o) {
+  if (!o.includes.empty() || !o.excludes.empty()) return {};
+  auto stat = [&](const char* k) {
+    auto it = choice.snapshot.stats.find(k);
+    return it == choice.snapshot.stats.end() ? uint64_t{0} : it->second;
+  };
+  return {stat("files_new") + stat("files_changed") + stat("files_unchanged"), stat("bytes_total")};
+}
+
 Status verify_content(repo::Repository& repo, const std::string& path, const repo::Node& n) {
   // O_NONBLOCK: a FIFO swapped in for the file must not hang the check (regular files ignore
   // it); O_NOATIME where the owner allows it, so reading leaves the access time alone.

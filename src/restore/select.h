@@ -36,6 +36,13 @@ Result<Options> stored_paths(repo::Repository& repo, const Choice& choice, const
 // (a short file too); reads at most one blob's bytes at a time.
 Status verify_content(repo::Repository& repo, const std::string& path, const repo::Node& node);
 
+// What progress reports as totals for `choice` taken with `o` (stored forms): the snapshot's
+// statistics when it is taken whole, else 0 (not known).
+struct Totals {
+  uint64_t files = 0, bytes = 0;
+};
+Totals totals(const Choice& choice, const Options& o);
+
 std::string strip_slashes(std::string p);
 
 }  // namespace haven::restore::detail
