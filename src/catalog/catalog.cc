@@ -198,4 +198,32 @@ Status validate_token(const std::string& name, const std::string& token_hash) {
   return c.status();
 }
 
+Status validate(const MonitorRow& r) {
+  Checker c("monitor '" + r.monitor_name.substr(0, kNameMax) + "'");
+  c.nonempty("monitor_name", r.monitor_name, kNameMax);
+  c.structured_or_null("resource_filters", r.resource_filters);
+  c.at_least("check_frequency_minutes", r.check_frequency_minutes, 1);
+  c.structured_or_null("warning_threshold", r.warning_threshold);
+  c.structured_or_null("critical_threshold", r.critical_threshold);
+  c.strings("alert_channels", r.alert_channels, kNameMax);
+  c.structured_or_null("escalation_policy", r.escalation_policy);
+  return c.status();
+}
+
+Status validate(const AlertRow& r) {
+  Checker c("alert '" + r.alert_key.substr(0, kNameMax) + "'");
+  c.nonempty("alert_key", r.alert_key, 1024);
+  c.nonempty("kind", r.kind, 100);
+  c.optional_nonempty("monitor_id", r.monitor_id);
+  c.optional_nonempty("policy_id", r.policy_id);
+  c.length("summary", r.summary, 4096);
+  c.object("details", r.details);
+  c.time("acknowledged_at", r.acknowledged_at);
+  c.optional_nonempty("acknowledged_by", r.acknowledged_by);
+  c.time("resolved_at", r.resolved_at);
+  c.at_least("escalation_level", r.escalation_level, 0);
+  c.time("escalated_at", r.escalated_at);
+  return c.status();
+}
+
 }  // namespace haven::catalog

@@ -7,8 +7,9 @@
 //
 // The interface is narrow and typed so that a PostgreSQL catalog can implement it later; the
 // SQLite one is open_sqlite_catalog() below. Rows are the plain structs of catalog/rows.h.
-// Seed 004's disaster_recovery_plans, disaster_recovery_executions and backup_monitoring tables
-// exist in the schema; their methods come with the modules that use them (dr, monitor).
+// Monitoring adds monitors (seed 004's backup_monitoring), alerts, their notifications (an
+// outbox) and the hash-chained audit log. Seed 004's disaster_recovery_plans and
+// disaster_recovery_executions exist in the schema; their methods come with dr.
 //
 // Errors (haven::Error; every method):
 //   kNotFound         an unknown id or name (the message names it)
@@ -137,6 +138,59 @@ class Catalog {
   // Sets last_used_at. A write: callers on a hot path should do it at most once a minute per
   // token. kNotFound for an unknown id.
   virtual Status touch_token(int64_t id, TimeNs time) = 0;
+
+  // ---- Monitors (backup_monitoring) ----
+  // Inserts the monitor, or replaces the one with the same monitor_name (keeping its id,
+  // created_at and latest result); updated_at = now. Returns the stored row.
+  virtual Result<MonitorRow> upsert_monitor(const MonitorRow& row) = 0;
+  virtual Result<MonitorRow> get_monitor(const std::string& id_or_name) = 0;  // kNotFound
+  virtual Result<std::vector<MonitorRow>> list_monitors() = 0;                // by name
+  // Deletes the monitor; its alerts keep their history (monitor_id becomes NULL). kNotFound.
+  virtual Status delete_monitor(const std::string& id) = 0;
+  // Records a check's outcome: last_check, current_status and last_result. kNotFound.
+  virtual Status record_monitor_result(const std::string& id, TimeNs at, HealthStatus status,
+                                       const nlohmann::json& result) = 0;
+
+  // ---- Alerts ----
+  struct Raised {
+    AlertRow alert;
+    bool created = false;  // false: an unresolved alert with the key existed and was updated
+  };
+  // Raises the alert row.alert_key: if one with that key is unresolved (open or acknowledged),
+  // its severity, summary, details and last_seen_at (now) are updated; otherwise a new alert
+  // is opened (opened_at = last_seen_at = now, state open, level 0). One transaction.
+  virtual Result<Raised> raise_alert(const AlertRow& row) = 0;
+  virtual Result<AlertRow> get_alert(const std::string& id) = 0;  // kNotFound
+  // The unresolved alert with this key, if any.
+  virtual Result<std::optional<AlertRow>> find_unresolved_alert(const std::string& key) = 0;
+  // Unresolved alerts (open and acknowledged), oldest first; or, with `unresolved_only` false,
+  // the newest `limit` alerts of any state, newest first. limit 1..1000.
+  virtual Result<std::vector<AlertRow>> list_alerts(bool unresolved_only, int limit) = 0;
+  // Replaces the alert's state, severity, summary, details, times and escalation (alert_key and
+  // opened_at are kept). kNotFound.
+  virtual Status update_alert(const AlertRow& row) = 0;
+
+  // ---- Notifications (the alerts' outbox) ----
+  // Inserts the notification unless one with the same (alert_id, channel, action,
+  // escalation_level) exists; returns the stored row, new or old (the old one unchanged).
+  // next_attempt_at 0 means now. kNotFound for an unknown alert.
+  virtual Result<NotificationRow> enqueue_notification(const NotificationRow& row) = 0;
+  // Pending notifications with next_attempt_at <= `time`, oldest first, at most `limit`.
+  virtual Result<std::vector<NotificationRow>> due_notifications(TimeNs time, int limit) = 0;
+  // Writes state, attempts, next_attempt_at, delivered_at and last_error. kNotFound.
+  virtual Status update_notification(const NotificationRow& row) = 0;
+  // Every notification of an alert, by id.
+  virtual Result<std::vector<NotificationRow>> notifications_of(const std::string& alert_id) = 0;
+
+  // ---- Audit log ----
+  // Appends a record at the end of the chain in one transaction: seq = the last seq + 1,
+  // prev_hash = the last record's hash (64 zeros for the first), hash = audit_hash(row)
+  // (catalog/audit.h); time = now if 0. Returns the stored record.
+  virtual Result<AuditRow> append_audit(const AuditRow& row) = 0;
+  // Records with seq > after_seq and time >= since, ascending by seq, at most `limit`
+  // (1..kMaxEventBatch).
+  virtual Result<std::vector<AuditRow>> audit_records(int64_t after_seq, TimeNs since,
+                                                      int limit) = 0;
 };
 
 // The checks every implementation applies before it writes a row; callers (the server's
@@ -147,6 +201,8 @@ Status validate(const ExecutionRow& row);
 Status validate(const RestoreRow& row);
 Status validate(const EventRow& row);
 Status validate_token(const std::string& name, const std::string& token_hash);
+Status validate(const MonitorRow& row);
+Status validate(const AlertRow& row);
 
 // A snapshot ID as the catalog stores it: lower-case hex, 1 to 64 digits. nullopt if `hex` is
 // empty, longer, or not hex.

@@ -56,6 +56,28 @@ enum class Trigger { kSchedule, kManual, kCatchUp, kCli, kRetry, kRebuild };
 enum class Priority { kNormal, kHigh };
 // What an API token may do: read; read and run operations; everything (policies, tokens).
 enum class Role { kViewer, kOperator, kAdmin };
+// seed 004's monitor_type_enum, plus Haven's: rpo (the age of the newest restorable point
+// against the policy's target), missed_schedule (a fire time passed and no run started),
+// backup_failure_rate (failed share of recent runs) and replication_lag (a secondary region's
+// lag; replication comes later).
+enum class MonitorType {
+  kBackupSuccess,
+  kStorageCapacity,
+  kRestoreCapability,
+  kIntegrityCheck,
+  kRpo,
+  kMissedSchedule,
+  kBackupFailureRate,
+  kReplicationLag
+};
+enum class AlertSeverity { kWarning, kCritical };
+// open: raised and not acknowledged; acknowledged: a person took it (escalation stops);
+// resolved: the condition cleared (a resolved alert is never reopened: a new one is raised).
+enum class AlertState { kOpen, kAcknowledged, kResolved };
+enum class NotifyAction { kTrigger, kResolve };
+// pending: to be sent (next_attempt_at); delivered: the receiver accepted it (never sent
+// again); failed: given up (the receiver refused it for good, or attempts ran out).
+enum class DeliveryState { kPending, kDelivered, kFailed };
 
 template <typename E>
 struct EnumNames;
@@ -86,6 +108,13 @@ HAVEN_CATALOG_ENUM_NAMES(Trigger, "trigger", "schedule", "manual", "catch_up", "
                          "rebuild");
 HAVEN_CATALOG_ENUM_NAMES(Priority, "priority", "normal", "high");
 HAVEN_CATALOG_ENUM_NAMES(Role, "role", "viewer", "operator", "admin");
+HAVEN_CATALOG_ENUM_NAMES(MonitorType, "monitor type", "backup_success", "storage_capacity",
+                         "restore_capability", "integrity_check", "rpo", "missed_schedule",
+                         "backup_failure_rate", "replication_lag");
+HAVEN_CATALOG_ENUM_NAMES(AlertSeverity, "alert severity", "warning", "critical");
+HAVEN_CATALOG_ENUM_NAMES(AlertState, "alert state", "open", "acknowledged", "resolved");
+HAVEN_CATALOG_ENUM_NAMES(NotifyAction, "notification action", "trigger", "resolve");
+HAVEN_CATALOG_ENUM_NAMES(DeliveryState, "delivery state", "pending", "delivered", "failed");
 
 #undef HAVEN_CATALOG_ENUM_NAMES
 
@@ -254,6 +283,80 @@ struct TokenRow {
   TimeNs created_at = 0;
   std::optional<TimeNs> last_used_at;
   std::optional<TimeNs> revoked_at;
+};
+
+// backup_monitoring: one monitor (seed 004) and its latest result. resource_filters says what
+// it watches ({"policy": NAME} or {"location": NAME}; null: every policy); the thresholds are
+// the monitor type's own JSON (monitor/monitors.h documents each); escalation_policy is
+// {"steps": [{"after_minutes": N, "channels": [...]}, ...]} (null: alert_channels at once).
+struct MonitorRow {
+  std::string id;  // set by upsert_monitor (kept when the name exists)
+  std::string monitor_name;
+  MonitorType monitor_type = MonitorType::kBackupSuccess;
+  nlohmann::json resource_filters;  // null: everything of its kind
+  int check_frequency_minutes = 15;
+  nlohmann::json warning_threshold;   // null: the type's default
+  nlohmann::json critical_threshold;  // null: the type's default
+  std::vector<std::string> alert_channels;
+  nlohmann::json escalation_policy;  // null: none
+  bool is_active = true;
+  std::optional<TimeNs> last_check;
+  HealthStatus current_status = HealthStatus::kHealthy;
+  TimeNs created_at = 0;  // set by the catalog
+  TimeNs updated_at = 0;  // set by the catalog
+  PolicySource source = PolicySource::kApi;
+  nlohmann::json last_result;  // the latest check's figures and message; null before any
+};
+
+// alerts: one condition that needed a person. `alert_key` deduplicates: while an alert with a
+// key is open or acknowledged, raising the key again updates it instead of opening another.
+struct AlertRow {
+  std::string id;  // set by raise_alert
+  std::string alert_key;
+  std::string kind;  // the event name: "alert:rpo-critical", "alert:missed-schedule"...
+  std::optional<std::string> monitor_id;
+  std::optional<std::string> policy_id;
+  AlertSeverity severity = AlertSeverity::kWarning;
+  AlertState state = AlertState::kOpen;
+  std::string summary;
+  nlohmann::json details = nlohmann::json::object();
+  TimeNs opened_at = 0;     // set by raise_alert
+  TimeNs last_seen_at = 0;  // set by raise_alert, each time
+  std::optional<TimeNs> acknowledged_at;
+  std::optional<std::string> acknowledged_by;
+  std::optional<TimeNs> resolved_at;
+  int escalation_level = 0;               // the escalation steps notified so far - 1
+  std::optional<TimeNs> escalated_at;     // when the current level was reached
+};
+
+// alert_notifications: the outbox. One row per (alert, channel, action, escalation level):
+// enqueueing it again is a no-op, so a notification is sent once however often it is asked for.
+struct NotificationRow {
+  int64_t id = 0;  // set by enqueue_notification
+  std::string alert_id;
+  std::string channel;
+  NotifyAction action = NotifyAction::kTrigger;
+  int escalation_level = 0;
+  DeliveryState state = DeliveryState::kPending;
+  int attempts = 0;
+  TimeNs created_at = 0;       // set by the catalog
+  TimeNs next_attempt_at = 0;  // 0 at enqueue: now
+  std::optional<TimeNs> delivered_at;
+  std::optional<std::string> last_error;
+};
+
+// audit_log: the hash chain. Record n holds the hash of record n-1 (prev_hash; 64 zeros for
+// the first) and its own hash over its fields and prev_hash (catalog/audit.h), so an edited,
+// deleted, inserted or reordered record breaks the chain where it happened.
+struct AuditRow {
+  int64_t seq = 0;  // 1, 2, ... set by append_audit
+  TimeNs time = 0;  // 0 at append: now
+  std::string actor;   // "token:ops-admin", "scheduler", "cli:root@host"...
+  std::string action;  // "policy.create", "backup.execute", "restore.request"...
+  std::string target;  // what it acted on: a policy's name, an execution id...
+  nlohmann::json details = nlohmann::json::object();  // never null
+  std::string prev_hash;  // set by append_audit
+  std::string hash;       // set by append_audit
 };
 
 // ---- Queries -----------------------------------------------------------------------------------

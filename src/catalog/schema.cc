@@ -250,6 +250,91 @@ constexpr const char* kV2 =
     ") STRICT;"
     "CREATE UNIQUE INDEX api_tokens_active_name ON api_tokens(name) WHERE revoked_at IS NULL;";
 
+// Version 3: monitoring.
+//  * backup_monitoring is rebuilt (no methods wrote it before, so it is empty): the monitor
+//    types Haven adds to the seed's four, a unique name (monitors are configured by name, in
+//    haven.yaml and over the API), where it comes from, and the latest result.
+//  * alerts: an alert_key is unique among unresolved alerts (a partial index), which is what
+//    deduplicates them; resolved ones stay for the record.
+//  * alert_notifications is the outbox: (alert, channel, action, level) is unique, so a
+//    notification is enqueued once however often it is asked for, and sent until delivered.
+//  * audit_log is append-only in use; its hash chain (catalog/audit.h) makes any other change
+//    visible. seq is the chain's order.
+constexpr const char* kV3 =
+    "DROP TABLE backup_monitoring;"
+    "CREATE TABLE backup_monitoring ("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " monitor_name TEXT NOT NULL UNIQUE CHECK (monitor_name <> ''),"
+    " monitor_type TEXT NOT NULL CHECK (monitor_type IN ('backup_success', 'storage_capacity',"
+    "   'restore_capability', 'integrity_check', 'rpo', 'missed_schedule',"
+    "   'backup_failure_rate', 'replication_lag')),"
+    " resource_filters" HAVEN_JSON("resource_filters") ","
+    " check_frequency_minutes INTEGER NOT NULL DEFAULT 15 CHECK (check_frequency_minutes >= 1),"
+    " warning_threshold" HAVEN_JSON("warning_threshold") ","
+    " critical_threshold" HAVEN_JSON("critical_threshold") ","
+    " alert_channels" HAVEN_JSON_ARRAY("alert_channels") ","
+    " escalation_policy" HAVEN_JSON("escalation_policy") ","
+    " is_active" HAVEN_BOOL("is_active") ","
+    " last_check INTEGER,"
+    " current_status TEXT NOT NULL DEFAULT 'healthy' CHECK (current_status IN ('healthy',"
+    "   'warning', 'critical', 'unknown')),"
+    " created_at INTEGER NOT NULL DEFAULT " HAVEN_NOW_NS ","
+    " updated_at INTEGER NOT NULL DEFAULT " HAVEN_NOW_NS ","
+    " source TEXT NOT NULL DEFAULT 'api' CHECK (source IN ('config', 'api')),"
+    " last_result" HAVEN_JSON("last_result")
+    ") STRICT;"
+
+    "CREATE TABLE alerts ("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " alert_key TEXT NOT NULL CHECK (alert_key <> ''),"
+    " kind TEXT NOT NULL CHECK (kind <> ''),"
+    " monitor_id TEXT REFERENCES backup_monitoring(id) ON DELETE SET NULL,"
+    " policy_id TEXT REFERENCES backup_policies(id) ON DELETE SET NULL,"
+    " severity TEXT NOT NULL CHECK (severity IN ('warning', 'critical')),"
+    " state TEXT NOT NULL CHECK (state IN ('open', 'acknowledged', 'resolved')),"
+    " summary TEXT NOT NULL,"
+    " details TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(details)),"
+    " opened_at INTEGER NOT NULL,"
+    " last_seen_at INTEGER NOT NULL,"
+    " acknowledged_at INTEGER,"
+    " acknowledged_by TEXT,"
+    " resolved_at INTEGER,"
+    " escalation_level INTEGER NOT NULL DEFAULT 0 CHECK (escalation_level >= 0),"
+    " escalated_at INTEGER"
+    ") STRICT;"
+    "CREATE UNIQUE INDEX alerts_unresolved_key ON alerts(alert_key) WHERE state <> 'resolved';"
+    "CREATE INDEX alerts_by_opened ON alerts(opened_at);"
+    "CREATE INDEX alerts_by_monitor ON alerts(monitor_id);"
+    "CREATE INDEX alerts_by_policy ON alerts(policy_id);"
+
+    "CREATE TABLE alert_notifications ("
+    " id INTEGER PRIMARY KEY,"
+    " alert_id TEXT NOT NULL REFERENCES alerts(id) ON DELETE CASCADE,"
+    " channel TEXT NOT NULL CHECK (channel <> ''),"
+    " action TEXT NOT NULL CHECK (action IN ('trigger', 'resolve')),"
+    " escalation_level INTEGER NOT NULL CHECK (escalation_level >= 0),"
+    " state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),"
+    " attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),"
+    " created_at INTEGER NOT NULL,"
+    " next_attempt_at INTEGER NOT NULL,"
+    " delivered_at INTEGER,"
+    " last_error TEXT,"
+    " UNIQUE (alert_id, channel, action, escalation_level)"
+    ") STRICT;"
+    "CREATE INDEX alert_notifications_due ON alert_notifications(state, next_attempt_at);"
+
+    "CREATE TABLE audit_log ("
+    " seq INTEGER PRIMARY KEY CHECK (seq >= 1),"
+    " time INTEGER NOT NULL,"
+    " actor TEXT NOT NULL,"
+    " action TEXT NOT NULL CHECK (action <> ''),"
+    " target TEXT NOT NULL,"
+    " details TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(details)),"
+    " prev_hash TEXT NOT NULL,"
+    " hash TEXT NOT NULL"
+    ") STRICT;"
+    "CREATE INDEX audit_log_by_time ON audit_log(time);";
+
 #undef HAVEN_NOW_NS
 #undef HAVEN_BOOL
 #undef HAVEN_JSON
@@ -336,6 +421,7 @@ const std::vector<Migration>& migrations() {
   static const std::vector<Migration> list = {
       {1, "seed 004's tables", kV1},
       {2, "events and API tokens", kV2},
+      {3, "monitors, alerts, notifications and the audit log", kV3},
   };
   return list;
 }

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <limits>
 
+#include "catalog/audit.h"
 #include "catalog/ids.h"
 #include "catalog/schema.h"
 #include "catalog/sqlite_rows.h"
@@ -767,6 +768,253 @@ Status SqliteCatalog::touch_token(int64_t id, TimeNs time) {
     HAVEN_ASSIGN(int64_t n, execute(st));
     if (n == 0) return not_found("API token #" + std::to_string(id));
     return ok_status();
+  });
+}
+
+// ---- Monitors ----
+
+Result<MonitorRow> SqliteCatalog::upsert_monitor(const MonitorRow& in) {
+  HAVEN_TRY(validate(in));
+  MonitorRow row = in;
+  HAVEN_ASSIGN(row.id, new_uuid());  // used only if the name is new
+  row.created_at = row.updated_at = now();
+  row.last_check.reset();
+  row.current_status = HealthStatus::kHealthy;
+  row.last_result = nullptr;
+  return write([&](Db& db) -> Result<MonitorRow> {
+    HAVEN_ASSIGN(Stmt st, db.prepare(rows::monitors().upsert_sql("monitor_name")));
+    HAVEN_TRY(rows::monitors().bind(st, row, false));
+    HAVEN_ASSIGN(bool returned, st.step());
+    if (!returned)
+      return Error(Error::Code::kInternal, "catalog " + path_ + ": upsert returned no row");
+    HAVEN_ASSIGN(MonitorRow stored, rows::monitors().read(st));
+    HAVEN_TRY(st.run());
+    return stored;
+  });
+}
+
+Result<MonitorRow> SqliteCatalog::get_monitor(const std::string& key) {
+  return read([&](Db& db) -> Result<MonitorRow> {
+    for (const char* column : {"id", "monitor_name"}) {
+      HAVEN_ASSIGN(auto row,
+                   fetch_first(db, rows::monitors(), std::string("WHERE ") + column + " = ?1",
+                               [&](Stmt& st) { st.bind_text(1, key); }));
+      if (row) return std::move(*row);
+    }
+    return not_found("monitor " + in_quotes(key));
+  });
+}
+
+Result<std::vector<MonitorRow>> SqliteCatalog::list_monitors() {
+  return read(
+      [&](Db& db) { return fetch(db, rows::monitors(), "ORDER BY monitor_name", [](Stmt&) {}); });
+}
+
+Status SqliteCatalog::delete_monitor(const std::string& id) {
+  return write([&](Db& db) -> Status {
+    HAVEN_ASSIGN(Stmt st, db.prepare("DELETE FROM backup_monitoring WHERE id = ?1"));
+    st.bind_text(1, id);
+    HAVEN_ASSIGN(int64_t n, execute(st));
+    if (n == 0) return not_found("monitor " + in_quotes(id));
+    return ok_status();
+  });
+}
+
+Status SqliteCatalog::record_monitor_result(const std::string& id, TimeNs at,
+                                            HealthStatus status, const nlohmann::json& result) {
+  HAVEN_ASSIGN(std::string text, rows::json_text(result, "monitor result"));
+  return write([&](Db& db) -> Status {
+    HAVEN_ASSIGN(Stmt st, db.prepare("UPDATE backup_monitoring SET last_check = ?2, "
+                                     "current_status = ?3, last_result = ?4 WHERE id = ?1"));
+    st.bind_text(1, id);
+    st.bind_int64(2, at);
+    st.bind_text(3, to_string(status));
+    result.is_null() ? st.bind_null(4) : st.bind_text(4, text);
+    HAVEN_ASSIGN(int64_t n, execute(st));
+    if (n == 0) return not_found("monitor " + in_quotes(id));
+    return ok_status();
+  });
+}
+
+// ---- Alerts ----
+
+namespace {
+constexpr const char* kUnresolved = "WHERE alert_key = ?1 AND state <> 'resolved'";
+}
+
+Result<Catalog::Raised> SqliteCatalog::raise_alert(const AlertRow& in) {
+  HAVEN_TRY(validate(in));
+  const TimeNs t = now();
+  return write([&](Db& db) -> Result<Raised> {
+    HAVEN_ASSIGN(auto existing, fetch_first(db, rows::alerts(), kUnresolved,
+                                            [&](Stmt& st) { st.bind_text(1, in.alert_key); }));
+    Raised out;
+    if (existing) {
+      AlertRow row = std::move(*existing);
+      row.severity = in.severity;
+      row.summary = in.summary;
+      row.details = in.details;
+      row.kind = in.kind;
+      row.last_seen_at = t;
+      HAVEN_ASSIGN(Stmt st, db.prepare(rows::alerts().update_sql()));
+      HAVEN_TRY(rows::alerts().bind(st, row, true));
+      HAVEN_TRY(st.run());
+      out.alert = std::move(row);
+      return out;
+    }
+    AlertRow row = in;
+    HAVEN_ASSIGN(row.id, new_uuid());
+    row.state = AlertState::kOpen;
+    row.opened_at = row.last_seen_at = t;
+    row.acknowledged_at.reset();
+    row.acknowledged_by.reset();
+    row.resolved_at.reset();
+    row.escalation_level = 0;
+    row.escalated_at = t;
+    HAVEN_ASSIGN(Stmt st, db.prepare(rows::alerts().insert_sql()));
+    HAVEN_TRY(rows::alerts().bind(st, row, false));
+    HAVEN_TRY(st.run());
+    out.alert = std::move(row);
+    out.created = true;
+    return out;
+  });
+}
+
+Result<AlertRow> SqliteCatalog::get_alert(const std::string& id) {
+  return read([&](Db& db) { return fetch_by(db, rows::alerts(), "id", id, "alert"); });
+}
+
+Result<std::optional<AlertRow>> SqliteCatalog::find_unresolved_alert(const std::string& key) {
+  return read([&](Db& db) {
+    return fetch_first(db, rows::alerts(), kUnresolved, [&](Stmt& st) { st.bind_text(1, key); });
+  });
+}
+
+Result<std::vector<AlertRow>> SqliteCatalog::list_alerts(bool unresolved_only, int limit) {
+  if (limit < 1 || limit > 1000) {
+    return invalid("alert limit must be 1..1000, not " + std::to_string(limit));
+  }
+  return read([&](Db& db) {
+    return fetch(db, rows::alerts(),
+                 unresolved_only ? "WHERE state <> 'resolved' ORDER BY opened_at, id LIMIT ?1"
+                                 : "ORDER BY opened_at DESC, id DESC LIMIT ?1",
+                 [&](Stmt& st) { st.bind_int64(1, limit); });
+  });
+}
+
+Status SqliteCatalog::update_alert(const AlertRow& row) {
+  HAVEN_TRY(validate(row));
+  return write([&](Db& db) -> Status {
+    HAVEN_ASSIGN(Stmt st, db.prepare(rows::alerts().update_sql()));
+    HAVEN_TRY(rows::alerts().bind(st, row, true));
+    HAVEN_ASSIGN(int64_t n, execute(st));
+    if (n == 0) return not_found("alert " + in_quotes(row.id));
+    return ok_status();
+  });
+}
+
+// ---- Notifications ----
+
+Result<NotificationRow> SqliteCatalog::enqueue_notification(const NotificationRow& in) {
+  if (in.channel.empty()) return invalid("notification: channel must not be empty");
+  if (in.escalation_level < 0) return invalid("notification: escalation_level must be >= 0");
+  NotificationRow row = in;
+  row.state = DeliveryState::kPending;
+  row.attempts = 0;
+  row.created_at = now();
+  if (row.next_attempt_at == 0) row.next_attempt_at = row.created_at;
+  row.delivered_at.reset();
+  row.last_error.reset();
+  return write([&](Db& db) -> Result<NotificationRow> {
+    HAVEN_ASSIGN(bool alert, exists(db, "alerts", "id", row.alert_id));
+    if (!alert) return not_found("alert " + in_quotes(row.alert_id));
+    auto bind_key = [&](Stmt& st) {
+      st.bind_text(1, row.alert_id);
+      st.bind_text(2, row.channel);
+      st.bind_text(3, to_string(row.action));
+      st.bind_int64(4, row.escalation_level);
+    };
+    const std::string where =
+        "WHERE alert_id = ?1 AND channel = ?2 AND action = ?3 AND escalation_level = ?4";
+    HAVEN_ASSIGN(auto existing, fetch_first(db, rows::notifications(), where, bind_key));
+    if (existing) return std::move(*existing);
+    HAVEN_ASSIGN(Stmt st, db.prepare("INSERT INTO alert_notifications (alert_id, channel, action, "
+                                     "escalation_level, state, attempts, created_at, "
+                                     "next_attempt_at) VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?6)"));
+    bind_key(st);
+    st.bind_int64(5, row.created_at);
+    st.bind_int64(6, row.next_attempt_at);
+    HAVEN_TRY(st.run());
+    row.id = db.last_insert_rowid();
+    return row;
+  });
+}
+
+Result<std::vector<NotificationRow>> SqliteCatalog::due_notifications(TimeNs time, int limit) {
+  if (limit < 1 || limit > 1000) {
+    return invalid("notification limit must be 1..1000, not " + std::to_string(limit));
+  }
+  return read([&](Db& db) {
+    return fetch(db, rows::notifications(),
+                 "WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id "
+                 "LIMIT ?2",
+                 [&](Stmt& st) {
+                   st.bind_int64(1, time);
+                   st.bind_int64(2, limit);
+                 });
+  });
+}
+
+Status SqliteCatalog::update_notification(const NotificationRow& row) {
+  return write([&](Db& db) -> Status {
+    HAVEN_ASSIGN(Stmt st, db.prepare(rows::notifications().update_sql()));
+    HAVEN_TRY(rows::notifications().bind(st, row, true));
+    HAVEN_ASSIGN(int64_t n, execute(st));
+    if (n == 0) return not_found("notification #" + std::to_string(row.id));
+    return ok_status();
+  });
+}
+
+Result<std::vector<NotificationRow>> SqliteCatalog::notifications_of(const std::string& alert_id) {
+  return read([&](Db& db) {
+    return fetch(db, rows::notifications(), "WHERE alert_id = ?1 ORDER BY id",
+                 [&](Stmt& st) { st.bind_text(1, alert_id); });
+  });
+}
+
+// ---- Audit log ----
+
+Result<AuditRow> SqliteCatalog::append_audit(const AuditRow& in) {
+  if (in.action.empty()) return invalid("audit record: action must not be empty");
+  if (!in.details.is_object()) return invalid("audit record: details must be a JSON object");
+  AuditRow row = in;
+  if (row.time == 0) row.time = now();
+  return write([&](Db& db) -> Result<AuditRow> {
+    HAVEN_ASSIGN(Stmt last, db.prepare("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"));
+    HAVEN_ASSIGN(bool any, last.step());
+    row.seq = any ? last.int64(0) + 1 : 1;
+    row.prev_hash = any ? last.text(1) : kAuditGenesis;
+    row.hash = audit_hash(row);
+    HAVEN_ASSIGN(Stmt st, db.prepare(rows::audit().insert_sql()));
+    HAVEN_TRY(rows::audit().bind(st, row, false));
+    HAVEN_TRY(st.run());
+    return row;
+  });
+}
+
+Result<std::vector<AuditRow>> SqliteCatalog::audit_records(int64_t after_seq, TimeNs since,
+                                                           int limit) {
+  if (limit < 1 || limit > kMaxEventBatch) {
+    return invalid("audit limit must be 1.." + std::to_string(kMaxEventBatch) + ", not " +
+                   std::to_string(limit));
+  }
+  return read([&](Db& db) {
+    return fetch(db, rows::audit(), "WHERE seq > ?1 AND time >= ?2 ORDER BY seq LIMIT ?3",
+                 [&](Stmt& st) {
+                   st.bind_int64(1, after_seq);
+                   st.bind_int64(2, since);
+                   st.bind_int64(3, limit);
+                 });
   });
 }
 

@@ -76,6 +76,27 @@ class SqliteCatalog final : public Catalog {
   Status revoke_token(const std::string& name) override;
   Status touch_token(int64_t id, TimeNs time) override;
 
+  Result<MonitorRow> upsert_monitor(const MonitorRow& row) override;
+  Result<MonitorRow> get_monitor(const std::string& id_or_name) override;
+  Result<std::vector<MonitorRow>> list_monitors() override;
+  Status delete_monitor(const std::string& id) override;
+  Status record_monitor_result(const std::string& id, TimeNs at, HealthStatus status,
+                               const nlohmann::json& result) override;
+
+  Result<Raised> raise_alert(const AlertRow& row) override;
+  Result<AlertRow> get_alert(const std::string& id) override;
+  Result<std::optional<AlertRow>> find_unresolved_alert(const std::string& key) override;
+  Result<std::vector<AlertRow>> list_alerts(bool unresolved_only, int limit) override;
+  Status update_alert(const AlertRow& row) override;
+
+  Result<NotificationRow> enqueue_notification(const NotificationRow& row) override;
+  Result<std::vector<NotificationRow>> due_notifications(TimeNs time, int limit) override;
+  Status update_notification(const NotificationRow& row) override;
+  Result<std::vector<NotificationRow>> notifications_of(const std::string& alert_id) override;
+
+  Result<AuditRow> append_audit(const AuditRow& row) override;
+  Result<std::vector<AuditRow>> audit_records(int64_t after_seq, TimeNs since, int limit) override;
+
   // For tests: the integer value of `PRAGMA <name>` on the writer connection or on a reader.
   Result<int64_t> connection_pragma(bool writer, const std::string& name);
 

@@ -224,6 +224,10 @@ template class Table<ExecutionRow>;
 template class Table<RestoreRow>;
 template class Table<EventRow>;
 template class Table<TokenRow>;
+template class Table<MonitorRow>;
+template class Table<AlertRow>;
+template class Table<NotificationRow>;
+template class Table<AuditRow>;
 
 // The tables. The key is first; `false` marks what an update keeps.
 #define C(member, ...) col(t, #member, &Row::member __VA_OPT__(, ) __VA_ARGS__)
@@ -353,6 +357,56 @@ const Table<TokenRow>& tokens() {
     const std::string t = "api_tokens";
     return Table<Row>(
         t, {C(id), C(name), C(role), C(token_hash), C(created_at), C(last_used_at), C(revoked_at)});
+  }();
+  return table;
+}
+
+const Table<MonitorRow>& monitors() {
+  using Row = MonitorRow;
+  static const Table<Row> table = [] {
+    const std::string t = "backup_monitoring";
+    return Table<Row>(t, {C(id), C(monitor_name, false), C(monitor_type), C(resource_filters),
+                          C(check_frequency_minutes), C(warning_threshold),
+                          C(critical_threshold), C(alert_channels), C(escalation_policy),
+                          C(is_active),
+                          // Only record_monitor_result writes these three.
+                          C(last_check, false), C(current_status, false),
+                          C(created_at, false), C(updated_at), C(source),
+                          C(last_result, false)});
+  }();
+  return table;
+}
+
+const Table<AlertRow>& alerts() {
+  using Row = AlertRow;
+  static const Table<Row> table = [] {
+    const std::string t = "alerts";
+    return Table<Row>(t, {C(id), C(alert_key, false), C(kind), C(monitor_id), C(policy_id),
+                          C(severity), C(state), C(summary), C(details), C(opened_at, false),
+                          C(last_seen_at), C(acknowledged_at), C(acknowledged_by),
+                          C(resolved_at), C(escalation_level), C(escalated_at)});
+  }();
+  return table;
+}
+
+const Table<NotificationRow>& notifications() {
+  using Row = NotificationRow;
+  static const Table<Row> table = [] {
+    const std::string t = "alert_notifications";
+    return Table<Row>(t, {C(id), C(alert_id, false), C(channel, false), C(action, false),
+                          C(escalation_level, false), C(state), C(attempts),
+                          C(created_at, false), C(next_attempt_at), C(delivered_at),
+                          C(last_error)});
+  }();
+  return table;
+}
+
+const Table<AuditRow>& audit() {
+  using Row = AuditRow;
+  static const Table<Row> table = [] {
+    const std::string t = "audit_log";
+    return Table<Row>(t, {C(seq), C(time), C(actor), C(action), C(target), C(details),
+                          C(prev_hash), C(hash)});
   }();
   return table;
 }

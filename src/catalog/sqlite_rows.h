@@ -62,6 +62,10 @@ const Table<ExecutionRow>& executions();
 const Table<RestoreRow>& restores();
 const Table<EventRow>& events();
 const Table<TokenRow>& tokens();
+const Table<MonitorRow>& monitors();
+const Table<AlertRow>& alerts();
+const Table<NotificationRow>& notifications();
+const Table<AuditRow>& audit();
 
 // The JSON text stored for `v` (kInvalidArgument if it cannot be serialised: invalid UTF-8).
 Result<std::string> json_text(const nlohmann::json& v, const std::string& what);

@@ -14,7 +14,10 @@
 namespace haven::catalog {
 namespace {
 
-const std::vector<std::string> kTables = {"api_tokens",
+const std::vector<std::string> kTables = {"alert_notifications",
+                                          "alerts",
+                                          "api_tokens",
+                                          "audit_log",
                                           "backup_executions",
                                           "backup_monitoring",
                                           "backup_policies",
