@@ -107,6 +107,12 @@ void decode_config(Problems& p, const Node& root, const EnvLookup& env, Config& 
             "write each policy as an item '- name: ...', or remove policies");
     }
   }
+  if (const Node* monitoring = f.get("monitoring")) {
+    std::vector<std::string> policy_names;
+    for (const auto& pol : cfg.policies) policy_names.push_back(pol.name);
+    cfg.monitoring = detail::decode_monitoring(p, *monitoring, "monitoring", env, &policy_names,
+                                               names_known ? &names : nullptr);
+  }
   f.finish();
 }
 

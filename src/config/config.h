@@ -157,6 +157,9 @@ struct Location {
   // AZURE_STORAGE_CONNECTION_STRING, or any setting name). Default: none (then the backend
   // finds nothing: S3 needs keys or a profile file, Azure a key, SAS or connection string).
   std::map<std::string, SecretRef> credentials;
+  // capacity_gb: the space the repository may use, in GB (10^9 bytes), for the storage-capacity
+  // health check; default: a local disk's own size (statvfs), none for object storage.
+  std::optional<int64_t> capacity_gb;
 
   SourceMark mark;  // the location's mapping
   bool operator==(const Location&) const = default;
@@ -307,6 +310,113 @@ struct Policy {
 };
 
 // ---------------------------------------------------------------------------------------------
+// monitoring: (monitor/ uses it; README "Monitoring" shows a whole section)
+
+// channels[].type
+enum class ChannelKind { kWebhook, kSlack, kPagerDuty, kEmail, kCommand };
+// monitors[].type: seed 004's four and Haven's four.
+enum class MonitorKind {
+  kBackupSuccess,
+  kStorageCapacity,
+  kRestoreCapability,
+  kIntegrityCheck,
+  kRpo,
+  kMissedSchedule,
+  kBackupFailureRate,
+  kReplicationLag
+};
+std::string_view name(ChannelKind v);  // webhook slack pagerduty email command
+std::string_view name(MonitorKind v);  // backup_success ... replication_lag
+
+// One place alerts go (monitor/channels.h sends them).
+struct AlertChannel {
+  std::string name;  // name: required, unique
+  ChannelKind type = ChannelKind::kWebhook;  // type: required
+  // url: webhook, slack (required), pagerduty (default the Events API v2 endpoint). A plain
+  // string, or {env: VARIABLE} / {file: PATH} when it holds a token (Slack's do).
+  Secret url;
+  // routing_key: pagerduty (required): {env: VARIABLE} or {file: PATH}, never in clear.
+  Secret routing_key;
+  // email: smtp_url (required: smtp://HOST:PORT or smtps://HOST:PORT), starttls (default
+  // true: refuse to send or authenticate in clear), ca_file (absolute; default the system's
+  // CAs), username and password ({env}/{file}; both or neither), from and to (required).
+  std::string smtp_url;
+  bool starttls = true;
+  std::string ca_file;
+  std::string username;
+  Secret password;
+  std::string from;
+  std::vector<std::string> to;
+  // command: argv (required, not empty); the notification's JSON on its stdin.
+  std::vector<std::string> command;
+  int timeout_seconds = 10;  // timeout_seconds: per attempt, 1 to 600; default 10
+  SourceMark mark;
+  bool operator==(const AlertChannel&) const = default;
+};
+
+// One step of an escalation: after `after_minutes` unacknowledged, notify `channels` too.
+struct EscalationStep {
+  int after_minutes = 0;  // 1 to 10080
+  std::vector<std::string> channels;
+  bool operator==(const EscalationStep&) const = default;
+};
+
+// One monitor (seed 004's backup_monitoring). What `warning` and `critical` measure depends on
+// the type (defaults in brackets):
+//   backup_success       consecutive failed runs of the policy [1, 2]
+//   rpo                  the policy's RPO now, in percent of its target [80, 100]
+//   missed_schedule      minutes since a fire time with no run started [5, 60]
+//   backup_failure_rate  percent of the last `window` runs that failed [20, 50]
+//   storage_capacity     percent of the location's capacity used [80, 90]
+//   restore_capability   days since a restore or validation of the policy's backups last
+//                        succeeded [30, 90]; the newest snapshot that cannot be read: critical
+//   integrity_check      days since the policy's integrity check last passed [2, 7]; a failed
+//                        check: critical
+//   replication_lag      seconds a secondary region lags [300, 900]: unknown until the
+//                        location has secondary regions (replication)
+// A warning threshold above the critical one is refused.
+struct Monitor {
+  std::string name;  // name: required, unique
+  MonitorKind type = MonitorKind::kBackupSuccess;  // type: required
+  // policy: the policy watched (required by every type but storage_capacity and
+  // replication_lag, which take location instead).
+  std::string policy;
+  std::string location;
+  int check_frequency_minutes = 5;  // 1 to 1440; default 5
+  std::optional<double> warning, critical;  // >= 0; default: the type's
+  int window = 10;  // backup_failure_rate: the runs looked at, 1 to 1000; default 10
+  std::vector<std::string> channels;  // channels: notified at once; names of channels
+  // escalation: [{after_minutes, channels}], increasing after_minutes: while the alert stays
+  // unacknowledged, each step's channels are notified once it is that old.
+  std::vector<EscalationStep> escalation;
+  bool is_active = true;  // is_active: default true
+  SourceMark mark;
+  bool operator==(const Monitor&) const = default;
+
+  double warning_or_default() const;
+  double critical_or_default() const;
+};
+
+struct MonitoringSettings {
+  // health_check_minutes: how often each location's health is checked (reachable, writable,
+  // locks, capacity); 1 to 1440, default 5 (seed 003).
+  int health_check_minutes = 5;
+  // read_data_days: the health checks read and verify 1/read_data_days of each repository's
+  // packs a day (check --read-data-subset K/N), so all of it every read_data_days days;
+  // 0 = never; 0 to 3650, default 30.
+  int read_data_days = 30;
+  // restore_mbps: the restore throughput (MB/s) an RTO estimate assumes before a restore from
+  // the location was measured; 1 to 100000, default 100.
+  int restore_mbps = 100;
+  std::vector<AlertChannel> channels;
+  std::vector<Monitor> monitors;
+  SourceMark mark;
+  bool operator==(const MonitoringSettings&) const = default;
+
+  const AlertChannel* find_channel(std::string_view name) const;
+};
+
+// ---------------------------------------------------------------------------------------------
 // The whole file.
 
 struct Config {
@@ -314,6 +424,7 @@ struct Config {
   ServerSettings server;           // server: optional (every key has a default)
   std::vector<Location> locations;  // locations: required, at least one
   std::vector<Policy> policies;     // policies: optional, default none (the API adds more)
+  MonitoringSettings monitoring;    // monitoring: optional
 
   const Location* find_location(std::string_view name) const;
   const Policy* find_policy(std::string_view name) const;
@@ -372,6 +483,15 @@ Checked<Policy> check_policy_json(const nlohmann::json& json,
 // The same from a request body: text that is not JSON gives one diagnostic saying where.
 Checked<Policy> check_policy_json_text(std::string_view text,
                                        const std::vector<Location>& locations);
+// A monitor's JSON as the API receives it (camelCase keys mirroring the YAML: name, type,
+// policy, location, checkFrequencyMinutes, warning, critical, window, channels, escalation
+// [{afterMinutes, channels}], isActive), checked against the configuration's policies (`policies`:
+// their names, the API's included) and channels.
+Checked<Monitor> check_monitor_json(const nlohmann::json& json, const Config& config,
+                                    const std::vector<std::string>& policies);
+void to_json(nlohmann::json& j, const Monitor& monitor);
+void to_json(nlohmann::json& j, const AlertChannel& channel);  // secrets as "***"
+
 // As Results (config_error() on any diagnostic).
 Result<Policy> policy_from_json(const nlohmann::json& json,
                                 const std::vector<Location>& locations);

@@ -117,6 +117,16 @@ HAVEN_CONFIG_ENUM(IntegrityCheck, 3, {IntegrityCheck::kNone, "none"},
                   {IntegrityCheck::kQuick, "quick"}, {IntegrityCheck::kReadData, "read-data"});
 HAVEN_CONFIG_ENUM(ShutdownMode, 2, {ShutdownMode::kCancel, "cancel"},
                   {ShutdownMode::kFinish, "finish"});
+HAVEN_CONFIG_ENUM(ChannelKind, 5, {ChannelKind::kWebhook, "webhook"}, {ChannelKind::kSlack, "slack"},
+                  {ChannelKind::kPagerDuty, "pagerduty"}, {ChannelKind::kEmail, "email"},
+                  {ChannelKind::kCommand, "command"});
+HAVEN_CONFIG_ENUM(MonitorKind, 8, {MonitorKind::kBackupSuccess, "backup_success"},
+                  {MonitorKind::kStorageCapacity, "storage_capacity"},
+                  {MonitorKind::kRestoreCapability, "restore_capability"},
+                  {MonitorKind::kIntegrityCheck, "integrity_check"}, {MonitorKind::kRpo, "rpo"},
+                  {MonitorKind::kMissedSchedule, "missed_schedule"},
+                  {MonitorKind::kBackupFailureRate, "backup_failure_rate"},
+                  {MonitorKind::kReplicationLag, "replication_lag"});
 #undef HAVEN_CONFIG_ENUM
 
 template <typename E>
@@ -212,6 +222,12 @@ std::string quote(std::string_view text);
 int open_named_file(Problems& p, const Node& at, const std::string& path,
                     const std::string& file, const std::string& fix_missing);
 
+// A secret given as {env: VARIABLE} or {file: PATH} (its first line), resolved; reported at
+// `value` (never quoting it) when it is written in clear or cannot be resolved. `what` names
+// it in messages ("credential", "routing key").
+std::optional<SecretRef> read_secret_ref(Problems& p, const Node& value, const std::string& at,
+                                         const EnvLookup& env, std::string_view what);
+
 // --- the sections ---
 ServerSettings decode_server(Problems& p, const Node& node, const std::string& path);
 // `env` resolves password_env and {env: NAME} credentials.
@@ -221,5 +237,14 @@ Location decode_location(Problems& p, const Node& node, const std::string& path,
 // not be read, so every reference would be reported for nothing).
 Policy decode_policy(Problems& p, const Node& node, const std::string& path,
                      const std::vector<std::string>* locations);
+// `policies`, `locations`, `channels`: what a monitor may name; nullptr skips that check.
+Monitor decode_monitor(Problems& p, const Node& node, const std::string& path,
+                       const std::vector<std::string>* policies,
+                       const std::vector<std::string>* locations,
+                       const std::vector<AlertChannel>* channels);
+MonitoringSettings decode_monitoring(Problems& p, const Node& node, const std::string& path,
+                                     const EnvLookup& env,
+                                     const std::vector<std::string>* policies,
+                                     const std::vector<std::string>* locations);
 
 }  // namespace haven::config::detail

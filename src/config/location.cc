@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 
 #include "config/decode.h"
 #include "util/bytes.h"
@@ -257,39 +258,45 @@ void decode_credentials(Problems& p, const Node& node, const std::string& path,
       p.add(key, at, key.text + " is given in settings too", "keep one of them");
       continue;
     }
-    if (value.kind != Node::Kind::kMap) {
-      // Never quote the value: this is where someone writes the secret itself.
-      p.add(value, at, "must be {env: VARIABLE} or {file: PATH}",
-            "a credential's value is never written in haven.yaml: put it in a file or in the "
-            "server's environment and name that here");
-      continue;
-    }
-    Fields ref(p, value, at);
-    const Node* env_node = ref.get("env");
-    const Node* file_node = ref.get("file");
-    ref.finish();
-    if (env_node && file_node) {
-      p.add(value, at, "gives both env and file", "keep one of them");
-      continue;
-    }
-    if (!env_node && !file_node) {
-      p.add(value, at, "names no source", "write {env: VARIABLE} or {file: PATH}");
-      continue;
-    }
-    std::optional<SecretRef> secret;
-    if (env_node) {
-      if (auto name = read_string(p, *env_node, join_path(at, "env"))) {
-        secret = secret_from_env(p, *env_node, join_path(at, "env"), *name, env,
-                                 "use {file: PATH}");
-      }
-    } else if (auto file = read_string(p, *file_node, join_path(at, "file"))) {
-      secret = secret_from_file(p, *file_node, join_path(at, "file"), *file, "credential");
-    }
+    std::optional<SecretRef> secret = read_secret_ref(p, value, at, env, "credential");
     if (secret) loc.credentials[key.text] = std::move(*secret);
   }
 }
 
 }  // namespace
+
+std::optional<SecretRef> read_secret_ref(Problems& p, const Node& value, const std::string& at,
+                                         const EnvLookup& env, std::string_view what) {
+  if (value.kind != Node::Kind::kMap) {
+    // Never quote the value: this is where someone writes the secret itself.
+    p.add(value, at, "must be {env: VARIABLE} or {file: PATH}",
+          "a " + std::string(what) + "'s value is never written in haven.yaml: put it in a file or in "
+          "the server's environment and name that here");
+    return std::nullopt;
+  }
+  Fields ref(p, value, at);
+  const Node* env_node = ref.get("env");
+  const Node* file_node = ref.get("file");
+  ref.finish();
+  if (env_node && file_node) {
+    p.add(value, at, "gives both env and file", "keep one of them");
+    return std::nullopt;
+  }
+  if (!env_node && !file_node) {
+    p.add(value, at, "names no source", "write {env: VARIABLE} or {file: PATH}");
+    return std::nullopt;
+  }
+  if (env_node) {
+    if (auto name = read_string(p, *env_node, join_path(at, "env"))) {
+      return secret_from_env(p, *env_node, join_path(at, "env"), *name, env, "use {file: PATH}");
+    }
+    return std::nullopt;
+  }
+  if (auto file = read_string(p, *file_node, join_path(at, "file"))) {
+    return secret_from_file(p, *file_node, join_path(at, "file"), *file, what);
+  }
+  return std::nullopt;
+}
 
 Location decode_location(Problems& p, const Node& node, const std::string& path,
                          const EnvLookup& env) {
@@ -368,6 +375,9 @@ Location decode_location(Problems& p, const Node& node, const std::string& path,
   if (const Node* n = f.get("settings")) decode_settings(p, *n, f.path("settings"), type, loc);
   if (const Node* n = f.get("credentials")) {
     decode_credentials(p, *n, f.path("credentials"), type, env, loc);
+  }
+  if (auto v = f.integer("capacity_gb", 1, std::numeric_limits<int64_t>::max() / 1000000000)) {
+    loc.capacity_gb = *v;
   }
   f.finish();
   return loc;
