@@ -33,10 +33,13 @@ ALLOWED = {
     "config": {"util", "schedule"},
     "jobs": {"util", "crypto", "chunker", "storage", "repo", "backup", "restore", "check",
              "retention", "pg", "ops", "schedule", "config", "catalog"},
+    # monitor: status, monitors, alerts and channels, metrics, audit; over the runner's records.
+    "monitor": {"util", "crypto", "chunker", "storage", "repo", "backup", "restore", "check",
+                "retention", "pg", "ops", "schedule", "config", "catalog", "jobs"},
     "server": {"util", "crypto", "chunker", "storage", "repo", "backup", "restore", "check",
-               "retention", "pg", "ops", "schedule", "config", "catalog", "jobs"},
+               "retention", "pg", "ops", "schedule", "config", "catalog", "jobs", "monitor"},
     "cli": {"util", "crypto", "chunker", "storage", "repo", "backup", "restore", "check",
-            "retention", "pg", "ops", "schedule", "config", "catalog", "jobs"},
+            "retention", "pg", "ops", "schedule", "config", "catalog", "jobs", "monitor"},
 }
 FRONT_ENDS = {"cli", "server"}  # may print, read the environment and set up the process
 

@@ -26,6 +26,8 @@ PACKAGES=(
   libsqlite3-dev      # the server's operations catalog
   libyaml-cpp-dev     # haven.yaml (with line and column of every key)
   libcpp-httplib-dev  # the server's REST API (HTTP/HTTPS)
+  prometheus          # promtool: the tests check GET /metrics with `promtool check metrics`
+  python3-aiosmtpd    # a real SMTP server (with STARTTLS and AUTH) for the e-mail alert tests
 )
 
 SUDO=""

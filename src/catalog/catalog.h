@@ -74,6 +74,8 @@ class Catalog {
   virtual Result<LocationRow> get_location(const std::string& id) = 0;            // kNotFound
   virtual Result<LocationRow> get_location_by_name(const std::string& name) = 0;  // kNotFound
   virtual Result<std::vector<LocationRow>> list_locations() = 0;                  // by name
+  // Records a health check's outcome (last_health_check, health_status). kNotFound.
+  virtual Status set_location_health(const std::string& name, TimeNs at, HealthStatus status) = 0;
 
   // ---- Backup executions ----
   // Inserts `row` with a new id, created_at = now, started_at = now if 0, and a generated
@@ -111,6 +113,19 @@ class Catalog {
   virtual Status update_restore(const RestoreRow& row) = 0;
   // By id or by request_id. kNotFound.
   virtual Result<RestoreRow> get_restore(const std::string& id_or_request_id) = 0;
+
+  // What restores from a repository achieved: the newest `last_n` completed restores of
+  // executions whose backup_location is `backup_location` that restored data.
+  struct RestoreThroughput {
+    double bytes = 0;    // restored, together
+    double seconds = 0;  // their durations (started_at to completed_at), together
+    int restores = 0;
+  };
+  virtual Result<RestoreThroughput> restore_throughput(const std::string& backup_location,
+                                                       int last_n) = 0;
+  // The newest completed restore of one of the policy's executions; nullopt if none.
+  virtual Result<std::optional<RestoreRow>> last_completed_restore(
+      const std::string& policy_id) = 0;
 
   // ---- Events (the server-sent-events log) ----
   // Appends the event (time = now if 0) and returns its id, greater than every id before.

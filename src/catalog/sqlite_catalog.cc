@@ -424,6 +424,20 @@ Result<std::vector<LocationRow>> SqliteCatalog::list_locations() {
   return read([&](Db& db) { return fetch(db, rows::locations(), "ORDER BY name", [](Stmt&) {}); });
 }
 
+Status SqliteCatalog::set_location_health(const std::string& name, TimeNs at,
+                                          HealthStatus status) {
+  return write([&](Db& db) -> Status {
+    HAVEN_ASSIGN(Stmt st, db.prepare("UPDATE backup_storage_locations SET last_health_check = ?2, "
+                                     "health_status = ?3 WHERE name = ?1"));
+    st.bind_text(1, name);
+    st.bind_int64(2, at);
+    st.bind_text(3, to_string(status));
+    HAVEN_ASSIGN(int64_t n, execute(st));
+    if (n == 0) return not_found("storage location " + in_quotes(name));
+    return ok_status();
+  });
+}
+
 // ---- Backup executions ----
 
 Result<ExecutionRow> SqliteCatalog::create_execution(const ExecutionRow& in) {
@@ -639,6 +653,40 @@ Result<RestoreRow> SqliteCatalog::get_restore(const std::string& key) {
       if (row) return std::move(*row);
     }
     return not_found("restore " + in_quotes(key));
+  });
+}
+
+Result<Catalog::RestoreThroughput> SqliteCatalog::restore_throughput(
+    const std::string& backup_location, int last_n) {
+  if (last_n < 1 || last_n > 1000) return invalid("restores to look at must be 1..1000");
+  return read([&](Db& db) -> Result<RestoreThroughput> {
+    HAVEN_ASSIGN(Stmt st,
+                 db.prepare("SELECT r.data_restored_gb, r.completed_at - r.started_at "
+                            "FROM restore_operations r JOIN backup_executions e "
+                            "ON e.id = r.source_backup_id WHERE e.backup_location = ?1 AND "
+                            "r.status = 'completed' AND r.data_restored_gb > 0 AND "
+                            "r.completed_at > r.started_at ORDER BY r.completed_at DESC LIMIT ?2"));
+    st.bind_text(1, backup_location);
+    st.bind_int64(2, last_n);
+    RestoreThroughput t;
+    while (true) {
+      HAVEN_ASSIGN(bool more, st.step());
+      if (!more) break;
+      t.bytes += st.real(0) * 1e9;
+      t.seconds += static_cast<double>(st.int64(1)) / 1e9;
+      t.restores++;
+    }
+    return t;
+  }, true);
+}
+
+Result<std::optional<RestoreRow>> SqliteCatalog::last_completed_restore(
+    const std::string& policy_id) {
+  return read([&](Db& db) {
+    return fetch_first(db, rows::restores(),
+                       "WHERE status = 'completed' AND source_backup_id IN (SELECT id FROM "
+                       "backup_executions WHERE policy_id = ?1) ORDER BY completed_at DESC LIMIT 1",
+                       [&](Stmt& st) { st.bind_text(1, policy_id); });
   });
 }
 

@@ -50,6 +50,7 @@ class SqliteCatalog final : public Catalog {
   Result<LocationRow> get_location(const std::string& id) override;
   Result<LocationRow> get_location_by_name(const std::string& name) override;
   Result<std::vector<LocationRow>> list_locations() override;
+  Status set_location_health(const std::string& name, TimeNs at, HealthStatus status) override;
 
   Result<ExecutionRow> create_execution(const ExecutionRow& row) override;
   Status update_execution(const ExecutionRow& row) override;
@@ -63,6 +64,10 @@ class SqliteCatalog final : public Catalog {
   Result<RestoreRow> create_restore(const RestoreRow& row) override;
   Status update_restore(const RestoreRow& row) override;
   Result<RestoreRow> get_restore(const std::string& id_or_request_id) override;
+
+  Result<RestoreThroughput> restore_throughput(const std::string& backup_location,
+                                               int last_n) override;
+  Result<std::optional<RestoreRow>> last_completed_restore(const std::string& policy_id) override;
 
   Result<int64_t> append_event(const EventRow& row) override;
   Result<std::vector<EventRow>> events_after(int64_t after_id, int limit) override;

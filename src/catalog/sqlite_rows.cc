@@ -269,8 +269,9 @@ const Table<LocationRow>& locations() {
                           C(data_residency_requirements),
                           C(compliance_certifications),
                           C(is_active),
-                          C(last_health_check),
-                          C(health_status),
+                          // Only set_location_health writes these two.
+                          C(last_health_check, false),
+                          C(health_status, false),
                           C(created_at, false),
                           C(updated_at)});
   }();

@@ -135,6 +135,14 @@ class Service {
   };
   Result<RebuildResult> rebuild_catalog();
 
+  // The location's repository, opened once and shared. With `paced` (a policy with a
+  // bandwidth_limit_mbps) one of the policy's own, whose storage is paced at its limit.
+  Result<std::shared_ptr<repo::Repository>> repository(const config::Location& location,
+                                                       const config::Policy* paced = nullptr);
+  // The same for a location of the current configuration, by name (kNotFound if it has none).
+  Result<std::shared_ptr<repo::Repository>> repository_named(const std::string& location,
+                                                             const config::Policy* paced = nullptr);
+
   Runner& runner() { return runner_; }
   // Blocks until nothing is queued, running or waiting for a retry.
   void wait_idle();
@@ -144,13 +152,6 @@ class Service {
 
  private:
   struct Pending;  // a run queued behind a running one of the same policy (overlap: queue)
-  // The location's repository, opened once and shared. With `paced` (a policy with a
-  // bandwidth_limit_mbps) one of the policy's own, whose storage is paced at its limit.
-  Result<std::shared_ptr<repo::Repository>> repository(const config::Location& location,
-                                                       const config::Policy* paced = nullptr);
-  // The same for a location of the current configuration, by name (kNotFound if it has none).
-  Result<std::shared_ptr<repo::Repository>> repository_named(const std::string& location,
-                                                             const config::Policy* paced = nullptr);
   void run_backup(const std::string& execution_id, const config::Policy& policy,
                   const CancelToken& token);
   void run_retention(const std::string& policy_id, const config::Policy& policy);

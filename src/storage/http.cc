@@ -141,8 +141,11 @@ Result<Response> perform(const Request& req) {
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
-  // No overall timeout (packs can be large); a stalled transfer fails with
-  // CURLE_OPERATION_TIMEDOUT, which is transient.
+  // No overall timeout unless the request sets one (packs can be large); a stalled transfer
+  // fails with CURLE_OPERATION_TIMEDOUT, which is transient.
+  if (req.timeout.count() > 0) {
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(req.timeout.count()));
+  }
   curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
   curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
   curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -162,6 +165,15 @@ Result<Response> perform(const Request& req) {
     curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, seek_body);
     curl_easy_setopt(h, CURLOPT_SEEKDATA, &up);
     curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+  } else if (req.method == "POST") {
+    // The body through the same rewindable reader as a PUT's (not CURLOPT_POSTFIELDS), so a
+    // resend on a dead reused connection starts it again.
+    curl_easy_setopt(h, CURLOPT_POST, 1L);
+    curl_easy_setopt(h, CURLOPT_READFUNCTION, read_body);
+    curl_easy_setopt(h, CURLOPT_READDATA, &up);
+    curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, seek_body);
+    curl_easy_setopt(h, CURLOPT_SEEKDATA, &up);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
   } else if (req.method != "GET") {
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req.method.c_str());
   }

@@ -15,6 +15,7 @@
 
 #include <curl/curl.h>
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <map>
@@ -33,11 +34,15 @@ namespace haven::storage::http {
 // ---- requests ------------------------------------------------------------------------------
 
 struct Request {
-  std::string method = "GET";  // GET, HEAD, PUT, DELETE
+  std::string method = "GET";  // GET, HEAD, PUT, POST, DELETE
   std::string url;             // complete and percent-encoded (url_encode)
   std::vector<std::pair<std::string, std::string>> headers;  // sent as given
-  ByteView body;               // sent with PUT (may be empty)
+  ByteView body;               // sent with PUT and POST (may be empty)
   std::string ca_file;         // extra trusted CA certificates (PEM); empty: the system's
+  // The whole request, connecting included, must be done within this (else
+  // CURLE_OPERATION_TIMEDOUT, kTransient); zero: no limit but the stall rule of perform().
+  // For small requests that must not hang (alert webhooks); object transfers leave it zero.
+  std::chrono::milliseconds timeout{0};
   // Names the request in messages, e.g. "s3:https://host/bucket/prefix: GET data/3f/3fa9...".
   // Never holds a secret (the URL is not quoted: it may carry a SAS).
   std::string what;
@@ -59,8 +64,9 @@ struct Response {
 // Fails only when no response came: kCancelled (this thread's cancel token fired before the
 // request — then nothing is sent — or during the transfer, which is aborted within a second),
 // else classify_curl_error(). Connections time out after 10 s; a transfer slower than 1 KiB/s
-// for 60 s is dead (a stalled connection, not a slow link). Uploads can be rewound, so libcurl
-// may resend a PUT on a reused connection that died before the response.
+// for 60 s is dead (a stalled connection, not a slow link); a request with a `timeout` ends
+// there at the latest. Uploads can be rewound, so libcurl may resend a PUT or POST on a reused
+// connection that died before the response.
 Result<Response> perform(const Request& req);
 
 // The error for a transfer that failed with `rc` (not a cancellation): kTransient for the

@@ -288,10 +288,13 @@ TEST_F(PoliciesTest, UpsertLocationInsertsThenReplacesByName) {
   changed.storage_type = StorageType::kOnPremise;
   changed.secondary_regions.clear();
   changed.connection_config = {{"path", "/mnt/backup"}};
-  changed.health_status = HealthStatus::kWarning;
-  changed.last_health_check = FakeClock::kStart + 9 * kSecond;
   changed.total_capacity_gb.reset();
   changed.access_controls = {{"writers", {"ops"}}};
+  ASSERT_TRUE(c_->set_location_health("primary", FakeClock::kStart + 9 * kSecond,
+                                      HealthStatus::kWarning).ok());
+  // An upsert (the configuration written again) keeps what the health check recorded.
+  changed.health_status = HealthStatus::kCritical;
+  changed.last_health_check.reset();
   auto second = c_->upsert_location(changed);
   ASSERT_TRUE(second.ok()) << describe(second.error());
   EXPECT_EQ(second->id, first->id);

@@ -1,0 +1,552 @@
+#include "monitor/service.h"
+
+#include <sys/statvfs.h>
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "ops/check.h"
+#include "ops/lock.h"
+#include "repo/ids.h"
+#include "storage/backend.h"
+
+namespace haven::monitor {
+
+namespace {
+
+constexpr TimeNs kSecond = 1'000'000'000LL;
+constexpr TimeNs kMinute = 60 * kSecond;
+constexpr TimeNs kDay = 1440 * kMinute;
+// A lock not refreshed for this long is stale (repo/lock.h: refreshed every 5 minutes).
+constexpr TimeNs kStaleLock = 30 * kMinute;
+
+catalog::AlertSeverity severity_of(Level l) {
+  return l == Level::kCritical ? catalog::AlertSeverity::kCritical : catalog::AlertSeverity::kWarning;
+}
+
+catalog::HealthStatus health_of(Level l) {
+  switch (l) {
+    case Level::kOk: return catalog::HealthStatus::kHealthy;
+    case Level::kWarning: return catalog::HealthStatus::kWarning;
+    case Level::kCritical: return catalog::HealthStatus::kCritical;
+    case Level::kUnknown: return catalog::HealthStatus::kUnknown;
+  }
+  return catalog::HealthStatus::kUnknown;
+}
+
+// A local repository's directory, or "" for object storage.
+std::string local_path(const std::string& repository) {
+  if (repository.starts_with("local:")) return repository.substr(6);
+  if (repository.starts_with("/")) return repository;
+  return "";
+}
+
+EventSink& null_sink() {
+  static NullSink sink;
+  return sink;
+}
+
+}  // namespace
+
+ChannelConfig channel_config(const config::AlertChannel& c) {
+  ChannelConfig out;
+  out.name = c.name;
+  out.type = static_cast<ChannelType>(static_cast<int>(c.type));
+  out.url = c.url;
+  out.routing_key = c.routing_key;
+  out.smtp_url = c.smtp_url;
+  out.starttls = c.starttls;
+  out.ca_file = c.ca_file;
+  out.username = c.username;
+  out.password = c.password;
+  out.from = c.from;
+  out.to = c.to;
+  out.command = c.command;
+  out.timeout = std::chrono::seconds(c.timeout_seconds);
+  return out;
+}
+
+Result<std::optional<TimeNs>> newest_wal(const config::Location& location) {
+  storage::BackendSettings settings;
+  settings.lookup = [location](const std::string& name) { return location.backend_setting(name); };
+  HAVEN_ASSIGN(auto backend, storage::open_backend(location.repository, settings));
+  std::optional<TimeNs> newest;
+  HAVEN_TRY(backend->list(storage::ObjectType::kWal, [&](const storage::ObjectInfo& info) {
+    if (!newest || info.modified > *newest) newest = info.modified;
+  }));
+  return newest;
+}
+
+MonitorService::MonitorService(catalog::Catalog& catalog, jobs::Service* jobs,
+                               MonitorOptions options)
+    : catalog_(catalog), jobs_(jobs), options_(std::move(options)) {}
+
+MonitorService::~MonitorService() { stop(); }
+
+std::shared_ptr<const config::Config> MonitorService::config() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return config_;
+}
+
+void MonitorService::note(const std::string& kind, const nlohmann::json& payload) {
+  if (options_.note) options_.note(kind, payload);
+}
+
+Status MonitorService::apply_config(std::shared_ptr<const config::Config> cfg) {
+  HAVEN_ASSIGN(auto rows, catalog_.list_monitors());
+  for (const auto& m : cfg->monitoring.monitors) {
+    for (const auto& r : rows) {
+      if (r.monitor_name == m.name && r.source == catalog::PolicySource::kApi) {
+        return Error(Error::Code::kAlreadyExists,
+                     "monitor '" + m.name + "' of " + cfg->file +
+                         " has the name of a monitor created over the API: rename one of them");
+      }
+    }
+  }
+  for (const auto& m : cfg->monitoring.monitors) {
+    HAVEN_TRY(catalog_.upsert_monitor(monitor_row(m, catalog::PolicySource::kConfig)));
+  }
+  const TimeNs now = options_.clock();
+  for (const auto& r : rows) {
+    if (r.source != catalog::PolicySource::kConfig) continue;
+    bool kept = std::any_of(cfg->monitoring.monitors.begin(), cfg->monitoring.monitors.end(),
+                            [&](const config::Monitor& m) { return m.name == r.monitor_name; });
+    if (kept) continue;
+    // Its open alerts cannot clear any more: resolve them, saying why.
+    HAVEN_ASSIGN(auto alerts, catalog_.list_alerts(true, 1000));
+    for (auto a : alerts) {
+      if (a.monitor_id != r.id) continue;
+      a.state = catalog::AlertState::kResolved;
+      a.resolved_at = now;
+      a.details["resolved_because"] = "monitor removed from the configuration";
+      HAVEN_TRY(catalog_.update_alert(a));
+    }
+    HAVEN_TRY(catalog_.delete_monitor(r.id));
+  }
+  std::lock_guard<std::mutex> g(mu_);
+  config_ = std::move(cfg);
+  return ok_status();
+}
+
+void MonitorService::start() {
+  std::lock_guard<std::mutex> g(mu_);
+  if (thread_.joinable()) return;
+  stop_ = false;
+  thread_ = std::thread([this] {
+    std::unique_lock<std::mutex> lk(mu_);
+    while (!stop_) {
+      lk.unlock();
+      (void)tick();
+      lk.lock();
+      cv_.wait_for(lk, std::chrono::seconds(1), [this] { return stop_; });
+    }
+  });
+}
+
+void MonitorService::stop() {
+  std::thread t;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    stop_ = true;
+    t = std::move(thread_);
+  }
+  cv_.notify_all();
+  if (t.joinable()) t.join();
+}
+
+StatusContext MonitorService::status_context(const config::Config& cfg) {
+  StatusContext ctx{catalog_, cfg, {}};
+  ctx.newest_wal = [](const config::Location& l) { return newest_wal(l); };
+  return ctx;
+}
+
+EvalContext MonitorService::eval_context(const config::Config& cfg) {
+  EvalContext ctx{status_context(cfg), {}, {}};
+  ctx.health = [this](const std::string& location) { return health(location); };
+  if (jobs_ != nullptr) {
+    ctx.read_snapshot = [this](const config::Location& l, const std::string& hex) -> Status {
+      HAVEN_ASSIGN(auto repo, jobs_->repository_named(l.name));
+      auto id = repo::parse_id(hex);
+      if (!id) return Error(Error::Code::kInvalidArgument, "snapshot id '" + hex + "' is not one");
+      HAVEN_ASSIGN(auto snap, repo->load_snapshot(*id));
+      HAVEN_ASSIGN(auto tree, repo->load_tree(snap.tree));
+      (void)tree;
+      return ok_status();
+    };
+  }
+  return ctx;
+}
+
+Result<StatusReport> MonitorService::status() {
+  auto cfg = config();
+  if (!cfg) return Error(Error::Code::kInternal, "monitoring is not configured yet");
+  return compute_status(status_context(*cfg), options_.clock());
+}
+
+std::optional<HealthResult> MonitorService::health(const std::string& location) const {
+  std::lock_guard<std::mutex> g(mu_);
+  auto it = health_.find(location);
+  if (it == health_.end()) return std::nullopt;
+  return it->second;
+}
+
+MonitorService::Counters MonitorService::counters() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return counters_;
+}
+
+Status MonitorService::enqueue(const catalog::AlertRow& a, const std::vector<std::string>& channels,
+                               catalog::NotifyAction action, int level, TimeNs now) {
+  for (const auto& ch : channels) {
+    catalog::NotificationRow n;
+    n.alert_id = a.id;
+    n.channel = ch;
+    n.action = action;
+    n.escalation_level = level;
+    n.next_attempt_at = now;
+    HAVEN_TRY(catalog_.enqueue_notification(n));
+  }
+  return ok_status();
+}
+
+Status MonitorService::apply_evaluation(const catalog::MonitorRow& row, const config::Monitor& m,
+                                        const Evaluation& e, TimeNs now, Tick& t) {
+  HAVEN_TRY(catalog_.record_monitor_result(row.id, now, health_of(e.level), e.to_json()));
+  for (const Condition& c : e.conditions) {
+    const std::string key = alert_key(m.name, c);
+    if (c.level == Level::kWarning || c.level == Level::kCritical) {
+      catalog::AlertRow a;
+      a.alert_key = key;
+      a.kind = c.kind;
+      a.monitor_id = row.id;
+      a.policy_id = e.policy_id;
+      a.severity = severity_of(c.level);
+      a.summary = c.summary;
+      a.details = c.details;
+      a.details["monitor"] = m.name;
+      HAVEN_ASSIGN(auto raised, catalog_.raise_alert(a));
+      if (raised.created) {
+        t.raised++;
+        {
+          std::lock_guard<std::mutex> g(mu_);
+          counters_.raised++;
+        }
+        // Exactly one trigger per channel of the first step, however the severity moves.
+        HAVEN_TRY(enqueue(raised.alert, m.channels, catalog::NotifyAction::kTrigger, 0, now));
+        note(c.kind, alert_json(raised.alert));
+      }
+    } else if (c.level == Level::kOk) {
+      HAVEN_ASSIGN(auto open, catalog_.find_unresolved_alert(key));
+      if (!open) continue;
+      catalog::AlertRow a = std::move(*open);
+      a.state = catalog::AlertState::kResolved;
+      a.resolved_at = now;
+      a.summary = c.summary;
+      HAVEN_TRY(catalog_.update_alert(a));
+      t.resolved++;
+      {
+        std::lock_guard<std::mutex> g(mu_);
+        counters_.resolved++;
+      }
+      // A resolve notice to every channel the trigger reached; a trigger still undelivered is
+      // dropped (it would announce what is over) and gets no resolve.
+      HAVEN_ASSIGN(auto sent, catalog_.notifications_of(a.id));
+      std::set<std::string> reached;
+      for (auto n : sent) {
+        if (n.action != catalog::NotifyAction::kTrigger) continue;
+        if (n.state == catalog::DeliveryState::kDelivered) {
+          reached.insert(n.channel);
+        } else if (n.state == catalog::DeliveryState::kPending) {
+          n.state = catalog::DeliveryState::kFailed;
+          n.last_error = "the alert resolved before the trigger could be delivered";
+          HAVEN_TRY(catalog_.update_notification(n));
+        }
+      }
+      HAVEN_TRY(enqueue(a, std::vector<std::string>(reached.begin(), reached.end()),
+                        catalog::NotifyAction::kResolve, 0, now));
+      note("alert:resolved", alert_json(a));
+    }
+  }
+  return ok_status();
+}
+
+Result<Evaluation> MonitorService::check_now(const std::string& name) {
+  auto cfg = config();
+  if (!cfg) return Error(Error::Code::kInternal, "monitoring is not configured yet");
+  HAVEN_ASSIGN(auto row, catalog_.get_monitor(name));
+  HAVEN_ASSIGN(config::Monitor m, monitor_of(row));
+  const TimeNs now = options_.clock();
+  HAVEN_ASSIGN(Evaluation e, evaluate(eval_context(*cfg), m, now));
+  Tick t;
+  std::lock_guard<std::mutex> g(tick_mu_);
+  HAVEN_TRY(apply_evaluation(row, m, e, now, t));
+  return e;
+}
+
+void MonitorService::escalate(const config::Config& cfg, TimeNs now, Tick& t) {
+  (void)cfg;
+  auto alerts = catalog_.list_alerts(true, 1000);
+  if (!alerts.ok()) return;
+  for (auto a : *alerts) {
+    if (a.state != catalog::AlertState::kOpen || !a.monitor_id) continue;
+    auto row = catalog_.get_monitor(*a.monitor_id);
+    if (!row.ok()) continue;
+    auto m = monitor_of(*row);
+    if (!m.ok()) continue;
+    // Every step whose time has come, in order (a step missed while the server was down is
+    // still taken, once).
+    bool changed = false;
+    while (a.escalation_level < static_cast<int>(m->escalation.size())) {
+      const auto& step = m->escalation[a.escalation_level];
+      if (now - a.opened_at < static_cast<TimeNs>(step.after_minutes) * kMinute) break;
+      if (!enqueue(a, step.channels, catalog::NotifyAction::kTrigger, a.escalation_level + 1, now).ok()) break;
+      a.escalation_level++;
+      a.escalated_at = now;
+      changed = true;
+      t.escalated++;
+      note("alert:escalated", {{"alert", alert_json(a)}, {"channels", step.channels},
+                               {"after_minutes", step.after_minutes}});
+    }
+    if (changed) (void)catalog_.update_alert(a);
+  }
+}
+
+void MonitorService::deliver_due(const config::Config& cfg, TimeNs now, Tick& t) {
+  auto due = catalog_.due_notifications(now, 100);
+  if (!due.ok()) return;
+  for (auto n : *due) {
+    auto alert = catalog_.get_alert(n.alert_id);
+    if (!alert.ok()) continue;
+    const config::AlertChannel* ch = cfg.monitoring.find_channel(n.channel);
+    Status outcome = ok_status();
+    if (ch == nullptr) {
+      outcome = Error(Error::Code::kInvalidArgument,
+                      "alert channel '" + n.channel + "' is no longer configured");
+    } else {
+      Notification msg;
+      // The same id on every attempt: receivers can fold a repeat (Idempotency-Key).
+      msg.id = "haven-" + alert->id + "-" + std::to_string(n.id);
+      msg.alert_key = alert->alert_key;
+      msg.action = n.action == catalog::NotifyAction::kTrigger ? NotifyAction::kTrigger
+                                                               : NotifyAction::kResolve;
+      msg.severity = std::string(catalog::to_string(alert->severity));
+      msg.kind = alert->kind;
+      msg.summary = alert->summary;
+      msg.time = n.action == catalog::NotifyAction::kTrigger
+                     ? alert->opened_at
+                     : alert->resolved_at.value_or(now);
+      msg.escalation_level = n.escalation_level;
+      msg.details = alert->details;
+      msg.source = options_.source;
+      outcome = deliver(channel_config(*ch), msg);
+    }
+    n.attempts++;
+    if (outcome.ok()) {
+      n.state = catalog::DeliveryState::kDelivered;
+      n.delivered_at = now;
+      n.last_error.reset();
+      t.delivered++;
+      std::lock_guard<std::mutex> g(mu_);
+      counters_.delivered++;
+    } else if (outcome.error().code() == Error::Code::kTransient &&
+               now - n.created_at < options_.give_up) {
+      TimeNs wait = options_.retry_initial;
+      for (int i = 1; i < n.attempts && wait < options_.retry_max; i++) wait *= 2;
+      n.next_attempt_at = now + std::min(wait, options_.retry_max);
+      n.last_error = outcome.error().message();
+      t.retried++;
+      std::lock_guard<std::mutex> g(mu_);
+      counters_.retried++;
+    } else {
+      n.state = catalog::DeliveryState::kFailed;
+      n.last_error = outcome.error().message();
+      t.failed++;
+      {
+        std::lock_guard<std::mutex> g(mu_);
+        counters_.failed++;
+      }
+      note("alert:notification-failed", {{"alert_id", n.alert_id},
+                                         {"channel", n.channel},
+                                         {"action", std::string(catalog::to_string(n.action))},
+                                         {"attempts", n.attempts},
+                                         {"error", *n.last_error}});
+    }
+    // Recorded before the next one is sent: a delivered notification is never sent again.
+    (void)catalog_.update_notification(n);
+  }
+}
+
+Result<HealthResult> MonitorService::health_check(const std::string& location) {
+  auto cfg = config();
+  if (!cfg || jobs_ == nullptr) return Error(Error::Code::kInternal, "no repositories to check");
+  const config::Location* loc = cfg->find_location(location);
+  if (loc == nullptr) return Error(Error::Code::kNotFound, "location '" + location + "' is not configured");
+  HealthResult h;
+  h.location = location;
+  const TimeNs now = options_.clock();
+  auto repo = jobs_->repository_named(location);
+  if (!repo.ok()) {
+    h.problems.push_back("unreachable: " + repo.error().message());
+  } else {
+    h.reachable = true;
+    const TimeNs wall = haven::now();  // lock ages are real time, whatever the test clock says
+    Status listed = (*repo)->backend().list(storage::ObjectType::kLock, [&](const storage::ObjectInfo& i) {
+      h.locks++;
+      if (wall - i.modified > kStaleLock) h.stale_locks++;
+    });
+    if (!listed.ok()) {
+      h.reachable = false;
+      h.problems.push_back("unreachable: " + listed.error().message());
+    }
+    if (h.stale_locks > 0) {
+      h.problems.push_back(std::to_string(h.stale_locks) + " stale lock(s): a process died holding "
+                           "it; `haven unlock` removes stale locks");
+    }
+    if (h.reachable) {
+      auto held = ops::lock(**repo, ops::LockMode::kShared, null_sink());
+      if (held.ok()) {
+        h.writable = true;
+        (void)held->release();
+      } else {
+        h.problems.push_back("not writable: " + held.error().message());
+      }
+    }
+    // Capacity.
+    const std::string path = local_path(loc->repository);
+    if (loc->capacity_gb) {
+      int64_t used = 0;
+      Status st = (*repo)->backend().list(storage::ObjectType::kData, [&](const storage::ObjectInfo& i) {
+        used += static_cast<int64_t>(i.size);
+      });
+      if (st.ok()) {
+        h.used_bytes = used;
+        h.capacity_bytes = *loc->capacity_gb * 1'000'000'000LL;
+      }
+    } else if (!path.empty()) {
+      struct statvfs vfs;
+      if (::statvfs(path.c_str(), &vfs) == 0 && vfs.f_blocks > 0) {
+        const int64_t total = static_cast<int64_t>(vfs.f_blocks) * static_cast<int64_t>(vfs.f_frsize);
+        const int64_t avail = static_cast<int64_t>(vfs.f_bavail) * static_cast<int64_t>(vfs.f_frsize);
+        h.capacity_bytes = total;
+        h.used_bytes = total - avail;
+      }
+    }
+    if (h.used_bytes && h.capacity_bytes && *h.capacity_bytes > 0) {
+      h.used_percent = 100.0 * static_cast<double>(*h.used_bytes) / static_cast<double>(*h.capacity_bytes);
+    }
+    // The day's share of the data.
+    const int n = cfg->monitoring.read_data_days;
+    bool read_today = false;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      auto it = read_data_at_.find(location);
+      read_today = it != read_data_at_.end() && now - it->second < kDay;
+    }
+    if (n > 0 && h.writable && !read_today) {
+      const int64_t day = now / kDay;
+      const std::string subset = std::to_string(day % n + 1) + "/" + std::to_string(n);
+      ops::CheckRequest req;
+      req.read_data_subset = subset;
+      auto report = ops::check(**repo, req, EventTarget(null_sink(), "health:" + location));
+      h.read_data_subset = subset;
+      if (report.ok()) {
+        h.read_data_problems = static_cast<int64_t>(report->problems.size());
+        if (report->damaged()) {
+          h.problems.push_back("check --read-data-subset " + subset + " found " +
+                               std::to_string(report->problems.size()) + " problem(s): run "
+                               "`haven check --read-data` on it");
+        }
+        std::lock_guard<std::mutex> g(mu_);
+        read_data_at_[location] = now;
+      } else {
+        h.problems.push_back("check --read-data-subset " + subset + " failed: " + report.error().message());
+      }
+    }
+  }
+  Level level = Level::kOk;
+  if (!h.reachable || !h.writable || h.read_data_problems.value_or(0) > 0) {
+    level = Level::kCritical;
+  } else if (h.stale_locks > 0 || (h.used_percent && *h.used_percent >= 90)) {
+    level = Level::kWarning;
+  }
+  h.status = health_of(level);
+  h.time = now;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    health_[location] = h;
+  }
+  (void)catalog_.set_location_health(location, now, h.status);
+  note("health-check:completed", h.to_json());
+  return h;
+}
+
+void MonitorService::start_health_checks(const config::Config& cfg, TimeNs now, Tick& t) {
+  if (jobs_ == nullptr || !options_.health_checks) return;
+  const TimeNs every = static_cast<TimeNs>(cfg.monitoring.health_check_minutes) * kMinute;
+  for (const auto& l : cfg.locations) {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      auto it = health_started_.find(l.name);
+      if (it != health_started_.end() && now - it->second < every) continue;
+      health_started_[l.name] = now;
+    }
+    jobs::Job job;
+    job.id = "health:" + l.name + ":" + std::to_string(now);
+    job.resource = l.name;
+    job.access = jobs::Access::kShared;
+    const std::string name = l.name;
+    job.run = [this, name](const CancelToken&) { (void)health_check(name); };
+    if (jobs_->runner().submit(std::move(job)).ok()) t.health_checks++;
+  }
+}
+
+MonitorService::Tick MonitorService::tick() {
+  std::lock_guard<std::mutex> g(tick_mu_);
+  Tick t;
+  auto cfg = config();
+  if (!cfg) return t;
+  const TimeNs now = options_.clock();
+  auto rows = catalog_.list_monitors();
+  if (rows.ok()) {
+    const EvalContext ctx = eval_context(*cfg);
+    for (const auto& row : *rows) {
+      if (!row.is_active) continue;
+      if (row.last_check &&
+          now - *row.last_check < static_cast<TimeNs>(row.check_frequency_minutes) * kMinute) {
+        continue;
+      }
+      auto m = monitor_of(row);
+      if (!m.ok()) continue;
+      auto e = evaluate(ctx, *m, now);
+      if (!e.ok()) {
+        (void)catalog_.record_monitor_result(row.id, now, catalog::HealthStatus::kUnknown,
+                                             {{"error", e.error().message()}});
+        continue;
+      }
+      t.checked++;
+      (void)apply_evaluation(row, *m, *e, now, t);
+    }
+  }
+  escalate(*cfg, now, t);
+  deliver_due(*cfg, now, t);
+  start_health_checks(*cfg, now, t);
+  return t;
+}
+
+Result<catalog::AlertRow> MonitorService::acknowledge(const std::string& id, const std::string& by) {
+  HAVEN_ASSIGN(auto a, catalog_.get_alert(id));
+  if (a.state != catalog::AlertState::kOpen) {
+    return Error(Error::Code::kAlreadyExists,
+                 "alert " + id + " is " + std::string(catalog::to_string(a.state)) +
+                     ": only an open alert can be acknowledged");
+  }
+  a.state = catalog::AlertState::kAcknowledged;
+  a.acknowledged_at = options_.clock();
+  a.acknowledged_by = by.empty() ? std::optional<std::string>() : by;
+  HAVEN_TRY(catalog_.update_alert(a));
+  note("alert:acknowledged", alert_json(a));
+  return a;
+}
+
+}  // namespace haven::monitor
