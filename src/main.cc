@@ -66,6 +66,7 @@ int main(int argc, char** argv) {
   haven::cli::register_pg(app);
   haven::cli::register_config(app);
   haven::cli::register_catalog(app);
+  haven::cli::register_status(app);
   haven::cli::register_server(app, run_server);
   haven::cli::register_version(app);
   return app.run(argc, argv);

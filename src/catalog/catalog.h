@@ -28,7 +28,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <array>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -113,6 +115,22 @@ class Catalog {
   virtual Status update_restore(const RestoreRow& row) = 0;
   // By id or by request_id. kNotFound.
   virtual Result<RestoreRow> get_restore(const std::string& id_or_request_id) = 0;
+
+  // Per policy: executions by status, the bytes of completed ones, and their durations as a
+  // histogram (for /metrics). Rows of every policy that has executions.
+  static constexpr std::array<int64_t, 9> kDurationBuckets = {10, 30, 60, 300, 900, 1800,
+                                                              3600, 14400, 86400};  // seconds
+  struct ExecutionStats {
+    std::string policy_id;
+    std::map<ExecStatus, int64_t> by_status;
+    int64_t bytes_completed = 0;  // backup_size_bytes of completed runs, together
+    // completed runs with a duration: cumulative counts per kDurationBuckets (<= bound), their
+    // count and the sum of their durations
+    std::array<int64_t, kDurationBuckets.size()> duration_le{};
+    int64_t duration_count = 0;
+    int64_t duration_sum = 0;
+  };
+  virtual Result<std::vector<ExecutionStats>> execution_stats() = 0;
 
   // What restores from a repository achieved: the newest `last_n` completed restores of
   // executions whose backup_location is `backup_location` that restored data.
@@ -206,6 +224,8 @@ class Catalog {
   // (1..kMaxEventBatch).
   virtual Result<std::vector<AuditRow>> audit_records(int64_t after_seq, TimeNs since,
                                                       int limit) = 0;
+  // The last record's seq (0 for an empty log).
+  virtual Result<int64_t> audit_length() = 0;
 };
 
 // The checks every implementation applies before it writes a row; callers (the server's

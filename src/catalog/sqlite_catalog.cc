@@ -656,6 +656,45 @@ Result<RestoreRow> SqliteCatalog::get_restore(const std::string& key) {
   });
 }
 
+Result<std::vector<Catalog::ExecutionStats>> SqliteCatalog::execution_stats() {
+  return read([&](Db& db) -> Result<std::vector<ExecutionStats>> {
+    std::string buckets;
+    for (int64_t b : kDurationBuckets) {
+      buckets += ", sum(status = 'completed' AND duration_seconds IS NOT NULL AND duration_seconds <= " +
+                 std::to_string(b) + ")";
+    }
+    HAVEN_ASSIGN(Stmt st,
+                 db.prepare("SELECT policy_id, status, count(*), "
+                            "coalesce(sum(CASE WHEN status = 'completed' THEN backup_size_bytes END), 0), "
+                            "sum(status = 'completed' AND duration_seconds IS NOT NULL), "
+                            "coalesce(sum(CASE WHEN status = 'completed' THEN duration_seconds END), 0)" +
+                            buckets +
+                            " FROM backup_executions WHERE policy_id IS NOT NULL "
+                            "GROUP BY policy_id, status ORDER BY policy_id"));
+    std::vector<ExecutionStats> out;
+    while (true) {
+      HAVEN_ASSIGN(bool more, st.step());
+      if (!more) break;
+      const std::string policy = st.text(0);
+      if (out.empty() || out.back().policy_id != policy) {
+        out.emplace_back();
+        out.back().policy_id = policy;
+      }
+      ExecutionStats& e = out.back();
+      auto status = parse_enum<ExecStatus>(st.text(1));
+      if (!status) continue;
+      e.by_status[*status] = st.int64(2);
+      e.bytes_completed += st.int64(3);
+      e.duration_count += st.int64(4);
+      e.duration_sum += st.int64(5);
+      for (size_t i = 0; i < kDurationBuckets.size(); i++) {
+        e.duration_le[i] += st.int64(static_cast<int>(6 + i));
+      }
+    }
+    return out;
+  }, true);
+}
+
 Result<Catalog::RestoreThroughput> SqliteCatalog::restore_throughput(
     const std::string& backup_location, int last_n) {
   if (last_n < 1 || last_n > 1000) return invalid("restores to look at must be 1..1000");
@@ -1063,6 +1102,13 @@ Result<std::vector<AuditRow>> SqliteCatalog::audit_records(int64_t after_seq, Ti
                    st.bind_int64(2, since);
                    st.bind_int64(3, limit);
                  });
+  });
+}
+
+Result<int64_t> SqliteCatalog::audit_length() {
+  return read([&](Db& db) -> Result<int64_t> {
+    HAVEN_ASSIGN(auto n, db.query_int("SELECT coalesce(max(seq), 0) FROM audit_log"));
+    return n.value_or(0);
   });
 }
 

@@ -65,6 +65,7 @@ class SqliteCatalog final : public Catalog {
   Status update_restore(const RestoreRow& row) override;
   Result<RestoreRow> get_restore(const std::string& id_or_request_id) override;
 
+  Result<std::vector<ExecutionStats>> execution_stats() override;
   Result<RestoreThroughput> restore_throughput(const std::string& backup_location,
                                                int last_n) override;
   Result<std::optional<RestoreRow>> last_completed_restore(const std::string& policy_id) override;
@@ -101,6 +102,7 @@ class SqliteCatalog final : public Catalog {
 
   Result<AuditRow> append_audit(const AuditRow& row) override;
   Result<std::vector<AuditRow>> audit_records(int64_t after_seq, TimeNs since, int limit) override;
+  Result<int64_t> audit_length() override;
 
   // For tests: the integer value of `PRAGMA <name>` on the writer connection or on a reader.
   Result<int64_t> connection_pragma(bool writer, const std::string& name);

@@ -121,6 +121,8 @@ struct ServerCommand {
 using ServerMain = std::function<CommandResult(App&, const ServerCommand&)>;
 void register_config(App& app);
 void register_catalog(App& app);
+// haven status, haven alerts [ack], haven audit verify|export (cmd_status.cc).
+void register_status(App& app);
 void register_server(App& app, ServerMain run);
 // The environment as haven.yaml's env lookups see it.
 std::optional<std::string> environment_value(const std::string& name);

@@ -7,6 +7,8 @@
 #include "cli/cli.h"
 #include "config/config.h"
 #include "jobs/service.h"
+#include "monitor/audit.h"
+#include "util/sysinfo.h"
 
 namespace haven::cli {
 
@@ -114,6 +116,9 @@ void register_server(App& app, ServerMain run) {
       }
       return row.error();
     }
+    monitor::AuditLog audit(*cat);
+    HAVEN_TRY(audit.record("cli:" + username() + "@" + hostname(), "token.create", *name,
+                           {{"role", *role}}));
     std::cout << token << "\n";
     std::cerr << "token '" << *name << "' (" << *role
               << ") created: it is shown only this once; the server keeps only its hash\n";
@@ -157,6 +162,8 @@ void register_server(App& app, ServerMain run) {
                    "--name: no active token named '" + *name + "' ('haven server token list' shows them)");
     }
     HAVEN_TRY(s);
+    monitor::AuditLog audit(*cat);
+    HAVEN_TRY(audit.record("cli:" + username() + "@" + hostname(), "token.revoke", *name));
     std::cout << "token '" << *name << "' revoked\n";
     return 0;
   });

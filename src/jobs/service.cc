@@ -240,6 +240,10 @@ Result<catalog::ExecutionRow> Service::execute(const std::string& policy_id,
   HAVEN_ASSIGN(catalog::ExecutionRow stored, catalog_.create_execution(row));
   active_[prow.id] = stored.id;
   g.unlock();
+  audit(request.requested_by.empty() ? "scheduler" : request.requested_by, "backup.execute",
+        policy.name, {{"execution_id", stored.execution_id},
+                      {"trigger", std::string(catalog::to_string(stored.trigger))},
+                      {"backup_type", std::string(catalog::to_string(stored.backup_type))}});
   if (Status s = submit_backup(stored, policy); !s.ok()) {
     stored.status = catalog::ExecStatus::kFailed;
     stored.completed_at = now();
@@ -404,10 +408,34 @@ void Service::run_retention(const std::string& policy_id, const config::Policy& 
     req.group_by = "";
     req.only_tags = {policy_tag(policy.name)};
     req.prune = true;
-    // The outcome is in the events (forget's and prune's, under this job's id).
-    (void)ops::forget(**repo, req, EventTarget(events_, "retention-" + policy.name));
+    // The outcome is in the events (forget's and prune's, under this job's id) and, for the
+    // record, in the audit log.
+    auto res = ops::forget(**repo, req, EventTarget(events_, "retention-" + policy.name));
+    if (!res.ok()) {
+      audit("scheduler", "retention.forget", policy.name, {{"error", res.error().message()}});
+      return;
+    }
+    nlohmann::json removed = nlohmann::json::array();
+    for (const auto& g : res->groups) {
+      for (const auto& d : g.decisions) {
+        if (!d.keep) removed.push_back(repo::hex(d.id));
+      }
+    }
+    audit("scheduler", "retention.forget", policy.name,
+          {{"kept", res->keep}, {"removed", res->removed}, {"snapshots", removed}});
+    if (res->prune) {
+      audit("scheduler", "retention.prune", policy.location,
+            {{"packs_deleted", res->prune->packs_deleted},
+             {"packs_repacked", res->prune->packs_repacked},
+             {"bytes_deleted", res->prune->bytes_deleted}});
+    }
   };
   (void)runner_.submit(std::move(job));  // one already queued or running covers this one too
+}
+
+void Service::audit(const std::string& actor, const std::string& action,
+                    const std::string& target, const nlohmann::json& details) {
+  if (options_.audit) options_.audit(actor, action, target, details);
 }
 
 void Service::schedule_retry(const std::string& policy_id, const catalog::ExecutionRow& failed,
@@ -548,6 +576,16 @@ Result<catalog::RestoreRow> Service::restore(const RestoreRequest& request) {
   if (!options_.server_instance.empty()) row.server_instance = options_.server_instance;
   row.restore_options = {{"verify", request.verify}};
   HAVEN_ASSIGN(catalog::RestoreRow stored, catalog_.create_restore(row));
+  // Who restored what, where: a data access, for the record.
+  audit(request.requested_by.empty() ? "server" : "token:" + request.requested_by, "restore.request",
+        stored.snapshot_id.value_or(""),
+        {{"request_id", stored.request_id},
+         {"policy", policy.name},
+         {"execution_id", exec.execution_id},
+         {"target_location", stored.target_location},
+         {"paths", request.include},
+         {"point_in_time", stored.point_in_time ? nlohmann::json(format_time(*stored.point_in_time))
+                                                : nlohmann::json(nullptr)}});
   Job job;
   job.id = stored.id;
   job.resource = policy.location;
@@ -642,7 +680,8 @@ Status Service::cancel_restore(const std::string& id) {
   return ok_status();
 }
 
-Result<catalog::RestoreRow> Service::validate_restore(const std::string& id) {
+Result<catalog::RestoreRow> Service::validate_restore(const std::string& id,
+                                                      const std::string& actor) {
   // One validation of a restore at a time: the check, the "running" mark and the submission
   // happen under this lock, so two requests never overwrite each other's result.
   std::lock_guard<std::mutex> serial(validate_mu_);
@@ -723,6 +762,8 @@ Result<catalog::RestoreRow> Service::validate_restore(const std::string& id) {
     (void)catalog_.update_restore(row);  // as it was (nothing else validates it: the lock)
     return s.error();
   }
+  audit(actor.empty() ? "server" : actor, "restore.validate", row.request_id,
+        {{"target_location", row.target_location}, {"snapshot_id", row.snapshot_id.value_or("")}});
   return marked;
 }
 

@@ -53,6 +53,12 @@ struct ServiceOptions {
   // Runs first on each job's thread (Runner's on_thread_start): the server sets the thread's
   // niceness there (server.job_nice).
   std::function<void()> on_job_thread;
+  // The audit log (monitor/audit.h through the server): what the service does on its own or on
+  // a caller's behalf — backup.execute (actor: the request's requested_by, else "scheduler"),
+  // restore.request, restore.validate, retention.forget and retention.prune. May be empty.
+  std::function<void(const std::string& actor, const std::string& action,
+                     const std::string& target, const nlohmann::json& details)>
+      audit;
 };
 
 struct ExecuteRequest {
@@ -61,6 +67,7 @@ struct ExecuteRequest {
   catalog::Trigger trigger = catalog::Trigger::kManual;
   std::optional<TimeNs> scheduled_for;
   int retry_count = 0;
+  std::string requested_by;  // for the audit log ("token:ops"); empty: "scheduler"
 };
 
 struct RestoreRequest {
@@ -114,7 +121,9 @@ class Service {
   // and "validated_at"; integrity_validated is false while it runs, then whether everything
   // matched. kAlreadyExists (a conflict) while the restore or a validation of it is queued or
   // running, or if it restored nothing.
-  Result<catalog::RestoreRow> validate_restore(const std::string& id);
+  // `actor`: who asked, for the audit log ("token:ops"; empty: "server").
+  Result<catalog::RestoreRow> validate_restore(const std::string& id,
+                                               const std::string& actor = "");
 
   // The snapshots of every location (GET /api/snapshots).
   struct SnapshotInfo {
@@ -156,6 +165,8 @@ class Service {
                   const CancelToken& token);
   void run_retention(const std::string& policy_id, const config::Policy& policy);
   void run_restore(const std::string& restore_id, const CancelToken& token);
+  void audit(const std::string& actor, const std::string& action, const std::string& target,
+             const nlohmann::json& details);
   void schedule_retry(const std::string& policy_id, const catalog::ExecutionRow& failed,
                       const config::Policy& policy);
   void policy_done(const std::string& policy_id);

@@ -70,7 +70,14 @@ Result<std::string> location_id(catalog::Catalog& c, const std::string& name) {
   return l.id;
 }
 
+void audit(const ApiContext& c, const ApiRequest& r, const std::string& action,
+           const std::string& target, nlohmann::json details = nlohmann::json::object()) {
+  if (c.audit != nullptr) (void)c.audit->record(actor_of(r), action, target, std::move(details));
+}
+
 }  // namespace
+
+std::string actor_of(const ApiRequest& r) { return "token:" + r.who.name; }
 
 nlohmann::json execution_json(const catalog::ExecutionRow& r) {
   return {{"id", r.id},
@@ -153,6 +160,7 @@ const std::string& openapi_document() {
 
 void add_api_routes(HttpServer& http, ApiContext ctx) {
   auto c = std::make_shared<ApiContext>(ctx);
+  add_monitoring_routes(http, c);
   auto ok = [](nlohmann::json body, int status = 200) { return ApiResponse{status, std::move(body)}; };
 
   http.add({"GET", "/health", std::nullopt, "liveness and job counts (no token)",
@@ -212,10 +220,12 @@ void add_api_routes(HttpServer& http, ApiContext ctx) {
       row.id = existing->id;
       HAVEN_ASSIGN(catalog::PolicyRow stored, c->catalog.update_policy(row));
       if (c->scheduler) c->scheduler->replan();
+      audit(*c, r, "policy.update", stored.name, {{"id", stored.id}, {"spec", stored.spec}});
       return ok(policy_json(stored), 200);
     }
     HAVEN_ASSIGN(catalog::PolicyRow stored, c->catalog.create_policy(row));
     if (c->scheduler) c->scheduler->replan();
+    audit(*c, r, "policy.create", stored.name, {{"id", stored.id}, {"spec", stored.spec}});
     return ok(policy_json(stored), 201);
   };
   http.add({"POST", "/api/backup/policies", Role::kAdmin, "create a policy",
@@ -244,6 +254,7 @@ void add_api_routes(HttpServer& http, ApiContext ctx) {
               }
               HAVEN_TRY(c->catalog.delete_policy(row.id));
               if (c->scheduler) c->scheduler->replan();
+              audit(*c, r, "policy.delete", row.name, {{"id", row.id}});
               return ok({{"deleted", row.id}});
             }, {}});
 
@@ -272,6 +283,7 @@ void add_api_routes(HttpServer& http, ApiContext ctx) {
                   return bad(k, "unknown field (give backupType and/or priority)");
                 }
               }
+              req.requested_by = actor_of(r);
               HAVEN_ASSIGN(auto e, c->service.execute(row.id, req));
               return ok(execution_json(e), 202);
             }, {}});
@@ -328,6 +340,7 @@ void add_api_routes(HttpServer& http, ApiContext ctx) {
             [c, ok](const ApiRequest& r) -> Result<ApiResponse> {
               HAVEN_TRY(c->service.cancel_execution(r.params.at("id")));
               HAVEN_ASSIGN(auto e, c->catalog.get_execution(r.params.at("id")));
+              audit(*c, r, "backup.cancel", e.execution_id);
               return ok(execution_json(e), 202);
             }, {}});
 
@@ -405,7 +418,7 @@ void add_api_routes(HttpServer& http, ApiContext ctx) {
   http.add({"POST", "/api/restore/operations/{id}/validate", Role::kOperator,
             "compare a restore's target with its snapshot",
             [c, ok](const ApiRequest& r) -> Result<ApiResponse> {
-              HAVEN_ASSIGN(auto row, c->service.validate_restore(r.params.at("id")));
+              HAVEN_ASSIGN(auto row, c->service.validate_restore(r.params.at("id"), actor_of(r)));
               return ok(restore_json(row), 202);
             }, {}});
 
@@ -452,6 +465,7 @@ void add_api_routes(HttpServer& http, ApiContext ctx) {
                 }
                 return row.error();
               }
+              audit(*c, r, "token.create", name, {{"role", role_text}});
               nlohmann::json out = token_json(*row);
               out["token"] = token;  // the only time it is shown; the catalog keeps its hash
               return ok(out, 201);
@@ -466,12 +480,14 @@ void add_api_routes(HttpServer& http, ApiContext ctx) {
                 }
                 return s.error();
               }
+              audit(*c, r, "token.revoke", name);
               return ok({{"name", name}, {"revoked", true}});
             }, {}});
   http.add({"POST", "/api/server/reload", Role::kAdmin, "reload haven.yaml",
-            [c, ok](const ApiRequest&) -> Result<ApiResponse> {
+            [c, ok](const ApiRequest& r) -> Result<ApiResponse> {
               if (!c->reload) return Error(Error::Code::kNotFound, "this server has no configuration file to reload");
               HAVEN_TRY(c->reload());
+              audit(*c, r, "server.reload", "haven.yaml");
               auto cfg = c->service.config();
               return ok({{"reloaded", true},
                          {"locations", cfg ? cfg->locations.size() : 0},

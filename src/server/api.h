@@ -15,6 +15,8 @@
 #include "catalog/catalog.h"
 #include "jobs/scheduler.h"
 #include "jobs/service.h"
+#include "monitor/audit.h"
+#include "monitor/service.h"
 #include "server/bus.h"
 #include "server/http.h"
 
@@ -28,9 +30,15 @@ struct ApiContext {
   std::string version;
   // POST /api/server/reload: Server::reload (empty: the route answers 404).
   std::function<Status()> reload;
+  monitor::MonitorService* monitor = nullptr;  // status, monitors, alerts, /metrics
+  monitor::AuditLog* audit = nullptr;          // every change and data access; may be null
 };
 
 void add_api_routes(HttpServer& http, ApiContext ctx);
+// GET /api/status, GET /metrics, monitors, alerts and the audit log (server/api_monitor.cc).
+void add_monitoring_routes(HttpServer& http, std::shared_ptr<ApiContext> ctx);
+// The audit actor of a request: "token:<name>".
+std::string actor_of(const ApiRequest& r);
 
 // The OpenAPI document the server serves (docs/openapi.json).
 const std::string& openapi_document();

@@ -143,11 +143,13 @@ void HttpServer::install(httplib::Server& srv) {
         a.headers[lower] = v;
       }
       a.body = req.body;
+      a.remote_addr = req.remote_addr;
       if (route.role) {
         std::string authz = req.get_header_value("Authorization");
         const std::string prefix = "Bearer ";
         if (authz.compare(0, prefix.size(), prefix) != 0) {
           res.set_header("WWW-Authenticate", "Bearer");
+          if (refused_) refused_(a, 401, "");
           send_error(res, 401, "unauthorized",
                      "this route needs a bearer token: send 'Authorization: Bearer <token>' "
                      "(create one with 'haven server token create')");
@@ -156,12 +158,14 @@ void HttpServer::install(httplib::Server& srv) {
         std::optional<Principal> who = auth_(authz.substr(prefix.size()));
         if (!who) {
           res.set_header("WWW-Authenticate", "Bearer error=\"invalid_token\"");
+          if (refused_) refused_(a, 401, "");
           send_error(res, 401, "unauthorized",
                      "the bearer token is not valid (unknown or revoked): create one with "
                      "'haven server token create'");
           return;
         }
         if (static_cast<int>(who->role) < static_cast<int>(*route.role)) {
+          if (refused_) refused_(a, 403, who->name);
           send_error(res, 403, "forbidden",
                      std::string(route.method + " " + route.path) + " needs the " +
                          role_name(*route.role) + " role; token '" + who->name + "' has " +
@@ -190,6 +194,11 @@ void HttpServer::install(httplib::Server& srv) {
       Result<ApiResponse> out = route.handler(a);
       if (!out.ok()) {
         send_json(res, http_status(out.error()), error_body(out.error()));
+        return;
+      }
+      if (!out->content_type.empty()) {
+        res.status = out->status;
+        res.set_content(out->text, out->content_type);
         return;
       }
       send_json(res, out->status, out->body);

@@ -50,6 +50,7 @@ struct ApiRequest {
   std::multimap<std::string, std::string> query;
   std::map<std::string, std::string> headers;  // lower-case names
   std::string body;
+  std::string remote_addr;  // the client's address
   Principal who;
   // The body as a JSON object; kInvalidArgument naming the problem otherwise.
   Result<nlohmann::json> json() const;
@@ -58,8 +59,14 @@ struct ApiRequest {
 };
 
 struct ApiResponse {
+  ApiResponse() = default;
+  ApiResponse(int s, nlohmann::json b, std::string type = "", std::string t = "")
+      : status(s), body(std::move(b)), content_type(std::move(type)), text(std::move(t)) {}
   int status = 200;
   nlohmann::json body = nlohmann::json::object();
+  // When set, `text` is sent as is with this content type instead of `body` (GET /metrics).
+  std::string content_type;
+  std::string text;
 };
 
 using Handler = std::function<Result<ApiResponse>(const ApiRequest&)>;
@@ -90,6 +97,10 @@ struct TlsFiles {
 };
 
 using Authenticator = std::function<std::optional<Principal>(const std::string& bearer_token)>;
+// Told of every request refused for want of a valid token (401) or role (403): the audit log.
+// `who` is the token's name for a 403, empty for a 401.
+using RefusalObserver = std::function<void(const ApiRequest& request, int status,
+                                           const std::string& who)>;
 
 class HttpServer {
  public:
@@ -99,6 +110,8 @@ class HttpServer {
   HttpServer& operator=(const HttpServer&) = delete;
 
   void add(Route route);
+  // Before start().
+  void on_refused(RefusalObserver observer) { refused_ = std::move(observer); }
   const std::vector<Route>& routes() const { return routes_; }
 
   // Binds host:port (port 0: any free one) and serves on a thread of its own. kInvalidArgument
@@ -111,6 +124,7 @@ class HttpServer {
  private:
   void install(httplib::Server& srv);
   Authenticator auth_;
+  RefusalObserver refused_;
   unsigned threads_;
   std::vector<Route> routes_;
   std::unique_ptr<httplib::Server> srv_;

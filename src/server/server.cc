@@ -10,6 +10,7 @@
 
 #include "catalog/tokens.h"
 #include "server/api.h"
+#include "util/sysinfo.h"
 
 namespace haven::server {
 
@@ -44,6 +45,40 @@ Authenticator token_auth(catalog::Catalog& c) {
     return p;
   };
 }
+// Refused requests into the audit log: at most 60 records a minute (a flood of bad tokens must
+// not become a flood of synchronous catalog writes); the next record says how many were left
+// out meanwhile.
+RefusalObserver refusal_auditor(monitor::AuditLog& audit) {
+  struct State {
+    std::mutex mu;
+    std::chrono::steady_clock::time_point window = std::chrono::steady_clock::now();
+    int in_window = 0;
+    int64_t suppressed = 0;
+  };
+  auto st = std::make_shared<State>();
+  return [&audit, st](const ApiRequest& r, int status, const std::string& who) {
+    int64_t suppressed = 0;
+    {
+      std::lock_guard<std::mutex> g(st->mu);
+      const auto now = std::chrono::steady_clock::now();
+      if (now - st->window >= std::chrono::minutes(1)) {
+        st->window = now;
+        st->in_window = 0;
+      }
+      if (++st->in_window > 60) {
+        st->suppressed++;
+        return;
+      }
+      suppressed = st->suppressed;
+      st->suppressed = 0;
+    }
+    nlohmann::json details = {{"status", status}, {"remote_addr", r.remote_addr}};
+    if (suppressed > 0) details["suppressed_before"] = suppressed;
+    (void)audit.record(who.empty() ? "anonymous" : "token:" + who, "auth.refused",
+                       r.method + " " + r.path, details);
+  };
+}
+
 }  // namespace
 
 Server::Server(ServerOptions options, std::unique_ptr<catalog::Catalog> catalog)
@@ -73,11 +108,30 @@ Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options) {
     // effort: lowering it again after a reload needs CAP_SYS_NICE.
     (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), raw->job_nice_.load());
   };
+  // The audit log's "audit:logged" events and the monitors' alerts go into the event stream.
+  auto note = [raw](const std::string& kind, const nlohmann::json& payload) {
+    raw->bus_->note(kind, payload);
+  };
+  s->audit_ = std::make_unique<monitor::AuditLog>(*s->catalog_, note);
+  so.audit = [raw](const std::string& actor, const std::string& action, const std::string& target,
+                   const nlohmann::json& details) {
+    (void)raw->audit_->record(actor, action, target, details);
+  };
   s->service_ = std::make_unique<jobs::Service>(*s->catalog_, *s->async_, so);
   HAVEN_TRY(s->service_->apply_config(shared));
   s->scheduler_ = std::make_unique<jobs::Scheduler>(*s->service_, *s->catalog_);
-  add_api_routes(s->http_, ApiContext{*s->catalog_, *s->service_, s->scheduler_.get(), *s->bus_,
-                                      options.version, [raw] { return raw->reload(); }});
+  monitor::MonitorOptions mo;
+  if (options.monitor_clock) mo.clock = options.monitor_clock;
+  mo.note = note;
+  mo.source = hostname();
+  s->monitor_ = std::make_unique<monitor::MonitorService>(*s->catalog_, s->service_.get(), mo);
+  HAVEN_TRY(s->monitor_->apply_config(shared));
+  ApiContext api{*s->catalog_, *s->service_, s->scheduler_.get(), *s->bus_, options.version,
+                 [raw] { return raw->reload(); }};
+  api.monitor = s->monitor_.get();
+  api.audit = s->audit_.get();
+  add_api_routes(s->http_, api);
+  s->http_.on_refused(refusal_auditor(*s->audit_));
   std::optional<TlsFiles> tls;
   if (shared->server.tls) tls = TlsFiles{shared->server.tls->cert_file, shared->server.tls->key_file};
   HAVEN_TRY(s->http_.start(shared->server.listen_host, options.port.value_or(shared->server.listen_port), tls));
@@ -86,6 +140,7 @@ Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options) {
                                     {"interrupted", s->interrupted_},
                                     {"version", options.version}});
   s->scheduler_->start();
+  s->monitor_->start();
   return s;
 }
 
@@ -99,6 +154,7 @@ Status Server::reload() {
   if (!cfg.ok()) return failed(cfg.error());
   auto shared = std::make_shared<const config::Config>(std::move(*cfg));
   if (Status st = service_->apply_config(shared); !st.ok()) return failed(st.error());
+  if (Status st = monitor_->apply_config(shared); !st.ok()) return failed(st.error());
   job_nice_ = shared->server.job_nice;
   scheduler_->replan();
   (void)catalog_->prune_events_before(now() - static_cast<TimeNs>(shared->server.events_retention_days) * 86400'000'000'000LL);
@@ -114,6 +170,7 @@ void Server::stop() {
     stopped_ = true;
   }
   http_.stop();
+  if (monitor_) monitor_->stop();
   if (scheduler_) scheduler_->stop();
   if (service_) {
     auto cfg = service_->config();

@@ -18,6 +18,8 @@
 #include "config/config.h"
 #include "jobs/scheduler.h"
 #include "jobs/service.h"
+#include "monitor/audit.h"
+#include "monitor/service.h"
 #include "server/bus.h"
 #include "server/http.h"
 
@@ -29,6 +31,8 @@ struct ServerOptions {
   std::string instance;          // recorded on the rows this process writes
   std::string version;           // reported by /health
   std::optional<int> port;       // overrides server.listen's port (tests: 0 = any free one)
+  // The monitors' clock (tests inject one; the scheduler keeps the real one).
+  std::function<TimeNs()> monitor_clock;
 };
 
 class Server {
@@ -48,6 +52,8 @@ class Server {
   catalog::Catalog& catalog() { return *catalog_; }
   jobs::Service& service() { return *service_; }
   jobs::Scheduler& scheduler() { return *scheduler_; }
+  monitor::MonitorService& monitor() { return *monitor_; }
+  monitor::AuditLog& audit() { return *audit_; }
   int64_t interrupted_at_start() const { return interrupted_; }
 
  private:
@@ -60,6 +66,8 @@ class Server {
   std::unique_ptr<AsyncSink> async_;
   std::unique_ptr<jobs::Service> service_;
   std::unique_ptr<jobs::Scheduler> scheduler_;
+  std::unique_ptr<monitor::AuditLog> audit_;
+  std::unique_ptr<monitor::MonitorService> monitor_;
   HttpServer http_;
   std::mutex mu_;
   std::mutex reload_mu_;
