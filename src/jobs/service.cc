@@ -227,7 +227,7 @@ Result<catalog::ExecutionRow> Service::execute(const std::string& policy_id,
   if (active != active_.end()) {
     if (policy.overlap == config::Overlap::kSkip) {
       row.status = catalog::ExecStatus::kSkipped;
-      row.completed_at = now();
+      row.completed_at = options_.clock();
       row.error_message = "skipped: run " + active->second + " of policy '" + policy.name +
                           "' is still queued or running (overlap: skip; set overlap: queue to "
                           "run it afterwards)";
@@ -246,7 +246,7 @@ Result<catalog::ExecutionRow> Service::execute(const std::string& policy_id,
                       {"backup_type", std::string(catalog::to_string(stored.backup_type))}});
   if (Status s = submit_backup(stored, policy); !s.ok()) {
     stored.status = catalog::ExecStatus::kFailed;
-    stored.completed_at = now();
+    stored.completed_at = options_.clock();
     stored.error_message = s.error().message();
     (void)catalog_.update_execution(stored);
     policy_done(prow.id);
@@ -268,7 +268,7 @@ Status Service::submit_backup(const catalog::ExecutionRow& row, const config::Po
     auto r = catalog_.get_execution(id);
     if (r.ok()) {
       r->status = catalog::ExecStatus::kCancelled;
-      r->completed_at = now();
+      r->completed_at = options_.clock();
       r->error_message = why.message();
       (void)catalog_.update_execution(*r);
     }
@@ -284,7 +284,7 @@ void Service::run_backup(const std::string& id, const config::Policy& policy,
   catalog::ExecutionRow row = *got;
   const std::string policy_id = row.policy_id.value_or("");
   row.status = catalog::ExecStatus::kRunning;
-  row.started_at = now();
+  row.started_at = options_.clock();
   (void)catalog_.update_execution(row);
   EventTarget target(events_, row.execution_id);
 
@@ -342,7 +342,7 @@ void Service::run_backup(const std::string& id, const config::Policy& policy,
         ops::CheckRequest creq;
         creq.read_data = policy.integrity_check == config::IntegrityCheck::kReadData;
         auto report = ops::check(*repo, creq, target);
-        row.integrity_check_completed_at = now();
+        row.integrity_check_completed_at = options_.clock();
         if (!report.ok()) {
           if (report.error().code() == Error::Code::kCancelled) {
             outcome = report.error();
@@ -361,7 +361,7 @@ void Service::run_backup(const std::string& id, const config::Policy& policy,
       }
     }
   }
-  row.completed_at = now();
+  row.completed_at = options_.clock();
   if (!row.duration_seconds) row.duration_seconds = seconds_between(row.started_at, *row.completed_at);
   bool retry = false;
   if (outcome.ok()) {
@@ -503,7 +503,7 @@ void Service::policy_done(const std::string& policy_id) {
     if (row.ok() && policy.ok() && submit_backup(*row, *policy).ok()) return;
     if (row.ok()) {
       row->status = catalog::ExecStatus::kFailed;
-      row->completed_at = now();
+      row->completed_at = options_.clock();
       row->error_message = policy.ok() ? "could not be queued" : policy.error().message();
       (void)catalog_.update_execution(*row);
     }
@@ -532,7 +532,7 @@ Status Service::cancel_execution(const std::string& id) {
       if (it != ids.end()) {
         ids.erase(it);
         row.status = catalog::ExecStatus::kCancelled;
-        row.completed_at = now();
+        row.completed_at = options_.clock();
         row.error_message = why.message();
         return catalog_.update_execution(row);
       }
@@ -597,7 +597,7 @@ Result<catalog::RestoreRow> Service::restore(const RestoreRequest& request) {
     if (!got.ok()) return;
     catalog::RestoreRow r = *got;
     r.status = catalog::ExecStatus::kRunning;
-    r.started_at = now();
+    r.started_at = options_.clock();
     (void)catalog_.update_restore(r);
     Status outcome = ok_status();
     if (auto repo = repository_named(policy.location); !repo.ok()) {
@@ -634,7 +634,7 @@ Result<catalog::RestoreRow> Service::restore(const RestoreRequest& request) {
         outcome = res.error();
       }
     }
-    r.completed_at = now();
+    r.completed_at = options_.clock();
     r.duration_seconds = seconds_between(r.started_at, *r.completed_at);
     double secs = static_cast<double>(*r.completed_at - r.started_at) / 1e9;
     if (r.data_restored_gb && secs > 0) {
@@ -654,14 +654,14 @@ Result<catalog::RestoreRow> Service::restore(const RestoreRequest& request) {
     auto r = catalog_.get_restore(id);
     if (!r.ok()) return;
     r->status = catalog::ExecStatus::kCancelled;
-    r->completed_at = now();
+    r->completed_at = options_.clock();
     r->error_message = why.message();
     (void)catalog_.update_restore(*r);
   };
   if (Status s = runner_.submit(std::move(job)); !s.ok()) {
     stored.status = catalog::ExecStatus::kFailed;
     stored.error_message = s.error().message();
-    stored.completed_at = now();
+    stored.completed_at = options_.clock();
     (void)catalog_.update_restore(stored);
     return s.error();
   }
@@ -718,7 +718,7 @@ Result<catalog::RestoreRow> Service::validate_restore(const std::string& id,
   auto record = [this, id](nlohmann::json validation, std::optional<bool> clean) {
     auto got = catalog_.get_restore(id);
     if (!got.ok()) return;
-    validation["validated_at"] = format_time(now());
+    validation["validated_at"] = format_time(options_.clock());
     got->validation_results["validation"] = std::move(validation);
     got->integrity_validated = clean.value_or(false);
     (void)catalog_.update_restore(*got);
@@ -855,7 +855,7 @@ void Service::shutdown(bool cancel_running, std::chrono::milliseconds deadline) 
     auto r = catalog_.get_execution(id);
     if (!r.ok()) continue;
     r->status = catalog::ExecStatus::kCancelled;
-    r->completed_at = now();
+    r->completed_at = options_.clock();
     r->error_message = "the server is shutting down";
     (void)catalog_.update_execution(*r);
   }

@@ -53,6 +53,9 @@ struct ServiceOptions {
   // Runs first on each job's thread (Runner's on_thread_start): the server sets the thread's
   // niceness there (server.job_nice).
   std::function<void()> on_job_thread;
+  // The time rows are stamped with (tests inject one, with the catalog's and the monitors'
+  // own, to move time by hand). Retries are timed by the real clock.
+  std::function<TimeNs()> clock = [] { return haven::now(); };
   // The audit log (monitor/audit.h through the server): what the service does on its own or on
   // a caller's behalf — backup.execute (actor: the request's requested_by, else "scheduler"),
   // restore.request, restore.validate, retention.forget and retention.prune. May be empty.
