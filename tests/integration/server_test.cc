@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 
 #include <httplib.h>
+#include <sqlite3.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -542,6 +543,197 @@ TEST_F(ServerTest, APolicyScheduledEveryMinuteRunsOnTimeTwice) {
   ASSERT_EQ(sched["plan"].size(), 1u) << sched.dump();
   EXPECT_EQ(sched["plan"][0]["policy_name"], "minutely");
   EXPECT_GT(*parse_time(sched["plan"][0]["at"].get<std::string>()), planned[0]);
+}
+
+namespace monitoring {
+
+// A webhook receiver on loopback: every POST body, in order.
+class Receiver {
+ public:
+  Receiver() {
+    srv_.Post("/hook", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard<std::mutex> g(mu_);
+      bodies_.push_back(json::parse(req.body, nullptr, false));
+      res.status = 200;
+    });
+    port_ = srv_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { srv_.listen_after_bind(); });
+  }
+  ~Receiver() {
+    srv_.stop();
+    thread_.join();
+  }
+  int port() const { return port_; }
+  std::vector<json> bodies() {
+    std::lock_guard<std::mutex> g(mu_);
+    return bodies_;
+  }
+  // Waits up to 20 s for `n` bodies.
+  std::vector<json> wait_for(size_t n) {
+    for (int i = 0; i < 2000 && bodies().size() < n; ++i) std::this_thread::sleep_for(10ms);
+    return bodies();
+  }
+
+ private:
+  httplib::Server srv_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::vector<json> bodies_;
+  int port_ = 0;
+};
+
+// promtool check metrics on `text`: its exit status and what it printed.
+std::pair<int, std::string> promtool(const std::string& dir, const std::string& text) {
+  write_file(dir + "/metrics.txt", text);
+  int in = ::open((dir + "/metrics.txt").c_str(), O_RDONLY);
+  int out = ::open((dir + "/promtool.out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  SpawnOptions o;
+  o.argv = {"/usr/bin/promtool", "check", "metrics"};
+  o.stdin_fd = in;
+  o.stdout_fd = out;
+  o.stderr_fd = out;
+  auto p = Subprocess::spawn(o);
+  ::close(in);
+  ::close(out);
+  if (!p.ok()) return {-1, p.error().message()};
+  auto rc = p->wait(CancelToken());
+  return {rc.ok() ? *rc : -1, read_file(dir + "/promtool.out")};
+}
+
+// The value of the sample `name{labels}` in a Prometheus exposition.
+std::optional<double> sample(const std::string& text, const std::string& series) {
+  size_t at = 0;
+  while ((at = text.find(series + " ", at)) != std::string::npos) {
+    if (at == 0 || text[at - 1] == '\n') return std::stod(text.substr(at + series.size() + 1));
+    at += series.size();
+  }
+  return std::nullopt;
+}
+
+}  // namespace monitoring
+
+// Monitoring end to end over real HTTP: an RPO alert raised at start (nothing backed up yet)
+// and delivered to a webhook, resolved by a backup (a resolve notice delivered); a failed run's
+// alert acknowledged; /metrics passes promtool and agrees with /api/status; refused requests,
+// runs and acknowledgements are in the audit log, whose chain verifies, and `haven audit verify`
+// names a record changed behind its back; `haven status` shows the policies.
+TEST_F(ServerTest, MonitoringAlertsMetricsStatusAndAuditOverHttp) {
+  monitoring::Receiver hook;
+  write_config(files_policy("docs", dir_ + "/src",
+                            "    schedules: []\n    rpo: {value: 1, unit: hours}\n"
+                            "    rto: {value: 1, unit: hours}\n") +
+                   files_policy("broken", dir_ + "/missing", "    schedules: []\n    retry_count: 0\n") +
+                   "monitoring:\n  channels:\n    - {name: hook, type: webhook, url: \"http://127.0.0.1:" +
+                   std::to_string(hook.port()) + "/hook\"}\n  monitors:\n"
+                   "    - {name: docs-rpo, type: rpo, policy: docs, check_frequency_minutes: 1, channels: [hook]}\n"
+                   "    - {name: broken-runs, type: backup_success, policy: broken, check_frequency_minutes: 1}\n");
+  std::string admin = token("a", "admin");
+  ServerProcess srv(dir_ + "/haven.yaml", dir_ + "/server.log");
+  ASSERT_GT(srv.port(), 0) << srv.log();
+  httplib::Client c("127.0.0.1", srv.port());
+
+  // Nothing backed up: the RPO is unknown and critical; the first pass raises it, the webhook
+  // gets one trigger.
+  auto got = hook.wait_for(1);
+  ASSERT_EQ(got.size(), 1u) << srv.log();
+  EXPECT_EQ(got[0]["action"], "trigger");
+  EXPECT_EQ(got[0]["kind"], "alert:rpo-critical");
+  EXPECT_EQ(got[0]["alert_key"], "docs-rpo");
+  EXPECT_EQ(got[0]["severity"], "critical");
+  json alerts = get(c, "/api/alerts", admin);
+  ASSERT_EQ(alerts["alerts"].size(), 1u) << alerts.dump();
+  json first = alerts["alerts"][0];
+  EXPECT_EQ(first["notifications"][0]["state"], "delivered") << first.dump();
+
+  // A backup, then the monitor checked at once: resolved, one resolve notice.
+  json e = post(c, "/api/backup/execute/docs", admin, json::object(), 202);
+  ASSERT_EQ(wait_execution(c, e["id"], admin)["status"], "completed");
+  json checked = post(c, "/api/monitors/docs-rpo/check", admin, json::object(), 200);
+  EXPECT_EQ(checked["level"], "ok") << checked.dump();
+  got = hook.wait_for(2);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[1]["action"], "resolve");
+  EXPECT_EQ(got[1]["alert_key"], "docs-rpo");
+  EXPECT_EQ(get(c, "/api/alerts", admin)["alerts"].size(), 0u);
+
+  // A failed run: backup_success warns (one failure); acknowledged over the API, once.
+  json b = post(c, "/api/backup/execute/broken", admin, json::object(), 202);
+  EXPECT_EQ(wait_execution(c, b["id"], admin)["status"], "failed");
+  json bc = post(c, "/api/monitors/broken-runs/check", admin, json::object(), 200);
+  EXPECT_EQ(bc["level"], "warning") << bc.dump();
+  alerts = get(c, "/api/alerts", admin);
+  ASSERT_EQ(alerts["alerts"].size(), 1u) << alerts.dump();
+  const std::string alert_id = alerts["alerts"][0]["id"];
+  EXPECT_EQ(alerts["alerts"][0]["kind"], "alert:backup-failure");
+  json acked = post(c, "/api/alerts/" + alert_id + "/acknowledge", admin, json::object(), 200);
+  EXPECT_EQ(acked["state"], "acknowledged");
+  EXPECT_EQ(acked["acknowledged_by"], "a");
+  post(c, "/api/alerts/" + alert_id + "/acknowledge", admin, json::object(), 409);
+
+  // /metrics: valid for promtool, and the numbers /api/status gives.
+  auto m = c.Get("/metrics", bearer(admin));
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->status, 200);
+  EXPECT_NE(m->get_header_value("Content-Type").find("text/plain"), std::string::npos);
+  json status = get(c, "/api/status", admin);
+  auto [rc, out] = monitoring::promtool(dir_, m->body);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_EQ(out, "") << out;
+  json docs;
+  for (const auto& p : status["policies"]) {
+    if (p["name"] == "docs") docs = p;
+  }
+  ASSERT_TRUE(docs.is_object()) << status.dump();
+  EXPECT_EQ(monitoring::sample(m->body, "haven_policy_rpo_target_seconds{policy=\"docs\"}"), 3600.0);
+  EXPECT_EQ(docs["rpo"]["target_seconds"], 3600);
+  auto rpo = monitoring::sample(m->body, "haven_policy_rpo_seconds{policy=\"docs\"}");
+  ASSERT_TRUE(rpo);
+  EXPECT_NEAR(*rpo, docs["rpo"]["seconds"].get<double>(), 2.0);
+  EXPECT_EQ(monitoring::sample(m->body, "haven_backup_executions{policy=\"docs\",status=\"completed\"}"), 1.0);
+  EXPECT_EQ(monitoring::sample(m->body, "haven_backup_executions{policy=\"broken\",status=\"failed\"}"), 1.0);
+  EXPECT_EQ(monitoring::sample(m->body, "haven_alerts_open{severity=\"warning\",state=\"acknowledged\"}"), 1.0);
+  EXPECT_EQ(monitoring::sample(m->body, "haven_policy_status{policy=\"docs\",level=\"ok\"}"), 1.0);
+  EXPECT_EQ(docs["level"], "ok");
+  auto last = monitoring::sample(m->body, "haven_policy_last_success_timestamp_seconds{policy=\"docs\"}");
+  ASSERT_TRUE(last);
+  EXPECT_NEAR(*last, static_cast<double>(*parse_time(docs["last_success"]["started_at"])) / 1e9, 0.001);
+
+  // The audit log: who ran what, who acknowledged, who was refused; the chain verifies.
+  EXPECT_EQ(c.Get("/api/status", bearer("hvn_" + std::string(64, '1')))->status, 401);
+  json records = get(c, "/api/audit", admin)["records"];
+  std::map<std::string, std::string> actor_of;
+  for (const auto& r : records) actor_of[r["action"].get<std::string>() + " " + r["target"].get<std::string>()] = r["actor"];
+  EXPECT_EQ(actor_of["backup.execute docs"], "token:a") << records.dump();
+  EXPECT_EQ(actor_of["alert.acknowledge broken-runs"], "token:a") << records.dump();
+  EXPECT_EQ(actor_of["auth.refused GET /api/status"], "anonymous") << records.dump();
+  EXPECT_EQ(actor_of["token.create a"].substr(0, 4), "cli:") << records.dump();
+  json verified = get(c, "/api/audit/verify", admin);
+  EXPECT_EQ(verified["intact"], true) << verified.dump();
+
+  // The CLI sees the same.
+  RunResult st = run_haven({"status", "--config", dir_ + "/haven.yaml"});
+  EXPECT_EQ(st.code, 0) << describe(st);
+  EXPECT_NE(st.out.find("docs"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("/ 60 min ok"), std::string::npos) << st.out;
+  RunResult ok = run_haven({"audit", "verify", "--config", dir_ + "/haven.yaml"});
+  EXPECT_EQ(ok.code, 0) << describe(ok);
+  EXPECT_NE(ok.out.find("the chain is intact"), std::string::npos) << ok.out;
+  srv.signal(SIGTERM);
+  EXPECT_EQ(srv.wait(), 0);
+  // A record changed behind the log's back is named.
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_ + "/catalog.db").c_str(), &db), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(db, "UPDATE audit_log SET actor = 'token:someone-else' WHERE seq = 2",
+                           nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+  RunResult bad = run_haven({"audit", "verify", "--config", dir_ + "/haven.yaml"});
+  EXPECT_EQ(bad.code, 1) << describe(bad);
+  EXPECT_NE(bad.out.find("record 2: changed after it was written"), std::string::npos) << bad.out;
+  RunResult exported = run_haven({"audit", "export", "--config", dir_ + "/haven.yaml", "--since", "2000-01-01"});
+  EXPECT_EQ(exported.code, 0);
+  EXPECT_GE(std::count(exported.out.begin(), exported.out.end(), '\n'), 5);
 }
 
 }  // namespace
