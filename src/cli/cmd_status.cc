@@ -74,7 +74,7 @@ std::string pad(const std::string& s, size_t w) {
 
 void print_status(const monitor::StatusReport& r) {
   std::cout << "Haven status at " << format_time(r.time) << "\n\n";
-  std::cout << pad("POLICY", 18) << pad("LAST RUN", 26) << pad("NEXT RUN", 14)
+  std::cout << pad("POLICY", 18) << pad("LAST RUN", 26) << pad("NEXT RUN", 16)
             << pad("RPO NOW / TARGET", 30) << "RTO EST / TARGET\n";
   for (const auto& p : r.policies) {
     std::string last = "never";
@@ -83,10 +83,13 @@ void print_status(const monitor::StatusReport& r) {
              short_time(p.last_run->started_at, r.time);
     }
     std::string name = p.name + (p.active ? "" : " (off)");
-    std::cout << pad(name, 18) << pad(last, 26) << pad(short_time(p.next_run, r.time), 14)
+    std::cout << pad(name, 18) << pad(last, 26) << pad(short_time(p.next_run, r.time), 16)
               << pad(objective(p.rpo), 30) << objective(p.rto) << "\n";
   }
-  if (r.policies.empty()) std::cout << "(no policies)\n";
+  if (r.policies.empty()) {
+    std::cout << "(no policies yet: the server writes haven.yaml's policies into the catalog when "
+                 "it starts)\n";
+  }
   std::cout << "\nALERTS (" << r.alerts.size() << " open)\n";
   for (const auto& a : r.alerts) {
     std::cout << "  " << pad(std::string(catalog::to_string(a.severity)), 9)

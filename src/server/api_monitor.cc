@@ -67,7 +67,13 @@ void add_monitoring_routes(HttpServer& http, std::shared_ptr<ApiContext> c) {
             [c, ok](const ApiRequest&) -> Result<ApiResponse> {
               if (c->monitor == nullptr) return no_monitoring();
               HAVEN_ASSIGN(auto report, c->monitor->status());
-              return ok(monitor::to_json(report));
+              nlohmann::json out = monitor::to_json(report);
+              // Each location's latest health check in full (what was found, and why).
+              for (auto& l : out["locations"]) {
+                auto h = c->monitor->health(l["name"].get<std::string>());
+                l["health_check"] = h ? h->to_json() : nlohmann::json(nullptr);
+              }
+              return ok(out);
             }, {}});
 
   http.add({"GET", "/metrics", Role::kViewer, "Prometheus metrics (text exposition format)",
