@@ -17,10 +17,31 @@
 
 #include "cli/cli.h"
 #include "crypto/crypto.h"
+#include "catalog/catalog.h"
+#include "config/config.h"
+#include "monitor/audit.h"
 #include "storage/limit.h"
+#include "util/sysinfo.h"
 #include "util/version.h"
 
 namespace haven::cli {
+
+void App::audit(const std::string& action, const std::string& details_json) {
+  auto path = environment_value("HAVEN_CONFIG");
+  if (!path || path->empty()) return;
+  auto fail = [&](const Error& e) {
+    std::cerr << "warning: " << action << " was not recorded in the audit log: " << e.message() << "\n";
+  };
+  auto cfg = config::load_config_file(*path, environment_value);
+  if (!cfg.ok()) return fail(cfg.error());
+  auto cat = catalog::open_sqlite_catalog(cfg->server.catalog);
+  if (!cat.ok()) return fail(cat.error().with_context("server.catalog"));
+  monitor::AuditLog log(**cat);
+  nlohmann::json details = nlohmann::json::parse(details_json, nullptr, false);
+  if (!details.is_object()) details = nlohmann::json::object();
+  auto r = log.record("cli:" + username() + "@" + hostname(), action, globals_.repo, details);
+  if (!r.ok()) fail(r.error());
+}
 
 int exit_code_for(const Error& e) {
   switch (e.code()) {

@@ -62,6 +62,11 @@ class App {
   Result<std::string> read_new_password(const std::string& file);
   Result<std::unique_ptr<repo::Repository>> open_repository(const repo::OpenOptions& options = {});
   Result<std::shared_ptr<storage::Backend>> backend();
+  // Records a change made from the command line in the server's audit log when $HAVEN_CONFIG
+  // names a haven.yaml (a server host): actor "cli:<user>@<host>", `target` the repository.
+  // Without it nothing is recorded; a log that cannot be written is a warning on stderr (the
+  // change itself is done).
+  void audit(const std::string& action, const std::string& details_json);
   // Cancelled by SIGINT or SIGTERM; every repository the CLI opens runs under it.
   const CancelToken& cancel() const { return cancel_; }
   // SIGHUPs received so far (a command that reloads polls it).

@@ -97,6 +97,17 @@ void register_forget(App& app) {
     CommandSink sink(app.globals());
     HAVEN_ASSIGN(ops::ForgetResult res, ops::forget(*repo, r, sink));
     sink.clear_line();
+    if (!res.dry_run) {
+      nlohmann::json removed = nlohmann::json::array();
+      for (const auto& g : res.groups) {
+        for (const auto& d : g.decisions) {
+          if (!d.keep) removed.push_back(repo::hex(d.id));
+        }
+      }
+      nlohmann::json details = {{"policy", res.policy}, {"removed", res.removed}, {"snapshots", removed}};
+      if (res.prune) details["prune"] = {{"packs_deleted", res.prune->packs_deleted}, {"bytes_deleted", res.prune->bytes_deleted}};
+      app.audit("forget", details.dump());
+    }
     if (display.empty()) display = res.timezone;
 
     nlohmann::json jgroups = nlohmann::json::array();

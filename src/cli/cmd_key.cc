@@ -70,6 +70,7 @@ void register_key(App& app) {
     HAVEN_ASSIGN(auto repo, app.open_repository());
     HAVEN_ASSIGN(req.new_password, app.read_new_password(opts->new_password_file));
     HAVEN_ASSIGN(ops::KeyAddResult res, ops::add_key(*repo, req));
+    app.audit("key.add", nlohmann::json{{"key_id", res.key_id}}.dump());
     if (!app.globals().quiet) std::cout << "added key " << res.key_id.substr(0, 8) << "\n";
     return 0;
   });
@@ -80,6 +81,7 @@ void register_key(App& app) {
     HAVEN_TRY(ops::validate(opts->remove));
     HAVEN_ASSIGN(auto repo, app.open_repository());
     HAVEN_TRY(ops::remove_key(*repo, opts->remove));
+    app.audit("key.remove", nlohmann::json{{"key_id", opts->remove.id}}.dump());
     if (!app.globals().quiet) std::cout << "removed key " << opts->remove.id << "\n";
     return 0;
   });
@@ -93,6 +95,7 @@ void register_key(App& app) {
     HAVEN_ASSIGN(auto repo, app.open_repository());
     HAVEN_ASSIGN(req.new_password, app.read_new_password(opts->new_password_file));
     HAVEN_ASSIGN(ops::KeyAddResult res, ops::change_password(*repo, req));
+    app.audit("key.passwd", nlohmann::json{{"key_id", res.key_id}}.dump());
     if (!app.globals().quiet) std::cout << "password changed; new key " << res.key_id.substr(0, 8) << "\n";
     return 0;
   });

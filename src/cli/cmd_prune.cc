@@ -1,6 +1,8 @@
 // haven prune — delete data no snapshot references; repack mostly-unused packs (ops/forget.h).
 #include <iostream>
 
+#include <nlohmann/json.hpp>
+
 #include "cli/cli.h"
 #include "cli/progress.h"
 #include "ops/forget.h"
@@ -39,6 +41,11 @@ void register_prune(App& app) {
     CommandSink sink(app.globals());
     HAVEN_ASSIGN(auto st, ops::prune(*repo, *r, sink));
     sink.clear_line();
+    if (!r->dry_run) {
+      app.audit("prune", nlohmann::json{{"packs_deleted", st.packs_deleted},
+                                        {"packs_repacked", st.packs_repacked},
+                                        {"bytes_deleted", st.bytes_deleted}}.dump());
+    }
     if (!app.globals().json && !app.globals().quiet) print_prune(st, r->dry_run);
     return kExitOk;
   });

@@ -707,6 +707,18 @@ TEST_F(ServerTest, MonitoringAlertsMetricsStatusAndAuditOverHttp) {
   EXPECT_EQ(actor_of["alert.acknowledge broken-runs"], "token:a") << records.dump();
   EXPECT_EQ(actor_of["auth.refused GET /api/status"], "anonymous") << records.dump();
   EXPECT_EQ(actor_of["token.create a"].substr(0, 4), "cli:") << records.dump();
+  // A key added from the command line on the server's host ($HAVEN_CONFIG) is recorded too.
+  write_file(dir_ + "/pass2", "second-pw\n");
+  RunOptions ko;
+  ko.env = {{"HAVEN_CONFIG", dir_ + "/haven.yaml"}};
+  RunResult ka = run_haven({"key", "add", "--repo", dir_ + "/repo", "--password-file", dir_ + "/pass",
+                            "--new-password-file", dir_ + "/pass2"}, ko);
+  ASSERT_EQ(ka.code, 0) << describe(ka);
+  records = get(c, "/api/audit", admin)["records"];
+  ASSERT_FALSE(records.empty());
+  EXPECT_EQ(records.back()["action"], "key.add") << records.back().dump();
+  EXPECT_EQ(records.back()["target"], dir_ + "/repo");
+  EXPECT_EQ(records.back()["actor"].get<std::string>().substr(0, 4), "cli:");
   json verified = get(c, "/api/audit/verify", admin);
   EXPECT_EQ(verified["intact"], true) << verified.dump();
 
