@@ -138,13 +138,18 @@ Result<Condition> missed_schedule(const EvalContext& ctx, const config::Monitor&
     c.summary = "policy " + row.name + " has no active schedule";
     return c;
   }
-  // The newest run that started (and did not fail to): every fire before it is served.
+  // The newest run that completed serves every fire time before it started. A run queued or
+  // running since then may serve the next one: until it ends the monitor does not judge (an
+  // open alert stays open; it resolves when a run succeeds).
   HAVEN_ASSIGN(auto runs, recent_runs(ctx.status.catalog, row.id, 200));
-  TimeNs last_start = row.created_at;
+  TimeNs last_ok = row.created_at;
+  std::optional<TimeNs> active_since;
   for (const auto& r : runs) {
-    if (r.status == catalog::ExecStatus::kPending || r.status == catalog::ExecStatus::kRunning ||
-        r.status == catalog::ExecStatus::kCompleted) {
-      last_start = std::max(r.started_at, r.scheduled_for.value_or(r.started_at));
+    const TimeNs start = std::max(r.started_at, r.scheduled_for.value_or(r.started_at));
+    if (r.status == catalog::ExecStatus::kPending || r.status == catalog::ExecStatus::kRunning) {
+      if (!active_since) active_since = start;
+    } else if (r.status == catalog::ExecStatus::kCompleted) {
+      last_ok = start;
       break;
     }
   }
@@ -154,11 +159,16 @@ Result<Condition> missed_schedule(const EvalContext& ctx, const config::Monitor&
     auto cron = schedule::Cron::parse(s.cron);
     auto zone = schedule::Zone::load(s.timezone);
     if (!cron.ok() || !zone.ok()) continue;
-    first_due = std::min(first_due, cron->next(last_start, *zone));
+    first_due = std::min(first_due, cron->next(last_ok, *zone));
   }
   if (first_due == schedule::Cron::kNever || first_due > now) {
     c.level = Level::kOk;
     c.summary = "policy " + row.name + " has run on schedule";
+    return c;
+  }
+  if (active_since && *active_since + kMinute >= first_due) {
+    c = unknown(c.kind, "policy " + row.name + "'s run due at " + format_time(first_due) +
+                            " is in progress since " + format_time(*active_since));
     return c;
   }
   const double late_minutes = static_cast<double>(now - first_due) / static_cast<double>(kMinute);

@@ -9,8 +9,9 @@
 //   backup_success       consecutive failed (or interrupted) runs, newest first, until a
 //                        completed one                                   alert:backup-failure
 //   rpo                  the policy's RPO now in percent of its target   alert:rpo-critical
-//   missed_schedule      minutes since the first fire time after the newest run that started
-//                        (pending, running or completed), if that fire time has passed
+//   missed_schedule      minutes since the first fire time after the newest completed run, if
+//                        that fire time has passed; unknown while a run started since is
+//                        queued or running (so an alert resolves when a run succeeds)
 //                                                                        alert:missed-schedule
 //   backup_failure_rate  percent of the last `window` finished runs that failed
 //                                                                        alert:backup-failure-rate

@@ -47,6 +47,26 @@ EventSink& null_sink() {
   return sink;
 }
 
+// The channels a resolved alert's triggers reached (its escalation steps' included): each gets
+// one resolve notice. A trigger still undelivered is dropped (it would announce what is over)
+// and its channel gets no resolve.
+Result<std::vector<std::string>> reached_channels(catalog::Catalog& catalog,
+                                                  const std::string& alert_id) {
+  HAVEN_ASSIGN(auto sent, catalog.notifications_of(alert_id));
+  std::set<std::string> reached;
+  for (auto n : sent) {
+    if (n.action != catalog::NotifyAction::kTrigger) continue;
+    if (n.state == catalog::DeliveryState::kDelivered) {
+      reached.insert(n.channel);
+    } else if (n.state == catalog::DeliveryState::kPending) {
+      n.state = catalog::DeliveryState::kFailed;
+      n.last_error = "the alert resolved before the trigger could be delivered";
+      HAVEN_TRY(catalog.update_notification(n));
+    }
+  }
+  return std::vector<std::string>(reached.begin(), reached.end());
+}
+
 }  // namespace
 
 ChannelConfig channel_config(const config::AlertChannel& c) {
@@ -94,6 +114,8 @@ void MonitorService::note(const std::string& kind, const nlohmann::json& payload
 }
 
 Status MonitorService::apply_config(std::shared_ptr<const config::Config> cfg) {
+  // Not while a tick runs: it could write back (escalate) an alert resolved here.
+  std::lock_guard<std::mutex> tick(tick_mu_);
   HAVEN_ASSIGN(auto rows, catalog_.list_monitors());
   for (const auto& m : cfg->monitoring.monitors) {
     for (const auto& r : rows) {
@@ -115,12 +137,21 @@ Status MonitorService::apply_config(std::shared_ptr<const config::Config> cfg) {
     if (kept) continue;
     // Its open alerts cannot clear any more: resolve them, saying why.
     HAVEN_ASSIGN(auto alerts, catalog_.list_alerts(true, 1000));
+    std::lock_guard<std::mutex> lock(alert_mu_);  // read-modify-write of the alerts' rows
     for (auto a : alerts) {
       if (a.monitor_id != r.id) continue;
       a.state = catalog::AlertState::kResolved;
       a.resolved_at = now;
       a.details["resolved_because"] = "monitor removed from the configuration";
       HAVEN_TRY(catalog_.update_alert(a));
+      // The channels it paged are told it is over, as when its condition clears.
+      HAVEN_ASSIGN(auto reached, reached_channels(catalog_, a.id));
+      HAVEN_TRY(enqueue(a, reached, catalog::NotifyAction::kResolve, 0, now));
+      {
+        std::lock_guard<std::mutex> g(mu_);
+        counters_.resolved++;
+      }
+      note("alert:resolved", alert_json(a));
     }
     HAVEN_TRY(catalog_.delete_monitor(r.id));
   }
@@ -237,34 +268,25 @@ Status MonitorService::apply_evaluation(const catalog::MonitorRow& row, const co
         note(c.kind, alert_json(raised.alert));
       }
     } else if (c.level == Level::kOk) {
+      std::unique_lock<std::mutex> lock(alert_mu_);  // read-modify-write of the alert's row
       HAVEN_ASSIGN(auto open, catalog_.find_unresolved_alert(key));
       if (!open) continue;
       catalog::AlertRow a = std::move(*open);
       a.state = catalog::AlertState::kResolved;
       a.resolved_at = now;
-      a.summary = c.summary;
+      // The summary stays what went wrong (a resolve notice says that is over); how it cleared
+      // goes beside it.
+      a.details["resolution"] = c.summary;
       HAVEN_TRY(catalog_.update_alert(a));
+      lock.unlock();
       t.resolved++;
       {
         std::lock_guard<std::mutex> g(mu_);
         counters_.resolved++;
       }
-      // A resolve notice to every channel the trigger reached; a trigger still undelivered is
-      // dropped (it would announce what is over) and gets no resolve.
-      HAVEN_ASSIGN(auto sent, catalog_.notifications_of(a.id));
-      std::set<std::string> reached;
-      for (auto n : sent) {
-        if (n.action != catalog::NotifyAction::kTrigger) continue;
-        if (n.state == catalog::DeliveryState::kDelivered) {
-          reached.insert(n.channel);
-        } else if (n.state == catalog::DeliveryState::kPending) {
-          n.state = catalog::DeliveryState::kFailed;
-          n.last_error = "the alert resolved before the trigger could be delivered";
-          HAVEN_TRY(catalog_.update_notification(n));
-        }
-      }
-      HAVEN_TRY(enqueue(a, std::vector<std::string>(reached.begin(), reached.end()),
-                        catalog::NotifyAction::kResolve, 0, now));
+      // A resolve notice to every channel the trigger reached.
+      HAVEN_ASSIGN(auto reached, reached_channels(catalog_, a.id));
+      HAVEN_TRY(enqueue(a, reached, catalog::NotifyAction::kResolve, 0, now));
       note("alert:resolved", alert_json(a));
     }
   }
@@ -288,27 +310,37 @@ void MonitorService::escalate(const config::Config& cfg, TimeNs now, Tick& t) {
   (void)cfg;
   auto alerts = catalog_.list_alerts(true, 1000);
   if (!alerts.ok()) return;
-  for (auto a : *alerts) {
-    if (a.state != catalog::AlertState::kOpen || !a.monitor_id) continue;
-    auto row = catalog_.get_monitor(*a.monitor_id);
+  for (const auto& listed : *alerts) {
+    if (listed.state != catalog::AlertState::kOpen || !listed.monitor_id) continue;
+    auto row = catalog_.get_monitor(*listed.monitor_id);
     if (!row.ok()) continue;
+    if (!row->is_active) continue;  // a disabled monitor's alerts stay where they are
     auto m = monitor_of(*row);
     if (!m.ok()) continue;
-    // Every step whose time has come, in order (a step missed while the server was down is
-    // still taken, once).
-    bool changed = false;
-    while (a.escalation_level < static_cast<int>(m->escalation.size())) {
-      const auto& step = m->escalation[a.escalation_level];
-      if (now - a.opened_at < static_cast<TimeNs>(step.after_minutes) * kMinute) break;
-      if (!enqueue(a, step.channels, catalog::NotifyAction::kTrigger, a.escalation_level + 1, now).ok()) break;
-      a.escalation_level++;
-      a.escalated_at = now;
-      changed = true;
-      t.escalated++;
-      note("alert:escalated", {{"alert", alert_json(a)}, {"channels", step.channels},
-                               {"after_minutes", step.after_minutes}});
+    std::vector<nlohmann::json> notes;
+    {
+      // Read again under the lock: it may have been acknowledged since it was listed.
+      std::lock_guard<std::mutex> g(alert_mu_);
+      auto fresh = catalog_.get_alert(listed.id);
+      if (!fresh.ok() || fresh->state != catalog::AlertState::kOpen) continue;
+      catalog::AlertRow a = std::move(*fresh);
+      // Every step whose time has come, in order (a step missed while the server was down is
+      // still taken, once).
+      bool changed = false;
+      while (a.escalation_level < static_cast<int>(m->escalation.size())) {
+        const auto& step = m->escalation[a.escalation_level];
+        if (now - a.opened_at < static_cast<TimeNs>(step.after_minutes) * kMinute) break;
+        if (!enqueue(a, step.channels, catalog::NotifyAction::kTrigger, a.escalation_level + 1, now).ok()) break;
+        a.escalation_level++;
+        a.escalated_at = now;
+        changed = true;
+        t.escalated++;
+        notes.push_back({{"alert", alert_json(a)}, {"channels", step.channels},
+                         {"after_minutes", step.after_minutes}});
+      }
+      if (changed) (void)catalog_.update_alert(a);
     }
-    if (changed) (void)catalog_.update_alert(a);
+    for (const auto& n : notes) note("alert:escalated", n);
   }
 }
 
@@ -343,7 +375,7 @@ void MonitorService::deliver_due(const config::Config& cfg, TimeNs now, Tick& t)
     }
     n.attempts++;
     if (outcome.ok()) {
-      n.next_attempt_at = now + options_.retry_initial;
+      n.state = catalog::DeliveryState::kDelivered;
       n.delivered_at = now;
       n.last_error.reset();
       t.delivered++;
@@ -505,17 +537,30 @@ void MonitorService::start_health_checks(const config::Config& cfg, TimeNs now, 
 }
 
 MonitorService::Tick MonitorService::tick() {
-  std::lock_guard<std::mutex> g(tick_mu_);
   Tick t;
   auto cfg = config();
   if (!cfg) return t;
   const TimeNs now = options_.clock();
+  {
+    std::lock_guard<std::mutex> g(tick_mu_);
+    evaluate_due(*cfg, now, t);
+    escalate(*cfg, now, t);
+  }
+  // Deliveries wait on receivers (each up to its channel's timeout): outside the lock that a
+  // reload takes, under their own, so one notification is never sent by two ticks at once.
+  std::lock_guard<std::mutex> d(deliver_mu_);
+  deliver_due(*cfg, now, t);
+  start_health_checks(*cfg, now, t);
+  return t;
+}
+
+void MonitorService::evaluate_due(const config::Config& cfg, TimeNs now, Tick& t) {
   auto rows = catalog_.list_monitors();
   if (rows.ok()) {
-    const EvalContext ctx = eval_context(*cfg);
+    const EvalContext ctx = eval_context(cfg);
     for (const auto& row : *rows) {
       if (!row.is_active) continue;
-      if (false && row.last_check &&
+      if (row.last_check &&
           now - *row.last_check < static_cast<TimeNs>(row.check_frequency_minutes) * kMinute) {
         continue;
       }
@@ -531,13 +576,12 @@ MonitorService::Tick MonitorService::tick() {
       (void)apply_evaluation(row, *m, *e, now, t);
     }
   }
-  escalate(*cfg, now, t);
-  deliver_due(*cfg, now, t);
-  start_health_checks(*cfg, now, t);
-  return t;
 }
 
 Result<catalog::AlertRow> MonitorService::acknowledge(const std::string& id, const std::string& by) {
+  // A tick reads an alert and writes the whole row back (escalation, resolution): every such
+  // read-modify-write holds alert_mu_, so an acknowledgement is never overwritten.
+  std::lock_guard<std::mutex> alerts(alert_mu_);
   HAVEN_ASSIGN(auto a, catalog_.get_alert(id));
   if (a.state != catalog::AlertState::kOpen) {
     return Error(Error::Code::kAlreadyExists,

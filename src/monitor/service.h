@@ -21,7 +21,9 @@
 // "alert:missed-schedule", ...) when one is raised, "alert:resolved", "alert:escalated",
 // "alert:acknowledged", "alert:notification-failed", "health-check:completed".
 //
-// Thread-safety: every method may be called from any thread; tick() runs one at a time.
+// Thread-safety: every method may be called from any thread. A tick's evaluation runs one at a
+// time (with reloads), its deliveries one at a time apart from that, so an acknowledgement or a
+// reload never waits for a slow receiver; every change to an alert's row is made under one lock.
 #pragma once
 
 #include <atomic>
@@ -111,6 +113,7 @@ class MonitorService {
  private:
   Status apply_evaluation(const catalog::MonitorRow& row, const config::Monitor& m,
                           const Evaluation& e, TimeNs now, Tick& t);
+  void evaluate_due(const config::Config& cfg, TimeNs now, Tick& t);
   void escalate(const config::Config& cfg, TimeNs now, Tick& t);
   void deliver_due(const config::Config& cfg, TimeNs now, Tick& t);
   void start_health_checks(const config::Config& cfg, TimeNs now, Tick& t);
@@ -130,7 +133,9 @@ class MonitorService {
   std::map<std::string, TimeNs> read_data_at_;           // by location: the last read-data share
   Counters counters_;
 
-  std::mutex tick_mu_;  // one tick at a time
+  std::mutex tick_mu_;     // one evaluation pass at a time (and apply_config, check_now)
+  std::mutex deliver_mu_;  // one delivery pass at a time
+  std::mutex alert_mu_;    // every read-modify-write of an alert row (acknowledge never lost)
   std::condition_variable cv_;
   bool stop_ = false;
   std::thread thread_;
