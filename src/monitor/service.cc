@@ -135,29 +135,42 @@ Status MonitorService::apply_config(std::shared_ptr<const config::Config> cfg) {
     bool kept = std::any_of(cfg->monitoring.monitors.begin(), cfg->monitoring.monitors.end(),
                             [&](const config::Monitor& m) { return m.name == r.monitor_name; });
     if (kept) continue;
-    // Its open alerts cannot clear any more: resolve them, saying why.
-    HAVEN_ASSIGN(auto alerts, catalog_.list_alerts(true, 1000));
-    std::lock_guard<std::mutex> lock(alert_mu_);  // read-modify-write of the alerts' rows
-    for (auto a : alerts) {
-      if (a.monitor_id != r.id) continue;
-      a.state = catalog::AlertState::kResolved;
-      a.resolved_at = now;
-      a.details["resolved_because"] = "monitor removed from the configuration";
-      HAVEN_TRY(catalog_.update_alert(a));
-      // The channels it paged are told it is over, as when its condition clears.
-      HAVEN_ASSIGN(auto reached, reached_channels(catalog_, a.id));
-      HAVEN_TRY(enqueue(a, reached, catalog::NotifyAction::kResolve, 0, now));
-      {
-        std::lock_guard<std::mutex> g(mu_);
-        counters_.resolved++;
-      }
-      note("alert:resolved", alert_json(a));
-    }
+    HAVEN_TRY(resolve_alerts_of(r.id, "monitor removed from the configuration", now));
     HAVEN_TRY(catalog_.delete_monitor(r.id));
   }
   std::lock_guard<std::mutex> g(mu_);
   config_ = std::move(cfg);
   return ok_status();
+}
+
+Status MonitorService::resolve_alerts_of(const std::string& monitor_id, const std::string& why,
+                                         TimeNs now) {
+  // Its open alerts cannot clear any more: resolve them, saying why.
+  HAVEN_ASSIGN(auto alerts, catalog_.list_alerts(true, 1000));
+  std::lock_guard<std::mutex> lock(alert_mu_);  // read-modify-write of the alerts' rows
+  for (auto a : alerts) {
+    if (a.monitor_id != monitor_id) continue;
+    a.state = catalog::AlertState::kResolved;
+    a.resolved_at = now;
+    a.details["resolved_because"] = why;
+    HAVEN_TRY(catalog_.update_alert(a));
+    // The channels it paged are told it is over, as when its condition clears.
+    HAVEN_ASSIGN(auto reached, reached_channels(catalog_, a.id));
+    HAVEN_TRY(enqueue(a, reached, catalog::NotifyAction::kResolve, 0, now));
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      counters_.resolved++;
+    }
+    note("alert:resolved", alert_json(a));
+  }
+  return ok_status();
+}
+
+Status MonitorService::remove_monitor(const std::string& id_or_name) {
+  std::lock_guard<std::mutex> tick(tick_mu_);
+  HAVEN_ASSIGN(auto row, catalog_.get_monitor(id_or_name));
+  HAVEN_TRY(resolve_alerts_of(row.id, "monitor deleted", options_.clock()));
+  return catalog_.delete_monitor(row.id);
 }
 
 void MonitorService::start() {

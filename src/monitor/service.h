@@ -74,8 +74,8 @@ class MonitorService {
   MonitorService& operator=(const MonitorService&) = delete;
 
   // The configuration's monitors into the catalog (source config): new ones created, changed
-  // ones replaced, those that left the file deleted (their alerts stay, resolved when next
-  // seen... never: they are resolved now, "monitor removed"). An API monitor with the name of
+  // ones replaced, those that left the file deleted (their unresolved alerts are resolved then,
+  // "monitor removed from the configuration", with resolve notices). An API monitor with the name of
   // one in the file is an error (kAlreadyExists) and nothing is changed.
   Status apply_config(std::shared_ptr<const config::Config> config);
   std::shared_ptr<const config::Config> config() const;
@@ -92,6 +92,9 @@ class MonitorService {
   // health checks that are due (started on the runner; their results arrive later).
   Tick tick();
 
+  // Deletes a monitor (id or name); its unresolved alerts are resolved ("monitor deleted") with
+  // resolve notices to the channels they reached. kNotFound.
+  Status remove_monitor(const std::string& id_or_name);
   // Checks one monitor now (by name), whatever its frequency, and applies the outcome.
   Result<Evaluation> check_now(const std::string& monitor_name);
   // Acknowledges an unresolved alert: its escalation stops. kNotFound; kAlreadyExists (a
@@ -118,6 +121,7 @@ class MonitorService {
   void deliver_due(const config::Config& cfg, TimeNs now, Tick& t);
   void start_health_checks(const config::Config& cfg, TimeNs now, Tick& t);
   void note(const std::string& kind, const nlohmann::json& payload);
+  Status resolve_alerts_of(const std::string& monitor_id, const std::string& why, TimeNs now);
   EvalContext eval_context(const config::Config& cfg);
   Status enqueue(const catalog::AlertRow& a, const std::vector<std::string>& channels,
                  catalog::NotifyAction action, int level, TimeNs now);

@@ -147,7 +147,11 @@ void add_monitoring_routes(HttpServer& http, std::shared_ptr<ApiContext> c) {
                 return Error(Error::Code::kAlreadyExists,
                              "monitor '" + row.monitor_name + "' is defined in haven.yaml: remove it there and reload");
               }
-              HAVEN_TRY(c->catalog.delete_monitor(row.id));
+              if (c->monitor != nullptr) {
+                HAVEN_TRY(c->monitor->remove_monitor(row.id));
+              } else {
+                HAVEN_TRY(c->catalog.delete_monitor(row.id));
+              }
               audit(*c, r, "monitor.delete", row.monitor_name);
               return ok({{"deleted", row.id}});
             }, {}});

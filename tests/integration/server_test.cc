@@ -670,6 +670,59 @@ TEST_F(ServerTest, MonitoringAlertsMetricsStatusAndAuditOverHttp) {
   EXPECT_EQ(acked["acknowledged_by"], "a");
   post(c, "/api/alerts/" + alert_id + "/acknowledge", admin, json::object(), 409);
 
+  // Monitors over the API: created and replaced by name, checked as haven.yaml's are; those of
+  // the file are read-only here.
+  json mon = {{"name", "api-rate"}, {"type", "backup_failure_rate"}, {"policy", "broken"},
+              {"window", 5}, {"channels", {"hook"}}, {"escalation", {{{"afterMinutes", 30}, {"channels", {"hook"}}}}}};
+  auto put = [&](const json& body, int expect) {
+    auto r = c.Put("/api/monitors", bearer(admin), body.dump(), "application/json");
+    EXPECT_TRUE(r);
+    if (!r) return json();
+    EXPECT_EQ(r->status, expect) << r->body;
+    return json::parse(r->body, nullptr, false);
+  };
+  json created = put(mon, 201);
+  EXPECT_EQ(created["source"], "api");
+  EXPECT_EQ(created["resource_filters"]["window"], 5);
+  mon["critical"] = 80;
+  EXPECT_EQ(put(mon, 200)["critical_threshold"]["value"], 80);
+  json rate = post(c, "/api/monitors/api-rate/check", admin, json::object(), 200);
+  EXPECT_EQ(rate["level"], "critical") << rate.dump();  // 1 of 1 finished runs failed: 100 %
+  got = hook.wait_for(3);  // its trigger, delivered by the server's next pass
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[2]["alert_key"], "api-rate");
+  EXPECT_EQ(got[2]["action"], "trigger");
+  json wrong = mon;
+  wrong["channels"] = {"nobody"};
+  EXPECT_EQ(put(wrong, 400)["error"]["field"], "channels");
+  json clash = mon;
+  clash["name"] = "docs-rpo";
+  put(clash, 409);
+  auto del_file = c.Delete("/api/monitors/docs-rpo", bearer(admin));
+  EXPECT_EQ(del_file->status, 409);
+  auto del = c.Delete("/api/monitors/api-rate", bearer(admin));
+  EXPECT_EQ(del->status, 200) << del->body;
+  bool still = false;
+  const json monitors = get(c, "/api/monitors", admin);
+  for (const auto& m2 : monitors["monitors"]) still |= m2["monitor_name"] == "api-rate";
+  EXPECT_FALSE(still);
+  // Its alert (the failure rate was critical) is resolved with the monitor, saying why.
+  bool resolved = false;
+  const json all_alerts = get(c, "/api/alerts?state=all", admin);
+  for (const auto& a : all_alerts["alerts"]) {
+    if (a["alert_key"] == "api-rate") {
+      EXPECT_EQ(a["state"], "resolved") << a.dump();
+      EXPECT_EQ(a["details"]["resolved_because"], "monitor deleted") << a.dump();
+      resolved = true;
+    }
+  }
+  EXPECT_TRUE(resolved) << all_alerts.dump();
+  // The webhook hears that it is over.
+  got = hook.wait_for(4);
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_EQ(got[3]["alert_key"], "api-rate");
+  EXPECT_EQ(got[3]["action"], "resolve");
+
   // /metrics: valid for promtool, and the numbers /api/status gives.
   auto m = c.Get("/metrics", bearer(admin));
   ASSERT_TRUE(m);
