@@ -34,8 +34,9 @@ ALLOWED = {
     "jobs": {"util", "crypto", "chunker", "storage", "repo", "backup", "restore", "check",
              "retention", "pg", "ops", "schedule", "config", "catalog"},
     # monitor: status, monitors, alerts and channels, metrics, audit; over the runner's records.
-    "monitor": {"util", "crypto", "chunker", "storage", "repo", "backup", "restore", "check",
-                "retention", "pg", "ops", "schedule", "config", "catalog", "jobs"},
+    # It reaches repositories only through jobs (which owns ops), and storage for the HTTP layer
+    # and WAL listings.
+    "monitor": {"util", "storage", "schedule", "config", "catalog", "jobs"},
     "server": {"util", "crypto", "chunker", "storage", "repo", "backup", "restore", "check",
                "retention", "pg", "ops", "schedule", "config", "catalog", "jobs", "monitor"},
     "cli": {"util", "crypto", "chunker", "storage", "repo", "backup", "restore", "check",

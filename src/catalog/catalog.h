@@ -188,6 +188,7 @@ class Catalog {
   struct Raised {
     AlertRow alert;
     bool created = false;  // false: an unresolved alert with the key existed and was updated
+    bool worse = false;    // it existed at warning and is critical now
   };
   // Raises the alert row.alert_key: if one with that key is unresolved (open or acknowledged),
   // its severity, summary, details and last_seen_at (now) are updated; otherwise a new alert
@@ -202,6 +203,19 @@ class Catalog {
   // Replaces the alert's state, severity, summary, details, times and escalation (alert_key and
   // opened_at are kept). kNotFound.
   virtual Status update_alert(const AlertRow& row) = 0;
+  // The changes made while others may change the same row (another process acknowledging, the
+  // server escalating), each one conditional UPDATE:
+  // An open alert becomes acknowledged (by, at). kNotFound; kAlreadyExists (a conflict) if it
+  // is acknowledged or resolved already.
+  virtual Result<AlertRow> acknowledge_alert(const std::string& id, const std::string& by,
+                                             TimeNs at) = 0;
+  // An open alert below `level` is raised to it (escalated_at = at). False if it is not open
+  // (acknowledged or resolved meanwhile) or already there.
+  virtual Result<bool> escalate_alert(const std::string& id, int level, TimeNs at) = 0;
+  // An unresolved alert becomes resolved at `at`, `details` merged into its details. The
+  // resolved row, or nullopt if it was resolved already. kNotFound.
+  virtual Result<std::optional<AlertRow>> resolve_alert(const std::string& id, TimeNs at,
+                                                        const nlohmann::json& details) = 0;
 
   // ---- Notifications (the alerts' outbox) ----
   // Inserts the notification unless one with the same (alert_id, channel, action,
@@ -212,6 +226,9 @@ class Catalog {
   virtual Result<std::vector<NotificationRow>> due_notifications(TimeNs time, int limit) = 0;
   // Writes state, attempts, next_attempt_at, delivered_at and last_error. kNotFound.
   virtual Status update_notification(const NotificationRow& row) = 0;
+  // The same, only if the stored row is still pending; false if it is not (it was failed
+  // meanwhile: its alert resolved while it was being sent).
+  virtual Result<bool> update_pending_notification(const NotificationRow& row) = 0;
   // Every notification of an alert, by id.
   virtual Result<std::vector<NotificationRow>> notifications_of(const std::string& alert_id) = 0;
 

@@ -251,9 +251,9 @@ constexpr const char* kV2 =
     "CREATE UNIQUE INDEX api_tokens_active_name ON api_tokens(name) WHERE revoked_at IS NULL;";
 
 // Version 3: monitoring.
-//  * backup_monitoring is rebuilt (no methods wrote it before, so it is empty): the monitor
-//    types Haven adds to the seed's four, a unique name (monitors are configured by name, in
-//    haven.yaml and over the API), where it comes from, and the latest result.
+//  * backup_monitoring is rebuilt, its rows kept: the monitor types Haven adds to the seed's
+//    four, a unique name (monitors are configured by name, in haven.yaml and over the API),
+//    where it comes from, and the latest result.
 //  * alerts: an alert_key is unique among unresolved alerts (a partial index), which is what
 //    deduplicates them; resolved ones stay for the record.
 //  * alert_notifications is the outbox: (alert, channel, action, level) is unique, so a
@@ -261,8 +261,7 @@ constexpr const char* kV2 =
 //  * audit_log is append-only in use; its hash chain (catalog/audit.h) makes any other change
 //    visible. seq is the chain's order.
 constexpr const char* kV3 =
-    "DROP TABLE backup_monitoring;"
-    "CREATE TABLE backup_monitoring ("
+    "CREATE TABLE backup_monitoring_v3 ("
     " id TEXT PRIMARY KEY NOT NULL,"
     " monitor_name TEXT NOT NULL UNIQUE CHECK (monitor_name <> ''),"
     " monitor_type TEXT NOT NULL CHECK (monitor_type IN ('backup_success', 'storage_capacity',"
@@ -283,6 +282,16 @@ constexpr const char* kV3 =
     " source TEXT NOT NULL DEFAULT 'api' CHECK (source IN ('config', 'api')),"
     " last_result" HAVEN_JSON("last_result")
     ") STRICT;"
+    // Rows written by hand before keep their columns (source api); names must be unique now, so
+    // a catalog with two monitors of one name fails the migration, unchanged, saying so.
+    "INSERT INTO backup_monitoring_v3 (id, monitor_name, monitor_type, resource_filters,"
+    " check_frequency_minutes, warning_threshold, critical_threshold, alert_channels,"
+    " escalation_policy, is_active, last_check, current_status, created_at, updated_at)"
+    " SELECT id, monitor_name, monitor_type, resource_filters, check_frequency_minutes,"
+    " warning_threshold, critical_threshold, alert_channels, escalation_policy, is_active,"
+    " last_check, current_status, created_at, updated_at FROM backup_monitoring;"
+    "DROP TABLE backup_monitoring;"
+    "ALTER TABLE backup_monitoring_v3 RENAME TO backup_monitoring;"
 
     "CREATE TABLE alerts ("
     " id TEXT PRIMARY KEY NOT NULL,"

@@ -938,6 +938,7 @@ Result<Catalog::Raised> SqliteCatalog::raise_alert(const AlertRow& in) {
     Raised out;
     if (existing) {
       AlertRow row = std::move(*existing);
+      out.worse = row.severity == AlertSeverity::kWarning && in.severity == AlertSeverity::kCritical;
       row.severity = in.severity;
       row.summary = in.summary;
       row.details = in.details;
@@ -1000,6 +1001,54 @@ Status SqliteCatalog::update_alert(const AlertRow& row) {
   });
 }
 
+Result<AlertRow> SqliteCatalog::acknowledge_alert(const std::string& id, const std::string& by,
+                                                 TimeNs at) {
+  return write([&](Db& db) -> Result<AlertRow> {
+    HAVEN_ASSIGN(Stmt st, db.prepare("UPDATE alerts SET state = 'acknowledged', acknowledged_at = ?2,"
+                                     " acknowledged_by = ?3 WHERE id = ?1 AND state = 'open'"));
+    st.bind_text(1, id);
+    st.bind_int64(2, at);
+    by.empty() ? st.bind_null(3) : st.bind_text(3, by);
+    HAVEN_ASSIGN(int64_t n, execute(st));
+    HAVEN_ASSIGN(AlertRow row, fetch_by(db, rows::alerts(), "id", id, "alert"));
+    if (n == 0) {
+      return Error(Error::Code::kAlreadyExists,
+                   "alert " + id + " is " + std::string(to_string(row.state)) +
+                       ": only an open alert can be acknowledged");
+    }
+    return row;
+  });
+}
+
+Result<bool> SqliteCatalog::escalate_alert(const std::string& id, int level, TimeNs at) {
+  return write([&](Db& db) -> Result<bool> {
+    HAVEN_ASSIGN(Stmt st, db.prepare("UPDATE alerts SET escalation_level = ?2, escalated_at = ?3"
+                                     " WHERE id = ?1 AND state = 'open' AND escalation_level < ?2"));
+    st.bind_text(1, id);
+    st.bind_int64(2, level);
+    st.bind_int64(3, at);
+    HAVEN_ASSIGN(int64_t n, execute(st));
+    return n > 0;
+  });
+}
+
+Result<std::optional<AlertRow>> SqliteCatalog::resolve_alert(const std::string& id, TimeNs at,
+                                                             const nlohmann::json& details) {
+  return write([&](Db& db) -> Result<std::optional<AlertRow>> {
+    HAVEN_ASSIGN(AlertRow row, fetch_by(db, rows::alerts(), "id", id, "alert"));
+    if (row.state == AlertState::kResolved) return std::optional<AlertRow>();
+    row.state = AlertState::kResolved;
+    row.resolved_at = at;
+    if (details.is_object()) {
+      for (const auto& [k, v] : details.items()) row.details[k] = v;
+    }
+    HAVEN_ASSIGN(Stmt st, db.prepare(rows::alerts().update_sql()));
+    HAVEN_TRY(rows::alerts().bind(st, row, true));
+    HAVEN_TRY(st.run());
+    return std::optional<AlertRow>(std::move(row));
+  });
+}
+
 // ---- Notifications ----
 
 Result<NotificationRow> SqliteCatalog::enqueue_notification(const NotificationRow& in) {
@@ -1059,6 +1108,15 @@ Status SqliteCatalog::update_notification(const NotificationRow& row) {
     HAVEN_ASSIGN(int64_t n, execute(st));
     if (n == 0) return not_found("notification #" + std::to_string(row.id));
     return ok_status();
+  });
+}
+
+Result<bool> SqliteCatalog::update_pending_notification(const NotificationRow& row) {
+  return write([&](Db& db) -> Result<bool> {
+    HAVEN_ASSIGN(Stmt st, db.prepare(rows::notifications().update_sql() + " AND state = 'pending'"));
+    HAVEN_TRY(rows::notifications().bind(st, row, true));
+    HAVEN_ASSIGN(int64_t n, execute(st));
+    return n > 0;
   });
 }
 

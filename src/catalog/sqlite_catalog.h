@@ -94,10 +94,15 @@ class SqliteCatalog final : public Catalog {
   Result<std::optional<AlertRow>> find_unresolved_alert(const std::string& key) override;
   Result<std::vector<AlertRow>> list_alerts(bool unresolved_only, int limit) override;
   Status update_alert(const AlertRow& row) override;
+  Result<AlertRow> acknowledge_alert(const std::string& id, const std::string& by, TimeNs at) override;
+  Result<bool> escalate_alert(const std::string& id, int level, TimeNs at) override;
+  Result<std::optional<AlertRow>> resolve_alert(const std::string& id, TimeNs at,
+                                                const nlohmann::json& details) override;
 
   Result<NotificationRow> enqueue_notification(const NotificationRow& row) override;
   Result<std::vector<NotificationRow>> due_notifications(TimeNs time, int limit) override;
   Status update_notification(const NotificationRow& row) override;
+  Result<bool> update_pending_notification(const NotificationRow& row) override;
   Result<std::vector<NotificationRow>> notifications_of(const std::string& alert_id) override;
 
   Result<AuditRow> append_audit(const AuditRow& row) override;

@@ -116,10 +116,15 @@ void register_server(App& app, ServerMain run) {
       }
       return row.error();
     }
+    // Shown first: it exists now, and an audit log that cannot be written must not lose it.
+    std::cout << token << std::endl;
     monitor::AuditLog audit(*cat);
-    HAVEN_TRY(audit.record("cli:" + username() + "@" + hostname(), "token.create", *name,
-                           {{"role", *role}}));
-    std::cout << token << "\n";
+    if (auto a = audit.record("cli:" + username() + "@" + hostname(), "token.create", *name,
+                              {{"role", *role}});
+        !a.ok()) {
+      std::cerr << "warning: the token's creation was not recorded in the audit log: "
+                << a.error().message() << "\n";
+    }
     std::cerr << "token '" << *name << "' (" << *role
               << ") created: it is shown only this once; the server keeps only its hash\n";
     return 0;

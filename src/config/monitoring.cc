@@ -128,8 +128,8 @@ AlertChannel decode_channel(Problems& p, const Node& node, const std::string& pa
       f.missing("smtp_url", "give the mail server, e.g. smtp_url: smtp://mail.example.com:587");
     } else if (auto s = read_string(p, *smtp, f.path("smtp_url"))) {
       if (!s->starts_with("smtp://") && !s->starts_with("smtps://")) {
-        p.add(*smtp, f.path("smtp_url"), "must be smtp://HOST:PORT or smtps://HOST:PORT, not " +
-                                             quote(*s),
+        // Not quoted: a URL may carry user:password.
+        p.add(*smtp, f.path("smtp_url"), "must be smtp://HOST:PORT or smtps://HOST:PORT",
               "e.g. smtp://mail.example.com:587 (STARTTLS) or smtps://mail.example.com:465");
       } else {
         c.smtp_url = *s;
@@ -411,6 +411,18 @@ void to_json(nlohmann::json& j, const Monitor& m) {
   if (m.type == MonitorKind::kBackupFailureRate) j["window"] = m.window;
 }
 
+namespace {
+// smtp://user:pass@host:port → smtp://***@host:port
+std::string redact_userinfo(const std::string& url) {
+  const size_t scheme = url.find("://");
+  if (scheme == std::string::npos) return url;
+  const size_t at = url.find('@', scheme + 3);
+  const size_t slash = url.find('/', scheme + 3);
+  if (at == std::string::npos || (slash != std::string::npos && at > slash)) return url;
+  return url.substr(0, scheme + 3) + kRedacted + url.substr(at);
+}
+}  // namespace
+
 void to_json(nlohmann::json& j, const AlertChannel& c) {
   j = nlohmann::json{{"name", c.name}, {"type", name(c.type)}};
   switch (c.type) {
@@ -423,14 +435,15 @@ void to_json(nlohmann::json& j, const AlertChannel& c) {
       j["routingKey"] = kRedacted;
       break;
     case ChannelKind::kEmail:
-      j["smtpUrl"] = c.smtp_url;
+      j["smtpUrl"] = redact_userinfo(c.smtp_url);
       j["starttls"] = c.starttls;
       j["from"] = c.from;
       j["to"] = c.to;
       if (!c.username.empty()) j["username"] = c.username;
       break;
     case ChannelKind::kCommand:
-      j["command"] = c.command;
+      // The program, not its arguments (they may carry a token).
+      j["command"] = c.command.empty() ? nlohmann::json(nullptr) : nlohmann::json(c.command[0]);
       break;
   }
   j["timeoutSeconds"] = c.timeout_seconds;

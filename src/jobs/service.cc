@@ -9,8 +9,10 @@
 #include "ops/check.h"
 #include "ops/forget.h"
 #include "ops/inspect.h"
+#include "ops/lock.h"
 #include "ops/pg.h"
 #include "ops/restore.h"
+#include "repo/ids.h"
 #include "storage/backend.h"
 #include "storage/limit.h"
 
@@ -861,6 +863,78 @@ void Service::shutdown(bool cancel_running, std::chrono::milliseconds deadline) 
   }
   if (retry_thread_.joinable()) retry_thread_.join();
   runner_.shutdown(cancel_running, deadline);
+}
+
+Service::RepositoryProbe Service::probe_repository(const std::string& location,
+                                                   bool count_pack_bytes,
+                                                   const std::string& read_data_subset) {
+  constexpr TimeNs kStaleLock = 30LL * 60 * 1'000'000'000;  // repo/lock.h: refreshed every 5 min
+  RepositoryProbe p;
+  auto repo = repository_named(location);
+  if (!repo.ok()) {
+    p.problems.push_back("unreachable: " + repo.error().message());
+    return p;
+  }
+  const TimeNs wall = haven::now();  // lock ages are real time, whatever clock the rows use
+  Status listed = (*repo)->backend().list(storage::ObjectType::kLock, [&](const storage::ObjectInfo& i) {
+    p.locks++;
+    if (wall - i.modified > kStaleLock) p.stale_locks++;
+  });
+  if (!listed.ok()) {
+    p.problems.push_back("unreachable: " + listed.error().message());
+    return p;
+  }
+  p.reachable = true;
+  if (p.stale_locks > 0) {
+    p.problems.push_back(std::to_string(p.stale_locks) + " stale lock(s): a process died holding "
+                         "it; `haven unlock` removes stale locks");
+  }
+  NullSink quiet;
+  auto held = ops::lock(**repo, ops::LockMode::kShared, quiet);
+  if (held.ok()) {
+    p.writable = true;
+    (void)held->release();
+  } else {
+    p.problems.push_back("not writable: " + held.error().message());
+  }
+  if (count_pack_bytes) {
+    int64_t used = 0;
+    if ((*repo)->backend().list(storage::ObjectType::kData, [&](const storage::ObjectInfo& i) {
+          used += static_cast<int64_t>(i.size);
+        }).ok()) {
+      p.pack_bytes = used;
+    }
+  }
+  if (!read_data_subset.empty() && p.writable) {
+    ops::CheckRequest req;
+    req.read_data_subset = read_data_subset;
+    auto report = ops::check(**repo, req, EventTarget(quiet, "health:" + location));
+    if (report.ok()) {
+      // Notices (an unused blob, a pack an interrupted backup left) leave it healthy.
+      p.damaged = std::count_if(report->problems.begin(), report->problems.end(),
+                                [](const check::Problem& x) { return x.damage; });
+      if (*p.damaged > 0) {
+        p.problems.push_back("check --read-data-subset " + read_data_subset + " found " +
+                             std::to_string(*p.damaged) + " damaged object(s): run "
+                             "`haven check --read-data` on it");
+      }
+    } else {
+      p.read_error = report.error().message();
+      p.problems.push_back("check --read-data-subset " + read_data_subset + " failed: " +
+                           report.error().message());
+    }
+  }
+  return p;
+}
+
+Status Service::read_snapshot(const std::string& location, const std::string& snapshot_id) {
+  HAVEN_ASSIGN(auto repo, repository_named(location));
+  auto id = repo::parse_id(snapshot_id);
+  if (!id) return Error(Error::Code::kInvalidArgument, "snapshot id '" + snapshot_id + "' is not one");
+  HAVEN_ASSIGN(auto snap, repo->load_snapshot(*id));
+  HAVEN_ASSIGN(auto tree, repo->load_tree(snap.tree));
+  (void)tree;
+  return ok_status();
 }
 
 }  // namespace haven::jobs

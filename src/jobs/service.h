@@ -147,6 +147,24 @@ class Service {
   };
   Result<RebuildResult> rebuild_catalog();
 
+  // What a health check finds in a location's repository (monitor/service.h decides what it
+  // means): reachable (its locks could be listed: how many, how many not refreshed for 30
+  // minutes by the wall clock), writable (a shared lock was taken and released), the bytes its
+  // packs take, and, when `read_data_subset` ("K/N") is given, what check --read-data-subset
+  // found (damaged objects; an error if it could not run). Runs on the calling thread.
+  struct RepositoryProbe {
+    bool reachable = false, writable = false;
+    int64_t locks = 0, stale_locks = 0;
+    std::optional<int64_t> pack_bytes;
+    std::optional<int64_t> damaged;           // read-data: objects found damaged
+    std::optional<std::string> read_error;    // read-data could not run
+    std::vector<std::string> problems;        // for a person
+  };
+  RepositoryProbe probe_repository(const std::string& location, bool count_pack_bytes,
+                                   const std::string& read_data_subset);
+  // Reads a snapshot (hex id) and its root tree from the location's repository.
+  Status read_snapshot(const std::string& location, const std::string& snapshot_id);
+
   // The location's repository, opened once and shared. With `paced` (a policy with a
   // bandwidth_limit_mbps) one of the policy's own, whose storage is paced at its limit.
   Result<std::shared_ptr<repo::Repository>> repository(const config::Location& location,

@@ -17,7 +17,12 @@ Result<catalog::AuditRow> AuditLog::record(const std::string& actor, const std::
     }
     return stored.error();
   }
-  if (note_) note_("audit:logged", audit_json(*stored));
+  // The event stream is for viewers; the record's details are for admins (GET /api/audit).
+  if (note_) {
+    note_("audit:logged", {{"seq", stored->seq}, {"time", format_time(stored->time)},
+                           {"actor", stored->actor}, {"action", stored->action},
+                           {"target", stored->target}, {"hash", stored->hash}});
+  }
   return stored;
 }
 

@@ -314,7 +314,7 @@ nlohmann::json pagerduty_body(const ChannelConfig& c, const Notification& n) {
   nlohmann::json body = nlohmann::json::object();
   body["routing_key"] = c.routing_key.reveal();
   body["event_action"] = action_name(n.action);
-  body["dedup_key"] = n.alert_key;
+  body["dedup_key"] = n.dedup_key.empty() ? n.alert_key : n.dedup_key;
   if (n.action == NotifyAction::kResolve) return body;  // all a resolve takes
   nlohmann::json payload = nlohmann::json::object();
   payload["summary"] = one_line(n.summary, 1000);  // PagerDuty's limit is 1024
@@ -714,6 +714,9 @@ Status deliver_command(const ChannelConfig& c, const Notification& n) {
   opts.stdout_fd = -1;
   opts.stderr_fd = err.fd >= 0 ? err.fd : -1;
   opts.own_process_group = true;  // a timeout stops what a shell script started, too
+  // Not the server's environment (repository passwords and credentials may be in it).
+  opts.env = std::vector<std::string>{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                      "LANG=C.UTF-8", "HAVEN_ALERT=1"};
   auto spawned = Subprocess::spawn(opts);
   if (!spawned.ok()) {
     // Not found or not executable: trying again will not help. (fork or pipe failing may.)
@@ -755,17 +758,20 @@ Status deliver_command(const ChannelConfig& c, const Notification& n) {
   }
   write_end.reset();  // end of input
 
+  // The arguments may carry a token: never quoted back from what the command printed.
+  std::vector<std::string> arg_secrets(c.command.begin() + (c.command.empty() ? 0 : 1), c.command.end());
+  auto stderr_line = [&] { return http::redact(last_stderr_line(err.fd), &arg_secrets); };
   auto waited = child.wait(attempt);
   if (!waited.ok()) {
     const Error& e = waited.error();
     std::string msg = program + " " + e.message();
     if (e.code() == Code::kTransient) msg += " and was stopped";
-    if (std::string line = last_stderr_line(err.fd); !line.empty()) msg += ": " + line;
+    if (std::string line = stderr_line(); !line.empty()) msg += ": " + line;
     return fail(c, e.code(), msg);
   }
   if (*waited != 0) {
     std::string msg = program + " " + describe_exit(*waited);
-    if (std::string line = last_stderr_line(err.fd); !line.empty()) msg += ": " + line;
+    if (std::string line = stderr_line(); !line.empty()) msg += ": " + line;
     return fail(c, Code::kTransient, msg);
   }
   return ok_status();

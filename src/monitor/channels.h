@@ -71,8 +71,9 @@ struct ChannelConfig {
   config::Secret password;     // email: AUTH password
   std::string from;            // email: the envelope and header sender
   std::vector<std::string> to; // email: recipients, at least one
-  // command: argv; the notification's JSON is its stdin, and HAVEN_ALERT_* are not set (the
-  // library does not touch the environment): everything is in the JSON.
+  // command: argv; the notification's JSON is its stdin (everything is in it). It runs with an
+  // environment of its own (PATH, LANG=C.UTF-8, HAVEN_ALERT=1), never the server's, which may
+  // hold credentials; what it prints on stderr is quoted with its arguments redacted.
   std::vector<std::string> command;
   std::chrono::milliseconds timeout{10000};  // per attempt; must be positive
 };
@@ -83,6 +84,9 @@ const char* action_name(NotifyAction a);  // "trigger" "resolve"
 struct Notification {
   std::string id;         // unique per (alert, action, escalation level, channel); kept across retries
   std::string alert_key;  // the alert's deduplication key ("missed_schedule/nightly")
+  // PagerDuty's dedup_key (the incident); empty: alert_key. The server gives each alert its
+  // own, so a new alert with an old key is a new incident.
+  std::string dedup_key;
   NotifyAction action = NotifyAction::kTrigger;
   std::string severity;   // "warning" | "critical" (PagerDuty: the same names)
   std::string kind;       // the event name: "alert:rpo-critical", "alert:missed-schedule"...

@@ -120,6 +120,8 @@ Result<Condition> rpo(const EvalContext& ctx, const config::Monitor& m,
   }
   const double percent = *s.rpo.seconds / target * 100;
   c.level = against(percent, m);
+  // seed 003's event names: a warning before the target is reached, critical once it is.
+  c.kind = c.level == Level::kCritical ? "alert:rpo-critical" : "alert:rpo-warning";
   c.details["rpo_seconds"] = std::round(*s.rpo.seconds);
   c.details["percent_of_target"] = std::round(percent * 10) / 10;
   c.summary = "policy " + policy.name + " could lose " + span(*s.rpo.seconds) +
@@ -246,6 +248,7 @@ Result<std::vector<Condition>> restore_capability(const EvalContext& ctx, const 
     r.key_suffix = "rto";
   } else {
     r.level = s.rto.level;
+    r.kind = r.level == Level::kCritical ? "alert:rto-critical" : "alert:rto-warning";
     r.details = {{"rto_seconds", std::round(*s.rto.seconds)},
                  {"target_seconds", *s.rto.target_seconds},
                  {"restore_bytes", s.restore_bytes},
@@ -358,7 +361,9 @@ Result<Evaluation> evaluate(const EvalContext& ctx, const config::Monitor& m, Ti
   const bool needs_policy =
       m.type != config::MonitorKind::kStorageCapacity && m.type != config::MonitorKind::kReplicationLag;
   if (needs_policy && !policy) {
-    e.conditions.push_back(unknown("alert:monitor", "policy " + m.policy + " does not exist"));
+    // Nothing to judge: the alerts it raised about the policy are over (the service resolves
+    // alerts of conditions a monitor no longer reports).
+    e.message = "policy " + m.policy + " does not exist";
   } else {
     switch (m.type) {
       case config::MonitorKind::kBackupSuccess:

@@ -8,7 +8,8 @@
 //
 //   backup_success       consecutive failed (or interrupted) runs, newest first, until a
 //                        completed one                                   alert:backup-failure
-//   rpo                  the policy's RPO now in percent of its target   alert:rpo-critical
+//   rpo                  the policy's RPO now in percent of its target   alert:rpo-warning, then
+//                                                                        alert:rpo-critical
 //   missed_schedule      minutes since the first fire time after the newest completed run, if
 //                        that fire time has passed; unknown while a run started since is
 //                        queued or running (so an alert resolves when a run succeeds)
@@ -21,7 +22,8 @@
 //                        warning); the newest snapshot unreadable: critical
 //                                                                        alert:restore-capability
 //                        and, as name/rto, the RTO estimate against the target
-//                        (status.h: warning from 80 %, critical from 100 %) alert:rto-warning
+//                        (status.h: warning from 80 %, critical from 100 %) alert:rto-warning,
+//                                                                        alert:rto-critical
 //   integrity_check      the newest integrity check failed: critical; else days since one
 //                        passed                                          alert:integrity-check
 //   replication_lag      unknown: the location has no secondary regions (replication is not

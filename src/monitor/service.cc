@@ -6,9 +6,6 @@
 #include <cmath>
 #include <set>
 
-#include "ops/check.h"
-#include "ops/lock.h"
-#include "repo/ids.h"
 #include "storage/backend.h"
 
 namespace haven::monitor {
@@ -18,8 +15,11 @@ namespace {
 constexpr TimeNs kSecond = 1'000'000'000LL;
 constexpr TimeNs kMinute = 60 * kSecond;
 constexpr TimeNs kDay = 1440 * kMinute;
-// A lock not refreshed for this long is stale (repo/lock.h: refreshed every 5 minutes).
-constexpr TimeNs kStaleLock = 30 * kMinute;
+// How long a listing of the WAL archive is reused (status, metrics and the rpo monitors ask
+// often; the archive grows by one object a segment).
+constexpr TimeNs kWalCacheFor = 30 * kSecond;
+// A tick stops delivering after this long; what is left goes out at the next tick.
+constexpr TimeNs kDeliveryBudget = 20 * kSecond;
 
 catalog::AlertSeverity severity_of(Level l) {
   return l == Level::kCritical ? catalog::AlertSeverity::kCritical : catalog::AlertSeverity::kWarning;
@@ -40,11 +40,6 @@ std::string local_path(const std::string& repository) {
   if (repository.starts_with("local:")) return repository.substr(6);
   if (repository.starts_with("/")) return repository;
   return "";
-}
-
-EventSink& null_sink() {
-  static NullSink sink;
-  return sink;
 }
 
 // The channels a resolved alert's triggers reached (its escalation steps' included): each gets
@@ -113,19 +108,25 @@ void MonitorService::note(const std::string& kind, const nlohmann::json& payload
   if (options_.note) options_.note(kind, payload);
 }
 
-Status MonitorService::apply_config(std::shared_ptr<const config::Config> cfg) {
-  // Not while a tick runs: it could write back (escalate) an alert resolved here.
-  std::lock_guard<std::mutex> tick(tick_mu_);
+Status MonitorService::check_config(const config::Config& cfg) {
   HAVEN_ASSIGN(auto rows, catalog_.list_monitors());
-  for (const auto& m : cfg->monitoring.monitors) {
+  for (const auto& m : cfg.monitoring.monitors) {
     for (const auto& r : rows) {
       if (r.monitor_name == m.name && r.source == catalog::PolicySource::kApi) {
         return Error(Error::Code::kAlreadyExists,
-                     "monitor '" + m.name + "' of " + cfg->file +
+                     "monitor '" + m.name + "' of " + cfg.file +
                          " has the name of a monitor created over the API: rename one of them");
       }
     }
   }
+  return ok_status();
+}
+
+Status MonitorService::apply_config(std::shared_ptr<const config::Config> cfg) {
+  // Not while an evaluation pass runs: it could raise an alert of a monitor removed here.
+  std::lock_guard<std::mutex> tick(tick_mu_);
+  HAVEN_TRY(check_config(*cfg));
+  HAVEN_ASSIGN(auto rows, catalog_.list_monitors());
   for (const auto& m : cfg->monitoring.monitors) {
     HAVEN_TRY(catalog_.upsert_monitor(monitor_row(m, catalog::PolicySource::kConfig)));
   }
@@ -135,7 +136,7 @@ Status MonitorService::apply_config(std::shared_ptr<const config::Config> cfg) {
     bool kept = std::any_of(cfg->monitoring.monitors.begin(), cfg->monitoring.monitors.end(),
                             [&](const config::Monitor& m) { return m.name == r.monitor_name; });
     if (kept) continue;
-    HAVEN_TRY(resolve_alerts_of(r.id, "monitor removed from the configuration", now));
+    HAVEN_TRY(resolve_alerts_of(r.id, {}, "monitor removed from the configuration", now));
     HAVEN_TRY(catalog_.delete_monitor(r.id));
   }
   std::lock_guard<std::mutex> g(mu_);
@@ -143,25 +144,27 @@ Status MonitorService::apply_config(std::shared_ptr<const config::Config> cfg) {
   return ok_status();
 }
 
-Status MonitorService::resolve_alerts_of(const std::string& monitor_id, const std::string& why,
-                                         TimeNs now) {
-  // Its open alerts cannot clear any more: resolve them, saying why.
+Status MonitorService::resolve(const catalog::AlertRow& a, const nlohmann::json& details, TimeNs now) {
+  HAVEN_ASSIGN(auto resolved, catalog_.resolve_alert(a.id, now, details));
+  if (!resolved) return ok_status();  // resolved meanwhile, by someone else
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    counters_.resolved++;
+  }
+  // A resolve notice to every channel a trigger reached (the escalation steps' included).
+  HAVEN_ASSIGN(auto reached, reached_channels(catalog_, a.id));
+  HAVEN_TRY(enqueue(*resolved, reached, catalog::NotifyAction::kResolve, 0, now));
+  note("alert:resolved", alert_json(*resolved));
+  return ok_status();
+}
+
+Status MonitorService::resolve_alerts_of(const std::string& monitor_id,
+                                         const std::set<std::string>& keep_keys,
+                                         const std::string& why, TimeNs now) {
   HAVEN_ASSIGN(auto alerts, catalog_.list_alerts(true, 1000));
-  std::lock_guard<std::mutex> lock(alert_mu_);  // read-modify-write of the alerts' rows
-  for (auto a : alerts) {
-    if (a.monitor_id != monitor_id) continue;
-    a.state = catalog::AlertState::kResolved;
-    a.resolved_at = now;
-    a.details["resolved_because"] = why;
-    HAVEN_TRY(catalog_.update_alert(a));
-    // The channels it paged are told it is over, as when its condition clears.
-    HAVEN_ASSIGN(auto reached, reached_channels(catalog_, a.id));
-    HAVEN_TRY(enqueue(a, reached, catalog::NotifyAction::kResolve, 0, now));
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      counters_.resolved++;
-    }
-    note("alert:resolved", alert_json(a));
+  for (const auto& a : alerts) {
+    if (a.monitor_id != monitor_id || keep_keys.count(a.alert_key)) continue;
+    HAVEN_TRY(resolve(a, {{"resolved_because", why}}, now));
   }
   return ok_status();
 }
@@ -169,7 +172,7 @@ Status MonitorService::resolve_alerts_of(const std::string& monitor_id, const st
 Status MonitorService::remove_monitor(const std::string& id_or_name) {
   std::lock_guard<std::mutex> tick(tick_mu_);
   HAVEN_ASSIGN(auto row, catalog_.get_monitor(id_or_name));
-  HAVEN_TRY(resolve_alerts_of(row.id, "monitor deleted", options_.clock()));
+  HAVEN_TRY(resolve_alerts_of(row.id, {}, "monitor deleted", options_.clock()));
   return catalog_.delete_monitor(row.id);
 }
 
@@ -177,7 +180,10 @@ void MonitorService::start() {
   std::lock_guard<std::mutex> g(mu_);
   if (thread_.joinable()) return;
   stop_ = false;
-  thread_ = std::thread([this] {
+  stop_token_ = CancelToken();
+  thread_ = std::thread([this, token = stop_token_] {
+    // A delivery in flight (HTTP, a command) stops within a second of stop().
+    CancelScope scope(token);
     std::unique_lock<std::mutex> lk(mu_);
     while (!stop_) {
       lk.unlock();
@@ -195,13 +201,32 @@ void MonitorService::stop() {
     stop_ = true;
     t = std::move(thread_);
   }
+  stop_token_.cancel(Error(Error::Code::kCancelled, "the server is stopping"));
   cv_.notify_all();
   if (t.joinable()) t.join();
 }
 
+bool MonitorService::stopping() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return stop_;
+}
+
 StatusContext MonitorService::status_context(const config::Config& cfg) {
   StatusContext ctx{catalog_, cfg, {}};
-  ctx.newest_wal = [](const config::Location& l) { return newest_wal(l); };
+  ctx.newest_wal = [this](const config::Location& l) -> Result<std::optional<TimeNs>> {
+    const TimeNs t = options_.clock();
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      auto it = wal_cache_.find(l.repository);
+      if (it != wal_cache_.end() && t - it->second.first < kWalCacheFor && t >= it->second.first) {
+        return it->second.second;
+      }
+    }
+    HAVEN_ASSIGN(auto newest, newest_wal(l));
+    std::lock_guard<std::mutex> g(mu_);
+    wal_cache_[l.repository] = {t, newest};
+    return newest;
+  };
   return ctx;
 }
 
@@ -209,14 +234,8 @@ EvalContext MonitorService::eval_context(const config::Config& cfg) {
   EvalContext ctx{status_context(cfg), {}, {}};
   ctx.health = [this](const std::string& location) { return health(location); };
   if (jobs_ != nullptr) {
-    ctx.read_snapshot = [this](const config::Location& l, const std::string& hex) -> Status {
-      HAVEN_ASSIGN(auto repo, jobs_->repository_named(l.name));
-      auto id = repo::parse_id(hex);
-      if (!id) return Error(Error::Code::kInvalidArgument, "snapshot id '" + hex + "' is not one");
-      HAVEN_ASSIGN(auto snap, repo->load_snapshot(*id));
-      HAVEN_ASSIGN(auto tree, repo->load_tree(snap.tree));
-      (void)tree;
-      return ok_status();
+    ctx.read_snapshot = [this](const config::Location& l, const std::string& hex) {
+      return jobs_->read_snapshot(l.name, hex);
     };
   }
   return ctx;
@@ -257,8 +276,10 @@ Status MonitorService::enqueue(const catalog::AlertRow& a, const std::vector<std
 Status MonitorService::apply_evaluation(const catalog::MonitorRow& row, const config::Monitor& m,
                                         const Evaluation& e, TimeNs now, Tick& t) {
   HAVEN_TRY(catalog_.record_monitor_result(row.id, now, health_of(e.level), e.to_json()));
+  std::set<std::string> keys;
   for (const Condition& c : e.conditions) {
     const std::string key = alert_key(m.name, c);
+    keys.insert(key);
     if (c.level == Level::kWarning || c.level == Level::kCritical) {
       catalog::AlertRow a;
       a.alert_key = key;
@@ -279,29 +300,29 @@ Status MonitorService::apply_evaluation(const catalog::MonitorRow& row, const co
         // Exactly one trigger per channel of the first step, however the severity moves.
         HAVEN_TRY(enqueue(raised.alert, m.channels, catalog::NotifyAction::kTrigger, 0, now));
         note(c.kind, alert_json(raised.alert));
+      } else if (raised.worse) {
+        // Warning became critical: the event says so (alert:rpo-critical after
+        // alert:rpo-warning); the channels were paged once and are not paged again.
+        note(c.kind, alert_json(raised.alert));
       }
     } else if (c.level == Level::kOk) {
-      std::unique_lock<std::mutex> lock(alert_mu_);  // read-modify-write of the alert's row
       HAVEN_ASSIGN(auto open, catalog_.find_unresolved_alert(key));
       if (!open) continue;
-      catalog::AlertRow a = std::move(*open);
-      a.state = catalog::AlertState::kResolved;
-      a.resolved_at = now;
-      // The summary stays what went wrong (a resolve notice says that is over); how it cleared
-      // goes beside it.
-      a.details["resolution"] = c.summary;
-      HAVEN_TRY(catalog_.update_alert(a));
-      lock.unlock();
+      // The summary stays what went wrong (a resolve notice says that is over); how it
+      // cleared goes beside it.
+      HAVEN_TRY(resolve(*open, {{"resolution", c.summary}}, now));
       t.resolved++;
-      {
-        std::lock_guard<std::mutex> g(mu_);
-        counters_.resolved++;
-      }
-      // A resolve notice to every channel the trigger reached.
-      HAVEN_ASSIGN(auto reached, reached_channels(catalog_, a.id));
-      HAVEN_TRY(enqueue(a, reached, catalog::NotifyAction::kResolve, 0, now));
-      note("alert:resolved", alert_json(a));
     }
+  }
+  // Alerts of this monitor whose condition it no longer checks (its type or policy changed, its
+  // policy was deleted) cannot clear any more: resolved, saying why.
+  HAVEN_ASSIGN(auto open, catalog_.list_alerts(true, 1000));
+  for (const auto& a : open) {
+    if (a.monitor_id != row.id || keys.count(a.alert_key)) continue;
+    HAVEN_TRY(resolve(a, {{"resolved_because", e.message.empty() ? "the monitor no longer checks this"
+                                                                   : e.message}},
+                      now));
+    t.resolved++;
   }
   return ok_status();
 }
@@ -311,10 +332,10 @@ Result<Evaluation> MonitorService::check_now(const std::string& name) {
   if (!cfg) return Error(Error::Code::kInternal, "monitoring is not configured yet");
   HAVEN_ASSIGN(auto row, catalog_.get_monitor(name));
   HAVEN_ASSIGN(config::Monitor m, monitor_of(row));
+  std::lock_guard<std::mutex> g(tick_mu_);
   const TimeNs now = options_.clock();
   HAVEN_ASSIGN(Evaluation e, evaluate(eval_context(*cfg), m, now));
   Tick t;
-  std::lock_guard<std::mutex> g(tick_mu_);
   HAVEN_TRY(apply_evaluation(row, m, e, now, t));
   return e;
 }
@@ -323,44 +344,40 @@ void MonitorService::escalate(const config::Config& cfg, TimeNs now, Tick& t) {
   (void)cfg;
   auto alerts = catalog_.list_alerts(true, 1000);
   if (!alerts.ok()) return;
-  for (const auto& listed : *alerts) {
-    if (listed.state != catalog::AlertState::kOpen || !listed.monitor_id) continue;
-    auto row = catalog_.get_monitor(*listed.monitor_id);
-    if (!row.ok()) continue;
-    if (!row->is_active) continue;  // a disabled monitor's alerts stay where they are
+  for (const auto& a : *alerts) {
+    if (a.state != catalog::AlertState::kOpen || !a.monitor_id) continue;
+    auto row = catalog_.get_monitor(*a.monitor_id);
+    if (!row.ok() || !row->is_active) continue;  // a disabled monitor's alerts do not escalate
     auto m = monitor_of(*row);
     if (!m.ok()) continue;
-    std::vector<nlohmann::json> notes;
-    {
-      // Read again under the lock: it may have been acknowledged since it was listed.
-      std::lock_guard<std::mutex> g(alert_mu_);
-      auto fresh = catalog_.get_alert(listed.id);
-      if (!fresh.ok() || fresh->state != catalog::AlertState::kOpen) continue;
-      catalog::AlertRow a = std::move(*fresh);
-      // Every step whose time has come, in order (a step missed while the server was down is
-      // still taken, once).
-      bool changed = false;
-      while (a.escalation_level < static_cast<int>(m->escalation.size())) {
-        const auto& step = m->escalation[a.escalation_level];
-        if (now - a.opened_at < static_cast<TimeNs>(step.after_minutes) * kMinute) break;
-        if (!enqueue(a, step.channels, catalog::NotifyAction::kTrigger, a.escalation_level + 1, now).ok()) break;
-        a.escalation_level++;
-        a.escalated_at = now;
-        changed = true;
-        t.escalated++;
-        notes.push_back({{"alert", alert_json(a)}, {"channels", step.channels},
-                         {"after_minutes", step.after_minutes}});
-      }
-      if (changed) (void)catalog_.update_alert(a);
+    // Every step whose time has come, in order (a step missed while the server was down is
+    // still taken, once). Each is a conditional update: an alert acknowledged meanwhile, by the
+    // API or by another process (the CLI), is not escalated.
+    for (int level = a.escalation_level; level < static_cast<int>(m->escalation.size()); level++) {
+      const auto& step = m->escalation[level];
+      if (now - a.opened_at < static_cast<TimeNs>(step.after_minutes) * kMinute) break;
+      auto applied = catalog_.escalate_alert(a.id, level + 1, now);
+      if (!applied.ok() || !*applied) break;
+      if (!enqueue(a, step.channels, catalog::NotifyAction::kTrigger, level + 1, now).ok()) break;
+      t.escalated++;
+      catalog::AlertRow shown = a;
+      shown.escalation_level = level + 1;
+      shown.escalated_at = now;
+      note("alert:escalated", {{"alert", alert_json(shown)}, {"channels", step.channels},
+                               {"after_minutes", step.after_minutes}});
     }
-    for (const auto& n : notes) note("alert:escalated", n);
   }
 }
 
 void MonitorService::deliver_due(const config::Config& cfg, TimeNs now, Tick& t) {
   auto due = catalog_.due_notifications(now, 100);
   if (!due.ok()) return;
+  const auto started = std::chrono::steady_clock::now();
   for (auto n : *due) {
+    if (stopping() || std::chrono::steady_clock::now() - started >
+                          std::chrono::nanoseconds(kDeliveryBudget)) {
+      break;  // the rest at the next tick
+    }
     auto alert = catalog_.get_alert(n.alert_id);
     if (!alert.ok()) continue;
     const config::AlertChannel* ch = cfg.monitoring.find_channel(n.channel);
@@ -373,6 +390,9 @@ void MonitorService::deliver_due(const config::Config& cfg, TimeNs now, Tick& t)
       // The same id on every attempt: receivers can fold a repeat (Idempotency-Key).
       msg.id = "haven-" + alert->id + "-" + std::to_string(n.id);
       msg.alert_key = alert->alert_key;
+      // PagerDuty's incident: this alert (a later alert with the same key is a new incident,
+      // which an old resolve still in back-off must not close).
+      msg.dedup_key = "haven-" + alert->id;
       msg.action = n.action == catalog::NotifyAction::kTrigger ? NotifyAction::kTrigger
                                                                : NotifyAction::kResolve;
       msg.severity = std::string(catalog::to_string(alert->severity));
@@ -386,6 +406,7 @@ void MonitorService::deliver_due(const config::Config& cfg, TimeNs now, Tick& t)
       msg.source = options_.source;
       outcome = deliver(channel_config(*ch), msg);
     }
+    if (!outcome.ok() && outcome.error().code() == Error::Code::kCancelled) break;  // stopping
     n.attempts++;
     if (outcome.ok()) {
       n.state = catalog::DeliveryState::kDelivered;
@@ -417,8 +438,18 @@ void MonitorService::deliver_due(const config::Config& cfg, TimeNs now, Tick& t)
                                          {"attempts", n.attempts},
                                          {"error", *n.last_error}});
     }
-    // Recorded before the next one is sent: a delivered notification is never sent again.
-    (void)catalog_.update_notification(n);
+    // Recorded before the next one is sent: a delivered notification is never sent again. The
+    // write is conditional: if the alert resolved while this trigger was on its way (the
+    // resolution dropped it as undelivered), it is recorded as delivered after all and its
+    // channel gets the resolve it is now owed.
+    auto applied = catalog_.update_pending_notification(n);
+    if (applied.ok() && !*applied && outcome.ok() && n.action == catalog::NotifyAction::kTrigger) {
+      (void)catalog_.update_notification(n);
+      auto fresh = catalog_.get_alert(n.alert_id);
+      if (fresh.ok() && fresh->state == catalog::AlertState::kResolved) {
+        (void)enqueue(*fresh, {n.channel}, catalog::NotifyAction::kResolve, 0, now);
+      }
+    }
   }
 }
 
@@ -427,95 +458,60 @@ Result<HealthResult> MonitorService::health_check(const std::string& location) {
   if (!cfg || jobs_ == nullptr) return Error(Error::Code::kInternal, "no repositories to check");
   const config::Location* loc = cfg->find_location(location);
   if (loc == nullptr) return Error(Error::Code::kNotFound, "location '" + location + "' is not configured");
-  HealthResult h;
-  h.location = location;
   const TimeNs now = options_.clock();
-  auto repo = jobs_->repository_named(location);
-  if (!repo.ok()) {
-    h.problems.push_back("unreachable: " + repo.error().message());
-  } else {
-    h.reachable = true;
-    const TimeNs wall = haven::now();  // lock ages are real time, whatever the test clock says
-    Status listed = (*repo)->backend().list(storage::ObjectType::kLock, [&](const storage::ObjectInfo& i) {
-      h.locks++;
-      if (wall - i.modified > kStaleLock) h.stale_locks++;
-    });
-    if (!listed.ok()) {
-      h.reachable = false;
-      h.problems.push_back("unreachable: " + listed.error().message());
-    }
-    if (h.stale_locks > 0) {
-      h.problems.push_back(std::to_string(h.stale_locks) + " stale lock(s): a process died holding "
-                           "it; `haven unlock` removes stale locks");
-    }
-    if (h.reachable) {
-      auto held = ops::lock(**repo, ops::LockMode::kShared, null_sink());
-      if (held.ok()) {
-        h.writable = true;
-        (void)held->release();
-      } else {
-        h.problems.push_back("not writable: " + held.error().message());
-      }
-    }
-    // Capacity.
-    const std::string path = local_path(loc->repository);
-    if (loc->capacity_gb) {
-      int64_t used = 0;
-      Status st = (*repo)->backend().list(storage::ObjectType::kData, [&](const storage::ObjectInfo& i) {
-        used += static_cast<int64_t>(i.size);
-      });
-      if (st.ok()) {
-        h.used_bytes = used;
-        h.capacity_bytes = *loc->capacity_gb * 1'000'000'000LL;
-      }
-    } else if (!path.empty()) {
-      struct statvfs vfs;
-      if (::statvfs(path.c_str(), &vfs) == 0 && vfs.f_blocks > 0) {
-        const int64_t total = static_cast<int64_t>(vfs.f_blocks) * static_cast<int64_t>(vfs.f_frsize);
-        const int64_t avail = static_cast<int64_t>(vfs.f_bavail) * static_cast<int64_t>(vfs.f_frsize);
-        h.capacity_bytes = total;
-        h.used_bytes = total - avail;
-      }
-    }
-    if (h.used_bytes && h.capacity_bytes && *h.capacity_bytes > 0) {
-      h.used_percent = 100.0 * static_cast<double>(*h.used_bytes) / static_cast<double>(*h.capacity_bytes);
-    }
-    // The day's share of the data.
-    const int n = cfg->monitoring.read_data_days;
-    bool read_today = false;
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      auto it = read_data_at_.find(location);
-      read_today = it != read_data_at_.end() && now - it->second < kDay;
-    }
-    if (n > 0 && h.writable && !read_today) {
-      const int64_t day = now / kDay;
-      const std::string subset = std::to_string(day % n + 1) + "/" + std::to_string(n);
-      ops::CheckRequest req;
-      req.read_data_subset = subset;
-      auto report = ops::check(**repo, req, EventTarget(null_sink(), "health:" + location));
-      h.read_data_subset = subset;
-      if (report.ok()) {
-        // Notices (an unused blob, an unindexed pack left by an interrupted backup) leave the
-        // repository healthy: only damage counts.
-        h.read_data_problems = std::count_if(report->problems.begin(), report->problems.end(),
-                                             [](const check::Problem& p) { return p.damage; });
-        if (report->damaged()) {
-          h.problems.push_back("check --read-data-subset " + subset + " found " +
-                               std::to_string(*h.read_data_problems) + " damaged object(s): run "
-                               "`haven check --read-data` on it");
-        }
-        std::lock_guard<std::mutex> g(mu_);
-        read_data_at_[location] = now;
-      } else {
-        h.problems.push_back("check --read-data-subset " + subset + " failed: " + report.error().message());
-      }
+  // The day's share of the data, once per (UTC) day: group day mod N + 1 of N, so every pack is
+  // read once every N days.
+  const int n = cfg->monitoring.read_data_days;
+  const int64_t day = now / kDay;
+  std::string subset;
+  if (n > 0) {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = read_data_day_.find(location);
+    if (it == read_data_day_.end() || it->second != day) {
+      subset = std::to_string(day % n + 1) + "/" + std::to_string(n);
     }
   }
+  jobs::Service::RepositoryProbe p =
+      jobs_->probe_repository(location, loc->capacity_gb.has_value(), subset);
+  HealthResult h;
+  h.location = location;
+  h.reachable = p.reachable;
+  h.writable = p.writable;
+  h.locks = p.locks;
+  h.stale_locks = p.stale_locks;
+  h.problems = p.problems;
+  if (p.damaged || p.read_error) {
+    h.read_data_subset = subset;
+    h.read_data_problems = p.damaged;
+  }
+  if (p.damaged) {
+    std::lock_guard<std::mutex> g(mu_);
+    read_data_day_[location] = day;
+  }
+  // Capacity: what the location may use (capacity_gb) against its packs, else a local disk's
+  // own size against what is used on it.
+  const std::string path = local_path(loc->repository);
+  if (loc->capacity_gb) {
+    if (p.pack_bytes) {
+      h.used_bytes = *p.pack_bytes;
+      h.capacity_bytes = *loc->capacity_gb * 1'000'000'000LL;
+    }
+  } else if (!path.empty() && p.reachable) {
+    struct statvfs vfs;
+    if (::statvfs(path.c_str(), &vfs) == 0 && vfs.f_blocks > 0) {
+      const int64_t total = static_cast<int64_t>(vfs.f_blocks) * static_cast<int64_t>(vfs.f_frsize);
+      const int64_t avail = static_cast<int64_t>(vfs.f_bavail) * static_cast<int64_t>(vfs.f_frsize);
+      h.capacity_bytes = total;
+      h.used_bytes = total - avail;
+    }
+  }
+  if (h.used_bytes && h.capacity_bytes && *h.capacity_bytes > 0) {
+    h.used_percent = 100.0 * static_cast<double>(*h.used_bytes) / static_cast<double>(*h.capacity_bytes);
+  }
   Level level = Level::kOk;
-  if (!h.reachable || !h.writable || h.read_data_problems.value_or(0) > 0) {
+  if (!h.reachable || !h.writable || p.damaged.value_or(0) > 0) {
     level = Level::kCritical;
-  } else if (h.stale_locks > 0 || (h.used_percent && *h.used_percent >= 90)) {
+  } else if (h.stale_locks > 0 || p.read_error || (h.used_percent && *h.used_percent >= 90)) {
     level = Level::kWarning;
   }
   h.status = health_of(level);
@@ -540,7 +536,8 @@ void MonitorService::start_health_checks(const config::Config& cfg, TimeNs now, 
       health_started_[l.name] = now;
     }
     jobs::Job job;
-    job.id = "health:" + l.name + ":" + std::to_string(now);
+    // One id per location: while one check of it is queued or running, no second one starts.
+    job.id = "health:" + l.name;
     job.resource = l.name;
     job.access = jobs::Access::kShared;
     const std::string name = l.name;
@@ -559,8 +556,9 @@ MonitorService::Tick MonitorService::tick() {
     evaluate_due(*cfg, now, t);
     escalate(*cfg, now, t);
   }
-  // Deliveries wait on receivers (each up to its channel's timeout): outside the lock that a
-  // reload takes, under their own, so one notification is never sent by two ticks at once.
+  // Deliveries wait on receivers (each up to its channel's timeout, a tick at most
+  // kDeliveryBudget): outside the lock a reload takes, under their own, so one notification is
+  // never sent by two ticks at once.
   std::lock_guard<std::mutex> d(deliver_mu_);
   deliver_due(*cfg, now, t);
   start_health_checks(*cfg, now, t);
@@ -569,42 +567,35 @@ MonitorService::Tick MonitorService::tick() {
 
 void MonitorService::evaluate_due(const config::Config& cfg, TimeNs now, Tick& t) {
   auto rows = catalog_.list_monitors();
-  if (rows.ok()) {
-    const EvalContext ctx = eval_context(cfg);
-    for (const auto& row : *rows) {
-      if (!row.is_active) continue;
-      if (row.last_check &&
-          now - *row.last_check < static_cast<TimeNs>(row.check_frequency_minutes) * kMinute) {
-        continue;
-      }
-      auto m = monitor_of(row);
-      if (!m.ok()) continue;
-      auto e = evaluate(ctx, *m, now);
-      if (!e.ok()) {
-        (void)catalog_.record_monitor_result(row.id, now, catalog::HealthStatus::kUnknown,
-                                             {{"error", e.error().message()}});
-        continue;
-      }
-      t.checked++;
-      (void)apply_evaluation(row, *m, *e, now, t);
+  if (!rows.ok()) return;
+  const EvalContext ctx = eval_context(cfg);
+  for (const auto& row : *rows) {
+    if (!row.is_active) {
+      // A disabled monitor judges nothing: what it raised is over.
+      (void)resolve_alerts_of(row.id, {}, "monitor disabled", now);
+      continue;
     }
+    if (row.last_check &&
+        now - *row.last_check < static_cast<TimeNs>(row.check_frequency_minutes) * kMinute) {
+      continue;
+    }
+    auto m = monitor_of(row);
+    if (!m.ok()) continue;
+    auto e = evaluate(ctx, *m, now);
+    if (!e.ok()) {
+      (void)catalog_.record_monitor_result(row.id, now, catalog::HealthStatus::kUnknown,
+                                           {{"error", e.error().message()}});
+      continue;
+    }
+    t.checked++;
+    (void)apply_evaluation(row, *m, *e, now, t);
   }
 }
 
 Result<catalog::AlertRow> MonitorService::acknowledge(const std::string& id, const std::string& by) {
-  // A tick reads an alert and writes the whole row back (escalation, resolution): every such
-  // read-modify-write holds alert_mu_, so an acknowledgement is never overwritten.
-  std::lock_guard<std::mutex> alerts(alert_mu_);
-  HAVEN_ASSIGN(auto a, catalog_.get_alert(id));
-  if (a.state != catalog::AlertState::kOpen) {
-    return Error(Error::Code::kAlreadyExists,
-                 "alert " + id + " is " + std::string(catalog::to_string(a.state)) +
-                     ": only an open alert can be acknowledged");
-  }
-  a.state = catalog::AlertState::kAcknowledged;
-  a.acknowledged_at = options_.clock();
-  a.acknowledged_by = by.empty() ? std::optional<std::string>() : by;
-  HAVEN_TRY(catalog_.update_alert(a));
+  // One conditional update: an escalation or a resolution written meanwhile (by this server or
+  // another process) is never overwritten, nor does it overwrite this.
+  HAVEN_ASSIGN(auto a, catalog_.acknowledge_alert(id, by, options_.clock()));
   note("alert:acknowledged", alert_json(a));
   return a;
 }

@@ -22,8 +22,11 @@
 // "alert:acknowledged", "alert:notification-failed", "health-check:completed".
 //
 // Thread-safety: every method may be called from any thread. A tick's evaluation runs one at a
-// time (with reloads), its deliveries one at a time apart from that, so an acknowledgement or a
-// reload never waits for a slow receiver; every change to an alert's row is made under one lock.
+// time (with reloads), its deliveries one at a time apart from that (at most 20 s a tick), so an
+// acknowledgement or a reload never waits for a slow receiver. Changes to an alert that others
+// may make at the same time — acknowledging (the API, or the CLI in another process),
+// escalating, resolving, recording a delivery — are each one conditional update in the catalog,
+// so none overwrites another.
 #pragma once
 
 #include <atomic>
@@ -32,6 +35,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -78,6 +82,9 @@ class MonitorService {
   // "monitor removed from the configuration", with resolve notices). An API monitor with the name of
   // one in the file is an error (kAlreadyExists) and nothing is changed.
   Status apply_config(std::shared_ptr<const config::Config> config);
+  // What apply_config() would refuse, checked without changing anything (a reload checks every
+  // part of the new configuration before applying any).
+  Status check_config(const config::Config& config);
   std::shared_ptr<const config::Config> config() const;
 
   // The background loop: tick() once a second. stop() waits for it.
@@ -121,7 +128,13 @@ class MonitorService {
   void deliver_due(const config::Config& cfg, TimeNs now, Tick& t);
   void start_health_checks(const config::Config& cfg, TimeNs now, Tick& t);
   void note(const std::string& kind, const nlohmann::json& payload);
-  Status resolve_alerts_of(const std::string& monitor_id, const std::string& why, TimeNs now);
+  // Resolves an alert (unless it is already) with `details` merged in, and sends the resolve
+  // notices it is owed.
+  Status resolve(const catalog::AlertRow& alert, const nlohmann::json& details, TimeNs now);
+  // Every unresolved alert of the monitor whose key is not in `keep_keys`.
+  Status resolve_alerts_of(const std::string& monitor_id, const std::set<std::string>& keep_keys,
+                           const std::string& why, TimeNs now);
+  bool stopping() const;
   EvalContext eval_context(const config::Config& cfg);
   Status enqueue(const catalog::AlertRow& a, const std::vector<std::string>& channels,
                  catalog::NotifyAction action, int level, TimeNs now);
@@ -134,12 +147,14 @@ class MonitorService {
   std::shared_ptr<const config::Config> config_;
   std::map<std::string, HealthResult> health_;           // by location
   std::map<std::string, TimeNs> health_started_;         // by location: the last one started
-  std::map<std::string, TimeNs> read_data_at_;           // by location: the last read-data share
+  std::map<std::string, int64_t> read_data_day_;         // by location: the UTC day last read
+  // by repository: when the WAL archive was listed and its newest object's time
+  std::map<std::string, std::pair<TimeNs, std::optional<TimeNs>>> wal_cache_;
   Counters counters_;
 
   std::mutex tick_mu_;     // one evaluation pass at a time (and apply_config, check_now)
   std::mutex deliver_mu_;  // one delivery pass at a time
-  std::mutex alert_mu_;    // every read-modify-write of an alert row (acknowledge never lost)
+  CancelToken stop_token_;  // the loop's current token: stop() cancels a delivery in flight
   std::condition_variable cv_;
   bool stop_ = false;
   std::thread thread_;

@@ -107,7 +107,8 @@ Result<PolicyStatus> policy_status(const StatusContext& ctx, const catalog::Poli
       s.rpo.note = "the WAL archive could not be listed: " + wal.error().message();
     } else if (*wal) {
       s.newest_wal = **wal;
-      s.restorable_point = std::max(s.restorable_point.value_or(0), **wal);
+      // WAL restores only on top of a base backup: it counts once one completed before it.
+      if (s.last_success && **wal > s.last_success->started_at) s.restorable_point = **wal;
     }
   }
   if (s.restorable_point) {

@@ -7,7 +7,7 @@
 //             from then on);
 //   database  the later of that and the newest WAL object in the repository (its modification
 //             time: when the segment was archived, so a cluster that archives every minute
-//             has an RPO of about a minute).
+//             has an RPO of about a minute); WAL counts only after a completed base backup.
 //   No restorable point yet: the RPO is unknown and, with a target, critical.
 // RTO estimate = the data a restore moves (the newest completed backup's backup_size_bytes)
 //   ÷ the restore throughput measured on that repository (the last 10 completed restores from

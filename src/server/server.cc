@@ -153,6 +153,8 @@ Status Server::reload() {
   auto cfg = config::load_config_file(options_.config_path, options_.env);
   if (!cfg.ok()) return failed(cfg.error());
   auto shared = std::make_shared<const config::Config>(std::move(*cfg));
+  // Everything that can refuse the new configuration is asked before any part is applied.
+  if (Status st = monitor_->check_config(*shared); !st.ok()) return failed(st.error());
   if (Status st = service_->apply_config(shared); !st.ok()) return failed(st.error());
   if (Status st = monitor_->apply_config(shared); !st.ok()) return failed(st.error());
   job_nice_ = shared->server.job_nice;

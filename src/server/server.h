@@ -64,10 +64,12 @@ class Server {
   // Between the jobs and the bus: a job never waits for the catalog's commit of its events
   // (progress coalesced, nothing else dropped; emitting waits only past 65536 queued).
   std::unique_ptr<AsyncSink> async_;
-  std::unique_ptr<jobs::Service> service_;
-  std::unique_ptr<jobs::Scheduler> scheduler_;
+  // Declared before the job service so that they are destroyed after it: a job still running
+  // at the end (a health check, a retention recording in the audit log) may use them.
   std::unique_ptr<monitor::AuditLog> audit_;
   std::unique_ptr<monitor::MonitorService> monitor_;
+  std::unique_ptr<jobs::Service> service_;
+  std::unique_ptr<jobs::Scheduler> scheduler_;
   HttpServer http_;
   std::mutex mu_;
   std::mutex reload_mu_;

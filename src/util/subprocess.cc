@@ -58,6 +58,14 @@ Result<Subprocess> Subprocess::spawn(const SpawnOptions& o) {
   }
   std::vector<const char*> paths;
   for (auto& c : candidates) paths.push_back(c.c_str());
+  std::vector<std::string> env_strings;
+  std::vector<char*> envp;
+  if (o.env) {
+    env_strings = *o.env;
+    for (auto& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
+  }
+  char** child_env = o.env ? envp.data() : environ;
   const bool drop = o.uid && ::geteuid() == 0;
   const bool group = o.own_process_group;
   const uid_t uid = o.uid.value_or(0);
@@ -101,7 +109,7 @@ Result<Subprocess> Subprocess::spawn(const SpawnOptions& o) {
     }
     int last = ENOENT;
     for (const char* p : paths) {
-      ::execve(p, argv.data(), environ);
+      ::execve(p, argv.data(), child_env);
       if (errno != ENOENT && errno != ENOTDIR) last = errno;
     }
     child_fail(report[1], last);

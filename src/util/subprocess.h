@@ -32,6 +32,9 @@ struct SpawnOptions {
   // Starts the child in a process group of its own, so that stopping it (cancellation) stops
   // what it started too (a shell's pipeline).
   bool own_process_group = false;
+  // The child's environment ("NAME=value" each); unset: the parent's. An alert command gets a
+  // small one of its own, not the server's (which may hold credentials).
+  std::optional<std::vector<std::string>> env;
 };
 
 class Subprocess {

@@ -145,6 +145,69 @@ TEST(MonitoringCatalog, ANotificationIsEnqueuedOnce) {
   EXPECT_EQ(c->enqueue_notification(n).error().code(), Error::Code::kNotFound);
 }
 
+// The writes others may make at the same moment are conditional: none overwrites another.
+TEST(MonitoringCatalog, AlertChangesAreConditionalSoNoneIsLost) {
+  TempDir dir;
+  FakeClock clock;
+  const std::string path = dir.file("c.db");
+  auto server = open_or_die(path, clock.options());
+  auto cli = open_or_die(path, clock.options());  // another process: the CLI acknowledging
+  ASSERT_TRUE(server && cli);
+  auto a = server->raise_alert(sample_alert("k"));
+  ASSERT_TRUE(a.ok());
+  const std::string id = a->alert.id;
+  // The server listed the alert open; the CLI acknowledges; the server's escalation then finds
+  // it acknowledged and changes nothing.
+  auto acked = cli->acknowledge_alert(id, "alice", clock.now());
+  ASSERT_TRUE(acked.ok()) << describe(acked.error());
+  EXPECT_EQ(acked->state, AlertState::kAcknowledged);
+  auto escalated = server->escalate_alert(id, 1, clock.now());
+  ASSERT_TRUE(escalated.ok());
+  EXPECT_FALSE(*escalated);
+  auto row = server->get_alert(id);
+  EXPECT_EQ(row->state, AlertState::kAcknowledged);
+  EXPECT_EQ(row->acknowledged_by, "alice");
+  EXPECT_EQ(row->escalation_level, 0);
+  EXPECT_EQ(cli->acknowledge_alert(id, "bob", clock.now()).error().code(), Error::Code::kAlreadyExists);
+  EXPECT_EQ(cli->acknowledge_alert("nope", "bob", clock.now()).error().code(), Error::Code::kNotFound);
+  // Escalation of an open alert goes one way only.
+  auto b = server->raise_alert(sample_alert("k2"));
+  ASSERT_TRUE(b.ok());
+  EXPECT_TRUE(*server->escalate_alert(b->alert.id, 2, clock.now()));
+  EXPECT_FALSE(*server->escalate_alert(b->alert.id, 1, clock.now()));
+  EXPECT_EQ(server->get_alert(b->alert.id)->escalation_level, 2);
+  // Resolving keeps the acknowledgement and merges the details; a second resolve is a no-op.
+  auto resolved = server->resolve_alert(id, clock.now() + kSecond, {{"resolution", "fine again"}});
+  ASSERT_TRUE(resolved.ok());
+  ASSERT_TRUE(resolved->has_value());
+  EXPECT_EQ((*resolved)->acknowledged_by, "alice");
+  EXPECT_EQ((*resolved)->details["resolution"], "fine again");
+  EXPECT_EQ((*resolved)->details["due"], "2026-12-02T02:00:00Z");
+  EXPECT_FALSE(server->resolve_alert(id, clock.now(), {})->has_value());
+  // A delivery recorded after a resolution failed the trigger is told so.
+  NotificationRow n;
+  n.alert_id = b->alert.id;
+  n.channel = "oncall";
+  auto stored = server->enqueue_notification(n);
+  ASSERT_TRUE(stored.ok());
+  NotificationRow failed = *stored;
+  failed.state = DeliveryState::kFailed;
+  ASSERT_TRUE(server->update_notification(failed).ok());
+  NotificationRow delivered = *stored;
+  delivered.state = DeliveryState::kDelivered;
+  auto applied = server->update_pending_notification(delivered);
+  ASSERT_TRUE(applied.ok());
+  EXPECT_FALSE(*applied);
+  EXPECT_EQ(server->notifications_of(b->alert.id)->at(0).state, DeliveryState::kFailed);
+  // A warning raised to critical says so.
+  AlertRow worse = sample_alert("k2");
+  worse.severity = AlertSeverity::kCritical;
+  auto w = server->raise_alert(worse);
+  ASSERT_TRUE(w.ok());
+  EXPECT_TRUE(w->worse);
+  EXPECT_FALSE(server->raise_alert(worse)->worse);
+}
+
 // Fills a catalog with `n` audit records.
 void fill_audit(SqliteCatalog& c, int n) {
   for (int i = 0; i < n; i++) {

@@ -41,6 +41,31 @@ void make_version_1(const std::string& path) {
   raw.must("PRAGMA user_version = 1; PRAGMA application_id = " + std::to_string(kApplicationId));
 }
 
+TEST(Schema, MigratesAVersion2CatalogKeepingItsMonitors) {
+  TempDir dir;
+  std::string path = dir.file("catalog.db");
+  {
+    RawDb raw(path);
+    raw.must("PRAGMA journal_mode = WAL");
+    raw.must(migrations().at(0).sql);
+    raw.must(migrations().at(1).sql);
+    raw.must("PRAGMA user_version = 2; PRAGMA application_id = " + std::to_string(kApplicationId));
+    raw.must("INSERT INTO backup_monitoring (id, monitor_name, monitor_type, check_frequency_minutes,"
+             " alert_channels, created_at, updated_at) VALUES ('m-1', 'by-hand', 'integrity_check',"
+             " 30, '[\"email\"]', 5, 6)");
+  }
+  auto c = open_or_die(path);
+  ASSERT_TRUE(c);
+  auto m = c->get_monitor("by-hand");
+  ASSERT_TRUE(m.ok()) << describe(m.error());
+  EXPECT_EQ(m->id, "m-1");
+  EXPECT_EQ(m->monitor_type, MonitorType::kIntegrityCheck);
+  EXPECT_EQ(m->check_frequency_minutes, 30);
+  EXPECT_EQ(m->alert_channels, std::vector<std::string>{"email"});
+  EXPECT_EQ(m->source, PolicySource::kApi);
+  EXPECT_EQ(m->created_at, 5);
+}
+
 TEST(Schema, MigrationsAreNumberedInOrder) {
   ASSERT_GE(migrations().size(), 2u);
   for (size_t i = 0; i < migrations().size(); i++) EXPECT_EQ(migrations()[i].version, int(i) + 1);

@@ -511,6 +511,25 @@ TEST(ChannelCommand, NonZeroExitIsTransientAndNamed) {
                                       " exited with status 3: gateway said no");
 }
 
+TEST(ChannelCommand, RunsWithAnEnvironmentOfItsOwnAndItsArgumentsAreNeverQuoted) {
+  TempDir dir;
+  // The server's environment may hold credentials: the command never sees it.
+  ::setenv("HAVEN_TEST_SERVER_SECRET", "ENVSECRET42", 1);
+  write_script(dir / "env.sh", "#!/bin/sh\ncat >/dev/null\nenv > \"$1\"\n");
+  ASSERT_TRUE(deliver(command_channel({dir / "env.sh", dir / "env.txt"}), sample()).ok());
+  ::unsetenv("HAVEN_TEST_SERVER_SECRET");
+  const std::string env = read_file(dir.path() / "env.txt");
+  EXPECT_EQ(env.find("ENVSECRET42"), std::string::npos) << env;
+  EXPECT_NE(env.find("PATH=/usr/local/sbin"), std::string::npos) << env;
+  EXPECT_NE(env.find("HAVEN_ALERT=1"), std::string::npos) << env;
+  // A command that echoes its (secret) argument on stderr: the message redacts it.
+  write_script(dir / "echo.sh", "#!/bin/sh\ncat >/dev/null\necho \"refused $1\" >&2\nexit 1\n");
+  Status st = deliver(command_channel({dir / "echo.sh", "--token=ARGSECRET77"}), sample());
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().message().find("ARGSECRET77"), std::string::npos) << st.error().message();
+  EXPECT_NE(st.error().message().find("refused ***"), std::string::npos) << st.error().message();
+}
+
 TEST(ChannelCommand, TimeoutStopsItAsTransient) {
   TempDir dir;
   // A shell that starts a child: the whole process group is stopped.
