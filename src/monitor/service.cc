@@ -56,7 +56,9 @@ Result<std::vector<std::string>> reached_channels(catalog::Catalog& catalog,
     } else if (n.state == catalog::DeliveryState::kPending) {
       n.state = catalog::DeliveryState::kFailed;
       n.last_error = "the alert resolved before the trigger could be delivered";
-      HAVEN_TRY(catalog.update_notification(n));
+      // Conditional: if a delivery recorded it meanwhile, it reached its channel after all.
+      HAVEN_ASSIGN(bool dropped, catalog.update_pending_notification(n));
+      if (!dropped) reached.insert(n.channel);
     }
   }
   return std::vector<std::string>(reached.begin(), reached.end());
