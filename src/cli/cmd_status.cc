@@ -3,10 +3,7 @@
 // server runs, and compute what GET /api/status computes.
 #include <unistd.h>
 
-#include <cmath>
-#include <iomanip>
 #include <iostream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -39,32 +36,16 @@ Result<Opened> open_config_and_catalog(const std::string& flag) {
 
 std::string cli_actor() { return "cli:" + username() + "@" + hostname(); }
 
-// "1 h 05 min", "40 min", "35 s", "3 d 4 h".
-std::string span(double seconds) {
-  if (seconds < 0) seconds = 0;
-  if (seconds < 120) return std::to_string(static_cast<int64_t>(seconds)) + " s";
-  const int64_t minutes = static_cast<int64_t>(seconds / 60);
-  if (minutes < 120) return std::to_string(minutes) + " min";
-  const int64_t hours = minutes / 60;
-  std::ostringstream o;
-  if (hours < 48) {
-    o << hours << " h " << std::setw(2) << std::setfill('0') << minutes % 60 << " min";
-  } else {
-    o << hours / 24 << " d " << hours % 24 << " h";
-  }
-  return o.str();
-}
-
 std::string short_time(std::optional<TimeNs> t, TimeNs now) {
   if (!t) return "-";
   const double ago = static_cast<double>(now - *t) / 1e9;
-  if (ago >= 0) return span(ago) + " ago";
-  return "in " + span(-ago);
+  if (ago >= 0) return monitor::format_span(ago) + " ago";
+  return "in " + monitor::format_span(-ago);
 }
 
 std::string objective(const monitor::ObjectiveStatus& o) {
-  std::string v = o.seconds ? span(*o.seconds) : "?";
-  if (o.target_seconds) v += " / " + span(static_cast<double>(*o.target_seconds));
+  std::string v = o.seconds ? monitor::format_span(*o.seconds) : "?";
+  if (o.target_seconds) v += " / " + monitor::format_span(static_cast<double>(*o.target_seconds));
   return v + " " + monitor::level_name(o.level);
 }
 

@@ -23,16 +23,6 @@ std::string num(double v) {
   return buf;
 }
 
-// "2 h 5 min", "40 min", "35 s": a duration for a person.
-std::string span(double seconds) {
-  if (seconds < 120) return num(std::floor(seconds)) + " s";
-  const int64_t minutes = static_cast<int64_t>(seconds / 60);
-  if (minutes < 120) return std::to_string(minutes) + " min";
-  const int64_t hours = minutes / 60;
-  if (hours < 48) return std::to_string(hours) + " h " + std::to_string(minutes % 60) + " min";
-  return std::to_string(hours / 24) + " d " + std::to_string(hours % 24) + " h";
-}
-
 // ok / warning / critical for a value measured against two thresholds (higher is worse).
 Level against(double value, const config::Monitor& m) {
   if (value >= m.critical_or_default()) return Level::kCritical;
@@ -115,7 +105,7 @@ Result<Condition> rpo(const EvalContext& ctx, const config::Monitor& m,
   c.details = {{"target_seconds", *s.rpo.target_seconds}};
   if (!s.rpo.seconds) {
     c.level = Level::kCritical;
-    c.summary = "policy " + policy.name + ": " + s.rpo.note + " (RPO target " + span(target) + ")";
+    c.summary = "policy " + policy.name + ": " + s.rpo.note + " (RPO target " + format_span(target) + ")";
     return c;
   }
   const double percent = *s.rpo.seconds / target * 100;
@@ -124,8 +114,8 @@ Result<Condition> rpo(const EvalContext& ctx, const config::Monitor& m,
   c.kind = c.level == Level::kCritical ? "alert:rpo-critical" : "alert:rpo-warning";
   c.details["rpo_seconds"] = std::round(*s.rpo.seconds);
   c.details["percent_of_target"] = std::round(percent * 10) / 10;
-  c.summary = "policy " + policy.name + " could lose " + span(*s.rpo.seconds) +
-              " of data now; the RPO target is " + span(target);
+  c.summary = "policy " + policy.name + " could lose " + format_span(*s.rpo.seconds) +
+              " of data now; the RPO target is " + format_span(target);
   return c;
 }
 
@@ -178,9 +168,9 @@ Result<Condition> missed_schedule(const EvalContext& ctx, const config::Monitor&
   c.details = {{"due", format_time(first_due)}, {"late_minutes", std::floor(late_minutes)}};
   c.summary = c.level == Level::kOk
                   ? "policy " + row.name + "'s run due at " + format_time(first_due) +
-                        " has not started yet (" + span(late_minutes * 60) + " late)"
+                        " has not started yet (" + format_span(late_minutes * 60) + " late)"
                   : "policy " + row.name + " missed its run due at " + format_time(first_due) +
-                        ": nothing started for " + span(late_minutes * 60);
+                        ": nothing started for " + format_span(late_minutes * 60);
   return c;
 }
 
@@ -234,7 +224,7 @@ Result<std::vector<Condition>> restore_capability(const EvalContext& ctx, const 
     const double days = static_cast<double>(now - at) / static_cast<double>(kDay);
     c.level = against(days, m);
     c.details = {{"last_restore", restored->request_id}, {"days_since", std::floor(days)}};
-    c.summary = "policy " + policy.name + ": last restored " + span(days * 86400) + " ago";
+    c.summary = "policy " + policy.name + ": last restored " + format_span(days * 86400) + " ago";
   }
   out.push_back(std::move(c));
 
@@ -254,8 +244,8 @@ Result<std::vector<Condition>> restore_capability(const EvalContext& ctx, const 
                  {"restore_bytes", s.restore_bytes},
                  {"restore_mbps", std::round(s.restore_mbps * 100) / 100},
                  {"basis", s.restore_mbps_measured ? "measured" : "default"}};
-    r.summary = "policy " + policy.name + ": a restore would take about " + span(*s.rto.seconds) +
-                "; the RTO target is " + span(static_cast<double>(*s.rto.target_seconds));
+    r.summary = "policy " + policy.name + ": a restore would take about " + format_span(*s.rto.seconds) +
+                "; the RTO target is " + format_span(static_cast<double>(*s.rto.target_seconds));
   }
   out.push_back(std::move(r));
   return out;
@@ -282,7 +272,7 @@ Result<Condition> integrity(const EvalContext& ctx, const config::Monitor& m,
       c.level = against(days, m);
       c.details = {{"execution_id", r.execution_id}, {"days_since", std::floor(days)}};
       c.summary = "policy " + policy.name + ": the last integrity check passed " +
-                  span(days * 86400) + " ago";
+                  format_span(days * 86400) + " ago";
       return c;
     }
   }

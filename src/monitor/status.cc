@@ -63,6 +63,19 @@ const char* level_name(Level l) {
   return "unknown";
 }
 
+std::string format_span(double seconds) {
+  if (!(seconds > 0)) seconds = 0;
+  if (seconds < 120) return std::to_string(static_cast<int64_t>(seconds)) + " s";
+  const int64_t minutes = static_cast<int64_t>(seconds / 60);
+  if (minutes < 120) return std::to_string(minutes) + " min";
+  const int64_t hours = minutes / 60;
+  if (hours < 48) {
+    const int64_t m = minutes % 60;
+    return std::to_string(hours) + " h " + (m < 10 ? "0" : "") + std::to_string(m) + " min";
+  }
+  return std::to_string(hours / 24) + " d " + std::to_string(hours % 24) + " h";
+}
+
 Level objective_level(double value, double target) {
   if (target <= 0) return Level::kUnknown;
   if (value >= target) return Level::kCritical;

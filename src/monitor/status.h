@@ -39,6 +39,10 @@ namespace haven::monitor {
 enum class Level { kOk, kWarning, kCritical, kUnknown };
 const char* level_name(Level l);  // "ok" "warning" "critical" "unknown"
 
+// A duration for a person, as alerts and `haven status` write it: "35 s", "40 min",
+// "2 h 05 min", "3 d 4 h" (negative counts as 0).
+std::string format_span(double seconds);
+
 // `value` against `target` (both > 0 meaningful): ok < 80 %, warning < 100 %, else critical.
 Level objective_level(double value, double target);
 

@@ -70,14 +70,14 @@ Result<std::string> location_id(catalog::Catalog& c, const std::string& name) {
   return l.id;
 }
 
-void audit(const ApiContext& c, const ApiRequest& r, const std::string& action,
-           const std::string& target, nlohmann::json details = nlohmann::json::object()) {
-  if (c.audit != nullptr) (void)c.audit->record(actor_of(r), action, target, std::move(details));
-}
-
 }  // namespace
 
 std::string actor_of(const ApiRequest& r) { return "token:" + r.who.name; }
+
+void audit(const ApiContext& c, const ApiRequest& r, const std::string& action,
+           const std::string& target, nlohmann::json details) {
+  if (c.audit != nullptr) (void)c.audit->record(actor_of(r), action, target, std::move(details));
+}
 
 nlohmann::json execution_json(const catalog::ExecutionRow& r) {
   return {{"id", r.id},

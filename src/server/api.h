@@ -39,6 +39,9 @@ void add_api_routes(HttpServer& http, ApiContext ctx);
 void add_monitoring_routes(HttpServer& http, std::shared_ptr<ApiContext> ctx);
 // The audit actor of a request: "token:<name>".
 std::string actor_of(const ApiRequest& r);
+// Records what the request did in the audit log (nothing if the context has none).
+void audit(const ApiContext& c, const ApiRequest& r, const std::string& action,
+           const std::string& target, nlohmann::json details = nlohmann::json::object());
 
 // The OpenAPI document the server serves (docs/openapi.json).
 const std::string& openapi_document();

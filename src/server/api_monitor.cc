@@ -51,11 +51,6 @@ nlohmann::json monitor_json(const catalog::MonitorRow& row) {
   return j;
 }
 
-void audit(const ApiContext& c, const ApiRequest& r, const std::string& action,
-           const std::string& target, nlohmann::json details = nlohmann::json::object()) {
-  if (c.audit != nullptr) (void)c.audit->record(actor_of(r), action, target, std::move(details));
-}
-
 }  // namespace
 
 void add_monitoring_routes(HttpServer& http, std::shared_ptr<ApiContext> c) {

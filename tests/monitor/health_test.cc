@@ -208,5 +208,26 @@ TEST_F(MonitorHealthTest, ACapacityGivenInGigabytesIsMeasuredAgainstThePacks) {
   EXPECT_NEAR(*h->used_percent, 100.0 * static_cast<double>(pack_bytes()) / 1e9, 1e-9);
 }
 
+// The configuration's enumerations and the catalog's (or the channels') are mapped by position:
+// they must name the same things in the same order.
+TEST(MonitorEnums, ConfigAndCatalogSpellEveryMonitorTypeAndChannelAlike) {
+  for (int i = 0; i <= static_cast<int>(config::MonitorKind::kReplicationLag); i++) {
+    const auto k = static_cast<config::MonitorKind>(i);
+    EXPECT_EQ(catalog::to_string(monitor_type(k)), config::name(k));
+  }
+  EXPECT_EQ(catalog::all_values<catalog::MonitorType>().size(),
+            static_cast<size_t>(config::MonitorKind::kReplicationLag) + 1);
+  for (int i = 0; i <= static_cast<int>(config::ChannelKind::kCommand); i++) {
+    config::AlertChannel c;
+    c.type = static_cast<config::ChannelKind>(i);
+    EXPECT_EQ(std::string(channel_type_name(channel_config(c).type)), config::name(c.type));
+  }
+  EXPECT_EQ(format_span(35.9), "35 s");
+  EXPECT_EQ(format_span(2400), "40 min");
+  EXPECT_EQ(format_span(7500), "2 h 05 min");
+  EXPECT_EQ(format_span(3 * 86400 + 4 * 3600), "3 d 4 h");
+  EXPECT_EQ(format_span(-5), "0 s");
+}
+
 }  // namespace
 }  // namespace haven::monitor
