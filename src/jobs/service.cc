@@ -868,7 +868,6 @@ void Service::shutdown(bool cancel_running, std::chrono::milliseconds deadline) 
 Service::RepositoryProbe Service::probe_repository(const std::string& location,
                                                    bool count_pack_bytes,
                                                    const std::string& read_data_subset) {
-  constexpr TimeNs kStaleLock = 30LL * 60 * 1'000'000'000;  // repo/lock.h: refreshed every 5 min
   RepositoryProbe p;
   auto repo = repository_named(location);
   if (!repo.ok()) {
@@ -876,9 +875,10 @@ Service::RepositoryProbe Service::probe_repository(const std::string& location,
     return p;
   }
   const TimeNs wall = haven::now();  // lock ages are real time, whatever clock the rows use
+  const TimeNs stale = (*repo)->lock_stale_ns();  // the threshold the repository's locks use
   Status listed = (*repo)->backend().list(storage::ObjectType::kLock, [&](const storage::ObjectInfo& i) {
     p.locks++;
-    if (wall - i.modified > kStaleLock) p.stale_locks++;
+    if (wall - i.modified > stale) p.stale_locks++;
   });
   if (!listed.ok()) {
     p.problems.push_back("unreachable: " + listed.error().message());

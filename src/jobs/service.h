@@ -148,10 +148,11 @@ class Service {
   Result<RebuildResult> rebuild_catalog();
 
   // What a health check finds in a location's repository (monitor/service.h decides what it
-  // means): reachable (its locks could be listed: how many, how many not refreshed for 30
-  // minutes by the wall clock), writable (a shared lock was taken and released), the bytes its
-  // packs take, and, when `read_data_subset` ("K/N") is given, what check --read-data-subset
-  // found (damaged objects; an error if it could not run). Runs on the calling thread.
+  // means): reachable (its locks could be listed: how many, how many older than the
+  // repository's stale threshold, 30 minutes, by the wall clock), writable (a shared lock was
+  // taken and released), the bytes its packs take, and, when `read_data_subset` ("K/N") is
+  // given, what check --read-data-subset found (damaged objects; an error if it could not
+  // run). Runs on the calling thread.
   struct RepositoryProbe {
     bool reachable = false, writable = false;
     int64_t locks = 0, stale_locks = 0;
