@@ -26,21 +26,26 @@ ALLOWED = {
     "pg": {"util", "crypto", "chunker", "storage", "repo", "backup", "restore", "check", "retention"},
     "ops": {"util", "crypto", "chunker", "storage", "repo", "backup", "restore", "check",
             "retention", "pg"},
+    # replication: copies of a repository between backends; over ops (locks), never jobs.
+    "replication": {"util", "crypto", "chunker", "storage", "repo", "backup", "restore", "check",
+                    "retention", "pg", "ops"},
     # The server wave: schedule and catalog build on util alone; config (haven.yaml) on
     # schedule; jobs runs operations and records them; server is the REST front end.
     "schedule": {"util"},
     "catalog": {"util"},
     "config": {"util", "schedule"},
     "jobs": {"util", "crypto", "chunker", "storage", "repo", "backup", "restore", "check",
-             "retention", "pg", "ops", "schedule", "config", "catalog"},
+             "retention", "pg", "ops", "replication", "schedule", "config", "catalog"},
     # monitor: status, monitors, alerts and channels, metrics, audit; over the runner's records.
     # It reaches repositories only through jobs (which owns ops), and storage for the HTTP layer
     # and WAL listings.
-    "monitor": {"util", "storage", "schedule", "config", "catalog", "jobs"},
+    "monitor": {"util", "storage", "schedule", "config", "catalog", "jobs", "replication"},
     "server": {"util", "crypto", "chunker", "storage", "repo", "backup", "restore", "check",
-               "retention", "pg", "ops", "schedule", "config", "catalog", "jobs", "monitor"},
+               "retention", "pg", "ops", "replication", "schedule", "config", "catalog", "jobs",
+               "monitor"},
     "cli": {"util", "crypto", "chunker", "storage", "repo", "backup", "restore", "check",
-            "retention", "pg", "ops", "schedule", "config", "catalog", "jobs", "monitor"},
+            "retention", "pg", "ops", "replication", "schedule", "config", "catalog", "jobs",
+            "monitor"},
 }
 FRONT_ENDS = {"cli", "server"}  # may print, read the environment and set up the process
 

@@ -116,6 +116,17 @@ void register_forget(App& app);
 void register_repair(App& app);
 void register_wal(App& app);
 void register_pg(App& app);
+void register_replicate(App& app);
+
+// --config F --location L [--region R]: a location of haven.yaml and one of its regions.
+struct LocationArgs {
+  std::string config, location, region;
+};
+// haven check --regions (cmd_replicate.cc): each secondary region against the primary.
+CommandResult run_check_regions(App& app, const LocationArgs& a, bool read_data);
+// haven repair --from REGION [--region R] (cmd_replicate.cc).
+CommandResult run_repair_from(App& app, const LocationArgs& a, const std::string& from,
+                              bool read_data);
 
 // haven config check; haven server token create|list|revoke; and `haven server` itself, whose
 // body main.cc supplies (cli and server never include each other).

@@ -58,7 +58,24 @@ void register_check(App& app) {
       ->excludes(rd);
   sub->add_option("--threads", r->threads, "packs verified at once (default 2)")
       ->check(CLI::Range(1, 64));
-  app.on(sub, [&app, r]() -> CommandResult {
+  auto loc = std::make_shared<LocationArgs>();
+  auto regions = std::make_shared<bool>(false);
+  auto* rg = sub->add_flag("--regions", *regions,
+                           "compare each secondary region of --location with the primary (names "
+                           "and sizes; contents with --read-data)");
+  sub->add_option("--config", loc->config, "with --regions: haven.yaml (default: $HAVEN_CONFIG)")
+      ->needs(rg);
+  sub->add_option("--location", loc->location, "with --regions: the location")->needs(rg);
+  sub->add_option("--region", loc->region, "with --regions: only this secondary region")->needs(rg);
+  app.on(sub, [&app, r, loc, regions]() -> CommandResult {
+    if (*regions) {
+      if (!r->read_data_subset.empty()) {
+        return Error(Error::Code::kInvalidArgument,
+                     "--read-data-subset: not with --regions (use --read-data to compare every "
+                     "object's contents)");
+      }
+      return run_check_regions(app, *loc, r->read_data);
+    }
     HAVEN_TRY(ops::validate(*r));
     // Every key file is tried, so that one of another repository is named.
     HAVEN_ASSIGN(auto repo, app.open_repository({.try_all_keys = true}));

@@ -225,6 +225,25 @@ void to_json(nlohmann::json& j, const Location& l) {
                      {"primaryRegion", l.primary_region},
                      {"settings", l.settings},
                      {"credentials", credentials}};
+  if (!l.secondary_regions.empty()) {
+    nlohmann::json regions = nlohmann::json::array();
+    for (const auto& r : l.secondary_regions) {
+      nlohmann::json rc = nlohmann::json::object();
+      for (const auto& [k, ref] : r.credentials) rc[k] = secret_ref_json(ref);
+      regions.push_back({{"region", r.region},
+                         {"repository", r.repository},
+                         {"storageType", name(r.storage_type)},
+                         {"settings", r.settings},
+                         {"credentials", rc}});
+    }
+    j["secondaryRegions"] = regions;
+    j["replication"] = {{"mode", name(l.replication.mode)},
+                        {"rpo", {{"value", l.replication.rpo.value},
+                                 {"unit", name(l.replication.rpo.unit)}}},
+                        {"quorum", l.replication.quorum},
+                        {"onQuorumLoss", name(l.replication.on_quorum_loss)},
+                        {"intervalSeconds", l.replication.interval_seconds}};
+  }
 }
 
 void to_json(nlohmann::json& j, const ServerSettings& s) {

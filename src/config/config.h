@@ -67,6 +67,8 @@ enum class Overlap { kSkip, kQueue };                        // skip queue
 enum class Priority { kNormal, kHigh };                      // normal high
 enum class IntegrityCheck { kNone, kQuick, kReadData };      // none quick read-data
 enum class ShutdownMode { kCancel, kFinish };                // cancel finish
+enum class ReplicationMode { kAsync, kSync };                // async sync
+enum class QuorumLoss { kFail, kDegrade };                   // fail degrade
 
 std::string_view name(StorageType v);
 std::string_view name(ResourceType v);
@@ -79,6 +81,8 @@ std::string_view name(Overlap v);
 std::string_view name(Priority v);
 std::string_view name(IntegrityCheck v);
 std::string_view name(ShutdownMode v);
+std::string_view name(ReplicationMode v);
+std::string_view name(QuorumLoss v);
 
 // ---------------------------------------------------------------------------------------------
 // server:
@@ -130,6 +134,61 @@ struct SecretRef {
   bool operator==(const SecretRef&) const = default;
 };
 
+// rpo, rto: {value: N, unit: seconds|minutes|hours|days}; value 1 to 100000.
+struct Objective {
+  int64_t value = 0;
+  TimeUnit unit = TimeUnit::kMinutes;
+  int64_t seconds() const;
+  bool operator==(const Objective&) const = default;
+};
+
+// secondary_regions[]: a copy of a location's repository in another region (seed 004's
+// backup_storage_locations.secondary_regions; replication/replication.h keeps it in step). The
+// copy is byte for byte, so it opens with the location's own password.
+struct SecondaryRegion {
+  // region: required; a label, unique within the location and not the primary_region; letters,
+  // digits, '.', '_', '-'.
+  std::string region;
+  // repository: required; as the location's (a path, s3:…, azure:…), and not the primary's or
+  // another region's.
+  std::string repository;
+  StorageType storage_type = StorageType::kOnPremise;  // from repository
+  // settings, credentials: as the location's, for this region's backend (each region has its
+  // own credentials; none are inherited from the primary).
+  std::map<std::string, std::string> settings;
+  std::map<std::string, SecretRef> credentials;
+
+  SourceMark mark;
+  bool operator==(const SecondaryRegion&) const = default;
+  std::optional<std::string> backend_setting(const std::string& name) const;
+};
+
+// replication: how the secondary regions are kept in step. Given only with secondary_regions;
+// secondary_regions without it replicate async with the defaults.
+struct Replication {
+  // mode: async (default): the server copies each new object to every region as soon as it
+  // lands, and lists the primary every interval_seconds for objects other processes wrote.
+  // sync: a backup and a wal-push succeed only once the primary and `quorum` secondary regions
+  // hold every object they wrote.
+  ReplicationMode mode = ReplicationMode::kAsync;
+  // rpo: {value, unit}: how far behind a region may fall (the age of its oldest object not yet
+  // copied) before replication:rpo-violation; warning from 80 %. Default 15 minutes.
+  Objective rpo{15, TimeUnit::kMinutes};
+  // quorum: sync only; secondary regions that must hold each object, 1 to their number.
+  // Default 1.
+  int quorum = 1;
+  // on_quorum_loss: sync only; fail (default): the operation fails and nothing of it becomes
+  // visible; degrade: it succeeds on the primary and the regions that have it, the others
+  // catch up asynchronously, and replication:region-failed raises an alert.
+  QuorumLoss on_quorum_loss = QuorumLoss::kFail;
+  // interval_seconds: how often the server lists the primary for objects it did not see being
+  // written (other processes, PostgreSQL's archive_command); 1 to 86400, default 30.
+  int interval_seconds = 30;
+
+  SourceMark mark;
+  bool operator==(const Replication&) const = default;
+};
+
 // One repository (seed 004's backup_storage_locations).
 struct Location {
   std::string name;         // name: required, unique; letters, digits, '.', '_', '-' (≤ 255)
@@ -147,6 +206,10 @@ struct Location {
   // required: every Haven repository is encrypted.
   SecretRef password;
   std::string primary_region;  // primary_region: a label (seed 004); default ""
+  // secondary_regions: copies of the repository elsewhere; default none.
+  std::vector<SecondaryRegion> secondary_regions;
+  // replication: with secondary_regions; default async (see Replication).
+  Replication replication;
   // settings: plain, non-secret backend settings, by the names storage/backend.h documents
   // for the location's kind (HAVEN_S3_REGION, HAVEN_S3_PATH_STYLE, AZURE_STORAGE_ACCOUNT…).
   // Secret names (keys, tokens, connection strings) are refused here: they go in credentials.
@@ -168,6 +231,12 @@ struct Location {
   // credentials (revealed), else nullopt. The server builds each repository's
   // BackendSettings from this, so several repositories with different credentials coexist.
   std::optional<std::string> backend_setting(const std::string& name) const;
+  // The primary region's label: primary_region, or "primary" when none is given.
+  std::string primary_region_name() const {
+    return primary_region.empty() ? "primary" : primary_region;
+  }
+  // The secondary region labelled `region`, or nullptr.
+  const SecondaryRegion* find_region(std::string_view region) const;
 };
 
 // The setting names storage/backend.h documents for a kind of location (none for on_premise),
@@ -225,13 +294,6 @@ struct Retention {
   std::string keep_within() const;
 };
 
-// rpo, rto: {value: N, unit: seconds|minutes|hours|days}; value 1 to 100000.
-struct Objective {
-  int64_t value = 0;
-  TimeUnit unit = TimeUnit::kMinutes;
-  int64_t seconds() const;
-  bool operator==(const Objective&) const = default;
-};
 
 // seed 003's SLA tiers, as presets for rpo and rto:
 //   CRITICAL RPO 1 minute, RTO 15 minutes   HIGH  RPO 5 minutes, RTO 1 hour

@@ -115,6 +115,9 @@ HAVEN_CONFIG_ENUM(Overlap, 2, {Overlap::kSkip, "skip"}, {Overlap::kQueue, "queue
 HAVEN_CONFIG_ENUM(Priority, 2, {Priority::kNormal, "normal"}, {Priority::kHigh, "high"});
 HAVEN_CONFIG_ENUM(IntegrityCheck, 3, {IntegrityCheck::kNone, "none"},
                   {IntegrityCheck::kQuick, "quick"}, {IntegrityCheck::kReadData, "read-data"});
+HAVEN_CONFIG_ENUM(ReplicationMode, 2, {ReplicationMode::kAsync, "async"},
+                  {ReplicationMode::kSync, "sync"});
+HAVEN_CONFIG_ENUM(QuorumLoss, 2, {QuorumLoss::kFail, "fail"}, {QuorumLoss::kDegrade, "degrade"});
 HAVEN_CONFIG_ENUM(ShutdownMode, 2, {ShutdownMode::kCancel, "cancel"},
                   {ShutdownMode::kFinish, "finish"});
 HAVEN_CONFIG_ENUM(ChannelKind, 5, {ChannelKind::kWebhook, "webhook"}, {ChannelKind::kSlack, "slack"},
@@ -230,6 +233,8 @@ std::optional<SecretRef> read_secret_ref(Problems& p, const Node& value, const s
 
 // --- the sections ---
 ServerSettings decode_server(Problems& p, const Node& node, const std::string& path);
+// rpo, rto: {value: N, unit: …} (config.h Objective).
+std::optional<Objective> decode_objective(Problems& p, const Node& node, const std::string& path);
 // `env` resolves password_env and {env: NAME} credentials.
 Location decode_location(Problems& p, const Node& node, const std::string& path,
                          const EnvLookup& env);

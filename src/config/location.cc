@@ -53,6 +53,21 @@ std::optional<std::string> Location::backend_setting(const std::string& setting)
   return std::nullopt;
 }
 
+std::optional<std::string> SecondaryRegion::backend_setting(const std::string& setting) const {
+  if (auto it = settings.find(setting); it != settings.end()) return it->second;
+  if (auto it = credentials.find(setting); it != credentials.end()) {
+    return it->second.value.reveal();
+  }
+  return std::nullopt;
+}
+
+const SecondaryRegion* Location::find_region(std::string_view region) const {
+  for (const auto& r : secondary_regions) {
+    if (r.region == region) return &r;
+  }
+  return nullptr;
+}
+
 namespace detail {
 
 namespace {
@@ -209,7 +224,8 @@ bool check_setting_name(Problems& p, const Node& key, const std::string& path, S
 }
 
 void decode_settings(Problems& p, const Node& node, const std::string& path,
-                     std::optional<StorageType> type, Location& loc) {
+                     std::optional<StorageType> type,
+                     std::map<std::string, std::string>& settings) {
   Fields f(p, node, path);  // only for the mapping check: the keys are setting names
   if (!f.ok() || !type) return;
   if (*type == StorageType::kOnPremise) {
@@ -235,12 +251,14 @@ void decode_settings(Problems& p, const Node& node, const std::string& path,
       p.add(value, at, "is empty", "give a value, or remove the setting");
       continue;
     }
-    loc.settings[key.text] = *s;
+    settings[key.text] = *s;
   }
 }
 
 void decode_credentials(Problems& p, const Node& node, const std::string& path,
-                        std::optional<StorageType> type, const EnvLookup& env, Location& loc) {
+                        std::optional<StorageType> type, const EnvLookup& env,
+                        const std::map<std::string, std::string>& settings,
+                        std::map<std::string, SecretRef>& credentials) {
   Fields f(p, node, path);
   if (!f.ok() || !type) return;
   if (*type == StorageType::kOnPremise) {
@@ -254,12 +272,156 @@ void decode_credentials(Problems& p, const Node& node, const std::string& path,
   for (const auto& [key, value] : node.entries) {
     const std::string at = join_path(path, key.text);
     if (!check_setting_name(p, key, at, *type, names)) continue;
-    if (loc.settings.count(key.text)) {
+    if (settings.count(key.text)) {
       p.add(key, at, key.text + " is given in settings too", "keep one of them");
       continue;
     }
     std::optional<SecretRef> secret = read_secret_ref(p, value, at, env, "credential");
-    if (secret) loc.credentials[key.text] = std::move(*secret);
+    if (secret) credentials[key.text] = std::move(*secret);
+  }
+}
+
+// The storage type a repository string names, reported when it names none.
+std::optional<StorageType> repository_kind(Problems& p, const Node& node, const std::string& path,
+                                           const std::string& repository) {
+  auto found = kind_of_repository(repository);
+  if (!found) {
+    p.add(node, path,
+          "must be an absolute path (or local:/path), s3:BUCKET/PREFIX, "
+          "s3:https://HOST/BUCKET/PREFIX or azure:CONTAINER/PREFIX, not " + quote(repository),
+          "write the region's repository as the CLI's --repo takes it");
+  }
+  return found;
+}
+
+SecondaryRegion decode_region(Problems& p, const Node& node, const std::string& path,
+                              const EnvLookup& env) {
+  SecondaryRegion r;
+  Fields f(p, node, path);
+  if (!f.ok()) return r;
+  r.mark = p.mark(node, path);
+  if (auto s = f.required_string("region", "name the region, e.g. region: us-east-1")) {
+    r.region = *s;
+    check_name(p, *f.get("region"), f.path("region"), *s, "region");
+  }
+  std::optional<StorageType> type;
+  if (const Node* n = f.get("repository")) {
+    if (auto s = read_string(p, *n, f.path("repository"))) {
+      r.repository = *s;
+      type = repository_kind(p, *n, f.path("repository"), *s);
+      if (type) r.storage_type = *type;
+    }
+  } else {
+    f.missing("repository", "give where this region's copy lives, e.g. repository: "
+                            "/mnt/offsite/backup or s3:https://HOST/BUCKET/PREFIX");
+  }
+  if (const Node* n = f.get("settings")) {
+    decode_settings(p, *n, f.path("settings"), type, r.settings);
+  }
+  if (const Node* n = f.get("credentials")) {
+    decode_credentials(p, *n, f.path("credentials"), type, env, r.settings, r.credentials);
+  }
+  f.finish();
+  return r;
+}
+
+Replication decode_replication(Problems& p, const Node& node, const std::string& path) {
+  Replication r;
+  Fields f(p, node, path);
+  if (!f.ok()) return r;
+  r.mark = p.mark(node, path);
+  if (auto m = f.choice<ReplicationMode>("mode")) r.mode = *m;
+  if (const Node* n = f.get("rpo")) {
+    if (auto o = decode_objective(p, *n, f.path("rpo"))) r.rpo = *o;
+  }
+  if (auto v = f.integer("quorum", 1, 1000)) {
+    r.quorum = static_cast<int>(*v);
+    if (r.mode != ReplicationMode::kSync) {
+      p.add(*f.get("quorum"), f.path("quorum"), "applies to mode: sync only",
+            "remove quorum, or write mode: sync");
+    }
+  }
+  if (auto q = f.choice<QuorumLoss>("on_quorum_loss")) {
+    r.on_quorum_loss = *q;
+    if (r.mode != ReplicationMode::kSync) {
+      p.add(*f.get("on_quorum_loss"), f.path("on_quorum_loss"), "applies to mode: sync only",
+            "remove on_quorum_loss, or write mode: sync");
+    }
+  }
+  if (auto v = f.integer("interval_seconds", 1, 86400)) r.interval_seconds = static_cast<int>(*v);
+  f.finish();
+  return r;
+}
+
+std::string trim_repository(std::string_view r) {
+  std::string s(r);
+  if (s.rfind("local:", 0) == 0) s = s.substr(6);
+  while (s.size() > 1 && s.back() == '/') s.pop_back();
+  return s;
+}
+
+void decode_regions(Problems& p, Fields& f, const EnvLookup& env, Location& loc) {
+  const Node* regions = f.get("secondary_regions");
+  const Node* replication = f.get("replication");
+  if (regions != nullptr) {
+    if (regions->kind != Node::Kind::kList) {
+      p.add(*regions, f.path("secondary_regions"),
+            "must be a list of regions, not " + p.describe(*regions),
+            "write e.g. secondary_regions: [{region: us-east-1, repository: s3:BUCKET/PREFIX}]");
+    } else {
+      std::map<std::string, std::string> seen_regions, seen_repos;
+      seen_repos[trim_repository(loc.repository)] = "the primary region";
+      for (size_t i = 0; i < regions->items.size(); i++) {
+        const std::string at = index_path(f.path("secondary_regions"), i);
+        SecondaryRegion r = decode_region(p, regions->items[i], at, env);
+        if (r.region.empty()) continue;
+        if (r.region == loc.primary_region_name()) {
+          p.add(regions->items[i], join_path(at, "region"),
+                quote(r.region) + " is the primary region's name",
+                loc.primary_region.empty()
+                    ? "name the region otherwise (the primary is called \"primary\" when "
+                      "primary_region is not given)"
+                    : "give each region its own name");
+          continue;
+        }
+        if (auto it = seen_regions.find(r.region); it != seen_regions.end()) {
+          p.add(regions->items[i], join_path(at, "region"),
+                quote(r.region) + " is already " + it->second, "give each region its own name");
+          continue;
+        }
+        seen_regions[r.region] = at;
+        if (!r.repository.empty()) {
+          auto key = trim_repository(r.repository);
+          if (auto it = seen_repos.find(key); it != seen_repos.end()) {
+            p.add(regions->items[i], join_path(at, "repository"),
+                  quote(r.repository) + " is also " + it->second + "'s repository",
+                  "each region keeps its copy in a place of its own");
+            continue;
+          }
+          seen_repos[key] = "region " + r.region;
+        }
+        loc.secondary_regions.push_back(std::move(r));
+      }
+      if (regions->items.empty()) {
+        p.add(*regions, f.path("secondary_regions"), "is empty",
+              "list the regions to copy the repository to, or remove secondary_regions");
+      }
+    }
+  }
+  if (replication != nullptr) {
+    loc.replication = decode_replication(p, *replication, f.path("replication"));
+    if (regions == nullptr) {
+      p.add(*replication, f.path("replication"),
+            "is given but the location has no secondary_regions to replicate to",
+            "add secondary_regions: [{region: NAME, repository: …}], or remove replication");
+    } else if (loc.replication.mode == ReplicationMode::kSync &&
+               loc.replication.quorum > static_cast<int>(loc.secondary_regions.size()) &&
+               !loc.secondary_regions.empty()) {
+      p.add(*replication, f.path("replication") + ".quorum",
+            "is " + std::to_string(loc.replication.quorum) + ", more than the " +
+                std::to_string(loc.secondary_regions.size()) + " secondary regions",
+            "make quorum at most the number of secondary_regions");
+    }
   }
 }
 
@@ -372,13 +534,16 @@ Location decode_location(Problems& p, const Node& node, const std::string& path,
   }
 
   // Settings before credentials: a credential repeating a setting is reported at the former.
-  if (const Node* n = f.get("settings")) decode_settings(p, *n, f.path("settings"), type, loc);
+  if (const Node* n = f.get("settings")) {
+    decode_settings(p, *n, f.path("settings"), type, loc.settings);
+  }
   if (const Node* n = f.get("credentials")) {
-    decode_credentials(p, *n, f.path("credentials"), type, env, loc);
+    decode_credentials(p, *n, f.path("credentials"), type, env, loc.settings, loc.credentials);
   }
   if (auto v = f.integer("capacity_gb", 1, std::numeric_limits<int64_t>::max() / 1000000000)) {
     loc.capacity_gb = *v;
   }
+  decode_regions(p, f, env, loc);
   f.finish();
   return loc;
 }

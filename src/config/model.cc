@@ -13,6 +13,8 @@ std::string_view name(CatchUp v) { return detail::enum_name(v); }
 std::string_view name(Overlap v) { return detail::enum_name(v); }
 std::string_view name(Priority v) { return detail::enum_name(v); }
 std::string_view name(IntegrityCheck v) { return detail::enum_name(v); }
+std::string_view name(ReplicationMode v) { return detail::enum_name(v); }
+std::string_view name(QuorumLoss v) { return detail::enum_name(v); }
 std::string_view name(ShutdownMode v) { return detail::enum_name(v); }
 
 int64_t Objective::seconds() const {

@@ -133,31 +133,6 @@ Retention decode_retention(Problems& p, const Node& node, const std::string& pat
   return r;
 }
 
-std::optional<Objective> decode_objective(Problems& p, const Node& node, const std::string& path) {
-  Fields f(p, node, path);
-  if (!f.ok()) return std::nullopt;
-  Objective o;
-  bool ok = true;
-  if (const Node* n = f.get("value")) {
-    auto v = read_int(p, *n, f.path("value"), 1, 100000);
-    if (v) o.value = *v;
-    ok = ok && v.has_value();
-  } else {
-    f.missing("value", "write e.g. {value: 15, unit: minutes}");
-    ok = false;
-  }
-  if (const Node* n = f.get("unit")) {
-    auto u = read_enum<TimeUnit>(p, *n, f.path("unit"));
-    if (u) o.unit = *u;
-    ok = ok && u.has_value();
-  } else {
-    f.missing("unit", "write e.g. {value: 15, unit: minutes}: seconds, minutes, hours or days");
-    ok = false;
-  }
-  f.finish();
-  if (!ok) return std::nullopt;
-  return o;
-}
 
 void decode_encryption(Problems& p, const Node& node, const std::string& path) {
   Fields f(p, node, path);
@@ -224,6 +199,32 @@ void check_tags(Problems& p, const Node& node, const std::string& path,
 }
 
 }  // namespace
+
+std::optional<Objective> decode_objective(Problems& p, const Node& node, const std::string& path) {
+  Fields f(p, node, path);
+  if (!f.ok()) return std::nullopt;
+  Objective o;
+  bool ok = true;
+  if (const Node* n = f.get("value")) {
+    auto v = read_int(p, *n, f.path("value"), 1, 100000);
+    if (v) o.value = *v;
+    ok = ok && v.has_value();
+  } else {
+    f.missing("value", "write e.g. {value: 15, unit: minutes}");
+    ok = false;
+  }
+  if (const Node* n = f.get("unit")) {
+    auto u = read_enum<TimeUnit>(p, *n, f.path("unit"));
+    if (u) o.unit = *u;
+    ok = ok && u.has_value();
+  } else {
+    f.missing("unit", "write e.g. {value: 15, unit: minutes}: seconds, minutes, hours or days");
+    ok = false;
+  }
+  f.finish();
+  if (!ok) return std::nullopt;
+  return o;
+}
 
 Policy decode_policy(Problems& p, const Node& node, const std::string& path,
                      const std::vector<std::string>* locations) {

@@ -269,6 +269,30 @@ Result<std::unique_ptr<Repository>> Repository::open(std::shared_ptr<storage::Ba
   return repo;
 }
 
+Result<std::unique_ptr<Repository>> Repository::open_copy(std::shared_ptr<storage::Backend> backend,
+                                                          const Repository& original) {
+  HAVEN_TRY(probe(*backend));
+  const ObjectName config_name{ObjectType::kConfig, "config"};
+  HAVEN_ASSIGN(Bytes raw_config, backend->load(config_name));
+  HAVEN_ASSIGN(Header config_header, parse_header(raw_config, "config"));
+  if (config_header.kind != ObjectKind::kConfig) {
+    return Error(Error::Code::kCorrupt, "config: wrong object kind");
+  }
+  if (hex(config_header.salt) != original.fingerprint_) {
+    return Error(Error::Code::kInvalidArgument,
+                 backend->location() + " holds another repository (repository " +
+                     hex(config_header.salt).substr(0, 16) + ", not " +
+                     original.fingerprint_.substr(0, 16) + ")");
+  }
+  std::unique_ptr<Repository> repo(new Repository(backend, original.master_, original.key_id_));
+  HAVEN_ASSIGN(Bytes body, repo->open_object(ObjectKind::kConfig, config_name, raw_config));
+  HAVEN_ASSIGN(repo->config_, decode_config(body));
+  repo->fingerprint_ = original.fingerprint_;
+  repo->lock_refresh_ns_ = original.lock_refresh_ns_.load();
+  repo->lock_stale_ns_ = original.lock_stale_ns_.load();
+  return repo;
+}
+
 chunker::Chunker Repository::make_chunker() const {
   return chunker::Chunker(config_.chunker, master_.gear_table());
 }

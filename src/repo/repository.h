@@ -86,6 +86,12 @@ class Repository {
   static Result<std::unique_ptr<Repository>> open(std::shared_ptr<storage::Backend> backend,
                                                    const std::string& password,
                                                    const OpenOptions& options = {});
+  // Opens a copy of `original`'s repository (a replica in another region, replication/): the
+  // same config object, opened with `original`'s master key, so no password or key derivation
+  // is needed. kRepoNotFound if the backend holds no repository, kCorrupt if its config does
+  // not authenticate, kInvalidArgument if it is another repository (another config salt).
+  static Result<std::unique_ptr<Repository>> open_copy(std::shared_ptr<storage::Backend> backend,
+                                                        const Repository& original);
   // REQUIRES: no Session of this repository is left.
   ~Repository();
 

@@ -14,6 +14,7 @@ const char* op_name(OpKind op) {
     case OpKind::kPgBackup: return "pg_backup";
     case OpKind::kPgRestore: return "pg_restore";
     case OpKind::kRepository: return "repository";
+    case OpKind::kReplication: return "replication";
   }
   return "operation";
 }

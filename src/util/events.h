@@ -48,7 +48,7 @@ namespace haven {
 // ignored, a damaged snapshot skipped while listing); such events have no operation ID and
 // sequence number 0.
 enum class OpKind : uint8_t {
-  kBackup, kRestore, kCheck, kPrune, kRepair, kPgBackup, kPgRestore, kRepository
+  kBackup, kRestore, kCheck, kPrune, kRepair, kPgBackup, kPgRestore, kRepository, kReplication
 };
 
 // The stage an event reports.
@@ -65,7 +65,8 @@ enum class EventKind : uint8_t {
 };
 
 const char* op_name(OpKind op);            // "backup", "restore", "check", "prune", "repair",
-                                           // "pg_backup", "pg_restore", "repository"
+                                           // "pg_backup", "pg_restore", "repository",
+                                           // "replication"
 const char* stage_name(OpKind op, EventKind kind);  // "started" ("initiated" for a restore), ...
 std::string event_name(OpKind op, EventKind kind);  // "backup:started"
 

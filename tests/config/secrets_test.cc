@@ -143,7 +143,8 @@ policies:
             (std::vector<std::string>{
                 "haven.yaml:5:5: locations[0].password: unknown key 'password' (fix: remove it; "
                 "the keys here are name, description, primary_region, storage_type, repository, "
-                "password_file, password_env, settings, credentials, capacity_gb)",
+                "password_file, password_env, settings, credentials, capacity_gb, secondary_regions, "
+      "replication)",
                 "haven.yaml:6:16: locations[0].settings.AWS_SECRET_ACCESS_KEY: "
                 "AWS_SECRET_ACCESS_KEY holds a secret: it cannot be written in haven.yaml (fix: "
                 "move it to credentials as AWS_SECRET_ACCESS_KEY: {env: VARIABLE} or {file: PATH})",

@@ -1,0 +1,221 @@
+// haven replicate, haven check --regions, haven repair --from — a location's copies in other
+// regions (replication/replication.h), as haven.yaml describes them (jobs/regions.h).
+#include <iostream>
+
+#include "cli/cli.h"
+#include "cli/progress.h"
+#include "config/config.h"
+#include "jobs/regions.h"
+#include "replication/replication.h"
+
+namespace haven::cli {
+
+namespace {
+
+struct Opened {
+  config::Config cfg;
+  const config::Location* location = nullptr;
+  std::unique_ptr<repo::Repository> repo;  // on the primary region
+  replication::Region primary;
+};
+
+// Loads haven.yaml, finds the location and opens its repository with its password. With
+// `open_repository` false (repair of a primary that cannot be opened) the repository is opened
+// on the first region that opens.
+Result<Opened> open_location(App& app, const LocationArgs& a) {
+  HAVEN_ASSIGN(std::string path, config_path(a.config));
+  Opened o;
+  HAVEN_ASSIGN(o.cfg, config::load_config_file(path, environment_value));
+  if (a.location.empty()) {
+    return Error(Error::Code::kInvalidArgument, "--location: name the location of " + path +
+                                                    " whose regions to use");
+  }
+  o.location = o.cfg.find_location(a.location);
+  if (o.location == nullptr) {
+    std::string names;
+    for (const auto& l : o.cfg.locations) names += (names.empty() ? "" : ", ") + l.name;
+    return Error(Error::Code::kInvalidArgument,
+                 "--location: " + path + " has no location '" + a.location + "' (it has: " +
+                     names + ")");
+  }
+  HAVEN_ASSIGN(o.primary, jobs::open_primary_region(*o.location));
+  return o;
+}
+
+// The repository opened on `region` with the location's password.
+Result<std::unique_ptr<repo::Repository>> open_on(App& app, const config::Location& loc,
+                                                 const replication::Region& region) {
+  auto r = repo::Repository::open(region.backend, loc.password.value.reveal());
+  if (!r.ok()) return r.error().with_context("region " + region.name);
+  (*r)->set_cancel_token(app.cancel());
+  return r;
+}
+
+void print_pass(const replication::PassResult& p) {
+  std::cout << "region " << p.region << ": copied " << p.copied_objects << " object(s), "
+            << human_bytes(p.copied_bytes) << "; deleted " << p.deleted_objects << " in "
+            << p.duration_ms / 1000.0 << " s\n";
+  if (!p.deletions_deferred.empty()) {
+    std::cout << "  deletions deferred: " << p.deletions_deferred << "\n";
+  }
+  for (const auto& d : p.differing) {
+    std::cout << "  warning: " << d << " differs from the primary's copy (haven check --regions "
+                                       "names the damaged one)\n";
+  }
+  for (const auto& k : p.kept) std::cout << "  kept: " << k << "\n";
+}
+
+}  // namespace
+
+CommandResult run_check_regions(App& app, const LocationArgs& a, bool read_data) {
+  HAVEN_ASSIGN(Opened o, open_location(app, a));
+  HAVEN_ASSIGN(auto regions, jobs::open_secondary_regions(*o.location, a.region));
+  HAVEN_ASSIGN(auto repo, open_on(app, *o.location, o.primary));
+  CancelScope scope(app.cancel());
+  CommandSink sink(app.globals());
+  HAVEN_ASSIGN(auto reports, replication::validate(*repo, o.primary, regions, read_data, sink));
+  sink.clear_line();
+  bool ok = true;
+  nlohmann::json all = nlohmann::json::array();
+  for (const auto& r : reports) {
+    ok = ok && r.ok();
+    all.push_back(r.to_json());
+    if (app.globals().json) continue;
+    if (!r.error.empty()) {
+      std::cout << "region " << r.region << ": cannot be read: " << r.error << "\n";
+      continue;
+    }
+    size_t extra = 0;
+    for (const auto& d : r.differences) extra += d.kind == "extra" ? 1 : 0;
+    std::cout << "region " << r.region << ": " << r.objects << " object(s), "
+              << human_bytes(r.bytes);
+    if (read_data) std::cout << ", " << r.compared << " compared byte for byte";
+    std::cout << (r.ok() ? ": same as " + o.primary.name : ": differs from " + o.primary.name)
+              << "\n";
+    for (const auto& d : r.differences) {
+      if (d.kind == "extra") continue;
+      std::cout << "  " << d.object << ": ";
+      if (d.kind == "missing") {
+        std::cout << "missing in " << r.region;
+      } else {
+        std::cout << (d.kind == "size" ? "sizes differ (" + std::to_string(d.primary_size) +
+                                             " bytes in " + o.primary.name + ", " +
+                                             std::to_string(d.region_size) + " in " + r.region + ")"
+                                       : std::string("contents differ"));
+        if (d.primary_sound && d.region_sound) {
+          if (*d.primary_sound && !*d.region_sound) {
+            std::cout << "; " << r.region << "'s copy is damaged: haven repair --from "
+                      << o.primary.name << " --region " << r.region;
+          } else if (!*d.primary_sound && *d.region_sound) {
+            std::cout << "; " << o.primary.name << "'s copy is damaged: haven repair --from "
+                      << r.region;
+          } else if (!*d.primary_sound) {
+            std::cout << "; both copies are damaged";
+          }
+        }
+      }
+      std::cout << "\n";
+    }
+    if (extra > 0) {
+      std::cout << "  " << extra << " object(s) only in " << r.region
+                << " (deletions not mirrored yet, which the next pass makes unless the primary "
+                   "still needs them)\n";
+    }
+  }
+  if (app.globals().json) std::cout << all.dump(2) << "\n";
+  return ok ? kExitOk : kExitFailure;
+}
+
+CommandResult run_repair_from(App& app, const LocationArgs& a, const std::string& from,
+                              bool read_data) {
+  HAVEN_ASSIGN(Opened o, open_location(app, a));
+  const std::string target_name = a.region.empty() ? o.primary.name : a.region;
+  if (from == target_name) {
+    return Error(Error::Code::kInvalidArgument,
+                 "--from: " + from + " is the region being repaired: name another region (" +
+                     jobs::region_names(*o.location) + ")");
+  }
+  HAVEN_ASSIGN(auto source, jobs::open_region(*o.location, from));
+  HAVEN_ASSIGN(auto target, jobs::open_region(*o.location, target_name));
+  // The key: from the target when it opens, else from the healthy source (a target whose key
+  // files or config are what is damaged).
+  auto repo = open_on(app, *o.location, target);
+  if (!repo.ok()) {
+    if (repo.error().code() == Error::Code::kWrongPassword) return repo.error();
+    repo = open_on(app, *o.location, source);
+  }
+  if (!repo.ok()) return repo.error();
+  CancelScope scope(app.cancel());
+  CommandSink sink(app.globals());
+  replication::RepairOptions ro;
+  ro.read_data = read_data;
+  ro.referenced_only = target_name == o.primary.name;
+  HAVEN_ASSIGN(auto r, replication::repair(**repo, target, source, ro, sink));
+  sink.clear_line();
+  if (app.globals().json) {
+    std::cout << r.to_json().dump(2) << "\n";
+  } else {
+    std::cout << "region " << r.target << ": " << r.added << " missing object(s) restored, "
+              << r.replaced << " damaged object(s) replaced from " << r.source << " ("
+              << human_bytes(r.bytes) << ")\n";
+    for (const auto& x : r.repaired) std::cout << "  repaired " << x << "\n";
+    for (const auto& x : r.unrepaired) std::cout << "  error: " << x << "\n";
+    for (const auto& x : r.only_in_source) {
+      std::cout << "  notice: " << x << " is only in " << r.source
+                << " (forgotten in " << r.target << ", or lost there): not restored\n";
+    }
+  }
+  if (!r.unrepaired.empty()) return kExitFailure;
+  app.audit("repair.regions", nlohmann::json{{"location", o.location->name},
+                                             {"target", r.target},
+                                             {"source", r.source},
+                                             {"added", r.added},
+                                             {"replaced", r.replaced}}
+                                  .dump());
+  return kExitOk;
+}
+
+void register_replicate(App& app) {
+  auto a = std::make_shared<LocationArgs>();
+  auto* sub = app.root().add_subcommand(
+      "replicate", "copy a location's repository to its secondary regions (haven.yaml), once");
+  sub->add_option("--config", a->config, "haven.yaml (default: $HAVEN_CONFIG)");
+  sub->add_option("--location", a->location, "the location whose regions to bring up to date")
+      ->required();
+  sub->add_option("--region", a->region, "only this secondary region");
+  app.on(sub, [&app, a]() -> CommandResult {
+    HAVEN_ASSIGN(Opened o, open_location(app, *a));
+    HAVEN_ASSIGN(auto regions, jobs::open_secondary_regions(*o.location, a->region));
+    HAVEN_ASSIGN(auto repo, open_on(app, *o.location, o.primary));
+    CancelScope scope(app.cancel());
+    CommandSink sink(app.globals());
+    nlohmann::json all = nlohmann::json::array();
+    std::optional<Error> failed;
+    size_t failures = 0;
+    for (const auto& region : regions) {
+      auto pass = replication::replicate(*repo, region, {}, sink);
+      sink.clear_line();
+      if (!pass.ok()) {
+        if (pass.error().code() == Error::Code::kCancelled) return pass.error();
+        std::cerr << "error: region " << region.name << ": " << pass.error().message() << "\n";
+        all.push_back({{"region", region.name}, {"error", pass.error().message()}});
+        if (!failed) failed = pass.error();
+        failures++;
+        continue;
+      }
+      all.push_back(pass->to_json(now()));
+      if (!app.globals().json && !app.globals().quiet) print_pass(*pass);
+    }
+    if (app.globals().json) std::cout << all.dump(2) << "\n";
+    if (failed) {
+      return Error(failed->code(), "replication of location '" + o.location->name +
+                                       "' failed in " + std::to_string(failures) + " of " +
+                                       std::to_string(all.size()) +
+                                       " region(s) (above); what was copied stays, and the next "
+                                       "run carries on from there");
+    }
+    return kExitOk;
+  });
+}
+
+}  // namespace haven::cli
