@@ -236,6 +236,17 @@ class Catalog {
   // Appends a record at the end of the chain in one transaction: seq = the last seq + 1,
   // prev_hash = the last record's hash (64 zeros for the first), hash = audit_hash(row)
   // (catalog/audit.h); time = now if 0. Returns the stored record.
+  // ---- replication_regions ----
+  // Records what the replicator measured; the state (and who set it) is left as it is. A
+  // region not yet recorded is created active.
+  virtual Status record_replication(const ReplicationRow& row) = 0;
+  // Sets a region's state (pause, resume, stop); creates its row if needed.
+  virtual Result<ReplicationRow> set_replication_state(const std::string& location,
+                                                       const std::string& region,
+                                                       ReplicationState state,
+                                                       const std::string& by, TimeNs at) = 0;
+  virtual Result<std::vector<ReplicationRow>> list_replication() = 0;  // by location, region
+
   virtual Result<AuditRow> append_audit(const AuditRow& row) = 0;
   // Records with seq > after_seq and time >= since, ascending by seq, at most `limit`
   // (1..kMaxEventBatch).

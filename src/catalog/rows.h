@@ -359,6 +359,26 @@ struct AuditRow {
   std::string hash;       // set by append_audit
 };
 
+// replication_regions: a secondary region of a location. `state` is what an operator set
+// (pause, resume, stop); the rest is what the server's replicator last measured.
+enum class ReplicationState { kActive, kPaused, kStopped };
+const char* to_string(ReplicationState s);  // "active" "paused" "stopped"
+std::optional<ReplicationState> replication_state_from(std::string_view s);
+
+struct ReplicationRow {
+  std::string location, region;
+  ReplicationState state = ReplicationState::kActive;
+  std::optional<TimeNs> state_changed_at;
+  std::string state_changed_by;
+  std::string status = "unknown";  // ok warning critical failed unknown
+  int64_t pending_objects = 0, pending_bytes = 0;
+  std::optional<TimeNs> oldest_pending_at;   // the primary's time of the oldest object not copied
+  std::optional<TimeNs> newest_snapshot_at;  // the newest snapshot the region holds (its time)
+  std::optional<TimeNs> last_pass_at, last_success_at;
+  int64_t copied_objects = 0, copied_bytes = 0;  // since the server started
+  std::string last_error;
+};
+
 // ---- Queries -----------------------------------------------------------------------------------
 
 // A page of backup executions, newest first (started_at, then id, both descending).

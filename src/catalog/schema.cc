@@ -344,6 +344,29 @@ constexpr const char* kV3 =
     ") STRICT;"
     "CREATE INDEX audit_log_by_time ON audit_log(time);";
 
+// v4: each secondary region of a location, its state (pause, resume, stop: who and when) and
+// what replication last measured there.
+const char* const kV4 =
+    "CREATE TABLE replication_regions ("
+    " location TEXT NOT NULL CHECK (location <> ''),"
+    " region TEXT NOT NULL CHECK (region <> ''),"
+    " state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'paused', 'stopped')),"
+    " state_changed_at INTEGER,"
+    " state_changed_by TEXT,"
+    " status TEXT NOT NULL DEFAULT 'unknown'"
+    "   CHECK (status IN ('ok', 'warning', 'critical', 'failed', 'unknown')),"
+    " pending_objects INTEGER NOT NULL DEFAULT 0 CHECK (pending_objects >= 0),"
+    " pending_bytes INTEGER NOT NULL DEFAULT 0 CHECK (pending_bytes >= 0),"
+    " oldest_pending_at INTEGER,"
+    " newest_snapshot_at INTEGER,"
+    " last_pass_at INTEGER,"
+    " last_success_at INTEGER,"
+    " copied_objects INTEGER NOT NULL DEFAULT 0 CHECK (copied_objects >= 0),"
+    " copied_bytes INTEGER NOT NULL DEFAULT 0 CHECK (copied_bytes >= 0),"
+    " last_error TEXT,"
+    " PRIMARY KEY (location, region)"
+    ") STRICT;";
+
 #undef HAVEN_NOW_NS
 #undef HAVEN_BOOL
 #undef HAVEN_JSON
@@ -431,6 +454,7 @@ const std::vector<Migration>& migrations() {
       {1, "seed 004's tables", kV1},
       {2, "events and API tokens", kV2},
       {3, "monitors, alerts, notifications and the audit log", kV3},
+      {4, "replication regions", kV4},
   };
   return list;
 }

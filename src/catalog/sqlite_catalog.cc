@@ -9,6 +9,7 @@
 #include <charconv>
 #include <filesystem>
 #include <limits>
+#include <set>
 
 #include "catalog/audit.h"
 #include "catalog/ids.h"
@@ -1124,6 +1125,146 @@ Result<std::vector<NotificationRow>> SqliteCatalog::notifications_of(const std::
   return read([&](Db& db) {
     return fetch(db, rows::notifications(), "WHERE alert_id = ?1 ORDER BY id",
                  [&](Stmt& st) { st.bind_text(1, alert_id); });
+  });
+}
+
+// ---- Replication regions ----
+
+const char* to_string(ReplicationState s) {
+  switch (s) {
+    case ReplicationState::kActive: return "active";
+    case ReplicationState::kPaused: return "paused";
+    case ReplicationState::kStopped: return "stopped";
+  }
+  return "active";
+}
+
+std::optional<ReplicationState> replication_state_from(std::string_view s) {
+  if (s == "active") return ReplicationState::kActive;
+  if (s == "paused") return ReplicationState::kPaused;
+  if (s == "stopped") return ReplicationState::kStopped;
+  return std::nullopt;
+}
+
+namespace {
+
+constexpr const char* kReplicationColumns =
+    "location, region, state, state_changed_at, state_changed_by, status, pending_objects, "
+    "pending_bytes, oldest_pending_at, newest_snapshot_at, last_pass_at, last_success_at, "
+    "copied_objects, copied_bytes, last_error";
+
+void bind_opt(Stmt& st, int i, const std::optional<TimeNs>& v) {
+  if (v) {
+    st.bind_int64(i, *v);
+  } else {
+    st.bind_null(i);
+  }
+}
+
+std::optional<TimeNs> opt_col(const Stmt& st, int c) {
+  if (st.is_null(c)) return std::nullopt;
+  return st.int64(c);
+}
+
+ReplicationRow replication_row(const Stmt& st) {
+  ReplicationRow r;
+  r.location = st.text(0);
+  r.region = st.text(1);
+  r.state = replication_state_from(st.text(2)).value_or(ReplicationState::kActive);
+  r.state_changed_at = opt_col(st, 3);
+  r.state_changed_by = st.is_null(4) ? "" : st.text(4);
+  r.status = st.text(5);
+  r.pending_objects = st.int64(6);
+  r.pending_bytes = st.int64(7);
+  r.oldest_pending_at = opt_col(st, 8);
+  r.newest_snapshot_at = opt_col(st, 9);
+  r.last_pass_at = opt_col(st, 10);
+  r.last_success_at = opt_col(st, 11);
+  r.copied_objects = st.int64(12);
+  r.copied_bytes = st.int64(13);
+  r.last_error = st.is_null(14) ? "" : st.text(14);
+  return r;
+}
+
+}  // namespace
+
+Status SqliteCatalog::record_replication(const ReplicationRow& row) {
+  static const std::set<std::string> statuses = {"ok", "warning", "critical", "failed", "unknown"};
+  if (row.location.empty() || row.region.empty()) {
+    return invalid("replication: location and region must not be empty");
+  }
+  if (!statuses.count(row.status)) return invalid("replication: unknown status '" + row.status + "'");
+  return write([&](Db& db) -> Status {
+    HAVEN_ASSIGN(Stmt st, db.prepare(
+        "INSERT INTO replication_regions (location, region, status, pending_objects, "
+        "pending_bytes, oldest_pending_at, newest_snapshot_at, last_pass_at, last_success_at, "
+        "copied_objects, copied_bytes, last_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+        "?10, ?11, ?12) ON CONFLICT (location, region) DO UPDATE SET status = excluded.status, "
+        "pending_objects = excluded.pending_objects, pending_bytes = excluded.pending_bytes, "
+        "oldest_pending_at = excluded.oldest_pending_at, newest_snapshot_at = "
+        "excluded.newest_snapshot_at, last_pass_at = excluded.last_pass_at, last_success_at = "
+        "excluded.last_success_at, copied_objects = excluded.copied_objects, copied_bytes = "
+        "excluded.copied_bytes, last_error = excluded.last_error"));
+    st.bind_text(1, row.location);
+    st.bind_text(2, row.region);
+    st.bind_text(3, row.status);
+    st.bind_int64(4, std::max<int64_t>(0, row.pending_objects));
+    st.bind_int64(5, std::max<int64_t>(0, row.pending_bytes));
+    bind_opt(st, 6, row.oldest_pending_at);
+    bind_opt(st, 7, row.newest_snapshot_at);
+    bind_opt(st, 8, row.last_pass_at);
+    bind_opt(st, 9, row.last_success_at);
+    st.bind_int64(10, std::max<int64_t>(0, row.copied_objects));
+    st.bind_int64(11, std::max<int64_t>(0, row.copied_bytes));
+    if (row.last_error.empty()) {
+      st.bind_null(12);
+    } else {
+      st.bind_text(12, row.last_error);
+    }
+    return st.run();
+  });
+}
+
+Result<ReplicationRow> SqliteCatalog::set_replication_state(const std::string& location,
+                                                            const std::string& region,
+                                                            ReplicationState state,
+                                                            const std::string& by, TimeNs at) {
+  if (location.empty() || region.empty()) {
+    return invalid("replication: location and region must not be empty");
+  }
+  return write([&](Db& db) -> Result<ReplicationRow> {
+    HAVEN_ASSIGN(Stmt st, db.prepare(
+        "INSERT INTO replication_regions (location, region, state, state_changed_at, "
+        "state_changed_by) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (location, region) DO UPDATE "
+        "SET state = excluded.state, state_changed_at = excluded.state_changed_at, "
+        "state_changed_by = excluded.state_changed_by"));
+    st.bind_text(1, location);
+    st.bind_text(2, region);
+    st.bind_text(3, to_string(state));
+    st.bind_int64(4, at);
+    st.bind_text(5, by);
+    HAVEN_TRY(st.run());
+    HAVEN_ASSIGN(Stmt q, db.prepare(std::string("SELECT ") + kReplicationColumns +
+                                    " FROM replication_regions WHERE location = ?1 AND region = ?2"));
+    q.bind_text(1, location);
+    q.bind_text(2, region);
+    HAVEN_ASSIGN(bool any, q.step());
+    if (!any) return not_found("replication region " + location + "/" + region);
+    return replication_row(q);
+  });
+}
+
+Result<std::vector<ReplicationRow>> SqliteCatalog::list_replication() {
+  return read([&](Db& db) -> Result<std::vector<ReplicationRow>> {
+    HAVEN_ASSIGN(Stmt q, db.prepare(std::string("SELECT ") + kReplicationColumns +
+                                    " FROM replication_regions ORDER BY location, region"));
+    std::vector<ReplicationRow> out;
+    for (;;) {
+      HAVEN_ASSIGN(bool any, q.step());
+      if (!any) break;
+      out.push_back(replication_row(q));
+    }
+    return out;
   });
 }
 

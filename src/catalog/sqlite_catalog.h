@@ -105,6 +105,11 @@ class SqliteCatalog final : public Catalog {
   Result<bool> update_pending_notification(const NotificationRow& row) override;
   Result<std::vector<NotificationRow>> notifications_of(const std::string& alert_id) override;
 
+  Status record_replication(const ReplicationRow& row) override;
+  Result<ReplicationRow> set_replication_state(const std::string& location,
+                                               const std::string& region, ReplicationState state,
+                                               const std::string& by, TimeNs at) override;
+  Result<std::vector<ReplicationRow>> list_replication() override;
   Result<AuditRow> append_audit(const AuditRow& row) override;
   Result<std::vector<AuditRow>> audit_records(int64_t after_seq, TimeNs since, int limit) override;
   Result<int64_t> audit_length() override;

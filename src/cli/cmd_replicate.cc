@@ -5,8 +5,11 @@
 #include "cli/cli.h"
 #include "cli/progress.h"
 #include "config/config.h"
+#include "catalog/sqlite_catalog.h"
 #include "jobs/regions.h"
+#include "monitor/audit.h"
 #include "replication/replication.h"
+#include "util/sysinfo.h"
 
 namespace haven::cli {
 
@@ -49,6 +52,25 @@ Result<std::unique_ptr<repo::Repository>> open_on(App& app, const config::Locati
   if (!r.ok()) return r.error().with_context("region " + region.name);
   (*r)->set_cancel_token(app.cancel());
   return r;
+}
+
+std::string cli_actor() { return "cli:" + username() + "@" + hostname(); }
+
+// Records a change in the audit log of the server whose haven.yaml this is; a log that cannot
+// be written is a warning (the change itself is done).
+void audit_to(const config::Config& cfg, const std::string& action, const std::string& target,
+              const nlohmann::json& details) {
+  auto cat = catalog::open_sqlite_catalog(cfg.server.catalog);
+  Status s = cat.ok() ? Status(ok_status()) : Status(cat.error());
+  if (cat.ok()) {
+    monitor::AuditLog log(**cat);
+    auto r = log.record(cli_actor(), action, target, details);
+    if (!r.ok()) s = r.error();
+  }
+  if (!s.ok()) {
+    std::cerr << "warning: " << action << " was not recorded in the audit log: "
+              << s.error().message() << "\n";
+  }
 }
 
 void print_pass(const replication::PassResult& p) {
@@ -165,17 +187,126 @@ CommandResult run_repair_from(App& app, const LocationArgs& a, const std::string
                 << " (forgotten in " << r.target << ", or lost there): not restored\n";
     }
   }
-  if (!r.unrepaired.empty()) return kExitFailure;
-  app.audit("repair.regions", nlohmann::json{{"location", o.location->name},
-                                             {"target", r.target},
-                                             {"source", r.source},
-                                             {"added", r.added},
-                                             {"replaced", r.replaced}}
-                                  .dump());
-  return kExitOk;
+  if (r.added + r.replaced > 0) {
+    audit_to(o.cfg, "replication.repair", o.location->name + "/" + r.target,
+             {{"source", r.source}, {"added", r.added}, {"replaced", r.replaced}});
+  }
+  return r.unrepaired.empty() ? kExitOk : kExitFailure;
 }
 
+namespace {
+
+void register_replication_state(App& app) {
+  auto* sub = app.root().add_subcommand(
+      "replication", "the state of a location's secondary regions: status, pause, resume, stop");
+  sub->require_subcommand(1);
+  auto a = std::make_shared<LocationArgs>();
+  auto* status = sub->add_subcommand("status", "each secondary region's state, lag and last error "
+                                               "(as the server last measured them)");
+  status->add_option("--config", a->config, "haven.yaml (default: $HAVEN_CONFIG)");
+  app.on(status, [&app, a]() -> CommandResult {
+    HAVEN_ASSIGN(std::string path, config_path(a->config));
+    HAVEN_ASSIGN(config::Config cfg, config::load_config_file(path, environment_value));
+    auto cat = catalog::open_sqlite_catalog(cfg.server.catalog);
+    if (!cat.ok()) return cat.error().with_context("server.catalog");
+    HAVEN_ASSIGN(auto rows, (*cat)->list_replication());
+    const TimeNs t = now();
+    nlohmann::json all = nlohmann::json::array();
+    for (const auto& loc : cfg.locations) {
+      if (loc.secondary_regions.empty()) continue;
+      if (!app.globals().json) {
+        std::cout << "location " << loc.name << " (" << config::name(loc.replication.mode)
+                  << ", primary " << loc.primary_region_name() << ", RPO target "
+                  << loc.replication.rpo.seconds() << " s)\n";
+      }
+      for (const auto& r : loc.secondary_regions) {
+        const catalog::ReplicationRow* row = nullptr;
+        for (const auto& x : rows) {
+          if (x.location == loc.name && x.region == r.region) row = &x;
+        }
+        catalog::ReplicationRow empty;
+        if (row == nullptr) row = &empty;
+        const int64_t lag = row->oldest_pending_at && row->pending_objects > 0
+                                ? std::max<TimeNs>(0, t - *row->oldest_pending_at) / 1000000000
+                                : 0;
+        all.push_back({{"location", loc.name},
+                       {"region", r.region},
+                       {"state", catalog::to_string(row->state)},
+                       {"status", row->status},
+                       {"pending_objects", row->pending_objects},
+                       {"pending_bytes", row->pending_bytes},
+                       {"lag_seconds", lag},
+                       {"last_success_at", row->last_success_at ? format_time(*row->last_success_at)
+                                                                : std::string()},
+                       {"last_error", row->last_error}});
+        if (app.globals().json) continue;
+        std::cout << "  " << r.region << ": " << catalog::to_string(row->state) << ", "
+                  << row->status << ", " << row->pending_objects << " object(s) ("
+                  << human_bytes(static_cast<uint64_t>(row->pending_bytes)) << ") behind, lag "
+                  << lag << " s";
+        if (row->last_success_at) std::cout << ", in step at " << format_time(*row->last_success_at);
+        if (!row->last_error.empty()) std::cout << "; error: " << row->last_error;
+        if (!row->state_changed_by.empty()) {
+          std::cout << "; " << catalog::to_string(row->state) << " by " << row->state_changed_by;
+        }
+        std::cout << "\n";
+      }
+    }
+    if (app.globals().json) std::cout << all.dump(2) << "\n";
+    return kExitOk;
+  });
+  struct Verb {
+    const char* name;
+    catalog::ReplicationState state;
+    const char* help;
+  };
+  for (const Verb& v : {Verb{"pause", catalog::ReplicationState::kPaused,
+                             "stop copying to a region for now (its lag is still measured)"},
+                        Verb{"resume", catalog::ReplicationState::kActive,
+                             "copy to a region again (the server catches up at once)"},
+                        Verb{"stop", catalog::ReplicationState::kStopped,
+                             "take a region out of replication (not copied, measured or in a "
+                             "sync quorum) until resumed"}}) {
+    auto args = std::make_shared<LocationArgs>();
+    auto* cmd = sub->add_subcommand(v.name, v.help);
+    cmd->add_option("--config", args->config, "haven.yaml (default: $HAVEN_CONFIG)");
+    cmd->add_option("--location", args->location, "the location")->required();
+    cmd->add_option("--region", args->region, "the secondary region")->required();
+    const catalog::ReplicationState state = v.state;
+    const std::string verb = v.name;
+    app.on(cmd, [&app, args, state, verb]() -> CommandResult {
+      HAVEN_ASSIGN(std::string path, config_path(args->config));
+      HAVEN_ASSIGN(config::Config cfg, config::load_config_file(path, environment_value));
+      const config::Location* loc = cfg.find_location(args->location);
+      if (loc == nullptr) {
+        return Error(Error::Code::kInvalidArgument,
+                     "--location: " + path + " has no location '" + args->location + "'");
+      }
+      if (loc->find_region(args->region) == nullptr) {
+        return Error(Error::Code::kInvalidArgument,
+                     "--region: location '" + loc->name + "' has no secondary region '" +
+                         args->region + "' (its regions: " + jobs::region_names(*loc) + ")");
+      }
+      auto cat = catalog::open_sqlite_catalog(cfg.server.catalog);
+      if (!cat.ok()) return cat.error().with_context("server.catalog");
+      HAVEN_ASSIGN(auto row, (*cat)->set_replication_state(loc->name, args->region, state,
+                                                         cli_actor(), now()));
+      audit_to(cfg, "replication." + verb, loc->name + "/" + args->region,
+               {{"state", catalog::to_string(row.state)}});
+      if (!app.globals().quiet) {
+        std::cout << "location " << loc->name << ", region " << args->region << ": "
+                  << catalog::to_string(row.state) << " (the server applies it within a "
+                                                      "second)\n";
+      }
+      return kExitOk;
+    });
+  }
+}
+
+}  // namespace
+
 void register_replicate(App& app) {
+  register_replication_state(app);
   auto a = std::make_shared<LocationArgs>();
   auto* sub = app.root().add_subcommand(
       "replicate", "copy a location's repository to its secondary regions (haven.yaml), once");

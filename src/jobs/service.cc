@@ -1,10 +1,14 @@
 #include "jobs/service.h"
 
+#include "jobs/regions.h"
+#include "replication/quorum.h"
+
 #include <algorithm>
 #include <cmath>
 
 #include <nlohmann/json.hpp>
 
+#include "jobs/regions.h"
 #include "ops/backup.h"
 #include "ops/check.h"
 #include "ops/forget.h"
@@ -12,6 +16,7 @@
 #include "ops/lock.h"
 #include "ops/pg.h"
 #include "ops/restore.h"
+#include "replication/quorum.h"
 #include "repo/ids.h"
 #include "storage/backend.h"
 #include "storage/limit.h"
@@ -179,11 +184,31 @@ Result<std::shared_ptr<repo::Repository>> Service::repository(const config::Loca
   const bool current = config_ != nullptr && config_->find_location(location.name) == &location;
   auto it = current ? repos_.find(key) : repos_.end();
   if (it != repos_.end()) return it->second;
-  storage::BackendSettings settings;
-  settings.lookup = [location](const std::string& name) { return location.backend_setting(name); };
-  auto be = storage::open_backend(location.repository, settings);
+  auto be = storage::open_backend(location.repository, location_settings(location));
   if (!be.ok()) return be.error().with_context("location '" + location.name + "'");
   std::shared_ptr<storage::Backend> backend = *be;
+  if (!location.secondary_regions.empty() &&
+      location.replication.mode == config::ReplicationMode::kSync) {
+    // Sync: every object written reaches the primary and the quorum of regions at once.
+    HAVEN_ASSIGN(auto regions, open_secondary_regions(location));
+    replication::QuorumOptions qo;
+    qo.quorum = location.replication.quorum;
+    qo.degrade = location.replication.on_quorum_loss == config::QuorumLoss::kDegrade;
+    const std::string name = location.name;
+    auto active = options_.region_active;
+    auto failed = options_.on_region_failed;
+    if (active) qo.active = [active, name](const std::string& r) { return active(name, r); };
+    if (failed) {
+      qo.on_region_failed = [failed, name](const std::string& r, const Error& e) { failed(name, r, e); };
+    }
+    backend = std::make_shared<replication::QuorumBackend>(backend, std::move(regions), qo);
+  }
+  if (!location.secondary_regions.empty() && options_.on_object_saved) {
+    auto saved = options_.on_object_saved;
+    const std::string name = location.name;
+    backend = std::make_shared<replication::ObservedBackend>(
+        backend, [saved, name](const storage::ObjectName& n, uint64_t size) { saved(name, n, size); });
+  }
   if (limit > 0) {
     // The policy's own pace: its runs' uploads and downloads together (storage/limit.h).
     backend = std::make_shared<storage::LimitBackend>(backend, storage::Limits{static_cast<double>(limit), 0});

@@ -62,6 +62,14 @@ struct ServiceOptions {
   std::function<void(const std::string& actor, const std::string& action,
                      const std::string& target, const nlohmann::json& details)>
       audit;
+  // Replication (jobs/replicator.h): every object saved into a location with secondary regions
+  // is reported here; a sync location's quorum asks region_active and reports regions it
+  // could not reach to on_region_failed. May be empty.
+  std::function<void(const std::string& location, const storage::ObjectName& name, uint64_t size)>
+      on_object_saved;
+  std::function<bool(const std::string& location, const std::string& region)> region_active;
+  std::function<void(const std::string& location, const std::string& region, const Error& error)>
+      on_region_failed;
 };
 
 struct ExecuteRequest {

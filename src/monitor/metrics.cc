@@ -321,6 +321,59 @@ void alert_families(Exposition& e, const MetricsInput& in) {
   e.sample("haven_audit_records", {}, in.audit_records);
 }
 
+void replication_families(Exposition& e, const MetricsInput& in) {
+  if (in.replication.empty()) return;
+  const TimeNs now = in.now != 0 ? in.now : haven::now();
+  auto labels = [](const jobs::RegionStatus& r) {
+    return Labels{{"location", r.location}, {"region", r.region}};
+  };
+  e.family("haven_replication_lag_seconds", "gauge",
+           "Age of the oldest object a secondary region does not hold yet (0 when in step).");
+  for (const auto& r : in.replication) e.sample("haven_replication_lag_seconds", labels(r), r.lag_seconds(now));
+  e.family("haven_replication_rpo_target_seconds", "gauge",
+           "The location's replication RPO target (replication.rpo).");
+  for (const auto& r : in.replication) {
+    e.sample("haven_replication_rpo_target_seconds", labels(r), r.rpo_target_seconds);
+  }
+  e.family("haven_replication_pending_objects", "gauge", "Objects a region does not hold yet.");
+  for (const auto& r : in.replication) e.sample("haven_replication_pending_objects", labels(r), r.pending_objects);
+  e.family("haven_replication_pending_bytes", "gauge", "Bytes a region does not hold yet.");
+  for (const auto& r : in.replication) e.sample("haven_replication_pending_bytes", labels(r), r.pending_bytes);
+  e.family("haven_replication_copied_bytes_total", "counter",
+           "Bytes copied to a region since the server started.");
+  for (const auto& r : in.replication) {
+    e.sample("haven_replication_copied_bytes_total", labels(r), r.copied_bytes);
+  }
+  e.family("haven_replication_newest_snapshot_timestamp_seconds", "gauge",
+           "Time of the newest snapshot a region holds.");
+  for (const auto& r : in.replication) {
+    if (r.newest_snapshot_at) {
+      e.sample("haven_replication_newest_snapshot_timestamp_seconds", labels(r),
+               static_cast<double>(*r.newest_snapshot_at) / 1e9);
+    }
+  }
+  e.family("haven_replication_status", "gauge",
+           "1 for the region's replication status (ok, warning, critical, failed, unknown), 0 "
+           "for the others.");
+  for (const auto& r : in.replication) {
+    for (const char* st : {"ok", "warning", "critical", "failed", "unknown"}) {
+      Labels l = labels(r);
+      l.push_back({"status", st});
+      e.sample("haven_replication_status", l, int64_t{r.status == st ? 1 : 0});
+    }
+  }
+  e.family("haven_replication_state", "gauge",
+           "1 for the region's state as operators set it (active, paused, stopped).");
+  for (const auto& r : in.replication) {
+    for (auto st : {catalog::ReplicationState::kActive, catalog::ReplicationState::kPaused,
+                    catalog::ReplicationState::kStopped}) {
+      Labels l = labels(r);
+      l.push_back({"state", catalog::to_string(st)});
+      e.sample("haven_replication_state", l, int64_t{r.state == st ? 1 : 0});
+    }
+  }
+}
+
 }  // namespace
 
 std::string render_metrics(const MetricsInput& in) {
@@ -329,6 +382,7 @@ std::string render_metrics(const MetricsInput& in) {
   scheduler_families(e, in);
   location_families(e, in);
   alert_families(e, in);
+  replication_families(e, in);
   return e.take();
 }
 

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "catalog/catalog.h"
+#include "jobs/replicator.h"
 #include "monitor/monitors.h"
 #include "monitor/status.h"
 
@@ -51,6 +52,8 @@ struct MetricsInput {
   std::map<std::string, HealthResult> health;  // by location: used and capacity bytes
   uint64_t notifications_delivered = 0, notifications_retried = 0, notifications_failed = 0;
   int64_t audit_records = 0;
+  std::vector<jobs::RegionStatus> replication;  // every secondary region (jobs/replicator.h)
+  TimeNs now = 0;                               // for replication lag; 0: the wall clock
 };
 
 std::string render_metrics(const MetricsInput& in);

@@ -381,12 +381,44 @@ Result<Evaluation> evaluate(const EvalContext& ctx, const config::Monitor& m, Ti
         break;
       case config::MonitorKind::kReplicationLag: {
         const config::Location* loc = ctx.status.config.find_location(m.location);
-        e.conditions.push_back(unknown(
-            "alert:replication-lag",
-            "location " + m.location +
-                (loc ? " has no secondary regions: replication is not configured, so there is "
-                       "no lag to measure"
-                     : " is not configured")));
+        if (loc == nullptr || loc->secondary_regions.empty() || !ctx.replication) {
+          e.conditions.push_back(unknown(
+              "alert:replication-lag",
+              "location " + m.location +
+                  (loc == nullptr ? " is not configured"
+                                  : " has no secondary regions: replication is not configured, "
+                                    "so there is no lag to measure")));
+          break;
+        }
+        for (const auto& r : ctx.replication()) {
+          if (r.location != m.location) continue;
+          Condition c;
+          c.kind = "alert:replication-lag";
+          c.key_suffix = r.region;
+          const int64_t lag = r.lag_seconds(now);
+          c.details = r.to_json(now);
+          if (r.state == catalog::ReplicationState::kStopped) {
+            c.level = Level::kUnknown;
+            c.summary = "location " + m.location + ", region " + r.region +
+                        ": replication is stopped";
+          } else if (r.status == "failed") {
+            c.level = Level::kCritical;
+            c.summary = "location " + m.location + ", region " + r.region +
+                        " cannot be reached: " + r.last_error + " (" +
+                        std::to_string(r.pending_objects) + " object(s) behind)";
+          } else {
+            c.level = against(static_cast<double>(lag), m);
+            c.summary = "location " + m.location + ", region " + r.region + " is " +
+                        format_span(lag) + " behind (" + std::to_string(r.pending_objects) +
+                        " object(s), " + std::to_string(r.pending_bytes) + " bytes" +
+                        (r.state == catalog::ReplicationState::kPaused ? "; paused" : "") + ")";
+          }
+          e.conditions.push_back(std::move(c));
+        }
+        if (e.conditions.empty()) {
+          e.conditions.push_back(unknown("alert:replication-lag",
+                                         "location " + m.location + ": no region measured yet"));
+        }
         break;
       }
     }

@@ -26,8 +26,10 @@
 //                                                                        alert:rto-critical
 //   integrity_check      the newest integrity check failed: critical; else days since one
 //                        passed                                          alert:integrity-check
-//   replication_lag      unknown: the location has no secondary regions (replication is not
-//                        configured)                                     alert:replication-lag
+//   replication_lag      each active or paused secondary region's lag (the age of the oldest
+//                        object it does not hold yet), in seconds; a region that cannot be
+//                        reached is critical; unknown when the location has no secondary
+//                        regions                                         alert:replication-lag
 //
 // Thread-safety: reentrant.
 #pragma once
@@ -41,6 +43,7 @@
 
 #include "catalog/catalog.h"
 #include "config/config.h"
+#include "jobs/replicator.h"
 #include "monitor/status.h"
 
 namespace haven::monitor {
@@ -83,6 +86,9 @@ struct EvalContext {
   // Reads the snapshot (by hex id) and its root tree from the location's repository. Unset:
   // restore_capability does not read.
   std::function<Status(const config::Location&, const std::string& snapshot_id)> read_snapshot;
+  // The secondary regions' replication status (jobs/replicator.h). Unset: replication_lag is
+  // unknown.
+  std::function<std::vector<jobs::RegionStatus>()> replication;
 };
 
 Result<Evaluation> evaluate(const EvalContext& ctx, const config::Monitor& monitor, TimeNs now);

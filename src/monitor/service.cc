@@ -235,6 +235,7 @@ StatusContext MonitorService::status_context(const config::Config& cfg) {
 EvalContext MonitorService::eval_context(const config::Config& cfg) {
   EvalContext ctx{status_context(cfg), {}, {}};
   ctx.health = [this](const std::string& location) { return health(location); };
+  ctx.replication = options_.replication;
   if (jobs_ != nullptr) {
     ctx.read_snapshot = [this](const config::Location& l, const std::string& hex) {
       return jobs_->read_snapshot(l.name, hex);

@@ -60,6 +60,8 @@ struct MonitorOptions {
   TimeNs retry_initial = 30'000'000'000LL;
   TimeNs retry_max = 600'000'000'000LL;
   TimeNs give_up = 86400'000'000'000LL;
+  // The secondary regions' replication status (jobs::Replicator::status); may be empty.
+  std::function<std::vector<jobs::RegionStatus>()> replication;
 };
 
 // The ChannelConfig channels.h sends through, from haven.yaml's channel.

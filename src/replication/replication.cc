@@ -184,6 +184,36 @@ Result<uint64_t> copy_object(storage::Backend& source, storage::Backend& region,
                    ": one copy is damaged (haven check --regions tells which)");
 }
 
+Status copy_objects(storage::Backend& source, storage::Backend& region,
+                    std::vector<ObjectKey> keys, unsigned parallel,
+                    const std::function<void(const ObjectKey&, uint64_t)>& on_copied) {
+  const auto& order = replicated_types();
+  auto rank = [&](ObjectType t) {
+    return std::find(order.begin(), order.end(), t) - order.begin();
+  };
+  std::stable_sort(keys.begin(), keys.end(), [&](const ObjectKey& a, const ObjectKey& b) {
+    return rank(a.first) < rank(b.first);
+  });
+  size_t i = 0;
+  while (i < keys.size()) {
+    size_t j = i;
+    while (j < keys.size() && keys[j].first == keys[i].first) j++;
+    Status s = run_parallel(j - i, parallel, [&](size_t k) -> Status {
+      const ObjectKey& key = keys[i + k];
+      auto n = copy_object(source, region, name_of(key));
+      if (!n.ok()) {
+        if (n.error().code() == Error::Code::kNotFound) return ok_status();
+        return n.error().with_context("copying " + describe(key));
+      }
+      if (on_copied) on_copied(key, *n);
+      return ok_status();
+    });
+    HAVEN_TRY(s);
+    i = j;
+  }
+  return ok_status();
+}
+
 Status verify_object(const repo::Repository& repo, const ObjectName& name, ByteView bytes) {
   const std::string what = name.describe();
   switch (name.type) {
@@ -443,6 +473,9 @@ Result<PassResult> replicate(repo::Repository& primary, const Region& region,
     }
     out.lag = compare(src, dst);
     out.lag.extra -= std::min<uint64_t>(out.lag.extra, out.deleted_objects);
+    for (const auto& [key, info] : dst) {
+      if (key.first == ObjectType::kSnapshot) out.region_snapshots.push_back(key.second);
+    }
     return held.release();
   };
   Status s = run();

@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -92,6 +93,7 @@ struct PassResult {
   // damage in the primary, kept (haven repair --from this region restores them there).
   std::vector<std::string> kept;
   Lag lag;  // what is left after the pass (objects that appeared meanwhile)
+  std::vector<std::string> region_snapshots;  // the snapshots the region holds after the pass
   uint64_t duration_ms = 0;
   nlohmann::json to_json(TimeNs now) const;
 };
@@ -110,6 +112,13 @@ Result<PassResult> replicate(repo::Repository& primary, const Region& region,
 // one missing in `source` (pruned meanwhile) is kNotFound.
 Result<uint64_t> copy_object(storage::Backend& source, storage::Backend& region,
                              const storage::ObjectName& name);
+
+// Copies `keys` from `source` to `region` in replicated_types() order, `parallel` at a time
+// within a type, calling on_copied(key, bytes written; 0 when it was there already) for each.
+// An object missing in `source` (pruned meanwhile) is skipped. The first failure stops it.
+Status copy_objects(storage::Backend& source, storage::Backend& region,
+                    std::vector<ObjectKey> keys, unsigned parallel,
+                    const std::function<void(const ObjectKey&, uint64_t)>& on_copied);
 
 // Authenticates an object's bytes as the repository's (a pack's every record, an encrypted
 // object, a WAL object, a key file's checksum): OK or kCorrupt naming the object.

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "catalog/catalog.h"
+#include "jobs/replicator.h"
 #include "jobs/scheduler.h"
 #include "jobs/service.h"
 #include "monitor/audit.h"
@@ -32,11 +33,14 @@ struct ApiContext {
   std::function<Status()> reload;
   monitor::MonitorService* monitor = nullptr;  // status, monitors, alerts, /metrics
   monitor::AuditLog* audit = nullptr;          // every change and data access; may be null
+  jobs::Replicator* replicator = nullptr;      // secondary regions; may be null
 };
 
 void add_api_routes(HttpServer& http, ApiContext ctx);
 // GET /api/status, GET /metrics, monitors, alerts and the audit log (server/api_monitor.cc).
 void add_monitoring_routes(HttpServer& http, std::shared_ptr<ApiContext> ctx);
+// GET /api/replication, sync now, pause / resume / stop a region (server/api_replication.cc).
+void add_replication_routes(HttpServer& http, std::shared_ptr<ApiContext> ctx);
 // The audit actor of a request: "token:<name>".
 std::string actor_of(const ApiRequest& r);
 // Records what the request did in the audit log (nothing if the context has none).

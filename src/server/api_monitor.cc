@@ -95,6 +95,7 @@ void add_monitoring_routes(HttpServer& http, std::shared_ptr<ApiContext> c) {
               in.notifications_retried = counters.retried;
               in.notifications_failed = counters.failed;
               HAVEN_ASSIGN(in.audit_records, c->catalog.audit_length());
+              if (c->replicator != nullptr) in.replication = c->replicator->status();
               ApiResponse res;
               res.content_type = "text/plain; version=0.0.4; charset=utf-8";
               res.text = monitor::render_metrics(in);

@@ -117,18 +117,40 @@ Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options) {
                    const nlohmann::json& details) {
     (void)raw->audit_->record(actor, action, target, details);
   };
+  // Replication: the service reports every object its jobs save; sync locations ask which
+  // regions take part and report the ones their writes could not reach.
+  so.on_object_saved = [raw](const std::string& location, const storage::ObjectName& name,
+                             uint64_t size) {
+    if (raw->replicator_) raw->replicator_->object_saved(location, name, size);
+  };
+  so.region_active = [raw](const std::string& location, const std::string& region) {
+    return raw->replicator_ ? raw->replicator_->region_active(location, region) : true;
+  };
+  so.on_region_failed = [raw](const std::string& location, const std::string& region,
+                              const Error& e) {
+    raw->bus_->note("replication:region-failed",
+                    {{"location", location}, {"region", region}, {"error", e.message()},
+                     {"mode", "sync"}});
+  };
   s->service_ = std::make_unique<jobs::Service>(*s->catalog_, *s->async_, so);
   HAVEN_TRY(s->service_->apply_config(shared));
+  jobs::ReplicatorOptions ro;
+  ro.note = note;
+  ro.audit = so.audit;
+  s->replicator_ = std::make_unique<jobs::Replicator>(*s->catalog_, *s->service_, *s->async_, ro);
+  s->replicator_->apply_config(shared);
   s->scheduler_ = std::make_unique<jobs::Scheduler>(*s->service_, *s->catalog_);
   monitor::MonitorOptions mo;
   if (options.monitor_clock) mo.clock = options.monitor_clock;
   mo.note = note;
   mo.source = hostname();
+  mo.replication = [raw] { return raw->replicator_->status(); };
   s->monitor_ = std::make_unique<monitor::MonitorService>(*s->catalog_, s->service_.get(), mo);
   HAVEN_TRY(s->monitor_->apply_config(shared));
   ApiContext api{*s->catalog_, *s->service_, s->scheduler_.get(), *s->bus_, options.version,
                  [raw] { return raw->reload(); }};
   api.monitor = s->monitor_.get();
+  api.replicator = s->replicator_.get();
   api.audit = s->audit_.get();
   add_api_routes(s->http_, api);
   s->http_.on_refused(refusal_auditor(*s->audit_));
@@ -140,6 +162,7 @@ Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options) {
                                     {"interrupted", s->interrupted_},
                                     {"version", options.version}});
   s->scheduler_->start();
+  s->replicator_->start();
   s->monitor_->start();
   return s;
 }
@@ -157,6 +180,7 @@ Status Server::reload() {
   if (Status st = monitor_->check_config(*shared); !st.ok()) return failed(st.error());
   if (Status st = service_->apply_config(shared); !st.ok()) return failed(st.error());
   if (Status st = monitor_->apply_config(shared); !st.ok()) return failed(st.error());
+  replicator_->apply_config(shared);
   job_nice_ = shared->server.job_nice;
   scheduler_->replan();
   (void)catalog_->prune_events_before(now() - static_cast<TimeNs>(shared->server.events_retention_days) * 86400'000'000'000LL);
@@ -174,6 +198,7 @@ void Server::stop() {
   http_.stop();
   if (monitor_) monitor_->stop();
   if (scheduler_) scheduler_->stop();
+  if (replicator_) replicator_->stop();
   if (service_) {
     auto cfg = service_->config();
     bool cancel = cfg && cfg->server.shutdown == config::ShutdownMode::kCancel;

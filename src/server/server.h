@@ -16,6 +16,7 @@
 
 #include "catalog/catalog.h"
 #include "config/config.h"
+#include "jobs/replicator.h"
 #include "jobs/scheduler.h"
 #include "jobs/service.h"
 #include "monitor/audit.h"
@@ -70,6 +71,8 @@ class Server {
   std::unique_ptr<monitor::MonitorService> monitor_;
   std::unique_ptr<jobs::Service> service_;
   std::unique_ptr<jobs::Scheduler> scheduler_;
+  // After service_: its passes run on the service's runner, and it stops first.
+  std::unique_ptr<jobs::Replicator> replicator_;
   HttpServer http_;
   std::mutex mu_;
   std::mutex reload_mu_;
