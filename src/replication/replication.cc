@@ -666,6 +666,30 @@ Result<RepairResult> repair(repo::Repository& repo, const Region& target, const 
     HAVEN_ASSIGN(ops::HeldLock held, ops::lock(*copy, ops::LockMode::kExclusive, events,
                                                current_cancel()));
     CancelScope scope(held.session().cancel_token());
+    // Objects in both, damaged in the target, first: the index read below needs them sound.
+    for (const auto& [key, info] : src) {
+      auto it = dst.find(key);
+      if (it == dst.end()) continue;
+      const bool size_differs = it->second.size != info.size;
+      if (!size_differs && !options.read_data) continue;
+      HAVEN_TRY(current_cancel().check());
+      const ObjectName name = name_of(key);
+      auto mine = target.backend->load(name);
+      if (!mine.ok() && mine.error().code() == Error::Code::kCancelled) return mine.error();
+      if (!size_differs && mine.ok()) {
+        auto theirs = source.backend->load(name);
+        if (theirs.ok() && *theirs == *mine) continue;
+      }
+      Status v = mine.ok() ? verify_object(repo, name, *mine) : Status(mine.error());
+      if (v.ok()) {
+        if (size_differs) {
+          out.unrepaired.push_back(describe(key) + ": the target's copy is sound; the copy in "
+                                   "region " + source.name + " differs (repair that one)");
+        }
+        continue;
+      }
+      HAVEN_TRY(write(key, true, "damaged (" + v.error().message() + ")"));
+    }
     std::set<repo::Id> indexed;
     if (options.referenced_only) {
       HAVEN_ASSIGN(auto index, copy->read_index([](const std::string&, const Error&) {}));
@@ -743,30 +767,6 @@ Result<RepairResult> repair(repo::Repository& repo, const Region& target, const 
                                                    "holds it");
         }
       }
-    }
-    // Objects in both: damaged in the target?
-    for (const auto& [key, info] : src) {
-      auto it = dst.find(key);
-      if (it == dst.end()) continue;
-      const bool size_differs = it->second.size != info.size;
-      if (!size_differs && !options.read_data) continue;
-      HAVEN_TRY(current_cancel().check());
-      const ObjectName name = name_of(key);
-      auto mine = target.backend->load(name);
-      if (!mine.ok() && mine.error().code() == Error::Code::kCancelled) return mine.error();
-      if (!size_differs && mine.ok()) {
-        auto theirs = source.backend->load(name);
-        if (theirs.ok() && *theirs == *mine) continue;
-      }
-      Status v = mine.ok() ? verify_object(repo, name, *mine) : Status(mine.error());
-      if (v.ok()) {
-        if (size_differs) {
-          out.unrepaired.push_back(describe(key) + ": the target's copy is sound; the copy in "
-                                   "region " + source.name + " differs (repair that one)");
-        }
-        continue;
-      }
-      HAVEN_TRY(write(key, true, "damaged (" + v.error().message() + ")"));
     }
     return held.release();
   };

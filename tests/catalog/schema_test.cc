@@ -25,6 +25,7 @@ const std::vector<std::string> kTables = {"alert_notifications",
                                           "disaster_recovery_executions",
                                           "disaster_recovery_plans",
                                           "events",
+                                          "replication_regions",
                                           "restore_operations"};
 
 std::vector<std::string> tables(RawDb& raw) {
