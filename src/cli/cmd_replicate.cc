@@ -119,6 +119,9 @@ CommandResult run_check_regions(App& app, const LocationArgs& a, bool read_data)
       std::cout << "  " << d.object << ": ";
       if (d.kind == "missing") {
         std::cout << "missing in " << r.region;
+      } else if (d.kind == "missing_in_primary") {
+        std::cout << "missing in " << o.primary.name << ", whose index names it; only in "
+                  << r.region << ": haven repair --from " << r.region;
       } else {
         std::cout << (d.kind == "size" ? "sizes differ (" + std::to_string(d.primary_size) +
                                              " bytes in " + o.primary.name + ", " +
@@ -328,7 +331,7 @@ void register_replicate(App& app) {
       sink.clear_line();
       if (!pass.ok()) {
         if (pass.error().code() == Error::Code::kCancelled) return pass.error();
-        std::cerr << "error: region " << region.name << ": " << pass.error().message() << "\n";
+        std::cerr << "error: " << pass.error().message() << "\n";
         all.push_back({{"region", region.name}, {"error", pass.error().message()}});
         if (!failed) failed = pass.error();
         failures++;

@@ -118,7 +118,7 @@ Result<Inventory> inventory(storage::Backend& backend) {
       std::lock_guard<std::mutex> g(mu);
       inv[{t, info.name.name}] = info;
     });
-    if (!s.ok()) return s.error().with_context("listing " + backend.location());
+    if (!s.ok()) return s.error();
   }
   return inv;
 }
@@ -419,6 +419,10 @@ Result<PassResult> replicate(repo::Repository& primary, const Region& region,
     CancelScope scope(held.session().cancel_token());
     HAVEN_ASSIGN(Inventory src, inventory(primary.backend()));
     auto dst_r = inventory(*region.backend);
+    if (!dst_r.ok() && dst_r.error().code() != Error::Code::kCancelled) {
+      // A new region whose bucket or container does not exist yet: created, then listed.
+      if (Status c = region.backend->create(); c.ok()) dst_r = inventory(*region.backend);
+    }
     if (!dst_r.ok()) return dst_r.error().with_context("region " + region.name);
     Inventory dst = std::move(*dst_r);
     if (dst.empty()) {
@@ -521,6 +525,16 @@ Result<std::vector<RegionReport>> validate(repo::Repository& primary, const Regi
                                            const std::vector<Region>& regions, bool read_data,
                                            const EventTarget& events) {
   HAVEN_ASSIGN(Inventory src, inventory(*primary_region.backend));
+  // Packs the primary's index names: one only a region holds is damage in the primary.
+  std::set<std::string> indexed;
+  {
+    auto index = primary.read_index([](const std::string&, const Error&) {});
+    if (index.ok()) {
+      for (size_t i = 0; i < (*index)->pack_count(); i++) {
+        indexed.insert(repo::hex((*index)->pack_id(static_cast<uint32_t>(i))));
+      }
+    }
+  }
   std::vector<RegionReport> reports;
   for (const auto& region : regions) {
     RegionReport r;
@@ -565,7 +579,8 @@ Result<std::vector<RegionReport>> validate(repo::Repository& primary, const Regi
       d.object = describe(key);
       d.type = key.first;
       d.name = key.second;
-      d.kind = "extra";
+      d.kind = key.first == ObjectType::kData && indexed.count(key.second) ? "missing_in_primary"
+                                                                           : "extra";
       d.region_size = info.size;
       r.differences.push_back(std::move(d));
     }

@@ -130,8 +130,10 @@ struct Difference {
   std::string object;  // described
   storage::ObjectType type = storage::ObjectType::kData;
   std::string name;
-  std::string kind;    // "missing" (not in the region), "extra" (only in the region),
-                       // "size" (sizes differ), "content" (same size, other bytes)
+  std::string kind;    // "missing" (not in the region), "extra" (only in the region: a
+                       // deletion not mirrored yet), "missing_in_primary" (only in the region,
+                       // and the primary's index names it: damage in the primary), "size"
+                       // (sizes differ), "content" (same size, other bytes)
   uint64_t primary_size = 0, region_size = 0;
   // With read_data, for "size" and "content": which copies authenticate.
   std::optional<bool> primary_sound, region_sound;
