@@ -122,6 +122,11 @@ void register_replicate(App& app);
 struct LocationArgs {
   std::string config, location, region;
 };
+// The repository of a location of haven.yaml, opened on its primary region with its secondary
+// regions behind it for reading (replication/failover.h): each object read from a region is a
+// warning notice on `events` (cmd_replicate.cc).
+Result<std::unique_ptr<repo::Repository>> open_with_regions(App& app, const LocationArgs& a,
+                                                           EventSink& events);
 // haven check --regions (cmd_replicate.cc): each secondary region against the primary.
 CommandResult run_check_regions(App& app, const LocationArgs& a, bool read_data);
 // haven repair --from REGION [--region R] (cmd_replicate.cc).

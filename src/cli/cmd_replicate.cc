@@ -8,6 +8,8 @@
 #include "catalog/sqlite_catalog.h"
 #include "jobs/regions.h"
 #include "monitor/audit.h"
+#include "ops/ops.h"
+#include "replication/failover.h"
 #include "replication/replication.h"
 #include "util/sysinfo.h"
 
@@ -88,6 +90,28 @@ void print_pass(const replication::PassResult& p) {
 }
 
 }  // namespace
+
+Result<std::unique_ptr<repo::Repository>> open_with_regions(App& app, const LocationArgs& a,
+                                                           EventSink& events) {
+  HAVEN_ASSIGN(Opened o, open_location(app, a));
+  std::vector<replication::Region> regions;
+  if (!o.location->secondary_regions.empty()) {
+    HAVEN_ASSIGN(regions, jobs::open_secondary_regions(*o.location));
+  }
+  const std::string primary = o.primary.name;
+  EventSink* sink = &events;
+  auto be = std::make_shared<replication::FailoverBackend>(
+      o.primary.backend, std::move(regions),
+      [sink, primary](const storage::ObjectName& n, const std::string& region, const Error& why) {
+        ops::notice(*sink, ops::NoticeLevel::kWarning,
+                    n.describe() + ": read from region " + region + " (in " + primary + ": " +
+                        why.message() + "; haven repair --from " + region + " mends it)");
+      });
+  auto r = repo::Repository::open(be, o.location->password.value.reveal());
+  if (!r.ok()) return r.error();
+  (*r)->set_cancel_token(app.cancel());
+  return r;
+}
 
 CommandResult run_check_regions(App& app, const LocationArgs& a, bool read_data) {
   HAVEN_ASSIGN(Opened o, open_location(app, a));

@@ -24,10 +24,17 @@ void register_restore(App& app) {
                 "write nothing: compare the target with the snapshot (a restore's validation); "
                 "exit 1 if anything is missing or differs");
   sub->add_option("--threads", r->threads, "worker threads (default: one per core)");
-  app.on(sub, [&app, r, compare_only]() -> CommandResult {
+  auto loc = std::make_shared<LocationArgs>();
+  sub->add_option("--config", loc->config,
+                  "with --location: haven.yaml (default: $HAVEN_CONFIG)");
+  sub->add_option("--location", loc->location,
+                  "restore from this location of haven.yaml (instead of --repo), reading what is "
+                  "missing or damaged in its primary region from a secondary one");
+  app.on(sub, [&app, r, compare_only, loc]() -> CommandResult {
     HAVEN_TRY(ops::validate(*r));
-    HAVEN_ASSIGN(auto repo, app.open_repository());
     CommandSink sink(app.globals());
+    HAVEN_ASSIGN(auto repo, loc->location.empty() ? app.open_repository()
+                                                  : open_with_regions(app, *loc, sink));
     if (*compare_only) {
       HAVEN_ASSIGN(ops::CompareResult res, ops::compare(*repo, *r, sink));
       sink.clear_line();

@@ -487,6 +487,13 @@ void Replicator::pass(Worker& w, bool forced) {
           listed_objects = static_cast<int64_t>(r->lag.objects);
           listed_bytes = static_cast<int64_t>(r->lag.bytes);
           listed_oldest = r->lag.oldest;
+          if (!r->differing.empty() || !r->kept.empty()) {
+            // Copies that disagree (size), or objects the primary lost: damage somewhere.
+            note("replication:validation-failed", {{"location", w.location.name},
+                                                   {"region", region.name},
+                                                   {"differing", r->differing},
+                                                   {"kept", r->kept}});
+          }
           std::lock_guard<std::mutex> g(mu_);
           t.st.copied_objects += static_cast<int64_t>(r->copied_objects);
           t.st.copied_bytes += static_cast<int64_t>(r->copied_bytes);

@@ -1,6 +1,7 @@
 #include "jobs/service.h"
 
 #include "jobs/regions.h"
+#include "replication/failover.h"
 #include "replication/quorum.h"
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include "ops/lock.h"
 #include "ops/pg.h"
 #include "ops/restore.h"
+#include "replication/failover.h"
 #include "replication/quorum.h"
 #include "repo/ids.h"
 #include "storage/backend.h"
@@ -202,6 +204,17 @@ Result<std::shared_ptr<repo::Repository>> Service::repository(const config::Loca
       qo.on_region_failed = [failed, name](const std::string& r, const Error& e) { failed(name, r, e); };
     }
     backend = std::make_shared<replication::QuorumBackend>(backend, std::move(regions), qo);
+  }
+  if (!location.secondary_regions.empty()) {
+    // Reads: a missing, unreachable or damaged object is read from a region instead.
+    HAVEN_ASSIGN(auto regions, open_secondary_regions(location));
+    auto report = options_.on_read_failover;
+    const std::string name = location.name;
+    backend = std::make_shared<replication::FailoverBackend>(
+        backend, std::move(regions),
+        [report, name](const storage::ObjectName& n, const std::string& region, const Error& why) {
+          if (report) report(name, n, region, why);
+        });
   }
   if (!location.secondary_regions.empty() && options_.on_object_saved) {
     auto saved = options_.on_object_saved;

@@ -70,6 +70,11 @@ struct ServiceOptions {
   std::function<bool(const std::string& location, const std::string& region)> region_active;
   std::function<void(const std::string& location, const std::string& region, const Error& error)>
       on_region_failed;
+  // Reads of a location with secondary regions fail over to them (replication/failover.h);
+  // each object read from a region instead of the primary is reported here. May be empty.
+  std::function<void(const std::string& location, const storage::ObjectName& name,
+                     const std::string& region, const Error& why)>
+      on_read_failover;
 };
 
 struct ExecuteRequest {

@@ -686,12 +686,15 @@ Result<RepairResult> repair(repo::Repository& repo, const Region& target, const 
       auto it = dst.find(key);
       if (it == dst.end()) continue;
       const bool size_differs = it->second.size != info.size;
-      if (!size_differs && !options.read_data) continue;
+      // Small objects (index files, snapshots, keys, the config) are always authenticated;
+      // packs and WAL files by size, and by content with read_data.
+      const bool small = key.first != ObjectType::kData && key.first != ObjectType::kWal;
+      if (!size_differs && !options.read_data && !small) continue;
       HAVEN_TRY(current_cancel().check());
       const ObjectName name = name_of(key);
       auto mine = target.backend->load(name);
       if (!mine.ok() && mine.error().code() == Error::Code::kCancelled) return mine.error();
-      if (!size_differs && mine.ok()) {
+      if (!size_differs && mine.ok() && options.read_data) {
         auto theirs = source.backend->load(name);
         if (theirs.ok() && *theirs == *mine) continue;
       }

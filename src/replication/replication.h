@@ -176,8 +176,9 @@ struct RepairResult {
 };
 
 // Writes into `target` the objects of `source` it lacks (see RepairOptions), and replaces
-// objects whose size (or, with read_data, content) differs where the target's copy fails
-// authentication and the source's passes. Every object written is authenticated first. `repo`
+// objects whose copy in the target fails authentication where the source's passes: index
+// files, snapshots, keys and the config are always authenticated; packs and WAL files when
+// their size differs or, with read_data, their content. Every object written is authenticated first. `repo`
 // is the repository open on any copy (its master key). Takes an exclusive lock on the target.
 // Events: repair:started, repair:completed (to_json) or repair:failed.
 Result<RepairResult> repair(repo::Repository& repo, const Region& target, const Region& source,

@@ -330,7 +330,12 @@ Result<Bytes> Repository::open_wal_object(const std::string& name, ByteView obje
 Result<Bytes> Repository::load_object(ObjectType type, const std::string& name) {
   ObjectName on{type, name};
   HAVEN_ASSIGN(Bytes raw, backend_->load(on));
-  return open_object(kind_of(type), on, raw);
+  auto body = open_object(kind_of(type), on, raw);
+  if (body.ok() || body.error().code() != Error::Code::kCorrupt) return body;
+  // Damaged here: another region's copy, where the repository has one.
+  auto other = backend_->load_other_copy(on, 0, 0, body.error());
+  if (!other.ok()) return body;
+  return open_object(kind_of(type), on, *other);
 }
 
 Result<Id> Repository::save_object(ObjectType type, ByteView body) {
@@ -469,12 +474,17 @@ Result<Bytes> Repository::load_located_blob(BlobType type, const Id& id,
     return Error(Error::Code::kNotFound,
                  std::string(blob_type_name(type)) + " blob " + hex(id) + " is not in the index");
   }
-  auto sealed = backend_->load({ObjectType::kData, hex(loc->pack_id)}, loc->offset, loc->length);
+  const ObjectName pack{ObjectType::kData, hex(loc->pack_id)};
+  auto sealed = backend_->load(pack, loc->offset, loc->length);
   if (!sealed.ok()) {
     return sealed.error().with_context(std::string(blob_type_name(type)) + " blob " + hex(id) +
                                        " in pack " + hex(loc->pack_id));
   }
-  return open_located_blob(type, id, *loc, *sealed);
+  auto plain = open_located_blob(type, id, *loc, *sealed);
+  if (plain.ok() || plain.error().code() != Error::Code::kCorrupt) return plain;
+  auto other = backend_->load_other_copy(pack, loc->offset, loc->length, plain.error());
+  if (!other.ok()) return plain;
+  return open_located_blob(type, id, *loc, *other);
 }
 
 std::optional<BlobLocation> Repository::locate_blob(BlobType type, const Id& id) const {

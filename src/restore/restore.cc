@@ -409,6 +409,11 @@ void Restorer::read_range(const Range& r) {
       uint64_t at = p.loc.offset - r.start;
       size_t have = data->size() > at ? std::min<size_t>(p.loc.length, data->size() - at) : 0;
       plain = repo_.open_located_blob(BlobType::kData, p.id, p.loc, ByteView(data->data() + at, have));
+      if (!plain.ok() && plain.error().code() == Error::Code::kCorrupt) {
+        // Damaged here: another region's copy of the blob, where the repository has one.
+        auto other = repo_.backend().load_other_copy(name, p.loc.offset, p.loc.length, plain.error());
+        if (other.ok()) plain = repo_.open_located_blob(BlobType::kData, p.id, p.loc, *other);
+      }
     }
     for (const auto& place : p.to) {
       PendingFile& f = *files_in_batch_[place.file];

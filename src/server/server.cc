@@ -132,6 +132,13 @@ Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options) {
                     {{"location", location}, {"region", region}, {"error", e.message()},
                      {"mode", "sync"}});
   };
+  so.on_read_failover = [raw](const std::string& location, const storage::ObjectName& name,
+                              const std::string& region, const Error& why) {
+    raw->bus_->note("replication:read-failover", {{"location", location},
+                                                  {"object", name.describe()},
+                                                  {"read_from", region},
+                                                  {"because", why.message()}});
+  };
   s->service_ = std::make_unique<jobs::Service>(*s->catalog_, *s->async_, so);
   HAVEN_TRY(s->service_->apply_config(shared));
   jobs::ReplicatorOptions ro;

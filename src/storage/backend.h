@@ -120,6 +120,15 @@ class Backend {
     return type == ObjectType::kKey || type == ObjectType::kLock || type == ObjectType::kWal ? 3600 : 0;
   }
 
+  // Another copy of an object whose bytes from load() were found damaged (they failed
+  // authentication): a repository with copies in other regions reads it from one of them
+  // (replication/failover.h). `why` is the damage found. Default: there is no other copy, and
+  // the answer is `why` itself.
+  virtual Result<Bytes> load_other_copy(const ObjectName& name, uint64_t offset, uint64_t length,
+                                        const Error& why) {
+    return why;
+  }
+
   // Whether the location holds anything at all (used by init to refuse a non-empty place
   // and by open to say "not a repository").
   virtual Result<bool> is_empty() = 0;
@@ -139,6 +148,10 @@ class BackendWrapper : public Backend {
     return inner_->load(n, off, len);
   }
   Result<ObjectInfo> stat(const ObjectName& n) override { return inner_->stat(n); }
+  Result<Bytes> load_other_copy(const ObjectName& n, uint64_t off, uint64_t len,
+                                const Error& why) override {
+    return inner_->load_other_copy(n, off, len, why);
+  }
   Status list(ObjectType t, const std::function<void(const ObjectInfo&)>& fn) override {
     return inner_->list(t, fn);
   }

@@ -157,10 +157,35 @@ TEST_F(ReplicationIntegration, ThreeRegionsReplicateValidateRestoreAloneAndRepai
                          "haven repair --from us-east-1"),
             std::string::npos)
       << bad.out;
+  // And the index file flipped in place: same size, other bytes.
+  const auto idx = list_dir(dir_ + "/primary/index");
+  ASSERT_EQ(idx.size(), 1u);
+  std::string ib = read_file(dir_ + "/primary/index/" + idx[0]);
+  ib[ib.size() / 2] ^= 0x10;
+  chmod((dir_ + "/primary/index/" + idx[0]).c_str(), 0644);
+  write_file(dir_ + "/primary/index/" + idx[0], ib);
+  // Read failover: a restore through the location reads both from a region, and says so.
+  RunResult fo = run_haven({"restore", "latest", "--config", cfg, "--location", "local",
+                            "--target", dir_ + "/restore-failover", "--verify"});
+  ASSERT_EQ(fo.code, 0) << describe(fo);
+  expect_same_tree(dir_ + "/src", dir_ + "/restore-failover/src");
+  EXPECT_NE(fo.err.find("index " + idx[0] + ": read from region us-east-1"), std::string::npos)
+      << fo.err;
+  EXPECT_NE(fo.err.find(": read from region us-east-1 (in eu-north-1: "), std::string::npos);
+  EXPECT_NE(fo.err.find(fs::path(packs[0]).filename().string() + ": read from region"),
+            std::string::npos)
+      << fo.err;
+  // Without the regions, the same restore fails.
+  RunResult plain = run_haven({"-r", dir_ + "/primary", "--password-file", dir_ + "/pass",
+                               "restore", "latest", "--target", dir_ + "/restore-plain"});
+  EXPECT_NE(plain.code, 0);
   RunResult fix = run_haven({"repair", "--config", cfg, "--location", "local", "--from",
                              "west-europe"});
   ASSERT_EQ(fix.code, 0) << describe(fix);
-  EXPECT_NE(fix.out.find("1 missing object(s) restored"), std::string::npos) << fix.out;
+  EXPECT_NE(fix.out.find("1 missing object(s) restored, 1 damaged object(s) replaced from "
+                         "west-europe"),
+            std::string::npos)
+      << fix.out;
   RunResult after = run_haven({"-r", dir_ + "/primary", "--password-file", dir_ + "/pass",
                                "check", "--read-data"});
   EXPECT_EQ(after.code, 0) << describe(after);

@@ -1,0 +1,44 @@
+#include "replication/failover.h"
+
+namespace haven::replication {
+
+namespace {
+
+// Failures another region may not share: the object is missing or damaged here, or this
+// region cannot be reached. A cancel, or a request the caller got wrong, is the same anywhere.
+bool worth_another_region(const Error& e) {
+  switch (e.code()) {
+    case Error::Code::kNotFound:
+    case Error::Code::kCorrupt:
+    case Error::Code::kIo:
+    case Error::Code::kTransient:
+    case Error::Code::kPermissionDenied:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+Result<Bytes> FailoverBackend::load(const storage::ObjectName& name, uint64_t offset,
+                                    uint64_t length) {
+  auto r = BackendWrapper::load(name, offset, length);
+  if (r.ok() || !worth_another_region(r.error()) || name.type == storage::ObjectType::kLock) {
+    return r;
+  }
+  return load_other_copy(name, offset, length, r.error());
+}
+
+Result<Bytes> FailoverBackend::load_other_copy(const storage::ObjectName& name, uint64_t offset,
+                                               uint64_t length, const Error& why) {
+  for (const auto& region : others_) {
+    auto r = region.backend->load(name, offset, length);
+    if (!r.ok()) continue;
+    if (report_) report_(name, region.name, why);
+    return r;
+  }
+  return why;
+}
+
+}  // namespace haven::replication

@@ -1,0 +1,39 @@
+// replication/failover.h — read failover: a repository's primary backend, with its secondary
+// regions behind it for reading. A load() that fails in the primary (the object is missing, or
+// the region cannot be reached) is served by the first region that has the object; a reader
+// that finds the primary's bytes damaged (they fail authentication) asks load_other_copy() and
+// gets the first region's copy. Each substitution is reported through `on_failover` (what,
+// from where, and why), so the reader says so; the primary is never changed (haven repair
+// --from does that). Writes, listings and deletions go to the primary alone.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "replication/replication.h"
+#include "storage/backend.h"
+
+namespace haven::replication {
+
+class FailoverBackend : public storage::BackendWrapper {
+ public:
+  using Report = std::function<void(const storage::ObjectName& name, const std::string& region,
+                                     const Error& why)>;
+  FailoverBackend(std::shared_ptr<storage::Backend> primary, std::vector<Region> others,
+                  Report on_failover)
+      : BackendWrapper(std::move(primary)),
+        others_(std::move(others)),
+        report_(std::move(on_failover)) {}
+
+  Result<Bytes> load(const storage::ObjectName& name, uint64_t offset, uint64_t length) override;
+  Result<Bytes> load_other_copy(const storage::ObjectName& name, uint64_t offset, uint64_t length,
+                                const Error& why) override;
+
+ private:
+  std::vector<Region> others_;
+  Report report_;
+};
+
+}  // namespace haven::replication
