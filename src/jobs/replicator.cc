@@ -417,10 +417,16 @@ void Replicator::copy_batch(Worker& w,
       continue;
     }
     if (objects > 0) {
+      // The snapshots now in the region: a snapshot is there, with all it references.
+      nlohmann::json snapshots = nlohmann::json::array();
+      for (const auto& key : keys) {
+        if (key.first == storage::ObjectType::kSnapshot) snapshots.push_back(key.second);
+      }
       note("replication:progress", {{"location", w.location.name},
                                     {"region", t.region.name},
                                     {"objects", objects},
                                     {"bytes", bytes},
+                                    {"snapshots", snapshots},
                                     {"pending_objects", t.pending.size()}});
     }
   }

@@ -193,6 +193,14 @@ Result<std::shared_ptr<repo::Repository>> Service::repository(const config::Loca
       location.replication.mode == config::ReplicationMode::kSync) {
     // Sync: every object written reaches the primary and the quorum of regions at once.
     HAVEN_ASSIGN(auto regions, open_secondary_regions(location));
+    // A region that has no repository yet gets its keys and config first (the replicator's
+    // passes copy the older objects); one that cannot be reached now is left to the quorum.
+    for (const auto& r : regions) {
+      Status prepared = replication::prepare_region(*backend, *r.backend);
+      if (!prepared.ok() && options_.on_region_failed) {
+        options_.on_region_failed(location.name, r.name, prepared.error());
+      }
+    }
     replication::QuorumOptions qo;
     qo.quorum = location.replication.quorum;
     qo.degrade = location.replication.on_quorum_loss == config::QuorumLoss::kDegrade;

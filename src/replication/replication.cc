@@ -214,6 +214,19 @@ Status copy_objects(storage::Backend& source, storage::Backend& region,
   return ok_status();
 }
 
+Status prepare_region(storage::Backend& primary, storage::Backend& region) {
+  auto config = region.stat({ObjectType::kConfig, "config"});
+  if (config.ok()) return ok_status();
+  if (config.error().code() != Error::Code::kNotFound) return config.error();
+  HAVEN_TRY(region.create());
+  std::vector<ObjectKey> keys;
+  HAVEN_TRY(primary.list(ObjectType::kKey, [&](const ObjectInfo& info) {
+    keys.emplace_back(ObjectType::kKey, info.name.name);
+  }));
+  keys.emplace_back(ObjectType::kConfig, "config");  // last: it makes the place a repository
+  return copy_objects(primary, region, keys, 4, {});
+}
+
 Status verify_object(const repo::Repository& repo, const ObjectName& name, ByteView bytes) {
   const std::string what = name.describe();
   switch (name.type) {

@@ -120,6 +120,11 @@ Status copy_objects(storage::Backend& source, storage::Backend& region,
                     std::vector<ObjectKey> keys, unsigned parallel,
                     const std::function<void(const ObjectKey&, uint64_t)>& on_copied);
 
+// Makes `region` ready to receive the repository's new objects (sync mode writes them there
+// directly): its place created (directory, bucket, container) and the key files and config
+// copied when it has no config yet. The region is a full copy only once a pass copied the rest.
+Status prepare_region(storage::Backend& primary, storage::Backend& region);
+
 // Authenticates an object's bytes as the repository's (a pack's every record, an encrypted
 // object, a WAL object, a key file's checksum): OK or kCorrupt naming the object.
 Status verify_object(const repo::Repository& repo, const storage::ObjectName& name,
