@@ -1,6 +1,7 @@
 // haven replicate, haven check --regions, haven repair --from — a location's copies in other
 // regions (replication/replication.h), as haven.yaml describes them (jobs/regions.h).
 #include <iostream>
+#include <set>
 
 #include "cli/cli.h"
 #include "cli/progress.h"
@@ -10,6 +11,7 @@
 #include "monitor/audit.h"
 #include "ops/ops.h"
 #include "replication/failover.h"
+#include "replication/quorum.h"
 #include "replication/replication.h"
 #include "util/sysinfo.h"
 
@@ -111,6 +113,52 @@ Result<std::unique_ptr<repo::Repository>> open_with_regions(App& app, const Loca
   if (!r.ok()) return r.error();
   (*r)->set_cancel_token(app.cancel());
   return r;
+}
+
+Result<LocationStorage> open_location_storage(App& app, const LocationArgs& a, bool writing) {
+  HAVEN_ASSIGN(Opened o, open_location(app, a));
+  LocationStorage out;
+  out.password = o.location->password.value.reveal();
+  out.backend = o.primary.backend;
+  if (o.location->secondary_regions.empty()) return out;
+  HAVEN_ASSIGN(auto regions, jobs::open_secondary_regions(*o.location));
+  if (!writing) {
+    const std::string primary = o.primary.name;
+    out.backend = std::make_shared<replication::FailoverBackend>(
+        out.backend, std::move(regions),
+        [primary](const storage::ObjectName& n, const std::string& region, const Error& why) {
+          std::cerr << "warning: " << n.describe() << ": read from region " << region << " (in "
+                    << primary << ": " << why.message() << ")\n";
+        });
+    return out;
+  }
+  if (o.location->replication.mode != config::ReplicationMode::kSync) return out;
+  // The regions a CLI write must reach: those not paused or stopped in the server's catalog.
+  std::set<std::string> inactive;
+  if (auto cat = catalog::open_sqlite_catalog(o.cfg.server.catalog); cat.ok()) {
+    if (auto rows = (*cat)->list_replication(); rows.ok()) {
+      for (const auto& r : *rows) {
+        if (r.location == o.location->name && r.state != catalog::ReplicationState::kActive) {
+          inactive.insert(r.region);
+        }
+      }
+    }
+  }
+  for (const auto& r : regions) {
+    if (inactive.count(r.name)) continue;
+    if (Status s = replication::prepare_region(*out.backend, *r.backend); !s.ok()) {
+      std::cerr << "warning: region " << r.name << ": " << s.error().message() << "\n";
+    }
+  }
+  replication::QuorumOptions qo;
+  qo.quorum = o.location->replication.quorum;
+  qo.degrade = o.location->replication.on_quorum_loss == config::QuorumLoss::kDegrade;
+  qo.active = [inactive](const std::string& r) { return !inactive.count(r); };
+  qo.on_region_failed = [](const std::string& region, const Error& e) {
+    std::cerr << "warning: region " << region << ": " << e.message() << "\n";
+  };
+  out.backend = std::make_shared<replication::QuorumBackend>(out.backend, std::move(regions), qo);
+  return out;
 }
 
 CommandResult run_check_regions(App& app, const LocationArgs& a, bool read_data) {

@@ -15,6 +15,7 @@ namespace haven::cli {
 namespace {
 
 struct WalOptions {
+  LocationArgs location;  // --config/--location: a location of haven.yaml instead of --repo
   std::string key_file;
   std::string path;    // wal-push: the file; wal-fetch: the destination
   std::string name;    // wal-fetch: the WAL file name
@@ -27,10 +28,30 @@ void add_key_file_option(CLI::App* sub, WalOptions& o) {
       ->envname("HAVEN_WAL_KEY_FILE");
 }
 
+void add_location_options(CLI::App* sub, WalOptions& o, const char* what) {
+  sub->add_option("--config", o.location.config, "with --location: haven.yaml (default: $HAVEN_CONFIG)");
+  sub->add_option("--location", o.location.location, what);
+}
+
 // Opens the repository with its password, for WAL operations without a key file.
-ops::RepositoryOpener opener(App& app, const std::string& key_file) {
+ops::RepositoryOpener opener(App& app, const std::string& key_file,
+                             std::shared_ptr<LocationStorage> storage) {
   if (!key_file.empty()) return {};
+  if (storage) {
+    return [&app, storage]() -> Result<std::unique_ptr<repo::Repository>> {
+      HAVEN_ASSIGN(auto r, repo::Repository::open(storage->backend, storage->password));
+      r->set_cancel_token(app.cancel());
+      return r;
+    };
+  }
   return [&app] { return app.open_repository(); };
+}
+
+// --location's storage, or --repo's backend.
+Result<std::shared_ptr<LocationStorage>> storage_of(App& app, const WalOptions& o, bool writing) {
+  if (o.location.location.empty()) return std::shared_ptr<LocationStorage>();
+  HAVEN_ASSIGN(LocationStorage s, open_location_storage(app, o.location, writing));
+  return std::make_shared<LocationStorage>(std::move(s));
 }
 
 }  // namespace
@@ -40,11 +61,21 @@ void register_wal(App& app) {
   auto* ps = app.root().add_subcommand("wal-push", "archive one WAL file (PostgreSQL archive_command, %p)");
   ps->add_option("PATH", push->path, "the WAL file (%p)")->required();
   add_key_file_option(ps, *push);
+  add_location_options(ps, *push,
+                       "archive into this location of haven.yaml (instead of --repo); with "
+                       "replication mode sync, into the primary and the quorum of its regions");
   app.on(ps, [&app, push]() -> CommandResult {
     ops::WalPushRequest req{push->path, push->key_file};
     HAVEN_TRY(ops::validate(req));
-    HAVEN_ASSIGN(auto be, app.backend());
-    HAVEN_ASSIGN(ops::WalPushResult out, ops::wal_push(*be, req, opener(app, push->key_file)));
+    HAVEN_ASSIGN(auto storage, storage_of(app, *push, true));
+    std::shared_ptr<storage::Backend> be;
+    if (storage) {
+      be = storage->backend;
+    } else {
+      HAVEN_ASSIGN(be, app.backend());
+    }
+    HAVEN_ASSIGN(ops::WalPushResult out,
+                 ops::wal_push(*be, req, opener(app, push->key_file, storage)));
     if (out.already_archived && !app.globals().quiet) {
       std::cerr << "notice: " << out.name << " was already archived with the same contents\n";
     }
@@ -56,11 +87,21 @@ void register_wal(App& app) {
   fs->add_option("NAME", fetch->name, "the WAL file name (%f)")->required();
   fs->add_option("PATH", fetch->path, "where to write it (%p)")->required();
   add_key_file_option(fs, *fetch);
+  add_location_options(fs, *fetch,
+                       "fetch from this location of haven.yaml (instead of --repo), from a "
+                       "secondary region when the primary lacks the file or cannot be reached");
   app.on(fs, [&app, fetch]() -> CommandResult {
     ops::WalFetchRequest req{fetch->name, fetch->path, fetch->key_file};
     HAVEN_TRY(ops::validate(req));
-    HAVEN_ASSIGN(auto be, app.backend());
-    HAVEN_ASSIGN(ops::WalFetchResult out, ops::wal_fetch(*be, req, opener(app, fetch->key_file)));
+    HAVEN_ASSIGN(auto storage, storage_of(app, *fetch, false));
+    std::shared_ptr<storage::Backend> be;
+    if (storage) {
+      be = storage->backend;
+    } else {
+      HAVEN_ASSIGN(be, app.backend());
+    }
+    HAVEN_ASSIGN(ops::WalFetchResult out,
+                 ops::wal_fetch(*be, req, opener(app, fetch->key_file, storage)));
     // PostgreSQL asks for files past the end of the archive while recovering: not an error
     // worth a message, only an exit code.
     return out.found ? 0 : 1;
