@@ -98,6 +98,10 @@ locations:
     repository: $HAVEN_REPOSITORY
     password_file: $WORK/password
     primary_region: eu-west-1
+    secondary_regions:       # byte-for-byte copies the server keeps in step
+      - {region: us-east-1, repository: $WORK/region-us-east-1}
+      - {region: eu-north-1, repository: $WORK/region-eu-north-1}
+    replication: {mode: async, rpo: {value: 5, unit: minutes}, interval_seconds: 2}
 policies:
   - name: nightly            # healthy: backed up below, RPO target a day, RTO target an hour
     resource_type: files
@@ -202,6 +206,37 @@ echo "docs' RPO target is 10 seconds: waiting 11 seconds, as a missed hour would
 sleep 11
 check docs-rpo
 for _ in $(seq 1 50); do [ "$(grep -c . "$WORK/alerts.jsonl" 2>/dev/null)" -ge 3 ] && break; sleep 0.2; done
+
+step "replication: every snapshot reached both secondary regions as it landed"
+for _ in $(seq 1 100); do
+  api GET "$API/api/replication" "$TOKEN" | python3 -c 'import json,sys
+r = json.load(sys.stdin)["locations"][0]["regions"]
+sys.exit(0 if all(x["pending_objects"] == 0 and x["last_success_at"] for x in r) else 1)' && break
+  sleep 0.2
+done
+api GET "$API/api/replication" "$TOKEN" | python3 -c 'import json,sys
+for r in json.load(sys.stdin)["locations"][0]["regions"]:
+    print(r["region"], r["state"], r["status"], "lag", r["lag_seconds"], "s,", r["pending_objects"],
+          "objects behind; copied", r["copied_objects"], "objects; newest snapshot", r["newest_snapshot_at"])'
+"$HAVEN" check --config "$WORK/haven.yaml" --location local --regions --read-data
+
+step "a replica restores alone, with the repository's password"
+"$HAVEN" -r "$WORK/region-eu-north-1" --password-file "$WORK/password" restore latest --target "$WORK/from-replica" -q
+diff -r "$SRC/docs" "$WORK/from-replica/docs" && echo "restored from eu-north-1: identical to the source"
+
+step "a pack deleted in the primary: check --regions names it, repair --from restores it"
+PACK=$(find "$HAVEN_REPOSITORY/data" -type f | head -1)
+rm -f "$PACK"
+set +e
+"$HAVEN" check --config "$WORK/haven.yaml" --location local --regions --region us-east-1
+set -e
+"$HAVEN" repair --config "$WORK/haven.yaml" --location local --from us-east-1
+"$HAVEN" -r "$HAVEN_REPOSITORY" --password-file "$WORK/password" check --read-data | tail -1
+
+step "pause a region (recorded in the catalog and the audit log), then resume it"
+"$HAVEN" replication pause --config "$WORK/haven.yaml" --location local --region us-east-1
+"$HAVEN" replication status --config "$WORK/haven.yaml"
+"$HAVEN" replication resume --config "$WORK/haven.yaml" --location local --region us-east-1
 
 step "haven status: one policy healthy, one overdue (exit 3: something needs a person)"
 set +e
