@@ -82,6 +82,15 @@ void print_status(const monitor::StatusReport& r) {
     std::cout << "  " << pad(l.name, 16) << pad(std::string(catalog::to_string(l.health)), 9)
               << "checked " << short_time(l.last_health_check, r.time) << "  " << l.repository << "\n";
   }
+  std::cout << "\n3-2-1 (copies, kinds of media, offsite)\n";
+  for (const auto& p : r.policies) {
+    const auto& t = p.three_two_one;
+    std::string media;
+    for (const auto& m : t.media) media += (media.empty() ? "" : ", ") + m;
+    std::cout << "  " << pad(p.name, 16) << t.copies << " copies, " << t.media.size() << " ("
+              << media << "), " << t.offsite << " offsite: "
+              << (t.met() ? std::string("met") : "not met: " + t.missing()) << "\n";
+  }
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 namespace haven::monitor {
 
@@ -160,12 +161,51 @@ Result<PolicyStatus> policy_status(const StatusContext& ctx, const catalog::Poli
   return s;
 }
 
+std::string ThreeTwoOne::missing() const {
+  std::string out;
+  auto add = [&](const std::string& s) { out += (out.empty() ? "" : "; ") + s; };
+  if (copies < 3) add(std::to_string(copies) + " copies of 3");
+  if (media.size() < 2) add(std::to_string(media.size()) + " kind of media of 2");
+  if (offsite < 1) add("no copy offsite");
+  return out;
+}
+
+namespace {
+
+ThreeTwoOne three_two_one(const config::Location& loc,
+                          const std::vector<catalog::ReplicationRow>& states) {
+  ThreeTwoOne t;
+  std::set<std::string> media = {"on_premise"};  // the data itself, on a disk of its host
+  t.copies = 2;                                   // the data and the primary repository
+  media.insert(std::string(config::name(loc.storage_type)));
+  if (loc.storage_type != config::StorageType::kOnPremise) t.offsite++;
+  for (const auto& r : loc.secondary_regions) {
+    bool stopped = false;
+    for (const auto& st : states) {
+      stopped = stopped || (st.location == loc.name && st.region == r.region &&
+                            st.state == catalog::ReplicationState::kStopped);
+    }
+    if (stopped) continue;
+    t.copies++;
+    t.offsite++;
+    media.insert(std::string(config::name(r.storage_type)));
+  }
+  t.media.assign(media.begin(), media.end());
+  return t;
+}
+
+}  // namespace
+
 Result<StatusReport> compute_status(const StatusContext& ctx, TimeNs now) {
   StatusReport r;
   r.time = now;
   HAVEN_ASSIGN(auto rows, ctx.catalog.list_policies());
+  HAVEN_ASSIGN(auto states, ctx.catalog.list_replication());
   for (const auto& row : rows) {
     HAVEN_ASSIGN(PolicyStatus p, policy_status(ctx, row, now));
+    if (const config::Location* loc = ctx.config.find_location(p.location)) {
+      p.three_two_one = three_two_one(*loc, states);
+    }
     r.policies.push_back(std::move(p));
   }
   HAVEN_ASSIGN(r.alerts, ctx.catalog.list_alerts(true, 1000));
@@ -186,6 +226,11 @@ nlohmann::json to_json(const PolicyStatus& p) {
   return {{"id", p.id},
           {"name", p.name},
           {"location", p.location},
+          {"three_two_one", {{"copies", p.three_two_one.copies},
+                             {"media", p.three_two_one.media},
+                             {"offsite", p.three_two_one.offsite},
+                             {"met", p.three_two_one.met()},
+                             {"missing", p.three_two_one.missing()}}},
           {"resource_type", p.resource_type},
           {"is_active", p.active},
           {"level", level_name(p.level())},

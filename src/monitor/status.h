@@ -53,8 +53,20 @@ struct ObjectiveStatus {
   std::string note;  // why unknown, or what it rests on
 };
 
+// Seed 002's 3-2-1 rule for a policy's data: 3 copies (the data itself and the repository's
+// copies: the primary and each secondary region not stopped), on 2 kinds of media (the data's
+// disk and each copy's storage type), 1 offsite (a secondary region, or object storage).
+struct ThreeTwoOne {
+  int copies = 0;
+  std::vector<std::string> media;    // distinct: on_premise, s3, azure_blob, gcp_storage
+  int offsite = 0;
+  bool met() const { return copies >= 3 && media.size() >= 2 && offsite >= 1; }
+  std::string missing() const;       // what is short, for a person; "" when met
+};
+
 struct PolicyStatus {
   std::string id, name, location, resource_type;
+  ThreeTwoOne three_two_one;
   bool active = true;
   std::optional<catalog::ExecutionRow> last_run;      // the newest execution of any status
   std::optional<catalog::ExecutionRow> last_success;  // the newest completed one
