@@ -124,6 +124,7 @@ void Replicator::note(const std::string& kind, const nlohmann::json& payload) {
 
 void Replicator::apply_config(std::shared_ptr<const config::Config> config) {
   std::vector<std::unique_ptr<Worker>> retired;
+  std::vector<std::string> retired_jobs;
   {
     std::lock_guard<std::mutex> g(mu_);
     std::set<std::string> wanted;
@@ -168,12 +169,16 @@ void Replicator::apply_config(std::shared_ptr<const config::Config> config) {
     for (auto& w : retired) {
       w->stop = true;
       w->cv.notify_all();
+      if (!w->job_id.empty()) retired_jobs.push_back(w->job_id);
     }
     if (started_ && !stopping_) {
       for (auto& [name, w] : workers_) {
         if (!w->thread.joinable()) w->thread = std::thread([this, p = w.get()] { run(*p); });
       }
     }
+  }
+  for (const auto& id : retired_jobs) {
+    (void)service_.runner().cancel(id, Error(Error::Code::kCancelled, "the location changed"));
   }
   for (auto& w : retired) {
     if (w->thread.joinable()) w->thread.join();
@@ -478,6 +483,15 @@ void Replicator::pass(Worker& w, bool forced) {
         w.job_id = op_id;
       }
       Status submitted = service_.runner().submit(std::move(job));
+      bool stopping;
+      {
+        std::lock_guard<std::mutex> g(mu_);
+        stopping = w.stop;
+      }
+      if (submitted.ok() && stopping) {
+        // stop() came between recording the job and queueing it: it could not cancel it.
+        (void)service_.runner().cancel(op_id, Error(Error::Code::kCancelled, "replication stopped"));
+      }
       if (!submitted.ok()) {
         failure = submitted.error();
       } else {

@@ -233,7 +233,7 @@ StatusContext MonitorService::status_context(const config::Config& cfg) {
 }
 
 EvalContext MonitorService::eval_context(const config::Config& cfg) {
-  EvalContext ctx{status_context(cfg), {}, {}};
+  EvalContext ctx{status_context(cfg), {}, {}, {}};
   ctx.health = [this](const std::string& location) { return health(location); };
   ctx.replication = options_.replication;
   if (jobs_ != nullptr) {

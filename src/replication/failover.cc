@@ -27,6 +27,13 @@ Result<Bytes> FailoverBackend::load(const storage::ObjectName& name, uint64_t of
   if (r.ok() || !worth_another_region(r.error()) || name.type == storage::ObjectType::kLock) {
     return r;
   }
+  // Missing: only packs and WAL files are taken from a region. A snapshot or index file the
+  // primary lacks may have been deleted there on purpose (forget, prune) after it was listed,
+  // and a region's copy, not yet mirrored, must not bring it back into what a reader sees.
+  if (r.error().code() == Error::Code::kNotFound && name.type != storage::ObjectType::kData &&
+      name.type != storage::ObjectType::kWal) {
+    return r;
+  }
   return load_other_copy(name, offset, length, r.error());
 }
 

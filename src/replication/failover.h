@@ -1,6 +1,8 @@
 // replication/failover.h — read failover: a repository's primary backend, with its secondary
-// regions behind it for reading. A load() that fails in the primary (the object is missing, or
-// the region cannot be reached) is served by the first region that has the object; a reader
+// regions behind it for reading. A load() that fails in the primary (a pack or WAL file is
+// missing, or the region cannot be reached) is served by the first region that has the
+// object (a missing snapshot or index file is not: forget and prune delete those on purpose,
+// and a region's copy not yet mirrored must not bring one back); a reader
 // that finds the primary's bytes damaged (they fail authentication) asks load_other_copy() and
 // gets the first region's copy. Each substitution is reported through `on_failover` (what,
 // from where, and why), so the reader says so; the primary is never changed (haven repair
