@@ -300,6 +300,26 @@ Result<catalog::ReplicationRow> Replicator::set_state(const std::string& locatio
   return row;
 }
 
+void Replicator::region_failed(const std::string& location, const std::string& region,
+                               const Error& error) {
+  std::lock_guard<std::mutex> g(mu_);
+  auto it = workers_.find(location);
+  if (it == workers_.end()) return;
+  for (auto& t : it->second->regions) {
+    if (t.region.name != region) continue;
+    t.st.last_error = error.message();
+    if (!t.failed) {
+      t.failed = true;
+      note("replication:region-failed", {{"location", location},
+                                         {"region", region},
+                                         {"error", error.message()},
+                                         {"mode", "sync"}});
+    }
+  }
+  it->second->wake = true;  // a pass soon: it finds what the region missed
+  it->second->cv.notify_all();
+}
+
 bool Replicator::region_active(const std::string& location, const std::string& region) const {
   std::lock_guard<std::mutex> g(mu_);
   auto it = workers_.find(location);

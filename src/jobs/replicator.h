@@ -104,6 +104,10 @@ class Replicator {
   Result<catalog::ReplicationRow> set_state(const std::string& location, const std::string& region,
                                             catalog::ReplicationState state,
                                             const std::string& actor);
+  // A sync write could not reach a region (on_quorum_loss: degrade, or a quorum met without
+  // it): the region counts as failed — its status, the replication_lag monitor's alert, a
+  // region-failed event — until a pass reaches it again.
+  void region_failed(const std::string& location, const std::string& region, const Error& error);
   // Whether a region takes part in replication now (sync mode's quorum asks).
   bool region_active(const std::string& location, const std::string& region) const;
   std::vector<RegionStatus> status() const;

@@ -128,9 +128,7 @@ Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options) {
   };
   so.on_region_failed = [raw](const std::string& location, const std::string& region,
                               const Error& e) {
-    raw->bus_->note("replication:region-failed",
-                    {{"location", location}, {"region", region}, {"error", e.message()},
-                     {"mode", "sync"}});
+    if (raw->replicator_) raw->replicator_->region_failed(location, region, e);
   };
   so.on_read_failover = [raw](const std::string& location, const storage::ObjectName& name,
                               const std::string& region, const Error& why) {
