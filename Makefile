@@ -18,7 +18,7 @@ TSAN_TESTS ?= .
 # instrumented code cannot meet (2 a second); wal-push itself runs in the other WAL tests.
 ASAN_EXCLUDE ?= WalPushKeepsUpSegmentsPerSecond
 
-.PHONY: all setup build test test-fast demo stress bench bench-server clean fuzz fuzz-build fuzz-smoke \
+.PHONY: all setup build test test-fast demo stress bench bench-server bench-replication clean fuzz fuzz-build fuzz-smoke \
 	fuzz-corpus check-layers sanitize
 
 all: build
@@ -86,6 +86,11 @@ bench: build
 
 # The server: API latency with 100,000 executions during a backup, the backup's slowdown under
 # that load, the scheduler's fire delay (bench/server.py; about 10 minutes).
+# The replication benchmark (bench/replication.py): haven replicate vs rclone sync on disk,
+# s3rver and Azurite; snapshot landing to presence in every region; sync mode reads once.
+bench-replication: build
+	@python3 bench/replication.py $(BUILD)/haven
+
 bench-server: build
 	@python3 bench/server.py $(BUILD)/haven
 
