@@ -127,14 +127,15 @@ struct LocationArgs {
 // warning notice on `events` (cmd_replicate.cc).
 Result<std::unique_ptr<repo::Repository>> open_with_regions(App& app, const LocationArgs& a,
                                                            EventSink& events);
-// A location's storage for one command that reads or writes objects itself (wal-push,
-// wal-fetch), with the location's password: writing, the primary region — in sync mode behind a
-// quorum of its regions (replication/quorum.h); reading, the primary with read failover.
+// A location's storage, with the location's password: writing, the primary region — in sync
+// mode behind a quorum of its regions (replication/quorum.h); reading, the primary with read
+// failover, each object read from a region a warning notice on `events` (stderr when null).
 struct LocationStorage {
   std::shared_ptr<storage::Backend> backend;
   std::string password;
 };
-Result<LocationStorage> open_location_storage(App& app, const LocationArgs& a, bool writing);
+Result<LocationStorage> open_location_storage(App& app, const LocationArgs& a, bool writing,
+                                              EventSink* events = nullptr);
 // haven check --regions (cmd_replicate.cc): each secondary region against the primary.
 CommandResult run_check_regions(App& app, const LocationArgs& a, bool read_data);
 // haven repair --from REGION [--region R] (cmd_replicate.cc).

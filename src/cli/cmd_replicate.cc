@@ -93,29 +93,8 @@ void print_pass(const replication::PassResult& p) {
 
 }  // namespace
 
-Result<std::unique_ptr<repo::Repository>> open_with_regions(App& app, const LocationArgs& a,
-                                                           EventSink& events) {
-  HAVEN_ASSIGN(Opened o, open_location(app, a));
-  std::vector<replication::Region> regions;
-  if (!o.location->secondary_regions.empty()) {
-    HAVEN_ASSIGN(regions, jobs::open_secondary_regions(*o.location));
-  }
-  const std::string primary = o.primary.name;
-  EventSink* sink = &events;
-  auto be = std::make_shared<replication::FailoverBackend>(
-      o.primary.backend, std::move(regions),
-      [sink, primary](const storage::ObjectName& n, const std::string& region, const Error& why) {
-        ops::notice(*sink, ops::NoticeLevel::kWarning,
-                    n.describe() + ": read from region " + region + " (in " + primary + ": " +
-                        why.message() + "; haven repair --from " + region + " mends it)");
-      });
-  auto r = repo::Repository::open(be, o.location->password.value.reveal());
-  if (!r.ok()) return r.error();
-  (*r)->set_cancel_token(app.cancel());
-  return r;
-}
-
-Result<LocationStorage> open_location_storage(App& app, const LocationArgs& a, bool writing) {
+Result<LocationStorage> open_location_storage(App& app, const LocationArgs& a, bool writing,
+                                              EventSink* events) {
   HAVEN_ASSIGN(Opened o, open_location(app, a));
   LocationStorage out;
   out.password = o.location->password.value.reveal();
@@ -126,9 +105,16 @@ Result<LocationStorage> open_location_storage(App& app, const LocationArgs& a, b
     const std::string primary = o.primary.name;
     out.backend = std::make_shared<replication::FailoverBackend>(
         out.backend, std::move(regions),
-        [primary](const storage::ObjectName& n, const std::string& region, const Error& why) {
-          std::cerr << "warning: " << n.describe() << ": read from region " << region << " (in "
-                    << primary << ": " << why.message() << ")\n";
+        [events, primary](const storage::ObjectName& n, const std::string& region,
+                          const Error& why) {
+          const std::string message = n.describe() + ": read from region " + region + " (in " +
+                                      primary + ": " + why.message() + "; haven repair --from " +
+                                      region + " mends it)";
+          if (events != nullptr) {
+            ops::notice(*events, ops::NoticeLevel::kWarning, message);
+          } else {
+            std::cerr << "warning: " << message << "\n";
+          }
         });
     return out;
   }
@@ -159,6 +145,14 @@ Result<LocationStorage> open_location_storage(App& app, const LocationArgs& a, b
   };
   out.backend = std::make_shared<replication::QuorumBackend>(out.backend, std::move(regions), qo);
   return out;
+}
+
+Result<std::unique_ptr<repo::Repository>> open_with_regions(App& app, const LocationArgs& a,
+                                                           EventSink& events) {
+  HAVEN_ASSIGN(LocationStorage st, open_location_storage(app, a, false, &events));
+  HAVEN_ASSIGN(auto r, repo::Repository::open(st.backend, st.password));
+  r->set_cancel_token(app.cancel());
+  return r;
 }
 
 CommandResult run_check_regions(App& app, const LocationArgs& a, bool read_data) {

@@ -186,7 +186,8 @@ Result<uint64_t> copy_object(storage::Backend& source, storage::Backend& region,
 
 Status copy_objects(storage::Backend& source, storage::Backend& region,
                     std::vector<ObjectKey> keys, unsigned parallel,
-                    const std::function<void(const ObjectKey&, uint64_t)>& on_copied) {
+                    const std::function<void(const ObjectKey&, uint64_t)>& on_copied,
+                    const std::function<void(const ObjectKey&)>& on_differing) {
   const auto& order = replicated_types();
   auto rank = [&](ObjectType t) {
     return std::find(order.begin(), order.end(), t) - order.begin();
@@ -203,6 +204,10 @@ Status copy_objects(storage::Backend& source, storage::Backend& region,
       auto n = copy_object(source, region, name_of(key));
       if (!n.ok()) {
         if (n.error().code() == Error::Code::kNotFound) return ok_status();
+        if (n.error().code() == Error::Code::kCorrupt && on_differing) {
+          on_differing(key);
+          return ok_status();
+        }
         return n.error().with_context("copying " + describe(key));
       }
       if (on_copied) on_copied(key, *n);
@@ -274,44 +279,6 @@ Status verify_object(const repo::Repository& repo, const ObjectName& name, ByteV
 // replicate
 
 namespace {
-
-struct CopyCounters {
-  std::atomic<uint64_t> objects{0}, bytes{0}, done{0};
-};
-
-// Copies `keys` to the region, in parallel; NotFound in the primary (pruned meanwhile) is
-// skipped. Differing sizes are collected, not overwritten.
-Status copy_all(storage::Backend& primary, storage::Backend& region,
-                const std::vector<ObjectKey>& keys, unsigned parallel, CopyCounters& c,
-                std::vector<std::string>& differing, std::mutex& mu, Reporter& rep,
-                uint64_t total_objects, uint64_t total_bytes) {
-  return run_parallel(keys.size(), parallel, [&](size_t i) -> Status {
-    const ObjectName name = name_of(keys[i]);
-    auto n = copy_object(primary, region, name);
-    if (!n.ok()) {
-      if (n.error().code() == Error::Code::kNotFound) return ok_status();
-      if (n.error().code() == Error::Code::kCorrupt) {
-        std::lock_guard<std::mutex> g(mu);
-        differing.push_back(name.describe());
-        return ok_status();
-      }
-      return n.error().with_context("copying " + name.describe());
-    }
-    c.bytes += *n;
-    if (*n > 0) c.objects++;
-    c.done++;
-    if (rep.progress_due()) {
-      Progress p;
-      p.phase = "objects";
-      p.items_done = c.done.load();
-      p.items_total = total_objects;
-      p.bytes_done = c.bytes.load();
-      p.bytes_total = total_bytes;
-      rep.progress(p);
-    }
-    return ok_status();
-  });
-}
 
 bool is_segment_name(const std::string& n) {
   return n.size() == 24 && std::all_of(n.begin(), n.end(), [](char ch) {
@@ -443,44 +410,48 @@ Result<PassResult> replicate(repo::Repository& primary, const Region& region,
       Status c = region.backend->create();
       if (!c.ok()) return c.error().with_context("creating region " + region.name);
     }
-    // The plan, by type in copy order.
-    std::map<ObjectType, std::vector<ObjectKey>> missing;
-    uint64_t total_objects = 0, total_bytes = 0;
+    // The plan: what the region lacks (copy_objects copies it in reference order).
+    std::vector<ObjectKey> missing;
+    uint64_t total_bytes = 0;
     for (const auto& [key, info] : src) {
       auto it = dst.find(key);
       if (it == dst.end()) {
-        missing[key.first].push_back(key);
-        total_objects++;
+        missing.push_back(key);
         total_bytes += info.size;
       } else if (it->second.size != info.size) {
         out.differing.push_back(describe(key));
       }
     }
-    CopyCounters c;
+    std::atomic<uint64_t> done{0}, objects{0}, bytes{0};
     std::mutex mu;
-    for (ObjectType t : replicated_types()) {
-      auto it = missing.find(t);
-      if (it == missing.end()) continue;
-      // One type at a time: every pack is durable in the region before an index file naming
-      // it is written there, and every index file before a snapshot.
-      Status s = copy_all(primary.backend(), *region.backend, it->second, options.parallel, c,
-                          out.differing, mu, rep, total_objects, total_bytes);
-      if (!s.ok()) return s.error().with_context("region " + region.name);
-    }
-    out.copied_objects = c.objects;
-    out.copied_bytes = c.bytes;
-    Progress p;
-    p.phase = "objects";
-    p.items_done = c.done.load();
-    p.items_total = total_objects;
-    p.bytes_done = c.bytes.load();
-    p.bytes_total = total_bytes;
-    p.final = true;
-    rep.progress(p);
+    auto progress = [&](bool final) {
+      Progress p;
+      p.phase = "objects";
+      p.items_done = done.load();
+      p.items_total = missing.size();
+      p.bytes_done = bytes.load();
+      p.bytes_total = total_bytes;
+      p.final = final;
+      rep.progress(p);
+    };
+    Status copied = copy_objects(
+        primary.backend(), *region.backend, missing, options.parallel,
+        [&](const ObjectKey&, uint64_t n) {
+          bytes += n;
+          if (n > 0) objects++;
+          done++;
+          if (rep.progress_due()) progress(false);
+        },
+        [&](const ObjectKey& key) {
+          std::lock_guard<std::mutex> g(mu);
+          out.differing.push_back(describe(key));
+        });
+    if (!copied.ok()) return copied.error().with_context("region " + region.name);
+    out.copied_objects = objects;
+    out.copied_bytes = bytes;
+    progress(true);
     // What the region holds now.
-    for (const auto& [t, keys] : missing) {
-      for (const auto& k : keys) dst[k] = src[k];
-    }
+    for (const auto& k : missing) dst[k] = src[k];
     if (options.mirror_deletions) {
       if (!out.differing.empty()) {
         out.deletions_deferred = "objects differ between the copies (haven check --regions)";

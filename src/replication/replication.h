@@ -113,12 +113,16 @@ Result<PassResult> replicate(repo::Repository& primary, const Region& region,
 Result<uint64_t> copy_object(storage::Backend& source, storage::Backend& region,
                              const storage::ObjectName& name);
 
-// Copies `keys` from `source` to `region` in replicated_types() order, `parallel` at a time
-// within a type, calling on_copied(key, bytes written; 0 when it was there already) for each.
-// An object missing in `source` (pruned meanwhile) is skipped. The first failure stops it.
+// Copies `keys` from `source` to `region` in replicated_types() order, each type wholly before
+// the next (packs are durable before an index file naming them is written, index files before
+// a snapshot), `parallel` at a time within a type, calling on_copied(key, bytes written; 0 when
+// it was there already) for each. An object missing in `source` (pruned meanwhile) is skipped;
+// one the region holds with another size goes to on_differing when given (never overwritten),
+// else it fails the copy. The first failure stops it.
 Status copy_objects(storage::Backend& source, storage::Backend& region,
                     std::vector<ObjectKey> keys, unsigned parallel,
-                    const std::function<void(const ObjectKey&, uint64_t)>& on_copied);
+                    const std::function<void(const ObjectKey&, uint64_t)>& on_copied,
+                    const std::function<void(const ObjectKey&)>& on_differing = {});
 
 // Makes `region` ready to receive the repository's new objects (sync mode writes them there
 // directly): its place created (directory, bucket, container) and the key files and config

@@ -146,17 +146,36 @@ std::optional<bool> authenticates_other_objects(const MasterKey& master, storage
 
 }  // namespace
 
+namespace {
+
+// The config object as stored, and its header: what open() and open_copy() check before any
+// key is tried (a repository is there, of a version this reader knows, and it is a config).
+struct RawConfig {
+  Bytes raw;
+  Header header;
+};
+
+Result<RawConfig> read_raw_config(storage::Backend& backend) {
+  HAVEN_TRY(Repository::probe(backend));
+  RawConfig rc;
+  HAVEN_ASSIGN(rc.raw, backend.load({ObjectType::kConfig, "config"}));
+  HAVEN_ASSIGN(rc.header, parse_header(rc.raw, "config"));
+  if (rc.header.kind != ObjectKind::kConfig) {
+    return Error(Error::Code::kCorrupt, "config: wrong object kind");
+  }
+  return rc;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Repository>> Repository::open(std::shared_ptr<storage::Backend> backend,
                                                      const std::string& password,
                                                      const OpenOptions& options) {
-  HAVEN_TRY(probe(*backend));
-  const ObjectName config_name{ObjectType::kConfig, "config"};
-  HAVEN_ASSIGN(Bytes raw_config, backend->load(config_name));
   // What about the config does not depend on a key is checked first.
-  HAVEN_ASSIGN(Header config_header, parse_header(raw_config, "config"));
-  if (config_header.kind != ObjectKind::kConfig) {
-    return Error(Error::Code::kCorrupt, "config: wrong object kind");
-  }
+  HAVEN_ASSIGN(RawConfig rc, read_raw_config(*backend));
+  const ObjectName config_name{ObjectType::kConfig, "config"};
+  const Bytes& raw_config = rc.raw;
+  const Header& config_header = rc.header;
 
   std::vector<std::string> key_ids;
   HAVEN_TRY(backend->list(ObjectType::kKey, [&](const storage::ObjectInfo& info) {
@@ -271,13 +290,10 @@ Result<std::unique_ptr<Repository>> Repository::open(std::shared_ptr<storage::Ba
 
 Result<std::unique_ptr<Repository>> Repository::open_copy(std::shared_ptr<storage::Backend> backend,
                                                           const Repository& original) {
-  HAVEN_TRY(probe(*backend));
+  HAVEN_ASSIGN(RawConfig rc, read_raw_config(*backend));
   const ObjectName config_name{ObjectType::kConfig, "config"};
-  HAVEN_ASSIGN(Bytes raw_config, backend->load(config_name));
-  HAVEN_ASSIGN(Header config_header, parse_header(raw_config, "config"));
-  if (config_header.kind != ObjectKind::kConfig) {
-    return Error(Error::Code::kCorrupt, "config: wrong object kind");
-  }
+  const Bytes& raw_config = rc.raw;
+  const Header& config_header = rc.header;
   if (hex(config_header.salt) != original.fingerprint_) {
     return Error(Error::Code::kInvalidArgument,
                  backend->location() + " holds another repository (repository " +

@@ -110,4 +110,13 @@ class AzuriteServer {
   std::string dir_;
 };
 
+// One Azurite for a whole test binary (every test gets its own container); nullptr when it is
+// not installed or did not start.
+inline AzuriteServer* azurite_server() {
+  static AzuriteServer server;
+  static std::string why = AzuriteServer::find_binary().empty() ? "azurite is not installed"
+                                                                : server.start();
+  return why.empty() ? &server : nullptr;
+}
+
 }  // namespace haven::testing

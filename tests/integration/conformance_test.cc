@@ -99,20 +99,9 @@ std::shared_ptr<Backend> faulty_local(const Where& w) {
   return std::make_shared<storage::RetryBackend>(faults, fast_retries());
 }
 
-// One server per kind for the whole suite; every test gets its own bucket or container.
-testing::S3rverServer* s3_server() {
-  static testing::S3rverServer server;
-  static std::string why = testing::S3rverServer::find_binary().empty() ? "s3rver is not installed"
-                                                                         : server.start();
-  return why.empty() ? &server : nullptr;
-}
-
-testing::AzuriteServer* azurite_server() {
-  static testing::AzuriteServer server;
-  static std::string why = testing::AzuriteServer::find_binary().empty() ? "azurite is not installed"
-                                                                          : server.start();
-  return why.empty() ? &server : nullptr;
-}
+// One server per kind for the whole binary (integration/s3_server.h, azurite_server.h).
+using testing::azurite_server;
+using testing::s3_server;
 
 std::shared_ptr<Backend> s3(const Where& w) {
   auto* server = s3_server();

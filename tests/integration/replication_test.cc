@@ -26,20 +26,9 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-testing::S3rverServer* s3_server() {
-  static testing::S3rverServer server;
-  static std::string why = testing::S3rverServer::find_binary().empty() ? "s3rver is not installed"
-                                                                         : server.start();
-  return why.empty() ? &server : nullptr;
-}
-
-testing::AzuriteServer* azurite_server() {
-  static testing::AzuriteServer server;
-  static std::string why = testing::AzuriteServer::find_binary().empty()
-                               ? "azurite is not installed"
-                               : server.start();
-  return why.empty() ? &server : nullptr;
-}
+// One server per kind for the whole binary (integration/s3_server.h, azurite_server.h).
+using testing::azurite_server;
+using testing::s3_server;
 
 class ReplicationIntegration : public ::testing::Test {
  protected:

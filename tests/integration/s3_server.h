@@ -141,4 +141,13 @@ class S3rverServer {
   std::string tls_key_, tls_cert_;
 };
 
+// One s3rver for a whole test binary (every test gets its own bucket); nullptr when it is not
+// installed or did not start.
+inline S3rverServer* s3_server() {
+  static S3rverServer server;
+  static std::string why = S3rverServer::find_binary().empty() ? "s3rver is not installed"
+                                                               : server.start();
+  return why.empty() ? &server : nullptr;
+}
+
 }  // namespace haven::testing
