@@ -113,6 +113,20 @@ void decode_config(Problems& p, const Node& root, const EnvLookup& env, Config& 
     cfg.monitoring = detail::decode_monitoring(p, *monitoring, "monitoring", env, &policy_names,
                                                names_known ? &names : nullptr);
   }
+  if (const Node* plans = f.get("dr_plans")) {
+    if (plans->kind == Node::Kind::kList) {
+      NameSet seen(p, "plan");
+      for (size_t i = 0; i < plans->items.size(); i++) {
+        const std::string path = detail::index_path("dr_plans", i);
+        DrPlan plan = detail::decode_plan(p, plans->items[i], path, &cfg.policies);
+        seen.add(plan.name, plans->items[i], path);
+        cfg.dr_plans.push_back(std::move(plan));
+      }
+    } else {
+      p.add(*plans, "dr_plans", "must be a list of plans, not " + p.describe(*plans),
+            "write each plan as an item '- name: ...', or remove dr_plans");
+    }
+  }
   f.finish();
 }
 
@@ -264,7 +278,8 @@ void to_json(nlohmann::json& j, const ServerSettings& s) {
 void to_json(nlohmann::json& j, const Config& c) {
   j = nlohmann::json{{"server", c.server},
                      {"locations", c.locations},
-                     {"policies", c.policies}};
+                     {"policies", c.policies},
+                     {"drPlans", c.dr_plans}};
 }
 
 }  // namespace haven::config

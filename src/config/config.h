@@ -479,6 +479,126 @@ struct MonitoringSettings {
 };
 
 // ---------------------------------------------------------------------------------------------
+// dr_plans[]: disaster-recovery plans (seed 004's disaster_recovery_plans, seed 001's
+// RecoveryConfig and ValidationStep). dr/ runs them: a drill into a sandbox (temporary
+// directories and free ports), or a real recovery. README "Disaster recovery" shows a whole plan.
+//
+// Strings in steps and checks may use variables, replaced when the step runs:
+//   ${port}         a free TCP port chosen for this step (its ${STEP.port})
+//   ${STEP.path}    what step STEP restored into: a directory (restore_files) or a data
+//                   directory (restore_postgres)
+//   ${STEP.port}    the port of STEP (restore_postgres: the restored cluster's; a command: its
+//                   ${port})
+//   ${STEP.host}    restore_postgres: the directory of the cluster's Unix socket
+//   ${STEP.conninfo} restore_postgres: "host=… port=…" for libpq
+//   ${sandbox}      the run's own directory (a drill's sandbox)
+// A step may only name steps it depends on, directly or not (so that they have run).
+
+enum class PlanType { kHotSite, kWarmSite, kColdSite, kCloudFailover, kDataOnly };
+enum class PlanPriority { kCritical, kHigh, kMedium, kLow };  // critical high medium low
+std::string_view name(PlanType v);  // hot_site warm_site cold_site cloud_failover data_only
+std::string_view name(PlanPriority v);
+
+// One health check (seed 001's HealthCheck): exactly one of
+//   {http: URL, expect_status: 200, expect_body: TEXT}  passes on that status (and text in the
+//                                                       body, if given)
+//   {tcp: "HOST:PORT"}                                  passes when a connection opens
+//   {sql: QUERY, conninfo: "…", expect: VALUE}          passes when the first column of the
+//        first row is VALUE, or satisfies "> N", ">= N", "< N", "<= N", "!= V", "= V"
+//   {checksum: STEP}                                    passes when what STEP restored
+//        (restore_files) is byte for byte what the snapshot holds
+//   {command: "shell command"}                          passes on exit status 0
+struct HealthCheck {
+  enum class Kind { kHttp, kTcp, kSql, kChecksum, kCommand };
+  Kind kind = Kind::kHttp;
+  std::string target;       // the URL, HOST:PORT, query, step name or command
+  int expect_status = 200;  // http: 100 to 599
+  std::string expect_body;  // http: text the body must contain; "" any
+  std::string conninfo;     // sql: libpq connection string (no password: use PGPASSFILE)
+  std::string expect;       // sql: required
+  SourceMark mark;
+  bool operator==(const HealthCheck&) const = default;
+};
+std::string describe(const HealthCheck& check);  // "http http://…/ → 200", for reports
+
+// A validation (seed 001's ValidationStep): `checks` are tried together until at least
+// `threshold` of them pass at once, for up to `timeout` seconds.
+struct ValidationStep {
+  std::string name;                 // name: required, unique within the plan
+  std::vector<HealthCheck> checks;  // checks: required, not empty
+  int threshold = 0;                // threshold: 1 to the number of checks; default all of them
+  int timeout_seconds = 60;         // timeout: seconds, 1 to 86400; default 60
+  SourceMark mark;
+  bool operator==(const ValidationStep&) const = default;
+};
+
+// One recovery step: exactly one of restore_files, restore_postgres, command, sql, checksum,
+// switch.
+struct PlanStep {
+  enum class Kind { kRestoreFiles, kRestorePostgres, kCommand, kSql, kChecksum, kSwitch };
+  std::string name;  // name: required, unique within the plan; as a policy's name
+  Kind kind = Kind::kCommand;
+  std::vector<std::string> depends_on;  // depends_on: steps that must succeed first
+  int timeout_seconds = 3600;           // timeout: seconds, 1 to 604800; default 3600
+  // restore_files: {policy, snapshot: latest | ID | prefix, at: TIME, target: DIR, include: […]}
+  //   a files policy's snapshot (snapshot, default latest; or the newest at or before `at`);
+  //   target: where a real recovery restores (absolute; default a directory of the run's).
+  //   A drill always restores into its sandbox.
+  // restore_postgres: {policy, time: TIME (default: latest), target: PGDATA, port: N}
+  //   point-in-time recovery of a database policy, started and promoted; target and port are
+  //   where a real recovery puts it (default a directory of the run's and ${port}). A drill
+  //   always uses its sandbox and a free port.
+  std::string policy;
+  std::string snapshot = "latest";
+  std::string at;    // restore_files: a time (RFC 3339 or 'YYYY-MM-DD HH:MM[:SS]')
+  std::string time;  // restore_postgres: the recovery target time; "" latest
+  std::string target;
+  int port = 0;
+  std::vector<std::string> includes;
+  // command: "shell command" (sh -c), in the run's directory. Without `wait` it must exit 0
+  // within the timeout. With wait: {http|tcp|sql…, timeout: S} it is a service: started, kept
+  // running until the run ends, and done once its check passes (within wait's timeout).
+  // switch: {command: "…", kind: dns | traffic}: the DNS or traffic switch, a command hook;
+  // a drill never runs it (it is recorded as skipped), a real recovery does.
+  std::string command;
+  std::optional<HealthCheck> wait;
+  int wait_timeout_seconds = 60;
+  std::string switch_kind;  // dns | traffic
+  // sql / checksum: a check (as validation's) that must pass once, as a step.
+  std::optional<HealthCheck> check;
+  SourceMark mark;
+  bool operator==(const PlanStep&) const = default;
+};
+std::string_view name(PlanStep::Kind v);  // restore_files restore_postgres command sql checksum switch
+
+struct DrPlan {
+  std::string name;         // name: required, unique; as a policy's name
+  std::string description;  // description: default ""
+  PlanType plan_type = PlanType::kDataOnly;       // plan_type: default data_only
+  PlanPriority priority = PlanPriority::kMedium;  // priority: default medium
+  Objective rto{4, TimeUnit::kHours};     // rto: default 4 hours (seed 004)
+  Objective rpo{60, TimeUnit::kMinutes};  // rpo: default 60 minutes (seed 002's checklist)
+  // steps: required, not empty; depends_on makes them a graph without cycles (a cycle is
+  // refused, naming it). Steps whose dependencies are done run in parallel.
+  std::vector<PlanStep> steps;
+  // prerequisites: validations run before any step (a real recovery stops if one fails);
+  // validation: after the steps (post-recovery validation): all must pass for success.
+  std::vector<ValidationStep> prerequisites;
+  std::vector<ValidationStep> validation;
+  std::vector<std::string> required_personnel;  // required_personnel: names; default none
+  // test_frequency_days: the server drills the plan this often, 0 (never) to 3650; default 90.
+  int test_frequency_days = 90;
+  // approval: {required: true|false}: a real recovery (dr execute) waits for a second
+  // principal's approval unless false. Default true. Drills never wait.
+  bool approval_required = true;
+  bool is_active = true;  // is_active: default true; an inactive plan is not drilled on schedule
+  SourceMark mark;
+  bool operator==(const DrPlan&) const = default;
+
+  const PlanStep* find_step(std::string_view step) const;
+};
+
+// ---------------------------------------------------------------------------------------------
 // The whole file.
 
 struct Config {
@@ -487,9 +607,11 @@ struct Config {
   std::vector<Location> locations;  // locations: required, at least one
   std::vector<Policy> policies;     // policies: optional, default none (the API adds more)
   MonitoringSettings monitoring;    // monitoring: optional
+  std::vector<DrPlan> dr_plans;     // dr_plans: optional, default none (the API adds more)
 
   const Location* find_location(std::string_view name) const;
   const Policy* find_policy(std::string_view name) const;
+  const DrPlan* find_plan(std::string_view name) const;
   bool operator==(const Config&) const = default;
 };
 
@@ -553,6 +675,16 @@ Checked<Monitor> check_monitor_json(const nlohmann::json& json, const Config& co
                                     const std::vector<std::string>& policies);
 void to_json(nlohmann::json& j, const Monitor& monitor);
 void to_json(nlohmann::json& j, const AlertChannel& channel);  // secrets as "***"
+
+// A DR plan's JSON as the API receives it (camelCase keys mirroring the YAML: name,
+// description, planType, priority, rto, rpo, steps [{name, dependsOn, timeout, restoreFiles:
+// {policy, snapshot, at, target, include}, restorePostgres: {policy, time, target, port}, command,
+// wait, switch: {command, kind}, sql, checksum}], prerequisites, validation [{name, checks,
+// threshold, timeout}], requiredPersonnel, testFrequencyDays, approval: {required}, isActive),
+// checked against the configuration's policies (`policies`: the API's included).
+Checked<DrPlan> check_plan_json(const nlohmann::json& json, const std::vector<Policy>& policies);
+void to_json(nlohmann::json& j, const DrPlan& plan);
+void to_json(nlohmann::json& j, const HealthCheck& check);
 
 // As Results (config_error() on any diagnostic).
 Result<Policy> policy_from_json(const nlohmann::json& json,

@@ -118,6 +118,12 @@ HAVEN_CONFIG_ENUM(IntegrityCheck, 3, {IntegrityCheck::kNone, "none"},
 HAVEN_CONFIG_ENUM(ReplicationMode, 2, {ReplicationMode::kAsync, "async"},
                   {ReplicationMode::kSync, "sync"});
 HAVEN_CONFIG_ENUM(QuorumLoss, 2, {QuorumLoss::kFail, "fail"}, {QuorumLoss::kDegrade, "degrade"});
+HAVEN_CONFIG_ENUM(PlanType, 5, {PlanType::kHotSite, "hot_site"}, {PlanType::kWarmSite, "warm_site"},
+                  {PlanType::kColdSite, "cold_site"}, {PlanType::kCloudFailover, "cloud_failover"},
+                  {PlanType::kDataOnly, "data_only"});
+HAVEN_CONFIG_ENUM(PlanPriority, 4, {PlanPriority::kCritical, "critical"},
+                  {PlanPriority::kHigh, "high"}, {PlanPriority::kMedium, "medium"},
+                  {PlanPriority::kLow, "low"});
 HAVEN_CONFIG_ENUM(ShutdownMode, 2, {ShutdownMode::kCancel, "cancel"},
                   {ShutdownMode::kFinish, "finish"});
 HAVEN_CONFIG_ENUM(ChannelKind, 5, {ChannelKind::kWebhook, "webhook"}, {ChannelKind::kSlack, "slack"},
@@ -251,5 +257,11 @@ MonitoringSettings decode_monitoring(Problems& p, const Node& node, const std::s
                                      const EnvLookup& env,
                                      const std::vector<std::string>* policies,
                                      const std::vector<std::string>* locations);
+
+// A disaster-recovery plan (config/dr.cc); `policies`: what its restore steps may name
+// (nullptr skips that check). The checks across steps (cycles, variables) run when every step
+// could be read.
+DrPlan decode_plan(Problems& p, const Node& node, const std::string& path,
+                   const std::vector<Policy>* policies);
 
 }  // namespace haven::config::detail
