@@ -8,8 +8,8 @@
 // The interface is narrow and typed so that a PostgreSQL catalog can implement it later; the
 // SQLite one is open_sqlite_catalog() below. Rows are the plain structs of catalog/rows.h.
 // Monitoring adds monitors (seed 004's backup_monitoring), alerts, their notifications (an
-// outbox) and the hash-chained audit log. Seed 004's disaster_recovery_plans and
-// disaster_recovery_executions exist in the schema; their methods come with dr.
+// outbox) and the hash-chained audit log; dr adds seed 004's disaster_recovery_plans and
+// disaster_recovery_executions.
 //
 // Errors (haven::Error; every method):
 //   kNotFound         an unknown id or name (the message names it)
@@ -246,6 +246,34 @@ class Catalog {
                                                        ReplicationState state,
                                                        const std::string& by, TimeNs at) = 0;
   virtual Result<std::vector<ReplicationRow>> list_replication() = 0;  // by location, region
+
+  // ---- disaster_recovery_plans ----
+  // Inserts the plan, or replaces the one with the same name (keeping its id, created_at and
+  // last_tested); updated_at = now. Returns the stored row.
+  virtual Result<DrPlanRow> upsert_dr_plan(const DrPlanRow& row) = 0;
+  virtual Result<DrPlanRow> get_dr_plan(const std::string& id_or_name) = 0;  // kNotFound
+  virtual Result<std::vector<DrPlanRow>> list_dr_plans() = 0;                 // by name
+  // Deletes the plan and its executions (ON DELETE CASCADE). kNotFound.
+  virtual Status delete_dr_plan(const std::string& id) = 0;
+  virtual Status set_dr_plan_tested(const std::string& id, TimeNs at) = 0;  // kNotFound
+
+  // ---- disaster_recovery_executions ----
+  // Inserts with a new id; started_at = now if 0. kNotFound if plan_id names no plan.
+  virtual Result<DrExecutionRow> create_dr_execution(const DrExecutionRow& row) = 0;
+  // Replaces the execution with id row.id (plan_id and the approval are kept). kNotFound.
+  virtual Status update_dr_execution(const DrExecutionRow& row) = 0;
+  virtual Result<DrExecutionRow> get_dr_execution(const std::string& id) = 0;  // kNotFound
+  // Newest first; `plan_id` "" for every plan; limit 1..1000.
+  virtual Result<std::vector<DrExecutionRow>> list_dr_executions(const std::string& plan_id,
+                                                                 int limit) = 0;
+  // An execution waiting for approval becomes approved or rejected (by, at): one conditional
+  // UPDATE. kNotFound; kAlreadyExists (a conflict) if it is not waiting any more;
+  // kPermissionDenied if `by` is who asked for it (a second principal must decide).
+  virtual Result<DrExecutionRow> decide_dr_approval(const std::string& id, bool approve,
+                                                    const std::string& by, TimeNs at) = 0;
+  // Executions still running whose server_instance is not `except_instance` become
+  // interrupted (completed_at = now, error_message says so). Returns how many.
+  virtual Result<int64_t> mark_dr_interrupted(const std::string& except_instance) = 0;
 
   virtual Result<AuditRow> append_audit(const AuditRow& row) = 0;
   // Records with seq > after_seq and time >= since, ascending by seq, at most `limit`

@@ -78,6 +78,11 @@ enum class NotifyAction { kTrigger, kResolve };
 // pending: to be sent (next_attempt_at); delivered: the receiver accepted it (never sent
 // again); failed: given up (the receiver refused it for good, or attempts ran out).
 enum class DeliveryState { kPending, kDelivered, kFailed };
+// seed 004's execution_type_enum: a real recovery, a planned test, a drill (both into a
+// sandbox), a validation only.
+enum class DrExecutionType { kDisasterRecovery, kPlannedTest, kDrill, kValidation };
+// A real recovery waits for a second principal unless its plan says otherwise.
+enum class ApprovalStatus { kNotRequired, kPending, kApproved, kRejected };
 
 template <typename E>
 struct EnumNames;
@@ -115,6 +120,10 @@ HAVEN_CATALOG_ENUM_NAMES(AlertSeverity, "alert severity", "warning", "critical")
 HAVEN_CATALOG_ENUM_NAMES(AlertState, "alert state", "open", "acknowledged", "resolved");
 HAVEN_CATALOG_ENUM_NAMES(NotifyAction, "notification action", "trigger", "resolve");
 HAVEN_CATALOG_ENUM_NAMES(DeliveryState, "delivery state", "pending", "delivered", "failed");
+HAVEN_CATALOG_ENUM_NAMES(DrExecutionType, "execution type", "disaster_recovery", "planned_test",
+                         "drill", "validation");
+HAVEN_CATALOG_ENUM_NAMES(ApprovalStatus, "approval status", "not_required", "pending",
+                         "approved", "rejected");
 
 #undef HAVEN_CATALOG_ENUM_NAMES
 
@@ -377,6 +386,54 @@ struct ReplicationRow {
   std::optional<TimeNs> last_pass_at, last_success_at;
   int64_t copied_objects = 0, copied_bytes = 0;  // since the server started
   std::string last_error;
+};
+
+// disaster_recovery_plans: a plan as haven.yaml or the API gave it. `definition` is the plan's
+// whole JSON (config::DrPlan's to_json); the seed's columns (recovery_steps,
+// prerequisite_checks, post_recovery_validation, rto_hours, rpo_minutes…) are derived from it.
+struct DrPlanRow {
+  std::string id;  // set by the catalog
+  std::string name;
+  std::string description;
+  std::string plan_type = "data_only";  // hot_site warm_site cold_site cloud_failover data_only
+  std::string priority = "medium";      // critical high medium low
+  int64_t rto_seconds = 0, rpo_seconds = 0;
+  nlohmann::json definition = nlohmann::json::object();
+  std::vector<std::string> required_personnel;
+  bool is_active = true;
+  std::optional<TimeNs> last_tested;  // the last drill or test that met its criteria
+  int test_frequency_days = 90;       // 0: never drilled on schedule
+  bool approval_required = true;
+  PolicySource source = PolicySource::kApi;
+  TimeNs created_at = 0, updated_at = 0;  // set by the catalog
+};
+
+// disaster_recovery_executions: one run of a plan. Durations are kept in seconds (the seed's
+// actual_rto_hours and actual_rpo_minutes are derived from them).
+struct DrExecutionRow {
+  std::string id;  // set by create_dr_execution
+  std::string plan_id;
+  std::string plan_name;  // kept when the plan is gone
+  DrExecutionType execution_type = DrExecutionType::kDrill;
+  std::string trigger_reason;
+  ExecStatus status = ExecStatus::kPending;
+  TimeNs started_at = 0;  // 0 at create: now
+  std::optional<TimeNs> completed_at;
+  std::optional<double> actual_rto_seconds, actual_rpo_seconds;
+  int64_t rto_target_seconds = 0, rpo_target_seconds = 0;
+  nlohmann::json executed_steps = nlohmann::json::array();  // the timeline: one object a step
+  nlohmann::json failed_steps = nlohmann::json::array();
+  std::optional<bool> success_criteria_met;
+  nlohmann::json validation_results = nlohmann::json::array();
+  std::string executed_by;  // who asked for it (requested_by)
+  ApprovalStatus approval_status = ApprovalStatus::kNotRequired;
+  std::string approved_by;  // or rejected by
+  std::optional<TimeNs> approved_at;
+  std::string execution_log;
+  std::string lessons_learned;
+  std::string error_message;
+  std::string server_instance;  // the process running it (interrupted at the next start)
+  std::string sandbox;          // a drill's directory, removed when it ends
 };
 
 // ---- Queries -----------------------------------------------------------------------------------

@@ -367,6 +367,66 @@ const char* const kV4 =
     " PRIMARY KEY (location, region)"
     ") STRICT;";
 
+// v5: disaster recovery. The plans table is rebuilt (rows kept): priority, the objectives in
+// seconds, the plan's whole definition, approval_required, where it came from, and a
+// test_frequency_days of 0 (never on schedule). Executions gain the objectives and results in
+// seconds, the approval (who asked, who decided), the running server and a drill's sandbox.
+const char* const kV5 =
+    "CREATE TABLE disaster_recovery_plans_v5 ("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " name TEXT NOT NULL UNIQUE CHECK (name <> ''),"
+    " description TEXT NOT NULL,"
+    " plan_type TEXT NOT NULL CHECK (plan_type IN ('hot_site', 'warm_site', 'cold_site',"
+    "   'cloud_failover', 'data_only')),"
+    " priority TEXT NOT NULL DEFAULT 'medium' CHECK (priority IN ('critical', 'high', 'medium',"
+    "   'low')),"
+    " rto_hours REAL NOT NULL CHECK (rto_hours >= 0),"
+    " rpo_minutes INTEGER NOT NULL CHECK (rpo_minutes >= 0),"
+    " rto_seconds INTEGER NOT NULL DEFAULT 0 CHECK (rto_seconds >= 0),"
+    " rpo_seconds INTEGER NOT NULL DEFAULT 0 CHECK (rpo_seconds >= 0),"
+    " recovery_steps TEXT NOT NULL CHECK (json_valid(recovery_steps)),"
+    " prerequisite_checks" HAVEN_JSON("prerequisite_checks") ","
+    " post_recovery_validation" HAVEN_JSON("post_recovery_validation") ","
+    " required_infrastructure" HAVEN_JSON("required_infrastructure") ","
+    " required_personnel" HAVEN_JSON_ARRAY("required_personnel") ","
+    " estimated_cost REAL,"
+    " is_active" HAVEN_BOOL("is_active") ","
+    " last_tested INTEGER,"
+    " test_frequency_days INTEGER NOT NULL DEFAULT 90 CHECK (test_frequency_days >= 0),"
+    " approval_required" HAVEN_BOOL("approval_required") ","
+    " approved_by TEXT,"
+    " approved_at INTEGER,"
+    " definition TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(definition)),"
+    " source TEXT NOT NULL DEFAULT 'api' CHECK (source IN ('config', 'api')),"
+    " created_at INTEGER NOT NULL DEFAULT " HAVEN_NOW_NS ","
+    " updated_at INTEGER NOT NULL DEFAULT " HAVEN_NOW_NS
+    ") STRICT;"
+    "INSERT INTO disaster_recovery_plans_v5 (id, name, description, plan_type, rto_hours,"
+    " rpo_minutes, rto_seconds, rpo_seconds, recovery_steps, prerequisite_checks,"
+    " post_recovery_validation, required_infrastructure, required_personnel, estimated_cost,"
+    " is_active, last_tested, test_frequency_days, approved_by, approved_at, created_at,"
+    " updated_at)"
+    " SELECT id, name, description, plan_type, rto_hours, rpo_minutes,"
+    " CAST(rto_hours * 3600 AS INTEGER), rpo_minutes * 60, recovery_steps, prerequisite_checks,"
+    " post_recovery_validation, required_infrastructure, required_personnel, estimated_cost,"
+    " is_active, last_tested, test_frequency_days, approved_by, approved_at, created_at,"
+    " updated_at FROM disaster_recovery_plans;"
+    "DROP TABLE disaster_recovery_plans;"
+    "ALTER TABLE disaster_recovery_plans_v5 RENAME TO disaster_recovery_plans;"
+    "ALTER TABLE disaster_recovery_executions ADD COLUMN plan_name TEXT;"
+    "ALTER TABLE disaster_recovery_executions ADD COLUMN rto_target_seconds INTEGER;"
+    "ALTER TABLE disaster_recovery_executions ADD COLUMN rpo_target_seconds INTEGER;"
+    "ALTER TABLE disaster_recovery_executions ADD COLUMN actual_rto_seconds REAL;"
+    "ALTER TABLE disaster_recovery_executions ADD COLUMN actual_rpo_seconds REAL;"
+    "ALTER TABLE disaster_recovery_executions ADD COLUMN approval_status TEXT NOT NULL"
+    " DEFAULT 'not_required' CHECK (approval_status IN ('not_required', 'pending', 'approved',"
+    " 'rejected'));"
+    "ALTER TABLE disaster_recovery_executions ADD COLUMN approved_by TEXT;"
+    "ALTER TABLE disaster_recovery_executions ADD COLUMN approved_at INTEGER;"
+    "ALTER TABLE disaster_recovery_executions ADD COLUMN error_message TEXT;"
+    "ALTER TABLE disaster_recovery_executions ADD COLUMN server_instance TEXT;"
+    "ALTER TABLE disaster_recovery_executions ADD COLUMN sandbox TEXT;";
+
 #undef HAVEN_NOW_NS
 #undef HAVEN_BOOL
 #undef HAVEN_JSON
@@ -455,6 +515,7 @@ const std::vector<Migration>& migrations() {
       {2, "events and API tokens", kV2},
       {3, "monitors, alerts, notifications and the audit log", kV3},
       {4, "replication regions", kV4},
+      {5, "disaster-recovery plans and executions", kV5},
   };
   return list;
 }

@@ -1312,3 +1312,179 @@ Result<int64_t> SqliteCatalog::audit_length() {
 }
 
 }  // namespace haven::catalog
+
+// ---- Disaster recovery ----
+
+namespace haven::catalog {
+
+namespace {
+
+Status validate_plan(const DrPlanRow& row) {
+  if (row.name.empty()) return invalid("dr plan: name must not be empty");
+  if (row.rto_seconds < 0 || row.rpo_seconds < 0) {
+    return invalid("dr plan " + in_quotes(row.name) + ": rto and rpo must not be negative");
+  }
+  if (row.test_frequency_days < 0) {
+    return invalid("dr plan " + in_quotes(row.name) + ": test_frequency_days must be >= 0");
+  }
+  if (!row.definition.is_object()) {
+    return invalid("dr plan " + in_quotes(row.name) + ": definition must be a JSON object");
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+Result<DrPlanRow> SqliteCatalog::upsert_dr_plan(const DrPlanRow& in) {
+  HAVEN_TRY(validate_plan(in));
+  DrPlanRow row = in;
+  HAVEN_ASSIGN(row.id, new_uuid());  // used only if the name is new
+  row.created_at = row.updated_at = now();
+  row.last_tested.reset();
+  return write([&](Db& db) -> Result<DrPlanRow> {
+    HAVEN_ASSIGN(Stmt st, db.prepare(rows::dr_plans().upsert_sql("name")));
+    HAVEN_TRY(rows::dr_plans().bind(st, row, false));
+    HAVEN_ASSIGN(bool returned, st.step());
+    if (!returned)
+      return Error(Error::Code::kInternal, "catalog " + path_ + ": upsert returned no row");
+    HAVEN_ASSIGN(DrPlanRow stored, rows::dr_plans().read(st));
+    HAVEN_TRY(st.run());
+    return stored;
+  });
+}
+
+Result<DrPlanRow> SqliteCatalog::get_dr_plan(const std::string& key) {
+  return read([&](Db& db) -> Result<DrPlanRow> {
+    for (const char* column : {"id", "name"}) {
+      HAVEN_ASSIGN(auto row,
+                   fetch_first(db, rows::dr_plans(), std::string("WHERE ") + column + " = ?1",
+                               [&](Stmt& st) { st.bind_text(1, key); }));
+      if (row) return std::move(*row);
+    }
+    return not_found("dr plan " + in_quotes(key));
+  });
+}
+
+Result<std::vector<DrPlanRow>> SqliteCatalog::list_dr_plans() {
+  return read([&](Db& db) { return fetch(db, rows::dr_plans(), "ORDER BY name", [](Stmt&) {}); });
+}
+
+Status SqliteCatalog::delete_dr_plan(const std::string& id) {
+  return write([&](Db& db) -> Status {
+    HAVEN_ASSIGN(Stmt st, db.prepare("DELETE FROM disaster_recovery_plans WHERE id = ?1"));
+    st.bind_text(1, id);
+    HAVEN_ASSIGN(int64_t n, execute(st));
+    if (n == 0) return not_found("dr plan " + in_quotes(id));
+    return ok_status();
+  });
+}
+
+Status SqliteCatalog::set_dr_plan_tested(const std::string& id, TimeNs at) {
+  return write([&](Db& db) -> Status {
+    HAVEN_ASSIGN(Stmt st,
+                 db.prepare("UPDATE disaster_recovery_plans SET last_tested = ?2 WHERE id = ?1"));
+    st.bind_text(1, id);
+    st.bind_int64(2, at);
+    HAVEN_ASSIGN(int64_t n, execute(st));
+    if (n == 0) return not_found("dr plan " + in_quotes(id));
+    return ok_status();
+  });
+}
+
+Result<DrExecutionRow> SqliteCatalog::create_dr_execution(const DrExecutionRow& in) {
+  DrExecutionRow row = in;
+  HAVEN_ASSIGN(row.id, new_uuid());
+  if (row.started_at == 0) row.started_at = now();
+  return write([&](Db& db) -> Result<DrExecutionRow> {
+    HAVEN_ASSIGN(bool found, exists(db, "disaster_recovery_plans", "id", row.plan_id));
+    if (!found) return not_found("dr plan " + in_quotes(row.plan_id));
+    HAVEN_ASSIGN(Stmt st, db.prepare(rows::dr_executions().insert_sql()));
+    HAVEN_TRY(rows::dr_executions().bind(st, row, false));
+    HAVEN_TRY(st.run());
+    return row;
+  });
+}
+
+Status SqliteCatalog::update_dr_execution(const DrExecutionRow& row) {
+  return write([&](Db& db) -> Status {
+    HAVEN_ASSIGN(Stmt st, db.prepare(rows::dr_executions().update_sql()));
+    HAVEN_TRY(rows::dr_executions().bind(st, row, true));
+    HAVEN_ASSIGN(int64_t n, execute(st));
+    if (n == 0) return not_found("dr execution " + in_quotes(row.id));
+    return ok_status();
+  });
+}
+
+Result<DrExecutionRow> SqliteCatalog::get_dr_execution(const std::string& id) {
+  return read([&](Db& db) -> Result<DrExecutionRow> {
+    HAVEN_ASSIGN(auto row, fetch_first(db, rows::dr_executions(), "WHERE id = ?1",
+                                       [&](Stmt& st) { st.bind_text(1, id); }));
+    if (!row) return not_found("dr execution " + in_quotes(id));
+    return std::move(*row);
+  });
+}
+
+Result<std::vector<DrExecutionRow>> SqliteCatalog::list_dr_executions(const std::string& plan_id,
+                                                                      int limit) {
+  if (limit < 1 || limit > 1000) return invalid("dr executions: limit must be 1 to 1000");
+  return read([&](Db& db) {
+    if (plan_id.empty()) {
+      return fetch(db, rows::dr_executions(), "ORDER BY started_at DESC, id DESC LIMIT ?1",
+                   [&](Stmt& st) { st.bind_int64(1, limit); });
+    }
+    return fetch(db, rows::dr_executions(),
+                 "WHERE plan_id = ?1 ORDER BY started_at DESC, id DESC LIMIT ?2", [&](Stmt& st) {
+                   st.bind_text(1, plan_id);
+                   st.bind_int64(2, limit);
+                 });
+  });
+}
+
+Result<DrExecutionRow> SqliteCatalog::decide_dr_approval(const std::string& id, bool approve,
+                                                         const std::string& by, TimeNs at) {
+  if (by.empty()) return invalid("dr approval: who decides must be named");
+  return write([&](Db& db) -> Result<DrExecutionRow> {
+    HAVEN_ASSIGN(auto row, fetch_first(db, rows::dr_executions(), "WHERE id = ?1",
+                                       [&](Stmt& st) { st.bind_text(1, id); }));
+    if (!row) return not_found("dr execution " + in_quotes(id));
+    if (row->approval_status != ApprovalStatus::kPending) {
+      return Error(Error::Code::kAlreadyExists,
+                   "dr execution " + in_quotes(id) + " is not waiting for approval (it is " +
+                       std::string(to_string(row->approval_status)) + ")");
+    }
+    if (row->executed_by == by) {
+      return Error(Error::Code::kPermissionDenied,
+                   in_quotes(by) + " asked for dr execution " + in_quotes(id) +
+                       ": a second principal must approve or reject it");
+    }
+    HAVEN_ASSIGN(Stmt st, db.prepare(
+        "UPDATE disaster_recovery_executions SET approval_status = ?2, approved_by = ?3, "
+        "approved_at = ?4, status = CASE WHEN ?5 THEN status ELSE 'cancelled' END, "
+        "completed_at = CASE WHEN ?5 THEN completed_at ELSE ?4 END "
+        "WHERE id = ?1 AND approval_status = 'pending'"));
+    st.bind_text(1, id);
+    st.bind_text(2, approve ? "approved" : "rejected");
+    st.bind_text(3, by);
+    st.bind_int64(4, at);
+    st.bind_int64(5, approve ? 1 : 0);
+    HAVEN_TRY(st.run());
+    HAVEN_ASSIGN(auto stored, fetch_first(db, rows::dr_executions(), "WHERE id = ?1",
+                                          [&](Stmt& q) { q.bind_text(1, id); }));
+    return std::move(*stored);
+  });
+}
+
+Result<int64_t> SqliteCatalog::mark_dr_interrupted(const std::string& except_instance) {
+  const TimeNs t = now();
+  return write([&](Db& db) -> Result<int64_t> {
+    HAVEN_ASSIGN(Stmt st, db.prepare(
+        "UPDATE disaster_recovery_executions SET status = 'interrupted', completed_at = ?1, "
+        "error_message = 'interrupted: the process running it stopped before it ended' "
+        "WHERE status = 'running' AND (server_instance IS NULL OR server_instance <> ?2)"));
+    st.bind_int64(1, t);
+    st.bind_text(2, except_instance);
+    return execute(st);
+  });
+}
+
+}  // namespace haven::catalog

@@ -110,6 +110,20 @@ class SqliteCatalog final : public Catalog {
                                                const std::string& region, ReplicationState state,
                                                const std::string& by, TimeNs at) override;
   Result<std::vector<ReplicationRow>> list_replication() override;
+  Result<DrPlanRow> upsert_dr_plan(const DrPlanRow& row) override;
+  Result<DrPlanRow> get_dr_plan(const std::string& id_or_name) override;
+  Result<std::vector<DrPlanRow>> list_dr_plans() override;
+  Status delete_dr_plan(const std::string& id) override;
+  Status set_dr_plan_tested(const std::string& id, TimeNs at) override;
+  Result<DrExecutionRow> create_dr_execution(const DrExecutionRow& row) override;
+  Status update_dr_execution(const DrExecutionRow& row) override;
+  Result<DrExecutionRow> get_dr_execution(const std::string& id) override;
+  Result<std::vector<DrExecutionRow>> list_dr_executions(const std::string& plan_id,
+                                                         int limit) override;
+  Result<DrExecutionRow> decide_dr_approval(const std::string& id, bool approve,
+                                            const std::string& by, TimeNs at) override;
+  Result<int64_t> mark_dr_interrupted(const std::string& except_instance) override;
+
   Result<AuditRow> append_audit(const AuditRow& row) override;
   Result<std::vector<AuditRow>> audit_records(int64_t after_seq, TimeNs since, int limit) override;
   Result<int64_t> audit_length() override;

@@ -156,6 +156,17 @@ Column<Row> col(const std::string& table, const std::string& name, T Row::*m,
                      }};
 }
 
+// A column computed from the row when written (the seed's derived columns) and not read back.
+template <typename Row, typename F>
+Column<Row> derived(const std::string& table, const std::string& name, F value) {
+  std::string qualified = table + "." + name;
+  return Column<Row>{name, true,
+                     [value, qualified](sqlite::Stmt& st, int i, const Row& r) {
+                       return bind_value(st, i, value(r), qualified);
+                     },
+                     [](const sqlite::Stmt&, int, Row&) { return ok_status(); }};
+}
+
 }  // namespace
 
 Result<std::string> json_text(const nlohmann::json& v, const std::string& what) {
@@ -228,6 +239,8 @@ template class Table<MonitorRow>;
 template class Table<AlertRow>;
 template class Table<NotificationRow>;
 template class Table<AuditRow>;
+template class Table<DrPlanRow>;
+template class Table<DrExecutionRow>;
 
 // The tables. The key is first; `false` marks what an update keeps.
 #define C(member, ...) col(t, #member, &Row::member __VA_OPT__(, ) __VA_ARGS__)
@@ -412,6 +425,64 @@ const Table<AuditRow>& audit() {
   return table;
 }
 
-#undef C
 
 }  // namespace haven::catalog::sqlite_rows
+
+namespace haven::catalog::sqlite_rows {
+
+const Table<DrPlanRow>& dr_plans() {
+  using Row = DrPlanRow;
+  static const Table<Row> table = [] {
+    const std::string t = "disaster_recovery_plans";
+    auto part = [](const char* key) {
+      return [key](const Row& r) {
+        return r.definition.contains(key) ? r.definition[key] : nlohmann::json::array();
+      };
+    };
+    return Table<Row>(
+        t, {C(id), C(name, false), C(description), C(plan_type), C(priority), C(rto_seconds),
+            C(rpo_seconds),
+            derived<Row>(t, "rto_hours", [](const Row& r) { return r.rto_seconds / 3600.0; }),
+            derived<Row>(t, "rpo_minutes",
+                         [](const Row& r) { return static_cast<int64_t>((r.rpo_seconds + 59) / 60); }),
+            derived<Row>(t, "recovery_steps", part("steps")),
+            derived<Row>(t, "prerequisite_checks", part("prerequisites")),
+            derived<Row>(t, "post_recovery_validation", part("validation")),
+            C(definition), C(required_personnel), C(is_active),
+            // Only set_dr_plan_tested writes it.
+            C(last_tested, false), C(test_frequency_days), C(approval_required), C(source),
+            C(created_at, false), C(updated_at)});
+  }();
+  return table;
+}
+
+const Table<DrExecutionRow>& dr_executions() {
+  using Row = DrExecutionRow;
+  static const Table<Row> table = [] {
+    const std::string t = "disaster_recovery_executions";
+    return Table<Row>(
+        t, {C(id), C(plan_id, false), C(plan_name, false), C(execution_type, false),
+            C(trigger_reason), C(status), C(started_at), C(completed_at), C(actual_rto_seconds),
+            C(actual_rpo_seconds),
+            derived<Row>(t, "actual_rto_hours",
+                         [](const Row& r) -> std::optional<double> {
+                           if (!r.actual_rto_seconds) return std::nullopt;
+                           return *r.actual_rto_seconds / 3600.0;
+                         }),
+            derived<Row>(t, "actual_rpo_minutes",
+                         [](const Row& r) -> std::optional<int64_t> {
+                           if (!r.actual_rpo_seconds) return std::nullopt;
+                           return static_cast<int64_t>(*r.actual_rpo_seconds / 60.0 + 0.999999);
+                         }),
+            C(rto_target_seconds), C(rpo_target_seconds), C(executed_steps), C(failed_steps),
+            C(success_criteria_met), C(validation_results), C(executed_by, false),
+            // Only decide_dr_approval writes these three (create sets the first).
+            C(approval_status, false), C(approved_by, false), C(approved_at, false),
+            C(execution_log), C(lessons_learned), C(error_message), C(server_instance),
+            C(sandbox)});
+  }();
+  return table;
+}
+
+}  // namespace haven::catalog::sqlite_rows
+#undef C

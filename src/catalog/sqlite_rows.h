@@ -66,6 +66,8 @@ const Table<MonitorRow>& monitors();
 const Table<AlertRow>& alerts();
 const Table<NotificationRow>& notifications();
 const Table<AuditRow>& audit();
+const Table<DrPlanRow>& dr_plans();
+const Table<DrExecutionRow>& dr_executions();
 
 // The JSON text stored for `v` (kInvalidArgument if it cannot be serialised: invalid UTF-8).
 Result<std::string> json_text(const nlohmann::json& v, const std::string& what);
