@@ -40,12 +40,15 @@ ALLOWED = {
     # It reaches repositories only through jobs (which owns ops), and storage for the HTTP layer
     # and WAL listings.
     "monitor": {"util", "storage", "schedule", "config", "catalog", "jobs", "replication"},
+    # dr: plans, drills, failover; callable from the CLI without the server, so never jobs.
+    "dr": {"util", "crypto", "chunker", "storage", "repo", "backup", "restore", "check",
+           "retention", "pg", "ops", "replication", "schedule", "config", "catalog"},
     "server": {"util", "crypto", "chunker", "storage", "repo", "backup", "restore", "check",
                "retention", "pg", "ops", "replication", "schedule", "config", "catalog", "jobs",
-               "monitor"},
+               "monitor", "dr"},
     "cli": {"util", "crypto", "chunker", "storage", "repo", "backup", "restore", "check",
             "retention", "pg", "ops", "replication", "schedule", "config", "catalog", "jobs",
-            "monitor"},
+            "monitor", "dr"},
 }
 FRONT_ENDS = {"cli", "server"}  # may print, read the environment and set up the process
 

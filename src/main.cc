@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
   haven::cli::register_prune(app);
   haven::cli::register_repair(app);
   haven::cli::register_replicate(app);
+  haven::cli::register_dr(app);
   haven::cli::register_unlock(app);
   haven::cli::register_wal(app);
   haven::cli::register_pg(app);

@@ -117,6 +117,7 @@ void register_repair(App& app);
 void register_wal(App& app);
 void register_pg(App& app);
 void register_replicate(App& app);
+void register_dr(App& app);  // haven dr plans|drill|executions|report (cmd_dr.cc)
 
 // --config F --location L [--region R]: a location of haven.yaml and one of its regions.
 struct LocationArgs {

@@ -7,6 +7,7 @@
 #include <grp.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -125,6 +126,41 @@ Status wait_for_recovery(const std::string& datadir, std::chrono::seconds timeou
           "waiting for recovery (the server is still running: stop it with pg_ctl -D " + datadir +
           " stop)");
     }
+  }
+  return ok_status();
+}
+
+std::optional<pid_t> running_postmaster(const std::string& datadir) {
+  std::ifstream in(datadir + "/postmaster.pid");
+  long pid = 0;
+  if (!(in >> pid) || pid <= 0) return std::nullopt;
+  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) return std::nullopt;
+  return static_cast<pid_t>(pid);
+}
+
+Status stop_server(const std::string& datadir, const std::string& bin_dir,
+                   std::chrono::seconds timeout) {
+  UncancellableScope clean_up;
+  auto pid = running_postmaster(datadir);
+  if (!pid) return ok_status();
+  struct stat st;
+  if (::stat(datadir.c_str(), &st) != 0) return errno_error(datadir, errno);
+  auto bin = find_pg_bin(datadir, bin_dir);
+  if (bin.ok()) {
+    (void)run_as({*bin + "/pg_ctl", "-D", datadir, "-m", "fast", "-w", "-t",
+                  std::to_string(timeout.count()), "stop"},
+                 st.st_uid, st.st_gid);
+  }
+  for (int sig : {SIGQUIT, SIGKILL}) {
+    if (!running_postmaster(datadir)) return ok_status();
+    ::kill(*pid, sig);
+    for (int i = 0; i < 50 && ::kill(*pid, 0) == 0; i++) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  if (::kill(*pid, 0) == 0) {
+    return Error(Error::Code::kIo, "the PostgreSQL server on " + datadir + " (pid " +
+                                       std::to_string(*pid) + ") would not stop");
   }
   return ok_status();
 }

@@ -3,7 +3,10 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
+
+#include <sys/types.h>
 
 #include "util/error.h"
 
@@ -24,5 +27,15 @@ Status start_and_wait_for_recovery(const std::string& datadir, const std::string
 // read-only until that checkpoint is done and the startup process has exited. kIo if the
 // server stopped (no postmaster.pid), kTransient after `timeout`; honours the current token.
 Status wait_for_recovery(const std::string& datadir, std::chrono::seconds timeout);
+
+// The postmaster's PID from <datadir>/postmaster.pid, if the file is there and names a process
+// that is alive.
+std::optional<pid_t> running_postmaster(const std::string& datadir);
+
+// Stops the server running on `datadir`: `pg_ctl stop -m fast` as the directory's owner, and if
+// it is still running after `timeout`, an immediate shutdown (SIGQUIT to the postmaster), then
+// SIGKILL. OK when no server runs there. Never cancelled (it is clean-up).
+Status stop_server(const std::string& datadir, const std::string& bin_dir,
+                   std::chrono::seconds timeout);
 
 }  // namespace haven::pg

@@ -15,6 +15,7 @@ const char* op_name(OpKind op) {
     case OpKind::kPgRestore: return "pg_restore";
     case OpKind::kRepository: return "repository";
     case OpKind::kReplication: return "replication";
+    case OpKind::kDr: return "dr";
   }
   return "operation";
 }

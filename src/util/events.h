@@ -48,7 +48,8 @@ namespace haven {
 // ignored, a damaged snapshot skipped while listing); such events have no operation ID and
 // sequence number 0.
 enum class OpKind : uint8_t {
-  kBackup, kRestore, kCheck, kPrune, kRepair, kPgBackup, kPgRestore, kRepository, kReplication
+  kBackup, kRestore, kCheck, kPrune, kRepair, kPgBackup, kPgRestore, kRepository, kReplication,
+  kDr  // a disaster-recovery plan run: a drill or a real recovery (dr/)
 };
 
 // The stage an event reports.
@@ -66,7 +67,7 @@ enum class EventKind : uint8_t {
 
 const char* op_name(OpKind op);            // "backup", "restore", "check", "prune", "repair",
                                            // "pg_backup", "pg_restore", "repository",
-                                           // "replication"
+                                           // "replication", "dr"
 const char* stage_name(OpKind op, EventKind kind);  // "started" ("initiated" for a restore), ...
 std::string event_name(OpKind op, EventKind kind);  // "backup:started"
 

@@ -167,6 +167,15 @@ Result<int> Subprocess::wait(const CancelToken& cancel, std::chrono::millisecond
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+std::optional<int> Subprocess::try_wait() {
+  if (pid_ <= 0) return std::nullopt;
+  int status = 0;
+  pid_t r = ::waitpid(pid_, &status, WNOHANG);
+  if (r != pid_) return std::nullopt;
+  pid_ = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 std::string describe_exit(int status) {
   if (status > 128) return "was killed by signal " + std::to_string(status - 128);
   return "exited with status " + std::to_string(status);

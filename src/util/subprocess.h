@@ -57,6 +57,15 @@ class Subprocess {
   // cancellation: SIGTERM, SIGKILL after `grace`, and the token's error.
   Result<int> wait(const CancelToken& cancel,
                    std::chrono::milliseconds grace = std::chrono::milliseconds(500));
+  // Its exit status (as wait()) if it has exited (then it is reaped), else nullopt.
+  std::optional<int> try_wait();
+  // Lets the child run on after this object is gone (a service a recovery started); returns
+  // its PID. The caller no longer waits for it.
+  pid_t release() {
+    pid_t p = pid_;
+    pid_ = -1;
+    return p;
+  }
 
  private:
   Subprocess(pid_t pid, std::string name, bool group)
