@@ -162,6 +162,7 @@ void add_api_routes(HttpServer& http, ApiContext ctx) {
   auto c = std::make_shared<ApiContext>(ctx);
   add_monitoring_routes(http, c);
   add_replication_routes(http, c);
+  add_dr_routes(http, c);
   auto ok = [](nlohmann::json body, int status = 200) { return ApiResponse{status, std::move(body)}; };
 
   http.add({"GET", "/health", std::nullopt, "liveness and job counts (no token)",

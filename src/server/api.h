@@ -13,6 +13,7 @@
 #include <string>
 
 #include "catalog/catalog.h"
+#include "dr/service.h"
 #include "jobs/replicator.h"
 #include "jobs/scheduler.h"
 #include "jobs/service.h"
@@ -34,6 +35,7 @@ struct ApiContext {
   monitor::MonitorService* monitor = nullptr;  // status, monitors, alerts, /metrics
   monitor::AuditLog* audit = nullptr;          // every change and data access; may be null
   jobs::Replicator* replicator = nullptr;      // secondary regions; may be null
+  dr::Service* dr = nullptr;                   // disaster-recovery plans and runs; may be null
 };
 
 void add_api_routes(HttpServer& http, ApiContext ctx);
@@ -41,6 +43,10 @@ void add_api_routes(HttpServer& http, ApiContext ctx);
 void add_monitoring_routes(HttpServer& http, std::shared_ptr<ApiContext> ctx);
 // GET /api/replication, sync now, pause / resume / stop a region (server/api_replication.cc).
 void add_replication_routes(HttpServer& http, std::shared_ptr<ApiContext> ctx);
+// Plans, execute (drill, planned test, real recovery with approval), executions' status and
+// report (server/api_dr.cc).
+void add_dr_routes(HttpServer& http, std::shared_ptr<ApiContext> ctx);
+nlohmann::json dr_execution_json(const catalog::DrExecutionRow& row);
 // The audit actor of a request: "token:<name>".
 std::string actor_of(const ApiRequest& r);
 // Records what the request did in the audit log (nothing if the context has none).

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -152,10 +153,29 @@ Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options) {
   mo.replication = [raw] { return raw->replicator_->status(); };
   s->monitor_ = std::make_unique<monitor::MonitorService>(*s->catalog_, s->service_.get(), mo);
   HAVEN_TRY(s->monitor_->apply_config(shared));
+  // Disaster recovery: plans, drills (on schedule too) and real recoveries, in sandboxes beside
+  // the catalog.
+  dr::ServiceOptions dro;
+  dro.instance = options.instance;
+  dro.sandbox_root = std::filesystem::path(shared->server.catalog).parent_path().string() + "/drills";
+  {
+    std::error_code ec;
+    auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    dro.haven_program = ec ? "haven" : self.string();
+  }
+  dro.open_repository = [raw](const config::Policy& p) {
+    return raw->service_->repository_named(p.location);
+  };
+  if (options.monitor_clock) dro.clock = options.monitor_clock;
+  dro.tick_interval = options.dr_tick;
+  dro.note = note;
+  s->dr_ = std::make_unique<dr::Service>(*s->catalog_, *s->async_, dro);
+  HAVEN_TRY(s->dr_->apply_config(shared));
   ApiContext api{*s->catalog_, *s->service_, s->scheduler_.get(), *s->bus_, options.version,
                  [raw] { return raw->reload(); }};
   api.monitor = s->monitor_.get();
   api.replicator = s->replicator_.get();
+  api.dr = s->dr_.get();
   api.audit = s->audit_.get();
   add_api_routes(s->http_, api);
   s->http_.on_refused(refusal_auditor(*s->audit_));
@@ -169,6 +189,7 @@ Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options) {
   s->scheduler_->start();
   s->replicator_->start();
   s->monitor_->start();
+  s->dr_->start();
   return s;
 }
 
@@ -186,6 +207,7 @@ Status Server::reload() {
   if (Status st = service_->apply_config(shared); !st.ok()) return failed(st.error());
   if (Status st = monitor_->apply_config(shared); !st.ok()) return failed(st.error());
   replicator_->apply_config(shared);
+  if (Status st = dr_->apply_config(shared); !st.ok()) return failed(st.error());
   job_nice_ = shared->server.job_nice;
   scheduler_->replan();
   (void)catalog_->prune_events_before(now() - static_cast<TimeNs>(shared->server.events_retention_days) * 86400'000'000'000LL);
@@ -204,6 +226,7 @@ void Server::stop() {
   if (monitor_) monitor_->stop();
   if (scheduler_) scheduler_->stop();
   if (replicator_) replicator_->stop();
+  if (dr_) dr_->stop();  // cancels running drills; their clean-up runs
   if (service_) {
     auto cfg = service_->config();
     bool cancel = cfg && cfg->server.shutdown == config::ShutdownMode::kCancel;

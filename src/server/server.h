@@ -11,11 +11,13 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 
 #include "catalog/catalog.h"
 #include "config/config.h"
+#include "dr/service.h"
 #include "jobs/replicator.h"
 #include "jobs/scheduler.h"
 #include "jobs/service.h"
@@ -34,6 +36,8 @@ struct ServerOptions {
   std::optional<int> port;       // overrides server.listen's port (tests: 0 = any free one)
   // The monitors' clock (tests inject one; the scheduler keeps the real one).
   std::function<TimeNs()> monitor_clock;
+  // How often scheduled drills are looked for (dr::ServiceOptions::tick_interval).
+  std::chrono::milliseconds dr_tick{60000};
 };
 
 class Server {
@@ -73,6 +77,7 @@ class Server {
   std::unique_ptr<jobs::Scheduler> scheduler_;
   // After service_: its passes run on the service's runner, and it stops first.
   std::unique_ptr<jobs::Replicator> replicator_;
+  std::unique_ptr<dr::Service> dr_;
   HttpServer http_;
   std::mutex mu_;
   std::mutex reload_mu_;
