@@ -68,7 +68,8 @@ enum class MonitorType {
   kRpo,
   kMissedSchedule,
   kBackupFailureRate,
-  kReplicationLag
+  kReplicationLag,
+  kDrDrill
 };
 enum class AlertSeverity { kWarning, kCritical };
 // open: raised and not acknowledged; acknowledged: a person took it (escalation stops);
@@ -115,7 +116,7 @@ HAVEN_CATALOG_ENUM_NAMES(Priority, "priority", "normal", "high");
 HAVEN_CATALOG_ENUM_NAMES(Role, "role", "viewer", "operator", "admin");
 HAVEN_CATALOG_ENUM_NAMES(MonitorType, "monitor type", "backup_success", "storage_capacity",
                          "restore_capability", "integrity_check", "rpo", "missed_schedule",
-                         "backup_failure_rate", "replication_lag");
+                         "backup_failure_rate", "replication_lag", "dr_drill");
 HAVEN_CATALOG_ENUM_NAMES(AlertSeverity, "alert severity", "warning", "critical");
 HAVEN_CATALOG_ENUM_NAMES(AlertState, "alert state", "open", "acknowledged", "resolved");
 HAVEN_CATALOG_ENUM_NAMES(NotifyAction, "notification action", "trigger", "resolve");

@@ -425,7 +425,35 @@ const char* const kV5 =
     "ALTER TABLE disaster_recovery_executions ADD COLUMN approved_at INTEGER;"
     "ALTER TABLE disaster_recovery_executions ADD COLUMN error_message TEXT;"
     "ALTER TABLE disaster_recovery_executions ADD COLUMN server_instance TEXT;"
-    "ALTER TABLE disaster_recovery_executions ADD COLUMN sandbox TEXT;";
+    "ALTER TABLE disaster_recovery_executions ADD COLUMN sandbox TEXT;"
+    // backup_monitoring is rebuilt (rows kept) for the dr_drill monitor type.
+    "CREATE TABLE backup_monitoring_v5 ("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " monitor_name TEXT NOT NULL UNIQUE CHECK (monitor_name <> ''),"
+    " monitor_type TEXT NOT NULL CHECK (monitor_type IN ('backup_success', 'storage_capacity',"
+    "   'restore_capability', 'integrity_check', 'rpo', 'missed_schedule',"
+    "   'backup_failure_rate', 'replication_lag', 'dr_drill')),"
+    " resource_filters" HAVEN_JSON("resource_filters") ","
+    " check_frequency_minutes INTEGER NOT NULL DEFAULT 15 CHECK (check_frequency_minutes >= 1),"
+    " warning_threshold" HAVEN_JSON("warning_threshold") ","
+    " critical_threshold" HAVEN_JSON("critical_threshold") ","
+    " alert_channels" HAVEN_JSON_ARRAY("alert_channels") ","
+    " escalation_policy" HAVEN_JSON("escalation_policy") ","
+    " is_active" HAVEN_BOOL("is_active") ","
+    " last_check INTEGER,"
+    " current_status TEXT NOT NULL DEFAULT 'healthy' CHECK (current_status IN ('healthy',"
+    "   'warning', 'critical', 'unknown')),"
+    " created_at INTEGER NOT NULL DEFAULT " HAVEN_NOW_NS ","
+    " updated_at INTEGER NOT NULL DEFAULT " HAVEN_NOW_NS ","
+    " source TEXT NOT NULL DEFAULT 'api' CHECK (source IN ('config', 'api')),"
+    " last_result" HAVEN_JSON("last_result")
+    ") STRICT;"
+    "INSERT INTO backup_monitoring_v5 SELECT id, monitor_name, monitor_type, resource_filters,"
+    " check_frequency_minutes, warning_threshold, critical_threshold, alert_channels,"
+    " escalation_policy, is_active, last_check, current_status, created_at, updated_at, source,"
+    " last_result FROM backup_monitoring;"
+    "DROP TABLE backup_monitoring;"
+    "ALTER TABLE backup_monitoring_v5 RENAME TO backup_monitoring;";
 
 #undef HAVEN_NOW_NS
 #undef HAVEN_BOOL

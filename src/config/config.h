@@ -385,7 +385,8 @@ enum class MonitorKind {
   kRpo,
   kMissedSchedule,
   kBackupFailureRate,
-  kReplicationLag
+  kReplicationLag,
+  kDrDrill
 };
 std::string_view name(ChannelKind v);  // webhook slack pagerduty email command
 std::string_view name(MonitorKind v);  // backup_success ... replication_lag
@@ -436,6 +437,11 @@ struct EscalationStep {
 //                        check: critical
 //   replication_lag      seconds a secondary region lags [300, 900]: unknown until the
 //                        location has secondary regions (replication)
+//   dr_drill             days a plan's drill is overdue (past its last successful drill, or
+//                        its creation, plus test_frequency_days) [1, 14]; and, as its own
+//                        warning, a drill whose RTO is more than 20 % worse than the median of
+//                        the five before it. `plan` names one plan; without it, every active
+//                        plan drilled on schedule.
 // A warning threshold above the critical one is refused.
 struct Monitor {
   std::string name;  // name: required, unique
@@ -444,6 +450,7 @@ struct Monitor {
   // replication_lag, which take location instead).
   std::string policy;
   std::string location;
+  std::string plan;  // dr_drill: the plan watched; "" every plan drilled on schedule
   int check_frequency_minutes = 5;  // 1 to 1440; default 5
   std::optional<double> warning, critical;  // >= 0; default: the type's
   int window = 10;  // backup_failure_rate: the runs looked at, 1 to 1000; default 10

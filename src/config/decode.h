@@ -129,13 +129,14 @@ HAVEN_CONFIG_ENUM(ShutdownMode, 2, {ShutdownMode::kCancel, "cancel"},
 HAVEN_CONFIG_ENUM(ChannelKind, 5, {ChannelKind::kWebhook, "webhook"}, {ChannelKind::kSlack, "slack"},
                   {ChannelKind::kPagerDuty, "pagerduty"}, {ChannelKind::kEmail, "email"},
                   {ChannelKind::kCommand, "command"});
-HAVEN_CONFIG_ENUM(MonitorKind, 8, {MonitorKind::kBackupSuccess, "backup_success"},
+HAVEN_CONFIG_ENUM(MonitorKind, 9, {MonitorKind::kBackupSuccess, "backup_success"},
                   {MonitorKind::kStorageCapacity, "storage_capacity"},
                   {MonitorKind::kRestoreCapability, "restore_capability"},
                   {MonitorKind::kIntegrityCheck, "integrity_check"}, {MonitorKind::kRpo, "rpo"},
                   {MonitorKind::kMissedSchedule, "missed_schedule"},
                   {MonitorKind::kBackupFailureRate, "backup_failure_rate"},
-                  {MonitorKind::kReplicationLag, "replication_lag"});
+                  {MonitorKind::kReplicationLag, "replication_lag"},
+                  {MonitorKind::kDrDrill, "dr_drill"});
 #undef HAVEN_CONFIG_ENUM
 
 template <typename E>

@@ -172,11 +172,16 @@ Monitor decode_monitor(Problems& p, const Node& node, const std::string& path,
   std::optional<MonitorKind> type = f.choice<MonitorKind>("type");
   if (!f.get("type")) {
     f.missing("type", "write type: backup_success, rpo, missed_schedule, backup_failure_rate, "
-                      "storage_capacity, restore_capability, integrity_check or replication_lag");
+                      "storage_capacity, restore_capability, integrity_check, replication_lag "
+                      "or dr_drill");
   }
   if (type) m.type = *type;
   const Node* policy = f.get("policy");
   const Node* location = f.get("location");
+  const Node* plan = f.get("plan");
+  if (plan) {
+    if (auto s = read_string(p, *plan, f.path("plan"))) m.plan = *s;
+  }
   if (policy) {
     if (auto s = read_string(p, *policy, f.path("policy"))) m.policy = *s;
   }
@@ -250,7 +255,18 @@ Monitor decode_monitor(Problems& p, const Node& node, const std::string& path,
 
   const bool by_location =
       m.type == MonitorKind::kStorageCapacity || m.type == MonitorKind::kReplicationLag;
-  if (by_location) {
+  if (plan && m.type != MonitorKind::kDrDrill) {
+    p.add(*plan, f.path("plan"), "applies to dr_drill monitors only", "remove plan");
+  }
+  if (m.type == MonitorKind::kDrDrill) {
+    // A plan (or every plan): neither a policy nor a location.
+    for (auto [n, key] : {std::pair{policy, "policy"}, std::pair{location, "location"}}) {
+      if (n) {
+        p.add(*n, f.path(key), std::string("does not apply to dr_drill monitors: they watch a plan"),
+              "write plan: NAME, or nothing to watch every plan drilled on schedule");
+      }
+    }
+  } else if (by_location) {
     if (policy) {
       p.add(*policy, f.path("policy"), "does not apply to " + std::string(name(m.type)) +
                                            " monitors: they watch a location",
@@ -357,6 +373,7 @@ double Monitor::warning_or_default() const {
     case MonitorKind::kRestoreCapability: return 30;
     case MonitorKind::kIntegrityCheck: return 2;
     case MonitorKind::kReplicationLag: return 300;
+    case MonitorKind::kDrDrill: return 1;
   }
   return 0;
 }
@@ -372,6 +389,7 @@ double Monitor::critical_or_default() const {
     case MonitorKind::kRestoreCapability: return 90;
     case MonitorKind::kIntegrityCheck: return 7;
     case MonitorKind::kReplicationLag: return 900;
+    case MonitorKind::kDrDrill: return 14;
   }
   return 0;
 }
@@ -408,6 +426,7 @@ void to_json(nlohmann::json& j, const Monitor& m) {
                      {"isActive", m.is_active}};
   if (!m.policy.empty()) j["policy"] = m.policy;
   if (!m.location.empty()) j["location"] = m.location;
+  if (!m.plan.empty()) j["plan"] = m.plan;
   if (m.type == MonitorKind::kBackupFailureRate) j["window"] = m.window;
 }
 

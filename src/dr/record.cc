@@ -50,7 +50,6 @@ DrExecutionRow start_row(const catalog::DrPlanRow& plan, catalog::DrExecutionTyp
 }
 
 void fill_row(DrExecutionRow& row, const RunResult& result) {
-  row.started_at = result.started_at;
   row.completed_at = result.finished_at ? result.finished_at : now();
   row.actual_rto_seconds = result.rto_seconds;
   row.actual_rpo_seconds = result.rpo_seconds;

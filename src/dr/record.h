@@ -26,7 +26,7 @@ catalog::DrExecutionRow start_row(const catalog::DrPlanRow& plan, catalog::DrExe
 
 // Writes a run's results into its row: status (completed when the run went through, whether
 // or not the criteria were met; failed when a step or validation failed; cancelled),
-// completed_at, actual RTO and RPO, executed and failed steps, validation results,
+// completed_at, actual RTO and RPO (started_at stays as the row has it), executed and failed steps, validation results,
 // success_criteria_met and the execution log.
 void fill_row(catalog::DrExecutionRow& row, const RunResult& result);
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "schedule/cron.h"
 #include "schedule/zone.h"
@@ -56,6 +57,83 @@ Result<std::vector<catalog::ExecutionRow>> recent_runs(catalog::Catalog& c, cons
   q.limit = std::clamp(limit, 1, catalog::ExecutionQuery::kMaxLimit);
   HAVEN_ASSIGN(auto page, c.query_executions(q));
   return std::move(page.rows);
+}
+
+Condition unknown(std::string kind, std::string why);
+
+// dr_drill: per plan, days its drill is overdue (key name/<plan>) and an RTO regression
+// (key name/<plan>/rto): the newest drill's RTO more than 20 % above the median of the five
+// drills before it.
+Result<std::vector<Condition>> dr_drill(const EvalContext& ctx, const config::Monitor& m, TimeNs now) {
+  constexpr TimeNs kDay = 86400'000'000'000LL;
+  HAVEN_ASSIGN(auto plans, ctx.status.catalog.list_dr_plans());
+  std::vector<Condition> out;
+  for (const auto& p : plans) {
+    if (!m.plan.empty() ? p.name != m.plan : (!p.is_active || p.test_frequency_days <= 0)) continue;
+    Condition c;
+    c.kind = "alert:dr-drill-overdue";
+    c.key_suffix = p.name;
+    if (p.test_frequency_days <= 0) {
+      c.level = Level::kUnknown;
+      c.summary = "plan " + p.name + " is not drilled on schedule (test_frequency_days 0)";
+      out.push_back(std::move(c));
+      continue;
+    }
+    const TimeNs since = p.last_tested.value_or(p.created_at);
+    const TimeNs due = since + static_cast<TimeNs>(p.test_frequency_days) * kDay;
+    const double over_days = static_cast<double>(now - due) / static_cast<double>(kDay);
+    c.details = {{"plan", p.name},
+                 {"last_tested", p.last_tested ? nlohmann::json(format_time(*p.last_tested)) : nlohmann::json(nullptr)},
+                 {"due", format_time(due)},
+                 {"overdue_days", std::max(0.0, over_days)}};
+    if (over_days < 0) {
+      c.level = Level::kOk;
+      c.summary = "plan " + p.name + ": next drill due " + format_time(due);
+    } else {
+      c.level = against(over_days, m);
+      c.summary = "plan " + p.name + ": its drill is " + format_span((now - due) / 1'000'000'000) +
+                  " overdue (" + (p.last_tested ? "last passed " + format_time(*p.last_tested)
+                                                : std::string("never passed")) +
+                  ", every " + std::to_string(p.test_frequency_days) + " days)";
+    }
+    out.push_back(std::move(c));
+
+    // RTO regression: the newest completed drill against the median of the five before it.
+    HAVEN_ASSIGN(auto runs, ctx.status.catalog.list_dr_executions(p.id, 50));
+    std::vector<double> rtos;
+    for (const auto& e : runs) {
+      if (e.execution_type == catalog::DrExecutionType::kDisasterRecovery) continue;
+      if (e.actual_rto_seconds) rtos.push_back(*e.actual_rto_seconds);
+      if (rtos.size() == 6) break;
+    }
+    Condition r;
+    r.kind = "alert:dr-rto-regression";
+    r.key_suffix = p.name + "/rto";
+    if (rtos.size() < 2) {
+      r.level = Level::kUnknown;
+      r.summary = "plan " + p.name + ": too few measured drills to compare RTOs";
+    } else {
+      std::vector<double> before(rtos.begin() + 1, rtos.end());
+      std::sort(before.begin(), before.end());
+      const size_t n = before.size();
+      const double median = n % 2 ? before[n / 2] : (before[n / 2 - 1] + before[n / 2]) / 2;
+      const double worse = median > 0 ? (rtos[0] / median - 1) * 100 : 0;
+      r.details = {{"plan", p.name}, {"rto_seconds", rtos[0]}, {"median_seconds", median},
+                   {"drills_compared", n}, {"worse_percent", worse}};
+      r.level = worse > 20 ? Level::kWarning : Level::kOk;
+      char buf[160];
+      std::snprintf(buf, sizeof buf, "RTO %.1f s, %+.0f %% against the median %.1f s of the %zu drills before",
+                    rtos[0], worse, median, n);
+      r.summary = "plan " + p.name + ": its last drill's " + buf;
+    }
+    out.push_back(std::move(r));
+  }
+  if (out.empty()) {
+    out.push_back(unknown("alert:dr-drill-overdue",
+                          m.plan.empty() ? "no plan is drilled on schedule"
+                                         : "plan " + m.plan + " does not exist"));
+  }
+  return out;
 }
 
 Condition unknown(std::string kind, std::string why) {
@@ -348,8 +426,9 @@ Result<Evaluation> evaluate(const EvalContext& ctx, const config::Monitor& m, Ti
     e.conditions.push_back(std::move(*c));
     return ok_status();
   };
-  const bool needs_policy =
-      m.type != config::MonitorKind::kStorageCapacity && m.type != config::MonitorKind::kReplicationLag;
+  const bool needs_policy = m.type != config::MonitorKind::kStorageCapacity &&
+                            m.type != config::MonitorKind::kReplicationLag &&
+                            m.type != config::MonitorKind::kDrDrill;
   if (needs_policy && !policy) {
     // Nothing to judge: the alerts it raised about the policy are over (the service resolves
     // alerts of conditions a monitor no longer reports).
@@ -379,6 +458,11 @@ Result<Evaluation> evaluate(const EvalContext& ctx, const config::Monitor& m, Ti
       case config::MonitorKind::kStorageCapacity:
         e.conditions.push_back(capacity(ctx, m));
         break;
+      case config::MonitorKind::kDrDrill: {
+        HAVEN_ASSIGN(auto conds, dr_drill(ctx, m, now));
+        for (auto& c : conds) e.conditions.push_back(std::move(c));
+        break;
+      }
       case config::MonitorKind::kReplicationLag: {
         const config::Location* loc = ctx.status.config.find_location(m.location);
         if (loc == nullptr || loc->secondary_regions.empty() || !ctx.replication) {
@@ -442,6 +526,7 @@ catalog::MonitorRow monitor_row(const config::Monitor& m, catalog::PolicySource 
   r.resource_filters = nlohmann::json::object();
   if (!m.policy.empty()) r.resource_filters["policy"] = m.policy;
   if (!m.location.empty()) r.resource_filters["location"] = m.location;
+  if (!m.plan.empty()) r.resource_filters["plan"] = m.plan;
   if (m.type == config::MonitorKind::kBackupFailureRate) r.resource_filters["window"] = m.window;
   r.check_frequency_minutes = m.check_frequency_minutes;
   r.warning_threshold = {{"value", m.warning_or_default()}};
@@ -465,6 +550,7 @@ Result<config::Monitor> monitor_of(const catalog::MonitorRow& r) {
     if (r.resource_filters.is_object()) {
       m.policy = r.resource_filters.value("policy", "");
       m.location = r.resource_filters.value("location", "");
+      m.plan = r.resource_filters.value("plan", "");
       m.window = r.resource_filters.value("window", 10);
     }
     if (r.warning_threshold.is_object() && r.warning_threshold.contains("value")) {

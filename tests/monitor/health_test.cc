@@ -211,12 +211,12 @@ TEST_F(MonitorHealthTest, ACapacityGivenInGigabytesIsMeasuredAgainstThePacks) {
 // The configuration's enumerations and the catalog's (or the channels') are mapped by position:
 // they must name the same things in the same order.
 TEST(MonitorEnums, ConfigAndCatalogSpellEveryMonitorTypeAndChannelAlike) {
-  for (int i = 0; i <= static_cast<int>(config::MonitorKind::kReplicationLag); i++) {
+  for (int i = 0; i <= static_cast<int>(config::MonitorKind::kDrDrill); i++) {
     const auto k = static_cast<config::MonitorKind>(i);
     EXPECT_EQ(catalog::to_string(monitor_type(k)), config::name(k));
   }
   EXPECT_EQ(catalog::all_values<catalog::MonitorType>().size(),
-            static_cast<size_t>(config::MonitorKind::kReplicationLag) + 1);
+            static_cast<size_t>(config::MonitorKind::kDrDrill) + 1);
   for (int i = 0; i <= static_cast<int>(config::ChannelKind::kCommand); i++) {
     config::AlertChannel c;
     c.type = static_cast<config::ChannelKind>(i);
