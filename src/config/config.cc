@@ -127,6 +127,20 @@ void decode_config(Problems& p, const Node& root, const EnvLookup& env, Config& 
             "write each plan as an item '- name: ...', or remove dr_plans");
     }
   }
+  if (const Node* list = f.get("failover")) {
+    if (list->kind == Node::Kind::kList) {
+      NameSet seen(p, "failover");
+      for (size_t i = 0; i < list->items.size(); i++) {
+        const std::string path = detail::index_path("failover", i);
+        Failover fo = detail::decode_failover(p, list->items[i], path, cfg);
+        seen.add(fo.name, list->items[i], path);
+        cfg.failover.push_back(std::move(fo));
+      }
+    } else {
+      p.add(*list, "failover", "must be a list, not " + p.describe(*list),
+            "write each as an item '- name: ...', or remove failover");
+    }
+  }
   f.finish();
 }
 

@@ -605,6 +605,49 @@ struct DrPlan {
   const PlanStep* find_step(std::string_view step) const;
 };
 
+// failover[]: seed 000's FailoverConfig. The server probes the primary every
+// health_check_interval seconds and declares it failed after exactly failure_threshold
+// consecutive failed probes (a success resets the count); then, with auto_failover, it fails
+// over at once, else it waits for an operator (haven dr failover, POST
+// /api/disaster-recovery/failover/{name}). A lease in the repository's storage (a create-only
+// object) makes sure only one region acts.
+enum class FailoverMode { kActivePassive, kActiveActive, kPilotLight, kWarmStandby };
+std::string_view name(FailoverMode v);  // active_passive active_active pilot_light warm_standby
+
+// warm_standby: the standby cluster Haven keeps in this region, replaying WAL from the archive
+// (standby.signal, restore_command = haven wal-fetch); failover promotes it.
+struct Standby {
+  std::string policy;          // policy: required; a database policy (its base backups and WAL)
+  std::string data_directory;  // data_directory: required, absolute; created by Haven
+  int port = 0;                // port: required, 1 to 65535
+  bool operator==(const Standby&) const = default;
+};
+
+struct Failover {
+  std::string name;  // name: required, unique
+  FailoverMode mode = FailoverMode::kActivePassive;  // mode: required
+  bool auto_failover = false;                        // auto_failover: default false
+  int health_check_interval_seconds = 10;  // health_check_interval: seconds, 1 to 3600; default 10
+  int failure_threshold = 3;               // failure_threshold: 1 to 100; default 3
+  HealthCheck probe;  // probe: required; the primary's health check (http, tcp, sql or command)
+  // regions: required, at least two labels, the primary's first; region: this server's own,
+  // one of them (default the second: where the standby or the recovery runs).
+  std::vector<std::string> regions;
+  std::string region;
+  // plan: a dr_plans name run as the recovery on failover (required by pilot_light and
+  // active_passive; after the promotion for warm_standby). Runs without approval: automatic
+  // failover was decided when this was written.
+  std::string plan;
+  std::optional<Standby> standby;  // standby: required by warm_standby
+  // lease_location: the location whose storage holds the lease; default the standby policy's
+  // location, else the first location.
+  std::string lease_location;
+  std::string dns_command;            // dns: {command: "…"}: run after failing over
+  std::vector<std::string> channels;  // channels: alert channels told of a failed primary
+  SourceMark mark;
+  bool operator==(const Failover&) const = default;
+};
+
 // ---------------------------------------------------------------------------------------------
 // The whole file.
 
@@ -615,6 +658,7 @@ struct Config {
   std::vector<Policy> policies;     // policies: optional, default none (the API adds more)
   MonitoringSettings monitoring;    // monitoring: optional
   std::vector<DrPlan> dr_plans;     // dr_plans: optional, default none (the API adds more)
+  std::vector<Failover> failover;   // failover: optional, default none
 
   const Location* find_location(std::string_view name) const;
   const Policy* find_policy(std::string_view name) const;

@@ -124,6 +124,10 @@ HAVEN_CONFIG_ENUM(PlanType, 5, {PlanType::kHotSite, "hot_site"}, {PlanType::kWar
 HAVEN_CONFIG_ENUM(PlanPriority, 4, {PlanPriority::kCritical, "critical"},
                   {PlanPriority::kHigh, "high"}, {PlanPriority::kMedium, "medium"},
                   {PlanPriority::kLow, "low"});
+HAVEN_CONFIG_ENUM(FailoverMode, 4, {FailoverMode::kActivePassive, "active_passive"},
+                  {FailoverMode::kActiveActive, "active_active"},
+                  {FailoverMode::kPilotLight, "pilot_light"},
+                  {FailoverMode::kWarmStandby, "warm_standby"});
 HAVEN_CONFIG_ENUM(ShutdownMode, 2, {ShutdownMode::kCancel, "cancel"},
                   {ShutdownMode::kFinish, "finish"});
 HAVEN_CONFIG_ENUM(ChannelKind, 5, {ChannelKind::kWebhook, "webhook"}, {ChannelKind::kSlack, "slack"},
@@ -264,5 +268,8 @@ MonitoringSettings decode_monitoring(Problems& p, const Node& node, const std::s
 // could be read.
 DrPlan decode_plan(Problems& p, const Node& node, const std::string& path,
                    const std::vector<Policy>* policies);
+// A failover entry, checked against the configuration read so far (policies, plans,
+// locations, channels).
+Failover decode_failover(Problems& p, const Node& node, const std::string& path, const Config& cfg);
 
 }  // namespace haven::config::detail

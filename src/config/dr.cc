@@ -35,6 +35,8 @@ std::string_view name(PlanPriority v) {
   return "?";
 }
 
+std::string_view name(FailoverMode v) { return detail::enum_name(v); }
+
 std::string_view name(PlanStep::Kind v) {
   switch (v) {
     case PlanStep::Kind::kRestoreFiles: return "restore_files";
@@ -627,6 +629,115 @@ DrPlan decode_plan(Problems& p, const Node& node, const std::string& path,
   // The checks across steps only make sense once every step could be read.
   if (p.count() == before) check_plan(p, plan);
   return plan;
+}
+
+Failover decode_failover(Problems& p, const Node& node, const std::string& path, const Config& cfg) {
+  Failover fo;
+  Fields f(p, node, path);
+  if (!f.ok()) return fo;
+  fo.mark = p.mark(node, path);
+  if (auto s = f.required_string("name", "give it a name, e.g. name: db-failover")) {
+    fo.name = *s;
+    check_name(p, *f.get("name"), f.path("name"), *s, "failover");
+  }
+  if (f.get("mode")) {
+    if (auto v = f.choice<FailoverMode>("mode")) fo.mode = *v;
+  } else {
+    f.missing("mode", "write mode: active_passive, active_active, pilot_light or warm_standby");
+  }
+  if (auto v = f.boolean("auto_failover")) fo.auto_failover = *v;
+  if (auto v = f.integer("health_check_interval", 1, 3600)) fo.health_check_interval_seconds = static_cast<int>(*v);
+  if (auto v = f.integer("failure_threshold", 1, 100)) fo.failure_threshold = static_cast<int>(*v);
+  if (const Node* probe = f.get("probe")) {
+    Fields pf(p, *probe, f.path("probe"));
+    if (pf.ok()) {
+      auto c = decode_check_fields(p, pf, false);
+      pf.finish();
+      if (c) {
+        fo.probe = *c;
+        if (c->target.find("${") != std::string::npos || c->conninfo.find("${") != std::string::npos) {
+          p.add(*probe, f.path("probe"), "uses a variable, but a probe watches the real primary",
+                "write its real address");
+        }
+      }
+    }
+  } else {
+    f.missing("probe", "say how to check the primary, e.g. probe: {tcp: \"db.example.com:5432\"}");
+  }
+  const Node* regions = f.get("regions");
+  if (regions == nullptr) {
+    f.missing("regions", "list at least two regions, the primary's first, e.g. regions: [eu-west, eu-north]");
+  } else if (auto v = read_strings(p, *regions, f.path("regions"))) {
+    fo.regions = *v;
+    if (fo.regions.size() < 2) {
+      p.add(*regions, f.path("regions"),
+            "names " + std::to_string(fo.regions.size()) + " region(s): a failover needs at least two",
+            "list the primary's region and at least one other");
+    }
+  }
+  if (auto s = f.string("region")) {
+    fo.region = *s;
+    if (std::find(fo.regions.begin(), fo.regions.end(), *s) == fo.regions.end()) {
+      p.add(*f.get("region"), f.path("region"), "is not one of regions", "name one of regions");
+    }
+  } else if (fo.regions.size() >= 2) {
+    fo.region = fo.regions[1];
+  }
+  if (auto s = f.string("plan")) {
+    fo.plan = *s;
+    if (cfg.find_plan(*s) == nullptr) {
+      p.add(*f.get("plan"), f.path("plan"), "names plan " + quote(*s) + ", which dr_plans does not define",
+            "define it under dr_plans (before failover)");
+    }
+  }
+  if (const Node* sb = f.get("standby")) {
+    Fields sf(p, *sb, f.path("standby"));
+    if (sf.ok()) {
+      Standby st;
+      if (auto s = sf.required_string("policy", "name the database policy whose backups feed it")) {
+        st.policy = *s;
+        const Policy* pol = cfg.find_policy(*s);
+        if (pol == nullptr || pol->resource_type != ResourceType::kDatabase) {
+          p.add(*sf.get("policy"), sf.path("policy"),
+                "names " + quote(*s) + ", which is not a database policy", "name a database policy");
+        }
+      }
+      if (auto s = sf.required_string("data_directory", "say where the standby's data directory goes")) {
+        st.data_directory = *s;
+        check_absolute(p, *sf.get("data_directory"), sf.path("data_directory"), *s, "/var/lib/haven/standby");
+      }
+      if (auto v = sf.integer("port", 1, 65535)) st.port = static_cast<int>(*v);
+      else if (!sf.get("port")) sf.missing("port", "give the standby's port, e.g. port: 5433");
+      sf.finish();
+      fo.standby = st;
+    }
+  }
+  if (auto s = f.string("lease_location")) {
+    fo.lease_location = *s;
+    if (cfg.find_location(*s) == nullptr) {
+      p.add(*f.get("lease_location"), f.path("lease_location"), "names no location", "name one of locations");
+    }
+  }
+  if (const Node* dns = f.get("dns")) {
+    Fields df(p, *dns, f.path("dns"));
+    if (df.ok()) {
+      if (auto s = df.required_string("command", "give the command that switches DNS")) fo.dns_command = *s;
+      df.finish();
+    }
+  }
+  if (auto v = f.strings("channels")) fo.channels = *v;
+  f.finish();
+  if (fo.mode == FailoverMode::kWarmStandby && !fo.standby) {
+    f.missing("standby", "warm_standby keeps a standby cluster: give standby: {policy, data_directory, port}");
+  }
+  if ((fo.mode == FailoverMode::kPilotLight || fo.mode == FailoverMode::kActivePassive) && fo.plan.empty()) {
+    f.missing("plan", std::string(name(fo.mode)) + " recovers by running a plan: name one of dr_plans");
+  }
+  if (fo.lease_location.empty()) {
+    const Policy* pol = fo.standby ? cfg.find_policy(fo.standby->policy) : nullptr;
+    fo.lease_location = pol ? pol->location : cfg.locations.empty() ? "" : cfg.locations[0].name;
+  }
+  return fo;
 }
 
 }  // namespace detail

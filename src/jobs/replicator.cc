@@ -218,7 +218,7 @@ void Replicator::stop() {
 
 void Replicator::object_saved(const std::string& location, const storage::ObjectName& name,
                               uint64_t size) {
-  if (name.type == storage::ObjectType::kLock) return;
+  if (name.type == storage::ObjectType::kLock || name.type == storage::ObjectType::kLease) return;
   std::lock_guard<std::mutex> g(mu_);
   auto it = workers_.find(location);
   if (it == workers_.end()) return;

@@ -130,6 +130,36 @@ Status wait_for_recovery(const std::string& datadir, std::chrono::seconds timeou
   return ok_status();
 }
 
+Status start_server(const std::string& datadir, const std::string& bin_dir,
+                    std::chrono::seconds timeout) {
+  struct stat st;
+  if (::stat(datadir.c_str(), &st) != 0) return errno_error(datadir, errno);
+  HAVEN_ASSIGN(std::string bin, find_pg_bin(datadir, bin_dir));
+  const std::string log = datadir + "/haven-recovery.log";
+  HAVEN_ASSIGN(int rc, run_as({bin + "/pg_ctl", "-D", datadir, "-l", log, "-w", "-t",
+                               std::to_string(timeout.count()), "start"},
+                              st.st_uid, st.st_gid));
+  if (rc != 0) {
+    return Error(Error::Code::kIo, "pg_ctl start failed (exit " + std::to_string(rc) + "); the server log " + log +
+                                       " ends with:" + log_tail(log, 15));
+  }
+  return ok_status();
+}
+
+Status promote(const std::string& datadir, const std::string& bin_dir, std::chrono::seconds timeout) {
+  struct stat st;
+  if (::stat(datadir.c_str(), &st) != 0) return errno_error(datadir, errno);
+  HAVEN_ASSIGN(std::string bin, find_pg_bin(datadir, bin_dir));
+  HAVEN_ASSIGN(int rc, run_as({bin + "/pg_ctl", "-D", datadir, "-w", "-t",
+                               std::to_string(timeout.count()), "promote"},
+                              st.st_uid, st.st_gid));
+  if (rc != 0) {
+    return Error(Error::Code::kIo, "pg_ctl promote failed (exit " + std::to_string(rc) + "); the server log ends with:" +
+                                       log_tail(datadir + "/haven-recovery.log", 15));
+  }
+  return wait_for_recovery(datadir, timeout);
+}
+
 std::optional<pid_t> running_postmaster(const std::string& datadir) {
   std::ifstream in(datadir + "/postmaster.pid");
   long pid = 0;

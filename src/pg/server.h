@@ -28,6 +28,14 @@ Status start_and_wait_for_recovery(const std::string& datadir, const std::string
 // server stopped (no postmaster.pid), kTransient after `timeout`; honours the current token.
 Status wait_for_recovery(const std::string& datadir, std::chrono::seconds timeout);
 
+// `pg_ctl start -w` on `datadir` as its owner (log to <datadir>/haven-recovery.log): returns
+// once the server accepts connections (a standby: read-only ones).
+Status start_server(const std::string& datadir, const std::string& bin_dir,
+                    std::chrono::seconds timeout);
+
+// `pg_ctl promote -w` on a standby as its owner, then wait_for_recovery(): it accepts writes.
+Status promote(const std::string& datadir, const std::string& bin_dir, std::chrono::seconds timeout);
+
 // The postmaster's PID from <datadir>/postmaster.pid, if the file is there and names a process
 // that is alive.
 std::optional<pid_t> running_postmaster(const std::string& datadir);

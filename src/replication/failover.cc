@@ -24,7 +24,8 @@ bool worth_another_region(const Error& e) {
 Result<Bytes> FailoverBackend::load(const storage::ObjectName& name, uint64_t offset,
                                     uint64_t length) {
   auto r = BackendWrapper::load(name, offset, length);
-  if (r.ok() || !worth_another_region(r.error()) || name.type == storage::ObjectType::kLock) {
+  if (r.ok() || !worth_another_region(r.error()) || name.type == storage::ObjectType::kLock ||
+      name.type == storage::ObjectType::kLease) {
     return r;
   }
   // Missing: only packs and WAL files are taken from a region. A snapshot or index file the

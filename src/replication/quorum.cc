@@ -63,7 +63,9 @@ std::vector<Status> QuorumBackend::save_to(const std::vector<const Region*>& reg
 }
 
 Status QuorumBackend::save(const ObjectName& name, ByteView data) {
-  if (name.type == ObjectType::kLock) return inner().save(name, data);  // each copy its own
+  if (name.type == ObjectType::kLock || name.type == ObjectType::kLease) {
+    return inner().save(name, data);  // each copy its own
+  }
   std::vector<const Region*> regions;
   std::string inactive;
   for (const auto& r : secondaries_) {

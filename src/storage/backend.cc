@@ -16,6 +16,7 @@ const char* type_dir(ObjectType t) {
     case ObjectType::kSnapshot: return "snapshots";
     case ObjectType::kLock: return "locks";
     case ObjectType::kWal: return "wal";
+    case ObjectType::kLease: return "leases";
   }
   return "?";
 }
@@ -29,6 +30,7 @@ const char* type_label(ObjectType t) {
     case ObjectType::kSnapshot: return "snapshot";
     case ObjectType::kLock: return "lock";
     case ObjectType::kWal: return "WAL file";
+    case ObjectType::kLease: return "lease";
   }
   return "?";
 }

@@ -53,7 +53,9 @@
 
 namespace haven::storage {
 
-enum class ObjectType { kConfig, kKey, kData, kIndex, kSnapshot, kLock, kWal };
+// kLease: a failover's lease (dr/failover.h): a small create-only object in plain JSON, never
+// replicated, like locks each copy's own.
+enum class ObjectType { kConfig, kKey, kData, kIndex, kSnapshot, kLock, kWal, kLease };
 
 // Directory/prefix name of a type: "config" (a single object), "keys", "data", "index",
 // "snapshots", "locks", "wal" (PostgreSQL WAL files, named as PostgreSQL names them).
@@ -117,7 +119,10 @@ class Backend {
   // the exclusive lock, so a young one may belong to a save still running; under the exclusive
   // lock nobody saves packs, index files or snapshots, so theirs count at any age.
   static int64_t leftover_min_age(ObjectType type) {
-    return type == ObjectType::kKey || type == ObjectType::kLock || type == ObjectType::kWal ? 3600 : 0;
+    return type == ObjectType::kKey || type == ObjectType::kLock || type == ObjectType::kWal ||
+                   type == ObjectType::kLease
+               ? 3600
+               : 0;
   }
 
   // Another copy of an object whose bytes from load() were found damaged (they failed

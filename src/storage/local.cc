@@ -221,7 +221,8 @@ Status LocalBackend::save(const ObjectName& name, ByteView data) {
   const std::string dir = dir_of(name);
   const std::string final_path = path_of(name);
   // Shards, and the WAL directory (repositories made before it existed lack it), on demand.
-  const bool made_on_demand = name.type == ObjectType::kData || name.type == ObjectType::kWal;
+  const bool made_on_demand = name.type == ObjectType::kData || name.type == ObjectType::kWal ||
+                              name.type == ObjectType::kLease;
   if (made_on_demand) HAVEN_TRY(ensure_shard_dir(dir));
 
   // Create the temporary file. O_EXCL: never reuse someone else's file; 0444: objects are
