@@ -13,6 +13,7 @@
 #include "catalog/sqlite_catalog.h"
 #include "cli/cli.h"
 #include "config/config.h"
+#include "dr/failover.h"
 #include "dr/record.h"
 #include "dr/runner.h"
 #include "util/sysinfo.h"
@@ -178,6 +179,33 @@ CommandResult run_drill(App& app, const DrillArgs& a) {
   return kExitOk;
 }
 
+// A failover of haven.yaml, watched from the command line (its lease taken as cli:<user>@<host>).
+Result<std::unique_ptr<dr::FailoverWatch>> failover_watch(App& app, const std::string& flag,
+                                                          const std::string& name,
+                                                          std::shared_ptr<CommandSink> sink) {
+  HAVEN_ASSIGN(config::Config cfg, load(flag));
+  auto shared = std::make_shared<const config::Config>(std::move(cfg));
+  const config::Failover* f = nullptr;
+  for (const auto& x : shared->failover) {
+    if (x.name == name) f = &x;
+  }
+  if (f == nullptr) {
+    std::string names;
+    for (const auto& x : shared->failover) names += (names.empty() ? "" : ", ") + x.name;
+    return Error(Error::Code::kInvalidArgument,
+                 "failover '" + name + "' is not in " + shared->file +
+                     (names.empty() ? " (it has none)" : " (it has: " + names + ")"));
+  }
+  dr::FailoverOptions o;
+  o.holder = actor();
+  o.haven_program = self_program();
+  o.open_location = [&app, shared, sink](const std::string& location) -> Result<std::shared_ptr<repo::Repository>> {
+    HAVEN_ASSIGN(auto r, open_with_regions(app, LocationArgs{shared->file, location, ""}, *sink));
+    return std::shared_ptr<repo::Repository>(std::move(r));
+  };
+  return std::make_unique<dr::FailoverWatch>(shared, *f, o);
+}
+
 }  // namespace
 
 void register_dr(App& app) {
@@ -255,6 +283,42 @@ void register_dr(App& app) {
                 << (r.success_criteria_met.value_or(false) ? "met" : "not met") << "\n";
     }
     if (app.globals().json) std::cout << all.dump() << "\n";
+    return kExitOk;
+  });
+
+  auto fo = std::make_shared<std::pair<std::string, std::string>>();  // config, name
+  auto* failover = dr->add_subcommand(
+      "failover", "fail over now: take the lease, promote the warm standby, run the plan and the DNS hook");
+  failover->add_option("name", fo->second, "the failover's name (haven.yaml's failover)")->required();
+  failover->add_option("--config", fo->first, "haven.yaml (default: $HAVEN_CONFIG)");
+  app.on(failover, [&app, fo]() -> CommandResult {
+    auto sink = std::make_shared<CommandSink>(app.globals());
+    HAVEN_ASSIGN(auto w, failover_watch(app, fo->first, fo->second, sink));
+    CancelScope scope(app.cancel());
+    HAVEN_ASSIGN(auto report, w->fail_over(actor()));
+    std::cout << (app.globals().json ? report.dump() : report.dump(2)) << "\n";
+    return kExitOk;
+  });
+  auto sb = std::make_shared<std::pair<std::string, std::string>>();  // config, name
+  auto* standby = dr->add_subcommand(
+      "standby", "make sure a failover's warm standby exists and runs, and show its replay position");
+  standby->add_option("name", sb->second, "the failover's name (haven.yaml's failover)")->required();
+  standby->add_option("--config", sb->first, "haven.yaml (default: $HAVEN_CONFIG)");
+  app.on(standby, [&app, sb]() -> CommandResult {
+    auto sink = std::make_shared<CommandSink>(app.globals());
+    HAVEN_ASSIGN(auto w, failover_watch(app, sb->first, sb->second, sink));
+    CancelScope scope(app.cancel());
+    HAVEN_TRY(w->ensure_standby());
+    dr::StandbyStatus s = w->standby_status();
+    if (app.globals().json) {
+      std::cout << s.to_json().dump() << "\n";
+    } else {
+      std::cout << "standby of " << sb->second << ": " << (s.running ? "running" : "not running")
+                << (s.in_recovery ? ", replaying" : "") << "; replayed up to " << s.replay_lsn << " ("
+                << s.replayed_segment << "), newest archived segment " << s.newest_archived;
+      if (s.lag_seconds) std::cout << "; last replayed commit " << dr::human_seconds(*s.lag_seconds) << " ago";
+      std::cout << "\n";
+    }
     return kExitOk;
   });
 

@@ -350,9 +350,17 @@ void FailoverWatch::start() {
     const auto interval = options_.interval.count() > 0
                               ? options_.interval
                               : std::chrono::milliseconds(failover_.health_check_interval_seconds * 1000LL);
+    bool standby_ok = !failover_.standby;
     std::unique_lock lock(mu_);
     while (!stop_) {
       lock.unlock();
+      if (!standby_ok && !failed_over_) {
+        Status s = ensure_standby();
+        standby_ok = s.ok();
+        if (!s.ok() && options_.note) {
+          options_.note("failover:standby-failed", {{"failover", failover_.name}, {"error", s.error().message()}});
+        }
+      }
       probe();
       lock.lock();
       cv_.wait_for(lock, interval, [this] { return stop_; });

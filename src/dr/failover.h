@@ -85,6 +85,9 @@ class FailoverWatch {
   // Counts, state and the last failover's report.
   nlohmann::json state() const;
 
+  // Probes every interval on a thread of its own; a warm standby is first made sure of
+  // (ensure_standby(); a failure is the event failover:standby-failed and is tried again
+  // every interval until it succeeds).
   void start();
   void stop();
 

@@ -1,5 +1,6 @@
 #include "dr/service.h"
 
+#include "dr/failover.h"
 #include "dr/record.h"
 
 namespace haven::dr {
@@ -34,9 +35,72 @@ Status Service::apply_config(std::shared_ptr<const config::Config> config) {
     HAVEN_ASSIGN(auto kept, catalog_.upsert_dr_plan(row));
     (void)kept;
   }
-  std::lock_guard lock(mu_);
-  config_ = std::move(config);
+  // Failovers: one watch each, kept across reloads while its entry is unchanged.
+  std::map<std::string, std::shared_ptr<FailoverWatch>> keep, drop;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [name, w] : failovers_) {
+      bool same = false;
+      for (const auto& f : config->failover) same = same || (f.name == name && f == w->failover());
+      (same ? keep : drop)[name] = w;
+    }
+  }
+  for (auto& [name, w] : drop) w->stop();
+  for (const auto& f : config->failover) {
+    if (keep.contains(f.name)) continue;
+    FailoverOptions fo;
+    fo.holder = options_.holder.empty() ? options_.instance : options_.holder;
+    fo.haven_program = options_.haven_program;
+    fo.open_location = options_.open_location;
+    fo.catalog = options_.alerts;
+    fo.note = options_.note;
+    fo.clock = options_.clock;
+    fo.interval = options_.probe_interval;
+    fo.run_plan = [this](const std::string& plan, const std::string& reason) -> Result<std::string> {
+      HAVEN_ASSIGN(auto e, execute(plan, catalog::DrExecutionType::kDisasterRecovery, reason, "failover", true));
+      return e.id;
+    };
+    keep[f.name] = std::make_shared<FailoverWatch>(config, f, fo);
+  }
+  bool started;
+  {
+    std::lock_guard lock(mu_);
+    config_ = std::move(config);
+    failovers_ = keep;
+    started = started_;
+  }
+  if (started) {
+    for (auto& [name, w] : keep) w->start();
+  }
   return ok_status();
+}
+
+nlohmann::json Service::failover_status() {
+  std::map<std::string, std::shared_ptr<FailoverWatch>> all;
+  {
+    std::lock_guard lock(mu_);
+    all = failovers_;
+  }
+  nlohmann::json out = nlohmann::json::array();
+  for (auto& [name, w] : all) {
+    nlohmann::json j = w->state();
+    if (w->failover().standby) j["standby"] = w->standby_status().to_json();
+    out.push_back(j);
+  }
+  return out;
+}
+
+Result<nlohmann::json> Service::fail_over(const std::string& name, const std::string& by) {
+  std::shared_ptr<FailoverWatch> w;
+  {
+    std::lock_guard lock(mu_);
+    auto it = failovers_.find(name);
+    if (it == failovers_.end()) {
+      return Error(Error::Code::kNotFound, "no failover '" + name + "' in the configuration");
+    }
+    w = it->second;
+  }
+  return w->fail_over(by);
 }
 
 std::shared_ptr<const config::Config> Service::config() const {
@@ -70,7 +134,8 @@ Result<catalog::DrPlanRow> Service::create_plan(const nlohmann::json& body) {
 
 Result<catalog::DrExecutionRow> Service::execute(const std::string& plan_key,
                                                  catalog::DrExecutionType type,
-                                                 const std::string& reason, const std::string& by) {
+                                                 const std::string& reason, const std::string& by,
+                                                 bool approved) {
   if (type == catalog::DrExecutionType::kValidation) {
     return Error(Error::Code::kInvalidArgument,
                  "executionType validation is not a run Haven makes: use drill or planned_test "
@@ -85,7 +150,7 @@ Result<catalog::DrExecutionRow> Service::execute(const std::string& plan_key,
   }
   catalog::DrExecutionRow e = start_row(row, type, reason, by);
   e.server_instance = options_.instance;
-  if (real && row.approval_required) {
+  if (real && row.approval_required && !approved) {
     e.status = catalog::ExecStatus::kPending;
     e.approval_status = catalog::ApprovalStatus::kPending;
     HAVEN_ASSIGN(e, catalog_.create_dr_execution(e));
@@ -240,6 +305,8 @@ int Service::tick() {
 void Service::start() {
   std::lock_guard lock(mu_);
   if (loop_.joinable()) return;
+  started_ = true;
+  for (auto& [name, w] : failovers_) w->start();
   loop_ = std::thread([this] {
     std::unique_lock lock(mu_);
     while (!stopping_) {
@@ -254,6 +321,12 @@ void Service::start() {
 }
 
 void Service::stop() {
+  std::map<std::string, std::shared_ptr<FailoverWatch>> watches;
+  {
+    std::lock_guard lock(mu_);
+    watches = failovers_;
+  }
+  for (auto& [name, w] : watches) w->stop();
   std::unique_lock lock(mu_);
   stopping_ = true;
   for (auto& [id, r] : running_) r->token.cancel(Error(Error::Code::kCancelled, "the server is stopping"));

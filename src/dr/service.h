@@ -33,6 +33,8 @@
 
 namespace haven::dr {
 
+class FailoverWatch;
+
 struct ServiceOptions {
   std::string instance;      // this process (server_instance of its rows)
   std::string sandbox_root;  // where runs make their directories
@@ -44,6 +46,12 @@ struct ServiceOptions {
   // "dr:approved", "dr:rejected", "dr:scheduled".
   std::function<void(const std::string& kind, const nlohmann::json& payload)> note;
   std::chrono::milliseconds poll_interval{250};
+  // Failover (dr/failover.h): a location's repository (leases, the standby's backups), and
+  // who takes a lease ("<host>/<instance>").
+  std::function<Result<std::shared_ptr<repo::Repository>>(const std::string& location)> open_location;
+  std::string holder;
+  catalog::Catalog* alerts = nullptr;  // where failover raises its alert; may be null
+  std::chrono::milliseconds probe_interval{0};  // 0: each failover's own
 };
 
 class Service {
@@ -66,8 +74,13 @@ class Service {
 
   // Starts a run of the plan (id or name): drill and planned_test at once, disaster_recovery
   // once approved (unless the plan needs no approval). Returns the row as stored.
+  // `approved`: a failover runs its plan without waiting (it was decided in haven.yaml).
   Result<catalog::DrExecutionRow> execute(const std::string& plan, catalog::DrExecutionType type,
-                                          const std::string& reason, const std::string& by);
+                                          const std::string& reason, const std::string& by,
+                                          bool approved = false);
+  // The failovers of haven.yaml: state and standby, and failing one over by hand.
+  nlohmann::json failover_status();
+  Result<nlohmann::json> fail_over(const std::string& name, const std::string& by);
   Result<catalog::DrExecutionRow> approve(const std::string& execution, const std::string& by);
   Result<catalog::DrExecutionRow> reject(const std::string& execution, const std::string& by);
   // Cancels a running execution (its clean-up still runs). kNotFound if it is not running here.
@@ -97,6 +110,8 @@ class Service {
     std::thread thread;
   };
   std::map<std::string, std::unique_ptr<Running>> running_;  // by execution id
+  std::map<std::string, std::shared_ptr<FailoverWatch>> failovers_;  // by name
+  bool started_ = false;
   std::vector<std::thread> finished_;  // joined at stop()
   bool stopping_ = false;
   std::thread loop_;

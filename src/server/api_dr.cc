@@ -172,6 +172,24 @@ void add_dr_routes(HttpServer& http, std::shared_ptr<ApiContext> c) {
               for (const auto& e : rows) all.push_back(dr_execution_json(e));
               return ApiResponse{200, {{"executions", all}}};
             }, {}});
+  http.add({"GET", base + "/failover", Role::kViewer,
+            "each failover of haven.yaml: mode, probes, consecutive failures, whether the primary "
+            "was declared failed and this region failed over (with the report), and the warm "
+            "standby's replay position and lag",
+            [c](const ApiRequest&) -> Result<ApiResponse> {
+              if (c->dr == nullptr) return no_dr();
+              return ApiResponse{200, {{"failovers", c->dr->failover_status()}}};
+            }, {}});
+  http.add({"POST", base + "/failover/{name}", Role::kOperator,
+            "fail over now (an operator's decision): take the lease, promote the warm standby, "
+            "run the failover plan and the DNS hook. 409 names the region holding the lease",
+            [c](const ApiRequest& r) -> Result<ApiResponse> {
+              if (c->dr == nullptr) return no_dr();
+              const std::string& name = r.params.at("name");
+              HAVEN_ASSIGN(auto report, c->dr->fail_over(name, actor_of(r)));
+              audit(*c, r, "dr.failover", name, report);
+              return ApiResponse{200, report};
+            }, {}});
   http.add({"GET", base + "/executions/{executionId}/status", Role::kViewer,
             "an execution: status, actual RTO and RPO against the targets, steps, validations",
             [c](const ApiRequest& r) -> Result<ApiResponse> {

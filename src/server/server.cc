@@ -166,6 +166,11 @@ Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options) {
   dro.open_repository = [raw](const config::Policy& p) {
     return raw->service_->repository_named(p.location);
   };
+  dro.open_location = [raw](const std::string& location) {
+    return raw->service_->repository_named(location);
+  };
+  dro.holder = hostname() + "/" + options.instance;
+  dro.alerts = s->catalog_.get();
   if (options.monitor_clock) dro.clock = options.monitor_clock;
   dro.tick_interval = options.dr_tick;
   dro.note = note;
