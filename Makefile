@@ -18,7 +18,7 @@ TSAN_TESTS ?= .
 # instrumented code cannot meet (2 a second); wal-push itself runs in the other WAL tests.
 ASAN_EXCLUDE ?= WalPushKeepsUpSegmentsPerSecond
 
-.PHONY: all setup build test test-fast demo stress bench bench-server bench-replication clean fuzz fuzz-build fuzz-smoke \
+.PHONY: all setup build test test-fast demo stress bench bench-server bench-replication bench-dr clean fuzz fuzz-build fuzz-smoke \
 	fuzz-corpus check-layers sanitize
 
 all: build
@@ -93,6 +93,11 @@ bench-replication: build
 
 bench-server: build
 	@python3 bench/server.py $(BUILD)/haven
+
+# A disaster-recovery drill of a pgbench scale-100 cluster and a file tree, split into restore,
+# WAL replay and validation (bench/dr.sh; BENCH_SCALE, BENCH_TX, BENCH_TREE_MB, BENCH_RUNS).
+bench-dr: build
+	@bench/dr.sh $(BUILD)/haven
 
 clean:
 	rm -rf $(BUILD) $(FUZZ_BUILD) build-asan build-tsan

@@ -31,6 +31,7 @@
 #pragma GCC diagnostic pop
 
 #include "catalog/catalog.h"
+#include "dr/checks.h"
 #include "pg/pg_cluster.h"
 
 namespace haven {
@@ -236,8 +237,10 @@ TEST_F(DrillTest, ADrillRestoresServesValidatesMeasuresAndLeavesNothing) {
   ASSERT_TRUE(exists(drills()));
   EXPECT_TRUE(fs::is_empty(drills())) << "the sandbox was not removed";
   const int serve_port = j["steps"][2]["port"];
-  CmdResult curl = haven::testing::run_cmd({"/usr/bin/curl", "-s", "-m", "2", "http://127.0.0.1:" + std::to_string(serve_port) + "/health"});
-  EXPECT_NE(curl.code, 0) << "the service still answers";
+  config::HealthCheck probe;
+  probe.kind = config::HealthCheck::Kind::kTcp;
+  probe.target = "127.0.0.1:" + std::to_string(serve_port);
+  EXPECT_FALSE(dr::run_check(probe, std::chrono::seconds(2), {}, "/").passed) << "the service still answers";
 
   // Recorded in the catalog, with the reports.
   auto cat = catalog::open_sqlite_catalog(catalog());
