@@ -16,6 +16,7 @@
 #include "dr/failover.h"
 #include "dr/record.h"
 #include "dr/runner.h"
+#include "monitor/audit.h"
 #include "util/sysinfo.h"
 
 namespace haven::cli {
@@ -86,30 +87,14 @@ struct DrillArgs {
   std::string config, plan, sandbox, report, html;
 };
 
-CommandResult run_drill(App& app, const DrillArgs& a) {
-  HAVEN_ASSIGN(config::Config cfg, load(a.config));
-  HAVEN_ASSIGN(const config::DrPlan* plan, find_plan(cfg, a.plan));
-  HAVEN_TRY(dr::check_drill_safe(cfg, *plan));
-  // The run is recorded in the server's catalog when it can be opened.
-  std::unique_ptr<catalog::Catalog> cat;
-  std::optional<catalog::DrExecutionRow> row;
-  if (auto c = catalog::open_sqlite_catalog(cfg.server.catalog); c.ok()) {
-    cat = std::move(*c);
-    auto plans = dr::sync_plans(*cat, cfg);
-    auto stored = plans.ok() ? cat->get_dr_plan(plan->name) : Result<catalog::DrPlanRow>(plans.error());
-    if (stored.ok()) {
-      auto created = cat->create_dr_execution(
-          dr::start_row(*stored, catalog::DrExecutionType::kDrill, "drill from the command line",
-                        actor()));
-      if (created.ok()) row = *created;
-    }
-    if (!row) std::cerr << "warning: the drill is not recorded in the catalog\n";
-  } else {
-    std::cerr << "warning: the drill is not recorded: " << c.error().message() << "\n";
-  }
+// Runs `plan` (a drill, or a real recovery) and records it in `row` when there is a catalog.
+CommandResult run_recorded(App& app, const config::Config& cfg, const config::DrPlan& plan,
+                           catalog::Catalog* cat, std::optional<catalog::DrExecutionRow> row,
+                           dr::Mode mode, const DrillArgs& a) {
+  const char* what = mode == dr::Mode::kDrill ? "drill" : "recovery";
   CommandSink sink(app.globals());
   dr::RunOptions o;
-  o.mode = dr::Mode::kDrill;
+  o.mode = mode;
   o.sandbox_root = sandbox_root(cfg, a.sandbox);
   o.run_id = row ? row->id : "";
   o.haven_program = self_program();
@@ -138,7 +123,7 @@ CommandResult run_drill(App& app, const DrillArgs& a) {
     }
   };
   CancelScope scope(app.cancel());
-  auto result = dr::run_plan(cfg, *plan, o, sink);
+  auto result = dr::run_plan(cfg, plan, o, sink);
   sink.clear_line();
   if (!result.ok()) {
     if (row && cat) {
@@ -149,14 +134,17 @@ CommandResult run_drill(App& app, const DrillArgs& a) {
     }
     return result.error();
   }
-  catalog::DrExecutionRow report_row = row ? *row : dr::start_row(dr::plan_row(*plan, catalog::PolicySource::kConfig),
-                                                                  catalog::DrExecutionType::kDrill,
-                                                                  "drill from the command line", actor());
+  catalog::DrExecutionRow report_row =
+      row ? *row
+          : dr::start_row(dr::plan_row(plan, catalog::PolicySource::kConfig),
+                          catalog::DrExecutionType::kDrill, "drill from the command line", actor());
   dr::fill_row(report_row, *result);
   if (row && cat) {
     Status s = cat->update_dr_execution(report_row);
-    if (!s.ok()) std::cerr << "warning: the drill's result is not recorded: " << s.error().message() << "\n";
-    if (result->success) (void)cat->set_dr_plan_tested(report_row.plan_id, report_row.completed_at.value_or(now()));
+    if (!s.ok()) std::cerr << "warning: the " << what << "'s result is not recorded: " << s.error().message() << "\n";
+    if (result->success && mode == dr::Mode::kDrill) {
+      (void)cat->set_dr_plan_tested(report_row.plan_id, report_row.completed_at.value_or(now()));
+    }
   } else {
     report_row.validation_results["recorded_in_catalog"] = false;
   }
@@ -170,13 +158,91 @@ CommandResult run_drill(App& app, const DrillArgs& a) {
     print_result(*result);
     if (row) std::cout << "  execution " << row->id << " (haven dr report " << row->id << ")\n";
   }
-  if (result->cancelled) return Error(Error::Code::kCancelled, "the drill was cancelled");
+  if (result->cancelled) return Error(Error::Code::kCancelled, std::string("the ") + what + " was cancelled");
   if (!result->success) {
-    std::cerr << "error: drill of plan " << plan->name << " did not meet its success criteria: "
+    std::cerr << "error: " << what << " of plan " << plan.name << " did not meet its success criteria: "
               << result->error << "\n";
     return kExitFailure;
   }
   return kExitOk;
+}
+
+CommandResult run_drill(App& app, const DrillArgs& a) {
+  HAVEN_ASSIGN(config::Config cfg, load(a.config));
+  HAVEN_ASSIGN(const config::DrPlan* plan, find_plan(cfg, a.plan));
+  HAVEN_TRY(dr::check_drill_safe(cfg, *plan));
+  // The run is recorded in the server's catalog when it can be opened.
+  std::unique_ptr<catalog::Catalog> cat;
+  std::optional<catalog::DrExecutionRow> row;
+  if (auto c = catalog::open_sqlite_catalog(cfg.server.catalog); c.ok()) {
+    cat = std::move(*c);
+    auto plans = dr::sync_plans(*cat, cfg);
+    auto stored = plans.ok() ? cat->get_dr_plan(plan->name) : Result<catalog::DrPlanRow>(plans.error());
+    if (stored.ok()) {
+      auto created = cat->create_dr_execution(
+          dr::start_row(*stored, catalog::DrExecutionType::kDrill, "drill from the command line",
+                        actor()));
+      if (created.ok()) row = *created;
+    }
+    if (!row) std::cerr << "warning: the drill is not recorded in the catalog\n";
+  } else {
+    std::cerr << "warning: the drill is not recorded: " << c.error().message() << "\n";
+  }
+  return run_recorded(app, cfg, *plan, cat.get(), row, dr::Mode::kDrill, a);
+}
+
+void audit_dr(catalog::Catalog& cat, const std::string& action, const std::string& target,
+              const nlohmann::json& details) {
+  monitor::AuditLog log(cat);
+  if (auto r = log.record(actor(), action, target, details); !r.ok()) {
+    std::cerr << "warning: " << action << " was not recorded in the audit log: " << r.error().message() << "\n";
+  }
+}
+
+// haven dr execute PLAN --reason R: a real recovery. It waits for another principal's approval
+// (haven dr approve) unless the plan says approval: {required: false}.
+CommandResult run_execute(App& app, const DrillArgs& a, const std::string& reason) {
+  if (reason.empty()) {
+    return Error(Error::Code::kInvalidArgument, "--reason: a real recovery needs a reason (it is audited)");
+  }
+  HAVEN_ASSIGN(config::Config cfg, load(a.config));
+  HAVEN_ASSIGN(const config::DrPlan* plan, find_plan(cfg, a.plan));
+  HAVEN_ASSIGN(auto cat, catalog::open_sqlite_catalog(cfg.server.catalog));
+  HAVEN_ASSIGN(auto plans, dr::sync_plans(*cat, cfg));
+  (void)plans;
+  HAVEN_ASSIGN(auto stored, cat->get_dr_plan(plan->name));
+  catalog::DrExecutionRow row =
+      dr::start_row(stored, catalog::DrExecutionType::kDisasterRecovery, reason, actor());
+  if (stored.approval_required) {
+    row.status = catalog::ExecStatus::kPending;
+    row.approval_status = catalog::ApprovalStatus::kPending;
+  }
+  HAVEN_ASSIGN(row, cat->create_dr_execution(row));
+  audit_dr(*cat, "dr.execute", plan->name, {{"execution", row.id}, {"reason", reason}});
+  if (stored.approval_required) {
+    std::cout << "execution " << row.id << " of plan " << plan->name
+              << " waits for approval by another principal: haven dr approve " << row.id
+              << " (or haven dr reject " << row.id << ")\n";
+    return kExitOk;
+  }
+  return run_recorded(app, cfg, *plan, cat.get(), row, dr::Mode::kReal, a);
+}
+
+// haven dr approve|reject ID: decided by someone other than who asked; approving runs it here.
+CommandResult run_decide(App& app, const DrillArgs& a, const std::string& id, bool approve) {
+  HAVEN_ASSIGN(config::Config cfg, load(a.config));
+  HAVEN_ASSIGN(auto cat, catalog::open_sqlite_catalog(cfg.server.catalog));
+  HAVEN_ASSIGN(auto row, cat->decide_dr_approval(id, approve, actor(), now()));
+  audit_dr(*cat, approve ? "dr.approve" : "dr.reject", row.plan_name, {{"execution", id}});
+  if (!approve) {
+    std::cout << "execution " << id << " of plan " << row.plan_name << " rejected\n";
+    return kExitOk;
+  }
+  HAVEN_ASSIGN(const config::DrPlan* plan, find_plan(cfg, row.plan_name));
+  row.status = catalog::ExecStatus::kRunning;
+  row.started_at = now();
+  HAVEN_TRY(cat->update_dr_execution(row));
+  return run_recorded(app, cfg, *plan, cat.get(), row, dr::Mode::kReal, a);
 }
 
 // A failover of haven.yaml, watched from the command line (its lease taken as cli:<user>@<host>).
@@ -251,6 +317,34 @@ void register_dr(App& app) {
   drill->add_option("--report", a->report, "write the report in Markdown to this file");
   drill->add_option("--html", a->html, "write the report in HTML to this file");
   app.on(drill, [&app, a]() { return run_drill(app, *a); });
+
+  auto ea = std::make_shared<DrillArgs>();
+  auto reason = std::make_shared<std::string>();
+  auto* execute = dr->add_subcommand(
+      "execute", "a real recovery: run a plan on its real targets (after another principal's approval, "
+                 "unless the plan needs none)");
+  execute->add_option("plan", ea->plan, "the plan's name")->required();
+  execute->add_option("--reason", *reason, "why (recorded and audited)")->required();
+  execute->add_option("--config", ea->config, "haven.yaml (default: $HAVEN_CONFIG)");
+  execute->add_option("--sandbox", ea->sandbox, "where the run keeps its directory");
+  execute->add_option("--report", ea->report, "write the report in Markdown to this file");
+  execute->add_option("--html", ea->html, "write the report in HTML to this file");
+  app.on(execute, [&app, ea, reason]() { return run_execute(app, *ea, *reason); });
+  for (const bool approve : {true, false}) {
+    auto da = std::make_shared<DrillArgs>();
+    auto id = std::make_shared<std::string>();
+    auto* decide = dr->add_subcommand(
+        approve ? "approve" : "reject",
+        approve ? "approve a real recovery another principal asked for, and run it here"
+                : "reject a real recovery waiting for approval");
+    decide->add_option("execution", *id, "the execution's id")->required();
+    decide->add_option("--config", da->config, "haven.yaml (default: $HAVEN_CONFIG)");
+    if (approve) {
+      decide->add_option("--report", da->report, "write the report in Markdown to this file");
+      decide->add_option("--html", da->html, "write the report in HTML to this file");
+    }
+    app.on(decide, [&app, da, id, approve]() { return run_decide(app, *da, *id, approve); });
+  }
 
   auto ex = std::make_shared<std::pair<std::string, std::string>>();  // config, plan
   auto* execs = dr->add_subcommand("executions", "the recorded drills and recoveries, newest first");
