@@ -271,7 +271,8 @@ class Catalog {
   // kPermissionDenied if `by` is who asked for it (a second principal must decide).
   virtual Result<DrExecutionRow> decide_dr_approval(const std::string& id, bool approve,
                                                     const std::string& by, TimeNs at) = 0;
-  // Executions still running whose server_instance is not `except_instance` become
+  // Executions still running that a server ran (server_instance set) and whose server_instance
+  // is not `except_instance` become
   // interrupted (completed_at = now, error_message says so). Returns how many.
   virtual Result<int64_t> mark_dr_interrupted(const std::string& except_instance) = 0;
 

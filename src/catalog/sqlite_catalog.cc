@@ -1480,7 +1480,8 @@ Result<int64_t> SqliteCatalog::mark_dr_interrupted(const std::string& except_ins
     HAVEN_ASSIGN(Stmt st, db.prepare(
         "UPDATE disaster_recovery_executions SET status = 'interrupted', completed_at = ?1, "
         "error_message = 'interrupted: the process running it stopped before it ended' "
-        "WHERE status = 'running' AND (server_instance IS NULL OR server_instance <> ?2)"));
+        "WHERE status = 'running' AND server_instance IS NOT NULL AND server_instance <> '' "
+        "AND server_instance <> ?2"));
     st.bind_int64(1, t);
     st.bind_text(2, except_instance);
     return execute(st);
