@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <fstream>
 
+#include "dr/sandbox.h"
 #include "ops/pg.h"
 #include "pg/pgconn.h"
 #include "pg/server.h"
@@ -31,15 +32,6 @@ std::optional<uint64_t> parse_lsn(const std::string& s) {
   } catch (...) {
     return std::nullopt;
   }
-}
-
-Status write_owned_file(const std::string& path, const std::string& text, bool append, const struct stat& owner) {
-  std::ofstream out(path, append ? std::ios::app : std::ios::trunc);
-  out << text;
-  out.close();
-  if (!out) return Error(Error::Code::kIo, "cannot write " + path);
-  if (::geteuid() == 0) (void)::chown(path.c_str(), owner.st_uid, owner.st_gid);
-  return ok_status();
 }
 
 }  // namespace
@@ -265,11 +257,11 @@ Status FailoverWatch::ensure_standby() {
   struct stat ds;
   if (::stat(sb.data_directory.c_str(), &ds) != 0) return errno_error(sb.data_directory, errno);
   ::unlink((sb.data_directory + "/recovery.signal").c_str());
-  HAVEN_TRY(write_owned_file(sb.data_directory + "/standby.signal", "", false, ds));
+  HAVEN_TRY(write_owned_file(sb.data_directory + "/standby.signal", "", false, ds.st_uid, ds.st_gid, 0600));
   HAVEN_TRY(write_owned_file(sb.data_directory + "/postgresql.auto.conf",
                              "# Added by haven: a warm standby (failover " + failover_.name + ")\n"
                              "recovery_target_timeline = 'latest'\nhot_standby = on\n",
-                             true, ds));
+                             true, ds.st_uid, ds.st_gid, 0600));
   HAVEN_TRY(pg::start_server(sb.data_directory, "", std::chrono::seconds(300)));
   if (options_.note) {
     options_.note("failover:standby-started", {{"failover", failover_.name}, {"data_directory", sb.data_directory},

@@ -392,18 +392,6 @@ Status Run::do_restore_files(StepState& st) {
   return ok_status();
 }
 
-Status write_owned(const std::string& path, const std::string& text, bool append, uid_t uid,
-                   gid_t gid, mode_t mode) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), mode);
-  if (fd < 0) return errno_error(path, errno);
-  ssize_t n = ::write(fd, text.data(), text.size());
-  int e = errno;
-  if (::geteuid() == 0) (void)::fchown(fd, uid, gid);
-  ::close(fd);
-  if (n != static_cast<ssize_t>(text.size())) return errno_error(path, e);
-  return ok_status();
-}
-
 Status Run::do_restore_postgres(StepState& st) {
   const PlanStep& s = *st.step;
   const config::Policy* policy = cfg_.find_policy(s.policy);
@@ -441,12 +429,12 @@ Status Run::do_restore_postgres(StepState& st) {
     if (::mkdir(st.host.c_str(), 0700) != 0) return errno_error(st.host, errno);
     if (::geteuid() == 0) (void)::chown(st.host.c_str(), ds.st_uid, ds.st_gid);
     const std::string hba = st.dir + "/pg_hba.conf";
-    HAVEN_TRY(write_owned(hba, "local all all trust\n", false, ds.st_uid, ds.st_gid, 0600));
+    HAVEN_TRY(write_owned_file(hba, "local all all trust\n", false, ds.st_uid, ds.st_gid, 0600));
     const std::string conf = st.out.path + "/postgresql.conf";
     if (::access(conf.c_str(), F_OK) != 0) {
-      HAVEN_TRY(write_owned(conf, "", false, ds.st_uid, ds.st_gid, 0600));
+      HAVEN_TRY(write_owned_file(conf, "", false, ds.st_uid, ds.st_gid, 0600));
     }
-    HAVEN_TRY(write_owned(st.out.path + "/postgresql.auto.conf",
+    HAVEN_TRY(write_owned_file(st.out.path + "/postgresql.auto.conf",
                           "# Added by haven dr drill: the sandbox\n"
                           "unix_socket_directories = '" + st.host + "'\n"
                           "listen_addresses = ''\n"

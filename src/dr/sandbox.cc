@@ -1,6 +1,7 @@
 #include "dr/sandbox.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -147,6 +148,18 @@ void Sandbox::release() {
   if (destroyed_) return;
   ::unlink((path_ + "/" + kManifest).c_str());
   destroyed_ = true;
+}
+
+Status write_owned_file(const std::string& path, const std::string& text, bool append, uid_t uid,
+                        gid_t gid, mode_t mode) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), mode);
+  if (fd < 0) return errno_error(path, errno);
+  ssize_t n = ::write(fd, text.data(), text.size());
+  int e = errno;
+  if (::geteuid() == 0) (void)::fchown(fd, uid, gid);
+  ::close(fd);
+  if (n != static_cast<ssize_t>(text.size())) return errno_error(path, e);
+  return ok_status();
 }
 
 Result<int> free_port(const std::set<int>& avoid) {

@@ -53,6 +53,11 @@ class Sandbox {
   bool destroyed_ = false;
 };
 
+// Writes (or appends) `text` to `path` (created with `mode`) and, when running as root, gives
+// it to uid/gid: the files Haven adds to a restored cluster belong to the cluster's user.
+Status write_owned_file(const std::string& path, const std::string& text, bool append, uid_t uid,
+                        gid_t gid, mode_t mode);
+
 // A free TCP port on 127.0.0.1 (the kernel's choice), never one in `avoid`.
 Result<int> free_port(const std::set<int>& avoid);
 
