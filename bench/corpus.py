@@ -3,8 +3,12 @@
 
   corpus.py make DIR [--scale MB]   real system files, random incompressible files, a large
                                     compressible log, and a database (SQLite) file
+  corpus.py make-small DIR [--files N]
+                                    N small files (default 60,000; ~6 KiB on average, 100 to a
+                                    directory): source-like text, config files, random binaries
   corpus.py change DIR              changes ~1% of the corpus: appends to the log, updates rows
-                                    spread over the database, edits a few system files, adds one
+                                    spread over the database, edits a few system files, adds one;
+                                    in a small-file corpus, edits 1% of the files and adds 0.1%
   corpus.py changed OLD NEW         bytes that differ between two copies, counted in 4 KiB blocks
                                     (plus growth), i.e. what a perfect incremental must store
 """
@@ -74,7 +78,51 @@ def make(root, scale_mb):
     con.commit()
     con.close()
 
+WORDS = ("int", "return", "static", "const", "void", "if", "else", "for", "while", "struct",
+         "namespace", "std::string", "size_t", "error", "value", "config", "path", "buffer", "len",
+         "#include", "template", "auto", "nullptr", "true", "false", "// TODO", "assert", "data")
+
+def small_file(rnd, size):
+    kind = rnd.random()
+    if kind < 0.25:
+        return os.urandom(size)  # icons, compressed archives, keys
+    out, n = [], 0
+    while n < size:  # source-like or config-like text
+        line = "    " * rnd.randint(0, 3) + " ".join(rnd.choice(WORDS) for _ in range(rnd.randint(2, 9)))
+        line += " %d;\n" % rnd.randint(0, 99999) if rnd.random() < 0.3 else "\n"
+        out.append(line)
+        n += len(line)
+    return "".join(out).encode()[:size]
+
+def make_small(root, files):
+    rnd = random.Random(43)
+    for i in range(files):
+        d = os.path.join(root, "small", "d%03d" % (i // 10000), "d%03d" % (i // 100 % 100))
+        if i % 100 == 0:
+            os.makedirs(d, exist_ok=True)
+        # Log-normal sizes around 3 KiB (median), 64 bytes to 256 KiB: most files are small.
+        size = int(min(256 << 10, max(64, rnd.lognormvariate(8.0, 1.2))))
+        with open(os.path.join(d, "f%05d.%s" % (i, rnd.choice(["c", "h", "txt", "conf", "json", "bin"]))), "wb") as f:
+            f.write(small_file(rnd, size))
+
+def change_small(root):
+    rnd = random.Random(7)
+    files = []
+    for dirpath, _, fs in os.walk(os.path.join(root, "small")):
+        files += [os.path.join(dirpath, f) for f in fs]
+    files.sort()
+    for p in rnd.sample(files, len(files) // 100):  # 1% of the files: a line appended
+        with open(p, "ab") as f:
+            f.write(b"changed by the bench\n")
+    d = os.path.join(root, "small", "new")
+    os.makedirs(d, exist_ok=True)
+    for i in range(max(1, len(files) // 1000)):  # 0.1% new files
+        with open(os.path.join(d, "n%05d.txt" % i), "wb") as f:
+            f.write(small_file(rnd, 4096))
+
 def change(root):
+    if not os.path.exists(os.path.join(root, "app.log")):
+        return change_small(root)
     rnd = random.Random(7)
     log = os.path.join(root, "app.log")
     size = os.path.getsize(log)
@@ -127,6 +175,9 @@ if __name__ == "__main__":
     if cmd == "make":
         scale = int(sys.argv[sys.argv.index("--scale") + 1]) if "--scale" in sys.argv else 1000
         make(sys.argv[2], scale)
+    elif cmd == "make-small":
+        files = int(sys.argv[sys.argv.index("--files") + 1]) if "--files" in sys.argv else 60000
+        make_small(sys.argv[2], files)
     elif cmd == "change":
         change(sys.argv[2])
     elif cmd == "changed":

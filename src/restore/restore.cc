@@ -8,8 +8,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
 #include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <optional>
 #include <map>
 #include <set>
 #include <thread>
@@ -47,6 +49,23 @@ Status check_name(const std::string& name) {
 
 namespace {
 
+// The process's umask, read without changing it (umask(2) would); nullopt if not known.
+std::optional<mode_t> current_umask() {
+  FILE* f = std::fopen("/proc/self/status", "re");
+  if (f == nullptr) return std::nullopt;
+  char line[256];
+  std::optional<mode_t> mask;
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    unsigned m;
+    if (std::sscanf(line, "Umask: %o", &m) == 1) {
+      mask = static_cast<mode_t>(m & 0777);
+      break;
+    }
+  }
+  std::fclose(f);
+  return mask;
+}
+
 bool is_zero(ByteView b) {
   // Word-at-a-time scan; the compiler vectorises the loop.
   const uint8_t* p = b.data();
@@ -61,15 +80,19 @@ bool is_zero(ByteView b) {
   return acc == 0;
 }
 
-// A file being restored: created (and kept open) by the walker, written by the readers as the
-// blobs of its batch arrive, finished (size, metadata, verification) when its last blob lands.
+// A file being restored: planned by the walker, created by the first reader whose blob for it
+// arrives (so files are created on every reader thread at once, not one by one on the walker),
+// written as its blobs arrive, finished (size, metadata, verification) when its last blob lands.
 struct PendingFile {
   std::string path;  // absolute path in the target
   std::string rel;   // path inside the snapshot, for messages
   Node node;
-  int fd = -1;
+  gid_t new_gid = 0;  // the group a file created in its directory gets (setgid directories)
   std::atomic<uint32_t> remaining{0};  // placements not yet written
-  std::mutex mu;                        // guards failure
+  std::atomic<uint64_t> end_written{0};  // the furthest byte written (holes are not written)
+  std::mutex mu;                        // guards fd, created and failure
+  int fd = -1;
+  bool created = false;                 // this restore created the file (only then removed)
   std::string failure;                  // first error; the file is removed at the end
 };
 
@@ -83,7 +106,13 @@ struct Piece {
   repo::BlobLocation loc;
   std::vector<Placement> to;
 };
-// One ranged read: neighbouring pieces of one pack, pieces_[first, last).
+// What one batch restores: its files, and the blobs they need (each once).
+struct Batch {
+  std::vector<std::unique_ptr<PendingFile>> files;
+  std::vector<Piece> pieces;
+  std::unordered_map<Id, size_t, repo::IdHash> piece_of;
+};
+// One ranged read: neighbouring pieces of one pack, pieces[first, last).
 struct Range {
   uint64_t start, end;
   size_t first, last;
@@ -95,6 +124,7 @@ class Restorer {
       : repo_(session.repo()), session_(session), opts_(o), events_(events),
         select_(o.includes, o.excludes) {}
 
+  ~Restorer() { wait_batch(); }
   Result<Summary> run(const Id& root);
   // What progress reports as totals (from the snapshot's statistics when the whole snapshot
   // is restored; 0: not known).
@@ -102,20 +132,36 @@ class Restorer {
 
  private:
   Status walk(const Id& tree, const std::string& dir, const std::string& rel);
-  Status walk_tree(const repo::Tree& tree, const std::string& dir, const std::string& rel);
+  // `fresh`: this restore created `dir`, so nothing is in it yet (no entry to make room for);
+  // `new_gid`: the group of what is created in it.
+  Status walk_tree(const repo::Tree& tree, const std::string& dir, const std::string& rel,
+                   bool fresh, gid_t new_gid);
   // Decides what to do with an existing entry at `path`; returns false to skip it.
   Result<bool> make_room(const std::string& path, const std::string& rel, const Node& node);
   // Adds a created file to the batch (its blobs located, grouped per pack); runs the batch
   // first if the file would not fit.
-  void add_file(std::string path, std::string rel, Node node, int fd);
+  void add_file(std::string path, std::string rel, Node node, gid_t new_gid);
+  // Creates the file (once, on whichever thread comes first); false if that failed (recorded).
+  bool ensure_open(PendingFile& f);
   // Reads every piece of the batch (coalesced ranges, parallel readers), then empties it.
-  void run_batch();
-  void read_range(const Range& r);
+  // Hands the planned batch to a thread of its own and starts planning the next, so walking
+  // (tree loads, blob lookups) overlaps reading; waits first for the batch before it.
+  void submit_batch();
+  void wait_batch();
+  void run_batch(Batch& b);
+  void read_range(Batch& b, const Range& r);
   Status write_at(PendingFile& f, uint64_t offset, ByteView data);
   void fail(PendingFile& f, const std::string& message);
   void placed(PendingFile& f);
   void finish(PendingFile& f);
-  void apply_metadata(const std::string& path, const Node& node, int fd);
+  // `created`: a regular file this restore created through `fd` with the ownership and mode
+  // creation gives it (see create_mode): then fchown and fchmod are left out where they would
+  // change nothing.
+  void apply_metadata(const std::string& path, const Node& node, int fd,
+                      const PendingFile* created = nullptr);
+  // The mode a file is created with: its final permissions when the umask keeps them and no
+  // set-ID or sticky bit is set (so no fchmod is needed); else 0600 (fchmod sets it later).
+  mode_t create_mode(const Node& node) const;
   void error(const std::string& rel, const std::string& message);
   void warn(const std::string& rel, const std::string& message);
   void progress(bool final);
@@ -126,12 +172,16 @@ class Restorer {
   Reporter& events_;
   Selection select_;
   unsigned readers_ = 2;
+  const uid_t euid_ = geteuid();
+  const gid_t egid_ = getegid();
+  const std::optional<mode_t> umask_ = current_umask();
   size_t max_files_ = 1024;  // per batch: bounded by the open-file limit
+  bool fresh_target_ = false;  // this restore created the target directory
 
   // The batch (walker thread builds it; readers run it while the walker waits).
-  std::vector<std::unique_ptr<PendingFile>> files_in_batch_;
-  std::vector<Piece> pieces_;
-  std::unordered_map<Id, size_t, repo::IdHash> piece_of_;
+  Batch batch_;                           // being planned by the walker
+  std::unique_ptr<Batch> running_batch_;  // being read, on running_ and its readers
+  std::thread running_;
 
   std::mutex mu_;  // guards failed_, links
   std::map<std::pair<uint64_t, uint64_t>, std::string> links_;  // (device, inode) -> path
@@ -185,9 +235,18 @@ Result<bool> Restorer::make_room(const std::string& path, const std::string& rel
   return true;
 }
 
-void Restorer::apply_metadata(const std::string& path, const Node& node, int fd) {
+mode_t Restorer::create_mode(const Node& node) const {
+  mode_t want = static_cast<mode_t>(node.mode) & 07777;
+  if (umask_ && (want & 07000) == 0 && (want & ~*umask_) == want) return want;
+  return 0600;
+}
+
+void Restorer::apply_metadata(const std::string& path, const Node& node, int fd,
+                              const PendingFile* created) {
+  const bool owner_set = created != nullptr && node.uid == euid_ && node.gid == created->new_gid;
+  const bool mode_set = created != nullptr && create_mode(node) == (static_cast<mode_t>(node.mode) & 07777);
   // Owner first: chown clears setuid/setgid bits, so the mode comes after it.
-  if (geteuid() == 0) {
+  if (euid_ == 0 && !owner_set) {
     int r = fd >= 0 ? fchown(fd, node.uid, node.gid)
                     : lchown(path.c_str(), node.uid, node.gid);
     if (r != 0) warn(path, errno_error("cannot set owner", errno).message());
@@ -197,7 +256,7 @@ void Restorer::apply_metadata(const std::string& path, const Node& node, int fd)
                     : lsetxattr(path.c_str(), k.c_str(), v.data(), v.size(), 0);
     if (r != 0 && errno != ENOTSUP) warn(path, errno_error("cannot set attribute " + k, errno).message());
   }
-  if (node.type != Node::Type::kSymlink) {
+  if (node.type != Node::Type::kSymlink && !mode_set) {
     int r = fd >= 0 ? fchmod(fd, node.mode) : chmod(path.c_str(), node.mode);
     if (r != 0) warn(path, errno_error("cannot set mode", errno).message());
   }
@@ -238,8 +297,26 @@ Status Restorer::write_at(PendingFile& f, uint64_t offset, ByteView data) {
     }
     pos = run_end;
   }
+  uint64_t end = offset + data.size(), seen = f.end_written.load();
+  while (end > seen && !f.end_written.compare_exchange_weak(seen, end)) {
+  }
   bytes_ += data.size();
   return ok_status();
+}
+
+bool Restorer::ensure_open(PendingFile& f) {
+  std::lock_guard<std::mutex> g(f.mu);
+  if (f.fd >= 0) return true;
+  if (!f.failure.empty()) return false;
+  int fd = ::open(f.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                  create_mode(f.node));
+  if (fd < 0) {
+    f.failure = errno_error(f.path, errno).message();
+    return false;
+  }
+  f.fd = fd;
+  f.created = true;
+  return true;
 }
 
 void Restorer::fail(PendingFile& f, const std::string& message) {
@@ -254,22 +331,26 @@ void Restorer::placed(PendingFile& f) {
 // The last blob of `f` has landed (or failed): set the size and metadata, or remove it.
 void Restorer::finish(PendingFile& f) {
   std::string failure;
+  ensure_open(f);  // an empty file has no blob that created it
   {
     std::lock_guard<std::mutex> g(f.mu);
     failure = f.failure;
   }
-  if (failure.empty() && ftruncate(f.fd, static_cast<off_t>(f.node.size)) != 0) {
+  // The size, where the last bytes written do not set it (a file that ends in a hole).
+  if (failure.empty() && f.end_written.load() != f.node.size &&
+      ftruncate(f.fd, static_cast<off_t>(f.node.size)) != 0) {
     failure = errno_error(f.path, errno).message();
   }
-  if (failure.empty()) apply_metadata(f.path, f.node, f.fd);
+  if (failure.empty()) apply_metadata(f.path, f.node, f.fd, &f);
   // Durable before it counts as restored (PostgreSQL would otherwise fsync every file of an
   // unsynced data directory at start-up, on one thread).
   if (failure.empty() && opts_.sync && ::fdatasync(f.fd) != 0) failure = errno_error(f.path, errno).message();
-  ::close(f.fd);
+  if (f.fd >= 0) ::close(f.fd);
   f.fd = -1;
   if (!failure.empty()) {
-    // Never leave a file with wrong or missing bytes behind.
-    unlink(f.path.c_str());
+    // Never leave a file with wrong or missing bytes behind (nor remove one this restore did
+    // not create).
+    if (f.created) unlink(f.path.c_str());
     {
       std::lock_guard<std::mutex> g(mu_);
       failed_.insert(f.path);
@@ -301,13 +382,13 @@ void Restorer::progress(bool final) {
   events_.progress(std::move(p));
 }
 
-void Restorer::add_file(std::string path, std::string rel, Node node, int fd) {
-  if (files_in_batch_.size() >= max_files_ || pieces_.size() >= opts_.batch_blobs) run_batch();
+void Restorer::add_file(std::string path, std::string rel, Node node, gid_t new_gid) {
+  if (batch_.files.size() >= max_files_ || batch_.pieces.size() >= opts_.batch_blobs) submit_batch();
   auto f = std::make_unique<PendingFile>();
   f->path = std::move(path);
   f->rel = std::move(rel);
   f->node = std::move(node);
-  f->fd = fd;
+  f->new_gid = new_gid;
   // Locate every blob first: a file whose content is not all in the index, or does not add up
   // to its recorded size, fails at once without reading anything.
   std::vector<repo::BlobLocation> locs;
@@ -330,34 +411,50 @@ void Restorer::add_file(std::string path, std::string rel, Node node, int fd) {
     finish(*f);
     return;
   }
-  uint32_t file_no = static_cast<uint32_t>(files_in_batch_.size());
+  uint32_t file_no = static_cast<uint32_t>(batch_.files.size());
   f->remaining = static_cast<uint32_t>(locs.size());
   uint64_t offset = 0;
   for (size_t i = 0; i < locs.size(); i++) {
     const Id& id = f->node.content[i];
-    auto [it, fresh] = piece_of_.try_emplace(id, pieces_.size());
-    if (fresh) pieces_.push_back({id, locs[i], {}});
-    pieces_[it->second].to.push_back({file_no, offset});
+    auto [it, fresh] = batch_.piece_of.try_emplace(id, batch_.pieces.size());
+    if (fresh) batch_.pieces.push_back({id, locs[i], {}});
+    batch_.pieces[it->second].to.push_back({file_no, offset});
     offset += locs[i].raw_length;
   }
-  files_in_batch_.push_back(std::move(f));
+  batch_.files.push_back(std::move(f));
 }
 
-void Restorer::run_batch() {
-  if (files_in_batch_.empty()) return;
+void Restorer::submit_batch() {
+  if (batch_.files.empty()) return;
+  wait_batch();
+  running_batch_ = std::make_unique<Batch>(std::move(batch_));
+  batch_ = Batch();
+  running_ = std::thread([this] {
+    CancelScope scope(session_.cancel_token());
+    run_batch(*running_batch_);
+  });
+}
+
+void Restorer::wait_batch() {
+  if (running_.joinable()) running_.join();
+  running_batch_.reset();
+}
+
+void Restorer::run_batch(Batch& b) {
+  std::vector<Piece>& pieces = b.pieces;
   // Pack by pack, in pack order; neighbours closer than kMaxGap share one read of at most
   // kMaxRange bytes (the gap is read and dropped: cheaper than another request).
-  std::sort(pieces_.begin(), pieces_.end(), [](const Piece& a, const Piece& b) {
-    if (a.loc.pack_id != b.loc.pack_id) return a.loc.pack_id < b.loc.pack_id;
-    return a.loc.offset < b.loc.offset;
+  std::sort(pieces.begin(), pieces.end(), [](const Piece& x, const Piece& y) {
+    if (x.loc.pack_id != y.loc.pack_id) return x.loc.pack_id < y.loc.pack_id;
+    return x.loc.offset < y.loc.offset;
   });
   std::vector<Range> ranges;
-  for (size_t i = 0; i < pieces_.size(); i++) {
-    const auto& l = pieces_[i].loc;
+  for (size_t i = 0; i < pieces.size(); i++) {
+    const auto& l = pieces[i].loc;
     uint64_t start = l.offset, end = uint64_t{l.offset} + l.length;
     if (!ranges.empty()) {
       Range& r = ranges.back();
-      const auto& prev = pieces_[r.first].loc;
+      const auto& prev = pieces[r.first].loc;
       if (prev.pack_id == l.pack_id && start >= r.end && start - r.end <= opts_.max_gap &&
           end - r.start <= opts_.max_range) {
         r.end = end;
@@ -369,7 +466,7 @@ void Restorer::run_batch() {
   }
   std::atomic<size_t> next{0};
   auto reader = [&] {
-    for (size_t k; (k = next++) < ranges.size();) read_range(ranges[k]);
+    for (size_t k; (k = next++) < ranges.size();) read_range(b, ranges[k]);
   };
   std::vector<std::thread> threads;
   size_t n = std::max<size_t>(1, std::min<size_t>(readers_, ranges.size()));
@@ -381,27 +478,25 @@ void Restorer::run_batch() {
   }
   reader();
   for (auto& t : threads) t.join();
-  files_in_batch_.clear();
-  pieces_.clear();
-  piece_of_.clear();
 }
 
-void Restorer::read_range(const Range& r) {
+void Restorer::read_range(Batch& b, const Range& r) {
+  const std::vector<Piece>& pieces = b.pieces;
   if (session_.cancel_token().cancelled()) return;  // run() reports the cancellation
-  const Id& pack = pieces_[r.first].loc.pack_id;
+  const Id& pack = pieces[r.first].loc.pack_id;
   const storage::ObjectName name{storage::ObjectType::kData, repo::hex(pack)};
   auto data = repo_.backend().load(name, r.start, r.end - r.start);
   if (r.last - r.first > 1 && (!data.ok() || data->size() != r.end - r.start)) {
     // A damaged pack (truncated, or a range the store refuses): each blob on its own, so
     // the blobs that are intact still restore and each error names its own blob.
     for (size_t i = r.first; i < r.last; i++) {
-      const auto& l = pieces_[i].loc;
-      read_range({l.offset, uint64_t{l.offset} + l.length, i, i + 1});
+      const auto& l = pieces[i].loc;
+      read_range(b, {l.offset, uint64_t{l.offset} + l.length, i, i + 1});
     }
     return;
   }
   for (size_t i = r.first; i < r.last; i++) {
-    Piece& p = pieces_[i];
+    const Piece& p = pieces[i];
     Result<Bytes> plain = Error(Error::Code::kCorrupt, "");
     if (!data.ok()) {
       plain = data.error().with_context("data blob " + repo::hex(p.id) + " in pack " + repo::hex(pack));
@@ -416,10 +511,10 @@ void Restorer::read_range(const Range& r) {
       }
     }
     for (const auto& place : p.to) {
-      PendingFile& f = *files_in_batch_[place.file];
+      PendingFile& f = *b.files[place.file];
       if (!plain.ok()) {
         fail(f, plain.error().message());
-      } else {
+      } else if (ensure_open(f)) {
         Status st = write_at(f, place.offset, *plain);
         if (!st.ok()) fail(f, st.error().message());
       }
@@ -430,11 +525,13 @@ void Restorer::read_range(const Range& r) {
 
 Status Restorer::walk(const Id& tree_id, const std::string& dir, const std::string& rel_dir) {
   HAVEN_ASSIGN(repo::Tree tree, repo_.load_tree(tree_id));
-  return walk_tree(tree, dir, rel_dir);
+  struct stat st;
+  if (lstat(dir.c_str(), &st) != 0) return errno_error(dir, errno);
+  return walk_tree(tree, dir, rel_dir, fresh_target_, (st.st_mode & S_ISGID) ? st.st_gid : egid_);
 }
 
 Status Restorer::walk_tree(const repo::Tree& tree, const std::string& dir,
-                           const std::string& rel_dir) {
+                           const std::string& rel_dir, bool fresh, gid_t new_gid) {
   std::set<std::string> seen;
   for (const auto& n : tree.nodes) {
     HAVEN_TRY(check_name(n.name));
@@ -449,22 +546,30 @@ Status Restorer::walk_tree(const repo::Tree& tree, const std::string& dir,
     std::string path = dir + "/" + n.name;
     bool is_dir = n.type == Node::Type::kDir;
     if (!select_.selected(rel, is_dir)) continue;
-    HAVEN_ASSIGN(bool go, make_room(path, rel, n));
-    if (!go) continue;
+    if (!fresh) {
+      HAVEN_ASSIGN(bool go, make_room(path, rel, n));
+      if (!go) continue;
+    }
     switch (n.type) {
       case Node::Type::kDir: {
-        if (mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) return errno_error(path, errno);
-        struct stat st;
-        // Never descend through a symlink planted in the target.
-        if (lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-          return Error(Error::Code::kIo, path + " is not a directory in the target");
+        bool made = mkdir(path.c_str(), 0700) == 0;
+        if (!made && errno != EEXIST) return errno_error(path, errno);
+        // A directory made here inherits the group of a setgid parent (and its setgid bit).
+        gid_t sub_gid = new_gid;
+        if (!made) {
+          struct stat st;
+          // Never descend through a symlink planted in the target.
+          if (lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+            return Error(Error::Code::kIo, path + " is not a directory in the target");
+          }
+          sub_gid = (st.st_mode & S_ISGID) ? st.st_gid : egid_;
         }
         sum_.dirs++;
         if (n.subtree) {
           // A damaged directory fails alone, named; everything beside it is still restored.
           auto sub = repo_.load_tree(*n.subtree);
           if (sub.ok()) {
-            HAVEN_TRY(walk_tree(*sub, path, rel));
+            HAVEN_TRY(walk_tree(*sub, path, rel, made, sub_gid));
           } else {
             error(rel + "/", sub.error().message() + " (this directory's contents cannot be restored)");
           }
@@ -486,12 +591,7 @@ Status Restorer::walk_tree(const repo::Tree& tree, const std::string& dir,
           }
           links_[key] = path;
         }
-        int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0) {
-          error(rel, errno_error(path, errno).message());
-          break;
-        }
-        add_file(path, rel, n, fd);
+        add_file(path, rel, n, new_gid);
         break;
       }
       case Node::Type::kSymlink:
@@ -529,7 +629,8 @@ Result<Summary> Restorer::run(const Id& root) {
   }
   std::string target = opts_.target;
   while (target.size() > 1 && target.back() == '/') target.pop_back();
-  if (mkdir(target.c_str(), 0700) != 0 && errno != EEXIST) return errno_error(target, errno);
+  fresh_target_ = mkdir(target.c_str(), 0700) == 0;
+  if (!fresh_target_ && errno != EEXIST) return errno_error(target, errno);
   struct stat st;
   if (stat(target.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     return Error(Error::Code::kInvalidArgument, "target " + target + " is not a directory");
@@ -543,7 +644,8 @@ Result<Summary> Restorer::run(const Id& root) {
     max_files_ = std::clamp<size_t>(rl.rlim_cur / 2, 16, opts_.batch_files);
   }
   Status st_walk = walk(root, target, "");
-  run_batch();
+  submit_batch();
+  wait_batch();
   HAVEN_TRY(st_walk);
   HAVEN_TRY(session_.cancel_token().check());
   for (const auto& l : pending_links_) {
