@@ -492,25 +492,33 @@ Status Archiver::walk_dir(const std::string& path, DirJob* parent, size_t index,
   d->parent = parent;
   d->parent_index = index;
   std::vector<std::string> names;
-  if (DIR* dir = opendir(path.c_str())) {
+  // Entries are stat'ed relative to the open directory: no walk of the full path per entry.
+  DIR* dir = opendir(path.c_str());
+  if (dir != nullptr) {
     while (struct dirent* e = readdir(dir)) {
       std::string name = e->d_name;
       if (name == "." || name == "..") continue;
       names.push_back(std::move(name));
     }
-    closedir(dir);
   } else {
     warn(path, errno_error("cannot list directory", errno).message() + "; stored empty");
   }
   std::sort(names.begin(), names.end());
 
-  std::map<std::string, Node> old;
+  // The previous snapshot's entries of this directory, in name order like `names`: found by a
+  // merge walk (old_at), not a map.
+  std::vector<Node> old;
   if (old_tree) {
     auto t = repo_.load_tree(*old_tree);
     if (t.ok()) {
-      for (auto& n : t->nodes) old.emplace(n.name, std::move(n));
+      old = std::move(t->nodes);
+      if (!std::is_sorted(old.begin(), old.end(),
+                          [](const Node& a, const Node& b) { return a.name < b.name; })) {
+        old.clear();  // not written by Haven's walker: compare against nothing
+      }
     }
   }
+  size_t old_at = 0;
 
   std::vector<std::pair<size_t, std::optional<Id>>> subdirs;
   std::vector<size_t> files;
@@ -518,7 +526,9 @@ Status Archiver::walk_dir(const std::string& path, DirJob* parent, size_t index,
     std::string full = join(path, name);
     if (excluded(full, name)) continue;
     struct stat st;
-    if (lstat(full.c_str(), &st) != 0) {
+    int rc = dir != nullptr ? fstatat(dirfd(dir), name.c_str(), &st, AT_SYMLINK_NOFOLLOW)
+                            : lstat(full.c_str(), &st);
+    if (rc != 0) {
       if (errno == ENOENT) {
         warn(full, "vanished during the backup; not in the snapshot");
       } else {
@@ -526,43 +536,46 @@ Status Archiver::walk_dir(const std::string& path, DirJob* parent, size_t index,
       }
       continue;
     }
-    auto node = read_node(full, name, st, names_);
+    while (old_at < old.size() && old[old_at].name < name) old_at++;
+    auto it = old_at < old.size() && old[old_at].name == name ? old.begin() + static_cast<ptrdiff_t>(old_at)
+                                                              : old.end();
+    auto node = read_node(full, name, st, names_, it != old.end() ? &*it : nullptr);
     if (!node.ok()) {
       warn(full, node.error().message() + "; not in the snapshot");
       continue;
     }
     size_t i = d->nodes.size();
-    auto it = old.find(name);
     if (node->type == Node::Type::kFile) {
       bytes_total_ += node->size;
-      if (it != old.end() && same_file(it->second, *node)) {
+      if (it != old.end() && same_file(*it, *node)) {
         bool all_present = true;
-        for (const auto& id : it->second.content) {
+        for (const auto& id : it->content) {
           if (!session_.has_blob(BlobType::kData, id)) {
             all_present = false;
             break;
           }
         }
         if (all_present) {
-          node->content = it->second.content;
+          node->content = std::move(it->content);
           files_unchanged_++;
           files_done_++;
           d->nodes.push_back(std::move(*node));
           continue;
         }
       }
-      (it != old.end() && it->second.type == Node::Type::kFile ? files_changed_ : files_new_)++;
+      (it != old.end() && it->type == Node::Type::kFile ? files_changed_ : files_new_)++;
       if (node->size > 0) files.push_back(i);
     } else if (node->type == Node::Type::kDir) {
       bool cross = opts_.one_file_system && st.st_dev != root_dev;
       if (!cross) {
         std::optional<Id> sub;
-        if (it != old.end() && it->second.type == Node::Type::kDir) sub = it->second.subtree;
+        if (it != old.end() && it->type == Node::Type::kDir) sub = it->subtree;
         subdirs.emplace_back(i, sub);
       }
     }
     d->nodes.push_back(std::move(*node));
   }
+  if (dir != nullptr) closedir(dir);
   d->drop.assign(d->nodes.size(), 0);
   d->pending += static_cast<int>(files.size() + subdirs.size());
   // Empty subdirectories (crossing a mount with --one-file-system) still get an empty tree.

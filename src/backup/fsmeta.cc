@@ -72,7 +72,7 @@ static Status read_xattrs(const std::string& path, repo::Node& n) {
 }
 
 Result<repo::Node> read_node(const std::string& path, const std::string& name,
-                             const struct stat& st, NameCache& names) {
+                             const struct stat& st, NameCache& names, const repo::Node* before) {
   repo::Node n;
   n.name = name;
   auto type = repo::node_type_of_mode(st.st_mode);
@@ -92,6 +92,13 @@ Result<repo::Node> read_node(const std::string& path, const std::string& name,
   n.links = st.st_nlink;
   if (n.type == repo::Node::Type::kCharDev || n.type == repo::Node::Type::kBlockDev) {
     n.rdev = st.st_rdev;
+  }
+  if (before != nullptr && before->type == n.type && before->size == n.size &&
+      before->mtime == n.mtime && before->ctime == n.ctime && before->inode == n.inode &&
+      before->device == n.device) {
+    n.link_target = before->link_target;
+    n.xattrs = before->xattrs;
+    return n;
   }
   if (n.type == repo::Node::Type::kSymlink) {
     std::vector<char> buf(static_cast<size_t>(st.st_size) + 1 > 256 ? st.st_size + 1 : 256);

@@ -29,8 +29,14 @@ class NameCache {
 
 // Fills a Node from lstat data and the entry at `path` (xattrs, link target). `name` is the
 // entry's name in its directory.
+//
+// `before`: the same entry in the previous snapshot, if any. When it is the same inode with the
+// same type, size, mtime and ctime, its extended attributes and link target are taken from it
+// instead of read again: changing either (or the mode or owner) sets the ctime, so they are
+// unchanged. This saves an unchanged file two system calls and a path lookup each.
 Result<repo::Node> read_node(const std::string& path, const std::string& name,
-                             const struct stat& st, NameCache& names);
+                             const struct stat& st, NameCache& names,
+                             const repo::Node* before = nullptr);
 
 inline TimeNs ts_ns(const struct timespec& ts) {
   return static_cast<TimeNs>(ts.tv_sec) * 1000000000 + ts.tv_nsec;

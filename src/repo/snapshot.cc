@@ -12,7 +12,6 @@ using nlohmann::json;
 
 namespace {
 json::binary_t bin(const Id& id) { return json::binary_t(std::vector<uint8_t>(id.begin(), id.end())); }
-json::binary_t bin(const std::string& s) { return json::binary_t(std::vector<uint8_t>(s.begin(), s.end())); }
 
 Id get_id(const json& v) {
   const auto& b = v.get_binary();
@@ -20,10 +19,6 @@ Id get_id(const json& v) {
   Id id;
   std::memcpy(id.data(), b.data(), 32);
   return id;
-}
-std::string get_bytes(const json& v) {
-  const auto& b = v.get_binary();
-  return std::string(b.begin(), b.end());
 }
 }  // namespace
 
@@ -99,79 +94,191 @@ Result<Snapshot> decode_snapshot(ByteView body, const std::string& what) {
   }
 }
 
+// Trees are written and read without a DOM (cbor::Writer, cbor::Reader): one per directory in
+// every backup, restore and check. The bytes are what json::to_cbor wrote for the same node
+// objects before (keys in std::string order, shortest heads), so a tree's ID did not change.
 Bytes encode_tree(const Tree& t) {
-  json nodes = json::array();
+  Bytes out;
+  out.reserve(64 + t.nodes.size() * 160);
+  cbor::Writer w(out);
+  w.map(1);
+  w.text("nodes");
+  w.array(t.nodes.size());
   for (const auto& n : t.nodes) {
-    json j;
-    j["name"] = bin(n.name);
-    j["type"] = static_cast<int>(n.type);
-    j["mode"] = n.mode;
-    j["uid"] = n.uid;
-    j["gid"] = n.gid;
-    if (!n.user.empty()) j["user"] = n.user;
-    if (!n.group.empty()) j["group"] = n.group;
-    j["mtime"] = n.mtime;
-    j["atime"] = n.atime;
-    j["ctime"] = n.ctime;
-    j["size"] = n.size;
-    j["inode"] = n.inode;
-    j["device"] = n.device;
-    j["links"] = n.links;
-    if (n.rdev) j["rdev"] = n.rdev;
-    if (!n.link_target.empty()) j["link_target"] = bin(n.link_target);
-    if (!n.xattrs.empty()) {
-      json x = json::array();
-      for (const auto& [k, v] : n.xattrs) x.push_back({bin(k), bin(v)});
-      j["xattrs"] = x;
-    }
+    size_t fields = 12 + !n.user.empty() + !n.group.empty() + (n.rdev != 0) + !n.link_target.empty() +
+                    !n.xattrs.empty() + !n.content.empty() + n.subtree.has_value();
+    w.map(fields);
+    w.text("atime");
+    w.sint(n.atime);
     if (!n.content.empty()) {
-      json c = json::array();
-      for (const auto& id : n.content) c.push_back(bin(id));
-      j["content"] = c;
+      w.text("content");
+      w.array(n.content.size());
+      for (const auto& id : n.content) w.bytes(ByteView(id.data(), id.size()));
     }
-    if (n.subtree) j["subtree"] = bin(*n.subtree);
-    nodes.push_back(std::move(j));
+    w.text("ctime");
+    w.sint(n.ctime);
+    w.text("device");
+    w.uint(n.device);
+    w.text("gid");
+    w.uint(n.gid);
+    if (!n.group.empty()) {
+      w.text("group");
+      w.text(n.group);
+    }
+    w.text("inode");
+    w.uint(n.inode);
+    if (!n.link_target.empty()) {
+      w.text("link_target");
+      w.bytes(n.link_target);
+    }
+    w.text("links");
+    w.uint(n.links);
+    w.text("mode");
+    w.uint(n.mode);
+    w.text("mtime");
+    w.sint(n.mtime);
+    w.text("name");
+    w.bytes(n.name);
+    if (n.rdev) {
+      w.text("rdev");
+      w.uint(n.rdev);
+    }
+    w.text("size");
+    w.uint(n.size);
+    if (n.subtree) {
+      w.text("subtree");
+      w.bytes(ByteView(n.subtree->data(), n.subtree->size()));
+    }
+    w.text("type");
+    w.sint(static_cast<int>(n.type));
+    w.text("uid");
+    w.uint(n.uid);
+    if (!n.user.empty()) {
+      w.text("user");
+      w.text(n.user);
+    }
+    if (!n.xattrs.empty()) {
+      w.text("xattrs");
+      w.array(n.xattrs.size());
+      for (const auto& [k, v] : n.xattrs) {
+        w.array(2);
+        w.bytes(k);
+        w.bytes(v);
+      }
+    }
   }
-  json root;
-  root["nodes"] = nodes;
-  return json::to_cbor(root);
+  return out;
 }
+
+namespace {
+Id read_id(cbor::Reader& r) {
+  ByteView b = r.bytes();
+  if (b.size() != 32) throw json::type_error::create(302, "id must be 32 bytes", nullptr);
+  Id id;
+  std::memcpy(id.data(), b.data(), 32);
+  return id;
+}
+std::string read_bytes(cbor::Reader& r) {
+  ByteView b = r.bytes();
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
+// One node: a map whose keys may come in any order (a later duplicate wins, as in a DOM);
+// unknown keys are skipped, missing required ones refused.
+Node read_node(cbor::Reader& r) {
+  Node n;
+  enum : unsigned { kName = 1, kType = 2, kMode = 4, kUid = 8, kGid = 16, kMtime = 32, kSize = 64 };
+  unsigned have = 0;
+  size_t fields = r.map();
+  for (size_t f = 0; f < fields; f++) {
+    std::string_view k = r.text();
+    if (k == "name") {
+      n.name = read_bytes(r);
+      have |= kName;
+    } else if (k == "type") {
+      int type = r.integer<int>();
+      if (type < 0 || type > static_cast<int>(Node::Type::kSocket)) {
+        throw json::type_error::create(302, "unknown node type", nullptr);
+      }
+      n.type = static_cast<Node::Type>(type);
+      have |= kType;
+    } else if (k == "mode") {
+      n.mode = r.integer<uint32_t>();
+      have |= kMode;
+    } else if (k == "uid") {
+      n.uid = r.integer<uint32_t>();
+      have |= kUid;
+    } else if (k == "gid") {
+      n.gid = r.integer<uint32_t>();
+      have |= kGid;
+    } else if (k == "user") {
+      n.user = std::string(r.text());
+    } else if (k == "group") {
+      n.group = std::string(r.text());
+    } else if (k == "mtime") {
+      n.mtime = r.integer<TimeNs>();
+      have |= kMtime;
+    } else if (k == "atime") {
+      n.atime = r.integer<TimeNs>();
+    } else if (k == "ctime") {
+      n.ctime = r.integer<TimeNs>();
+    } else if (k == "size") {
+      n.size = r.integer<uint64_t>();
+      have |= kSize;
+    } else if (k == "inode") {
+      n.inode = r.integer<uint64_t>();
+    } else if (k == "device") {
+      n.device = r.integer<uint64_t>();
+    } else if (k == "links") {
+      n.links = r.integer<uint64_t>();
+    } else if (k == "rdev") {
+      n.rdev = r.integer<uint64_t>();
+    } else if (k == "link_target") {
+      n.link_target = read_bytes(r);
+    } else if (k == "xattrs") {
+      size_t count = r.array();
+      n.xattrs.clear();
+      for (size_t i = 0; i < count; i++) {
+        if (r.array() != 2) throw json::type_error::create(302, "an xattr is a pair", nullptr);
+        std::string key = read_bytes(r);
+        n.xattrs.emplace_back(std::move(key), read_bytes(r));
+      }
+    } else if (k == "content") {
+      size_t count = r.array();
+      n.content.clear();
+      n.content.reserve(count);
+      for (size_t i = 0; i < count; i++) n.content.push_back(read_id(r));
+    } else if (k == "subtree") {
+      n.subtree = read_id(r);
+    } else {
+      r.skip(2);
+    }
+  }
+  if (have != (kName | kType | kMode | kUid | kGid | kMtime | kSize)) {
+    throw json::type_error::create(302, "a required node field is missing", nullptr);
+  }
+  return n;
+}
+}  // namespace
 
 Result<Tree> decode_tree(ByteView body, const std::string& what) {
   try {
-    json root = cbor::parse(body);
+    cbor::Reader r(body);
     Tree t;
-    for (const auto& j : root.at("nodes")) {
-      Node n;
-      n.name = get_bytes(j.at("name"));
-      int type = cbor::get_int<int>(j.at("type"));
-      if (type < 0 || type > static_cast<int>(Node::Type::kSocket)) {
-        return Error(Error::Code::kCorrupt, what + ": unknown node type");
+    bool nodes = false;
+    size_t fields = r.map();
+    for (size_t f = 0; f < fields; f++) {
+      if (r.text() != "nodes") {
+        r.skip(1);
+        continue;
       }
-      n.type = static_cast<Node::Type>(type);
-      n.mode = cbor::get_int<uint32_t>(j.at("mode"));
-      n.uid = cbor::get_int<uint32_t>(j.at("uid"));
-      n.gid = cbor::get_int<uint32_t>(j.at("gid"));
-      n.user = j.value("user", "");
-      n.group = j.value("group", "");
-      n.mtime = cbor::get_int<TimeNs>(j.at("mtime"));
-      n.atime = cbor::get_int_or<TimeNs>(j, "atime", 0);
-      n.ctime = cbor::get_int_or<TimeNs>(j, "ctime", 0);
-      n.size = cbor::get_int<uint64_t>(j.at("size"));
-      n.inode = cbor::get_int_or<uint64_t>(j, "inode", 0);
-      n.device = cbor::get_int_or<uint64_t>(j, "device", 0);
-      n.links = cbor::get_int_or<uint64_t>(j, "links", 0);
-      n.rdev = cbor::get_int_or<uint64_t>(j, "rdev", 0);
-      if (j.contains("link_target")) n.link_target = get_bytes(j["link_target"]);
-      if (j.contains("xattrs")) {
-        for (const auto& x : j["xattrs"]) n.xattrs.emplace_back(get_bytes(x.at(0)), get_bytes(x.at(1)));
-      }
-      if (j.contains("content")) {
-        for (const auto& c : j["content"]) n.content.push_back(get_id(c));
-      }
-      if (j.contains("subtree")) n.subtree = get_id(j["subtree"]);
-      t.nodes.push_back(std::move(n));
+      size_t count = r.array();
+      t.nodes.clear();
+      t.nodes.reserve(count);
+      for (size_t i = 0; i < count; i++) t.nodes.push_back(read_node(r));
+      nodes = true;
     }
+    if (!nodes || !r.at_end()) return Error(Error::Code::kCorrupt, what + ": malformed tree");
     return t;
   } catch (const json::exception&) {
     return Error(Error::Code::kCorrupt, what + ": malformed tree");

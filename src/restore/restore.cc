@@ -296,9 +296,9 @@ Status Restorer::write_at(PendingFile& f, uint64_t offset, ByteView data) {
       done += static_cast<size_t>(w);
     }
     pos = run_end;
-  }
-  uint64_t end = offset + data.size(), seen = f.end_written.load();
-  while (end > seen && !f.end_written.compare_exchange_weak(seen, end)) {
+    uint64_t end = offset + run_end, seen = f.end_written.load();
+    while (end > seen && !f.end_written.compare_exchange_weak(seen, end)) {
+    }
   }
   bytes_ += data.size();
   return ok_status();

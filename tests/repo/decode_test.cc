@@ -92,6 +92,133 @@ TEST(DecodeTest, IntegerOutOfRangeIsCorruptNotTruncated) {
   expect_corrupt(decode_tree(json::to_cbor(tree), "tree"));
 }
 
+// The DOM-based tree encoder trees were written with until direct CBOR replaced it: kept here as
+// the reference the direct encoder must match byte for byte (a tree's ID is its bytes' hash).
+json::binary_t jbin(const std::string& s) { return json::binary_t(std::vector<uint8_t>(s.begin(), s.end())); }
+json::binary_t jbin(const Id& id) { return json::binary_t(std::vector<uint8_t>(id.begin(), id.end())); }
+Bytes dom_encode_tree(const Tree& t) {
+  json nodes = json::array();
+  for (const auto& n : t.nodes) {
+    json j;
+    j["name"] = jbin(n.name);
+    j["type"] = static_cast<int>(n.type);
+    j["mode"] = n.mode;
+    j["uid"] = n.uid;
+    j["gid"] = n.gid;
+    if (!n.user.empty()) j["user"] = n.user;
+    if (!n.group.empty()) j["group"] = n.group;
+    j["mtime"] = n.mtime;
+    j["atime"] = n.atime;
+    j["ctime"] = n.ctime;
+    j["size"] = n.size;
+    j["inode"] = n.inode;
+    j["device"] = n.device;
+    j["links"] = n.links;
+    if (n.rdev) j["rdev"] = n.rdev;
+    if (!n.link_target.empty()) j["link_target"] = jbin(n.link_target);
+    if (!n.xattrs.empty()) {
+      json x = json::array();
+      for (const auto& [k, v] : n.xattrs) x.push_back({jbin(k), jbin(v)});
+      j["xattrs"] = x;
+    }
+    if (!n.content.empty()) {
+      json c = json::array();
+      for (const auto& id : n.content) c.push_back(jbin(id));
+      j["content"] = c;
+    }
+    if (n.subtree) j["subtree"] = jbin(*n.subtree);
+    nodes.push_back(std::move(j));
+  }
+  json root;
+  root["nodes"] = nodes;
+  return json::to_cbor(root);
+}
+
+bool same_node(const Node& a, const Node& b) {
+  return a.name == b.name && a.type == b.type && a.mode == b.mode && a.uid == b.uid && a.gid == b.gid &&
+         a.user == b.user && a.group == b.group && a.mtime == b.mtime && a.atime == b.atime &&
+         a.ctime == b.ctime && a.size == b.size && a.inode == b.inode && a.device == b.device &&
+         a.links == b.links && a.rdev == b.rdev && a.link_target == b.link_target &&
+         a.xattrs == b.xattrs && a.content == b.content && a.subtree == b.subtree;
+}
+
+TEST(DecodeTest, DirectTreeCodecMatchesTheDomEncodingByteForByte) {
+  // Values at every head width (inline, 1, 2, 4 and 8 bytes), negative times, every optional
+  // field present and absent, long names and values.
+  const uint64_t widths[] = {0, 23, 24, 255, 256, 65535, 65536, 0xFFFFFFFFull, 0x100000000ull,
+                             UINT64_MAX};
+  Tree t;
+  for (size_t i = 0; i < 40; i++) {
+    Node n;
+    n.name = std::string(1 + i * 7, static_cast<char>('a' + i % 26));
+    n.type = static_cast<Node::Type>(i % 7);
+    n.mode = static_cast<uint32_t>(widths[i % 8]);
+    n.uid = static_cast<uint32_t>(widths[(i + 1) % 8]);
+    n.gid = static_cast<uint32_t>(widths[(i + 2) % 8]);
+    if (i % 3) n.user = "user" + std::to_string(i);
+    if (i % 4) n.group = std::string(i * 3, 'g');
+    n.mtime = i % 5 == 0 ? -static_cast<TimeNs>(widths[i % 10] >> 1) - 1 : static_cast<TimeNs>(widths[i % 10] >> 1);
+    n.atime = -static_cast<TimeNs>(i * 1000003);
+    n.ctime = static_cast<TimeNs>(widths[(i + 3) % 10] >> 2);
+    n.size = widths[(i + 4) % 10];
+    n.inode = widths[(i + 5) % 10];
+    n.device = widths[(i + 6) % 10];
+    n.links = widths[(i + 7) % 10];
+    if (i % 2) n.rdev = widths[(i + 8) % 10];
+    if (i % 5 == 2) n.link_target = std::string(300, 'l');
+    if (i % 6 == 1) n.xattrs = {{"security.selinux", std::string(70, '\0')}, {"user.k" + std::to_string(i), "v"}};
+    for (size_t c = 0; c < i % 4; c++) {
+      Id id;
+      id.fill(static_cast<uint8_t>(i * 4 + c));
+      n.content.push_back(id);
+    }
+    if (i % 7 == 1) {
+      Id id;
+      id.fill(static_cast<uint8_t>(200 + i));
+      n.subtree = id;
+    }
+    t.nodes.push_back(std::move(n));
+  }
+  for (size_t count : {size_t{0}, size_t{1}, size_t{23}, size_t{24}, size_t{40}}) {
+    Tree part;
+    part.nodes.assign(t.nodes.begin(), t.nodes.begin() + static_cast<ptrdiff_t>(count));
+    Bytes direct = encode_tree(part);
+    EXPECT_EQ(direct, dom_encode_tree(part)) << count << " nodes";
+    auto back = decode_tree(direct, "tree");
+    ASSERT_TRUE(back.ok()) << back.error().message();
+    ASSERT_EQ(back->nodes.size(), count);
+    for (size_t i = 0; i < count; i++) EXPECT_TRUE(same_node(back->nodes[i], part.nodes[i])) << i;
+  }
+}
+
+TEST(DecodeTest, TreeDecoderTakesKeysInAnyOrderSkipsUnknownOnesAndRefusesMissingOnes) {
+  // Keys out of order, an unknown key holding nested values and a float, a definite map.
+  json node = {{"zz_future", {{"a", json::array({1.5, nullptr, true})}}}, {"size", 5},
+               {"name", jbin("x")}, {"type", 0}, {"mode", 420}, {"uid", 1}, {"gid", 2},
+               {"mtime", -7}};
+  json tree = {{"nodes", json::array({node})}, {"other", "ignored"}};
+  auto t = decode_tree(json::to_cbor(tree), "tree");
+  ASSERT_TRUE(t.ok()) << t.error().message();
+  ASSERT_EQ(t->nodes.size(), 1u);
+  EXPECT_EQ(t->nodes[0].name, "x");
+  EXPECT_EQ(t->nodes[0].size, 5u);
+  EXPECT_EQ(t->nodes[0].mtime, -7);
+  for (const char* required : {"name", "type", "mode", "uid", "gid", "mtime", "size"}) {
+    json broken = tree;
+    broken["nodes"][0].erase(required);
+    expect_corrupt(decode_tree(json::to_cbor(broken), "tree"));
+  }
+  json wrong = tree;
+  wrong["nodes"][0]["name"] = "text, not bytes";
+  expect_corrupt(decode_tree(json::to_cbor(wrong), "tree"));
+  Bytes body = json::to_cbor(tree);
+  body.push_back(0);  // trailing bytes
+  expect_corrupt(decode_tree(body, "tree"));
+  body.resize(body.size() - 5);  // truncated
+  expect_corrupt(decode_tree(body, "tree"));
+  expect_corrupt(decode_tree(json::to_cbor(json{{"nothing", 1}}), "tree"));
+}
+
 // The key file's JSON is readable (and writable) by the storage: a float version was undefined
 // behaviour before the checksum was even looked at (fuzz/corpus/key_file/crash-version-float).
 TEST(DecodeTest, KeyFileWithFloatVersionIsDamaged) {
