@@ -82,7 +82,8 @@ stress: build
 	@cd $(BUILD) && HAVEN_STRESS=1 ctest --output-on-failure -j$(JOBS)
 
 bench: build
-	@bench/run.sh $(BUILD)/haven
+	@BENCH_PROFILE=large bench/run.sh $(BUILD)/haven
+	@BENCH_PROFILE=small bench/run.sh $(BUILD)/haven
 
 # The server: API latency with 100,000 executions during a backup, the backup's slowdown under
 # that load, the scheduler's fire delay (bench/server.py; about 10 minutes).

@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Haven vs restic vs BorgBackup on the same corpus, in one run, reported as ratios.
-#   bench/run.sh [path/to/haven]      (make bench)
-# Env: BENCH_SCALE (corpus MB, default 1000), BENCH_DIR (work dir, default /tmp/haven-bench).
+#   bench/run.sh [path/to/haven]      (make bench runs both profiles)
+# Env: BENCH_PROFILE (large: a mixed corpus of few, big files, default; small: 60,000 small
+# files), BENCH_SCALE (large: corpus MB, default 1000; small: files, default 60000),
+# BENCH_DIR (work dir, default /tmp/haven-bench), BENCH_REPEAT (first-backup runs per tool).
 set -euo pipefail
 HAVEN=$(readlink -f "${1:-build/haven}")
 HERE=$(cd "$(dirname "$0")" && pwd)
-SCALE=${BENCH_SCALE:-1000}
+PROFILE=${BENCH_PROFILE:-large}
+case $PROFILE in
+  large) SCALE=${BENCH_SCALE:-1000} ;;
+  small) SCALE=${BENCH_SCALE:-60000} ;;
+  *) echo "bench: BENCH_PROFILE must be large or small, not '$PROFILE'" >&2; exit 2 ;;
+esac
 W=${BENCH_DIR:-/tmp/haven-bench}
 
 need=()
@@ -17,24 +24,48 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-CORPUS=$W/corpus-$SCALE
+CORPUS=$W/corpus-$PROFILE-$SCALE
 if [ ! -f "$CORPUS/.done" ]; then
   rm -rf "$CORPUS"
-  echo "bench: building a ${SCALE} MB corpus in $CORPUS" >&2
-  python3 "$HERE/corpus.py" make "$CORPUS" --scale "$SCALE"
+  if [ "$PROFILE" = large ]; then
+    echo "bench: building a ${SCALE} MB corpus in $CORPUS" >&2
+    python3 "$HERE/corpus.py" make "$CORPUS" --scale "$SCALE"
+  else
+    echo "bench: building a corpus of ${SCALE} small files in $CORPUS" >&2
+    python3 "$HERE/corpus.py" make-small "$CORPUS" --files "$SCALE"
+  fi
   touch "$CORPUS/.done"
 fi
 rm -rf "$W/run" && mkdir -p "$W/run" && cd "$W/run"
 cp -a "$CORPUS" data && rm -f data/.done
 find data -type f -exec cat {} + >/dev/null   # warm the page cache for everyone
 
+# Memory that was freed a while ago costs a virtual machine's guest about 10 ms per MB the
+# first time it is written again (the host takes back free pages and faults them in anew):
+# measured here, writing 1 GiB into the page cache took 0.2 s or 8 s depending on that alone,
+# whichever tool ran. So nothing big is deleted during the run (restore targets and old copies
+# go at the end), and before each timed step a ballast file fills free memory down to ~1 GiB:
+# every tool then writes into memory reclaimed from the page cache, as on a busy server.
+BALLAST=0
+settle() {
+  sync
+  local free
+  free=$(awk '/MemFree/{print int($2/1024)}' /proc/meminfo)
+  if [ "$free" -gt 1536 ]; then
+    BALLAST=$((BALLAST + 1))
+    dd if=/dev/zero of="$W/run/ballast.$BALLAST" bs=16M count=$(((free - 1024) / 16)) status=none
+    sync
+  fi
+}
+
 export HAVEN_PASSWORD=bench RESTIC_PASSWORD=bench BORG_PASSPHRASE=bench
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 export BORG_BASE_DIR=$W/run/borg-home RESTIC_CACHE_DIR=$W/run/restic-cache XDG_CACHE_HOME=$W/run/cache
 
-declare -A T M S A MF
+declare -A T M S A MF MR
 run() {  # run TOOL STEP CMD...: time and peak memory
   local tool=$1 step=$2; shift 2
+  settle
   /usr/bin/time -f "%e %M" -o "$W/run/t" "$@" >"$W/run/$tool-$step.log" 2>&1 || {
     echo "bench: $tool $step failed:" >&2; tail -5 "$W/run/$tool-$step.log" >&2; exit 1; }
   read -r secs kb <"$W/run/t"
@@ -59,14 +90,17 @@ backup() {  # backup TOOL STEP
   esac
 }
 restore() {
-  rm -rf "restore-$1" && mkdir "restore-$1"
+  # Into a new directory each time, removed at the end: files deleted a moment ago make ext4's
+  # inode allocator skip their inodes one by one (recently_deleted), which slowed whichever
+  # tool restored next by up to 5x.
+  local t="restore-$1-$2"
+  mkdir "$t"
   case $1 in
-    haven) run haven restore "$HAVEN" -r repo-haven restore latest --target "restore-$1" ;;
-    restic) run restic restore restic -r repo-restic restore latest --target "restore-$1" ;;
-    borg) run borg restore sh -c "cd restore-borg && borg extract ../repo-borg::changed" ;;
+    haven) run haven restore "$HAVEN" -r repo-haven restore latest --target "$t" ;;
+    restic) run restic restore restic -r repo-restic restore latest --target "$t" ;;
+    borg) run borg restore sh -c "cd $t && borg extract ../repo-borg::changed" ;;
   esac
-  if ! diff -rq data "restore-$1/data" >/dev/null; then echo "bench: $1 restore differs!" >&2; exit 1; fi
-  rm -rf "restore-$1"
+  if ! diff -rq data "$t/data" >/dev/null; then echo "bench: $1 restore differs!" >&2; exit 1; fi
 }
 
 # The CPU's speed swings from second to second: the first backup runs REPEAT times per tool,
@@ -75,7 +109,8 @@ REPEAT=${BENCH_REPEAT:-3}
 declare -A FIRST
 for r in $(seq 1 "$REPEAT"); do
   for t in "${tools[@]}"; do
-    rm -rf "repo-$t" "$W/run/borg-home" "$W/run/restic-cache"
+    [ -d "repo-$t" ] && mv "repo-$t" "old-repo-$t-$r"  # removed at the end (see settle)
+    rm -rf "$W/run/borg-home" "$W/run/restic-cache"
     init "$t"
     sync  # every tool starts with no dirty pages left by the one before
     backup "$t" first
@@ -92,14 +127,31 @@ for t in "${tools[@]}"; do backup "$t" unchanged; done
 cp -a data data-before
 python3 "$HERE/corpus.py" change data
 CHANGED=$(python3 "$HERE/corpus.py" changed data-before data)
-rm -rf data-before
 for t in "${tools[@]}"; do backup "$t" changed; S[$t,changed]=$(size "repo-$t"); done
-for t in "${tools[@]}"; do restore "$t"; done
+# Full restore: REPEAT rounds, alternating tools; the median is reported.
+declare -A REST
+for r in $(seq 1 "$REPEAT"); do
+  for t in "${tools[@]}"; do
+    restore "$t" "$r"
+    REST[$t]="${REST[$t]:-} ${T[$t,restore]}"
+    [ "${M[$t,restore]}" -gt "${MR[$t]:-0}" ] && MR[$t]=${M[$t,restore]}
+  done
+done
+for t in "${tools[@]}"; do
+  T[$t,restore]=$(echo ${REST[$t]} | tr ' ' '\n' | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
+  M[$t,restore]=${MR[$t]}
+done
 BYTES=$(du -sb data | cut -f1)
+FILES=$(find data -type f | wc -l)
 
-# Maintenance: half of the random files go; back that up, verify every byte, then keep only the
-# newest snapshot and reclaim the space (forget + prune; Borg: prune + compact).
-find data/random -name 'blob*[02468].bin' -delete
+# Maintenance: half of the random files go (small profile: half of the directories); back that
+# up, verify every byte, then keep only the newest snapshot and reclaim the space (forget +
+# prune; Borg: prune + compact).
+if [ "$PROFILE" = large ]; then
+  find data/random -name 'blob*[02468].bin' -delete
+else
+  find data/small -mindepth 2 -maxdepth 2 -type d -name 'd*[02468]' -exec rm -rf {} +
+fi
 for t in "${tools[@]}"; do backup "$t" reduced; done
 run haven check "$HAVEN" -r repo-haven check --read-data
 run restic check restic -r repo-restic check --read-data
@@ -112,32 +164,40 @@ for t in "${tools[@]}"; do S[$t,pruned]=$(size "repo-$t"); done
 mb() { awk -v b="$1" 'BEGIN{printf "%.0f", b/1048576}'; }
 rate() { awk -v b="$BYTES" -v s="$1" 'BEGIN{printf "%.0f", b/1048576/s}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
-peak() { local m=0; for s in first unchanged changed restore reduced; do [ "${M[$1,$s]}" -gt $m ] && m=${M[$1,$s]}; done; echo $m; }
+row() {  # row LABEL HAVEN RESTIC BORG: Haven's value divided by each other tool's
+  echo "| $1 | $2 | $3 | $4 | $(ratio "$2" "$3") | $(ratio "$2" "$4") |"
+}
+kib() { echo $(($1 / 1024)); }
 
 {
-echo "Corpus: $(mb "$BYTES") MiB ($(ls data | tr '\n' ' ')); ~1% change = $(mb "$CHANGED") MiB of changed 4 KiB blocks."
+echo "Profile: $PROFILE. Corpus: $(mb "$BYTES") MiB in $FILES files ($(ls data | tr '\n' ' ')); ~1% change = $(mb "$CHANGED") MiB of changed 4 KiB blocks."
 echo "Machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(restic version | cut -d' ' -f1-2), $(borg --version)."
 echo
-echo "First backup: median of $REPEAT runs per tool, alternating (haven:${FIRST[haven]} s; restic:${FIRST[restic]} s; borg:${FIRST[borg]} s); other rows: one run each."
+echo "First backup and full restore: median of $REPEAT runs per tool, alternating (first backup haven:${FIRST[haven]} s; restic:${FIRST[restic]} s; borg:${FIRST[borg]} s; restore haven:${REST[haven]} s; restic:${REST[restic]} s; borg:${REST[borg]} s); other rows: one run each. Ratios are Haven's value divided by the other tool's: below 1, Haven is faster (smaller)."
 echo
-echo "| measure | Haven | restic | Borg | restic ÷ Haven | Borg ÷ Haven |"
+echo "| measure | Haven | restic | Borg | Haven ÷ restic | Haven ÷ Borg |"
 echo "|---|---|---|---|---|---|"
-for s in first unchanged changed restore; do
-  label=$s; case $s in first) label="first backup (s)";; unchanged) label="unchanged re-backup (s)";; changed) label="re-backup after ~1% change (s)";; restore) label="full restore (s)";; esac
-  echo "| $label | ${T[haven,$s]} | ${T[restic,$s]} | ${T[borg,$s]} | $(ratio "${T[restic,$s]}" "${T[haven,$s]}") | $(ratio "${T[borg,$s]}" "${T[haven,$s]}") |"
+for s in first unchanged changed restore check prune; do
+  case $s in
+    first) label="first backup";; unchanged) label="unchanged re-backup";;
+    changed) label="re-backup after ~1% change";; restore) label="full restore";;
+    check) label="check --read-data";; prune) label="forget --keep-last 1 + prune";;
+  esac
+  row "$label (s)" "${T[haven,$s]}" "${T[restic,$s]}" "${T[borg,$s]}"
 done
 echo "| first backup throughput (MiB/s) | $(rate "${T[haven,first]}") | $(rate "${T[restic,first]}") | $(rate "${T[borg,first]}") | | |"
 echo "| restore throughput (MiB/s) | $(rate "${T[haven,restore]}") | $(rate "${T[restic,restore]}") | $(rate "${T[borg,restore]}") | | |"
-ph=$(peak haven); pr=$(peak restic); pb=$(peak borg)
-echo "| peak memory (MiB) | $((ph/1024)) | $((pr/1024)) | $((pb/1024)) | $(ratio "$pr" "$ph") | $(ratio "$pb" "$ph") |"
-echo "| repository after first backup (MiB) | $(mb "${S[haven,first]}") | $(mb "${S[restic,first]}") | $(mb "${S[borg,first]}") | $(ratio "${S[restic,first]}" "${S[haven,first]}") | $(ratio "${S[borg,first]}" "${S[haven,first]}") |"
-for t in "${tools[@]}"; do A[$t]=$(( ${S[$t,changed]} - ${S[$t,first]} )); done
-echo "| added by the ~1% change (MiB) | $(mb "${A[haven]}") | $(mb "${A[restic]}") | $(mb "${A[borg]}") | $(ratio "${A[restic]}" "${A[haven]}") | $(ratio "${A[borg]}" "${A[haven]}") |"
-echo "| added ÷ changed bytes | $(ratio "${A[haven]}" "$CHANGED") | $(ratio "${A[restic]}" "$CHANGED") | $(ratio "${A[borg]}" "$CHANGED") | | |"
-for s in check prune; do
-  label="check --read-data (s)"; [ $s = prune ] && label="forget --keep-last 1 + prune (s)"
-  echo "| $label | ${T[haven,$s]} | ${T[restic,$s]} | ${T[borg,$s]} | $(ratio "${T[restic,$s]}" "${T[haven,$s]}") | $(ratio "${T[borg,$s]}" "${T[haven,$s]}") |"
-  echo "| ${label% (s)} peak memory (MiB) | $((M[haven,$s]/1024)) | $((M[restic,$s]/1024)) | $((M[borg,$s]/1024)) | $(ratio "${M[restic,$s]}" "${M[haven,$s]}") | $(ratio "${M[borg,$s]}" "${M[haven,$s]}") |"
+for s in first unchanged restore check prune; do
+  case $s in
+    first) label="first backup";; unchanged) label="unchanged re-backup";; restore) label="full restore";;
+    check) label="check --read-data";; prune) label="forget + prune";;
+  esac
+  row "$label peak memory (MiB)" "$(kib "${M[haven,$s]}")" "$(kib "${M[restic,$s]}")" "$(kib "${M[borg,$s]}")"
 done
-echo "| repository after prune (MiB) | $(mb "${S[haven,pruned]}") | $(mb "${S[restic,pruned]}") | $(mb "${S[borg,pruned]}") | $(ratio "${S[restic,pruned]}" "${S[haven,pruned]}") | $(ratio "${S[borg,pruned]}" "${S[haven,pruned]}") |"
-} | tee "$W/results.md"
+row "repository after first backup (MiB)" "$(mb "${S[haven,first]}")" "$(mb "${S[restic,first]}")" "$(mb "${S[borg,first]}")"
+for t in "${tools[@]}"; do A[$t]=$(( ${S[$t,changed]} - ${S[$t,first]} )); done
+row "added by the ~1% change (MiB)" "$(mb "${A[haven]}")" "$(mb "${A[restic]}")" "$(mb "${A[borg]}")"
+echo "| added ÷ changed bytes | $(ratio "${A[haven]}" "$CHANGED") | $(ratio "${A[restic]}" "$CHANGED") | $(ratio "${A[borg]}" "$CHANGED") | | |"
+row "repository after prune (MiB)" "$(mb "${S[haven,pruned]}")" "$(mb "${S[restic,pruned]}")" "$(mb "${S[borg,pruned]}")"
+} | tee "$W/results-$PROFILE.md"
+cd "$W" && rm -rf "$W/run"  # the ballast, old repositories and restore targets

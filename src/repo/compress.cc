@@ -2,6 +2,7 @@
 
 #include <zstd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 
@@ -48,31 +49,34 @@ struct DCtx {
 };
 }  // namespace
 
-void encode_record(Compression c, ByteView data, Bytes& out) {
-  out.clear();
-  if (c != Compression::kNone && data.size() >= 64) {
+ByteView encode_record_view(Compression c, ByteView data) {
+  // An uninitialised per-thread buffer: resizing a vector would zero it on every call.
+  thread_local std::unique_ptr<uint8_t[]> work;
+  thread_local size_t work_size = 0;
+  const bool compress = c != Compression::kNone && data.size() >= 64;
+  size_t need = 1 + (compress ? std::max(ZSTD_compressBound(data.size()), data.size()) : data.size());
+  if (work_size < need) {
+    work = std::make_unique_for_overwrite<uint8_t[]>(need);
+    work_size = need;
+  }
+  if (compress) {
     thread_local CCtx cctx;
-    // An uninitialised per-thread work area: resizing a vector would zero it on every call.
-    thread_local std::unique_ptr<uint8_t[]> work;
-    thread_local size_t work_size = 0;
-    size_t bound = ZSTD_compressBound(data.size());
-    if (work_size < bound) {
-      work = std::make_unique_for_overwrite<uint8_t[]>(bound);
-      work_size = bound;
-    }
-    size_t n = ZSTD_compressCCtx(cctx.c, work.get(), bound, data.data(), data.size(),
+    size_t n = ZSTD_compressCCtx(cctx.c, work.get() + 1, work_size - 1, data.data(), data.size(),
                                  zstd_level(c));
     if (!ZSTD_isError(n) && n < data.size() - data.size() / 32) {
-      out.reserve(1 + n);
-      out.push_back(kModeZstd);
-      out.insert(out.end(), work.get(), work.get() + n);
-      return;
+      work[0] = kModeZstd;
+      return ByteView(work.get(), 1 + n);
     }
   }
   // Incompressible (or tiny) data is stored as is: decompressing it would cost time for nothing.
-  out.resize(1 + data.size());
-  out[0] = kModeRaw;
-  if (!data.empty()) std::memcpy(out.data() + 1, data.data(), data.size());
+  work[0] = kModeRaw;
+  if (!data.empty()) std::memcpy(work.get() + 1, data.data(), data.size());
+  return ByteView(work.get(), 1 + data.size());
+}
+
+void encode_record(Compression c, ByteView data, Bytes& out) {
+  ByteView record = encode_record_view(c, data);
+  out.assign(record.begin(), record.end());
 }
 
 Result<Bytes> decode_record(ByteView record, size_t max_size) {

@@ -21,6 +21,9 @@ Result<Compression> parse_compression(const std::string& s);
 constexpr uint8_t kModeRaw = 0;
 constexpr uint8_t kModeZstd = 1;
 void encode_record(Compression c, ByteView data, Bytes& out);
+// The same record, in a buffer of this thread's (valid until the thread's next call): saves
+// the hot path a buffer per thread and a copy of every compressed blob.
+ByteView encode_record_view(Compression c, ByteView data);
 // Decodes a record plaintext; `max_size` bounds the decompressed size (from the index or a
 // format limit) so a hostile frame cannot exhaust memory.
 Result<Bytes> decode_record(ByteView record, size_t max_size);

@@ -33,9 +33,7 @@ PackBuilder::PackBuilder(const crypto::SecretKey& master, uint32_t key_generatio
 }
 
 uint32_t PackBuilder::add(BlobType type, const Id& id, ByteView data, Compression c) {
-  thread_local Bytes scratch;  // per thread, so its pages stay mapped across packs
-  encode_record(c, data, scratch);
-  return add_record(type, id, scratch, static_cast<uint32_t>(data.size()));
+  return add_record(type, id, encode_record_view(c, data), static_cast<uint32_t>(data.size()));
 }
 
 uint32_t PackBuilder::add_record(BlobType type, const Id& id, ByteView record, uint32_t raw_length) {

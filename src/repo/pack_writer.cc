@@ -15,6 +15,7 @@ PackWriter::PackWriter(Repository& repo, CancelToken cancel)
       compression_(repo.config().compression),
       index_writer_(repo, [this](const std::vector<PackRecord>& packs) { indexed(packs); }) {
   max_packers_ = std::max(2u, std::thread::hardware_concurrency());
+  upload_threads_ = std::max<size_t>(1, repo.backend().concurrent_saves());
 }
 
 PackWriter::~PackWriter() {

@@ -3,9 +3,10 @@
 //
 // Data path: add() compresses and encrypts the blob on the calling thread into a pack builder
 // of its own (up to max_packers builders are open at once, so memory for pending data is
-// bounded by max_packers × pack_size); a full pack goes to one of two uploader threads, so a
-// slow save (fsync, network) never stalls the threads that compress. Memory: the open packs
-// and one pack per uploader in flight, none waiting.
+// bounded by max_packers × pack_size); a full pack goes to an uploader thread (as many as the
+// backend's concurrent_saves(): one for a local disk, two for object storage), so a slow save
+// (fsync, network) does not stall the threads that compress. Memory: the open packs and one
+// pack per uploader in flight, none waiting.
 //
 // Visibility (docs/FORMAT.md §9): a blob is found by this writer (contains()) from the moment it
 // is added: in an open or uploading pack, then in an uploaded pack no index file names yet.
@@ -105,7 +106,7 @@ class PackWriter {
   std::deque<std::unique_ptr<PackBuilder>> upload_queue_;
   std::vector<std::thread> uploaders_;
   size_t uploads_active_ = 0;
-  size_t upload_threads_ = 2;
+  size_t upload_threads_ = 2;                        // the backend's concurrent_saves()
   std::vector<Bytes> free_buffers_;  // pack buffers to reuse (at most max_packers_)
   bool stop_uploaders_ = false;
   std::optional<Error> upload_error_;

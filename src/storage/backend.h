@@ -96,6 +96,10 @@ class Backend {
 
   // A human-readable location, e.g. "local:/srv/repo". Never contains credentials.
   virtual std::string location() const = 0;
+  // How many large saves (packs) at once pay off. A remote store hides its latency behind
+  // several; a local disk gains nothing from a second (each save ends in an fsync the disk
+  // serialises) while every save in flight holds a whole pack in memory.
+  virtual size_t concurrent_saves() const { return 2; }
 
   virtual Status save(const ObjectName& name, ByteView data) = 0;
   // length == 0 means "to the end of the object".
@@ -148,6 +152,7 @@ class BackendWrapper : public Backend {
   explicit BackendWrapper(std::shared_ptr<Backend> inner) : inner_(std::move(inner)) {}
 
   std::string location() const override { return inner_->location(); }
+  size_t concurrent_saves() const override { return inner_->concurrent_saves(); }
   Status save(const ObjectName& n, ByteView d) override { return inner_->save(n, d); }
   Result<Bytes> load(const ObjectName& n, uint64_t off, uint64_t len) override {
     return inner_->load(n, off, len);

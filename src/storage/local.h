@@ -26,6 +26,7 @@ class LocalBackend : public Backend {
   explicit LocalBackend(std::string root);
 
   std::string location() const override { return "local:" + root_; }
+  size_t concurrent_saves() const override { return 1; }
   Status save(const ObjectName& name, ByteView data) override;
   Result<Bytes> load(const ObjectName& name, uint64_t offset, uint64_t length) override;
   Result<ObjectInfo> stat(const ObjectName& name) override;
