@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -149,7 +150,9 @@ class Restorer {
   void submit_batch();
   void wait_batch();
   void run_batch(Batch& b);
+  // Reads one range once there is room for it (Options::max_in_flight), then writes its blobs.
   void read_range(Batch& b, const Range& r);
+  void read_range_held(Batch& b, const Range& r);
   Status write_at(PendingFile& f, uint64_t offset, ByteView data);
   void fail(PendingFile& f, const std::string& message);
   void placed(PendingFile& f);
@@ -182,6 +185,9 @@ class Restorer {
   Batch batch_;                           // being planned by the walker
   std::unique_ptr<Batch> running_batch_;  // being read, on running_ and its readers
   std::thread running_;
+  std::mutex flight_mu_;  // guards in_flight_
+  std::condition_variable flight_cv_;
+  uint64_t in_flight_ = 0;  // bytes of ranges held by readers
 
   std::mutex mu_;  // guards failed_, links
   std::map<std::pair<uint64_t, uint64_t>, std::string> links_;  // (device, inode) -> path
@@ -481,6 +487,19 @@ void Restorer::run_batch(Batch& b) {
 }
 
 void Restorer::read_range(Batch& b, const Range& r) {
+  const uint64_t len = r.end - r.start;
+  {
+    std::unique_lock<std::mutex> lk(flight_mu_);
+    flight_cv_.wait(lk, [&] { return in_flight_ == 0 || in_flight_ + len <= opts_.max_in_flight; });
+    in_flight_ += len;
+  }
+  read_range_held(b, r);
+  std::lock_guard<std::mutex> g(flight_mu_);
+  in_flight_ -= len;
+  flight_cv_.notify_all();
+}
+
+void Restorer::read_range_held(Batch& b, const Range& r) {
   const std::vector<Piece>& pieces = b.pieces;
   if (session_.cancel_token().cancelled()) return;  // run() reports the cancellation
   const Id& pack = pieces[r.first].loc.pack_id;
@@ -491,7 +510,7 @@ void Restorer::read_range(Batch& b, const Range& r) {
     // the blobs that are intact still restore and each error names its own blob.
     for (size_t i = r.first; i < r.last; i++) {
       const auto& l = pieces[i].loc;
-      read_range(b, {l.offset, uint64_t{l.offset} + l.length, i, i + 1});
+      read_range_held(b, {l.offset, uint64_t{l.offset} + l.length, i, i + 1});
     }
     return;
   }

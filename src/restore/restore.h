@@ -10,7 +10,8 @@
 // Reading: the walker gathers files into batches (bounded by batch_files and batch_blobs); a
 // batch's blobs are grouped by pack and neighbours are fetched in one ranged read (gaps up to
 // max_gap are read and dropped, a read is at most max_range), on parallel reader threads. A
-// blob shared by several files is read once. Memory: the batch plan plus one range per reader.
+// blob shared by several files is read once. Memory: two batch plans (one being read while the
+// next is planned) plus at most max_in_flight bytes of ranges.
 //
 // Paths: the tree-level run() takes includes and excludes in the stored form ("app/config",
 // relative to the snapshot's root tree); the snapshot-level run() also takes them as the user
@@ -43,6 +44,9 @@ struct Options {
   size_t batch_blobs = 65536;         // blob placements planned at once
   uint64_t max_gap = 256 << 10;       // bytes between two blobs still read in one request
   uint64_t max_range = 16 << 20;      // bytes per request at most
+  // Bytes of ranges read and not yet written out, across all readers (memory): a reader waits
+  // for room before it reads (one range is always allowed, however large).
+  uint64_t max_in_flight = 32 << 20;
 };
 
 struct Summary {

@@ -831,6 +831,54 @@ TEST_F(RestoreTest, DamagedHardLinkedFileLeavesNoNameBehind) {
   }
 }
 
+// Files are created with their final mode where the umask keeps it, and fchown is left out where
+// the owner a new file gets is already right: a setgid target directory (whose group new files
+// and directories inherit) and a restrictive umask must still end with every owner and mode as
+// backed up.
+TEST_F(RestoreTest, OwnerAndModeAreExactUnderASetgidTargetAndARestrictiveUmask) {
+  HAVEN_SKIP_UNLESS_ROOT("sets owners");
+  const std::string src = dir_ + "/src";
+  make_dir(src);
+  make_dir(src + "/sub");
+  struct Want {
+    std::string rel;
+    mode_t mode;
+    gid_t gid;
+  };
+  const std::vector<Want> want = {{"a", 0644, 0}, {"b", 0755, 0}, {"c", 04755, 0},
+                                  {"d", 0600, 4321}, {"sub/e", 0640, 0}, {"sub/f", 0444, 0}};
+  for (const auto& w : want) {
+    write_file(src + "/" + w.rel, w.rel + "\n");
+    ASSERT_EQ(chown((src + "/" + w.rel).c_str(), 0, w.gid), 0);
+    ASSERT_EQ(chmod((src + "/" + w.rel).c_str(), w.mode), 0);
+  }
+  auto repo0 = init_repo(repo_dir());
+  ASSERT_TRUE(repo0);
+  repo0.reset();
+  Id tree = cli_backup({src});
+  ASSERT_FALSE(HasFailure());
+  auto repo = open_repo(repo_dir());
+  ASSERT_TRUE(repo);
+
+  const std::string out = dir_ + "/out";
+  make_dir(out);
+  ASSERT_EQ(chown(out.c_str(), 0, 1234), 0);
+  ASSERT_EQ(chmod(out.c_str(), 02775), 0);  // new entries get group 1234
+  mode_t old_mask = umask(077);
+  auto r = restore_to(*repo, tree, out);
+  umask(old_mask);
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  EXPECT_EQ(r->errors, 0u);
+  for (const auto& w : want) {
+    struct stat st;
+    ASSERT_EQ(lstat((out + "/src/" + w.rel).c_str(), &st), 0) << w.rel;
+    EXPECT_EQ(st.st_mode & 07777, w.mode) << w.rel;
+    EXPECT_EQ(st.st_gid, w.gid) << w.rel << " kept the setgid directory's group";
+    EXPECT_EQ(st.st_uid, 0u) << w.rel;
+    EXPECT_EQ(read_file(out + "/src/" + w.rel), w.rel + "\n");
+  }
+}
+
 TEST_F(RestoreTest, NonRootRestoreAppliesMetadataInsideUnsearchableDirectories) {
   // Directory metadata must be applied deepest first: once a parent has a mode without the
   // search bit, an unprivileged restore can no longer reach its children.
