@@ -1,4 +1,5 @@
 // haven — the one binary: the command-line tool and the server.
+#include <malloc.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -49,6 +50,11 @@ haven::cli::CommandResult run_server(haven::cli::App& app, const haven::cli::Ser
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Buffers of 1 MiB and more (packs, ranges read, chunks) are mapped per use and unmapped when
+  // freed. By default glibc raises this threshold to the largest block freed so far; from then
+  // on such buffers come from per-thread arenas, which keep each thread's peak: a 1 GB restore
+  // peaked at 105 MiB instead of 81 MiB, a backup at 103 instead of 100.
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   haven::crypto::init();
   haven::cli::App app;
   haven::cli::register_init(app);
