@@ -46,14 +46,19 @@ find data -type f -exec cat {} + >/dev/null   # warm the page cache for everyone
 # whichever tool ran. So nothing big is deleted during the run (restore targets and old copies
 # go at the end), and before each timed step a ballast file fills free memory down to ~1 GiB:
 # every tool then writes into memory reclaimed from the page cache, as on a busy server.
-BALLAST=0
+# The ballast is one file as large as the machine's memory, rewritten in turn (disk use stays
+# at that size). Needs free disk of about RAM + 12 × the corpus.
+BALLAST_AT=0
+BALLAST_BLOCKS=$(awk '/MemTotal/{print int($2/1024/16)}' /proc/meminfo)
 settle() {
   sync
-  local free
+  local free n
   free=$(awk '/MemFree/{print int($2/1024)}' /proc/meminfo)
   if [ "$free" -gt 1536 ]; then
-    BALLAST=$((BALLAST + 1))
-    dd if=/dev/zero of="$W/run/ballast.$BALLAST" bs=16M count=$(((free - 1024) / 16)) status=none
+    n=$(((free - 1024) / 16))
+    [ $((BALLAST_AT + n)) -gt "$BALLAST_BLOCKS" ] && BALLAST_AT=0
+    dd if=/dev/zero of="$W/run/ballast" bs=16M count="$n" seek="$BALLAST_AT" conv=notrunc status=none
+    BALLAST_AT=$((BALLAST_AT + n))
     sync
   fi
 }
@@ -110,7 +115,7 @@ REPEAT=${BENCH_REPEAT:-3}
 declare -A FIRST
 for r in $(seq 1 "$REPEAT"); do
   for t in "${tools[@]}"; do
-    [ -d "repo-$t" ] && mv "repo-$t" "old-repo-$t-$r"  # removed at the end (see settle)
+    [ -d "repo-$t" ] && mv "repo-$t" "old-repo-$t-$r"  # removed after the loop
     rm -rf "$W/run/borg-home" "$W/run/restic-cache"
     init "$t"
     sync  # every tool starts with no dirty pages left by the one before
@@ -119,6 +124,7 @@ for r in $(seq 1 "$REPEAT"); do
     [ "${M[$t,first]}" -gt "${MF[$t]:-0}" ] && MF[$t]=${M[$t,first]}
   done
 done
+rm -rf old-repo-*  # few, large files: no inode effect on later steps (see restore)
 for t in "${tools[@]}"; do
   T[$t,first]=$(echo ${FIRST[$t]} | tr ' ' '\n' | sort -n | head -1)
   M[$t,first]=${MF[$t]}
