@@ -88,7 +88,6 @@ struct PendingFile {
   std::string path;  // absolute path in the target
   std::string rel;   // path inside the snapshot, for messages
   Node node;
-  gid_t new_gid = 0;  // the group a file created in its directory gets (setgid directories)
   std::atomic<uint32_t> remaining{0};  // placements not yet written
   std::atomic<uint64_t> end_written{0};  // the furthest byte written (holes are not written)
   std::mutex mu;                        // guards fd, created and failure
@@ -133,15 +132,14 @@ class Restorer {
 
  private:
   Status walk(const Id& tree, const std::string& dir, const std::string& rel);
-  // `fresh`: this restore created `dir`, so nothing is in it yet (no entry to make room for);
-  // `new_gid`: the group of what is created in it.
+  // `fresh`: this restore created `dir`, so nothing is in it yet (no entry to make room for).
   Status walk_tree(const repo::Tree& tree, const std::string& dir, const std::string& rel,
-                   bool fresh, gid_t new_gid);
+                   bool fresh);
   // Decides what to do with an existing entry at `path`; returns false to skip it.
   Result<bool> make_room(const std::string& path, const std::string& rel, const Node& node);
   // Adds a created file to the batch (its blobs located, grouped per pack); runs the batch
   // first if the file would not fit.
-  void add_file(std::string path, std::string rel, Node node, gid_t new_gid);
+  void add_file(std::string path, std::string rel, Node node);
   // Creates the file (once, on whichever thread comes first); false if that failed (recorded).
   bool ensure_open(PendingFile& f);
   // Reads every piece of the batch (coalesced ranges, parallel readers), then empties it.
@@ -157,14 +155,14 @@ class Restorer {
   void fail(PendingFile& f, const std::string& message);
   void placed(PendingFile& f);
   void finish(PendingFile& f);
-  // `created`: a regular file this restore created through `fd` with the ownership and mode
-  // creation gives it (see create_mode): then fchown and fchmod are left out where they would
-  // change nothing.
+  // `created`: a regular file this restore created through `fd` (with create_mode()): then
+  // fchown and fchmod are left out where they would change nothing.
   void apply_metadata(const std::string& path, const Node& node, int fd,
                       const PendingFile* created = nullptr);
   // The mode a file is created with: its final permissions when the umask keeps them and no
   // set-ID or sticky bit is set (so no fchmod is needed); else 0600 (fchmod sets it later).
   mode_t create_mode(const Node& node) const;
+  bool creates_final_mode(const Node& node) const;
   void error(const std::string& rel, const std::string& message);
   void warn(const std::string& rel, const std::string& message);
   void progress(bool final);
@@ -176,7 +174,6 @@ class Restorer {
   Selection select_;
   unsigned readers_ = 2;
   const uid_t euid_ = geteuid();
-  const gid_t egid_ = getegid();
   const std::optional<mode_t> umask_ = current_umask();
   size_t max_files_ = 1024;  // per batch: bounded by the open-file limit
   bool fresh_target_ = false;  // this restore created the target directory
@@ -241,16 +238,23 @@ Result<bool> Restorer::make_room(const std::string& path, const std::string& rel
   return true;
 }
 
+bool Restorer::creates_final_mode(const Node& node) const {
+  const mode_t want = static_cast<mode_t>(node.mode) & 07777;
+  return umask_ && (want & 07000) == 0 && (want & ~*umask_) == want;
+}
+
 mode_t Restorer::create_mode(const Node& node) const {
-  mode_t want = static_cast<mode_t>(node.mode) & 07777;
-  if (umask_ && (want & 07000) == 0 && (want & ~*umask_) == want) return want;
-  return 0600;
+  return creates_final_mode(node) ? static_cast<mode_t>(node.mode) & 07777 : 0600;
 }
 
 void Restorer::apply_metadata(const std::string& path, const Node& node, int fd,
                               const PendingFile* created) {
-  const bool owner_set = created != nullptr && node.uid == euid_ && node.gid == created->new_gid;
-  const bool mode_set = created != nullptr && create_mode(node) == (static_cast<mode_t>(node.mode) & 07777);
+  // A new file's owner is this process's, its group the process's or a setgid directory's (or
+  // the directory's on a grpid mount): one fstat tells, cheaper than a needless fchown.
+  struct stat now;
+  const bool owner_set = created != nullptr && euid_ == 0 && fstat(fd, &now) == 0 &&
+                         now.st_uid == node.uid && now.st_gid == node.gid;
+  const bool mode_set = created != nullptr && creates_final_mode(node);
   // Owner first: chown clears setuid/setgid bits, so the mode comes after it.
   if (euid_ == 0 && !owner_set) {
     int r = fd >= 0 ? fchown(fd, node.uid, node.gid)
@@ -388,13 +392,12 @@ void Restorer::progress(bool final) {
   events_.progress(std::move(p));
 }
 
-void Restorer::add_file(std::string path, std::string rel, Node node, gid_t new_gid) {
+void Restorer::add_file(std::string path, std::string rel, Node node) {
   if (batch_.files.size() >= max_files_ || batch_.pieces.size() >= opts_.batch_blobs) submit_batch();
   auto f = std::make_unique<PendingFile>();
   f->path = std::move(path);
   f->rel = std::move(rel);
   f->node = std::move(node);
-  f->new_gid = new_gid;
   // Locate every blob first: a file whose content is not all in the index, or does not add up
   // to its recorded size, fails at once without reading anything.
   std::vector<repo::BlobLocation> locs;
@@ -544,13 +547,11 @@ void Restorer::read_range_held(Batch& b, const Range& r) {
 
 Status Restorer::walk(const Id& tree_id, const std::string& dir, const std::string& rel_dir) {
   HAVEN_ASSIGN(repo::Tree tree, repo_.load_tree(tree_id));
-  struct stat st;
-  if (lstat(dir.c_str(), &st) != 0) return errno_error(dir, errno);
-  return walk_tree(tree, dir, rel_dir, fresh_target_, (st.st_mode & S_ISGID) ? st.st_gid : egid_);
+  return walk_tree(tree, dir, rel_dir, fresh_target_);
 }
 
 Status Restorer::walk_tree(const repo::Tree& tree, const std::string& dir,
-                           const std::string& rel_dir, bool fresh, gid_t new_gid) {
+                           const std::string& rel_dir, bool fresh) {
   std::set<std::string> seen;
   for (const auto& n : tree.nodes) {
     HAVEN_TRY(check_name(n.name));
@@ -573,22 +574,19 @@ Status Restorer::walk_tree(const repo::Tree& tree, const std::string& dir,
       case Node::Type::kDir: {
         bool made = mkdir(path.c_str(), 0700) == 0;
         if (!made && errno != EEXIST) return errno_error(path, errno);
-        // A directory made here inherits the group of a setgid parent (and its setgid bit).
-        gid_t sub_gid = new_gid;
         if (!made) {
           struct stat st;
           // Never descend through a symlink planted in the target.
           if (lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
             return Error(Error::Code::kIo, path + " is not a directory in the target");
           }
-          sub_gid = (st.st_mode & S_ISGID) ? st.st_gid : egid_;
         }
         sum_.dirs++;
         if (n.subtree) {
           // A damaged directory fails alone, named; everything beside it is still restored.
           auto sub = repo_.load_tree(*n.subtree);
           if (sub.ok()) {
-            HAVEN_TRY(walk_tree(*sub, path, rel, made, sub_gid));
+            HAVEN_TRY(walk_tree(*sub, path, rel, made));
           } else {
             error(rel + "/", sub.error().message() + " (this directory's contents cannot be restored)");
           }
@@ -610,7 +608,7 @@ Status Restorer::walk_tree(const repo::Tree& tree, const std::string& dir,
           }
           links_[key] = path;
         }
-        add_file(path, rel, n, new_gid);
+        add_file(path, rel, n);
         break;
       }
       case Node::Type::kSymlink:

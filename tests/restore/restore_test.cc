@@ -860,22 +860,27 @@ TEST_F(RestoreTest, OwnerAndModeAreExactUnderASetgidTargetAndARestrictiveUmask) 
   auto repo = open_repo(repo_dir());
   ASSERT_TRUE(repo);
 
-  const std::string out = dir_ + "/out";
+  const std::string out = dir_ + "/out";  // each target: setgid, group 1234 (new entries get it)
   make_dir(out);
-  ASSERT_EQ(chown(out.c_str(), 0, 1234), 0);
-  ASSERT_EQ(chmod(out.c_str(), 02775), 0);  // new entries get group 1234
-  mode_t old_mask = umask(077);
-  auto r = restore_to(*repo, tree, out);
-  umask(old_mask);
-  ASSERT_TRUE(r.ok()) << r.error().message();
-  EXPECT_EQ(r->errors, 0u);
-  for (const auto& w : want) {
-    struct stat st;
-    ASSERT_EQ(lstat((out + "/src/" + w.rel).c_str(), &st), 0) << w.rel;
-    EXPECT_EQ(st.st_mode & 07777, w.mode) << w.rel;
-    EXPECT_EQ(st.st_gid, w.gid) << w.rel << " kept the setgid directory's group";
-    EXPECT_EQ(st.st_uid, 0u) << w.rel;
-    EXPECT_EQ(read_file(out + "/src/" + w.rel), w.rel + "\n");
+  // 077 keeps 0600 (created with it) but not 0644; 0277 keeps neither (0600 becomes 0400).
+  for (mode_t mask : {mode_t{077}, mode_t{0277}}) {
+    const std::string target = out + "/" + std::to_string(mask);
+    make_dir(target);
+    ASSERT_EQ(chown(target.c_str(), 0, 1234), 0);
+    ASSERT_EQ(chmod(target.c_str(), 02775), 0);
+    mode_t old_mask = umask(mask);
+    auto r = restore_to(*repo, tree, target);
+    umask(old_mask);
+    ASSERT_TRUE(r.ok()) << r.error().message();
+    EXPECT_EQ(r->errors, 0u);
+    for (const auto& w : want) {
+      struct stat st;
+      ASSERT_EQ(lstat((target + "/src/" + w.rel).c_str(), &st), 0) << w.rel;
+      EXPECT_EQ(st.st_mode & 07777, w.mode) << w.rel << " with umask " << mask;
+      EXPECT_EQ(st.st_gid, w.gid) << w.rel << " kept the setgid directory's group";
+      EXPECT_EQ(st.st_uid, 0u) << w.rel;
+      EXPECT_EQ(read_file(target + "/src/" + w.rel), w.rel + "\n");
+    }
   }
 }
 
