@@ -7,6 +7,12 @@
 #include <openssl/params.h>
 #include <openssl/core_names.h>
 #include <sodium.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
 
 #include <cstdlib>
 #include <memory>
@@ -159,6 +165,42 @@ bool kdf_params_valid(const KdfParams& p, std::string* why) {
   return true;
 }
 
+namespace {
+std::atomic<uint64_t> g_kdf_runs{0};
+std::mutex g_pages_mu;
+std::map<uintptr_t, size_t> g_locked_pages;  // page address -> keys locked on it
+
+template <typename Fn>
+void for_each_page(const SecretKey& key, Fn&& fn) {
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t at = reinterpret_cast<uintptr_t>(key.data());
+  for (uintptr_t p = at & ~(page - 1); p <= ((at + kKeySize - 1) & ~(page - 1)); p += page) fn(p, page);
+}
+}  // namespace
+
+uint64_t kdf_runs() { return g_kdf_runs.load(); }
+
+bool lock_in_memory(const SecretKey& key) {
+  bool ok = true;
+  std::lock_guard<std::mutex> g(g_pages_mu);
+  for_each_page(key, [&](uintptr_t p, uintptr_t len) {
+    if (g_locked_pages[p]++ == 0 && mlock(reinterpret_cast<void*>(p), len) != 0) ok = false;
+  });
+  return ok;
+}
+
+void unlock_in_memory(const SecretKey& key) {
+  std::lock_guard<std::mutex> g(g_pages_mu);
+  for_each_page(key, [&](uintptr_t p, uintptr_t len) {
+    auto it = g_locked_pages.find(p);
+    if (it == g_locked_pages.end()) return;
+    if (--it->second == 0) {
+      munlock(reinterpret_cast<void*>(p), len);
+      g_locked_pages.erase(it);
+    }
+  });
+}
+
 Result<SecretKey> derive_from_password(const std::string& password, ByteView salt16,
                                        const KdfParams& params) {
   std::string why;
@@ -172,6 +214,7 @@ Result<SecretKey> derive_from_password(const std::string& password, ByteView sal
                  "Argon2id key derivation ran out of memory (needs " +
                      std::to_string(params.memory >> 20) + " MiB)");
   }
+  g_kdf_runs++;
   return out;
 }
 

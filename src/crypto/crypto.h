@@ -85,5 +85,14 @@ struct KdfParams {
 bool kdf_params_valid(const KdfParams& p, std::string* why);
 Result<SecretKey> derive_from_password(const std::string& password, ByteView salt16,
                                        const KdfParams& params);
+// Argon2id derivations this process has run (a server keeps the repositories it opened, so it
+// derives once per location, not once per run; tests check that).
+uint64_t kdf_runs();
+
+// Locks the memory page(s) holding `key` against swapping (mlock; pages are counted, so keys
+// sharing a page stay locked until the last is unlocked). False if the system refused
+// (RLIMIT_MEMLOCK): the key still works, it may be swapped out.
+bool lock_in_memory(const SecretKey& key);
+void unlock_in_memory(const SecretKey& key);
 
 }  // namespace haven::crypto

@@ -23,9 +23,20 @@ Repository::Repository(std::shared_ptr<storage::Backend> backend, MasterKey mast
       master_(std::move(master)),
       key_id_(std::move(key_id)),
       lock_refresh_ns_(kLockRefreshNs),
-      lock_stale_ns_(kLockStaleNs) {}
+      lock_stale_ns_(kLockStaleNs) {
+  // master_ is never changed after this: the keys' addresses stay what is locked here.
+  keys_locked_ = crypto::lock_in_memory(master_.id_key);
+  keys_locked_ = crypto::lock_in_memory(master_.chunker_key) && keys_locked_;
+  for (const auto& [generation, key] : master_.encryption) {
+    keys_locked_ = crypto::lock_in_memory(key) && keys_locked_;
+  }
+}
 
-Repository::~Repository() = default;
+Repository::~Repository() {
+  crypto::unlock_in_memory(master_.id_key);
+  crypto::unlock_in_memory(master_.chunker_key);
+  for (const auto& [generation, key] : master_.encryption) crypto::unlock_in_memory(key);
+}
 
 Result<std::unique_ptr<Repository>> Repository::init(std::shared_ptr<storage::Backend> backend,
                                                      const std::string& password,

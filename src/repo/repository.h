@@ -203,6 +203,9 @@ class Repository {
 
   // The master key: for `haven cat`, check and prune, which read records themselves.
   const MasterKey& master_key() const { return master_; }
+  // Whether the master key's pages are locked against swapping (crypto::lock_in_memory; they
+  // are for as long as this handle lives, which in the server is as long as its location).
+  bool keys_locked() const { return keys_locked_; }
 
  private:
   friend class HeldLock;
@@ -216,6 +219,7 @@ class Repository {
 
   std::shared_ptr<storage::Backend> backend_;
   MasterKey master_;
+  bool keys_locked_ = false;
   std::string key_id_;
   std::set<std::string> foreign_keys_;  // key files open() found to belong to another repository
   Config config_;
