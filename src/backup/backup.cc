@@ -16,6 +16,7 @@
 #include <deque>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <thread>
 #include <unordered_map>
 
@@ -86,7 +87,18 @@ bool same_file(const Node& a, const Node& b) {
 // What each reading thread keeps between files: its read buffer (2 × max chunk) and the IDs of
 // all-zero chunks by length (a hole's chunks are hashed once per length, not once per chunk).
 struct ReadState {
-  std::vector<uint8_t> buf;
+  // Not zeroed when allocated (a vector would be): pages a small file never reaches are never
+  // touched, so a tree of small files does not keep 2 × max chunk resident per thread.
+  struct Buffer {
+    std::unique_ptr<uint8_t[]> p;
+    size_t n = 0;
+    uint8_t* data() { return p.get(); }
+    size_t size() const { return n; }
+    void resize(size_t k) {
+      p = std::make_unique_for_overwrite<uint8_t[]>(k);
+      n = k;
+    }
+  } buf;
   std::unordered_map<size_t, Id> zero_ids;
 };
 
@@ -258,7 +270,7 @@ Result<Id> Archiver::zero_chunk(size_t len, ReadState& rs) {
 
 Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<Id>& content, uint64_t& total,
                               std::optional<uint64_t> limit) {
-  std::vector<uint8_t>& buf = rs.buf;
+  ReadState::Buffer& buf = rs.buf;
   const bool file = limit.has_value();
   const uint64_t end_at = file ? *limit : UINT64_MAX;
   size_t start = 0, end = 0;  // the chunker's window in buf
