@@ -168,7 +168,11 @@ bool kdf_params_valid(const KdfParams& p, std::string* why) {
 namespace {
 std::atomic<uint64_t> g_kdf_runs{0};
 std::mutex g_pages_mu;
-std::map<uintptr_t, size_t> g_locked_pages;  // page address -> keys locked on it
+struct LockedPage {
+  size_t keys = 0;      // keys on this page
+  bool locked = false;  // whether mlock took
+};
+std::map<uintptr_t, LockedPage> g_locked_pages;
 
 template <typename Fn>
 void for_each_page(const SecretKey& key, Fn&& fn) {
@@ -184,7 +188,9 @@ bool lock_in_memory(const SecretKey& key) {
   bool ok = true;
   std::lock_guard<std::mutex> g(g_pages_mu);
   for_each_page(key, [&](uintptr_t p, uintptr_t len) {
-    if (g_locked_pages[p]++ == 0 && mlock(reinterpret_cast<void*>(p), len) != 0) ok = false;
+    LockedPage& page = g_locked_pages[p];
+    if (page.keys++ == 0) page.locked = mlock(reinterpret_cast<void*>(p), len) == 0;
+    ok = ok && page.locked;
   });
   return ok;
 }
@@ -194,8 +200,8 @@ void unlock_in_memory(const SecretKey& key) {
   for_each_page(key, [&](uintptr_t p, uintptr_t len) {
     auto it = g_locked_pages.find(p);
     if (it == g_locked_pages.end()) return;
-    if (--it->second == 0) {
-      munlock(reinterpret_cast<void*>(p), len);
+    if (--it->second.keys == 0) {
+      if (it->second.locked) munlock(reinterpret_cast<void*>(p), len);
       g_locked_pages.erase(it);
     }
   });
