@@ -11,6 +11,7 @@ struct KeyOptions {
   std::string new_password_file;
   ops::KdfRequest kdf;
   ops::KeyRemoveRequest remove;
+  ops::AccessKeyAddRequest access;
 };
 }  // namespace
 
@@ -40,30 +41,53 @@ void register_key(App& app) {
                             {"current", k.current},
                             {"created", k.info.created},
                             {"hostname", k.info.hostname},
-                            {"username", k.info.username}};
+                            {"username", k.info.username},
+                        {"kind", k.info.access_key ? "access key" : "password"}};
         if (!k.problem.empty()) j["problem"] = k.problem;
         out.push_back(j);
       }
       std::cout << out.dump() << "\n";
       return 0;
     }
-    std::cout << " " << "ID        User        Host                 Created\n";
+    std::cout << " " << "ID        User        Host                 Created              Kind\n";
     for (const auto& k : keys) {
       std::cout << (k.current ? "*" : " ") << k.id.substr(0, 8) << "  ";
       if (!k.problem.empty()) {
         std::cout << "(" << k.problem << ")\n";
         continue;
       }
-      std::printf("%-10s  %-20s %s\n", k.info.username.c_str(), k.info.hostname.c_str(),
-                  k.info.created.substr(0, 19).c_str());
+      std::printf("%-10s  %-20s %-19s  %s\n", k.info.username.c_str(), k.info.hostname.c_str(),
+                  k.info.created.substr(0, 19).c_str(), k.info.access_key ? "access key" : "password");
       std::fflush(stdout);
     }
     return 0;
   });
 
-  auto* add = key->add_subcommand("add", "add a key for another password");
+  auto* add = key->add_subcommand("add", "add a key for another password, or an access key");
   kdf_opts(add);
+  add->add_option("--access-key-file", opts->access.output,
+                  "instead of a password: generate an access key for unattended jobs, write it to "
+                  "this new file (mode 0600) and open with it as the password file (no Argon2id)");
+  add->add_flag("--force", opts->access.force, "with --access-key-file: replace an existing file");
   app.on(add, [&app, opts]() -> CommandResult {
+    if (!opts->access.output.empty()) {
+      if (!opts->new_password_file.empty()) {
+        return Error(Error::Code::kInvalidArgument,
+                     "--access-key-file generates the key: leave out --new-password-file");
+      }
+      HAVEN_TRY(ops::validate(opts->access));
+      HAVEN_ASSIGN(auto repo, app.open_repository());
+      HAVEN_ASSIGN(ops::KeyAddResult res, ops::add_access_key(*repo, opts->access));
+      app.audit("key.add", nlohmann::json{{"key_id", res.key_id}, {"kind", "access key"}}.dump());
+      if (!app.globals().quiet) {
+        std::cout << "added access key " << res.key_id.substr(0, 8) << ", written to "
+                  << opts->access.output << "\n";
+      }
+      return 0;
+    }
+    if (opts->access.force) {
+      return Error(Error::Code::kInvalidArgument, "--force goes with --access-key-file");
+    }
     ops::KeyAddRequest req;
     req.kdf = opts->kdf;
     HAVEN_TRY(ops::validate(req));

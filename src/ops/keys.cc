@@ -1,6 +1,10 @@
 #include "ops/keys.h"
 
+#include <unistd.h>
+
 #include "ops/ops.h"
+#include "repo/keys.h"
+#include "util/secret_file.h"
 
 namespace haven::ops {
 
@@ -85,6 +89,30 @@ Result<KeyAddResult> change_password(repo::Repository& repo, const KeyAddRequest
   HAVEN_TRY(check_new_password(request));
   HAVEN_ASSIGN(std::string id, repo.change_password(request.new_password, kdf_params(request.kdf)));
   return KeyAddResult{std::move(id)};
+}
+
+Status validate(const AccessKeyAddRequest& r) {
+  if (r.output.empty()) return invalid("--access-key-file: give the path of the file to write the access key to");
+  return ok_status();
+}
+
+Result<KeyAddResult> add_access_key(repo::Repository& repo, const AccessKeyAddRequest& request) {
+  OperationScope scope(repo);
+  HAVEN_TRY(validate(request));
+  std::string key = repo::generate_access_key();
+  // The file first: a file that cannot be written leaves the repository unchanged.
+  Status written = write_secret_file(request.output, key + "\n", request.force);
+  if (!written.ok()) {
+    secure_zero(key.data(), key.size());
+    return written.error();
+  }
+  auto id = repo.add_access_key(key);
+  secure_zero(key.data(), key.size());
+  if (!id.ok()) {
+    ::unlink(request.output.c_str());
+    return id.error();
+  }
+  return KeyAddResult{std::move(id).value()};
 }
 
 Status validate(const KeyRemoveRequest& r) {

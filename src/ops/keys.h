@@ -58,6 +58,17 @@ Result<KeyAddResult> add_key(repo::Repository& repo, const KeyAddRequest& reques
 // Adds a key for the new password, then removes the key in use.
 Result<KeyAddResult> change_password(repo::Repository& repo, const KeyAddRequest& request);
 
+// --- key add --access-key-file ---
+// An access key (repo/keys.h) for unattended jobs: generated, written to `output` (mode 0600,
+// never replacing a file unless `force`), then its key file is stored. Open the repository with
+// it as the password (--password-file FILE): no Argon2id runs.
+struct AccessKeyAddRequest {
+  std::string output;
+  bool force = false;
+};
+Status validate(const AccessKeyAddRequest& request);
+Result<KeyAddResult> add_access_key(repo::Repository& repo, const AccessKeyAddRequest& request);
+
 // --- key remove ---
 struct KeyRemoveRequest {
   std::string id;  // a key ID or unique prefix

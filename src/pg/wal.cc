@@ -13,6 +13,7 @@
 #include "repo/cbor.h"
 #include "repo/format.h"
 #include "util/bytes.h"
+#include "util/secret_file.h"
 
 namespace haven::pg {
 
@@ -80,38 +81,9 @@ Status write_wal_key_file(const std::string& path, const WalKey& key, bool overw
                       {"generation", key.generation},
                       {"key", to_hex(key.key.view())}};
   std::string text = j.dump(2) + "\n";
-  // Written under a temporary name with mode 0600 from the start, then renamed: the key is
-  // never readable by others, not even for a moment.
-  std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return errno_error(tmp, errno);
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
-  int err = errno;
-  ::close(fd);
+  Status written = write_secret_file(path, text, overwrite);
   std::memset(text.data(), 0, text.size());
-  if (!ok) {
-    ::unlink(tmp.c_str());
-    return errno_error(path, err);
-  }
-  if (!overwrite) {
-    if (::link(tmp.c_str(), path.c_str()) != 0) {
-      err = errno;
-      ::unlink(tmp.c_str());
-      if (err == EEXIST) {
-        return Error(Error::Code::kAlreadyExists,
-                     path + " already exists: remove it first or pass --force to replace it");
-      }
-      return errno_error(path, err);
-    }
-    ::unlink(tmp.c_str());
-    return ok_status();
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    err = errno;
-    ::unlink(tmp.c_str());
-    return errno_error(path, err);
-  }
-  return ok_status();
+  return written;
 }
 
 Result<WalKey> read_wal_key_file(const std::string& path) {

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <functional>
+
 #include "repo/cbor.h"
 #include "util/clock.h"
 #include "util/sysinfo.h"
@@ -13,6 +15,8 @@ using nlohmann::json;
 namespace {
 constexpr int kKeyFileVersion = 1;
 constexpr char kWrapAad[] = "haven key v1";
+constexpr char kAccessKeyInfo[] = "haven access key v1";
+constexpr size_t kAccessKeyHex = 2 * crypto::kKeySize;
 
 // The checksum covers every field but itself: it tells a damaged key file apart from a wrong
 // password (GCM alone cannot), so `check` can name it.
@@ -53,8 +57,34 @@ chunker::GearTable MasterKey::gear_table() const {
 
 static json::binary_t bin(ByteView b) { return json::binary_t(std::vector<uint8_t>(b.begin(), b.end())); }
 
-Bytes make_key_file(const MasterKey& master, const std::string& password,
-                    const crypto::KdfParams& kdf) {
+std::string generate_access_key() {
+  crypto::SecretKey k = crypto::SecretKey::random();
+  return kAccessKeyPrefix + to_hex(k.view());
+}
+
+bool is_access_key(const std::string& text) {
+  const size_t n = sizeof kAccessKeyPrefix - 1;
+  if (text.size() != n + kAccessKeyHex || text.compare(0, n, kAccessKeyPrefix) != 0) return false;
+  for (size_t i = n; i < text.size(); i++) {
+    char c = text[i];
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+namespace {
+
+// The access key's 32 bytes, through HKDF with the key file's salt.
+crypto::SecretKey access_wrapping_key(const std::string& access_key, ByteView salt) {
+  auto raw = from_hex(access_key.substr(sizeof kAccessKeyPrefix - 1));
+  crypto::SecretKey ikm(*raw);
+  secure_zero(raw->data(), raw->size());
+  return crypto::hkdf(ikm, salt, as_bytes(kAccessKeyInfo));
+}
+
+// kdf: the key file's "kdf" member without its salt; wrap: the wrapping key from the salt.
+Bytes build_key_file(const MasterKey& master, json kdf,
+                     const std::function<crypto::SecretKey(ByteView salt)>& wrap) {
   json secret;
   json gens = json::array();
   for (const auto& [gen, key] : master.encryption) {
@@ -74,10 +104,9 @@ Bytes make_key_file(const MasterKey& master, const std::string& password,
   auto nonce = crypto::random_array<crypto::kNonceSize>();
   // The wrapping key is used for exactly one encryption (its salt is fresh), so a random
   // nonce cannot collide with another under the same key.
-  auto wrapping = crypto::derive_from_password(password, ByteView(salt.data(), salt.size()), kdf);
-  if (!wrapping.ok()) std::abort();  // params were validated by the caller
+  crypto::SecretKey wrapping = wrap(ByteView(salt.data(), salt.size()));
   Bytes sealed;
-  crypto::seal(*wrapping, nonce, as_bytes(kWrapAad), plain, sealed);
+  crypto::seal(wrapping, nonce, as_bytes(kWrapAad), plain, sealed);
   secure_zero(plain.data(), plain.size());
 
   json f;
@@ -85,16 +114,33 @@ Bytes make_key_file(const MasterKey& master, const std::string& password,
   f["created"] = format_time(now());
   f["hostname"] = hostname();
   f["username"] = username();
-  f["kdf"] = {{"algorithm", "argon2id"},
-              {"iterations", kdf.iterations},
-              {"memory", kdf.memory},
-              {"salt", to_hex(ByteView(salt.data(), salt.size()))}};
+  kdf["salt"] = to_hex(ByteView(salt.data(), salt.size()));
+  f["kdf"] = std::move(kdf);
   f["cipher"] = "aes-256-gcm";
   f["nonce"] = to_hex(ByteView(nonce.data(), nonce.size()));
   f["data"] = to_hex(sealed);
   f["checksum"] = checksum_of(f);
   std::string text = f.dump(2) + "\n";
   return Bytes(text.begin(), text.end());
+}
+
+}  // namespace
+
+Bytes make_key_file(const MasterKey& master, const std::string& password,
+                    const crypto::KdfParams& kdf) {
+  return build_key_file(
+      master, {{"algorithm", "argon2id"}, {"iterations", kdf.iterations}, {"memory", kdf.memory}},
+      [&](ByteView salt) {
+        auto wrapping = crypto::derive_from_password(password, salt, kdf);
+        if (!wrapping.ok()) std::abort();  // params were validated by the caller
+        return std::move(wrapping).value();
+      });
+}
+
+Bytes make_access_key_file(const MasterKey& master, const std::string& access_key) {
+  if (!is_access_key(access_key)) std::abort();  // generate_access_key() made it
+  return build_key_file(master, {{"algorithm", "hkdf-sha256"}},
+                        [&](ByteView salt) { return access_wrapping_key(access_key, salt); });
 }
 
 namespace {
@@ -151,13 +197,26 @@ Result<Parsed> parse(ByteView file, const std::string& what) {
   HAVEN_ASSIGN(const json* kdf, field(p.j, "kdf", "kdf", T::object));
   HAVEN_ASSIGN(const json* algorithm, field(*kdf, "algorithm", "kdf.algorithm", T::string));
   HAVEN_ASSIGN(const json* cipher, field(p.j, "cipher", "cipher", T::string));
-  if (algorithm->get<std::string>() != "argon2id" || cipher->get<std::string>() != "aes-256-gcm") {
+  const std::string alg = algorithm->get<std::string>();
+  if ((alg != "argon2id" && alg != "hkdf-sha256") || cipher->get<std::string>() != "aes-256-gcm") {
     return Error(Error::Code::kUnsupported,
-                 what + " uses an unknown algorithm (" + algorithm->get<std::string>() + ", " +
+                 what + " uses an unknown algorithm (" + alg + ", " +
                      cipher->get<std::string>() + "): upgrade haven");
   }
-  HAVEN_ASSIGN(const json* iterations, field(*kdf, "iterations", "kdf.iterations", T::number_unsigned));
-  HAVEN_ASSIGN(const json* memory, field(*kdf, "memory", "kdf.memory", T::number_unsigned));
+  p.info.access_key = alg == "hkdf-sha256";
+  if (!p.info.access_key) {
+    HAVEN_ASSIGN(const json* iterations, field(*kdf, "iterations", "kdf.iterations", T::number_unsigned));
+    HAVEN_ASSIGN(const json* memory, field(*kdf, "memory", "kdf.memory", T::number_unsigned));
+    p.info.kdf.iterations = iterations->get<uint64_t>();
+    p.info.kdf.memory = memory->get<uint64_t>();
+    std::string why;
+    if (!crypto::kdf_params_valid(p.info.kdf, &why)) {
+      return damaged("its KDF parameters are out of bounds (iterations " +
+                     std::to_string(p.info.kdf.iterations) + ", memory " +
+                     std::to_string(p.info.kdf.memory) + " bytes; " + why +
+                     "), so no password is tried with it");
+    }
+  }
   HAVEN_ASSIGN(const json* salt_hex, field(*kdf, "salt", "kdf.salt", T::string));
   HAVEN_ASSIGN(const json* nonce_hex, field(p.j, "nonce", "nonce", T::string));
   HAVEN_ASSIGN(const json* data_hex, field(p.j, "data", "data", T::string));
@@ -169,15 +228,6 @@ Result<Parsed> parse(ByteView file, const std::string& what) {
   p.info.created = text("created");
   p.info.hostname = text("hostname");
   p.info.username = text("username");
-  p.info.kdf.iterations = iterations->get<uint64_t>();
-  p.info.kdf.memory = memory->get<uint64_t>();
-  std::string why;
-  if (!crypto::kdf_params_valid(p.info.kdf, &why)) {
-    return damaged("its KDF parameters are out of bounds (iterations " +
-                   std::to_string(p.info.kdf.iterations) + ", memory " +
-                   std::to_string(p.info.kdf.memory) + " bytes; " + why +
-                   "), so no password is tried with it");
-  }
   auto salt = from_hex(salt_hex->get<std::string>());
   if (!salt || salt->size() != 16) return damaged("kdf.salt is not 16 bytes of hex");
   auto nonce = from_hex(nonce_hex->get<std::string>());
@@ -201,9 +251,19 @@ Result<KeyFileInfo> read_key_file_info(ByteView file, const std::string& what) {
 Result<MasterKey> open_key_file(ByteView file, const std::string& password,
                                 const std::string& what) {
   HAVEN_ASSIGN(auto p, parse(file, what));
-  auto derived = crypto::derive_from_password(password, p.salt, p.info.kdf);
-  if (!derived.ok()) return derived.error().with_context(what);
-  const crypto::SecretKey& wrapping = *derived;
+  // A password never opens an access-key file, nor an access key a password key file: nothing
+  // is derived for the wrong kind.
+  if (is_access_key(password) != p.info.access_key) {
+    return Error(Error::Code::kWrongPassword, "wrong password or no key for this repository");
+  }
+  crypto::SecretKey wrapping;
+  if (p.info.access_key) {
+    wrapping = access_wrapping_key(password, p.salt);
+  } else {
+    auto derived = crypto::derive_from_password(password, p.salt, p.info.kdf);
+    if (!derived.ok()) return derived.error().with_context(what);
+    wrapping = std::move(derived).value();
+  }
   std::array<uint8_t, crypto::kNonceSize> nonce;
   std::copy(p.nonce.begin(), p.nonce.end(), nonce.begin());
   Bytes plain;

@@ -38,6 +38,23 @@ Repository::~Repository() {
   for (const auto& [generation, key] : master_.encryption) crypto::unlock_in_memory(key);
 }
 
+namespace {
+// A password for a new key file: not empty, and not of an access key's form (such a password is
+// only ever tried on access-key files, so its key file would never open).
+Status check_new_password(const std::string& password) {
+  if (password.empty()) {
+    return Error(Error::Code::kInvalidArgument, "empty password: choose a non-empty password");
+  }
+  if (is_access_key(password)) {
+    return Error(Error::Code::kInvalidArgument,
+                 "the password has the form of an access key (" + std::string(kAccessKeyPrefix) +
+                     "...): choose another password, or make an access key with 'haven key add "
+                     "--access-key-file FILE'");
+  }
+  return ok_status();
+}
+}  // namespace
+
 Result<std::unique_ptr<Repository>> Repository::init(std::shared_ptr<storage::Backend> backend,
                                                      const std::string& password,
                                                      const InitOptions& options) {
@@ -52,9 +69,7 @@ Result<std::unique_ptr<Repository>> Repository::init(std::shared_ptr<storage::Ba
   if (options.pack_size < (1u << 20) || options.pack_size > (1u << 30)) {
     return Error(Error::Code::kInvalidArgument, "pack size must be between 1 MiB and 1 GiB");
   }
-  if (password.empty()) {
-    return Error(Error::Code::kInvalidArgument, "empty password: choose a non-empty password");
-  }
+  HAVEN_TRY(check_new_password(password));
   HAVEN_ASSIGN(bool empty, backend->is_empty());
   if (!empty) {
     return Error(Error::Code::kAlreadyExists,
@@ -636,11 +651,18 @@ Result<std::vector<KeyListEntry>> Repository::list_keys() {
 Result<std::string> Repository::add_key(const std::string& password, const crypto::KdfParams& kdf) {
   std::string why;
   if (!crypto::kdf_params_valid(kdf, &why)) return Error(Error::Code::kInvalidArgument, why);
-  if (password.empty()) {
-    return Error(Error::Code::kInvalidArgument, "empty password: choose a non-empty password");
-  }
+  HAVEN_TRY(check_new_password(password));
   std::string id = hex(random_id());
   HAVEN_TRY(backend_->save({ObjectType::kKey, id}, make_key_file(master_, password, kdf)));
+  return id;
+}
+
+Result<std::string> Repository::add_access_key(const std::string& access_key) {
+  if (!is_access_key(access_key)) {
+    return Error(Error::Code::kInvalidArgument, "not an access key: make one with generate_access_key()");
+  }
+  std::string id = hex(random_id());
+  HAVEN_TRY(backend_->save({ObjectType::kKey, id}, make_access_key_file(master_, access_key)));
   return id;
 }
 

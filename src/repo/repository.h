@@ -172,6 +172,8 @@ class Repository {
   // --- keys ---
   Result<std::vector<KeyListEntry>> list_keys();
   Result<std::string> add_key(const std::string& password, const crypto::KdfParams& kdf);
+  // Stores a key file that opens with `access_key` (from generate_access_key(), repo/keys.h).
+  Result<std::string> add_access_key(const std::string& access_key);
   // Refuses to remove the last key that opens, and the key in use (use passwd for that).
   Status remove_key(const std::string& id_prefix);
   // Adds a key for the new password, then removes the key in use. Returns the new key ID.

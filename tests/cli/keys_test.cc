@@ -220,5 +220,49 @@ TEST_F(KeysCliTest, PasswordFileProblemsSayWhatIsWrong) {
   EXPECT_EQ(r.code, 0) << describe(r);
 }
 
+// `key add --access-key-file`: the access key goes to a new 0600 file (never over one that
+// exists), opens the repository as a password file, shows as an access key in `key list`, and
+// appears nowhere in the repository.
+TEST_F(KeysCliTest, AnAccessKeyFileOpensTheRepositoryAsAPasswordFile) {
+  const std::string repo = dir_ + "/repo", ak = dir_ + "/access.key";
+  cli_init(repo);
+  RunResult add = cli(repo, {"key", "add", "--access-key-file", ak});
+  ASSERT_EQ(add.code, 0) << describe(add);
+  struct stat st;
+  ASSERT_EQ(::stat(ak.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  const std::string key = read_file(ak);
+  ASSERT_EQ(key.rfind("haven-ak1-", 0), 0u) << key;
+  const std::string secret = key.substr(10, 64);
+  EXPECT_FALSE(contains(add.out + add.err, secret));
+  for (const auto& f : key_files(repo)) EXPECT_FALSE(contains(read_file(repo + "/keys/" + f), secret));
+
+  // A second --access-key-file naming the same file is refused and adds no key file.
+  RunResult again = cli(repo, {"key", "add", "--access-key-file", ak});
+  EXPECT_EQ(again.code, 1) << describe(again);
+  EXPECT_TRUE(contains(again.err, ak + " already exists: remove it first or pass --force")) << again.err;
+  EXPECT_EQ(key_files(repo).size(), 2u);
+  EXPECT_EQ(read_file(ak), key);
+
+  RunResult list = run_haven({"-r", repo, "--password-file", ak, "--json", "key", "list"});
+  ASSERT_EQ(list.code, 0) << describe(list);
+  auto keys = nlohmann::json::parse(list.out);
+  ASSERT_EQ(keys.size(), 2u) << list.out;
+  int access = 0;
+  for (const auto& k : keys) {
+    if (k["kind"] == "access key") {
+      access++;
+      EXPECT_TRUE(k["current"].get<bool>()) << list.out;
+    }
+  }
+  EXPECT_EQ(access, 1) << list.out;
+  RunResult backup = run_haven({"-r", repo, "--password-file", ak, "backup", dir_ + "/repo/config"});
+  EXPECT_EQ(backup.code, 0) << describe(backup);
+  // A password shaped like an access key is refused for a password key file.
+  RunResult shaped = cli(repo, {"key", "add"}, with_env({{"HAVEN_NEW_PASSWORD", "haven-ak1-" + std::string(64, 'a')}}));
+  EXPECT_EQ(shaped.code, 2) << describe(shaped);
+  EXPECT_TRUE(contains(shaped.err, "the password has the form of an access key")) << shaped.err;
+}
+
 }  // namespace
 }  // namespace haven

@@ -2011,5 +2011,63 @@ TEST_F(RepoTest, BlobIdFunctionIsFixedPerRepository) {
 }
 
 
+
+// An access key opens its own key file through HKDF, never through Argon2id; a password never
+// opens it, it never opens a password key file, and its key file holds nothing of it in clear.
+TEST_F(RepoTest, AnAccessKeyOpensWithoutArgon2idAndOnlyItsOwnKeyFile) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  Snapshot snap;
+  snap.time = 7;
+  auto saved = Session(*repo).save_snapshot(snap);
+  ASSERT_OK(saved);
+  const std::string ak = generate_access_key();
+  ASSERT_TRUE(is_access_key(ak));
+  EXPECT_FALSE(is_access_key(ak.substr(0, ak.size() - 1)));
+  EXPECT_FALSE(is_access_key(ak.substr(0, ak.size() - 1) + "G"));
+  auto id = repo->add_access_key(ak);
+  ASSERT_OK(id);
+  repo.reset();
+
+  const Bytes file = read_file(path_of(ObjectType::kKey, *id));
+  const std::string text(file.begin(), file.end());
+  EXPECT_EQ(text.find(ak.substr(sizeof kAccessKeyPrefix - 1)), std::string::npos);
+  EXPECT_NE(text.find("hkdf-sha256"), std::string::npos);
+  auto info = read_key_file_info(file, "key");
+  ASSERT_OK(info);
+  EXPECT_TRUE(info->access_key);
+
+  const uint64_t runs = crypto::kdf_runs();
+  auto opened = try_open(ak);
+  ASSERT_OK(opened);
+  EXPECT_EQ(crypto::kdf_runs(), runs) << "an access key ran Argon2id";
+  EXPECT_EQ((*opened)->current_key_id(), *id);
+  auto loaded = (*opened)->load_snapshot(*saved);
+  ASSERT_OK(loaded);
+  EXPECT_EQ(loaded->time, 7);
+  opened->reset();
+
+  // Another access key: refused, and no Argon2id ran for the password key file either.
+  EXPECT_TRUE(Fails(try_open(generate_access_key()), Error::Code::kWrongPassword));
+  EXPECT_EQ(crypto::kdf_runs(), runs);
+  EXPECT_TRUE(Fails(open_key_file(file, kPw, "key"), Error::Code::kWrongPassword));
+  EXPECT_EQ(crypto::kdf_runs(), runs) << "a password was tried on an access-key file";
+  // The password still opens its own key.
+  EXPECT_TRUE(open_repo(kPw));
+
+  // A password of an access key's form would never open its key file: refused up front.
+  EXPECT_TRUE(Fails(open_repo()->add_key(generate_access_key(), fast_options().kdf),
+                    Error::Code::kInvalidArgument, {"access key"}));
+  TempDir other;
+  EXPECT_TRUE(Fails(Repository::init(*storage::open_backend(other.path()), generate_access_key(),
+                                     fast_options()),
+                    Error::Code::kInvalidArgument, {"access key"}));
+  // Calling an access-key file a password key file (checksum fixed) is damage, not a password.
+  const std::string kp = path_of(ObjectType::kKey, *id);
+  edit_key_file(kp, [](nlohmann::json& j) { j["kdf"]["algorithm"] = "argon2id"; }, true);
+  EXPECT_TRUE(Fails(read_key_file_info(read_file(kp), "key"), Error::Code::kCorrupt,
+                    {"kdf.iterations"}));
+}
+
 }  // namespace
 }  // namespace haven::repo
