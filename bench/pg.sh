@@ -20,9 +20,10 @@
 # - pgBackRest runs with process-max = cores (Haven uses one thread per core by default),
 #   start-fast=y (Haven's pg_backup_start is fast too), default compression levels
 #   (zst 3, lz4 1), repo1-cipher-type=aes-256-cbc. pgBackRest 2.45's incremental is file-level.
-# - Haven's commands that open the repository with the password pay its Argon2id derivation
-#   (default parameters) each time, as a user would; wal-push uses the key file (no KDF).
-#   pg backup runs with its defaults (no --row-counts).
+# - pgBackRest reads its cipher passphrase from its configuration file; Haven's pg backup and
+#   pg restore open the repository with an access key file made by 'key add --access-key-file'
+#   (256 random bits, HKDF: no Argon2id), the way an unattended job would; wal-push and
+#   wal-fetch use the WAL key file. pg backup runs with its defaults (no --row-counts).
 # - "added by the incremental" is measured on each repository right before and after its own
 #   incremental, so it holds the backup plus the WAL segment its own pg_backup_stop switched.
 set -euo pipefail
@@ -184,6 +185,7 @@ pgbr_conf lz4-wal lz4 "$R/repo-lz4-wal"
 chown -R 65534:65534 "$R"
 "${AS[@]}" "$H" -r "$R/repo-haven" init -q >/dev/null
 "${AS[@]}" "$H" -r "$R/repo-haven" pg archive-key --output "$R/wal.key" >/dev/null
+"${AS[@]}" "$H" -r "$R/repo-haven" -q key add --access-key-file "$R/access.key" >/dev/null
 "${AS[@]}" "$B/pg_ctl" -D "$R/data" -l "$R/pg.log" -w start >/dev/null
 for c in zst lz4; do "${AS[@]}" "$PGBR" --config="$R/$c.conf" --stanza=bench stanza-create >/dev/null; done
 wait_archived
@@ -193,7 +195,7 @@ tools=(haven zst lz4)
 backup() {  # backup TOOL STEP full|incr
   case $1 in
     haven) local s=incremental; [ "$3" = full ] && s=full
-           run haven "$2" "$H" -r "$R/repo-haven" pg backup --pgdata "$R/data" --strategy $s \
+           run haven "$2" "$H" -r "$R/repo-haven" --password-file "$R/access.key" pg backup --pgdata "$R/data" --strategy $s \
              --conninfo "host=$R port=$PORT user=postgres dbname=postgres" ;;
     *) run "$1" "$2" "$PGBR" --config="$R/$1.conf" --stanza=bench --type="$3" backup ;;
   esac
@@ -230,7 +232,7 @@ cat >"$R/restore.sh" <<SH
 set -e
 d="$R/restore-\$1"
 case \$1 in
-  haven) "$H" -r "$R/repo-haven" pg restore --target "\$d" --latest --start --port "\$2" ;;
+  haven) "$H" -r "$R/repo-haven" --password-file "$R/access.key" pg restore --target "\$d" --latest --start --port "\$2" ;;
   *) "$PGBR" --config="$R/\$1.conf" --stanza=bench --pg1-path="\$d" restore
      "$B/pg_ctl" -D "\$d" -l "\$d.log" -o "-p \$2" -w start ;;
 esac

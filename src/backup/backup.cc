@@ -16,7 +16,9 @@
 #include <deque>
 #include <fstream>
 #include <map>
+#include <cstdlib>
 #include <memory>
+#include <new>
 #include <thread>
 #include <unordered_map>
 
@@ -114,10 +116,12 @@ class Archiver {
   Archiver(repo::Session& session, const Options& o, Reporter& events)
       : repo_(session.repo()), session_(session), opts_(o), events_(events),
         chunker_(repo_.make_chunker()),
-        zeros_(chunker_.params().max_size, 0) {
+        zeros_(static_cast<uint8_t*>(std::calloc(chunker_.params().max_size, 1))),
+        zeros_size_(chunker_.params().max_size) {
+    if (!zeros_) throw std::bad_alloc();
     // All-zero input is cut at the same length wherever it starts (the chunker is stateless
     // and sees only zeros), so the chunks of a hole need no chunker run.
-    zero_cut_ = chunker_.next_cut(ByteView(zeros_.data(), zeros_.size()), false);
+    zero_cut_ = chunker_.next_cut(ByteView(zeros_.get(), zeros_size_), false);
   }
 
   Result<Summary> run();
@@ -155,7 +159,13 @@ class Archiver {
   const Options& opts_;
   Reporter& events_;
   chunker::Chunker chunker_;
-  const std::vector<uint8_t> zeros_;  // max chunk size of zeros, shared read-only
+  // Max chunk size of zeros, shared read-only. calloc: fresh pages the kernel hands out zeroed,
+  // never written, so they cost no resident memory (a zero-filled vector would: 4 MiB).
+  struct Free {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  const std::unique_ptr<uint8_t, Free> zeros_;
+  const size_t zeros_size_;
   size_t zero_cut_ = 0;               // where the chunker cuts all-zero input
   NameCache names_;
 
@@ -259,7 +269,7 @@ Result<Extent> Archiver::extent_at(int fd, uint64_t off, uint64_t end_at, bool& 
 }
 
 Result<Id> Archiver::zero_chunk(size_t len, ReadState& rs) {
-  ByteView zeros(zeros_.data(), len);
+  ByteView zeros(zeros_.get(), len);
   auto it = rs.zero_ids.find(len);
   if (it == rs.zero_ids.end()) it = rs.zero_ids.emplace(len, repo_.blob_id(zeros)).first;
   // Already stored after the first time: then this is an index lookup.

@@ -127,6 +127,20 @@ void seal(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce, By
     std::abort();
 }
 
+void seal_in_place(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce, ByteView aad,
+                   uint8_t* data, size_t n) {
+  EVP_CIPHER_CTX* ctx = thread_ctx();
+  int len = 0;
+  if (EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, key.data(), nonce.data()) != 1)
+    std::abort();
+  if (!aad.empty() &&
+      EVP_EncryptUpdate(ctx, nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1)
+    std::abort();
+  if (n > 0 && EVP_EncryptUpdate(ctx, data, &len, data, static_cast<int>(n)) != 1) std::abort();
+  if (EVP_EncryptFinal_ex(ctx, data + n, &len) != 1) std::abort();
+  if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, kTagSize, data + n) != 1) std::abort();
+}
+
 bool open(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce, ByteView aad,
           ByteView sealed, Bytes& out) {
   if (sealed.size() < kTagSize) return false;

@@ -72,6 +72,9 @@ SecretKey hkdf(const SecretKey& ikm, ByteView salt, ByteView info);
 // AES-256-GCM. seal() appends ciphertext||tag (plaintext.size() + 16 bytes) to `out`.
 void seal(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce, ByteView aad,
           ByteView plaintext, Bytes& out);
+// The same in place: encrypts data[0, n) over itself and writes the tag to data[n, n + 16).
+void seal_in_place(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce, ByteView aad,
+                   uint8_t* data, size_t n);
 // open() returns false (and leaves `out` unspecified) if authentication fails.
 bool open(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce, ByteView aad,
           ByteView sealed, Bytes& out);

@@ -50,28 +50,33 @@ struct DCtx {
 }  // namespace
 
 ByteView encode_record_view(Compression c, ByteView data) {
+  auto r = encode_record_scratch(c, data, 0);
+  return ByteView(r.data(), r.size());
+}
+
+std::span<uint8_t> encode_record_scratch(Compression c, ByteView data, size_t extra) {
   // An uninitialised per-thread buffer: resizing a vector would zero it on every call.
   thread_local std::unique_ptr<uint8_t[]> work;
   thread_local size_t work_size = 0;
   const bool compress = c != Compression::kNone && data.size() >= 64;
-  size_t need = 1 + (compress ? std::max(ZSTD_compressBound(data.size()), data.size()) : data.size());
+  size_t need = 1 + (compress ? std::max(ZSTD_compressBound(data.size()), data.size()) : data.size()) + extra;
   if (work_size < need) {
     work = std::make_unique_for_overwrite<uint8_t[]>(need);
     work_size = need;
   }
   if (compress) {
     thread_local CCtx cctx;
-    size_t n = ZSTD_compressCCtx(cctx.c, work.get() + 1, work_size - 1, data.data(), data.size(),
-                                 zstd_level(c));
+    size_t n = ZSTD_compressCCtx(cctx.c, work.get() + 1, work_size - 1 - extra, data.data(),
+                                 data.size(), zstd_level(c));
     if (!ZSTD_isError(n) && n < data.size() - data.size() / 32) {
       work[0] = kModeZstd;
-      return ByteView(work.get(), 1 + n);
+      return std::span<uint8_t>(work.get(), 1 + n);
     }
   }
   // Incompressible (or tiny) data is stored as is: decompressing it would cost time for nothing.
   work[0] = kModeRaw;
   if (!data.empty()) std::memcpy(work.get() + 1, data.data(), data.size());
-  return ByteView(work.get(), 1 + data.size());
+  return std::span<uint8_t>(work.get(), 1 + data.size());
 }
 
 void encode_record(Compression c, ByteView data, Bytes& out) {

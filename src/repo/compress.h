@@ -2,6 +2,7 @@
 // shrink" rule applied in one place.
 #pragma once
 
+#include <span>
 #include <string>
 
 #include "util/bytes.h"
@@ -24,6 +25,8 @@ void encode_record(Compression c, ByteView data, Bytes& out);
 // The same record, in a buffer of this thread's (valid until the thread's next call): saves
 // the hot path a buffer per thread and a copy of every compressed blob.
 ByteView encode_record_view(Compression c, ByteView data);
+// The same, writable, with `extra` spare bytes after the record (a tag sealed in place).
+std::span<uint8_t> encode_record_scratch(Compression c, ByteView data, size_t extra);
 // Decodes a record plaintext; `max_size` bounds the decompressed size (from the index or a
 // format limit) so a hostile frame cannot exhaust memory.
 Result<Bytes> decode_record(ByteView record, size_t max_size);

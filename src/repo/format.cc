@@ -74,8 +74,17 @@ static Bytes full_aad(const Header& h, ByteView record_aad) {
 
 void seal_record(const crypto::SecretKey& subkey, const Header& h, ByteView record_aad,
                  ByteView plaintext, Bytes& out) {
-  uint64_t offset = out.size();
+  seal_record_at(subkey, h, out.size(), record_aad, plaintext, out);
+}
+
+void seal_record_at(const crypto::SecretKey& subkey, const Header& h, uint64_t offset,
+                    ByteView record_aad, ByteView plaintext, Bytes& out) {
   crypto::seal(subkey, record_nonce(offset), full_aad(h, record_aad), plaintext, out);
+}
+
+void seal_record_in_place(const crypto::SecretKey& subkey, const Header& h, uint64_t offset,
+                          ByteView record_aad, uint8_t* record, size_t n) {
+  crypto::seal_in_place(subkey, record_nonce(offset), full_aad(h, record_aad), record, n);
 }
 
 bool open_record(const crypto::SecretKey& subkey, const Header& h, uint64_t offset,

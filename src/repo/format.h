@@ -49,6 +49,14 @@ std::array<uint8_t, crypto::kNonceSize> record_nonce(uint64_t offset);
 // Appends the sealed record to `out`; its offset in the object is out.size() on entry.
 void seal_record(const crypto::SecretKey& subkey, const Header& h, ByteView record_aad,
                  ByteView plaintext, Bytes& out);
+// The same for a record at `offset` in the object, whatever `out` holds (an object written out
+// in pieces).
+void seal_record_at(const crypto::SecretKey& subkey, const Header& h, uint64_t offset,
+                    ByteView record_aad, ByteView plaintext, Bytes& out);
+// Seals the record plaintext record[0, n) in place as the record at `offset`: record must have
+// room for n + 16 bytes (the tag follows).
+void seal_record_in_place(const crypto::SecretKey& subkey, const Header& h, uint64_t offset,
+                          ByteView record_aad, uint8_t* record, size_t n);
 // Opens the record at `offset` whose sealed bytes are `sealed`.
 bool open_record(const crypto::SecretKey& subkey, const Header& h, uint64_t offset,
                  ByteView record_aad, ByteView sealed, Bytes& plaintext);

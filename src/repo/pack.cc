@@ -33,14 +33,44 @@ PackBuilder::PackBuilder(const crypto::SecretKey& master, uint32_t key_generatio
 }
 
 uint32_t PackBuilder::add(BlobType type, const Id& id, ByteView data, Compression c) {
-  return add_record(type, id, encode_record_view(c, data), static_cast<uint32_t>(data.size()));
+  if (!writer_ || data.size() < kStreamChunk / 4) {
+    return add_record(type, id, encode_record_view(c, data), static_cast<uint32_t>(data.size()));
+  }
+  // Streaming a large blob: sealed in place in the compression buffer and written from there,
+  // so the pack keeps no copy of it (after what it holds so far, to keep the order).
+  drain(0);
+  std::span<uint8_t> rec = encode_record_scratch(c, data, crypto::kTagSize);
+  const uint64_t offset = written_;
+  seal_record_in_place(subkey_, header_, offset, blob_aad(type, id), rec.data(), rec.size());
+  const size_t sealed = rec.size() + crypto::kTagSize;
+  if (stream_status_.ok()) stream_status_ = writer_->append(ByteView(rec.data(), sealed));
+  written_ += sealed;
+  record_.blobs.push_back({type, id, static_cast<uint32_t>(offset), static_cast<uint32_t>(sealed),
+                           static_cast<uint32_t>(data.size())});
+  return record_.blobs.back().length;
 }
 
 uint32_t PackBuilder::add_record(BlobType type, const Id& id, ByteView record, uint32_t raw_length) {
-  uint32_t offset = static_cast<uint32_t>(buf_.size());
-  seal_record(subkey_, header_, blob_aad(type, id), record, buf_);
-  record_.blobs.push_back({type, id, offset, static_cast<uint32_t>(buf_.size() - offset), raw_length});
+  const size_t before = buf_.size();
+  const uint32_t offset = static_cast<uint32_t>(written_ + before);
+  seal_record_at(subkey_, header_, offset, blob_aad(type, id), record, buf_);
+  record_.blobs.push_back({type, id, offset, static_cast<uint32_t>(buf_.size() - before), raw_length});
+  drain(kStreamChunk);
   return record_.blobs.back().length;
+}
+
+void PackBuilder::stream_to(std::unique_ptr<storage::ObjectWriter> writer) {
+  writer_ = std::move(writer);
+  drain(kStreamChunk);
+}
+
+void PackBuilder::drain(size_t threshold) {
+  if (!writer_ || buf_.empty() || buf_.size() < threshold) return;
+  if (stream_status_.ok()) stream_status_ = writer_->append(buf_);
+  // After a failed write the pack is lost anyway (the caller sees stream_status()): keep
+  // counting so offsets stay what they would have been, hold nothing.
+  written_ += buf_.size();
+  buf_.clear();
 }
 
 Bytes PackBuilder::finish(PackRecord& record) {
@@ -54,12 +84,13 @@ Bytes PackBuilder::finish(PackRecord& record) {
   Bytes scratch;
   encode_record(Compression::kLow, body, scratch);
   size_t start = buf_.size();
-  seal_record(subkey_, header_, as_bytes(kTrailerAad), scratch, buf_);
+  seal_record_at(subkey_, header_, written_ + start, as_bytes(kTrailerAad), scratch, buf_);
   uint32_t trailer_len = static_cast<uint32_t>(buf_.size() - start);
   uint8_t tail[4];
   put_u32le(tail, trailer_len);
   buf_.insert(buf_.end(), tail, tail + 4);
   record = std::move(record_);
+  drain(0);  // when streaming: writes out the rest, and the (empty) buffer is only recycled
   return std::move(buf_);
 }
 

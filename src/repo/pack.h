@@ -7,10 +7,13 @@
 // can derive the subkey without reading the header.
 #pragma once
 
+#include <memory>
+
 #include "repo/compress.h"
 #include "repo/format.h"
 #include "repo/index.h"
 #include "repo/keys.h"
+#include "storage/backend.h"
 
 namespace haven::repo {
 
@@ -26,19 +29,36 @@ class PackBuilder {
   // Seals and appends a record plaintext as it came out of another pack (mode byte + payload,
   // see compress.h), without compressing again: prune's repacking.
   uint32_t add_record(BlobType type, const Id& id, ByteView record, uint32_t raw_length);
-  size_t size() const { return buf_.size(); }
+  // Writes the pack out through `writer` as it grows (from now on, including what it holds):
+  // the builder then keeps at most about kStreamChunk bytes plus one record in memory. A write
+  // error is kept (stream_status()) and ends the writing; finish() then returns nothing and
+  // the caller commits the writer.
+  static constexpr size_t kStreamChunk = 256 << 10;
+  void stream_to(std::unique_ptr<storage::ObjectWriter> writer);
+  storage::ObjectWriter* writer() const { return writer_.get(); }
+  const Status& stream_status() const { return stream_status_; }
+
+  size_t size() const { return written_ + buf_.size(); }
   size_t blob_count() const { return record_.blobs.size(); }
   const Id& id() const { return record_.id; }
+  const PackRecord& record() const { return record_; }
 
-  // Seals the trailer; returns the finished pack bytes and its record for the index.
-  // The builder is empty afterwards and must not be reused.
+  // Seals the trailer; returns the finished pack bytes and its record for the index (when
+  // streaming: the bytes not yet written, which it writes, so nothing). The builder is empty
+  // afterwards and must not be reused.
   Bytes finish(PackRecord& record);
 
  private:
+  // Streaming: writes out what buf_ holds once it reaches `threshold`.
+  void drain(size_t threshold);
+
   Header header_;
   crypto::SecretKey subkey_;
   PackRecord record_;
   Bytes buf_;
+  std::unique_ptr<storage::ObjectWriter> writer_;
+  size_t written_ = 0;  // bytes the writer has taken (buf_ holds what follows)
+  Status stream_status_ = ok_status();
 };
 
 // Decrypts and decodes one blob record read from a pack.

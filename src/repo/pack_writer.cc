@@ -59,12 +59,37 @@ Result<bool> PackWriter::add(BlobType type, const Id& id, ByteView data) {
     }
     const MasterKey& master = repo_.master_key();
     const Config& config = repo_.config();
+    // A pack streamed to the backend holds about one write's worth in memory; a buffered one
+    // the whole pack.
+    const bool streams = repo_.backend().streams_writes();
     packer = std::make_unique<PackBuilder>(
         *master.encryption_key(master.current_generation), master.current_generation,
-        std::move(buffer), size_t{config.pack_size} + config.chunker.max_size + 64 * 1024);
+        std::move(buffer),
+        streams ? PackBuilder::kStreamChunk + 64 * 1024
+                : size_t{config.pack_size} + config.chunker.max_size + 64 * 1024);
+    if (streams) {
+      auto writer = repo_.backend().open_writer({ObjectType::kData, hex(packer->id())});
+      if (!writer.ok()) {
+        std::lock_guard<std::mutex> g(mu_);
+        in_flight_.erase({type, id});
+        packers_out_--;
+        packer_cv_.notify_all();
+        return writer.error();
+      }
+      packer->stream_to(std::move(writer).value());
+    }
   }
   // Compression and encryption run outside the lock, on this thread's own packer.
   uint32_t stored = packer->add(type, id, data, compression_);
+  if (!packer->stream_status().ok()) {
+    // The pack's file could not be written: it and the blobs in it are lost; the caller fails.
+    Error e = packer->stream_status().error();
+    std::lock_guard<std::mutex> g(mu_);
+    for (const auto& b : packer->record().blobs) in_flight_.erase({b.type, b.id});
+    packers_out_--;
+    packer_cv_.notify_all();
+    return e;
+  }
   blobs_++;
   raw_bytes_ += data.size();
   stored_bytes_ += stored;
@@ -132,7 +157,10 @@ Status PackWriter::wait_uploads() {
 Status PackWriter::upload_pack(std::unique_ptr<PackBuilder> packer) {
   PackRecord record;
   Bytes data = packer->finish(record);
-  Status st = repo_.backend().save({ObjectType::kData, hex(record.id)}, data);
+  Status st = packer->writer() == nullptr ? repo_.backend().save({ObjectType::kData, hex(record.id)}, data)
+              : !packer->stream_status().ok() ? packer->stream_status()
+                                              : packer->writer()->commit();
+  packer.reset();  // an uncommitted pack file goes now
   {
     std::lock_guard<std::mutex> g(mu_);
     if (free_buffers_.size() < max_packers_) free_buffers_.push_back(std::move(data));

@@ -89,6 +89,28 @@ std::string ObjectName::describe() const {
   return std::string(type_label(type)) + " " + name;
 }
 
+namespace {
+class BufferedWriter : public ObjectWriter {
+ public:
+  BufferedWriter(Backend& backend, ObjectName name) : backend_(backend), name_(std::move(name)) {}
+  Status append(ByteView data) override {
+    data_.insert(data_.end(), data.begin(), data.end());
+    return ok_status();
+  }
+  uint64_t size() const override { return data_.size(); }
+  Status commit() override { return backend_.save(name_, data_); }
+
+ private:
+  Backend& backend_;
+  ObjectName name_;
+  Bytes data_;
+};
+}  // namespace
+
+Result<std::unique_ptr<ObjectWriter>> Backend::open_writer(const ObjectName& name) {
+  return std::unique_ptr<ObjectWriter>(std::make_unique<BufferedWriter>(*this, name));
+}
+
 std::string BackendSettings::get(const std::string& name) const {
   if (!lookup) return "";
   return lookup(name).value_or("");

@@ -90,6 +90,18 @@ struct ObjectInfo {
   TimeNs modified = 0;  // when it was saved (see the contract above)
 };
 
+// An object written piece by piece (a pack as it is built): append() its bytes in order, then
+// commit() makes it visible under its name exactly as save() would (create-only, durable once
+// commit() returns). Destroying a writer that has not committed leaves nothing visible.
+// One thread at a time.
+class ObjectWriter {
+ public:
+  virtual ~ObjectWriter() = default;
+  virtual Status append(ByteView data) = 0;
+  virtual uint64_t size() const = 0;
+  virtual Status commit() = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -102,6 +114,11 @@ class Backend {
   virtual size_t concurrent_saves() const { return 2; }
 
   virtual Status save(const ObjectName& name, ByteView data) = 0;
+  // A writer for the object `name`. The default collects the bytes in memory and save()s them
+  // at commit (so decorators' save() applies); a backend that streams_writes() writes them as
+  // they come and holds no copy (the local disk: a temporary file, renamed at commit).
+  virtual Result<std::unique_ptr<ObjectWriter>> open_writer(const ObjectName& name);
+  virtual bool streams_writes() const { return false; }
   // length == 0 means "to the end of the object".
   virtual Result<Bytes> load(const ObjectName& name, uint64_t offset = 0, uint64_t length = 0) = 0;
   virtual Result<ObjectInfo> stat(const ObjectName& name) = 0;

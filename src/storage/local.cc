@@ -93,10 +93,11 @@ Status fsync_dir(const std::string& dir) {
 }
 
 // Writes all of `data` at offset 0 onwards, retrying EINTR and short writes.
-Status write_all(int fd, ByteView data, const std::string& what) {
+// Writes `data` at `offset` of the file.
+Status write_all(int fd, ByteView data, const std::string& what, uint64_t offset = 0) {
   size_t done = 0;
   while (done < data.size()) {
-    ssize_t n = ::pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(done));
+    ssize_t n = ::pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
       return errno_error(what, errno);
@@ -215,74 +216,124 @@ std::string LocalBackend::path_of(const ObjectName& name) const {
   return join(dir_of(name), name.name);
 }
 
-Status LocalBackend::save(const ObjectName& name, ByteView data) {
+Result<LocalBackend::TempFile> LocalBackend::create_temp(const ObjectName& name) {
   HAVEN_TRY(current_cancel().check());
   HAVEN_TRY(check_object_name(name));
-  const std::string dir = dir_of(name);
-  const std::string final_path = path_of(name);
+  TempFile t;
+  t.dir = dir_of(name);
+  t.final_path = path_of(name);
   // Shards, and the WAL directory (repositories made before it existed lack it), on demand.
   const bool made_on_demand = name.type == ObjectType::kData || name.type == ObjectType::kWal ||
                               name.type == ObjectType::kLease;
-  if (made_on_demand) HAVEN_TRY(ensure_shard_dir(dir));
+  if (made_on_demand) HAVEN_TRY(ensure_shard_dir(t.dir));
 
   // Create the temporary file. O_EXCL: never reuse someone else's file; 0444: objects are
   // immutable (root, and the owner's unlink, are unaffected by the mode).
-  std::string tmp;
-  Fd fd;
-  for (int attempt = 0; fd.get() < 0; attempt++) {
-    tmp = join(dir, ".tmp-" + random_suffix());
+  for (int attempt = 0; t.fd < 0; attempt++) {
+    t.tmp = join(t.dir, ".tmp-" + random_suffix());
     int f = retry_eintr(
-        [&] { return ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444); });
+        [&] { return ::open(t.tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444); });
     if (f >= 0) {
-      fd.reset(f);
+      t.fd = f;
       break;
     }
     int err = errno;
     if (err == ENOENT && made_on_demand && attempt == 0) {
       // The cached shard directory was removed behind our back: create it again.
-      forget_shard_dir(dir);
-      HAVEN_TRY(ensure_shard_dir(dir));
+      forget_shard_dir(t.dir);
+      HAVEN_TRY(ensure_shard_dir(t.dir));
       continue;
     }
-    if (err != EEXIST || attempt >= 3) return errno_error(final_path, err);
+    if (err != EEXIST || attempt >= 3) return errno_error(t.final_path, err);
   }
+  return t;
+}
 
+void LocalBackend::TempFile::discard() {
+  if (fd >= 0) ::close(fd);
+  fd = -1;
+  if (!tmp.empty()) ::unlink(tmp.c_str());
+  tmp.clear();
+}
+
+Status LocalBackend::publish(TempFile& t) {
   // From here on, any failure removes the temporary file so no partial object stays behind.
   auto fail = [&](Error e) -> Status {
-    if (fd.get() >= 0) ::close(fd.release());
-    ::unlink(tmp.c_str());
+    t.discard();
     return e;
   };
-
-  if (Status s = write_all(fd.get(), data, final_path); !s.ok()) return fail(s.error());
   // fsync the file so its contents are on disk before the name points at it; otherwise a power
   // cut after the rename could leave a complete-looking name with missing or zeroed data.
-  if (retry_eintr([&] { return ::fsync(fd.get()); }) != 0) {
-    return fail(errno_error(final_path, errno));
-  }
+  if (retry_eintr([&] { return ::fsync(t.fd); }) != 0) return fail(errno_error(t.final_path, errno));
   // close() can report delayed write errors (e.g. on network file systems); never retried.
-  if (::close(fd.release()) != 0) return fail(errno_error(final_path, errno));
+  int fd = t.fd;
+  t.fd = -1;
+  if (::close(fd) != 0) return fail(errno_error(t.final_path, errno));
 
   if (before_rename_) before_rename_();
 
   // link() rather than rename(): it fails with EEXIST instead of replacing an existing object.
-  if (retry_eintr([&] { return ::link(tmp.c_str(), final_path.c_str()); }) != 0) {
+  if (retry_eintr([&] { return ::link(t.tmp.c_str(), t.final_path.c_str()); }) != 0) {
     // EEXIST becomes kAlreadyExists: objects are immutable and never replaced.
-    return fail(errno_error(final_path, errno));
+    return fail(errno_error(t.final_path, errno));
   }
   // The object is complete under its final name; a leftover temporary name is harmless (list()
   // never reports it), so a failure to remove it is not a failure of the save.
-  ::unlink(tmp.c_str());
+  t.discard();
 
   // fsync the directory so the new name (and the removal of the temporary one) survives a
   // power cut; until then the object could disappear although save() reported success.
-  if (Status s = fsync_dir(dir); !s.ok()) {
+  if (Status s = fsync_dir(t.dir); !s.ok()) {
     // Durability is unknown: take the object back so that a failed save leaves nothing
     // visible and the caller may simply save again.
-    ::unlink(final_path.c_str());
+    ::unlink(t.final_path.c_str());
     return s;
   }
   return ok_status();
+}
+
+Status LocalBackend::save(const ObjectName& name, ByteView data) {
+  HAVEN_ASSIGN(TempFile t, create_temp(name));
+  if (Status s = write_all(t.fd, data, t.final_path); !s.ok()) {
+    t.discard();
+    return s;
+  }
+  return publish(t);
+}
+
+namespace {
+// Streams into the temporary file; commit() publishes it as save() does.
+class LocalWriter : public ObjectWriter {
+ public:
+  LocalWriter(LocalBackend& backend, LocalBackend::TempFile t)
+      : backend_(backend), t_(std::move(t)) {}
+  ~LocalWriter() override { t_.discard(); }
+  Status append(ByteView data) override {
+    if (t_.fd < 0) return Error(Error::Code::kInternal, t_.final_path + ": appended after commit");
+    if (Status s = write_all(t_.fd, data, t_.final_path, size_); !s.ok()) {
+      t_.discard();
+      return s;
+    }
+    size_ += data.size();
+    return ok_status();
+  }
+  uint64_t size() const override { return size_; }
+  Status commit() override {
+    if (t_.fd < 0) return Error(Error::Code::kInternal, t_.final_path + ": write failed earlier");
+    HAVEN_TRY(current_cancel().check());
+    return backend_.publish(t_);
+  }
+
+ private:
+  LocalBackend& backend_;
+  LocalBackend::TempFile t_;
+  uint64_t size_ = 0;
+};
+}  // namespace
+
+Result<std::unique_ptr<ObjectWriter>> LocalBackend::open_writer(const ObjectName& name) {
+  HAVEN_ASSIGN(TempFile t, create_temp(name));
+  return std::unique_ptr<ObjectWriter>(std::make_unique<LocalWriter>(*this, std::move(t)));
 }
 
 Result<Bytes> LocalBackend::load(const ObjectName& name, uint64_t offset, uint64_t length) {

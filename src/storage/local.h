@@ -28,6 +28,10 @@ class LocalBackend : public Backend {
   std::string location() const override { return "local:" + root_; }
   size_t concurrent_saves() const override { return 1; }
   Status save(const ObjectName& name, ByteView data) override;
+  // Streams into the temporary file save() would write, published (fsync, link, directory
+  // fsync) at commit; an uncommitted writer removes its temporary file.
+  Result<std::unique_ptr<ObjectWriter>> open_writer(const ObjectName& name) override;
+  bool streams_writes() const override { return true; }
   Result<Bytes> load(const ObjectName& name, uint64_t offset, uint64_t length) override;
   Result<ObjectInfo> stat(const ObjectName& name) override;
   Status list(ObjectType type, const std::function<void(const ObjectInfo&)>& fn) override;
@@ -35,6 +39,25 @@ class LocalBackend : public Backend {
   Result<bool> is_empty() override;
   Status create() override;
   Result<Leftovers> remove_leftovers(ObjectType type, int64_t min_age_seconds, bool dry_run) override;
+
+  // A temporary file in an object's directory, not yet published under its name.
+  struct TempFile {
+    int fd = -1;
+    std::string tmp, dir, final_path;
+    TempFile() = default;
+    TempFile(TempFile&& o) noexcept : fd(o.fd), tmp(std::move(o.tmp)), dir(std::move(o.dir)),
+                                      final_path(std::move(o.final_path)) {
+      o.fd = -1;
+      o.tmp.clear();
+    }
+    TempFile& operator=(TempFile&&) = delete;
+    ~TempFile() { discard(); }
+    void discard();  // closes and removes it (nothing once published)
+  };
+  Result<TempFile> create_temp(const ObjectName& name);
+  // fsync, link under the final name (never replacing one), directory fsync; on failure the
+  // temporary file is gone and nothing is visible.
+  Status publish(TempFile& t);
 
   // The file that holds an object (tests use it to tamper with objects on disk).
   std::string path_of(const ObjectName& name) const;

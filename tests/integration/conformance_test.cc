@@ -615,6 +615,45 @@ TEST_P(ConformanceTest, RemoveAndEmptiness) {
   EXPECT_EQ(configs[0].size, 20u);
 }
 
+// An object written in pieces: visible only after commit(), byte for byte what was appended,
+// create-only like save(); a writer dropped before commit() leaves nothing behind (for the
+// local disk, which streams, not even its temporary file).
+TEST_P(ConformanceTest, AnObjectWrittenInPiecesAppearsWholeAtCommitOnly) {
+  ObjectName n{ObjectType::kData, hexname(21)};
+  Bytes a = payload(300000, 1), b = payload(1, 2), c = payload(70000, 3);
+  auto w = be_->open_writer(n);
+  ASSERT_TRUE(w.ok()) << w.error().message();
+  for (const Bytes& part : {a, b, c}) ASSERT_TRUE((*w)->append(part).ok());
+  EXPECT_EQ((*w)->size(), a.size() + b.size() + c.size());
+  EXPECT_EQ(code_of(be_->stat(n)), Error::Code::kNotFound) << "visible before commit";
+  ASSERT_TRUE((*w)->commit().ok());
+  Bytes want = a;
+  want.insert(want.end(), b.begin(), b.end());
+  want.insert(want.end(), c.begin(), c.end());
+  auto got = be_->load(n);
+  ASSERT_TRUE(got.ok()) << got.error().message();
+  EXPECT_TRUE(*got == want);
+
+  // The name is taken: a second writer's commit fails and replaces nothing.
+  auto again = be_->open_writer(n);
+  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE((*again)->append(payload(10, 9)).ok());
+  EXPECT_EQ(code_of((*again)->commit()), Error::Code::kAlreadyExists);
+  EXPECT_TRUE(*be_->load(n) == want);
+
+  ObjectName dropped{ObjectType::kData, hexname(22)};
+  {
+    auto d = be_->open_writer(dropped);
+    ASSERT_TRUE(d.ok());
+    ASSERT_TRUE((*d)->append(payload(5000, 4)).ok());
+  }
+  EXPECT_EQ(code_of(be_->stat(dropped)), Error::Code::kNotFound);
+  EXPECT_EQ(names(ObjectType::kData), std::set<std::string>{n.name});
+  auto left = be_->remove_leftovers(ObjectType::kData, 0, true);
+  ASSERT_TRUE(left.ok());
+  EXPECT_EQ(left->files, 0u) << "a dropped writer left its temporary file";
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Backends, ConformanceTest,
     ::testing::Values(ConfCase{"local", local},

@@ -2012,6 +2012,57 @@ TEST_F(RepoTest, BlobIdFunctionIsFixedPerRepository) {
 
 
 
+// A pack streamed through the local disk's writer (the blobs written as they are added, a large
+// one sealed in place) is the pack a buffered builder makes: the same records at the same
+// offsets, and every blob opens with only the index's (offset, length).
+TEST_F(RepoTest, APackStreamedToDiskIsTheBufferedPackRecordForRecord) {
+  crypto::init();
+  MasterKey mk = MasterKey::generate();
+  const crypto::SecretKey& key = *mk.encryption_key(0);
+  std::mt19937_64 rng(5);
+  std::vector<Bytes> blobs;
+  for (size_t n : {size_t{100}, size_t{3000}, size_t{200000}, size_t{1} << 20, size_t{70}, size_t{300000}}) {
+    Bytes b(n);
+    for (size_t i = 0; i < n; i++) b[i] = n == (size_t{1} << 20) ? static_cast<uint8_t>(i % 7) : static_cast<uint8_t>(rng());
+    blobs.push_back(std::move(b));
+  }
+  auto id_of = [](size_t i) { Id id{}; id[0] = static_cast<uint8_t>(i + 1); return id; };
+  PackBuilder buffered(key, 0);
+  PackBuilder streamed(key, 0);
+  storage::LocalBackend disk(path());
+  ASSERT_OK(disk.create());
+  const std::string name = hex(streamed.id());
+  auto writer = disk.open_writer({ObjectType::kData, name});
+  ASSERT_OK(writer);
+  streamed.stream_to(std::move(writer).value());
+  for (size_t i = 0; i < blobs.size(); i++) {
+    EXPECT_EQ(buffered.add(BlobType::kData, id_of(i), blobs[i], Compression::kMedium),
+              streamed.add(BlobType::kData, id_of(i), blobs[i], Compression::kMedium));
+    EXPECT_EQ(buffered.size(), streamed.size());
+  }
+  PackRecord want, got;
+  Bytes whole = buffered.finish(want);
+  Bytes rest = streamed.finish(got);
+  EXPECT_TRUE(rest.empty());
+  ASSERT_OK(streamed.stream_status());
+  ASSERT_OK(streamed.writer()->commit());
+  auto pack = disk.load({ObjectType::kData, name}, 0, 0);
+  ASSERT_OK(pack);
+  EXPECT_EQ(pack->size(), whole.size());
+  auto trailer = read_pack_trailer(mk, got.id, *pack);
+  ASSERT_OK(trailer);
+  ASSERT_EQ(trailer->blobs.size(), blobs.size());
+  for (size_t i = 0; i < blobs.size(); i++) {
+    const auto& b = trailer->blobs[i];
+    EXPECT_EQ(b.offset, want.blobs[i].offset);
+    EXPECT_EQ(b.length, want.blobs[i].length);
+    auto data = open_blob(key, got.id, 0, b.type, b.id, b.offset,
+                          ByteView(*pack).subspan(b.offset, b.length), b.raw_length, "blob");
+    ASSERT_OK(data);
+    EXPECT_TRUE(*data == blobs[i]) << "blob " << i;
+  }
+}
+
 // An access key opens its own key file through HKDF, never through Argon2id; a password never
 // opens it, it never opens a password key file, and its key file holds nothing of it in clear.
 TEST_F(RepoTest, AnAccessKeyOpensWithoutArgon2idAndOnlyItsOwnKeyFile) {
