@@ -1,5 +1,8 @@
 #include "ops/wal.h"
 
+#include <algorithm>
+#include <thread>
+
 #include "ops/ops.h"
 #include "repo/format.h"
 
@@ -39,9 +42,12 @@ Result<WalPushResult> wal_push(storage::Backend& backend, const WalPushRequest& 
   HAVEN_TRY(validate(request));
   WalPushResult out;
   out.name = base_name(request.path);
-  HAVEN_ASSIGN(Bytes data, pg::read_local_wal_file(request.path));
+  HAVEN_ASSIGN(pg::MappedWalFile file, pg::MappedWalFile::open(request.path));
   HAVEN_ASSIGN(pg::WalKey key, wal_key(backend, request.wal_key_file, open_repository));
-  HAVEN_ASSIGN(pg::PushOutcome pushed, pg::push(backend, key, out.name, data));
+  // A segment compresses on every core: archive_command runs one segment at a time.
+  const int workers = static_cast<int>(std::min(4u, std::max(1u, std::thread::hardware_concurrency())));
+  HAVEN_ASSIGN(pg::PushOutcome pushed,
+               pg::push(backend, key, out.name, file.bytes(), repo::Compression::kLow, workers));
   out.already_archived = pushed == pg::PushOutcome::kAlreadyIdentical;
   return out;
 }

@@ -1,6 +1,7 @@
 #include "pg/wal.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -165,6 +166,32 @@ Result<Bytes> read_local_wal_file(const std::string& path) {
   return data;
 }
 
+Result<MappedWalFile> MappedWalFile::open(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno_error(path, errno);
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) > kMaxWalFile) {
+    int err = errno;
+    ::close(fd);
+    if (err != 0 && !S_ISREG(st.st_mode)) return errno_error(path, err);
+    return Error(Error::Code::kInvalidArgument, path + " is not a WAL file (not a regular file of at most 1 GiB)");
+  }
+  const size_t size = static_cast<size_t>(st.st_size);
+  if (size == 0) {
+    ::close(fd);
+    return MappedWalFile(nullptr, 0);
+  }
+  void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+  int err = errno;
+  ::close(fd);
+  if (p == MAP_FAILED) return errno_error(path, err);
+  return MappedWalFile(p, size);
+}
+
+MappedWalFile::~MappedWalFile() {
+  if (data_ != nullptr) ::munmap(data_, size_);
+}
+
 Status write_local_wal_file(const std::string& path, ByteView data) {
   std::string tmp = path + ".haven-" + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -198,7 +225,7 @@ Result<Bytes> fetch(storage::Backend& backend, const WalKey& key, const std::str
 }
 
 Result<PushOutcome> push(storage::Backend& backend, const WalKey& key, const std::string& name,
-                         ByteView content, repo::Compression compression) {
+                         ByteView content, repo::Compression compression, int workers) {
   if (!is_wal_file_name(name)) {
     return Error(Error::Code::kInvalidArgument,
                  "'" + name + "' is not a WAL file name (a segment, .partial, .history or .backup file)");
@@ -212,8 +239,7 @@ Result<PushOutcome> push(storage::Backend& backend, const WalKey& key, const std
                  "the WAL key belongs to another repository: write a key for this one with "
                  "'haven pg archive-key'");
   }
-  Bytes object = repo::seal_wal_object(key, name, content, compression);
-  Status saved = backend.save({ObjectType::kWal, name}, object);
+  Status saved = repo::save_wal_object(backend, key, name, content, compression, workers);
   if (saved.ok()) return PushOutcome::kStored;
   if (saved.error().code() != Error::Code::kAlreadyExists) return saved.error();
   // Archived before (a retried archive_command, or after a crash): fine if it is the same file.

@@ -59,14 +59,31 @@ Result<WalKey> parse_wal_key_file(const std::string& text, const std::string& pa
 enum class PushOutcome { kStored, kAlreadyIdentical };
 
 // Stores `content` as wal/<name>. `key.repository` must match the backend's repository.
+// `workers` > 1 compresses a segment on that many threads.
 Result<PushOutcome> push(storage::Backend& backend, const WalKey& key, const std::string& name,
-                         ByteView content, repo::Compression compression = repo::Compression::kLow);
+                         ByteView content, repo::Compression compression = repo::Compression::kLow,
+                         int workers = 1);
 // The plaintext of wal/<name>; kNotFound if it is not archived.
 Result<Bytes> fetch(storage::Backend& backend, const WalKey& key, const std::string& name);
 // The local side of archive_command / restore_command: reads a WAL file whole; writes one
 // under a temporary name in the same directory, then renames it (a killed fetch leaves no
 // partial file where PostgreSQL would read it).
 Result<Bytes> read_local_wal_file(const std::string& path);
+// The same file mapped read-only instead of copied (archive_command reads each segment once:
+// a copy would cost 16 MiB of fresh memory per call).
+class MappedWalFile {
+ public:
+  static Result<MappedWalFile> open(const std::string& path);
+  MappedWalFile(MappedWalFile&& o) noexcept : data_(o.data_), size_(o.size_) { o.data_ = nullptr; }
+  MappedWalFile& operator=(MappedWalFile&&) = delete;
+  ~MappedWalFile();
+  ByteView bytes() const { return ByteView(static_cast<const uint8_t*>(data_), size_); }
+
+ private:
+  MappedWalFile(void* data, size_t size) : data_(data), size_(size) {}
+  void* data_ = nullptr;
+  size_t size_ = 0;
+};
 Status write_local_wal_file(const std::string& path, ByteView data);
 
 }  // namespace haven::pg

@@ -54,7 +54,7 @@ ByteView encode_record_view(Compression c, ByteView data) {
   return ByteView(r.data(), r.size());
 }
 
-std::span<uint8_t> encode_record_scratch(Compression c, ByteView data, size_t extra) {
+std::span<uint8_t> encode_record_scratch(Compression c, ByteView data, size_t extra, int workers) {
   // An uninitialised per-thread buffer: resizing a vector would zero it on every call.
   thread_local std::unique_ptr<uint8_t[]> work;
   thread_local size_t work_size = 0;
@@ -65,9 +65,18 @@ std::span<uint8_t> encode_record_scratch(Compression c, ByteView data, size_t ex
     work_size = need;
   }
   if (compress) {
-    thread_local CCtx cctx;
-    size_t n = ZSTD_compressCCtx(cctx.c, work.get() + 1, work_size - 1 - extra, data.data(),
-                                 data.size(), zstd_level(c));
+    size_t n;
+    if (workers > 1 && data.size() >= (size_t{4} << 20)) {
+      // A context of its own: the per-thread one stays single-threaded.
+      CCtx mt;
+      ZSTD_CCtx_setParameter(mt.c, ZSTD_c_compressionLevel, zstd_level(c));
+      ZSTD_CCtx_setParameter(mt.c, ZSTD_c_nbWorkers, workers);
+      n = ZSTD_compress2(mt.c, work.get() + 1, work_size - 1 - extra, data.data(), data.size());
+    } else {
+      thread_local CCtx cctx;
+      n = ZSTD_compressCCtx(cctx.c, work.get() + 1, work_size - 1 - extra, data.data(),
+                            data.size(), zstd_level(c));
+    }
     if (!ZSTD_isError(n) && n < data.size() - data.size() / 32) {
       work[0] = kModeZstd;
       return std::span<uint8_t>(work.get(), 1 + n);

@@ -26,7 +26,8 @@ void encode_record(Compression c, ByteView data, Bytes& out);
 // the hot path a buffer per thread and a copy of every compressed blob.
 ByteView encode_record_view(Compression c, ByteView data);
 // The same, writable, with `extra` spare bytes after the record (a tag sealed in place).
-std::span<uint8_t> encode_record_scratch(Compression c, ByteView data, size_t extra);
+// `workers` > 1 compresses large data on that many threads (zstd's own; the same frame format).
+std::span<uint8_t> encode_record_scratch(Compression c, ByteView data, size_t extra, int workers = 0);
 // Decodes a record plaintext; `max_size` bounds the decompressed size (from the index or a
 // format limit) so a hostile frame cannot exhaust memory.
 Result<Bytes> decode_record(ByteView record, size_t max_size);

@@ -74,6 +74,23 @@ Bytes seal_wal_object(const WalKey& key, const std::string& name, ByteView conte
   return object;
 }
 
+Status save_wal_object(storage::Backend& backend, const WalKey& key, const std::string& name,
+                       ByteView content, Compression compression, int workers) {
+  Header h;
+  h.kind = ObjectKind::kWal;
+  h.key_generation = key.generation;
+  h.salt = crypto::random_array<kSaltSize>();
+  uint8_t prefix[kPrefixSize];
+  h.encode(prefix);
+  std::span<uint8_t> record = encode_record_scratch(compression, content, crypto::kTagSize, workers);
+  seal_record_in_place(object_key(key.key, h), h, kPrefixSize, aad_for(name), record.data(),
+                       record.size());
+  HAVEN_ASSIGN(auto writer, backend.open_writer({ObjectType::kWal, name}));
+  HAVEN_TRY(writer->append(ByteView(prefix, kPrefixSize)));
+  HAVEN_TRY(writer->append(ByteView(record.data(), record.size() + crypto::kTagSize)));
+  return writer->commit();
+}
+
 Result<Bytes> open_wal_object(const WalKey& key, const std::string& name, ByteView object) {
   std::string what = "WAL file " + name;
   HAVEN_ASSIGN(Header h, parse_header(object, what));

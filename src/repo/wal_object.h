@@ -45,6 +45,11 @@ Result<WalKey> derive_wal_key(const MasterKey& master, const std::string& finger
 // Seals the WAL file `name` (its contents `content`, at most kMaxWalFile) as one object.
 Bytes seal_wal_object(const WalKey& key, const std::string& name, ByteView content,
                       Compression compression);
+// Seals it as seal_wal_object() does and saves it as wal/<name> through backend.open_writer()
+// (streamed where the backend streams; sealed in place, no copy of the object in memory),
+// compressing on `workers` threads. The errors of save() (kAlreadyExists if the name is taken).
+Status save_wal_object(storage::Backend& backend, const WalKey& key, const std::string& name,
+                       ByteView content, Compression compression, int workers);
 // Opens the object stored as the WAL file `name`. kCorrupt if its header is not a WAL object's,
 // it names another key generation than `key`'s, it does not authenticate (damaged, renamed, or
 // another repository's) or does not decode.
