@@ -106,8 +106,10 @@ EVP_CIPHER_CTX* thread_ctx() {
 }
 }  // namespace
 
-void seal(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce, ByteView aad,
-          ByteView plaintext, Bytes& out) {
+namespace {
+// This thread's context, set up to encrypt under (key, nonce) with `aad` authenticated.
+EVP_CIPHER_CTX* begin_seal(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce,
+                           ByteView aad) {
   EVP_CIPHER_CTX* ctx = thread_ctx();
   int len = 0;
   if (EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, key.data(), nonce.data()) != 1)
@@ -115,6 +117,14 @@ void seal(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce, By
   if (!aad.empty() &&
       EVP_EncryptUpdate(ctx, nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1)
     std::abort();
+  return ctx;
+}
+}  // namespace
+
+void seal(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce, ByteView aad,
+          ByteView plaintext, Bytes& out) {
+  EVP_CIPHER_CTX* ctx = begin_seal(key, nonce, aad);
+  int len = 0;
   size_t base = out.size();
   out.resize(base + plaintext.size() + kTagSize);
   if (!plaintext.empty() &&
@@ -129,13 +139,8 @@ void seal(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce, By
 
 void seal_in_place(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce, ByteView aad,
                    uint8_t* data, size_t n) {
-  EVP_CIPHER_CTX* ctx = thread_ctx();
+  EVP_CIPHER_CTX* ctx = begin_seal(key, nonce, aad);
   int len = 0;
-  if (EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, key.data(), nonce.data()) != 1)
-    std::abort();
-  if (!aad.empty() &&
-      EVP_EncryptUpdate(ctx, nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1)
-    std::abort();
   if (n > 0 && EVP_EncryptUpdate(ctx, data, &len, data, static_cast<int>(n)) != 1) std::abort();
   if (EVP_EncryptFinal_ex(ctx, data + n, &len) != 1) std::abort();
   if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, kTagSize, data + n) != 1) std::abort();

@@ -140,32 +140,6 @@ Result<WalKey> parse_wal_key_file(const std::string& text, const std::string& pa
   return k;
 }
 
-Result<Bytes> read_local_wal_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno_error(path, errno);
-  struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) > kMaxWalFile) {
-    int err = errno;
-    ::close(fd);
-    if (err != 0 && !S_ISREG(st.st_mode)) return errno_error(path, err);
-    return Error(Error::Code::kInvalidArgument, path + " is not a WAL file (not a regular file of at most 1 GiB)");
-  }
-  Bytes data(static_cast<size_t>(st.st_size));
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::pread(fd, data.data() + done, data.size() - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      int err = n < 0 ? errno : EIO;
-      ::close(fd);
-      return errno_error(path, err);
-    }
-    done += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  return data;
-}
-
 Result<MappedWalFile> MappedWalFile::open(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return errno_error(path, errno);

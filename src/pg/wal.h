@@ -65,12 +65,10 @@ Result<PushOutcome> push(storage::Backend& backend, const WalKey& key, const std
                          int workers = 1);
 // The plaintext of wal/<name>; kNotFound if it is not archived.
 Result<Bytes> fetch(storage::Backend& backend, const WalKey& key, const std::string& name);
-// The local side of archive_command / restore_command: reads a WAL file whole; writes one
-// under a temporary name in the same directory, then renames it (a killed fetch leaves no
-// partial file where PostgreSQL would read it).
-Result<Bytes> read_local_wal_file(const std::string& path);
-// The same file mapped read-only instead of copied (archive_command reads each segment once:
-// a copy would cost 16 MiB of fresh memory per call).
+// The local side of archive_command / restore_command: writes a WAL file under a temporary name
+// in the same directory, then renames it (a killed fetch leaves no partial file where
+// PostgreSQL would read it); MappedWalFile reads one, mapped read-only instead of copied
+// (archive_command reads each segment once: a copy would cost 16 MiB of fresh memory per call).
 class MappedWalFile {
  public:
   static Result<MappedWalFile> open(const std::string& path);

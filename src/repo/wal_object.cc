@@ -60,20 +60,6 @@ Result<WalKey> derive_wal_key(const MasterKey& master, const std::string& finger
   return k;
 }
 
-Bytes seal_wal_object(const WalKey& key, const std::string& name, ByteView content,
-                      Compression compression) {
-  Header h;
-  h.kind = ObjectKind::kWal;
-  h.key_generation = key.generation;
-  h.salt = crypto::random_array<kSaltSize>();
-  Bytes object(kPrefixSize);
-  h.encode(object.data());
-  Bytes record;
-  encode_record(compression, content, record);
-  seal_record(object_key(key.key, h), h, aad_for(name), record, object);
-  return object;
-}
-
 Status save_wal_object(storage::Backend& backend, const WalKey& key, const std::string& name,
                        ByteView content, Compression compression, int workers) {
   Header h;

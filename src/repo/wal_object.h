@@ -42,12 +42,10 @@ Result<std::string> repository_fingerprint(storage::Backend& backend);
 Result<WalKey> derive_wal_key(const MasterKey& master, const std::string& fingerprint,
                               std::optional<uint32_t> generation = std::nullopt);
 
-// Seals the WAL file `name` (its contents `content`, at most kMaxWalFile) as one object.
-Bytes seal_wal_object(const WalKey& key, const std::string& name, ByteView content,
-                      Compression compression);
-// Seals it as seal_wal_object() does and saves it as wal/<name> through backend.open_writer()
-// (streamed where the backend streams; sealed in place, no copy of the object in memory),
-// compressing on `workers` threads. The errors of save() (kAlreadyExists if the name is taken).
+// Seals the WAL file `name` (its contents `content`, at most kMaxWalFile) as one object and
+// saves it as wal/<name> through backend.open_writer() (streamed where the backend streams;
+// sealed in place, no copy of the object in memory), compressing on `workers` threads. The
+// errors of save() (kAlreadyExists if the name is taken).
 Status save_wal_object(storage::Backend& backend, const WalKey& key, const std::string& name,
                        ByteView content, Compression compression, int workers);
 // Opens the object stored as the WAL file `name`. kCorrupt if its header is not a WAL object's,
