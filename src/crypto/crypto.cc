@@ -146,27 +146,45 @@ void seal_in_place(const SecretKey& key, const std::array<uint8_t, kNonceSize>& 
   if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, kTagSize, data + n) != 1) std::abort();
 }
 
-bool open(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce, ByteView aad,
-          ByteView sealed, Bytes& out) {
-  if (sealed.size() < kTagSize) return false;
+namespace {
+// Decrypts ct_len bytes from `in` to `out` (which may be `in`) and checks the tag.
+bool open_to(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce, ByteView aad,
+             const uint8_t* in, size_t ct_len, const uint8_t* tag, uint8_t* out) {
   EVP_CIPHER_CTX* ctx = thread_ctx();
   int len = 0;
-  size_t ct_len = sealed.size() - kTagSize;
   if (EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, key.data(), nonce.data()) != 1)
     return false;
   if (!aad.empty() &&
       EVP_DecryptUpdate(ctx, nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1)
     return false;
+  if (ct_len > 0 && EVP_DecryptUpdate(ctx, out, &len, in, static_cast<int>(ct_len)) != 1)
+    return false;
+  if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, kTagSize, const_cast<uint8_t*>(tag)) != 1)
+    return false;
+  return EVP_DecryptFinal_ex(ctx, out + ct_len, &len) == 1;
+}
+}  // namespace
+
+bool open(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce, ByteView aad,
+          ByteView sealed, Bytes& out) {
+  if (sealed.size() < kTagSize) return false;
+  size_t ct_len = sealed.size() - kTagSize;
   out.resize(ct_len);
-  if (ct_len > 0 && EVP_DecryptUpdate(ctx, out.data(), &len, sealed.data(),
-                                      static_cast<int>(ct_len)) != 1)
-    return false;
-  if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, kTagSize,
-                          const_cast<uint8_t*>(sealed.data() + ct_len)) != 1)
-    return false;
-  if (EVP_DecryptFinal_ex(ctx, out.data() + ct_len, &len) != 1) {
+  if (!open_to(key, nonce, aad, sealed.data(), ct_len, sealed.data() + ct_len, out.data())) {
     secure_zero(out.data(), out.size());
     out.clear();
+    return false;
+  }
+  return true;
+}
+
+bool open_in_place(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce, ByteView aad,
+                   uint8_t* data, size_t n) {
+  if (n < kTagSize) return false;
+  size_t ct_len = n - kTagSize;
+  // Decryption writes data[0, ct_len) only: the tag after it stays intact.
+  if (!open_to(key, nonce, aad, data, ct_len, data + ct_len, data)) {
+    secure_zero(data, ct_len);
     return false;
   }
   return true;

@@ -78,6 +78,10 @@ void seal_in_place(const SecretKey& key, const std::array<uint8_t, kNonceSize>& 
 // open() returns false (and leaves `out` unspecified) if authentication fails.
 bool open(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce, ByteView aad,
           ByteView sealed, Bytes& out);
+// The same in place: data[0, n) holds ciphertext||tag; on success data[0, n - 16) holds the
+// plaintext. On failure it returns false and data[0, n - 16) is zeroed.
+bool open_in_place(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce, ByteView aad,
+                   uint8_t* data, size_t n);
 
 // Argon2id parameters as stored in a key file.
 struct KdfParams {

@@ -93,27 +93,58 @@ void encode_record(Compression c, ByteView data, Bytes& out) {
   out.assign(record.begin(), record.end());
 }
 
-Result<Bytes> decode_record(ByteView record, size_t max_size) {
+namespace {
+// The checked zstd frame size of a compressed record's payload.
+Result<size_t> frame_size(ByteView payload, size_t max_size) {
+  unsigned long long size = ZSTD_getFrameContentSize(payload.data(), payload.size());
+  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > max_size) {
+    return Error(Error::Code::kCorrupt, "bad zstd frame header");
+  }
+  return static_cast<size_t>(size);
+}
+
+Status decompress(ByteView payload, uint8_t* out, size_t size) {
+  thread_local DCtx dctx;
+  size_t n = ZSTD_decompressDCtx(dctx.d, out, size, payload.data(), payload.size());
+  if (ZSTD_isError(n) || n != size) {
+    return Error(Error::Code::kCorrupt, std::string("zstd: ") + ZSTD_getErrorName(n));
+  }
+  return ok_status();
+}
+
+Status check_mode(ByteView record) {
   if (record.empty()) return Error(Error::Code::kCorrupt, "empty record");
+  if (record[0] != kModeRaw && record[0] != kModeZstd) {
+    return Error(Error::Code::kCorrupt, "unknown record mode " + std::to_string(record[0]));
+  }
+  return ok_status();
+}
+}  // namespace
+
+Result<Bytes> decode_record(ByteView record, size_t max_size) {
+  HAVEN_TRY(check_mode(record));
   ByteView payload = record.subspan(1);
   if (record[0] == kModeRaw) {
     if (payload.size() > max_size) return Error(Error::Code::kCorrupt, "record larger than allowed");
     return Bytes(payload.begin(), payload.end());
   }
-  if (record[0] != kModeZstd) {
-    return Error(Error::Code::kCorrupt, "unknown record mode " + std::to_string(record[0]));
-  }
-  unsigned long long size = ZSTD_getFrameContentSize(payload.data(), payload.size());
-  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > max_size) {
-    return Error(Error::Code::kCorrupt, "bad zstd frame header");
-  }
-  thread_local DCtx dctx;
+  HAVEN_ASSIGN(size_t size, frame_size(payload, max_size));
   Bytes out(size);
-  size_t n = ZSTD_decompressDCtx(dctx.d, out.data(), out.size(), payload.data(), payload.size());
-  if (ZSTD_isError(n) || n != size) {
-    return Error(Error::Code::kCorrupt, std::string("zstd: ") + ZSTD_getErrorName(n));
-  }
+  HAVEN_TRY(decompress(payload, out.data(), size));
   return out;
+}
+
+Result<ByteView> decode_record_view(ByteView record, size_t max_size, Scratch& scratch) {
+  HAVEN_TRY(check_mode(record));
+  ByteView payload = record.subspan(1);
+  if (record[0] == kModeRaw) {
+    if (payload.size() > max_size) return Error(Error::Code::kCorrupt, "record larger than allowed");
+    return payload;
+  }
+  HAVEN_ASSIGN(size_t size, frame_size(payload, max_size));
+  uint8_t* out = scratch.reserve(size);
+  HAVEN_TRY(decompress(payload, out, size));
+  return ByteView(out, size);
 }
 
 }  // namespace haven::repo

@@ -31,5 +31,8 @@ std::span<uint8_t> encode_record_scratch(Compression c, ByteView data, size_t ex
 // Decodes a record plaintext; `max_size` bounds the decompressed size (from the index or a
 // format limit) so a hostile frame cannot exhaust memory.
 Result<Bytes> decode_record(ByteView record, size_t max_size);
+// The same without copies: a stored payload is returned where it lies in `record`, a compressed
+// one is decompressed into `scratch`. The view is valid while both are.
+Result<ByteView> decode_record_view(ByteView record, size_t max_size, Scratch& scratch);
 
 }  // namespace haven::repo

@@ -92,6 +92,12 @@ bool open_record(const crypto::SecretKey& subkey, const Header& h, uint64_t offs
   return crypto::open(subkey, record_nonce(offset), full_aad(h, record_aad), sealed, plaintext);
 }
 
+bool open_record_in_place(const crypto::SecretKey& subkey, const Header& h, uint64_t offset,
+                          ByteView record_aad, std::span<uint8_t> sealed) {
+  return crypto::open_in_place(subkey, record_nonce(offset), full_aad(h, record_aad), sealed.data(),
+                               sealed.size());
+}
+
 Bytes blob_aad(BlobType type, const Id& id) {
   Bytes aad(1 + id.size());
   aad[0] = static_cast<uint8_t>(type);

@@ -60,6 +60,9 @@ void seal_record_in_place(const crypto::SecretKey& subkey, const Header& h, uint
 // Opens the record at `offset` whose sealed bytes are `sealed`.
 bool open_record(const crypto::SecretKey& subkey, const Header& h, uint64_t offset,
                  ByteView record_aad, ByteView sealed, Bytes& plaintext);
+// The same in place: on success sealed[0, size - 16) holds the record plaintext.
+bool open_record_in_place(const crypto::SecretKey& subkey, const Header& h, uint64_t offset,
+                          ByteView record_aad, std::span<uint8_t> sealed);
 
 // Blob records bind the blob's type and ID: aad = type u8 | id.
 Bytes blob_aad(BlobType type, const Id& id);

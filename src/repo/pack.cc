@@ -123,6 +123,28 @@ Result<Bytes> open_blob(const crypto::SecretKey& master, const Id& pack_id, uint
   return data;
 }
 
+Result<ByteView> open_blob_in_place(const crypto::SecretKey& master, const Id& pack_id,
+                                    uint32_t key_generation, BlobType type, const Id& id,
+                                    uint32_t offset, std::span<uint8_t> sealed, uint32_t raw_length,
+                                    const std::function<std::string()>& what, Scratch& scratch) {
+  Header h;
+  h.kind = ObjectKind::kPack;
+  h.key_generation = key_generation;
+  h.salt = pack_id;
+  crypto::SecretKey subkey = object_key(master, h);
+  if (!open_record_in_place(subkey, h, offset, blob_aad(type, id), sealed)) {
+    return Error(Error::Code::kCorrupt,
+                 what() + ": authentication failed (the pack was modified or damaged)");
+  }
+  ByteView plain = sealed.first(sealed.size() - crypto::kTagSize);
+  auto data = decode_record_view(plain, raw_length, scratch);
+  if (!data.ok()) return data.error().with_context(what());
+  if (data->size() != raw_length) {
+    return Error(Error::Code::kCorrupt, what() + ": length differs from the index");
+  }
+  return data;
+}
+
 Result<PackRecord> read_pack_trailer(const MasterKey& key, const Id& pack_id, ByteView pack) {
   return read_pack_trailer(key, pack_id, pack.subspan(0, std::min(pack.size(), kPrefixSize)), pack,
                            pack.size());

@@ -7,6 +7,7 @@
 // can derive the subkey without reading the header.
 #pragma once
 
+#include <functional>
 #include <memory>
 
 #include "repo/compress.h"
@@ -65,6 +66,13 @@ class PackBuilder {
 Result<Bytes> open_blob(const crypto::SecretKey& master, const Id& pack_id, uint32_t key_generation,
                         BlobType type, const Id& id, uint32_t offset, ByteView sealed,
                         uint32_t raw_length, const std::string& what);
+
+// The same in place: `sealed` is decrypted over itself, and the blob's bytes are returned where
+// they lie in it (stored) or in `scratch` (decompressed there). `what` names the blob in errors.
+Result<ByteView> open_blob_in_place(const crypto::SecretKey& master, const Id& pack_id,
+                                    uint32_t key_generation, BlobType type, const Id& id,
+                                    uint32_t offset, std::span<uint8_t> sealed, uint32_t raw_length,
+                                    const std::function<std::string()>& what, Scratch& scratch);
 
 // Same as open_blob, but returns the authenticated record plaintext (mode byte + payload)
 // without decompressing it.

@@ -150,6 +150,10 @@ class Repository {
   std::optional<BlobLocation> locate_blob(BlobType type, const Id& id) const;
   Result<Bytes> open_located_blob(BlobType type, const Id& id, const BlobLocation& loc,
                                   ByteView sealed) const;
+  // The same in place (no allocation on the hot path): `sealed` is decrypted over itself and
+  // the view returned points into it or into `scratch`.
+  Result<ByteView> open_located_blob_in_place(BlobType type, const Id& id, const BlobLocation& loc,
+                                              std::span<uint8_t> sealed, Scratch& scratch) const;
 
   // --- encrypted single-record objects (config, index, snapshot, lock) ---
   Result<Bytes> load_object(storage::ObjectType type, const std::string& name);

@@ -68,15 +68,20 @@ std::optional<mode_t> current_umask() {
 }
 
 bool is_zero(ByteView b) {
-  // Word-at-a-time scan; the compiler vectorises the loop.
+  // 64 bytes at a time (the compiler vectorises each step), leaving at the first non-zero
+  // step: a block of data is decided by its first bytes, only a zero block is read whole.
   const uint8_t* p = b.data();
   size_t n = b.size(), i = 0;
-  uint64_t acc = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t w;
-    std::memcpy(&w, p + i, 8);
-    acc |= w;
+  for (; i + 64 <= n; i += 64) {
+    uint64_t acc = 0;
+    for (size_t k = 0; k < 64; k += 8) {
+      uint64_t w;
+      std::memcpy(&w, p + i + k, 8);
+      acc |= w;
+    }
+    if (acc != 0) return false;
   }
+  uint64_t acc = 0;
   for (; i < n; i++) acc |= p[i];
   return acc == 0;
 }
@@ -149,11 +154,17 @@ class Restorer {
   void wait_batch();
   void run_batch(Batch& b);
   // Reads one range once there is room for it (Options::max_in_flight), then writes its blobs.
-  void read_range(Batch& b, const Range& r);
-  void read_range_held(Batch& b, const Range& r);
+  // `plain` is the reader's buffer for decompressed blobs.
+  void read_range(Batch& b, const Range& r, Scratch& plain);
+  // Files whose last blob it wrote go to `done`: read_range finishes them (metadata, sync)
+  // after it has given back its range buffer, so a reader waiting for a large file's sync does
+  // not hold memory other readers wait for.
+  void read_range_held(Batch& b, const Range& r, Scratch& range, Scratch& plain,
+                       std::vector<PendingFile*>& done);
   Status write_at(PendingFile& f, uint64_t offset, ByteView data);
   void fail(PendingFile& f, const std::string& message);
-  void placed(PendingFile& f);
+  // One of f's blobs has been written (or failed): true when it was the last.
+  bool placed(PendingFile& f);
   void finish(PendingFile& f);
   // `created`: a regular file this restore created through `fd` (with create_mode()): then
   // fchown and fchmod are left out where they would change nothing.
@@ -182,9 +193,14 @@ class Restorer {
   Batch batch_;                           // being planned by the walker
   std::unique_ptr<Batch> running_batch_;  // being read, on running_ and its readers
   std::thread running_;
-  std::mutex flight_mu_;  // guards in_flight_
+  std::mutex flight_mu_;  // guards in_flight_ and the spare range buffers
   std::condition_variable flight_cv_;
-  uint64_t in_flight_ = 0;  // bytes of ranges held by readers
+  uint64_t in_flight_ = 0;  // bytes of range buffers held by readers
+  // Range buffers kept for the next ranges: a fresh buffer per range costs a mapping, page
+  // faults and zeroing, which was most of a large restore's system time. Buffers held and
+  // kept together stay within max_in_flight (but for one range larger than that).
+  std::vector<std::unique_ptr<Scratch>> spare_;
+  uint64_t spare_bytes_ = 0;
 
   std::mutex mu_;  // guards failed_, links
   std::map<std::pair<uint64_t, uint64_t>, std::string> links_;  // (device, inode) -> path
@@ -305,6 +321,12 @@ Status Restorer::write_at(PendingFile& f, uint64_t offset, ByteView data) {
       }
       done += static_cast<size_t>(w);
     }
+    // Written back from now on, while the next blobs decompress, rather than all at once in
+    // finish()'s fdatasync.
+    if (opts_.sync) {
+      ::sync_file_range(f.fd, static_cast<off_t>(offset + pos), static_cast<off_t>(run_end - pos),
+                        SYNC_FILE_RANGE_WRITE);
+    }
     pos = run_end;
     uint64_t end = offset + run_end, seen = f.end_written.load();
     while (end > seen && !f.end_written.compare_exchange_weak(seen, end)) {
@@ -334,9 +356,7 @@ void Restorer::fail(PendingFile& f, const std::string& message) {
   if (f.failure.empty()) f.failure = message;
 }
 
-void Restorer::placed(PendingFile& f) {
-  if (f.remaining.fetch_sub(1) == 1) finish(f);
-}
+bool Restorer::placed(PendingFile& f) { return f.remaining.fetch_sub(1) == 1; }
 
 // The last blob of `f` has landed (or failed): set the size and metadata, or remove it.
 void Restorer::finish(PendingFile& f) {
@@ -475,7 +495,8 @@ void Restorer::run_batch(Batch& b) {
   }
   std::atomic<size_t> next{0};
   auto reader = [&] {
-    for (size_t k; (k = next++) < ranges.size();) read_range(b, ranges[k]);
+    Scratch plain;
+    for (size_t k; (k = next++) < ranges.size();) read_range(b, ranges[k], plain);
   };
   std::vector<std::thread> threads;
   size_t n = std::max<size_t>(1, std::min<size_t>(readers_, ranges.size()));
@@ -489,58 +510,103 @@ void Restorer::run_batch(Batch& b) {
   for (auto& t : threads) t.join();
 }
 
-void Restorer::read_range(Batch& b, const Range& r) {
+void Restorer::read_range(Batch& b, const Range& r, Scratch& plain) {
   const uint64_t len = r.end - r.start;
+  std::unique_ptr<Scratch> buf;
+  uint64_t charge = len;
   {
     std::unique_lock<std::mutex> lk(flight_mu_);
-    flight_cv_.wait(lk, [&] { return in_flight_ == 0 || in_flight_ + len <= opts_.max_in_flight; });
-    in_flight_ += len;
+    size_t pick = spare_.size();
+    flight_cv_.wait(lk, [&] {
+      // The smallest spare buffer that holds the range, else a fresh one of its size.
+      pick = spare_.size();
+      for (size_t i = 0; i < spare_.size(); i++) {
+        uint64_t c = spare_[i]->capacity();
+        if (c >= len && (pick == spare_.size() || c < spare_[pick]->capacity())) pick = i;
+      }
+      charge = pick < spare_.size() ? spare_[pick]->capacity() : len;
+      return in_flight_ == 0 || in_flight_ + charge <= opts_.max_in_flight;
+    });
+    if (pick < spare_.size()) {
+      buf = std::move(spare_[pick]);
+      spare_.erase(spare_.begin() + static_cast<std::ptrdiff_t>(pick));
+      spare_bytes_ -= charge;
+    }
+    // A fresh buffer: spares that no longer fit beside it are freed, largest first.
+    std::sort(spare_.begin(), spare_.end(),
+              [](const auto& x, const auto& y) { return x->capacity() < y->capacity(); });
+    while (!spare_.empty() && in_flight_ + charge + spare_bytes_ > opts_.max_in_flight) {
+      spare_bytes_ -= spare_.back()->capacity();
+      spare_.pop_back();
+    }
+    in_flight_ += charge;
   }
-  read_range_held(b, r);
-  std::lock_guard<std::mutex> g(flight_mu_);
-  in_flight_ -= len;
-  flight_cv_.notify_all();
+  if (!buf) buf = std::make_unique<Scratch>();
+  std::vector<PendingFile*> done;
+  read_range_held(b, r, *buf, plain, done);
+  {
+    std::lock_guard<std::mutex> g(flight_mu_);
+    in_flight_ -= charge;
+    if (in_flight_ + spare_bytes_ + buf->capacity() <= opts_.max_in_flight) {
+      spare_bytes_ += buf->capacity();
+      spare_.push_back(std::move(buf));
+    }
+    flight_cv_.notify_all();
+  }
+  for (PendingFile* f : done) finish(*f);
 }
 
-void Restorer::read_range_held(Batch& b, const Range& r) {
+void Restorer::read_range_held(Batch& b, const Range& r, Scratch& range, Scratch& plain,
+                               std::vector<PendingFile*>& done) {
   const std::vector<Piece>& pieces = b.pieces;
   if (session_.cancel_token().cancelled()) return;  // run() reports the cancellation
   const Id& pack = pieces[r.first].loc.pack_id;
   const storage::ObjectName name{storage::ObjectType::kData, repo::hex(pack)};
-  auto data = repo_.backend().load(name, r.start, r.end - r.start);
-  if (r.last - r.first > 1 && (!data.ok() || data->size() != r.end - r.start)) {
+  const size_t len = static_cast<size_t>(r.end - r.start);
+  uint8_t* data = range.reserve(len);
+  Status read = repo_.backend().load_into(name, r.start, std::span<uint8_t>(data, len));
+  if (r.last - r.first > 1 && !read.ok()) {
     // A damaged pack (truncated, or a range the store refuses): each blob on its own, so
     // the blobs that are intact still restore and each error names its own blob.
     for (size_t i = r.first; i < r.last; i++) {
       const auto& l = pieces[i].loc;
-      read_range_held(b, {l.offset, uint64_t{l.offset} + l.length, i, i + 1});
+      read_range_held(b, {l.offset, uint64_t{l.offset} + l.length, i, i + 1}, range, plain, done);
     }
     return;
   }
   for (size_t i = r.first; i < r.last; i++) {
     const Piece& p = pieces[i];
-    Result<Bytes> plain = Error(Error::Code::kCorrupt, "");
-    if (!data.ok()) {
-      plain = data.error().with_context("data blob " + repo::hex(p.id) + " in pack " + repo::hex(pack));
+    Bytes alone;  // the blob from another region's copy, when this one is damaged
+    Result<ByteView> bytes = Error(Error::Code::kCorrupt, "");
+    if (!read.ok()) {
+      bytes = read.error().with_context("data blob " + repo::hex(p.id) + " in pack " + repo::hex(pack));
     } else {
-      uint64_t at = p.loc.offset - r.start;
-      size_t have = data->size() > at ? std::min<size_t>(p.loc.length, data->size() - at) : 0;
-      plain = repo_.open_located_blob(BlobType::kData, p.id, p.loc, ByteView(data->data() + at, have));
-      if (!plain.ok() && plain.error().code() == Error::Code::kCorrupt) {
+      // Opened in place: the range's bytes of this blob are decrypted over themselves.
+      std::span<uint8_t> sealed(data + (p.loc.offset - r.start), p.loc.length);
+      bytes = repo_.open_located_blob_in_place(BlobType::kData, p.id, p.loc, sealed, plain);
+      if (!bytes.ok() && bytes.error().code() == Error::Code::kCorrupt) {
         // Damaged here: another region's copy of the blob, where the repository has one.
-        auto other = repo_.backend().load_other_copy(name, p.loc.offset, p.loc.length, plain.error());
-        if (other.ok()) plain = repo_.open_located_blob(BlobType::kData, p.id, p.loc, *other);
+        auto other = repo_.backend().load_other_copy(name, p.loc.offset, p.loc.length, bytes.error());
+        if (other.ok()) {
+          auto opened = repo_.open_located_blob(BlobType::kData, p.id, p.loc, *other);
+          if (opened.ok()) {
+            alone = std::move(*opened);
+            bytes = ByteView(alone);
+          } else {
+            bytes = opened.error();
+          }
+        }
       }
     }
     for (const auto& place : p.to) {
       PendingFile& f = *b.files[place.file];
-      if (!plain.ok()) {
-        fail(f, plain.error().message());
+      if (!bytes.ok()) {
+        fail(f, bytes.error().message());
       } else if (ensure_open(f)) {
-        Status st = write_at(f, place.offset, *plain);
+        Status st = write_at(f, place.offset, *bytes);
         if (!st.ok()) fail(f, st.error().message());
       }
-      placed(f);
+      if (placed(f)) done.push_back(&f);
     }
   }
 }

@@ -1,5 +1,7 @@
 #include "storage/backend.h"
 
+#include <cstring>
+
 #include "storage/azure.h"
 #include "storage/local.h"
 #include "storage/retry.h"
@@ -109,6 +111,18 @@ class BufferedWriter : public ObjectWriter {
 
 Result<std::unique_ptr<ObjectWriter>> Backend::open_writer(const ObjectName& name) {
   return std::unique_ptr<ObjectWriter>(std::make_unique<BufferedWriter>(*this, name));
+}
+
+Status Backend::load_into(const ObjectName& name, uint64_t offset, std::span<uint8_t> out) {
+  if (out.empty()) return ok_status();
+  HAVEN_ASSIGN(Bytes data, load(name, offset, out.size()));
+  if (data.size() != out.size()) {
+    return Error(Error::Code::kCorrupt, name.describe() + ": read " + std::to_string(data.size()) +
+                                            " bytes at " + std::to_string(offset) + ", expected " +
+                                            std::to_string(out.size()));
+  }
+  std::memcpy(out.data(), data.data(), data.size());
+  return ok_status();
 }
 
 std::string BackendSettings::get(const std::string& name) const {

@@ -121,6 +121,10 @@ class Backend {
   virtual bool streams_writes() const { return false; }
   // length == 0 means "to the end of the object".
   virtual Result<Bytes> load(const ObjectName& name, uint64_t offset = 0, uint64_t length = 0) = 0;
+  // Reads exactly out.size() bytes from `offset` into `out` (a range that does not fit the
+  // object is kCorrupt, as for load). The default loads and copies; LocalBackend reads straight
+  // into `out`, so a reader reusing one buffer allocates nothing per range.
+  virtual Status load_into(const ObjectName& name, uint64_t offset, std::span<uint8_t> out);
   virtual Result<ObjectInfo> stat(const ObjectName& name) = 0;
   virtual Status list(ObjectType type, const std::function<void(const ObjectInfo&)>& fn) = 0;
   virtual Status remove(const ObjectName& name) = 0;

@@ -33,6 +33,7 @@ class LocalBackend : public Backend {
   Result<std::unique_ptr<ObjectWriter>> open_writer(const ObjectName& name) override;
   bool streams_writes() const override { return true; }
   Result<Bytes> load(const ObjectName& name, uint64_t offset, uint64_t length) override;
+  Status load_into(const ObjectName& name, uint64_t offset, std::span<uint8_t> out) override;
   Result<ObjectInfo> stat(const ObjectName& name) override;
   Status list(ObjectType type, const std::function<void(const ObjectInfo&)>& fn) override;
   Status remove(const ObjectName& name) override;

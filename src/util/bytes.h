@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -37,6 +38,26 @@ inline uint32_t get_u32le(const uint8_t* p) {
 inline void put_u64be(uint8_t* p, uint64_t v) {
   for (int i = 0; i < 8; i++) p[i] = static_cast<uint8_t>(v >> (8 * (7 - i)));
 }
+// A growable buffer that is never zeroed. Reused from call to call it keeps its pages, where a
+// fresh vector per call would map, fault in and zero its memory each time.
+class Scratch {
+ public:
+  // At least n bytes; the contents are unspecified (what the last use left, or garbage).
+  uint8_t* reserve(size_t n) {
+    if (n > capacity_) {
+      data_.reset();
+      data_ = std::make_unique_for_overwrite<uint8_t[]>(n);
+      capacity_ = n;
+    }
+    return data_.get();
+  }
+  size_t capacity() const { return capacity_; }
+
+ private:
+  std::unique_ptr<uint8_t[]> data_;
+  size_t capacity_ = 0;
+};
+
 inline void append(Bytes& out, ByteView b) { out.insert(out.end(), b.begin(), b.end()); }
 
 // Overwrites memory that held secrets; not elided by the optimiser.

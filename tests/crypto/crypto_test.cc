@@ -8,6 +8,7 @@
 //           same CLI reproduces RFC 5869 test case 1 (OKM 3cb25f25...5865), which validates it.
 //   BLAKE2b: Python hashlib.blake2b(data, key=key, digest_size=32) (reference implementation).
 //   AES-GCM: Python `cryptography` AESGCM(key).encrypt(nonce, plaintext, aad).
+#include <algorithm>
 #include "crypto/crypto.h"
 
 #include <gtest/gtest.h>
@@ -145,6 +146,34 @@ TEST(Aead, RoundTripAndEveryTamperingIsDetected) {
   // After all those failures the thread's cipher context still works.
   ASSERT_TRUE(open(key, nonce, aad, sealed, back));
   EXPECT_EQ(back, pt);
+}
+
+TEST(Aead, OpenInPlaceDecryptsOverTheCiphertextAndRefusesEveryTampering) {
+  SecretKey key = SecretKey::random();
+  auto nonce = random_array<kNonceSize>();
+  Bytes aad = {'a', 'a', 'd'};
+  Bytes pt(5000);
+  random_bytes(pt.data(), pt.size());
+  Bytes sealed;
+  seal(key, nonce, aad, pt, sealed);
+
+  Bytes buf = sealed;
+  ASSERT_TRUE(open_in_place(key, nonce, aad, buf.data(), buf.size()));
+  EXPECT_EQ(Bytes(buf.begin(), buf.begin() + pt.size()), pt);
+
+  // A flipped byte of ciphertext or tag, another AAD, a short buffer: refused, and no
+  // unauthenticated plaintext is left behind.
+  for (size_t i : {size_t{0}, pt.size() / 2, pt.size() - 1, pt.size(), sealed.size() - 1}) {
+    Bytes bad = sealed;
+    bad[i] ^= 0x01;
+    EXPECT_FALSE(open_in_place(key, nonce, aad, bad.data(), bad.size())) << "flipped byte " << i;
+    EXPECT_TRUE(std::all_of(bad.begin(), bad.begin() + pt.size(), [](uint8_t b) { return b == 0; }))
+        << "flipped byte " << i;
+  }
+  Bytes other = sealed;
+  EXPECT_FALSE(open_in_place(key, nonce, Bytes{'x'}, other.data(), other.size()));
+  Bytes tiny(kTagSize - 1, 0);
+  EXPECT_FALSE(open_in_place(key, nonce, aad, tiny.data(), tiny.size()));
 }
 
 TEST(Aead, LargePlaintextRoundTrip) {

@@ -276,6 +276,28 @@ TEST_P(ConformanceTest, RandomRangedReads) {
   }
 }
 
+TEST_P(ConformanceTest, ARangeReadIntoABufferHoldsTheRangeAndAShortObjectIsCorrupt) {
+  const ObjectName n{ObjectType::kData, hexname(6)};
+  const Bytes data = random_payload(100007, 6);
+  ASSERT_TRUE(be_->save(n, data).ok());
+  for (auto [off, len] : std::vector<std::pair<uint64_t, uint64_t>>{
+           {0, data.size()}, {1, 1}, {4096, 50000}, {data.size() - 7, 7}}) {
+    Bytes out(len, 0xEE);
+    Status st = be_->load_into(n, off, out);
+    ASSERT_TRUE(st.ok()) << off << "+" << len << ": " << st.error().message();
+    EXPECT_TRUE(std::equal(out.begin(), out.end(), data.begin() + static_cast<ptrdiff_t>(off)))
+        << off << "+" << len;
+  }
+  Bytes past(10);
+  Status st = be_->load_into(n, data.size() - 5, past);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code(), Error::Code::kCorrupt) << st.error().message();
+  const ObjectName missing{ObjectType::kData, hexname(7)};
+  Status gone = be_->load_into(missing, 0, past);
+  ASSERT_FALSE(gone.ok());
+  EXPECT_EQ(gone.error().code(), Error::Code::kNotFound);
+}
+
 // ---- immutability, missing objects, names --------------------------------------------------
 
 TEST_P(ConformanceTest, ObjectsAreImmutableAndMissingOnesAreNotFound) {

@@ -2063,6 +2063,51 @@ TEST_F(RepoTest, APackStreamedToDiskIsTheBufferedPackRecordForRecord) {
   }
 }
 
+// Restore's hot path: a blob opened in place in its range (one scratch buffer reused across
+// blobs of every size and both record modes) is the blob, and a damaged one is refused.
+TEST_F(RepoTest, ABlobOpenedInPlaceIsTheBlobAndADamagedOneIsRefused) {
+  crypto::init();
+  MasterKey mk = MasterKey::generate();
+  const crypto::SecretKey& key = *mk.encryption_key(0);
+  std::mt19937_64 rng(9);
+  std::vector<Bytes> blobs;
+  // Random (stored as is), repetitive (compressed), growing and shrinking.
+  for (size_t n : {size_t{300000}, size_t{1} << 20, size_t{70}, size_t{2} << 20, size_t{5000}}) {
+    Bytes b(n);
+    bool random = n == 300000 || n == 70;
+    for (size_t i = 0; i < n; i++) b[i] = random ? static_cast<uint8_t>(rng()) : static_cast<uint8_t>(i % 13);
+    blobs.push_back(std::move(b));
+  }
+  auto id_of = [](size_t i) { Id id{}; id[0] = static_cast<uint8_t>(i + 1); return id; };
+  PackBuilder builder(key, 0);
+  for (size_t i = 0; i < blobs.size(); i++) {
+    builder.add(BlobType::kData, id_of(i), blobs[i], Compression::kMedium);
+  }
+  PackRecord rec;
+  Bytes pack = builder.finish(rec);
+  Scratch scratch;
+  auto what = [] { return std::string("blob"); };
+  for (size_t i = 0; i < blobs.size(); i++) {
+    const auto& b = rec.blobs[i];
+    Bytes range(pack.begin() + b.offset, pack.begin() + b.offset + b.length);
+    auto data = open_blob_in_place(key, rec.id, 0, b.type, b.id, b.offset, range, b.raw_length,
+                                   what, scratch);
+    ASSERT_OK(data);
+    EXPECT_TRUE(std::equal(data->begin(), data->end(), blobs[i].begin(), blobs[i].end())) << "blob " << i;
+    Bytes damaged(pack.begin() + b.offset, pack.begin() + b.offset + b.length);
+    damaged[damaged.size() / 2] ^= 0x10;
+    auto bad = open_blob_in_place(key, rec.id, 0, b.type, b.id, b.offset, damaged, b.raw_length,
+                                  what, scratch);
+    ASSERT_FALSE(bad.ok()) << "blob " << i;
+    EXPECT_EQ(bad.error().code(), Error::Code::kCorrupt);
+    EXPECT_NE(bad.error().message().find("authentication failed"), std::string::npos);
+    // Another blob's ID (the record's AAD) is refused as well.
+    Bytes again(pack.begin() + b.offset, pack.begin() + b.offset + b.length);
+    EXPECT_FALSE(open_blob_in_place(key, rec.id, 0, b.type, id_of(i + 1), b.offset, again,
+                                    b.raw_length, what, scratch).ok());
+  }
+}
+
 // An access key opens its own key file through HKDF, never through Argon2id; a password never
 // opens it, it never opens a password key file, and its key file holds nothing of it in clear.
 TEST_F(RepoTest, AnAccessKeyOpensWithoutArgon2idAndOnlyItsOwnKeyFile) {
