@@ -1,3 +1,4 @@
+#include <climits>
 #include <termios.h>
 #include <unistd.h>
 #include <fcntl.h>
@@ -25,6 +26,12 @@
 #include "util/version.h"
 
 namespace haven::cli {
+
+std::string self_exe() {
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string("haven");
+}
 
 void App::audit(const std::string& action, const std::string& details_json) {
   auto path = environment_value("HAVEN_CONFIG");

@@ -34,6 +34,9 @@ int exit_code_for(const Error& e);
 storage::BackendSettings environment_settings();
 
 // Options every command that touches a repository shares.
+// This program's absolute path (for commands it writes or starts: restore_command, a prefetch).
+std::string self_exe();
+
 struct GlobalOptions {
   std::string repo;
   std::string password_file;

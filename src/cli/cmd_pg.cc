@@ -16,12 +16,6 @@ void register_pg_archive_key(App& app, CLI::App* pg);
 
 namespace {
 
-std::string self_exe() {
-  char buf[PATH_MAX];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string("haven");
-}
-
 // A path as the user typed it, relative to the working directory, made absolute.
 std::string absolute_path(const std::string& p) {
   if (p.empty() || p[0] == '/') return p;

@@ -5,10 +5,14 @@
 //   restore_command = 'haven -r REPO wal-fetch --wal-key-file /etc/haven/wal.key %f %p'
 //
 // Without a key file both open the repository with its password (slow: Argon2id per call).
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <iostream>
 
 #include "cli/cli.h"
 #include "ops/wal.h"
+#include "util/subprocess.h"
 
 namespace haven::cli {
 
@@ -20,7 +24,36 @@ struct WalOptions {
   std::string path;    // wal-push: the file; wal-fetch: the destination
   std::string name;    // wal-fetch: the WAL file name
   bool force = false;  // archive-key: replace an existing file
+  std::string spool;   // wal-fetch, wal-prefetch: the spool directory
+  unsigned prefetch = 0;
+  unsigned threads = 2;
+  std::vector<std::string> names;  // wal-prefetch
 };
+
+// Starts 'haven wal-prefetch' for `names` in the background (its own process group, output to
+// <spool>/.log) and returns without waiting: PostgreSQL replays the segment wal-fetch just gave
+// it while the next ones are fetched.
+void start_prefetch(App& app, const WalOptions& o, const std::vector<std::string>& names) {
+  SpawnOptions so;
+  so.argv = {self_exe(), "-q"};
+  if (!o.location.location.empty()) {
+    so.argv.insert(so.argv.end(), {"wal-prefetch", "--location", o.location.location});
+    if (!o.location.config.empty()) so.argv.insert(so.argv.end(), {"--config", o.location.config});
+  } else {
+    so.argv.insert(so.argv.end(), {"-r", app.globals().repo, "wal-prefetch"});
+  }
+  so.argv.insert(so.argv.end(), {"--wal-key-file", o.key_file, "--spool", o.spool, "--threads",
+                                 std::to_string(o.threads)});
+  so.argv.insert(so.argv.end(), names.begin(), names.end());
+  const std::string log = o.spool + "/.log";
+  int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  so.stderr_fd = fd >= 0 ? fd : -1;
+  so.own_process_group = true;
+  auto child = Subprocess::spawn(so);
+  if (fd >= 0) ::close(fd);
+  // Not started: each segment is still fetched when it is asked for, only not ahead.
+  if (child.ok()) child->release();
+}
 
 void add_key_file_option(CLI::App* sub, WalOptions& o) {
   sub->add_option("--wal-key-file", o.key_file,
@@ -90,8 +123,16 @@ void register_wal(App& app) {
   add_location_options(fs, *fetch,
                        "fetch from this location of haven.yaml (instead of --repo), from a "
                        "secondary region when the primary lacks the file or cannot be reached");
+  fs->add_option("--spool", fetch->spool,
+                 "directory where segments fetched ahead wait (with --prefetch; "
+                 "'pg restore' uses <data>/pg_wal/haven-prefetch)");
+  fs->add_option("--prefetch", fetch->prefetch,
+                 "fetch up to this many segments ahead in the background, as recovery replays "
+                 "(needs --spool and --wal-key-file; default 0: none)");
+  fs->add_option("--prefetch-threads", fetch->threads, "segments the prefetch fetches at once (default 2)")
+      ->check(CLI::Range(1, 16));
   app.on(fs, [&app, fetch]() -> CommandResult {
-    ops::WalFetchRequest req{fetch->name, fetch->path, fetch->key_file};
+    ops::WalFetchRequest req{fetch->name, fetch->path, fetch->key_file, fetch->spool, fetch->prefetch};
     HAVEN_TRY(ops::validate(req));
     HAVEN_ASSIGN(auto storage, storage_of(app, *fetch, false));
     std::shared_ptr<storage::Backend> be;
@@ -102,9 +143,38 @@ void register_wal(App& app) {
     }
     HAVEN_ASSIGN(ops::WalFetchResult out,
                  ops::wal_fetch(*be, req, opener(app, fetch->key_file, storage)));
+    if (!out.fetch_ahead.empty()) start_prefetch(app, *fetch, out.fetch_ahead);
     // PostgreSQL asks for files past the end of the archive while recovering: not an error
     // worth a message, only an exit code.
     return out.found ? 0 : 1;
+  });
+
+  // Started by wal-fetch --prefetch; not for people (no help entry).
+  auto pre = std::make_shared<WalOptions>();
+  auto* pf = app.root().add_subcommand("wal-prefetch", "fetch WAL segments ahead into a spool (started by wal-fetch --prefetch)");
+  pf->group("");
+  pf->add_option("NAMES", pre->names, "consecutive segment names")->required();
+  pf->add_option("--spool", pre->spool, "the spool directory")->required();
+  pf->add_option("--threads", pre->threads, "segments fetched at once")->check(CLI::Range(1, 16));
+  add_key_file_option(pf, *pre);
+  add_location_options(pf, *pre, "fetch from this location of haven.yaml (instead of --repo)");
+  app.on(pf, [&app, pre]() -> CommandResult {
+    ops::WalPrefetchRequest req{pre->names, pre->spool, pre->key_file, pre->threads};
+    HAVEN_TRY(ops::validate(req));
+    HAVEN_ASSIGN(auto storage, storage_of(app, *pre, false));
+    std::shared_ptr<storage::Backend> be;
+    if (storage) {
+      be = storage->backend;
+    } else {
+      HAVEN_ASSIGN(be, app.backend());
+    }
+    HAVEN_ASSIGN(ops::WalPrefetchResult out, ops::wal_prefetch(*be, req));
+    if (!app.globals().quiet) {
+      std::cerr << "prefetched " << out.fetched << " segment(s)"
+                << (out.other_running ? " (another prefetch is running)" : "")
+                << (out.end_of_archive ? " (end of the archive)" : "") << "\n";
+    }
+    return 0;
   });
 }
 

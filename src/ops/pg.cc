@@ -12,6 +12,7 @@
 #include "pg/pgconn.h"
 #include "pg/server.h"
 #include "pg/wal.h"
+#include "pg/wal_spool.h"
 #include "retention/policy.h"
 
 namespace haven::ops {
@@ -183,6 +184,10 @@ Status validate(const PgRestoreRequest& r) {
   return ok_status();
 }
 
+std::string prefetch_spool(const std::string& data_directory) {
+  return data_directory + "/pg_wal/haven-prefetch";
+}
+
 Result<PgRestoreResult> pg_restore(repo::Repository& repo, const PgRestoreRequest& request,
                                    const EventTarget& events) {
   OperationScope scope(repo);
@@ -192,9 +197,12 @@ Result<PgRestoreResult> pg_restore(repo::Repository& repo, const PgRestoreReques
                                                         request.xid}));
   out.target = strip_trailing_slashes(request.target);
   out.wal_key_file = request.wal_key_file.empty() ? out.target + "/haven-wal.key" : request.wal_key_file;
+  // Segments are fetched ahead into a spool in pg_wal, which base backups leave out.
   out.restore_command = shell_quote(request.wal_fetch_program) + " -r " +
                         shell_quote(request.repository) + " wal-fetch --wal-key-file " +
-                        shell_quote(out.wal_key_file) + " %f %p";
+                        shell_quote(out.wal_key_file) + " --spool " +
+                        shell_quote(prefetch_spool(out.target)) + " --prefetch " +
+                        std::to_string(kPrefetchSegments) + " %f %p";
   HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kShared, events, scope.token()));
   CancelScope session_scope(held.session().cancel_token());  // a lost lock stops this one
   HAVEN_TRY(load_index(repo, events));
@@ -227,6 +235,9 @@ Result<PgStartResult> pg_start(const PgRestoreRequest& request, const PgRestoreR
   HAVEN_ASSIGN(out.pg_bin, pg::find_pg_bin(restored.target, request.pg_bin));
   HAVEN_TRY(pg::start_and_wait_for_recovery(restored.target, out.pg_bin,
                                             std::chrono::seconds(request.wait_seconds)));
+  // Recovery is over: segments fetched ahead and never asked for go.
+  pg::WalSpool spool(prefetch_spool(restored.target));
+  HAVEN_TRY(spool.clear());
   if (request.validate_cluster) {
     HAVEN_ASSIGN(out.validation,
                  validate_cluster(request.conninfo,

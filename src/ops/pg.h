@@ -81,6 +81,10 @@ Result<PgRetainResult> pg_retain(repo::Repository& repo, const PgRetainRequest& 
                                  const EventTarget& events);
 
 // --- pg restore ---
+// Segments restore_command fetches ahead of recovery (pgBackRest's archive-get-queue-max is
+// 128 MiB: the same), into the spool prefetch_spool() names.
+constexpr unsigned kPrefetchSegments = 8;
+std::string prefetch_spool(const std::string& data_directory);
 struct PgRestoreRequest {
   std::string target;  // the new data directory (absent or empty); absolute
   // The recovery target: exactly one (pg::parse_recovery_target).
@@ -90,7 +94,9 @@ struct PgRestoreRequest {
   bool keep_archiving = false;  // default: archive_mode off in the restored cluster
   unsigned threads = 0;
   // restore_command, which the restored server runs to fetch WAL:
-  //   '<wal_fetch_program>' -r '<repository>' wal-fetch --wal-key-file '<key file>' %f %p
+  //   '<wal_fetch_program>' -r '<repository>' wal-fetch --wal-key-file '<key file>'
+  //       --spool '<target>/pg_wal/haven-prefetch' --prefetch 8 %f %p
+  // (segments fetched ahead in the background while the server replays, pg/wal_spool.h)
   // PostgreSQL runs it in the data directory, so every path here is absolute.
   std::string wal_fetch_program;  // the haven binary, absolute
   std::string repository;         // "s3:…", "azure:…", or an absolute path (local:/… too)

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "pg/wal.h"
 #include "repo/repository.h"
@@ -37,16 +38,42 @@ struct WalFetchRequest {
   std::string name;          // the WAL file name (%f)
   std::string path;          // where to write it (%p); written whole or not at all
   std::string wal_key_file;  // "": derive the key from the repository's master key
+  // Fetching ahead (pg/wal_spool.h): the file is taken from this spool directory when a
+  // prefetch put it there (waiting for it if the running prefetch is fetching it), and the
+  // result names the segments to fetch ahead, up to `prefetch` past this one. Needs a key file
+  // (the prefetch runs unattended).
+  std::string spool{};
+  unsigned prefetch = 0;
 };
 struct WalFetchResult {
   // False: not archived (PostgreSQL asks for files past the end of the archive while
   // recovering: not an error, and nothing is written).
   bool found = false;
   uint64_t bytes = 0;
+  bool from_spool = false;
+  // Segments to fetch ahead into the spool (wal_prefetch()), when too few are there and no
+  // prefetch is running. The front end starts that in the background and answers at once.
+  std::vector<std::string> fetch_ahead;
 };
 Status validate(const WalFetchRequest& request);
 Result<WalFetchResult> wal_fetch(storage::Backend& backend, const WalFetchRequest& request,
                                  const RepositoryOpener& open_repository);
+
+struct WalPrefetchRequest {
+  std::vector<std::string> names;  // consecutive segments, in order
+  std::string spool;               // the spool directory (created if missing)
+  std::string wal_key_file;        // required
+  unsigned threads = 2;            // segments fetched at once
+};
+struct WalPrefetchResult {
+  size_t fetched = 0;          // segments put in the spool
+  bool other_running = false;  // another prefetch holds the spool: this one did nothing
+  bool end_of_archive = false; // a segment was not archived (the later ones were not fetched)
+};
+Status validate(const WalPrefetchRequest& request);
+// Fetches the segments into the spool on `threads` threads, under the spool's lock; stops at
+// the first one not archived.
+Result<WalPrefetchResult> wal_prefetch(storage::Backend& backend, const WalPrefetchRequest& request);
 
 struct ArchiveKeyRequest {
   std::string output;  // the key file to write (mode 0600)

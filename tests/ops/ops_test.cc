@@ -38,6 +38,7 @@
 #include "ops/pg.h"
 #include "ops/restore.h"
 #include "ops/wal.h"
+#include "pg/wal_spool.h"
 #include "pg/pg_cluster.h"
 #include "pg/recovery.h"
 #include "repo/snapshot.h"
@@ -746,6 +747,105 @@ TEST_F(OpsTest, WalPushFetchAndArchiveKey) {
   EXPECT_EQ(c->wal_read, 1u);
 }
 
+// restore_command with a spool: the first fetch names the segments to fetch ahead, the prefetch
+// puts them in the spool (stopping at the end of the archive), the next fetches take them from
+// there byte for byte, segments behind the server are dropped, and one prefetch runs at a time.
+TEST_F(OpsTest, WalFetchAheadThroughASpool) {
+  const std::string key = dir_ + "/wal.key";
+  ASSERT_OK(ops::archive_key(*repo_, {key, false}));
+  auto be = storage::open_backend(repo_path_);
+  ASSERT_TRUE(be.ok());
+  // The last two segments of "log" 0 and the first three of log 1. The first is a real 16 MiB
+  // segment: its size tells wal-fetch how segment numbers wrap (256 per log); the rest are
+  // smaller, which the spool does not mind.
+  const std::vector<std::string> names = {"0000000100000000000000FE", "0000000100000000000000FF",
+                                          "000000010000000100000000", "000000010000000100000001",
+                                          "000000010000000100000002"};
+  make_dir(dir_ + "/segs");
+  for (size_t i = 0; i < names.size(); i++) {
+    write_file(dir_ + "/segs/" + names[i], random_bytes(i == 0 ? 16 << 20 : 1 << 20, 20 + static_cast<int>(i)));
+  }
+  const std::string big = dir_ + "/segs/" + names[0];
+  for (const auto& n : names) ASSERT_OK(ops::wal_push(**be, {dir_ + "/segs/" + n, key}, {}));
+
+  const std::string spool = dir_ + "/pg_wal/haven-prefetch";
+  make_dir(dir_ + "/pg_wal");
+  ops::WalFetchRequest first{names[0], dir_ + "/pg_wal/RECOVERYXLOG", key, spool, 8};
+  auto got = ops::wal_fetch(**be, first, {});
+  ASSERT_OK(got);
+  EXPECT_TRUE(got->found);
+  EXPECT_FALSE(got->from_spool);
+  ASSERT_EQ(got->fetch_ahead.size(), 8u);
+  EXPECT_EQ(got->fetch_ahead[0], names[1]);
+  EXPECT_EQ(got->fetch_ahead[1], names[2]) << "after FF comes the next log's 00";
+  EXPECT_EQ(read_file(dir_ + "/pg_wal/RECOVERYXLOG"), read_file(big));
+
+  auto pre = ops::wal_prefetch(**be, {got->fetch_ahead, spool, key, 2});
+  ASSERT_OK(pre);
+  EXPECT_EQ(pre->fetched, 4u);
+  EXPECT_TRUE(pre->end_of_archive);
+  EXPECT_FALSE(pre->other_running);
+  EXPECT_FALSE(exists(spool + "/000000010000000100000003"));
+
+  // Taken from the spool (moved: the spool no longer holds it), the same bytes.
+  for (size_t i = 1; i < 3; i++) {
+    auto next = ops::wal_fetch(**be, {names[i], dir_ + "/pg_wal/RECOVERYXLOG", key, spool, 8}, {});
+    ASSERT_OK(next);
+    EXPECT_TRUE(next->found);
+    EXPECT_TRUE(next->from_spool) << names[i];
+    EXPECT_EQ(next->bytes, 1u << 20);
+    EXPECT_EQ(read_file(dir_ + "/pg_wal/RECOVERYXLOG"), read_file(dir_ + "/segs/" + names[i]));
+    EXPECT_FALSE(exists(spool + "/" + names[i]));
+  }
+  // Asking for the last one drops the one the server skipped.
+  auto last = ops::wal_fetch(**be, {names[4], dir_ + "/pg_wal/RECOVERYXLOG", key, spool, 8}, {});
+  ASSERT_OK(last);
+  EXPECT_TRUE(last->from_spool);
+  EXPECT_FALSE(exists(spool + "/" + names[3]));
+
+  {
+    // While one prefetch holds the spool, another does nothing and wal-fetch asks for none.
+    pg::WalSpool held(spool);
+    ASSERT_TRUE(*held.lock());
+    auto second = ops::wal_prefetch(**be, {{"000000010000000100000005"}, spool, key, 2});
+    ASSERT_OK(second);
+    EXPECT_TRUE(second->other_running);
+    EXPECT_EQ(second->fetched, 0u);
+    auto none = ops::wal_fetch(**be, {names[0], dir_ + "/pg_wal/RECOVERYXLOG", key, spool, 8}, {});
+    ASSERT_OK(none);
+    EXPECT_TRUE(none->fetch_ahead.empty());
+  }
+  // After recovery the spool goes, files and directory.
+  pg::WalSpool done(spool);
+  ASSERT_OK(done.clear());
+  EXPECT_FALSE(exists(spool));
+
+  // A spool without a key file, or a prefetch without a spool: refused, nothing fetched.
+  auto bad = ops::wal_fetch(**be, {names[0], dir_ + "/x", "", spool, 8}, {});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message().find("--wal-key-file"), std::string::npos);
+  bad = ops::wal_fetch(**be, {names[0], dir_ + "/x", key, "", 8}, {});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message().find("--spool"), std::string::npos);
+  EXPECT_FALSE(exists(dir_ + "/x"));
+}
+
+TEST(WalSegmentNames, FollowTheTimelineAcrossLogsForEachSegmentSize) {
+  auto n = pg::next_segment_names("0000000300000002000000FE", 16 << 20, 3);
+  ASSERT_EQ(n.size(), 3u);
+  EXPECT_EQ(n[0], "0000000300000002000000FF");
+  EXPECT_EQ(n[1], "000000030000000300000000");
+  EXPECT_EQ(n[2], "000000030000000300000001");
+  // 64 MiB segments: 64 per log, so 3F is the last.
+  n = pg::next_segment_names("00000001000000000000003F", 64 << 20, 1);
+  ASSERT_EQ(n.size(), 1u);
+  EXPECT_EQ(n[0], "000000010000000100000000");
+  // Not a segment, or not a segment size: nothing.
+  EXPECT_TRUE(pg::next_segment_names("00000002.history", 16 << 20, 3).empty());
+  EXPECT_TRUE(pg::next_segment_names("000000010000000000000001", 3 << 20, 3).empty());
+  EXPECT_TRUE(pg::next_segment_names("000000010000000000000001", 1 << 10, 3).empty());
+}
+
 // --- validation ----------------------------------------------------------------------------------
 
 // Every bad request: kInvalidArgument from validate() and from the entry point, naming the field,
@@ -1166,7 +1266,9 @@ TEST_F(OpsPgTest, BackupWindowsValidateRetainRestoreAndStart) {
   EXPECT_EQ(res->target, rr.target);
   EXPECT_TRUE(res->wrote_wal_key_file);
   EXPECT_EQ(res->wal_key_file, rr.target + "/haven-wal.key");
-  EXPECT_TRUE(contains(res->restore_command, "wal-fetch --wal-key-file '" + res->wal_key_file + "' %f %p"))
+  EXPECT_TRUE(contains(res->restore_command, "wal-fetch --wal-key-file '" + res->wal_key_file +
+                                                 "' --spool '" + rr.target +
+                                                 "/pg_wal/haven-prefetch' --prefetch 8 %f %p"))
       << res->restore_command;
   struct stat st;
   ASSERT_EQ(::stat(res->wal_key_file.c_str(), &st), 0);
@@ -1180,6 +1282,8 @@ TEST_F(OpsPgTest, BackupWindowsValidateRetainRestoreAndStart) {
                             << PgCluster::tail(haven::testing::slurp(rr.target + "/haven-recovery.log"), 6000);
   ASSERT_TRUE(started->validation);
   EXPECT_TRUE(started->validation->ok());
+  // The spool segments were fetched ahead into is gone after recovery.
+  EXPECT_FALSE(exists(ops::prefetch_spool(rr.target)));
   EXPECT_GT(started->validation->tables_compared, 0u);
   const PgCluster& copy = *restored_.back();
   EXPECT_EQ(copy.psql("SELECT count(*) || ':' || sum(abalance) FROM pgbench_accounts") + "/" +
