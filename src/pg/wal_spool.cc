@@ -143,27 +143,8 @@ Status WalSpool::write_plan(const std::vector<std::string>& names) const {
 }
 
 Status WalSpool::put(const std::string& name, ByteView data) const {
-  const std::string tmp = path(".tmp-" + name + "-" + std::to_string(::getpid()));
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return errno_error(tmp, errno);
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      int err = n < 0 ? errno : EIO;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return errno_error(tmp, err);
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::close(fd) != 0 || ::rename(tmp.c_str(), path(name).c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return errno_error(path(name), err);
-  }
-  return ok_status();
+  // Written under a temporary name (not a WAL file name: never taken) and renamed in.
+  return write_local_wal_file(path(name), data);
 }
 
 std::vector<std::string> next_segment_names(const std::string& segment, uint64_t segment_size,

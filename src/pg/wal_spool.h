@@ -5,8 +5,8 @@
 // parallel while the server replays.
 //
 // Layout of the spool directory (one per restored cluster: <data>/pg_wal/haven-prefetch):
-//   <NAME>               a whole segment, ready to be taken (written as .tmp-<NAME>-<pid>, then
-//                        renamed, so a taker never sees a partial file)
+//   <NAME>               a whole segment, ready to be taken (written as <NAME>.haven-<pid>,
+//                        then renamed, so a taker never sees a partial file)
 //   .lock                held (flock) by the one prefetch running
 //   .plan                the names that prefetch is fetching, one per line
 // A file is taken by renaming it to where PostgreSQL asked for it. The spool is a cache: losing
