@@ -105,6 +105,20 @@ def make_small(root, files):
         with open(os.path.join(d, "f%05d.%s" % (i, rnd.choice(["c", "h", "txt", "conf", "json", "bin"]))), "wb") as f:
             f.write(small_file(rnd, size))
 
+def make_tree(root, files):
+    """`files` small files (512 B to 4 KiB, half random, half repeated text), 100 to a
+    directory, 100 directories to a parent: the scaling curve's trees (bench/scale.sh)."""
+    rnd = random.Random(44)
+    text = b"the quick brown fox jumps over the lazy dog; " * 100
+    for i in range(files):
+        d = os.path.join(root, "d%04d" % (i // 10000), "d%03d" % (i // 100 % 100))
+        if i % 100 == 0:
+            os.makedirs(d, exist_ok=True)
+        size = rnd.randint(512, 4096)
+        half = size // 2
+        with open(os.path.join(d, "f%07d" % i), "wb") as f:
+            f.write(rnd.randbytes(half) + text[: size - half])
+
 def change_small(root):
     rnd = random.Random(7)
     files = []
@@ -178,6 +192,8 @@ if __name__ == "__main__":
     elif cmd == "make-small":
         files = int(sys.argv[sys.argv.index("--files") + 1]) if "--files" in sys.argv else 60000
         make_small(sys.argv[2], files)
+    elif cmd == "make-tree":
+        make_tree(sys.argv[2], int(sys.argv[sys.argv.index("--files") + 1]))
     elif cmd == "change":
         change(sys.argv[2])
     elif cmd == "changed":
