@@ -87,6 +87,13 @@ Result<std::shared_ptr<LocationStorage>> storage_of(App& app, const WalOptions& 
   return std::make_shared<LocationStorage>(std::move(s));
 }
 
+// The location's backend, or --repo's.
+Result<std::shared_ptr<storage::Backend>> backend_of(App& app,
+                                                     const std::shared_ptr<LocationStorage>& storage) {
+  if (storage) return storage->backend;
+  return app.backend();
+}
+
 }  // namespace
 
 void register_wal(App& app) {
@@ -101,12 +108,7 @@ void register_wal(App& app) {
     ops::WalPushRequest req{push->path, push->key_file};
     HAVEN_TRY(ops::validate(req));
     HAVEN_ASSIGN(auto storage, storage_of(app, *push, true));
-    std::shared_ptr<storage::Backend> be;
-    if (storage) {
-      be = storage->backend;
-    } else {
-      HAVEN_ASSIGN(be, app.backend());
-    }
+    HAVEN_ASSIGN(std::shared_ptr<storage::Backend> be, backend_of(app, storage));
     HAVEN_ASSIGN(ops::WalPushResult out,
                  ops::wal_push(*be, req, opener(app, push->key_file, storage)));
     if (out.already_archived && !app.globals().quiet) {
@@ -135,12 +137,7 @@ void register_wal(App& app) {
     ops::WalFetchRequest req{fetch->name, fetch->path, fetch->key_file, fetch->spool, fetch->prefetch};
     HAVEN_TRY(ops::validate(req));
     HAVEN_ASSIGN(auto storage, storage_of(app, *fetch, false));
-    std::shared_ptr<storage::Backend> be;
-    if (storage) {
-      be = storage->backend;
-    } else {
-      HAVEN_ASSIGN(be, app.backend());
-    }
+    HAVEN_ASSIGN(std::shared_ptr<storage::Backend> be, backend_of(app, storage));
     HAVEN_ASSIGN(ops::WalFetchResult out,
                  ops::wal_fetch(*be, req, opener(app, fetch->key_file, storage)));
     if (!out.fetch_ahead.empty()) start_prefetch(app, *fetch, out.fetch_ahead);
@@ -162,12 +159,7 @@ void register_wal(App& app) {
     ops::WalPrefetchRequest req{pre->names, pre->spool, pre->key_file, pre->threads};
     HAVEN_TRY(ops::validate(req));
     HAVEN_ASSIGN(auto storage, storage_of(app, *pre, false));
-    std::shared_ptr<storage::Backend> be;
-    if (storage) {
-      be = storage->backend;
-    } else {
-      HAVEN_ASSIGN(be, app.backend());
-    }
+    HAVEN_ASSIGN(std::shared_ptr<storage::Backend> be, backend_of(app, storage));
     HAVEN_ASSIGN(ops::WalPrefetchResult out, ops::wal_prefetch(*be, req));
     if (!app.globals().quiet) {
       std::cerr << "prefetched " << out.fetched << " segment(s)"
