@@ -8,7 +8,6 @@
 
 #include <cstdio>
 #include <fstream>
-#include <sstream>
 
 #include "pg/wal.h"
 
@@ -57,12 +56,10 @@ Result<std::optional<uint64_t>> WalSpool::take(const std::string& name, const st
   if (errno == ENOENT) return std::optional<uint64_t>();  // taken by someone else meanwhile
   if (errno != EXDEV) return errno_error(dest, errno);
   // Another filesystem: copied (through a temporary name beside `dest`), then dropped here.
-  std::ifstream in(from, std::ios::binary);
-  Bytes data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (!in.good() && !in.eof()) return errno_error(from, EIO);
-  HAVEN_TRY(write_local_wal_file(dest, data));
+  HAVEN_ASSIGN(MappedWalFile file, MappedWalFile::open(from));
+  HAVEN_TRY(write_local_wal_file(dest, file.bytes()));
   ::unlink(from.c_str());
-  return std::optional<uint64_t>(data.size());
+  return std::optional<uint64_t>(file.bytes().size());
 }
 
 bool WalSpool::prefetch_running() const {

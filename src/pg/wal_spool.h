@@ -29,7 +29,6 @@ class WalSpool {
   WalSpool& operator=(const WalSpool&) = delete;
   ~WalSpool();
 
-  const std::string& dir() const { return dir_; }
   // Creates the directory (mode 0700) if it is missing.
   Status create() const;
   bool has(const std::string& name) const;

@@ -92,8 +92,7 @@ Status fsync_dir(const std::string& dir) {
   return ok_status();
 }
 
-// Writes all of `data` at offset 0 onwards, retrying EINTR and short writes.
-// Writes `data` at `offset` of the file.
+// Writes all of `data` at `offset` onwards, retrying EINTR and short writes.
 Status write_all(int fd, ByteView data, const std::string& what, uint64_t offset = 0) {
   size_t done = 0;
   while (done < data.size()) {

@@ -830,6 +830,28 @@ TEST_F(OpsTest, WalFetchAheadThroughASpool) {
   EXPECT_FALSE(exists(dir_ + "/x"));
 }
 
+// A spool on another filesystem than where PostgreSQL wants the file (pg_wal on its own
+// volume): taken by copying, the same bytes, and gone from the spool.
+TEST_F(OpsTest, ASpooledSegmentIsTakenAcrossFilesystems) {
+  struct stat a, b;
+  if (::stat(dir_.c_str(), &a) != 0 || ::stat("/dev/shm", &b) != 0 || a.st_dev == b.st_dev) {
+    GTEST_SKIP() << "needs /dev/shm on a filesystem of its own";
+  }
+  pg::WalSpool spool(dir_ + "/spool");
+  ASSERT_OK(spool.create());
+  const std::string seg = random_bytes(1 << 20, 31);
+  const std::string name = "000000010000000000000007";
+  ASSERT_OK(spool.put(name, as_bytes(seg)));
+  const std::string dest = "/dev/shm/haven-spool-test-" + std::to_string(::getpid());
+  auto taken = spool.take(name, dest);
+  ASSERT_OK(taken);
+  ASSERT_TRUE(taken->has_value());
+  EXPECT_EQ(**taken, seg.size());
+  EXPECT_EQ(read_file(dest), seg);
+  EXPECT_FALSE(spool.has(name));
+  ::unlink(dest.c_str());
+}
+
 TEST(WalSegmentNames, FollowTheTimelineAcrossLogsForEachSegmentSize) {
   auto n = pg::next_segment_names("0000000300000002000000FE", 16 << 20, 3);
   ASSERT_EQ(n.size(), 3u);
