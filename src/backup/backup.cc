@@ -20,6 +20,7 @@
 #include <memory>
 #include <new>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 
 #include "backup/fsmeta.h"
@@ -47,10 +48,17 @@ struct DirJob {
   size_t parent_index = 0;
 };
 
+// A file's content in the parent snapshot, for a file read page by page against it.
+struct BaseContent {
+  std::vector<repo::ContentRef> content;
+  uint64_t size = 0;
+};
+
 struct FileJob {
   std::string path;
   DirJob* dir;
   size_t index;
+  std::optional<BaseContent> base;  // set: read page by page (Options::page_delta)
 };
 
 std::string join(const std::string& dir, const std::string& name) {
@@ -102,6 +110,7 @@ struct ReadState {
     }
   } buf;
   std::unordered_map<size_t, Id> zero_ids;
+  Bytes fresh;  // changed pages gathered into one blob (page deltas)
 };
 
 // A stretch of a file being read: data, or a hole (reads as zeros; never read from disk).
@@ -141,8 +150,13 @@ class Archiver {
   // `limit` is its size when it was opened: at most that much is read (a file that keeps
   // growing cannot keep the backup going), and holes (SEEK_DATA/SEEK_HOLE) are not read but
   // chunked as the zeros they are. Streams (no limit) are read to their end.
-  Status chunk_stream(int fd, ReadState& rs, std::vector<Id>& content, uint64_t& total,
-                      std::optional<uint64_t> limit);
+  Status chunk_stream(int fd, ReadState& rs, std::vector<repo::ContentRef>& content,
+                      uint64_t& total, std::optional<uint64_t> limit);
+  // Reads the first `limit` bytes of a page-structured file against its parent copy `base`
+  // (Options::page_delta). False, having read nothing, when the parent's copy cannot serve
+  // (not whole pages, a blob gone): then the file is chunked as usual.
+  Result<bool> delta_file(int fd, ReadState& rs, const BaseContent& base, uint64_t limit,
+                          std::vector<repo::ContentRef>& content, uint64_t& total);
   // The extent of a file holding `off` (reading stops at `end_at`); `seek` turns false when the
   // file system cannot tell holes, and then everything is data.
   Result<Extent> extent_at(int fd, uint64_t off, uint64_t end_at, bool& seek);
@@ -183,6 +197,8 @@ class Archiver {
   std::chrono::steady_clock::time_point last_progress_ = start_;
   std::atomic<bool> failed_{false};
   std::optional<Id> parent_id_;
+  std::optional<PageDelta> delta_;  // from Options::page_delta and the parent snapshot
+  std::atomic<uint64_t> pages_changed_{0}, pages_reused_{0};
   // What is backed up (absolute, cleaned, each once) and the top-level name of each.
   std::vector<std::string> paths_;
   std::vector<std::string> names_of_paths_;
@@ -278,8 +294,8 @@ Result<Id> Archiver::zero_chunk(size_t len, ReadState& rs) {
   return it->second;
 }
 
-Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<Id>& content, uint64_t& total,
-                              std::optional<uint64_t> limit) {
+Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<repo::ContentRef>& content,
+                              uint64_t& total, std::optional<uint64_t> limit) {
   ReadState::Buffer& buf = rs.buf;
   const bool file = limit.has_value();
   const uint64_t end_at = file ? *limit : UINT64_MAX;
@@ -397,6 +413,158 @@ Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<Id>& content, u
   return ok_status();
 }
 
+// A file read against its parent copy. The parent's content is laid out as stretches of the
+// file; each page the delta calls unchanged becomes a slice of the stretch (or stretches) that
+// held it, each changed page is gathered into a new blob of changed pages (up to kFreshBlob
+// bytes, so they compress together and cost one index entry), and neighbouring slices of one
+// blob merge. A window of the file whose pages would need more than kMaxRefsPerWindow slices
+// is stored whole instead, so slices never outnumber one per 4 pages: repeated incrementals
+// cannot fragment a file's content list (and a restore's reads) without bound.
+Result<bool> Archiver::delta_file(int fd, ReadState& rs, const BaseContent& base, uint64_t limit,
+                                  std::vector<repo::ContentRef>& content, uint64_t& total) {
+  constexpr size_t kWindowPages = 128;
+  constexpr size_t kMaxRefsPerWindow = kWindowPages / 2;
+  constexpr size_t kFreshBlob = 1 << 20;
+  const size_t ps = delta_->page_size;
+  if (ps == 0 || limit % ps != 0) return false;
+  const size_t window = std::min(kWindowPages * ps, rs.buf.size() / ps * ps);
+  if (window == 0) return false;
+
+  struct Stretch {
+    uint64_t begin;  // in the file
+    Id id;
+    uint64_t off, len;  // in the blob
+    uint64_t raw;       // the blob's length
+  };
+  std::vector<Stretch> map;
+  map.reserve(base.content.size());
+  uint64_t at = 0;
+  for (const auto& c : base.content) {
+    auto raw = repo_.blob_raw_length(BlobType::kData, c.id);
+    if (!raw || !session_.has_blob(BlobType::kData, c.id)) return false;
+    const uint64_t off = c.offset, len = c.whole() ? *raw : c.length;
+    if (off + len > *raw) return false;
+    map.push_back({at, c.id, off, len, *raw});
+    at += len;
+  }
+  if (at != base.size) return false;
+
+  // What the content list will hold: slices of the parent's blobs, of blobs stored whole here,
+  // or of the fresh blob numbered `fresh` (its ID is known once it is full).
+  struct Out {
+    bool fresh;
+    size_t fresh_no;
+    Id id;
+    uint64_t off, len, raw;
+  };
+  auto merge = [](std::vector<Out>& list, const Out& o) {
+    if (!list.empty()) {
+      Out& b = list.back();
+      if (b.fresh == o.fresh && (o.fresh ? b.fresh_no == o.fresh_no : b.id == o.id) &&
+          b.off + b.len == o.off) {
+        b.len += o.len;
+        return;
+      }
+    }
+    list.push_back(o);
+  };
+  std::vector<Out> out, plan;
+  std::vector<std::pair<size_t, size_t>> fresh_pages;  // (offset in the window, length)
+  std::vector<std::pair<Id, uint64_t>> fresh_blobs;    // stored: ID and length
+  Bytes& fresh = rs.fresh;
+  fresh.clear();
+  auto store_fresh = [&]() -> Status {
+    if (fresh.empty()) return ok_status();
+    Id id = repo_.blob_id(fresh);
+    auto saved = session_.save_blob_with_id(BlobType::kData, id, fresh);
+    if (!saved.ok()) return saved.error();
+    fresh_blobs.emplace_back(id, fresh.size());
+    fresh.clear();
+    return ok_status();
+  };
+
+  size_t cursor = 0;  // the first stretch that may hold what comes next
+  uint8_t* buf = rs.buf.data();
+  for (uint64_t w = 0; w < limit; w += window) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(window, limit - w));
+    size_t got = 0;
+    while (got < want) {
+      ssize_t r = ::pread(fd, buf + got, want - got, static_cast<off_t>(w + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) return errno_error("read", errno);
+      if (r == 0) break;  // shrank while being read
+      got += static_cast<size_t>(r);
+    }
+    bytes_read_ += got;
+    if (got == 0) break;
+    plan.clear();
+    fresh_pages.clear();
+    size_t fresh_len = 0;
+    uint64_t changed = 0;
+    for (size_t p = 0; p < got; p += ps) {
+      const size_t len = std::min(ps, got - p);
+      const uint64_t a = w + p, b = a + len;
+      if (len < ps || b > base.size || delta_->changed(ByteView(buf + p, len))) {
+        if (!fresh_pages.empty() && fresh_pages.back().first + fresh_pages.back().second == p) {
+          fresh_pages.back().second += len;
+        } else {
+          fresh_pages.emplace_back(p, len);
+        }
+        merge(plan, {true, 0, {}, fresh_len, len, 0});
+        fresh_len += len;
+        changed++;
+        continue;
+      }
+      // Unchanged: the parent's bytes of [a, b), from one stretch or more.
+      while (cursor < map.size() && map[cursor].begin + map[cursor].len <= a) cursor++;
+      uint64_t from = a;
+      for (size_t k = cursor; from < b && k < map.size(); k++) {
+        const Stretch& s = map[k];
+        const uint64_t take = std::min(b, s.begin + s.len) - from;
+        merge(plan, {false, 0, s.id, s.off + (from - s.begin), take, s.raw});
+        from += take;
+      }
+    }
+    if (plan.size() > kMaxRefsPerWindow) {
+      // Too scattered: this window becomes one blob of its own.
+      ByteView bytes(buf, got);
+      Id id = repo_.blob_id(bytes);
+      auto saved = session_.save_blob_with_id(BlobType::kData, id, bytes);
+      if (!saved.ok()) return saved.error();
+      merge(out, {false, 0, id, 0, got, got});
+      pages_changed_ += (got + ps - 1) / ps;
+    } else {
+      if (!fresh.empty() && fresh.size() + fresh_len > kFreshBlob) HAVEN_TRY(store_fresh());
+      const uint64_t shift = fresh.size();
+      for (const auto& [off, len] : fresh_pages) fresh.insert(fresh.end(), buf + off, buf + off + len);
+      for (Out o : plan) {
+        if (o.fresh) {
+          o.fresh_no = fresh_blobs.size();
+          o.off += shift;
+        }
+        merge(out, o);
+      }
+      pages_changed_ += changed;
+      pages_reused_ += (got + ps - 1) / ps - changed;
+    }
+    total += got;
+    progress(false);
+    if (got < want) break;
+  }
+  HAVEN_TRY(store_fresh());
+  content.clear();
+  content.reserve(out.size());
+  for (Out& o : out) {
+    if (o.fresh) std::tie(o.id, o.raw) = fresh_blobs[o.fresh_no];
+    if (o.off == 0 && o.len == o.raw) {
+      content.emplace_back(o.id);
+    } else {
+      content.emplace_back(o.id, static_cast<uint32_t>(o.off), static_cast<uint32_t>(o.len));
+    }
+  }
+  return true;
+}
+
 void Archiver::process_file(FileJob& job, ReadState& rs) {
   Node& node = job.dir->nodes[job.index];
   int fd = ::open(job.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOATIME);
@@ -422,9 +590,16 @@ void Archiver::process_file(FileJob& job, ReadState& rs) {
   }
   const uint64_t limit = static_cast<uint64_t>(opened.st_size);
   posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-  std::vector<Id> content;
+  std::vector<repo::ContentRef> content;
   uint64_t total = 0;
-  Status st = chunk_stream(fd, rs, content, total, limit);
+  Status st;
+  bool delta = false;
+  if (job.base) {
+    auto d = delta_file(fd, rs, *job.base, limit, content, total);
+    if (!d.ok()) st = d.error();
+    delta = d.ok() && *d;
+  }
+  if (st.ok() && !delta) st = chunk_stream(fd, rs, content, total, limit);
   struct stat after{};
   int fst = fstat(fd, &after);
   ::close(fd);
@@ -543,7 +718,7 @@ Status Archiver::walk_dir(const std::string& path, DirJob* parent, size_t index,
   size_t old_at = 0;
 
   std::vector<std::pair<size_t, std::optional<Id>>> subdirs;
-  std::vector<size_t> files;
+  std::vector<std::pair<size_t, std::optional<BaseContent>>> files;
   for (const auto& name : names) {
     std::string full = join(path, name);
     if (excluded(full, name)) continue;
@@ -571,8 +746,8 @@ Status Archiver::walk_dir(const std::string& path, DirJob* parent, size_t index,
       bytes_total_ += node->size;
       if (it != old.end() && same_file(*it, *node)) {
         bool all_present = true;
-        for (const auto& id : it->content) {
-          if (!session_.has_blob(BlobType::kData, id)) {
+        for (const auto& c : it->content) {
+          if (!session_.has_blob(BlobType::kData, c.id)) {
             all_present = false;
             break;
           }
@@ -585,8 +760,13 @@ Status Archiver::walk_dir(const std::string& path, DirJob* parent, size_t index,
           continue;
         }
       }
-      (it != old.end() && it->type == Node::Type::kFile ? files_changed_ : files_new_)++;
-      if (node->size > 0) files.push_back(i);
+      const bool had = it != old.end() && it->type == Node::Type::kFile;
+      (had ? files_changed_ : files_new_)++;
+      if (node->size > 0) {
+        std::optional<BaseContent> base;
+        if (had && delta_ && delta_->applies(full)) base = BaseContent{std::move(it->content), it->size};
+        files.emplace_back(i, std::move(base));
+      }
     } else if (node->type == Node::Type::kDir) {
       bool cross = opts_.one_file_system && st.st_dev != root_dev;
       if (!cross) {
@@ -612,7 +792,7 @@ Status Archiver::walk_dir(const std::string& path, DirJob* parent, size_t index,
       d->nodes[i].subtree = *empty;
     }
   }
-  for (size_t i : files) {
+  for (auto& [i, base] : files) {
     std::unique_lock<std::mutex> lk(mu_);
     space_cv_.wait(lk, [&] { return queue_.size() < opts_.queue_depth || closing_; });
     if (closing_) {
@@ -620,7 +800,7 @@ Status Archiver::walk_dir(const std::string& path, DirJob* parent, size_t index,
       release(d);
       continue;
     }
-    queue_.push_back({join(path, d->nodes[i].name), d, i});
+    queue_.push_back({join(path, d->nodes[i].name), d, i, std::move(base)});
     queue_cv_.notify_one();
   }
   for (auto& [i, sub] : subdirs) {
@@ -645,6 +825,7 @@ Result<Id> Archiver::backup_paths() {
     if (parent) {
       parent_id_ = parent->first;
       old_root = parent->second.tree;
+      if (opts_.page_delta) delta_ = opts_.page_delta(parent->second);
     }
   }
   std::map<std::string, Node> old;
@@ -657,6 +838,7 @@ Result<Id> Archiver::backup_paths() {
       warn("/", "parent snapshot's tree cannot be read (" + t.error().message() +
                     "); reading every file");
       parent_id_.reset();
+      delta_.reset();
     }
   }
 
@@ -693,8 +875,8 @@ Result<Id> Archiver::backup_paths() {
     if (node->type == Node::Type::kFile) {
       bytes_total_ += node->size;
       bool reuse = it != old.end() && same_file(it->second, *node);
-      for (const auto& id : reuse ? it->second.content : std::vector<Id>{}) {
-        reuse = reuse && session_.has_blob(BlobType::kData, id);
+      for (const auto& c : reuse ? it->second.content : std::vector<repo::ContentRef>{}) {
+        reuse = reuse && session_.has_blob(BlobType::kData, c.id);
       }
       if (reuse) {
         node->content = it->second.content;
@@ -715,7 +897,7 @@ Result<Id> Archiver::backup_paths() {
     for (size_t i : files) {
       std::unique_lock<std::mutex> lk(mu_);
       space_cv_.wait(lk, [&] { return queue_.size() < opts_.queue_depth || closing_; });
-      queue_.push_back({root_paths[i], root, i});
+      queue_.push_back({root_paths[i], root, i, std::nullopt});
       queue_cv_.notify_one();
     }
     for (auto& [i, p] : dirs) {
@@ -848,6 +1030,10 @@ Result<Summary> Archiver::run() {
                 {"blobs_added", stored.blobs - stored_before_.blobs},
                 {"warnings", warnings_.load()},
                 {"duration_ms", static_cast<uint64_t>((snap.end_time - snap.time) / 1000000)}};
+  if (delta_) {
+    snap.stats["pages_changed"] = pages_changed_.load();
+    snap.stats["pages_reused"] = pages_reused_.load();
+  }
   if (opts_.before_snapshot) HAVEN_TRY(opts_.before_snapshot(snap));
   // A cancellation that arrived after the last file (even during the final progress report)
   // still leaves no snapshot.

@@ -11,9 +11,12 @@
 // Strategies (seed 000): full reads every file; incremental reuses a file's chunk list when
 // size, mtime, ctime, inode and device match the newest snapshot of the same host and paths;
 // differential does the same against the newest full snapshot of the same host and paths.
+// With Options::page_delta, a changed page-structured file is read against the parent's copy
+// and only its changed pages are stored (PostgreSQL base backups).
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +25,14 @@
 #include "util/events.h"
 
 namespace haven::backup {
+
+// Page-structured files that tell by themselves which of their pages changed since a snapshot
+// (PostgreSQL relations: a page whose LSN is older than the snapshot's start has not changed).
+struct PageDelta {
+  size_t page_size = 8192;
+  std::function<bool(const std::string& path)> applies;  // which files are such
+  std::function<bool(ByteView page)> changed;            // a page changed since the snapshot
+};
 
 struct Options {
   std::vector<std::string> paths;
@@ -38,6 +49,11 @@ struct Options {
   // snapshot (PostgreSQL's pg_backup_stop goes here, so its label is in the snapshot) or fail
   // the backup (then no snapshot is written).
   std::function<Status(repo::Snapshot&)> before_snapshot;
+  // Incremental and differential backups: given the parent snapshot, how to tell changed pages
+  // (or nullopt). A changed file that the parent has and that the delta applies to is then read
+  // page by page: unchanged pages are kept as slices of the parent's blobs, changed pages are
+  // stored in new blobs. Anything else is read and chunked whole.
+  std::function<std::optional<PageDelta>(const repo::Snapshot& parent)> page_delta;
   unsigned threads = 0;      // 0: one per core (at least 2)
   size_t queue_depth = 64;   // file jobs waiting for a worker
 };

@@ -320,7 +320,17 @@ const DamageList& Checker::walk(const Id& tree) {
       std::optional<Damage> first;
       for (const auto& c : n.content) {
         report_.data_blobs++;
-        auto d = blob_damage(BlobType::kData, c);
+        auto d = blob_damage(BlobType::kData, c.id);
+        if (!d && !c.whole()) {
+          // A slice must lie inside its blob.
+          const uint32_t raw = index_->at(*index_->position(BlobType::kData, c.id)).raw_length;
+          if (uint64_t{c.offset} + c.length > raw) {
+            d = Damage{"", "data blob " + repo::hex(c.id),
+                       "the snapshot takes " + std::to_string(c.length) + " bytes at " +
+                           std::to_string(c.offset) + " of it, past its end (" +
+                           std::to_string(raw) + " bytes)"};
+          }
+        }
         if (d && !first) first = d;
       }
       if (first && out.size() < kMaxDamagePerTree) {

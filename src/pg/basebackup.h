@@ -6,6 +6,14 @@
 // backup's before_snapshot hook, so the snapshot is written only once PostgreSQL has archived
 // the WAL the backup needs. Its backup_label, tablespace_map, start/stop positions, timeline
 // and times are kept in the snapshot's meta ("pg.*"), with the tag "pg".
+//
+// Incremental and differential: files are compared with the parent snapshot as usual, and a
+// changed relation file is read against the parent's copy when the parent is a base backup of
+// the same cluster on the same timeline: only pages whose LSN is at or after the parent's start
+// LSN are stored, the others stay slices of the parent's blobs (backup::PageDelta). That is
+// safe: pg_backup_start's checkpoint wrote every page changed before the parent's start to disk
+// before the parent read it, and a page changed after the new start is restored by its
+// full-page image in the WAL replayed from there.
 #pragma once
 
 #include <map>
@@ -41,6 +49,18 @@ struct BaseBackupResult {
 // pg_backup:completed (snapshot_id, LSNs, WAL files, timeline), :failed or :cancelled.
 Result<BaseBackupResult> base_backup(repo::Session& session, const BaseBackupOptions& options,
                                      const EventTarget& events);
+
+// Whether `page` (one of `page_size` bytes of a relation file) changed at or after `since` (an
+// LSN): its header's LSN says so. A page whose header is not a valid one (all zeros, a page
+// being initialised, another page size) counts as changed.
+bool page_changed_since(ByteView page, uint64_t since);
+
+// Whether `path` is the main fork of a relation (or one of its 1 GB segments): base/<db>/<n>,
+// global/<n> or <tablespace>/PG_*/<db>/<n>, with <n>[.<segment>] all digits. Its pages carry the
+// LSN of their last change. Free space maps (_fsm) and visibility maps (_vm) do not qualify:
+// their pages change without a WAL record that sets their LSN.
+bool is_relation_file(const std::string& path, const std::string& pgdata,
+                      const std::vector<std::string>& tablespaces);
 
 // What base backups skip inside the data directory (patterns for backup::Options::excludes):
 // PostgreSQL's documented list — the contents of pg_wal, pg_replslot, pg_dynshmem, pg_notify,

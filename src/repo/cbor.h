@@ -120,6 +120,7 @@ class Reader {
     fail("integer expected (in range)");
   }
   void skip(size_t depth = 0);  // any one item, with what it holds
+  bool next_is_array() const { return p_ < end_ && peek_major() == 4; }
   bool at_end() const { return p_ == end_; }
 
  private:

@@ -113,7 +113,16 @@ Bytes encode_tree(const Tree& t) {
     if (!n.content.empty()) {
       w.text("content");
       w.array(n.content.size());
-      for (const auto& id : n.content) w.bytes(ByteView(id.data(), id.size()));
+      for (const auto& c : n.content) {
+        if (c.whole()) {
+          w.bytes(ByteView(c.id.data(), c.id.size()));
+        } else {
+          w.array(3);
+          w.bytes(ByteView(c.id.data(), c.id.size()));
+          w.uint(c.offset);
+          w.uint(c.length);
+        }
+      }
     }
     w.text("ctime");
     w.sint(n.ctime);
@@ -247,7 +256,19 @@ Node read_node(cbor::Reader& r) {
       size_t count = r.array();
       n.content.clear();
       n.content.reserve(count);
-      for (size_t i = 0; i < count; i++) n.content.push_back(read_id(r));
+      for (size_t i = 0; i < count; i++) {
+        if (!r.next_is_array()) {
+          n.content.push_back(read_id(r));
+          continue;
+        }
+        // A slice: [blob ID, offset, length], length > 0.
+        if (r.array() != 3) throw json::type_error::create(302, "a content slice is a triple", nullptr);
+        Id id = read_id(r);
+        uint32_t off = r.integer<uint32_t>();
+        uint32_t len = r.integer<uint32_t>();
+        if (len == 0) throw json::type_error::create(302, "a content slice is empty", nullptr);
+        n.content.emplace_back(id, off, len);
+      }
     } else if (k == "subtree") {
       n.subtree = read_id(r);
     } else {

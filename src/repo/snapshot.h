@@ -35,6 +35,20 @@ struct Snapshot {
   std::map<std::string, std::string> meta;
 };
 
+// A stretch of a file's content (docs/FORMAT.md §6): a whole data blob, or `length` bytes of
+// one from `offset`. PostgreSQL incremental backups keep a relation's unchanged pages as slices
+// of the blobs an earlier backup stored.
+struct ContentRef {
+  Id id{};
+  uint32_t offset = 0;
+  uint32_t length = 0;  // 0: the whole blob
+  ContentRef() = default;
+  ContentRef(const Id& blob) : id(blob) {}  // NOLINT(google-explicit-constructor): a whole blob
+  ContentRef(const Id& blob, uint32_t off, uint32_t len) : id(blob), offset(off), length(len) {}
+  bool whole() const { return length == 0; }
+  friend bool operator==(const ContentRef&, const ContentRef&) = default;
+};
+
 // One entry of a directory tree.
 struct Node {
   enum class Type { kFile, kDir, kSymlink, kFifo, kCharDev, kBlockDev, kSocket };
@@ -48,7 +62,7 @@ struct Node {
   uint64_t inode = 0, device = 0, links = 0, rdev = 0;
   std::string link_target;  // symlinks
   std::vector<std::pair<std::string, std::string>> xattrs;  // name -> raw value (incl. ACLs)
-  std::vector<Id> content;  // data blobs, in order (files)
+  std::vector<ContentRef> content;  // data blobs or slices of them, in order (files)
   std::optional<Id> subtree;  // dirs
 };
 

@@ -101,10 +101,13 @@ struct PendingFile {
   std::string failure;                  // first error; the file is removed at the end
 };
 
-// One blob a batch needs, and where its plaintext goes.
+// One blob a batch needs, and where its plaintext goes: all of it, or `length` bytes from
+// `from` (a slice, docs/FORMAT.md §6).
 struct Placement {
   uint32_t file;    // in the batch
   uint64_t offset;  // in the file
+  uint32_t from = 0;
+  uint32_t length = 0;  // 0: the whole blob
 };
 struct Piece {
   Id id;
@@ -423,13 +426,19 @@ void Restorer::add_file(std::string path, std::string rel, Node node) {
   std::vector<repo::BlobLocation> locs;
   locs.reserve(f->node.content.size());
   uint64_t total = 0;
-  for (const auto& id : f->node.content) {
-    auto loc = repo_.locate_blob(BlobType::kData, id);
+  for (const auto& c : f->node.content) {
+    auto loc = repo_.locate_blob(BlobType::kData, c.id);
     if (!loc) {
-      fail(*f, "data blob " + repo::hex(id) + " is not in the index");
+      fail(*f, "data blob " + repo::hex(c.id) + " is not in the index");
       break;
     }
-    total += loc->raw_length;
+    if (!c.whole() && uint64_t{c.offset} + c.length > loc->raw_length) {
+      fail(*f, "the snapshot takes " + std::to_string(c.length) + " bytes at " +
+                   std::to_string(c.offset) + " of data blob " + repo::hex(c.id) +
+                   ", past its end (" + std::to_string(loc->raw_length) + " bytes)");
+      break;
+    }
+    total += c.whole() ? loc->raw_length : c.length;
     locs.push_back(*loc);
   }
   if (f->failure.empty() && total != f->node.size) {
@@ -444,11 +453,11 @@ void Restorer::add_file(std::string path, std::string rel, Node node) {
   f->remaining = static_cast<uint32_t>(locs.size());
   uint64_t offset = 0;
   for (size_t i = 0; i < locs.size(); i++) {
-    const Id& id = f->node.content[i];
-    auto [it, fresh] = batch_.piece_of.try_emplace(id, batch_.pieces.size());
-    if (fresh) batch_.pieces.push_back({id, locs[i], {}});
-    batch_.pieces[it->second].to.push_back({file_no, offset});
-    offset += locs[i].raw_length;
+    const repo::ContentRef& c = f->node.content[i];
+    auto [it, fresh] = batch_.piece_of.try_emplace(c.id, batch_.pieces.size());
+    if (fresh) batch_.pieces.push_back({c.id, locs[i], {}});
+    batch_.pieces[it->second].to.push_back({file_no, offset, c.offset, c.length});
+    offset += c.whole() ? locs[i].raw_length : c.length;
   }
   batch_.files.push_back(std::move(f));
 }
@@ -602,8 +611,11 @@ void Restorer::read_range_held(Batch& b, const Range& r, Scratch& range, Scratch
       PendingFile& f = *b.files[place.file];
       if (!bytes.ok()) {
         fail(f, bytes.error().message());
+      } else if (place.length != 0 && uint64_t{place.from} + place.length > bytes->size()) {
+        fail(f, "data blob " + repo::hex(p.id) + " is shorter than the slice the snapshot takes of it");
       } else if (ensure_open(f)) {
-        Status st = write_at(f, place.offset, *bytes);
+        ByteView part = place.length == 0 ? *bytes : bytes->subspan(place.from, place.length);
+        Status st = write_at(f, place.offset, part);
         if (!st.ok()) fail(f, st.error().message());
       }
       if (placed(f)) done.push_back(&f);

@@ -86,8 +86,8 @@ Status Pruner::mark_tree(const Id& root, const std::string& snapshot) {
     for (const auto& n : tree->nodes) {
       if (n.subtree) stack.push_back(*n.subtree);
       for (const auto& c : n.content) {
-        auto cp = index_->position(BlobType::kData, c);
-        if (!cp) return refuse("data blob " + repo::hex(c) + ", which is not in the index");
+        auto cp = index_->position(BlobType::kData, c.id);
+        if (!cp) return refuse("data blob " + repo::hex(c.id) + ", which is not in the index");
         used_[*cp] = true;
       }
     }

@@ -234,7 +234,7 @@ void expect_walk(const Snap& s, const Id& tree, const std::string& rel, const Ba
     std::string path = rel.empty() ? n.name : rel + "/" + n.name;
     if (n.type == Node::Type::kFile) {
       for (const auto& c : n.content) {
-        if (auto o = bad(BlobType::kData, c)) {
+        if (auto o = bad(BlobType::kData, c.id)) {
           out[*o][s.id].insert("/" + path);
           if (lost) lost->insert(path);
           break;
@@ -525,7 +525,9 @@ std::pair<std::string, std::vector<Id>> shared_multi_blob_file() {
     std::function<void(const Id&, const std::string&)> walk = [&](const Id& t, const std::string& rel) {
       for (const auto& n : W->trees.at(t).nodes) {
         std::string p = rel.empty() ? n.name : rel + "/" + n.name;
-        if (n.type == Node::Type::kFile) content[i][p] = n.content;
+        if (n.type == Node::Type::kFile) {
+          for (const auto& c : n.content) content[i][p].push_back(c.id);
+        }
         if (n.type == Node::Type::kDir && n.subtree) walk(*n.subtree, p);
       }
     };
@@ -714,7 +716,7 @@ void expect_missing_message(const json& j, const std::vector<std::string>& names
     }
     for (const auto& n : W->trees.at(t).nodes) {
       for (const auto& c : n.content) {
-        if (only.count({BlobType::kData, c})) hit.insert({BlobType::kData, c});
+        if (only.count({BlobType::kData, c.id})) hit.insert({BlobType::kData, c.id});
       }
       if (n.type == Node::Type::kDir && n.subtree) walk(*n.subtree);
     }

@@ -137,9 +137,9 @@ void reach_tree(repo::Repository& r, const Id& tree, Reach& out) {
   for (const auto& n : t->nodes) {
     if (n.subtree) reach_tree(r, *n.subtree, out);
     for (const auto& c : n.content) {
-      auto cl = r.locate_blob(BlobType::kData, c);
-      ASSERT_TRUE(cl.has_value()) << "data blob " << repo::hex(c) << " is not indexed";
-      out.blobs.emplace(std::make_pair(BlobType::kData, c), cl->length);
+      auto cl = r.locate_blob(BlobType::kData, c.id);
+      ASSERT_TRUE(cl.has_value()) << "data blob " << repo::hex(c.id) << " is not indexed";
+      out.blobs.emplace(std::make_pair(BlobType::kData, c.id), cl->length);
     }
   }
 }

@@ -123,7 +123,9 @@ Bytes dom_encode_tree(const Tree& t) {
     }
     if (!n.content.empty()) {
       json c = json::array();
-      for (const auto& id : n.content) c.push_back(jbin(id));
+      for (const auto& r : n.content) {
+        c.push_back(r.whole() ? json(jbin(r.id)) : json::array({json(jbin(r.id)), r.offset, r.length}));
+      }
       j["content"] = c;
     }
     if (n.subtree) j["subtree"] = jbin(*n.subtree);

@@ -766,7 +766,7 @@ TEST_F(RepoTest, SaveSnapshotFlushesFirst) {
   ASSERT_EQ(t->nodes.size(), 1u);
   ASSERT_EQ(t->nodes[0].content.size(), blobs.size());
   for (size_t i = 0; i < blobs.size(); i++) {
-    EXPECT_EQ(t->nodes[0].content[i], blobs[i].first);
+    EXPECT_EQ(t->nodes[0].content[i].id, blobs[i].first);
     auto d = fresh->load_blob(BlobType::kData, blobs[i].first);
     ASSERT_OK(d);
     EXPECT_EQ(*d, blobs[i].second);

@@ -477,7 +477,7 @@ TEST_F(RestoreTest, DamagedNewestSnapshotIsNeverSilentlySubstituted) {
 }
 
 // Builds a file node whose content is `content`.
-Node file_node(const std::string& name, const std::vector<Id>& content, uint64_t size) {
+Node file_node(const std::string& name, const std::vector<repo::ContentRef>& content, uint64_t size) {
   Node n;
   n.name = name;
   n.type = Node::Type::kFile;
@@ -498,6 +498,51 @@ Node dir_node(const std::string& name, const Id& subtree) {
   n.links = 2;
   n.subtree = subtree;
   return n;
+}
+
+// A content list may take slices of blobs (docs/FORMAT.md §6): each slice restores its bytes,
+// one blob serves several slices, and a slice that reaches past its blob fails that file alone,
+// named, while `haven check` reports the snapshot damaged.
+TEST_F(RestoreTest, SlicesOfBlobsRestoreTheirBytesAndASlicePastItsBlobIsRefused) {
+  auto repo = init_repo(repo_dir());
+  ASSERT_TRUE(repo);
+  repo::Session session(*repo);
+  const std::string a = random_bytes(20000, 31), b = random_bytes(5000, 32);
+  auto ida = session.save_blob(BlobType::kData, as_bytes(a));
+  auto idb = session.save_blob(BlobType::kData, as_bytes(b));
+  ASSERT_OK(ida);
+  ASSERT_OK(idb);
+  const std::vector<repo::ContentRef> pieces = {{*ida, 10, 100}, {*idb}, {*ida, 0, 5},
+                                                {*idb, 4990, 10}, {*ida, 19000, 1000}};
+  const std::string want = a.substr(10, 100) + b + a.substr(0, 5) + b.substr(4990, 10) + a.substr(19000);
+  Tree t{{file_node("bad", {*idb, {*ida, 19990, 11}}, 5011), file_node("good", pieces, want.size())}};
+  auto root = session.save_tree(t);
+  ASSERT_OK(root);
+  repo::Snapshot snap;
+  snap.time = snap.end_time = now();
+  snap.tree = *root;
+  snap.paths = {"/slices"};
+  snap.hostname = "h";
+  snap.strategy = "full";
+  ASSERT_OK(session.save_snapshot(snap));
+  ASSERT_OK(session.flush());
+  restore::Options o;
+  o.verify = true;  // the restored slices are read back and compared with their blobs
+
+  auto s = restore_to(*repo, *root, dir_ + "/out", o);
+  ASSERT_OK(s);
+  EXPECT_TRUE(read_file(dir_ + "/out/good") == want) << "the slices did not restore their bytes";
+  EXPECT_EQ(s->verified, 1u);
+  EXPECT_EQ(s->errors, 1u);
+  EXPECT_FALSE(exists(dir_ + "/out/bad")) << "a file with a slice past its blob was left behind";
+  auto errors = sink_.of("error");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].path, "bad");
+  EXPECT_TRUE(contains(errors[0].message, "past its end")) << errors[0].message;
+
+  RunResult check = cli(repo_dir(), {"check"});
+  EXPECT_NE(check.code, 0) << describe(check);
+  EXPECT_TRUE(contains(check.out + check.err, "past its end")) << describe(check);
 }
 
 TEST_F(RestoreTest, HostileNamesAreRefusedAndNothingEscapesTheTarget) {
@@ -694,8 +739,8 @@ TEST_F(RestoreTest, DamagedBlobFailsOnlyItsFile) {
   ASSERT_EQ(sub->nodes.size(), 2u);
   ASSERT_EQ(sub->nodes[1].name, "b.bin");
   ASSERT_FALSE(sub->nodes[1].content.empty());
-  const Id victim = sub->nodes[1].content[0];
-  for (const auto& id : sub->nodes[0].content) ASSERT_NE(id, victim);
+  const Id victim = sub->nodes[1].content[0].id;
+  for (const auto& c : sub->nodes[0].content) ASSERT_NE(c.id, victim);
 
   size_t packs = 0;
   ASSERT_OK(repo->backend().list(storage::ObjectType::kData, [&](const storage::ObjectInfo&) { packs++; }));
@@ -814,7 +859,7 @@ TEST_F(RestoreTest, DamagedHardLinkedFileLeavesNoNameBehind) {
   auto sub = repo->load_tree(*root->nodes.at(0).subtree);
   ASSERT_OK(sub);
   ASSERT_EQ(sub->nodes.at(1).name, "b.bin");
-  damage_blob(*repo, repo_dir(), sub->nodes.at(1).content.at(0));
+  damage_blob(*repo, repo_dir(), sub->nodes.at(1).content.at(0).id);
   ASSERT_FALSE(HasFailure());
 
   auto s = restore_to(*repo, tree, dir_ + "/out");

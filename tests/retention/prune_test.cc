@@ -394,17 +394,17 @@ std::set<PtKey> pt_verify_all(const std::string& dir, const std::map<Id, Bytes>&
       for (const auto& n : tree->nodes) {
         if (n.subtree) stack.push_back(*n.subtree);
         for (const auto& c : n.content) {
-          if (!reach.insert({BlobType::kData, c}).second) continue;
-          auto b = r->load_blob(BlobType::kData, c);
+          if (!reach.insert({BlobType::kData, c.id}).second) continue;
+          auto b = r->load_blob(BlobType::kData, c.id);
           if (!b.ok()) {
             if (bad++ < 5) ADD_FAILURE() << "snapshot " << repo::hex(sid) << ": " << b.error().message();
             continue;
           }
-          auto it = content.find(c);
+          auto it = content.find(c.id);
           if (it == content.end()) {
-            ADD_FAILURE() << "blob " << repo::hex(c) << " was never saved by the test";
+            ADD_FAILURE() << "blob " << repo::hex(c.id) << " was never saved by the test";
           } else if (*b != it->second) {
-            ADD_FAILURE() << "blob " << repo::hex(c) << " loads with other bytes than were saved";
+            ADD_FAILURE() << "blob " << repo::hex(c.id) << " loads with other bytes than were saved";
           }
         }
       }
