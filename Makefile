@@ -18,7 +18,7 @@ TSAN_TESTS ?= .
 # instrumented code cannot meet (2 a second); wal-push itself runs in the other WAL tests.
 ASAN_EXCLUDE ?= WalPushKeepsUpSegmentsPerSecond
 
-.PHONY: all setup build test test-fast demo stress bench bench-server bench-replication bench-dr bench-scale clean fuzz fuzz-build fuzz-smoke \
+.PHONY: all setup build test test-fast demo stress bench bench-server bench-replication bench-dr bench-scale bench-latency clean fuzz fuzz-build fuzz-smoke \
 	fuzz-corpus check-layers sanitize
 
 all: build
@@ -104,6 +104,12 @@ bench-dr: build
 # 1,000,000 small files, with peak memory and index bytes per blob (bench/scale.sh; BENCH_FILES).
 bench-scale: build
 	@bench/scale.sh $(BUILD)/haven
+
+# A restore from s3rver with 30 ms added to every request (bench/latency_proxy.py), against the
+# same restore from the local disk, with the requests counted (bench/latency.sh; BENCH_SCALE,
+# BENCH_LATENCY_MS, BENCH_ROUNDS).
+bench-latency: build
+	@bench/latency.sh $(BUILD)/haven
 
 clean:
 	rm -rf $(BUILD) $(FUZZ_BUILD) build-asan build-tsan

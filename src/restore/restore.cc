@@ -20,6 +20,7 @@
 
 #include "repo/paths.h"
 #include "restore/select.h"
+#include "restore/tree_ahead.h"
 
 namespace haven::restore {
 
@@ -187,6 +188,7 @@ class Restorer {
   const Options& opts_;
   Reporter& events_;
   Selection select_;
+  std::unique_ptr<TreeAhead> ahead_;  // while walking, on object storage
   unsigned readers_ = 2;
   const uid_t euid_ = geteuid();
   const std::optional<mode_t> umask_ = current_umask();
@@ -652,6 +654,7 @@ void Restorer::read_range_held(Batch& b, const Range& r, Scratch& range, Scratch
 
 Status Restorer::walk(const Id& tree_id, const std::string& dir, const std::string& rel_dir) {
   HAVEN_ASSIGN(repo::Tree tree, repo_.load_tree(tree_id));
+  if (ahead_) ahead_->start(tree, rel_dir);
   return walk_tree(tree, dir, rel_dir, fresh_target_);
 }
 
@@ -689,7 +692,7 @@ Status Restorer::walk_tree(const repo::Tree& tree, const std::string& dir,
         sum_.dirs++;
         if (n.subtree) {
           // A damaged directory fails alone, named; everything beside it is still restored.
-          auto sub = repo_.load_tree(*n.subtree);
+          auto sub = ahead_ ? ahead_->take(*n.subtree, rel) : repo_.load_tree(*n.subtree);
           if (sub.ok()) {
             HAVEN_TRY(walk_tree(*sub, path, rel, made));
           } else {
@@ -765,7 +768,15 @@ Result<Summary> Restorer::run(const Id& root) {
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
     max_files_ = std::clamp<size_t>(rl.rlim_cur / 2, 16, opts_.batch_files);
   }
+  const unsigned tree_threads =
+      opts_.tree_threads ? opts_.tree_threads : (repo_.backend().concurrent_saves() > 1 ? 8 : 0);
+  if (tree_threads > 0) {
+    ahead_ = std::make_unique<TreeAhead>(
+        repo_, [this](const std::string& rel) { return select_.selected(rel, true); }, tree_threads,
+        opts_.tree_ahead_bytes, session_.cancel_token());
+  }
   Status st_walk = walk(root, target, "");
+  ahead_.reset();
   submit_batch();
   wait_batch();
   HAVEN_TRY(st_walk);

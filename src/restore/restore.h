@@ -47,6 +47,11 @@ struct Options {
   // Bytes of ranges read and not yet written out, across all readers (memory): a reader waits
   // for room before it reads (one range is always allowed, however large).
   uint64_t max_in_flight = 32 << 20;
+  // Threads that load directory trees ahead of the walker (restore/tree_ahead.h), holding at
+  // most tree_ahead_bytes of trees it has not reached. 0: 8 on object storage (a tree is a
+  // request there), none on a local disk.
+  unsigned tree_threads = 0;
+  uint64_t tree_ahead_bytes = 16 << 20;
 };
 
 struct Summary {

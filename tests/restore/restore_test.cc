@@ -4,6 +4,7 @@
 // blobs, overwrite policies and --verify. Snapshots are made with the real `haven backup`
 // (test_restore links only the restore library) or hand-crafted through the Repository API.
 #include "restore/restore.h"
+#include "restore/tree_ahead.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -42,6 +43,7 @@
 #include "storage/local.h"
 #include "util/clock.h"
 
+#include "support/fault_backend.h"
 #include "support/fs_test_util.h"
 #include "support/repo_test_util.h"
 
@@ -545,6 +547,86 @@ TEST_F(RestoreTest, SlicesOfBlobsRestoreTheirBytesAndASlicePastItsBlobIsRefused)
   EXPECT_TRUE(contains(check.out + check.err, "past its end")) << describe(check);
 }
 
+// Over a store where every request waits 25 ms, the trees a restore will enter are loaded ahead
+// of the walker on threads of their own (restore/tree_ahead.h): when the walker gets to a
+// directory its tree is there, and directories the selection leaves out are never fetched.
+TEST_F(RestoreTest, TreesAreLoadedAheadOfTheWalkerAndUnselectedOnesNever) {
+  const std::string src = dir_ + "/src";
+  make_dir(src);
+  for (int d = 0; d < 6; d++) {
+    make_dir(src + "/d" + std::to_string(d));
+    for (int s = 0; s < 3; s++) {
+      const std::string p = src + "/d" + std::to_string(d) + "/s" + std::to_string(s);
+      make_dir(p);
+      write_file(p + "/f", "file " + std::to_string(d) + "." + std::to_string(s) + "\n");
+    }
+  }
+  ASSERT_TRUE(init_repo(repo_dir()));
+  Id root = cli_backup({src});
+  ASSERT_FALSE(HasFailure());
+  auto plain = open_repo(repo_dir());
+  ASSERT_TRUE(plain);
+  auto be = storage::open_backend(repo_dir());
+  ASSERT_OK(be);
+  testing::FaultPlan slow;
+  slow.stall = 1.0;
+  slow.stall_time = std::chrono::milliseconds(25);
+  auto faulty = std::make_shared<testing::FaultBackend>(*be, slow);
+  auto opened = repo::Repository::open(faulty, kPw);
+  ASSERT_OK(opened);
+  std::unique_ptr<repo::Repository> repo = std::move(*opened);
+  ASSERT_OK(repo->load_index());
+  auto top = repo->load_tree(root);
+  ASSERT_OK(top);
+
+  CancelToken token;
+  auto wanted = [](const std::string& rel) { return rel.rfind("src/d5", 0) != 0; };
+  const uint64_t calls_before = faulty->calls();
+  {
+    restore::TreeAhead ahead(*repo, wanted, 8, 16 << 20, token);
+    ahead.start(*top);
+    // 21 trees in three levels, 8 at a time, 25 ms each: all there well within a second.
+    std::this_thread::sleep_for(std::chrono::milliseconds(800));
+    size_t visited = 0;
+    std::function<void(const Tree&, const std::string&)> visit = [&](const Tree& t, const std::string& rel) {
+      for (const auto& n : t.nodes) {
+        std::string path = rel.empty() ? n.name : rel + "/" + n.name;
+        if (n.type != Node::Type::kDir || !wanted(path)) continue;
+        auto sub = ahead.take(*n.subtree, path);
+        ASSERT_OK(sub);
+        auto want = plain->load_tree(*n.subtree);
+        ASSERT_OK(want);
+        ASSERT_EQ(sub->nodes.size(), want->nodes.size()) << path;
+        for (size_t i = 0; i < sub->nodes.size(); i++) EXPECT_EQ(sub->nodes[i].name, want->nodes[i].name) << path;
+        visited++;
+        visit(*sub, path);
+      }
+    };
+    visit(*top, "");
+    EXPECT_EQ(visited, 21u);  // src, d0..d4, and their 15 subdirectories
+    EXPECT_EQ(ahead.ahead(), 21u) << "the walker waited for trees it could have had";
+    EXPECT_EQ(ahead.behind(), 0u);
+  }
+  EXPECT_EQ(faulty->calls() - calls_before, 21u) << "trees outside the selection were fetched";
+
+  // A whole restore over the slow store, with the trees loaded ahead, is bit-exact.
+  restore::Options o;
+  o.tree_threads = 8;
+  o.excludes = {"src/d5"};
+  auto s = restore_to(*repo, root, dir_ + "/out", o);
+  ASSERT_OK(s);
+  EXPECT_EQ(s->errors, 0u);
+  EXPECT_EQ(s->files, 15u);
+  for (int d = 0; d < 6; d++) {
+    const std::string p = dir_ + "/out/src/d" + std::to_string(d) + "/s1/f";
+    if (d < 5) {
+      EXPECT_EQ(read_file(p), "file " + std::to_string(d) + ".1\n");
+    } else {
+      EXPECT_FALSE(exists(p));
+    }
+  }
+}
+
 TEST_F(RestoreTest, HostileNamesAreRefusedAndNothingEscapesTheTarget) {
   auto repo = init_repo(repo_dir());
   ASSERT_TRUE(repo);
@@ -618,7 +700,7 @@ TEST_F(RestoreTest, HostileNamesAreRefusedAndNothingEscapesTheTarget) {
     // Nothing was created beside the target, and no file made it anywhere.
     auto beside = list_dir(parent);
     EXPECT_TRUE(beside.empty() || beside == std::vector<std::string>{"target"})
-        << "entries beside the target: " << testing::PrintToString(beside);
+        << "entries beside the target: " << ::testing::PrintToString(beside);
     EXPECT_FALSE(found_anywhere(dir_, "pwned")) << "a hostile entry was written";
   }
   // No stray entries in the test's own directory either.

@@ -32,6 +32,7 @@ class FaultBackend : public storage::BackendWrapper {
   // The backend goes away for good once this many more calls have been made.
   void set_gone_after(uint64_t calls) { gone_after_ = static_cast<int64_t>(calls); }
   uint64_t injected() const { return injected_.load(); }
+  uint64_t calls() const { return calls_.load(); }  // saves, loads, stats and removes
 
   Status save(const storage::ObjectName& n, ByteView d) override {
     return apply<void>([&] { return inner().save(n, d); });
@@ -72,6 +73,7 @@ class FaultBackend : public storage::BackendWrapper {
   }
   template <typename T>
   Result<T> apply(const std::function<Result<T>()>& op) {
+    calls_++;
     if (gone_after_.load() >= 0 && gone_after_-- <= 0) gone_ = true;
     if (gone_) return transient("backend gone");
     if (roll() < plan_.fail_before) return transient("injected 503");
@@ -87,6 +89,7 @@ class FaultBackend : public storage::BackendWrapper {
   std::atomic<bool> gone_{false};
   std::atomic<int64_t> gone_after_{-1};
   std::atomic<uint64_t> injected_{0};
+  std::atomic<uint64_t> calls_{0};
 };
 
 }  // namespace haven::testing

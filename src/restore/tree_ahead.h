@@ -1,0 +1,74 @@
+// restore/tree_ahead.h — directory trees loaded ahead of a restore's walker.
+//
+// Over object storage every tree is a request of its own, and a walker that loads each
+// directory when it gets there waits one round trip per directory. TreeAhead loads the trees
+// the walker will want on threads of its own, depth first like the walker (the subdirectories
+// of the directory it just entered first, then theirs), keeping at most `max_bytes` of loaded
+// trees the walker has not taken yet.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "repo/repository.h"
+#include "util/cancel.h"
+
+namespace haven::restore {
+
+class TreeAhead {
+ public:
+  // `wanted(rel)`: whether the walker will enter the directory at `rel` (its selection).
+  TreeAhead(repo::Repository& repo, std::function<bool(const std::string& rel)> wanted,
+            unsigned threads, uint64_t max_bytes, const CancelToken& token);
+  ~TreeAhead();  // stops the threads; trees not taken are dropped
+  TreeAhead(const TreeAhead&) = delete;
+  TreeAhead& operator=(const TreeAhead&) = delete;
+
+  // The walk begins at `root` (at `rel`): its subdirectories are wanted first.
+  void start(const repo::Tree& root, const std::string& rel = "");
+  // The tree `id` of the directory at `rel`: loaded ahead (taken out), being loaded (waits for
+  // it), or loaded now (and then its subdirectories are queued).
+  Result<repo::Tree> take(const repo::Id& id, const std::string& rel);
+
+  // Trees the walker took that were loaded ahead, and that it loaded itself.
+  uint64_t ahead() const { return ahead_; }
+  uint64_t behind() const { return behind_; }
+
+ private:
+  struct Item {
+    repo::Id id;
+    std::string rel;
+  };
+  enum class State { kQueued, kLoading, kDone };
+  // A tree queued, loading or loaded; taken out by the walker. A tree that two directories
+  // share is loaded ahead for the first; the walker loads it again for the second.
+  struct Entry {
+    State state = State::kQueued;
+    uint64_t bytes = 0;
+    std::optional<Result<repo::Tree>> tree;
+  };
+  void worker();
+  void push_children(const repo::Tree& tree, const std::string& rel);  // mu_ held
+
+  repo::Repository& repo_;
+  std::function<bool(const std::string&)> wanted_;
+  const uint64_t max_bytes_;
+  const CancelToken& token_;
+  std::mutex mu_;
+  std::condition_variable work_cv_, done_cv_;
+  std::deque<Item> queue_;
+  std::unordered_map<repo::Id, Entry, repo::IdHash> entries_;
+  uint64_t held_ = 0;  // bytes of trees loading or loaded and not taken
+  bool stop_ = false;
+  uint64_t ahead_ = 0, behind_ = 0;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace haven::restore
