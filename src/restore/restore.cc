@@ -190,6 +190,10 @@ class Restorer {
   Selection select_;
   std::unique_ptr<TreeAhead> ahead_;  // while walking, on object storage
   unsigned readers_ = 2;
+  // Bytes per read: at most max_range, and small enough that every reader can hold a range
+  // within max_in_flight (with 16 MiB ranges and 32 MiB in flight, two of four readers waited:
+  // over object storage, two requests at a time).
+  uint64_t max_range_ = 16 << 20;
   const uid_t euid_ = geteuid();
   const std::optional<mode_t> umask_ = current_umask();
   size_t max_files_ = 1024;  // per batch: bounded by the open-file limit
@@ -508,7 +512,7 @@ void Restorer::run_batch(Batch& b) {
       Range& r = ranges.back();
       const auto& prev = pieces[r.first].loc;
       if (prev.pack_id == l.pack_id && start >= r.end && start - r.end <= opts_.max_gap &&
-          end - r.start <= opts_.max_range) {
+          end - r.start <= max_range_) {
         r.end = end;
         r.last = i + 1;
         continue;
@@ -761,6 +765,7 @@ Result<Summary> Restorer::run(const Id& root) {
     return Error(Error::Code::kInvalidArgument, "target " + target + " is not a directory");
   }
   readers_ = opts_.threads ? opts_.threads : std::max(4u, std::thread::hardware_concurrency());
+  max_range_ = std::min<uint64_t>(opts_.max_range, std::max<uint64_t>(1 << 20, opts_.max_in_flight / readers_));
   // Each file of a batch stays open until its last blob lands: the batch holds at most half
   // of the open-file limit (the CLI raises its soft limit at start; a library leaves process
   // limits alone).
