@@ -418,7 +418,7 @@ Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<repo::ContentRe
 // held it, each changed page is gathered into a new blob of changed pages (up to kFreshBlob
 // bytes, so they compress together and cost one index entry), and neighbouring slices of one
 // blob merge. A window of the file whose pages would need more than kMaxRefsPerWindow slices
-// is stored whole instead, so slices never outnumber one per 4 pages: repeated incrementals
+// is stored whole instead, so slices never outnumber one per 2 pages: repeated incrementals
 // cannot fragment a file's content list (and a restore's reads) without bound.
 Result<bool> Archiver::delta_file(int fd, ReadState& rs, const BaseContent& base, uint64_t limit,
                                   std::vector<repo::ContentRef>& content, uint64_t& total) {
@@ -450,7 +450,7 @@ Result<bool> Archiver::delta_file(int fd, ReadState& rs, const BaseContent& base
   if (at != base.size) return false;
 
   // What the content list will hold: slices of the parent's blobs, of blobs stored whole here,
-  // or of the fresh blob numbered `fresh` (its ID is known once it is full).
+  // or of the blob of changed pages numbered `fresh_no` (its ID is known once it is stored).
   struct Out {
     bool fresh;
     size_t fresh_no;
