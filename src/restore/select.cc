@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <deque>
 
 #include "repo/paths.h"
 
@@ -95,6 +97,8 @@ Status verify_content(repo::Repository& repo, const std::string& path, const rep
   uint64_t offset = 0;
   Status st;
   Bytes disk;
+  constexpr size_t kRecent = 4;
+  std::deque<std::pair<repo::Id, Bytes>> recent;  // blobs slices were taken from, newest first
   for (const auto& c : n.content) {
     auto len = repo.blob_raw_length(repo::BlobType::kData, c.id);
     if (!len) {
@@ -113,14 +117,23 @@ Status verify_content(repo::Repository& repo, const std::string& path, const rep
     if (same && c.whole()) {
       same = repo.blob_id(disk) == c.id;
     } else if (same) {
-      // A slice: compared with the blob's bytes, which only its whole content hashes to.
-      auto blob = repo.load_blob(repo::BlobType::kData, c.id);
-      if (!blob.ok()) {
-        st = blob.error().with_context(path);
-        break;
+      // A slice: compared with the blob's bytes, which only its whole content hashes to. A
+      // relation's slices alternate between a few blobs (the parent's run, the changed pages),
+      // so the last few blobs opened are kept rather than opened again for every slice.
+      auto cached = std::find_if(recent.begin(), recent.end(), [&](const auto& r) { return r.first == c.id; });
+      if (cached == recent.end()) {
+        auto blob = repo.load_blob(repo::BlobType::kData, c.id);
+        if (!blob.ok()) {
+          st = blob.error().with_context(path);
+          break;
+        }
+        if (recent.size() == kRecent) recent.pop_back();
+        recent.emplace_front(c.id, std::move(*blob));
+        cached = recent.begin();
       }
-      same = uint64_t{c.offset} + c.length <= blob->size() &&
-             std::memcmp(blob->data() + c.offset, disk.data(), c.length) == 0;
+      const Bytes& blob = cached->second;
+      same = uint64_t{c.offset} + c.length <= blob.size() &&
+             std::memcmp(blob.data() + c.offset, disk.data(), c.length) == 0;
     }
     if (!same) {
       st = Error(Error::Code::kCorrupt, path + ": content differs from the snapshot at offset " +
