@@ -106,8 +106,13 @@ Result<std::unique_ptr<Repository>> Repository::init(std::shared_ptr<storage::Ba
   return repo;
 }
 
-Status Repository::probe(storage::Backend& backend) {
-  auto raw = backend.load({ObjectType::kConfig, "config"}, 0, kPrefixSize);
+namespace {
+
+// The config's first `length` bytes (0: all of it), its header checked: kRepoNotFound if there
+// is none. The version is checked before the password, so a newer repository is refused
+// clearly.
+Result<Bytes> load_config(storage::Backend& backend, uint64_t length) {
+  auto raw = backend.load({ObjectType::kConfig, "config"}, 0, length);
   if (!raw.ok()) {
     if (raw.error().code() == Error::Code::kNotFound) {
       return Error(Error::Code::kRepoNotFound,
@@ -117,8 +122,14 @@ Status Repository::probe(storage::Backend& backend) {
     // A config shorter than the header is a damaged repository, not a missing one.
     return raw.error().with_context("reading the repository config");
   }
-  // The version is checked before the password, so a newer repository is refused clearly.
   HAVEN_TRY(parse_header(*raw, "config"));
+  return raw;
+}
+
+}  // namespace
+
+Status Repository::probe(storage::Backend& backend) {
+  HAVEN_TRY(load_config(backend, kPrefixSize));
   return ok_status();
 }
 
@@ -182,9 +193,8 @@ struct RawConfig {
 };
 
 Result<RawConfig> read_raw_config(storage::Backend& backend) {
-  HAVEN_TRY(Repository::probe(backend));
   RawConfig rc;
-  HAVEN_ASSIGN(rc.raw, backend.load({ObjectType::kConfig, "config"}));
+  HAVEN_ASSIGN(rc.raw, load_config(backend, 0));  // one request (on object storage, a round trip)
   HAVEN_ASSIGN(rc.header, parse_header(rc.raw, "config"));
   if (rc.header.kind != ObjectKind::kConfig) {
     return Error(Error::Code::kCorrupt, "config: wrong object kind");
