@@ -17,6 +17,8 @@
 
 #include <chrono>
 #include <fstream>
+#include <regex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -29,6 +31,8 @@
 #pragma GCC diagnostic pop
 
 #include "pg/pg_cluster.h"
+#include "pg/wal.h"
+#include "pg/wal_pages.h"
 
 namespace haven {
 namespace {
@@ -456,6 +460,62 @@ TEST_F(PgPitrTest, AnIncrementalTakenUnderLoadRestoresExactly) {
   ASSERT_NE(restored, nullptr);
   EXPECT_EQ(state(*restored), want);
   EXPECT_EQ(restored->psql(accounts), want_accounts);
+}
+
+// The block references Haven reads from real WAL are exactly those PostgreSQL's own reader
+// (pg_waldump) lists, for the main forks, between a checkpoint's redo position and a later one.
+TEST_F(PgPitrTest, TheBlocksReadFromRealWalAreWhatPgWaldumpLists) {
+  pg_->psql("CHECKPOINT");
+  const std::string from_text = pg_->psql("SELECT redo_lsn FROM pg_control_checkpoint()");
+  auto b = pg_->pgbench({"-n", "-c", "2", "-t", "200"});
+  ASSERT_EQ(b.code, 0) << b.describe();
+  pg_->psql("CREATE TABLE t9 AS SELECT g AS x FROM generate_series(1, 5000) g");
+  pg_->psql("VACUUM pgbench_accounts");
+  const std::string to_text = pg_->psql("SELECT pg_current_wal_insert_lsn()");
+  ASSERT_TRUE(pg_->wait_archived(pg_->switch_wal()));
+  const uint64_t from = *pg::parse_lsn(from_text), to = *pg::parse_lsn(to_text);
+  const uint64_t seg = std::stoull(pg_->psql("SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'"));
+
+  auto blocks = pg::wal_changed_blocks(from, to, 1, seg, [&](const std::string& name) -> Result<Bytes> {
+    std::string bytes = file_bytes(data() + "/pg_wal/" + name);
+    if (bytes.empty()) return Error(Error::Code::kNotFound, name);
+    return Bytes(bytes.begin(), bytes.end());
+  });
+  ASSERT_OK(blocks);
+  std::set<std::string> ours;
+  for (const auto& [rel, list] : blocks->blocks) {
+    for (uint32_t blk : list) {
+      ours.insert(std::to_string(rel.spc) + "/" + std::to_string(rel.db) + "/" + std::to_string(rel.rel) + " " +
+                  std::to_string(blk));
+    }
+  }
+  auto dump = haven::testing::run_cmd({haven::testing::kPgBin + "/pg_waldump", "-p", data() + "/pg_wal", "-s", from_text,
+                                       "-e", to_text});
+  ASSERT_EQ(dump.code, 0) << dump.describe();
+  std::set<std::string> theirs;
+  static const std::regex ref(R"(blkref #\d+: rel (\d+)/(\d+)/(\d+)( fork (\w+))? blk (\d+))");
+  for (auto it = std::sregex_iterator(dump.out.begin(), dump.out.end(), ref); it != std::sregex_iterator(); ++it) {
+    const auto& m = *it;
+    if (m[5].matched && m[5].str() != "main") continue;
+    theirs.insert(m[1].str() + "/" + m[2].str() + "/" + m[3].str() + " " + m[6].str());
+  }
+  EXPECT_GT(theirs.size(), 100u) << "pg_waldump listed few block references:\n" << dump.out.substr(0, 2000);
+  EXPECT_EQ(ours, theirs);
+  // CREATE TABLE t9 created a relation (its file is read whole, not by its block references).
+  const uint32_t t9 = static_cast<uint32_t>(std::stoul(pg_->psql("SELECT relfilenode FROM pg_class WHERE relname = 't9'")));
+  EXPECT_TRUE(std::any_of(blocks->created_or_truncated.begin(), blocks->created_or_truncated.end(),
+                          [&](const pg::RelationId& r) { return r.rel == t9; }));
+  // A segment that is not there, or WAL of another timeline, is an error (the caller then
+  // reads the relations), never a shorter list.
+  auto missing = pg::wal_changed_blocks(from, to, 1, seg, [](const std::string& name) -> Result<Bytes> {
+    return Error(Error::Code::kNotFound, name);
+  });
+  EXPECT_FALSE(missing.ok());
+  auto other = pg::wal_changed_blocks(from, to, 2, seg, [&](const std::string& name) -> Result<Bytes> {
+    std::string bytes = file_bytes(data() + "/pg_wal/" + "00000001" + name.substr(8));
+    return Bytes(bytes.begin(), bytes.end());
+  });
+  EXPECT_FALSE(other.ok());
 }
 
 }  // namespace
