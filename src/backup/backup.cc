@@ -52,6 +52,7 @@ struct DirJob {
 struct BaseContent {
   std::vector<repo::ContentRef> content;
   uint64_t size = 0;
+  std::optional<std::vector<uint32_t>> listed;  // the changed pages, when known (PageDelta::listed)
 };
 
 struct FileJob {
@@ -153,8 +154,9 @@ class Archiver {
   Status chunk_stream(int fd, ReadState& rs, std::vector<repo::ContentRef>& content,
                       uint64_t& total, std::optional<uint64_t> limit);
   // Reads the first `limit` bytes of a page-structured file against its parent copy `base`
-  // (Options::page_delta). False, having read nothing, when the parent's copy cannot serve
-  // (not whole pages, a blob gone): then the file is chunked as usual.
+  // (Options::page_delta). False when the parent's copy cannot serve (not whole pages, a blob
+  // gone) or the file shrank while read: then the file is chunked as usual (blobs stored by
+  // then stay unreferenced until a prune).
   Result<bool> delta_file(int fd, ReadState& rs, const BaseContent& base, uint64_t limit,
                           std::vector<repo::ContentRef>& content, uint64_t& total);
   // The extent of a file holding `off` (reading stops at `end_at`); `seek` turns false when the
@@ -485,54 +487,95 @@ Result<bool> Archiver::delta_file(int fd, ReadState& rs, const BaseContent& base
 
   size_t cursor = 0;  // the first stretch that may hold what comes next
   uint8_t* buf = rs.buf.data();
-  for (uint64_t w = 0; w < limit; w += window) {
-    const size_t want = static_cast<size_t>(std::min<uint64_t>(window, limit - w));
+  const std::vector<uint32_t>* listed = base.listed ? &*base.listed : nullptr;
+  size_t next_listed = 0;  // into *listed
+  std::vector<char> changed_at;  // per page of the window
+  // Reads [off, off + n) of the window at `w` into buf; false if the file ended first.
+  auto read_window = [&](uint64_t w, size_t off, size_t n) -> Result<bool> {
     size_t got = 0;
-    while (got < want) {
-      ssize_t r = ::pread(fd, buf + got, want - got, static_cast<off_t>(w + got));
+    while (got < n) {
+      ssize_t r = ::pread(fd, buf + off + got, n - got, static_cast<off_t>(w + off + got));
       if (r < 0 && errno == EINTR) continue;
       if (r < 0) return errno_error("read", errno);
-      if (r == 0) break;  // shrank while being read
+      if (r == 0) return false;
       got += static_cast<size_t>(r);
     }
-    bytes_read_ += got;
-    if (got == 0) break;
+    bytes_read_ += n;
+    return true;
+  };
+  for (uint64_t w = 0; w < limit; w += window) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(window, limit - w));
+    const size_t pages = want / ps;  // limit is whole pages
+    changed_at.assign(pages, 0);
+    if (listed == nullptr) {
+      // Every page is read and asked.
+      HAVEN_ASSIGN(bool whole, read_window(w, 0, want));
+      if (!whole) return false;  // shrank while being read: chunked as usual instead
+      for (size_t k = 0; k < pages; k++) {
+        changed_at[k] = w + (k + 1) * ps > base.size || delta_->changed(ByteView(buf + k * ps, ps));
+      }
+    } else {
+      // Only the pages listed, and those past the parent's copy, are read.
+      const uint64_t first = w / ps;
+      while (next_listed < listed->size() && (*listed)[next_listed] < first) next_listed++;
+      for (size_t j = next_listed; j < listed->size() && (*listed)[j] < first + pages; j++) {
+        changed_at[(*listed)[j] - first] = 1;
+      }
+      for (size_t k = 0; k < pages; k++) {
+        if (w + (k + 1) * ps > base.size) changed_at[k] = 1;
+      }
+      for (size_t k = 0; k < pages;) {
+        if (!changed_at[k]) {
+          k++;
+          continue;
+        }
+        size_t e = k;
+        while (e < pages && changed_at[e]) e++;
+        HAVEN_ASSIGN(bool whole, read_window(w, k * ps, (e - k) * ps));
+        if (!whole) return false;
+        k = e;
+      }
+    }
     plan.clear();
     fresh_pages.clear();
     size_t fresh_len = 0;
     uint64_t changed = 0;
-    for (size_t p = 0; p < got; p += ps) {
-      const size_t len = std::min(ps, got - p);
-      const uint64_t a = w + p, b = a + len;
-      if (len < ps || b > base.size || delta_->changed(ByteView(buf + p, len))) {
+    for (size_t k = 0; k < pages; k++) {
+      const size_t p = k * ps;
+      const uint64_t a = w + p, b = a + ps;
+      if (changed_at[k]) {
         if (!fresh_pages.empty() && fresh_pages.back().first + fresh_pages.back().second == p) {
-          fresh_pages.back().second += len;
+          fresh_pages.back().second += ps;
         } else {
-          fresh_pages.emplace_back(p, len);
+          fresh_pages.emplace_back(p, ps);
         }
-        merge(plan, {true, 0, {}, fresh_len, len, 0});
-        fresh_len += len;
+        merge(plan, {true, 0, {}, fresh_len, ps, 0});
+        fresh_len += ps;
         changed++;
         continue;
       }
       // Unchanged: the parent's bytes of [a, b), from one stretch or more.
       while (cursor < map.size() && map[cursor].begin + map[cursor].len <= a) cursor++;
       uint64_t from = a;
-      for (size_t k = cursor; from < b && k < map.size(); k++) {
-        const Stretch& s = map[k];
+      for (size_t j = cursor; from < b && j < map.size(); j++) {
+        const Stretch& s = map[j];
         const uint64_t take = std::min(b, s.begin + s.len) - from;
         merge(plan, {false, 0, s.id, s.off + (from - s.begin), take, s.raw});
         from += take;
       }
     }
     if (plan.size() > kMaxRefsPerWindow) {
-      // Too scattered: this window becomes one blob of its own.
-      ByteView bytes(buf, got);
+      // Too scattered: this window becomes one blob of its own (read whole first).
+      if (listed != nullptr) {
+        HAVEN_ASSIGN(bool whole, read_window(w, 0, want));
+        if (!whole) return false;
+      }
+      ByteView bytes(buf, want);
       Id id = repo_.blob_id(bytes);
       auto saved = session_.save_blob_with_id(BlobType::kData, id, bytes);
       if (!saved.ok()) return saved.error();
-      merge(out, {false, 0, id, 0, got, got});
-      pages_changed_ += (got + ps - 1) / ps;
+      merge(out, {false, 0, id, 0, want, want});
+      pages_changed_ += pages;
     } else {
       if (!fresh.empty() && fresh.size() + fresh_len > kFreshBlob) HAVEN_TRY(store_fresh());
       const uint64_t shift = fresh.size();
@@ -545,11 +588,10 @@ Result<bool> Archiver::delta_file(int fd, ReadState& rs, const BaseContent& base
         merge(out, o);
       }
       pages_changed_ += changed;
-      pages_reused_ += (got + ps - 1) / ps - changed;
+      pages_reused_ += pages - changed;
     }
-    total += got;
+    total += want;
     progress(false);
-    if (got < want) break;
   }
   HAVEN_TRY(store_fresh());
   content.clear();
@@ -599,7 +641,11 @@ void Archiver::process_file(FileJob& job, ReadState& rs) {
     if (!d.ok()) st = d.error();
     delta = d.ok() && *d;
   }
-  if (st.ok() && !delta) st = chunk_stream(fd, rs, content, total, limit);
+  if (st.ok() && !delta) {
+    content.clear();
+    total = 0;
+    st = chunk_stream(fd, rs, content, total, limit);
+  }
   struct stat after{};
   int fst = fstat(fd, &after);
   ::close(fd);
@@ -764,7 +810,12 @@ Status Archiver::walk_dir(const std::string& path, DirJob* parent, size_t index,
       (had ? files_changed_ : files_new_)++;
       if (node->size > 0) {
         std::optional<BaseContent> base;
-        if (had && delta_ && delta_->applies(full)) base = BaseContent{std::move(it->content), it->size};
+        if (had && delta_ && delta_->applies(full)) {
+          base = BaseContent{std::move(it->content), it->size, std::nullopt};
+          if (delta_->listed && it->inode == node->inode && it->device == node->device) {
+            base->listed = delta_->listed(full);
+          }
+        }
         files.emplace_back(i, std::move(base));
       }
     } else if (node->type == Node::Type::kDir) {

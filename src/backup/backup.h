@@ -32,6 +32,10 @@ struct PageDelta {
   size_t page_size = 8192;
   std::function<bool(const std::string& path)> applies;  // which files are such
   std::function<bool(ByteView page)> changed;            // a page changed since the snapshot
+  // Optional: a file's changed pages by number (sorted), known without reading it (PostgreSQL:
+  // from the WAL). Then only those pages, and any past the parent's copy, are read; nullopt
+  // (or a file replaced since the parent: another inode) reads every page and asks `changed`.
+  std::function<std::optional<std::vector<uint32_t>>(const std::string& path)> listed;
 };
 
 struct Options {

@@ -15,6 +15,9 @@
 
 #include "pg/pgconn.h"
 #include "pg/validate.h"
+#include "pg/wal_pages.h"
+#include "repo/format.h"
+#include "repo/wal_object.h"
 
 namespace haven::pg {
 
@@ -124,6 +127,35 @@ Status wait_until_archived(Connection& conn, const std::string& segment, const C
   }
 }
 
+// The relation and 1 GB segment number of a file is_relation_file accepts.
+std::optional<std::pair<RelationId, uint32_t>> relation_file_id(
+    const std::string& path, std::string_view data,
+    const std::vector<std::pair<uint32_t, std::string>>& tablespaces) {
+  auto [dir, name] = split_last(path);
+  const size_t dot = name.find('.');
+  const uint32_t rel = static_cast<uint32_t>(std::strtoul(std::string(name.substr(0, dot)).c_str(), nullptr, 10));
+  const uint32_t seg = dot == std::string_view::npos
+                           ? 0
+                           : static_cast<uint32_t>(std::strtoul(std::string(name.substr(dot + 1)).c_str(), nullptr, 10));
+  auto [parent, db] = split_last(dir);
+  if (parent == data && db == "global") return std::make_pair(RelationId{1664, 0, rel}, seg);
+  const uint32_t dboid = static_cast<uint32_t>(std::strtoul(std::string(db).c_str(), nullptr, 10));
+  auto [grand, version] = split_last(parent);
+  if (grand == data && version == "base") return std::make_pair(RelationId{1663, dboid, rel}, seg);
+  for (const auto& [oid, location] : tablespaces) {
+    if (grand == without_trailing_slashes(location)) return std::make_pair(RelationId{oid, dboid, rel}, seg);
+  }
+  return std::nullopt;
+}
+
+// One archived WAL file's bytes, opened with the key generation it was sealed with.
+Result<Bytes> fetch_archived(repo::Repository& repo, const std::string& name) {
+  HAVEN_ASSIGN(Bytes object, repo.backend().load({storage::ObjectType::kWal, name}));
+  HAVEN_ASSIGN(repo::Header h, repo::parse_header(object, "WAL file " + name));
+  HAVEN_ASSIGN(WalKey key, repo.wal_key(h.key_generation));
+  return repo::open_wal_object(key, name, object);
+}
+
 std::string real_path(const std::string& p) {
   char buf[PATH_MAX];
   if (::realpath(p.c_str(), buf) == nullptr) return p;
@@ -170,6 +202,9 @@ Result<BaseBackupResult> run_base_backup(repo::Session& session, const BaseBacku
   HAVEN_ASSIGN(auto archive_mode, conn.value("SHOW archive_mode"));
   const bool archiving = archive_mode != "off";
   const size_t page_size = std::strtoul(block_size.c_str(), nullptr, 10);
+  // Blocks per relation segment file (1 GB by default).
+  HAVEN_ASSIGN(auto relseg, conn.value("SELECT setting FROM pg_settings WHERE name = 'segment_size'"));
+  const uint64_t relseg_blocks = std::strtoull(relseg.c_str(), nullptr, 10);
 
   // Tablespaces: each location is backed up as one more path; restore maps them back.
   HAVEN_ASSIGN(auto spcs, conn.rows("SELECT oid::text, spcname, pg_tablespace_location(oid) FROM pg_tablespace "
@@ -204,6 +239,9 @@ Result<BaseBackupResult> run_base_backup(repo::Session& session, const BaseBacku
   // Changed pages, against a parent that is a base backup of this cluster on this timeline
   // (whose start is then in this one's past): pages at or after its start LSN.
   const uint64_t start_lsn = parse_lsn(res.start_lsn).value_or(0);
+  std::string page_changes;  // how changed pages were found: "wal", "lsn (why not the WAL)"
+  std::vector<std::pair<uint32_t, std::string>> spcs_by_oid;
+  for (const auto& r : spcs) spcs_by_oid.emplace_back(static_cast<uint32_t>(std::stoul(r[0])), r[2]);
   bo.page_delta = [&, spc_locations](const repo::Snapshot& parent) -> std::optional<backup::PageDelta> {
     auto meta = [&](const char* key) {
       auto it = parent.meta.find(key);
@@ -221,6 +259,47 @@ Result<BaseBackupResult> run_base_backup(repo::Session& session, const BaseBacku
       return is_relation_file(path, pgdata, spc_locations);
     };
     d.changed = [s = *since](ByteView page) { return page_changed_since(page, s); };
+    // Which pages changed, from the WAL between the parent's start and this backup's (this
+    // backup's start segment is switched out and archived first, as pg_probackup's PAGE mode
+    // does): then only those pages are read. Any doubt about the WAL (a segment missing, not
+    // this timeline, a record that does not check out) reads every page of the changed files.
+    page_changes = "lsn";
+    if (!archiving || relseg_blocks == 0) return d;
+    // WAL positions since the parent beyond twice the data (the padding of switched segments
+    // counts too, but costs little to skip): reading the relations is the cheaper way.
+    auto data_bytes = conn.value("SELECT sum(pg_database_size(oid))::text FROM pg_database");
+    if (!data_bytes.ok() || start_lsn - *since > 2 * std::strtoull(data_bytes->c_str(), nullptr, 10)) {
+      page_changes = "lsn (more WAL since the parent than twice the data)";
+      return d;
+    }
+    auto changes = [&]() -> Result<WalChanges> {
+      HAVEN_TRY(conn.value("SELECT pg_switch_wal()::text"));
+      HAVEN_TRY(wait_until_archived(conn, res.start_wal, session.cancel_token(), events));
+      return wal_changed_blocks(*since, start_lsn, res.timeline, std::stoull(seg_size),
+                                [&](const std::string& name) { return fetch_archived(session.repo(), name); });
+    }();
+    if (!changes.ok()) {
+      page_changes = "lsn (" + changes.error().message() + ")";
+      return d;
+    }
+    page_changes = "wal";
+    auto wal = std::make_shared<WalChanges>(std::move(*changes));
+    d.listed = [wal, pgdata, spcs_by_oid, relseg = relseg_blocks](const std::string& path)
+        -> std::optional<std::vector<uint32_t>> {
+      auto id = relation_file_id(path, pgdata, spcs_by_oid);
+      if (!id || wal->created_or_truncated.count(id->first) || wal->created_databases.count(id->first.db)) {
+        return std::nullopt;
+      }
+      std::vector<uint32_t> pages;
+      auto it = wal->blocks.find(id->first);
+      if (it == wal->blocks.end()) return pages;
+      const uint64_t first = uint64_t{id->second} * relseg, end = first + relseg;
+      for (auto b = std::lower_bound(it->second.begin(), it->second.end(), first);
+           b != it->second.end() && *b < end; ++b) {
+        pages.push_back(static_cast<uint32_t>(*b - first));
+      }
+      return pages;
+    };
     return d;
   };
 
@@ -242,6 +321,7 @@ Result<BaseBackupResult> run_base_backup(repo::Session& session, const BaseBacku
     snap.meta["pg.stop_next_xid"] = next_xid;
     snap.meta["pg.wal_segment_size"] = seg_size;
     snap.meta["pg.block_size"] = block_size;
+    if (!page_changes.empty()) snap.meta["pg.page_changes"] = page_changes;
     res.stop_wal = stop[0][3];
     snap.meta["pg.backup_label"] = stop[0][1];
     snap.meta["pg.tablespace_map"] = stop[0][2];

@@ -84,6 +84,8 @@ class WalReader {
   Result<const uint8_t*> at(uint64_t lsn) {
     const uint64_t segno = lsn / segment_size_;
     if (!loaded_ || segno != segno_) {
+      Bytes().swap(data_);  // one segment in memory at a time, not two while the next loads
+      loaded_ = false;
       HAVEN_ASSIGN(data_, segment_(segment_file_name(timeline_, lsn, segment_size_)));
       if (data_.size() != segment_size_) return bad(lsn, "segment of " + std::to_string(data_.size()) + " bytes");
       segno_ = segno;
@@ -230,7 +232,8 @@ Result<WalChanges> wal_changed_blocks(uint64_t from, uint64_t to, uint32_t timel
     const uint64_t xl_prev = read_le<uint64_t>(head + 8);
     const uint8_t info = head[16], rmid = head[17];
     const uint32_t crc = read_le<uint32_t>(head + 20);
-    if (total < kRecordHeader) return bad(lsn, "a record of " + std::to_string(total) + " bytes");
+    constexpr uint32_t kMaxRecord = 1020u << 20;  // XLogRecordMaxSize
+    if (total < kRecordHeader || total > kMaxRecord) return bad(lsn, "a record of " + std::to_string(total) + " bytes");
     if (prev != 0 && xl_prev != prev) return bad(lsn, "the record does not follow the one before");
     record.resize(total - kRecordHeader);
     HAVEN_ASSIGN(uint64_t end, wal.read(after_head, record.size(), record.data()));

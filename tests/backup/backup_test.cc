@@ -597,6 +597,70 @@ TEST_F(PageDeltaTest, OnlyChangedPagesAreStoredAndEveryGenerationRestoresBitExac
   EXPECT_EQ(check.code, 0) << describe(check);
 }
 
+// With the changed pages listed (PostgreSQL: from the WAL), only those are read; a file that
+// was replaced since the parent (another inode) is read whole and asked page by page.
+TEST_F(PageDeltaTest, ListedPagesAreTheOnlyOnesReadUnlessTheFileWasReplaced) {
+  const std::string src = dir_ + "/src";
+  make_dir(src);
+  auto repo = init_repo(dir_ + "/repo");
+  ASSERT_TRUE(repo);
+  std::string rel;
+  for (size_t i = 0; i < 256; i++) write_page(rel, i, 0, 5000 + i);
+  auto run = [&](uint64_t gen, std::vector<uint32_t> list) {
+    backup::Options o;
+    o.paths = {src};
+    o.tags = {"gen=" + std::to_string(gen)};
+    o.page_delta = [list](const repo::Snapshot& parent) -> std::optional<backup::PageDelta> {
+      const uint64_t since = generation_of(parent) + 1;
+      backup::PageDelta d;
+      d.page_size = kPage;
+      d.applies = [](const std::string&) { return true; };
+      d.changed = [since](ByteView page) {
+        uint64_t g;
+        std::memcpy(&g, page.data(), 8);
+        return g >= since;
+      };
+      d.listed = [list](const std::string&) { return std::optional<std::vector<uint32_t>>(list); };
+      return d;
+    };
+    repo::Session session(*repo);
+    return backup::run(session, o, sink_);
+  };
+  write_file(src + "/rel", rel);
+  auto g0 = run(0, {});
+  ASSERT_OK(g0);
+
+  // Pages 7, 8 and 200 change in place (same inode); the list names them.
+  for (size_t i : {7u, 8u, 200u}) write_page(rel, i, 1, 6000 + i);
+  {
+    int fd = ::open((src + "/rel").c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(pwrite(fd, rel.data(), rel.size(), 0), static_cast<ssize_t>(rel.size()));
+    ::close(fd);
+  }
+  auto g1 = run(1, {7, 8, 200});
+  ASSERT_OK(g1);
+  EXPECT_EQ(stat_of(g1->snapshot, "bytes_read"), 3 * kPage) << "pages not listed were read";
+  EXPECT_EQ(stat_of(g1->snapshot, "pages_changed"), 3u);
+  EXPECT_EQ(stat_of(g1->snapshot, "pages_reused"), 253u);
+  const std::string v1 = rel;
+
+  // The file is replaced by a new one (rename: another inode): the list is not trusted.
+  write_page(rel, 100, 2, 7100);
+  write_file(src + "/rel.new", rel);
+  ASSERT_EQ(::rename((src + "/rel.new").c_str(), (src + "/rel").c_str()), 0);
+  auto g2 = run(2, {});
+  ASSERT_OK(g2);
+  EXPECT_EQ(stat_of(g2->snapshot, "bytes_read"), rel.size());
+  EXPECT_EQ(stat_of(g2->snapshot, "pages_changed"), 1u);
+
+  const std::string rp = dir_ + "/repo";
+  cli_restore(rp, repo::hex(g1->snapshot_id), dir_ + "/r1");
+  EXPECT_TRUE(read_file(dir_ + "/r1/src/rel") == v1);
+  cli_restore(rp, repo::hex(g2->snapshot_id), dir_ + "/r2");
+  EXPECT_TRUE(read_file(dir_ + "/r2/src/rel") == rel);
+}
+
 TEST_F(BackupTest, StdinAndCommandOutput) {
   const std::string repo = dir_ + "/repo";
   cli_init(repo);

@@ -5,10 +5,12 @@
 // wal-push / wal-fetch commands as PostgreSQL calls them. tests/pg/pitr_test.cc runs the same
 // commands under a real server.
 #include "pg/wal.h"
+#include "pg/basebackup.h"
 
 #include <sys/stat.h>
 
 #include <chrono>
+#include <cstring>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -269,6 +271,37 @@ TEST_F(WalTest, WalPushKeepsUpSegmentsPerSecond) {
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("[ wal    ] %d segments of 16 MiB pushed in %.2f s: %.1f segments/s\n", n, s, n / s);
   EXPECT_GT(n / s, 4.0);
+}
+
+}  // namespace
+}  // namespace haven
+
+namespace haven {
+namespace {
+
+// A relation page's header tells whether it changed since an LSN; a page whose header is not
+// a valid one (all zeros, another page size, bounds out of order) counts as changed.
+TEST(PageChangedSince, TheHeaderLsnDecidesAndAnInvalidHeaderCountsAsChanged) {
+  auto page = [](uint64_t lsn, uint16_t lower, uint16_t upper, uint16_t special, uint16_t size_version) {
+    Bytes p(8192, 0);
+    const uint32_t hi = static_cast<uint32_t>(lsn >> 32), lo = static_cast<uint32_t>(lsn);
+    std::memcpy(p.data(), &hi, 4);
+    std::memcpy(p.data() + 4, &lo, 4);
+    std::memcpy(p.data() + 12, &lower, 2);
+    std::memcpy(p.data() + 14, &upper, 2);
+    std::memcpy(p.data() + 16, &special, 2);
+    std::memcpy(p.data() + 18, &size_version, 2);
+    return p;
+  };
+  const uint64_t since = 0x100002000;
+  EXPECT_FALSE(pg::page_changed_since(page(since - 1, 40, 8000, 8192, 8192 | 4), since));
+  EXPECT_TRUE(pg::page_changed_since(page(since, 40, 8000, 8192, 8192 | 4), since));
+  EXPECT_TRUE(pg::page_changed_since(page(since + 0x100000000, 40, 8000, 8192, 8192 | 4), since));
+  EXPECT_TRUE(pg::page_changed_since(Bytes(8192, 0), since)) << "a new (zero) page";
+  EXPECT_TRUE(pg::page_changed_since(page(1, 40, 8000, 8192, 4096 | 4), since)) << "another page size";
+  EXPECT_TRUE(pg::page_changed_since(page(1, 9000, 8000, 8192, 8192 | 4), since)) << "lower past upper";
+  EXPECT_TRUE(pg::page_changed_since(page(1, 40, 8000, 9000, 8192 | 4), since)) << "special past the page";
+  EXPECT_TRUE(pg::page_changed_since(page(1, 10, 8000, 8192, 8192 | 4), since)) << "lower inside the header";
 }
 
 }  // namespace
