@@ -149,6 +149,21 @@ class PgPitrTest : public ::testing::Test {
     return restored_.back().get();
   }
 
+  // Archives what the server has written, restores the latest point into dir_/restored and
+  // expects it to hold the server's state, every account row included; the restored server.
+  PgCluster* restore_latest_and_compare() {
+    const std::string accounts =
+        "SELECT md5(string_agg(aid || ':' || bid || ':' || abalance || ':' || filler, ',' ORDER BY aid)) "
+        "FROM pgbench_accounts";
+    const std::string want = state(*pg_), want_accounts = pg_->psql(accounts);
+    EXPECT_TRUE(pg_->wait_archived(pg_->switch_wal()));
+    PgCluster* restored = restore_and_start("restored", {"--latest"});
+    if (restored == nullptr) return nullptr;
+    EXPECT_EQ(state(*restored), want);
+    EXPECT_EQ(restored->psql(accounts), want_accounts);
+    return restored;
+  }
+
   std::unique_ptr<PgTempDir> tmp_;
   std::string dir_, haven_;
   std::unique_ptr<PgCluster> pg_;
@@ -422,15 +437,8 @@ TEST_F(PgPitrTest, AnIncrementalKeepsUnchangedPagesAndRestoresExactly) {
   // More changes after the incremental, then a restore of the latest point.
   pg_->psql("UPDATE pgbench_accounts SET abalance = abalance - 3 WHERE aid % 30000 = 2");
   pg_->psql("INSERT INTO t1 SELECT g, 'late ' || g FROM generate_series(1001, 1100) g");
-  const std::string accounts =
-      "SELECT md5(string_agg(aid || ':' || bid || ':' || abalance || ':' || filler, ',' ORDER BY aid)) "
-      "FROM pgbench_accounts";
-  const std::string want = state(*pg_), want_accounts = pg_->psql(accounts);
-  ASSERT_TRUE(pg_->wait_archived(pg_->switch_wal()));
-  PgCluster* restored = restore_and_start("restored", {"--latest"});
+  PgCluster* restored = restore_latest_and_compare();
   ASSERT_NE(restored, nullptr);
-  EXPECT_EQ(state(*restored), want);
-  EXPECT_EQ(restored->psql(accounts), want_accounts);
   // Every index agrees with its table (an index page taken from the wrong backup would not).
   EXPECT_EQ(restored->psql("SELECT count(*) FROM pgbench_accounts WHERE aid BETWEEN 1 AND 100000"), "100000");
   EXPECT_EQ(restored->psql("SET enable_seqscan = off; SELECT count(*) FROM t1 WHERE x > 0"), "1100");
@@ -454,14 +462,7 @@ TEST_F(PgPitrTest, AnIncrementalTakenUnderLoadRestoresExactly) {
   EXPECT_GT(inc.value("pages_reused", uint64_t{0}), 0u) << inc.dump();
   EXPECT_GT(inc.value("pages_changed", uint64_t{0}), 0u) << inc.dump();
 
-  const std::string accounts =
-      "SELECT md5(string_agg(aid || ':' || abalance, ',' ORDER BY aid)) FROM pgbench_accounts";
-  const std::string want = state(*pg_), want_accounts = pg_->psql(accounts);
-  ASSERT_TRUE(pg_->wait_archived(pg_->switch_wal()));
-  PgCluster* restored = restore_and_start("restored", {"--latest"});
-  ASSERT_NE(restored, nullptr);
-  EXPECT_EQ(state(*restored), want);
-  EXPECT_EQ(restored->psql(accounts), want_accounts);
+  EXPECT_NE(restore_latest_and_compare(), nullptr);
 }
 
 // The block references Haven reads from real WAL are exactly those PostgreSQL's own reader
