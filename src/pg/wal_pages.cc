@@ -4,7 +4,9 @@
 #include <array>
 #include <cstdio>
 #include <cstring>
+#if defined(__x86_64__)
 #include <nmmintrin.h>
+#endif
 
 namespace haven::pg {
 
@@ -188,6 +190,8 @@ uint32_t crc_table_update(uint32_t crc, const uint8_t* p, size_t n) {
   return crc;
 }
 
+#if defined(__x86_64__)
+// The CPU's crc32 instruction computes CRC-32C: ~8 bytes a cycle against ~1 for the table.
 __attribute__((target("sse4.2"))) uint32_t crc_sse42_update(uint32_t crc, const uint8_t* p, size_t n) {
   uint64_t c = crc;
   for (; n >= 8; p += 8, n -= 8) c = _mm_crc32_u64(c, read_le<uint64_t>(p));
@@ -195,15 +199,18 @@ __attribute__((target("sse4.2"))) uint32_t crc_sse42_update(uint32_t crc, const 
   for (; n > 0; p++, n--) c32 = _mm_crc32_u8(c32, *p);
   return c32;
 }
+#endif
 
 }  // namespace
 
 uint32_t crc32c_init() { return 0xFFFFFFFFu; }
 uint32_t crc32c_final(uint32_t crc) { return crc ^ 0xFFFFFFFFu; }
 uint32_t crc32c_update(uint32_t crc, ByteView data) {
+#if defined(__x86_64__)
   static const bool sse42 = __builtin_cpu_supports("sse4.2");
-  return sse42 ? crc_sse42_update(crc, data.data(), data.size())
-               : crc_table_update(crc, data.data(), data.size());
+  if (sse42) return crc_sse42_update(crc, data.data(), data.size());
+#endif
+  return crc_table_update(crc, data.data(), data.size());
 }
 
 std::string segment_file_name(uint32_t timeline, uint64_t lsn, uint64_t segment_size) {

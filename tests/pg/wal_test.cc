@@ -6,6 +6,7 @@
 // commands under a real server.
 #include "pg/wal.h"
 #include "pg/basebackup.h"
+#include "pg/wal_pages.h"
 
 #include <sys/stat.h>
 
@@ -302,6 +303,24 @@ TEST(PageChangedSince, TheHeaderLsnDecidesAndAnInvalidHeaderCountsAsChanged) {
   EXPECT_TRUE(pg::page_changed_since(page(1, 9000, 8000, 8192, 8192 | 4), since)) << "lower past upper";
   EXPECT_TRUE(pg::page_changed_since(page(1, 40, 8000, 9000, 8192 | 4), since)) << "special past the page";
   EXPECT_TRUE(pg::page_changed_since(page(1, 10, 8000, 8192, 8192 | 4), since)) << "lower inside the header";
+}
+
+}  // namespace
+}  // namespace haven
+
+namespace haven {
+namespace {
+
+// CRC-32C's check value ("123456789" -> 0xE3069283), in one piece and in uneven pieces (the
+// hardware path takes 8 bytes at a time, then single bytes).
+TEST(Crc32c, TheCheckValueInOnePieceAndInPieces) {
+  const std::string s = "123456789";
+  auto view = [](const std::string& x) { return ByteView(reinterpret_cast<const uint8_t*>(x.data()), x.size()); };
+  EXPECT_EQ(pg::crc32c_final(pg::crc32c_update(pg::crc32c_init(), view(s))), 0xE3069283u);
+  uint32_t c = pg::crc32c_init();
+  c = pg::crc32c_update(c, view(s.substr(0, 2)));
+  c = pg::crc32c_update(c, view(s.substr(2)));
+  EXPECT_EQ(pg::crc32c_final(c), 0xE3069283u);
 }
 
 }  // namespace
