@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <thread>
+#include <vector>
 
 namespace haven::repo {
 
@@ -54,24 +56,67 @@ ByteView encode_record_view(Compression c, ByteView data) {
   return ByteView(r.data(), r.size());
 }
 
+namespace {
+// Compresses `data` as `parts` frames, one per thread, each written where its bound allows
+// in `out` and then moved down behind the one before. Returns the total size, or 0 if a part
+// failed (the caller then stores the data raw).
+size_t compress_in_parts(int level, ByteView data, uint8_t* out, size_t parts) {
+  struct Part {
+    size_t from = 0, size = 0, at = 0, written = 0;
+  };
+  std::vector<Part> p(parts);
+  size_t at = 0;
+  for (size_t i = 0; i < parts; i++) {
+    p[i].from = data.size() * i / parts;
+    p[i].size = data.size() * (i + 1) / parts - p[i].from;
+    p[i].at = at;
+    at += ZSTD_compressBound(p[i].size);
+  }
+  auto run = [&](Part& part) {
+    thread_local CCtx cctx;
+    size_t n = ZSTD_compressCCtx(cctx.c, out + part.at, ZSTD_compressBound(part.size),
+                                 data.data() + part.from, part.size, level);
+    part.written = ZSTD_isError(n) ? 0 : n;
+  };
+  std::vector<std::thread> threads;
+  threads.reserve(parts - 1);
+  for (size_t i = 1; i < parts; i++) threads.emplace_back(run, std::ref(p[i]));
+  run(p[0]);
+  for (auto& t : threads) t.join();
+  size_t end = 0;
+  for (const Part& part : p) {
+    if (part.written == 0) return 0;
+    if (part.at != end) std::memmove(out + end, out + part.at, part.written);
+    end += part.written;
+  }
+  return end;
+}
+}  // namespace
+
 std::span<uint8_t> encode_record_scratch(Compression c, ByteView data, size_t extra, int workers) {
   // An uninitialised per-thread buffer: resizing a vector would zero it on every call.
   thread_local std::unique_ptr<uint8_t[]> work;
   thread_local size_t work_size = 0;
   const bool compress = c != Compression::kNone && data.size() >= 64;
-  size_t need = 1 + (compress ? std::max(ZSTD_compressBound(data.size()), data.size()) : data.size()) + extra;
+  // Large data on several threads: one frame per part of at least 2 MiB (parts compress
+  // independently, so each costs a little ratio; zstd's own multithreading writes one frame
+  // but copies the input into buffers of its own, which cost more than the threads save).
+  const size_t parts =
+      compress && workers > 1 ? std::min<size_t>(static_cast<size_t>(workers), data.size() / (size_t{2} << 20)) : 1;
+  size_t bound = 0;
+  for (size_t i = 0; i < parts; i++) {
+    bound += ZSTD_compressBound(data.size() * (i + 1) / parts - data.size() * i / parts);
+  }
+  size_t need = 1 + (compress ? std::max(bound, data.size()) : data.size()) + extra;
   if (work_size < need) {
     work = std::make_unique_for_overwrite<uint8_t[]>(need);
     work_size = need;
   }
   if (compress) {
     size_t n;
-    if (workers > 1 && data.size() >= (size_t{4} << 20)) {
-      // A context of its own: the per-thread one stays single-threaded.
-      CCtx mt;
-      ZSTD_CCtx_setParameter(mt.c, ZSTD_c_compressionLevel, zstd_level(c));
-      ZSTD_CCtx_setParameter(mt.c, ZSTD_c_nbWorkers, workers);
-      n = ZSTD_compress2(mt.c, work.get() + 1, work_size - 1 - extra, data.data(), data.size());
+    if (parts > 1) {
+      n = compress_in_parts(zstd_level(c), data, work.get() + 1, parts);
+      if (n == 0) n = data.size();  // a part failed: stored raw below
     } else {
       thread_local CCtx cctx;
       n = ZSTD_compressCCtx(cctx.c, work.get() + 1, work_size - 1 - extra, data.data(),
@@ -94,13 +139,23 @@ void encode_record(Compression c, ByteView data, Bytes& out) {
 }
 
 namespace {
-// The checked zstd frame size of a compressed record's payload.
+// The checked decompressed size of a compressed record's payload: the sum of its frames'
+// content sizes (a writer splits large data into several frames), each frame's header read
+// and bounded before anything is allocated.
 Result<size_t> frame_size(ByteView payload, size_t max_size) {
-  unsigned long long size = ZSTD_getFrameContentSize(payload.data(), payload.size());
-  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > max_size) {
-    return Error(Error::Code::kCorrupt, "bad zstd frame header");
-  }
-  return static_cast<size_t>(size);
+  size_t total = 0;
+  ByteView rest = payload;
+  do {
+    unsigned long long size = ZSTD_getFrameContentSize(rest.data(), rest.size());
+    size_t frame = ZSTD_findFrameCompressedSize(rest.data(), rest.size());
+    if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || ZSTD_isError(frame) ||
+        frame == 0 || size > max_size - total) {
+      return Error(Error::Code::kCorrupt, "bad zstd frame header");
+    }
+    total += static_cast<size_t>(size);
+    rest = rest.subspan(frame);
+  } while (!rest.empty());
+  return total;
 }
 
 Status decompress(ByteView payload, uint8_t* out, size_t size) {

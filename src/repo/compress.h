@@ -17,7 +17,7 @@ const char* compression_name(Compression c);
 Result<Compression> parse_compression(const std::string& s);
 
 // Record plaintext = one mode byte + payload. Mode 0: payload is the data; mode 1: payload is
-// a zstd frame of the data. encode_record() stores uncompressed when compression would save
+// one or more zstd frames whose contents, concatenated, are the data. encode_record() stores uncompressed when compression would save
 // less than 1/32 of the size.
 constexpr uint8_t kModeRaw = 0;
 constexpr uint8_t kModeZstd = 1;
@@ -26,7 +26,8 @@ void encode_record(Compression c, ByteView data, Bytes& out);
 // the hot path a buffer per thread and a copy of every compressed blob.
 ByteView encode_record_view(Compression c, ByteView data);
 // The same, writable, with `extra` spare bytes after the record (a tag sealed in place).
-// `workers` > 1 compresses large data on that many threads (zstd's own; the same frame format).
+// `workers` > 1 compresses data of 4 MiB and more on up to that many threads, one frame per
+// thread (each part at least 2 MiB).
 std::span<uint8_t> encode_record_scratch(Compression c, ByteView data, size_t extra, int workers = 0);
 // Decodes a record plaintext; `max_size` bounds the decompressed size (from the index or a
 // format limit) so a hostile frame cannot exhaust memory.

@@ -4,6 +4,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <zstd.h>
+
+#include <random>
+
+#include "repo/compress.h"
 #include "repo/index.h"
 #include "repo/keys.h"
 #include "repo/pack.h"
@@ -227,6 +232,38 @@ TEST(DecodeTest, KeyFileWithFloatVersionIsDamaged) {
   auto r = read_key_file_info(as_bytes("{\"version\": 1e300}"), "key k");
   expect_corrupt(r);
   EXPECT_NE(r.error().message().find("key k is damaged"), std::string::npos);
+}
+
+// A large record compressed on several threads is one frame per part; it decodes to the data,
+// and a reader bounds the sum of the frames' sizes, not the first frame's alone.
+TEST(DecodeTest, RecordsOfSeveralFramesDecodeWholeAndTheirTotalSizeIsBounded) {
+  Bytes data(size_t{6} << 20);
+  std::mt19937 rng(7);
+  for (size_t i = 0; i < data.size(); i++) data[i] = static_cast<uint8_t>("0123456789abcdef"[rng() % 16]);
+  auto scratch = encode_record_scratch(Compression::kLow, data, 0, 2);
+  Bytes record(scratch.begin(), scratch.end());
+  ASSERT_EQ(record[0], kModeZstd);
+  ByteView payload = ByteView(record).subspan(1);
+  size_t first = ZSTD_findFrameCompressedSize(payload.data(), payload.size());
+  ASSERT_FALSE(ZSTD_isError(first));
+  EXPECT_LT(first, payload.size()) << "one frame: the record was not split";
+  EXPECT_EQ(ZSTD_getFrameContentSize(payload.data(), payload.size()), data.size() / 2);
+  auto whole = decode_record(record, data.size());
+  ASSERT_TRUE(whole.ok()) << whole.error().message();
+  EXPECT_TRUE(*whole == data);
+  Scratch buf;
+  auto view = decode_record_view(record, data.size(), buf);
+  ASSERT_TRUE(view.ok());
+  EXPECT_TRUE(std::equal(view->begin(), view->end(), data.begin(), data.end()));
+  // The first frame fits the bound, the two together do not: refused before allocating.
+  expect_corrupt(decode_record(record, data.size() - 1));
+  // One worker: a single frame, as before.
+  auto single = encode_record_scratch(Compression::kLow, data, 0, 1);
+  ByteView one = ByteView(single.data(), single.size()).subspan(1);
+  EXPECT_EQ(ZSTD_findFrameCompressedSize(one.data(), one.size()), one.size());
+  // A frame cut short after the first is damage, not a shorter record.
+  Bytes cut(record.begin(), record.begin() + static_cast<std::ptrdiff_t>(1 + first + 10));
+  expect_corrupt(decode_record(cut, data.size()));
 }
 
 }  // namespace
