@@ -166,6 +166,9 @@ class Restorer {
   // not hold memory other readers wait for.
   void read_range_held(Batch& b, const Range& r, Scratch& range, Scratch& plain,
                        std::vector<PendingFile*>& done);
+  // Writes one opened blob (or its error) to every place of it; `name` is its pack.
+  void place_blob(Batch& b, const Piece& p, const storage::ObjectName& name, Result<ByteView> bytes,
+                  std::vector<PendingFile*>& done);
   Status write_at(PendingFile& f, uint64_t offset, ByteView data);
   void fail(PendingFile& f, const std::string& message);
   // One of f's blobs has been written (or failed): true when it was the last.
@@ -606,53 +609,62 @@ void Restorer::read_range_held(Batch& b, const Range& r, Scratch& range, Scratch
   const storage::ObjectName name{storage::ObjectType::kData, repo::hex(pack)};
   const size_t len = static_cast<size_t>(r.end - r.start);
   uint8_t* data = range.reserve(len);
-  Status read = repo_.backend().load_into(name, r.start, std::span<uint8_t>(data, len));
-  if (r.last - r.first > 1 && !read.ok()) {
-    // A damaged pack (truncated, or a range the store refuses): each blob on its own, so
-    // the blobs that are intact still restore and each error names its own blob.
-    for (size_t i = r.first; i < r.last; i++) {
+  // Each blob is opened and written as soon as its bytes are in (an object store streams the
+  // range: the blobs at its start are on their way to disk while the rest is in transit).
+  size_t next = r.first;
+  auto arrived = [&](size_t n) {
+    while (next < r.last && pieces[next].loc.offset + uint64_t{pieces[next].loc.length} - r.start <= n) {
+      const Piece& p = pieces[next++];
+      // Opened in place: the range's bytes of this blob are decrypted over themselves.
+      std::span<uint8_t> sealed(data + (p.loc.offset - r.start), p.loc.length);
+      place_blob(b, p, name, repo_.open_located_blob_in_place(BlobType::kData, p.id, p.loc, sealed, plain),
+                 done);
+    }
+  };
+  Status read = repo_.backend().load_streaming(name, r.start, std::span<uint8_t>(data, len), arrived);
+  if (read.ok() || next == r.last) return;
+  if (r.last - next > 1) {
+    // A damaged pack (truncated, or a range the store refuses): each blob not yet placed on its
+    // own, so the blobs that are intact still restore and each error names its own blob.
+    for (size_t i = next; i < r.last; i++) {
       const auto& l = pieces[i].loc;
       read_range_held(b, {l.offset, uint64_t{l.offset} + l.length, i, i + 1}, range, plain, done);
     }
     return;
   }
-  for (size_t i = r.first; i < r.last; i++) {
-    const Piece& p = pieces[i];
-    Bytes alone;  // the blob from another region's copy, when this one is damaged
-    Result<ByteView> bytes = Error(Error::Code::kCorrupt, "");
-    if (!read.ok()) {
-      bytes = read.error().with_context("data blob " + repo::hex(p.id) + " in pack " + repo::hex(pack));
-    } else {
-      // Opened in place: the range's bytes of this blob are decrypted over themselves.
-      std::span<uint8_t> sealed(data + (p.loc.offset - r.start), p.loc.length);
-      bytes = repo_.open_located_blob_in_place(BlobType::kData, p.id, p.loc, sealed, plain);
-      if (!bytes.ok() && bytes.error().code() == Error::Code::kCorrupt) {
-        // Damaged here: another region's copy of the blob, where the repository has one.
-        auto other = repo_.backend().load_other_copy(name, p.loc.offset, p.loc.length, bytes.error());
-        if (other.ok()) {
-          auto opened = repo_.open_located_blob(BlobType::kData, p.id, p.loc, *other);
-          if (opened.ok()) {
-            alone = std::move(*opened);
-            bytes = ByteView(alone);
-          } else {
-            bytes = opened.error();
-          }
-        }
+  const Piece& p = pieces[next];
+  place_blob(b, p, name, read.error().with_context("data blob " + repo::hex(p.id) + " in pack " + repo::hex(pack)),
+             done);
+}
+
+void Restorer::place_blob(Batch& b, const Piece& p, const storage::ObjectName& name,
+                          Result<ByteView> bytes, std::vector<PendingFile*>& done) {
+  Bytes alone;  // the blob from another region's copy, when this one is damaged
+  if (!bytes.ok() && bytes.error().code() == Error::Code::kCorrupt) {
+    // Damaged here: another region's copy of the blob, where the repository has one.
+    auto other = repo_.backend().load_other_copy(name, p.loc.offset, p.loc.length, bytes.error());
+    if (other.ok()) {
+      auto opened = repo_.open_located_blob(BlobType::kData, p.id, p.loc, *other);
+      if (opened.ok()) {
+        alone = std::move(*opened);
+        bytes = ByteView(alone);
+      } else {
+        bytes = opened.error();
       }
     }
-    for (const auto& place : p.to) {
-      PendingFile& f = *b.files[place.file];
-      if (!bytes.ok()) {
-        fail(f, bytes.error().message());
-      } else if (place.length != 0 && uint64_t{place.from} + place.length > bytes->size()) {
-        fail(f, "data blob " + repo::hex(p.id) + " is shorter than the slice the snapshot takes of it");
-      } else if (ensure_open(f)) {
-        ByteView part = place.length == 0 ? *bytes : bytes->subspan(place.from, place.length);
-        Status st = write_at(f, place.offset, part);
-        if (!st.ok()) fail(f, st.error().message());
-      }
-      if (placed(f)) done.push_back(&f);
+  }
+  for (const auto& place : p.to) {
+    PendingFile& f = *b.files[place.file];
+    if (!bytes.ok()) {
+      fail(f, bytes.error().message());
+    } else if (place.length != 0 && uint64_t{place.from} + place.length > bytes->size()) {
+      fail(f, "data blob " + repo::hex(p.id) + " is shorter than the slice the snapshot takes of it");
+    } else if (ensure_open(f)) {
+      ByteView part = place.length == 0 ? *bytes : bytes->subspan(place.from, place.length);
+      Status st = write_at(f, place.offset, part);
+      if (!st.ok()) fail(f, st.error().message());
     }
+    if (placed(f)) done.push_back(&f);
   }
 }
 

@@ -222,7 +222,7 @@ std::string AzureBackend::blob_name(const ObjectName& name) const {
   return cfg_.prefix.empty() ? rel : cfg_.prefix + "/" + rel;
 }
 
-Result<http::Response> AzureBackend::perform(const Request& req) const {
+Result<http::Response> AzureBackend::perform(const Request& req, const http::BodySink* body_sink) const {
   // URL path: endpoint path (Azurite: "/devstoreaccount1") + "/container[/blob]".
   size_t scheme_end = cfg_.endpoint.find("://") + 3;
   size_t path_start = cfg_.endpoint.find('/', scheme_end);
@@ -280,6 +280,7 @@ Result<http::Response> AzureBackend::perform(const Request& req) const {
   hr.url = url;
   hr.headers.assign(headers.begin(), headers.end());
   hr.body = req.body;
+  if (body_sink != nullptr) hr.body_sink = *body_sink;
   // The endpoint names no secret (a SAS travels in the query, which is not quoted).
   hr.what = location() + ": " + req.method + " " +
             (req.blob.empty() ? "container " + cfg_.container : req.blob) + " at " +
@@ -403,6 +404,51 @@ Result<Bytes> AzureBackend::load(const ObjectName& name, uint64_t offset, uint64
     }
   }
   return std::move(resp.body);
+}
+
+Status AzureBackend::load_streaming(const ObjectName& name, uint64_t offset, std::span<uint8_t> out,
+                                    const std::function<void(size_t)>& arrived) {
+  if (out.empty()) return Backend::load_streaming(name, offset, out, arrived);
+  HAVEN_TRY(check_object_name(name));
+  Request r;
+  r.blob = blob_name(name);
+  r.headers["x-ms-range"] = "bytes=" + std::to_string(offset) + "-" + std::to_string(offset + out.size() - 1);
+  size_t got = 0;
+  bool too_long = false;
+  http::BodySink sink = [&](const http::Response& resp, ByteView piece) {
+    // The service honours ranges: 206 with exactly the range, or 200 for a range that is
+    // the whole blob. More than asked is not a part of this range.
+    if (piece.size() > out.size() - got) {
+      too_long = true;
+      return false;
+    }
+    std::memcpy(out.data() + got, piece.data(), piece.size());
+    got += piece.size();
+    arrived(got);
+    return true;
+  };
+  auto resp = perform(r, &sink);
+  std::string what = location() + ": loading " + name.describe();
+  auto beyond = [&](const std::string& size) {
+    return Error(Error::Code::kCorrupt, what + ": range " + std::to_string(offset) + "+" +
+                                            std::to_string(out.size()) + " reaches past the end (" + size + ")");
+  };
+  if (too_long) return Error(Error::Code::kIo, what + ": the service sent more than the range asked for");
+  HAVEN_TRY(resp);
+  if (resp->status == 416) {
+    HAVEN_ASSIGN(ObjectInfo info, stat(name));
+    return beyond("size " + std::to_string(info.size));
+  }
+  if (resp->status != 200 && resp->status != 206) return http_error(*resp, what);
+  if (got != out.size()) {
+    // Cut short by the end of the blob, or by a connection that closed early.
+    if (auto it = resp->headers.find("content-length");
+        it != resp->headers.end() && std::strtoull(it->second.c_str(), nullptr, 10) != got) {
+      return Error(Error::Code::kTransient, what + ": short read");
+    }
+    return beyond("got " + std::to_string(got) + " bytes");
+  }
+  return ok_status();
 }
 
 Result<ObjectInfo> AzureBackend::stat(const ObjectName& name) {

@@ -89,6 +89,9 @@ class AzureBackend : public Backend {
   std::string location() const override;
   Status save(const ObjectName& name, ByteView data) override;
   Result<Bytes> load(const ObjectName& name, uint64_t offset = 0, uint64_t length = 0) override;
+  // The response body goes into `out` as it arrives (one ranged Get Blob).
+  Status load_streaming(const ObjectName& name, uint64_t offset, std::span<uint8_t> out,
+                        const std::function<void(size_t)>& arrived) override;
   Result<ObjectInfo> stat(const ObjectName& name) override;
   Status list(ObjectType type, const std::function<void(const ObjectInfo&)>& fn) override;
   Status remove(const ObjectName& name) override;
@@ -102,7 +105,8 @@ class AzureBackend : public Backend {
 
  private:
   struct Request;
-  Result<http::Response> perform(const Request& req) const;
+  // `body_sink`: see http::Request.
+  Result<http::Response> perform(const Request& req, const http::BodySink* body_sink = nullptr) const;
   Error http_error(const http::Response& resp, const std::string& what) const;
   Status save_blocks(const ObjectName& name, ByteView data) const;
   // One List Blobs page loop over blob names starting with `prefix`.

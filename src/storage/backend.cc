@@ -113,6 +113,13 @@ Result<std::unique_ptr<ObjectWriter>> Backend::open_writer(const ObjectName& nam
   return std::unique_ptr<ObjectWriter>(std::make_unique<BufferedWriter>(*this, name));
 }
 
+Status Backend::load_streaming(const ObjectName& name, uint64_t offset, std::span<uint8_t> out,
+                               const std::function<void(size_t)>& arrived) {
+  HAVEN_TRY(load_into(name, offset, out));
+  arrived(out.size());
+  return ok_status();
+}
+
 Status Backend::load_into(const ObjectName& name, uint64_t offset, std::span<uint8_t> out) {
   if (out.empty()) return ok_status();
   HAVEN_ASSIGN(Bytes data, load(name, offset, out.size()));

@@ -125,6 +125,14 @@ class Backend {
   // object is kCorrupt, as for load). The default loads and copies; LocalBackend reads straight
   // into `out`, so a reader reusing one buffer allocates nothing per range.
   virtual Status load_into(const ObjectName& name, uint64_t offset, std::span<uint8_t> out);
+  // load_into() that reports the bytes as they come: `arrived(n)` says out[0, n) is in place
+  // and will not change (n only grows; after a successful read the last call had n ==
+  // out.size()). A caller can work on the first bytes while the rest are in transit. On a
+  // failure part of `out` may have arrived (and been reported). The default reads the whole
+  // range with load_into() and reports it once; object stores stream the response body;
+  // RetryBackend resumes an interrupted read after the bytes already reported.
+  virtual Status load_streaming(const ObjectName& name, uint64_t offset, std::span<uint8_t> out,
+                                const std::function<void(size_t)>& arrived);
   virtual Result<ObjectInfo> stat(const ObjectName& name) = 0;
   virtual Status list(ObjectType type, const std::function<void(const ObjectInfo&)>& fn) = 0;
   virtual Status remove(const ObjectName& name) = 0;

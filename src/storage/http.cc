@@ -121,6 +121,26 @@ Error::Code status_code(long status) {
   return Error::Code::kIo;
 }
 
+namespace {
+// CURLOPT_WRITEFUNCTION of a request with a body_sink: a 200 or 206 body goes to the sink,
+// anything else into Response::body.
+struct Sink {
+  CURL* h;
+  const Request* req;
+  Response* resp;
+  int to_sink = -1;  // decided at the first piece of the body, when the status is known
+};
+size_t to_sink(char* p, size_t size, size_t n, void* state) {
+  auto* s = static_cast<Sink*>(state);
+  if (s->to_sink < 0) {
+    curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &s->resp->status);
+    s->to_sink = s->resp->status == 200 || s->resp->status == 206 ? 1 : 0;
+  }
+  if (s->to_sink == 0) return append_body(p, size, n, &s->resp->body);
+  return s->req->body_sink(*s->resp, ByteView(reinterpret_cast<const uint8_t*>(p), size * n)) ? size * n : 0;
+}
+}  // namespace
+
 Result<Response> perform(const Request& req) {
   // Nothing is sent under a cancelled token.
   HAVEN_TRY(current_cancel().check());
@@ -152,8 +172,14 @@ Result<Response> perform(const Request& req) {
   curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
   if (!req.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, req.ca_file.c_str());
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, append_body);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp.body);
+  Sink sink{h, &req, &resp};
+  if (req.body_sink) {
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, to_sink);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
+  } else {
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, append_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp.body);
+  }
   curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, collect_header);
   curl_easy_setopt(h, CURLOPT_HEADERDATA, &resp.headers);
   if (req.method == "HEAD") {

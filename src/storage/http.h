@@ -33,6 +33,10 @@ namespace haven::storage::http {
 
 // ---- requests ------------------------------------------------------------------------------
 
+struct Response;
+// Takes a response body piece by piece (Request::body_sink).
+using BodySink = std::function<bool(const Response&, ByteView)>;
+
 struct Request {
   std::string method = "GET";  // GET, HEAD, PUT, POST, DELETE
   std::string url;             // complete and percent-encoded (url_encode)
@@ -50,6 +54,11 @@ struct Request {
   std::string certificate_hint;
   // Strings that must never appear in a message (credentials); replaced by "***".
   const std::vector<std::string>* secrets = nullptr;
+  // When set, the body of a 200 or 206 response goes to this sink piece by piece as it arrives
+  // (with the status and the headers, complete by then) instead of into Response::body; other
+  // statuses still fill body (their error documents). A sink that returns false aborts the
+  // transfer: perform() then fails with kIo, and the sink keeps its own reason.
+  BodySink body_sink;
 };
 
 struct Response {

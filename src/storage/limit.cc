@@ -59,6 +59,14 @@ Result<Bytes> LimitBackend::load(const ObjectName& n, uint64_t off, uint64_t len
   return r;
 }
 
+Status LimitBackend::load_streaming(const ObjectName& n, uint64_t off, std::span<uint8_t> out,
+                                    const std::function<void(size_t)>& arrived) {
+  Slot s(*this);
+  Status r = inner().load_streaming(n, off, out, arrived);
+  if (r.ok()) pace(out.size());
+  return r;
+}
+
 Result<ObjectInfo> LimitBackend::stat(const ObjectName& n) {
   Slot s(*this);
   return inner().stat(n);

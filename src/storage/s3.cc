@@ -146,7 +146,7 @@ std::string S3Backend::key_of(const ObjectName& name) const {
   return cfg_.prefix.empty() ? rel : cfg_.prefix + "/" + rel;
 }
 
-Result<http::Response> S3Backend::perform(const Request& req) const {
+Result<http::Response> S3Backend::perform(const Request& req, const http::BodySink* body_sink) const {
   // Virtual-hosted style puts the bucket in the host name, path-style in the path.
   const std::string host = cfg_.path_style ? cfg_.host : cfg_.bucket + "." + cfg_.host;
   std::string path = "/";
@@ -177,6 +177,7 @@ Result<http::Response> S3Backend::perform(const Request& req) const {
   hr.headers.emplace_back("Authorization", sigv4::authorization(in, cfg_.creds.access_key,
                                                                  cfg_.creds.secret_key));
   hr.body = req.body;
+  if (body_sink != nullptr) hr.body_sink = *body_sink;
   hr.ca_file = cfg_.ca_file;
   hr.what = location() + ": " + req.method + " " + (req.key.empty() ? "bucket" : req.key);
   hr.certificate_hint =
@@ -304,6 +305,64 @@ Result<Bytes> S3Backend::load(const ObjectName& name, uint64_t offset, uint64_t 
     return Error(Error::Code::kNotFound, location() + ": " + name.describe() + " not found");
   }
   return http_error(resp, "load " + name.describe());
+}
+
+Status S3Backend::load_streaming(const ObjectName& name, uint64_t offset, std::span<uint8_t> out,
+                                 const std::function<void(size_t)>& arrived) {
+  if (out.empty()) return Backend::load_streaming(name, offset, out, arrived);
+  HAVEN_TRY(check_object_name(name));
+  const uint64_t end = offset + out.size();
+  Request get{"GET", key_of(name), {}, {}, {}};
+  get.headers.emplace_back("range", "bytes=" + std::to_string(offset) + "-" + std::to_string(end - 1));
+  uint64_t seen = 0;  // body bytes so far
+  size_t got = 0;     // bytes of `out` in place
+  std::optional<Error> refused;
+  http::BodySink sink = [&](const http::Response& resp, ByteView piece) {
+    // 206: the body starts at `offset` (checked once); 200: a server that ignores Range sends
+    // the whole object, of which the range is a part. Bytes past the range are dropped (some
+    // servers send more than asked).
+    uint64_t first = 0;
+    if (resp.status == 200) {
+      first = offset;
+    } else if (seen == 0) {
+      std::string cr = resp.header("content-range");
+      if (cr.rfind("bytes ", 0) == 0 && std::strtoull(cr.c_str() + 6, nullptr, 10) != offset) {
+        refused = Error(Error::Code::kIo, location() + ": load " + name.describe() + ": asked for bytes from " +
+                                              std::to_string(offset) + ", got Content-Range " + cr);
+        return false;
+      }
+    }
+    uint64_t lo = std::max(seen, first), hi = std::min(seen + piece.size(), first + out.size());
+    seen += piece.size();
+    if (lo < hi) {
+      std::memcpy(out.data() + (lo - first), piece.data() + (lo - (seen - piece.size())), hi - lo);
+      got = static_cast<size_t>(hi - first);
+      arrived(got);
+    }
+    return true;
+  };
+  auto resp = perform(get, &sink);
+  if (refused) return *refused;
+  HAVEN_TRY(resp);
+  if (resp->status == 200 || resp->status == 206) {
+    if (got == out.size()) return ok_status();
+    std::string cr = resp->header("content-range");
+    std::string total = cr.find('/') == std::string::npos ? "?" : cr.substr(cr.find('/') + 1);
+    return Error(Error::Code::kCorrupt,
+                 name.describe() + ": requested range [" + std::to_string(offset) + ", " +
+                     std::to_string(end) + ") beyond end of object (size " +
+                     (resp->status == 200 ? std::to_string(seen) : total) + ")");
+  }
+  if (resp->status == 416) {
+    HAVEN_ASSIGN(ObjectInfo info, stat(name));
+    return Error(Error::Code::kCorrupt,
+                 name.describe() + ": requested range [" + std::to_string(offset) + ", " +
+                     std::to_string(end) + ") beyond end of object (size " + std::to_string(info.size) + ")");
+  }
+  if (resp->status == 404) {
+    return Error(Error::Code::kNotFound, location() + ": " + name.describe() + " not found");
+  }
+  return http_error(*resp, "load " + name.describe());
 }
 
 Result<ObjectInfo> S3Backend::stat(const ObjectName& name) {

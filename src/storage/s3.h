@@ -85,6 +85,9 @@ class S3Backend : public Backend {
   std::string location() const override;
   Status save(const ObjectName& name, ByteView data) override;
   Result<Bytes> load(const ObjectName& name, uint64_t offset, uint64_t length) override;
+  // The response body goes into `out` as it arrives (one ranged GET).
+  Status load_streaming(const ObjectName& name, uint64_t offset, std::span<uint8_t> out,
+                        const std::function<void(size_t)>& arrived) override;
   Result<ObjectInfo> stat(const ObjectName& name) override;
   Status list(ObjectType type, const std::function<void(const ObjectInfo&)>& fn) override;
   Status remove(const ObjectName& name) override;
@@ -97,7 +100,8 @@ class S3Backend : public Backend {
   struct Request;
 
  private:
-  Result<http::Response> perform(const Request& req) const;
+  // `body_sink`: see http::Request.
+  Result<http::Response> perform(const Request& req, const http::BodySink* body_sink = nullptr) const;
   Error http_error(const http::Response& resp, const std::string& what) const;
   Status list_keys(const std::string& key_prefix,
                    const std::function<bool(const S3ListPage::Entry&)>& fn);

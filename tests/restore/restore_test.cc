@@ -920,6 +920,81 @@ TEST_F(RestoreTest, NeighbouringBlobsOfAPackAreReadInOneRequest) {
   expect_same_tree(src, dir_ + "/out2/src");
 }
 
+// Hands each data range over in two reports, like an object store streaming it, and notes
+// how many bytes of restored files are on disk between the two (a real local backend reads).
+class TwoReportsBackend : public storage::BackendWrapper {
+ public:
+  TwoReportsBackend(std::shared_ptr<storage::Backend> inner, std::string target)
+      : BackendWrapper(std::move(inner)), target_(std::move(target)) {}
+  Status load_streaming(const storage::ObjectName& n, uint64_t off, std::span<uint8_t> out,
+                        const std::function<void(size_t)>& arrived) override {
+    if (n.type != storage::ObjectType::kData || out.size() < 2) {
+      return inner().load_streaming(n, off, out, arrived);
+    }
+    HAVEN_TRY(inner().load_into(n, off, out));
+    // Past the first report the rest of the range is withheld: scribbling over it must not matter.
+    std::vector<uint8_t> rest(out.begin() + static_cast<ptrdiff_t>(out.size() / 2), out.end());
+    std::fill(out.begin() + static_cast<ptrdiff_t>(out.size() / 2), out.end(), 0xEE);
+    arrived(out.size() / 2);
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      halfway_.push_back(bytes_on_disk());
+    }
+    std::copy(rest.begin(), rest.end(), out.begin() + static_cast<ptrdiff_t>(out.size() / 2));
+    arrived(out.size());
+    return ok_status();
+  }
+  std::vector<uint64_t> halfway() {
+    std::lock_guard<std::mutex> g(mu_);
+    return halfway_;
+  }
+
+ private:
+  uint64_t bytes_on_disk() const {
+    uint64_t n = 0;
+    std::error_code ec;
+    for (auto it = std::filesystem::recursive_directory_iterator(target_, ec);
+         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->is_regular_file(ec)) n += it->file_size(ec);
+    }
+    return n;
+  }
+  std::string target_;
+  std::mutex mu_;
+  std::vector<uint64_t> halfway_;
+};
+
+// A range's first blobs are written while the rest of it is still in transit (restore
+// streams): half-way through the one range that holds them, the first file is on disk and
+// the others are not.
+TEST_F(RestoreTest, BlobsAreWrittenAsTheirBytesArriveNotWhenTheRangeIsComplete) {
+  auto repo0 = init_repo(repo_dir(), 1u << 20);
+  ASSERT_TRUE(repo0);
+  repo0.reset();
+  const std::string src = dir_ + "/src";
+  make_dir(src);
+  // Three blobs of one size, whatever their order in the pack: the middle of their range lies
+  // after the end of the first and before the end of the second.
+  for (const char* name : {"a", "b", "c"}) write_file(src + "/" + name, random_bytes(50000, name[0]));
+  Id tree = cli_backup({"--threads", "1", src});  // one packer: the three blobs in one pack
+  ASSERT_FALSE(HasFailure());
+
+  auto be = storage::open_backend(repo_dir());
+  ASSERT_OK(be);
+  const std::string out = dir_ + "/out";
+  auto two = std::make_shared<TwoReportsBackend>(*be, out);
+  auto r = repo::Repository::open(two, kPw);
+  ASSERT_OK(r);
+  ASSERT_OK((*r)->load_index());
+  auto s = restore_to(**r, tree, out);
+  ASSERT_OK(s);
+  EXPECT_EQ(s->errors, 0u);
+  expect_same_tree(src, out + "/src");
+  auto halfway = two->halfway();
+  ASSERT_EQ(halfway.size(), 1u) << "the three blobs should be one range of one pack";
+  EXPECT_EQ(halfway[0], 50000u) << "half-way through the range, the first file alone is written";
+}
+
 TEST_F(RestoreTest, DamagedHardLinkedFileLeavesNoNameBehind) {
   auto repo0 = init_repo(repo_dir(), 1u << 20);
   ASSERT_TRUE(repo0);
