@@ -201,38 +201,18 @@ void Checker::read_pack(const Id& pack, uint64_t size, const std::vector<uint32_
                         Buffers& buf) {
   std::string object = "pack " + repo::hex(pack);
   std::span<uint8_t> data(buf.pack.reserve(size), size);
-  Status read = repo_.backend().load_into({ObjectType::kData, repo::hex(pack)}, 0, data);
-  std::unique_lock<std::mutex> lk(mu_);  // held only around shared state
-  if (!read.ok()) {
-    problem(object, "cannot be read: " + read.error().message());
-    bad_packs_[pack] = object;
-    return;
-  }
-  report_.packs_read++;
-  report_.bytes_read += data.size();
-  lk.unlock();
-  auto trailer = repo::read_pack_trailer(repo_.master_key(), pack, data);
   std::vector<std::pair<size_t, std::string>> bad;  // position → error
-  std::string trailer_error;
-  if (!trailer.ok()) {
-    trailer_error = trailer.error().message();
-  }
-  std::unordered_map<Id, std::pair<uint32_t, uint32_t>, IdHash> in_trailer;
-  if (trailer.ok()) {
-    for (const auto& b : trailer->blobs) in_trailer[b.id] = {b.offset, b.length};
-  }
-  size_t mismatched = 0;
-  for (uint32_t pos : positions) {
+  auto verify = [&](uint32_t pos) {
     const auto& e = index_->at(pos);
     auto what = [&] { return std::string(repo::blob_type_name(e.type)) + " blob " + repo::hex(e.id); };
     if (uint64_t(e.offset) + e.length > data.size()) {
       bad.emplace_back(pos, what() + ": reaches past the end of the pack");
-      continue;
+      return;
     }
     const crypto::SecretKey* key = repo_.master_key().encryption_key(index_->pack_key_generation(e.pack));
     if (key == nullptr) {
       bad.emplace_back(pos, what() + ": sealed with an unknown key generation");
-      continue;
+      return;
     }
     // Opened in a copy, so the pack's bytes stay as read (index entries may overlap in a
     // damaged repository).
@@ -242,13 +222,41 @@ void Checker::read_pack(const Id& pack, uint64_t size, const std::vector<uint32_
                                           e.id, e.offset, sealed, e.raw_length, what, buf.plain);
     if (!plain.ok()) {
       bad.emplace_back(pos, plain.error().message());
-      continue;
+      return;
     }
-    if (repo_.blob_id(*plain) != e.id) {
-      bad.emplace_back(pos, what() + ": content does not hash to its ID");
-      continue;
-    }
-    if (trailer.ok()) {
+    if (repo_.blob_id(*plain) != e.id) bad.emplace_back(pos, what() + ": content does not hash to its ID");
+  };
+  // Each blob is verified as soon as its bytes are in (an object store streams the pack).
+  std::vector<uint32_t> order(positions);
+  auto end_of = [&](uint32_t pos) { return uint64_t{index_->at(pos).offset} + index_->at(pos).length; };
+  std::sort(order.begin(), order.end(), [&](uint32_t x, uint32_t y) { return end_of(x) < end_of(y); });
+  size_t next = 0;
+  Status read = repo_.backend().load_streaming({ObjectType::kData, repo::hex(pack)}, 0, data, [&](size_t n) {
+    for (; next < order.size() && end_of(order[next]) <= n; next++) verify(order[next]);
+  });
+  std::unique_lock<std::mutex> lk(mu_);  // held only around shared state
+  if (!read.ok()) {
+    problem(object, "cannot be read: " + read.error().message());
+    bad_packs_[pack] = object;
+    return;
+  }
+  report_.packs_read++;
+  report_.bytes_read += data.size();
+  lk.unlock();
+  for (; next < order.size(); next++) verify(order[next]);  // those reaching past the end
+  auto trailer = repo::read_pack_trailer(repo_.master_key(), pack, data);
+  std::string trailer_error;
+  size_t mismatched = 0;
+  if (!trailer.ok()) {
+    trailer_error = trailer.error().message();
+  } else {
+    std::unordered_map<Id, std::pair<uint32_t, uint32_t>, IdHash> in_trailer;
+    for (const auto& b : trailer->blobs) in_trailer[b.id] = {b.offset, b.length};
+    std::unordered_set<size_t> failed;  // blobs that failed are reported as such, not again here
+    for (const auto& [pos, err] : bad) failed.insert(pos);
+    for (uint32_t pos : positions) {
+      if (failed.count(pos) != 0) continue;
+      const auto& e = index_->at(pos);
       // Compared by value: make_pair would bind references to the packed (unaligned) fields.
       auto it = in_trailer.find(e.id);
       if (it == in_trailer.end() || it->second.first != e.offset || it->second.second != e.length) {

@@ -578,6 +578,64 @@ TEST_F(CheckTest, HealthyRepositoryPassesAndReadDataReadsEveryPackAndBlob) {
   EXPECT_TRUE(list_dir(repo_ + "/locks").empty());
 }
 
+// Reports each pack in two halves and then, breaking the contract that reported bytes stay as
+// they are, overwrites the first half before reporting the rest (a real local backend reads).
+class ScribbleAfterReportBackend : public storage::BackendWrapper {
+ public:
+  using BackendWrapper::BackendWrapper;
+  Status load_streaming(const storage::ObjectName& n, uint64_t off, std::span<uint8_t> out,
+                        const std::function<void(size_t)>& arrived) override {
+    if (n.type != storage::ObjectType::kData || out.size() < 2) {
+      return inner().load_streaming(n, off, out, arrived);
+    }
+    HAVEN_TRY(inner().load_into(n, off, out));
+    arrived(out.size() / 2);
+    std::fill(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(out.size() / 2), 0xEE);
+    packs_++;
+    arrived(out.size());
+    return ok_status();
+  }
+  std::atomic<size_t> packs_{0};
+};
+
+// --read-data verifies each blob as its bytes arrive (an object store streams a pack): the
+// blobs in the first half of every pack were verified before the scribble, so the only blobs
+// found damaged are those that did not fit in the first half. Read whole and then verified,
+// every pack would show damage in its first half.
+TEST_F(CheckTest, ReadDataVerifiesEachBlobAsItsBytesArrive) {
+  auto be = storage::open_backend(repo_);
+  ASSERT_OK(be);
+  auto scribbler = std::make_shared<ScribbleAfterReportBackend>(*be);
+  auto opened = repo::Repository::open(scribbler, kPw);
+  ASSERT_OK(opened);
+  auto& repo = **opened;
+  check::Options o;
+  o.read_data = check::Options::ReadData::kAll;
+  NullSink sink;
+  repo::Session session(repo);
+  auto rep = check::check(session, o, sink);
+  ASSERT_OK(rep);
+  EXPECT_EQ(scribbler->packs_.load(), W->pack_size.size());
+  EXPECT_EQ(rep->packs_read, W->pack_size.size());
+  // Blobs wholly in the first half of their pack: verified before the scribble, so not damaged.
+  size_t first_half = 0, damaged_there = 0;
+  for (const auto& [name, packs] : W->index_files) {
+    for (const auto& p : packs) {
+      const uint64_t size = W->pack_size.at(repo::hex(p.id));
+      for (const auto& b : p.blobs) {
+        if (uint64_t{b.offset} + b.length > size / 2) continue;
+        first_half++;
+        const std::string what = std::string(repo::blob_type_name(b.type)) + " blob " + repo::hex(b.id);
+        for (const auto& problem : rep->problems) {
+          if (problem.object == what) damaged_there++;
+        }
+      }
+    }
+  }
+  EXPECT_GT(first_half, 10u) << "the test needs blobs in the first halves of packs";
+  EXPECT_EQ(damaged_there, 0u) << "blobs were verified after the bytes they were read from changed";
+}
+
 // One flipped byte inside a data blob: only reading the data can find it. --read-data names the
 // blob (and its pack) and the file in every snapshot that contains it — nothing else; restore
 // refuses that file and restores every other file bit-exact.
