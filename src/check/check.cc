@@ -244,6 +244,8 @@ void Checker::read_pack(const Id& pack, uint64_t size, const std::vector<uint32_
   report_.bytes_read += data.size();
   lk.unlock();
   for (; next < order.size(); next++) verify(order[next]);  // those reaching past the end
+  // Reported in index order, as before the blobs were verified in the order they arrive.
+  std::sort(bad.begin(), bad.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
   auto trailer = repo::read_pack_trailer(repo_.master_key(), pack, data);
   std::string trailer_error;
   size_t mismatched = 0;

@@ -45,6 +45,11 @@ struct CCtx {
   ZSTD_CCtx* c = ZSTD_createCCtx();
   ~CCtx() { ZSTD_freeCCtx(c); }
 };
+// This thread's compression context.
+ZSTD_CCtx* thread_cctx() {
+  thread_local CCtx cctx;
+  return cctx.c;
+}
 struct DCtx {
   ZSTD_DCtx* d = ZSTD_createDCtx();
   ~DCtx() { ZSTD_freeDCtx(d); }
@@ -73,8 +78,7 @@ size_t compress_in_parts(int level, ByteView data, uint8_t* out, size_t parts) {
     at += ZSTD_compressBound(p[i].size);
   }
   auto run = [&](Part& part) {
-    thread_local CCtx cctx;
-    size_t n = ZSTD_compressCCtx(cctx.c, out + part.at, ZSTD_compressBound(part.size),
+    size_t n = ZSTD_compressCCtx(thread_cctx(), out + part.at, ZSTD_compressBound(part.size),
                                  data.data() + part.from, part.size, level);
     part.written = ZSTD_isError(n) ? 0 : n;
   };
@@ -118,8 +122,7 @@ std::span<uint8_t> encode_record_scratch(Compression c, ByteView data, size_t ex
       n = compress_in_parts(zstd_level(c), data, work.get() + 1, parts);
       if (n == 0) n = data.size();  // a part failed: stored raw below
     } else {
-      thread_local CCtx cctx;
-      n = ZSTD_compressCCtx(cctx.c, work.get() + 1, work_size - 1 - extra, data.data(),
+      n = ZSTD_compressCCtx(thread_cctx(), work.get() + 1, work_size - 1 - extra, data.data(),
                             data.size(), zstd_level(c));
     }
     if (!ZSTD_isError(n) && n < data.size() - data.size() / 32) {

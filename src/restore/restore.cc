@@ -166,9 +166,8 @@ class Restorer {
   // not hold memory other readers wait for.
   void read_range_held(Batch& b, const Range& r, Scratch& range, Scratch& plain,
                        std::vector<PendingFile*>& done);
-  // Writes one opened blob (or its error) to every place of it; `name` is its pack.
-  void place_blob(Batch& b, const Piece& p, const storage::ObjectName& name, Result<ByteView> bytes,
-                  std::vector<PendingFile*>& done);
+  // Writes one opened blob (or its error) to every place of it.
+  void place_blob(Batch& b, const Piece& p, const Result<ByteView>& bytes, std::vector<PendingFile*>& done);
   Status write_at(PendingFile& f, uint64_t offset, ByteView data);
   void fail(PendingFile& f, const std::string& message);
   // One of f's blobs has been written (or failed): true when it was the last.
@@ -617,8 +616,22 @@ void Restorer::read_range_held(Batch& b, const Range& r, Scratch& range, Scratch
       const Piece& p = pieces[next++];
       // Opened in place: the range's bytes of this blob are decrypted over themselves.
       std::span<uint8_t> sealed(data + (p.loc.offset - r.start), p.loc.length);
-      place_blob(b, p, name, repo_.open_located_blob_in_place(BlobType::kData, p.id, p.loc, sealed, plain),
-                 done);
+      Result<ByteView> bytes = repo_.open_located_blob_in_place(BlobType::kData, p.id, p.loc, sealed, plain);
+      Bytes alone;  // the blob from another region's copy, when this one is damaged
+      if (!bytes.ok() && bytes.error().code() == Error::Code::kCorrupt) {
+        // Damaged here: another region's copy of the blob, where the repository has one.
+        auto other = repo_.backend().load_other_copy(name, p.loc.offset, p.loc.length, bytes.error());
+        if (other.ok()) {
+          auto opened = repo_.open_located_blob(BlobType::kData, p.id, p.loc, *other);
+          if (opened.ok()) {
+            alone = std::move(*opened);
+            bytes = ByteView(alone);
+          } else {
+            bytes = opened.error();
+          }
+        }
+      }
+      place_blob(b, p, bytes, done);
     }
   };
   Status read = repo_.backend().load_streaming(name, r.start, std::span<uint8_t>(data, len), arrived);
@@ -633,26 +646,12 @@ void Restorer::read_range_held(Batch& b, const Range& r, Scratch& range, Scratch
     return;
   }
   const Piece& p = pieces[next];
-  place_blob(b, p, name, read.error().with_context("data blob " + repo::hex(p.id) + " in pack " + repo::hex(pack)),
+  place_blob(b, p, read.error().with_context("data blob " + repo::hex(p.id) + " in pack " + repo::hex(pack)),
              done);
 }
 
-void Restorer::place_blob(Batch& b, const Piece& p, const storage::ObjectName& name,
-                          Result<ByteView> bytes, std::vector<PendingFile*>& done) {
-  Bytes alone;  // the blob from another region's copy, when this one is damaged
-  if (!bytes.ok() && bytes.error().code() == Error::Code::kCorrupt) {
-    // Damaged here: another region's copy of the blob, where the repository has one.
-    auto other = repo_.backend().load_other_copy(name, p.loc.offset, p.loc.length, bytes.error());
-    if (other.ok()) {
-      auto opened = repo_.open_located_blob(BlobType::kData, p.id, p.loc, *other);
-      if (opened.ok()) {
-        alone = std::move(*opened);
-        bytes = ByteView(alone);
-      } else {
-        bytes = opened.error();
-      }
-    }
-  }
+void Restorer::place_blob(Batch& b, const Piece& p, const Result<ByteView>& bytes,
+                          std::vector<PendingFile*>& done) {
   for (const auto& place : p.to) {
     PendingFile& f = *b.files[place.file];
     if (!bytes.ok()) {

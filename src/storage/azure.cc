@@ -372,6 +372,14 @@ Status AzureBackend::save_blocks(const ObjectName& name, ByteView data) const {
   return http_error(resp, what);
 }
 
+namespace {
+// "<what>: range offset+length reaches past the end (<detail>)": a read past a blob's end.
+Error range_past_end(const std::string& what, uint64_t offset, uint64_t length, const std::string& detail) {
+  return Error(Error::Code::kCorrupt, what + ": range " + std::to_string(offset) + "+" + std::to_string(length) +
+                                          " reaches past the end (" + detail + ")");
+}
+}  // namespace
+
 Result<Bytes> AzureBackend::load(const ObjectName& name, uint64_t offset, uint64_t length) {
   HAVEN_TRY(check_object_name(name));
   Request r;
@@ -387,16 +395,11 @@ Result<Bytes> AzureBackend::load(const ObjectName& name, uint64_t offset, uint64
     // error; anything else disagrees with the object's size.
     HAVEN_ASSIGN(ObjectInfo info, stat(name));
     if (length == 0 && offset == info.size) return Bytes{};
-    return Error(Error::Code::kCorrupt,
-                 what + ": range " + std::to_string(offset) + "+" + std::to_string(length) +
-                     " reaches past the end (size " + std::to_string(info.size) + ")");
+    return range_past_end(what, offset, length, "size " + std::to_string(info.size));
   }
   if (resp.status != 200 && resp.status != 206) return http_error(resp, what);
   if (length != 0 && resp.body.size() != length) {
-    return Error(Error::Code::kCorrupt,
-                 what + ": range " + std::to_string(offset) + "+" + std::to_string(length) +
-                     " reaches past the end (got " + std::to_string(resp.body.size()) +
-                     " bytes)");
+    return range_past_end(what, offset, length, "got " + std::to_string(resp.body.size()) + " bytes");
   }
   if (auto it = resp.headers.find("content-length"); it != resp.headers.end()) {
     if (std::strtoull(it->second.c_str(), nullptr, 10) != resp.body.size()) {
@@ -415,7 +418,7 @@ Status AzureBackend::load_streaming(const ObjectName& name, uint64_t offset, std
   r.headers["x-ms-range"] = "bytes=" + std::to_string(offset) + "-" + std::to_string(offset + out.size() - 1);
   size_t got = 0;
   bool too_long = false;
-  http::BodySink sink = [&](const http::Response& resp, ByteView piece) {
+  http::BodySink sink = [&](const http::Response&, ByteView piece) {
     // The service honours ranges: 206 with exactly the range, or 200 for a range that is
     // the whole blob. More than asked is not a part of this range.
     if (piece.size() > out.size() - got) {
@@ -429,15 +432,11 @@ Status AzureBackend::load_streaming(const ObjectName& name, uint64_t offset, std
   };
   auto resp = perform(r, &sink);
   std::string what = location() + ": loading " + name.describe();
-  auto beyond = [&](const std::string& size) {
-    return Error(Error::Code::kCorrupt, what + ": range " + std::to_string(offset) + "+" +
-                                            std::to_string(out.size()) + " reaches past the end (" + size + ")");
-  };
   if (too_long) return Error(Error::Code::kIo, what + ": the service sent more than the range asked for");
   HAVEN_TRY(resp);
   if (resp->status == 416) {
     HAVEN_ASSIGN(ObjectInfo info, stat(name));
-    return beyond("size " + std::to_string(info.size));
+    return range_past_end(what, offset, out.size(), "size " + std::to_string(info.size));
   }
   if (resp->status != 200 && resp->status != 206) return http_error(*resp, what);
   if (got != out.size()) {
@@ -446,7 +445,7 @@ Status AzureBackend::load_streaming(const ObjectName& name, uint64_t offset, std
         it != resp->headers.end() && std::strtoull(it->second.c_str(), nullptr, 10) != got) {
       return Error(Error::Code::kTransient, what + ": short read");
     }
-    return beyond("got " + std::to_string(got) + " bytes");
+    return range_past_end(what, offset, out.size(), "got " + std::to_string(got) + " bytes");
   }
   return ok_status();
 }

@@ -256,14 +256,45 @@ Status S3Backend::save(const ObjectName& name, ByteView data) {
   return http_error(resp, "save " + name.describe());
 }
 
+namespace {
+// "requested range [offset, end) beyond end of object (size ...)": a read past an object's end.
+Error range_beyond(const ObjectName& name, uint64_t offset, const std::string& end, const std::string& size) {
+  return Error(Error::Code::kCorrupt, name.describe() + ": requested range [" + std::to_string(offset) +
+                                          ", " + end + ") beyond end of object (size " + size + ")");
+}
+// The total size a 206's Content-Range ("bytes first-last/total") names, or "".
+std::string content_range_total(const http::Response& resp) {
+  std::string cr = resp.header("content-range");
+  return cr.substr(cr.find('/') == std::string::npos ? cr.size() : cr.find('/') + 1);
+}
+}  // namespace
+
+// A 206 must start where the range asked (some servers send more than asked: s3rver 3.7.1 takes
+// "bytes=0-0" for "from 0 to the end"; the caller keeps what was asked for).
+Status S3Backend::check_range_start(const ObjectName& name, const http::Response& resp, uint64_t offset) const {
+  std::string cr = resp.header("content-range");
+  if (cr.rfind("bytes ", 0) == 0 && std::strtoull(cr.c_str() + 6, nullptr, 10) != offset) {
+    return Error(Error::Code::kIo, location() + ": load " + name.describe() + ": asked for bytes from " +
+                                       std::to_string(offset) + ", got Content-Range " + cr);
+  }
+  return ok_status();
+}
+
+// What a load that got neither 200 nor 206 (nor 416, which each load answers itself) failed of.
+Error S3Backend::load_error(const ObjectName& name, const http::Response& resp) const {
+  if (resp.status == 404) {
+    return Error(Error::Code::kNotFound, location() + ": " + name.describe() + " not found");
+  }
+  return http_error(resp, "load " + name.describe());
+}
+
 Result<Bytes> S3Backend::load(const ObjectName& name, uint64_t offset, uint64_t length) {
   HAVEN_TRY(check_object_name(name));
   const uint64_t end = offset + length;
   auto beyond = [&](const std::string& size) {
-    return Error(Error::Code::kCorrupt,
-                 name.describe() + ": requested range [" + std::to_string(offset) + ", " +
-                     (length != 0 && end < offset ? std::string("overflow") : std::to_string(length == 0 ? offset : end)) +
-                     ") beyond end of object (size " + size + ")");
+    return range_beyond(name, offset,
+                        length != 0 && end < offset ? std::string("overflow") : std::to_string(length == 0 ? offset : end),
+                        size);
   };
   if (length != 0 && end < offset) return beyond("?");
   Request get{"GET", key_of(name), {}, {}, {}};
@@ -282,15 +313,9 @@ Result<Bytes> S3Backend::load(const ObjectName& name, uint64_t offset, uint64_t 
                  resp.body.begin() + static_cast<ptrdiff_t>(length == 0 ? size : end));
   }
   if (resp.status == 206) {
-    // Content-Range: bytes first-last/total. S3 truncates a range that reaches past the end.
-    std::string cr = resp.header("content-range");
-    std::string total = cr.substr(cr.find('/') == std::string::npos ? cr.size() : cr.find('/') + 1);
-    // The range the server sent must start where we asked. Some servers send more than asked
-    // (s3rver 3.7.1 takes "bytes=0-0" for "from 0 to the end"): keep what was asked for.
-    if (cr.rfind("bytes ", 0) == 0 && std::strtoull(cr.c_str() + 6, nullptr, 10) != offset) {
-      return Error(Error::Code::kIo, location() + ": load " + name.describe() + ": asked for bytes from " +
-                                         std::to_string(offset) + ", got Content-Range " + cr);
-    }
+    // S3 truncates a range that reaches past the end.
+    HAVEN_TRY(check_range_start(name, resp, offset));
+    std::string total = content_range_total(resp);
     if (length != 0 && resp.body.size() > length) resp.body.resize(length);
     if (length != 0 && resp.body.size() != length) return beyond(total.empty() ? "?" : total);
     return std::move(resp.body);
@@ -301,10 +326,7 @@ Result<Bytes> S3Backend::load(const ObjectName& name, uint64_t offset, uint64_t 
     if (length == 0 && offset == info.size) return Bytes{};
     return beyond(std::to_string(info.size));
   }
-  if (resp.status == 404) {
-    return Error(Error::Code::kNotFound, location() + ": " + name.describe() + " not found");
-  }
-  return http_error(resp, "load " + name.describe());
+  return load_error(name, resp);
 }
 
 Status S3Backend::load_streaming(const ObjectName& name, uint64_t offset, std::span<uint8_t> out,
@@ -316,53 +338,40 @@ Status S3Backend::load_streaming(const ObjectName& name, uint64_t offset, std::s
   get.headers.emplace_back("range", "bytes=" + std::to_string(offset) + "-" + std::to_string(end - 1));
   uint64_t seen = 0;  // body bytes so far
   size_t got = 0;     // bytes of `out` in place
-  std::optional<Error> refused;
+  Status refused = ok_status();
   http::BodySink sink = [&](const http::Response& resp, ByteView piece) {
-    // 206: the body starts at `offset` (checked once); 200: a server that ignores Range sends
-    // the whole object, of which the range is a part. Bytes past the range are dropped (some
-    // servers send more than asked).
-    uint64_t first = 0;
-    if (resp.status == 200) {
-      first = offset;
-    } else if (seen == 0) {
-      std::string cr = resp.header("content-range");
-      if (cr.rfind("bytes ", 0) == 0 && std::strtoull(cr.c_str() + 6, nullptr, 10) != offset) {
-        refused = Error(Error::Code::kIo, location() + ": load " + name.describe() + ": asked for bytes from " +
-                                              std::to_string(offset) + ", got Content-Range " + cr);
-        return false;
-      }
+    // 206: the body starts at `offset` (checked before any byte is taken); 200: a server that
+    // ignores Range sends the whole object, of which the range is a part. Bytes past the range
+    // are dropped.
+    const uint64_t first = resp.status == 200 ? offset : 0;
+    if (resp.status == 206 && seen == 0) {
+      refused = check_range_start(name, resp, offset);
+      if (!refused.ok()) return false;
     }
-    uint64_t lo = std::max(seen, first), hi = std::min(seen + piece.size(), first + out.size());
+    const uint64_t at = seen;
     seen += piece.size();
+    uint64_t lo = std::max(at, first), hi = std::min(seen, first + out.size());
     if (lo < hi) {
-      std::memcpy(out.data() + (lo - first), piece.data() + (lo - (seen - piece.size())), hi - lo);
+      std::memcpy(out.data() + (lo - first), piece.data() + (lo - at), hi - lo);
       got = static_cast<size_t>(hi - first);
       arrived(got);
     }
     return true;
   };
   auto resp = perform(get, &sink);
-  if (refused) return *refused;
+  HAVEN_TRY(refused);
   HAVEN_TRY(resp);
   if (resp->status == 200 || resp->status == 206) {
     if (got == out.size()) return ok_status();
-    std::string cr = resp->header("content-range");
-    std::string total = cr.find('/') == std::string::npos ? "?" : cr.substr(cr.find('/') + 1);
-    return Error(Error::Code::kCorrupt,
-                 name.describe() + ": requested range [" + std::to_string(offset) + ", " +
-                     std::to_string(end) + ") beyond end of object (size " +
-                     (resp->status == 200 ? std::to_string(seen) : total) + ")");
+    std::string total = content_range_total(*resp);
+    return range_beyond(name, offset, std::to_string(end),
+                        resp->status == 200 ? std::to_string(seen) : (total.empty() ? "?" : total));
   }
   if (resp->status == 416) {
     HAVEN_ASSIGN(ObjectInfo info, stat(name));
-    return Error(Error::Code::kCorrupt,
-                 name.describe() + ": requested range [" + std::to_string(offset) + ", " +
-                     std::to_string(end) + ") beyond end of object (size " + std::to_string(info.size) + ")");
+    return range_beyond(name, offset, std::to_string(end), std::to_string(info.size));
   }
-  if (resp->status == 404) {
-    return Error(Error::Code::kNotFound, location() + ": " + name.describe() + " not found");
-  }
-  return http_error(*resp, "load " + name.describe());
+  return load_error(name, *resp);
 }
 
 Result<ObjectInfo> S3Backend::stat(const ObjectName& name) {

@@ -103,6 +103,8 @@ class S3Backend : public Backend {
   // `body_sink`: see http::Request.
   Result<http::Response> perform(const Request& req, const http::BodySink* body_sink = nullptr) const;
   Error http_error(const http::Response& resp, const std::string& what) const;
+  Status check_range_start(const ObjectName& name, const http::Response& resp, uint64_t offset) const;
+  Error load_error(const ObjectName& name, const http::Response& resp) const;
   Status list_keys(const std::string& key_prefix,
                    const std::function<bool(const S3ListPage::Entry&)>& fn);
 
