@@ -127,11 +127,11 @@ Status Checker::check_packs() {
     uint64_t end = 0;
   };
   std::unordered_map<Id, Need, IdHash> need;
-  for (size_t i = 0; i < index_->blob_count(); i++) {
-    const auto& e = index_->at(i);
+  index_->for_each([&](size_t, const repo::IndexEntry& e) {
     auto& n = need[index_->pack_id(e.pack)];
     n.end = std::max<uint64_t>(n.end, uint64_t(e.offset) + e.length);
-  }
+  });
+  HAVEN_TRY(index_->status());
   for (const auto& [id, n] : need) {
     std::string object = "pack " + repo::hex(id);
     auto it = listed_.find(id);
@@ -176,10 +176,10 @@ void Checker::read_data() {
   }
   std::unordered_map<Id, std::vector<uint32_t>, IdHash> positions;
   for (const auto& id : packs) positions[id];
-  for (size_t i = 0; i < index_->blob_count(); i++) {
-    auto it = positions.find(index_->pack_id(index_->at(i).pack));
+  index_->for_each([&](size_t i, const repo::IndexEntry& e) {
+    auto it = positions.find(index_->pack_id(e.pack));
     if (it != positions.end()) it->second.push_back(static_cast<uint32_t>(i));
-  }
+  });
   std::atomic<size_t> next{0}, done{0};
   auto worker = [&] {
     CancelScope scope(session_.cancel_token());
@@ -202,8 +202,18 @@ void Checker::read_pack(const Id& pack, uint64_t size, const std::vector<uint32_
   std::string object = "pack " + repo::hex(pack);
   std::span<uint8_t> data(buf.pack.reserve(size), size);
   std::vector<std::pair<size_t, std::string>> bad;  // position → error
-  auto verify = [&](uint32_t pos) {
-    const auto& e = index_->at(pos);
+  // The pack's entries, read once (an index that spilled to disk reads them from there).
+  struct Item {
+    uint32_t pos;
+    repo::IndexEntry e;
+    uint64_t end() const { return uint64_t{e.offset} + e.length; }
+  };
+  std::vector<Item> items;
+  items.reserve(positions.size());
+  for (uint32_t pos : positions) items.push_back({pos, index_->at(pos)});
+  auto verify = [&](const Item& item) {
+    const uint32_t pos = item.pos;
+    const repo::IndexEntry& e = item.e;
     auto what = [&] { return std::string(repo::blob_type_name(e.type)) + " blob " + repo::hex(e.id); };
     if (uint64_t(e.offset) + e.length > data.size()) {
       bad.emplace_back(pos, what() + ": reaches past the end of the pack");
@@ -227,12 +237,11 @@ void Checker::read_pack(const Id& pack, uint64_t size, const std::vector<uint32_
     if (repo_.blob_id(*plain) != e.id) bad.emplace_back(pos, what() + ": content does not hash to its ID");
   };
   // Each blob is verified as soon as its bytes are in (an object store streams the pack).
-  std::vector<uint32_t> order(positions);
-  auto end_of = [&](uint32_t pos) { return uint64_t{index_->at(pos).offset} + index_->at(pos).length; };
-  std::sort(order.begin(), order.end(), [&](uint32_t x, uint32_t y) { return end_of(x) < end_of(y); });
+  std::vector<Item> order(items);
+  std::sort(order.begin(), order.end(), [](const Item& x, const Item& y) { return x.end() < y.end(); });
   size_t next = 0;
   Status read = repo_.backend().load_streaming({ObjectType::kData, repo::hex(pack)}, 0, data, [&](size_t n) {
-    for (; next < order.size() && end_of(order[next]) <= n; next++) verify(order[next]);
+    for (; next < order.size() && order[next].end() <= n; next++) verify(order[next]);
   });
   std::unique_lock<std::mutex> lk(mu_);  // held only around shared state
   if (!read.ok()) {
@@ -256,9 +265,9 @@ void Checker::read_pack(const Id& pack, uint64_t size, const std::vector<uint32_
     for (const auto& b : trailer->blobs) in_trailer[b.id] = {b.offset, b.length};
     std::unordered_set<size_t> failed;  // blobs that failed are reported as such, not again here
     for (const auto& [pos, err] : bad) failed.insert(pos);
-    for (uint32_t pos : positions) {
-      if (failed.count(pos) != 0) continue;
-      const auto& e = index_->at(pos);
+    for (const Item& item : items) {
+      if (failed.count(item.pos) != 0) continue;
+      const repo::IndexEntry& e = item.e;
       // Compared by value: make_pair would bind references to the packed (unaligned) fields.
       auto it = in_trailer.find(e.id);
       if (it == in_trailer.end() || it->second.first != e.offset || it->second.second != e.length) {
@@ -403,13 +412,12 @@ Status Checker::check_snapshots() {
 // that were removed: by 'haven forget' (prune then deletes them), or by hand.
 void Checker::find_orphan_roots() {
   std::vector<size_t> unseen;
-  for (size_t i = 0; i < index_->blob_count(); i++) {
-    if (seen_[i]) continue;
-    const auto& e = index_->at(i);
+  index_->for_each([&](size_t i, const repo::IndexEntry& e) {
+    if (seen_[i]) return;
     report_.blobs_unused++;
     report_.bytes_unused += e.length;
     if (e.type == BlobType::kTree) unseen.push_back(i);
-  }
+  });
   if (unseen.empty()) return;
   std::vector<bool> contained(index_->blob_count(), false);
   for (size_t pos : unseen) {

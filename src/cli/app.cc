@@ -8,7 +8,9 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <cctype>
 #include <cstdio>
+#include <filesystem>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -81,6 +83,40 @@ App::App() : app_("Haven: deduplicated, compressed, encrypted backups", "haven")
                   "at most this many repository requests at once (env HAVEN_CONNECTIONS; 0 = "
                   "unlimited)")
       ->envname("HAVEN_CONNECTIONS");
+  app_.add_option("--cache-dir", globals_.cache_dir,
+                  "directory for files Haven keeps while it runs (the index beyond "
+                  "--index-memory; env HAVEN_CACHE_DIR; default $XDG_CACHE_HOME/haven or "
+                  "~/.cache/haven)")
+      ->envname("HAVEN_CACHE_DIR");
+  app_.add_option("--index-memory", globals_.index_memory,
+                  "memory the repository index may use before the rest is kept sorted on disk "
+                  "in the cache directory, e.g. 4MiB (env HAVEN_INDEX_MEMORY; default 4MiB; 0 = "
+                  "all in memory)")
+      ->envname("HAVEN_INDEX_MEMORY");
+}
+
+Result<uint64_t> parse_size(const std::string& text, const std::string& what) {
+  auto bad = [&] {
+    return Error(Error::Code::kInvalidArgument,
+                 what + " '" + text + "' is not a size: give bytes or a number with K, M or G "
+                 "(binary units), e.g. 4MiB");
+  };
+  size_t i = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) i++;
+  if (i == 0 || i > 15) return bad();
+  uint64_t n = std::stoull(text.substr(0, i));
+  std::string unit = text.substr(i);
+  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (unit.size() >= 2 && unit.substr(unit.size() - 2) == "IB") unit.resize(unit.size() - 2);
+  else if (unit.size() >= 2 && unit.back() == 'B') unit.pop_back();
+  int shift = 0;
+  if (unit.empty() || unit == "B") shift = 0;
+  else if (unit == "K") shift = 10;
+  else if (unit == "M") shift = 20;
+  else if (unit == "G") shift = 30;
+  else return bad();
+  if (n > (uint64_t{1} << (62 - shift))) return bad();
+  return n << shift;
 }
 
 void App::on(CLI::App* sub, std::function<CommandResult()> fn) {
@@ -346,8 +382,58 @@ Result<std::unique_ptr<repo::Repository>> App::open_repository(const repo::OpenO
   HAVEN_TRY(repo::Repository::probe(*be));
   HAVEN_ASSIGN(std::string pw, read_password());
   HAVEN_ASSIGN(auto repo, repo::Repository::open(be, pw, options));
-  repo->set_cancel_token(cancel_);
+  HAVEN_TRY(configure(*repo));
   return repo;
+}
+
+// The default index bound keeps memory flat as a repository grows (repo/index.h: ~4 MiB plus
+// ~1.65 bytes per blob beyond ~70,000 blobs).
+constexpr uint64_t kDefaultIndexMemory = 4u << 20;
+
+Status App::configure(repo::Repository& repo) {
+  repo.set_cancel_token(cancel_);
+  repo::IndexOptions o;
+  o.memory_bytes = kDefaultIndexMemory;
+  if (!globals_.index_memory.empty()) {
+    HAVEN_ASSIGN(o.memory_bytes, parse_size(globals_.index_memory, "--index-memory"));
+    if (o.memory_bytes != 0 && o.memory_bytes < (64u << 10)) {
+      return Error(Error::Code::kInvalidArgument,
+                   "--index-memory " + globals_.index_memory +
+                       " is below the minimum of 64KiB (give 0 to keep the whole index in memory)");
+    }
+  }
+  if (o.memory_bytes == 0) {
+    repo.set_index_options(o);
+    return ok_status();
+  }
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!globals_.cache_dir.empty()) {
+    // Named by the user: it must be usable (one clear error, nothing changed).
+    if (!fs::is_directory(globals_.cache_dir, ec)) {
+      return Error(Error::Code::kInvalidArgument,
+                   "--cache-dir " + globals_.cache_dir +
+                       " is not a directory: create it or name another one");
+    }
+    o.spill_dir = globals_.cache_dir;
+  } else {
+    std::string dir;
+    if (auto x = environment_value("XDG_CACHE_HOME"); x && !x->empty() && (*x)[0] == '/') {
+      dir = *x + "/haven";
+    } else if (auto h = environment_value("HOME"); h && !h->empty()) {
+      dir = *h + "/.cache/haven";
+    }
+    // The default is created on first use; if it cannot be, the temporary directory serves.
+    if (dir.empty() || (fs::create_directories(dir, ec), !fs::is_directory(dir, ec))) {
+      auto t = environment_value("TMPDIR");
+      dir = (t && !t->empty()) ? *t : "/tmp";
+    } else {
+      fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+    }
+    o.spill_dir = dir;
+  }
+  repo.set_index_options(o);
+  return ok_status();
 }
 
 CommandSink::CommandSink(bool json, bool quiet, bool quiet_notices)

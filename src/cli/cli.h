@@ -44,7 +44,12 @@ struct GlobalOptions {
   bool quiet = false;
   double bandwidth_limit_mbps = 0;
   int connections = 0;
+  std::string cache_dir;     // empty: $XDG_CACHE_HOME/haven or ~/.cache/haven
+  std::string index_memory;  // a size ("4MiB"); empty: the default
 };
+
+// "4194304", "512K", "4M", "4MiB", "1G" (binary units) as bytes; `what` names the option.
+Result<uint64_t> parse_size(const std::string& text, const std::string& what);
 
 // What a command's callback returns: OK, or an Error (mapped to an exit code), or a non-zero
 // exit with the message already printed (warnings).
@@ -64,6 +69,9 @@ class App {
   Result<std::string> read_password();
   Result<std::string> read_new_password(const std::string& file);
   Result<std::unique_ptr<repo::Repository>> open_repository(const repo::OpenOptions& options = {});
+  // What every repository the CLI opens gets: the cancellation token, and the index's memory
+  // bound and spill directory (--index-memory, --cache-dir).
+  Status configure(repo::Repository& repo);
   Result<std::shared_ptr<storage::Backend>> backend();
   // Records a change made from the command line in the server's audit log when $HAVEN_CONFIG
   // names a haven.yaml (a server host): actor "cli:<user>@<host>", `target` the repository.

@@ -54,7 +54,7 @@ Result<std::unique_ptr<repo::Repository>> open_on(App& app, const config::Locati
                                                  const replication::Region& region) {
   auto r = repo::Repository::open(region.backend, loc.password.value.reveal());
   if (!r.ok()) return r.error().with_context("region " + region.name);
-  (*r)->set_cancel_token(app.cancel());
+  HAVEN_TRY(app.configure(**r));
   return r;
 }
 
@@ -151,7 +151,7 @@ Result<std::unique_ptr<repo::Repository>> open_with_regions(App& app, const Loca
                                                            EventSink& events) {
   HAVEN_ASSIGN(LocationStorage st, open_location_storage(app, a, false, &events));
   HAVEN_ASSIGN(auto r, repo::Repository::open(st.backend, st.password));
-  r->set_cancel_token(app.cancel());
+  HAVEN_TRY(app.configure(*r));
   return r;
 }
 

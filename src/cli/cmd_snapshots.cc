@@ -174,7 +174,9 @@ void register_snapshots(App& app) {
     nlohmann::json j = {{"snapshots", st.snapshots}, {"packs", st.packs}, {"blobs", st.blobs},
                         {"stored_bytes", st.stored_bytes}, {"unique_raw_bytes", st.unique_raw_bytes},
                         {"snapshot_bytes_total", st.snapshot_bytes_total},
-                        {"dedup_ratio", st.dedup_ratio()}};
+                        {"dedup_ratio", st.dedup_ratio()},
+                        {"index_memory_bytes", st.index_memory_bytes},
+                        {"index_blobs_on_disk", st.index_blobs_on_disk}};
     if (app.globals().json) {
       std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
       return 0;
@@ -186,6 +188,9 @@ void register_snapshots(App& app) {
               << "unique data (raw):      " << human_bytes(st.unique_raw_bytes) << "\n"
               << "all snapshots (raw):    " << human_bytes(st.snapshot_bytes_total) << "\n";
     if (st.stored_bytes) std::printf("space saving:           %.2fx\n", st.dedup_ratio());
+    std::cout << "index in memory:        " << human_bytes(st.index_memory_bytes);
+    if (st.index_blobs_on_disk) std::cout << " (" << st.index_blobs_on_disk << " blobs on disk)";
+    std::cout << "\n";
     return 0;
   });
 }

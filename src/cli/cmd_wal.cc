@@ -73,7 +73,7 @@ ops::RepositoryOpener opener(App& app, const std::string& key_file,
   if (storage) {
     return [&app, storage]() -> Result<std::unique_ptr<repo::Repository>> {
       HAVEN_ASSIGN(auto r, repo::Repository::open(storage->backend, storage->password));
-      r->set_cancel_token(app.cancel());
+      HAVEN_TRY(app.configure(*r));
       return r;
     };
   }

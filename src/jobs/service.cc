@@ -237,6 +237,7 @@ Result<std::shared_ptr<repo::Repository>> Service::repository(const config::Loca
   auto r = repo::Repository::open(backend, location.password.value.reveal());
   if (!r.ok()) return r.error().with_context("location '" + location.name + "'");
   std::shared_ptr<repo::Repository> shared(std::move(*r));
+  shared->set_index_options(options_.index);
   if (current) repos_[key] = shared;
   return shared;
 }

@@ -45,6 +45,9 @@ namespace haven::jobs {
 
 struct ServiceOptions {
   std::string server_instance;  // recorded on every row this service writes
+  // How the repositories it opens hold their index (repo/index.h): the server bounds it and
+  // spills to a directory beside its catalog. Default: all in memory.
+  repo::IndexOptions index;
   unsigned max_parallel = 2;
   // Retries wait retry_backoff_seconds × 2^n; tests shorten it.
   double backoff_scale = 1.0;

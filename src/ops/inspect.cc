@@ -164,6 +164,9 @@ Result<StatsResult> stats(repo::Repository& repo, const StatsRequest&, const Eve
     out.blobs++;
     out.unique_raw_bytes += e.raw_length;
   });
+  auto footprint = repo.index_footprint();
+  out.index_memory_bytes = footprint.memory_bytes;
+  out.index_blobs_on_disk = footprint.on_disk;
   for (const auto& [id, s] : all) {
     auto it = s.stats.find("bytes_total");
     if (it != s.stats.end()) out.snapshot_bytes_total += it->second;

@@ -106,6 +106,8 @@ struct StatsResult {
   uint64_t stored_bytes = 0;          // packs, as stored (compressed, encrypted)
   uint64_t unique_raw_bytes = 0;      // the blobs' raw lengths
   uint64_t snapshot_bytes_total = 0;  // every snapshot's bytes_total added up
+  uint64_t index_memory_bytes = 0;    // memory the loaded index holds
+  uint64_t index_blobs_on_disk = 0;   // index entries kept in the cache directory instead
   // snapshot_bytes_total / stored_bytes (0 if nothing is stored).
   double dedup_ratio() const;
 };

@@ -1,6 +1,12 @@
 #include "repo/index.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <mutex>
 
 #include <nlohmann/json.hpp>
 
@@ -9,6 +15,149 @@
 namespace haven::repo {
 
 using nlohmann::json;
+
+namespace {
+
+constexpr size_t kPageEntries = 4096 / sizeof(IndexEntry);  // 83 entries, 4,067 bytes
+constexpr size_t kBloomBitsPerEntry = 10;
+constexpr size_t kBloomWordsPerBlock = 8;  // 512 bits: one cache line
+constexpr size_t kBloomProbes = 6;
+constexpr size_t kMaxRuns = 8;
+constexpr size_t kChunkEntries = 1024;  // sequential reads and writes of runs, ~49 KiB
+
+int compare_key(const Id& a, BlobType at, const Id& b, BlobType bt) {
+  int c = std::memcmp(a.data(), b.data(), a.size());
+  if (c != 0) return c;
+  return static_cast<int>(at) - static_cast<int>(bt);
+}
+
+bool less(const IndexEntry& a, const IndexEntry& b) {
+  return compare_key(a.id, a.type, b.id, b.type) < 0;
+}
+
+uint64_t word_at(const Id& id, size_t offset) {
+  uint64_t v;
+  std::memcpy(&v, id.data() + offset, sizeof v);  // IDs are uniformly random already
+  return v;
+}
+
+size_t bloom_blocks(size_t count) {
+  return std::max<size_t>(1, (count * kBloomBitsPerEntry + 511) / 512);
+}
+
+// The table's slots use the ID's first 8 bytes (IdHash); the filter uses the next 16.
+void bloom_add(std::vector<uint64_t>& bloom, const Id& id) {
+  const size_t blocks = bloom.size() / kBloomWordsPerBlock;
+  const size_t block = static_cast<size_t>((unsigned __int128)word_at(id, 8) * blocks >> 64);
+  uint64_t h = word_at(id, 16);
+  for (size_t k = 0; k < kBloomProbes; k++, h >>= 9) {
+    size_t bit = h & 511;
+    bloom[block * kBloomWordsPerBlock + bit / 64] |= uint64_t{1} << (bit % 64);
+  }
+}
+
+bool bloom_may_contain(const std::vector<uint64_t>& bloom, const Id& id) {
+  const size_t blocks = bloom.size() / kBloomWordsPerBlock;
+  const size_t block = static_cast<size_t>((unsigned __int128)word_at(id, 8) * blocks >> 64);
+  uint64_t h = word_at(id, 16);
+  for (size_t k = 0; k < kBloomProbes; k++, h >>= 9) {
+    size_t bit = h & 511;
+    if ((bloom[block * kBloomWordsPerBlock + bit / 64] & (uint64_t{1} << (bit % 64))) == 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+// The file runs live in: unlinked from the start, so it disappears with the process.
+struct Index::SpillFile {
+  int fd = -1;
+  uint64_t end = 0;
+  std::string dir;
+  ~SpillFile() {
+    if (fd >= 0) ::close(fd);
+  }
+
+  static Result<std::unique_ptr<SpillFile>> create(const std::string& dir) {
+    const std::string what = "index spill file in " + dir;
+    if (dir.empty()) {
+      return Error(Error::Code::kInvalidArgument,
+                   "index spill file: no directory given (set a cache directory)");
+    }
+    int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+      std::string tmpl = dir + "/haven-index-XXXXXX";
+      fd = ::mkostemp(tmpl.data(), O_CLOEXEC);
+      if (fd >= 0) ::unlink(tmpl.c_str());
+    }
+    if (fd < 0) return errno_error(what + " (--cache-dir chooses another directory)", errno);
+    auto f = std::make_unique<SpillFile>();
+    f->fd = fd;
+    f->dir = dir;
+    return f;
+  }
+
+  Status write(const uint8_t* p, size_t n, uint64_t offset) const {
+    while (n > 0) {
+      ssize_t w = ::pwrite(fd, p, n, static_cast<off_t>(offset));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) return errno_error("index spill file in " + dir + ": write failed", errno);
+      p += w;
+      n -= static_cast<size_t>(w);
+      offset += static_cast<uint64_t>(w);
+    }
+    return ok_status();
+  }
+
+  Status read(uint8_t* p, size_t n, uint64_t offset) const {
+    while (n > 0) {
+      ssize_t r = ::pread(fd, p, n, static_cast<off_t>(offset));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) return errno_error("index spill file in " + dir + ": read failed", errno);
+      if (r == 0) {
+        return Error(Error::Code::kIo, "index spill file in " + dir + ": shorter than written");
+      }
+      p += r;
+      n -= static_cast<size_t>(r);
+      offset += static_cast<uint64_t>(r);
+    }
+    return ok_status();
+  }
+};
+
+struct Index::Failure {
+  mutable std::mutex mu;
+  std::optional<Error> error;
+};
+
+Index::Index() : Index(IndexOptions{}) {}
+
+Index::Index(IndexOptions options)
+    : options_(std::move(options)), failure_(std::make_unique<Failure>()) {
+  if (options_.memory_bytes > 0) {
+    // Entries plus slots at the table's fullest (35% after a doubling): about 60 bytes each.
+    max_table_entries_ = std::max<size_t>(kPageEntries, options_.memory_bytes / 60);
+  }
+}
+
+Index::~Index() = default;
+Index::Index(Index&&) noexcept = default;
+Index& Index::operator=(Index&&) noexcept = default;
+
+void Index::fail(Error error) const {
+  std::lock_guard<std::mutex> g(failure_->mu);
+  if (!failure_->error) failure_->error = std::move(error);
+}
+
+Status Index::status() const {
+  std::lock_guard<std::mutex> g(failure_->mu);
+  if (failure_->error) return *failure_->error;
+  return ok_status();
+}
+
+// --- the in-memory table ---
 
 size_t Index::probe(BlobType type, const Id& id) const {
   size_t mask = slots_.size() - 1;
@@ -31,41 +180,257 @@ void Index::grow() {
   }
 }
 
-void Index::add_pack(const PackRecord& pack) {
-  uint32_t pack_no = static_cast<uint32_t>(packs_.size());
-  packs_.push_back({pack.id, pack.key_generation});
-  for (const auto& b : pack.blobs) {
-    if ((count_ + 1) * 10 > slots_.size() * 7) grow();
-    size_t i = probe(b.type, b.id);
-    if (slots_[i] != 0) continue;  // duplicate: keep the first copy
-    if ((count_ >> kBlockShift) >= blocks_.size()) {
-      blocks_.push_back(std::make_unique_for_overwrite<IndexEntry[]>(kBlockSize));
-    }
-    entry(count_) = {b.id, pack_no, b.offset, b.length, b.raw_length, b.type};
-    count_++;
-    slots_[i] = static_cast<uint32_t>(count_);
-  }
-}
-
-std::optional<BlobLocation> Index::find(BlobType type, const Id& id) const {
-  if (slots_.empty()) return std::nullopt;
-  uint32_t s = slots_[probe(type, id)];
-  if (s == 0) return std::nullopt;
-  const IndexEntry& e = entry(s - 1);
-  const PackSlot& p = packs_[e.pack];
-  return BlobLocation{p.id, p.key_generation, e.offset, e.length, e.raw_length};
-}
-
-std::optional<size_t> Index::position(BlobType type, const Id& id) const {
+std::optional<size_t> Index::table_find(BlobType type, const Id& id) const {
   if (slots_.empty()) return std::nullopt;
   uint32_t s = slots_[probe(type, id)];
   if (s == 0) return std::nullopt;
   return s - 1;
 }
 
+size_t Index::table_bytes() const {
+  return blocks_.size() * kBlockSize * sizeof(IndexEntry) + slots_.capacity() * sizeof(uint32_t);
+}
+
+bool Index::table_full() const {
+  if (max_table_entries_ == 0 || count_ < max_table_entries_) return false;
+  // Once a spill file failed, stop trying: the entries stay in memory.
+  std::lock_guard<std::mutex> g(failure_->mu);
+  return !failure_->error;
+}
+
+void Index::add_pack(const PackRecord& pack) {
+  uint32_t pack_no = static_cast<uint32_t>(packs_.size());
+  packs_.push_back({pack.id, pack.key_generation});
+  for (const auto& b : pack.blobs) {
+    if (table_find(b.type, b.id)) continue;  // duplicate: keep the first copy
+    bool in_run = false;
+    for (const auto& run : runs_) {
+      if (bloom_may_contain(run.bloom, b.id) && run_find(run, b.type, b.id, nullptr)) {
+        in_run = true;
+        break;
+      }
+    }
+    if (in_run) continue;
+    if (table_full()) spill();
+    if ((count_ + 1) * 10 > slots_.size() * 7) grow();
+    if ((count_ >> kBlockShift) >= blocks_.size()) {
+      blocks_.push_back(std::make_unique_for_overwrite<IndexEntry[]>(kBlockSize));
+    }
+    entry(count_) = {b.id, pack_no, b.offset, b.length, b.raw_length, b.type};
+    count_++;
+    slots_[probe(b.type, b.id)] = static_cast<uint32_t>(count_);
+  }
+}
+
+// --- runs ---
+
+void Index::spill() {
+  if (count_ == 0) return;
+  if (!file_) {
+    auto f = SpillFile::create(options_.spill_dir);
+    if (!f.ok()) return fail(f.error());
+    file_ = std::move(*f);
+  }
+  std::vector<uint32_t> order(count_);
+  for (size_t i = 0; i < count_; i++) order[i] = static_cast<uint32_t>(i);
+  std::sort(order.begin(), order.end(),
+            [&](uint32_t a, uint32_t b) { return less(entry(a), entry(b)); });
+  Run run;
+  run.offset = file_->end;
+  run.count = count_;
+  run.base = spilled_;
+  run.bloom.assign(bloom_blocks(count_) * kBloomWordsPerBlock, 0);
+  run.pages.reserve((count_ + kPageEntries - 1) / kPageEntries);
+  std::vector<uint8_t> buf;
+  buf.reserve(kChunkEntries * sizeof(IndexEntry));
+  uint64_t at = run.offset;
+  for (size_t k = 0; k < count_; k++) {
+    const IndexEntry& e = entry(order[k]);
+    if (k % kPageEntries == 0) run.pages.push_back({e.id, e.type});
+    bloom_add(run.bloom, e.id);
+    const auto* p = reinterpret_cast<const uint8_t*>(&e);
+    buf.insert(buf.end(), p, p + sizeof e);
+    if (buf.size() == buf.capacity() || k + 1 == count_) {
+      if (Status s = file_->write(buf.data(), buf.size(), at); !s.ok()) return fail(s.error());
+      at += buf.size();
+      buf.clear();
+    }
+  }
+  file_->end = at;
+  spilled_ += count_;
+  runs_.push_back(std::move(run));
+  blocks_.clear();
+  slots_ = {};
+  count_ = 0;
+  if (runs_.size() > kMaxRuns) compact();
+}
+
+std::optional<size_t> Index::run_find(const Run& run, BlobType type, const Id& id,
+                                      IndexEntry* out) const {
+  // The last page whose first key is <= the key.
+  auto it = std::upper_bound(run.pages.begin(), run.pages.end(), 0,
+                             [&](int, const PageKey& k) {
+                               return compare_key(id, type, k.id, k.type) < 0;
+                             });
+  if (it == run.pages.begin()) return std::nullopt;
+  const size_t page = static_cast<size_t>(it - run.pages.begin()) - 1;
+  const size_t first = page * kPageEntries;
+  const size_t n = std::min(kPageEntries, run.count - first);
+  IndexEntry entries[kPageEntries];
+  Status s = file_->read(reinterpret_cast<uint8_t*>(entries), n * sizeof(IndexEntry),
+                         run.offset + first * sizeof(IndexEntry));
+  if (!s.ok()) {
+    fail(s.error());
+    return std::nullopt;
+  }
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    int c = compare_key(entries[mid].id, entries[mid].type, id, type);
+    if (c == 0) {
+      if (out) *out = entries[mid];
+      return first + mid;
+    }
+    if (c < 0) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return std::nullopt;
+}
+
+void Index::compact() {
+  if (runs_.size() < 2) return;
+  auto f = SpillFile::create(options_.spill_dir);
+  if (!f.ok()) return fail(f.error());
+  std::unique_ptr<SpillFile> out = std::move(*f);
+  // A k-way merge: each run is read in chunks; runs hold no key twice between them.
+  struct Cursor {
+    const Run* run;
+    size_t next = 0;  // entries of the run consumed
+    std::vector<IndexEntry> chunk;
+    size_t at = 0;
+  };
+  std::vector<Cursor> cursors;
+  for (const auto& r : runs_) cursors.push_back({&r, 0, {}, 0});
+  auto refill = [&](Cursor& c) -> Status {
+    size_t n = std::min(kChunkEntries, c.run->count - c.next);
+    c.chunk.resize(n);
+    c.at = 0;
+    if (n == 0) return ok_status();
+    HAVEN_TRY(file_->read(reinterpret_cast<uint8_t*>(c.chunk.data()), n * sizeof(IndexEntry),
+                          c.run->offset + c.next * sizeof(IndexEntry)));
+    c.next += n;
+    return ok_status();
+  };
+  auto greater = [&](const Cursor* a, const Cursor* b) { return less(b->chunk[b->at], a->chunk[a->at]); };
+  std::vector<Cursor*> heap;
+  for (auto& c : cursors) {
+    if (Status s = refill(c); !s.ok()) return fail(s.error());
+    if (!c.chunk.empty()) heap.push_back(&c);
+  }
+  std::make_heap(heap.begin(), heap.end(), greater);
+  Run merged;
+  merged.count = spilled_;
+  merged.bloom.assign(bloom_blocks(spilled_) * kBloomWordsPerBlock, 0);
+  merged.pages.reserve((spilled_ + kPageEntries - 1) / kPageEntries);
+  std::vector<IndexEntry> buf;
+  buf.reserve(kChunkEntries);
+  uint64_t at = 0;
+  size_t k = 0;
+  auto flush = [&]() -> Status {
+    HAVEN_TRY(out->write(reinterpret_cast<const uint8_t*>(buf.data()), buf.size() * sizeof(IndexEntry), at));
+    at += buf.size() * sizeof(IndexEntry);
+    buf.clear();
+    return ok_status();
+  };
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), greater);
+    Cursor* c = heap.back();
+    const IndexEntry& e = c->chunk[c->at];
+    if (k % kPageEntries == 0) merged.pages.push_back({e.id, e.type});
+    bloom_add(merged.bloom, e.id);
+    buf.push_back(e);
+    k++;
+    if (buf.size() == kChunkEntries) {
+      if (Status s = flush(); !s.ok()) return fail(s.error());
+    }
+    if (++c->at == c->chunk.size()) {
+      if (Status s = refill(*c); !s.ok()) return fail(s.error());
+    }
+    if (c->chunk.empty()) {
+      heap.pop_back();
+    } else {
+      std::push_heap(heap.begin(), heap.end(), greater);
+    }
+  }
+  if (Status s = flush(); !s.ok()) return fail(s.error());
+  out->end = at;
+  file_ = std::move(out);
+  runs_.clear();
+  runs_.push_back(std::move(merged));
+}
+
+// --- lookups ---
+
+std::optional<BlobLocation> Index::find(BlobType type, const Id& id) const {
+  auto located = [&](const IndexEntry& e) {
+    const PackSlot& p = packs_[e.pack];
+    return BlobLocation{p.id, p.key_generation, e.offset, e.length, e.raw_length};
+  };
+  if (auto i = table_find(type, id)) return located(entry(*i));
+  for (const auto& run : runs_) {
+    if (!bloom_may_contain(run.bloom, id)) continue;
+    IndexEntry e;
+    if (run_find(run, type, id, &e)) return located(e);
+  }
+  return std::nullopt;
+}
+
+std::optional<size_t> Index::position(BlobType type, const Id& id) const {
+  if (auto i = table_find(type, id)) return spilled_ + *i;
+  for (const auto& run : runs_) {
+    if (!bloom_may_contain(run.bloom, id)) continue;
+    if (auto i = run_find(run, type, id, nullptr)) return run.base + *i;
+  }
+  return std::nullopt;
+}
+
+IndexEntry Index::at(size_t position) const {
+  if (position >= spilled_) return entry(position - spilled_);
+  auto it = std::upper_bound(runs_.begin(), runs_.end(), position,
+                             [](size_t p, const Run& r) { return p < r.base; });
+  const Run& run = *(it - 1);
+  IndexEntry e{};
+  Status s = file_->read(reinterpret_cast<uint8_t*>(&e), sizeof e,
+                         run.offset + (position - run.base) * sizeof(IndexEntry));
+  if (!s.ok()) fail(s.error());
+  return e;
+}
+
+void Index::for_each(const std::function<void(size_t, const IndexEntry&)>& fn) const {
+  std::vector<IndexEntry> chunk;
+  for (const auto& run : runs_) {
+    for (size_t done = 0; done < run.count;) {
+      size_t n = std::min(kChunkEntries, run.count - done);
+      chunk.resize(n);
+      Status s = file_->read(reinterpret_cast<uint8_t*>(chunk.data()), n * sizeof(IndexEntry),
+                             run.offset + done * sizeof(IndexEntry));
+      if (!s.ok()) return fail(s.error());
+      for (size_t i = 0; i < n; i++) fn(run.base + done + i, chunk[i]);
+      done += n;
+    }
+  }
+  for (size_t i = 0; i < count_; i++) fn(spilled_ + i, entry(i));
+}
+
 size_t Index::memory_bytes() const {
-  return blocks_.size() * kBlockSize * sizeof(IndexEntry) + slots_.capacity() * sizeof(uint32_t) +
-         packs_.capacity() * sizeof(PackSlot);
+  size_t runs = 0;
+  for (const auto& r : runs_) {
+    runs += r.bloom.capacity() * sizeof(uint64_t) + r.pages.capacity() * sizeof(PageKey);
+  }
+  return table_bytes() + runs + packs_.capacity() * sizeof(PackSlot);
 }
 
 static json::binary_t bin(const Id& id) {

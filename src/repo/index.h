@@ -1,18 +1,32 @@
-// repo/index.h — where every blob lives: blob ID -> (pack, offset, length), held in memory
-// compactly, and the index files that persist it (docs/FORMAT.md §5).
+// repo/index.h — where every blob lives: blob ID -> (pack, offset, length), and the index files
+// that persist it (docs/FORMAT.md §5).
 //
-// Memory: each blob costs one 49-byte packed Entry, kept in fixed blocks of 65,536 entries
-// (so growth never copies or doubles: at most one partly used block, 3 MiB), plus one 4-byte
-// slot of an open-addressing table kept between 35% and 70% full (5.7 to 11.4 bytes per blob).
-// In all: 55 to 61 bytes per blob, about 58 MiB per million blobs (1 TiB of data at the default
-// 1 MiB chunks). Packs cost 36 bytes each.
+// Memory: new entries go into an in-memory table: one 49-byte packed Entry per blob in blocks of
+// 4,096 (growth never copies), plus a 4-byte slot of an open-addressing table kept between 35%
+// and 70% full: 55 to 61 bytes per blob. With IndexOptions::memory_bytes set, the table is
+// bounded: when it is full its entries are sorted and written as a *run* to an unlinked file in
+// IndexOptions::spill_dir, and the table starts empty again. A run stays on disk (49 bytes per
+// blob) and costs memory only for a blocked Bloom filter (10 bits per blob, ~1% false
+// positives) and the first key of each 4 KiB page (33 bytes per 83 blobs): ~1.65 bytes per
+// blob, 1.6 MiB per million. A lookup probes the table, then each run whose filter admits the
+// key: one 4 KiB pread (the page cache keeps a hot run in memory, outside the process). Runs
+// are merged into one when there are more than 8 and at compact().
 //
-// Thread-safety: none; Repository guards its Index with a mutex.
+// A spill file that cannot be written leaves the entries in memory (over budget, nothing lost);
+// a run that cannot be read makes its lookups miss. Either is kept as status().
+//
+// Positions: 0 <= position < blob_count(), dense, stable as long as no pack is added and
+// compact() is not called (a spill or merge renumbers).
+//
+// Thread-safety: const methods may run concurrently; add_pack() and compact() exclude everything
+// else (Repository guards its Index with a shared mutex).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "repo/ids.h"
@@ -56,47 +70,97 @@ struct PackRecord {
   std::vector<PackedBlob> blobs;
 };
 
+struct IndexOptions {
+  // Bytes the in-memory table may use (entries and slots); 0: no bound, nothing spills.
+  size_t memory_bytes = 0;
+  // Directory for the spill file (created unlinked, so nothing is left behind). Required when
+  // memory_bytes is set.
+  std::string spill_dir;
+};
+
 class Index {
  public:
+  Index();
+  explicit Index(IndexOptions options);
+  ~Index();
+  Index(Index&&) noexcept;
+  Index& operator=(Index&&) noexcept;
+
   // Adds all blobs of a pack. A blob already present keeps its first location.
   void add_pack(const PackRecord& pack);
+  // Merges the runs on disk into one (lookups then probe one filter). Renumbers positions.
+  void compact();
+
   std::optional<BlobLocation> find(BlobType type, const Id& id) const;
   bool contains(BlobType type, const Id& id) const { return find(type, id).has_value(); }
-  // Position of a blob's entry, 0 <= position < blob_count(): lets maintenance keep one bit
-  // per blob (check's and prune's "seen" and "used" sets) instead of a set of IDs.
+  // Position of a blob's entry: lets maintenance keep one bit per blob (check's and prune's
+  // "seen" and "used" sets) instead of a set of IDs.
   std::optional<size_t> position(BlobType type, const Id& id) const;
-  const IndexEntry& at(size_t position) const { return entry(position); }
+  // The entry at a position (a read from the spill file if it is in a run).
+  IndexEntry at(size_t position) const;
+  // Calls fn(position, entry) for every entry, in position order (runs are read sequentially).
+  void for_each(const std::function<void(size_t, const IndexEntry&)>& fn) const;
+
   const Id& pack_id(uint32_t pack_no) const { return packs_[pack_no].id; }
   uint32_t pack_key_generation(uint32_t pack_no) const { return packs_[pack_no].key_generation; }
-  size_t blob_count() const { return count_; }
+  size_t blob_count() const { return spilled_ + count_; }
   size_t pack_count() const { return packs_.size(); }
   size_t memory_bytes() const;
-  // Calls fn for every entry (pack id resolved).
-  template <typename Fn>
-  void for_each(Fn&& fn) const {
-    for (size_t i = 0; i < count_; i++) {
-      const IndexEntry& e = entry(i);
-      fn(e, packs_[e.pack].id);
-    }
-  }
+  size_t spilled_count() const { return spilled_; }
+  size_t run_count() const { return runs_.size(); }
+  // OK, or the first failure of the spill file (see above).
+  Status status() const;
 
  private:
   struct PackSlot {
     Id id;
     uint32_t key_generation;
   };
+  struct PageKey {  // the first key of a 4 KiB page of a run
+    Id id;
+    BlobType type;
+  };
+  struct Run {
+    uint64_t offset = 0;  // in the spill file
+    size_t count = 0;
+    size_t base = 0;               // position of its first entry
+    std::vector<uint64_t> bloom;   // 512-bit blocks
+    std::vector<PageKey> pages;
+  };
+  struct SpillFile;
+  struct Failure;
+
+  // The in-memory table.
   size_t probe(BlobType type, const Id& id) const;  // slot index: match or empty
   void grow();
-
-  static constexpr size_t kBlockShift = 16;
+  std::optional<size_t> table_find(BlobType type, const Id& id) const;  // table position
+  static constexpr size_t kBlockShift = 12;
   static constexpr size_t kBlockSize = size_t{1} << kBlockShift;
   IndexEntry& entry(size_t i) { return blocks_[i >> kBlockShift][i & (kBlockSize - 1)]; }
   const IndexEntry& entry(size_t i) const { return blocks_[i >> kBlockShift][i & (kBlockSize - 1)]; }
+  size_t table_bytes() const;
+
+  // Runs.
+  bool table_full() const;
+  void spill();
+  // Looks a key up in one run: its index in the run, the entry in *out.
+  std::optional<size_t> run_find(const Run& run, BlobType type, const Id& id,
+                                 IndexEntry* out) const;
+  void fail(Error error) const;
+
+  IndexOptions options_;
+  size_t max_table_entries_ = 0;  // 0: no bound
 
   std::vector<std::unique_ptr<IndexEntry[]>> blocks_;
-  size_t count_ = 0;
-  std::vector<uint32_t> slots_;  // 0 = empty, else entry index + 1
+  size_t count_ = 0;             // entries in the table
+  std::vector<uint32_t> slots_;  // 0 = empty, else table index + 1
+
+  std::unique_ptr<SpillFile> file_;
+  std::vector<Run> runs_;  // by position: runs_[k].base == sum of the counts before it
+  size_t spilled_ = 0;     // entries in runs; the table's positions start here
+
   std::vector<PackSlot> packs_;
+  std::unique_ptr<Failure> failure_;
 };
 
 // Index file body (before sealing): CBOR, see docs/FORMAT.md §5.

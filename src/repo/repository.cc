@@ -340,6 +340,8 @@ Result<std::unique_ptr<Repository>> Repository::open_copy(std::shared_ptr<storag
   HAVEN_ASSIGN(Bytes body, repo->open_object(ObjectKind::kConfig, config_name, raw_config));
   HAVEN_ASSIGN(repo->config_, decode_config(body));
   repo->fingerprint_ = original.fingerprint_;
+  repo->index_options_ = original.index_options_;
+  repo->index_ = Index(repo->index_options_);
   repo->lock_refresh_ns_ = original.lock_refresh_ns_.load();
   repo->lock_stale_ns_ = original.lock_stale_ns_.load();
   return repo;
@@ -400,12 +402,23 @@ Result<Id> Repository::save_object(ObjectType type, ByteView body) {
 // ---------------------------------------------------------------------------------------------
 // Index and blobs
 
+void Repository::set_index_options(IndexOptions options) {
+  std::unique_lock<std::shared_mutex> g(index_mu_);
+  index_options_ = std::move(options);
+  if (!index_loaded_) index_ = Index(index_options_);
+}
+
 Status Repository::load_index() { return load_index({}); }
 
 Result<std::unique_ptr<Index>> Repository::read_index(
     const std::function<void(const std::string&, const Error&)>& on_bad) {
   HAVEN_ASSIGN(auto names, list_index_files());
-  auto index = std::make_unique<Index>();
+  IndexOptions options;
+  {
+    std::shared_lock<std::shared_mutex> g(index_mu_);
+    options = index_options_;
+  }
+  auto index = std::make_unique<Index>(options);
   for (const auto& name : names) {
     auto packs = load_index_file(name);
     if (!packs.ok()) {
@@ -415,6 +428,8 @@ Result<std::unique_ptr<Index>> Repository::read_index(
     }
     for (const auto& p : *packs) index->add_pack(p);
   }
+  index->compact();
+  HAVEN_TRY(index->status());
   return index;
 }
 
@@ -446,7 +461,7 @@ bool Repository::index_loaded() const {
 
 void Repository::unload_index() {
   std::unique_lock<std::shared_mutex> g(index_mu_);
-  index_ = Index();
+  index_ = Index(index_options_);
   index_loaded_ = false;
 }
 
@@ -498,6 +513,11 @@ Result<PackRecord> Repository::read_pack_trailer(const Id& pack_id, uint64_t pac
 bool Repository::has_blob(BlobType type, const Id& id) const {
   std::shared_lock<std::shared_mutex> g(index_mu_);
   return index_.contains(type, id);
+}
+
+Repository::IndexFootprint Repository::index_footprint() const {
+  std::shared_lock<std::shared_mutex> g(index_mu_);
+  return {index_.blob_count(), index_.memory_bytes(), index_.spilled_count()};
 }
 
 size_t Repository::index_blob_count() const {

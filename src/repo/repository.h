@@ -108,6 +108,10 @@ class Repository {
   Result<Bytes> open_wal_object(const std::string& name, ByteView object) const;
 
   // --- index ---
+  // How indexes loaded from now on hold their entries (repo/index.h): a bound on memory and the
+  // directory the rest spills to. Default: all in memory.
+  void set_index_options(IndexOptions options);
+  const IndexOptions& index_options() const { return index_options_; }
   Status load_index();
   // Loads every readable index file; calls on_bad(name, error) for each one that is not, and
   // goes on (check and repair). With on_bad empty, the first bad file fails the load. Replaces
@@ -134,11 +138,16 @@ class Repository {
   // Lookups in the shared index.
   bool has_blob(BlobType type, const Id& id) const;
   size_t index_blob_count() const;
+  // The shared index's size: blobs, bytes of memory it holds, blobs kept on disk (repo/index.h).
+  struct IndexFootprint {
+    size_t blobs = 0, memory_bytes = 0, on_disk = 0;
+  };
+  IndexFootprint index_footprint() const;
   std::optional<uint32_t> blob_raw_length(BlobType type, const Id& id) const;
   template <typename Fn>
   void for_each_blob(Fn&& fn) const {
     std::shared_lock<std::shared_mutex> g(index_mu_);
-    index_.for_each([&](const IndexEntry& e, const Id&) { fn(e); });
+    index_.for_each([&](size_t, const IndexEntry& e) { fn(e); });
   }
 
   // --- blobs (reading; sessions write) ---
@@ -233,6 +242,7 @@ class Repository {
 
   // The shared index: lookups share, additions and reloads exclude.
   mutable std::shared_mutex index_mu_;
+  IndexOptions index_options_;
   Index index_;
   bool index_loaded_ = false;
   int reloads_ = 0;                                   // load_index() calls running

@@ -208,11 +208,12 @@ Status Pruner::repack() {
     if (f == Fate::kRepack) blobs[id];
   }
   if (blobs.empty()) return ok_status();
-  for (size_t i = 0; i < index_->blob_count(); i++) {
-    if (!used_[i]) continue;
-    auto it = blobs.find(index_->pack_id(index_->at(i).pack));
+  index_->for_each([&](size_t i, const repo::IndexEntry& e) {
+    if (!used_[i]) return;
+    auto it = blobs.find(index_->pack_id(e.pack));
     if (it != blobs.end()) it->second.push_back(static_cast<uint32_t>(i));
-  }
+  });
+  HAVEN_TRY(index_->status());
   const repo::MasterKey& mk = repo_.master_key();
   const uint32_t gen = mk.current_generation;
   const uint32_t pack_size = repo_.config().pack_size;
@@ -232,10 +233,13 @@ Status Pruner::repack() {
   for (auto& [pack, positions] : blobs) {
     std::string what = "pack " + repo::hex(pack);
     HAVEN_ASSIGN(Bytes data, repo_.backend().load({ObjectType::kData, repo::hex(pack)}));
-    std::sort(positions.begin(), positions.end(),
-              [&](uint32_t a, uint32_t b) { return index_->at(a).offset < index_->at(b).offset; });
-    for (uint32_t pos : positions) {
-      const auto& e = index_->at(pos);
+    std::vector<repo::IndexEntry> entries;  // read once (a spilled index reads from disk)
+    entries.reserve(positions.size());
+    for (uint32_t pos : positions) entries.push_back(index_->at(pos));
+    HAVEN_TRY(index_->status());
+    std::sort(entries.begin(), entries.end(),
+              [](const repo::IndexEntry& x, const repo::IndexEntry& y) { return x.offset < y.offset; });
+    for (const repo::IndexEntry& e : entries) {
       uint32_t egen = index_->pack_key_generation(e.pack);
       const crypto::SecretKey* key = mk.encryption_key(egen);
       std::string bwhat = std::string(repo::blob_type_name(e.type)) + " blob " + repo::hex(e.id) +

@@ -283,6 +283,76 @@ TEST_F(BackupTest, RoundTripOfEveryKindOfEntryIsBitExact) {
   EXPECT_EQ(read_file(out + "/src/\xff\xfe name"), "latin-1 name\n");
 }
 
+// With --index-memory far below the repository's index, the index keeps most entries sorted
+// on disk in the cache directory, and backup (deduplicating against them), restore, check
+// --read-data, forget and prune all work through it.
+TEST_F(BackupTest, IndexBeyondIndexMemoryIsKeptOnDiskAndEveryCommandWorksThroughIt) {
+  const std::string src = dir_ + "/src", repo = dir_ + "/repo", cache = dir_ + "/cache";
+  std::mt19937_64 rng(77);
+  make_dir(src);
+  for (int d = 0; d < 24; d++) {
+    make_dir(src + "/d" + std::to_string(d));
+    for (int f = 0; f < 125; f++) {
+      std::string data = random_bytes(50 + rng() % 2000, rng());
+      write_file(src + "/d" + std::to_string(d) + "/f" + std::to_string(f), data);
+    }
+  }
+  make_dir(cache);
+  cli_init(repo);
+  auto haven = [&](std::vector<std::string> args, const std::string& memory = "64K") {
+    args.insert(args.begin(), {"--index-memory", memory, "--cache-dir", cache});
+    return cli(repo, args);
+  };
+  RunResult r = haven({"backup", src});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  // A hundred files change; the rest deduplicate against entries on disk.
+  for (int f = 0; f < 100; f++) write_file(src + "/d7/f" + std::to_string(f), "changed " + std::to_string(f));
+  r = haven({"backup", src, "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  auto snaps = cli_snapshots(repo);
+  ASSERT_EQ(snaps.size(), 2u);
+  auto second = snaps[1];
+  EXPECT_EQ(second["stats"].value("files_new", 0u) + second["stats"].value("files_changed", 0u), 100u)
+      << second.dump();
+  EXPECT_LT(second["stats"].value("bytes_added", ~0ull), 64u << 10) << second.dump();
+
+  r = haven({"stats", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  auto spilled = nlohmann::json::parse(r.out, nullptr, false);
+  EXPECT_GT(spilled.value("blobs", 0u), 3000u) << r.out;
+  EXPECT_GT(spilled.value("index_blobs_on_disk", 0u), 2000u) << r.out;
+  EXPECT_LT(spilled.value("index_memory_bytes", ~0ull), 256u << 10) << r.out;
+  r = haven({"stats", "--json"}, "0");  // all in memory
+  ASSERT_EQ(r.code, 0) << describe(r);
+  auto whole = nlohmann::json::parse(r.out, nullptr, false);
+  EXPECT_EQ(whole.value("index_blobs_on_disk", 99u), 0u) << r.out;
+  EXPECT_GT(whole.value("index_memory_bytes", 0ull), 3000u * 49) << r.out;
+
+  r = haven({"restore", "latest", "--target", dir_ + "/out"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  expect_same_tree(src, dir_ + "/out/src");
+  r = haven({"check", "--read-data", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  auto checked = nlohmann::json::parse(r.out, nullptr, false);
+  EXPECT_TRUE(checked.value("healthy", false)) << r.out;
+  EXPECT_EQ(checked.value("blobs_read", 0u), spilled.value("blobs", 1u)) << r.out;
+  // Prune repacks the first snapshot's copies of the changed files away.
+  r = haven({"forget", "--keep-last", "1", "--prune", "--max-unused", "0"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  r = haven({"check", "--read-data", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  checked = nlohmann::json::parse(r.out, nullptr, false);
+  EXPECT_TRUE(checked.value("healthy", false)) << r.out;
+  EXPECT_EQ(checked.value("snapshots", 0u), 1u) << r.out;
+  EXPECT_EQ(checked.value("blobs_unused", 99u), 0u) << r.out;
+  EXPECT_LT(checked.value("blobs_read", 0u), spilled.value("blobs", 0u) - 99) << r.out;
+  r = haven({"restore", "latest", "--target", dir_ + "/out2"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  expect_same_tree(src, dir_ + "/out2/src");
+  // The spill files were unlinked from the start: nothing is left behind.
+  EXPECT_TRUE(fs::is_empty(cache));
+}
+
 TEST_F(BackupTest, SecondBackupOfSameTreeAddsAlmostNothing) {
   const std::string src = dir_ + "/src";
   build_everything(src);

@@ -1873,7 +1873,9 @@ TEST_F(RepoTest, TamperedLockDetected) {
 // ---------------------------------------------------------------------------------------------
 // The in-memory index
 
-TEST(IndexTest, MillionEntriesFindAndMemory) {
+// A million entries in 1,000 packs; checks lookups, duplicates, positions and memory. Returns
+// the index's memory per blob.
+static double fill_and_check_index(Index& index) {
   constexpr size_t kPacks = 1000;
   constexpr size_t kPerPack = 1000;
   std::mt19937_64 rng(2024);
@@ -1893,7 +1895,6 @@ TEST(IndexTest, MillionEntriesFindAndMemory) {
   };
   std::vector<Expect> sample;  // every 100th entry: 10,000 samples
   std::vector<Id> pack_ids;
-  Index index;
   size_t n = 0;
   for (size_t p = 0; p < kPacks; p++) {
     PackRecord rec;
@@ -1911,14 +1912,20 @@ TEST(IndexTest, MillionEntriesFindAndMemory) {
       rec.blobs.push_back(pb);
       if (n % 100 == 0) sample.push_back({pb.id, pb.type, p, pb.offset, pb.length, pb.raw_length});
     }
+    // A duplicate of an earlier blob (by then perhaps spilled) keeps its first location.
+    if (p > 0 && p % 50 == 0) rec.blobs.push_back({sample[p].type, sample[p].id, 7, 7, 7});
     index.add_pack(rec);
   }
-  ASSERT_EQ(index.blob_count(), kPacks * kPerPack);
-  ASSERT_EQ(index.pack_count(), kPacks);
-  ASSERT_EQ(sample.size(), 10000u);
+  EXPECT_EQ(index.blob_count(), kPacks * kPerPack);
+  EXPECT_EQ(index.pack_count(), kPacks);
+  EXPECT_EQ(sample.size(), 10000u);
+  index.compact();
+  EXPECT_OK(index.status());
+  std::vector<bool> taken(index.blob_count(), false);
   for (const auto& e : sample) {
     auto loc = index.find(e.type, e.id);
-    ASSERT_TRUE(loc.has_value());
+    EXPECT_TRUE(loc.has_value());
+    if (!loc) continue;
     EXPECT_EQ(loc->pack_id, pack_ids[e.pack]);
     EXPECT_EQ(loc->key_generation, static_cast<uint32_t>(e.pack % 3));
     EXPECT_EQ(loc->offset, e.offset);
@@ -1927,27 +1934,75 @@ TEST(IndexTest, MillionEntriesFindAndMemory) {
     // The other type with the same ID is a different blob.
     BlobType other = e.type == BlobType::kData ? BlobType::kTree : BlobType::kData;
     EXPECT_FALSE(index.contains(other, e.id));
+    // Positions are dense and name the entry.
+    auto pos = index.position(e.type, e.id);
+    EXPECT_TRUE(pos && *pos < taken.size() && !taken[*pos]);
+    if (!pos || *pos >= taken.size()) continue;
+    taken[*pos] = true;
+    IndexEntry at = index.at(*pos);
+    EXPECT_EQ(at.id, e.id);
+    EXPECT_EQ(at.raw_length, e.raw);
   }
   for (int i = 0; i < 10000; i++) EXPECT_FALSE(index.contains(BlobType::kData, rand_id()));
-
-  // A duplicate in a later pack keeps its first location.
-  PackRecord dup;
-  dup.id = rand_id();
-  dup.blobs.push_back({sample[5].type, sample[5].id, 99, 99, 99});
-  index.add_pack(dup);
-  EXPECT_EQ(index.blob_count(), kPacks * kPerPack);
-  auto loc = index.find(sample[5].type, sample[5].id);
-  ASSERT_TRUE(loc.has_value());
-  EXPECT_EQ(loc->pack_id, pack_ids[sample[5].pack]);
-  EXPECT_EQ(loc->offset, sample[5].offset);
-
+  // for_each visits every position once, in order, with the entry at() gives.
+  size_t visited = 0, expect_pos = 0;
+  uint64_t raw_sum = 0;
+  index.for_each([&](size_t pos, const IndexEntry& e) {
+    if (pos != expect_pos) ADD_FAILURE() << "position " << pos << " after " << expect_pos - 1;
+    expect_pos = pos + 1;
+    visited++;
+    raw_sum += e.raw_length;
+    if (pos % 99991 == 0) {
+      EXPECT_EQ(index.at(pos).id, e.id);
+    }
+  });
+  EXPECT_EQ(visited, kPacks * kPerPack);
+  EXPECT_EQ(raw_sum, uint64_t{kPacks * kPerPack} * (kPacks * kPerPack - 1) / 2);  // 0 .. n-1
+  EXPECT_OK(index.status());
   const double per_blob =
       static_cast<double>(index.memory_bytes()) / static_cast<double>(index.blob_count());
   std::cout << "[ index    ] " << index.memory_bytes() << " bytes for " << index.blob_count()
-            << " blobs = " << per_blob << " bytes/blob\n";
+            << " blobs = " << per_blob << " bytes/blob (" << index.spilled_count()
+            << " on disk in " << index.run_count() << " run(s))\n";
+  return per_blob;
+}
+
+TEST(IndexTest, MillionEntriesFindAndMemory) {
+  Index index;
+  double per_blob = fill_and_check_index(index);
   RecordProperty("bytes_per_blob", std::to_string(per_blob));
+  EXPECT_EQ(index.spilled_count(), 0u);
   EXPECT_LT(per_blob, 64.0);
   EXPECT_GT(per_blob, 49.0);  // memory_bytes() counts at least the packed entries
+}
+
+// Bounded to 4 MiB, the same million entries spill to sorted runs on disk and are found there;
+// memory is the bound plus ~1.65 bytes per spilled blob.
+TEST(IndexTest, BoundedIndexSpillsToDiskAndFindsEverything) {
+  TempDir dir;
+  Index index(IndexOptions{4u << 20, dir.path()});
+  double per_blob = fill_and_check_index(index);
+  RecordProperty("bytes_per_blob", std::to_string(per_blob));
+  EXPECT_GT(index.spilled_count(), 900000u);
+  EXPECT_EQ(index.run_count(), 1u);  // compacted
+  EXPECT_LT(index.memory_bytes(), (4u << 20) + 2u * 1000000u);
+  EXPECT_LT(per_blob, 6.2);
+  // The spill file is unlinked: nothing is left in the directory.
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+}
+
+// A spill directory that cannot be used keeps the entries in memory and says why.
+TEST(IndexTest, SpillFailureKeepsEntriesInMemoryAndIsReported) {
+  TempDir dir;
+  Index index(IndexOptions{1u << 20, dir.path() + "/missing"});
+  PackRecord rec;
+  rec.id = random_id();
+  for (uint32_t i = 0; i < 40000; i++) rec.blobs.push_back({BlobType::kData, random_id(), i, 1, 1});
+  index.add_pack(rec);
+  EXPECT_EQ(index.spilled_count(), 0u);
+  EXPECT_EQ(index.blob_count(), 40000u);
+  EXPECT_TRUE(index.contains(BlobType::kData, rec.blobs[12345].id));
+  EXPECT_TRUE(Fails(index.status(), Error::Code::kNotFound, {"index spill file", "/missing"}));
 }
 
 TEST(IndexTest, EmptyIndexAndIndexFileRoundTrip) {
