@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Haven on generated trees of 50,000 to 1,000,000 small files (issue 15's scaling curve): first
-# backup, unchanged re-backup and restore, each timed with its peak memory, per tree size, and
-# the index's bytes per blob (on disk, and the growth of the re-backup's peak per blob, which
-# is mostly the index in memory). One run per size; the table goes to stdout.
+# backup, unchanged re-backup, restore and check --read-data, each timed with its peak memory,
+# per tree size, and the index: bytes per blob in the repository's index files and bytes of
+# memory it holds (default --index-memory: beyond 4 MiB it stays sorted on disk in the cache
+# directory). One run per size; the table goes to stdout.
 #   bench/scale.sh [path/to/haven]
+# Extra arguments for every haven command: BENCH_HAVEN_ARGS (e.g. "--index-memory 0", the
+# whole index in memory).
 # Env: BENCH_FILES (sizes, default "50000 200000 1000000"), BENCH_DIR (default
 #      /tmp/haven-bench-scale; trees are kept there between runs, ~4 KiB of disk per file).
 set -euo pipefail
@@ -16,6 +19,7 @@ command -v /usr/bin/time >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get 
 mkdir -p "$W"
 rm -rf "$W"/repo-* "$W"/restore-*
 export HAVEN_PASSWORD=bench
+read -r -a XARGS <<<"${BENCH_HAVEN_ARGS:-}"
 
 # timed LABEL N CMD...: runs CMD, records "seconds peak_KiB" as T[LABEL,N] and M[LABEL,N]
 declare -A T M
@@ -40,22 +44,24 @@ for n in $FILES; do
   "$HAVEN" -r "$repo" key add --access-key-file "$W/ak-$n" --force >/dev/null
   find "$tree" -type f -exec cat {} + >/dev/null   # warm cache, as for every size
   echo "bench: $n files: backup, re-backup, restore" >&2
-  timed backup "$n" "$HAVEN" -r "$repo" --password-file "$W/ak-$n" -q backup "$tree"
-  timed rebackup "$n" "$HAVEN" -r "$repo" --password-file "$W/ak-$n" -q backup "$tree"
+  H=("$HAVEN" -r "$repo" --password-file "$W/ak-$n" "${XARGS[@]}")
+  timed backup "$n" "${H[@]}" -q backup "$tree"
+  timed rebackup "$n" "${H[@]}" -q backup "$tree"
   # A directory nothing was deleted from (ext4 walks recently freed inodes one by one).
-  timed restore "$n" "$HAVEN" -r "$repo" --password-file "$W/ak-$n" -q restore latest --target "$W/restore-$n"
+  timed restore "$n" "${H[@]}" -q restore latest --target "$W/restore-$n"
   got=$(find "$W/restore-$n" -type f | wc -l)
   [ "$got" -eq "$n" ] || { echo "bench: restored $got of $n files" >&2; exit 1; }
-  blobs=$("$HAVEN" -r "$repo" --password-file "$W/ak-$n" stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["blobs"])')
+  timed check "$n" "${H[@]}" -q check --read-data
+  read -r blobs imem < <("${H[@]}" stats --json | python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["blobs"], j["index_memory_bytes"])')
   idx=$(du -sb "$repo/index" | cut -f1)
-  rows+=("$n $blobs $idx")
+  rows+=("$n $blobs $idx $imem")
 done
 rm -rf "$W"/restore-* "$W"/repo-*
 
 awk_row() { awk "BEGIN{$1}"; }
-echo "| files | backup (s) | µs per file | unchanged re-backup (s) | restore (s) | µs per file | backup / re-backup / restore peak (MiB) | blobs | index on disk, bytes per blob |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| files | backup (s) | µs per file | unchanged re-backup (s) | restore (s) | µs per file | check --read-data (s) | backup / re-backup / restore / check peak (MiB) | blobs | index files, bytes per blob | index in memory (MiB), bytes per blob |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for r in "${rows[@]}"; do
-  read -r n blobs idx <<<"$r"
-  awk_row "printf \"| %d | %.2f | %.1f | %.2f | %.2f | %.1f | %.0f / %.0f / %.0f | %d | %.1f |\n\", $n, ${T[backup,$n]}, ${T[backup,$n]} * 1e6 / $n, ${T[rebackup,$n]}, ${T[restore,$n]}, ${T[restore,$n]} * 1e6 / $n, ${M[backup,$n]} / 1024, ${M[rebackup,$n]} / 1024, ${M[restore,$n]} / 1024, $blobs, $idx / $blobs"
+  read -r n blobs idx imem <<<"$r"
+  awk_row "printf \"| %d | %.2f | %.1f | %.2f | %.2f | %.1f | %.2f | %.0f / %.0f / %.0f / %.0f | %d | %.1f | %.1f, %.1f |\n\", $n, ${T[backup,$n]}, ${T[backup,$n]} * 1e6 / $n, ${T[rebackup,$n]}, ${T[restore,$n]}, ${T[restore,$n]} * 1e6 / $n, ${T[check,$n]}, ${M[backup,$n]} / 1024, ${M[rebackup,$n]} / 1024, ${M[restore,$n]} / 1024, ${M[check,$n]} / 1024, $blobs, $idx / $blobs, $imem / 1048576, $imem / $blobs"
 done
