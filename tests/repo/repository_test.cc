@@ -2030,6 +2030,46 @@ TEST(IndexTest, EmptyIndexAndIndexFileRoundTrip) {
   EXPECT_TRUE((*decoded)[1].blobs.empty());
   EXPECT_TRUE(Fails(decode_index_file(as_bytes("garbage"), "index x"), Error::Code::kCorrupt,
                     {"index x"}));
+
+  // The bytes are exactly what a json tree of the same values encodes to (the format of every
+  // index file written so far), and such a tree with a member Haven does not know still reads.
+  auto tree = [&](bool extra) {
+    nlohmann::json j;
+    j["packs"] = nlohmann::json::array();
+    for (const auto& p : packs) {
+      nlohmann::json blobs = nlohmann::json::array();
+      for (const auto& b : p.blobs) {
+        blobs.push_back({static_cast<int>(b.type),
+                         nlohmann::json::binary_t(std::vector<uint8_t>(b.id.begin(), b.id.end())),
+                         b.offset, b.length, b.raw_length});
+      }
+      j["packs"].push_back({{"id", nlohmann::json::binary_t(std::vector<uint8_t>(p.id.begin(), p.id.end()))},
+                            {"key_generation", p.key_generation},
+                            {"blobs", blobs}});
+      if (extra) j["packs"].back()["later"] = "x";
+    }
+    if (extra) j["comment"] = {1, 2};
+    return nlohmann::json::to_cbor(j);
+  };
+  EXPECT_EQ(encode_index_file(packs), tree(false));
+  auto with_extra = decode_index_file(tree(true), "index y");
+  ASSERT_OK(with_extra);
+  ASSERT_EQ(with_extra->size(), 2u);
+  EXPECT_EQ((*with_extra)[0].blobs[1].id, packs[0].blobs[1].id);
+  EXPECT_EQ((*with_extra)[0].key_generation, 3u);
+  // Malformed: a blob of four fields, an unknown type, a missing member, trailing bytes.
+  auto bad = [&](const std::function<void(nlohmann::json&)>& spoil) {
+    nlohmann::json j = nlohmann::json::from_cbor(tree(false));
+    spoil(j);
+    return decode_index_file(nlohmann::json::to_cbor(j), "index z");
+  };
+  EXPECT_TRUE(Fails(bad([](auto& j) { j["packs"][0]["blobs"][0].erase(4); }), Error::Code::kCorrupt, {"index z"}));
+  EXPECT_TRUE(Fails(bad([](auto& j) { j["packs"][0]["blobs"][0][0] = 2; }), Error::Code::kCorrupt, {"index z"}));
+  EXPECT_TRUE(Fails(bad([](auto& j) { j["packs"][1].erase("key_generation"); }), Error::Code::kCorrupt, {"index z"}));
+  EXPECT_TRUE(Fails(bad([](auto& j) { j["packs"][0]["blobs"][0][2] = -1; }), Error::Code::kCorrupt, {"index z"}));
+  Bytes trailing = encode_index_file(packs);
+  trailing.push_back(0);
+  EXPECT_TRUE(Fails(decode_index_file(trailing, "index z"), Error::Code::kCorrupt, {"index z"}));
 }
 
 // The blob-ID function is chosen at init, recorded in the config and used by every session.
