@@ -57,6 +57,7 @@ void bloom_add(std::vector<uint64_t>& bloom, const Id& id) {
 }
 
 bool bloom_may_contain(const std::vector<uint64_t>& bloom, const Id& id) {
+  if (bloom.empty()) return false;  // a run whose filter could not be rebuilt
   const size_t blocks = bloom.size() / kBloomWordsPerBlock;
   const size_t block = static_cast<size_t>((unsigned __int128)word_at(id, 8) * blocks >> 64);
   uint64_t h = word_at(id, 16);
@@ -246,8 +247,7 @@ void Index::spill() {
   uint64_t at = run.offset;
   for (size_t k = 0; k < count_; k++) {
     const IndexEntry& e = entry(order[k]);
-    if (k % kPageEntries == 0) run.pages.push_back({e.id, e.type});
-    bloom_add(run.bloom, e.id);
+    add_to_filter(run, e, k);
     const auto* p = reinterpret_cast<const uint8_t*>(&e);
     buf.insert(buf.end(), p, p + sizeof e);
     if (buf.size() == buf.capacity() || k + 1 == count_) {
@@ -300,12 +300,30 @@ std::optional<size_t> Index::run_find(const Run& run, BlobType type, const Id& i
   return std::nullopt;
 }
 
-void Index::compact() {
-  if (runs_.size() < 2) return;
-  auto f = SpillFile::create(options_.spill_dir);
-  if (!f.ok()) return fail(f.error());
-  std::unique_ptr<SpillFile> out = std::move(*f);
-  // A k-way merge: each run is read in chunks; runs hold no key twice between them.
+void Index::add_to_filter(Run& run, const IndexEntry& e, size_t k) {
+  if (k % kPageEntries == 0) run.pages.push_back({e.id, e.type});
+  bloom_add(run.bloom, e.id);
+}
+
+Status Index::rebuild_filter(Run& run) const {
+  run.bloom.assign(bloom_blocks(run.count) * kBloomWordsPerBlock, 0);
+  run.pages.clear();
+  run.pages.reserve((run.count + kPageEntries - 1) / kPageEntries);
+  std::vector<IndexEntry> chunk;
+  for (size_t done = 0; done < run.count;) {
+    size_t n = std::min(kChunkEntries, run.count - done);
+    chunk.resize(n);
+    HAVEN_TRY(file_->read(reinterpret_cast<uint8_t*>(chunk.data()), n * sizeof(IndexEntry),
+                          run.offset + done * sizeof(IndexEntry)));
+    for (size_t i = 0; i < n; i++) add_to_filter(run, chunk[i], done + i);
+    done += n;
+  }
+  return ok_status();
+}
+
+// A k-way merge of every run into `out` (from offset 0) as `merged`: each run is read in
+// chunks; runs hold no key twice between them.
+Status Index::merge_runs(const SpillFile& out, Run& merged) const {
   struct Cursor {
     const Run* run;
     size_t next = 0;  // entries of the run consumed
@@ -327,11 +345,10 @@ void Index::compact() {
   auto greater = [&](const Cursor* a, const Cursor* b) { return less(b->chunk[b->at], a->chunk[a->at]); };
   std::vector<Cursor*> heap;
   for (auto& c : cursors) {
-    if (Status s = refill(c); !s.ok()) return fail(s.error());
+    HAVEN_TRY(refill(c));
     if (!c.chunk.empty()) heap.push_back(&c);
   }
   std::make_heap(heap.begin(), heap.end(), greater);
-  Run merged;
   merged.count = spilled_;
   merged.bloom.assign(bloom_blocks(spilled_) * kBloomWordsPerBlock, 0);
   merged.pages.reserve((spilled_ + kPageEntries - 1) / kPageEntries);
@@ -340,7 +357,7 @@ void Index::compact() {
   uint64_t at = 0;
   size_t k = 0;
   auto flush = [&]() -> Status {
-    HAVEN_TRY(out->write(reinterpret_cast<const uint8_t*>(buf.data()), buf.size() * sizeof(IndexEntry), at));
+    HAVEN_TRY(out.write(reinterpret_cast<const uint8_t*>(buf.data()), buf.size() * sizeof(IndexEntry), at));
     at += buf.size() * sizeof(IndexEntry);
     buf.clear();
     return ok_status();
@@ -349,25 +366,41 @@ void Index::compact() {
     std::pop_heap(heap.begin(), heap.end(), greater);
     Cursor* c = heap.back();
     const IndexEntry& e = c->chunk[c->at];
-    if (k % kPageEntries == 0) merged.pages.push_back({e.id, e.type});
-    bloom_add(merged.bloom, e.id);
+    add_to_filter(merged, e, k++);
     buf.push_back(e);
-    k++;
-    if (buf.size() == kChunkEntries) {
-      if (Status s = flush(); !s.ok()) return fail(s.error());
-    }
-    if (++c->at == c->chunk.size()) {
-      if (Status s = refill(*c); !s.ok()) return fail(s.error());
-    }
+    if (buf.size() == kChunkEntries) HAVEN_TRY(flush());
+    if (++c->at == c->chunk.size()) HAVEN_TRY(refill(*c));
     if (c->chunk.empty()) {
       heap.pop_back();
     } else {
       std::push_heap(heap.begin(), heap.end(), greater);
     }
   }
-  if (Status s = flush(); !s.ok()) return fail(s.error());
-  out->end = at;
-  file_ = std::move(out);
+  HAVEN_TRY(flush());
+  if (k != spilled_) return Error(Error::Code::kInternal, "index merge: entries lost");
+  return ok_status();
+}
+
+void Index::compact() {
+  if (runs_.size() < 2) return;
+  auto f = SpillFile::create(options_.spill_dir);
+  if (!f.ok()) return fail(f.error());
+  // The merge reads the runs from disk only: their filters go first, so that the merged run's
+  // are never held beside them. If the merge fails, they are read back from the runs.
+  for (auto& r : runs_) {
+    r.bloom = {};
+    r.pages = {};
+  }
+  Run merged;
+  Status s = merge_runs(**f, merged);
+  if (!s.ok()) {
+    for (auto& r : runs_) {
+      if (Status rs = rebuild_filter(r); !rs.ok()) fail(rs.error());  // its lookups miss
+    }
+    return fail(s.error());
+  }
+  (*f)->end = spilled_ * sizeof(IndexEntry);
+  file_ = std::move(*f);
   runs_.clear();
   runs_.push_back(std::move(merged));
 }
@@ -517,27 +550,43 @@ PackRecord read_pack(cbor::Reader& r, size_t body_size) {
 }
 }  // namespace
 
-Result<std::vector<PackRecord>> decode_index_file(ByteView body, const std::string& what) {
-  std::vector<PackRecord> out;
+namespace {
+// One pass over an index file: each pack to `fn` (none if null). Throws json::exception.
+void read_index_file(ByteView body, const std::function<void(const PackRecord&)>& fn) {
   bool packs = false;
-  try {
-    cbor::Reader r(body);
-    size_t fields = r.map();
-    for (size_t f = 0; f < fields; f++) {
-      if (r.text() != "packs") {
-        r.skip(1);
-        continue;
-      }
-      size_t n = r.array();
-      out.clear();
-      out.reserve(std::min(n, body.size() / 8));
-      for (size_t i = 0; i < n; i++) out.push_back(read_pack(r, body.size()));
-      packs = true;
+  cbor::Reader r(body);
+  size_t fields = r.map();
+  for (size_t f = 0; f < fields; f++) {
+    if (r.text() != "packs") {
+      r.skip(1);
+      continue;
     }
-    if (!packs || !r.at_end()) malformed("no packs, or trailing bytes");
+    if (packs) malformed("two lists of packs");
+    size_t n = r.array();
+    for (size_t i = 0; i < n; i++) {
+      PackRecord p = read_pack(r, body.size());
+      if (fn) fn(p);
+    }
+    packs = true;
+  }
+  if (!packs || !r.at_end()) malformed("no packs, or trailing bytes");
+}
+}  // namespace
+
+Status decode_index_file(ByteView body, const std::string& what,
+                         const std::function<void(const PackRecord&)>& fn) {
+  try {
+    read_index_file(body, nullptr);  // all or nothing: a malformed file hands over no pack
+    read_index_file(body, fn);
   } catch (const json::exception&) {
     return Error(Error::Code::kCorrupt, what + ": malformed index");
   }
+  return ok_status();
+}
+
+Result<std::vector<PackRecord>> decode_index_file(ByteView body, const std::string& what) {
+  std::vector<PackRecord> out;
+  HAVEN_TRY(decode_index_file(body, what, [&](const PackRecord& p) { out.push_back(p); }));
   return out;
 }
 

@@ -146,6 +146,9 @@ class Index {
   // Looks a key up in one run: its index in the run, the entry in *out.
   std::optional<size_t> run_find(const Run& run, BlobType type, const Id& id,
                                  IndexEntry* out) const;
+  static void add_to_filter(Run& run, const IndexEntry& e, size_t k);  // k: index in the run
+  Status rebuild_filter(Run& run) const;
+  Status merge_runs(const SpillFile& out, Run& merged) const;
   void fail(Error error) const;
 
   IndexOptions options_;
@@ -166,5 +169,9 @@ class Index {
 // Index file body (before sealing): CBOR, see docs/FORMAT.md §5.
 Bytes encode_index_file(const std::vector<PackRecord>& packs);
 Result<std::vector<PackRecord>> decode_index_file(ByteView body, const std::string& what);
+// The same, handing each pack to `fn` as it is decoded (no list of them is held); a malformed
+// file hands over none.
+Status decode_index_file(ByteView body, const std::string& what,
+                         const std::function<void(const PackRecord&)>& fn);
 
 }  // namespace haven::repo

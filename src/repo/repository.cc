@@ -420,13 +420,12 @@ Result<std::unique_ptr<Index>> Repository::read_index(
   }
   auto index = std::make_unique<Index>(options);
   for (const auto& name : names) {
-    auto packs = load_index_file(name);
-    if (!packs.ok()) {
-      if (!on_bad) return packs.error();
-      on_bad(name, packs.error());
-      continue;
+    // Each pack goes into the index as it is decoded (a file's list of packs is never held).
+    Status s = load_index_file(name, [&](const PackRecord& p) { index->add_pack(p); });
+    if (!s.ok()) {
+      if (!on_bad) return s.error();
+      on_bad(name, s.error());
     }
-    for (const auto& p : *packs) index->add_pack(p);
   }
   index->compact();
   HAVEN_TRY(index->status());
@@ -480,6 +479,12 @@ Result<std::vector<std::string>> Repository::list_index_files() {
   }));
   std::sort(names.begin(), names.end());
   return names;
+}
+
+Status Repository::load_index_file(const std::string& name,
+                                   const std::function<void(const PackRecord&)>& fn) {
+  HAVEN_ASSIGN(Bytes body, load_object(ObjectType::kIndex, name));
+  return decode_index_file(body, "index " + name, fn);
 }
 
 Result<std::vector<PackRecord>> Repository::load_index_file(const std::string& name) {
