@@ -45,29 +45,32 @@ size_t bloom_blocks(size_t count) {
   return std::max<size_t>(1, (count * kBloomBitsPerEntry + 511) / 512);
 }
 
-// The table's slots use the ID's first 8 bytes (IdHash); the filter uses the next 16.
-void bloom_add(std::vector<uint64_t>& bloom, const Id& id) {
-  const size_t blocks = bloom.size() / kBloomWordsPerBlock;
+// The table's slots use the ID's first 8 bytes (IdHash); the filter uses the next 16: bytes
+// 8-15 choose the 512-bit block, bytes 16-23 its kBloomProbes bits. fn(word, mask) per bit;
+// stops when fn returns false.
+template <typename Fn>
+bool for_each_bloom_bit(size_t words, const Id& id, Fn&& fn) {
+  const size_t blocks = words / kBloomWordsPerBlock;
   const size_t block = static_cast<size_t>((unsigned __int128)word_at(id, 8) * blocks >> 64);
   uint64_t h = word_at(id, 16);
   for (size_t k = 0; k < kBloomProbes; k++, h >>= 9) {
     size_t bit = h & 511;
-    bloom[block * kBloomWordsPerBlock + bit / 64] |= uint64_t{1} << (bit % 64);
+    if (!fn(block * kBloomWordsPerBlock + bit / 64, uint64_t{1} << (bit % 64))) return false;
   }
+  return true;
+}
+
+void bloom_add(std::vector<uint64_t>& bloom, const Id& id) {
+  for_each_bloom_bit(bloom.size(), id, [&](size_t w, uint64_t mask) {
+    bloom[w] |= mask;
+    return true;
+  });
 }
 
 bool bloom_may_contain(const std::vector<uint64_t>& bloom, const Id& id) {
   if (bloom.empty()) return false;  // a run whose filter could not be rebuilt
-  const size_t blocks = bloom.size() / kBloomWordsPerBlock;
-  const size_t block = static_cast<size_t>((unsigned __int128)word_at(id, 8) * blocks >> 64);
-  uint64_t h = word_at(id, 16);
-  for (size_t k = 0; k < kBloomProbes; k++, h >>= 9) {
-    size_t bit = h & 511;
-    if ((bloom[block * kBloomWordsPerBlock + bit / 64] & (uint64_t{1} << (bit % 64))) == 0) {
-      return false;
-    }
-  }
-  return true;
+  return for_each_bloom_bit(bloom.size(), id,
+                            [&](size_t w, uint64_t mask) { return (bloom[w] & mask) != 0; });
 }
 
 }  // namespace
@@ -203,15 +206,7 @@ void Index::add_pack(const PackRecord& pack) {
   uint32_t pack_no = static_cast<uint32_t>(packs_.size());
   packs_.push_back({pack.id, pack.key_generation});
   for (const auto& b : pack.blobs) {
-    if (table_find(b.type, b.id)) continue;  // duplicate: keep the first copy
-    bool in_run = false;
-    for (const auto& run : runs_) {
-      if (bloom_may_contain(run.bloom, b.id) && run_find(run, b.type, b.id, nullptr)) {
-        in_run = true;
-        break;
-      }
-    }
-    if (in_run) continue;
+    if (position(b.type, b.id)) continue;  // duplicate: keep the first copy
     if (table_full()) spill();
     if ((count_ + 1) * 10 > slots_.size() * 7) grow();
     if ((count_ >> kBlockShift) >= blocks_.size()) {
@@ -250,7 +245,7 @@ void Index::spill() {
     add_to_filter(run, e, k);
     const auto* p = reinterpret_cast<const uint8_t*>(&e);
     buf.insert(buf.end(), p, p + sizeof e);
-    if (buf.size() == buf.capacity() || k + 1 == count_) {
+    if (buf.size() >= kChunkEntries * sizeof(IndexEntry) || k + 1 == count_) {
       if (Status s = file_->write(buf.data(), buf.size(), at); !s.ok()) return fail(s.error());
       at += buf.size();
       buf.clear();
