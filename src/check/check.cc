@@ -71,6 +71,7 @@ class Checker {
   std::mutex mu_;                                   // guards problems_ and bad_ during read_data
   std::map<std::string, size_t> problem_at_;       // object → position in report_.problems
   std::unordered_map<Id, uint64_t, IdHash> listed_;  // packs in storage → size
+  std::unordered_map<Id, uint32_t, IdHash> blob_counts_;  // packs the index names → its blobs
   std::unordered_map<Id, std::string, IdHash> bad_packs_;  // pack → problem object
   std::unordered_map<size_t, std::string> bad_blobs_;      // index position → problem object
   std::vector<bool> seen_;                         // per index position: reached by a snapshot
@@ -125,14 +126,17 @@ Status Checker::check_packs() {
   // What the index needs of each pack: it must exist and reach past its last blob.
   struct Need {
     uint64_t end = 0;
+    uint32_t blobs = 0;
   };
   std::unordered_map<Id, Need, IdHash> need;
   index_->for_each([&](size_t, const repo::IndexEntry& e) {
     auto& n = need[index_->pack_id(e.pack)];
     n.end = std::max<uint64_t>(n.end, uint64_t(e.offset) + e.length);
+    n.blobs++;
   });
   HAVEN_TRY(index_->status());
   for (const auto& [id, n] : need) {
+    blob_counts_[id] = n.blobs;
     std::string object = "pack " + repo::hex(id);
     auto it = listed_.find(id);
     if (it == listed_.end()) {
@@ -174,27 +178,47 @@ void Checker::read_data() {
     size_t n = static_cast<size_t>(std::ceil(packs.size() * opts_.percent / 100.0));
     packs.resize(std::min(packs.size(), n));
   }
-  std::unordered_map<Id, std::vector<uint32_t>, IdHash> positions;
-  for (const auto& id : packs) positions[id];
-  index_->for_each([&](size_t i, const repo::IndexEntry& e) {
-    auto it = positions.find(index_->pack_id(e.pack));
-    if (it != positions.end()) it->second.push_back(static_cast<uint32_t>(i));
-  });
-  std::atomic<size_t> next{0}, done{0};
-  auto worker = [&] {
-    CancelScope scope(session_.cancel_token());
-    Buffers buf;
-    for (size_t k = next++; k < packs.size() && !session_.cancel_token().cancelled(); k = next++) {
-      // at(): no insertion across threads
-      read_pack(packs[k], listed_.at(packs[k]), positions.at(packs[k]), buf);
-      size_t d = ++done;
-      progress("read-data", d, packs.size());
-    }
+  // The index positions of each pack's blobs, for a batch of packs at a time (one pass over the
+  // index per batch): memory holds at most Options::read_batch_blobs positions (or one pack's)
+  // however big the repository, where one map of every position cost 4 bytes and more per blob.
+  auto blobs_in = [&](const Id& pack) {
+    auto it = blob_counts_.find(pack);
+    return it == blob_counts_.end() ? size_t{0} : size_t{it->second};
   };
-  std::vector<std::thread> threads;
-  size_t n = std::max<size_t>(1, std::min(opts_.threads, packs.size()));
-  for (size_t i = 0; i < n; i++) threads.emplace_back(worker);
-  for (auto& t : threads) t.join();
+  // Under a memory limit, as many readers as fit: each holds a pack and two blobs.
+  const repo::Config& config = repo_.config();
+  const size_t readers = repo_.memory_budget().threads(
+      static_cast<unsigned>(opts_.threads), uint64_t{config.pack_size} + 2 * uint64_t{config.chunker.max_size});
+  std::vector<Buffers> buffers(std::max<size_t>(1, std::min(readers, packs.size())));
+  std::atomic<size_t> done{0};
+  for (size_t from = 0; from < packs.size() && !session_.cancel_token().cancelled();) {
+    std::unordered_map<Id, std::vector<uint32_t>, IdHash> positions;
+    size_t to = from, batch = 0;
+    for (; to < packs.size() && (to == from || batch + blobs_in(packs[to]) <= opts_.read_batch_blobs); to++) {
+      batch += blobs_in(packs[to]);
+      positions[packs[to]].reserve(blobs_in(packs[to]));
+    }
+    index_->for_each([&](size_t i, const repo::IndexEntry& e) {
+      auto it = positions.find(index_->pack_id(e.pack));
+      if (it != positions.end()) it->second.push_back(static_cast<uint32_t>(i));
+    });
+    std::atomic<size_t> next{from};
+    auto worker = [&](Buffers& buf) {
+      CancelScope scope(session_.cancel_token());
+      for (size_t k = next++; k < to && !session_.cancel_token().cancelled(); k = next++) {
+        // at(): no insertion across threads
+        read_pack(packs[k], listed_.at(packs[k]), positions.at(packs[k]), buf);
+        size_t d = ++done;
+        progress("read-data", d, packs.size());
+      }
+    };
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < std::min(buffers.size(), to - from); i++) {
+      threads.emplace_back(worker, std::ref(buffers[i]));
+    }
+    for (auto& t : threads) t.join();
+    from = to;
+  }
 }
 
 void Checker::read_pack(const Id& pack, uint64_t size, const std::vector<uint32_t>& positions,

@@ -31,6 +31,9 @@ struct Options {
   double percent = 0;          // kPercent: this share of packs, chosen at random
   uint32_t group = 0, groups = 0;  // kGroup: packs whose ID falls in group K of N (1-based)
   size_t threads = 2;          // packs read and verified at once
+  // read-data gathers the index positions of this many blobs at a time (4 bytes each), one
+  // pass over the index per batch of packs (a pack bigger than that is a batch of its own).
+  size_t read_batch_blobs = size_t{1} << 18;
   size_t max_paths = 20;       // affected paths listed per problem and snapshot
 };
 

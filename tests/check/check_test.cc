@@ -678,6 +678,37 @@ TEST_F(CheckTest, FlippedByteInDataBlobIsFoundByReadDataWithTheFileInEverySnapsh
   expect_restore(repo_, 2, {path}, dir_ + "/out2");
 }
 
+// read-data gathers index positions a batch of packs at a time (memory bounded by the batch,
+// not by the repository): with batches of one pack each, it still reads every pack and blob
+// exactly once and still finds a flipped byte, as the whole-index pass does.
+TEST_F(CheckTest, ReadDataInBatchesOfOnePackReadsEverythingOnceAndFindsDamage) {
+  auto [path, content] = shared_multi_blob_file();
+  ASSERT_FALSE(path.empty());
+  const Id victim = content.back();
+  const Loc loc = W->where.at({BlobType::kData, victim});
+  flip_byte(pack_path(repo_, loc.pack), loc.offset + loc.length / 2);
+  auto be = storage::open_backend(repo_);
+  ASSERT_OK(be);
+  auto opened = repo::Repository::open(*be, kPw);
+  ASSERT_OK(opened);
+  for (size_t batch : {size_t{1}, size_t{1} << 18}) {
+    check::Options o;
+    o.read_data = check::Options::ReadData::kAll;
+    o.read_batch_blobs = batch;
+    NullSink sink;
+    repo::Session session(**opened);
+    auto rep = check::check(session, o, sink);
+    ASSERT_OK(rep);
+    EXPECT_EQ(rep->packs_read, W->pack_size.size()) << "batch " << batch;
+    EXPECT_EQ(rep->blobs_read, W->blobs) << "batch " << batch;
+    std::vector<std::string> damaged;
+    for (const auto& p : rep->problems) {
+      if (p.damage) damaged.push_back(p.object);
+    }
+    EXPECT_EQ(damaged, std::vector<std::string>{blob_object(BlobType::kData, victim)}) << "batch " << batch;
+  }
+}
+
 // A pack cut in half: the structure check alone finds it (the index says blobs reach past its
 // end) and names every file with a blob in it, in every snapshot. Restore refuses the files
 // whose blobs were cut off and restores the rest (blobs before the cut are intact).
