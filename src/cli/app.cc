@@ -93,6 +93,11 @@ App::App() : app_("Haven: deduplicated, compressed, encrypted backups", "haven")
                   "in the cache directory, e.g. 4MiB (env HAVEN_INDEX_MEMORY; default 4MiB; 0 = "
                   "all in memory)")
       ->envname("HAVEN_INDEX_MEMORY");
+  app_.add_option("--memory-limit", globals_.memory_limit,
+                  "memory Haven may use, e.g. 64MiB: the index, worker threads and buffers are "
+                  "sized to fit (env HAVEN_MEMORY_LIMIT; minimum 48MiB; default: no limit, about "
+                  "80 MiB at most at the default settings)")
+      ->envname("HAVEN_MEMORY_LIMIT");
 }
 
 Result<uint64_t> parse_size(const std::string& text, const std::string& what) {
@@ -380,8 +385,11 @@ Result<std::unique_ptr<repo::Repository>> App::open_repository(const repo::OpenO
   HAVEN_ASSIGN(auto be, backend());
   // A missing or too-new repository is reported before asking for a password.
   HAVEN_TRY(repo::Repository::probe(*be));
+  HAVEN_ASSIGN(repo::MemoryBudget budget, memory_budget());  // bad input before the password
   HAVEN_ASSIGN(std::string pw, read_password());
-  HAVEN_ASSIGN(auto repo, repo::Repository::open(be, pw, options));
+  repo::OpenOptions open = options;
+  if (budget.limited()) open.max_kdf_memory = budget.limit - repo::MemoryBudget::kReserve;
+  HAVEN_ASSIGN(auto repo, repo::Repository::open(be, pw, open));
   HAVEN_TRY(configure(*repo));
   return repo;
 }
@@ -390,10 +398,35 @@ Result<std::unique_ptr<repo::Repository>> App::open_repository(const repo::OpenO
 // ~1.65 bytes per blob beyond ~70,000 blobs).
 constexpr uint64_t kDefaultIndexMemory = 4u << 20;
 
+Result<repo::MemoryBudget> App::memory_budget() {
+  repo::MemoryBudget budget;
+  if (globals_.memory_limit.empty()) return budget;
+  HAVEN_ASSIGN(budget.limit, parse_size(globals_.memory_limit, "--memory-limit"));
+  if (budget.limit < repo::MemoryBudget::kMinimum) {
+    return Error(Error::Code::kInvalidArgument,
+                 "--memory-limit " + globals_.memory_limit + " is below the minimum of " +
+                     std::to_string(repo::MemoryBudget::kMinimum >> 20) +
+                     "MiB (the program and one worker need that much): give more");
+  }
+  if (!globals_.index_memory.empty()) {
+    HAVEN_ASSIGN(uint64_t index, parse_size(globals_.index_memory, "--index-memory"));
+    if (index == 0 || index > budget.limit / 4) {
+      return Error(Error::Code::kInvalidArgument,
+                   "--index-memory " + globals_.index_memory + " does not fit in --memory-limit " +
+                       globals_.memory_limit +
+                       ": give at most a quarter of the limit, or leave --index-memory out (the "
+                       "limit then sets it)");
+    }
+  }
+  return budget;
+}
+
 Status App::configure(repo::Repository& repo) {
   repo.set_cancel_token(cancel_);
+  HAVEN_ASSIGN(repo::MemoryBudget budget, memory_budget());
+  repo.set_memory_budget(budget);
   repo::IndexOptions o;
-  o.memory_bytes = kDefaultIndexMemory;
+  o.memory_bytes = budget.limited() ? budget.index_bytes() : kDefaultIndexMemory;
   if (!globals_.index_memory.empty()) {
     HAVEN_ASSIGN(o.memory_bytes, parse_size(globals_.index_memory, "--index-memory"));
     if (o.memory_bytes != 0 && o.memory_bytes < (64u << 10)) {

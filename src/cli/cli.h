@@ -46,6 +46,7 @@ struct GlobalOptions {
   int connections = 0;
   std::string cache_dir;     // empty: $XDG_CACHE_HOME/haven or ~/.cache/haven
   std::string index_memory;  // a size ("4MiB"); empty: the default
+  std::string memory_limit;  // a size ("64MiB"); empty: none
 };
 
 // "4194304", "512K", "4M", "4MiB", "1G" (binary units) as bytes; `what` names the option.
@@ -69,9 +70,13 @@ class App {
   Result<std::string> read_password();
   Result<std::string> read_new_password(const std::string& file);
   Result<std::unique_ptr<repo::Repository>> open_repository(const repo::OpenOptions& options = {});
-  // What every repository the CLI opens gets: the cancellation token, and the index's memory
-  // bound and spill directory (--index-memory, --cache-dir).
+  // What every repository the CLI opens gets: the cancellation token, the memory limit
+  // (--memory-limit), and the index's memory bound and spill directory (--index-memory,
+  // --cache-dir).
   Status configure(repo::Repository& repo);
+  // --memory-limit as a budget (repo/memory.h; unlimited when not given); kInvalidArgument for a
+  // value that is not a size, is below the minimum, or leaves --index-memory no room.
+  Result<repo::MemoryBudget> memory_budget();
   Result<std::shared_ptr<storage::Backend>> backend();
   // Records a change made from the command line in the server's audit log when $HAVEN_CONFIG
   // names a haven.yaml (a server host): actor "cli:<user>@<host>", `target` the repository.

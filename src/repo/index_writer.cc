@@ -1,17 +1,23 @@
 #include "repo/index_writer.h"
 
+#include <algorithm>
+
 #include "repo/repository.h"
 
 namespace haven::repo {
 
 IndexWriter::IndexWriter(Repository& repo, OnWritten on_written)
-    : repo_(repo), on_written_(std::move(on_written)) {}
+    : repo_(repo), on_written_(std::move(on_written)) {
+  if (const MemoryBudget& m = repo.memory_budget(); m.limited()) {
+    file_blobs_ = std::clamp<size_t>(m.bytes(UINT64_MAX, 0.1) / 160, 1000, kIndexFileBlobs);
+  }
+}
 
 Status IndexWriter::add(PackRecord pack) {
   std::lock_guard<std::mutex> g(mu_);
   waiting_blobs_ += pack.blobs.size();
   waiting_.push_back(std::move(pack));
-  if (waiting_blobs_ < kIndexFileBlobs) return ok_status();
+  if (waiting_blobs_ < file_blobs_) return ok_status();
   return write_locked();
 }
 

@@ -4,7 +4,8 @@
 //
 // Batching policy: an index file is written as soon as the packs waiting for one hold
 // kIndexFileBlobs (50,000) blobs, and at flush(). So a file names about 50,000 blobs (at most
-// that plus one pack's), memory for waiting packs is bounded, and a crash loses at most that
+// that plus one pack's; under a memory limit, fewer: file_blobs()), memory for waiting packs
+// is bounded, and a crash loses at most that
 // many blobs' index entries (the packs stay; `repair index` recovers them, prune deletes them).
 //
 // A file that fails to be written keeps its packs waiting: the next add() or flush() tries again.
@@ -40,6 +41,10 @@ class IndexWriter {
   // Writes the waiting packs (if any) as one index file.
   Status flush();
 
+  // Blobs that make the waiting packs an index file: kIndexFileBlobs, or under the repository's
+  // memory limit as many as a tenth of its working share holds (~160 bytes each while waiting:
+  // the records here and the pack writer's own lookup table), at least 1,000.
+  size_t file_blobs() const { return file_blobs_; }
   uint64_t files_written() const;
   size_t waiting_blobs() const;
 
@@ -51,6 +56,7 @@ class IndexWriter {
   mutable std::mutex mu_;
   std::vector<PackRecord> waiting_;
   size_t waiting_blobs_ = 0;
+  size_t file_blobs_ = kIndexFileBlobs;
   uint64_t files_written_ = 0;
 };
 

@@ -16,6 +16,15 @@ PackWriter::PackWriter(Repository& repo, CancelToken cancel)
       index_writer_(repo, [this](const std::vector<PackRecord>& packs) { indexed(packs); }) {
   max_packers_ = std::max(2u, std::thread::hardware_concurrency());
   upload_threads_ = std::max<size_t>(1, repo.backend().concurrent_saves());
+  // Under a memory limit, packs being filled and packs being uploaded each get a quarter of the
+  // working share (a buffered pack is held whole; a streamed one, about one write).
+  if (const MemoryBudget& m = repo.memory_budget(); m.limited()) {
+    const uint64_t per_pack = repo.backend().streams_writes()
+                                  ? PackBuilder::kStreamChunk + 64 * 1024
+                                  : uint64_t{repo.config().pack_size} + repo.config().chunker.max_size + 64 * 1024;
+    max_packers_ = m.threads(static_cast<unsigned>(max_packers_), per_pack, 0.25);
+    upload_threads_ = m.threads(static_cast<unsigned>(upload_threads_), per_pack, 0.25);
+  }
 }
 
 PackWriter::~PackWriter() {

@@ -56,7 +56,8 @@ class PackWriter {
 
   // Compression of new blobs (default: the config's). Set before adding.
   void set_compression(Compression c) { compression_ = c; }
-  // Upper bound on packs being filled at once (memory: packers × pack_size). Set before adding.
+  // Upper bound on packs being filled at once (memory: packers × pack_size; default one per
+  // core, fewer under the repository's memory limit). Set before adding.
   void set_max_packers(size_t n) { max_packers_ = n < 1 ? 1 : n; }
 
   // Whether the repository's index or this writer has the blob.

@@ -228,6 +228,7 @@ Result<std::unique_ptr<Repository>> Repository::open(std::shared_ptr<storage::Ba
   std::vector<Error> unreadable;                               // key files no password can open
   std::vector<std::pair<std::string, MasterKey>> foreign;      // open, but not this config
   size_t tried = 0;                                            // key files a password was tried on
+  std::vector<std::string> too_big;                            // key files over max_kdf_memory
   for (const auto& id : key_ids) {
     if (master && !options.try_all_keys) break;
     auto file = backend->load({ObjectType::kKey, id});
@@ -235,6 +236,13 @@ Result<std::unique_ptr<Repository>> Repository::open(std::shared_ptr<storage::Ba
       if (file.error().code() == Error::Code::kNotFound) continue;  // removed meanwhile
       unreadable.push_back(file.error().with_context("key " + id));
       continue;
+    }
+    if (options.max_kdf_memory != 0 && !is_access_key(password)) {
+      auto info = read_key_file_info(*file, "key " + id);
+      if (info.ok() && !info->access_key && info->kdf.memory > options.max_kdf_memory) {
+        too_big.push_back(id.substr(0, 8) + " (" + std::to_string(info->kdf.memory >> 20) + " MiB)");
+        continue;
+      }
     }
     auto m = open_key_file(*file, password, "key " + id);
     if (!m.ok()) {
@@ -297,6 +305,16 @@ Result<std::unique_ptr<Repository>> Repository::open(std::shared_ptr<storage::Ba
                      " opens with it but belongs to another repository (it authenticates none "
                      "of this repository's objects; move it out of keys/)" + besides);
   }
+  if (!master && tried == 0 && !too_big.empty()) {
+    std::string keys;
+    for (const auto& k : too_big) keys += (keys.empty() ? "" : ", ") + k;
+    return Error(Error::Code::kInvalidArgument,
+                 "the memory limit leaves " + std::to_string(options.max_kdf_memory >> 20) +
+                     " MiB for deriving the key from the password, and key " + keys +
+                     " needs more for Argon2id: open the repository with an access key ('haven "
+                     "key add --access-key-file', which needs no memory to derive) or raise the "
+                     "limit");
+  }
   if (!master) {
     if (unreadable.empty()) {
       // Deliberately says nothing about which keys exist or why each failed.
@@ -341,6 +359,7 @@ Result<std::unique_ptr<Repository>> Repository::open_copy(std::shared_ptr<storag
   HAVEN_ASSIGN(repo->config_, decode_config(body));
   repo->fingerprint_ = original.fingerprint_;
   repo->index_options_ = original.index_options_;
+  repo->memory_ = original.memory_;
   repo->index_ = Index(repo->index_options_);
   repo->lock_refresh_ns_ = original.lock_refresh_ns_.load();
   repo->lock_stale_ns_ = original.lock_stale_ns_.load();

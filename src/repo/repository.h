@@ -35,6 +35,7 @@
 #include "repo/config.h"
 #include "repo/index.h"
 #include "repo/keys.h"
+#include "repo/memory.h"
 #include "repo/object.h"
 #include "repo/pack.h"
 #include "repo/snapshot.h"
@@ -69,6 +70,11 @@ struct OpenOptions {
   // key files that open with it but belong to another repository (`check`, `key list`). Costs
   // one Argon2id run per key file.
   bool try_all_keys = false;
+  // Password key files whose Argon2id needs more memory than this (bytes; 0: any) are not
+  // tried: under a memory limit (repo/memory.h) the key derivation must fit too. If that leaves
+  // no key to try, open() fails with kInvalidArgument naming the keys and the way out (an
+  // access key, which costs no memory to derive).
+  uint64_t max_kdf_memory = 0;
 };
 
 class Repository {
@@ -106,6 +112,11 @@ class Repository {
   // Opens the object stored as WAL file `name` with the WAL key of the generation its header
   // names (check reads every WAL object this way).
   Result<Bytes> open_wal_object(const std::string& name, ByteView object) const;
+
+  // The memory limit the engines fit their buffers into (repo/memory.h; default: none). Set
+  // before work starts; open_copy() carries it over.
+  void set_memory_budget(MemoryBudget budget) { memory_ = budget; }
+  const MemoryBudget& memory_budget() const { return memory_; }
 
   // --- index ---
   // How indexes loaded from now on hold their entries (repo/index.h): a bound on memory and the
@@ -246,6 +257,7 @@ class Repository {
   // The shared index: lookups share, additions and reloads exclude.
   mutable std::shared_mutex index_mu_;
   IndexOptions index_options_;
+  MemoryBudget memory_;
   Index index_;
   bool index_loaded_ = false;
   int reloads_ = 0;                                   // load_index() calls running

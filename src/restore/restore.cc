@@ -196,6 +196,7 @@ class Restorer {
   // within max_in_flight (with 16 MiB ranges and 32 MiB in flight, two of four readers waited:
   // over object storage, two requests at a time).
   uint64_t max_range_ = 16 << 20;
+  uint64_t max_in_flight_ = 32 << 20;  // Options::max_in_flight, or less under a memory limit
   const uid_t euid_ = geteuid();
   const std::optional<mode_t> umask_ = current_umask();
   size_t max_files_ = 1024;  // per batch: bounded by the open-file limit
@@ -569,7 +570,7 @@ void Restorer::read_range(Batch& b, const Range& r, Scratch& plain) {
         if (c >= len && (pick == spare_.size() || c < spare_[pick]->capacity())) pick = i;
       }
       charge = pick < spare_.size() ? spare_[pick]->capacity() : len;
-      return in_flight_ == 0 || in_flight_ + charge <= opts_.max_in_flight;
+      return in_flight_ == 0 || in_flight_ + charge <= max_in_flight_;
     });
     if (pick < spare_.size()) {
       buf = std::move(spare_[pick]);
@@ -579,7 +580,7 @@ void Restorer::read_range(Batch& b, const Range& r, Scratch& plain) {
     // A fresh buffer: spares that no longer fit beside it are freed, largest first.
     std::sort(spare_.begin(), spare_.end(),
               [](const auto& x, const auto& y) { return x->capacity() < y->capacity(); });
-    while (!spare_.empty() && in_flight_ + charge + spare_bytes_ > opts_.max_in_flight) {
+    while (!spare_.empty() && in_flight_ + charge + spare_bytes_ > max_in_flight_) {
       spare_bytes_ -= spare_.back()->capacity();
       spare_.pop_back();
     }
@@ -591,7 +592,7 @@ void Restorer::read_range(Batch& b, const Range& r, Scratch& plain) {
   {
     std::lock_guard<std::mutex> g(flight_mu_);
     in_flight_ -= charge;
-    if (in_flight_ + spare_bytes_ + buf->capacity() <= opts_.max_in_flight) {
+    if (in_flight_ + spare_bytes_ + buf->capacity() <= max_in_flight_) {
       spare_bytes_ += buf->capacity();
       spare_.push_back(std::move(buf));
     }
@@ -776,7 +777,13 @@ Result<Summary> Restorer::run(const Id& root) {
     return Error(Error::Code::kInvalidArgument, "target " + target + " is not a directory");
   }
   readers_ = opts_.threads ? opts_.threads : std::max(4u, std::thread::hardware_concurrency());
-  max_range_ = std::min<uint64_t>(opts_.max_range, std::max<uint64_t>(1 << 20, opts_.max_in_flight / readers_));
+  // Under a memory limit: readers (each decompresses into a buffer of up to one chunk) and
+  // ranges in flight get 40% of the working share each, trees loaded ahead a tenth.
+  const repo::MemoryBudget& budget = repo_.memory_budget();
+  readers_ = budget.threads(readers_, repo_.config().chunker.max_size, 0.4);
+  max_in_flight_ = budget.bytes(opts_.max_in_flight, 0.4, 1 << 20);
+  const uint64_t tree_ahead_bytes = budget.bytes(opts_.tree_ahead_bytes, 0.1, 1 << 20);
+  max_range_ = std::min<uint64_t>(opts_.max_range, std::max<uint64_t>(1 << 20, max_in_flight_ / readers_));
   // Each file of a batch stays open until its last blob lands: the batch holds at most half
   // of the open-file limit (the CLI raises its soft limit at start; a library leaves process
   // limits alone).
@@ -789,7 +796,7 @@ Result<Summary> Restorer::run(const Id& root) {
   if (tree_threads > 0) {
     ahead_ = std::make_unique<TreeAhead>(
         repo_, [this](const std::string& rel) { return select_.selected(rel, true); }, tree_threads,
-        opts_.tree_ahead_bytes, session_.cancel_token());
+        tree_ahead_bytes, session_.cancel_token());
   }
   Status st_walk = walk(root, target, "");
   ahead_.reset();

@@ -286,6 +286,83 @@ TEST_F(BackupTest, RoundTripOfEveryKindOfEntryIsBitExact) {
 // With --index-memory far below the repository's index, the index keeps most entries sorted
 // on disk in the cache directory, and backup (deduplicating against them), restore, check
 // --read-data, forget and prune all work through it.
+// --memory-limit sizes the index, the workers and the buffers to fit: backup, restore and
+// check --read-data of a tree with big files (chunks of up to 4 MiB, 16 MiB packs) and many
+// small ones each peak under 48 MiB, where check at the default settings (two readers holding
+// a pack each) peaks above it. The repository is opened with an access key (no Argon2id); a
+// password key whose Argon2id needs more than the limit leaves is refused before deriving.
+TEST_F(BackupTest, MemoryLimitHoldsForBackupRestoreAndCheck) {
+  const std::string src = dir_ + "/src", repo = dir_ + "/repo", ak = dir_ + "/access-key";
+  std::mt19937_64 rng(5);
+  make_dir(src);
+  write_file(src + "/media.bin", random_bytes(24 << 20, rng()));
+  std::string log;
+  while (log.size() < (16u << 20)) log += "2026-12-03T10:00:00Z request " + std::to_string(rng() % 100000) + " served\n";
+  write_file(src + "/app.log", log);
+  for (int d = 0; d < 10; d++) {
+    make_dir(src + "/d" + std::to_string(d));
+    for (int f = 0; f < 150; f++) {
+      write_file(src + "/d" + std::to_string(d) + "/f" + std::to_string(f), random_bytes(100 + rng() % 8000, rng()));
+    }
+  }
+  cli_init(repo);
+  RunResult r = cli(repo, {"key", "add", "--access-key-file", ak});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  auto haven = [&](std::vector<std::string> args, bool limited = true) {
+    args.insert(args.begin(), {"--password-file", ak});
+    if (limited) args.insert(args.begin(), {"--memory-limit", "48MiB"});
+    RunOptions o;
+    o.measure_memory = true;
+    return cli(repo, args, o);
+  };
+  constexpr uint64_t kLimitKib = 48 << 10;
+  r = haven({"backup", src});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_LE(r.peak_rss_kib, kLimitKib) << "backup";
+  r = haven({"restore", "latest", "--target", dir_ + "/out"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_LE(r.peak_rss_kib, kLimitKib) << "restore";
+  expect_same_tree(src, dir_ + "/out/src");
+  r = haven({"check", "--read-data", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_LE(r.peak_rss_kib, kLimitKib) << "check";
+  auto limited = nlohmann::json::parse(r.out, nullptr, false);
+  EXPECT_TRUE(limited.value("healthy", false)) << r.out;
+  r = haven({"check", "--read-data", "--json"}, false);
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_GT(r.peak_rss_kib, kLimitKib) << "check at the default settings fits anyway: the test shows nothing";
+  auto unlimited = nlohmann::json::parse(r.out, nullptr, false);
+  EXPECT_EQ(limited.value("blobs_read", 0u), unlimited.value("blobs_read", 1u));
+  EXPECT_EQ(limited.value("bytes_read", 0u), unlimited.value("bytes_read", 1u));
+
+  // Bad limits: one clear error each, nothing run.
+  const auto snaps_before = cli_snapshots(repo).size();
+  r = cli(repo, {"--memory-limit", "20MiB", "backup", src});
+  EXPECT_EQ(r.code, 2) << describe(r);
+  EXPECT_TRUE(contains(r.err, "--memory-limit 20MiB is below the minimum of 48MiB")) << describe(r);
+  r = cli(repo, {"--memory-limit", "lots", "backup", src});
+  EXPECT_EQ(r.code, 2) << describe(r);
+  EXPECT_TRUE(contains(r.err, "--memory-limit 'lots' is not a size")) << describe(r);
+  r = cli(repo, {"--memory-limit", "64M", "--index-memory", "0", "backup", src});
+  EXPECT_EQ(r.code, 2) << describe(r);
+  EXPECT_TRUE(contains(r.err, "--index-memory 0 does not fit in --memory-limit 64M")) << describe(r);
+  EXPECT_EQ(cli_snapshots(repo).size(), snaps_before);
+
+  // A password key whose Argon2id needs 64 MiB, under a 64 MiB limit (44 MiB left for it).
+  const std::string repo2 = dir_ + "/repo2";
+  r = cli(repo2, {"init", "--kdf-memory", "64", "--kdf-iterations", "1"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  r = cli(repo2, {"--memory-limit", "64MiB", "snapshots"});
+  EXPECT_EQ(r.code, 2) << describe(r);
+  EXPECT_TRUE(contains(r.err, "needs more for Argon2id: open the repository with an access key")) << describe(r);
+  RunOptions measured;
+  measured.measure_memory = true;
+  r = cli(repo2, {"--memory-limit", "100MiB", "snapshots"}, measured);
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_GT(r.peak_rss_kib, uint64_t{64} << 10);  // Argon2id's 64 MiB
+  EXPECT_LE(r.peak_rss_kib, uint64_t{100} << 10);
+}
+
 TEST_F(BackupTest, IndexBeyondIndexMemoryIsKeptOnDiskAndEveryCommandWorksThroughIt) {
   const std::string src = dir_ + "/src", repo = dir_ + "/repo", cache = dir_ + "/cache";
   std::mt19937_64 rng(77);

@@ -7,6 +7,8 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
 
+#include <fstream>
+
 #include "crypto/crypto.h"
 #include "repo/repository.h"
 #include "repo/session.h"
@@ -73,6 +75,7 @@ struct RunResult {
   int code = -1;
   std::string out, err;
   bool timed_out = false;
+  uint64_t peak_rss_kib = 0;  // with RunOptions::measure_memory: the command's peak resident set
 };
 
 std::string describe(const RunResult& r) {
@@ -93,6 +96,7 @@ struct RunOptions {
   std::string cwd{};  // working directory of the command (default: the test's)
   int signal = 0;   // sent to the command `signal_after` after it started
   std::chrono::milliseconds signal_after{0};
+  bool measure_memory = false;  // run through peak_rss and fill RunResult::peak_rss_kib
 };
 
 // The build tree may sit under a directory other users cannot enter (a clone in /root): a
@@ -126,6 +130,14 @@ RunResult run_haven(const std::vector<std::string>& args, const RunOptions& o = 
   signal(SIGPIPE, SIG_IGN);  // a child that stops reading stdin must not kill the test
   RunResult r;
   std::vector<std::string> argv_s{binary_for(o.uid)};
+  std::string peak_file;
+  if (o.measure_memory) {
+    char tmpl[] = "/tmp/haven-peak-XXXXXX";
+    int fd = mkstemp(tmpl);
+    if (fd >= 0) close(fd);
+    peak_file = tmpl;
+    argv_s.insert(argv_s.begin(), {PEAK_RSS_BINARY, peak_file});
+  }
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<std::string> env_s;
   for (char** e = environ; *e != nullptr; ++e) {
@@ -244,6 +256,11 @@ RunResult run_haven(const std::vector<std::string>& args, const RunOptions& o = 
   close(err_pipe[0]);
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!peak_file.empty()) {
+    std::ifstream in(peak_file);
+    in >> r.peak_rss_kib;
+    unlink(peak_file.c_str());
   }
   if (WIFEXITED(status)) r.code = WEXITSTATUS(status);
   else if (WIFSIGNALED(status)) r.code = 128 + WTERMSIG(status);
