@@ -18,12 +18,25 @@ PackWriter::PackWriter(Repository& repo, CancelToken cancel)
   upload_threads_ = std::max<size_t>(1, repo.backend().concurrent_saves());
   // Under a memory limit, packs being filled and packs being uploaded each get a quarter of the
   // working share (a buffered pack is held whole; a streamed one, about one write).
+  pack_target_ = repo.config().pack_size;
   if (const MemoryBudget& m = repo.memory_budget(); m.limited()) {
-    const uint64_t per_pack = repo.backend().streams_writes()
-                                  ? PackBuilder::kStreamChunk + 64 * 1024
-                                  : uint64_t{repo.config().pack_size} + repo.config().chunker.max_size + 64 * 1024;
-    max_packers_ = m.threads(static_cast<unsigned>(max_packers_), per_pack, 0.25);
-    upload_threads_ = m.threads(static_cast<unsigned>(upload_threads_), per_pack, 0.25);
+    const uint64_t max_chunk = repo.config().chunker.max_size;
+    if (repo.backend().streams_writes()) {
+      const uint64_t per_pack = PackBuilder::kStreamChunk + 64 * 1024;
+      max_packers_ = m.threads(static_cast<unsigned>(max_packers_), per_pack, 0.25);
+      upload_threads_ = m.threads(static_cast<unsigned>(upload_threads_), per_pack, 0.25);
+    } else {
+      // A buffered pack is held whole, being filled and then while it uploads: one of each
+      // (more if they fit), and packs closed early enough that all of them fit in 40% of the
+      // working share (a pack holds up to its target plus one chunk). Smaller packs cost more
+      // requests, never correctness: a pack's size is not part of the format.
+      const uint64_t full = pack_target_ + max_chunk + 64 * 1024;
+      max_packers_ = m.threads(static_cast<unsigned>(max_packers_), full, 0.2);
+      upload_threads_ = m.threads(static_cast<unsigned>(upload_threads_), full, 0.2);
+      const uint64_t per_pack = m.bytes(UINT64_MAX, 0.4) / (max_packers_ + upload_threads_);
+      pack_target_ = std::clamp<uint64_t>(per_pack > max_chunk + (1u << 20) ? per_pack - max_chunk : 0,
+                                          1u << 20, pack_target_);
+    }
   }
 }
 
@@ -75,7 +88,7 @@ Result<bool> PackWriter::add(BlobType type, const Id& id, ByteView data) {
         *master.encryption_key(master.current_generation), master.current_generation,
         std::move(buffer),
         streams ? PackBuilder::kStreamChunk + 64 * 1024
-                : size_t{config.pack_size} + config.chunker.max_size + 64 * 1024);
+                : size_t{pack_target_} + config.chunker.max_size + 64 * 1024);
     if (streams) {
       auto writer = repo_.backend().open_writer({ObjectType::kData, hex(packer->id())});
       if (!writer.ok()) {
@@ -102,7 +115,7 @@ Result<bool> PackWriter::add(BlobType type, const Id& id, ByteView data) {
   blobs_++;
   raw_bytes_ += data.size();
   stored_bytes_ += stored;
-  if (packer->size() >= repo_.config().pack_size) {
+  if (packer->size() >= pack_target_) {
     Status st = enqueue_upload(std::move(packer));
     std::lock_guard<std::mutex> g(mu_);
     packers_out_--;

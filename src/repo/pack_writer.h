@@ -102,6 +102,7 @@ class PackWriter {
   std::vector<std::unique_ptr<PackBuilder>> idle_packers_;
   size_t packers_out_ = 0;                             // packers being filled by threads
   size_t max_packers_ = 2;
+  uint64_t pack_target_ = 0;  // a pack is closed at this size: the config's, or less under a memory limit
 
   std::condition_variable upload_cv_;
   std::deque<std::unique_ptr<PackBuilder>> upload_queue_;

@@ -697,6 +697,53 @@ TEST_F(S3Test, CliInitBackupRestoreCheckPrune) {
   expect_same_tree(src, out2 + "/src");
 }
 
+// --memory-limit over object storage, where a pack is held whole while it is filled and while
+// it uploads: the writer closes packs early (small enough for one being filled and one
+// uploading) so backup, restore and check --read-data each peak under 48 MiB, where the
+// default backup (16 MiB packs, two filling and two uploading) peaks above it.
+TEST_F(S3Test, MemoryLimitHoldsOverObjectStorage) {
+  const std::string bucket = new_bucket();
+  const std::string repo = location(bucket, "limited"), plain = location(bucket, "default");
+  const std::string src = dir_ + "/src", ak = dir_ + "/ak", ak2 = dir_ + "/ak2";
+  make_dir(src);
+  write_file(src + "/media.bin", random_bytes(40 << 20, 3));
+  write_file(src + "/notes.txt", "memory limit\n");
+  RunOptions o = creds_env();
+  o.measure_memory = true;
+  constexpr uint64_t kLimitKib = 48 << 10;
+  for (const auto& [loc, key] : {std::pair{repo, ak}, std::pair{plain, ak2}}) {
+    RunResult r = cli(loc, {"init", "--kdf-memory", "8", "--kdf-iterations", "1"}, o);
+    ASSERT_EQ(r.code, 0) << describe(r);
+    r = cli(loc, {"key", "add", "--access-key-file", key}, o);
+    ASSERT_EQ(r.code, 0) << describe(r);
+  }
+  RunResult r = cli(repo, {"--password-file", ak, "--memory-limit", "48MiB", "backup", src}, o);
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_LE(r.peak_rss_kib, kLimitKib) << "backup";
+  r = cli(plain, {"--password-file", ak2, "backup", src}, o);
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_GT(r.peak_rss_kib, kLimitKib) << "the default backup fits anyway: the test shows nothing";
+
+  // Packs of the limited repository: small, and as many as that takes.
+  S3Backend be(config(bucket, "limited"));
+  size_t packs = 0;
+  uint64_t biggest = 0;
+  ASSERT_OK(be.list(ObjectType::kData, [&](const ObjectInfo& i) {
+    packs++;
+    biggest = std::max<uint64_t>(biggest, i.size);
+  }));
+  EXPECT_GE(packs, 8u);
+  EXPECT_LE(biggest, uint64_t{6} << 20);
+
+  r = cli(repo, {"--password-file", ak, "--memory-limit", "48MiB", "restore", "latest", "--target", dir_ + "/out"}, o);
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_LE(r.peak_rss_kib, kLimitKib) << "restore";
+  expect_same_tree(src, dir_ + "/out/src");
+  r = cli(repo, {"--password-file", ak, "--memory-limit", "48MiB", "check", "--read-data"}, o);
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_LE(r.peak_rss_kib, kLimitKib) << "check";
+}
+
 TEST_F(S3Test, CredentialsNeverInOutput) {
   const std::string secret = "hAvEnSeCrEt-9f3b1c";
   const std::string token = "hAvEnToKeN-77aa0e";
