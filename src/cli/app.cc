@@ -417,6 +417,7 @@ Result<repo::MemoryBudget> App::memory_budget() {
                        ": give at most a quarter of the limit, or leave --index-memory out (the "
                        "limit then sets it)");
     }
+    budget.index = index;  // what the index takes is not there for the rest
   }
   return budget;
 }

@@ -24,10 +24,14 @@ struct MemoryBudget {
   static constexpr uint64_t kMinimum = 48u << 20;
 
   uint64_t limit = 0;  // bytes; 0: no limit (every engine's defaults)
+  uint64_t index = 0;  // the index's table when set by hand (bytes); 0: limit / 16
 
   bool limited() const { return limit != 0; }
   // The index's in-memory table (0 when unlimited: the caller's own default applies).
-  uint64_t index_bytes() const { return limited() ? std::max<uint64_t>(limit / 16, 64u << 10) : 0; }
+  uint64_t index_bytes() const {
+    if (!limited()) return 0;
+    return index != 0 ? index : std::max<uint64_t>(limit / 16, 64u << 10);
+  }
   // What buffers may hold at once, after the reserve and the index.
   uint64_t work_bytes() const {
     if (!limited()) return UINT64_MAX;

@@ -27,6 +27,10 @@ TEST(MemoryBudgetTest, LimitIsSharedOutAndNeverBelowOneThread) {
   EXPECT_EQ(b.bytes(32 * kMiB, 0.4), 10 * kMiB);
   EXPECT_EQ(b.bytes(4 * kMiB, 0.4), 4 * kMiB);   // what is wanted, if less
   EXPECT_EQ(b.bytes(32 * kMiB, 0.01, kMiB), kMiB);  // the floor
+  // An index bound set by hand is what the index takes.
+  MemoryBudget hand{48 * kMiB, 12 * kMiB};
+  EXPECT_EQ(hand.index_bytes(), 12 * kMiB);
+  EXPECT_EQ(hand.work_bytes(), 16 * kMiB);
   // A bigger limit: more of everything.
   MemoryBudget big{1024 * kMiB};
   EXPECT_EQ(big.index_bytes(), 64 * kMiB);
