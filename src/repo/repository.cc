@@ -305,7 +305,9 @@ Result<std::unique_ptr<Repository>> Repository::open(std::shared_ptr<storage::Ba
                      " opens with it but belongs to another repository (it authenticates none "
                      "of this repository's objects; move it out of keys/)" + besides);
   }
-  if (!master && tried == 0 && !too_big.empty()) {
+  // Not "wrong password" while keys it may open were left untried (an access-key file beside
+  // them fails on any password).
+  if (!master && !too_big.empty()) {
     std::string keys;
     for (const auto& k : too_big) keys += (keys.empty() ? "" : ", ") + k;
     return Error(Error::Code::kInvalidArgument,

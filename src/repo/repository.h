@@ -71,9 +71,9 @@ struct OpenOptions {
   // one Argon2id run per key file.
   bool try_all_keys = false;
   // Password key files whose Argon2id needs more memory than this (bytes; 0: any) are not
-  // tried: under a memory limit (repo/memory.h) the key derivation must fit too. If that leaves
-  // no key to try, open() fails with kInvalidArgument naming the keys and the way out (an
-  // access key, which costs no memory to derive).
+  // tried: under a memory limit (repo/memory.h) the key derivation must fit too. If no key
+  // opens and some were left untried, open() fails with kInvalidArgument naming them and the
+  // way out (an access key, which costs no memory to derive).
   uint64_t max_kdf_memory = 0;
 };
 

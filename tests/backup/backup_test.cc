@@ -355,6 +355,15 @@ TEST_F(BackupTest, MemoryLimitHoldsForBackupRestoreAndCheck) {
   r = cli(repo2, {"--memory-limit", "64MiB", "snapshots"});
   EXPECT_EQ(r.code, 2) << describe(r);
   EXPECT_TRUE(contains(r.err, "needs more for Argon2id: open the repository with an access key")) << describe(r);
+  // The same with an access-key file beside it (which no password opens): still this error,
+  // not "wrong password"; and the access key opens under the limit.
+  r = cli(repo2, {"key", "add", "--access-key-file", dir_ + "/ak2"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  r = cli(repo2, {"--memory-limit", "64MiB", "snapshots"});
+  EXPECT_EQ(r.code, 2) << describe(r);
+  EXPECT_TRUE(contains(r.err, "needs more for Argon2id")) << describe(r);
+  r = cli(repo2, {"--memory-limit", "64MiB", "--password-file", dir_ + "/ak2", "snapshots"});
+  EXPECT_EQ(r.code, 0) << describe(r);
   RunOptions measured;
   measured.measure_memory = true;
   r = cli(repo2, {"--memory-limit", "100MiB", "snapshots"}, measured);
