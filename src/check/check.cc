@@ -71,7 +71,12 @@ class Checker {
   std::mutex mu_;                                   // guards problems_ and bad_ during read_data
   std::map<std::string, size_t> problem_at_;       // object → position in report_.problems
   std::unordered_map<Id, uint64_t, IdHash> listed_;  // packs in storage → size
-  std::unordered_map<Id, uint32_t, IdHash> blob_counts_;  // packs the index names → its blobs
+  // Packs the index names → how far its blobs reach and how many there are.
+  struct IndexedPack {
+    uint64_t end = 0;
+    uint32_t blobs = 0;
+  };
+  std::unordered_map<Id, IndexedPack, IdHash> indexed_packs_;
   std::unordered_map<Id, std::string, IdHash> bad_packs_;  // pack → problem object
   std::unordered_map<size_t, std::string> bad_blobs_;      // index position → problem object
   std::vector<bool> seen_;                         // per index position: reached by a snapshot
@@ -124,19 +129,13 @@ Status Checker::check_packs() {
   }));
   report_.packs = listed_.size();
   // What the index needs of each pack: it must exist and reach past its last blob.
-  struct Need {
-    uint64_t end = 0;
-    uint32_t blobs = 0;
-  };
-  std::unordered_map<Id, Need, IdHash> need;
   index_->for_each([&](size_t, const repo::IndexEntry& e) {
-    auto& n = need[index_->pack_id(e.pack)];
+    auto& n = indexed_packs_[index_->pack_id(e.pack)];
     n.end = std::max<uint64_t>(n.end, uint64_t(e.offset) + e.length);
     n.blobs++;
   });
   HAVEN_TRY(index_->status());
-  for (const auto& [id, n] : need) {
-    blob_counts_[id] = n.blobs;
+  for (const auto& [id, n] : indexed_packs_) {
     std::string object = "pack " + repo::hex(id);
     auto it = listed_.find(id);
     if (it == listed_.end()) {
@@ -149,7 +148,7 @@ Status Checker::check_packs() {
     }
   }
   for (const auto& [id, size] : listed_) {
-    if (need.count(id)) continue;
+    if (indexed_packs_.count(id)) continue;
     report_.packs_unindexed++;
     problem("pack " + repo::hex(id),
             "not in any index (left by an interrupted backup or prune, or its index file was "
@@ -182,8 +181,8 @@ void Checker::read_data() {
   // index per batch): memory holds at most Options::read_batch_blobs positions (or one pack's)
   // however big the repository, where one map of every position cost 4 bytes and more per blob.
   auto blobs_in = [&](const Id& pack) {
-    auto it = blob_counts_.find(pack);
-    return it == blob_counts_.end() ? size_t{0} : size_t{it->second};
+    auto it = indexed_packs_.find(pack);
+    return it == indexed_packs_.end() ? size_t{0} : size_t{it->second.blobs};
   };
   // Under a memory limit, as many readers as fit: each holds a pack and two blobs.
   const repo::Config& config = repo_.config();

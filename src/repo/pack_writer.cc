@@ -16,12 +16,12 @@ PackWriter::PackWriter(Repository& repo, CancelToken cancel)
       index_writer_(repo, [this](const std::vector<PackRecord>& packs) { indexed(packs); }) {
   max_packers_ = std::max(2u, std::thread::hardware_concurrency());
   upload_threads_ = std::max<size_t>(1, repo.backend().concurrent_saves());
-  // Under a memory limit, packs being filled and packs being uploaded each get a quarter of the
-  // working share (a buffered pack is held whole; a streamed one, about one write).
   pack_target_ = repo.config().pack_size;
+  const uint64_t max_chunk = repo.config().chunker.max_size;
   if (const MemoryBudget& m = repo.memory_budget(); m.limited()) {
-    const uint64_t max_chunk = repo.config().chunker.max_size;
     if (repo.backend().streams_writes()) {
+      // A streamed pack holds about one write: packs being filled and packs being uploaded
+      // each get a quarter of the working share.
       const uint64_t per_pack = PackBuilder::kStreamChunk + 64 * 1024;
       max_packers_ = m.threads(static_cast<unsigned>(max_packers_), per_pack, 0.25);
       upload_threads_ = m.threads(static_cast<unsigned>(upload_threads_), per_pack, 0.25);
@@ -38,6 +38,9 @@ PackWriter::PackWriter(Repository& repo, CancelToken cancel)
                                           1u << 20, pack_target_);
     }
   }
+  // A streamed pack holds about one write in memory; a buffered one the whole pack.
+  buffer_size_ = repo.backend().streams_writes() ? PackBuilder::kStreamChunk + 64 * 1024
+                                                 : pack_target_ + max_chunk + 64 * 1024;
 }
 
 PackWriter::~PackWriter() {
@@ -80,16 +83,9 @@ Result<bool> PackWriter::add(BlobType type, const Id& id, ByteView data) {
       }
     }
     const MasterKey& master = repo_.master_key();
-    const Config& config = repo_.config();
-    // A pack streamed to the backend holds about one write's worth in memory; a buffered one
-    // the whole pack.
-    const bool streams = repo_.backend().streams_writes();
-    packer = std::make_unique<PackBuilder>(
-        *master.encryption_key(master.current_generation), master.current_generation,
-        std::move(buffer),
-        streams ? PackBuilder::kStreamChunk + 64 * 1024
-                : size_t{pack_target_} + config.chunker.max_size + 64 * 1024);
-    if (streams) {
+    packer = std::make_unique<PackBuilder>(*master.encryption_key(master.current_generation),
+                                           master.current_generation, std::move(buffer), buffer_size_);
+    if (repo_.backend().streams_writes()) {
       auto writer = repo_.backend().open_writer({ObjectType::kData, hex(packer->id())});
       if (!writer.ok()) {
         std::lock_guard<std::mutex> g(mu_);

@@ -103,6 +103,7 @@ class PackWriter {
   size_t packers_out_ = 0;                             // packers being filled by threads
   size_t max_packers_ = 2;
   uint64_t pack_target_ = 0;  // a pack is closed at this size: the config's, or less under a memory limit
+  size_t buffer_size_ = 0;    // a new packer's buffer
 
   std::condition_variable upload_cv_;
   std::deque<std::unique_ptr<PackBuilder>> upload_queue_;
