@@ -234,6 +234,7 @@ void Checker::read_pack(const Id& pack, uint64_t size, const std::vector<uint32_
   std::vector<Item> items;
   items.reserve(positions.size());
   for (uint32_t pos : positions) items.push_back({pos, index_->at(pos)});
+  repo::PackKeys keys;
   auto verify = [&](const Item& item) {
     const uint32_t pos = item.pos;
     const repo::IndexEntry& e = item.e;
@@ -247,12 +248,11 @@ void Checker::read_pack(const Id& pack, uint64_t size, const std::vector<uint32_
       bad.emplace_back(pos, what() + ": sealed with an unknown key generation");
       return;
     }
-    // Opened in a copy, so the pack's bytes stay as read (index entries may overlap in a
-    // damaged repository).
-    std::span<uint8_t> sealed(buf.sealed.reserve(e.length), e.length);
-    std::memcpy(sealed.data(), data.data() + e.offset, e.length);
-    auto plain = repo::open_blob_in_place(*key, pack, index_->pack_key_generation(e.pack), e.type,
-                                          e.id, e.offset, sealed, e.raw_length, what, buf.plain);
+    // Opened into another buffer, so the pack's bytes stay as read (index entries may overlap
+    // in a damaged repository).
+    auto plain = repo::open_blob_into(*key, keys, pack, index_->pack_key_generation(e.pack), e.type,
+                                      e.id, e.offset, ByteView(data.data() + e.offset, e.length),
+                                      buf.sealed.reserve(e.length), e.raw_length, what, buf.plain);
     if (!plain.ok()) {
       bad.emplace_back(pos, plain.error().message());
       return;

@@ -190,6 +190,17 @@ bool open_in_place(const SecretKey& key, const std::array<uint8_t, kNonceSize>& 
   return true;
 }
 
+bool open_into(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce, ByteView aad,
+               ByteView sealed, uint8_t* out) {
+  if (sealed.size() < kTagSize) return false;
+  size_t ct_len = sealed.size() - kTagSize;
+  if (!open_to(key, nonce, aad, sealed.data(), ct_len, sealed.data() + ct_len, out)) {
+    secure_zero(out, ct_len);
+    return false;
+  }
+  return true;
+}
+
 bool kdf_params_valid(const KdfParams& p, std::string* why) {
   if (p.iterations < crypto_pwhash_OPSLIMIT_MIN || p.iterations > 64) {
     if (why) *why = "Argon2id iterations must be between 1 and 64";

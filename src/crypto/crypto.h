@@ -82,6 +82,10 @@ bool open(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce, By
 // plaintext. On failure it returns false and data[0, n - 16) is zeroed.
 bool open_in_place(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce, ByteView aad,
                    uint8_t* data, size_t n);
+// The same into `out` (room for sealed.size() - 16 bytes, not overlapping `sealed`), which is
+// left as it was. On failure it returns false and out's bytes are zeroed.
+bool open_into(const SecretKey& key, const std::array<uint8_t, kNonceSize>& nonce, ByteView aad,
+               ByteView sealed, uint8_t* out);
 
 // Argon2id parameters as stored in a key file.
 struct KdfParams {

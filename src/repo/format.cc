@@ -98,6 +98,11 @@ bool open_record_in_place(const crypto::SecretKey& subkey, const Header& h, uint
                                sealed.size());
 }
 
+bool open_record_into(const crypto::SecretKey& subkey, const Header& h, uint64_t offset,
+                      ByteView record_aad, ByteView sealed, uint8_t* out) {
+  return crypto::open_into(subkey, record_nonce(offset), full_aad(h, record_aad), sealed, out);
+}
+
 Bytes blob_aad(BlobType type, const Id& id) {
   Bytes aad(1 + id.size());
   aad[0] = static_cast<uint8_t>(type);

@@ -63,6 +63,9 @@ bool open_record(const crypto::SecretKey& subkey, const Header& h, uint64_t offs
 // The same in place: on success sealed[0, size - 16) holds the record plaintext.
 bool open_record_in_place(const crypto::SecretKey& subkey, const Header& h, uint64_t offset,
                           ByteView record_aad, std::span<uint8_t> sealed);
+// The same into `out` (room for sealed.size() - 16 bytes): `sealed` stays as it is.
+bool open_record_into(const crypto::SecretKey& subkey, const Header& h, uint64_t offset,
+                      ByteView record_aad, ByteView sealed, uint8_t* out);
 
 // Blob records bind the blob's type and ID: aad = type u8 | id.
 Bytes blob_aad(BlobType type, const Id& id);

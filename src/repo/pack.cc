@@ -94,13 +94,21 @@ Bytes PackBuilder::finish(PackRecord& record) {
   return std::move(buf_);
 }
 
-Result<Bytes> open_blob_record(const crypto::SecretKey& master, const Id& pack_id,
-                               uint32_t key_generation, BlobType type, const Id& id,
-                               uint32_t offset, ByteView sealed, const std::string& what) {
+namespace {
+// The header of pack `pack_id`: what its records' key and associated data are derived from.
+Header pack_header(const Id& pack_id, uint32_t key_generation) {
   Header h;
   h.kind = ObjectKind::kPack;
   h.key_generation = key_generation;
   h.salt = pack_id;
+  return h;
+}
+}  // namespace
+
+Result<Bytes> open_blob_record(const crypto::SecretKey& master, const Id& pack_id,
+                               uint32_t key_generation, BlobType type, const Id& id,
+                               uint32_t offset, ByteView sealed, const std::string& what) {
+  const Header h = pack_header(pack_id, key_generation);
   crypto::SecretKey subkey = object_key(master, h);
   Bytes plain;
   if (!open_record(subkey, h, offset, blob_aad(type, id), sealed, plain)) {
@@ -123,26 +131,60 @@ Result<Bytes> open_blob(const crypto::SecretKey& master, const Id& pack_id, uint
   return data;
 }
 
-Result<ByteView> open_blob_in_place(const crypto::SecretKey& master, const Id& pack_id,
-                                    uint32_t key_generation, BlobType type, const Id& id,
-                                    uint32_t offset, std::span<uint8_t> sealed, uint32_t raw_length,
-                                    const std::function<std::string()>& what, Scratch& scratch) {
-  Header h;
-  h.kind = ObjectKind::kPack;
-  h.key_generation = key_generation;
-  h.salt = pack_id;
-  crypto::SecretKey subkey = object_key(master, h);
-  if (!open_record_in_place(subkey, h, offset, blob_aad(type, id), sealed)) {
-    return Error(Error::Code::kCorrupt,
-                 what() + ": authentication failed (the pack was modified or damaged)");
+const crypto::SecretKey& PackKeys::get(const crypto::SecretKey& master, const Id& pack_id,
+                                       uint32_t key_generation) {
+  if (master_ != &master || pack_ != pack_id || generation_ != key_generation) {
+    key_ = object_key(master, pack_header(pack_id, key_generation));
+    master_ = &master;
+    pack_ = pack_id;
+    generation_ = key_generation;
   }
-  ByteView plain = sealed.first(sealed.size() - crypto::kTagSize);
+  return key_;
+}
+
+namespace {
+// A blob's record plaintext (opened) decoded into its bytes: in the record or in `scratch`.
+Result<ByteView> decode_blob(ByteView plain, uint32_t raw_length,
+                             const std::function<std::string()>& what, Scratch& scratch) {
   auto data = decode_record_view(plain, raw_length, scratch);
   if (!data.ok()) return data.error().with_context(what());
   if (data->size() != raw_length) {
     return Error(Error::Code::kCorrupt, what() + ": length differs from the index");
   }
   return data;
+}
+
+Error authentication_failed(const std::function<std::string()>& what) {
+  return Error(Error::Code::kCorrupt,
+               what() + ": authentication failed (the pack was modified or damaged)");
+}
+}  // namespace
+
+Result<ByteView> open_blob_in_place(const crypto::SecretKey& master, PackKeys& keys,
+                                    const Id& pack_id, uint32_t key_generation, BlobType type,
+                                    const Id& id, uint32_t offset, std::span<uint8_t> sealed,
+                                    uint32_t raw_length, const std::function<std::string()>& what,
+                                    Scratch& scratch) {
+  const Header h = pack_header(pack_id, key_generation);
+  if (!open_record_in_place(keys.get(master, pack_id, key_generation), h, offset,
+                            blob_aad(type, id), sealed)) {
+    return authentication_failed(what);
+  }
+  return decode_blob(sealed.first(sealed.size() - crypto::kTagSize), raw_length, what, scratch);
+}
+
+Result<ByteView> open_blob_into(const crypto::SecretKey& master, PackKeys& keys, const Id& pack_id,
+                                uint32_t key_generation, BlobType type, const Id& id,
+                                uint32_t offset, ByteView sealed, uint8_t* out,
+                                uint32_t raw_length, const std::function<std::string()>& what,
+                                Scratch& scratch) {
+  if (sealed.size() < crypto::kTagSize) return authentication_failed(what);
+  const Header h = pack_header(pack_id, key_generation);
+  if (!open_record_into(keys.get(master, pack_id, key_generation), h, offset, blob_aad(type, id),
+                        sealed, out)) {
+    return authentication_failed(what);
+  }
+  return decode_blob(ByteView(out, sealed.size() - crypto::kTagSize), raw_length, what, scratch);
 }
 
 Result<PackRecord> read_pack_trailer(const MasterKey& key, const Id& pack_id, ByteView pack) {

@@ -607,15 +607,15 @@ Result<Bytes> Repository::open_located_blob(BlobType type, const Id& id, const B
 Result<ByteView> Repository::open_located_blob_in_place(BlobType type, const Id& id,
                                                         const BlobLocation& loc,
                                                         std::span<uint8_t> sealed,
-                                                        Scratch& scratch) const {
+                                                        PackKeys& keys, Scratch& scratch) const {
   auto what = [&] {
     return std::string(blob_type_name(type)) + " blob " + hex(id) + " in pack " + hex(loc.pack_id);
   };
   if (sealed.size() != loc.length) return Error(Error::Code::kCorrupt, what() + ": pack is truncated");
   const crypto::SecretKey* key = master_.encryption_key(loc.key_generation);
   if (key == nullptr) return Error(Error::Code::kCorrupt, what() + ": unknown key generation");
-  return open_blob_in_place(*key, loc.pack_id, loc.key_generation, type, id, loc.offset, sealed,
-                            loc.raw_length, what, scratch);
+  return open_blob_in_place(*key, keys, loc.pack_id, loc.key_generation, type, id, loc.offset,
+                            sealed, loc.raw_length, what, scratch);
 }
 
 // ---------------------------------------------------------------------------------------------

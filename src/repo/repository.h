@@ -174,9 +174,11 @@ class Repository {
   Result<Bytes> open_located_blob(BlobType type, const Id& id, const BlobLocation& loc,
                                   ByteView sealed) const;
   // The same in place (no allocation on the hot path): `sealed` is decrypted over itself and
-  // the view returned points into it or into `scratch`.
+  // the view returned points into it or into `scratch`; `keys` keeps the pack's key for the
+  // reader's next blob of the same pack.
   Result<ByteView> open_located_blob_in_place(BlobType type, const Id& id, const BlobLocation& loc,
-                                              std::span<uint8_t> sealed, Scratch& scratch) const;
+                                              std::span<uint8_t> sealed, PackKeys& keys,
+                                              Scratch& scratch) const;
 
   // --- encrypted single-record objects (config, index, snapshot, lock) ---
   Result<Bytes> load_object(storage::ObjectType type, const std::string& name);

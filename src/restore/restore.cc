@@ -612,12 +612,13 @@ void Restorer::read_range_held(Batch& b, const Range& r, Scratch& range, Scratch
   // Each blob is opened and written as soon as its bytes are in (an object store streams the
   // range: the blobs at its start are on their way to disk while the rest is in transit).
   size_t next = r.first;
+  repo::PackKeys keys;  // every blob of the range is in one pack
   auto arrived = [&](size_t n) {
     while (next < r.last && pieces[next].loc.offset + uint64_t{pieces[next].loc.length} - r.start <= n) {
       const Piece& p = pieces[next++];
       // Opened in place: the range's bytes of this blob are decrypted over themselves.
       std::span<uint8_t> sealed(data + (p.loc.offset - r.start), p.loc.length);
-      Result<ByteView> bytes = repo_.open_located_blob_in_place(BlobType::kData, p.id, p.loc, sealed, plain);
+      Result<ByteView> bytes = repo_.open_located_blob_in_place(BlobType::kData, p.id, p.loc, sealed, keys, plain);
       Bytes alone;  // the blob from another region's copy, when this one is damaged
       if (!bytes.ok() && bytes.error().code() == Error::Code::kCorrupt) {
         // Damaged here: another region's copy of the blob, where the repository has one.

@@ -2158,9 +2158,10 @@ TEST_F(RepoTest, APackStreamedToDiskIsTheBufferedPackRecordForRecord) {
   }
 }
 
-// Restore's hot path: a blob opened in place in its range (one scratch buffer reused across
-// blobs of every size and both record modes) is the blob, and a damaged one is refused.
-TEST_F(RepoTest, ABlobOpenedInPlaceIsTheBlobAndADamagedOneIsRefused) {
+// Restore's and check's hot path: a blob opened in place in its range, or from the pack into
+// another buffer (one scratch buffer reused across blobs of every size and both record modes,
+// one PackKeys across blobs of two packs), is the blob, and a damaged one is refused.
+TEST_F(RepoTest, ABlobOpenedInPlaceOrIntoABufferIsTheBlobAndADamagedOneIsRefused) {
   crypto::init();
   MasterKey mk = MasterKey::generate();
   const crypto::SecretKey& key = *mk.encryption_key(0);
@@ -2174,32 +2175,55 @@ TEST_F(RepoTest, ABlobOpenedInPlaceIsTheBlobAndADamagedOneIsRefused) {
     blobs.push_back(std::move(b));
   }
   auto id_of = [](size_t i) { Id id{}; id[0] = static_cast<uint8_t>(i + 1); return id; };
-  PackBuilder builder(key, 0);
-  for (size_t i = 0; i < blobs.size(); i++) {
-    builder.add(BlobType::kData, id_of(i), blobs[i], Compression::kMedium);
+  // Two packs of the same blobs (each its own salt, so its own key): a PackKeys that kept the
+  // first pack's key would fail every blob of the second.
+  std::vector<PackRecord> recs(2);
+  std::vector<Bytes> packs(2);
+  for (size_t k = 0; k < 2; k++) {
+    PackBuilder builder(key, 0);
+    for (size_t i = 0; i < blobs.size(); i++) {
+      builder.add(BlobType::kData, id_of(i), blobs[i], Compression::kMedium);
+    }
+    packs[k] = builder.finish(recs[k]);
   }
-  PackRecord rec;
-  Bytes pack = builder.finish(rec);
+  ASSERT_NE(recs[0].id, recs[1].id);
   Scratch scratch;
+  PackKeys keys;
   auto what = [] { return std::string("blob"); };
-  for (size_t i = 0; i < blobs.size(); i++) {
+  for (size_t j = 0; j < 2 * blobs.size(); j++) {
+    const size_t i = j / 2, k = j % 2;  // alternating between the packs
+    const PackRecord& rec = recs[k];
+    const Bytes& pack = packs[k];
     const auto& b = rec.blobs[i];
     Bytes range(pack.begin() + b.offset, pack.begin() + b.offset + b.length);
-    auto data = open_blob_in_place(key, rec.id, 0, b.type, b.id, b.offset, range, b.raw_length,
-                                   what, scratch);
+    auto data = open_blob_in_place(key, keys, rec.id, 0, b.type, b.id, b.offset, range,
+                                   b.raw_length, what, scratch);
     ASSERT_OK(data);
     EXPECT_TRUE(std::equal(data->begin(), data->end(), blobs[i].begin(), blobs[i].end())) << "blob " << i;
+    // Into another buffer (the pack's bytes are read only): the same bytes.
+    Bytes out(b.length);
+    ByteView sealed(pack.data() + b.offset, b.length);
+    auto into = open_blob_into(key, keys, rec.id, 0, b.type, b.id, b.offset, sealed, out.data(),
+                               b.raw_length, what, scratch);
+    ASSERT_OK(into);
+    EXPECT_TRUE(std::equal(into->begin(), into->end(), blobs[i].begin(), blobs[i].end())) << "blob " << i;
     Bytes damaged(pack.begin() + b.offset, pack.begin() + b.offset + b.length);
     damaged[damaged.size() / 2] ^= 0x10;
-    auto bad = open_blob_in_place(key, rec.id, 0, b.type, b.id, b.offset, damaged, b.raw_length,
-                                  what, scratch);
+    auto bad = open_blob_in_place(key, keys, rec.id, 0, b.type, b.id, b.offset, damaged,
+                                  b.raw_length, what, scratch);
     ASSERT_FALSE(bad.ok()) << "blob " << i;
     EXPECT_EQ(bad.error().code(), Error::Code::kCorrupt);
     EXPECT_NE(bad.error().message().find("authentication failed"), std::string::npos);
-    // Another blob's ID (the record's AAD) is refused as well.
+    auto bad_into = open_blob_into(key, keys, rec.id, 0, b.type, b.id, b.offset, damaged,
+                                   out.data(), b.raw_length, what, scratch);
+    ASSERT_FALSE(bad_into.ok()) << "blob " << i;
+    EXPECT_NE(bad_into.error().message().find("authentication failed"), std::string::npos);
+    // Another blob's ID (the record's AAD) is refused as well, and so is the other pack's ID.
     Bytes again(pack.begin() + b.offset, pack.begin() + b.offset + b.length);
-    EXPECT_FALSE(open_blob_in_place(key, rec.id, 0, b.type, id_of(i + 1), b.offset, again,
+    EXPECT_FALSE(open_blob_in_place(key, keys, rec.id, 0, b.type, id_of(i + 1), b.offset, again,
                                     b.raw_length, what, scratch).ok());
+    EXPECT_FALSE(open_blob_into(key, keys, recs[1 - k].id, 0, b.type, b.id, b.offset, sealed,
+                                out.data(), b.raw_length, what, scratch).ok());
   }
 }
 
