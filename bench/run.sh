@@ -61,6 +61,11 @@ settle() {
     BALLAST_AT=$((BALLAST_AT + n))
     sync
   fi
+  # Every tool's input in the page cache right before it runs: this VM empties its page cache
+  # within a minute or two (measured: 800 MB cached after reading the small corpus, 281 MB 45 s
+  # later, 65 MB after 90 s, with 21 GiB free), so a corpus warmed once at the start was on
+  # disk again for later steps, by chance (a 60,000-file backup: 1.4 s warm, 4.4 s cold).
+  find data repo-* restic-cache borg-home cache -type f -exec cat {} + >/dev/null 2>&1 || true
 }
 
 export HAVEN_PASSWORD=bench RESTIC_PASSWORD=bench BORG_PASSPHRASE=bench
