@@ -1,5 +1,7 @@
 #include "repo/object.h"
 
+#include <cstring>
+
 namespace haven::repo {
 
 using storage::ObjectName;
@@ -31,10 +33,12 @@ Bytes seal_object(const MasterKey& key, ObjectKind kind, const Id& salt, ByteVie
   return out;
 }
 
-Result<Bytes> open_object(const MasterKey& key, ObjectKind kind, const ObjectName& name,
-                          ByteView object) {
-  std::string what = name.describe();
-  HAVEN_ASSIGN(Header h, parse_header(object, what));
+namespace {
+// Checks `object`'s header against its kind and name; returns its record key.
+Result<crypto::SecretKey> object_subkey(const MasterKey& key, ObjectKind kind,
+                                        const ObjectName& name, ByteView object, Header& h) {
+  const std::string what = name.describe();
+  HAVEN_ASSIGN(h, parse_header(object, what));
   if (h.kind != kind) return Error(Error::Code::kCorrupt, what + ": wrong object kind");
   if (name.type != ObjectType::kConfig) {
     // ID-named objects use their ID as salt: a renamed or swapped object fails here.
@@ -48,14 +52,46 @@ Result<Bytes> open_object(const MasterKey& key, ObjectKind kind, const ObjectNam
     return Error(Error::Code::kCorrupt,
                  what + ": sealed with unknown key generation " + std::to_string(h.key_generation));
   }
-  crypto::SecretKey subkey = object_key(*master, h);
+  return object_key(*master, h);
+}
+
+Error not_authentic(const ObjectName& name) {
+  return Error(Error::Code::kCorrupt,
+               name.describe() + ": authentication failed (the object was modified or damaged)");
+}
+}  // namespace
+
+Result<Bytes> open_object(const MasterKey& key, ObjectKind kind, const ObjectName& name,
+                          ByteView object) {
+  Header h;
+  HAVEN_ASSIGN(crypto::SecretKey subkey, object_subkey(key, kind, name, object, h));
   Bytes plain;
   if (!open_record(subkey, h, kPrefixSize, {}, object.subspan(kPrefixSize), plain)) {
-    return Error(Error::Code::kCorrupt,
-                 what + ": authentication failed (the object was modified or damaged)");
+    return not_authentic(name);
   }
   auto body = decode_record(plain, kMaxObjectBody);
-  if (!body.ok()) return body.error().with_context(what);
+  if (!body.ok()) return body.error().with_context(name.describe());
+  return body;
+}
+
+Result<Bytes> open_object_in_place(const MasterKey& key, ObjectKind kind, const ObjectName& name,
+                                   Bytes object) {
+  Header h;
+  HAVEN_ASSIGN(crypto::SecretKey subkey, object_subkey(key, kind, name, object, h));
+  std::span<uint8_t> sealed(object.data() + kPrefixSize, object.size() - kPrefixSize);
+  if (!open_record_in_place(subkey, h, kPrefixSize, {}, sealed)) return not_authentic(name);
+  ByteView plain(sealed.data(), sealed.size() - crypto::kTagSize);
+  if (!plain.empty() && plain[0] == kModeRaw) {
+    const size_t n = plain.size() - 1;
+    if (n > kMaxObjectBody) {
+      return Error(Error::Code::kCorrupt, name.describe() + ": record larger than allowed");
+    }
+    std::memmove(object.data(), plain.data() + 1, n);
+    object.resize(n);
+    return object;
+  }
+  auto body = decode_record(plain, kMaxObjectBody);
+  if (!body.ok()) return body.error().with_context(name.describe());
   return body;
 }
 

@@ -26,5 +26,10 @@ Bytes seal_object(const MasterKey& key, ObjectKind kind, const Id& salt, ByteVie
 // format version.
 Result<Bytes> open_object(const MasterKey& key, ObjectKind kind, const storage::ObjectName& name,
                           ByteView object);
+// The same, opened in place: `object`'s bytes are decrypted over themselves and become the body
+// (a stored one moved to the front; a compressed one is decompressed into a new buffer and
+// `object` freed). One buffer of the object's size less than open_object() holds at once.
+Result<Bytes> open_object_in_place(const MasterKey& key, ObjectKind kind,
+                                   const storage::ObjectName& name, Bytes object);
 
 }  // namespace haven::repo
