@@ -140,10 +140,18 @@ Index::Index() : Index(IndexOptions{}) {}
 
 Index::Index(IndexOptions options)
     : options_(std::move(options)), failure_(std::make_unique<Failure>()) {
-  if (options_.memory_bytes > 0) {
-    // Entries plus slots at the table's fullest (35% after a doubling): about 60 bytes each.
-    max_table_entries_ = std::max<size_t>(kPageEntries, options_.memory_bytes / 60);
+  fit_table();
+}
+
+void Index::fit_table() {
+  if (options_.memory_bytes == 0) return;
+  size_t runs = 0;
+  for (const auto& r : runs_) {
+    runs += r.bloom.capacity() * sizeof(uint64_t) + r.pages.capacity() * sizeof(PageKey);
   }
+  const size_t left = options_.memory_bytes > runs ? options_.memory_bytes - runs : 0;
+  // Entries plus slots at the table's fullest (35% after a doubling): about 60 bytes each.
+  max_table_entries_ = std::max({kPageEntries, options_.memory_bytes / 4 / 60, left / 60});
 }
 
 Index::~Index() = default;
@@ -258,6 +266,7 @@ void Index::spill() {
   slots_ = {};
   count_ = 0;
   if (runs_.size() > kMaxRuns) compact();
+  fit_table();
 }
 
 std::optional<size_t> Index::run_find(const Run& run, BlobType type, const Id& id,
@@ -398,6 +407,7 @@ void Index::compact() {
   file_ = std::move(*f);
   runs_.clear();
   runs_.push_back(std::move(merged));
+  fit_table();
 }
 
 // --- lookups ---

@@ -8,7 +8,9 @@
 // IndexOptions::spill_dir, and the table starts empty again. A run stays on disk (49 bytes per
 // blob) and costs memory only for a blocked Bloom filter (10 bits per blob, ~1% false
 // positives) and the first key of each 4 KiB page (33 bytes per 83 blobs): ~1.65 bytes per
-// blob, 1.6 MiB per million. A lookup probes the table, then each run whose filter admits the
+// blob, 1.6 MiB per million, taken out of the table's share: the table holds what memory_bytes
+// leaves beside the runs (at least a quarter of it), so the index as a whole stays within
+// memory_bytes up to ~2.5 million blobs a MiB of it. A lookup probes the table, then each run whose filter admits the
 // key: one 4 KiB pread (the page cache keeps a hot run in memory, outside the process). Runs
 // are merged into one when there are more than 8 and at compact().
 //
@@ -143,6 +145,8 @@ class Index {
   // Runs.
   bool table_full() const;
   void spill();
+  // Sizes the table to what memory_bytes leaves beside the runs' filters and page keys.
+  void fit_table();
   // Looks a key up in one run: its index in the run, the entry in *out.
   std::optional<size_t> run_find(const Run& run, BlobType type, const Id& id,
                                  IndexEntry* out) const;
