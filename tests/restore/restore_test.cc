@@ -1086,6 +1086,44 @@ TEST_F(RestoreTest, OwnerAndModeAreExactUnderASetgidTargetAndARestrictiveUmask) 
   }
 }
 
+// Directory metadata is applied as the walk leaves each directory, once the batches creating
+// its files have run (not all at the end): with batches of two files, many directories close
+// while their files are still waiting in a batch, and hard links (made at the very end) sit in
+// some of them. Every directory's mtime and mode must come out as recorded: one set before a
+// file or link was created in it would be moved by that creation.
+TEST_F(RestoreTest, DirectoryMetadataIsAppliedAfterEverythingInItIsCreatedWithSmallBatches) {
+  const std::string src = dir_ + "/src";
+  make_dir(src);
+  for (int i = 0; i < 12; i++) {
+    const std::string d = src + "/d" + std::to_string(i);
+    make_dir(d, i % 3 == 0 ? 0750 : 0755);
+    for (int j = 0; j < 3; j++) write_file(d + "/f" + std::to_string(j), std::string(100 + i * 10 + j, 'a' + j));
+    if (i % 4 == 1) {
+      make_dir(d + "/inner");
+      write_file(d + "/inner/g", "inner " + std::to_string(i));
+    }
+  }
+  make_dir(src + "/empty");
+  // Hard links: a second name in another directory, and one in a nested directory.
+  ASSERT_EQ(link((src + "/d2/f0").c_str(), (src + "/d7/link").c_str()), 0);
+  ASSERT_EQ(link((src + "/d5/inner/g").c_str(), (src + "/d9/link").c_str()), 0);
+  int counter = 0;
+  set_fixed_times(src, counter);
+  auto repo0 = init_repo(repo_dir());
+  ASSERT_TRUE(repo0);
+  repo0.reset();
+  Id tree = cli_backup({src});
+  ASSERT_FALSE(HasFailure());
+  auto repo = open_repo(repo_dir());
+  ASSERT_TRUE(repo);
+  restore::Options small;
+  small.batch_files = 2;
+  auto s = restore_to(*repo, tree, dir_ + "/out", small);
+  ASSERT_OK(s);
+  EXPECT_EQ(s->errors, 0u);
+  expect_same_tree(src, dir_ + "/out/src");  // modes and mtimes (ns) of every directory too
+}
+
 TEST_F(RestoreTest, NonRootRestoreAppliesMetadataInsideUnsearchableDirectories) {
   // Directory metadata must be applied deepest first: once a parent has a mode without the
   // search bit, an unprivileged restore can no longer reach its children.
