@@ -159,6 +159,22 @@ std::span<uint8_t> encode_record_scratch(Compression c, ByteView data, size_t ex
   return std::span<uint8_t>(work.get(), 1 + data.size());
 }
 
+size_t record_bound(size_t n) { return 1 + std::max(ZSTD_compressBound(n), n); }
+
+size_t encode_record_into(Compression c, ByteView data, uint8_t* out) {
+  if (c != Compression::kNone && data.size() >= 64) {
+    size_t n = ZSTD_compressCCtx(thread_cctx(zstd_level(c)), out + 1, record_bound(data.size()) - 1,
+                                 data.data(), data.size(), zstd_level(c));
+    if (!ZSTD_isError(n) && n < data.size() - data.size() / 32) {
+      out[0] = kModeZstd;
+      return 1 + n;
+    }
+  }
+  out[0] = kModeRaw;
+  if (!data.empty()) std::memcpy(out + 1, data.data(), data.size());
+  return 1 + data.size();
+}
+
 void encode_record(Compression c, ByteView data, Bytes& out) {
   ByteView record = encode_record_view(c, data);
   out.assign(record.begin(), record.end());

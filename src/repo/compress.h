@@ -29,6 +29,9 @@ ByteView encode_record_view(Compression c, ByteView data);
 // `workers` > 1 compresses data of 4 MiB and more on up to that many threads, one frame per
 // thread (each part at least 2 MiB).
 std::span<uint8_t> encode_record_scratch(Compression c, ByteView data, size_t extra, int workers = 0);
+// The same into the caller's out[0, record_bound(data.size())); returns the record's length.
+size_t record_bound(size_t n);
+size_t encode_record_into(Compression c, ByteView data, uint8_t* out);
 // Decodes a record plaintext; `max_size` bounds the decompressed size (from the index or a
 // format limit) so a hostile frame cannot exhaust memory.
 Result<Bytes> decode_record(ByteView record, size_t max_size);

@@ -516,7 +516,13 @@ Result<std::vector<PackRecord>> Repository::load_index_file(const std::string& n
 }
 
 Result<std::string> Repository::save_index_file(const std::vector<PackRecord>& packs) {
-  HAVEN_ASSIGN(Id id, save_object(ObjectType::kIndex, encode_index_file(packs)));
+  const Id id = random_id();
+  Bytes sealed;
+  {
+    const Bytes body = encode_index_file(packs);
+    HAVEN_ASSIGN(sealed, seal_object_with_salt(ObjectKind::kIndex, id, body));
+  }  // the body is gone before the upload, which may take a while on object storage
+  HAVEN_TRY(backend_->save({ObjectType::kIndex, hex(id)}, sealed));
   return hex(id);
 }
 
