@@ -131,6 +131,15 @@ class RestoreTest : public ::testing::Test {
     return snap->tree;
   }
 
+  // Creates the repository at dir_/repo and backs up `paths` into it; returns the tree.
+  Id init_and_back_up(const std::vector<std::string>& paths) {
+    if (!init_repo(repo_dir())) {
+      ADD_FAILURE() << "cannot create the repository at " << repo_dir();
+      return Id{};
+    }
+    return cli_backup(paths);
+  }
+
   Result<restore::Summary> restore_to(repo::Repository& repo, const Id& tree, const std::string& target,
                                       restore::Options o = {}) {
     o.target = target;
@@ -164,10 +173,7 @@ TEST_F(RestoreTest, PartialRestoreWithIncludesAndExcludes) {
   write_file(src + "/dir2/d.txt", "d");
   int counter = 0;
   set_fixed_times(src, counter);
-  auto repo0 = init_repo(repo_dir());
-  ASSERT_TRUE(repo0);
-  repo0.reset();
-  Id tree = cli_backup({src});
+  Id tree = init_and_back_up({src});
   ASSERT_FALSE(HasFailure());
   auto repo = open_repo(repo_dir());
   ASSERT_TRUE(repo);
@@ -1054,10 +1060,7 @@ TEST_F(RestoreTest, OwnerAndModeAreExactUnderASetgidTargetAndARestrictiveUmask) 
     ASSERT_EQ(chown((src + "/" + w.rel).c_str(), 0, w.gid), 0);
     ASSERT_EQ(chmod((src + "/" + w.rel).c_str(), w.mode), 0);
   }
-  auto repo0 = init_repo(repo_dir());
-  ASSERT_TRUE(repo0);
-  repo0.reset();
-  Id tree = cli_backup({src});
+  Id tree = init_and_back_up({src});
   ASSERT_FALSE(HasFailure());
   auto repo = open_repo(repo_dir());
   ASSERT_TRUE(repo);
@@ -1109,10 +1112,7 @@ TEST_F(RestoreTest, DirectoryMetadataIsAppliedAfterEverythingInItIsCreatedWithSm
   ASSERT_EQ(link((src + "/d5/inner/g").c_str(), (src + "/d9/link").c_str()), 0);
   int counter = 0;
   set_fixed_times(src, counter);
-  auto repo0 = init_repo(repo_dir());
-  ASSERT_TRUE(repo0);
-  repo0.reset();
-  Id tree = cli_backup({src});
+  Id tree = init_and_back_up({src});
   ASSERT_FALSE(HasFailure());
   auto repo = open_repo(repo_dir());
   ASSERT_TRUE(repo);
@@ -1137,10 +1137,7 @@ TEST_F(RestoreTest, NonRootRestoreAppliesMetadataInsideUnsearchableDirectories) 
   int counter = 0;
   set_fixed_times(src, counter);
   ASSERT_EQ(chmod((src + "/locked").c_str(), 0600), 0);  // no search bit; mtime unchanged
-  auto repo0 = init_repo(repo_dir());
-  ASSERT_TRUE(repo0);
-  repo0.reset();
-  cli_backup({src});
+  init_and_back_up({src});
   ASSERT_FALSE(HasFailure());
   for (const auto& e : fs::recursive_directory_iterator(repo_dir())) {
     ASSERT_EQ(lchown(e.path().c_str(), 65534, 65534), 0);
