@@ -286,7 +286,8 @@ void to_json(nlohmann::json& j, const ServerSettings& s) {
       {"shutdown", name(s.shutdown)},
       {"shutdownTimeoutSeconds", s.shutdown_timeout_seconds},
       {"eventsRetentionDays", s.events_retention_days},
-      {"jobNice", s.job_nice}};
+      {"jobNice", s.job_nice},
+      {"memoryLimitMib", s.memory_limit_mib}};
 }
 
 void to_json(nlohmann::json& j, const Config& c) {

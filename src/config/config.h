@@ -117,6 +117,12 @@ struct ServerSettings {
   // 19; default 10, so that the API and the scheduler answer at once while a backup keeps the
   // cores busy (the backup still gets every cycle nothing else wants).
   int job_nice = 10;
+  // memory_limit_mib: what the jobs running at once may hold together, in MiB; 0 (default):
+  // no limit (each job at its engine's defaults, ~40-80 MiB). Each of max_parallel_jobs gets
+  // an equal share and fits its workers, packs and index into it (repo/memory.h), so the
+  // limit must give each job at least kMinJobMemoryMib.
+  int memory_limit_mib = 0;
+  static constexpr int kMinJobMemoryMib = 48;  // repo::MemoryBudget::kMinimum (jobs checks it)
 
   SourceMark mark;  // the `server` mapping
   bool operator==(const ServerSettings&) const = default;

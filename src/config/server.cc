@@ -153,6 +153,17 @@ ServerSettings decode_server(Problems& p, const Node& node, const std::string& p
     s.events_retention_days = static_cast<int>(*v);
   }
   if (auto v = f.integer("job_nice", 0, 19)) s.job_nice = static_cast<int>(*v);
+  if (auto v = f.integer("memory_limit_mib", 0, 1 << 24)) {
+    s.memory_limit_mib = static_cast<int>(*v);
+    const int64_t least = int64_t{ServerSettings::kMinJobMemoryMib} * s.max_parallel_jobs;
+    if (*v != 0 && *v < least) {
+      p.add(*f.get("memory_limit_mib"), f.path("memory_limit_mib"),
+            "gives each of the " + std::to_string(s.max_parallel_jobs) + " jobs that may run at once (" +
+                f.path("max_parallel_jobs") + ") less than the " +
+                std::to_string(ServerSettings::kMinJobMemoryMib) + " MiB one job needs",
+            "give at least " + std::to_string(least) + ", lower max_parallel_jobs, or write 0 for no limit");
+    }
+  }
   f.finish();
   return s;
 }

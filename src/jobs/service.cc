@@ -175,6 +175,16 @@ Result<config::Policy> Service::policy_of(const catalog::PolicyRow& row) const {
   return p;
 }
 
+repo::MemoryBudget job_budget(const config::ServerSettings& server) {
+  static_assert(uint64_t{config::ServerSettings::kMinJobMemoryMib} << 20 == repo::MemoryBudget::kMinimum,
+                "the configuration's per-job minimum is the engines'");
+  repo::MemoryBudget b;
+  if (server.memory_limit_mib > 0) {
+    b.limit = (uint64_t(server.memory_limit_mib) << 20) / static_cast<uint64_t>(std::max(1, server.max_parallel_jobs));
+  }
+  return b;
+}
+
 Result<std::shared_ptr<repo::Repository>> Service::repository(const config::Location& location,
                                                               const config::Policy* paced) {
   const int limit = paced != nullptr ? paced->bandwidth_limit_mbps.value_or(0) : 0;
@@ -234,10 +244,18 @@ Result<std::shared_ptr<repo::Repository>> Service::repository(const config::Loca
     // The policy's own pace: its runs' uploads and downloads together (storage/limit.h).
     backend = std::make_shared<storage::LimitBackend>(backend, storage::Limits{static_cast<double>(limit), 0});
   }
-  auto r = repo::Repository::open(backend, location.password.value.reveal());
+  // server.memory_limit_mib: each job that may run at once gets an equal share, and the
+  // repository sizes what its jobs hold (workers, packs, the index's table) to it.
+  const repo::MemoryBudget budget = config_ != nullptr ? job_budget(config_->server) : repo::MemoryBudget{};
+  repo::OpenOptions open;
+  if (budget.limited()) open.max_kdf_memory = budget.limit - repo::MemoryBudget::kReserve;
+  auto r = repo::Repository::open(backend, location.password.value.reveal(), open);
   if (!r.ok()) return r.error().with_context("location '" + location.name + "'");
   std::shared_ptr<repo::Repository> shared(std::move(*r));
-  shared->set_index_options(options_.index);
+  shared->set_memory_budget(budget);
+  repo::IndexOptions index = options_.index;
+  if (budget.limited()) index.memory_bytes = budget.index_bytes();
+  shared->set_index_options(index);
   if (current) repos_[key] = shared;
   return shared;
 }

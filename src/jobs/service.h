@@ -38,6 +38,7 @@
 #include "catalog/catalog.h"
 #include "config/config.h"
 #include "jobs/runner.h"
+#include "repo/memory.h"
 #include "repo/repository.h"
 #include "util/events.h"
 
@@ -105,6 +106,9 @@ struct RestoreRequest {
 catalog::PolicyRow policy_row(const config::Policy& policy, catalog::PolicySource source);
 // The tag every snapshot of the policy carries: "policy:<name>".
 std::string policy_tag(const std::string& policy_name);
+// What one job may hold under server.memory_limit_mib: the limit shared equally by the
+// max_parallel_jobs that may run at once (unlimited without one).
+repo::MemoryBudget job_budget(const config::ServerSettings& server);
 
 class Service {
  public:

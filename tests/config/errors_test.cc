@@ -103,7 +103,8 @@ polices: []
   EXPECT_EQ(check("server: {listen_address: 1.2.3.4:80}\nlocations: []\n"),
             (Lines{"haven.yaml:1:10: server.listen_address: unknown key 'listen_address' (fix: "
                    "remove it; the keys here are listen, catalog, tls, max_parallel_jobs, "
-                   "shutdown, shutdown_timeout_seconds, events_retention_days, job_nice)",
+                   "shutdown, shutdown_timeout_seconds, events_retention_days, job_nice, "
+                   "memory_limit_mib)",
                    "haven.yaml:2:12: locations: is empty: policies need a location to back up "
                    "to (fix: add at least one location)"}));
 }

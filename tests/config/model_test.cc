@@ -569,5 +569,28 @@ TEST(ConfigModel, JobNiceIsZeroToNineteen) {
       << high.error().message();
 }
 
+TEST(ConfigModel, MemoryLimitGivesEachParallelJobItsMinimum) {
+  const std::string base = "locations: [{name: local, repository: /srv/backup, password_env: PW}]\n";
+  auto parse = [&](const std::string& server) {
+    return parse_config("server: " + server + "\n" + base, "haven.yaml", env_of({{"PW", "x"}}));
+  };
+  Result<Config> none = parse("{max_parallel_jobs: 2}");
+  ASSERT_TRUE(none.ok()) << none.error().message();
+  EXPECT_EQ(none->server.memory_limit_mib, 0);
+  Result<Config> set = parse("{max_parallel_jobs: 3, memory_limit_mib: 144}");
+  ASSERT_TRUE(set.ok()) << set.error().message();
+  EXPECT_EQ(set->server.memory_limit_mib, 144);
+  Result<Config> small = parse("{max_parallel_jobs: 3, memory_limit_mib: 143}");
+  ASSERT_FALSE(small.ok());
+  EXPECT_NE(small.error().message().find(
+                "haven.yaml:1:50: server.memory_limit_mib: gives each of the 3 jobs that may run at "
+                "once (server.max_parallel_jobs) less than the 48 MiB one job needs (fix: give at "
+                "least 144, lower max_parallel_jobs, or write 0 for no limit)"),
+            std::string::npos)
+      << small.error().message();
+  Result<Config> negative = parse("{memory_limit_mib: -1}");
+  ASSERT_FALSE(negative.ok());
+}
+
 }  // namespace
 }  // namespace haven::config

@@ -744,6 +744,57 @@ TEST_F(S3Test, MemoryLimitHoldsOverObjectStorage) {
   EXPECT_LE(r.peak_rss_kib, kLimitKib) << "check";
 }
 
+// server.memory_limit_mib holds for what the server runs: a policy's backup and its check
+// --read-data, run once through the server's job service (`backup --config --policy`), stay
+// under the one job's share of the limit over object storage (37 MiB here); without the limit
+// the same run peaks above it (74 MiB).
+TEST_F(S3Test, TheServersMemoryLimitHoldsForAPolicysRun) {
+  const std::string src = dir_ + "/src";
+  make_dir(src);
+  write_file(src + "/media.bin", random_bytes(40 << 20, 5));
+  write_file(src + "/notes.txt", "server memory limit\n");
+  write_file(dir_ + "/pass", std::string(kPw) + "\n");
+  write_file(dir_ + "/s3key", std::string(testing::S3rverServer::kAccessKey) + "\n");
+  write_file(dir_ + "/s3secret", std::string(testing::S3rverServer::kSecretKey) + "\n");
+  constexpr uint64_t kLimitKib = 48 << 10;
+  uint64_t peak[2] = {0, 0};
+  const std::string bucket = new_bucket();
+  for (int limited = 1; limited >= 0; limited--) {
+    const std::string name = limited ? "limited" : "default";
+    const std::string repo = location(bucket, name);
+    RunResult r = cli(repo, {"init", "--kdf-memory", "8", "--kdf-iterations", "1"}, creds_env());
+    ASSERT_EQ(r.code, 0) << describe(r);
+    const std::string cfg = dir_ + "/" + name + ".yaml";
+    write_file(cfg, "server:\n  catalog: " + dir_ + "/" + name + ".db\n  max_parallel_jobs: 1\n" +
+                        (limited ? "  memory_limit_mib: 48\n" : "") +
+                        "locations:\n"
+                        "  - name: s3\n"
+                        "    repository: \"" + repo + "\"\n"
+                        "    password_file: " + dir_ + "/pass\n"
+                        "    settings: {HAVEN_S3_PATH_STYLE: \"1\"}\n"
+                        "    credentials: {AWS_ACCESS_KEY_ID: {file: " + dir_ + "/s3key}, "
+                        "AWS_SECRET_ACCESS_KEY: {file: " + dir_ + "/s3secret}}\n"
+                        "policies:\n"
+                        "  - name: media\n"
+                        "    resource_type: files\n"
+                        "    sources: [" + src + "]\n"
+                        "    location: s3\n"
+                        "    schedules: []\n"
+                        "    retention: {last: 3}\n"
+                        "    integrity_check: read-data\n");
+    RunOptions o;
+    o.measure_memory = true;
+    r = run_haven({"backup", "--config", cfg, "--policy", "media"}, o);
+    ASSERT_EQ(r.code, 0) << describe(r);
+    peak[limited] = r.peak_rss_kib;
+    r = cli(repo, {"restore", "latest", "--target", dir_ + "/out-" + name}, creds_env());
+    ASSERT_EQ(r.code, 0) << describe(r);
+    expect_same_tree(src, dir_ + "/out-" + name + "/src");
+  }
+  EXPECT_LE(peak[1], kLimitKib) << "the policy's backup and check under memory_limit_mib: 48";
+  EXPECT_GT(peak[0], kLimitKib) << "the unlimited run fits anyway: the test shows nothing";
+}
+
 TEST_F(S3Test, CredentialsNeverInOutput) {
   const std::string secret = "hAvEnSeCrEt-9f3b1c";
   const std::string token = "hAvEnToKeN-77aa0e";
