@@ -18,6 +18,7 @@
 #include <map>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <thread>
 #include <tuple>
@@ -121,6 +122,21 @@ struct Extent {
   bool to_end = false;  // a hole that runs to the end of what is read
 };
 
+// A chunk of a large file handed to an idle worker for hashing (HashAhead): the data stays in
+// the reading worker's buffer, the ID is written into its list.
+struct HashGroup;
+struct HashTask {
+  ByteView data;
+  Id* id = nullptr;
+  HashGroup* group = nullptr;
+};
+// The chunks one reading worker handed out: helpers count themselves in while they hash.
+struct HashGroup {
+  std::mutex m;
+  std::condition_variable cv;
+  int running = 0;  // taken by a helper and not finished
+};
+
 class Archiver {
  public:
   Archiver(repo::Session& session, const Options& o, Reporter& events)
@@ -146,6 +162,7 @@ class Archiver {
     if (d->pending.fetch_sub(1) == 1) finish_dir(d);
   }
   void worker();
+  class HashAhead;
   void process_file(FileJob& job, ReadState& rs);
   // Chunks what fd holds into `content`; `total` is the length chunked. For a regular file,
   // `limit` is its size when it was opened: at most that much is read (a file that keeps
@@ -188,6 +205,8 @@ class Archiver {
   std::mutex mu_;
   std::condition_variable queue_cv_, space_cv_, done_cv_;
   std::deque<FileJob> queue_;
+  std::deque<HashTask> hash_tasks_;  // chunks of large files, for idle workers to hash
+  unsigned idle_workers_ = 0;        // workers waiting for a file or a chunk
   bool closing_ = false;
   std::optional<Error> fatal_;
   std::optional<Id> root_tree_;
@@ -296,6 +315,78 @@ Result<Id> Archiver::zero_chunk(size_t len, ReadState& rs) {
   return it->second;
 }
 
+// The chunks of a large file, cut by its worker and hashed by whichever workers are idle
+// meanwhile (or by the worker itself when none is): re-reading one large file after it changed
+// would otherwise hash on one core while the others wait. Chunks are stored, in order, by
+// settle(), which the reader calls before the buffer they lie in is reused.
+class Archiver::HashAhead {
+ public:
+  explicit HashAhead(Archiver& a) : a_(a) {}
+  ~HashAhead() { withdraw(); }  // no helper is left reading the buffer
+  HashAhead(const HashAhead&) = delete;
+  HashAhead& operator=(const HashAhead&) = delete;
+
+  void add(ByteView chunk) {
+    Pending& p = pending_.emplace_back(Pending{chunk, Id{}});  // a deque: &p.id stays put
+    bool handed = false;
+    {
+      std::lock_guard<std::mutex> g(a_.mu_);
+      if (a_.idle_workers_ > a_.hash_tasks_.size()) {
+        a_.hash_tasks_.push_back({chunk, &p.id, &group_});
+        handed = true;
+      }
+    }
+    if (handed) {
+      handed_++;
+      a_.queue_cv_.notify_one();
+    } else {
+      p.id = a_.repo_.blob_id(chunk);
+    }
+  }
+  // Every chunk added is hashed (here, if no helper took it) and stored, in order.
+  Status settle(std::vector<repo::ContentRef>& content) {
+    withdraw();
+    for (const Pending& p : pending_) {
+      auto saved = a_.session_.save_blob_with_id(BlobType::kData, p.id, p.data);
+      if (!saved.ok()) return saved.error();
+      content.push_back(p.id);
+    }
+    pending_.clear();
+    return ok_status();
+  }
+
+ private:
+  struct Pending {
+    ByteView data;
+    Id id;
+  };
+  // Takes back the chunks no helper started on (hashing them here) and waits for the others.
+  void withdraw() {
+    if (handed_ == 0) return;
+    std::vector<HashTask> mine;
+    {
+      std::lock_guard<std::mutex> g(a_.mu_);
+      std::erase_if(a_.hash_tasks_, [&](const HashTask& t) {
+        if (t.group != &group_) return false;
+        mine.push_back(t);
+        return true;
+      });
+    }
+    for (const HashTask& t : mine) *t.id = a_.repo_.blob_id(t.data);
+    std::unique_lock<std::mutex> lk(group_.m);
+    group_.cv.wait(lk, [&] { return group_.running == 0; });
+    handed_ = 0;
+  }
+
+  Archiver& a_;
+  std::deque<Pending> pending_;
+  HashGroup group_;
+  size_t handed_ = 0;
+};
+
+// Files at least this large have their chunks hashed ahead by idle workers.
+constexpr uint64_t kHashAheadMin = 16u << 20;
+
 Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<repo::ContentRef>& content,
                               uint64_t& total, std::optional<uint64_t> limit) {
   ReadState::Buffer& buf = rs.buf;
@@ -311,12 +402,15 @@ Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<repo::ContentRe
   Extent ext;   // the extent holding fill_off, once found
   Extent hole;  // the last hole found
   const size_t max = chunker_.params().max_size;
+  std::optional<HashAhead> ahead;
+  if (file && *limit >= kHashAheadMin) ahead.emplace(*this);
   while (true) {
     // A chunk that lies wholly in a hole is all zeros, and so is cut where all-zero input is
     // cut: no reading, no chunker run, no hashing (the same chunks as reading the zeros).
     if (hole.hole && start_off >= hole.begin && start_off < hole.end) {
       uint64_t avail = hole.end - start_off;
       if (avail >= max || hole.to_end) {
+        if (ahead) HAVEN_TRY(ahead->settle(content));  // the chunks before the hole
         first = false;  // a file that starts with a hole has no database header
         size_t cut = static_cast<size_t>(std::min<uint64_t>(page ? page : zero_cut_, avail));
         HAVEN_ASSIGN(Id id, zero_chunk(cut, rs));
@@ -334,6 +428,7 @@ Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<repo::ContentRe
     // Keep at least max bytes (or everything to the end) in view of the chunker.
     while (!eof && end - start < max) {
       if (end == buf.size()) {
+        if (ahead) HAVEN_TRY(ahead->settle(content));  // before their bytes move
         std::memmove(buf.data(), buf.data() + start, end - start);
         end -= start;
         start = 0;
@@ -403,15 +498,20 @@ Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<repo::ContentRe
     size_t cut = page ? std::min(page, end - start)  // page = the chunk size for this file
                       : chunker_.next_cut(ByteView(buf.data() + start, end - start), eof);
     ByteView chunk(buf.data() + start, cut);
-    Id id = repo_.blob_id(chunk);
-    auto saved = session_.save_blob_with_id(BlobType::kData, id, chunk);
-    if (!saved.ok()) return saved.error();
-    content.push_back(id);
+    if (ahead) {
+      ahead->add(chunk);
+    } else {
+      Id id = repo_.blob_id(chunk);
+      auto saved = session_.save_blob_with_id(BlobType::kData, id, chunk);
+      if (!saved.ok()) return saved.error();
+      content.push_back(id);
+    }
     start += cut;
     start_off += cut;
     total += cut;
     progress(false);
   }
+  if (ahead) HAVEN_TRY(ahead->settle(content));
   return ok_status();
 }
 
@@ -680,13 +780,30 @@ void Archiver::worker() {
   rs.buf.resize(2 * static_cast<size_t>(chunker_.params().max_size));
   while (true) {
     FileJob job;
+    HashTask task;
     {
       std::unique_lock<std::mutex> lk(mu_);
-      queue_cv_.wait(lk, [&] { return !queue_.empty() || closing_; });
-      if (queue_.empty()) return;
-      job = std::move(queue_.front());
-      queue_.pop_front();
-      space_cv_.notify_one();
+      idle_workers_++;
+      queue_cv_.wait(lk, [&] { return !hash_tasks_.empty() || !queue_.empty() || closing_; });
+      idle_workers_--;
+      if (!hash_tasks_.empty()) {
+        // A chunk of a large file another worker reads: short, and it holds that worker up.
+        task = hash_tasks_.front();
+        hash_tasks_.pop_front();
+        std::lock_guard<std::mutex> g(task.group->m);
+        task.group->running++;
+      } else {
+        if (queue_.empty()) return;
+        job = std::move(queue_.front());
+        queue_.pop_front();
+        space_cv_.notify_one();
+      }
+    }
+    if (task.group != nullptr) {
+      *task.id = repo_.blob_id(task.data);
+      std::lock_guard<std::mutex> g(task.group->m);  // held while notifying: the group may go
+      if (--task.group->running == 0) task.group->cv.notify_all();  // once the lock is free
+      continue;
     }
     if (Status c = session_.cancel_token().check(); !c.ok()) fail(c.error());
     if (!failed_) process_file(job, rs);

@@ -1098,6 +1098,49 @@ TEST_F(BackupTest, SparseFilesSkipHolesAndStoreTheChunksTheirZerosWould) {
   }
 }
 
+// A large file's chunks are hashed by the workers that have nothing else to do while its own
+// worker reads and cuts on (Archiver::HashAhead): the content list is the one a single worker
+// makes, in order, across the holes of a sparse file and the refills of the read buffer.
+TEST_F(BackupTest, ChunksHashedByIdleWorkersAreTheOnesOneWorkerMakesInOrder) {
+  const std::string src = dir_ + "/src";
+  make_dir(src);
+  const uint64_t M = 1u << 20;
+  // Text that compresses (and chunks at content-defined cuts), a hole, random data, a hole to
+  // the end: every way a chunk list is settled.
+  std::string text;
+  for (int i = 0; text.size() < 30 * M; i++) text += "line " + std::to_string(i * 7919 % 100003) + " of the log\n";
+  make_sparse(src + "/big", {90 * M + 333, {{0, text}, {48 * M, random_bytes(20 * M, 11)}}});
+  write_file(src + "/small", "small\n");
+  ASSERT_FALSE(HasFailure());
+  auto repo = init_repo(dir_ + "/repo");
+  ASSERT_TRUE(repo);
+  backup::Options o;
+  o.paths = {src};
+  o.strategy = "full";
+  o.threads = 4;  // one large file: three workers idle, hashing its chunks
+  Result<backup::Summary> many = [&] {
+    repo::Session session(*repo);
+    return backup::run(session, o, sink_);
+  }();
+  ASSERT_OK(many);
+  o.threads = 1;  // nobody to help: each chunk hashed as it is cut
+  Result<backup::Summary> one = [&] {
+    repo::Session session(*repo);
+    return backup::run(session, o, sink_);
+  }();
+  ASSERT_OK(one);
+  EXPECT_LE(stat_of(one->snapshot, "blobs_added"), 2u) << "more than trees: chunks the first backup did not store";
+  auto a = files_of(*repo, many->snapshot), b = files_of(*repo, one->snapshot);
+  ASSERT_EQ(a.count("big"), 1u);
+  EXPECT_GT(a["big"].content.size(), 40u);
+  EXPECT_EQ(a["big"].content, b["big"].content);
+  repo.reset();
+  cli_restore(dir_ + "/repo", repo::hex(many->snapshot_id), dir_ + "/out");
+  EXPECT_TRUE(read_file(dir_ + "/out/src/big") == read_file(src + "/big")) << "content differs";
+  RunResult check = cli(dir_ + "/repo", {"check", "--read-data"});
+  EXPECT_EQ(check.code, 0) << describe(check);
+}
+
 TEST_F(BackupTest, BigSparseFileReadsOnlyItsData) {
   // 16 GiB apparent, 3 MiB of data: reading the holes would read 16 GiB.
   const std::string src = dir_ + "/src";
