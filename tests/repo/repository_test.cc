@@ -2233,7 +2233,7 @@ TEST_F(RepoTest, ABlobOpenedInPlaceOrIntoABufferIsTheBlobAndADamagedOneIsRefused
   }
 }
 
-// Objects are opened in place when loaded (an index file of 50,000 blobs is ~2 MB): a stored
+// Objects are opened in place when loaded (an index file of 10,000 blobs is ~0.4 MB): a stored
 // body (random bytes) and a compressed one come out as open_object() gives them, and a damaged
 // or misnamed object is refused.
 TEST_F(RepoTest, AnObjectOpenedInPlaceIsItsBodyAndADamagedOneIsRefused) {

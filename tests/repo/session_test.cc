@@ -218,7 +218,7 @@ TEST_F(SessionTest, ReloadingTheIndexWhileSessionsWriteLosesNothing) {
 
 // The one batching policy (index_writer.h): a file once the waiting packs hold kIndexFileBlobs
 // blobs, the rest at flush(); a failed write keeps its packs waiting.
-TEST_F(SessionTest, IndexWriterWritesAFileEveryFiftyThousandBlobsAndTheRestAtFlush) {
+TEST_F(SessionTest, IndexWriterWritesAFileEveryTenThousandBlobsAndTheRestAtFlush) {
   std::vector<size_t> announced;
   IndexWriter w(*repo_, [&](const std::vector<PackRecord>& packs) {
     size_t n = 0;
@@ -236,20 +236,21 @@ TEST_F(SessionTest, IndexWriterWritesAFileEveryFiftyThousandBlobsAndTheRestAtFlu
     }
     return r;
   };
-  // 12,000 blobs per pack: the fifth pack brings the waiting blobs to 60,000.
+  // 2,400 blobs per pack: the fifth pack brings the waiting blobs to 12,000.
+  static_assert(kIndexFileBlobs == 10000);
   for (uint64_t i = 0; i < 4; i++) {
-    ASSERT_TRUE(w.add(pack(12000, i)).ok());
+    ASSERT_TRUE(w.add(pack(2400, i)).ok());
     EXPECT_EQ(w.files_written(), 0u);
   }
-  EXPECT_EQ(w.waiting_blobs(), 48000u);
-  ASSERT_TRUE(w.add(pack(12000, 4)).ok());
+  EXPECT_EQ(w.waiting_blobs(), 9600u);
+  ASSERT_TRUE(w.add(pack(2400, 4)).ok());
   EXPECT_EQ(w.files_written(), 1u);
   EXPECT_EQ(w.waiting_blobs(), 0u);
   ASSERT_TRUE(w.add(pack(10, 5)).ok());
   ASSERT_TRUE(w.flush().ok());
   ASSERT_TRUE(w.flush().ok());  // nothing waiting: no empty file
   EXPECT_EQ(w.files_written(), 2u);
-  EXPECT_EQ(announced, (std::vector<size_t>{60000, 10}));
+  EXPECT_EQ(announced, (std::vector<size_t>{12000, 10}));
   EXPECT_EQ(count(ObjectType::kIndex), 2u);
   auto files = repo_->list_index_files();
   ASSERT_TRUE(files.ok());
@@ -259,7 +260,7 @@ TEST_F(SessionTest, IndexWriterWritesAFileEveryFiftyThousandBlobsAndTheRestAtFlu
     ASSERT_TRUE(recs.ok());
     for (const auto& r : *recs) blobs += r.blobs.size();
   }
-  EXPECT_EQ(blobs, 60010u);
+  EXPECT_EQ(blobs, 12010u);
 }
 
 }  // namespace
