@@ -321,7 +321,7 @@ Result<Id> Archiver::zero_chunk(size_t len, ReadState& rs) {
 // settle(), which the reader calls before the buffer they lie in is reused.
 class Archiver::HashAhead {
  public:
-  explicit HashAhead(Archiver& a) : a_(a) {}
+  explicit HashAhead(Archiver& a) : compression(a.session_.compression()), a_(a) {}
   ~HashAhead() { withdraw(); }  // no helper is left reading the buffer
   HashAhead(const HashAhead&) = delete;
   HashAhead& operator=(const HashAhead&) = delete;
@@ -347,13 +347,15 @@ class Archiver::HashAhead {
   Status settle(std::vector<repo::ContentRef>& content) {
     withdraw();
     for (const Pending& p : pending_) {
-      auto saved = a_.session_.save_blob_with_id(BlobType::kData, p.id, p.data);
+      auto saved = a_.session_.save_blob_with_id(BlobType::kData, p.id, p.data, compression);
       if (!saved.ok()) return saved.error();
       content.push_back(p.id);
     }
     pending_.clear();
     return ok_status();
   }
+
+  repo::Compression compression;  // what the file's chunks are stored at
 
  private:
   struct Pending {
@@ -386,6 +388,9 @@ class Archiver::HashAhead {
 
 // Files at least this large have their chunks hashed ahead by idle workers.
 constexpr uint64_t kHashAheadMin = 16u << 20;
+// Files at least this large are stored at the cheaper compression level when a sample of them
+// compresses as small at it (repo::cheaper_level_suffices; the probe costs ~1 ms a file).
+constexpr uint64_t kLevelProbeMin = 8u << 20;
 
 Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<repo::ContentRef>& content,
                               uint64_t& total, std::optional<uint64_t> limit) {
@@ -404,6 +409,7 @@ Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<repo::ContentRe
   const size_t max = chunker_.params().max_size;
   std::optional<HashAhead> ahead;
   if (file && *limit >= kHashAheadMin) ahead.emplace(*this);
+  repo::Compression level = session_.compression();
   while (true) {
     // A chunk that lies wholly in a hole is all zeros, and so is cut where all-zero input is
     // cut: no reading, no chunker run, no hashing (the same chunks as reading the zeros).
@@ -494,6 +500,11 @@ Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<repo::ContentRe
     if (first) {
       page = page_size_of(ByteView(buf.data(), end));
       first = false;
+      if (file && *limit >= kLevelProbeMin &&
+          repo::cheaper_level_suffices(level, ByteView(buf.data() + start, end - start), page)) {
+        level = repo::Compression::kLow;
+        if (ahead) ahead->compression = level;
+      }
     }
     size_t cut = page ? std::min(page, end - start)  // page = the chunk size for this file
                       : chunker_.next_cut(ByteView(buf.data() + start, end - start), eof);
@@ -502,7 +513,7 @@ Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<repo::ContentRe
       ahead->add(chunk);
     } else {
       Id id = repo_.blob_id(chunk);
-      auto saved = session_.save_blob_with_id(BlobType::kData, id, chunk);
+      auto saved = session_.save_blob_with_id(BlobType::kData, id, chunk, level);
       if (!saved.ok()) return saved.error();
       content.push_back(id);
     }

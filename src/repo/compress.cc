@@ -174,6 +174,26 @@ std::span<uint8_t> encode_record_scratch(Compression c, ByteView data, size_t ex
 
 size_t record_bound(size_t n) { return 1 + std::max(ZSTD_compressBound(n), n); }
 
+bool cheaper_level_suffices(Compression c, ByteView sample, size_t piece) {
+  if (c != Compression::kMedium || sample.empty()) return false;
+  constexpr size_t kSample = 128 << 10;
+  sample = sample.first(std::min(sample.size(), kSample));
+  if (piece == 0 || piece > sample.size()) piece = sample.size();
+  thread_local std::unique_ptr<uint8_t[]> out;  // ~128 KiB, while this thread probes files
+  if (!out) out = std::make_unique_for_overwrite<uint8_t[]>(ZSTD_compressBound(kSample));
+  const size_t cap = ZSTD_compressBound(kSample);
+  size_t low = 0, medium = 0;
+  for (size_t at = 0; at + piece <= sample.size(); at += piece) {
+    // What each level would store: its frame, or the piece as it is when that is not smaller.
+    for (auto [level, total] : {std::pair{zstd_level(Compression::kLow), &low},
+                                std::pair{zstd_level(Compression::kMedium), &medium}}) {
+      size_t n = compress_into(level, out.get(), cap, sample.data() + at, piece);
+      *total += ZSTD_isError(n) || n >= piece - piece / 32 ? piece : n;
+    }
+  }
+  return low <= medium;
+}
+
 size_t encode_record_into(Compression c, ByteView data, uint8_t* out) {
   if (c != Compression::kNone && data.size() >= 64) {
     size_t n = compress_into(zstd_level(c), out + 1, record_bound(data.size()) - 1, data.data(), data.size());

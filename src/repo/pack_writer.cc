@@ -59,6 +59,10 @@ bool PackWriter::contains(BlobType type, const Id& id) {
 }
 
 Result<bool> PackWriter::add(BlobType type, const Id& id, ByteView data) {
+  return add(type, id, data, compression_);
+}
+
+Result<bool> PackWriter::add(BlobType type, const Id& id, ByteView data, Compression c) {
   std::unique_ptr<PackBuilder> packer;
   {
     std::unique_lock<std::mutex> lk(mu_);
@@ -98,7 +102,7 @@ Result<bool> PackWriter::add(BlobType type, const Id& id, ByteView data) {
     }
   }
   // Compression and encryption run outside the lock, on this thread's own packer.
-  uint32_t stored = packer->add(type, id, data, compression_);
+  uint32_t stored = packer->add(type, id, data, c);
   if (!packer->stream_status().ok()) {
     // The pack's file could not be written: it and the blobs in it are lost; the caller fails.
     Error e = packer->stream_status().error();

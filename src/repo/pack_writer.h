@@ -56,6 +56,7 @@ class PackWriter {
 
   // Compression of new blobs (default: the config's). Set before adding.
   void set_compression(Compression c) { compression_ = c; }
+  Compression compression() const { return compression_; }
   // Upper bound on packs being filled at once (memory: packers × pack_size; default one per
   // core, fewer under the repository's memory limit). Set before adding.
   void set_max_packers(size_t n) { max_packers_ = n < 1 ? 1 : n; }
@@ -65,6 +66,8 @@ class PackWriter {
   // Stores a blob unless the repository's index or this writer already has it. Returns true if
   // it was stored, false if it was there; an error if an upload failed.
   Result<bool> add(BlobType type, const Id& id, ByteView data);
+  // The same at compression `c` instead of the writer's.
+  Result<bool> add(BlobType type, const Id& id, ByteView data, Compression c);
   // Uploads the open packs, waits for every upload, then writes an index file for every pack
   // not yet named by one (through the IndexWriter).
   Status flush();

@@ -33,6 +33,11 @@ Result<bool> Session::save_blob_with_id(BlobType type, const Id& id, ByteView da
   return writer_.add(type, id, data);
 }
 
+Result<bool> Session::save_blob_with_id(BlobType type, const Id& id, ByteView data, Compression c) {
+  HAVEN_TRY(cancel_.check());
+  return writer_.add(type, id, data, c);
+}
+
 Result<Id> Session::save_tree(const Tree& t) { return save_blob(BlobType::kTree, encode_tree(t)); }
 
 Status Session::flush() { return writer_.flush(); }

@@ -70,6 +70,7 @@ class Session {
   // Compression of new blobs (default: the config's); packs filled at once (default:
   // max(2, cores)). Set before saving.
   void set_compression(Compression c) { writer_.set_compression(c); }
+  Compression compression() const { return writer_.compression(); }
   void set_max_packers(size_t n) { writer_.set_max_packers(n); }
   // Whether the repository's index or this session's packs have the blob.
   bool has_blob(BlobType type, const Id& id) { return writer_.contains(type, id); }
@@ -78,6 +79,9 @@ class Session {
   // Same, when the caller already hashed the data (the backup pipeline hashes once).
   // Returns true if the blob was new (stored), false if it was already there.
   Result<bool> save_blob_with_id(BlobType type, const Id& id, ByteView data);
+  // The same at compression `c` instead of the session's (a file that compresses as well at a
+  // cheaper level: cheaper_level_suffices()).
+  Result<bool> save_blob_with_id(BlobType type, const Id& id, ByteView data, Compression c);
   Result<Id> save_tree(const Tree& t);
   // Uploads open packs, then writes an index file for everything not yet indexed.
   Status flush();

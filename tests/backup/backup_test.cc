@@ -1141,6 +1141,64 @@ TEST_F(BackupTest, ChunksHashedByIdleWorkersAreTheOnesOneWorkerMakesInOrder) {
   EXPECT_EQ(check.code, 0) << describe(check);
 }
 
+// Under compression medium a large file whose first bytes compress as small at zstd level 1 is
+// stored at level 1 (a database of random hex rows: what a backup at compression low stores);
+// one that compresses smaller at level 3 (text) stays at level 3. Two copies of one repository
+// (same keys, so the same chunks) tell the stored sizes apart.
+TEST_F(BackupTest, ALargeFileTakesTheCheaperLevelOnlyWhereItCompressesAsSmall) {
+  const std::string db = dir_ + "/db", log = dir_ + "/log";
+  make_dir(db);
+  make_dir(log);
+  std::mt19937_64 rng(17);
+  std::string rows(100, '\0');
+  std::memcpy(rows.data(), "SQLite format 3", 16);
+  rows[16] = 0x10;  // 4096-byte pages: chunked in 16 KiB groups
+  rows[17] = 0x00;
+  const char* digits = "0123456789abcdef";
+  for (int i = 0; rows.size() < (9u << 20); i++) {
+    rows += std::to_string(i) + "|";
+    for (int k = 0; k < 84; k++) rows += digits[rng() % 16];
+    rows += "|" + std::to_string(rng() % 1000000) + "\n";
+  }
+  rows.resize(9u << 20);
+  write_file(db + "/app.db", rows);
+  std::string text;
+  const char* words[] = {"GET", "POST", "/api/v1/items", "/login", "200", "404", "latency_ms=", "host1"};
+  for (int i = 0; text.size() < (9u << 20); i++) {
+    text += "2026-11-30 12:" + std::to_string(10 + i % 50) + ":00 " + words[rng() % 8] + " " +
+            words[rng() % 8] + " " + std::to_string(rng() % 100) + "\n";
+  }
+  write_file(log + "/app.log", text);
+  {
+    auto repo = init_repo(dir_ + "/medium");
+    ASSERT_TRUE(repo);
+  }
+  fs::copy(dir_ + "/medium", dir_ + "/low", fs::copy_options::recursive);
+  auto added = [&](const std::string& repo_dir, repo::Compression c, const std::string& src) -> uint64_t {
+    auto be = storage::open_backend(repo_dir);
+    EXPECT_TRUE(be.ok());
+    auto repo = repo::Repository::open(*be, kPw);
+    EXPECT_TRUE(repo.ok());
+    if (!repo.ok()) return 0;
+    backup::Options o;
+    o.paths = {src};
+    repo::Session session(**repo);
+    session.set_compression(c);
+    auto s = backup::run(session, o, sink_);
+    EXPECT_TRUE(s.ok()) << s.error().message();
+    return s.ok() ? stat_of(s->snapshot, "bytes_added") : 0;
+  };
+  const uint64_t db_medium = added(dir_ + "/medium", repo::Compression::kMedium, db);
+  const uint64_t db_low = added(dir_ + "/low", repo::Compression::kLow, db);
+  const uint64_t log_medium = added(dir_ + "/medium", repo::Compression::kMedium, log);
+  const uint64_t log_low = added(dir_ + "/low", repo::Compression::kLow, log);
+  ASSERT_GT(db_low, 1u << 20);
+  // The same chunks at the same level: only the two trees may differ, by a few bytes.
+  EXPECT_LE(std::max(db_medium, db_low) - std::min(db_medium, db_low), 512u)
+      << "database: " << db_medium << " bytes at medium, " << db_low << " at low";
+  EXPECT_LT(log_medium, log_low - log_low / 50) << "text: " << log_medium << " bytes at medium, " << log_low << " at low";
+}
+
 TEST_F(BackupTest, BigSparseFileReadsOnlyItsData) {
   // 16 GiB apparent, 3 MiB of data: reading the holes would read 16 GiB.
   const std::string src = dir_ + "/src";
