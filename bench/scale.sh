@@ -21,13 +21,17 @@ rm -rf "$W"/repo-* "$W"/restore-*
 export HAVEN_PASSWORD=bench
 read -r -a XARGS <<<"${BENCH_HAVEN_ARGS:-}"
 
-# timed LABEL N CMD...: runs CMD, records "seconds peak_KiB" as T[LABEL,N] and M[LABEL,N]
-declare -A T M
+# timed LABEL N CMD...: runs CMD, records "seconds peak_KiB cpu_seconds" as T[LABEL,N],
+# M[LABEL,N] and C[LABEL,N] (user + system: what grows with the work, where wall time also
+# carries this VM's page cache and disk)
+declare -A T M C
 timed() {
   local label=$1 n=$2; shift 2
   sync
-  /usr/bin/time -f "%e %M" -o "$W/time.out" "$@" >/dev/null
-  read -r T[$label,$n] M[$label,$n] <"$W/time.out"
+  /usr/bin/time -f "%e %M %U %S" -o "$W/time.out" "$@" >/dev/null
+  local u s
+  read -r T[$label,$n] M[$label,$n] u s <"$W/time.out"
+  C[$label,$n]=$(awk "BEGIN{print $u + $s}")
 }
 
 rows=()
@@ -59,9 +63,9 @@ done
 rm -rf "$W"/restore-* "$W"/repo-*
 
 awk_row() { awk "BEGIN{$1}"; }
-echo "| files | backup (s) | µs per file | unchanged re-backup (s) | restore (s) | µs per file | check --read-data (s) | backup / re-backup / restore / check peak (MiB) | blobs | index files, bytes per blob | index in memory (MiB), bytes per blob |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| files | backup (s) | µs per file | unchanged re-backup (s) | restore (s) | µs per file | check --read-data (s) | CPU µs per file: backup / re-backup / restore | backup / re-backup / restore / check peak (MiB) | blobs | index files, bytes per blob | index in memory (MiB), bytes per blob |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 for r in "${rows[@]}"; do
   read -r n blobs idx imem <<<"$r"
-  awk_row "printf \"| %d | %.2f | %.1f | %.2f | %.2f | %.1f | %.2f | %.0f / %.0f / %.0f / %.0f | %d | %.1f | %.1f, %.1f |\n\", $n, ${T[backup,$n]}, ${T[backup,$n]} * 1e6 / $n, ${T[rebackup,$n]}, ${T[restore,$n]}, ${T[restore,$n]} * 1e6 / $n, ${T[check,$n]}, ${M[backup,$n]} / 1024, ${M[rebackup,$n]} / 1024, ${M[restore,$n]} / 1024, ${M[check,$n]} / 1024, $blobs, $idx / $blobs, $imem / 1048576, $imem / $blobs"
+  awk_row "printf \"| %d | %.2f | %.1f | %.2f | %.2f | %.1f | %.2f | %.1f / %.1f / %.1f | %.0f / %.0f / %.0f / %.0f | %d | %.1f | %.1f, %.1f |\n\", $n, ${T[backup,$n]}, ${T[backup,$n]} * 1e6 / $n, ${T[rebackup,$n]}, ${T[restore,$n]}, ${T[restore,$n]} * 1e6 / $n, ${T[check,$n]}, ${C[backup,$n]} * 1e6 / $n, ${C[rebackup,$n]} * 1e6 / $n, ${C[restore,$n]} * 1e6 / $n, ${M[backup,$n]} / 1024, ${M[rebackup,$n]} / 1024, ${M[restore,$n]} / 1024, ${M[check,$n]} / 1024, $blobs, $idx / $blobs, $imem / 1048576, $imem / $blobs"
 done
