@@ -468,6 +468,26 @@ TEST_F(ServerTest, BackupWithConfigAndPolicyRunsThePolicyOnceAndRecordsIt) {
   EXPECT_EQ(both.code, 2);
 }
 
+// server.memory_limit_mib leaves a job less than the location's password needs for Argon2id
+// (the fixture's repository: 64 MiB): the run is refused before deriving, saying what to do,
+// and stores no snapshot; a limit that leaves room runs it.
+TEST_F(ServerTest, AMemoryLimitTooSmallForThePasswordsKeyDerivationIsRefusedWithTheFix) {
+  const std::string policy = files_policy("docs", dir_ + "/src", "    schedules: []\n    retention: {last: 1}\n");
+  write_config(policy, "  max_parallel_jobs: 1\n  memory_limit_mib: 48\n");
+  RunResult small = run_haven({"backup", "--config", dir_ + "/haven.yaml", "--policy", "docs"});
+  EXPECT_NE(small.code, 0) << describe(small);
+  EXPECT_NE((small.out + small.err).find("the memory limit leaves 28 MiB for deriving the key"), std::string::npos)
+      << describe(small);
+  EXPECT_NE((small.out + small.err).find("access key"), std::string::npos) << describe(small);
+  RunResult none = run_haven({"snapshots", "--json", "--repo", dir_ + "/repo", "--password-file", dir_ + "/pass"});
+  ASSERT_EQ(none.code, 0) << describe(none);
+  EXPECT_EQ(json::parse(none.out).size(), 0u);
+
+  write_config(policy, "  max_parallel_jobs: 1\n  memory_limit_mib: 96\n");
+  RunResult room = run_haven({"backup", "--config", dir_ + "/haven.yaml", "--policy", "docs"});
+  EXPECT_EQ(room.code, 0) << describe(room);
+}
+
 // The real thing, in real time: a policy scheduled every minute runs on time twice (this test
 // waits up to two minutes and a half; the others run beside it).
 TEST_F(ServerTest, APolicyScheduledEveryMinuteRunsOnTimeTwice) {
