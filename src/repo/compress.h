@@ -35,8 +35,9 @@ size_t encode_record_into(Compression c, ByteView data, uint8_t* out);
 // Whether a file stored under `c` may take the cheaper level instead: true when `c` is kMedium
 // and zstd level 1 makes `sample` (the file's first bytes; only the first 128 KiB are tried) no
 // larger than level 3 does, compressed in pieces of `piece` bytes as its chunks will be (0: one
-// piece). Level 1 is 1.5-2.5× faster; on some data (database pages of random text, media)
-// it is also as small or smaller, on most (text, programs) 4-10% larger.
+// piece). Level 1 is up to 2.4× faster (1.0-2.4× on the bench corpus); on some data (database
+// pages of random text, media) it is also as small or smaller, on most (text, programs) 4-10%
+// larger.
 bool cheaper_level_suffices(Compression c, ByteView sample, size_t piece);
 // Decodes a record plaintext; `max_size` bounds the decompressed size (from the index or a
 // format limit) so a hostile frame cannot exhaust memory.
