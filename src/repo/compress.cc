@@ -87,6 +87,9 @@ size_t compress_into(int level, void* out, size_t cap, const void* src, size_t n
   ZSTD_CCtx_setParameter(c, ZSTD_c_chainLog, 15);
   return ZSTD_compress2(c, out, cap, src, n);
 }
+// The "store if it doesn't shrink" rule: a zstd result `n` for `raw` bytes is kept only when it
+// saves at least 1/32 of them (decompressing would cost time for less).
+bool worth_keeping(size_t n, size_t raw) { return !ZSTD_isError(n) && n < raw - raw / 32; }
 struct DCtx {
   ZSTD_DCtx* d = ZSTD_createDCtx();
   ~DCtx() { ZSTD_freeDCtx(d); }
@@ -161,7 +164,7 @@ std::span<uint8_t> encode_record_scratch(Compression c, ByteView data, size_t ex
     } else {
       n = compress_into(zstd_level(c), work.get() + 1, work_size - 1 - extra, data.data(), data.size());
     }
-    if (!ZSTD_isError(n) && n < data.size() - data.size() / 32) {
+    if (worth_keeping(n, data.size())) {
       work[0] = kModeZstd;
       return std::span<uint8_t>(work.get(), 1 + n);
     }
@@ -188,7 +191,7 @@ bool cheaper_level_suffices(Compression c, ByteView sample, size_t piece) {
     for (auto [level, total] : {std::pair{zstd_level(Compression::kLow), &low},
                                 std::pair{zstd_level(Compression::kMedium), &medium}}) {
       size_t n = compress_into(level, out.get(), cap, sample.data() + at, piece);
-      *total += ZSTD_isError(n) || n >= piece - piece / 32 ? piece : n;
+      *total += worth_keeping(n, piece) ? n : piece;
     }
   }
   return low <= medium;
@@ -197,7 +200,7 @@ bool cheaper_level_suffices(Compression c, ByteView sample, size_t piece) {
 size_t encode_record_into(Compression c, ByteView data, uint8_t* out) {
   if (c != Compression::kNone && data.size() >= 64) {
     size_t n = compress_into(zstd_level(c), out + 1, record_bound(data.size()) - 1, data.data(), data.size());
-    if (!ZSTD_isError(n) && n < data.size() - data.size() / 32) {
+    if (worth_keeping(n, data.size())) {
       out[0] = kModeZstd;
       return 1 + n;
     }

@@ -528,12 +528,6 @@ Result<std::vector<std::string>> Repository::list_index_files() {
   return names;
 }
 
-Status Repository::load_index_file(const std::string& name,
-                                   const std::function<void(const PackRecord&)>& fn) {
-  HAVEN_ASSIGN(Bytes body, load_object(ObjectType::kIndex, name));
-  return decode_index_file(body, "index " + name, fn);
-}
-
 Result<std::vector<PackRecord>> Repository::load_index_file(const std::string& name) {
   HAVEN_ASSIGN(Bytes body, load_object(ObjectType::kIndex, name));
   return decode_index_file(body, "index " + name);

@@ -140,9 +140,6 @@ class Repository {
   void unload_index();
   Result<std::vector<std::string>> list_index_files();
   Result<std::vector<PackRecord>> load_index_file(const std::string& name);
-  // The same, handing each pack to `fn` as it is decoded; a file that is not readable or
-  // malformed hands over none.
-  Status load_index_file(const std::string& name, const std::function<void(const PackRecord&)>& fn);
   // Writes one index file for `packs`; returns its name. Writers batch through IndexWriter.
   Result<std::string> save_index_file(const std::vector<PackRecord>& packs);
   // Adds packs an index file now names to the shared index (IndexWriter's sessions call it).
