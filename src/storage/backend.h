@@ -112,6 +112,10 @@ class Backend {
   // several; a local disk gains nothing from a second (each save ends in an fsync the disk
   // serialises) while every save in flight holds a whole pack in memory.
   virtual size_t concurrent_saves() const { return 2; }
+  // How many small whole-object loads (index files) to keep in flight ahead of the one in use:
+  // enough to hide a remote store's round trips. A local disk answers before the one in use is
+  // decoded, so one is enough there, and each held ahead costs its size in memory.
+  virtual size_t loads_ahead() const { return 4; }
 
   virtual Status save(const ObjectName& name, ByteView data) = 0;
   // A writer for the object `name`. The default collects the bytes in memory and save()s them
@@ -182,6 +186,7 @@ class BackendWrapper : public Backend {
 
   std::string location() const override { return inner_->location(); }
   size_t concurrent_saves() const override { return inner_->concurrent_saves(); }
+  size_t loads_ahead() const override { return inner_->loads_ahead(); }
   Status save(const ObjectName& n, ByteView d) override { return inner_->save(n, d); }
   Result<Bytes> load(const ObjectName& n, uint64_t off, uint64_t len) override {
     return inner_->load(n, off, len);

@@ -27,6 +27,7 @@ class LocalBackend : public Backend {
 
   std::string location() const override { return "local:" + root_; }
   size_t concurrent_saves() const override { return 1; }
+  size_t loads_ahead() const override { return 1; }
   Status save(const ObjectName& name, ByteView data) override;
   // Streams into the temporary file save() would write, published (fsync, link, directory
   // fsync) at commit; an uncommitted writer removes its temporary file.

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -1591,6 +1592,64 @@ TEST_F(RepoTest, DamagedKeyFilesAreNamedNotCalledAWrongPassword) {
                      "1 key file(s) could not be read: key " + k1 + " is damaged"}));
   EXPECT_EQ(both.error().message().find(*k2), std::string::npos)
       << "a key that only failed on the password is not named: " << both.error().message();
+}
+
+// The local backend with a delay on every load of an index file, counting how many are in
+// flight at once, and reporting `ahead` as its loads_ahead() (0: the local backend's own).
+class IndexLoadCounter : public storage::BackendWrapper {
+ public:
+  IndexLoadCounter(std::shared_ptr<storage::Backend> inner, size_t ahead)
+      : BackendWrapper(std::move(inner)), ahead_(ahead) {}
+  size_t loads_ahead() const override { return ahead_ != 0 ? ahead_ : BackendWrapper::loads_ahead(); }
+  Result<Bytes> load(const ObjectName& n, uint64_t off, uint64_t len) override {
+    if (n.type != ObjectType::kIndex) return BackendWrapper::load(n, off, len);
+    size_t now = ++in_flight_;
+    size_t seen = most_.load();
+    while (now > seen && !most_.compare_exchange_weak(seen, now)) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    auto r = BackendWrapper::load(n, off, len);
+    --in_flight_;
+    return r;
+  }
+  size_t most_in_flight() const { return most_.load(); }
+
+ private:
+  size_t ahead_;
+  std::atomic<size_t> in_flight_{0}, most_{0};
+};
+
+// Index files are fetched ahead of the one being decoded as far as the backend's loads_ahead()
+// says: one on a local disk (more only held memory), four on object storage (hiding round
+// trips), at most two under a memory limit; every file's blobs are in the index either way.
+TEST_F(RepoTest, IndexFilesAreFetchedAsFarAheadAsTheBackendSays) {
+  std::vector<Id> blob_ids;
+  {
+    auto repo = init_repo();
+    ASSERT_NE(repo, nullptr);
+    for (int f = 0; f < 8; f++) {
+      PackRecord p;
+      p.id = random_id();
+      p.blobs = {{BlobType::kData, random_id(), 0, 100, 0}};
+      blob_ids.push_back(p.blobs[0].id);
+      ASSERT_OK(repo->save_index_file({p}));
+    }
+  }
+  struct Case {
+    size_t ahead;
+    bool limited;
+    size_t expected;
+  };
+  for (Case c : {Case{0, false, 1}, Case{4, false, 4}, Case{4, true, 2}}) {
+    SCOPED_TRACE("loads_ahead " + std::to_string(c.ahead) + (c.limited ? ", memory limit" : ""));
+    auto counter = std::make_shared<IndexLoadCounter>(backend(), c.ahead);
+    auto repo = Repository::open(counter, kPw);
+    ASSERT_OK(repo);
+    if (c.limited) (*repo)->set_memory_budget(MemoryBudget{MemoryBudget::kMinimum, 0});
+    ASSERT_OK((*repo)->load_index());
+    EXPECT_EQ(counter->most_in_flight(), c.expected);
+    for (const Id& id : blob_ids) EXPECT_TRUE((*repo)->has_blob(BlobType::kData, id));
+  }
 }
 
 TEST_F(RepoTest, TamperedIndexDetected) {
