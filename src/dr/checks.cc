@@ -1,7 +1,6 @@
 #include "dr/checks.h"
 
 #include <arpa/inet.h>
-#include <curl/curl.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
@@ -18,6 +17,7 @@
 #include <thread>
 
 #include "pg/pgconn.h"
+#include "storage/curl_api.h"
 #include "util/cancel.h"
 #include "util/subprocess.h"
 
@@ -53,21 +53,24 @@ int on_progress(void*, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
 }
 
 CheckOutcome http_check(const config::HealthCheck& c, std::chrono::milliseconds timeout) {
-  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
-  if (!curl) return {false, "cannot set up an HTTP request"};
+  std::unique_ptr<CURL, decltype(&curl::easy_cleanup)> handle(curl::easy_init(), curl::easy_cleanup);
+  if (!handle) {
+    Status s = curl::available();
+    return {false, s.ok() ? "cannot set up an HTTP request" : s.error().message()};
+  }
   std::string body;
-  curl_easy_setopt(curl.get(), CURLOPT_URL, c.target.c_str());
-  curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(std::max<int64_t>(timeout.count(), 100)));
-  curl_easy_setopt(curl.get(), CURLOPT_WRITEFUNCTION, collect);
-  curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &body);
-  curl_easy_setopt(curl.get(), CURLOPT_NOPROXY, "*");
-  curl_easy_setopt(curl.get(), CURLOPT_XFERINFOFUNCTION, on_progress);
-  curl_easy_setopt(curl.get(), CURLOPT_NOPROGRESS, 0L);
-  CURLcode rc = curl_easy_perform(curl.get());
-  if (rc != CURLE_OK) return {false, curl_easy_strerror(rc)};
+  curl::easy_setopt(handle.get(), CURLOPT_URL, c.target.c_str());
+  curl::easy_setopt(handle.get(), CURLOPT_NOSIGNAL, 1L);
+  curl::easy_setopt(handle.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(std::max<int64_t>(timeout.count(), 100)));
+  curl::easy_setopt(handle.get(), CURLOPT_WRITEFUNCTION, collect);
+  curl::easy_setopt(handle.get(), CURLOPT_WRITEDATA, &body);
+  curl::easy_setopt(handle.get(), CURLOPT_NOPROXY, "*");
+  curl::easy_setopt(handle.get(), CURLOPT_XFERINFOFUNCTION, on_progress);
+  curl::easy_setopt(handle.get(), CURLOPT_NOPROGRESS, 0L);
+  CURLcode rc = curl::easy_perform(handle.get());
+  if (rc != CURLE_OK) return {false, curl::easy_strerror(rc)};
   long status = 0;
-  curl_easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &status);
+  curl::easy_getinfo(handle.get(), CURLINFO_RESPONSE_CODE, &status);
   if (status != c.expect_status) {
     return {false, "HTTP " + std::to_string(status) + ", expected " +
                        std::to_string(c.expect_status)};

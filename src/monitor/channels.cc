@@ -6,7 +6,6 @@
 // (util/subprocess.h) with the notification on its stdin.
 #include "monitor/channels.h"
 
-#include <curl/curl.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -20,6 +19,7 @@
 #include <thread>
 #include <utility>
 
+#include "storage/curl_api.h"
 #include "storage/http.h"
 #include "util/bytes.h"
 #include "util/cancel.h"
@@ -75,6 +75,13 @@ std::string label(const ChannelConfig& c) {
 
 Error fail(const ChannelConfig& c, Code code, const std::string& what) {
   return Error(code, label(c) + ": " + what);
+}
+
+// libcurl could not be loaded (or a handle not made): the error says which and the fix.
+Error curl_missing(const ChannelConfig& c) {
+  Status s = curl::available();
+  return s.ok() ? fail(c, Code::kInternal, "libcurl could not make a handle")
+                : fail(c, s.error().code(), s.error().message());
 }
 
 // Text from outside (a receiver's answer, a summary) made one printable line: control
@@ -149,17 +156,17 @@ Result<Endpoint> parse_endpoint(const ChannelConfig& c, const std::string& url,
                                 std::initializer_list<const char*> schemes,
                                 const char* field) {
   if (url.empty()) return fail(c, Code::kInvalidArgument, std::string("no ") + field + " given");
-  std::unique_ptr<CURLU, void (*)(CURLU*)> u(curl_url(), curl_url_cleanup);
-  if (!u) return fail(c, Code::kInternal, "curl_url failed");
-  if (curl_url_set(u.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) {
+  std::unique_ptr<CURLU, void (*)(CURLU*)> u(curl::url(), curl::url_cleanup);
+  if (!u) return curl_missing(c);
+  if (curl::url_set(u.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) {
     return fail(c, Code::kInvalidArgument,
                 std::string("the ") + field + " is not a valid URL (not quoted: it may hold a token)");
   }
   auto part = [&](CURLUPart p, unsigned flags = 0) {
     char* v = nullptr;
     std::string s;
-    if (curl_url_get(u.get(), p, &v, flags) == CURLUE_OK && v != nullptr) s = v;
-    curl_free(v);
+    if (curl::url_get(u.get(), p, &v, flags) == CURLUE_OK && v != nullptr) s = v;
+    curl::free(v);
     return s;
   };
   Endpoint ep;
@@ -541,46 +548,44 @@ Status deliver_email(const ChannelConfig& c, const Notification& n) {
   const std::string message = email_message(c, n);
   const std::string what = label(c) + ": " + ep.shown;
   // A handle of its own, not the HTTP layer's per-thread one: an SMTP connection carries its
-  // login, and a notification is rare enough to pay for a fresh connection. (thread_curl() is
-  // called for its side effect: curl_global_init, once per process, before any handle.)
-  (void)http::thread_curl();
-  std::unique_ptr<CURL, void (*)(CURL*)> handle(curl_easy_init(), curl_easy_cleanup);
+  // login, and a notification is rare enough to pay for a fresh connection.
+  std::unique_ptr<CURL, void (*)(CURL*)> handle(curl::easy_init(), curl::easy_cleanup);
   CURL* h = handle.get();
-  if (h == nullptr) return fail(c, Code::kInternal, "curl_easy_init failed");
+  if (h == nullptr) return curl_missing(c);
   struct curl_slist* rcpt = nullptr;
-  for (const auto& r : c.to) rcpt = curl_slist_append(rcpt, ("<" + r + ">").c_str());
-  std::unique_ptr<curl_slist, void (*)(curl_slist*)> rcpt_guard(rcpt, curl_slist_free_all);
+  for (const auto& r : c.to) rcpt = curl::slist_append(rcpt, ("<" + r + ">").c_str());
+  std::unique_ptr<curl_slist, void (*)(curl_slist*)> rcpt_guard(rcpt, curl::slist_free_all);
   Upload up{&message, 0};
   char errbuf[CURL_ERROR_SIZE] = {0};
   const std::string from = "<" + c.from + ">";
-  curl_easy_setopt(h, CURLOPT_URL, c.smtp_url.c_str());
-  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(c.timeout.count()));
+  curl::easy_setopt(h, CURLOPT_URL, c.smtp_url.c_str());
+  curl::easy_setopt(h, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+  curl::easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  curl::easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+  curl::easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(c.timeout.count()));
   // TLS before anything else, or no mail: with CURLUSESSL_ALL libcurl gives up
   // (CURLE_USE_SSL_FAILED) when the server offers no STARTTLS, before AUTH and MAIL FROM.
-  curl_easy_setopt(h, CURLOPT_USE_SSL, static_cast<long>(c.starttls ? CURLUSESSL_ALL : CURLUSESSL_TRY));
-  if (!c.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, c.ca_file.c_str());
+  curl::easy_setopt(h, CURLOPT_USE_SSL, static_cast<long>(c.starttls ? CURLUSESSL_ALL : CURLUSESSL_TRY));
+  if (!c.ca_file.empty()) curl::easy_setopt(h, CURLOPT_CAINFO, c.ca_file.c_str());
   if (!c.username.empty()) {
-    curl_easy_setopt(h, CURLOPT_USERNAME, c.username.c_str());
-    curl_easy_setopt(h, CURLOPT_PASSWORD, c.password.reveal().c_str());
+    curl::easy_setopt(h, CURLOPT_USERNAME, c.username.c_str());
+    curl::easy_setopt(h, CURLOPT_PASSWORD, c.password.reveal().c_str());
   }
-  curl_easy_setopt(h, CURLOPT_MAIL_FROM, from.c_str());
-  curl_easy_setopt(h, CURLOPT_MAIL_RCPT, rcpt);
-  curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
-  curl_easy_setopt(h, CURLOPT_READFUNCTION, read_message);
-  curl_easy_setopt(h, CURLOPT_READDATA, &up);
-  curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(message.size()));
+  curl::easy_setopt(h, CURLOPT_MAIL_FROM, from.c_str());
+  curl::easy_setopt(h, CURLOPT_MAIL_RCPT, rcpt);
+  curl::easy_setopt(h, CURLOPT_UPLOAD, 1L);
+  curl::easy_setopt(h, CURLOPT_READFUNCTION, read_message);
+  curl::easy_setopt(h, CURLOPT_READDATA, &up);
+  curl::easy_setopt(h, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(message.size()));
   http::abort_on_cancel(h);
-  const CURLcode rc = curl_easy_perform(h);
+  const CURLcode rc = curl::easy_perform(h);
   long reply = 0;
-  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &reply);
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, nullptr);
+  curl::easy_getinfo(h, CURLINFO_RESPONSE_CODE, &reply);
+  curl::easy_setopt(h, CURLOPT_ERRORBUFFER, nullptr);
   if (rc == CURLE_OK) return ok_status();
   if (auto cancelled = http::cancelled_transfer(rc)) return *cancelled;
 
-  std::string detail = curl_easy_strerror(rc);
+  std::string detail = curl::easy_strerror(rc);
   if (errbuf[0] != '\0' && std::strcmp(errbuf, detail.c_str()) != 0) {
     detail += " (" + one_line(errbuf, kExcerpt) + ")";
   }
@@ -601,7 +606,7 @@ Status deliver_email(const ChannelConfig& c, const Notification& n) {
   if (reply >= 500 && reply < 600) return error(Code::kInvalidArgument, detail);
   Error e = http::classify_curl_error(rc, what);
   std::string msg = e.message();
-  if (errbuf[0] != '\0' && std::strcmp(errbuf, curl_easy_strerror(rc)) != 0) {
+  if (errbuf[0] != '\0' && std::strcmp(errbuf, curl::easy_strerror(rc)) != 0) {
     msg += " (" + one_line(errbuf, kExcerpt) + ")";
   }
   if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE) {

@@ -1,6 +1,7 @@
 // pg/pgconn.h — a small RAII wrapper around one libpq connection: text results only, errors as
 // haven::Error. libpq reads the PG* environment variables and ~/.pgpass itself; its messages
-// never contain the password.
+// never contain the password. libpq is opened at the first connection (util/shared_library.h):
+// commands that never connect do not load it.
 #pragma once
 
 #include <libpq-fe.h>
@@ -26,7 +27,7 @@ class Connection {
 
  private:
   struct Close {
-    void operator()(PGconn* c) const { PQfinish(c); }
+    void operator()(PGconn* c) const;
   };
   std::unique_ptr<PGconn, Close> conn_;
 };

@@ -2,10 +2,10 @@
 // azure.h). Protocol: Blob REST API, x-ms-version kApiVersion, Shared Key or SAS.
 #include "storage/azure.h"
 
+#include "storage/curl_api.h"
 #include "util/cancel.h"
 #include "storage/http.h"
 
-#include <curl/curl.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 

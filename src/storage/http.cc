@@ -8,6 +8,7 @@
 #include <limits>
 #include <mutex>
 
+#include "storage/curl_api.h"
 #include "util/cancel.h"
 
 namespace haven::storage::http {
@@ -15,13 +16,9 @@ namespace haven::storage::http {
 namespace {
 struct ThreadCurl {
   CURL* h = nullptr;
-  ThreadCurl() {
-    static std::once_flag once;
-    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-    h = curl_easy_init();
-  }
+  ThreadCurl() { h = curl::easy_init(); }
   ~ThreadCurl() {
-    if (h != nullptr) curl_easy_cleanup(h);
+    if (h != nullptr) curl::easy_cleanup(h);
   }
 };
 
@@ -82,7 +79,7 @@ std::string redact(std::string s, const std::vector<std::string>* secrets) {
 }
 
 Error classify_curl_error(CURLcode rc, const std::string& message) {
-  const std::string msg = message + ": " + curl_easy_strerror(rc);
+  const std::string msg = message + ": " + curl::easy_strerror(rc);
   switch (rc) {
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
@@ -133,7 +130,7 @@ struct Sink {
 size_t to_sink(char* p, size_t size, size_t n, void* state) {
   auto* s = static_cast<Sink*>(state);
   if (s->to_sink < 0) {
-    curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &s->resp->status);
+    curl::easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &s->resp->status);
     s->to_sink = s->resp->status == 200 || s->resp->status == 206 ? 1 : 0;
   }
   if (s->to_sink == 0) return append_body(p, size, n, &s->resp->body);
@@ -145,75 +142,75 @@ Result<Response> perform(const Request& req) {
   // Nothing is sent under a cancelled token.
   HAVEN_TRY(current_cancel().check());
   CURL* h = thread_curl();
-  if (h == nullptr) return Error(Error::Code::kInternal, req.what + ": curl_easy_init failed");
-  curl_easy_reset(h);
+  if (h == nullptr) return Error(Error::Code::kInternal, req.what + ": curl::easy_init failed");
+  curl::easy_reset(h);
 
   struct curl_slist* list = nullptr;
-  for (const auto& [k, v] : req.headers) list = curl_slist_append(list, (k + ": " + v).c_str());
-  list = curl_slist_append(list, "Expect:");  // no 100-continue round trip before uploads
-  std::unique_ptr<curl_slist, void (*)(curl_slist*)> list_guard(list, curl_slist_free_all);
+  for (const auto& [k, v] : req.headers) list = curl::slist_append(list, (k + ": " + v).c_str());
+  list = curl::slist_append(list, "Expect:");  // no 100-continue round trip before uploads
+  std::unique_ptr<curl_slist, void (*)(curl_slist*)> list_guard(list, curl::slist_free_all);
 
   Response resp;
   Upload up{req.body, 0};
   char errbuf[CURL_ERROR_SIZE] = {0};
-  curl_easy_setopt(h, CURLOPT_URL, req.url.c_str());
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+  curl::easy_setopt(h, CURLOPT_URL, req.url.c_str());
+  curl::easy_setopt(h, CURLOPT_HTTPHEADER, list);
+  curl::easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  curl::easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+  curl::easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
   // No overall timeout unless the request sets one (packs can be large); a stalled transfer
   // fails with CURLE_OPERATION_TIMEDOUT, which is transient.
   if (req.timeout.count() > 0) {
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(req.timeout.count()));
+    curl::easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(req.timeout.count()));
   }
-  curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-  curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
-  curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-  if (!req.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, req.ca_file.c_str());
+  curl::easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+  curl::easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
+  curl::easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl::easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+  curl::easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+  if (!req.ca_file.empty()) curl::easy_setopt(h, CURLOPT_CAINFO, req.ca_file.c_str());
   Sink sink{h, &req, &resp};
   if (req.body_sink) {
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, to_sink);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
+    curl::easy_setopt(h, CURLOPT_WRITEFUNCTION, to_sink);
+    curl::easy_setopt(h, CURLOPT_WRITEDATA, &sink);
   } else {
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, append_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp.body);
+    curl::easy_setopt(h, CURLOPT_WRITEFUNCTION, append_body);
+    curl::easy_setopt(h, CURLOPT_WRITEDATA, &resp.body);
   }
-  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, collect_header);
-  curl_easy_setopt(h, CURLOPT_HEADERDATA, &resp.headers);
+  curl::easy_setopt(h, CURLOPT_HEADERFUNCTION, collect_header);
+  curl::easy_setopt(h, CURLOPT_HEADERDATA, &resp.headers);
   if (req.method == "HEAD") {
-    curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    curl::easy_setopt(h, CURLOPT_NOBODY, 1L);
   } else if (req.method == "PUT") {
-    curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(h, CURLOPT_READFUNCTION, read_body);
-    curl_easy_setopt(h, CURLOPT_READDATA, &up);
-    curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, seek_body);
-    curl_easy_setopt(h, CURLOPT_SEEKDATA, &up);
-    curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+    curl::easy_setopt(h, CURLOPT_UPLOAD, 1L);
+    curl::easy_setopt(h, CURLOPT_READFUNCTION, read_body);
+    curl::easy_setopt(h, CURLOPT_READDATA, &up);
+    curl::easy_setopt(h, CURLOPT_SEEKFUNCTION, seek_body);
+    curl::easy_setopt(h, CURLOPT_SEEKDATA, &up);
+    curl::easy_setopt(h, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
   } else if (req.method == "POST") {
     // The body through the same rewindable reader as a PUT's (not CURLOPT_POSTFIELDS), so a
     // resend on a dead reused connection starts it again.
-    curl_easy_setopt(h, CURLOPT_POST, 1L);
-    curl_easy_setopt(h, CURLOPT_READFUNCTION, read_body);
-    curl_easy_setopt(h, CURLOPT_READDATA, &up);
-    curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, seek_body);
-    curl_easy_setopt(h, CURLOPT_SEEKDATA, &up);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+    curl::easy_setopt(h, CURLOPT_POST, 1L);
+    curl::easy_setopt(h, CURLOPT_READFUNCTION, read_body);
+    curl::easy_setopt(h, CURLOPT_READDATA, &up);
+    curl::easy_setopt(h, CURLOPT_SEEKFUNCTION, seek_body);
+    curl::easy_setopt(h, CURLOPT_SEEKDATA, &up);
+    curl::easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
   } else if (req.method != "GET") {
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+    curl::easy_setopt(h, CURLOPT_CUSTOMREQUEST, req.method.c_str());
   }
   abort_on_cancel(h);
-  CURLcode rc = curl_easy_perform(h);
+  CURLcode rc = curl::easy_perform(h);
   // Drop the pointers into this frame before returning.
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, nullptr);
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, nullptr);
+  curl::easy_setopt(h, CURLOPT_ERRORBUFFER, nullptr);
+  curl::easy_setopt(h, CURLOPT_HTTPHEADER, nullptr);
   if (auto cancelled = cancelled_transfer(rc)) return *cancelled;
   if (rc != CURLE_OK) {
     // The error buffer names host and port at most; redaction guards against anything more.
     Error e = classify_curl_error(rc, req.what);
     std::string msg = e.message();
-    if (errbuf[0] != '\0' && std::strcmp(errbuf, curl_easy_strerror(rc)) != 0) {
+    if (errbuf[0] != '\0' && std::strcmp(errbuf, curl::easy_strerror(rc)) != 0) {
       msg += " (" + std::string(errbuf) + ")";
     }
     if (certificate_error(rc) && !req.certificate_hint.empty()) {
@@ -221,7 +218,7 @@ Result<Response> perform(const Request& req) {
     }
     return Error(e.code(), redact(std::move(msg), req.secrets));
   }
-  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp.status);
+  curl::easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp.status);
   return resp;
 }
 
@@ -450,9 +447,9 @@ size_t collect_header(char* p, size_t size, size_t n, void* headers) {
 void abort_on_cancel(CURL* h) {
   // The token outlives the transfer: it is the calling thread's current one (a CancelScope
   // further up this thread's stack, or the never-cancelled default).
-  curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, xferinfo);
-  curl_easy_setopt(h, CURLOPT_XFERINFODATA, const_cast<CancelToken*>(&current_cancel()));
-  curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+  curl::easy_setopt(h, CURLOPT_XFERINFOFUNCTION, xferinfo);
+  curl::easy_setopt(h, CURLOPT_XFERINFODATA, const_cast<CancelToken*>(&current_cancel()));
+  curl::easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 }
 
 std::optional<Error> cancelled_transfer(CURLcode rc) {

@@ -13,8 +13,6 @@
 // thread's handle.
 #pragma once
 
-#include <curl/curl.h>
-
 #include <chrono>
 #include <cstddef>
 #include <functional>
@@ -25,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "storage/curl_api.h"
 #include "util/bytes.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -138,7 +137,7 @@ void for_each(std::string_view doc, std::string_view tag,
 
 // ---- the handle and its callbacks ----------------------------------------------------------
 
-// This thread's handle (curl_global_init runs once per process, before the first).
+// This thread's handle (nullptr if libcurl cannot be loaded: curl::available() says why).
 CURL* thread_curl();
 
 // CURLOPT_WRITEFUNCTION: appends the body to the Bytes given as CURLOPT_WRITEDATA.
@@ -151,7 +150,7 @@ size_t collect_header(char* p, size_t size, size_t n, void* headers);
 // Makes the next transfer on `h` abort (CURLE_ABORTED_BY_CALLBACK) once this thread's cancel
 // token (util/cancel.h) fires: within ~100 ms while data flows, within about a second when the
 // connection is idle (libcurl then calls its progress callback once a second). Call after
-// curl_easy_reset(). perform() does.
+// curl::easy_reset(). perform() does.
 void abort_on_cancel(CURL* h);
 // The error of a transfer that failed with `rc` because it was cancelled, or nullopt when it
 // failed for another reason.

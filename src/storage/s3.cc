@@ -1,10 +1,10 @@
 // storage/s3.cc — the S3-compatible backend (locations, layout, atomicity: see s3.h).
 #include "storage/s3.h"
 
+#include "storage/curl_api.h"
 #include "util/cancel.h"
 #include "storage/http.h"
 
-#include <curl/curl.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
@@ -123,7 +123,6 @@ std::string amz_now() {
   strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
   return buf;
 }
-
 
 }  // namespace
 

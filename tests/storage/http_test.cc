@@ -100,7 +100,7 @@ TEST(HttpErrors, OneClassificationOfTransportFailures) {
                       CURLE_SEND_ERROR, CURLE_RECV_ERROR, CURLE_GOT_NOTHING, CURLE_PARTIAL_FILE,
                       CURLE_SSL_CONNECT_ERROR, CURLE_HTTP2_STREAM, CURLE_SEND_FAIL_REWIND}) {
     Error e = http::classify_curl_error(rc, "s3:http://h/b: GET x");
-    EXPECT_EQ(e.code(), Error::Code::kTransient) << curl_easy_strerror(rc);
+    EXPECT_EQ(e.code(), Error::Code::kTransient) << curl::easy_strerror(rc);
     EXPECT_TRUE(e.retryable());
     EXPECT_EQ(e.message().rfind("s3:http://h/b: GET x: ", 0), 0u) << e.message();
   }
