@@ -6,6 +6,8 @@
 
 #include <curl/curl.h>
 
+#include <type_traits>
+
 #include "util/error.h"
 
 namespace haven::curl {
@@ -24,13 +26,17 @@ void easy_cleanup(CURL* h);
 void easy_reset(CURL* h);
 CURLcode easy_perform(CURL* h);
 const char* easy_strerror(CURLcode c);
+// `value` goes through C varargs as libcurl's own macro would pass it: a number, a pointer or a
+// function pointer (a lambda must be converted to one first).
 template <typename T>
 CURLcode easy_setopt(CURL* h, CURLoption option, T value) {
+  static_assert(std::is_scalar_v<T>, "curl options take numbers, pointers or function pointers");
   SetoptFn f = setopt_fn();
   return f ? f(h, option, value) : CURLE_FAILED_INIT;
 }
 template <typename T>
 CURLcode easy_getinfo(CURL* h, CURLINFO info, T out) {
+  static_assert(std::is_pointer_v<T>, "curl_easy_getinfo writes through a pointer");
   GetinfoFn f = getinfo_fn();
   return f ? f(h, info, out) : CURLE_FAILED_INIT;
 }
