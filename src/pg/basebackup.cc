@@ -104,16 +104,23 @@ bool is_relation_file(const std::string& path, const std::string& pgdata,
 namespace {
 
 // Waits until the archiver has archived WAL segment `segment`, as pg_backup_stop(true) would,
-// but looking every 10 ms instead of once a second: pg_stat_archiver's last archived file is
-// at or after it. The archiver takes segments oldest first and retries a failing one until it
-// succeeds, so every segment before it is archived too; WAL file names of one timeline sort in
-// WAL order. Asked through the connection, not by looking at pg_wal/archive_status, which this
-// process may not see (another user, another mount). Warns every minute it waits.
-Status wait_until_archived(Connection& conn, const std::string& segment, const CancelToken& token,
-                           Reporter& events) {
+// but looking every 10 ms instead of once a second: the segment's `.done` in
+// `<pgdata>/pg_wal/archive_status` (what PostgreSQL itself looks for), or pg_stat_archiver's last
+// archived file at or after it. The archiver takes segments oldest first and retries a failing
+// one until it succeeds, so every segment before that one is archived too; WAL file names of one
+// timeline sort in WAL order. The last archived file alone is not enough: a backup history file
+// ("…05.00000028.backup") may be archived after a later segment, and then it names the older
+// file until the next segment (seen: an incremental waited two minutes for a segment archived
+// long before). The statistics are for when this process may not see archive_status (another
+// user, another mount). Warns every minute it waits.
+Status wait_until_archived(Connection& conn, const std::string& pgdata, const std::string& segment,
+                           const CancelToken& token, Reporter& events) {
   const auto begin = std::chrono::steady_clock::now();
   auto warned = begin;
+  const std::string done = pgdata + "/pg_wal/archive_status/" + segment + ".done";
   while (true) {
+    struct stat st;
+    if (::stat(done.c_str(), &st) == 0) return ok_status();
     HAVEN_ASSIGN(auto last, conn.value("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver"));
     if (last >= segment) return ok_status();
     const auto now = std::chrono::steady_clock::now();
@@ -274,7 +281,7 @@ Result<BaseBackupResult> run_base_backup(repo::Session& session, const BaseBacku
     }
     auto changes = [&]() -> Result<WalChanges> {
       HAVEN_TRY(conn.value("SELECT pg_switch_wal()::text"));
-      HAVEN_TRY(wait_until_archived(conn, res.start_wal, session.cancel_token(), events));
+      HAVEN_TRY(wait_until_archived(conn, pgdata, res.start_wal, session.cancel_token(), events));
       return wal_changed_blocks(*since, start_lsn, res.timeline, std::stoull(seg_size),
                                 [&](const std::string& name) { return fetch_archived(session.repo(), name); });
     }();
@@ -315,7 +322,7 @@ Result<BaseBackupResult> run_base_backup(repo::Session& session, const BaseBacku
     // looks every 10 ms (wait_until_archived).
     HAVEN_ASSIGN(auto stop, conn.rows(
         "SELECT lsn::text, labelfile, spcmapfile, pg_walfile_name(lsn) FROM pg_backup_stop(false) AS r(lsn, labelfile, spcmapfile)"));
-    if (archiving) HAVEN_TRY(wait_until_archived(conn, stop[0][3], session.cancel_token(), events));
+    if (archiving) HAVEN_TRY(wait_until_archived(conn, pgdata, stop[0][3], session.cancel_token(), events));
     res.stop_lsn = stop[0][0];
     HAVEN_ASSIGN(auto next_xid, conn.value("SELECT pg_snapshot_xmax(pg_current_snapshot())::text"));
     snap.meta["pg.stop_next_xid"] = next_xid;

@@ -33,30 +33,29 @@ SharedLibrary& library() {
 }
 
 template <typename Fn>
-bool resolve(Fn& fn, const char* name) {
+void resolve(Fn& fn, const char* name) {
   fn = reinterpret_cast<Fn>(library().symbol(name));
-  return fn != nullptr;
 }
 
 const Api& api() {
   static const Api a = [] {
     Api x;
-    bool ok = resolve(x.global_init, "curl_global_init");
-    ok = resolve(x.easy_init, "curl_easy_init") && ok;
-    ok = resolve(x.easy_cleanup, "curl_easy_cleanup") && ok;
-    ok = resolve(x.easy_reset, "curl_easy_reset") && ok;
-    ok = resolve(x.easy_perform, "curl_easy_perform") && ok;
-    ok = resolve(x.easy_strerror, "curl_easy_strerror") && ok;
-    ok = resolve(x.easy_setopt, "curl_easy_setopt") && ok;
-    ok = resolve(x.easy_getinfo, "curl_easy_getinfo") && ok;
-    ok = resolve(x.slist_append, "curl_slist_append") && ok;
-    ok = resolve(x.slist_free_all, "curl_slist_free_all") && ok;
-    ok = resolve(x.url, "curl_url") && ok;
-    ok = resolve(x.url_cleanup, "curl_url_cleanup") && ok;
-    ok = resolve(x.url_set, "curl_url_set") && ok;
-    ok = resolve(x.url_get, "curl_url_get") && ok;
-    ok = resolve(x.free, "curl_free") && ok;
-    x.complete = ok;
+    resolve(x.global_init, "curl_global_init");
+    resolve(x.easy_init, "curl_easy_init");
+    resolve(x.easy_cleanup, "curl_easy_cleanup");
+    resolve(x.easy_reset, "curl_easy_reset");
+    resolve(x.easy_perform, "curl_easy_perform");
+    resolve(x.easy_strerror, "curl_easy_strerror");
+    resolve(x.easy_setopt, "curl_easy_setopt");
+    resolve(x.easy_getinfo, "curl_easy_getinfo");
+    resolve(x.slist_append, "curl_slist_append");
+    resolve(x.slist_free_all, "curl_slist_free_all");
+    resolve(x.url, "curl_url");
+    resolve(x.url_cleanup, "curl_url_cleanup");
+    resolve(x.url_set, "curl_url_set");
+    resolve(x.url_get, "curl_url_get");
+    resolve(x.free, "curl_free");
+    x.complete = library().status().ok();  // the library and every symbol
     return x;
   }();
   return a;
@@ -66,17 +65,11 @@ const Api& api() {
 
 Status available() {
   if (api().complete) return ok_status();
-  Status s = library().status();
-  if (!s.ok()) return s.error().with_context("object storage, webhooks and mail need libcurl");
-  return Error(Error::Code::kUnsupported, "libcurl is incomplete");
+  return library().status().error().with_context("object storage, webhooks and mail need libcurl");
 }
 
 SetoptFn setopt_fn() { return api().complete ? api().easy_setopt : nullptr; }
 GetinfoFn getinfo_fn() { return api().complete ? api().easy_getinfo : nullptr; }
-
-CURLcode global_init(long flags) {
-  return api().complete ? api().global_init(flags) : CURLE_FAILED_INIT;
-}
 
 CURL* easy_init() {
   if (!api().complete) return nullptr;

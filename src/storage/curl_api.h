@@ -20,8 +20,7 @@ using GetinfoFn = CURLcode (*)(CURL*, CURLINFO, ...);
 SetoptFn setopt_fn();    // nullptr when libcurl is not available
 GetinfoFn getinfo_fn();  // nullptr when libcurl is not available
 
-CURLcode global_init(long flags);  // called once, by the first easy_init()
-CURL* easy_init();
+CURL* easy_init();  // the first also runs curl_global_init, once per process
 void easy_cleanup(CURL* h);
 void easy_reset(CURL* h);
 CURLcode easy_perform(CURL* h);

@@ -6,7 +6,6 @@
 #include <ctime>
 #include <memory>
 #include <limits>
-#include <mutex>
 
 #include "storage/curl_api.h"
 #include "util/cancel.h"
