@@ -101,18 +101,6 @@ bool is_relation_file(const std::string& path, const std::string& pgdata,
   return false;
 }
 
-namespace {
-
-// Waits until the archiver has archived WAL segment `segment`, as pg_backup_stop(true) would,
-// but looking every 10 ms instead of once a second: the segment's `.done` in
-// `<pgdata>/pg_wal/archive_status` (what PostgreSQL itself looks for), or pg_stat_archiver's last
-// archived file at or after it. The archiver takes segments oldest first and retries a failing
-// one until it succeeds, so every segment before that one is archived too; WAL file names of one
-// timeline sort in WAL order. The last archived file alone is not enough: a backup history file
-// ("…05.00000028.backup") may be archived after a later segment, and then it names the older
-// file until the next segment (seen: an incremental waited two minutes for a segment archived
-// long before). The statistics are for when this process may not see archive_status (another
-// user, another mount). Warns every minute it waits.
 Status wait_until_archived(Connection& conn, const std::string& pgdata, const std::string& segment,
                            const CancelToken& token, Reporter& events) {
   const auto begin = std::chrono::steady_clock::now();
@@ -133,6 +121,8 @@ Status wait_until_archived(Connection& conn, const std::string& pgdata, const st
     if (token.sleep_for(std::chrono::milliseconds(10))) return token.check();
   }
 }
+
+namespace {
 
 // The relation and 1 GB segment number of a file is_relation_file accepts.
 std::optional<std::pair<RelationId, uint32_t>> relation_file_id(

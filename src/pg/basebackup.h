@@ -23,9 +23,12 @@
 #include "backup/backup.h"
 #include "pg/wal.h"  // parse_lsn, format_lsn
 #include "repo/repository.h"
+#include "util/cancel.h"
 #include "util/events.h"
 
 namespace haven::pg {
+
+class Connection;  // pg/pgconn.h
 
 struct BaseBackupOptions {
   std::string conninfo;  // libpq connection string; empty: PG* environment variables
@@ -61,6 +64,20 @@ bool page_changed_since(ByteView page, uint64_t since);
 // their pages change without a WAL record that sets their LSN.
 bool is_relation_file(const std::string& path, const std::string& pgdata,
                       const std::vector<std::string>& tablespaces);
+
+// Waits until PostgreSQL has archived WAL segment `segment` (a 24-digit file name), as
+// pg_backup_stop(true) would, but looking every 10 ms instead of once a second: the segment's
+// `.done` in `<pgdata>/pg_wal/archive_status` (what PostgreSQL itself looks for), or
+// pg_stat_archiver's last archived file at or after it. The archiver takes segments oldest first
+// and retries a failing one until it succeeds, so every segment before that one is archived
+// too; WAL file names of one timeline sort in WAL order. The last archived file alone is not
+// enough: a backup history file ("…05.00000028.backup") may be archived after a later segment,
+// and then it names the older file until the next segment (seen: an incremental waited two
+// minutes for a segment archived long before). The statistics are for when this process may not
+// see archive_status (another user, another mount). Warns through `events` every minute it
+// waits; returns the token's error once it is cancelled.
+Status wait_until_archived(Connection& conn, const std::string& pgdata, const std::string& segment,
+                           const CancelToken& token, Reporter& events);
 
 // What base backups skip inside the data directory (patterns for backup::Options::excludes):
 // PostgreSQL's documented list — the contents of pg_wal, pg_replslot, pg_dynshmem, pg_notify,
