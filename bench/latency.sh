@@ -4,7 +4,9 @@
 #   bench/latency.sh [path/to/haven]
 # s3rver runs on loopback; bench/latency_proxy.py sits in front of it and delays the first bytes
 # of each request by BENCH_LATENCY_MS (a round trip to a distant region) and counts requests.
-# Rounds alternate local, s3rver without and with latency; the median counts.
+# A second proxy adds no delay: it shows what the proxy itself costs (a Python process on the same
+# cores), apart from the latency. Rounds alternate local, s3rver, through the proxy without and
+# with latency; the median counts.
 # Env: BENCH_SCALE (corpus MB, default 2000), BENCH_LATENCY_MS (default 30), BENCH_ROUNDS
 #      (default 3), BENCH_DIR (default /tmp/haven-bench-latency),
 #      HAVEN_TEST_SERVERS (default /opt/haven-test-servers, installed by scripts/setup.sh).
@@ -27,14 +29,16 @@ fi
 rm -rf "$W/run" && mkdir -p "$W/run/s3" && cd "$W/run"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-S3P=$(free_port); PXP=$(free_port)
+S3P=$(free_port); PXP=$(free_port); PX0=$(free_port)
 NODE_OPTIONS=--openssl-legacy-provider "$SERVERS/node_modules/.bin/s3rver" --directory "$W/run/s3" \
   --port "$S3P" --address 127.0.0.1 --silent >/dev/null 2>&1 &
 S3PID=$!
 python3 "$HERE/latency_proxy.py" --listen "$PXP" --to "127.0.0.1:$S3P" --delay-ms "$DELAY" --stats "$W/run/proxy.json" --log "$W/run/requests.log" &
 PXPID=$!
-trap 'kill $S3PID $PXPID 2>/dev/null || true' EXIT
-for p in "$S3P" "$PXP"; do
+python3 "$HERE/latency_proxy.py" --listen "$PX0" --to "127.0.0.1:$S3P" --delay-ms 0 --stats "$W/run/proxy0.json" &
+PX0PID=$!
+trap 'kill $S3PID $PXPID $PX0PID 2>/dev/null || true' EXIT
+for p in "$S3P" "$PXP" "$PX0"; do
   for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
 done
 export HAVEN_PASSWORD=bench AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
@@ -45,10 +49,10 @@ requests() { sleep 0.5; python3 -c 'import json,sys; print(json.load(open(sys.ar
 "$HAVEN" -r "$W/run/repo-local" -q backup "$CORPUS"
 "$HAVEN" -r "s3:http://127.0.0.1:$S3P/bench/repo" -q backup "$CORPUS"
 declare -A LOC=([local]="$W/run/repo-local" [s3rver]="s3:http://127.0.0.1:$S3P/bench/repo"
-                [latency]="s3:http://127.0.0.1:$PXP/bench/repo")
+                [proxy]="s3:http://127.0.0.1:$PX0/bench/repo" [latency]="s3:http://127.0.0.1:$PXP/bench/repo")
 declare -A T REQ
 for round in $(seq 1 "$ROUNDS"); do
-  for n in local s3rver latency; do
+  for n in local s3rver proxy latency; do
     rm -rf "restore-$n"; sync
     r0=$(requests)
     /usr/bin/time -f "%e" -o t "$HAVEN" -r "${LOC[$n]}" -q restore latest --target "restore-$n" >"$n.log" 2>&1 || {
@@ -66,14 +70,15 @@ done
 rm -rf restore-*
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
-L=$(median "${T[local]}"); S=$(median "${T[s3rver]}"); X=$(median "${T[latency]}")
+L=$(median "${T[local]}"); S=$(median "${T[s3rver]}"); P=$(median "${T[proxy]}"); X=$(median "${T[latency]}")
 {
-echo "Corpus: $(du -sm "$CORPUS" | cut -f1) MiB, $(find "$CORPUS" -type f | wc -l) files, $(find "$CORPUS" -type d | wc -l) directories; s3rver on loopback; +$DELAY ms per request; $(nproc) cores; median of $ROUNDS rounds (local: ${T[local]}; s3rver: ${T[s3rver]}; +$DELAY ms: ${T[latency]})."
+echo "Corpus: $(du -sm "$CORPUS" | cut -f1) MiB, $(find "$CORPUS" -type f | wc -l) files, $(find "$CORPUS" -type d | wc -l) directories; s3rver on loopback; +$DELAY ms per request; $(nproc) cores; median of $ROUNDS rounds (local: ${T[local]}; s3rver: ${T[s3rver]}; proxy: ${T[proxy]}; +$DELAY ms: ${T[latency]})."
 echo
 echo "| restore | time (s) | ÷ local | requests |"
 echo "|---|---|---|---|"
 echo "| local disk | $L | 1.00 | |"
 echo "| s3rver | $S | $(ratio "$S" "$L") | |"
+echo "| s3rver through the proxy, no delay | $P | $(ratio "$P" "$L") | |"
 echo "| s3rver, +$DELAY ms per request | $X | $(ratio "$X" "$L") | ${REQ[1]} |"
 echo
 echo "Requests of the first restore with latency: $KINDS."

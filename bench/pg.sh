@@ -292,6 +292,9 @@ while [ "$(q -c "select pg_wal_lsn_diff(pg_current_wal_lsn(), '$start') > ($NSEG
 done
 wait_archived
 rm -f "$R/copy-wal"
+# The cluster has done its part: stopped, it runs nothing beside the timed loops (after these
+# updates autovacuum would, taking a core from whichever tool it overlaps).
+"${AS[@]}" "$B/pg_ctl" -D "$R/data" -m fast -w stop >/dev/null
 segs=()
 for f in "$R"/walseg/*; do   # the first NSEG whole segments written after $first
   f=${f##*/}
