@@ -292,9 +292,6 @@ while [ "$(q -c "select pg_wal_lsn_diff(pg_current_wal_lsn(), '$start') > ($NSEG
 done
 wait_archived
 rm -f "$R/copy-wal"
-# The cluster has done its part: stopped, it runs nothing beside the timed loops (after these
-# updates autovacuum would, taking a core from whichever tool it overlaps).
-"${AS[@]}" "$B/pg_ctl" -D "$R/data" -m fast -w stop >/dev/null
 segs=()
 for f in "$R"/walseg/*; do   # the first NSEG whole segments written after $first
   f=${f##*/}
@@ -321,19 +318,21 @@ chmod 755 "$R/push.sh"
 # segment makes the rate depend on how fast the machine starts processes at that moment.
 "${AS[@]}" "$H" -r "$R/repo-haven-wal-1" init -q >/dev/null
 "${AS[@]}" "$H" -r "$R/repo-haven-wal-1" pg archive-key --output "$R/wal-bench.key" >/dev/null
-declare -A PT   # every round's time, for the table's note
+cp -a "$R/repo-haven-wal-1" "$R/repo-haven-wal.empty"
 for ((k = 1; k <= PUSH_RUNS; k++)); do
   # Later rounds' repositories are copies of the first while it was empty (the same WAL key).
-  if [ "$k" = 1 ]; then
-    cp -a "$R/repo-haven-wal-1" "$R/repo-haven-wal.empty"
-  else
-    cp -a "$R/repo-haven-wal.empty" "$R/repo-haven-wal-$k"
-  fi
-  for c in zst lz4; do
+  [ "$k" = 1 ] || cp -a "$R/repo-haven-wal.empty" "$R/repo-haven-wal-$k"
+  for c in zst lz4; do   # stanza-create needs the running cluster
     "${AS[@]}" mkdir -p "$R/repo-$c-wal-$k"
     sed "s|^repo1-path=.*|repo1-path=$R/repo-$c-wal-$k|" "$R/$c-wal.conf" >"$R/$c-wal-$k.conf"
     "${AS[@]}" "$PGBR" --config="$R/$c-wal-$k.conf" --stanza=bench stanza-create >/dev/null
   done
+done
+# The cluster has done its part: stopped, it runs nothing beside the timed loops (after these
+# updates autovacuum would, taking a core from whichever tool it overlaps).
+"${AS[@]}" "$B/pg_ctl" -D "$R/data" -m fast -w stop >/dev/null
+declare -A PT   # every round's time, for the table's note
+for ((k = 1; k <= PUSH_RUNS; k++)); do
   for t in "${tools[@]}"; do
     sync
     run "$t" push "$R/push.sh" "$t" "$k"
