@@ -264,6 +264,11 @@ Status LocalBackend::publish(TempFile& t) {
   // fsync the file so its contents are on disk before the name points at it; otherwise a power
   // cut after the rename could leave a complete-looking name with missing or zeroed data.
   if (retry_eintr([&] { return ::fsync(t.fd); }) != 0) return fail(errno_error(t.final_path, errno));
+  // On disk now, so its pages in the page cache are clean: let the kernel reuse them. A backup
+  // writes hundreds of megabytes that nobody reads soon; kept, they would push the machine's
+  // working set (a database's cache) out of memory, and every new page the writes took would be
+  // one the kernel had to find and zero anew. Advice only: nothing to check.
+  (void)::posix_fadvise(t.fd, 0, 0, POSIX_FADV_DONTNEED);
   // close() can report delayed write errors (e.g. on network file systems); never retried.
   int fd = t.fd;
   t.fd = -1;
