@@ -141,7 +141,7 @@ Result<Response> perform(const Request& req) {
   // Nothing is sent under a cancelled token.
   HAVEN_TRY(current_cancel().check());
   CURL* h = thread_curl();
-  if (h == nullptr) return Error(Error::Code::kInternal, req.what + ": curl::easy_init failed");
+  if (h == nullptr) return Error(Error::Code::kInternal, req.what + ": curl_easy_init failed");
   curl::easy_reset(h);
 
   struct curl_slist* list = nullptr;
