@@ -295,6 +295,7 @@ Result<PgRestoreResult> run_restore_for_recovery(repo::Session& session, const P
   ro.target = o.target;
   ro.threads = o.threads;
   ro.sync = true;
+  ro.keep_cached = true;  // PostgreSQL reads the data directory as soon as it starts
   HAVEN_ASSIGN(restore::Summary rs, restore::run(session, *data->subtree, ro, events.sink()));
   if (rs.errors > 0) {
     return Error(Error::Code::kCorrupt, std::to_string(rs.errors) +

@@ -38,6 +38,10 @@ struct Options {
   std::vector<std::string> excludes;  // snapshot paths or glob patterns
   bool verify = false;                // re-read written files and check them against blob IDs
   bool sync = false;                  // fdatasync each file when its last blob is written
+  // Leave restored files' pages in the page cache (pg restore: the server reads them next).
+  // Otherwise a file of 1 MiB or more is written back as it is written, what is written back
+  // leaves the cache each time a run is written, and the rest when the file is complete.
+  bool keep_cached = false;
   Overwrite overwrite = Overwrite::kNever;
   unsigned threads = 0;               // reader threads; 0: one per core, at least 4
   size_t batch_files = 4096;          // files open at once (also capped by the open-file limit)

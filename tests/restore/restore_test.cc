@@ -45,6 +45,7 @@
 
 #include "support/fault_backend.h"
 #include "support/fs_test_util.h"
+#include "support/page_cache.h"
 #include "support/repo_test_util.h"
 
 namespace haven {
@@ -999,6 +1000,96 @@ TEST_F(RestoreTest, BlobsAreWrittenAsTheirBytesArriveNotWhenTheRangeIsComplete) 
   auto halfway = two->halfway();
   ASSERT_EQ(halfway.size(), 1u) << "the three blobs should be one range of one pack";
   EXPECT_EQ(halfway[0], 50000u) << "half-way through the range, the first file alone is written";
+}
+
+// Before each data range is read, notes how large one restored file is so far and how much of
+// it is in the page cache, then waits for its writeback (so that what restore lets go of next
+// can leave the cache, whatever the disk's speed).
+class CacheWatchBackend : public storage::BackendWrapper {
+ public:
+  CacheWatchBackend(std::shared_ptr<storage::Backend> inner, std::string watched)
+      : BackendWrapper(std::move(inner)), watched_(std::move(watched)) {}
+  Status load_streaming(const storage::ObjectName& n, uint64_t off, std::span<uint8_t> out,
+                        const std::function<void(size_t)>& arrived) override {
+    if (n.type == storage::ObjectType::kData) {
+      struct stat st;
+      if (::stat(watched_.c_str(), &st) == 0 && st.st_size > 0) {
+        auto [resident, pages] = cached_pages(watched_);
+        std::lock_guard<std::mutex> g(mu_);
+        seen_.push_back({static_cast<uint64_t>(st.st_size), static_cast<uint64_t>(resident * ::sysconf(_SC_PAGESIZE))});
+        int fd = ::open(watched_.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+          ::fdatasync(fd);
+          ::close(fd);
+        }
+      }
+    }
+    return inner().load_streaming(n, off, out, arrived);
+  }
+  // (bytes written so far, bytes of them cached), one per data range read.
+  std::vector<std::pair<uint64_t, uint64_t>> seen() {
+    std::lock_guard<std::mutex> g(mu_);
+    return seen_;
+  }
+
+ private:
+  std::string watched_;
+  std::mutex mu_;
+  std::vector<std::pair<uint64_t, uint64_t>> seen_;
+};
+
+TEST_F(RestoreTest, LargeFilesGiveTheirPagesBackAsTheyAreWrittenUnlessKeptCached) {
+  if (std::string why = page_cache_control(dir_); !why.empty()) GTEST_SKIP() << why;
+  const std::string src = dir_ + "/src";
+  make_dir(src);
+  write_file(src + "/big", random_bytes(48 << 20, 7));
+  write_file(src + "/medium", random_bytes(3 << 20, 8));
+  write_file(src + "/small", random_bytes(512 << 10, 9));  // under 1 MiB: left alone
+  Id tree = init_and_back_up({src});
+  ASSERT_FALSE(HasFailure());
+
+  // Files of 1 MiB or more are written back and out of the cache once complete. On the way, a
+  // large one keeps cached only what it has written since the last range (at most 4 MiB here,
+  // and what the wrapper's fdatasync wrote back is let go of at the next write), seen before
+  // each range is read (in pack order, which is not the file's).
+  const std::string out = dir_ + "/out";
+  auto be = storage::open_backend(repo_dir());
+  ASSERT_OK(be);
+  auto watch = std::make_shared<CacheWatchBackend>(*be, out + "/src/big");
+  auto watched = repo::Repository::open(watch, kPw);
+  ASSERT_OK(watched);
+  ASSERT_OK((*watched)->load_index());
+  restore::Options o;
+  o.threads = 1;  // one blob being written at a time
+  o.max_range = 4 << 20;
+  auto s = restore_to(**watched, tree, out, o);
+  ASSERT_OK(s);
+  EXPECT_EQ(s->errors, 0u);
+  uint64_t furthest = 0;
+  for (auto [written, cached] : watch->seen()) {
+    furthest = std::max(furthest, written);
+    EXPECT_LE(cached, uint64_t{5} << 20) << cached << " bytes cached of the " << written << " written";
+  }
+  EXPECT_GE(furthest, uint64_t{32} << 20) << "the file was never seen part-written";
+  auto repo = open_repo(repo_dir());
+  ASSERT_TRUE(repo);
+  auto [resident, pages] = cached_pages(out + "/src/big");
+  ASSERT_GT(pages, 0);
+  EXPECT_LE(resident, pages / 10) << resident << " of " << pages << " pages of a 48 MiB file still cached";
+  auto [medium_resident, medium_pages] = cached_pages(out + "/src/medium");
+  EXPECT_LE(medium_resident, medium_pages / 10) << medium_resident << " of " << medium_pages;
+  auto [small_resident, small_pages] = cached_pages(out + "/src/small");
+  EXPECT_EQ(small_resident, small_pages) << "a file under 1 MiB keeps its pages";
+  expect_same_tree(src, out + "/src");  // read back from the disk
+
+  // Kept cached (pg restore): every page stays.
+  o.keep_cached = true;
+  const std::string kept = dir_ + "/kept";
+  s = restore_to(*repo, tree, kept, o);
+  ASSERT_OK(s);
+  auto [kept_resident, kept_pages] = cached_pages(kept + "/src/big");
+  EXPECT_GE(kept_resident, kept_pages * 9 / 10) << kept_resident << " of " << kept_pages;
+  expect_same_tree(src, kept + "/src");
 }
 
 TEST_F(RestoreTest, DamagedHardLinkedFileLeavesNoNameBehind) {
