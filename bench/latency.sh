@@ -62,7 +62,7 @@ for round in $(seq 1 "$ROUNDS"); do
     if [ "$n" = latency ]; then
       REQ[$round]=$((r1 - r0))
       # What the first one asked for, by method and object kind (/bench/repo/<kind>/...).
-      [ "$round" = 1 ] && KINDS=$(tail -n "$((r1 - r0))" requests.log | awk '{split($2, p, "/"); k=p[4]; sub(/\?.*/, "", k); if (k == "") k="(listing)"; n[$1" "k]++} END{for (x in n) printf "%s %d, ", x, n[x]}' | sed 's/, $//')
+      [ "$round" = 1 ] && KINDS=$(grep -v ' <$' requests.log | tail -n "$((r1 - r0))" | awk '{split($4, p, "/"); k=p[4]; sub(/\?.*/, "", k); if (k == "") k="(listing)"; n[$3" "k]++} END{for (x in n) printf "%s %d, ", x, n[x]}' | sed 's/, $//')
     fi
     diff -rq "$CORPUS" "restore-$n/corpus-$SCALE" >/dev/null || { echo "bench: $n restore differs" >&2; exit 1; }
   done

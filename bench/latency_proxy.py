@@ -8,13 +8,15 @@ the server has answered (HTTP/1.1 on a kept-alive connection: one request, one r
 first bytes wait --delay-ms before they go on, as a round trip to a distant region would add.
 The rest of a request and every response pass at once. FILE gets {"requests": N,
 "connections": M, "bytes_up": U, "bytes_down": D} a few times a second and at exit; the
---log FILE gets each request's first line (method and path).
+--log FILE gets, per connection, the time and first line of each request and the time each
+response starts ("<").
 """
 import argparse
 import asyncio
 import json
 import os
 import signal
+import time
 
 stats = {"requests": 0, "connections": 0, "bytes_up": 0, "bytes_down": 0}
 
@@ -33,11 +35,14 @@ async def pump(reader, writer, conn, upstream, delay):
                     conn["last"] = "up"
                     stats["requests"] += 1
                     if log is not None:
-                        log.write(data.split(b"\r\n", 1)[0].decode("latin-1") + "\n")
+                        log.write("%.3f %d %s\n" % (time.monotonic(), conn["id"],
+                                                      data.split(b"\r\n", 1)[0].decode("latin-1")))
                     if delay > 0:
                         await asyncio.sleep(delay)
                 stats["bytes_up"] += len(data)
             else:
+                if conn["last"] != "down" and log is not None:  # the first bytes of a response
+                    log.write("%.3f %d <\n" % (time.monotonic(), conn["id"]))
                 conn["last"] = "down"
                 stats["bytes_down"] += len(data)
             writer.write(data)
@@ -53,12 +58,12 @@ async def pump(reader, writer, conn, upstream, delay):
 
 async def handle(client_r, client_w, host, port, delay):
     stats["connections"] += 1
+    conn = {"last": None, "id": stats["connections"]}
     try:
         server_r, server_w = await asyncio.open_connection(host, port)
     except OSError:
         client_w.close()
         return
-    conn = {"last": None}
     await asyncio.gather(pump(client_r, server_w, conn, True, delay),
                          pump(server_r, client_w, conn, False, delay))
 
