@@ -4,7 +4,10 @@
 // directory when it gets there waits one round trip per directory. TreeAhead loads the trees
 // the walker will want on threads of its own, depth first like the walker (the subdirectories
 // of the directory it just entered first, then theirs), keeping at most `max_bytes` of loaded
-// trees the walker has not taken yet.
+// trees the walker has not taken yet. Queued trees stored near each other in one pack are
+// read together, in one request spanning at most `span` bytes: a directory's subdirectories
+// were saved one after the other, so a level of the tree costs a request or two, not one per
+// directory.
 #pragma once
 
 #include <condition_variable>
@@ -25,8 +28,9 @@ namespace haven::restore {
 class TreeAhead {
  public:
   // `wanted(rel)`: whether the walker will enter the directory at `rel` (its selection).
+  // `span` 0: each tree is a request of its own.
   TreeAhead(repo::Repository& repo, std::function<bool(const std::string& rel)> wanted,
-            unsigned threads, uint64_t max_bytes, const CancelToken& token);
+            unsigned threads, uint64_t max_bytes, const CancelToken& token, uint64_t span = 1 << 20);
   ~TreeAhead();  // stops the threads; trees not taken are dropped
   TreeAhead(const TreeAhead&) = delete;
   TreeAhead& operator=(const TreeAhead&) = delete;
@@ -56,10 +60,17 @@ class TreeAhead {
   };
   void worker();
   void push_children(const repo::Tree& tree, const std::string& rel);  // mu_ held
+  // Queued items of `first`'s pack that one read of at most span_ bytes takes along (mu_ held;
+  // they leave the queue). `first` comes first.
+  std::vector<std::pair<Item, repo::BlobLocation>> neighbours(Item first, const repo::BlobLocation& at);
+  // Loads the trees of `group` (one pack) with one read; a tree that does not open that way is
+  // loaded on its own (its other copy, its own error).
+  std::vector<Result<repo::Tree>> load_group(const std::vector<std::pair<Item, repo::BlobLocation>>& group);
 
   repo::Repository& repo_;
   std::function<bool(const std::string&)> wanted_;
   const uint64_t max_bytes_;
+  const uint64_t span_;
   const CancelToken& token_;
   std::mutex mu_;
   std::condition_variable work_cv_, done_cv_;
