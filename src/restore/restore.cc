@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -97,6 +98,7 @@ struct PendingFile {
   Node node;
   std::atomic<uint32_t> remaining{0};  // placements not yet written
   std::atomic<uint64_t> end_written{0};  // the furthest byte written (holes are not written)
+  std::atomic<uint64_t> unrecycled{0};   // bytes written since its pages were last given back
   std::mutex mu;                        // guards fd, created and failure
   int fd = -1;
   bool created = false;                 // this restore created the file (only then removed)
@@ -153,8 +155,12 @@ class Restorer {
   void add_file(std::string path, std::string rel, Node node);
   // Creates the file (once, on whichever thread comes first); false if that failed (recorded).
   bool ensure_open(PendingFile& f);
-  // Are `f`'s pages given back as it is written (1 MiB or more, and not keep_cached)?
-  bool recycles(const PendingFile& f) const;
+  // Are `f`'s pages given back as it is written (1 MiB or more, not keep_cached, and the disk
+  // keeps up with the writeback: writeback_keeps_up)?
+  bool recycles(const PendingFile& f);
+  // Whether the system has at most max_writeback bytes under writeback (read at most every
+  // 20 ms, by one thread at a time; true if it cannot be read).
+  bool writeback_keeps_up();
   // Reads every piece of the batch (coalesced ranges, parallel readers), then empties it.
   // Hands the planned batch to a thread of its own and starts planning the next, so walking
   // (tree loads, blob lookups) overlaps reading; waits first for the batch before it.
@@ -241,6 +247,8 @@ class Restorer {
     std::string first, path, rel;
   };
   std::vector<PendingLink> pending_links_;
+  std::atomic<int64_t> writeback_read_at_{0};  // steady-clock ns of the last read (0: none yet)
+  std::atomic<bool> writeback_ok_{true};
   std::set<std::string> failed_;  // target paths whose content could not be restored
   Summary sum_;
   std::atomic<uint64_t> files_{0}, bytes_{0}, errors_{0}, verified_{0}, skipped_{0};
@@ -364,27 +372,53 @@ Status Restorer::write_at(PendingFile& f, uint64_t offset, ByteView data) {
   // takes them along (the range reaches kReach beyond the run), so the disk sees long writes,
   // not a run with holes and each page for a hole on its own (6x the write requests).
   constexpr uint64_t kSmall = 24 << 10, kReach = 16 << 10;
-  // A file of 1 MiB or more gives its pages back as it goes (unless the caller keeps them
-  // cached): its runs are written back from the start, and each one written lets the file's
-  // pages whose writeback is done leave the page cache (never waited for here; finish() waits
-  // and drops the rest). A restore then writes into memory it freed a moment ago instead of
-  // taking a page of fresh memory per 4 KiB (on a virtual machine, memory the host had taken
-  // back cost the kernel's copy 1-2 s of a 1 GB restore), and it does not push the page cache
-  // of everything else out.
-  const bool recycle = recycles(f);
-  if ((opts_.sync || recycle) && data.size() >= kSmall) {
+  if (opts_.sync && data.size() >= kSmall) {
     const uint64_t from = offset > kReach ? offset - kReach : 0;
     ::sync_file_range(f.fd, static_cast<off_t>(from), static_cast<off_t>(offset + data.size() + kReach - from),
                       SYNC_FILE_RANGE_WRITE);
   }
-  if (recycle) (void)::posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED);
+  // A file of 1 MiB or more gives its pages back as it goes (unless the caller keeps them
+  // cached, or the disk does not keep up: recycles()): with every MiB written to it, its dirty
+  // pages are put to writeback and those whose writeback is done leave the page cache (never
+  // waited for here; finish() waits and drops the rest). A restore then writes into memory it
+  // freed a moment ago instead of taking a page of fresh memory per 4 KiB (on a virtual
+  // machine, memory the host had taken back cost the kernel's copy 1-2 s of a 1 GB restore),
+  // and it does not push the page cache of everything else out.
+  constexpr uint64_t kRecycleEvery = 1 << 20;
+  if (f.unrecycled.fetch_add(data.size()) + data.size() >= kRecycleEvery && recycles(f)) {
+    f.unrecycled = 0;
+    if (!opts_.sync) ::sync_file_range(f.fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    (void)::posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED);
+  }
   bytes_ += data.size();
   return ok_status();
 }
 
-bool Restorer::recycles(const PendingFile& f) const {
+bool Restorer::recycles(const PendingFile& f) {
   constexpr uint64_t kLarge = 1 << 20;
-  return !opts_.keep_cached && f.node.size >= kLarge;
+  return !opts_.keep_cached && f.node.size >= kLarge && writeback_keeps_up();
+}
+
+bool Restorer::writeback_keeps_up() {
+  // A disk that does not keep up fills its queue: writeback started here would then wait for
+  // the device, and a restore that fits in memory would go at the disk's pace instead of
+  // leaving the kernel to write it out afterwards (as it does without this).
+  constexpr int64_t kEvery = 20'000'000;
+  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch()).count();
+  int64_t last = writeback_read_at_.load();
+  if ((last != 0 && now - last < kEvery) || !writeback_read_at_.compare_exchange_strong(last, now)) {
+    return writeback_ok_.load();
+  }
+  int fd = ::open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return writeback_ok_.load();
+  char buf[8192];
+  ssize_t n = ::read(fd, buf, sizeof buf);
+  ::close(fd);
+  if (n <= 0) return writeback_ok_.load();
+  auto bytes = detail::meminfo_bytes(std::string_view(buf, static_cast<size_t>(n)), "Writeback:");
+  if (bytes) writeback_ok_ = *bytes <= opts_.max_writeback;
+  return writeback_ok_.load();
 }
 
 bool Restorer::ensure_open(PendingFile& f) {
@@ -903,6 +937,34 @@ Result<Summary> Restorer::run(const Id& root) {
 }
 
 }  // namespace
+
+namespace detail {
+std::optional<uint64_t> meminfo_bytes(std::string_view meminfo, std::string_view field) {
+  // Lines of "Name:   value kB".
+  for (size_t at = 0; at < meminfo.size();) {
+    size_t end = meminfo.find('\n', at);
+    if (end == std::string_view::npos) end = meminfo.size();
+    std::string_view line = meminfo.substr(at, end - at);
+    at = end + 1;
+    if (line.substr(0, field.size()) != field) continue;
+    line.remove_prefix(field.size());
+    while (!line.empty() && line.front() == ' ') line.remove_prefix(1);
+    uint64_t v = 0;
+    size_t digits = 0;
+    while (digits < line.size() && line[digits] >= '0' && line[digits] <= '9' && v < (UINT64_MAX >> 14)) {
+      v = v * 10 + static_cast<uint64_t>(line[digits] - '0');
+      digits++;
+    }
+    if (digits == 0) return std::nullopt;
+    std::string_view unit = line.substr(digits);
+    while (!unit.empty() && unit.front() == ' ') unit.remove_prefix(1);
+    if (unit == "kB") return v * 1024;
+    if (unit.empty()) return v;
+    return std::nullopt;
+  }
+  return std::nullopt;
+}
+}  // namespace detail
 
 nlohmann::json summary_json(const Summary& s) {
   return {{"files", s.files},     {"dirs", s.dirs},         {"others", s.others},

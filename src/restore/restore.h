@@ -21,6 +21,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "repo/repository.h"
@@ -40,8 +41,12 @@ struct Options {
   bool sync = false;                  // fdatasync each file when its last blob is written
   // Leave restored files' pages in the page cache (pg restore: the server reads them next).
   // Otherwise a file of 1 MiB or more is written back as it is written, what is written back
-  // leaves the cache each time a run is written, and the rest when the file is complete.
+  // leaves the cache each time a run is written, and the rest when the file is complete;
+  // unless the disk does not keep up: while the system has more than max_writeback bytes
+  // under writeback (/proc/meminfo), restore starts no writeback and waits for none, and
+  // leaves the pages to the kernel as it would with keep_cached.
   bool keep_cached = false;
+  uint64_t max_writeback = 64 << 20;
   Overwrite overwrite = Overwrite::kNever;
   unsigned threads = 0;               // reader threads; 0: one per core, at least 4
   size_t batch_files = 4096;          // files open at once (also capped by the open-file limit)
@@ -109,6 +114,11 @@ Result<Summary> run(repo::Session& session, const Choice& choice, const Options&
 
 // The summary's fields as JSON (restore:completed, the CLI's --json).
 nlohmann::json summary_json(const Summary& s);
+
+namespace detail {
+// A field of /proc/meminfo's text ("Writeback:"), in bytes; nullopt if it is not there.
+std::optional<uint64_t> meminfo_bytes(std::string_view meminfo, std::string_view field);
+}  // namespace detail
 
 // Compares what is in options.target with a chosen snapshot (or the part options.includes and
 // options.excludes select), writing nothing: the validation of a finished restore. Each
