@@ -4,8 +4,10 @@
 #include <algorithm>
 #include <cstring>
 #include <ctime>
-#include <memory>
 #include <limits>
+#include <memory>
+#include <mutex>
+#include <vector>
 
 #include "storage/curl_api.h"
 #include "util/cancel.h"
@@ -13,11 +15,52 @@
 namespace haven::storage::http {
 
 namespace {
+// Handles of threads that have ended, kept with their open connections for the threads that
+// come next. A restore's readers are new threads for every batch, as are a session's workers:
+// with a handle per thread and nothing kept, each was a new TCP connection (and over HTTPS a
+// TLS handshake, two or three round trips) per thread and batch. Never destroyed: threads
+// hand their handles back as late as process exit, after other statics (libcurl's own) may
+// be gone; the connections close with the process.
+class HandlePool {
+ public:
+  CURL* take() {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (!idle_.empty()) {
+        CURL* h = idle_.back();
+        idle_.pop_back();
+        return h;
+      }
+    }
+    return curl::easy_init();
+  }
+  void give(CURL* h) {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (idle_.size() < kKeep) {
+        idle_.push_back(h);
+        return;
+      }
+    }
+    curl::easy_cleanup(h);
+  }
+
+ private:
+  static constexpr size_t kKeep = 32;  // more than the threads any one operation runs
+  std::mutex mu_;
+  std::vector<CURL*> idle_;
+};
+
+HandlePool& handle_pool() {
+  static HandlePool* pool = new HandlePool;
+  return *pool;
+}
+
 struct ThreadCurl {
   CURL* h = nullptr;
-  ThreadCurl() { h = curl::easy_init(); }
+  ThreadCurl() { h = handle_pool().take(); }
   ~ThreadCurl() {
-    if (h != nullptr) curl::easy_cleanup(h);
+    if (h != nullptr) handle_pool().give(h);
   }
 };
 

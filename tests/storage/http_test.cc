@@ -1,11 +1,20 @@
 // Tests of the shared HTTP layer of the object-store backends (storage/http.h) and of the
 // listing parsers built on it: percent-encoding, XML reading of untrusted text, HTTP dates,
-// the one classification of transport failures and statuses, and backend settings.
+// the one classification of transport failures and statuses, backend settings, and
+// connections kept across threads.
 #include "storage/http.h"
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <random>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "storage/azure.h"
 #include "storage/backend.h"
@@ -193,6 +202,109 @@ TEST(BackendSettings, LookupsAndDefaults) {
   EXPECT_NE(a.error().message().find("AZURE_STORAGE_CONNECTION_STRING"), std::string::npos);
   // The local backend needs none.
   EXPECT_TRUE(open_backend("local:/tmp/x", none).ok());
+}
+
+// A kept-alive HTTP/1.1 server on loopback that answers every request with "ok" and counts
+// the connections it accepted.
+class CountingServer {
+ public:
+  CountingServer() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), len) != 0 || ::listen(fd_, 16) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      ADD_FAILURE() << "cannot listen on loopback";
+      return;
+    }
+    port_ = ntohs(a.sin_port);
+    accept_ = std::thread([this] { accept_loop(); });
+  }
+  ~CountingServer() {
+    stop_ = true;
+    if (accept_.joinable()) accept_.join();
+    for (auto& t : conns_) t.join();
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int port() const { return port_; }
+  int connections() const { return accepted_.load(); }
+
+ private:
+  void accept_loop() {
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      accepted_++;
+      conns_.emplace_back([this, c] { serve(c); });
+    }
+  }
+  void serve(int c) {
+    std::string in;
+    char buf[4096];
+    while (!stop_) {
+      pollfd p{c, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      ssize_t n = ::read(c, buf, sizeof buf);
+      if (n <= 0) break;
+      in.append(buf, static_cast<size_t>(n));
+      size_t end;
+      while ((end = in.find("\r\n\r\n")) != std::string::npos) {  // GETs: no body
+        in.erase(0, end + 4);
+        const std::string reply = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        if (::write(c, reply.data(), reply.size()) != static_cast<ssize_t>(reply.size())) break;
+      }
+    }
+    ::close(c);
+  }
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> accepted_{0};
+  std::thread accept_;
+  std::vector<std::thread> conns_;  // only the accept thread adds, and it is joined first
+};
+
+// Threads that come and go one after another (a restore's readers, batch after batch) reuse
+// the connection the ones before them opened, instead of one connection per thread.
+TEST(HttpConnections, ThreadsThatComeAndGoShareKeptConnections) {
+  CountingServer server;
+  ASSERT_GT(server.port(), 0);
+  const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/x";
+  for (int round = 0; round < 6; round++) {
+    std::thread t([&] {
+      http::Request req;
+      req.url = url;
+      req.what = "GET x";
+      auto r = http::perform(req);
+      ASSERT_TRUE(r.ok()) << r.error().message();
+      EXPECT_EQ(r->status, 200);
+      EXPECT_EQ(std::string(r->body.begin(), r->body.end()), "ok");
+    });
+    t.join();
+  }
+  EXPECT_EQ(server.connections(), 1) << "each thread opened a connection of its own";
+  // Threads at the same time each need one: two at once, twice, make two connections.
+  for (int round = 0; round < 2; round++) {
+    std::vector<std::thread> two;
+    std::atomic<int> ready{0};
+    for (int i = 0; i < 2; i++) {
+      two.emplace_back([&] {
+        ready++;
+        while (ready.load() < 2) std::this_thread::yield();
+        http::Request req;
+        req.url = url;
+        req.what = "GET x";
+        auto r = http::perform(req);
+        EXPECT_TRUE(r.ok());
+      });
+    }
+    for (auto& t : two) t.join();
+  }
+  EXPECT_LE(server.connections(), 2);
 }
 
 }  // namespace
