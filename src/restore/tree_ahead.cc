@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "repo/paths.h"
 #include "repo/snapshot.h"
 
 namespace haven::restore {
