@@ -73,25 +73,45 @@ void PackBuilder::drain(size_t threshold) {
   buf_.clear();
 }
 
-Bytes PackBuilder::finish(PackRecord& record) {
-  json list = json::array();
-  for (const auto& b : record_.blobs) {
-    list.push_back({static_cast<int>(b.type),
-                    json::binary_t(std::vector<uint8_t>(b.id.begin(), b.id.end())), b.offset,
-                    b.length, b.raw_length});
+Bytes encode_pack_trailer(const std::vector<PackedBlob>& blobs) {
+  Bytes out;
+  out.reserve(9 + blobs.size() * 56);
+  cbor::Writer w(out);
+  w.array(blobs.size());
+  for (const auto& b : blobs) {
+    w.array(5);
+    w.uint(static_cast<uint64_t>(b.type));
+    w.bytes(ByteView(b.id.data(), b.id.size()));
+    w.uint(b.offset);
+    w.uint(b.length);
+    w.uint(b.raw_length);
   }
-  Bytes body = json::to_cbor(list);
-  Bytes scratch;
-  encode_record(Compression::kLow, body, scratch);
-  size_t start = buf_.size();
-  seal_record_at(subkey_, header_, written_ + start, as_bytes(kTrailerAad), scratch, buf_);
-  uint32_t trailer_len = static_cast<uint32_t>(buf_.size() - start);
-  uint8_t tail[4];
-  put_u32le(tail, trailer_len);
-  buf_.insert(buf_.end(), tail, tail + 4);
+  return out;
+}
+
+Bytes PackBuilder::finish(PackRecord& record) {
+  // Written without a DOM (cbor::Writer; a pack of small files lists ~13,000 blobs, whose json
+  // tree cost ~2.5 MB), then compressed into this thread's record buffer with room for the tag
+  // and the length, sealed there and written from there: no other copy of the trailer is made.
+  std::span<uint8_t> rec;
+  {
+    const Bytes body = encode_pack_trailer(record_.blobs);
+    rec = encode_record_scratch(Compression::kLow, body, crypto::kTagSize + 4);
+  }
+  drain(0);  // when streaming: what the pack holds so far goes first
+  const uint64_t offset = written_ + buf_.size();
+  seal_record_in_place(subkey_, header_, offset, as_bytes(kTrailerAad), rec.data(), rec.size());
+  const uint32_t trailer_len = static_cast<uint32_t>(rec.size() + crypto::kTagSize);
+  put_u32le(rec.data() + trailer_len, trailer_len);
+  const ByteView out(rec.data(), trailer_len + 4);
+  if (writer_) {
+    if (stream_status_.ok()) stream_status_ = writer_->append(out);
+    written_ += out.size();
+  } else {
+    buf_.insert(buf_.end(), out.begin(), out.end());
+  }
   record = std::move(record_);
-  drain(0);  // when streaming: writes out the rest, and the (empty) buffer is only recycled
-  return std::move(buf_);
+  return std::move(buf_);  // when streaming, empty: only its capacity is recycled
 }
 
 namespace {
@@ -233,23 +253,30 @@ Result<PackRecord> decode_pack_trailer(ByteView body, const Id& pack_id, uint32_
   r.id = pack_id;
   r.key_generation = key_generation;
   try {
-    json list = cbor::parse(body);
-    for (const auto& b : list) {
+    // Read item by item (no DOM): a trailer may list ~13,000 blobs.
+    cbor::Reader rd(body);
+    const size_t n = rd.array();
+    r.blobs.reserve(std::min(n, body.size() / 40));  // an entry takes at least 40 bytes
+    for (size_t i = 0; i < n; i++) {
+      const size_t items = rd.array();
+      if (items < 5) return Error(Error::Code::kCorrupt, what + ": bad trailer entry");
       PackedBlob pb;
-      int t = cbor::get_int<int>(b.at(0));
+      int t = rd.integer<int>();
       if (t != 0 && t != 1) return Error(Error::Code::kCorrupt, what + ": bad trailer entry");
       pb.type = static_cast<BlobType>(t);
-      const auto& idb = b.at(1).get_binary();
+      ByteView idb = rd.bytes();
       if (idb.size() != 32) return Error(Error::Code::kCorrupt, what + ": bad trailer entry");
       std::memcpy(pb.id.data(), idb.data(), 32);
-      pb.offset = cbor::get_int<uint32_t>(b.at(2));
-      pb.length = cbor::get_int<uint32_t>(b.at(3));
-      pb.raw_length = cbor::get_int<uint32_t>(b.at(4));
+      pb.offset = rd.integer<uint32_t>();
+      pb.length = rd.integer<uint32_t>();
+      pb.raw_length = rd.integer<uint32_t>();
+      for (size_t k = 5; k < items; k++) rd.skip(2);
       if (pb.offset < kPrefixSize || uint64_t(pb.offset) + pb.length > toff) {
         return Error(Error::Code::kCorrupt, what + ": trailer entry outside the pack");
       }
       r.blobs.push_back(pb);
     }
+    if (!rd.at_end()) return Error(Error::Code::kCorrupt, what + ": malformed trailer");
   } catch (const json::exception&) {
     return Error(Error::Code::kCorrupt, what + ": malformed trailer");
   }

@@ -111,6 +111,9 @@ Result<PackRecord> read_pack_trailer(const MasterKey& key, const Id& pack_id, By
 // bytes (`tail`, at least the trailer and its length). Lets repair read a few KiB per pack.
 Result<PackRecord> read_pack_trailer(const MasterKey& key, const Id& pack_id, ByteView prefix,
                                      ByteView tail, uint64_t pack_size);
+// A trailer's payload (CBOR, FORMAT.md §4): [[type, id, offset, length, raw_length], ...], the
+// bytes json::to_cbor writes for the same values.
+Bytes encode_pack_trailer(const std::vector<PackedBlob>& blobs);
 // Decodes an authenticated trailer's payload (CBOR, FORMAT.md §4) of the pack `pack_id` whose
 // trailer record starts at `trailer_offset`; every blob must lie between the header and the
 // trailer. read_pack_trailer() calls it; the fuzz target fuzz_pack_trailer too.

@@ -198,6 +198,61 @@ TEST(DecodeTest, DirectTreeCodecMatchesTheDomEncodingByteForByte) {
   }
 }
 
+// Pack trailers are written without a DOM (encode_pack_trailer); the bytes must stay those
+// json::to_cbor wrote, or packs written before would no longer read the same.
+TEST(DecodeTest, DirectPackTrailerCodecMatchesTheDomEncodingByteForByte) {
+  const uint32_t widths[] = {44, 255, 256, 65535, 65536, 0x7FFFFFFF, 0xFFFFFFF0u};
+  std::vector<PackedBlob> blobs;
+  for (uint32_t i = 0; i < 30; i++) {
+    PackedBlob b;
+    b.type = static_cast<BlobType>(i % 2);
+    b.id.fill(static_cast<uint8_t>(i * 7));
+    b.offset = widths[i % 7];
+    b.length = i % 7 == 6 ? 15 : widths[(i + 3) % 5];
+    b.raw_length = widths[(i + 1) % 7] - 1;
+    blobs.push_back(b);
+  }
+  for (size_t count : {size_t{0}, size_t{1}, size_t{23}, size_t{24}, size_t{30}}) {
+    std::vector<PackedBlob> part(blobs.begin(), blobs.begin() + static_cast<ptrdiff_t>(count));
+    json dom = json::array();
+    for (const auto& b : part) {
+      dom.push_back({static_cast<int>(b.type), json::binary_t(std::vector<uint8_t>(b.id.begin(), b.id.end())),
+                     b.offset, b.length, b.raw_length});
+    }
+    const Bytes direct = encode_pack_trailer(part);
+    EXPECT_EQ(direct, json::to_cbor(dom)) << count << " blobs";
+    auto back = decode_pack_trailer(direct, Id{}, 3, 0xFFFFFFFFull * 2, "pack");
+    ASSERT_TRUE(back.ok()) << back.error().message();
+    EXPECT_EQ(back->key_generation, 3u);
+    ASSERT_EQ(back->blobs.size(), count);
+    for (size_t i = 0; i < count; i++) {
+      EXPECT_EQ(back->blobs[i].type, part[i].type);
+      EXPECT_EQ(back->blobs[i].id, part[i].id);
+      EXPECT_EQ(back->blobs[i].offset, part[i].offset);
+      EXPECT_EQ(back->blobs[i].length, part[i].length);
+      EXPECT_EQ(back->blobs[i].raw_length, part[i].raw_length);
+    }
+  }
+  // Entries of more than five items read as before (the extra ones skipped); fewer, a blob
+  // type other than 0 or 1, an entry past the trailer, or bytes after the list are corrupt.
+  json longer = json::array({json::array({1, bin(32, 2), 44, 10, 9, "later", json::array({1, 2})})});
+  auto r = decode_pack_trailer(json::to_cbor(longer), Id{}, 0, 1000, "pack");
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  ASSERT_EQ(r->blobs.size(), 1u);
+  EXPECT_EQ(r->blobs[0].type, BlobType::kTree);
+  EXPECT_EQ(r->blobs[0].raw_length, 9u);
+  expect_corrupt(decode_pack_trailer(json::to_cbor(json::array({json::array({0, bin(32, 2), 44, 10})})), Id{}, 0,
+                                     1000, "pack"));
+  expect_corrupt(decode_pack_trailer(json::to_cbor(json::array({json::array({2, bin(32, 2), 44, 10, 10})})),
+                                     Id{}, 0, 1000, "pack"));
+  expect_corrupt(decode_pack_trailer(json::to_cbor(json::array({json::array({0, bin(32, 2), 44, 10, 10})})),
+                                     Id{}, 0, 50, "pack"));
+  Bytes trailing = json::to_cbor(json::array({json::array({0, bin(32, 2), 44, 10, 10})}));
+  trailing.push_back(0);
+  expect_corrupt(decode_pack_trailer(trailing, Id{}, 0, 1000, "pack"));
+  expect_corrupt(decode_pack_trailer(json::to_cbor(json::object({{"a", 1}})), Id{}, 0, 1000, "pack"));
+}
+
 TEST(DecodeTest, TreeDecoderTakesKeysInAnyOrderSkipsUnknownOnesAndRefusesMissingOnes) {
   // Keys out of order, an unknown key holding nested values and a float, a definite map.
   json node = {{"zz_future", {{"a", json::array({1.5, nullptr, true})}}}, {"size", 5},
