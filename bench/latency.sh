@@ -6,7 +6,9 @@
 # of each request by BENCH_LATENCY_MS (a round trip to a distant region) and counts requests.
 # A second proxy adds no delay: it shows what the proxy itself costs (a Python process on the same
 # cores), apart from the latency. Rounds alternate local, s3rver, through the proxy without and
-# with latency; the median counts.
+# with latency; the median counts. CPU seconds of Haven and of the servers (s3rver, and the proxy
+# a restore goes through) are taken per restore: they share the machine's cores, so their sum
+# over the cores is the least wall time that restore could take here.
 # Env: BENCH_SCALE (corpus MB, default 2000), BENCH_LATENCY_MS (default 30), BENCH_ROUNDS
 #      (default 3), BENCH_DIR (default /tmp/haven-bench-latency),
 #      HAVEN_TEST_SERVERS (default /opt/haven-test-servers, installed by scripts/setup.sh).
@@ -50,15 +52,24 @@ requests() { sleep 0.5; python3 -c 'import json,sys; print(json.load(open(sys.ar
 "$HAVEN" -r "s3:http://127.0.0.1:$S3P/bench/repo" -q backup "$CORPUS"
 declare -A LOC=([local]="$W/run/repo-local" [s3rver]="s3:http://127.0.0.1:$S3P/bench/repo"
                 [proxy]="s3:http://127.0.0.1:$PX0/bench/repo" [latency]="s3:http://127.0.0.1:$PXP/bench/repo")
-declare -A T REQ
+# CPU seconds (user + system) a process has used so far, from /proc (clock ticks).
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
+# The servers' CPU during one restore: s3rver, plus the proxy the restore went through.
+declare -A PROXY_PID=([local]="" [s3rver]="" [proxy]="$PX0PID" [latency]="$PXPID")
+declare -A T REQ CPU SRV
 for round in $(seq 1 "$ROUNDS"); do
   for n in local s3rver proxy latency; do
     rm -rf "restore-$n"; sync
     r0=$(requests)
-    /usr/bin/time -f "%e" -o t "$HAVEN" -r "${LOC[$n]}" -q restore latest --target "restore-$n" >"$n.log" 2>&1 || {
+    s0=$(cpu_of "$S3PID"); p0=0; [ -n "${PROXY_PID[$n]}" ] && p0=$(cpu_of "${PROXY_PID[$n]}")
+    /usr/bin/time -f "%e %U %S" -o t "$HAVEN" -r "${LOC[$n]}" -q restore latest --target "restore-$n" >"$n.log" 2>&1 || {
       echo "bench: $n restore failed" >&2; tail -5 "$n.log" >&2; exit 1; }
+    s1=$(cpu_of "$S3PID"); p1=0; [ -n "${PROXY_PID[$n]}" ] && p1=$(cpu_of "${PROXY_PID[$n]}")
     r1=$(requests)
-    T[$n]+="$(cat t) "
+    read -r wall user sys <t
+    T[$n]+="$wall "
+    CPU[$n]+="$(awk -v u="$user" -v s="$sys" 'BEGIN{printf "%.2f", u + s}') "
+    SRV[$n]+="$(awk -v a="$s0" -v b="$s1" -v c="$p0" -v d="$p1" 'BEGIN{printf "%.2f", (b - a) + (d - c)}') "
     if [ "$n" = latency ]; then
       REQ[$round]=$((r1 - r0))
       # What the first one asked for, by method and object kind (/bench/repo/<kind>/...).
@@ -71,15 +82,19 @@ rm -rf restore-*
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
 L=$(median "${T[local]}"); S=$(median "${T[s3rver]}"); P=$(median "${T[proxy]}"); X=$(median "${T[latency]}")
+# What the restore and the servers on the same cores cost in CPU, and the wall time that CPU
+# needs at the least on this machine's cores: a restore cannot end sooner than that.
+floor() { awk -v a="$(median "${CPU[$1]}")" -v b="$(median "${SRV[$1]}")" -v c="$(nproc)" 'BEGIN{printf "%.2f", (a + b) / c}'; }
+row() { echo "| $1 | $2 | $3 | $4 | $(median "${CPU[$5]}") | $(median "${SRV[$5]}") | $(floor "$5") |"; }
 {
 echo "Corpus: $(du -sm "$CORPUS" | cut -f1) MiB, $(find "$CORPUS" -type f | wc -l) files, $(find "$CORPUS" -type d | wc -l) directories; s3rver on loopback; +$DELAY ms per request; $(nproc) cores; median of $ROUNDS rounds (local: ${T[local]}; s3rver: ${T[s3rver]}; proxy: ${T[proxy]}; +$DELAY ms: ${T[latency]})."
 echo
-echo "| restore | time (s) | ÷ local | requests |"
-echo "|---|---|---|---|"
-echo "| local disk | $L | 1.00 | |"
-echo "| s3rver | $S | $(ratio "$S" "$L") | |"
-echo "| s3rver through the proxy, no delay | $P | $(ratio "$P" "$L") | |"
-echo "| s3rver, +$DELAY ms per request | $X | $(ratio "$X" "$L") | ${REQ[1]} |"
+echo "| restore | time (s) | ÷ local | requests | Haven CPU (s) | s3rver + proxy CPU (s) | CPU ÷ $(nproc) cores (s) |"
+echo "|---|---|---|---|---|---|---|"
+row "local disk" "$L" "1.00" "" local
+row "s3rver" "$S" "$(ratio "$S" "$L")" "" s3rver
+row "s3rver through the proxy, no delay" "$P" "$(ratio "$P" "$L")" "" proxy
+row "s3rver, +$DELAY ms per request" "$X" "$(ratio "$X" "$L")" "${REQ[1]}" latency
 echo
 echo "Requests of the first restore with latency: $KINDS."
 } | tee "$W/results.md"
