@@ -29,8 +29,14 @@
 #   wal-fetch use the WAL key file. pg backup runs with its defaults (no --row-counts).
 # - "added by the incremental" is measured on each repository right before and after its own
 #   incremental, so it holds the backup plus the WAL segment its own pg_backup_stop switched.
+# - Before each timed step free memory is filled down to ~1 GiB by a ballast file (bench/lib.sh,
+#   as bench/run.sh does) and the step's input is read into the page cache: on this kind of VM,
+#   writing into memory that has been free for a while costs ~10 ms per MB for whichever tool
+#   does it, which added ~1.5 s to every 1.5 GB restore. Needs free disk of about RAM + 15 GB.
 set -euo pipefail
 HAVEN=$(readlink -f "${1:-build/haven}")
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib.sh"
 SCALE=${BENCH_SCALE:-20}
 TX=${BENCH_TX:-5000}
 NSEG=${BENCH_SEGMENTS:-30}
@@ -59,6 +65,7 @@ stop_all() {
   for d in "${servers[@]}"; do
     [ -f "$d/postmaster.pid" ] && "${AS[@]}" "$B/pg_ctl" -D "$d" -m immediate -w stop >/dev/null 2>&1 || true
   done
+  rm -f "$R/ballast"
 }
 trap stop_all EXIT
 AS=(setpriv --reuid=65534 --regid=65534 --clear-groups env HOME="$R" HAVEN_PASSWORD=bench
@@ -77,6 +84,11 @@ chown -R 65534:65534 "$R"
 cd "$R"
 
 q() { "${AS[@]}" psql -X -qAt -v ON_ERROR_STOP=1 "$@"; }   # psql on the benchmark cluster
+# settle PATH...: the ballast (bench/lib.sh), then PATH's files into the page cache.
+settle() {
+  ballast_fill "$R/ballast"
+  find "$@" -type f -exec cat {} + >/dev/null 2>&1 || true
+}
 declare -A T M S
 run() {  # run TOOL STEP CMD...: wall time and peak memory (as nobody)
   local tool=$1 step=$2; shift 2
@@ -209,7 +221,8 @@ backup() {  # backup TOOL STEP full|incr
 # --- 1. full base backups, 2. incrementals after one pgbench run seen by all
 find "$R/data/base" -type f -exec cat {} + >/dev/null   # warm the page cache for everyone
 for t in "${tools[@]}"; do
-  q -c checkpoint; sync
+  q -c checkpoint
+  settle "$R/data"
   backup "$t" full full
   S[$t,full]=$(size "$R/repo-$t")
 done
@@ -224,8 +237,9 @@ for tb in pgbench_accounts pgbench_branches pgbench_tellers pgbench_history; do
 done
 wait_archived
 for t in "${tools[@]}"; do
-  q -c checkpoint; sync
+  q -c checkpoint
   S[$t,before]=$(size "$R/repo-$t")
+  settle "$R/data"
   backup "$t" incr incr
   S[$t,incr]=$(size "$R/repo-$t")
 done
@@ -259,7 +273,7 @@ for ((k = 1; k <= RESTORE_RUNS; k++)); do
     d="$R/restore-$t"
     install -d -m 700 -o 65534 -g 65534 "$d"
     servers+=("$d")
-    sync
+    settle "$R/repo-$t"
     run "$t" restore "$R/restore.sh" "$t" "$p"
     rows=$(psql -X -qAt -h "$R" -p "$p" -U postgres -d postgres -c 'select count(*) from pgbench_history')
     want=$(q -c 'select count(*) from pgbench_history')
@@ -334,7 +348,7 @@ done
 declare -A PT   # every round's time, for the table's note
 for ((k = 1; k <= PUSH_RUNS; k++)); do
   for t in "${tools[@]}"; do
-    sync
+    settle "$R/walseg"
     run "$t" push "$R/push.sh" "$t" "$k"
     PT[$t]="${PT[$t]:-}${PT[$t]:+ / }${T[$t,push]}"
     if [ -z "${BESTP[$t]:-}" ] || awk -v a="${T[$t,push]}" -v b="${BESTP[$t]}" 'BEGIN{exit !(a < b)}'; then

@@ -40,27 +40,13 @@ rm -rf "$W/run" && mkdir -p "$W/run" && cd "$W/run"
 cp -a "$CORPUS" data && rm -f data/.done
 find data -type f -exec cat {} + >/dev/null   # warm the page cache for everyone
 
-# Memory that was freed a while ago costs a virtual machine's guest about 10 ms per MB the
-# first time it is written again (the host takes back free pages and faults them in anew):
-# measured here, writing 1 GiB into the page cache took 0.2 s or 8 s depending on that alone,
-# whichever tool ran. So nothing big is deleted during the run (restore targets and old copies
-# go at the end), and before each timed step a ballast file fills free memory down to ~1 GiB:
-# every tool then writes into memory reclaimed from the page cache, as on a busy server.
-# The ballast is one file as large as the machine's memory, rewritten in turn (disk use stays
-# at that size). Needs free disk of about RAM + 12 × the corpus.
-BALLAST_AT=0
-BALLAST_BLOCKS=$(awk '/MemTotal/{print int($2/1024/16)}' /proc/meminfo)
+# The ballast (bench/lib.sh): before each timed step free memory is filled down to ~1 GiB, so
+# every tool writes into memory reclaimed from the page cache. Nothing big is deleted during the
+# run (restore targets and old copies go at the end). Needs free disk of about RAM + 12 × the
+# corpus.
+. "$HERE/lib.sh"
 settle() {
-  sync
-  local free n
-  free=$(awk '/MemFree/{print int($2/1024)}' /proc/meminfo)
-  if [ "$free" -gt 1536 ]; then
-    n=$(((free - 1024) / 16))
-    [ $((BALLAST_AT + n)) -gt "$BALLAST_BLOCKS" ] && BALLAST_AT=0
-    dd if=/dev/zero of="$W/run/ballast" bs=16M count="$n" seek="$BALLAST_AT" conv=notrunc status=none
-    BALLAST_AT=$((BALLAST_AT + n))
-    sync
-  fi
+  ballast_fill "$W/run/ballast"
   # Every tool's input in the page cache right before it runs: this VM empties its page cache
   # within a minute or two (measured: 800 MB cached after reading the small corpus, 281 MB 45 s
   # later, 65 MB after 90 s, with 21 GiB free), so a corpus warmed once at the start was on
