@@ -130,9 +130,8 @@ Result<Bytes> load_config(storage::Backend& backend, uint64_t length) {
 
 }  // namespace
 
-Status Repository::probe(storage::Backend& backend) {
-  HAVEN_TRY(load_config(backend, kPrefixSize));
-  return ok_status();
+Result<Bytes> Repository::probe(storage::Backend& backend) {
+  return load_config(backend, 0);  // the whole object: a few hundred bytes, and open() needs it
 }
 
 namespace {
@@ -194,9 +193,13 @@ struct RawConfig {
   Header header;
 };
 
-Result<RawConfig> read_raw_config(storage::Backend& backend) {
+Result<RawConfig> read_raw_config(storage::Backend& backend, const std::optional<Bytes>& given = std::nullopt) {
   RawConfig rc;
-  HAVEN_ASSIGN(rc.raw, load_config(backend, 0));  // one request (on object storage, a round trip)
+  if (given) {
+    rc.raw = *given;  // what probe() read
+  } else {
+    HAVEN_ASSIGN(rc.raw, load_config(backend, 0));  // one request (on object storage, a round trip)
+  }
   HAVEN_ASSIGN(rc.header, parse_header(rc.raw, "config"));
   if (rc.header.kind != ObjectKind::kConfig) {
     return Error(Error::Code::kCorrupt, "config: wrong object kind");
@@ -210,7 +213,7 @@ Result<std::unique_ptr<Repository>> Repository::open(std::shared_ptr<storage::Ba
                                                      const std::string& password,
                                                      const OpenOptions& options) {
   // What about the config does not depend on a key is checked first.
-  HAVEN_ASSIGN(RawConfig rc, read_raw_config(*backend));
+  HAVEN_ASSIGN(RawConfig rc, read_raw_config(*backend, options.config));
   const ObjectName config_name{ObjectType::kConfig, "config"};
   const Bytes& raw_config = rc.raw;
   const Header& config_header = rc.header;

@@ -75,6 +75,10 @@ struct OpenOptions {
   // opens and some were left untried, open() fails with kInvalidArgument naming them and the
   // way out (an access key, which costs no memory to derive).
   uint64_t max_kdf_memory = 0;
+  // The config object as probe() read it: open() then does not read it again (one request, on
+  // object storage a round trip, fewer for every command that probes first). Its header is
+  // checked again and its body authenticated with the key, as if open() had read it.
+  std::optional<Bytes> config = std::nullopt;
 };
 
 class Repository {
@@ -83,8 +87,9 @@ class Repository {
   static Result<std::unique_ptr<Repository>> init(std::shared_ptr<storage::Backend> backend,
                                                    const std::string& password,
                                                    const InitOptions& options);
-  // Checks, without a password, that a repository of a supported version is there.
-  static Status probe(storage::Backend& backend);
+  // Checks, without a password, that a repository of a supported version is there, and returns
+  // its config object as stored (for OpenOptions::config).
+  static Result<Bytes> probe(storage::Backend& backend);
   // Opens an existing repository: kRepoNotFound if there is none, kUnsupported for a newer
   // format, kWrongPassword if no key opens with the password. Does not load the index.
   // A key file that is damaged, or that opens but whose master key does not authenticate the

@@ -359,6 +359,57 @@ TEST_F(RepoTest, ConfigSurvivesOpen) {
   EXPECT_EQ((*r2)->config().chunker.avg_size, chunker::Params{}.avg_size);
 }
 
+// Counts the loads of the config object (each a round trip on object storage).
+class ConfigLoads : public storage::BackendWrapper {
+ public:
+  using BackendWrapper::BackendWrapper;
+  Result<Bytes> load(const ObjectName& n, uint64_t off, uint64_t len) override {
+    if (n.type == ObjectType::kConfig) loads++;
+    return BackendWrapper::load(n, off, len);
+  }
+  int loads = 0;
+};
+
+TEST_F(RepoTest, ProbedConfigIsNotReadAgainAndIsStillAuthenticated) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  const Id id = repo->config().id;
+  auto counting = std::make_shared<ConfigLoads>(backend());
+  auto probed = Repository::probe(*counting);
+  ASSERT_TRUE(probed.ok()) << describe(probed.error());
+  EXPECT_EQ(counting->loads, 1);
+  OpenOptions o;
+  o.config = *probed;
+  auto opened = Repository::open(counting, kPw, o);
+  ASSERT_TRUE(opened.ok()) << describe(opened.error());
+  EXPECT_EQ(counting->loads, 1) << "open() read the config the probe had already read";
+  EXPECT_EQ((*opened)->config().id, id);
+  // Without it, open() reads the config itself.
+  auto again = Repository::open(counting, kPw);
+  ASSERT_TRUE(again.ok()) << describe(again.error());
+  EXPECT_EQ(counting->loads, 2);
+
+  // The bytes handed over are what open() checks: another repository's config (same password)
+  // does not authenticate with this repository's keys, and a truncated one is refused.
+  TempDir other;
+  auto b2 = storage::open_backend(other.path());
+  ASSERT_TRUE(b2.ok());
+  ASSERT_TRUE(Repository::init(*b2, kPw, fast_options()).ok());
+  auto foreign = Repository::probe(**b2);
+  ASSERT_TRUE(foreign.ok());
+  o.config = *foreign;
+  EXPECT_FALSE(Repository::open(counting, kPw, o).ok());
+  o.config = Bytes(probed->begin(), probed->begin() + 10);
+  EXPECT_FALSE(Repository::open(counting, kPw, o).ok());
+  // A location without a repository fails the probe, as before.
+  TempDir empty;
+  auto b3 = storage::open_backend(empty.path());
+  ASSERT_TRUE(b3.ok());
+  auto none = Repository::probe(**b3);
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.error().code(), Error::Code::kRepoNotFound);
+}
+
 TEST_F(RepoTest, LayoutAfterInit) {
   auto repo = init_repo();
   ASSERT_TRUE(repo);
