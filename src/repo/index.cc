@@ -474,6 +474,15 @@ size_t Index::memory_bytes() const {
 // Written and read without a DOM (cbor::Writer, cbor::Reader): an index file names ~50,000
 // blobs, and a json tree of them cost ~20 MB while it was built or parsed. The bytes are those
 // json::to_cbor wrote for the same values (map keys in std::string order).
+void write_packed_blob(cbor::Writer& w, const PackedBlob& b) {
+  w.array(5);
+  w.uint(static_cast<uint64_t>(b.type));
+  w.bytes(ByteView(b.id.data(), b.id.size()));
+  w.uint(b.offset);
+  w.uint(b.length);
+  w.uint(b.raw_length);
+}
+
 Bytes encode_index_file(const std::vector<PackRecord>& packs) {
   Bytes out;
   size_t blobs = 0;
@@ -487,14 +496,7 @@ Bytes encode_index_file(const std::vector<PackRecord>& packs) {
     w.map(3);
     w.text("blobs");
     w.array(p.blobs.size());
-    for (const auto& b : p.blobs) {
-      w.array(5);
-      w.uint(static_cast<uint64_t>(b.type));
-      w.bytes(ByteView(b.id.data(), b.id.size()));
-      w.uint(b.offset);
-      w.uint(b.length);
-      w.uint(b.raw_length);
-    }
+    for (const auto& b : p.blobs) write_packed_blob(w, b);
     w.text("id");
     w.bytes(ByteView(p.id.data(), p.id.size()));
     w.text("key_generation");

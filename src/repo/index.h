@@ -170,6 +170,12 @@ class Index {
   std::unique_ptr<Failure> failure_;
 };
 
+namespace cbor {
+class Writer;
+}
+// One blob as index files and pack trailers list it: [type, id, offset, length, raw_length].
+void write_packed_blob(cbor::Writer& w, const PackedBlob& b);
+
 // Index file body (before sealing): CBOR, see docs/FORMAT.md §5.
 Bytes encode_index_file(const std::vector<PackRecord>& packs);
 Result<std::vector<PackRecord>> decode_index_file(ByteView body, const std::string& what);

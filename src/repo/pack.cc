@@ -78,14 +78,7 @@ Bytes encode_pack_trailer(const std::vector<PackedBlob>& blobs) {
   out.reserve(9 + blobs.size() * 56);
   cbor::Writer w(out);
   w.array(blobs.size());
-  for (const auto& b : blobs) {
-    w.array(5);
-    w.uint(static_cast<uint64_t>(b.type));
-    w.bytes(ByteView(b.id.data(), b.id.size()));
-    w.uint(b.offset);
-    w.uint(b.length);
-    w.uint(b.raw_length);
-  }
+  for (const auto& b : blobs) write_packed_blob(w, b);
   return out;
 }
 
