@@ -60,14 +60,14 @@ bool for_each_bloom_bit(size_t words, const Id& id, Fn&& fn) {
   return true;
 }
 
-void bloom_add(std::vector<uint64_t>& bloom, const Id& id) {
+void bloom_add(PageVector<uint64_t>& bloom, const Id& id) {
   for_each_bloom_bit(bloom.size(), id, [&](size_t w, uint64_t mask) {
     bloom[w] |= mask;
     return true;
   });
 }
 
-bool bloom_may_contain(const std::vector<uint64_t>& bloom, const Id& id) {
+bool bloom_may_contain(const PageVector<uint64_t>& bloom, const Id& id) {
   if (bloom.empty()) return false;  // a run whose filter could not be rebuilt
   return for_each_bloom_bit(bloom.size(), id,
                             [&](size_t w, uint64_t mask) { return (bloom[w] & mask) != 0; });
@@ -218,7 +218,7 @@ void Index::add_pack(const PackRecord& pack) {
     if (table_full()) spill();
     if ((count_ + 1) * 10 > slots_.size() * 7) grow();
     if ((count_ >> kBlockShift) >= blocks_.size()) {
-      blocks_.push_back(std::make_unique_for_overwrite<IndexEntry[]>(kBlockSize));
+      blocks_.push_back(make_page_array<IndexEntry>(kBlockSize));
     }
     entry(count_) = {b.id, pack_no, b.offset, b.length, b.raw_length, b.type};
     count_++;
@@ -235,7 +235,7 @@ void Index::spill() {
     if (!f.ok()) return fail(f.error());
     file_ = std::move(*f);
   }
-  std::vector<uint32_t> order(count_);
+  PageVector<uint32_t> order(count_);
   for (size_t i = 0; i < count_; i++) order[i] = static_cast<uint32_t>(i);
   std::sort(order.begin(), order.end(),
             [&](uint32_t a, uint32_t b) { return less(entry(a), entry(b)); });
@@ -245,7 +245,7 @@ void Index::spill() {
   run.base = spilled_;
   run.bloom.assign(bloom_blocks(count_) * kBloomWordsPerBlock, 0);
   run.pages.reserve((count_ + kPageEntries - 1) / kPageEntries);
-  std::vector<uint8_t> buf;
+  PageVector<uint8_t> buf;
   buf.reserve(kChunkEntries * sizeof(IndexEntry));
   uint64_t at = run.offset;
   for (size_t k = 0; k < count_; k++) {
@@ -313,7 +313,7 @@ Status Index::rebuild_filter(Run& run) const {
   run.bloom.assign(bloom_blocks(run.count) * kBloomWordsPerBlock, 0);
   run.pages.clear();
   run.pages.reserve((run.count + kPageEntries - 1) / kPageEntries);
-  std::vector<IndexEntry> chunk;
+  PageVector<IndexEntry> chunk;
   for (size_t done = 0; done < run.count;) {
     size_t n = std::min(kChunkEntries, run.count - done);
     chunk.resize(n);
@@ -331,7 +331,7 @@ Status Index::merge_runs(const SpillFile& out, Run& merged) const {
   struct Cursor {
     const Run* run;
     size_t next = 0;  // entries of the run consumed
-    std::vector<IndexEntry> chunk;
+    PageVector<IndexEntry> chunk;
     size_t at = 0;
   };
   std::vector<Cursor> cursors;
@@ -356,7 +356,7 @@ Status Index::merge_runs(const SpillFile& out, Run& merged) const {
   merged.count = spilled_;
   merged.bloom.assign(bloom_blocks(spilled_) * kBloomWordsPerBlock, 0);
   merged.pages.reserve((spilled_ + kPageEntries - 1) / kPageEntries);
-  std::vector<IndexEntry> buf;
+  PageVector<IndexEntry> buf;
   buf.reserve(kChunkEntries);
   uint64_t at = 0;
   size_t k = 0;
@@ -448,7 +448,7 @@ IndexEntry Index::at(size_t position) const {
 }
 
 void Index::for_each(const std::function<void(size_t, const IndexEntry&)>& fn) const {
-  std::vector<IndexEntry> chunk;
+  PageVector<IndexEntry> chunk;
   for (const auto& run : runs_) {
     for (size_t done = 0; done < run.count;) {
       size_t n = std::min(kChunkEntries, run.count - done);

@@ -34,6 +34,7 @@
 #include "repo/ids.h"
 #include "util/bytes.h"
 #include "util/error.h"
+#include "util/pages.h"
 
 namespace haven::repo {
 
@@ -126,8 +127,8 @@ class Index {
     uint64_t offset = 0;  // in the spill file
     size_t count = 0;
     size_t base = 0;               // position of its first entry
-    std::vector<uint64_t> bloom;   // 512-bit blocks
-    std::vector<PageKey> pages;
+    PageVector<uint64_t> bloom;   // 512-bit blocks
+    PageVector<PageKey> pages;
   };
   struct SpillFile;
   struct Failure;
@@ -158,9 +159,12 @@ class Index {
   IndexOptions options_;
   size_t max_table_entries_ = 0;  // 0: no bound
 
-  std::vector<std::unique_ptr<IndexEntry[]>> blocks_;
+  // Table and filters are freed and rebuilt at every spill and merge: their memory goes back to
+  // the system when freed (util/pages.h), so a merge's filters do not come on top of the
+  // emptied table's.
+  std::vector<PageArray<IndexEntry>> blocks_;
   size_t count_ = 0;             // entries in the table
-  std::vector<uint32_t> slots_;  // 0 = empty, else table index + 1
+  PageVector<uint32_t> slots_;  // 0 = empty, else table index + 1
 
   std::unique_ptr<SpillFile> file_;
   std::vector<Run> runs_;  // by position: runs_[k].base == sum of the counts before it

@@ -1,0 +1,74 @@
+// util/pages.h — memory that goes back to the system when it is freed.
+//
+// A structure that frees and reallocates large pieces in phases (the index's table, emptied at
+// every spill, then the filters a merge of its runs builds) leaves the freed pieces resident
+// when they come from malloc's arenas (everything under the CLI's 1 MiB mapping threshold,
+// main.cc): they stay as holes between other allocations, so the process's footprint becomes
+// the sum of its phases instead of the largest of them (a re-backup of 1,000,000 files peaked
+// 0.7 MiB higher while its index loaded).
+// PageAllocator gives every allocation of kMapMin bytes or more pages of its own (mmap) and
+// unmaps them when freed; smaller ones come from operator new as usual.
+#pragma once
+
+#include <sys/mman.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <new>
+#include <type_traits>
+#include <vector>
+
+namespace haven {
+
+inline constexpr size_t kMapMin = 64u << 10;
+
+template <typename T>
+class PageAllocator {
+ public:
+  using value_type = T;
+
+  PageAllocator() noexcept = default;
+  template <typename U>
+  PageAllocator(const PageAllocator<U>&) noexcept {}  // NOLINT: converting, as allocators are
+
+  T* allocate(size_t n) {
+    if (n > SIZE_MAX / sizeof(T)) throw std::bad_array_new_length();
+    const size_t bytes = n * sizeof(T);
+    if (bytes < kMapMin) return static_cast<T*>(::operator new(bytes));
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+
+  void deallocate(T* p, size_t n) noexcept {
+    const size_t bytes = n * sizeof(T);
+    if (bytes < kMapMin) {
+      ::operator delete(p);
+    } else {
+      ::munmap(p, bytes);
+    }
+  }
+
+  friend bool operator==(const PageAllocator&, const PageAllocator&) noexcept { return true; }
+};
+
+template <typename T>
+using PageVector = std::vector<T, PageAllocator<T>>;
+
+// A fixed array of n uninitialised elements (T must need no construction) from PageAllocator.
+template <typename T>
+struct PageArrayDelete {
+  size_t n = 0;
+  void operator()(T* p) const noexcept { PageAllocator<T>().deallocate(p, n); }
+};
+template <typename T>
+using PageArray = std::unique_ptr<T[], PageArrayDelete<T>>;
+
+template <typename T>
+PageArray<T> make_page_array(size_t n) {
+  static_assert(std::is_trivially_default_constructible_v<T> && std::is_trivially_destructible_v<T>);
+  return PageArray<T>(PageAllocator<T>().allocate(n), PageArrayDelete<T>{n});
+}
+
+}  // namespace haven
