@@ -184,10 +184,20 @@ class Repository {
 
   // --- encrypted single-record objects (config, index, snapshot, lock) ---
   Result<Bytes> load_object(storage::ObjectType type, const std::string& name);
+  // Loads the objects `names` of `type` as load_object does, a few ahead of the one handed over
+  // on threads of their own (the backend's loads_ahead(): on object storage each costs a round
+  // trip; two at most under a memory limit), and hands each to `fn` in order with its name. An
+  // error `fn` returns ends the loop and is returned (loads in flight are waited for first).
+  Status load_objects(storage::ObjectType type, const std::vector<std::string>& names,
+                      const std::function<Status(const std::string&, Result<Bytes>)>& fn);
   Result<Id> save_object(storage::ObjectType type, ByteView body);
 
   // --- snapshots and trees (Session::save_snapshot writes them) ---
   Result<Snapshot> load_snapshot(const Id& id);
+  // Every snapshot object, loaded ahead as load_objects() does, to `fn` in listing order: its
+  // name, its ID (nullopt for a name that is not one) and the snapshot or why it cannot be read.
+  Status for_each_snapshot(
+      const std::function<Status(const std::string&, std::optional<Id>, Result<Snapshot>&)>& fn);
   // All snapshots, oldest first. With `damaged` given, a snapshot object that cannot be read is
   // skipped and its error appended there (so one damaged snapshot does not hide the others);
   // without it, the first such error fails the call.

@@ -990,15 +990,11 @@ Result<Choice> choose_snapshot(repo::Repository& repo, const std::string& ref,
     return c;
   }
   // Every snapshot object: the readable ones, and the IDs of those that are damaged.
-  std::vector<std::string> names;
-  HAVEN_TRY(repo.backend().list(storage::ObjectType::kSnapshot,
-                                [&](const storage::ObjectInfo& i) { names.push_back(i.name.name); }));
   std::vector<std::pair<Id, repo::Snapshot>> all;
   std::vector<std::pair<Id, Error>> damaged;
-  for (const auto& n : names) {
-    auto id = repo::parse_id(n);
-    if (!id) continue;
-    auto s = repo.load_snapshot(*id);
+  HAVEN_TRY(repo.for_each_snapshot([&](const std::string&, std::optional<Id> id,
+                                       Result<repo::Snapshot>& s) -> Status {
+    if (!id) return ok_status();
     if (s.ok()) {
       all.emplace_back(*id, std::move(*s));
     } else if (s.error().code() == Error::Code::kCorrupt) {
@@ -1006,7 +1002,8 @@ Result<Choice> choose_snapshot(repo::Repository& repo, const std::string& ref,
     } else {
       return s.error();
     }
-  }
+    return ok_status();
+  }));
   std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.second.time < b.second.time; });
   const std::pair<Id, repo::Snapshot>* best = nullptr;
   for (const auto& e : all) {

@@ -1645,15 +1645,17 @@ TEST_F(RepoTest, DamagedKeyFilesAreNamedNotCalledAWrongPassword) {
       << "a key that only failed on the password is not named: " << both.error().message();
 }
 
-// The local backend with a delay on every load of an index file, counting how many are in
-// flight at once, and reporting `ahead` as its loads_ahead() (0: the local backend's own).
+// The local backend with a delay on every load of an object of one type (index files by
+// default), counting how many are in flight at once, and reporting `ahead` as its loads_ahead()
+// (0: the local backend's own).
 class IndexLoadCounter : public storage::BackendWrapper {
  public:
-  IndexLoadCounter(std::shared_ptr<storage::Backend> inner, size_t ahead)
-      : BackendWrapper(std::move(inner)), ahead_(ahead) {}
+  IndexLoadCounter(std::shared_ptr<storage::Backend> inner, size_t ahead,
+                   ObjectType type = ObjectType::kIndex)
+      : BackendWrapper(std::move(inner)), ahead_(ahead), type_(type) {}
   size_t loads_ahead() const override { return ahead_ != 0 ? ahead_ : BackendWrapper::loads_ahead(); }
   Result<Bytes> load(const ObjectName& n, uint64_t off, uint64_t len) override {
-    if (n.type != ObjectType::kIndex) return BackendWrapper::load(n, off, len);
+    if (n.type != type_) return BackendWrapper::load(n, off, len);
     size_t now = ++in_flight_;
     size_t seen = most_.load();
     while (now > seen && !most_.compare_exchange_weak(seen, now)) {
@@ -1667,6 +1669,7 @@ class IndexLoadCounter : public storage::BackendWrapper {
 
  private:
   size_t ahead_;
+  ObjectType type_;
   std::atomic<size_t> in_flight_{0}, most_{0};
 };
 
@@ -1700,6 +1703,46 @@ TEST_F(RepoTest, IndexFilesAreFetchedAsFarAheadAsTheBackendSays) {
     ASSERT_OK((*repo)->load_index());
     EXPECT_EQ(counter->most_in_flight(), c.expected);
     for (const Id& id : blob_ids) EXPECT_TRUE((*repo)->has_blob(BlobType::kData, id));
+  }
+}
+
+// Snapshot objects too are fetched ahead (listing every snapshot costs a round trip each on
+// object storage): the list comes out oldest first either way, and a damaged one is set aside
+// or fails the call as before.
+TEST_F(RepoTest, SnapshotsAreFetchedAsFarAheadAsTheBackendSays) {
+  std::vector<Id> ids;
+  {
+    auto repo = init_repo();
+    ASSERT_NE(repo, nullptr);
+    Session session(*repo);
+    for (int i = 0; i < 8; i++) {
+      Snapshot s;
+      s.time = 5000 - i * 10;  // saved newest first
+      s.paths = {"/p" + std::to_string(i)};
+      auto id = session.save_snapshot(s);
+      ASSERT_OK(id);
+      ids.push_back(*id);
+    }
+  }
+  flip_byte(path_of(ObjectType::kSnapshot, hex(ids[3])), 40);
+  for (size_t ahead : {size_t{0}, size_t{4}}) {
+    SCOPED_TRACE("loads_ahead " + std::to_string(ahead));
+    auto counter = std::make_shared<IndexLoadCounter>(backend(), ahead, ObjectType::kSnapshot);
+    auto repo = Repository::open(counter, kPw);
+    ASSERT_OK(repo);
+    std::vector<Error> damaged;
+    auto list = (*repo)->list_snapshots(&damaged);
+    ASSERT_OK(list);
+    EXPECT_EQ(counter->most_in_flight(), ahead == 0 ? 1u : 4u);
+    ASSERT_EQ(list->size(), 7u);
+    ASSERT_EQ(damaged.size(), 1u);
+    EXPECT_NE(damaged[0].message().find(hex(ids[3])), std::string::npos) << damaged[0].message();
+    for (size_t k = 0; k < list->size(); k++) {
+      size_t i = 7 - k - (7 - k <= 3 ? 1 : 0);  // oldest (saved last) first, the damaged one left out
+      EXPECT_EQ((*list)[k].first, ids[i]) << "position " << k;
+      EXPECT_EQ((*list)[k].second.paths, std::vector<std::string>{"/p" + std::to_string(i)});
+    }
+    EXPECT_TRUE(Fails((*repo)->list_snapshots(), Error::Code::kCorrupt, {hex(ids[3])}));
   }
 }
 
