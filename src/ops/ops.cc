@@ -44,11 +44,13 @@ void warn_damaged(const EventTarget& events, const std::vector<Error>& damaged) 
 }
 }  // namespace
 
+void warn_skipped_index_file(const EventTarget& events, const Error& e) {
+  notice(events, NoticeLevel::kWarning,
+         e.message() + " (skipped: the blobs it lists cannot be found; run 'haven repair index')");
+}
+
 Status load_index(repo::Repository& repo, const EventTarget& events) {
-  return repo.load_index([&events](const std::string&, const Error& e) {
-    notice(events, NoticeLevel::kWarning,
-           e.message() + " (skipped: the blobs it lists cannot be found; run 'haven repair index')");
-  });
+  return repo.load_index([&events](const std::string&, const Error& e) { warn_skipped_index_file(events, e); });
 }
 
 Result<std::vector<std::pair<repo::Id, repo::Snapshot>>> list_snapshots(repo::Repository& repo,

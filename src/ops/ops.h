@@ -76,6 +76,9 @@ Error invalid(std::string message);
 // Loads the index; an index file that cannot be read is skipped with a warning notice (its
 // blobs are then missing, and only the files that need them fail).
 Status load_index(repo::Repository& repo, const EventTarget& events);
+// The warning load_index() gives for an index file it skipped (for callers that load the index
+// on another thread and tell its warnings after).
+void warn_skipped_index_file(const EventTarget& events, const Error& e);
 
 // Every readable snapshot, oldest first; one that cannot be read is skipped with a warning
 // notice.

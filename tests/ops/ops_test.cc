@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <string>
@@ -314,6 +315,68 @@ TEST_F(OpsTest, DamagedSnapshotsAreSkippedWithANotice) {
   EXPECT_EQ(res->snapshot_id, b1.snapshot_id);
   EXPECT_TRUE(contains(res->summary.substitution, repo::short_hex(b2.snapshot_id)))
       << res->summary.substitution;
+}
+
+// The local backend with a delay on every load of a snapshot or an index file, noting whether
+// loads of both kinds were ever in flight at once.
+class OverlapWatch : public storage::BackendWrapper {
+ public:
+  using BackendWrapper::BackendWrapper;
+  Result<Bytes> load(const storage::ObjectName& n, uint64_t off, uint64_t len) override {
+    const bool snap = n.type == storage::ObjectType::kSnapshot;
+    if (!snap && n.type != storage::ObjectType::kIndex) return BackendWrapper::load(n, off, len);
+    std::atomic<int>& mine = snap ? snapshots_ : indexes_;
+    std::atomic<int>& other = snap ? indexes_ : snapshots_;
+    ++mine;
+    for (int i = 0; i < 10; i++) {  // 50 ms in all, looking for the other kind
+      if (other.load() > 0) overlapped_ = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    auto r = BackendWrapper::load(n, off, len);
+    --mine;
+    return r;
+  }
+  bool overlapped() const { return overlapped_.load(); }
+
+ private:
+  std::atomic<int> snapshots_{0}, indexes_{0};
+  std::atomic<bool> overlapped_{false};
+};
+
+// On object storage the snapshot's choice and the index's load each cost round trips: restore
+// runs them side by side. An index file skipped on that thread is still told as a warning, and
+// the restore is the snapshot's.
+TEST_F(OpsTest, RestoreLoadsTheIndexWhileItChoosesTheSnapshot) {
+  ops::BackupResult b1 = backup();
+  write_file(src_ + "/more", "more");
+  ops::BackupResult b2 = backup();
+  // A damaged copy of an index file beside the real ones (its blobs are listed elsewhere too).
+  std::vector<std::string> idx = list_dir(repo_path_ + "/index");
+  ASSERT_FALSE(idx.empty());
+  std::string bytes = read_file(repo_path_ + "/index/" + idx[0]);
+  bytes[bytes.size() / 2] ^= 0x55;
+  write_file(repo_path_ + "/index/" + std::string(64, 'e'), bytes);
+
+  auto be = storage::open_backend(repo_path_);
+  ASSERT_TRUE(be.ok());
+  auto watch = std::make_shared<OverlapWatch>(*be);
+  auto r = repo::Repository::open(watch, kPw);
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  repo_ = std::move(*r);
+  sink_.events.clear();
+  ops::RestoreRequest rr;
+  rr.snapshot = "latest";
+  rr.target = dir_ + "/t";
+  auto res = ops::restore(*repo_, rr, sink_);
+  ASSERT_TRUE(res.ok()) << res.error().message();
+  EXPECT_EQ(res->snapshot_id, b2.snapshot_id);
+  EXPECT_NE(res->snapshot_id, b1.snapshot_id);
+  EXPECT_EQ(read_file(dir_ + "/t/src/more"), "more");
+  EXPECT_TRUE(watch->overlapped()) << "the index and the snapshots were loaded one after the other";
+  auto notices = sink_.of("notice");
+  ASSERT_EQ(notices.size(), 1u);
+  EXPECT_TRUE(contains(notices[0].message, "run 'haven repair index'")) << notices[0].message;
+  EXPECT_TRUE(contains(notices[0].message, std::string(64, 'e'))) << notices[0].message;
 }
 
 // A server runs each operation under its job's ID: every event of it, the engine's and the
