@@ -194,8 +194,9 @@ class Repository {
 
   // --- snapshots and trees (Session::save_snapshot writes them) ---
   Result<Snapshot> load_snapshot(const Id& id);
-  // Every snapshot object, loaded ahead as load_objects() does, to `fn` in listing order: its
-  // name, its ID (nullopt for a name that is not one) and the snapshot or why it cannot be read.
+  // Every snapshot object to `fn` with its name, its ID and the snapshot or why it cannot be
+  // read: first the names that are not snapshot IDs (unread, nullopt), then the others in
+  // listing order, loaded ahead as load_objects() does.
   Status for_each_snapshot(
       const std::function<Status(const std::string&, std::optional<Id>, Result<Snapshot>&)>& fn);
   // All snapshots, oldest first. With `damaged` given, a snapshot object that cannot be read is
