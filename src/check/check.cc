@@ -396,8 +396,10 @@ Status Checker::check_snapshots() {
     names.push_back(i.name.name);
   }));
   std::sort(names.begin(), names.end());
+  // The snapshot objects are fetched ahead of the one being walked (Repository::load_objects:
+  // on object storage each is a round trip).
   size_t done = 0;
-  for (const auto& name : names) {
+  return repo_.load_objects(ObjectType::kSnapshot, names, [&](const std::string& name, Result<Bytes> body) -> Status {
     HAVEN_TRY(session_.cancel_token().check());
     progress("snapshots", ++done, names.size());
     report_.snapshots++;
@@ -405,14 +407,15 @@ Status Checker::check_snapshots() {
     std::string object = "snapshot " + name;
     if (!id) {
       problem(object, "not a valid snapshot name", false);
-      continue;
+      return ok_status();
     }
-    auto snap = repo_.load_snapshot(*id);
+    auto snap = body.ok() ? repo::decode_snapshot(*body, "snapshot " + repo::hex(*id))
+                          : Result<repo::Snapshot>(body.error());
     if (!snap.ok()) {
       Problem& p = problem(object, snap.error().message());
       p.affected[name] = {"/"};
       p.affected_count[name] = 1;
-      continue;
+      return ok_status();
     }
     for (const auto& d : walk(snap->tree)) {
       Problem& p = problem(d.object, d.error);
@@ -426,8 +429,8 @@ Status Checker::check_snapshots() {
       if (paths.size() < opts_.max_paths) paths.push_back("/" + d.path);
       p.affected_count[name]++;
     }
-  }
-  return ok_status();
+    return ok_status();
+  });
 }
 
 // Trees no snapshot reaches and no other unreached tree contains are the roots of snapshots

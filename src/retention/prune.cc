@@ -100,11 +100,12 @@ Status Pruner::mark_used() {
   HAVEN_TRY(repo_.backend().list(ObjectType::kSnapshot, [&](const storage::ObjectInfo& i) {
     names.push_back(i.name.name);
   }));
-  for (const auto& name : names) {
+  // Only names that are snapshot IDs, fetched ahead of the one being marked
+  // (Repository::load_objects: on object storage each is a round trip).
+  std::erase_if(names, [](const std::string& n) { return !repo::parse_id(n); });
+  return repo_.load_objects(ObjectType::kSnapshot, names, [&](const std::string& name, Result<Bytes> body) -> Status {
     HAVEN_TRY(session_.cancel_token().check());
-    auto id = repo::parse_id(name);
-    if (!id) continue;
-    auto snap = repo_.load_snapshot(*id);
+    auto snap = body.ok() ? repo::decode_snapshot(*body, "snapshot " + name) : Result<repo::Snapshot>(body.error());
     if (!snap.ok()) {
       return Error(Error::Code::kCorrupt,
                    snap.error().message() +
@@ -114,8 +115,8 @@ Status Pruner::mark_used() {
     HAVEN_TRY(mark_tree(snap->tree, name));
     st_.snapshots++;
     progress("snapshots", st_.snapshots, names.size());
-  }
-  return ok_status();
+    return ok_status();
+  });
 }
 
 Status Pruner::count_packs() {

@@ -379,6 +379,53 @@ TEST_F(OpsTest, RestoreLoadsTheIndexWhileItChoosesTheSnapshot) {
   EXPECT_TRUE(contains(notices[0].message, std::string(64, 'e'))) << notices[0].message;
 }
 
+// The local backend with a delay on every load of a snapshot object, counting how many are in
+// flight at once, and saying four may be loaded ahead (as object storage does).
+class SnapshotLoads : public storage::BackendWrapper {
+ public:
+  using BackendWrapper::BackendWrapper;
+  size_t loads_ahead() const override { return 4; }
+  Result<Bytes> load(const storage::ObjectName& n, uint64_t off, uint64_t len) override {
+    if (n.type != storage::ObjectType::kSnapshot) return BackendWrapper::load(n, off, len);
+    size_t now = ++in_flight_;
+    size_t seen = most_.load();
+    while (now > seen && !most_.compare_exchange_weak(seen, now)) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    auto r = BackendWrapper::load(n, off, len);
+    --in_flight_;
+    return r;
+  }
+  size_t take_most() { return most_.exchange(0); }
+
+ private:
+  std::atomic<size_t> in_flight_{0}, most_{0};
+};
+
+// Check and prune walk every snapshot: its object is fetched ahead of the one being walked, and
+// what they find is what it was (every snapshot checked and marked, nothing damaged).
+TEST_F(OpsTest, CheckAndPruneFetchSnapshotsAhead) {
+  for (int i = 0; i < 6; i++) {
+    write_file(src_ + "/config/a.conf", "alpha = " + std::to_string(i) + "\n");
+    backup();
+  }
+  auto be = storage::open_backend(repo_path_);
+  ASSERT_TRUE(be.ok());
+  auto loads = std::make_shared<SnapshotLoads>(*be);
+  auto r = repo::Repository::open(loads, kPw);
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  repo_ = std::move(*r);
+  auto checked = ops::check(*repo_, {}, sink_);
+  ASSERT_TRUE(checked.ok()) << checked.error().message();
+  EXPECT_EQ(checked->snapshots, 6u);
+  EXPECT_TRUE(checked->problems.empty());
+  EXPECT_EQ(loads->take_most(), 4u);
+  auto pruned = ops::prune(*repo_, {}, sink_);
+  ASSERT_TRUE(pruned.ok()) << pruned.error().message();
+  EXPECT_EQ(pruned->snapshots, 6u);
+  EXPECT_EQ(loads->take_most(), 4u);
+}
+
 // A server runs each operation under its job's ID: every event of it, the engine's and the
 // operation's own notices alike, carries that ID and nothing else does.
 TEST_F(OpsTest, EventsCarryTheCallersOperationId) {
