@@ -328,7 +328,7 @@ class OverlapWatch : public storage::BackendWrapper {
     std::atomic<int>& mine = snap ? snapshots_ : indexes_;
     std::atomic<int>& other = snap ? indexes_ : snapshots_;
     ++mine;
-    for (int i = 0; i < 10; i++) {  // 50 ms in all, looking for the other kind
+    for (int i = 0; i < 20; i++) {  // 100 ms in all, looking for the other kind
       if (other.load() > 0) overlapped_ = true;
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
