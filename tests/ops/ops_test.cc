@@ -17,8 +17,10 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -27,6 +29,7 @@
 #pragma GCC diagnostic ignored "-Wunused-function"
 #include "support/fs_test_util.h"
 #include "support/repo_test_util.h"
+#include "support/slow_loads.h"
 #pragma GCC diagnostic pop
 
 #include "ops/backup.h"
@@ -106,6 +109,21 @@ class OpsTest : public ::testing::Test {
     auto r = repo::Repository::open(*be, password);
     EXPECT_TRUE(r.ok()) << r.error().message();
     return r.ok() ? std::move(*r) : nullptr;
+  }
+
+  // Opens the repository again (as repo_) over a decorator of its backend, made with `args`
+  // after the backend; nullptr (a failure recorded) if it cannot be opened.
+  template <typename Wrapper, typename... Args>
+  std::shared_ptr<Wrapper> reopen_over(Args&&... args) {
+    auto be = storage::open_backend(repo_path_);
+    EXPECT_TRUE(be.ok());
+    if (!be.ok()) return nullptr;
+    auto wrapper = std::make_shared<Wrapper>(*be, std::forward<Args>(args)...);
+    auto r = repo::Repository::open(wrapper, kPw);
+    EXPECT_TRUE(r.ok()) << r.error().message();
+    if (!r.ok()) return nullptr;
+    repo_ = std::move(*r);
+    return wrapper;
   }
 
   ops::BackupResult backup(const std::string& strategy = "incremental") {
@@ -357,12 +375,8 @@ TEST_F(OpsTest, RestoreLoadsTheIndexWhileItChoosesTheSnapshot) {
   bytes[bytes.size() / 2] ^= 0x55;
   write_file(repo_path_ + "/index/" + std::string(64, 'e'), bytes);
 
-  auto be = storage::open_backend(repo_path_);
-  ASSERT_TRUE(be.ok());
-  auto watch = std::make_shared<OverlapWatch>(*be);
-  auto r = repo::Repository::open(watch, kPw);
-  ASSERT_TRUE(r.ok()) << r.error().message();
-  repo_ = std::move(*r);
+  auto watch = reopen_over<OverlapWatch>();
+  ASSERT_NE(watch, nullptr);
   sink_.events.clear();
   ops::RestoreRequest rr;
   rr.snapshot = "latest";
@@ -379,29 +393,6 @@ TEST_F(OpsTest, RestoreLoadsTheIndexWhileItChoosesTheSnapshot) {
   EXPECT_TRUE(contains(notices[0].message, std::string(64, 'e'))) << notices[0].message;
 }
 
-// The local backend with a delay on every load of a snapshot object, counting how many are in
-// flight at once, and saying four may be loaded ahead (as object storage does).
-class SnapshotLoads : public storage::BackendWrapper {
- public:
-  using BackendWrapper::BackendWrapper;
-  size_t loads_ahead() const override { return 4; }
-  Result<Bytes> load(const storage::ObjectName& n, uint64_t off, uint64_t len) override {
-    if (n.type != storage::ObjectType::kSnapshot) return BackendWrapper::load(n, off, len);
-    size_t now = ++in_flight_;
-    size_t seen = most_.load();
-    while (now > seen && !most_.compare_exchange_weak(seen, now)) {
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(30));
-    auto r = BackendWrapper::load(n, off, len);
-    --in_flight_;
-    return r;
-  }
-  size_t take_most() { return most_.exchange(0); }
-
- private:
-  std::atomic<size_t> in_flight_{0}, most_{0};
-};
-
 // Check and prune walk every snapshot: its object is fetched ahead of the one being walked, and
 // what they find is what it was (every snapshot checked and marked, nothing damaged).
 TEST_F(OpsTest, CheckAndPruneFetchSnapshotsAhead) {
@@ -409,21 +400,17 @@ TEST_F(OpsTest, CheckAndPruneFetchSnapshotsAhead) {
     write_file(src_ + "/config/a.conf", "alpha = " + std::to_string(i) + "\n");
     backup();
   }
-  auto be = storage::open_backend(repo_path_);
-  ASSERT_TRUE(be.ok());
-  auto loads = std::make_shared<SnapshotLoads>(*be);
-  auto r = repo::Repository::open(loads, kPw);
-  ASSERT_TRUE(r.ok()) << r.error().message();
-  repo_ = std::move(*r);
+  auto loads = reopen_over<testing::SlowLoads>(storage::ObjectType::kSnapshot, size_t{4});
+  ASSERT_NE(loads, nullptr);
   auto checked = ops::check(*repo_, {}, sink_);
   ASSERT_TRUE(checked.ok()) << checked.error().message();
   EXPECT_EQ(checked->snapshots, 6u);
   EXPECT_TRUE(checked->problems.empty());
-  EXPECT_EQ(loads->take_most(), 4u);
+  EXPECT_EQ(loads->take_most_in_flight(), 4u);
   auto pruned = ops::prune(*repo_, {}, sink_);
   ASSERT_TRUE(pruned.ok()) << pruned.error().message();
   EXPECT_EQ(pruned->snapshots, 6u);
-  EXPECT_EQ(loads->take_most(), 4u);
+  EXPECT_EQ(loads->take_most_in_flight(), 4u);
 }
 
 // A server runs each operation under its job's ID: every event of it, the engine's and the

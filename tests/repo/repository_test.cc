@@ -33,6 +33,7 @@
 #include "repo/snapshot.h"
 #include "storage/backend.h"
 #include "storage/local.h"
+#include "support/slow_loads.h"
 #include "util/clock.h"
 #include "util/sysinfo.h"
 #include "util/version.h"
@@ -1645,34 +1646,6 @@ TEST_F(RepoTest, DamagedKeyFilesAreNamedNotCalledAWrongPassword) {
       << "a key that only failed on the password is not named: " << both.error().message();
 }
 
-// The local backend with a delay on every load of an object of one type (index files by
-// default), counting how many are in flight at once, and reporting `ahead` as its loads_ahead()
-// (0: the local backend's own).
-class IndexLoadCounter : public storage::BackendWrapper {
- public:
-  IndexLoadCounter(std::shared_ptr<storage::Backend> inner, size_t ahead,
-                   ObjectType type = ObjectType::kIndex)
-      : BackendWrapper(std::move(inner)), ahead_(ahead), type_(type) {}
-  size_t loads_ahead() const override { return ahead_ != 0 ? ahead_ : BackendWrapper::loads_ahead(); }
-  Result<Bytes> load(const ObjectName& n, uint64_t off, uint64_t len) override {
-    if (n.type != type_) return BackendWrapper::load(n, off, len);
-    size_t now = ++in_flight_;
-    size_t seen = most_.load();
-    while (now > seen && !most_.compare_exchange_weak(seen, now)) {
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(30));
-    auto r = BackendWrapper::load(n, off, len);
-    --in_flight_;
-    return r;
-  }
-  size_t most_in_flight() const { return most_.load(); }
-
- private:
-  size_t ahead_;
-  ObjectType type_;
-  std::atomic<size_t> in_flight_{0}, most_{0};
-};
-
 // Index files are fetched ahead of the one being decoded as far as the backend's loads_ahead()
 // says: one on a local disk (more only held memory), four on object storage (hiding round
 // trips), at most two under a memory limit; every file's blobs are in the index either way.
@@ -1696,12 +1669,12 @@ TEST_F(RepoTest, IndexFilesAreFetchedAsFarAheadAsTheBackendSays) {
   };
   for (Case c : {Case{0, false, 1}, Case{4, false, 4}, Case{4, true, 2}}) {
     SCOPED_TRACE("loads_ahead " + std::to_string(c.ahead) + (c.limited ? ", memory limit" : ""));
-    auto counter = std::make_shared<IndexLoadCounter>(backend(), c.ahead);
+    auto counter = std::make_shared<testing::SlowLoads>(backend(), ObjectType::kIndex, c.ahead);
     auto repo = Repository::open(counter, kPw);
     ASSERT_OK(repo);
     if (c.limited) (*repo)->set_memory_budget(MemoryBudget{MemoryBudget::kMinimum, 0});
     ASSERT_OK((*repo)->load_index());
-    EXPECT_EQ(counter->most_in_flight(), c.expected);
+    EXPECT_EQ(counter->take_most_in_flight(), c.expected);
     for (const Id& id : blob_ids) EXPECT_TRUE((*repo)->has_blob(BlobType::kData, id));
   }
 }
@@ -1727,13 +1700,13 @@ TEST_F(RepoTest, SnapshotsAreFetchedAsFarAheadAsTheBackendSays) {
   flip_byte(path_of(ObjectType::kSnapshot, hex(ids[3])), 40);
   for (size_t ahead : {size_t{0}, size_t{4}}) {
     SCOPED_TRACE("loads_ahead " + std::to_string(ahead));
-    auto counter = std::make_shared<IndexLoadCounter>(backend(), ahead, ObjectType::kSnapshot);
+    auto counter = std::make_shared<testing::SlowLoads>(backend(), ObjectType::kSnapshot, ahead);
     auto repo = Repository::open(counter, kPw);
     ASSERT_OK(repo);
     std::vector<Error> damaged;
     auto list = (*repo)->list_snapshots(&damaged);
     ASSERT_OK(list);
-    EXPECT_EQ(counter->most_in_flight(), ahead == 0 ? 1u : 4u);
+    EXPECT_EQ(counter->take_most_in_flight(), ahead == 0 ? 1u : 4u);
     ASSERT_EQ(list->size(), 7u);
     ASSERT_EQ(damaged.size(), 1u);
     EXPECT_NE(damaged[0].message().find(hex(ids[3])), std::string::npos) << damaged[0].message();
