@@ -211,19 +211,30 @@ bool Index::table_full() const {
 }
 
 void Index::add_pack(const PackRecord& pack) {
-  uint32_t pack_no = static_cast<uint32_t>(packs_.size());
-  packs_.push_back({pack.id, pack.key_generation});
-  for (const auto& b : pack.blobs) {
-    if (position(b.type, b.id)) continue;  // duplicate: keep the first copy
-    if (table_full()) spill();
-    if ((count_ + 1) * 10 > slots_.size() * 7) grow();
-    if ((count_ >> kBlockShift) >= blocks_.size()) {
-      blocks_.push_back(make_page_array<IndexEntry>(kBlockSize));
-    }
-    entry(count_) = {b.id, pack_no, b.offset, b.length, b.raw_length, b.type};
-    count_++;
-    slots_[probe(b.type, b.id)] = static_cast<uint32_t>(count_);
+  uint32_t pack_no = begin_pack();
+  for (const auto& b : pack.blobs) add_blob(pack_no, b);
+  name_pack(pack_no, pack.id, pack.key_generation);
+}
+
+uint32_t Index::begin_pack() {
+  packs_.push_back({Id{}, 0});
+  return static_cast<uint32_t>(packs_.size() - 1);
+}
+
+void Index::name_pack(uint32_t pack_no, const Id& id, uint32_t key_generation) {
+  packs_[pack_no] = {id, key_generation};
+}
+
+void Index::add_blob(uint32_t pack_no, const PackedBlob& b) {
+  if (position(b.type, b.id)) return;  // duplicate: keep the first copy
+  if (table_full()) spill();
+  if ((count_ + 1) * 10 > slots_.size() * 7) grow();
+  if ((count_ >> kBlockShift) >= blocks_.size()) {
+    blocks_.push_back(make_page_array<IndexEntry>(kBlockSize));
   }
+  entry(count_) = {b.id, pack_no, b.offset, b.length, b.raw_length, b.type};
+  count_++;
+  slots_[probe(b.type, b.id)] = static_cast<uint32_t>(count_);
 }
 
 // --- runs ---
@@ -517,24 +528,30 @@ Id read_id(cbor::Reader& r) {
   return id;
 }
 
-// A pack: a map whose keys may come in any order (a later duplicate wins, as in a DOM);
-// unknown keys are skipped, missing ones refused.
-PackRecord read_pack(cbor::Reader& r, size_t body_size) {
-  PackRecord p;
-  bool id = false, generation = false, blobs = false;
+// A pack: a map whose keys may come in any order, each once; unknown keys are skipped, missing
+// ones refused. Its blobs go to the sink one at a time, as they are read:
+//   sink.begin() when the map starts, sink.blob(b) for each blob, sink.end(id, generation)
+// once the map is complete.
+template <typename Sink>
+void read_pack(cbor::Reader& r, Sink& sink) {
+  Id pack_id;
+  uint32_t generation = 0;
+  bool id = false, has_generation = false, blobs = false;
+  sink.begin();
   size_t fields = r.map();
   for (size_t f = 0; f < fields; f++) {
     std::string_view key = r.text();
     if (key == "id") {
-      p.id = read_id(r);
+      if (id) malformed("a pack names its id twice");
+      pack_id = read_id(r);
       id = true;
     } else if (key == "key_generation") {
-      p.key_generation = r.integer<uint32_t>();
-      generation = true;
+      if (has_generation) malformed("a pack names its key_generation twice");
+      generation = r.integer<uint32_t>();
+      has_generation = true;
     } else if (key == "blobs") {
+      if (blobs) malformed("a pack lists its blobs twice");
       size_t n = r.array();
-      p.blobs.clear();
-      p.blobs.reserve(std::min(n, body_size / 40));  // a blob takes at least 40 bytes
       for (size_t i = 0; i < n; i++) {
         if (r.array() != 5) malformed("a blob is [type, id, offset, length, raw_length]");
         PackedBlob b;
@@ -545,21 +562,20 @@ PackRecord read_pack(cbor::Reader& r, size_t body_size) {
         b.offset = r.integer<uint32_t>();
         b.length = r.integer<uint32_t>();
         b.raw_length = r.integer<uint32_t>();
-        p.blobs.push_back(b);
+        sink.blob(b);
       }
       blobs = true;
     } else {
       r.skip(1);
     }
   }
-  if (!id || !generation || !blobs) malformed("a pack needs id, key_generation and blobs");
-  return p;
+  if (!id || !has_generation || !blobs) malformed("a pack needs id, key_generation and blobs");
+  sink.end(pack_id, generation);
 }
-}  // namespace
 
-namespace {
-// One pass over an index file: each pack to `fn` (none if null). Throws json::exception.
-void read_index_file(ByteView body, const std::function<void(const PackRecord&)>& fn) {
+// One pass over an index file, each pack to the sink (see read_pack). Throws json::exception.
+template <typename Sink>
+void read_index_file(ByteView body, Sink& sink) {
   bool packs = false;
   cbor::Reader r(body);
   size_t fields = r.map();
@@ -570,25 +586,61 @@ void read_index_file(ByteView body, const std::function<void(const PackRecord&)>
     }
     if (packs) malformed("two lists of packs");
     size_t n = r.array();
-    for (size_t i = 0; i < n; i++) {
-      PackRecord p = read_pack(r, body.size());
-      if (fn) fn(p);
-    }
+    for (size_t i = 0; i < n; i++) read_pack(r, sink);
     packs = true;
   }
   if (!packs || !r.at_end()) malformed("no packs, or trailing bytes");
+}
+
+struct CheckOnly {  // the validation pass: nothing kept
+  void begin() {}
+  void blob(const PackedBlob&) {}
+  void end(const Id&, uint32_t) {}
+};
+
+struct IntoRecords {  // each pack as a PackRecord, to a callback
+  const std::function<void(const PackRecord&)>& fn;
+  PackRecord p;
+  void begin() { p.blobs.clear(); }
+  void blob(const PackedBlob& b) { p.blobs.push_back(b); }
+  void end(const Id& id, uint32_t generation) {
+    p.id = id;
+    p.key_generation = generation;
+    fn(p);
+  }
+};
+
+struct IntoIndex {  // straight into an index
+  Index& index;
+  uint32_t pack_no = 0;
+  void begin() { pack_no = index.begin_pack(); }
+  void blob(const PackedBlob& b) { index.add_blob(pack_no, b); }
+  void end(const Id& id, uint32_t generation) { index.name_pack(pack_no, id, generation); }
+};
+
+// All or nothing: a validation pass first, so a malformed file hands over nothing.
+template <typename Sink>
+Status decode_into(ByteView body, const std::string& what, Sink& sink) {
+  try {
+    CheckOnly check;
+    read_index_file(body, check);
+    read_index_file(body, sink);
+  } catch (const json::exception&) {
+    return Error(Error::Code::kCorrupt, what + ": malformed index");
+  }
+  return ok_status();
 }
 }  // namespace
 
 Status decode_index_file(ByteView body, const std::string& what,
                          const std::function<void(const PackRecord&)>& fn) {
-  try {
-    read_index_file(body, nullptr);  // all or nothing: a malformed file hands over no pack
-    read_index_file(body, fn);
-  } catch (const json::exception&) {
-    return Error(Error::Code::kCorrupt, what + ": malformed index");
-  }
-  return ok_status();
+  IntoRecords sink{fn, {}};
+  return decode_into(body, what, sink);
+}
+
+Status decode_index_file(ByteView body, const std::string& what, Index& index) {
+  IntoIndex sink{index};
+  return decode_into(body, what, sink);
 }
 
 Result<std::vector<PackRecord>> decode_index_file(ByteView body, const std::string& what) {

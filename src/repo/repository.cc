@@ -473,10 +473,10 @@ Result<std::unique_ptr<Index>> Repository::read_index(
     options = index_options_;
   }
   auto index = std::make_unique<Index>(options);
-  // Each pack goes into the index as it is decoded (a file's list of packs is never held).
+  // Each blob goes into the index as it is decoded (neither a file's list of packs nor a pack's
+  // list of blobs is held).
   HAVEN_TRY(load_objects(ObjectType::kIndex, names, [&](const std::string& name, Result<Bytes> body) -> Status {
-    Status s = body.ok() ? decode_index_file(*body, "index " + name, [&](const PackRecord& p) { index->add_pack(p); })
-                         : Status(body.error());
+    Status s = body.ok() ? decode_index_file(*body, "index " + name, *index) : Status(body.error());
     if (!s.ok()) {
       if (!on_bad) return s.error();
       on_bad(name, s.error());
