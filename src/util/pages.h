@@ -2,10 +2,11 @@
 //
 // A structure that frees and reallocates large pieces in phases (the index's table, emptied at
 // every spill, then the filters a merge of its runs builds) leaves the freed pieces resident
-// when they come from malloc's arenas (everything under the CLI's 1 MiB mapping threshold,
-// main.cc): they stay as holes between other allocations, so the process's footprint becomes
-// the sum of its phases instead of the largest of them (a re-backup of 1,000,000 files peaked
-// 0.7 MiB higher while its index loaded).
+// when they come from malloc's arenas (everything under the process's mapping threshold: the
+// CLI sets 64 KiB, main.cc, but glibc's default rises with every larger block freed, up to 32
+// MiB, and a library does not set process state): they stay as holes between other
+// allocations, so the process's footprint becomes the sum of its phases instead of the largest
+// of them (a re-backup of 1,000,000 files peaked 0.7 MiB higher while its index loaded).
 // PageAllocator gives every allocation of kMapMin bytes or more pages of its own (mmap) and
 // unmaps them when freed; smaller ones come from operator new as usual.
 #pragma once

@@ -28,8 +28,9 @@ long rss_anon_kib() {
 TEST(PagesTest, FreedLargePiecesLeaveTheResidentSet) {
   // 160 pieces of 200 KiB, each written through (as an index table's blocks are), with a small
   // allocation kept after each: from the heap, the freed pieces would stay resident as holes
-  // between those. The threshold below which malloc serves a piece from its arenas is the
-  // CLI's (main.cc).
+  // between those. The threshold below which malloc serves a piece from its arenas is one
+  // glibc's default reaches after a larger block is freed (the CLI sets 64 KiB, main.cc; a
+  // process embedding the engine may not).
   mallopt(M_MMAP_THRESHOLD, 1 << 20);
   std::vector<PageArray<uint8_t>> blocks;
   std::vector<std::unique_ptr<char[]>> kept;
