@@ -57,7 +57,8 @@ int main(int argc, char** argv) {
   // instead of 81 MiB, a backup at 103 instead of 100. At 1 MiB, the 0.1-1 MB buffers of each
   // pack and index file (a million-file backup makes ~640) came from the arenas and left them
   // fragmented: 6.5 MB free there at the backup's peak, 2.7 MB at 50,000 files; at 64 KiB, 1.8
-  // and 2.6 MB (peaks 30.0 -> 26.9 MiB at 1,000,000 files, 24.4 -> 23.6 at 50,000).
+  // and 2.6 MB (backup peaks 29.3-29.7 -> 26.9-27.3 MiB at 1,000,000 files, 24.7-25.0 ->
+  // 22.9-23.3 at 50,000).
   mallopt(M_MMAP_THRESHOLD, 64 << 10);
   haven::crypto::init();
   haven::cli::App app;
