@@ -391,26 +391,19 @@ const DamageList& Checker::walk(const Id& tree) {
 }
 
 Status Checker::check_snapshots() {
-  std::vector<std::string> names;
-  HAVEN_TRY(repo_.backend().list(ObjectType::kSnapshot, [&](const storage::ObjectInfo& i) {
-    names.push_back(i.name.name);
-  }));
-  std::sort(names.begin(), names.end());
-  // The snapshot objects are fetched ahead of the one being walked (Repository::load_objects:
-  // on object storage each is a round trip).
-  size_t done = 0;
-  return repo_.load_objects(ObjectType::kSnapshot, names, [&](const std::string& name, Result<Bytes> body) -> Status {
+  // The snapshot objects are fetched ahead of the one being walked (on object storage each is
+  // a round trip); names that are not snapshot IDs are reported, not fetched.
+  size_t done = 0, total = 0;
+  return repo_.for_each_snapshot([&](const std::string& name, std::optional<Id> id,
+                                     Result<repo::Snapshot>& snap) -> Status {
     HAVEN_TRY(session_.cancel_token().check());
-    progress("snapshots", ++done, names.size());
+    progress("snapshots", ++done, total);
     report_.snapshots++;
-    auto id = repo::parse_id(name);
     std::string object = "snapshot " + name;
     if (!id) {
       problem(object, "not a valid snapshot name", false);
       return ok_status();
     }
-    auto snap = body.ok() ? repo::decode_snapshot(*body, "snapshot " + repo::hex(*id))
-                          : Result<repo::Snapshot>(body.error());
     if (!snap.ok()) {
       Problem& p = problem(object, snap.error().message());
       p.affected[name] = {"/"};
@@ -430,7 +423,7 @@ Status Checker::check_snapshots() {
       p.affected_count[name]++;
     }
     return ok_status();
-  });
+  }, [&](size_t n) { total = n; });
 }
 
 // Trees no snapshot reaches and no other unreached tree contains are the roots of snapshots

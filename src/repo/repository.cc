@@ -662,11 +662,14 @@ Result<Snapshot> Repository::load_snapshot(const Id& id) {
 }
 
 Status Repository::for_each_snapshot(
-    const std::function<Status(const std::string&, std::optional<Id>, Result<Snapshot>&)>& fn) {
+    const std::function<Status(const std::string&, std::optional<Id>, Result<Snapshot>&)>& fn,
+    const std::function<void(size_t)>& listed) {
   std::vector<std::string> names, loaded;
   HAVEN_TRY(backend_->list(ObjectType::kSnapshot, [&](const storage::ObjectInfo& i) {
     names.push_back(i.name.name);
   }));
+  std::sort(names.begin(), names.end());  // the same order on every backend
+  if (listed) listed(names.size());
   // Names that are not snapshot IDs are handed over first, unread.
   for (const auto& n : names) {
     if (parse_id(n)) {

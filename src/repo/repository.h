@@ -195,10 +195,12 @@ class Repository {
   // --- snapshots and trees (Session::save_snapshot writes them) ---
   Result<Snapshot> load_snapshot(const Id& id);
   // Every snapshot object to `fn` with its name, its ID and the snapshot or why it cannot be
-  // read: first the names that are not snapshot IDs (unread, nullopt), then the others in
-  // listing order, loaded ahead as load_objects() does.
+  // read: first the names that are not snapshot IDs (unread, nullopt), then the others in name
+  // order, loaded ahead as load_objects() does. `listed` (optional) learns how many objects
+  // `fn` will be handed, once, before the first.
   Status for_each_snapshot(
-      const std::function<Status(const std::string&, std::optional<Id>, Result<Snapshot>&)>& fn);
+      const std::function<Status(const std::string&, std::optional<Id>, Result<Snapshot>&)>& fn,
+      const std::function<void(size_t)>& listed = {});
   // All snapshots, oldest first. With `damaged` given, a snapshot object that cannot be read is
   // skipped and its error appended there (so one damaged snapshot does not hide the others);
   // without it, the first such error fails the call.

@@ -96,16 +96,16 @@ Status Pruner::mark_tree(const Id& root, const std::string& snapshot) {
 }
 
 Status Pruner::mark_used() {
-  std::vector<std::string> names;
-  HAVEN_TRY(repo_.backend().list(ObjectType::kSnapshot, [&](const storage::ObjectInfo& i) {
-    names.push_back(i.name.name);
-  }));
-  // Only names that are snapshot IDs, fetched ahead of the one being marked
-  // (Repository::load_objects: on object storage each is a round trip).
-  std::erase_if(names, [](const std::string& n) { return !repo::parse_id(n); });
-  return repo_.load_objects(ObjectType::kSnapshot, names, [&](const std::string& name, Result<Bytes> body) -> Status {
+  // Snapshots are fetched ahead of the one being marked (on object storage each is a round
+  // trip); names that are not snapshot IDs are skipped.
+  size_t total = 0;
+  return repo_.for_each_snapshot([&](const std::string& name, std::optional<Id> id,
+                                     Result<repo::Snapshot>& snap) -> Status {
+    if (!id) {
+      total--;
+      return ok_status();
+    }
     HAVEN_TRY(session_.cancel_token().check());
-    auto snap = body.ok() ? repo::decode_snapshot(*body, "snapshot " + name) : Result<repo::Snapshot>(body.error());
     if (!snap.ok()) {
       return Error(Error::Code::kCorrupt,
                    snap.error().message() +
@@ -114,9 +114,9 @@ Status Pruner::mark_used() {
     }
     HAVEN_TRY(mark_tree(snap->tree, name));
     st_.snapshots++;
-    progress("snapshots", st_.snapshots, names.size());
+    progress("snapshots", st_.snapshots, total);
     return ok_status();
-  });
+  }, [&](size_t n) { total = n; });
 }
 
 Status Pruner::count_packs() {

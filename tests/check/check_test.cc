@@ -21,6 +21,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <optional>
@@ -954,6 +955,24 @@ TEST_F(CheckTest, RestoreLatestWorksWhenAnOlderSnapshotIsDamaged) {
   expect_restore(repo_, 2, {}, dir_ + "/latest", "latest");
   RunResult r = cli(repo_, {"snapshots"});
   EXPECT_TRUE(contains(r.out, W->snaps[2].id.substr(0, 8))) << describe(r);
+}
+
+// A stray file among the snapshot objects (its name is not a snapshot ID) is named as a notice,
+// not damage: check exits 0, counts it among the snapshot objects, and still walks the three
+// real snapshots (no tree is left as the root of no snapshot).
+TEST_F(CheckTest, StrayFileAmongSnapshotsIsANoticeAndTheSnapshotsAreStillWalked) {
+  {
+    std::ofstream f(repo_ + "/snapshots/notes.txt");
+    f << "not a snapshot";
+  }
+  CheckRun c = check_json(repo_);
+  EXPECT_EQ(c.run.code, 0) << describe(c.run);
+  EXPECT_TRUE(problems_of(c.j, "damage").empty()) << c.j.dump(2);
+  EXPECT_EQ(c.j.value("snapshots", 0u), 4u);
+  auto notices = problems_of(c.j, "notice");
+  ASSERT_EQ(notices.size(), 1u) << c.j.dump(2);
+  EXPECT_EQ(notices[0].value("object", ""), "snapshot notes.txt");
+  EXPECT_TRUE(contains(notices[0].value("error", ""), "not a valid snapshot name")) << c.j.dump(2);
 }
 
 // Deleting a snapshot object is not damage (it is what 'haven forget' does): check exits 0 and

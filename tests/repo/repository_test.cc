@@ -18,6 +18,8 @@
 #include <initializer_list>
 #include <iostream>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -1717,6 +1719,81 @@ TEST_F(RepoTest, SnapshotsAreFetchedAsFarAheadAsTheBackendSays) {
     }
     EXPECT_TRUE(Fails((*repo)->list_snapshots(), Error::Code::kCorrupt, {hex(ids[3])}));
   }
+}
+
+// Snapshot objects reach for_each_snapshot's callback in a fixed order on every backend: names
+// that are not snapshot IDs first, unread, then the others in name order; `listed` learns the
+// count once, before the first. A name that is not an ID is never fetched.
+class SnapshotLoads : public storage::BackendWrapper {
+ public:
+  using BackendWrapper::BackendWrapper;
+  Result<Bytes> load(const ObjectName& n, uint64_t off, uint64_t len) override {
+    if (n.type == ObjectType::kSnapshot) {
+      std::lock_guard<std::mutex> lk(mu);
+      loaded.push_back(n.name);
+    }
+    return BackendWrapper::load(n, off, len);
+  }
+  std::mutex mu;
+  std::vector<std::string> loaded;
+};
+
+TEST_F(RepoTest, ForEachSnapshotHandsOverStrayNamesFirstThenIdsInNameOrder) {
+  std::vector<std::string> ids;
+  {
+    auto repo = init_repo();
+    ASSERT_NE(repo, nullptr);
+    Session session(*repo);
+    for (int i = 0; i < 5; i++) {
+      Snapshot s;
+      s.time = 1000 + i;
+      s.paths = {"/p" + std::to_string(i)};
+      auto id = session.save_snapshot(s);
+      ASSERT_OK(id);
+      ids.push_back(hex(*id));
+    }
+  }
+  {  // a stray file an operator left among the snapshots
+    std::ofstream f(path_of(ObjectType::kSnapshot, "notes.txt"));
+    f << "not a snapshot";
+  }
+  auto loads = std::make_shared<SnapshotLoads>(backend());
+  auto repo = Repository::open(loads, kPw);
+  ASSERT_OK(repo);
+  std::vector<std::string> seen;
+  size_t listed = 0, calls_before_listed = 0;
+  bool listed_twice = false;
+  ASSERT_OK((*repo)->for_each_snapshot(
+      [&](const std::string& name, std::optional<Id> id, Result<Snapshot>& s) -> Status {
+        if (listed == 0) calls_before_listed++;
+        seen.push_back(name);
+        if (name == "notes.txt") {
+          EXPECT_FALSE(id.has_value());
+          EXPECT_TRUE(Fails(s, Error::Code::kCorrupt, {"notes.txt", "not a snapshot ID"}));
+        } else {
+          EXPECT_TRUE(id.has_value() && hex(*id) == name) << name;
+          EXPECT_OK(s);
+          if (s.ok()) {
+            const size_t i = std::find(ids.begin(), ids.end(), name) - ids.begin();
+            EXPECT_EQ(s->paths, std::vector<std::string>{"/p" + std::to_string(i)}) << name;
+          }
+        }
+        return ok_status();
+      },
+      [&](size_t n) {
+        listed_twice = listed != 0;
+        listed = n;
+      }));
+  EXPECT_EQ(listed, 6u);
+  EXPECT_FALSE(listed_twice);
+  EXPECT_EQ(calls_before_listed, 0u);
+  std::vector<std::string> want = ids;
+  std::sort(want.begin(), want.end());
+  want.insert(want.begin(), "notes.txt");
+  EXPECT_EQ(seen, want);
+  std::vector<std::string> fetched = loads->loaded;
+  std::sort(fetched.begin(), fetched.end());
+  EXPECT_EQ(fetched, std::vector<std::string>(want.begin() + 1, want.end()));
 }
 
 TEST_F(RepoTest, TamperedIndexDetected) {

@@ -20,6 +20,7 @@ extern "C" size_t __sanitizer_get_current_allocated_bytes();
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
@@ -940,18 +941,33 @@ TEST_F(PruneTest, RefusesDamagedRepositoriesAndChangesNothing) {
   ASSERT_EQ(index_of_split_tree.size(), 1u);
   ASSERT_NE(*index_of_split_data.begin(), *index_of_split_tree.begin());
 
-  // Control: undamaged, the same repository has a pack to delete.
+  // Control: undamaged, the same repository has a pack to delete. A stray file among the
+  // snapshots (not a snapshot ID) is no damage: it is skipped, and progress counts only the
+  // two snapshots.
   {
     const std::string d = dir("control");
     pt_copy(tmpl, d);
+    {
+      std::ofstream f(storage::LocalBackend(d).path_of({ObjectType::kSnapshot, "notes.txt"}));
+      f << "not a snapshot";
+    }
     auto r = pt_open(d);
     repo::Session session(*r);
-    NullSink sink;
+    RecordingSink sink;
     retention::PruneOptions o;
     o.dry_run = true;
     auto st = retention::prune(session, o, sink);
     ASSERT_OK(st);
     ASSERT_EQ(st->packs_deleted, 1u);
+    EXPECT_EQ(st->snapshots, 2u);
+    size_t last_done = 0, last_total = 0;
+    for (const auto& e : sink.of("progress")) {
+      if (!e.progress || e.progress->phase != "snapshots") continue;
+      last_done = e.progress->items_done;
+      last_total = e.progress->items_total;
+    }
+    EXPECT_EQ(last_done, 2u);
+    EXPECT_EQ(last_total, 2u);
   }
 
   // Where split's root tree record sits, to damage it.
