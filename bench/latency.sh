@@ -4,7 +4,7 @@
 #   bench/latency.sh [path/to/haven]
 # s3rver runs on loopback; bench/latency_proxy.py sits in front of it and delays the first bytes
 # of each request by BENCH_LATENCY_MS (a round trip to a distant region) and counts requests.
-# A second proxy adds no delay: it shows what the proxy itself costs (a Python process on the same
+# A second proxy adds no delay: it shows what the proxy itself costs (a process on the same
 # cores), apart from the latency. Rounds alternate local, s3rver, through the proxy without and
 # with latency; the median counts. CPU seconds of Haven and of the servers (s3rver, and the proxy
 # a restore goes through) are taken per restore: they share the machine's cores, so their sum
