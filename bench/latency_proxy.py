@@ -83,7 +83,10 @@ def down(server, client, conn):
             with stats_mu:
                 stats["bytes_down"] += n
             while n > 0:
-                n -= os.splice(r, client.fileno(), n)
+                sent = os.splice(r, client.fileno(), n)
+                if sent == 0:
+                    return
+                n -= sent
     except OSError:
         pass
     finally:
