@@ -186,6 +186,10 @@ Result<ByteView> open_blob_in_place(const crypto::SecretKey& master, PackKeys& k
   return decode_blob(sealed.first(sealed.size() - crypto::kTagSize), raw_length, what, scratch);
 }
 
+bool blob_is_compressed(uint32_t length, uint32_t raw_length) {
+  return uint64_t{length} != uint64_t{raw_length} + 1 + crypto::kTagSize;
+}
+
 Result<ByteView> open_blob_into(const crypto::SecretKey& master, PackKeys& keys, const Id& pack_id,
                                 uint32_t key_generation, BlobType type, const Id& id,
                                 uint32_t offset, ByteView sealed, uint8_t* out,

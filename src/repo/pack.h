@@ -91,6 +91,10 @@ Result<ByteView> open_blob_in_place(const crypto::SecretKey& master, PackKeys& k
                                     const Id& id, uint32_t offset, std::span<uint8_t> sealed,
                                     uint32_t raw_length, const std::function<std::string()>& what,
                                     Scratch& scratch);
+// Whether a blob of `length` sealed bytes holding `raw_length` bytes is stored compressed, so
+// opening it needs a buffer of raw_length bytes besides its sealed ones. A blob stored as is
+// is its bytes, a mode byte and a tag; one is compressed only when that makes it shorter.
+bool blob_is_compressed(uint32_t length, uint32_t raw_length);
 // The same into `out` (room for sealed.size() bytes): `sealed` stays as read, and the blob's
 // bytes are returned where they lie in `out` or in `scratch`.
 Result<ByteView> open_blob_into(const crypto::SecretKey& master, PackKeys& keys, const Id& pack_id,

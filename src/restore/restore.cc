@@ -20,6 +20,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "repo/pack.h"
 #include "repo/paths.h"
 #include "restore/select.h"
 #include "restore/tree_ahead.h"
@@ -168,8 +169,22 @@ class Restorer {
   void wait_batch();
   void run_batch(Batch& b);
   // Reads one range once there is room for it (Options::max_in_flight), then writes its blobs.
-  // `plain` is the reader's buffer for decompressed blobs.
+  // `plain` is the reader's buffer for decompressed blobs (from a backend that streams_reads(),
+  // one taken with the range's, so that it is charged too).
   void read_range(Batch& b, const Range& r, Scratch& plain);
+  // Waits until buffers of at least `sizes` bytes each fit within max_in_flight beside those
+  // held (a reader alone always goes on), then takes the smallest spares that hold them, or
+  // fresh ones, into `out`. Returns the bytes charged; give_back() returns them.
+  uint64_t take_buffers(const std::vector<uint64_t>& sizes, std::vector<std::unique_ptr<Scratch>>& out);
+  void give_back(std::vector<std::unique_ptr<Scratch>>& bufs, uint64_t charge);
+  // From a backend that streams_reads(): each blob of the range is assembled in `window` from
+  // the pieces as they arrive (no buffer holds the range), then opened and written.
+  void read_range_pieces(Batch& b, const Range& r, Scratch& window, Scratch& plain,
+                         std::vector<PendingFile*>& done);
+  // Opens a blob (decrypted over its sealed bytes) and writes it to every place of it; a
+  // damaged one from another region's copy, where the repository has one.
+  void open_and_place(Batch& b, const Piece& p, std::span<uint8_t> sealed, const storage::ObjectName& pack,
+                      repo::PackKeys& keys, Scratch& plain, std::vector<PendingFile*>& done);
   // Files whose last blob it wrote go to `done`: read_range finishes them (metadata, sync)
   // after it has given back its range buffer, so a reader waiting for a large file's sync does
   // not hold memory other readers wait for.
@@ -201,6 +216,7 @@ class Restorer {
   Selection select_;
   std::unique_ptr<TreeAhead> ahead_;  // while walking, on object storage
   unsigned readers_ = 2;
+  bool streamed_ = false;  // the backend streams_reads(): read_range_pieces()
   // Bytes per read: at most max_range, and small enough that every reader can hold a range
   // within max_in_flight (with 16 MiB ranges and 32 MiB in flight, two of four readers waited:
   // over object storage, two requests at a time).
@@ -224,6 +240,7 @@ class Restorer {
   std::vector<std::unique_ptr<Scratch>> spare_;
   uint64_t spare_bytes_ = 0;
   size_t held_ = 0;  // range buffers readers hold
+  size_t max_buffers_ = 2;  // held and spare together: as many as readers use at once
 
   std::mutex mu_;  // guards failed_, links
   std::map<std::pair<uint64_t, uint64_t>, std::string> links_;  // (device, inode) -> path
@@ -639,61 +656,99 @@ void Restorer::run_batch(Batch& b) {
 }
 
 void Restorer::read_range(Batch& b, const Range& r, Scratch& plain) {
-  const uint64_t len = r.end - r.start;
-  std::unique_ptr<Scratch> buf;
-  uint64_t charge = len;
-  {
-    std::unique_lock<std::mutex> lk(flight_mu_);
-    size_t pick = spare_.size();
-    flight_cv_.wait(lk, [&] {
-      // The smallest spare buffer that holds the range, else a fresh one of its size.
-      pick = spare_.size();
+  std::vector<std::unique_ptr<Scratch>> bufs;
+  std::vector<PendingFile*> done;
+  uint64_t charge;
+  if (streamed_) {
+    // Charged what it holds: its largest blob, and room to decompress the largest compressed one.
+    uint64_t window = 0, room = 0;
+    for (size_t i = r.first; i < r.last; i++) {
+      const auto& l = b.pieces[i].loc;
+      window = std::max<uint64_t>(window, l.length);
+      if (repo::blob_is_compressed(l.length, l.raw_length)) room = std::max<uint64_t>(room, l.raw_length);
+    }
+    charge = take_buffers(room > 0 ? std::vector<uint64_t>{window, room} : std::vector<uint64_t>{window}, bufs);
+    Scratch none;  // stays empty: every blob of the range is stored as is
+    read_range_pieces(b, r, *bufs[0], room > 0 ? *bufs[1] : none, done);
+  } else {
+    charge = take_buffers({r.end - r.start}, bufs);
+    read_range_held(b, r, *bufs[0], plain, done);
+  }
+  give_back(bufs, charge);
+  for (PendingFile* f : done) finish(*f);
+}
+
+uint64_t Restorer::take_buffers(const std::vector<uint64_t>& sizes,
+                                std::vector<std::unique_ptr<Scratch>>& out) {
+  std::unique_lock<std::mutex> lk(flight_mu_);
+  std::vector<size_t> picks;  // per size: a spare's index, or spare_.size() for a fresh buffer
+  uint64_t charge = 0;
+  flight_cv_.wait(lk, [&] {
+    // The smallest spare buffer that holds each size (each spare once), else a fresh one.
+    picks.clear();
+    charge = 0;
+    for (uint64_t len : sizes) {
+      size_t pick = spare_.size();
       for (size_t i = 0; i < spare_.size(); i++) {
+        if (std::find(picks.begin(), picks.end(), i) != picks.end()) continue;
         uint64_t c = spare_[i]->capacity();
         if (c >= len && (pick == spare_.size() || c < spare_[pick]->capacity())) pick = i;
       }
-      charge = pick < spare_.size() ? spare_[pick]->capacity() : len;
-      return in_flight_ == 0 || in_flight_ + charge <= max_in_flight_;
-    });
-    if (pick < spare_.size()) {
-      buf = std::move(spare_[pick]);
-      spare_.erase(spare_.begin() + static_cast<std::ptrdiff_t>(pick));
-      spare_bytes_ -= charge;
+      picks.push_back(pick);
+      charge += pick < spare_.size() ? spare_[pick]->capacity() : len;
     }
-    // A fresh buffer: spares that no longer fit beside it are freed, largest first.
-    std::sort(spare_.begin(), spare_.end(),
-              [](const auto& x, const auto& y) { return x->capacity() < y->capacity(); });
-    while (!spare_.empty() && in_flight_ + charge + spare_bytes_ > max_in_flight_) {
-      spare_bytes_ -= spare_.back()->capacity();
-      spare_.pop_back();
-    }
-    in_flight_ += charge;
-    held_++;
+    return in_flight_ == 0 || in_flight_ + charge <= max_in_flight_;
+  });
+  out.clear();
+  out.resize(sizes.size());
+  const size_t spares = spare_.size();
+  std::vector<size_t> order(sizes.size());
+  for (size_t k = 0; k < order.size(); k++) order[k] = k;
+  // Highest index first: erasing a spare leaves the lower indexes as they were.
+  std::sort(order.begin(), order.end(), [&](size_t x, size_t y) { return picks[x] > picks[y]; });
+  for (size_t k : order) {
+    if (picks[k] == spares) continue;
+    out[k] = std::move(spare_[picks[k]]);
+    spare_bytes_ -= out[k]->capacity();
+    spare_.erase(spare_.begin() + static_cast<std::ptrdiff_t>(picks[k]));
   }
-  if (!buf) buf = std::make_unique<Scratch>();
-  std::vector<PendingFile*> done;
-  read_range_held(b, r, *buf, plain, done);
-  {
-    std::lock_guard<std::mutex> g(flight_mu_);
-    in_flight_ -= charge;
-    held_--;
-    if (in_flight_ + spare_bytes_ + buf->capacity() <= max_in_flight_) {
-      spare_bytes_ += buf->capacity();
-      spare_.push_back(std::move(buf));
-      // No more buffers than readers, held and kept together: only that many are ever in use
-      // at once, and each kept one stays resident (a million-file restore gathered spares of
-      // assorted sizes up to max_in_flight, 14 MB more than a 50,000-file one).
-      if (spare_.size() + held_ > readers_) {
-        auto smallest = std::min_element(spare_.begin(), spare_.end(), [](const auto& x, const auto& y) {
-          return x->capacity() < y->capacity();
-        });
-        spare_bytes_ -= (*smallest)->capacity();
-        spare_.erase(smallest);
-      }
-    }
-    flight_cv_.notify_all();
+  // Fresh buffers: spares that no longer fit beside them are freed, largest first.
+  std::sort(spare_.begin(), spare_.end(),
+            [](const auto& x, const auto& y) { return x->capacity() < y->capacity(); });
+  while (!spare_.empty() && in_flight_ + charge + spare_bytes_ > max_in_flight_) {
+    spare_bytes_ -= spare_.back()->capacity();
+    spare_.pop_back();
   }
-  for (PendingFile* f : done) finish(*f);
+  in_flight_ += charge;
+  held_ += sizes.size();
+  lk.unlock();
+  for (auto& buf : out) {
+    if (!buf) buf = std::make_unique<Scratch>();
+  }
+  return charge;
+}
+
+void Restorer::give_back(std::vector<std::unique_ptr<Scratch>>& bufs, uint64_t charge) {
+  std::lock_guard<std::mutex> g(flight_mu_);
+  in_flight_ -= charge;
+  held_ -= bufs.size();
+  for (auto& buf : bufs) {
+    if (in_flight_ + spare_bytes_ + buf->capacity() > max_in_flight_) continue;
+    spare_bytes_ += buf->capacity();
+    spare_.push_back(std::move(buf));
+    // No more buffers than readers use at once, held and kept together: each kept one stays
+    // resident (a million-file restore gathered spares of assorted sizes up to max_in_flight,
+    // 14 MB more than a 50,000-file one).
+    if (spare_.size() + held_ > max_buffers_) {
+      auto smallest = std::min_element(spare_.begin(), spare_.end(), [](const auto& x, const auto& y) {
+        return x->capacity() < y->capacity();
+      });
+      spare_bytes_ -= (*smallest)->capacity();
+      spare_.erase(smallest);
+    }
+  }
+  bufs.clear();
+  flight_cv_.notify_all();
 }
 
 void Restorer::read_range_held(Batch& b, const Range& r, Scratch& range, Scratch& plain,
@@ -712,23 +767,8 @@ void Restorer::read_range_held(Batch& b, const Range& r, Scratch& range, Scratch
     while (next < r.last && pieces[next].loc.offset + uint64_t{pieces[next].loc.length} - r.start <= n) {
       const Piece& p = pieces[next++];
       // Opened in place: the range's bytes of this blob are decrypted over themselves.
-      std::span<uint8_t> sealed(data + (p.loc.offset - r.start), p.loc.length);
-      Result<ByteView> bytes = repo_.open_located_blob_in_place(BlobType::kData, p.id, p.loc, sealed, keys, plain);
-      Bytes alone;  // the blob from another region's copy, when this one is damaged
-      if (!bytes.ok() && bytes.error().code() == Error::Code::kCorrupt) {
-        // Damaged here: another region's copy of the blob, where the repository has one.
-        auto other = repo_.backend().load_other_copy(name, p.loc.offset, p.loc.length, bytes.error());
-        if (other.ok()) {
-          auto opened = repo_.open_located_blob(BlobType::kData, p.id, p.loc, *other);
-          if (opened.ok()) {
-            alone = std::move(*opened);
-            bytes = ByteView(alone);
-          } else {
-            bytes = opened.error();
-          }
-        }
-      }
-      place_blob(b, p, bytes, done);
+      open_and_place(b, p, std::span<uint8_t>(data + (p.loc.offset - r.start), p.loc.length), name, keys,
+                     plain, done);
     }
   };
   Status read = repo_.backend().load_streaming(name, r.start, std::span<uint8_t>(data, len), arrived);
@@ -745,6 +785,66 @@ void Restorer::read_range_held(Batch& b, const Range& r, Scratch& range, Scratch
   const Piece& p = pieces[next];
   place_blob(b, p, read.error().with_context("data blob " + repo::hex(p.id) + " in pack " + repo::hex(pack)),
              done);
+}
+
+void Restorer::read_range_pieces(Batch& b, const Range& r, Scratch& window, Scratch& plain,
+                                 std::vector<PendingFile*>& done) {
+  const std::vector<Piece>& pieces = b.pieces;
+  if (session_.cancel_token().cancelled()) return;  // run() reports the cancellation
+  const Id& pack = pieces[r.first].loc.pack_id;
+  const storage::ObjectName name{storage::ObjectType::kData, repo::hex(pack)};
+  uint64_t largest = 0;
+  for (size_t i = r.first; i < r.last; i++) largest = std::max<uint64_t>(largest, pieces[i].loc.length);
+  uint8_t* w = window.reserve(static_cast<size_t>(largest));
+  size_t next = r.first;  // the blob being assembled
+  uint64_t at = 0;        // bytes of the range handed over so far
+  repo::PackKeys keys;
+  Status read = repo_.backend().load_pieces(name, r.start, r.end - r.start, [&](ByteView piece) {
+    const uint64_t from = at;
+    at += piece.size();
+    while (next < r.last) {
+      const auto& l = pieces[next].loc;
+      const uint64_t lo = l.offset - r.start, hi = lo + l.length;  // the blob in the range
+      const uint64_t copy_lo = std::max(from, lo), copy_hi = std::min(at, hi);
+      if (copy_lo < copy_hi) {
+        std::memcpy(w + (copy_lo - lo), piece.data() + (copy_lo - from), static_cast<size_t>(copy_hi - copy_lo));
+      }
+      if (hi > at) break;  // the rest of it is still to come
+      open_and_place(b, pieces[next++], std::span<uint8_t>(w, l.length), name, keys, plain, done);
+    }
+  });
+  if (read.ok() || next == r.last) return;
+  if (r.last - next > 1) {
+    // As read_range_held: each blob not yet placed on its own.
+    for (size_t i = next; i < r.last; i++) {
+      const auto& l = pieces[i].loc;
+      read_range_pieces(b, {l.offset, uint64_t{l.offset} + l.length, i, i + 1}, window, plain, done);
+    }
+    return;
+  }
+  const Piece& p = pieces[next];
+  place_blob(b, p, read.error().with_context("data blob " + repo::hex(p.id) + " in pack " + repo::hex(pack)),
+             done);
+}
+
+void Restorer::open_and_place(Batch& b, const Piece& p, std::span<uint8_t> sealed,
+                              const storage::ObjectName& pack, repo::PackKeys& keys, Scratch& plain,
+                              std::vector<PendingFile*>& done) {
+  Result<ByteView> bytes = repo_.open_located_blob_in_place(BlobType::kData, p.id, p.loc, sealed, keys, plain);
+  Bytes alone;  // the blob from another region's copy, when this one is damaged
+  if (!bytes.ok() && bytes.error().code() == Error::Code::kCorrupt) {
+    auto other = repo_.backend().load_other_copy(pack, p.loc.offset, p.loc.length, bytes.error());
+    if (other.ok()) {
+      auto opened = repo_.open_located_blob(BlobType::kData, p.id, p.loc, *other);
+      if (opened.ok()) {
+        alone = std::move(*opened);
+        bytes = ByteView(alone);
+      } else {
+        bytes = opened.error();
+      }
+    }
+  }
+  place_blob(b, p, bytes, done);
 }
 
 void Restorer::place_blob(Batch& b, const Piece& p, const Result<ByteView>& bytes,
@@ -880,14 +980,20 @@ Result<Summary> Restorer::run(const Id& root) {
   if (stat(target.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     return Error(Error::Code::kInvalidArgument, "target " + target + " is not a directory");
   }
-  readers_ = opts_.threads ? opts_.threads : std::max(4u, std::thread::hardware_concurrency());
+  streamed_ = repo_.backend().streams_reads();
+  readers_ = opts_.threads         ? opts_.threads
+             : streamed_ ? std::max(16u, std::thread::hardware_concurrency())
+                         : std::max(4u, std::thread::hardware_concurrency());
   // Under a memory limit: readers (each decompresses into a buffer of up to one chunk) and
   // ranges in flight get 40% of the working share each, trees loaded ahead a tenth.
   const repo::MemoryBudget& budget = repo_.memory_budget();
   readers_ = budget.threads(readers_, repo_.config().chunker.max_size, 0.4);
   max_in_flight_ = budget.bytes(opts_.max_in_flight, 0.4, 1 << 20);
   const uint64_t tree_ahead_bytes = budget.bytes(opts_.tree_ahead_bytes, 0.1, 1 << 20);
-  max_range_ = std::min<uint64_t>(opts_.max_range, std::max<uint64_t>(1 << 20, max_in_flight_ / readers_));
+  // A streamed range holds one blob at a time, whatever its length.
+  max_range_ = streamed_ ? opts_.max_range
+                         : std::min<uint64_t>(opts_.max_range, std::max<uint64_t>(1 << 20, max_in_flight_ / readers_));
+  max_buffers_ = readers_ * (streamed_ ? 2 : 1);
   // Each file of a batch stays open until its last blob lands: the batch holds at most half
   // of the open-file limit (the CLI raises its soft limit at start; a library leaves process
   // limits alone).

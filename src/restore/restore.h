@@ -11,7 +11,10 @@
 // batch's blobs are grouped by pack and neighbours are fetched in one ranged read (gaps up to
 // max_gap are read and dropped, a read is at most max_range), on parallel reader threads. A
 // blob shared by several files is read once. Memory: two batch plans (one being read while the
-// next is planned) plus at most max_in_flight bytes of ranges.
+// next is planned) plus at most max_in_flight bytes of ranges. From a backend that
+// streams_reads() (object storage) a reader holds no range: it assembles each blob from the
+// pieces as they arrive, so it is charged the largest blob of its range (and a buffer to
+// decompress it into) instead, and more readers wait out their round trips side by side.
 //
 // Paths: the tree-level run() takes includes and excludes in the stored form ("app/config",
 // relative to the snapshot's root tree); the snapshot-level run() also takes them as the user
@@ -48,7 +51,9 @@ struct Options {
   bool keep_cached = false;
   uint64_t max_writeback = 64 << 20;
   Overwrite overwrite = Overwrite::kNever;
-  unsigned threads = 0;               // reader threads; 0: one per core, at least 4
+  // Reader threads; 0: one per core, at least 4 (16 from a backend that streams_reads(): they
+  // spend most of their time waiting for the store's answer).
+  unsigned threads = 0;
   size_t batch_files = 4096;          // files open at once (also capped by the open-file limit)
   size_t batch_blobs = 65536;         // blob placements planned at once
   uint64_t max_gap = 256 << 10;       // bytes between two blobs still read in one request

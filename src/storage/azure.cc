@@ -409,25 +409,24 @@ Result<Bytes> AzureBackend::load(const ObjectName& name, uint64_t offset, uint64
   return std::move(resp.body);
 }
 
-Status AzureBackend::load_streaming(const ObjectName& name, uint64_t offset, std::span<uint8_t> out,
-                                    const std::function<void(size_t)>& arrived) {
-  if (out.empty()) return Backend::load_streaming(name, offset, out, arrived);
+Status AzureBackend::load_pieces(const ObjectName& name, uint64_t offset, uint64_t length,
+                                 const std::function<void(ByteView)>& piece) {
+  if (length == 0) return ok_status();
   HAVEN_TRY(check_object_name(name));
   Request r;
   r.blob = blob_name(name);
-  r.headers["x-ms-range"] = "bytes=" + std::to_string(offset) + "-" + std::to_string(offset + out.size() - 1);
-  size_t got = 0;
+  r.headers["x-ms-range"] = "bytes=" + std::to_string(offset) + "-" + std::to_string(offset + length - 1);
+  uint64_t got = 0;
   bool too_long = false;
-  http::BodySink sink = [&](const http::Response&, ByteView piece) {
+  http::BodySink sink = [&](const http::Response&, ByteView body) {
     // The service honours ranges: 206 with exactly the range, or 200 for a range that is
     // the whole blob. More than asked is not a part of this range.
-    if (piece.size() > out.size() - got) {
+    if (body.size() > length - got) {
       too_long = true;
       return false;
     }
-    std::memcpy(out.data() + got, piece.data(), piece.size());
-    got += piece.size();
-    arrived(got);
+    got += body.size();
+    piece(body);
     return true;
   };
   auto resp = perform(r, &sink);
@@ -436,16 +435,16 @@ Status AzureBackend::load_streaming(const ObjectName& name, uint64_t offset, std
   HAVEN_TRY(resp);
   if (resp->status == 416) {
     HAVEN_ASSIGN(ObjectInfo info, stat(name));
-    return range_past_end(what, offset, out.size(), "size " + std::to_string(info.size));
+    return range_past_end(what, offset, length, "size " + std::to_string(info.size));
   }
   if (resp->status != 200 && resp->status != 206) return http_error(*resp, what);
-  if (got != out.size()) {
+  if (got != length) {
     // Cut short by the end of the blob, or by a connection that closed early.
     if (auto it = resp->headers.find("content-length");
         it != resp->headers.end() && std::strtoull(it->second.c_str(), nullptr, 10) != got) {
       return Error(Error::Code::kTransient, what + ": short read");
     }
-    return range_past_end(what, offset, out.size(), "got " + std::to_string(got) + " bytes");
+    return range_past_end(what, offset, length, "got " + std::to_string(got) + " bytes");
   }
   return ok_status();
 }

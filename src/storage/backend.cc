@@ -115,21 +115,38 @@ Result<std::unique_ptr<ObjectWriter>> Backend::open_writer(const ObjectName& nam
 
 Status Backend::load_streaming(const ObjectName& name, uint64_t offset, std::span<uint8_t> out,
                                const std::function<void(size_t)>& arrived) {
-  HAVEN_TRY(load_into(name, offset, out));
-  arrived(out.size());
+  if (out.empty() || !streams_reads()) {
+    HAVEN_TRY(load_into(name, offset, out));
+    arrived(out.size());
+    return ok_status();
+  }
+  size_t got = 0;
+  return load_pieces(name, offset, out.size(), [&](ByteView piece) {
+    std::memcpy(out.data() + got, piece.data(), piece.size());
+    got += piece.size();
+    arrived(got);
+  });
+}
+
+Status Backend::load_pieces(const ObjectName& name, uint64_t offset, uint64_t length,
+                            const std::function<void(ByteView)>& piece) {
+  if (length == 0) return ok_status();
+  HAVEN_ASSIGN(Bytes data, load(name, offset, length));
+  if (data.size() != length) {
+    return Error(Error::Code::kCorrupt, name.describe() + ": read " + std::to_string(data.size()) +
+                                            " bytes at " + std::to_string(offset) + ", expected " +
+                                            std::to_string(length));
+  }
+  piece(data);
   return ok_status();
 }
 
 Status Backend::load_into(const ObjectName& name, uint64_t offset, std::span<uint8_t> out) {
-  if (out.empty()) return ok_status();
-  HAVEN_ASSIGN(Bytes data, load(name, offset, out.size()));
-  if (data.size() != out.size()) {
-    return Error(Error::Code::kCorrupt, name.describe() + ": read " + std::to_string(data.size()) +
-                                            " bytes at " + std::to_string(offset) + ", expected " +
-                                            std::to_string(out.size()));
-  }
-  std::memcpy(out.data(), data.data(), data.size());
-  return ok_status();
+  size_t got = 0;
+  return load_pieces(name, offset, out.size(), [&](ByteView piece) {
+    std::memcpy(out.data() + got, piece.data(), piece.size());
+    got += piece.size();
+  });
 }
 
 std::string BackendSettings::get(const std::string& name) const {

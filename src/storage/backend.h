@@ -132,11 +132,24 @@ class Backend {
   // load_into() that reports the bytes as they come: `arrived(n)` says out[0, n) is in place
   // and will not change (n only grows; after a successful read the last call had n ==
   // out.size()). A caller can work on the first bytes while the rest are in transit. On a
-  // failure part of `out` may have arrived (and been reported). The default reads the whole
-  // range with load_into() and reports it once; object stores stream the response body;
-  // RetryBackend resumes an interrupted read after the bytes already reported.
+  // failure part of `out` may have arrived (and been reported). The default: a backend that
+  // streams_reads() copies each piece of load_pieces() into `out` as it comes (so RetryBackend
+  // resumes an interrupted read after the bytes already reported); any other reads the whole
+  // range with load_into() and reports it once.
   virtual Status load_streaming(const ObjectName& name, uint64_t offset, std::span<uint8_t> out,
                                 const std::function<void(size_t)>& arrived);
+  // Whether load_pieces() hands a range over as it arrives and keeps no copy of it (object
+  // stores pass the response body on piece by piece). Then a reader needs no buffer the size of
+  // its range: requests for large ranges can wait out their round trips side by side within
+  // the memory of what the reader keeps. Otherwise load_pieces() holds the whole range first.
+  virtual bool streams_reads() const { return false; }
+  // Reads [offset, offset + length) and hands it to `piece` front to back: each call gets the
+  // next bytes of the range, valid during the call only, and all calls together at most
+  // `length` bytes. A range that does not fit the object is kCorrupt, as for load; on a
+  // failure the pieces already handed over stay handed over (RetryBackend resumes after them).
+  // length == 0 reads nothing. The default loads the range and hands it over as one piece.
+  virtual Status load_pieces(const ObjectName& name, uint64_t offset, uint64_t length,
+                             const std::function<void(ByteView)>& piece);
   virtual Result<ObjectInfo> stat(const ObjectName& name) = 0;
   virtual Status list(ObjectType type, const std::function<void(const ObjectInfo&)>& fn) = 0;
   virtual Status remove(const ObjectName& name) = 0;
@@ -191,6 +204,9 @@ class BackendWrapper : public Backend {
   Result<Bytes> load(const ObjectName& n, uint64_t off, uint64_t len) override {
     return inner_->load(n, off, len);
   }
+  // streams_reads() stays false and load_pieces() goes through load(): a decorator that
+  // changes loads (fault injection, quorum reads) sees every one. Decorators that pass ranges
+  // on as they come (retry, limits) override both.
   Result<ObjectInfo> stat(const ObjectName& n) override { return inner_->stat(n); }
   Result<Bytes> load_other_copy(const ObjectName& n, uint64_t off, uint64_t len,
                                 const Error& why) override {
@@ -208,6 +224,7 @@ class BackendWrapper : public Backend {
 
  protected:
   Backend& inner() { return *inner_; }
+  const Backend& inner() const { return *inner_; }
 
  private:
   std::shared_ptr<Backend> inner_;

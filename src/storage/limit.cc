@@ -59,11 +59,11 @@ Result<Bytes> LimitBackend::load(const ObjectName& n, uint64_t off, uint64_t len
   return r;
 }
 
-Status LimitBackend::load_streaming(const ObjectName& n, uint64_t off, std::span<uint8_t> out,
-                                    const std::function<void(size_t)>& arrived) {
+Status LimitBackend::load_pieces(const ObjectName& n, uint64_t off, uint64_t len,
+                                 const std::function<void(ByteView)>& piece) {
   Slot s(*this);
-  Status r = inner().load_streaming(n, off, out, arrived);
-  if (r.ok()) pace(out.size());
+  Status r = inner().load_pieces(n, off, len, piece);
+  if (r.ok()) pace(len);
   return r;
 }
 

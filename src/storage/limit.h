@@ -28,8 +28,9 @@ class LimitBackend : public BackendWrapper {
 
   Status save(const ObjectName& n, ByteView d) override;
   Result<Bytes> load(const ObjectName& n, uint64_t off, uint64_t len) override;
-  Status load_streaming(const ObjectName& n, uint64_t off, std::span<uint8_t> out,
-                        const std::function<void(size_t)>& arrived) override;
+  bool streams_reads() const override { return inner().streams_reads(); }
+  Status load_pieces(const ObjectName& n, uint64_t off, uint64_t len,
+                     const std::function<void(ByteView)>& piece) override;
   Result<ObjectInfo> stat(const ObjectName& n) override;
   Status list(ObjectType t, const std::function<void(const ObjectInfo&)>& fn) override;
   Status remove(const ObjectName& n) override;

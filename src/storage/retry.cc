@@ -70,14 +70,13 @@ Result<Bytes> RetryBackend::load(const ObjectName& n, uint64_t off, uint64_t len
   return run<Bytes>(n.describe(), [&](int) { return inner().load(n, off, len); });
 }
 
-Status RetryBackend::load_streaming(const ObjectName& n, uint64_t off, std::span<uint8_t> out,
-                                    const std::function<void(size_t)>& arrived) {
-  size_t done = 0;
+Status RetryBackend::load_pieces(const ObjectName& n, uint64_t off, uint64_t len,
+                                 const std::function<void(ByteView)>& piece) {
+  uint64_t done = 0;
   return run<void>(n.describe(), [&](int) -> Status {
-    const size_t base = done;
-    return inner().load_streaming(n, off + base, out.subspan(base), [&](size_t k) {
-      done = base + k;
-      arrived(done);
+    return inner().load_pieces(n, off + done, len - done, [&](ByteView p) {
+      done += p.size();
+      piece(p);
     });
   });
 }

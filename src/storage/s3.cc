@@ -328,17 +328,17 @@ Result<Bytes> S3Backend::load(const ObjectName& name, uint64_t offset, uint64_t 
   return load_error(name, resp);
 }
 
-Status S3Backend::load_streaming(const ObjectName& name, uint64_t offset, std::span<uint8_t> out,
-                                 const std::function<void(size_t)>& arrived) {
-  if (out.empty()) return Backend::load_streaming(name, offset, out, arrived);
+Status S3Backend::load_pieces(const ObjectName& name, uint64_t offset, uint64_t length,
+                              const std::function<void(ByteView)>& piece) {
+  if (length == 0) return ok_status();
   HAVEN_TRY(check_object_name(name));
-  const uint64_t end = offset + out.size();
+  const uint64_t end = offset + length;
   Request get{"GET", key_of(name), {}, {}, {}};
   get.headers.emplace_back("range", "bytes=" + std::to_string(offset) + "-" + std::to_string(end - 1));
   uint64_t seen = 0;  // body bytes so far
-  size_t got = 0;     // bytes of `out` in place
+  uint64_t got = 0;   // bytes of the range handed over
   Status refused = ok_status();
-  http::BodySink sink = [&](const http::Response& resp, ByteView piece) {
+  http::BodySink sink = [&](const http::Response& resp, ByteView body) {
     // 206: the body starts at `offset` (checked before any byte is taken); 200: a server that
     // ignores Range sends the whole object, of which the range is a part. Bytes past the range
     // are dropped.
@@ -348,12 +348,11 @@ Status S3Backend::load_streaming(const ObjectName& name, uint64_t offset, std::s
       if (!refused.ok()) return false;
     }
     const uint64_t at = seen;
-    seen += piece.size();
-    uint64_t lo = std::max(at, first), hi = std::min(seen, first + out.size());
+    seen += body.size();
+    uint64_t lo = std::max(at, first), hi = std::min(seen, first + length);
     if (lo < hi) {
-      std::memcpy(out.data() + (lo - first), piece.data() + (lo - at), hi - lo);
-      got = static_cast<size_t>(hi - first);
-      arrived(got);
+      got = hi - first;
+      piece(body.subspan(static_cast<size_t>(lo - at), static_cast<size_t>(hi - lo)));
     }
     return true;
   };
@@ -361,7 +360,7 @@ Status S3Backend::load_streaming(const ObjectName& name, uint64_t offset, std::s
   HAVEN_TRY(refused);
   HAVEN_TRY(resp);
   if (resp->status == 200 || resp->status == 206) {
-    if (got == out.size()) return ok_status();
+    if (got == length) return ok_status();
     std::string total = content_range_total(*resp);
     return range_beyond(name, offset, std::to_string(end),
                         resp->status == 200 ? std::to_string(seen) : (total.empty() ? "?" : total));

@@ -85,9 +85,10 @@ class S3Backend : public Backend {
   std::string location() const override;
   Status save(const ObjectName& name, ByteView data) override;
   Result<Bytes> load(const ObjectName& name, uint64_t offset, uint64_t length) override;
-  // The response body goes into `out` as it arrives (one ranged GET).
-  Status load_streaming(const ObjectName& name, uint64_t offset, std::span<uint8_t> out,
-                        const std::function<void(size_t)>& arrived) override;
+  // The response body is handed over as it arrives (one ranged GET).
+  bool streams_reads() const override { return true; }
+  Status load_pieces(const ObjectName& name, uint64_t offset, uint64_t length,
+                     const std::function<void(ByteView)>& piece) override;
   Result<ObjectInfo> stat(const ObjectName& name) override;
   Status list(ObjectType type, const std::function<void(const ObjectInfo&)>& fn) override;
   Status remove(const ObjectName& name) override;

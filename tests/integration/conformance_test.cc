@@ -338,6 +338,46 @@ TEST_P(ConformanceTest, AStreamedReadReportsTheBytesInOrderAsTheyArrive) {
   EXPECT_EQ(gone.error().code(), Error::Code::kNotFound);
 }
 
+// A range handed over in pieces: in order, and together exactly the range. An object store
+// passes the response body on as it comes (many pieces, no copy of the range kept); the local
+// disk and the fault-injecting decorator read the range whole and hand it over once.
+TEST_P(ConformanceTest, ARangeComesInPiecesThatTogetherAreTheRange) {
+  const ObjectName n{ObjectType::kData, hexname(11)};
+  const Bytes data = random_payload(4u << 20, 11);
+  ASSERT_TRUE(be_->save(n, data).ok());
+  const bool streams = GetParam().name == "s3rver" || GetParam().name == "azurite";
+  EXPECT_EQ(be_->streams_reads(), streams);
+  for (auto [off, len] : std::vector<std::pair<uint64_t, uint64_t>>{
+           {0, data.size()}, {1, 1}, {12345, 3u << 20}, {data.size() - 7, 7}}) {
+    Bytes got;
+    size_t pieces = 0;
+    Status st = be_->load_pieces(n, off, len, [&](ByteView p) {
+      got.insert(got.end(), p.begin(), p.end());
+      pieces++;
+    });
+    ASSERT_TRUE(st.ok()) << off << "+" << len << ": " << st.error().message();
+    ASSERT_EQ(got.size(), len);
+    EXPECT_TRUE(std::equal(got.begin(), got.end(), data.begin() + static_cast<ptrdiff_t>(off)));
+    if (streams && len >= (1u << 20)) {
+      EXPECT_GT(pieces, 4u) << off << "+" << len << ": the body did not come in pieces";
+    } else if (!streams) {
+      EXPECT_EQ(pieces, 1u);
+    }
+  }
+  size_t calls = 0;
+  EXPECT_TRUE(be_->load_pieces(ObjectName{ObjectType::kData, hexname(12)}, 0, 0, [&](ByteView) { calls++; }).ok())
+      << "an empty range reads nothing";
+  EXPECT_EQ(calls, 0u);
+  uint64_t past_bytes = 0;
+  Status st = be_->load_pieces(n, data.size() - 5, 10, [&](ByteView p) { past_bytes += p.size(); });
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code(), Error::Code::kCorrupt) << st.error().message();
+  EXPECT_LE(past_bytes, 5u);
+  Status gone = be_->load_pieces(ObjectName{ObjectType::kData, hexname(12)}, 0, 10, [](ByteView) {});
+  ASSERT_FALSE(gone.ok());
+  EXPECT_EQ(gone.error().code(), Error::Code::kNotFound);
+}
+
 // A connection reset half-way through a streamed range: the retry asks for the rest only, so
 // the bytes already reported stay as they are and the reports keep growing to the end.
 TEST_P(ConformanceTest, AStreamedReadCutMidwayResumesAfterWhatArrived) {
@@ -373,6 +413,16 @@ TEST_P(ConformanceTest, AStreamedReadCutMidwayResumesAfterWhatArrived) {
   // Some of the first response arrived before the reset, and the retry did not ask for it again.
   EXPECT_GT(reports.front(), 0u);
   EXPECT_LT(reports.front(), out.size());
+
+  // The same in pieces: none comes twice, so together they are still exactly the range.
+  gets = 0;
+  Bytes got;
+  st = be.load_pieces(n, 100, data.size() - 100, [&](ByteView p) { got.insert(got.end(), p.begin(), p.end()); });
+  ASSERT_TRUE(st.ok()) << st.error().message();
+  EXPECT_EQ(gets.load(), 2) << "one cut request and one for the rest";
+  EXPECT_EQ(be.retries(), 2u);
+  ASSERT_EQ(got.size(), data.size() - 100);
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), data.begin() + 100));
 }
 
 TEST_P(ConformanceTest, ObjectsAreImmutableAndMissingOnesAreNotFound) {
