@@ -30,10 +30,18 @@ class FailoverBackend : public storage::BackendWrapper {
         report_(std::move(on_failover)) {}
 
   Result<Bytes> load(const storage::ObjectName& name, uint64_t offset, uint64_t length) override;
+  // Ranges come in pieces when the primary's do (object storage): a read that fails in the
+  // primary takes the rest of the range, after the pieces already handed over, from a region
+  // (as load() would take all of it; the copies are the same bytes).
+  bool streams_reads() const override { return inner().streams_reads(); }
+  Status load_pieces(const storage::ObjectName& name, uint64_t offset, uint64_t length,
+                     const std::function<void(ByteView)>& piece) override;
   Result<Bytes> load_other_copy(const storage::ObjectName& name, uint64_t offset, uint64_t length,
                                 const Error& why) override;
 
  private:
+  // Whether a failed read of `name` in the primary is taken from a region instead.
+  static bool fails_over(const storage::ObjectName& name, const Error& e);
   std::vector<Region> others_;
   Report report_;
 };

@@ -729,10 +729,13 @@ uint64_t Restorer::take_buffers(const std::vector<uint64_t>& sizes,
 }
 
 void Restorer::give_back(std::vector<std::unique_ptr<Scratch>>& bufs, uint64_t charge) {
+  // Declared first so that buffers not kept are freed after the lock is released.
+  std::vector<std::unique_ptr<Scratch>> given = std::move(bufs);
+  bufs.clear();
   std::lock_guard<std::mutex> g(flight_mu_);
   in_flight_ -= charge;
-  held_ -= bufs.size();
-  for (auto& buf : bufs) {
+  held_ -= given.size();
+  for (auto& buf : given) {
     if (in_flight_ + spare_bytes_ + buf->capacity() > max_in_flight_) continue;
     spare_bytes_ += buf->capacity();
     spare_.push_back(std::move(buf));
@@ -747,7 +750,6 @@ void Restorer::give_back(std::vector<std::unique_ptr<Scratch>>& bufs, uint64_t c
       spare_.erase(smallest);
     }
   }
-  bufs.clear();
   flight_cv_.notify_all();
 }
 

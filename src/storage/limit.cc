@@ -59,6 +59,13 @@ Result<Bytes> LimitBackend::load(const ObjectName& n, uint64_t off, uint64_t len
   return r;
 }
 
+Status LimitBackend::load_into(const ObjectName& n, uint64_t off, std::span<uint8_t> out) {
+  Slot s(*this);
+  Status r = inner().load_into(n, off, out);
+  if (r.ok()) pace(out.size());
+  return r;
+}
+
 Status LimitBackend::load_pieces(const ObjectName& n, uint64_t off, uint64_t len,
                                  const std::function<void(ByteView)>& piece) {
   Slot s(*this);

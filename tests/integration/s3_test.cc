@@ -23,9 +23,11 @@
 #include <vector>
 
 #include "integration/s3_server.h"
+#include "replication/failover.h"
 #include "repo/repository.h"
 #include "repo/session.h"
 #include "restore/restore.h"
+#include "storage/local.h"
 #include "storage/s3.h"
 #include "support/repo_test_util.h"
 
@@ -841,6 +843,61 @@ TEST_F(S3Test, ARestoreFromATruncatedPackKeepsWhatArrivedAndFailsTheRestByFile) 
   EXPECT_GE(restored, 10) << describe(r);
   EXPECT_GE(failed, 10) << describe(r);
   EXPECT_EQ(read_file(out + "/src/new.txt"), "after the first backup\n");
+}
+
+// Read failover over object storage hands ranges over in pieces too: a pack missing in the
+// primary (s3rver) comes from the region (a local copy); one cut short there keeps the pieces
+// the primary sent and takes the rest from the region. A snapshot the primary lacks is not
+// taken from a region (it may have been forgotten on purpose).
+TEST_F(S3Test, ReadFailoverHandsOverInPiecesWhatTheRegionHolds) {
+  const std::string bucket = new_bucket();
+  auto primary = storage::open_backend(location(bucket, "primary"),
+                                       storage::BackendSettings::from_map({{"AWS_ACCESS_KEY_ID", "S3RVER"},
+                                                                           {"AWS_SECRET_ACCESS_KEY", "S3RVER"}}));
+  ASSERT_OK(primary);
+  ASSERT_OK((*primary)->create());
+  auto region = std::make_shared<storage::LocalBackend>(dir_ + "/region");
+  ASSERT_OK(region->create());
+  const std::string text = random_bytes(3u << 20, 77);
+  const Bytes data(text.begin(), text.end());
+  const ObjectName whole{ObjectType::kData, hex_id(21)}, missing{ObjectType::kData, hex_id(22)},
+      cut{ObjectType::kData, hex_id(23)}, snap{ObjectType::kSnapshot, hex_id(24)};
+  for (const auto& n : {whole, missing, cut, snap}) ASSERT_OK(region->save(n, data));
+  ASSERT_OK((*primary)->save(whole, data));
+  ASSERT_OK((*primary)->save(cut, ByteView(data).first(1u << 20)));
+  std::vector<std::string> reports;
+  replication::FailoverBackend fo(*primary, {replication::Region{"west", region}},
+                                  [&](const ObjectName& n, const std::string& r, const Error&) {
+                                    reports.push_back(n.name + " from " + r);
+                                  });
+  ASSERT_TRUE(fo.streams_reads());
+  auto read = [&](const ObjectName& n, size_t& pieces) {
+    Bytes got;
+    pieces = 0;
+    Status st = fo.load_pieces(n, 1000, data.size() - 1000, [&](ByteView p) {
+      got.insert(got.end(), p.begin(), p.end());
+      pieces++;
+    });
+    return st.ok() ? Result<Bytes>(std::move(got)) : Result<Bytes>(st.error());
+  };
+  const Bytes want(data.begin() + 1000, data.end());
+  size_t pieces = 0;
+  auto a = read(whole, pieces);
+  ASSERT_OK(a);
+  EXPECT_TRUE(*a == want);
+  EXPECT_GT(pieces, 4u) << "from the primary as it arrives";
+  EXPECT_TRUE(reports.empty());
+  auto b = read(missing, pieces);
+  ASSERT_OK(b);
+  EXPECT_TRUE(*b == want);
+  auto c = read(cut, pieces);
+  ASSERT_OK(c);
+  EXPECT_TRUE(*c == want) << "the primary's first MiB and the region's rest, each byte once";
+  EXPECT_GT(pieces, 2u);
+  EXPECT_EQ(reports, (std::vector<std::string>{hex_id(22) + " from west", hex_id(23) + " from west"}));
+  auto d = read(snap, pieces);
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.error().code(), Error::Code::kNotFound);
 }
 
 // --memory-limit over object storage, where a pack is held whole while it is filled and while
