@@ -11,6 +11,7 @@
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -864,6 +865,82 @@ TEST_F(RestoreTest, DamagedBlobFailsOnlyItsFile) {
   EXPECT_TRUE(contains(r.err, "src/b.bin")) << describe(r);
   EXPECT_FALSE(exists(dir_ + "/out2/src/b.bin"));
   EXPECT_TRUE(read_file(dir_ + "/out2/src/a.bin") == a);
+}
+
+// Pages of `path` that are dirty or under writeback in the page cache, from the kernel's page
+// flags (/proc/self/pagemap for each page's frame, /proc/kpageflags for its flags: root only);
+// -1 if they cannot be read.
+long unsettled_pages(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || ::fstat(fd, &st) != 0) return -1;
+  const long page = ::sysconf(_SC_PAGESIZE);
+  const size_t size = static_cast<size_t>(st.st_size);
+  long n = 0;
+  if (size > 0) {
+    void* m = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+    const int pm = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    const int kf = ::open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+    if (m == MAP_FAILED || pm < 0 || kf < 0) n = -1;
+    for (size_t off = 0; n >= 0 && off < size; off += static_cast<size_t>(page)) {
+      const volatile uint8_t* p = static_cast<const uint8_t*>(m) + off;
+      (void)*p;  // maps the page cache's page into this process
+      uint64_t entry = 0, flags = 0;
+      const off_t at = static_cast<off_t>(reinterpret_cast<uintptr_t>(p) / static_cast<uintptr_t>(page) * 8);
+      if (::pread(pm, &entry, 8, at) != 8) n = -1;
+      const uint64_t frame = entry & ((uint64_t{1} << 55) - 1);
+      if (n < 0 || !(entry >> 63) || frame == 0) {
+        n = -1;  // not present, or frames hidden (not root)
+        break;
+      }
+      if (::pread(kf, &flags, 8, static_cast<off_t>(frame * 8)) != 8) n = -1;
+      constexpr uint64_t kDirty = uint64_t{1} << 4, kWriteback = uint64_t{1} << 8;
+      if (n >= 0 && (flags & (kDirty | kWriteback)) != 0) n++;
+    }
+    if (pm >= 0) ::close(pm);
+    if (kf >= 0) ::close(kf);
+    if (m != MAP_FAILED) ::munmap(m, size);
+  }
+  ::close(fd);
+  return n;
+}
+
+// pg restore's files are durable when the restore returns (Options::sync): none of their pages
+// is left dirty or under writeback, small files included (no writeback is started for those
+// while they are written), where a file just written has dirty pages.
+TEST_F(RestoreTest, ASyncedRestoreLeavesNoPageUnwritten) {
+  if (::geteuid() != 0) GTEST_SKIP() << "page flags can be read as root only";
+  const std::string src = dir_ + "/src";
+  make_dir(src);
+  make_dir(src + "/base");
+  for (int i = 0; i < 200; i++) {
+    write_file(src + "/base/" + std::to_string(i), random_bytes(3000 + 37 * i, 300 + i));
+  }
+  write_file(src + "/big", random_bytes(3u << 20, 299));
+  Id tree = init_and_back_up({src});
+  ASSERT_FALSE(HasFailure());
+  // The probe sees a page that is not written back yet.
+  write_file(dir_ + "/fresh", random_bytes(65536, 1));
+  const long fresh = unsettled_pages(dir_ + "/fresh");
+  ASSERT_GE(fresh, 0) << "cannot read page flags";
+  EXPECT_GT(fresh, 0) << "a file just written should have dirty pages";
+
+  auto repo = open_repo(repo_dir());
+  ASSERT_TRUE(repo);
+  restore::Options o;
+  o.sync = true;
+  auto s = restore_to(*repo, tree, dir_ + "/out", o);
+  ASSERT_OK(s);
+  EXPECT_EQ(s->errors, 0u);
+  expect_same_tree(src, dir_ + "/out/src");
+  long unsettled = 0;
+  for (const auto& e : fs::recursive_directory_iterator(dir_ + "/out")) {
+    if (!e.is_regular_file()) continue;
+    const long n = unsettled_pages(e.path().string());
+    ASSERT_GE(n, 0) << e.path();
+    unsettled += n;
+  }
+  EXPECT_EQ(unsettled, 0) << "pages of restored files not yet on disk when the restore returned";
 }
 
 // Counts the data reads a restore makes (a real local backend underneath).
