@@ -384,11 +384,12 @@ Result<std::shared_ptr<storage::Backend>> App::backend() {
 Result<std::unique_ptr<repo::Repository>> App::open_repository(const repo::OpenOptions& options) {
   HAVEN_ASSIGN(auto be, backend());
   // A missing or too-new repository is reported before asking for a password.
-  HAVEN_ASSIGN(Bytes config, repo::Repository::probe(*be));
+  HAVEN_ASSIGN(repo::Probe probe, repo::Repository::probe(*be));
   HAVEN_ASSIGN(repo::MemoryBudget budget, memory_budget());  // bad input before the password
   HAVEN_ASSIGN(std::string pw, read_password());
   repo::OpenOptions open = options;
-  open.config = std::move(config);  // not read again
+  open.config = std::move(probe.config);  // not read again
+  open.keys = std::move(probe.keys);      // nor listed again
   if (budget.limited()) open.max_kdf_memory = budget.limit - repo::MemoryBudget::kReserve;
   HAVEN_ASSIGN(auto repo, repo::Repository::open(be, pw, open));
   HAVEN_TRY(configure(*repo));

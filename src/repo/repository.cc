@@ -6,6 +6,7 @@
 #include <map>
 
 #include "repo/lock.h"
+#include "util/cancel.h"
 #include "util/sysinfo.h"
 
 namespace haven::repo {
@@ -130,8 +131,38 @@ Result<Bytes> load_config(storage::Backend& backend, uint64_t length) {
 
 }  // namespace
 
-Result<Bytes> Repository::probe(storage::Backend& backend) {
-  return load_config(backend, 0);  // the whole object: a few hundred bytes, and open() needs it
+namespace {
+// Key files read ahead by probe(): a repository has one or a few; open() reads any beyond these
+// itself, one at a time, only until one opens.
+constexpr size_t kKeysReadAhead = 4;
+
+Result<std::vector<ProbedKey>> list_key_files(storage::Backend& backend, size_t read_ahead) {
+  std::vector<ProbedKey> keys;
+  HAVEN_TRY(backend.list(ObjectType::kKey, [&](const storage::ObjectInfo& info) {
+    keys.push_back({info.name.name, std::nullopt});
+  }));
+  std::sort(keys.begin(), keys.end(), [](const ProbedKey& x, const ProbedKey& y) { return x.id < y.id; });
+  for (size_t i = 0; i < keys.size() && i < read_ahead; i++) {
+    keys[i].file = backend.load({ObjectType::kKey, keys[i].id});
+  }
+  return keys;
+}
+}  // namespace
+
+Result<Probe> Repository::probe(storage::Backend& backend) {
+  // The key files are listed and read while the config is: on object storage, round trips that
+  // need not wait for one another. Read before any password is known, they are only bytes.
+  auto keys = std::async(std::launch::async, [&backend, token = current_cancel()] {
+    CancelScope scope(token);
+    return list_key_files(backend, kKeysReadAhead);
+  });
+  Result<Bytes> config = load_config(backend, 0);  // a few hundred bytes, and open() needs them
+  Result<std::vector<ProbedKey>> listed = keys.get();
+  if (!config.ok()) return config.error();
+  Probe p;
+  p.config = std::move(*config);
+  p.keys = std::move(listed);
+  return p;
 }
 
 namespace {
@@ -218,11 +249,11 @@ Result<std::unique_ptr<Repository>> Repository::open(std::shared_ptr<storage::Ba
   const Bytes& raw_config = rc.raw;
   const Header& config_header = rc.header;
 
-  std::vector<std::string> key_ids;
-  HAVEN_TRY(backend->list(ObjectType::kKey, [&](const storage::ObjectInfo& info) {
-    key_ids.push_back(info.name.name);
-  }));
-  std::sort(key_ids.begin(), key_ids.end());
+  // The key files, in name order: as probe() listed (and partly read) them, or listed now.
+  Result<std::vector<ProbedKey>> listed =
+      options.keys ? *options.keys : list_key_files(*backend, 0);
+  HAVEN_TRY(listed);
+  std::vector<ProbedKey>& keys = *listed;
   // Every key file is tried until one opens with the password and authenticates the config.
   // A key file that cannot be read (damaged, absurd KDF parameters, newer version) or that
   // opens but belongs to another repository does not stop the search: it is remembered, named
@@ -234,9 +265,10 @@ Result<std::unique_ptr<Repository>> Repository::open(std::shared_ptr<storage::Ba
   std::vector<std::pair<std::string, MasterKey>> foreign;      // open, but not this config
   size_t tried = 0;                                            // key files a password was tried on
   std::vector<std::string> too_big;                            // key files over max_kdf_memory
-  for (const auto& id : key_ids) {
+  for (auto& key : keys) {
     if (master && !options.try_all_keys) break;
-    auto file = backend->load({ObjectType::kKey, id});
+    const std::string& id = key.id;
+    Result<Bytes> file = key.file ? std::move(*key.file) : backend->load({ObjectType::kKey, id});
     if (!file.ok()) {
       if (file.error().code() == Error::Code::kNotFound) continue;  // removed meanwhile
       unreadable.push_back(file.error().with_context("key " + id));

@@ -65,6 +65,20 @@ struct KeyListEntry {
   bool foreign = false;  // opens with the session's password but belongs to another repository
 };
 
+// A key file as probe() found it: its name, and its bytes (or why they could not be read)
+// when probe() read it ahead.
+struct ProbedKey {
+  std::string id;
+  std::optional<Result<Bytes>> file;  // nullopt: not read ahead
+};
+
+// What probe() read: the config object as stored, and the repository's key files, listed and
+// (the first few, in name order) read beside it; or why they could not be listed.
+struct Probe {
+  Bytes config;
+  Result<std::vector<ProbedKey>> keys = std::vector<ProbedKey>{};
+};
+
 struct OpenOptions {
   // Try the password on every key file, not only until one opens, so that list_keys() can name
   // key files that open with it but belong to another repository (`check`, `key list`). Costs
@@ -79,6 +93,10 @@ struct OpenOptions {
   // object storage a round trip, fewer for every command that probes first). Its header is
   // checked again and its body authenticated with the key, as if open() had read it.
   std::optional<Bytes> config = std::nullopt;
+  // The key files as probe() listed them (and read the first few of them): open() then does not
+  // list them again, and reads only those probe() did not (on object storage the listing and
+  // the first key file are round trips that went beside the config's).
+  std::optional<Result<std::vector<ProbedKey>>> keys = std::nullopt;
 };
 
 class Repository {
@@ -88,8 +106,9 @@ class Repository {
                                                    const std::string& password,
                                                    const InitOptions& options);
   // Checks, without a password, that a repository of a supported version is there, and returns
-  // its config object as stored (for OpenOptions::config).
-  static Result<Bytes> probe(storage::Backend& backend);
+  // its config object as stored and its key files (for OpenOptions::config and ::keys), read
+  // side by side.
+  static Result<Probe> probe(storage::Backend& backend);
   // Opens an existing repository: kRepoNotFound if there is none, kUnsupported for a newer
   // format, kWrongPassword if no key opens with the password. Does not load the index.
   // A key file that is damaged, or that opens but whose master key does not authenticate the

@@ -382,7 +382,7 @@ TEST_F(RepoTest, ProbedConfigIsNotReadAgainAndIsStillAuthenticated) {
   ASSERT_TRUE(probed.ok()) << describe(probed.error());
   EXPECT_EQ(counting->loads, 1);
   OpenOptions o;
-  o.config = *probed;
+  o.config = probed->config;
   auto opened = Repository::open(counting, kPw, o);
   ASSERT_TRUE(opened.ok()) << describe(opened.error());
   EXPECT_EQ(counting->loads, 1) << "open() read the config the probe had already read";
@@ -400,9 +400,9 @@ TEST_F(RepoTest, ProbedConfigIsNotReadAgainAndIsStillAuthenticated) {
   ASSERT_TRUE(Repository::init(*b2, kPw, fast_options()).ok());
   auto foreign = Repository::probe(**b2);
   ASSERT_TRUE(foreign.ok());
-  o.config = *foreign;
+  o.config = foreign->config;
   EXPECT_FALSE(Repository::open(counting, kPw, o).ok());
-  o.config = Bytes(probed->begin(), probed->begin() + 10);
+  o.config = Bytes(probed->config.begin(), probed->config.begin() + 10);
   EXPECT_FALSE(Repository::open(counting, kPw, o).ok());
   // A location without a repository fails the probe, as before.
   TempDir empty;
@@ -411,6 +411,88 @@ TEST_F(RepoTest, ProbedConfigIsNotReadAgainAndIsStillAuthenticated) {
   auto none = Repository::probe(**b3);
   ASSERT_FALSE(none.ok());
   EXPECT_EQ(none.error().code(), Error::Code::kRepoNotFound);
+}
+
+// Watches the key files' requests, and whether the key listing starts while the config is
+// being read (which takes 100 ms here, as a slow round trip would).
+class KeyRequests : public storage::BackendWrapper {
+ public:
+  using BackendWrapper::BackendWrapper;
+  Result<Bytes> load(const ObjectName& n, uint64_t off, uint64_t len) override {
+    if (n.type == ObjectType::kConfig) {
+      reading_config = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      auto r = BackendWrapper::load(n, off, len);
+      reading_config = false;
+      return r;
+    }
+    if (n.type == ObjectType::kKey) key_loads++;
+    return BackendWrapper::load(n, off, len);
+  }
+  Status list(ObjectType t, const std::function<void(const storage::ObjectInfo&)>& fn) override {
+    if (t == ObjectType::kKey) {
+      key_lists++;
+      if (reading_config) listed_while_reading_config = true;
+    }
+    return BackendWrapper::list(t, fn);
+  }
+  std::atomic<bool> reading_config{false}, listed_while_reading_config{false};
+  std::atomic<int> key_loads{0}, key_lists{0};
+};
+
+// probe() lists and reads the key files beside the config (on object storage, round trips that
+// need not wait for one another), and open() with what it read neither lists nor reads them
+// again; a repository with more key files than probe() reads ahead still opens with a key
+// beyond them.
+TEST_F(RepoTest, ProbeReadsTheKeyFilesBesideTheConfig) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  auto watch = std::make_shared<KeyRequests>(backend());
+  auto probed = Repository::probe(*watch);
+  ASSERT_TRUE(probed.ok()) << describe(probed.error());
+  EXPECT_TRUE(watch->listed_while_reading_config) << "the key files waited for the config";
+  ASSERT_TRUE(probed->keys.ok());
+  ASSERT_EQ(probed->keys->size(), 1u);
+  EXPECT_TRUE((*probed->keys)[0].file.has_value());
+  EXPECT_EQ(watch->key_lists, 1);
+  EXPECT_EQ(watch->key_loads, 1);
+  OpenOptions o;
+  o.config = probed->config;
+  o.keys = probed->keys;
+  auto opened = Repository::open(watch, kPw, o);
+  ASSERT_TRUE(opened.ok()) << describe(opened.error());
+  EXPECT_EQ(watch->key_lists, 1) << "open() listed the key files again";
+  EXPECT_EQ(watch->key_loads, 1) << "open() read a key file again";
+
+  // Five more keys, each with its own password: the two beyond the first four (in name order)
+  // are read by open() itself, when it gets to them.
+  std::map<std::string, std::string> password_of{{(*opened)->current_key_id(), kPw}};
+  for (int i = 0; i < 5; i++) {
+    auto id = (*opened)->add_key("pw-" + std::to_string(i), fast_options().kdf);
+    ASSERT_TRUE(id.ok()) << describe(id.error());
+    password_of[*id] = "pw-" + std::to_string(i);
+  }
+  auto again = Repository::probe(*watch);
+  ASSERT_TRUE(again.ok());
+  ASSERT_EQ(again->keys->size(), 6u);
+  size_t read_ahead = 0;
+  for (const auto& k : *again->keys) read_ahead += k.file.has_value() ? 1 : 0;
+  EXPECT_EQ(read_ahead, 4u);
+  const std::string last_id = again->keys->back().id;
+  const std::string last_pw = password_of[last_id];
+  ASSERT_FALSE(last_pw.empty());
+  o.config = again->config;
+  o.keys = again->keys;
+  const int loads_before = watch->key_loads;
+  auto last = Repository::open(watch, last_pw, o);
+  ASSERT_TRUE(last.ok()) << describe(last.error());
+  EXPECT_EQ((*last)->current_key_id(), last_id);
+  EXPECT_EQ(watch->key_loads - loads_before, 2) << "only the two key files not read ahead";
+  // A listing that failed in probe() fails open() the same way.
+  o.keys = Result<std::vector<ProbedKey>>(Error(Error::Code::kIo, "listing keys: disk on fire"));
+  auto failed = Repository::open(watch, kPw, o);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.error().message().find("disk on fire"), std::string::npos);
 }
 
 TEST_F(RepoTest, LayoutAfterInit) {
