@@ -217,9 +217,9 @@ class Restorer {
   std::unique_ptr<TreeAhead> ahead_;  // while walking, on object storage
   unsigned readers_ = 2;
   bool streamed_ = false;  // the backend streams_reads(): read_range_pieces()
-  // Bytes per read: at most max_range, and small enough that every reader can hold a range
-  // within max_in_flight (with 16 MiB ranges and 32 MiB in flight, two of four readers waited:
-  // over object storage, two requests at a time).
+  // Bytes per read: at most max_range, and (unless streamed_) small enough that every reader can
+  // hold a range within max_in_flight (with 16 MiB ranges and 32 MiB in flight, two of four
+  // readers waited: over object storage, two requests at a time).
   uint64_t max_range_ = 16 << 20;
   uint64_t max_in_flight_ = 32 << 20;  // Options::max_in_flight, or less under a memory limit
   const uid_t euid_ = geteuid();

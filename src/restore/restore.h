@@ -59,7 +59,9 @@ struct Options {
   uint64_t max_gap = 256 << 10;       // bytes between two blobs still read in one request
   uint64_t max_range = 16 << 20;      // bytes per request at most
   // Bytes of ranges read and not yet written out, across all readers (memory): a reader waits
-  // for room before it reads (one range is always allowed, however large).
+  // for room before it reads (one range is always allowed, however large). From a backend that
+  // streams_reads(), what readers hold instead: each its range's largest blob and room to
+  // decompress one.
   uint64_t max_in_flight = 32 << 20;
   // Threads that load directory trees ahead of the walker (restore/tree_ahead.h), holding at
   // most tree_ahead_bytes of trees it has not reached. 0: 8 on object storage (a tree is a
