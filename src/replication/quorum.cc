@@ -33,7 +33,7 @@ Status settle(storage::Backend& be, const ObjectName& name, ByteView data, Statu
 
 QuorumBackend::QuorumBackend(std::shared_ptr<storage::Backend> primary,
                              std::vector<Region> secondaries, QuorumOptions options)
-    : BackendWrapper(std::move(primary)),
+    : ReadThroughWrapper(std::move(primary)),
       secondaries_(std::move(secondaries)),
       options_(std::move(options)) {}
 

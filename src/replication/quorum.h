@@ -39,20 +39,11 @@ struct QuorumOptions {
   std::function<bool(const std::string& region)> active;
 };
 
-class QuorumBackend : public storage::BackendWrapper {
+class QuorumBackend : public storage::ReadThroughWrapper {
  public:
   QuorumBackend(std::shared_ptr<storage::Backend> primary, std::vector<Region> secondaries,
                 QuorumOptions options);
   Status save(const storage::ObjectName& name, ByteView data) override;
-  // Reads go to the primary as they are (in pieces from object storage).
-  bool streams_reads() const override { return inner().streams_reads(); }
-  Status load_pieces(const storage::ObjectName& n, uint64_t off, uint64_t len,
-                     const std::function<void(ByteView)>& piece) override {
-    return inner().load_pieces(n, off, len, piece);
-  }
-  Status load_into(const storage::ObjectName& n, uint64_t off, std::span<uint8_t> out) override {
-    return inner().load_into(n, off, out);
-  }
 
  private:
   // Saves to each of `regions` in parallel; returns one status per region, and in `fresh`
@@ -66,24 +57,15 @@ class QuorumBackend : public storage::BackendWrapper {
 
 // Reports each object saved through it (after the save succeeded): the server's continuous
 // replication learns of new objects the moment they land.
-class ObservedBackend : public storage::BackendWrapper {
+class ObservedBackend : public storage::ReadThroughWrapper {
  public:
   using Observer = std::function<void(const storage::ObjectName& name, uint64_t size)>;
   ObservedBackend(std::shared_ptr<storage::Backend> inner, Observer observer)
-      : BackendWrapper(std::move(inner)), observer_(std::move(observer)) {}
+      : ReadThroughWrapper(std::move(inner)), observer_(std::move(observer)) {}
   Status save(const storage::ObjectName& name, ByteView data) override {
     Status s = BackendWrapper::save(name, data);
     if (s.ok() && observer_) observer_(name, data.size());
     return s;
-  }
-  // Reads pass through as they are (in pieces from object storage).
-  bool streams_reads() const override { return inner().streams_reads(); }
-  Status load_pieces(const storage::ObjectName& n, uint64_t off, uint64_t len,
-                     const std::function<void(ByteView)>& piece) override {
-    return inner().load_pieces(n, off, len, piece);
-  }
-  Status load_into(const storage::ObjectName& n, uint64_t off, std::span<uint8_t> out) override {
-    return inner().load_into(n, off, out);
   }
 
  private:

@@ -181,6 +181,10 @@ class Restorer {
   // the pieces as they arrive (no buffer holds the range), then opened and written.
   void read_range_pieces(Batch& b, const Range& r, Scratch& window, Scratch& plain,
                          std::vector<PendingFile*>& done);
+  // After a read of `r` failed with `error` before blobs [next, r.last) were placed: a single
+  // one fails with the error, several are each read on their own with `reread`.
+  void after_failed_read(Batch& b, const Range& r, size_t next, const Error& error,
+                         std::vector<PendingFile*>& done, const std::function<void(const Range&)>& reread);
   // Opens a blob (decrypted over its sealed bytes) and writes it to every place of it; a
   // damaged one from another region's copy, where the repository has one.
   void open_and_place(Batch& b, const Piece& p, std::span<uint8_t> sealed, const storage::ObjectName& pack,
@@ -774,18 +778,26 @@ void Restorer::read_range_held(Batch& b, const Range& r, Scratch& range, Scratch
     }
   };
   Status read = repo_.backend().load_streaming(name, r.start, std::span<uint8_t>(data, len), arrived);
-  if (read.ok() || next == r.last) return;
+  if (read.ok()) return;
+  after_failed_read(b, r, next, read.error(), done,
+                    [&](const Range& one) { read_range_held(b, one, range, plain, done); });
+}
+
+void Restorer::after_failed_read(Batch& b, const Range& r, size_t next, const Error& error,
+                                 std::vector<PendingFile*>& done,
+                                 const std::function<void(const Range&)>& reread) {
+  if (next == r.last) return;
   if (r.last - next > 1) {
     // A damaged pack (truncated, or a range the store refuses): each blob not yet placed on its
     // own, so the blobs that are intact still restore and each error names its own blob.
     for (size_t i = next; i < r.last; i++) {
-      const auto& l = pieces[i].loc;
-      read_range_held(b, {l.offset, uint64_t{l.offset} + l.length, i, i + 1}, range, plain, done);
+      const auto& l = b.pieces[i].loc;
+      reread({l.offset, uint64_t{l.offset} + l.length, i, i + 1});
     }
     return;
   }
-  const Piece& p = pieces[next];
-  place_blob(b, p, read.error().with_context("data blob " + repo::hex(p.id) + " in pack " + repo::hex(pack)),
+  const Piece& p = b.pieces[next];
+  place_blob(b, p, error.with_context("data blob " + repo::hex(p.id) + " in pack " + repo::hex(p.loc.pack_id)),
              done);
 }
 
@@ -815,18 +827,9 @@ void Restorer::read_range_pieces(Batch& b, const Range& r, Scratch& window, Scra
       open_and_place(b, pieces[next++], std::span<uint8_t>(w, l.length), name, keys, plain, done);
     }
   });
-  if (read.ok() || next == r.last) return;
-  if (r.last - next > 1) {
-    // As read_range_held: each blob not yet placed on its own.
-    for (size_t i = next; i < r.last; i++) {
-      const auto& l = pieces[i].loc;
-      read_range_pieces(b, {l.offset, uint64_t{l.offset} + l.length, i, i + 1}, window, plain, done);
-    }
-    return;
-  }
-  const Piece& p = pieces[next];
-  place_blob(b, p, read.error().with_context("data blob " + repo::hex(p.id) + " in pack " + repo::hex(pack)),
-             done);
+  if (read.ok()) return;
+  after_failed_read(b, r, next, read.error(), done,
+                    [&](const Range& one) { read_range_pieces(b, one, window, plain, done); });
 }
 
 void Restorer::open_and_place(Batch& b, const Piece& p, std::span<uint8_t> sealed,

@@ -205,8 +205,9 @@ class BackendWrapper : public Backend {
     return inner_->load(n, off, len);
   }
   // streams_reads() stays false and load_pieces() goes through load(): a decorator that
-  // changes loads (fault injection, quorum reads) sees every one. Decorators that pass ranges
-  // on as they come (retry, limits) override both.
+  // changes loads (fault injection, read failover) sees every one. Decorators that pass ranges
+  // on as they come (retry, limits, failover) override both; ReadThroughWrapper (below) passes
+  // every read on.
   Result<ObjectInfo> stat(const ObjectName& n) override { return inner_->stat(n); }
   Result<Bytes> load_other_copy(const ObjectName& n, uint64_t off, uint64_t len,
                                 const Error& why) override {
@@ -228,6 +229,22 @@ class BackendWrapper : public Backend {
 
  private:
   std::shared_ptr<Backend> inner_;
+};
+
+// A decorator that changes only what is written (sync mode's quorum, the server's save
+// observer): reads go to the inner backend as they are, ranges in pieces from object storage
+// and straight into the caller's buffer from a local disk.
+class ReadThroughWrapper : public BackendWrapper {
+ public:
+  using BackendWrapper::BackendWrapper;
+  bool streams_reads() const override { return inner().streams_reads(); }
+  Status load_pieces(const ObjectName& n, uint64_t off, uint64_t len,
+                     const std::function<void(ByteView)>& piece) override {
+    return inner().load_pieces(n, off, len, piece);
+  }
+  Status load_into(const ObjectName& n, uint64_t off, std::span<uint8_t> out) override {
+    return inner().load_into(n, off, out);
+  }
 };
 
 // The credentials and options of one repository's backend. The library never reads the
