@@ -657,6 +657,24 @@ std::optional<BlobLocation> Repository::locate_blob(BlobType type, const Id& id)
   return index_.find(type, id);
 }
 
+std::vector<std::pair<Id, BlobLocation>> Repository::blobs_in_pack(BlobType type, const Id& pack_id) const {
+  std::shared_lock<std::shared_mutex> g(index_mu_);
+  std::vector<std::pair<Id, BlobLocation>> out;
+  std::optional<uint32_t> no;
+  for (uint32_t i = 0; i < index_.pack_count() && !no; i++) {
+    if (index_.pack_id(i) == pack_id) no = i;
+  }
+  if (!no) return out;
+  const uint32_t generation = index_.pack_key_generation(*no);
+  index_.for_each([&](size_t, const IndexEntry& e) {
+    if (e.pack == *no && e.type == type) {
+      out.emplace_back(e.id, BlobLocation{pack_id, generation, e.offset, e.length, e.raw_length});
+    }
+  });
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.second.offset < b.second.offset; });
+  return out;
+}
+
 Result<Bytes> Repository::open_located_blob(BlobType type, const Id& id, const BlobLocation& loc,
                                             ByteView sealed) const {
   std::string what = std::string(blob_type_name(type)) + " blob " + hex(id) + " in pack " + hex(loc.pack_id);

@@ -192,6 +192,10 @@ class Repository {
   // For readers that fetch many blobs of a pack in one ranged read (restore): where a blob is
   // stored, and the decryption of one sealed record cut out of such a range.
   std::optional<BlobLocation> locate_blob(BlobType type, const Id& id) const;
+  // The blobs of `type` the shared index places in pack `pack_id`, by offset (a scan of the
+  // whole index: for readers that take along what lies near a blob they need, such as the
+  // directory trees a restore will want next).
+  std::vector<std::pair<Id, BlobLocation>> blobs_in_pack(BlobType type, const Id& pack_id) const;
   Result<Bytes> open_located_blob(BlobType type, const Id& id, const BlobLocation& loc,
                                   ByteView sealed) const;
   // The same in place (no allocation on the hot path): `sealed` is decrypted over itself and

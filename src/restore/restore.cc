@@ -870,8 +870,9 @@ void Restorer::place_blob(Batch& b, const Piece& p, const Result<ByteView>& byte
 }
 
 Status Restorer::walk(const Id& tree_id, const std::string& dir, const std::string& rel_dir) {
-  HAVEN_ASSIGN(repo::Tree tree, repo_.load_tree(tree_id));
-  if (ahead_) ahead_->start(tree, rel_dir);
+  // Through the trees loaded ahead, which then start below it (and the first read takes along
+  // the trees stored near it).
+  HAVEN_ASSIGN(repo::Tree tree, ahead_ ? ahead_->take(tree_id, rel_dir) : repo_.load_tree(tree_id));
   return walk_tree(tree, dir, rel_dir, fresh_target_);
 }
 

@@ -46,55 +46,127 @@ void TreeAhead::start(const repo::Tree& root, const std::string& rel) {
   work_cv_.notify_all();
 }
 
-std::vector<std::pair<TreeAhead::Item, repo::BlobLocation>> TreeAhead::neighbours(
-    Item first, const repo::BlobLocation& at) {
+namespace {
+constexpr size_t kMaxPacksLooked = 8;
+}  // namespace
+
+std::vector<TreeAhead::Member> TreeAhead::neighbours(Item first, const repo::BlobLocation& at) {
   // Only the front of the queue is searched (the trees wanted next), so a long queue costs no
   // more per tree than a short one.
   constexpr size_t kLook = 256;
-  std::vector<std::pair<Item, repo::BlobLocation>> group;
-  group.emplace_back(std::move(first), at);
+  std::vector<Member> group;
+  group.push_back({std::move(first), at, false});
   uint64_t lo = at.offset, hi = uint64_t{at.offset} + at.length, bytes = at.raw_length;
+  auto within_span = [&](const repo::BlobLocation& l) {
+    return std::max<uint64_t>(hi, uint64_t{l.offset} + l.length) - std::min<uint64_t>(lo, l.offset) <= span_;
+  };
+  auto take_along = [&](const repo::BlobLocation& l) {
+    lo = std::min<uint64_t>(lo, l.offset);
+    hi = std::max<uint64_t>(hi, uint64_t{l.offset} + l.length);
+    bytes += l.raw_length;
+  };
   size_t looked = 0;
   for (auto q = queue_.begin(); q != queue_.end() && looked < kLook; looked++) {
     auto e = entries_.find(q->id);
     std::optional<repo::BlobLocation> l;
     if (e != entries_.end() && e->second.state == State::kQueued) l = repo_.locate_blob(repo::BlobType::kTree, q->id);
-    if (!l || l->pack_id != at.pack_id || std::max<uint64_t>(hi, uint64_t{l->offset} + l->length) -
-                                                  std::min<uint64_t>(lo, l->offset) > span_ ||
-        held_ + bytes + l->raw_length > max_bytes_) {
+    if (!l || l->pack_id != at.pack_id || !within_span(*l) || held_ + bytes + l->raw_length > max_bytes_) {
       ++q;
       continue;
     }
-    lo = std::min<uint64_t>(lo, l->offset);
-    hi = std::max<uint64_t>(hi, uint64_t{l->offset} + l->length);
-    bytes += l->raw_length;
-    group.emplace_back(std::move(*q), *l);
+    take_along(*l);
+    group.push_back({std::move(*q), *l, false});
     q = queue_.erase(q);
+  }
+  if (!queue_.empty() || span_ == 0) return group;
+  // Nothing else to load meanwhile: the walker waits for this read, and probably for the
+  // subdirectories it will find in it next. Take along the pack's trees nearest to it that
+  // nobody asked for yet.
+  auto known = pack_trees_.find(at.pack_id);
+  if (known == pack_trees_.end()) {
+    if (pack_trees_.size() >= kMaxPacksLooked) return group;
+    known = pack_trees_.emplace(at.pack_id, repo_.blobs_in_pack(repo::BlobType::kTree, at.pack_id)).first;
+  }
+  std::vector<const std::pair<repo::Id, repo::BlobLocation>*> near;
+  for (const auto& t : known->second) {
+    if (!entries_.count(t.first) && within_span(t.second)) near.push_back(&t);
+  }
+  auto distance = [&](const repo::BlobLocation& l) {
+    return l.offset < at.offset ? uint64_t{at.offset} - l.offset : uint64_t{l.offset} - at.offset;
+  };
+  std::sort(near.begin(), near.end(), [&](auto* a, auto* b) { return distance(a->second) < distance(b->second); });
+  uint64_t unasked = 0;
+  for (const auto* t : near) {
+    const repo::BlobLocation& l = t->second;
+    if (!within_span(l)) continue;
+    if (unasked_held_ + unasked + l.raw_length > max_bytes_ / 2 || held_ + bytes + l.raw_length > max_bytes_) break;
+    take_along(l);
+    unasked += l.raw_length;
+    group.push_back({Item{t->first, std::string()}, l, true});
   }
   return group;
 }
 
-std::vector<Result<repo::Tree>> TreeAhead::load_group(
-    const std::vector<std::pair<Item, repo::BlobLocation>>& group) {
+void TreeAhead::mark_loading(const std::vector<Member>& group, size_t from) {
+  for (size_t i = from; i < group.size(); i++) {
+    auto& e = entries_[group[i].item.id];
+    e.state = State::kLoading;
+    e.speculative = group[i].speculative;
+    e.bytes = group[i].at.raw_length != 0
+                  ? group[i].at.raw_length
+                  : repo_.blob_raw_length(repo::BlobType::kTree, group[i].item.id).value_or(0);
+    held_ += e.bytes;
+    if (e.speculative) unasked_held_ += e.bytes;
+  }
+}
+
+void TreeAhead::publish(const std::vector<Member>& group, std::vector<Result<repo::Tree>>& trees, size_t from) {
+  for (size_t i = from; i < group.size(); i++) {
+    auto e = entries_.find(group[i].item.id);  // still there: only a done entry is taken out
+    if (group[i].speculative) {
+      if (!trees[i].ok()) {  // forgotten: the walker loads it itself if it wants it
+        held_ -= e->second.bytes;
+        unasked_held_ -= e->second.bytes;
+        entries_.erase(e);
+        continue;
+      }
+    } else if (trees[i].ok()) {
+      push_children(*trees[i], group[i].item.rel);
+    }
+    e->second.tree = std::move(trees[i]);
+    e->second.state = State::kDone;
+  }
+  done_cv_.notify_all();
+  work_cv_.notify_all();
+}
+
+std::vector<Result<repo::Tree>> TreeAhead::load_group(const std::vector<Member>& group) {
   std::vector<Result<repo::Tree>> out;
   out.reserve(group.size());
   uint64_t lo = UINT64_MAX, hi = 0;
-  for (const auto& [item, l] : group) {
-    lo = std::min<uint64_t>(lo, l.offset);
-    hi = std::max<uint64_t>(hi, uint64_t{l.offset} + l.length);
+  for (const auto& m : group) {
+    lo = std::min<uint64_t>(lo, m.at.offset);
+    hi = std::max<uint64_t>(hi, uint64_t{m.at.offset} + m.at.length);
   }
-  const storage::ObjectName pack{storage::ObjectType::kData, repo::hex(group.front().second.pack_id)};
+  const storage::ObjectName pack{storage::ObjectType::kData, repo::hex(group.front().at.pack_id)};
   Result<Bytes> range = repo_.backend().load(pack, lo, hi - lo);
-  for (const auto& [item, l] : group) {
+  for (const auto& m : group) {
     if (range.ok() && range->size() == hi - lo) {
-      ByteView sealed(range->data() + (l.offset - lo), l.length);
-      auto plain = repo_.open_located_blob(repo::BlobType::kTree, item.id, l, sealed);
+      ByteView sealed(range->data() + (m.at.offset - lo), m.at.length);
+      auto plain = repo_.open_located_blob(repo::BlobType::kTree, m.item.id, m.at, sealed);
       if (plain.ok()) {
-        out.push_back(repo::decode_tree(*plain, "tree " + repo::hex(item.id)));
+        out.push_back(repo::decode_tree(*plain, "tree " + repo::hex(m.item.id)));
         continue;
       }
+      if (m.speculative) {
+        out.push_back(plain.error());
+        continue;
+      }
+    } else if (m.speculative) {
+      out.push_back(range.ok() ? Error(Error::Code::kCorrupt, "short range") : range.error());
+      continue;
     }
-    out.push_back(repo_.load_tree(item.id));  // on its own: another copy, or its own error
+    out.push_back(repo_.load_tree(m.item.id));  // on its own: another copy, or its own error
   }
   return out;
 }
@@ -108,19 +180,14 @@ void TreeAhead::worker() {
     queue_.pop_front();
     auto it = entries_.find(item.id);
     if (it == entries_.end() || it->second.state != State::kQueued) continue;  // the walker took it
-    std::vector<std::pair<Item, repo::BlobLocation>> group;
+    std::vector<Member> group;
     auto at = span_ > 0 ? repo_.locate_blob(repo::BlobType::kTree, item.id) : std::nullopt;
     if (at) {
       group = neighbours(std::move(item), *at);
     } else {
-      group.emplace_back(std::move(item), repo::BlobLocation{});
+      group.push_back({std::move(item), repo::BlobLocation{}, false});
     }
-    for (const auto& [g, l] : group) {
-      auto e = entries_.find(g.id);
-      e->second.state = State::kLoading;
-      e->second.bytes = repo_.blob_raw_length(repo::BlobType::kTree, g.id).value_or(0);
-      held_ += e->second.bytes;
-    }
+    mark_loading(group, 0);
     lk.unlock();
     std::vector<Result<repo::Tree>> trees;
     if (token_.cancelled()) {
@@ -128,17 +195,10 @@ void TreeAhead::worker() {
     } else if (at) {
       trees = load_group(group);
     } else {
-      trees.push_back(repo_.load_tree(group.front().first.id));
+      trees.push_back(repo_.load_tree(group.front().item.id));
     }
     lk.lock();
-    for (size_t i = 0; i < group.size(); i++) {
-      if (trees[i].ok()) push_children(*trees[i], group[i].first.rel);
-      auto e = entries_.find(group[i].first.id);  // still there: only a done entry is taken out
-      e->second.tree = std::move(trees[i]);
-      e->second.state = State::kDone;
-    }
-    done_cv_.notify_all();
-    work_cv_.notify_all();
+    publish(group, trees, 0);
   }
 }
 
@@ -146,11 +206,25 @@ Result<repo::Tree> TreeAhead::take(const repo::Id& id, const std::string& rel) {
   std::unique_lock<std::mutex> lk(mu_);
   auto it = entries_.find(id);
   if (it == entries_.end() || it->second.state == State::kQueued) {
-    // Not loading yet: the walker loads it itself (a queued item is then skipped).
+    // Not loading yet: the walker loads it itself (a queued item is then skipped), with what
+    // one read takes along.
     if (it != entries_.end()) entries_.erase(it);
     behind_++;
-    lk.unlock();
-    Result<repo::Tree> tree = repo_.load_tree(id);
+    auto at = span_ > 0 ? repo_.locate_blob(repo::BlobType::kTree, id) : std::nullopt;
+    Result<repo::Tree> tree = Error(Error::Code::kInternal, "not loaded");
+    if (at) {
+      std::vector<Member> group = neighbours(Item{id, rel}, *at);
+      mark_loading(group, 1);
+      lk.unlock();
+      std::vector<Result<repo::Tree>> trees = load_group(group);
+      lk.lock();
+      publish(group, trees, 1);
+      tree = std::move(trees.front());
+      lk.unlock();
+    } else {
+      lk.unlock();
+      tree = repo_.load_tree(id);
+    }
     if (tree.ok()) start(*tree, rel);
     return tree;
   }
@@ -158,11 +232,18 @@ Result<repo::Tree> TreeAhead::take(const repo::Id& id, const std::string& rel) {
   done_cv_.wait(lk, [&] { return entries_.find(id)->second.state == State::kDone; });
   it = entries_.find(id);
   ahead_++;
+  const bool unasked = it->second.speculative;
+  if (unasked) {
+    unasked_++;
+    unasked_held_ -= it->second.bytes;
+  }
   Result<repo::Tree> out = std::move(*it->second.tree);
   held_ -= it->second.bytes;
   entries_.erase(it);
   lk.unlock();
   work_cv_.notify_all();
+  // Taken along unasked: its subdirectories are known now, and where they are.
+  if (unasked && out.ok()) start(*out, rel);
   return out;
 }
 

@@ -8,6 +8,12 @@
 // read together, in one request spanning at most `span` bytes: a directory's subdirectories
 // were saved one after the other, so a level of the tree costs a request or two, not one per
 // directory.
+//
+// When nothing else is queued (the walker is going down a chain of single directories, each
+// known only once its parent is loaded: a round trip per level), a read also takes along the
+// pack's other trees within `span` of it that nobody asked for yet: a backup saves a
+// directory's trees just before its own, so they are mostly the ones the walker wants next.
+// Trees loaded that way are held, within half of `max_bytes`, until the walker takes them.
 #pragma once
 
 #include <condition_variable>
@@ -44,6 +50,8 @@ class TreeAhead {
   // Trees the walker took that were loaded ahead, and that it loaded itself.
   uint64_t ahead() const { return ahead_; }
   uint64_t behind() const { return behind_; }
+  // Of those loaded ahead, the ones taken along unasked (see the file comment).
+  uint64_t unasked() const { return unasked_; }
 
  private:
   struct Item {
@@ -53,19 +61,33 @@ class TreeAhead {
   enum class State { kQueued, kLoading, kDone };
   // A tree queued, loading or loaded; taken out by the walker. A tree that two directories
   // share is loaded ahead for the first; the walker loads it again for the second.
+  // `speculative`: taken along unasked (its place in the walk unknown, so its subdirectories
+  // are queued only when the walker takes it).
   struct Entry {
     State state = State::kQueued;
     uint64_t bytes = 0;
+    bool speculative = false;
     std::optional<Result<repo::Tree>> tree;
+  };
+  struct Member {
+    Item item;
+    repo::BlobLocation at;
+    bool speculative = false;
   };
   void worker();
   void push_children(const repo::Tree& tree, const std::string& rel);  // mu_ held
   // Queued items of `first`'s pack that one read of at most span_ bytes takes along (mu_ held;
-  // they leave the queue). `first` comes first.
-  std::vector<std::pair<Item, repo::BlobLocation>> neighbours(Item first, const repo::BlobLocation& at);
-  // Loads the trees of `group` (one pack) with one read; a tree that does not open that way is
-  // loaded on its own (its other copy, its own error).
-  std::vector<Result<repo::Tree>> load_group(const std::vector<std::pair<Item, repo::BlobLocation>>& group);
+  // they leave the queue), and with nothing else queued the pack's unasked trees near them.
+  // `first` comes first.
+  std::vector<Member> neighbours(Item first, const repo::BlobLocation& at);
+  // Marks members [from, end) loading and charges their bytes (mu_ held).
+  void mark_loading(const std::vector<Member>& group, size_t from);
+  // Hands members [from, end) their trees and queues the subdirectories of those asked for
+  // (mu_ held); an unasked tree that did not load is forgotten.
+  void publish(const std::vector<Member>& group, std::vector<Result<repo::Tree>>& trees, size_t from);
+  // Loads the trees of `group` (one pack) with one read; a tree asked for that does not open
+  // that way is loaded on its own (its other copy, its own error).
+  std::vector<Result<repo::Tree>> load_group(const std::vector<Member>& group);
 
   repo::Repository& repo_;
   std::function<bool(const std::string&)> wanted_;
@@ -77,8 +99,12 @@ class TreeAhead {
   std::deque<Item> queue_;
   std::unordered_map<repo::Id, Entry, repo::IdHash> entries_;
   uint64_t held_ = 0;  // bytes of trees loading or loaded and not taken
+  uint64_t unasked_held_ = 0;  // the part of held_ taken along unasked
+  // Trees of the packs looked into for unasked ones, by offset (one index scan per pack, for
+  // at most kMaxPacksLooked packs).
+  std::unordered_map<repo::Id, std::vector<std::pair<repo::Id, repo::BlobLocation>>, repo::IdHash> pack_trees_;
   bool stop_ = false;
-  uint64_t ahead_ = 0, behind_ = 0;
+  uint64_t ahead_ = 0, behind_ = 0, unasked_ = 0;
   std::vector<std::thread> threads_;
 };
 
