@@ -13,6 +13,7 @@
 #include "pg/server.h"
 #include "pg/wal.h"
 #include "pg/wal_spool.h"
+#include "util/subprocess.h"
 #include "retention/policy.h"
 
 namespace haven::ops {
@@ -228,13 +229,45 @@ Result<PgRestoreResult> pg_restore(repo::Repository& repo, const PgRestoreReques
   return out;
 }
 
+namespace {
+
+// 'haven wal-prefetch' for the first segments recovery asks for, as the data directory's owner
+// (it creates the spool, whose files the server renames into pg_wal); stopped and reaped when
+// the returned process goes, if it has not ended by then. nullopt if it could not start: each
+// segment is then fetched when it is asked for.
+std::optional<Subprocess> start_prefetch(const PgRestoreRequest& request, const PgRestoreResult& restored,
+                                         std::vector<std::string>& names) {
+  names = pg::first_recovery_segments(restored.restored.base, restored.recovery, kPrefetchSegments);
+  struct stat st;
+  if (names.empty() || ::stat(restored.target.c_str(), &st) != 0) return std::nullopt;
+  SpawnOptions so;
+  so.argv = {request.wal_fetch_program, "-q", "-r", request.repository, "wal-prefetch",
+             "--wal-key-file", restored.wal_key_file, "--spool", prefetch_spool(restored.target)};
+  so.argv.insert(so.argv.end(), names.begin(), names.end());
+  so.uid = st.st_uid;
+  so.gid = st.st_gid;
+  so.stderr_fd = -1;
+  so.own_process_group = true;
+  auto child = Subprocess::spawn(so);
+  if (!child.ok()) {
+    names.clear();
+    return std::nullopt;
+  }
+  return std::move(*child);
+}
+
+}  // namespace
+
 Result<PgStartResult> pg_start(const PgRestoreRequest& request, const PgRestoreResult& restored) {
   HAVEN_TRY(validate(request));
   if (!request.start) return invalid("pg_start: the request does not ask to --start the server");
   PgStartResult out;
   HAVEN_ASSIGN(out.pg_bin, pg::find_pg_bin(restored.target, request.pg_bin));
+  std::optional<Subprocess> prefetch = start_prefetch(request, restored, out.fetched_ahead);
   HAVEN_TRY(pg::start_and_wait_for_recovery(restored.target, out.pg_bin,
                                             std::chrono::seconds(request.wait_seconds)));
+  // It ended long ago unless the archive is slow; spool.clear() below waits for it either way.
+  if (prefetch) (void)prefetch->wait(current_cancel());
   // Recovery is over: segments fetched ahead and never asked for go.
   pg::WalSpool spool(prefetch_spool(restored.target));
   HAVEN_TRY(spool.clear());

@@ -128,10 +128,15 @@ Result<PgRestoreResult> pg_restore(repo::Repository& repo, const PgRestoreReques
 struct PgStartResult {
   std::string pg_bin;
   std::optional<pg::Validation> validation;  // with validate_cluster
+  // The segments a prefetch was started for as the server started ("" if none could be).
+  std::vector<std::string> fetched_ahead;
 };
 // The second half of a restore with `start`: pg_ctl start as the data directory's owner, wait
 // (up to wait_seconds) until recovery has reached the target and the server accepts writes,
 // then, with validate_cluster, validate it against the row counts the base backup recorded.
+// As the server starts (pg_ctl, then its pass over the data directory before it asks for WAL),
+// '<wal_fetch_program> wal-prefetch' fetches the first kPrefetchSegments segments recovery needs
+// into the spool, where restore_command finds them or waits for them (pg/wal_spool.h).
 // Needs no repository. `restored` is what pg_restore() returned for `request`.
 Result<PgStartResult> pg_start(const PgRestoreRequest& request, const PgRestoreResult& restored);
 

@@ -160,6 +160,23 @@ std::string format_pg_time(TimeNs t) {
   return out;
 }
 
+std::vector<std::string> first_recovery_segments(const BaseBackup& b, const RecoveryTarget& rt, unsigned count) {
+  std::vector<std::string> out;
+  const uint64_t size = b.wal_segment_size;
+  if (count == 0 || size == 0) return out;
+  const uint64_t per_log = (uint64_t{1} << 32) / size;
+  const uint64_t first = b.start_lsn / size;
+  uint64_t last = first + count - 1;
+  if (rt.kind == RecoveryTarget::Kind::kLsn) last = std::min(last, std::max(first, rt.lsn / size));
+  for (uint64_t n = first; n <= last; n++) {
+    char name[25];
+    std::snprintf(name, sizeof name, "%08X%08X%08X", b.timeline, static_cast<unsigned>(n / per_log),
+                  static_cast<unsigned>(n % per_log));
+    out.emplace_back(name);
+  }
+  return out;
+}
+
 Result<RecoveryTarget> parse_recovery_target(const RecoveryTargetText& o) {
   int given = (o.latest ? 1 : 0) + (o.time.empty() ? 0 : 1) + (o.lsn.empty() ? 0 : 1) + (o.xid.empty() ? 0 : 1);
   if (given != 1) {

@@ -66,6 +66,10 @@ Result<RecoveryTarget> parse_recovery_target(const RecoveryTargetText& given);
 Status validate(const RecoveryTarget& target);
 // "2026-11-21 10:00:00.000000+00": PostgreSQL's timestamp form, in UTC with microseconds.
 std::string format_pg_time(TimeNs t);
+// The WAL segments a recovery from `base` to `target` asks for first, in order: from the one
+// holding the backup's start on, at most `count`, none past the one holding an LSN target.
+std::vector<std::string> first_recovery_segments(const BaseBackup& base, const RecoveryTarget& target,
+                                                 unsigned count);
 
 struct PgRestoreOptions {
   std::string target;           // the new data directory (absent or empty)

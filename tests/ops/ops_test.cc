@@ -1370,7 +1370,15 @@ TEST_F(OpsPgTest, BackupWindowsValidateRetainRestoreAndStart) {
   EXPECT_TRUE(contains(early.error().message(), "recoverable")) << early.error().message();
   EXPECT_FALSE(exists(rr.target));
 
-  // To the end of the archive, started and validated.
+  // To the end of the archive, started and validated. The program restore_command runs is a
+  // script that records each call (as the server's user) and runs haven.
+  const std::string calls = dir_ + "/haven-calls.log";
+  const std::string logged = dir_ + "/haven-logged";
+  write_file(calls, "");
+  ASSERT_EQ(::chown(calls.c_str(), kNobody, kNobody), 0);
+  write_file(logged, "#!/bin/sh\necho \"$*\" >> " + calls + "\nexec " + haven_ + " \"$@\"\n");
+  ASSERT_EQ(::chmod(logged.c_str(), 0755), 0);
+  rr.wal_fetch_program = logged;
   rr.time = "";
   rr.latest = true;
   rr.start = true;
@@ -1403,6 +1411,23 @@ TEST_F(OpsPgTest, BackupWindowsValidateRetainRestoreAndStart) {
   EXPECT_TRUE(started->validation->ok());
   // The spool segments were fetched ahead into is gone after recovery.
   EXPECT_FALSE(exists(ops::prefetch_spool(rr.target)));
+  // Recovery's first segments were fetched into that spool as the server started, before it
+  // asked for any: from the one holding the base backup's start on.
+  const pg::BaseBackup& b = res->restored.base;
+  const uint64_t first = b.start_lsn / b.wal_segment_size, per_log = (uint64_t{1} << 32) / b.wal_segment_size;
+  char want_first[25];
+  std::snprintf(want_first, sizeof want_first, "%08X%08X%08X", b.timeline, static_cast<unsigned>(first / per_log),
+                static_cast<unsigned>(first % per_log));
+  ASSERT_FALSE(started->fetched_ahead.empty());
+  EXPECT_EQ(started->fetched_ahead.front(), want_first);
+  EXPECT_LE(started->fetched_ahead.size(), ops::kPrefetchSegments);
+  const std::string log = haven::testing::slurp(calls);
+  const size_t prefetch = log.find(" wal-prefetch ");
+  ASSERT_NE(prefetch, std::string::npos) << log;
+  EXPECT_NE(log.find(want_first, prefetch), std::string::npos) << log;
+  const size_t fetch = log.find(" wal-fetch ");
+  ASSERT_NE(fetch, std::string::npos) << log;
+  EXPECT_LT(prefetch, fetch) << "the server asked for WAL before the prefetch started:\n" << log;
   EXPECT_GT(started->validation->tables_compared, 0u);
   const PgCluster& copy = *restored_.back();
   EXPECT_EQ(copy.psql("SELECT count(*) || ':' || sum(abalance) FROM pgbench_accounts") + "/" +
