@@ -89,7 +89,10 @@ std::vector<TreeAhead::Member> TreeAhead::neighbours(Item first, const repo::Blo
   }
   std::vector<const std::pair<repo::Id, repo::BlobLocation>*> near;
   for (const auto& t : known->second) {
-    if (!entries_.count(t.first) && within_span(t.second)) near.push_back(&t);
+    // (The walker's own tree is not among the entries while it loads it.)
+    if (t.first != group.front().item.id && !entries_.count(t.first) && within_span(t.second)) {
+      near.push_back(&t);
+    }
   }
   auto distance = [&](const repo::BlobLocation& l) {
     return l.offset < at.offset ? uint64_t{at.offset} - l.offset : uint64_t{l.offset} - at.offset;
