@@ -153,6 +153,33 @@ class RestoreTest : public ::testing::Test {
 
   std::string repo_dir() const { return dir_ + "/repo"; }
 
+  // The repository at dir_/repo over a store where every request waits `stall` (a round trip
+  // to object storage), its index loaded; `calls` counts the requests. Null on failure.
+  std::unique_ptr<repo::Repository> open_slow(std::chrono::milliseconds stall,
+                                              std::shared_ptr<testing::FaultBackend>& calls) {
+    auto be = storage::open_backend(repo_dir());
+    if (!be.ok()) {
+      ADD_FAILURE() << be.error().message();
+      return nullptr;
+    }
+    testing::FaultPlan slow;
+    slow.stall = 1.0;
+    slow.stall_time = stall;
+    calls = std::make_shared<testing::FaultBackend>(*be, slow);
+    auto opened = repo::Repository::open(calls, kPw);
+    if (!opened.ok()) {
+      ADD_FAILURE() << opened.error().message();
+      return nullptr;
+    }
+    std::unique_ptr<repo::Repository> repo = std::move(*opened);
+    Status loaded = repo->load_index();
+    if (!loaded.ok()) {
+      ADD_FAILURE() << loaded.error().message();
+      return nullptr;
+    }
+    return repo;
+  }
+
   std::string dir_;
   RecordingSink sink_;
 };
@@ -576,16 +603,9 @@ TEST_F(RestoreTest, TreesAreLoadedAheadOfTheWalkerAndUnselectedOnesNever) {
   ASSERT_FALSE(HasFailure());
   auto plain = open_repo(repo_dir());
   ASSERT_TRUE(plain);
-  auto be = storage::open_backend(repo_dir());
-  ASSERT_OK(be);
-  testing::FaultPlan slow;
-  slow.stall = 1.0;
-  slow.stall_time = std::chrono::milliseconds(25);
-  auto faulty = std::make_shared<testing::FaultBackend>(*be, slow);
-  auto opened = repo::Repository::open(faulty, kPw);
-  ASSERT_OK(opened);
-  std::unique_ptr<repo::Repository> repo = std::move(*opened);
-  ASSERT_OK(repo->load_index());
+  std::shared_ptr<testing::FaultBackend> faulty;
+  std::unique_ptr<repo::Repository> repo = open_slow(std::chrono::milliseconds(25), faulty);
+  ASSERT_TRUE(repo);
   auto top = repo->load_tree(root);
   ASSERT_OK(top);
 
@@ -665,16 +685,9 @@ TEST_F(RestoreTest, AChainOfDirectoriesIsFetchedInARequestOrTwoNotOnePerLevel) {
   ASSERT_FALSE(HasFailure());
   auto plain = open_repo(repo_dir());
   ASSERT_TRUE(plain);
-  auto be = storage::open_backend(repo_dir());
-  ASSERT_OK(be);
-  testing::FaultPlan slow;
-  slow.stall = 1.0;
-  slow.stall_time = std::chrono::milliseconds(25);
-  auto faulty = std::make_shared<testing::FaultBackend>(*be, slow);
-  auto opened = repo::Repository::open(faulty, kPw);
-  ASSERT_OK(opened);
-  std::unique_ptr<repo::Repository> repo = std::move(*opened);
-  ASSERT_OK(repo->load_index());
+  std::shared_ptr<testing::FaultBackend> faulty;
+  std::unique_ptr<repo::Repository> repo = open_slow(std::chrono::milliseconds(25), faulty);
+  ASSERT_TRUE(repo);
 
   CancelToken token;
   auto walk_chain = [&](uint64_t span, uint64_t* unasked) -> uint64_t {
