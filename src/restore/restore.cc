@@ -641,7 +641,14 @@ void Restorer::run_batch(Batch& b) {
     }
     return count > 0 && bytes / count < (24u << 10);
   };
-  std::stable_partition(ranges.begin(), ranges.end(), scattered);
+  auto runs = std::stable_partition(ranges.begin(), ranges.end(), scattered);
+  if (streamed_) {
+    // From object storage a range's time is mostly its bytes in transit: the longest go first,
+    // so the readers finish together instead of the last ones waiting on a long range started
+    // late (pack order, by random IDs, would place them anywhere).
+    std::stable_sort(runs, ranges.end(),
+                     [](const Range& x, const Range& y) { return x.end - x.start > y.end - y.start; });
+  }
   std::atomic<size_t> next{0};
   auto reader = [&] {
     Scratch plain;
