@@ -245,15 +245,15 @@ Status HeldLock::release() {
     superseded = std::move(superseded_);
     superseded_.clear();
   }
-  for (const Id& old : superseded) (void)repo_.backend().remove({ObjectType::kLock, hex(old)});
+  for (const Id& old : superseded) (void)repo_.backend().discard({ObjectType::kLock, hex(old)});
   if (!id) return ok_status();
-  Status st = repo_.backend().remove({ObjectType::kLock, hex(*id)});
+  // Gone already (removed by 'haven unlock') is as good as removed.
+  Status st = repo_.backend().discard({ObjectType::kLock, hex(*id)});
   {
     std::lock_guard<std::mutex> g(mu_);
     lock_id_.reset();
   }
   repo_.unregister_lock(this);
-  if (!st.ok() && st.error().code() == Error::Code::kNotFound) return ok_status();
   return st;
 }
 

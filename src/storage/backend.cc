@@ -141,6 +141,12 @@ Status Backend::load_pieces(const ObjectName& name, uint64_t offset, uint64_t le
   return ok_status();
 }
 
+Status Backend::discard(const ObjectName& name) {
+  Status st = remove(name);
+  if (!st.ok() && st.error().code() == Error::Code::kNotFound) return ok_status();
+  return st;
+}
+
 Status Backend::load_into(const ObjectName& name, uint64_t offset, std::span<uint8_t> out) {
   size_t got = 0;
   return load_pieces(name, offset, out.size(), [&](ByteView piece) {

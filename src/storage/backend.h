@@ -153,6 +153,11 @@ class Backend {
   virtual Result<ObjectInfo> stat(const ObjectName& name) = 0;
   virtual Status list(ObjectType type, const std::function<void(const ObjectInfo&)>& fn) = 0;
   virtual Status remove(const ObjectName& name) = 0;
+  // Removes the object if it is there: a missing one is no error (a lock going at the end of an
+  // operation). The default remove()s and takes kNotFound for done; S3, whose DELETE succeeds on
+  // a missing key, sends only the DELETE (remove() looks first). BackendWrapper does not pass it
+  // on: a decorator that changes remove() gets this default, so its remove() applies.
+  virtual Status discard(const ObjectName& name);
 
   // What interrupted saves left behind for objects of `type` (the local backend's ".tmp-"
   // files; object stores, whose uploads are atomic, have none: the default finds nothing),

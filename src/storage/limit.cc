@@ -96,6 +96,11 @@ Status LimitBackend::remove(const ObjectName& n) {
   return inner().remove(n);
 }
 
+Status LimitBackend::discard(const ObjectName& n) {
+  Slot s(*this);
+  return inner().discard(n);
+}
+
 Status validate_limits(const Limits& l) {
   if (!(l.bandwidth_mbps >= 0) || std::isinf(l.bandwidth_mbps)) {
     return Error(Error::Code::kInvalidArgument,

@@ -35,6 +35,7 @@ class LimitBackend : public BackendWrapper {
   Result<ObjectInfo> stat(const ObjectName& n) override;
   Status list(ObjectType t, const std::function<void(const ObjectInfo&)>& fn) override;
   Status remove(const ObjectName& n) override;
+  Status discard(const ObjectName& n) override;
 
  private:
   class Slot;  // holds one connection for its lifetime

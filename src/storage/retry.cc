@@ -106,6 +106,10 @@ Status RetryBackend::remove(const ObjectName& n) {
   });
 }
 
+Status RetryBackend::discard(const ObjectName& n) {
+  return run<void>(n.describe(), [&](int) { return inner().discard(n); });
+}
+
 Result<bool> RetryBackend::is_empty() {
   return run<bool>("is_empty", [&](int) { return inner().is_empty(); });
 }

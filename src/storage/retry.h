@@ -46,6 +46,7 @@ class RetryBackend : public BackendWrapper {
   Result<ObjectInfo> stat(const ObjectName& n) override;
   Status list(ObjectType t, const std::function<void(const ObjectInfo&)>& fn) override;
   Status remove(const ObjectName& n) override;
+  Status discard(const ObjectName& n) override;
   Result<bool> is_empty() override;
   Status create() override;
 

@@ -454,6 +454,13 @@ Status S3Backend::remove(const ObjectName& name) {
   return http_error(resp, "remove " + name.describe());
 }
 
+Status S3Backend::discard(const ObjectName& name) {
+  HAVEN_TRY(check_object_name(name));
+  HAVEN_ASSIGN(http::Response resp, perform(Request{"DELETE", key_of(name), {}, {}, {}}));
+  if (resp.status == 200 || resp.status == 204 || resp.status == 404) return ok_status();
+  return http_error(resp, "remove " + name.describe());
+}
+
 Result<bool> S3Backend::is_empty() {
   HAVEN_ASSIGN(http::Response head, perform(Request{"HEAD", "", {}, {}, {}}));
   if (head.status == 404) return true;  // no bucket yet: create() makes it

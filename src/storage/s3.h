@@ -30,7 +30,8 @@
 // then on. Where the condition is ignored, a window remains between HEAD and PUT in which two
 // writers of the same name both succeed — harmless for content-addressed objects, whose bytes
 // are identical. s3rver 3.7.1 is such a server (it honours If-None-Match only on GET).
-// remove() also HEADs first, since S3's DELETE succeeds on a missing key.
+// remove() also HEADs first, since S3's DELETE succeeds on a missing key; discard(), for which a
+// missing key is no error, sends only the DELETE.
 //
 // Thread-safety: every method may be called concurrently. Each thread uses its own CURL easy
 // handle (thread_local), so connections are reused across requests of that thread.
@@ -92,6 +93,7 @@ class S3Backend : public Backend {
   Result<ObjectInfo> stat(const ObjectName& name) override;
   Status list(ObjectType type, const std::function<void(const ObjectInfo&)>& fn) override;
   Status remove(const ObjectName& name) override;
+  Status discard(const ObjectName& name) override;
   Result<bool> is_empty() override;
   Status create() override;
 

@@ -449,6 +449,19 @@ TEST_P(ConformanceTest, ObjectsAreImmutableAndMissingOnesAreNotFound) {
   EXPECT_EQ(*be_->load(n, 0, 0), payload(7, 5));
 }
 
+// discard() removes an object that is there and takes one that is not for done (a lock going
+// at the end of an operation, perhaps removed by 'haven unlock' already).
+TEST_P(ConformanceTest, DiscardRemovesAnObjectAndAMissingOneIsNoError) {
+  ObjectName n{ObjectType::kLock, hexname(31)};
+  ASSERT_TRUE(be_->save(n, payload(64, 31)).ok());
+  Status st = be_->discard(n);
+  ASSERT_TRUE(st.ok()) << st.error().message();
+  EXPECT_EQ(code_of(be_->stat(n)), Error::Code::kNotFound) << "discard left the object";
+  st = be_->discard(n);
+  EXPECT_TRUE(st.ok()) << "a missing object: " << st.error().message();
+  EXPECT_EQ(code_of(be_->remove(n)), Error::Code::kNotFound) << "remove() still tells a missing object";
+}
+
 TEST_P(ConformanceTest, InvalidNamesNeverReachStorage) {
   for (const ObjectName& bad : {ObjectName{ObjectType::kKey, "../x"}, ObjectName{ObjectType::kData, "a"},
                                 ObjectName{ObjectType::kIndex, ".tmp-1"}, ObjectName{ObjectType::kIndex, ""},

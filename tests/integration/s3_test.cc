@@ -405,6 +405,27 @@ TEST(S3Errors, HttpStatusesMapToErrorKinds) {
   EXPECT_EQ(r.error().code(), Error::Code::kTransient) << r.error().message();
 }
 
+// remove() looks first (S3's DELETE succeeds on a missing key, and the contract wants
+// kNotFound); discard(), for which a missing key is no error, is the DELETE alone: a lock goes
+// at the end of every operation one round trip sooner.
+TEST(S3Errors, DiscardIsOneDeleteWhereRemoveLooksFirst) {
+  ScriptedHttp srv([](const std::string& head) {
+    return http_reply(head.rfind("DELETE ", 0) == 0 ? 204 : 200, "");
+  });
+  S3Config cfg;
+  cfg.scheme = "http";
+  cfg.host = "127.0.0.1:" + std::to_string(srv.port());
+  cfg.bucket = "b";
+  cfg.path_style = true;
+  cfg.creds = {"AK", "SK", ""};
+  S3Backend be(cfg);
+  ASSERT_OK(be.remove(ObjectName{ObjectType::kLock, hex_id(1)}));
+  ASSERT_OK(be.discard(ObjectName{ObjectType::kLock, hex_id(2)}));
+  std::vector<std::string> methods;
+  for (const auto& h : srv.requests()) methods.push_back(h.substr(0, h.find(' ')));
+  EXPECT_EQ(methods, (std::vector<std::string>{"HEAD", "DELETE", "DELETE"}));
+}
+
 TEST(S3Errors, SaveSendsCreateOnlyPutAndFallsBackWhenUnsupported) {
   // HEAD: not there. PUT with If-None-Match: 501 NotImplemented. PUT without: 200.
   ScriptedHttp srv([](const std::string& head) {
