@@ -82,13 +82,14 @@ std::vector<TreeAhead::Member> TreeAhead::neighbours(Item first, const repo::Blo
   // Nothing else to load meanwhile: the walker waits for this read, and probably for the
   // subdirectories it will find in it next. Take along the pack's trees nearest to it that
   // nobody asked for yet.
-  auto known = pack_trees_.find(at.pack_id);
-  if (known == pack_trees_.end()) {
-    if (pack_trees_.size() >= kMaxPacksLooked) return group;
-    known = pack_trees_.emplace(at.pack_id, repo_.blobs_in_pack(repo::BlobType::kTree, at.pack_id)).first;
+  if (packs_looked_ == 0 || trees_of_pack_ != at.pack_id) {
+    if (packs_looked_ >= kMaxPacksLooked) return group;
+    packs_looked_++;
+    trees_of_pack_ = at.pack_id;
+    pack_trees_ = repo_.blobs_in_pack(repo::BlobType::kTree, at.pack_id);
   }
   std::vector<const std::pair<repo::Id, repo::BlobLocation>*> near;
-  for (const auto& t : known->second) {
+  for (const auto& t : pack_trees_) {
     // (The walker's own tree is not among the entries while it loads it.)
     if (t.first != group.front().item.id && !entries_.count(t.first) && within_span(t.second)) {
       near.push_back(&t);
@@ -207,6 +208,12 @@ void TreeAhead::worker() {
 
 Result<repo::Tree> TreeAhead::take(const repo::Id& id, const std::string& rel) {
   std::unique_lock<std::mutex> lk(mu_);
+  // Found again after each wait: loading threads insert entries, which may rehash the map, and
+  // an unasked tree that did not load is forgotten (then the walker loads it itself).
+  done_cv_.wait(lk, [&] {
+    auto e = entries_.find(id);
+    return e == entries_.end() || e->second.state != State::kLoading;
+  });
   auto it = entries_.find(id);
   if (it == entries_.end() || it->second.state == State::kQueued) {
     // Not loading yet: the walker loads it itself (a queued item is then skipped), with what
@@ -231,9 +238,6 @@ Result<repo::Tree> TreeAhead::take(const repo::Id& id, const std::string& rel) {
     if (tree.ok()) start(*tree, rel);
     return tree;
   }
-  // Found again after each wait: loading threads insert entries, which may rehash the map.
-  done_cv_.wait(lk, [&] { return entries_.find(id)->second.state == State::kDone; });
-  it = entries_.find(id);
   ahead_++;
   const bool unasked = it->second.speculative;
   if (unasked) {

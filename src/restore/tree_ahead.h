@@ -100,9 +100,11 @@ class TreeAhead {
   std::unordered_map<repo::Id, Entry, repo::IdHash> entries_;
   uint64_t held_ = 0;  // bytes of trees loading or loaded and not taken
   uint64_t unasked_held_ = 0;  // the part of held_ taken along unasked
-  // Trees of the packs looked into for unasked ones, by offset (one index scan per pack, for
-  // at most kMaxPacksLooked packs).
-  std::unordered_map<repo::Id, std::vector<std::pair<repo::Id, repo::BlobLocation>>, repo::IdHash> pack_trees_;
+  // The trees of the pack last looked into for unasked ones, by offset (an index scan each
+  // time another pack is looked into, for at most kMaxPacksLooked packs).
+  repo::Id trees_of_pack_{};
+  std::vector<std::pair<repo::Id, repo::BlobLocation>> pack_trees_;
+  size_t packs_looked_ = 0;
   bool stop_ = false;
   uint64_t ahead_ = 0, behind_ = 0, unasked_ = 0;
   std::vector<std::thread> threads_;

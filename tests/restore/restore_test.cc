@@ -722,6 +722,29 @@ TEST_F(RestoreTest, AChainOfDirectoriesIsFetchedInARequestOrTwoNotOnePerLevel) {
   const uint64_t along = walk_chain(1 << 20, &unasked);
   EXPECT_LE(along, 2u) << "the chain was fetched a level at a time";
   EXPECT_GE(unasked, 10u) << "the trees below were not taken along with the first read";
+
+  // A read that fails takes its unasked trees down with it: they are forgotten, and the walker
+  // loads each itself when it gets there (the one asked for is read again on its own).
+  class FailFirstPackRead : public storage::BackendWrapper {
+   public:
+    using BackendWrapper::BackendWrapper;
+    Result<Bytes> load(const storage::ObjectName& n, uint64_t off, uint64_t len) override {
+      if (n.type == storage::ObjectType::kData && !failed_.exchange(true)) {
+        return Error(Error::Code::kIo, "injected: the first pack read fails");
+      }
+      return inner().load(n, off, len);
+    }
+
+   private:
+    std::atomic<bool> failed_{false};
+  };
+  auto failing = std::make_shared<FailFirstPackRead>(faulty);
+  auto reopened = repo::Repository::open(failing, kPw);
+  ASSERT_OK(reopened);
+  repo = std::move(*reopened);
+  ASSERT_OK(repo->load_index());
+  walk_chain(1 << 20, &unasked);
+  EXPECT_GE(unasked, 9u) << "after the failed read, the next one took the rest along";
 }
 
 TEST_F(RestoreTest, HostileNamesAreRefusedAndNothingEscapesTheTarget) {
