@@ -131,6 +131,27 @@ class S3Test : public ::testing::Test {
     o.env = {{"AWS_ACCESS_KEY_ID", "S3RVER"}, {"AWS_SECRET_ACCESS_KEY", "S3RVER"}};
     return o;
   }
+  // The backend of the repository at `repo` (a location on s3rver), with its credentials.
+  static std::shared_ptr<storage::Backend> open_s3rver(const std::string& repo) {
+    auto be = storage::open_backend(repo, storage::BackendSettings::from_map(
+                                              {{"AWS_ACCESS_KEY_ID", "S3RVER"}, {"AWS_SECRET_ACCESS_KEY", "S3RVER"}}));
+    if (!be.ok()) {
+      ADD_FAILURE() << be.error().message();
+      return nullptr;
+    }
+    return *be;
+  }
+  // Restores the latest snapshot of the repository behind `through` (its backend, or a
+  // decorator of it) into opts.target, by the library.
+  static Result<restore::Summary> restore_latest(std::shared_ptr<storage::Backend> through,
+                                                 const restore::Options& opts) {
+    HAVEN_ASSIGN(auto opened, repo::Repository::open(through, kPw));
+    HAVEN_TRY(opened->load_index());
+    HAVEN_ASSIGN(auto choice, restore::choose_snapshot(*opened, "latest"));
+    RecordingSink sink;
+    repo::Session session(*opened);
+    return restore::run(session, choice, opts, sink);
+  }
 
   static testing::S3rverServer* server_;
   static std::string* start_error_;
@@ -350,6 +371,17 @@ class ScriptedHttp {
   std::vector<std::string> requests_;
 };
 
+// A path-style configuration for bucket "b" on a ScriptedHttp server's port.
+S3Config scripted_config(int port) {
+  S3Config cfg;
+  cfg.scheme = "http";
+  cfg.host = "127.0.0.1:" + std::to_string(port);
+  cfg.bucket = "b";
+  cfg.path_style = true;
+  cfg.creds = {"AK", "SK", ""};
+  return cfg;
+}
+
 std::string http_reply(int status, const std::string& body, const std::string& extra = "") {
   return "HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Length: " +
          std::to_string(body.size()) + "\r\nConnection: close\r\n" + extra + "\r\n" + body;
@@ -394,12 +426,7 @@ TEST(S3Errors, HttpStatusesMapToErrorKinds) {
   }
   // A connection closed without an answer is retryable.
   ScriptedHttp hangup([](const std::string&) { return std::string(); });
-  S3Config cfg;
-  cfg.scheme = "http";
-  cfg.host = "127.0.0.1:" + std::to_string(hangup.port());
-  cfg.bucket = "b";
-  cfg.path_style = true;
-  cfg.creds = {"AK", "SK", ""};
+  S3Config cfg = scripted_config(hangup.port());
   auto r = S3Backend(cfg).load(ObjectName{ObjectType::kKey, hex_id(1)}, 0, 0);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), Error::Code::kTransient) << r.error().message();
@@ -412,12 +439,7 @@ TEST(S3Errors, DiscardIsOneDeleteWhereRemoveLooksFirst) {
   ScriptedHttp srv([](const std::string& head) {
     return http_reply(head.rfind("DELETE ", 0) == 0 ? 204 : 200, "");
   });
-  S3Config cfg;
-  cfg.scheme = "http";
-  cfg.host = "127.0.0.1:" + std::to_string(srv.port());
-  cfg.bucket = "b";
-  cfg.path_style = true;
-  cfg.creds = {"AK", "SK", ""};
+  S3Config cfg = scripted_config(srv.port());
   S3Backend be(cfg);
   ASSERT_OK(be.remove(ObjectName{ObjectType::kLock, hex_id(1)}));
   ASSERT_OK(be.discard(ObjectName{ObjectType::kLock, hex_id(2)}));
@@ -437,12 +459,7 @@ TEST(S3Errors, SaveSendsCreateOnlyPutAndFallsBackWhenUnsupported) {
     }
     return http_reply(200, "");
   });
-  S3Config cfg;
-  cfg.scheme = "http";
-  cfg.host = "127.0.0.1:" + std::to_string(srv.port());
-  cfg.bucket = "b";
-  cfg.path_style = true;
-  cfg.creds = {"AK", "SK", ""};
+  S3Config cfg = scripted_config(srv.port());
   S3Backend be(cfg);
   ASSERT_OK(be.save(ObjectName{ObjectType::kKey, hex_id(1)}, as_bytes(std::string("a"))));
   ASSERT_OK(be.save(ObjectName{ObjectType::kKey, hex_id(2)}, as_bytes(std::string("b"))));
@@ -791,23 +808,14 @@ TEST_F(S3Test, RestoreReadsRangesLargerThanItsMemoryAsTheyArrive) {
   r = cli(repo, {"backup", src}, o);
   ASSERT_EQ(r.code, 0) << describe(r);
 
-  auto be = storage::open_backend(repo, storage::BackendSettings::from_map(
-                                            {{"AWS_ACCESS_KEY_ID", "S3RVER"}, {"AWS_SECRET_ACCESS_KEY", "S3RVER"}}));
-  ASSERT_OK(be);
-  auto watch = std::make_shared<PieceWatch>(*be);
+  auto be = open_s3rver(repo);
+  ASSERT_TRUE(be);
+  auto watch = std::make_shared<PieceWatch>(be);
   ASSERT_TRUE(watch->streams_reads());
-  auto opened = repo::Repository::open(watch, kPw);
-  ASSERT_OK(opened);
-  repo::Repository& rp = **opened;
-  ASSERT_OK(rp.load_index());
-  auto choice = restore::choose_snapshot(rp, "latest");
-  ASSERT_OK(choice);
   restore::Options opts;
   opts.target = dir_ + "/out";
   opts.max_in_flight = 4 << 20;
-  RecordingSink sink;
-  repo::Session session(rp);
-  auto sum = restore::run(session, *choice, opts, sink);
+  auto sum = restore_latest(watch, opts);
   ASSERT_OK(sum);
   EXPECT_EQ(sum->errors, 0u);
   EXPECT_EQ(sum->files, 42u);
@@ -862,22 +870,13 @@ TEST_F(S3Test, ARestoreFromObjectStorageReadsTheLongestRangesFirst) {
   r = cli(repo, {"backup", "--threads", "1", src}, o);
   ASSERT_EQ(r.code, 0) << describe(r);
 
-  auto be = storage::open_backend(repo, storage::BackendSettings::from_map(
-                                            {{"AWS_ACCESS_KEY_ID", "S3RVER"}, {"AWS_SECRET_ACCESS_KEY", "S3RVER"}}));
-  ASSERT_OK(be);
-  auto order = std::make_shared<RangeOrder>(*be);
-  auto opened = repo::Repository::open(order, kPw);
-  ASSERT_OK(opened);
-  repo::Repository& rp = **opened;
-  ASSERT_OK(rp.load_index());
-  auto choice = restore::choose_snapshot(rp, "latest");
-  ASSERT_OK(choice);
+  auto be = open_s3rver(repo);
+  ASSERT_TRUE(be);
+  auto order = std::make_shared<RangeOrder>(be);
   restore::Options opts;
   opts.target = dir_ + "/out";
   opts.threads = 1;
-  RecordingSink sink;
-  repo::Session session(rp);
-  auto sum = restore::run(session, *choice, opts, sink);
+  auto sum = restore_latest(order, opts);
   ASSERT_OK(sum);
   EXPECT_EQ(sum->errors, 0u);
   expect_same_tree(src, opts.target + "/src");
@@ -941,11 +940,9 @@ TEST_F(S3Test, ARestoreFromATruncatedPackKeepsWhatArrivedAndFailsTheRestByFile) 
 // taken from a region (it may have been forgotten on purpose).
 TEST_F(S3Test, ReadFailoverHandsOverInPiecesWhatTheRegionHolds) {
   const std::string bucket = new_bucket();
-  auto primary = storage::open_backend(location(bucket, "primary"),
-                                       storage::BackendSettings::from_map({{"AWS_ACCESS_KEY_ID", "S3RVER"},
-                                                                           {"AWS_SECRET_ACCESS_KEY", "S3RVER"}}));
-  ASSERT_OK(primary);
-  ASSERT_OK((*primary)->create());
+  auto primary = open_s3rver(location(bucket, "primary"));
+  ASSERT_TRUE(primary);
+  ASSERT_OK(primary->create());
   auto region = std::make_shared<storage::LocalBackend>(dir_ + "/region");
   ASSERT_OK(region->create());
   const std::string text = random_bytes(3u << 20, 77);
@@ -953,10 +950,10 @@ TEST_F(S3Test, ReadFailoverHandsOverInPiecesWhatTheRegionHolds) {
   const ObjectName whole{ObjectType::kData, hex_id(21)}, missing{ObjectType::kData, hex_id(22)},
       cut{ObjectType::kData, hex_id(23)}, snap{ObjectType::kSnapshot, hex_id(24)};
   for (const auto& n : {whole, missing, cut, snap}) ASSERT_OK(region->save(n, data));
-  ASSERT_OK((*primary)->save(whole, data));
-  ASSERT_OK((*primary)->save(cut, ByteView(data).first(1u << 20)));
+  ASSERT_OK(primary->save(whole, data));
+  ASSERT_OK(primary->save(cut, ByteView(data).first(1u << 20)));
   std::vector<std::string> reports;
-  replication::FailoverBackend fo(*primary, {replication::Region{"west", region}},
+  replication::FailoverBackend fo(primary, {replication::Region{"west", region}},
                                   [&](const ObjectName& n, const std::string& r, const Error&) {
                                     reports.push_back(n.name + " from " + r);
                                   });
