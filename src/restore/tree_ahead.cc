@@ -66,11 +66,16 @@ std::vector<TreeAhead::Member> TreeAhead::neighbours(Item first, const repo::Blo
     bytes += l.raw_length;
   };
   size_t looked = 0;
+  // Whether trees stay queued for other threads (an item whose tree the walker took or is
+  // loading itself no longer counts).
+  bool others = queue_.size() > kLook;
   for (auto q = queue_.begin(); q != queue_.end() && looked < kLook; looked++) {
     auto e = entries_.find(q->id);
+    const bool queued = e != entries_.end() && e->second.state == State::kQueued;
     std::optional<repo::BlobLocation> l;
-    if (e != entries_.end() && e->second.state == State::kQueued) l = repo_.locate_blob(repo::BlobType::kTree, q->id);
+    if (queued) l = repo_.locate_blob(repo::BlobType::kTree, q->id);
     if (!l || l->pack_id != at.pack_id || !within_span(*l) || held_ + bytes + l->raw_length > max_bytes_) {
+      others = others || queued;
       ++q;
       continue;
     }
@@ -78,7 +83,7 @@ std::vector<TreeAhead::Member> TreeAhead::neighbours(Item first, const repo::Blo
     group.push_back({std::move(*q), *l, false});
     q = queue_.erase(q);
   }
-  if (!queue_.empty() || span_ == 0) return group;
+  if (others || span_ == 0) return group;
   // Nothing else to load meanwhile: the walker waits for this read, and probably for the
   // subdirectories it will find in it next. Take along the pack's trees nearest to it that
   // nobody asked for yet.
