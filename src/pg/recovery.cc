@@ -14,6 +14,8 @@
 
 #include "pg/basebackup.h"
 #include "pg/wal.h"
+#include "pg/wal_pages.h"
+#include "pg/wal_spool.h"
 #include "repo/paths.h"
 #include "restore/restore.h"
 
@@ -161,19 +163,14 @@ std::string format_pg_time(TimeNs t) {
 }
 
 std::vector<std::string> first_recovery_segments(const BaseBackup& b, const RecoveryTarget& rt, unsigned count) {
-  std::vector<std::string> out;
   const uint64_t size = b.wal_segment_size;
-  if (count == 0 || size == 0) return out;
-  const uint64_t per_log = (uint64_t{1} << 32) / size;
-  const uint64_t first = b.start_lsn / size;
-  uint64_t last = first + count - 1;
-  if (rt.kind == RecoveryTarget::Kind::kLsn) last = std::min(last, std::max(first, rt.lsn / size));
-  for (uint64_t n = first; n <= last; n++) {
-    char name[25];
-    std::snprintf(name, sizeof name, "%08X%08X%08X", b.timeline, static_cast<unsigned>(n / per_log),
-                  static_cast<unsigned>(n % per_log));
-    out.emplace_back(name);
+  if (count == 0 || size == 0) return {};
+  uint64_t more = count - 1;  // after the one holding the start
+  if (rt.kind == RecoveryTarget::Kind::kLsn) {
+    more = std::min(more, rt.lsn / size > b.start_lsn / size ? rt.lsn / size - b.start_lsn / size : 0);
   }
+  std::vector<std::string> out{segment_file_name(b.timeline, b.start_lsn, size)};
+  for (auto& n : next_segment_names(out.front(), size, static_cast<unsigned>(more))) out.push_back(std::move(n));
   return out;
 }
 

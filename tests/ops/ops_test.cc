@@ -42,6 +42,7 @@
 #include "ops/pg.h"
 #include "ops/restore.h"
 #include "ops/wal.h"
+#include "pg/wal_pages.h"
 #include "pg/wal_spool.h"
 #include "pg/pg_cluster.h"
 #include "pg/recovery.h"
@@ -965,6 +966,30 @@ TEST(WalSegmentNames, FollowTheTimelineAcrossLogsForEachSegmentSize) {
   EXPECT_TRUE(pg::next_segment_names("000000010000000000000001", 1 << 10, 3).empty());
 }
 
+// What a restore's prefetch fetches as the server starts: from the segment holding the base
+// backup's start, at most `count`, none past the one holding an LSN target.
+TEST(WalSegmentNames, RecoveryStartsAtTheBackupsSegmentAndStopsAtAnLsnTarget) {
+  pg::BaseBackup b;
+  b.timeline = 1;
+  b.start_lsn = 0x12000028;
+  b.wal_segment_size = 16 << 20;
+  pg::RecoveryTarget latest;
+  latest.kind = pg::RecoveryTarget::Kind::kLatest;
+  auto n = pg::first_recovery_segments(b, latest, 8);
+  ASSERT_EQ(n.size(), 8u);
+  EXPECT_EQ(n.front(), "000000010000000000000012");
+  EXPECT_EQ(n.back(), "000000010000000000000019");
+  pg::RecoveryTarget lsn;
+  lsn.kind = pg::RecoveryTarget::Kind::kLsn;
+  lsn.lsn = 0x14000010;
+  EXPECT_EQ(pg::first_recovery_segments(b, lsn, 8),
+            (std::vector<std::string>{"000000010000000000000012", "000000010000000000000013",
+                                      "000000010000000000000014"}));
+  lsn.lsn = 0x12000030;  // inside the first segment
+  EXPECT_EQ(pg::first_recovery_segments(b, lsn, 8), std::vector<std::string>{"000000010000000000000012"});
+  EXPECT_TRUE(pg::first_recovery_segments(b, latest, 0).empty());
+}
+
 // --- validation ----------------------------------------------------------------------------------
 
 // Every bad request: kInvalidArgument from validate() and from the entry point, naming the field,
@@ -1414,10 +1439,7 @@ TEST_F(OpsPgTest, BackupWindowsValidateRetainRestoreAndStart) {
   // Recovery's first segments were fetched into that spool as the server started, before it
   // asked for any: from the one holding the base backup's start on.
   const pg::BaseBackup& b = res->restored.base;
-  const uint64_t first = b.start_lsn / b.wal_segment_size, per_log = (uint64_t{1} << 32) / b.wal_segment_size;
-  char want_first[25];
-  std::snprintf(want_first, sizeof want_first, "%08X%08X%08X", b.timeline, static_cast<unsigned>(first / per_log),
-                static_cast<unsigned>(first % per_log));
+  const std::string want_first = pg::segment_file_name(b.timeline, b.start_lsn, b.wal_segment_size);
   ASSERT_FALSE(started->fetched_ahead.empty());
   EXPECT_EQ(started->fetched_ahead.front(), want_first);
   EXPECT_LE(started->fetched_ahead.size(), ops::kPrefetchSegments);
