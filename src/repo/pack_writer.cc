@@ -1,7 +1,6 @@
 #include "repo/pack_writer.h"
 
 #include <algorithm>
-#include <unordered_set>
 
 #include "repo/repository.h"
 
@@ -55,7 +54,7 @@ PackWriter::~PackWriter() {
 bool PackWriter::contains(BlobType type, const Id& id) {
   std::lock_guard<std::mutex> g(mu_);
   // This writer's own blobs first: one moves into the shared index before it leaves ours.
-  return in_flight_.count({type, id}) > 0 || uploaded_.contains(type, id) || repo_.has_blob(type, id);
+  return pending_.contains(type, id) || repo_.has_blob(type, id);
 }
 
 Result<bool> PackWriter::add(BlobType type, const Id& id, ByteView data) {
@@ -66,10 +65,8 @@ Result<bool> PackWriter::add(BlobType type, const Id& id, ByteView data, Compres
   std::unique_ptr<PackBuilder> packer;
   {
     std::unique_lock<std::mutex> lk(mu_);
-    if (in_flight_.count({type, id}) > 0 || uploaded_.contains(type, id) || repo_.has_blob(type, id)) {
-      return false;
-    }
-    in_flight_.insert({type, id});
+    if (pending_.contains(type, id) || repo_.has_blob(type, id)) return false;
+    pending_.insert(type, id);
     packer_cv_.wait(lk, [&] { return !idle_packers_.empty() || packers_out_ < max_packers_; });
     if (!idle_packers_.empty()) {
       packer = std::move(idle_packers_.back());
@@ -89,11 +86,13 @@ Result<bool> PackWriter::add(BlobType type, const Id& id, ByteView data, Compres
     const MasterKey& master = repo_.master_key();
     packer = std::make_unique<PackBuilder>(*master.encryption_key(master.current_generation),
                                            master.current_generation, std::move(buffer), buffer_size_);
+    // As many blobs as the last full pack held, and a sixteenth more.
+    if (const size_t last = last_pack_blobs_.load(); last > 0) packer->reserve_blobs(last + last / 16);
     if (repo_.backend().streams_writes()) {
       auto writer = repo_.backend().open_writer({ObjectType::kData, hex(packer->id())});
       if (!writer.ok()) {
         std::lock_guard<std::mutex> g(mu_);
-        in_flight_.erase({type, id});
+        pending_.erase(type, id);
         packers_out_--;
         packer_cv_.notify_all();
         return writer.error();
@@ -107,7 +106,7 @@ Result<bool> PackWriter::add(BlobType type, const Id& id, ByteView data, Compres
     // The pack's file could not be written: it and the blobs in it are lost; the caller fails.
     Error e = packer->stream_status().error();
     std::lock_guard<std::mutex> g(mu_);
-    for (const auto& b : packer->record().blobs) in_flight_.erase({b.type, b.id});
+    for (const auto& b : packer->record().blobs) pending_.erase(b.type, b.id);
     packers_out_--;
     packer_cv_.notify_all();
     return e;
@@ -116,6 +115,7 @@ Result<bool> PackWriter::add(BlobType type, const Id& id, ByteView data, Compres
   raw_bytes_ += data.size();
   stored_bytes_ += stored;
   if (packer->size() >= pack_target_) {
+    last_pack_blobs_ = packer->blob_count();
     Status st = enqueue_upload(std::move(packer));
     std::lock_guard<std::mutex> g(mu_);
     packers_out_--;
@@ -186,13 +186,13 @@ Status PackWriter::upload_pack(std::unique_ptr<PackBuilder> packer) {
   {
     std::lock_guard<std::mutex> g(mu_);
     if (free_buffers_.size() < max_packers_) free_buffers_.push_back(std::move(data));
-    for (const auto& b : record.blobs) in_flight_.erase({b.type, b.id});
-    if (!st.ok()) return st;
-    // The pack is durable: only now may this writer's lookups find its blobs in it, and an
-    // index file name it.
+    if (!st.ok()) {
+      for (const auto& b : record.blobs) pending_.erase(b.type, b.id);
+      return st;
+    }
+    // The pack is durable: an index file may name it now. Its blobs stay this writer's until
+    // one does (indexed()).
     packs_++;
-    uploaded_.add_pack(record);
-    uploaded_records_.push_back(record);
   }
   return index_writer_.add(std::move(record));
 }
@@ -200,16 +200,10 @@ Status PackWriter::upload_pack(std::unique_ptr<PackBuilder> packer) {
 void PackWriter::indexed(const std::vector<PackRecord>& packs) {
   // Into the shared index first, then out of ours: a lookup finds each blob in one of them.
   repo_.add_indexed_packs(packs);
-  std::unordered_set<Id, IdHash> done;
-  for (const auto& p : packs) done.insert(p.id);
   std::lock_guard<std::mutex> g(mu_);
-  std::vector<PackRecord> left;
-  for (auto& r : uploaded_records_) {
-    if (!done.count(r.id)) left.push_back(std::move(r));
+  for (const auto& p : packs) {
+    for (const auto& b : p.blobs) pending_.erase(b.type, b.id);
   }
-  uploaded_records_ = std::move(left);
-  uploaded_ = Index();
-  for (const auto& r : uploaded_records_) uploaded_.add_pack(r);
 }
 
 Status PackWriter::flush() {

@@ -28,9 +28,9 @@
 #include <mutex>
 #include <optional>
 #include <thread>
-#include <unordered_set>
 #include <vector>
 
+#include "repo/blob_set.h"
 #include "repo/compress.h"
 #include "repo/index.h"
 #include "repo/index_writer.h"
@@ -75,15 +75,6 @@ class PackWriter {
   Stats stats() const;
 
  private:
-  struct TypedId {
-    BlobType type;
-    Id id;
-    bool operator==(const TypedId&) const = default;
-  };
-  struct TypedIdHash {
-    size_t operator()(const TypedId& t) const { return IdHash{}(t.id) ^ static_cast<size_t>(t.type); }
-  };
-
   // Hands a full pack to the uploader threads; blocks until one of them is free.
   Status enqueue_upload(std::unique_ptr<PackBuilder> packer);
   void uploader();
@@ -99,9 +90,9 @@ class PackWriter {
 
   std::mutex mu_;
   std::condition_variable packer_cv_;
-  std::unordered_set<TypedId, TypedIdHash> in_flight_;  // blobs in open or uploading packs
-  Index uploaded_;                                     // uploaded packs no index file names yet
-  std::vector<PackRecord> uploaded_records_;           // the same packs, to rebuild uploaded_
+  // Blobs in open or uploading packs, and in uploaded packs no index file names yet: one key
+  // each (the records of uploaded packs wait in the index writer only).
+  BlobSet pending_;
   std::vector<std::unique_ptr<PackBuilder>> idle_packers_;
   size_t packers_out_ = 0;                             // packers being filled by threads
   size_t max_packers_ = 2;
@@ -118,6 +109,7 @@ class PackWriter {
   std::optional<Error> upload_error_;
 
   std::atomic<uint64_t> blobs_{0}, raw_bytes_{0}, stored_bytes_{0}, packs_{0};
+  std::atomic<size_t> last_pack_blobs_{0};  // blobs in the last pack closed full
 };
 
 }  // namespace haven::repo

@@ -93,6 +93,36 @@ TEST_F(SessionTest, OtherSessionsFindABlobOnlyOnceAnIndexFileNamesItsPack) {
   EXPECT_EQ(*back, data);
 }
 
+// Between its pack's upload and the index file that names it, a blob is still the session's:
+// found by it (and not stored again), not by others.
+TEST_F(SessionTest, ABlobOfAnUploadedPackNoIndexFileNamesYetIsStillFoundByItsSession) {
+  Session a(*repo_), b(*repo_);
+  std::vector<Bytes> data;
+  std::vector<Id> ids;
+  for (uint64_t i = 0; i < 12; i++) {
+    data.push_back(blob_data(200 * 1024, 100 + i));
+    auto id = a.save_blob(BlobType::kData, data.back());
+    ASSERT_TRUE(id.ok());
+    ids.push_back(*id);
+  }
+  // 2.4 MB in packs closed at 1 MiB: two packs, uploaded in the background; no index file
+  // (under 10,000 blobs).
+  for (int i = 0; i < 1000 && count(ObjectType::kData) < 2; i++) usleep(10000);
+  EXPECT_EQ(count(ObjectType::kData), 2u);
+  EXPECT_EQ(count(ObjectType::kIndex), 0u);
+  for (size_t i = 0; i < ids.size(); i++) {
+    EXPECT_TRUE(a.has_blob(BlobType::kData, ids[i]));
+    EXPECT_FALSE(b.has_blob(BlobType::kData, ids[i]));
+    auto again = a.save_blob_with_id(BlobType::kData, ids[i], data[i]);
+    ASSERT_TRUE(again.ok());
+    EXPECT_FALSE(*again) << "blob " << i << " stored twice";
+  }
+  ASSERT_TRUE(a.flush().ok());
+  EXPECT_EQ(a.stats().blobs, 12u);
+  EXPECT_EQ(count(ObjectType::kIndex), 1u);
+  for (const Id& id : ids) EXPECT_TRUE(b.has_blob(BlobType::kData, id));
+}
+
 // The choice made for blobs two sessions write at the same time: each stores its own copy
 // (prune removes the duplicate later), and each counts it. Sharing in-flight blobs would let
 // one session's snapshot reference a pack another session might never upload or index.
