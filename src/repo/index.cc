@@ -274,7 +274,7 @@ void Index::spill() {
   spilled_ += count_;
   runs_.push_back(std::move(run));
   blocks_.clear();
-  slots_ = {};
+  slots_ = PageVector<uint32_t>();  // freed (`= {}` would only clear it: its pages stay)
   count_ = 0;
   if (runs_.size() > kMaxRuns) compact();
   fit_table();
@@ -403,8 +403,8 @@ void Index::compact() {
   // The merge reads the runs from disk only: their filters go first, so that the merged run's
   // are never held beside them. If the merge fails, they are read back from the runs.
   for (auto& r : runs_) {
-    r.bloom = {};
-    r.pages = {};
+    r.bloom = PageVector<uint64_t>();  // freed, not just cleared
+    r.pages = PageVector<PageKey>();
   }
   Run merged;
   Status s = merge_runs(**f, merged);

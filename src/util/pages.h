@@ -13,6 +13,7 @@
 
 #include <sys/mman.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -23,6 +24,23 @@
 namespace haven {
 
 inline constexpr size_t kMapMin = 64u << 10;
+
+// Bytes PageAllocator has mapped and not unmapped, in the whole process, and the most since
+// the last reset: lets a test see what a phase holds at once, which a structure's own
+// accounting (its capacity after the phase) does not show.
+namespace detail {
+inline std::atomic<size_t> pages_mapped{0};
+inline std::atomic<size_t> pages_mapped_peak{0};
+inline void count_mapped(size_t bytes) {
+  const size_t now = pages_mapped.fetch_add(bytes) + bytes;
+  size_t peak = pages_mapped_peak.load();
+  while (now > peak && !pages_mapped_peak.compare_exchange_weak(peak, now)) {
+  }
+}
+}  // namespace detail
+inline size_t pages_mapped() { return detail::pages_mapped.load(); }
+inline size_t pages_mapped_peak() { return detail::pages_mapped_peak.load(); }
+inline void reset_pages_mapped_peak() { detail::pages_mapped_peak = detail::pages_mapped.load(); }
 
 template <typename T>
 class PageAllocator {
@@ -39,6 +57,7 @@ class PageAllocator {
     if (bytes < kMapMin) return static_cast<T*>(::operator new(bytes));
     void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) throw std::bad_alloc();
+    detail::count_mapped(bytes);
     return static_cast<T*>(p);
   }
 
@@ -48,6 +67,7 @@ class PageAllocator {
       ::operator delete(p);
     } else {
       ::munmap(p, bytes);
+      detail::pages_mapped.fetch_sub(bytes);
     }
   }
 

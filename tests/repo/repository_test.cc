@@ -2282,6 +2282,49 @@ TEST(IndexTest, BoundedIndexSpillsToDiskAndFindsEverything) {
   EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
 }
 
+// What a spill and a merge hold at once. A spill frees the table it wrote out: right after
+// one, the index holds its runs' filters and the few entries added since, not the old table's
+// slots. A merge frees the runs' filters before it builds the merged run's: the pages mapped
+// during compact() never exceed those before it by more than its read buffers (fails if either
+// is only cleared: `v = {}` keeps a vector's pages).
+TEST(IndexTest, SpillAndMergeFreeWhatTheyReplace) {
+  TempDir dir;
+  Index index(IndexOptions{4u << 20, dir.path()});
+  std::mt19937_64 rng(5);
+  auto pack = [&](size_t n) {
+    PackRecord rec;
+    rec.id = random_id();
+    for (uint32_t i = 0; i < n; i++) {
+      Id id;
+      for (size_t k = 0; k < id.size(); k += 8) {
+        const uint64_t v = rng();
+        std::memcpy(id.data() + k, &v, 8);
+      }
+      rec.blobs.push_back({BlobType::kData, id, i, 1, 1});
+    }
+    return rec;
+  };
+  while (index.spilled_count() == 0) index.add_pack(pack(100));
+  // The table restarted with at most one pack's entries: one block of 4,096 (200,704 bytes)
+  // and a small slot table; the run's filter and page keys ~1.65 bytes per spilled blob; 36
+  // bytes per pack. The old table's slots would be 512 KiB (131,072 for ~70,000 entries).
+  EXPECT_LT(index.memory_bytes(),
+            index.spilled_count() * 2 + 200704 + 16384 + index.pack_count() * 40);
+  // Six runs of ~70,000 blobs, then a merge of all of them by hand.
+  while (index.run_count() < 6) index.add_pack(pack(1000));
+  const size_t spilled = index.spilled_count();
+  const size_t before = pages_mapped();
+  reset_pages_mapped_peak();
+  index.compact();
+  EXPECT_OK(index.status());
+  EXPECT_EQ(index.run_count(), 1u);
+  EXPECT_EQ(index.spilled_count(), spilled);
+  // The filters of ~`spilled` blobs are ~1.65 bytes each, old or new: held twice, they would
+  // add that much again. A merge reads each run through a 49 KiB buffer.
+  EXPECT_LT(pages_mapped_peak(), before + 6 * (50u << 10) + spilled / 4);
+  EXPECT_GT(spilled * 165 / 100, 6 * (50u << 10) + spilled / 4);  // the bound can tell
+}
+
 // A spill directory that cannot be used keeps the entries in memory and says why.
 TEST(IndexTest, SpillFailureKeepsEntriesInMemoryAndIsReported) {
   TempDir dir;
