@@ -2,7 +2,7 @@
 # Haven on generated trees of 50,000 to 1,000,000 small files (issue 15's scaling curve): first
 # backup, unchanged re-backup, restore and check --read-data, each timed with its peak memory,
 # per tree size, and the index: bytes per blob in the repository's index files and bytes of
-# memory it holds (default --index-memory: beyond 4 MiB it stays sorted on disk in the cache
+# memory it holds (default --index-memory: beyond 2 MiB it stays sorted on disk in the cache
 # directory). One run per size; the table goes to stdout.
 #   bench/scale.sh [path/to/haven]
 # Extra arguments for every haven command: BENCH_HAVEN_ARGS (e.g. "--index-memory 0", the

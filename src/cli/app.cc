@@ -90,7 +90,7 @@ App::App() : app_("Haven: deduplicated, compressed, encrypted backups", "haven")
       ->envname("HAVEN_CACHE_DIR");
   app_.add_option("--index-memory", globals_.index_memory,
                   "memory the repository index may use before the rest is kept sorted on disk "
-                  "in the cache directory, e.g. 4MiB (env HAVEN_INDEX_MEMORY; default 4MiB; 0 = "
+                  "in the cache directory, e.g. 8MiB (env HAVEN_INDEX_MEMORY; default 2MiB; 0 = "
                   "all in memory)")
       ->envname("HAVEN_INDEX_MEMORY");
   app_.add_option("--memory-limit", globals_.memory_limit,
@@ -398,7 +398,10 @@ Result<std::unique_ptr<repo::Repository>> App::open_repository(const repo::OpenO
 
 // The default index bound keeps memory flat as a repository grows (repo/index.h: ~4 MiB plus
 // ~1.65 bytes per blob beyond ~70,000 blobs).
-constexpr uint64_t kDefaultIndexMemory = 4u << 20;
+// About 35,000 blobs in memory, the rest on disk: the table fills this bound in the first
+// ~35,000 blobs of any backup, so its peak is the same for 50,000 files as for a million (at 4
+// MiB it grew 15-16% between them), and lookups cost no measurable time more (session 29).
+constexpr uint64_t kDefaultIndexMemory = 2u << 20;
 
 Result<repo::MemoryBudget> App::memory_budget() {
   repo::MemoryBudget budget;
