@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -1139,6 +1140,50 @@ TEST_F(BackupTest, ChunksHashedByIdleWorkersAreTheOnesOneWorkerMakesInOrder) {
   EXPECT_TRUE(read_file(dir_ + "/out/src/big") == read_file(src + "/big")) << "content differs";
   RunResult check = cli(dir_ + "/repo", {"check", "--read-data"});
   EXPECT_EQ(check.code, 0) << describe(check);
+}
+
+// Small files go to the workers without a wake-up each: the walker wakes a worker once a few
+// files wait (and at a directory's last), and is woken itself when half the queue is free, not
+// at every file taken. Each wake-up is a voluntary context switch of the sleeper; handing files
+// over one by one cost ~0.6 per file (a 60,000-file backup: 35,000-40,000 switches, now ~3,300).
+TEST_F(BackupTest, SmallFilesReachTheWorkersWithoutAWakeUpEach) {
+  const std::string src = dir_ + "/src";
+  make_dir(src);
+  constexpr int kDirs = 40, kPerDir = 100;
+  for (int d = 0; d < kDirs; d++) {
+    const std::string dir = src + "/d" + std::to_string(d);
+    make_dir(dir);
+    for (int f = 0; f < kPerDir; f++) {
+      const int n = d * kPerDir + f;
+      write_file(dir + "/f" + std::to_string(f),
+                 random_bytes(512, static_cast<uint64_t>(n) + 1) + std::string(1024 + n % 2048, 'a' + n % 26));
+    }
+  }
+  ASSERT_FALSE(HasFailure());
+  auto repo = init_repo(dir_ + "/repo");
+  ASSERT_TRUE(repo);
+  backup::Options o;
+  o.paths = {src};
+  o.threads = 2;
+  struct rusage before {}, after {};
+  getrusage(RUSAGE_SELF, &before);  // every thread of the process, ended ones included
+  Result<backup::Summary> s = [&] {
+    repo::Session session(*repo);
+    return backup::run(session, o, sink_);
+  }();
+  getrusage(RUSAGE_SELF, &after);
+  ASSERT_OK(s);
+  EXPECT_EQ(stat_of(s->snapshot, "files_new"), uint64_t{kDirs * kPerDir});
+  const long switches = after.ru_nvcsw - before.ru_nvcsw;
+  RecordProperty("voluntary_context_switches", std::to_string(switches));
+  // At worst a worker runs dry and sleeps once per 8 files and per directory (540 here; ~190
+  // measured); handing files over one by one measured 1,030.
+  EXPECT_LT(switches, 600) << "context switches for " << kDirs * kPerDir << " files";
+  // And every file is in the snapshot with its bytes.
+  repo.reset();
+  cli_restore(dir_ + "/repo", "latest", dir_ + "/out");
+  EXPECT_TRUE(read_file(dir_ + "/out/src/d39/f99") == read_file(src + "/d39/f99"));
+  EXPECT_TRUE(read_file(dir_ + "/out/src/d0/f0") == read_file(src + "/d0/f0"));
 }
 
 // Under compression medium a large file whose first bytes compress as small at zstd level 1 is
