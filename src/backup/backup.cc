@@ -873,6 +873,7 @@ bool Archiver::queue_file(FileJob job, bool last) {
   std::unique_lock<std::mutex> lk(mu_);
   while (queue_.size() >= opts_.queue_depth && !closing_) {
     walker_waits_ = true;
+    queue_cv_.notify_all();  // a full queue is never left to sleeping workers (a depth under 8)
     space_cv_.wait(lk);
   }
   if (closing_) return false;

@@ -1179,6 +1179,18 @@ TEST_F(BackupTest, SmallFilesReachTheWorkersWithoutAWakeUpEach) {
   // At worst a worker runs dry and sleeps once per 8 files and per directory (540 here; ~190
   // measured); handing files over one by one measured 1,030.
   EXPECT_LT(switches, 600) << "context switches for " << kDirs * kPerDir << " files";
+  // A queue shorter than the wake-up batch fills before any worker is woken for it: the
+  // walker wakes them before it waits for room (else this backup would never end).
+  o.queue_depth = 3;
+  o.strategy = "full";
+  Result<backup::Summary> shallow = [&] {
+    repo::Session session(*repo);
+    return backup::run(session, o, sink_);
+  }();
+  ASSERT_OK(shallow);
+  EXPECT_EQ(stat_of(shallow->snapshot, "files_new") + stat_of(shallow->snapshot, "files_changed") +
+                stat_of(shallow->snapshot, "files_unchanged"),
+            uint64_t{kDirs * kPerDir});
   // And every file is in the snapshot with its bytes.
   repo.reset();
   cli_restore(dir_ + "/repo", "latest", dir_ + "/out");
