@@ -17,7 +17,8 @@ namespace haven::pg {
 Result<std::string> find_pg_bin(const std::string& datadir, const std::string& bin_dir);
 
 // `pg_ctl start` on `datadir` (log to <datadir>/haven-recovery.log), then wait_for_recovery().
-// On failure the error quotes the end of the server log.
+// For a data directory a restore has just made durable: PostgreSQL 14 and later start with
+// recovery_init_sync_method=syncfs. On failure the error quotes the end of the server log.
 Status start_and_wait_for_recovery(const std::string& datadir, const std::string& bin_dir,
                                    std::chrono::seconds timeout);
 

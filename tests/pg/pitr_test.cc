@@ -225,6 +225,10 @@ TEST_F(PgPitrTest, PointInTimeRecoveryToATimestampAndToTheLatest) {
   EXPECT_EQ(at_t->psql("SELECT count(*) FROM t1 WHERE x = 5000"), "0");
   // A copy never archives into the original's repository unless asked to.
   EXPECT_EQ(at_t->psql("SHOW archive_mode"), "off");
+  // Its start made the restored files durable with one syncfs, not a pass fsyncing each file,
+  // and only for that start: the configuration does not keep it.
+  EXPECT_EQ(at_t->psql("SHOW recovery_init_sync_method"), "syncfs");
+  EXPECT_FALSE(contains(file_bytes(dir_ + "/at-t/postgresql.auto.conf"), "recovery_init_sync_method"));
   // Validation: sound, and its row counts match what the backup recorded where nothing changed.
   r = hv({"pg", "validate", "--conninfo", at_t->conninfo(), "--against", "latest"});
   EXPECT_EQ(r.code, 0) << describe(r);
