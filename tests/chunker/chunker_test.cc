@@ -191,6 +191,25 @@ TEST(ChunkerTest, MatchesReferenceModel) {
     }
     EXPECT_GT(count, data.size() / p.max_size);
   }
+  // Every length of input, odd and even, with an odd minimum: the scan takes two bytes a step,
+  // so a cut on the first or second byte of a step, and a last byte left over, must all give
+  // the reference's answer (with and without eof).
+  const Params odd{17, 64, 128};
+  Chunker c(odd, gear1());
+  Bytes data = random_bytes(64 * 1024, 8);
+  size_t odd_cuts = 0, even_cuts = 0;
+  for (size_t start = 0; start + 160 <= data.size(); start += 97) {
+    for (size_t n = 0; n <= 160; n++) {
+      ByteView v = ByteView(data).subspan(start, n);
+      for (bool eof : {false, true}) {
+        size_t got = c.next_cut(v, eof);
+        ASSERT_EQ(got, reference_cut(odd, gear1(), v, eof)) << "start " << start << " length " << n;
+        if (n == 160 && eof && got < odd.max_size) (got % 2 ? odd_cuts : even_cuts)++;
+      }
+    }
+  }
+  EXPECT_GT(odd_cuts, 50u);
+  EXPECT_GT(even_cuts, 50u);
 }
 
 TEST(ChunkerTest, BoundsAndAverageSize) {
