@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include "util/pages.h"
+
 namespace haven::repo {
 
 int zstd_level(Compression c) {
@@ -139,7 +141,7 @@ size_t compress_in_parts(int level, ByteView data, uint8_t* out, size_t parts) {
 
 std::span<uint8_t> encode_record_scratch(Compression c, ByteView data, size_t extra, int workers) {
   // An uninitialised per-thread buffer: resizing a vector would zero it on every call.
-  thread_local std::unique_ptr<uint8_t[]> work;
+  thread_local PageArray<uint8_t> work;
   thread_local size_t work_size = 0;
   const bool compress = c != Compression::kNone && data.size() >= 64;
   // Large data on several threads: one frame per part of at least 2 MiB (parts compress
@@ -153,8 +155,9 @@ std::span<uint8_t> encode_record_scratch(Compression c, ByteView data, size_t ex
   }
   size_t need = 1 + (compress ? std::max(bound, data.size()) : data.size()) + extra;
   if (work_size < need) {
-    work = std::make_unique_for_overwrite<uint8_t[]>(need);
-    work_size = need;
+    work.reset();  // the old one goes back before the new one is mapped
+    work_size = 0;
+    work = make_scratch_buffer(need, work_size);
   }
   if (compress) {
     size_t n;

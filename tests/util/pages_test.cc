@@ -6,6 +6,7 @@
 #include <malloc.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -58,6 +59,50 @@ TEST(PagesTest, VectorsGrowCopyAndCompareAsUsual) {
   EXPECT_EQ(small[7], 7u);
   v = {};
   EXPECT_TRUE(v.empty());
+}
+
+// The VmFlags line of the /proc/self/smaps entry whose range holds `p` ("" if none).
+std::string vm_flags_at(const void* p) {
+  const auto at = reinterpret_cast<uintptr_t>(p);
+  std::ifstream in("/proc/self/smaps");
+  std::string line;
+  bool inside = false;
+  while (std::getline(in, line)) {
+    uintptr_t lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2 && line.find('-') < line.find(' ')) {
+      inside = lo <= at && at < hi;
+    } else if (inside && line.rfind("VmFlags:", 0) == 0) {
+      return line;
+    }
+  }
+  return "";
+}
+
+TEST(PagesTest, LargeScratchIsWholeHugePagesAdvisedAndGoesBack) {
+  const size_t before = pages_mapped();
+  size_t cap = 0;
+  {
+    PageArray<uint8_t> big = make_scratch_buffer((9u << 20) + 1, cap);
+    ASSERT_NE(big.get(), nullptr);
+    EXPECT_EQ(cap, 10u << 20) << "rounded up to whole 2 MiB pages";
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(big.get()) % kHugePage, 0u) << "aligned to a huge page";
+    EXPECT_EQ(pages_mapped(), before + cap);
+    std::memset(big.get(), 0x5a, cap);  // all of it is ours to write
+    EXPECT_EQ(big[cap - 1], 0x5a);
+    // Advised for transparent huge pages ("hg"): whether the kernel grants them is its choice.
+    const std::string flags = vm_flags_at(big.get() + cap / 2);
+    ASSERT_FALSE(flags.empty());
+    EXPECT_NE(flags.find(" hg"), std::string::npos) << flags;
+    // The trimmed head and tail are not ours: no mapping of this buffer reaches past its end.
+    const std::string after_end = vm_flags_at(big.get() + cap);
+    EXPECT_EQ(after_end.find(" hg"), std::string::npos) << after_end;
+  }
+  EXPECT_EQ(pages_mapped(), before) << "unmapped when released";
+
+  PageArray<uint8_t> small = make_scratch_buffer(3u << 20, cap);
+  EXPECT_EQ(cap, 3u << 20) << "below 8 MiB: the size asked for";
+  const std::string flags = vm_flags_at(small.get() + (1u << 20));
+  EXPECT_EQ(flags.find(" hg"), std::string::npos) << flags;
 }
 
 }  // namespace
