@@ -118,7 +118,8 @@ Result<WalFetchResult> wal_fetch(storage::Backend& backend, const WalFetchReques
       generation = h.key_generation;
     }
     HAVEN_ASSIGN(pg::WalKey key, wal_key(backend, request.wal_key_file, open_repository, generation));
-    HAVEN_ASSIGN(Bytes data, repo::open_wal_object(key, request.name, *object));
+    Scratch scratch;
+    HAVEN_ASSIGN(ByteView data, repo::open_wal_object_view(key, request.name, *object, scratch));
     HAVEN_TRY(pg::write_local_wal_file(request.path, data));
     out.found = true;
     out.bytes = data.size();
@@ -173,8 +174,10 @@ Result<WalPrefetchResult> wal_prefetch(storage::Backend& backend, const WalPrefe
   const CancelToken& cancel = current_cancel();
   auto worker = [&] {
     CancelScope scope(cancel);
+    Bytes object;
+    Scratch scratch;
     for (size_t i; (i = next++) < stop.load();) {
-      auto data = pg::fetch(backend, key, names[i]);
+      auto data = pg::fetch_view(backend, key, names[i], object, scratch);
       Status st = data.ok() ? spool.put(names[i], *data) : Status(data.error());
       if (!st.ok()) {
         size_t s = stop.load();

@@ -198,6 +198,15 @@ Result<Bytes> fetch(storage::Backend& backend, const WalKey& key, const std::str
   return repo::open_wal_object(key, name, object);
 }
 
+Result<ByteView> fetch_view(storage::Backend& backend, const WalKey& key, const std::string& name, Bytes& object,
+                            Scratch& scratch) {
+  if (!is_wal_file_name(name)) {
+    return Error(Error::Code::kInvalidArgument, "'" + name + "' is not a WAL file name");
+  }
+  HAVEN_ASSIGN(object, backend.load({ObjectType::kWal, name}));
+  return repo::open_wal_object_view(key, name, object, scratch);
+}
+
 Result<PushOutcome> push(storage::Backend& backend, const WalKey& key, const std::string& name,
                          ByteView content, repo::Compression compression, int workers) {
   if (!is_wal_file_name(name)) {

@@ -65,6 +65,10 @@ Result<PushOutcome> push(storage::Backend& backend, const WalKey& key, const std
                          int workers = 1);
 // The plaintext of wal/<name>; kNotFound if it is not archived.
 Result<Bytes> fetch(storage::Backend& backend, const WalKey& key, const std::string& name);
+// The same without copies (repo::open_wal_object_view): the object is loaded into `object` and
+// opened there; the contents live in `object` or `scratch`.
+Result<ByteView> fetch_view(storage::Backend& backend, const WalKey& key, const std::string& name, Bytes& object,
+                            Scratch& scratch);
 // The local side of archive_command / restore_command: writes a WAL file under a temporary name
 // in the same directory, then renames it (a killed fetch leaves no partial file where
 // PostgreSQL would read it); MappedWalFile reads one, mapped read-only instead of copied

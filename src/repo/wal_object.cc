@@ -77,8 +77,10 @@ Status save_wal_object(storage::Backend& backend, const WalKey& key, const std::
   return writer->commit();
 }
 
-Result<Bytes> open_wal_object(const WalKey& key, const std::string& name, ByteView object) {
-  std::string what = "WAL file " + name;
+namespace {
+
+// The header of the WAL object `what`, checked against `key`.
+Result<Header> wal_header(const WalKey& key, ByteView object, const std::string& what) {
   HAVEN_ASSIGN(Header h, parse_header(object, what));
   if (h.kind != ObjectKind::kWal) return Error(Error::Code::kCorrupt, what + ": wrong object kind");
   if (h.key_generation != key.generation) {
@@ -86,14 +88,40 @@ Result<Bytes> open_wal_object(const WalKey& key, const std::string& name, ByteVi
                                             std::to_string(h.key_generation) + ", the WAL key is for generation " +
                                             std::to_string(key.generation));
   }
+  return h;
+}
+
+Error not_authentic(const std::string& what) {
+  return Error(Error::Code::kCorrupt,
+               what + ": authentication failed (damaged, stored under another name, or sealed "
+                      "with another repository's WAL key)");
+}
+
+}  // namespace
+
+Result<Bytes> open_wal_object(const WalKey& key, const std::string& name, ByteView object) {
+  std::string what = "WAL file " + name;
+  HAVEN_ASSIGN(Header h, wal_header(key, object, what));
   crypto::SecretKey subkey = object_key(key.key, h);
   Bytes plain;
   if (!open_record(subkey, h, kPrefixSize, aad_for(name), object.subspan(kPrefixSize), plain)) {
-    return Error(Error::Code::kCorrupt,
-                 what + ": authentication failed (damaged, stored under another name, or sealed "
-                        "with another repository's WAL key)");
+    return not_authentic(what);
   }
   auto body = decode_record(plain, kMaxWalFile);
+  if (!body.ok()) return body.error().with_context(what);
+  return body;
+}
+
+Result<ByteView> open_wal_object_view(const WalKey& key, const std::string& name, std::span<uint8_t> object,
+                                      Scratch& scratch) {
+  std::string what = "WAL file " + name;
+  HAVEN_ASSIGN(Header h, wal_header(key, object, what));
+  std::span<uint8_t> sealed = object.subspan(kPrefixSize);
+  if (sealed.size() < crypto::kTagSize ||
+      !open_record_in_place(object_key(key.key, h), h, kPrefixSize, aad_for(name), sealed)) {
+    return not_authentic(what);
+  }
+  auto body = decode_record_view(ByteView(sealed.data(), sealed.size() - crypto::kTagSize), kMaxWalFile, scratch);
   if (!body.ok()) return body.error().with_context(what);
   return body;
 }

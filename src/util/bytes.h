@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "util/pages.h"
+
 namespace haven {
 
 using Bytes = std::vector<uint8_t>;
@@ -39,22 +41,23 @@ inline void put_u64be(uint8_t* p, uint64_t v) {
   for (int i = 0; i < 8; i++) p[i] = static_cast<uint8_t>(v >> (8 * (7 - i)));
 }
 // A growable buffer that is never zeroed. Reused from call to call it keeps its pages, where a
-// fresh vector per call would map, fault in and zero its memory each time.
+// fresh vector per call would map, fault in and zero its memory each time; from 8 MiB on it is
+// in huge pages (make_scratch_buffer).
 class Scratch {
  public:
   // At least n bytes; the contents are unspecified (what the last use left, or garbage).
   uint8_t* reserve(size_t n) {
     if (n > capacity_) {
       data_.reset();
-      data_ = std::make_unique_for_overwrite<uint8_t[]>(n);
-      capacity_ = n;
+      capacity_ = 0;
+      data_ = make_scratch_buffer(n, capacity_);
     }
     return data_.get();
   }
   size_t capacity() const { return capacity_; }
 
  private:
-  std::unique_ptr<uint8_t[]> data_;
+  PageArray<uint8_t> data_;
   size_t capacity_ = 0;
 };
 

@@ -9,6 +9,7 @@
 #include "pg/wal_pages.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
@@ -83,6 +84,42 @@ TEST_F(WalTest, PushFetchRoundTripAndObjectsRevealNothing) {
   ASSERT_FALSE(renamed.ok());
   EXPECT_EQ(renamed.error().code(), Error::Code::kCorrupt);
   auto missing = pg::fetch(*be_, key_, "000000010000000000000009");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code(), Error::Code::kNotFound);
+}
+
+// fetch_view (wal-fetch and the prefetch): the same contents as fetch, a compressed segment
+// from the scratch and a stored one from the object itself, and the same refusals.
+TEST_F(WalTest, FetchViewOpensInPlaceWithTheSameContentsAndRefusals) {
+  const std::string packed = std::string(9 << 20, 'W') + random_bytes(1 << 20, 5);  // compresses
+  const std::string raw = random_bytes(1 << 20, 6);                                    // stored as is
+  ASSERT_EQ(*pg::push(*be_, key_, "000000010000000000000001", as_bytes(packed)), pg::PushOutcome::kStored);
+  ASSERT_EQ(*pg::push(*be_, key_, "000000010000000000000002", as_bytes(raw)), pg::PushOutcome::kStored);
+  Bytes object;
+  Scratch scratch;
+  auto a = pg::fetch_view(*be_, key_, "000000010000000000000001", object, scratch);
+  ASSERT_OK(a);
+  EXPECT_TRUE(std::string(a->begin(), a->end()) == packed);
+  EXPECT_EQ(a->data(), scratch.reserve(0)) << "a compressed segment decompresses into the scratch";
+  EXPECT_GE(scratch.capacity(), packed.size());
+  auto b = pg::fetch_view(*be_, key_, "000000010000000000000002", object, scratch);
+  ASSERT_OK(b);
+  EXPECT_TRUE(std::string(b->begin(), b->end()) == raw);
+  EXPECT_TRUE(b->data() >= object.data() && b->data() < object.data() + object.size())
+      << "a stored segment is read where it was decrypted";
+  // Renamed, or one byte flipped: refused as corrupt, as fetch() refuses them.
+  const std::string stored = read_file(repo_dir() + "/wal/000000010000000000000001");
+  write_file(repo_dir() + "/wal/000000010000000000000003", stored, 0444);
+  std::string flipped = stored;
+  flipped[flipped.size() / 2] ^= 0x40;
+  write_file(repo_dir() + "/wal/000000010000000000000004", flipped, 0444);
+  write_file(repo_dir() + "/wal/000000010000000000000005", stored.substr(0, 50), 0444);
+  for (const char* n : {"000000010000000000000003", "000000010000000000000004", "000000010000000000000005"}) {
+    auto bad = pg::fetch_view(*be_, key_, n, object, scratch);
+    ASSERT_FALSE(bad.ok()) << n;
+    EXPECT_EQ(bad.error().code(), Error::Code::kCorrupt) << n << ": " << bad.error().message();
+  }
+  auto missing = pg::fetch_view(*be_, key_, "000000010000000000000009", object, scratch);
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.error().code(), Error::Code::kNotFound);
 }
@@ -200,6 +237,17 @@ TEST_F(WalTest, WalPushAndFetchCommands) {
                            dir_ + "/RECOVERYXLOG"});
   ASSERT_EQ(f.code, 0) << describe(f);
   EXPECT_TRUE(read_file(dir_ + "/RECOVERYXLOG") == seg);
+  // A damaged copy of it under another segment's name: an error naming it, and no file where
+  // PostgreSQL would read one.
+  std::string obj = read_file(repo_dir() + "/wal/000000010000000000000010");
+  obj[obj.size() / 2] ^= 0x40;
+  write_file(repo_dir() + "/wal/000000010000000000000012", obj, 0444);
+  RunResult damaged = run_haven({"-r", repo_dir(), "wal-fetch", "--wal-key-file", kf, "000000010000000000000012",
+                                 dir_ + "/RECOVERYXLOG3"});
+  EXPECT_NE(damaged.code, 0) << describe(damaged);
+  EXPECT_NE(damaged.err.find("000000010000000000000012: authentication failed"), std::string::npos) << describe(damaged);
+  EXPECT_FALSE(exists(dir_ + "/RECOVERYXLOG3"));
+  ASSERT_EQ(::unlink((repo_dir() + "/wal/000000010000000000000012").c_str()), 0);
   // A file PostgreSQL asks for beyond the archive: exit 1, not a word.
   RunResult none = run_haven({"-r", repo_dir(), "wal-fetch", "--wal-key-file", kf, "000000010000000000000011",
                               dir_ + "/RECOVERYXLOG2"});
