@@ -94,7 +94,7 @@ PageArray<T> make_page_array(size_t n) {
 
 // Scratch memory for a buffer filled anew at every use, of at least n bytes; `capacity` gets
 // its usable size. From 8 MiB on (a WAL segment's record: 16 MiB and its compression bound) it
-// is whole 2 MiB pages, aligned to them and marked MADV_HUGEPAGE, so that a kernel whose
+// is whole 2 MiB pages, aligned to them and those within n marked MADV_HUGEPAGE, so that a kernel whose
 // transparent huge pages are on for madvise (Debian's default) or always backs it with huge
 // pages: writing a 4 MiB compressed segment into it then takes two page faults instead of a
 // thousand (30 WAL pushes, one process each: 68,000 faults -> 23,000, 6-8% less time). Smaller
@@ -114,7 +114,8 @@ inline PageArray<uint8_t> make_scratch_buffer(size_t n, size_t& capacity) {
   const uintptr_t start = (at + kHugePage - 1) & ~uintptr_t{kHugePage - 1};
   if (start > at) ::munmap(m, start - at);
   if (at + kHugePage > start) ::munmap(reinterpret_cast<void*>(start + bytes), at + kHugePage - start);
-  (void)::madvise(reinterpret_cast<void*>(start), bytes, MADV_HUGEPAGE);  // a hint: fine if refused
+  // Only the whole huge pages within n: a last one only partly used would be resident whole.
+  (void)::madvise(reinterpret_cast<void*>(start), n / kHugePage * kHugePage, MADV_HUGEPAGE);  // a hint
   detail::count_mapped(bytes);
   capacity = bytes;
   return PageArray<uint8_t>(reinterpret_cast<uint8_t*>(start), PageArrayDelete<uint8_t>{bytes});

@@ -93,6 +93,11 @@ TEST(PagesTest, LargeScratchIsWholeHugePagesAdvisedAndGoesBack) {
     const std::string flags = vm_flags_at(big.get() + cap / 2);
     ASSERT_FALSE(flags.empty());
     EXPECT_NE(flags.find(" hg"), std::string::npos) << flags;
+    // Past the whole huge pages within the size asked for, small pages (a last huge page only
+    // partly used would be resident whole).
+    const std::string tail = vm_flags_at(big.get() + (9u << 20));
+    ASSERT_FALSE(tail.empty());
+    EXPECT_EQ(tail.find(" hg"), std::string::npos) << tail;
     // The trimmed head and tail are not ours: no mapping of this buffer reaches past its end.
     const std::string after_end = vm_flags_at(big.get() + cap);
     EXPECT_EQ(after_end.find(" hg"), std::string::npos) << after_end;
