@@ -23,6 +23,7 @@
 #include "catalog/catalog.h"
 #include "config/config.h"
 #include "monitor/audit.h"
+#include "repo/index.h"
 #include "storage/limit.h"
 #include "util/sysinfo.h"
 #include "util/version.h"
@@ -396,14 +397,6 @@ Result<std::unique_ptr<repo::Repository>> App::open_repository(const repo::OpenO
   return repo;
 }
 
-// The default index bound keeps memory flat as a repository grows (repo/index.h: ~2 MiB up to
-// ~5 million blobs, ~1.65 bytes per blob beyond). About 35,000 blobs stay in memory, the rest
-// on disk: the table fills this bound in any backup's first ~35,000 blobs, so a backup's peak
-// is the same for 50,000 files as for a million (at 4 MiB it grew 15-16% between them). The
-// cost is a 4 KiB read from the page cache per lookup of a blob on disk: ~0.03 s more for an
-// unchanged re-backup of 60,000 small files, ~0.07 s for their check (session 29).
-constexpr uint64_t kDefaultIndexMemory = 2u << 20;
-
 Result<repo::MemoryBudget> App::memory_budget() {
   repo::MemoryBudget budget;
   if (globals_.memory_limit.empty()) return budget;
@@ -433,7 +426,7 @@ Status App::configure(repo::Repository& repo) {
   HAVEN_ASSIGN(repo::MemoryBudget budget, memory_budget());
   repo.set_memory_budget(budget);
   repo::IndexOptions o;
-  o.memory_bytes = budget.limited() ? budget.index_bytes() : kDefaultIndexMemory;
+  o.memory_bytes = budget.limited() ? budget.index_bytes() : repo::kDefaultIndexMemory;
   if (!globals_.index_memory.empty()) {
     HAVEN_ASSIGN(o.memory_bytes, parse_size(globals_.index_memory, "--index-memory"));
     if (o.memory_bytes != 0 && o.memory_bytes < (64u << 10)) {

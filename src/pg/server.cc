@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -70,13 +71,16 @@ std::optional<uint32_t> control_state(const std::string& datadir) {
 }
 constexpr uint32_t kDbInProduction = 6;
 
-// The cluster's major version from its PG_VERSION ("15", or "9.6" as 9), 0 if unreadable.
-int major_version(const std::string& datadir) {
+// The first line of the cluster's PG_VERSION ("15", or "9.6"), empty if unreadable.
+std::string pg_version(const std::string& datadir) {
   std::ifstream in(datadir + "/PG_VERSION");
-  int major = 0;
-  in >> major;
-  return in ? major : 0;
+  std::string major;
+  std::getline(in, major);
+  return major;
 }
+
+// The major version as a number ("9.6" as 9), 0 if unreadable.
+int major_version(const std::string& datadir) { return std::atoi(pg_version(datadir).c_str()); }
 
 }  // namespace
 
@@ -87,9 +91,7 @@ Result<std::string> find_pg_bin(const std::string& datadir, const std::string& b
     }
     return bin_dir;
   }
-  std::ifstream in(datadir + "/PG_VERSION");
-  std::string major;
-  std::getline(in, major);
+  const std::string major = pg_version(datadir);
   std::string dir = "/usr/lib/postgresql/" + major + "/bin";
   if (!major.empty() && exists(dir + "/pg_ctl")) return dir;
   return Error(Error::Code::kNotFound, "cannot find pg_ctl for PostgreSQL " + major +

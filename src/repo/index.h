@@ -73,6 +73,15 @@ struct PackRecord {
   std::vector<PackedBlob> blobs;
 };
 
+// The bound the CLI and the server give the index by default. It keeps memory flat as a
+// repository grows (~2 MiB up to ~5 million blobs, ~1.65 bytes per blob beyond). About 35,000
+// blobs stay in memory, the rest on disk: the table fills this bound in any backup's first
+// ~35,000 blobs, so a backup's peak is the same for 50,000 files as for a million (at 4 MiB it
+// grew 15-16% between them). The cost is a 4 KiB read from the page cache per lookup of a blob
+// on disk: ~0.03 s more for an unchanged re-backup of 60,000 small files, ~0.07 s for their
+// check (session 29).
+inline constexpr size_t kDefaultIndexMemory = size_t{2} << 20;
+
 struct IndexOptions {
   // Bytes the in-memory table may use (entries and slots); 0: no bound, nothing spills.
   size_t memory_bytes = 0;

@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "catalog/tokens.h"
+#include "repo/index.h"
 #include "server/api.h"
 #include "util/sysinfo.h"
 
@@ -101,9 +102,10 @@ Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options) {
   s->async_ = std::make_unique<AsyncSink>(*s->bus_);
   jobs::ServiceOptions so;
   so.server_instance = options.instance;
-  // The index of each repository keeps 2 MiB in memory (the CLI's default), the rest sorted on
-  // disk beside the catalog (an unlinked file): memory does not grow with the repositories.
-  so.index.memory_bytes = 2u << 20;
+  // The index of each repository keeps its default bound in memory (as the CLI's), the rest
+  // sorted on disk beside the catalog (an unlinked file): memory does not grow with the
+  // repositories.
+  so.index.memory_bytes = repo::kDefaultIndexMemory;
   so.index.spill_dir = std::filesystem::path(shared->server.catalog).parent_path().string();
   so.max_parallel = static_cast<unsigned>(std::max(1, shared->server.max_parallel_jobs));
   s->job_nice_ = shared->server.job_nice;
