@@ -76,6 +76,9 @@ class Checker {
     uint32_t blobs = 0;
   };
   std::unordered_map<Id, IndexedPack, IdHash> indexed_packs_;
+  // The largest sealed and plain blob the index names: each reader's blob buffers are that
+  // large from the start (mapped, not touched) instead of growing blob by blob.
+  uint32_t max_sealed_ = 0, max_plain_ = 0;
   std::unordered_map<Id, std::string, IdHash> bad_packs_;  // pack → problem object
   std::unordered_map<size_t, std::string> bad_blobs_;      // index position → problem object
   std::vector<bool> seen_;                         // per index position: reached by a snapshot
@@ -132,6 +135,8 @@ Status Checker::check_packs() {
     auto& n = indexed_packs_[index_->pack_id(e.pack)];
     n.end = std::max<uint64_t>(n.end, uint64_t(e.offset) + e.length);
     n.blobs++;
+    max_sealed_ = std::max(max_sealed_, e.length);
+    max_plain_ = std::max(max_plain_, e.raw_length);
   });
   HAVEN_TRY(index_->status());
   for (const auto& [id, n] : indexed_packs_) {
@@ -203,6 +208,12 @@ void Checker::read_data() {
     std::atomic<size_t> next{from};
     auto worker = [&](Buffers& buf) {
       CancelScope scope(session_.cancel_token());
+      // Sized once: grown blob by blob, each larger blob cost a new mapping (the old one's
+      // unmapping stalls the other readers' page faults) and its pages touched afresh.
+      // At most a chunk's size (a damaged entry may claim gigabytes; a rare larger tree still
+      // grows the buffer when it comes).
+      buf.sealed.reserve(std::min<uint64_t>(max_sealed_, uint64_t{config.chunker.max_size} + 1 + crypto::kTagSize));
+      buf.plain.reserve(std::min<uint64_t>(max_plain_, config.chunker.max_size));
       for (size_t k = next++; k < to && !session_.cancel_token().cancelled(); k = next++) {
         // at(): no insertion across threads
         read_pack(packs[k], listed_.at(packs[k]), positions.at(packs[k]), buf);

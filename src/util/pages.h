@@ -31,7 +31,9 @@ inline constexpr size_t kMapMin = 64u << 10;
 namespace detail {
 inline std::atomic<size_t> pages_mapped{0};
 inline std::atomic<size_t> pages_mapped_peak{0};
+inline std::atomic<size_t> mappings_made{0};
 inline void count_mapped(size_t bytes) {
+  mappings_made.fetch_add(1, std::memory_order_relaxed);
   const size_t now = pages_mapped.fetch_add(bytes) + bytes;
   size_t peak = pages_mapped_peak.load();
   while (now > peak && !pages_mapped_peak.compare_exchange_weak(peak, now)) {
@@ -40,6 +42,9 @@ inline void count_mapped(size_t bytes) {
 }  // namespace detail
 inline size_t pages_mapped() { return detail::pages_mapped.load(); }
 inline size_t pages_mapped_peak() { return detail::pages_mapped_peak.load(); }
+// How many mappings were made (each a system call, page faults afresh, and an unmapping that
+// stalls other threads' page faults): a buffer that grows step by step shows here.
+inline size_t mappings_made() { return detail::mappings_made.load(); }
 inline void reset_pages_mapped_peak() { detail::pages_mapped_peak = detail::pages_mapped.load(); }
 
 template <typename T>
