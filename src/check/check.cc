@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 #include <unordered_map>
@@ -49,8 +50,10 @@ class Checker {
   void read_data();
   // A reader's buffers, reused from pack to pack (fresh ones per pack and per blob cost a
   // mapping, page faults and zeroing each: most of read-data's system time).
+  // Two blobs are opened before they are hashed, side by side (Repository::blob_ids): two
+  // sets of blob buffers.
   struct Buffers {
-    Scratch pack, sealed, plain;
+    Scratch pack, sealed[2], plain[2];
   };
   void read_pack(const Id& pack, uint64_t size, const std::vector<uint32_t>& positions, Buffers& buf);
   Status check_snapshots();
@@ -188,10 +191,11 @@ void Checker::read_data() {
     auto it = indexed_packs_.find(pack);
     return it == indexed_packs_.end() ? size_t{0} : size_t{it->second.blobs};
   };
-  // Under a memory limit, as many readers as fit: each holds a pack and two blobs.
+  // Under a memory limit, as many readers as fit: each holds a pack and two blobs, each sealed
+  // and opened.
   const repo::Config& config = repo_.config();
   const size_t readers = repo_.memory_budget().threads(
-      static_cast<unsigned>(opts_.threads), uint64_t{config.pack_size} + 2 * uint64_t{config.chunker.max_size});
+      static_cast<unsigned>(opts_.threads), uint64_t{config.pack_size} + 4 * uint64_t{config.chunker.max_size});
   std::vector<Buffers> buffers(std::max<size_t>(1, std::min(readers, packs.size())));
   std::atomic<size_t> done{0};
   for (size_t from = 0; from < packs.size() && !session_.cancel_token().cancelled();) {
@@ -212,8 +216,10 @@ void Checker::read_data() {
       // unmapping stalls the other readers' page faults) and its pages touched afresh.
       // At most a chunk's size (a damaged entry may claim gigabytes; a rare larger tree still
       // grows the buffer when it comes).
-      buf.sealed.reserve(std::min<uint64_t>(max_sealed_, uint64_t{config.chunker.max_size} + 1 + crypto::kTagSize));
-      buf.plain.reserve(std::min<uint64_t>(max_plain_, config.chunker.max_size));
+      for (int i = 0; i < 2; i++) {
+        buf.sealed[i].reserve(std::min<uint64_t>(max_sealed_, uint64_t{config.chunker.max_size} + 1 + crypto::kTagSize));
+        buf.plain[i].reserve(std::min<uint64_t>(max_plain_, config.chunker.max_size));
+      }
       for (size_t k = next++; k < to && !session_.cancel_token().cancelled(); k = next++) {
         // at(): no insertion across threads
         read_pack(packs[k], listed_.at(packs[k]), positions.at(packs[k]), buf);
@@ -245,6 +251,24 @@ void Checker::read_pack(const Id& pack, uint64_t size, const std::vector<uint32_
   items.reserve(positions.size());
   for (uint32_t pos : positions) items.push_back({pos, index_->at(pos)});
   repo::PackKeys keys;
+  // A blob opened and waiting for another to be hashed beside it, and the buffers the next
+  // one opens into.
+  struct Opened {
+    const Item* item;
+    ByteView plain;
+  };
+  std::optional<Opened> waiting;
+  int slot = 0;
+  auto mismatch = [&](const Item& item) {
+    const repo::IndexEntry& e = item.e;
+    bad.emplace_back(item.pos, std::string(repo::blob_type_name(e.type)) + " blob " + repo::hex(e.id) +
+                                   ": content does not hash to its ID");
+  };
+  auto hash_waiting = [&] {
+    if (!waiting) return;
+    if (repo_.blob_id(waiting->plain) != waiting->item->e.id) mismatch(*waiting->item);
+    waiting.reset();
+  };
   auto verify = [&](const Item& item) {
     const uint32_t pos = item.pos;
     const repo::IndexEntry& e = item.e;
@@ -262,12 +286,22 @@ void Checker::read_pack(const Id& pack, uint64_t size, const std::vector<uint32_
     // in a damaged repository).
     auto plain = repo::open_blob_into(*key, keys, pack, index_->pack_key_generation(e.pack), e.type,
                                       e.id, e.offset, ByteView(data.data() + e.offset, e.length),
-                                      buf.sealed.reserve(e.length), e.raw_length, what, buf.plain);
+                                      buf.sealed[slot].reserve(e.length), e.raw_length, what,
+                                      buf.plain[slot]);
     if (!plain.ok()) {
       bad.emplace_back(pos, plain.error().message());
       return;
     }
-    if (repo_.blob_id(*plain) != e.id) bad.emplace_back(pos, what() + ": content does not hash to its ID");
+    if (!waiting) {
+      waiting = Opened{&item, *plain};
+      slot ^= 1;
+      return;
+    }
+    auto [first, second] = repo_.blob_ids(waiting->plain, *plain);
+    if (first != waiting->item->e.id) mismatch(*waiting->item);
+    if (second != e.id) mismatch(item);
+    waiting.reset();
+    slot ^= 1;
   };
   // Each blob is verified as soon as its bytes are in (an object store streams the pack).
   std::vector<Item> order(items);
@@ -276,6 +310,7 @@ void Checker::read_pack(const Id& pack, uint64_t size, const std::vector<uint32_
   Status read = repo_.backend().load_streaming({ObjectType::kData, repo::hex(pack)}, 0, data, [&](size_t n) {
     for (; next < order.size() && order[next].end() <= n; next++) verify(order[next]);
   });
+  hash_waiting();
   std::unique_lock<std::mutex> lk(mu_);  // held only around shared state
   if (!read.ok()) {
     problem(object, "cannot be read: " + read.error().message());
@@ -286,6 +321,7 @@ void Checker::read_pack(const Id& pack, uint64_t size, const std::vector<uint32_
   report_.bytes_read += data.size();
   lk.unlock();
   for (; next < order.size(); next++) verify(order[next]);  // those reaching past the end
+  hash_waiting();
   // Reported in index order, as before the blobs were verified in the order they arrive.
   std::sort(bad.begin(), bad.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
   auto trailer = repo::read_pack_trailer(repo_.master_key(), pack, data);

@@ -9,7 +9,7 @@
 //     slack, trees and plans in flight (kReserve);
 //   - the rest, the working share, bounds the buffers of whatever runs: backup workers (each
 //     holds up to three chunks), pack builders, restore's ranges in flight and directory trees
-//     loaded ahead, check's readers (each holds one pack and two blobs).
+//     loaded ahead, check's readers (each holds one pack and two blobs, each sealed and opened).
 // Engines never go below one worker, so the limit has a floor (kMinimum); a key derivation
 // (Argon2id's memory is the key file's) comes on top and is the caller's to refuse.
 #pragma once

@@ -414,6 +414,11 @@ Id Repository::blob_id(ByteView data) const {
                                                 : crypto::keyed_hash(master_.id_key, data);
 }
 
+std::pair<Id, Id> Repository::blob_ids(ByteView a, ByteView b) const {
+  if (config_.id_hash == BlobIdFunction::kHmacSha256) return crypto::hmac_sha256_pair(master_.id_key, a, b);
+  return {crypto::keyed_hash(master_.id_key, a), crypto::keyed_hash(master_.id_key, b)};
+}
+
 Result<Bytes> Repository::seal_object(ObjectKind kind, ByteView body) const {
   return seal_object_with_salt(kind, random_id(), body);
 }

@@ -129,6 +129,9 @@ class Repository {
   storage::Backend& backend() { return *backend_; }
   chunker::Chunker make_chunker() const;
   Id blob_id(ByteView data) const;
+  // blob_id() of two blobs at once: with HMAC-SHA256 on a CPU with the SHA extensions the two
+  // are hashed side by side, ~1.8x the rate of one after the other (crypto::hmac_sha256_pair).
+  std::pair<Id, Id> blob_ids(ByteView a, ByteView b) const;
   // The repository's fingerprint (hex of the config object's salt, docs/FORMAT.md §11).
   const std::string& fingerprint() const { return fingerprint_; }
   // The WAL key of the master key's current generation (or `generation`), repo/wal_object.h.
