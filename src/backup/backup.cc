@@ -21,6 +21,7 @@
 #include <mutex>
 #include <new>
 #include <thread>
+#include <span>
 #include <tuple>
 #include <unordered_map>
 
@@ -166,6 +167,8 @@ class Archiver {
   }
   void worker();
   class HashAhead;
+  // Hashes each task's data into its ID, two at a time.
+  void hash(std::span<const HashTask> tasks);
   void process_file(FileJob& job, ReadState& rs);
   // Chunks what fd holds into `content`; `total` is the length chunked. For a regular file,
   // `limit` is its size when it was opened: at most that much is read (a file that keeps
@@ -319,13 +322,14 @@ Result<Id> Archiver::zero_chunk(size_t len, ReadState& rs) {
   return it->second;
 }
 
-// The chunks of a large file, cut by its worker and hashed by whichever workers are idle
-// meanwhile (or by the worker itself when none is): re-reading one large file after it changed
-// would otherwise hash on one core while the others wait. Chunks are stored, in order, by
-// settle(), which the reader calls before the buffer they lie in is reused.
+// The chunks of a file, hashed two at a time (Repository::blob_ids: side by side, ~1.8x the
+// rate of one after the other) and stored, in order, by settle(), which the reader calls before
+// the buffer they lie in is reused. A large file's chunks are also handed to whichever workers
+// are idle meanwhile: re-reading one large file after it changed would otherwise hash on one
+// core while the others wait.
 class Archiver::HashAhead {
  public:
-  explicit HashAhead(Archiver& a) : compression(a.session_.compression()), a_(a) {}
+  HashAhead(Archiver& a, bool helpers) : compression(a.session_.compression()), a_(a), helpers_(helpers) {}
   ~HashAhead() { withdraw(); }  // no helper is left reading the buffer
   HashAhead(const HashAhead&) = delete;
   HashAhead& operator=(const HashAhead&) = delete;
@@ -333,9 +337,9 @@ class Archiver::HashAhead {
   void add(ByteView chunk) {
     Pending& p = pending_.emplace_back(Pending{chunk, Id{}});  // a deque: &p.id stays put
     bool handed = false;
-    {
+    if (helpers_) {
       std::lock_guard<std::mutex> g(a_.mu_);
-      if (a_.idle_workers_ > a_.hash_tasks_.size()) {
+      if (2 * a_.idle_workers_ > a_.hash_tasks_.size()) {  // a helper takes two at a time
         a_.hash_tasks_.push_back({chunk, &p.id, &group_});
         handed = true;
       }
@@ -343,9 +347,15 @@ class Archiver::HashAhead {
     if (handed) {
       handed_++;
       a_.queue_cv_.notify_one();
-    } else {
-      p.id = a_.repo_.blob_id(chunk);
+      return;
     }
+    // Hashed here: the chunk waits for the next one to be hashed beside it.
+    if (held_ == nullptr) {
+      held_ = &p;
+      return;
+    }
+    std::tie(held_->id, p.id) = a_.repo_.blob_ids(held_->data, chunk);
+    held_ = nullptr;
   }
   // Every chunk added is hashed (here, if no helper took it) and stored, in order.
   Status settle(std::vector<repo::ContentRef>& content) {
@@ -366,11 +376,13 @@ class Archiver::HashAhead {
     ByteView data;
     Id id;
   };
-  // Takes back the chunks no helper started on (hashing them here) and waits for the others.
+  // Hashes the chunk waiting for a partner, takes back the chunks no helper started on (hashing
+  // them here) and waits for the others.
   void withdraw() {
-    if (handed_ == 0) return;
     std::vector<HashTask> mine;
-    {
+    if (held_ != nullptr) mine.push_back({held_->data, &held_->id, nullptr});
+    held_ = nullptr;
+    if (handed_ > 0) {
       std::lock_guard<std::mutex> g(a_.mu_);
       std::erase_if(a_.hash_tasks_, [&](const HashTask& t) {
         if (t.group != &group_) return false;
@@ -378,19 +390,30 @@ class Archiver::HashAhead {
         return true;
       });
     }
-    for (const HashTask& t : mine) *t.id = a_.repo_.blob_id(t.data);
+    a_.hash(mine);
+    if (handed_ == 0) return;
     std::unique_lock<std::mutex> lk(group_.m);
     group_.cv.wait(lk, [&] { return group_.running == 0; });
     handed_ = 0;
   }
 
   Archiver& a_;
+  const bool helpers_;
   std::deque<Pending> pending_;
+  Pending* held_ = nullptr;  // hashed with the next chunk
   HashGroup group_;
   size_t handed_ = 0;
 };
 
-// Files at least this large have their chunks hashed ahead by idle workers.
+void Archiver::hash(std::span<const HashTask> tasks) {
+  size_t i = 0;
+  for (; i + 1 < tasks.size(); i += 2) {
+    std::tie(*tasks[i].id, *tasks[i + 1].id) = repo_.blob_ids(tasks[i].data, tasks[i + 1].data);
+  }
+  if (i < tasks.size()) *tasks[i].id = repo_.blob_id(tasks[i].data);
+}
+
+// Files at least this large have their chunks also hashed by idle workers.
 constexpr uint64_t kHashAheadMin = 16u << 20;
 // Files at least this large are stored at the cheaper compression level when a sample of them
 // compresses as small at it (repo::cheaper_level_suffices; the probe costs ~1 ms a file).
@@ -411,16 +434,14 @@ Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<repo::ContentRe
   Extent ext;   // the extent holding fill_off, once found
   Extent hole;  // the last hole found
   const size_t max = chunker_.params().max_size;
-  std::optional<HashAhead> ahead;
-  if (file && *limit >= kHashAheadMin) ahead.emplace(*this);
-  repo::Compression level = session_.compression();
+  HashAhead ahead(*this, file && *limit >= kHashAheadMin);
   while (true) {
     // A chunk that lies wholly in a hole is all zeros, and so is cut where all-zero input is
     // cut: no reading, no chunker run, no hashing (the same chunks as reading the zeros).
     if (hole.hole && start_off >= hole.begin && start_off < hole.end) {
       uint64_t avail = hole.end - start_off;
       if (avail >= max || hole.to_end) {
-        if (ahead) HAVEN_TRY(ahead->settle(content));  // the chunks before the hole
+        HAVEN_TRY(ahead.settle(content));  // the chunks before the hole
         first = false;  // a file that starts with a hole has no database header
         size_t cut = static_cast<size_t>(std::min<uint64_t>(page ? page : zero_cut_, avail));
         HAVEN_ASSIGN(Id id, zero_chunk(cut, rs));
@@ -438,7 +459,7 @@ Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<repo::ContentRe
     // Keep at least max bytes (or everything to the end) in view of the chunker.
     while (!eof && end - start < max) {
       if (end == buf.size()) {
-        if (ahead) HAVEN_TRY(ahead->settle(content));  // before their bytes move
+        HAVEN_TRY(ahead.settle(content));  // before their bytes move
         std::memmove(buf.data(), buf.data() + start, end - start);
         end -= start;
         start = 0;
@@ -505,28 +526,19 @@ Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<repo::ContentRe
       page = page_size_of(ByteView(buf.data(), end));
       first = false;
       if (file && *limit >= kLevelProbeMin &&
-          repo::cheaper_level_suffices(level, ByteView(buf.data() + start, end - start), page)) {
-        level = repo::Compression::kLow;
-        if (ahead) ahead->compression = level;
+          repo::cheaper_level_suffices(ahead.compression, ByteView(buf.data() + start, end - start), page)) {
+        ahead.compression = repo::Compression::kLow;
       }
     }
     size_t cut = page ? std::min(page, end - start)  // page = the chunk size for this file
                       : chunker_.next_cut(ByteView(buf.data() + start, end - start), eof);
-    ByteView chunk(buf.data() + start, cut);
-    if (ahead) {
-      ahead->add(chunk);
-    } else {
-      Id id = repo_.blob_id(chunk);
-      auto saved = session_.save_blob_with_id(BlobType::kData, id, chunk, level);
-      if (!saved.ok()) return saved.error();
-      content.push_back(id);
-    }
+    ahead.add(ByteView(buf.data() + start, cut));
     start += cut;
     start_off += cut;
     total += cut;
     progress(false);
   }
-  if (ahead) HAVEN_TRY(ahead->settle(content));
+  HAVEN_TRY(ahead.settle(content));
   return ok_status();
 }
 
@@ -795,18 +807,22 @@ void Archiver::worker() {
   rs.buf.resize(2 * static_cast<size_t>(chunker_.params().max_size));
   while (true) {
     FileJob job;
-    HashTask task;
+    HashTask task[2];
+    size_t tasks = 0;
     {
       std::unique_lock<std::mutex> lk(mu_);
       idle_workers_++;
       queue_cv_.wait(lk, [&] { return !hash_tasks_.empty() || !queue_.empty() || closing_; });
       idle_workers_--;
       if (!hash_tasks_.empty()) {
-        // A chunk of a large file another worker reads: short, and it holds that worker up.
-        task = hash_tasks_.front();
-        hash_tasks_.pop_front();
-        std::lock_guard<std::mutex> g(task.group->m);
-        task.group->running++;
+        // Chunks of a large file another worker reads: short, and they hold that worker up.
+        // Two if there are (hashed side by side).
+        for (; tasks < 2 && !hash_tasks_.empty(); tasks++) {
+          task[tasks] = hash_tasks_.front();
+          hash_tasks_.pop_front();
+          std::lock_guard<std::mutex> g(task[tasks].group->m);
+          task[tasks].group->running++;
+        }
       } else {
         if (queue_.empty()) return;
         job = std::move(queue_.front());
@@ -819,10 +835,12 @@ void Archiver::worker() {
         }
       }
     }
-    if (task.group != nullptr) {
-      *task.id = repo_.blob_id(task.data);
-      std::lock_guard<std::mutex> g(task.group->m);  // held while notifying: the group may go
-      if (--task.group->running == 0) task.group->cv.notify_all();  // once the lock is free
+    if (tasks > 0) {
+      hash(std::span<const HashTask>(task, tasks));
+      for (size_t i = 0; i < tasks; i++) {
+        std::lock_guard<std::mutex> g(task[i].group->m);  // held while notifying: the group may
+        if (--task[i].group->running == 0) task[i].group->cv.notify_all();  // go once it is free
+      }
       continue;
     }
     if (Status c = session_.cancel_token().check(); !c.ok()) fail(c.error());
