@@ -9,7 +9,9 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <cstdlib>
 #include <ctime>
 #include <memory>
@@ -122,30 +124,82 @@ std::string random_suffix() {
   return to_hex(ByteView(buf, sizeof(buf)));
 }
 
-// Shard directories (data/xx) that this process has already made sure exist durably. A shard
-// found to exist already (EEXIST) may have been created a moment ago by another thread or
-// process that has not yet fsynced "data", so the first save into each shard fsyncs "data"
-// itself before trusting it; after that, saves into the shard skip both mkdir and the fsync.
+// Shard directories (data/xx). A save makes its shard if it is missing (mkdir, in the thread
+// that opens the object: a backup worker starting a pack) and, before it reports success,
+// makes sure the shard's entry in "data" is on disk (in publish(): the thread that fsyncs the
+// object anyway), so that a backup worker never waits on an fsync of "data". A shard found to
+// exist already may have been made a moment ago by another process that has not fsynced "data"
+// yet, so it is trusted only after an fsync of "data" by this process: the first time, "data"
+// is listed and then fsynced, which makes every shard listed durable at once; a shard made
+// after that (by this process or another) gets an fsync of its own. Then saves into the shard
+// skip mkdir and fsync.
 std::mutex g_shards_mu;
-std::unordered_set<std::string> g_durable_shards;
+std::unordered_set<std::string> g_existing_shards;   // made or found by this process
+std::unordered_set<std::string> g_durable_shards;    // and their entries fsynced in "data"
+std::unordered_set<std::string> g_listed_data_dirs;  // "data" directories listed and fsynced
+std::atomic<size_t> g_shard_fsyncs{0};
 
 // Forgets a shard that turned out to be gone (the repository was deleted and re-created).
 void forget_shard_dir(const std::string& shard) {
   std::lock_guard<std::mutex> lock(g_shards_mu);
+  g_existing_shards.erase(shard);
   g_durable_shards.erase(shard);
+  g_listed_data_dirs.erase(parent_of(shard));
 }
 
-Status ensure_shard_dir(const std::string& shard) {
+Status ensure_shard_exists(const std::string& shard) {
   {
     std::lock_guard<std::mutex> lock(g_shards_mu);
-    if (g_durable_shards.count(shard) != 0) return ok_status();
+    if (g_existing_shards.count(shard) != 0) return ok_status();
   }
   if (retry_eintr([&] { return ::mkdir(shard.c_str(), 0700); }) != 0 && errno != EEXIST) {
     return errno_error(shard, errno);
   }
-  // fsync "data" so the (possibly new) shard directory's entry survives a power cut; without
-  // it, objects fsynced inside the shard could vanish together with their directory.
-  HAVEN_TRY(fsync_dir(parent_of(shard)));
+  std::lock_guard<std::mutex> lock(g_shards_mu);
+  g_existing_shards.insert(shard);
+  return ok_status();
+}
+
+bool is_hex_char(char c);
+
+// Lists the shards in `data`, fsyncs it, and trusts every shard listed.
+Status trust_listed_shards(const std::string& data) {
+  std::vector<std::string> shards;
+  {
+    Dir d(::opendir(data.c_str()));
+    if (d.get() == nullptr) return errno_error(data, errno);
+    while (struct dirent* e = ::readdir(d.get())) {
+      const char* n = e->d_name;
+      if (n[0] != 0 && n[1] != 0 && n[2] == 0 && is_hex_char(n[0]) && is_hex_char(n[1])) {
+        shards.push_back(join(data, n));
+      }
+    }
+  }
+  HAVEN_TRY(fsync_dir(data));
+  g_shard_fsyncs++;
+  std::lock_guard<std::mutex> lock(g_shards_mu);
+  g_listed_data_dirs.insert(data);
+  for (auto& sh : shards) g_durable_shards.insert(std::move(sh));
+  return ok_status();
+}
+
+// fsyncs "data" unless the shard's entry in it is known to be on disk already, so that objects
+// fsynced inside the shard cannot vanish together with their directory after a power cut.
+Status make_shard_durable(const std::string& shard) {
+  const std::string data = parent_of(shard);
+  bool listed;
+  {
+    std::lock_guard<std::mutex> lock(g_shards_mu);
+    if (g_durable_shards.count(shard) != 0) return ok_status();
+    listed = g_listed_data_dirs.count(data) != 0;
+  }
+  if (!listed) {
+    HAVEN_TRY(trust_listed_shards(data));
+    std::lock_guard<std::mutex> lock(g_shards_mu);
+    if (g_durable_shards.count(shard) != 0) return ok_status();
+  }
+  HAVEN_TRY(fsync_dir(data));
+  g_shard_fsyncs++;
   std::lock_guard<std::mutex> lock(g_shards_mu);
   g_durable_shards.insert(shard);
   return ok_status();
@@ -224,7 +278,8 @@ Result<LocalBackend::TempFile> LocalBackend::create_temp(const ObjectName& name)
   // Shards, and the WAL directory (repositories made before it existed lack it), on demand.
   const bool made_on_demand = name.type == ObjectType::kData || name.type == ObjectType::kWal ||
                               name.type == ObjectType::kLease;
-  if (made_on_demand) HAVEN_TRY(ensure_shard_dir(t.dir));
+  if (made_on_demand) HAVEN_TRY(ensure_shard_exists(t.dir));
+  t.shard = made_on_demand;
 
   // Create the temporary file. O_EXCL: never reuse someone else's file; 0444: objects are
   // immutable (root, and the owner's unlink, are unaffected by the mode).
@@ -240,7 +295,7 @@ Result<LocalBackend::TempFile> LocalBackend::create_temp(const ObjectName& name)
     if (err == ENOENT && made_on_demand && attempt == 0) {
       // The cached shard directory was removed behind our back: create it again.
       forget_shard_dir(t.dir);
-      HAVEN_TRY(ensure_shard_dir(t.dir));
+      HAVEN_TRY(ensure_shard_exists(t.dir));
       continue;
     }
     if (err != EEXIST || attempt >= 3) return errno_error(t.final_path, err);
@@ -287,11 +342,14 @@ Status LocalBackend::publish(TempFile& t) {
 
   // fsync the directory so the new name (and the removal of the temporary one) survives a
   // power cut; until then the object could disappear although save() reported success.
-  if (Status s = fsync_dir(t.dir); !s.ok()) {
+  Status synced = fsync_dir(t.dir);
+  // And the shard's own entry (made by create_temp() without an fsync).
+  if (synced.ok() && t.shard) synced = make_shard_durable(t.dir);
+  if (!synced.ok()) {
     // Durability is unknown: take the object back so that a failed save leaves nothing
     // visible and the caller may simply save again.
     ::unlink(t.final_path.c_str());
-    return s;
+    return synced;
   }
   return ok_status();
 }
@@ -517,6 +575,8 @@ bool dir_is_empty(const std::string& path) {
   return empty;
 }
 }  // namespace
+
+size_t shard_fsyncs() { return g_shard_fsyncs.load(); }
 
 Result<bool> LocalBackend::is_empty() {
   HAVEN_TRY(current_cancel().check());

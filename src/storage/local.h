@@ -21,6 +21,11 @@
 
 namespace haven::storage {
 
+// How many times this process has fsynced a "data" directory to make a shard durable for a save
+// into it (for tests: shards found existing cost one fsync together; none happens before the
+// object itself is published).
+size_t shard_fsyncs();
+
 class LocalBackend : public Backend {
  public:
   explicit LocalBackend(std::string root);
@@ -46,9 +51,10 @@ class LocalBackend : public Backend {
   struct TempFile {
     int fd = -1;
     std::string tmp, dir, final_path;
+    bool shard = false;  // dir is a shard of data/ (made on demand; publish() makes it durable)
     TempFile() = default;
     TempFile(TempFile&& o) noexcept : fd(o.fd), tmp(std::move(o.tmp)), dir(std::move(o.dir)),
-                                      final_path(std::move(o.final_path)) {
+                                      final_path(std::move(o.final_path)), shard(o.shard) {
       o.fd = -1;
       o.tmp.clear();
     }

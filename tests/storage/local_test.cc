@@ -18,6 +18,7 @@
 #include <fstream>
 #include <random>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -301,6 +302,46 @@ TEST_F(LocalBackendTest, DataObjectsAreShardedAndListed) {
   EXPECT_TRUE(list_names(*backend_, ObjectType::kIndex).empty());
 }
 
+// A save into a new shard makes it (mkdir) when the object is opened and fsyncs "data" only
+// when the object is published: a backup worker opening a pack never waits on that fsync (the
+// uploader committing the pack does). Shards found existing cost one fsync of "data" together
+// (listed, then fsynced); a shard that appears after that listing is trusted only after an
+// fsync of its own.
+TEST_F(LocalBackendTest, ShardsAreMadeDurableWhenTheObjectIsPublishedOnceForThoseFound) {
+  for (int i = 0x10; i < 0x30; i++) fs::create_directory(root_ + "/data/" + (std::ostringstream() << std::hex << i).str());
+  LocalBackend fresh(root_);
+  const size_t before = shard_fsyncs();
+  for (int i = 0; i < 20; i++) {
+    std::string prefix = (std::ostringstream() << std::hex << (0x10 + i)).str();
+    std::string name = hex_name(rng_, prefix);
+    ASSERT_TRUE(fresh.save({ObjectType::kData, name}, as_bytes(name)).ok());
+  }
+  EXPECT_EQ(shard_fsyncs() - before, 1u) << "20 shards found existing: one fsync of data";
+
+  // A new shard: made when the writer opens, no fsync until its commit.
+  std::string made = hex_name(rng_, "7e");
+  auto w = fresh.open_writer({ObjectType::kData, made});
+  ASSERT_TRUE(w.ok()) << w.error().message();
+  EXPECT_TRUE(fs::is_directory(root_ + "/data/7e"));
+  ASSERT_TRUE((*w)->append(as_bytes(made)).ok());
+  EXPECT_EQ(shard_fsyncs() - before, 1u) << "opening and writing must not fsync data";
+  ASSERT_TRUE((*w)->commit().ok());
+  EXPECT_EQ(shard_fsyncs() - before, 2u);
+  EXPECT_TRUE(fs::is_regular_file(root_ + "/data/7e/" + made));
+
+  // A shard another process made after the listing: not trusted until fsynced here.
+  fs::create_directory(root_ + "/data/7f");
+  std::string other = hex_name(rng_, "7f");
+  ASSERT_TRUE(fresh.save({ObjectType::kData, other}, as_bytes(other)).ok());
+  EXPECT_EQ(shard_fsyncs() - before, 3u);
+  EXPECT_TRUE(fs::is_regular_file(root_ + "/data/7f/" + other));
+  // Trusted now: more saves there and in the others cost no fsync of data.
+  ASSERT_TRUE(fresh.save({ObjectType::kData, hex_name(rng_, "7f")}, as_bytes("x")).ok());
+  ASSERT_TRUE(fresh.save({ObjectType::kData, hex_name(rng_, "7e")}, as_bytes("x")).ok());
+  ASSERT_TRUE(fresh.save({ObjectType::kData, hex_name(rng_, "11")}, as_bytes("x")).ok());
+  EXPECT_EQ(shard_fsyncs() - before, 3u);
+}
+
 TEST_F(LocalBackendTest, ListIgnoresTempFilesAndNonFiles) {
   std::string data_name = hex_name(rng_, "3f");
   std::string key_name = hex_name(rng_);
@@ -445,6 +486,7 @@ TEST(LocalBackendLocation, CreateMakesSubdirectories) {
   for (const char* sub : {"keys", "data", "index", "snapshots", "locks"}) {
     EXPECT_TRUE(fs::is_directory(tmp.path() + "/a/b/repo/" + sub)) << sub;
   }
+
   EXPECT_EQ(fs::status(tmp.path() + "/a/b/repo").permissions() & fs::perms::all,
             fs::perms::owner_all);
   // Only the empty type directories: still empty, so an init that failed after create() (a
