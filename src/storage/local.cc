@@ -160,18 +160,16 @@ Status ensure_shard_exists(const std::string& shard) {
   return ok_status();
 }
 
-bool is_hex_char(char c);
-
-// Lists the shards in `data`, fsyncs it, and trusts every shard listed.
+// Lists `data`, fsyncs it, and trusts every entry listed (the entries of the directories made on
+// demand: data/'s shards, and the repository's own for wal/ and leases/).
 Status trust_listed_shards(const std::string& data) {
   std::vector<std::string> shards;
   {
     Dir d(::opendir(data.c_str()));
     if (d.get() == nullptr) return errno_error(data, errno);
     while (struct dirent* e = ::readdir(d.get())) {
-      const char* n = e->d_name;
-      if (n[0] != 0 && n[1] != 0 && n[2] == 0 && is_hex_char(n[0]) && is_hex_char(n[1])) {
-        shards.push_back(join(data, n));
+      if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) {
+        shards.push_back(join(data, e->d_name));
       }
     }
   }

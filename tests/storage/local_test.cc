@@ -340,6 +340,12 @@ TEST_F(LocalBackendTest, ShardsAreMadeDurableWhenTheObjectIsPublishedOnceForThos
   ASSERT_TRUE(fresh.save({ObjectType::kData, hex_name(rng_, "7e")}, as_bytes("x")).ok());
   ASSERT_TRUE(fresh.save({ObjectType::kData, hex_name(rng_, "11")}, as_bytes("x")).ok());
   EXPECT_EQ(shard_fsyncs() - before, 3u);
+  // wal/ is made on demand too (in the repository's directory): one fsync of it for the first
+  // WAL object of a process, as archive_command runs one process a segment.
+  ASSERT_TRUE(fresh.save({ObjectType::kWal, "000000010000000000000001"}, as_bytes("w")).ok());
+  EXPECT_EQ(shard_fsyncs() - before, 4u);
+  ASSERT_TRUE(fresh.save({ObjectType::kWal, "000000010000000000000002"}, as_bytes("w")).ok());
+  EXPECT_EQ(shard_fsyncs() - before, 4u);
 }
 
 TEST_F(LocalBackendTest, ListIgnoresTempFilesAndNonFiles) {
