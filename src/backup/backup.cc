@@ -20,8 +20,8 @@
 #include <memory>
 #include <mutex>
 #include <new>
-#include <thread>
 #include <span>
+#include <thread>
 #include <tuple>
 #include <unordered_map>
 
