@@ -184,7 +184,7 @@ HAVEN_SHA_TARGET Hash finish(const Keyed& k, State inner, ByteView rest, uint64_
 
 HAVEN_SHA_TARGET std::pair<Hash, Hash> pair_with_sha_extensions(const SecretKey& key, ByteView a,
                                                                 ByteView b) {
-  const Keyed k = keyed(key);
+  Keyed k = keyed(key);  // as good as the key for making IDs: zeroed below
   State sa = k.inner, sb = k.inner;
   const size_t both = std::min(a.size(), b.size()) / 64;
   compress_pair(sa, a.data(), sb, b.data(), both);
@@ -193,7 +193,9 @@ HAVEN_SHA_TARGET std::pair<Hash, Hash> pair_with_sha_extensions(const SecretKey&
   compress(sa, a.data() + both * 64, more_a);
   compress(sb, b.data() + both * 64, more_b);
   const size_t done_a = (both + more_a) * 64, done_b = (both + more_b) * 64;
-  return {finish(k, sa, a.subspan(done_a), a.size()), finish(k, sb, b.subspan(done_b), b.size())};
+  std::pair<Hash, Hash> ids{finish(k, sa, a.subspan(done_a), a.size()), finish(k, sb, b.subspan(done_b), b.size())};
+  secure_zero(&k, sizeof k);
+  return ids;
 }
 
 bool sha_extensions_usable() {
