@@ -93,6 +93,8 @@ HAVEN_SHA_TARGET void compress(State& st, const uint8_t* p, size_t blocks) {
 }
 
 // compress() of two streams, the same number of blocks each, their instructions interleaved.
+// Written out rather than as compress()'s block twice per loop (the CPU then overlaps the two
+// chains less: 2.6 GB/s, not 3.3) or a loop over streams (3.1 GB/s with forced unrolling).
 HAVEN_SHA_TARGET void compress_pair(State& sa, const uint8_t* pa, State& sb, const uint8_t* pb,
                                     size_t blocks) {
   for (; blocks > 0; blocks--, pa += 64, pb += 64) {

@@ -191,11 +191,10 @@ Status write_local_wal_file(const std::string& path, ByteView data) {
 }
 
 Result<Bytes> fetch(storage::Backend& backend, const WalKey& key, const std::string& name) {
-  if (!is_wal_file_name(name)) {
-    return Error(Error::Code::kInvalidArgument, "'" + name + "' is not a WAL file name");
-  }
-  HAVEN_ASSIGN(Bytes object, backend.load({ObjectType::kWal, name}));
-  return repo::open_wal_object(key, name, object);
+  Bytes object;
+  Scratch scratch;
+  HAVEN_ASSIGN(ByteView plain, fetch_view(backend, key, name, object, scratch));
+  return Bytes(plain.begin(), plain.end());
 }
 
 Result<ByteView> fetch_view(storage::Backend& backend, const WalKey& key, const std::string& name, Bytes& object,
@@ -226,7 +225,9 @@ Result<PushOutcome> push(storage::Backend& backend, const WalKey& key, const std
   if (saved.ok()) return PushOutcome::kStored;
   if (saved.error().code() != Error::Code::kAlreadyExists) return saved.error();
   // Archived before (a retried archive_command, or after a crash): fine if it is the same file.
-  HAVEN_ASSIGN(Bytes existing, fetch(backend, key, name));
+  Bytes object;
+  Scratch scratch;
+  HAVEN_ASSIGN(ByteView existing, fetch_view(backend, key, name, object, scratch));
   if (existing.size() == content.size() &&
       std::memcmp(existing.data(), content.data(), content.size()) == 0) {
     return PushOutcome::kAlreadyIdentical;
