@@ -372,6 +372,9 @@ Status Run::do_restore_files(StepState& st) {
   HAVEN_ASSIGN(st.request.snapshot, choose_snapshot(*st.repo, *policy, s));
   st.request.target = st.out.path;
   st.request.includes = s.includes;
+  // A prune or forget (a policy's retention after its backup) holds the repository for a
+  // while: the step waits it out, within its own time, as a recovery at that moment would.
+  st.request.lock_wait = std::chrono::seconds(s.timeout_seconds);
   NullSink quiet;
   const TimeNs t0 = now();
   HAVEN_ASSIGN(ops::RestoreResult r, ops::restore(*st.repo, st.request, quiet));
@@ -411,6 +414,7 @@ Status Run::do_restore_postgres(StepState& st) {
   r.repository = repository;
   r.start = true;
   r.wait_seconds = s.timeout_seconds;
+  r.lock_wait = std::chrono::seconds(s.timeout_seconds);  // as restore_files
   NullSink quiet;
   const TimeNs t0 = now();
   HAVEN_ASSIGN(ops::PgRestoreResult restored, ops::pg_restore(*repo, r, quiet));

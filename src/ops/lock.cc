@@ -1,5 +1,8 @@
 #include "ops/lock.h"
 
+#include <algorithm>
+#include <string>
+
 #include "ops/ops.h"
 
 namespace haven::ops {
@@ -15,9 +18,24 @@ Status HeldLock::release() {
 }
 
 Result<HeldLock> lock(repo::Repository& repo, LockMode mode, const EventTarget& events,
-                      const CancelToken& parent) {
+                      const CancelToken& parent, std::chrono::seconds wait) {
   auto session = std::make_unique<repo::Session>(repo, parent);
-  HAVEN_TRY(session->lock(mode == LockMode::kExclusive));
+  const auto until = std::chrono::steady_clock::now() + wait;
+  bool told = false;
+  while (true) {
+    Status locked = session->lock(mode == LockMode::kExclusive);
+    if (locked.ok()) break;
+    const auto left = until - std::chrono::steady_clock::now();
+    if (locked.error().code() != Error::Code::kLocked || left <= std::chrono::seconds(0)) return locked.error();
+    if (!told) {
+      notice(events, NoticeLevel::kNotice,
+             "waiting up to " + std::to_string(wait.count()) + " s for the lock: " + locked.error().message());
+      told = true;
+    }
+    if (parent.sleep_for(std::min<std::chrono::steady_clock::duration>(left, std::chrono::seconds(1)))) {
+      return parent.check().error();
+    }
+  }
   for (const auto& l : session->ignored_stale_locks()) {
     notice(events, NoticeLevel::kNotice,
            "ignoring stale " + l + " (remove it with 'haven unlock')");

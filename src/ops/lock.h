@@ -18,6 +18,7 @@
 // the operation's thread, as Session::lock()/unlock().
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <utility>
 
@@ -49,7 +50,7 @@ class [[nodiscard]] HeldLock {
 
  private:
   friend Result<HeldLock> lock(repo::Repository& repo, LockMode mode, const EventTarget& events,
-                               const CancelToken& parent);
+                               const CancelToken& parent, std::chrono::seconds wait);
   explicit HeldLock(std::unique_ptr<repo::Session> session) : session_(std::move(session)) {}
   std::unique_ptr<repo::Session> session_;
 };
@@ -57,8 +58,11 @@ class [[nodiscard]] HeldLock {
 // Opens a session of `repo` whose token is a child of `parent` and takes its lock: kLocked
 // naming the holder if a conflicting live lock exists (also another session's of this process;
 // see Session::lock). Each stale lock it ignored is reported as a notice ("ignoring stale …").
+// With `wait` above zero, a conflicting lock is waited out for up to that long (tried again
+// every second, one notice naming the holder; cancelling `parent` stops the wait): an operation
+// started beside a prune then runs after it instead of failing.
 Result<HeldLock> lock(repo::Repository& repo, LockMode mode, const EventTarget& events,
-                      const CancelToken& parent);
+                      const CancelToken& parent, std::chrono::seconds wait = std::chrono::seconds(0));
 // The same, under the repository's token (Repository::cancel_token()).
 Result<HeldLock> lock(repo::Repository& repo, LockMode mode, const EventTarget& events);
 

@@ -204,7 +204,7 @@ Result<PgRestoreResult> pg_restore(repo::Repository& repo, const PgRestoreReques
                         shell_quote(out.wal_key_file) + " --spool " +
                         shell_quote(prefetch_spool(out.target)) + " --prefetch " +
                         std::to_string(kPrefetchSegments) + " %f %p";
-  HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kShared, events, scope.token()));
+  HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kShared, events, scope.token(), request.lock_wait));
   CancelScope session_scope(held.session().cancel_token());  // a lost lock stops this one
   HAVEN_TRY(load_index(repo, events));
   pg::PgRestoreOptions o;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <map>
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -107,6 +108,8 @@ struct PgRestoreRequest {
   bool start = false;
   std::string pg_bin;             // PostgreSQL's bin directory; "": from PG_VERSION
   int wait_seconds = 3600;        // for recovery to reach the target
+  // How long a conflicting (exclusive) lock is waited out before failing; 0: fail at once.
+  std::chrono::seconds lock_wait{0};
   bool validate_cluster = false;  // then validate it (needs start)
   std::string conninfo;           // how to connect to it for the validation
 };

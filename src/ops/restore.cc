@@ -55,7 +55,7 @@ auto with_chosen_snapshot(repo::Repository& repo, const RestoreRequest& request,
                     std::declval<const restore::Options&>(), std::declval<const Parsed&>())) {
   OperationScope scope(repo);
   HAVEN_ASSIGN(Parsed p, parse(request));
-  HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kShared, events, scope.token()));
+  HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kShared, events, scope.token(), request.lock_wait));
   CancelScope session_scope(held.session().cancel_token());  // a lost lock stops this one
   // The index loads on a thread of its own while the snapshot is chosen: on object storage
   // each is a listing and a few reads, round trips that need not wait for one another. Its

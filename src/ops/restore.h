@@ -2,6 +2,7 @@
 // into a directory (the engine: restore/restore.h). Conventions: ops/ops.h.
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,6 +26,8 @@ struct RestoreRequest {
   bool verify = false;                // re-read restored files and check their content
   std::string overwrite = "never";    // never | if-changed | always
   unsigned threads = 0;               // readers; 0: one per core, at least 4
+  // How long a conflicting (exclusive) lock is waited out before failing; 0: fail at once.
+  std::chrono::seconds lock_wait{0};
 };
 
 struct RestoreResult {

@@ -671,6 +671,67 @@ TEST_F(OpsTest, TheLockHelperTakesReportsAndReleases) {
   EXPECT_EQ(locks(), std::vector<std::string>{repo::hex(*planted)}) << "the stale lock stays";
 }
 
+// A restore started while a prune holds the repository (a policy's retention right after its
+// backup; a drill started then) fails at once by default, and with lock_wait runs once the
+// exclusive lock is gone, after one notice naming the holder. Cancelling stops the wait.
+TEST_F(OpsTest, ARestoreWaitsOutAnExclusiveLockWhenAskedTo) {
+  ops::BackupResult b = backup();
+  auto other = open();
+  auto prune = ops::lock(*other, ops::LockMode::kExclusive, sink_);
+  ASSERT_TRUE(prune.ok()) << prune.error().message();
+  ops::RestoreRequest rr;
+  rr.snapshot = "latest";
+  rr.target = dir_ + "/restored";
+  auto refused = ops::restore(*repo_, rr, sink_);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code(), Error::Code::kLocked) << refused.error().message();
+  EXPECT_FALSE(exists(rr.target + "/src/config/a.conf")) << "nothing restored while refused";
+
+  // Released 300 ms into the wait: the restore goes on.
+  std::thread release([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_TRUE(prune->release().ok());
+  });
+  sink_.events.clear();
+  rr.lock_wait = std::chrono::seconds(30);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto waited = ops::restore(*repo_, rr, sink_);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  release.join();
+  ASSERT_TRUE(waited.ok()) << waited.error().message();
+  EXPECT_EQ(waited->snapshot_id, b.snapshot_id);
+  EXPECT_GE(waited->summary.files, 1u);
+  EXPECT_GE(took, std::chrono::milliseconds(300));
+  EXPECT_LT(took, std::chrono::seconds(10)) << "tried again within a second or so";
+  auto notices = sink_.of("notice");
+  ASSERT_EQ(notices.size(), 1u);
+  EXPECT_TRUE(contains(notices[0].message, "waiting up to 30 s for the lock")) << notices[0].message;
+  EXPECT_TRUE(contains(notices[0].message, "exclusively by PID")) << notices[0].message;
+  EXPECT_TRUE(locks().empty());
+
+  // Held for good: a cancel ends the wait at once with kCancelled.
+  auto held = ops::lock(*other, ops::LockMode::kExclusive, sink_);
+  ASSERT_TRUE(held.ok());
+  CancelToken job;
+  std::thread cancel([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    job.cancel();
+  });
+  rr.target = dir_ + "/restored2";
+  rr.lock_wait = std::chrono::seconds(600);
+  Result<ops::RestoreResult> stopped = Error(Error::Code::kInternal, "not run");
+  const auto t1 = std::chrono::steady_clock::now();
+  {
+    CancelScope scope(job);
+    stopped = ops::restore(*repo_, rr, sink_);
+  }
+  cancel.join();
+  ASSERT_FALSE(stopped.ok());
+  EXPECT_EQ(stopped.error().code(), Error::Code::kCancelled) << stopped.error().message();
+  EXPECT_LT(std::chrono::steady_clock::now() - t1, std::chrono::seconds(10));
+  ASSERT_OK(held->release());
+}
+
 TEST_F(OpsTest, ACancelledOperationWritesNothingAndLeavesNoLock) {
   CancelToken token;
   repo_->set_cancel_token(token);
