@@ -322,9 +322,9 @@ Result<Id> Archiver::zero_chunk(size_t len, ReadState& rs) {
   return it->second;
 }
 
-// The chunks of a file, hashed two at a time (Repository::blob_ids: side by side, ~1.8x the
-// rate of one after the other) and stored, in order, by settle(), which the reader calls before
-// the buffer they lie in is reused. A large file's chunks are also handed to whichever workers
+// The chunks of a file, hashed and stored, in order, by settle(), which the reader calls before
+// the buffer they lie in is reused (after ~8 MiB of a large file: Repository::blob_ids hashes
+// them two side by side, ~1.8x the rate of one after the other). A large file's chunks are also handed to whichever workers
 // are idle meanwhile: re-reading one large file after it changed would otherwise hash on one
 // core while the others wait.
 class Archiver::HashAhead {
@@ -349,13 +349,7 @@ class Archiver::HashAhead {
       a_.queue_cv_.notify_one();
       return;
     }
-    // Hashed here: the chunk waits for the next one to be hashed beside it.
-    if (held_ == nullptr) {
-      held_ = &p;
-      return;
-    }
-    std::tie(held_->id, p.id) = a_.repo_.blob_ids(held_->data, chunk);
-    held_ = nullptr;
+    mine_.push_back({chunk, &p.id, nullptr});  // hashed here, with the others, when settled
   }
   // Every chunk added is hashed (here, if no helper took it) and stored, in order.
   Status settle(std::vector<repo::ContentRef>& content) {
@@ -376,21 +370,19 @@ class Archiver::HashAhead {
     ByteView data;
     Id id;
   };
-  // Hashes the chunk waiting for a partner, takes back the chunks no helper started on (hashing
-  // them here) and waits for the others.
+  // Takes back the chunks no helper started on, hashes them with those kept here, and waits
+  // for the helpers' chunks.
   void withdraw() {
-    std::vector<HashTask> mine;
-    if (held_ != nullptr) mine.push_back({held_->data, &held_->id, nullptr});
-    held_ = nullptr;
     if (handed_ > 0) {
       std::lock_guard<std::mutex> g(a_.mu_);
       std::erase_if(a_.hash_tasks_, [&](const HashTask& t) {
         if (t.group != &group_) return false;
-        mine.push_back(t);
+        mine_.push_back(t);
         return true;
       });
     }
-    a_.hash(mine);
+    a_.hash(mine_);
+    mine_.clear();
     if (handed_ == 0) return;
     std::unique_lock<std::mutex> lk(group_.m);
     group_.cv.wait(lk, [&] { return group_.running == 0; });
@@ -400,17 +392,19 @@ class Archiver::HashAhead {
   Archiver& a_;
   const bool helpers_;
   std::deque<Pending> pending_;
-  Pending* held_ = nullptr;  // hashed with the next chunk
+  std::vector<HashTask> mine_;  // chunks to hash here
   HashGroup group_;
   size_t handed_ = 0;
 };
 
 void Archiver::hash(std::span<const HashTask> tasks) {
-  size_t i = 0;
-  for (; i + 1 < tasks.size(); i += 2) {
-    std::tie(*tasks[i].id, *tasks[i + 1].id) = repo_.blob_ids(tasks[i].data, tasks[i + 1].data);
-  }
-  if (i < tasks.size()) *tasks[i].id = repo_.blob_id(tasks[i].data);
+  thread_local std::vector<ByteView> data;
+  thread_local std::vector<Id> ids;
+  data.clear();
+  for (const HashTask& t : tasks) data.push_back(t.data);
+  ids.resize(tasks.size());
+  repo_.blob_ids(data, ids);
+  for (size_t i = 0; i < tasks.size(); i++) *tasks[i].id = ids[i];
 }
 
 // Files at least this large have their chunks also hashed by idle workers.
@@ -435,6 +429,54 @@ Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<repo::ContentRe
   Extent hole;  // the last hole found
   const size_t max = chunker_.params().max_size;
   HashAhead ahead(*this, file && *limit >= kHashAheadMin);
+  // One read into the room at the buffer's end (none if the wait for a stream timed out or a
+  // read was interrupted); sets eof at the end of the stream or of the first `limit` bytes.
+  auto fill = [&]() -> Status {
+    const size_t room = buf.size() - end;
+    if (!file) {
+      // A stream may stay silent for ever (stdin of a stalled producer): wait for data in
+      // slices, so that a cancelled backup does not sit in read().
+      pollfd pf{fd, POLLIN, 0};
+      int ready = ::poll(&pf, 1, 100);
+      if (ready < 0 && errno != EINTR) return errno_error("poll", errno);
+      if (ready <= 0) return session_.cancel_token().check();
+      ssize_t n = ::read(fd, buf.data() + end, room);
+      if (n < 0) return errno == EINTR ? ok_status() : errno_error("read", errno);
+      if (n == 0) eof = true;
+      end += static_cast<size_t>(n);
+      fill_off += static_cast<uint64_t>(n);
+      bytes_read_ += static_cast<uint64_t>(n);
+      return ok_status();
+    }
+    if (fill_off >= end_at) {
+      eof = true;
+      return ok_status();
+    }
+    if (fill_off < ext.begin || fill_off >= ext.end) {
+      HAVEN_ASSIGN(ext, extent_at(fd, fill_off, end_at, seek));
+      if (ext.end <= fill_off) {
+        eof = true;  // the file is shorter than when it was opened
+        return ok_status();
+      }
+      if (ext.hole) hole = ext;
+    }
+    size_t n = static_cast<size_t>(std::min<uint64_t>(room, ext.end - fill_off));
+    if (ext.hole) {
+      std::memset(buf.data() + end, 0, n);
+    } else {
+      ssize_t r = ::pread(fd, buf.data() + end, n, static_cast<off_t>(fill_off));
+      if (r < 0) return errno == EINTR ? ok_status() : errno_error("read", errno);
+      if (r == 0) {
+        eof = true;  // shrank while being read
+        return ok_status();
+      }
+      n = static_cast<size_t>(r);
+      bytes_read_ += n;
+    }
+    end += n;
+    fill_off += n;
+    return ok_status();
+  };
   while (true) {
     // A chunk that lies wholly in a hole is all zeros, and so is cut where all-zero input is
     // cut: no reading, no chunker run, no hashing (the same chunks as reading the zeros).
@@ -456,82 +498,45 @@ Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<repo::ContentRe
         continue;
       }
     }
-    // Keep at least max bytes (or everything to the end) in view of the chunker.
-    while (!eof && end - start < max) {
-      if (end == buf.size()) {
-        HAVEN_TRY(ahead.settle(content));  // before their bytes move
-        std::memmove(buf.data(), buf.data() + start, end - start);
-        end -= start;
-        start = 0;
+    // Keep at least max bytes (or everything to the end) in view of the chunker, reading into
+    // the room left at the buffer's end. When that room runs out first, the cut is looked for in
+    // what is in view (a cut found there is the one a full view gives: the first match), and
+    // only a view that holds none is moved to the buffer's front to read on. Moving the view
+    // whenever it ran short moved ~0.9 of every byte of a large file once more.
+    size_t cut = 0;
+    while (true) {
+      if (start == end && end == buf.size()) {  // the view ended with the buffer: start over
+        HAVEN_TRY(ahead.settle(content));         // before their bytes are read over
+        start = end = 0;
       }
-      size_t room = buf.size() - end;
-      if (!file) {
-        // A stream may stay silent for ever (stdin of a stalled producer): wait for data in
-        // slices, so that a cancelled backup does not sit in read().
-        pollfd pf{fd, POLLIN, 0};
-        int ready = ::poll(&pf, 1, 100);
-        if (ready < 0 && errno != EINTR) return errno_error("poll", errno);
-        if (ready <= 0) {
-          HAVEN_TRY(session_.cancel_token().check());
-          continue;
-        }
-        ssize_t n = ::read(fd, buf.data() + end, room);
-        if (n < 0) {
-          if (errno == EINTR) continue;
-          return errno_error("read", errno);
-        }
-        if (n == 0) {
-          eof = true;
-          break;
-        }
-        end += static_cast<size_t>(n);
-        fill_off += static_cast<uint64_t>(n);
-        bytes_read_ += static_cast<uint64_t>(n);
+      if (!eof && end - start < max && end < buf.size()) {
+        HAVEN_TRY(fill());
         continue;
       }
-      if (fill_off >= end_at) {
-        eof = true;
-        break;
-      }
-      if (fill_off < ext.begin || fill_off >= ext.end) {
-        HAVEN_ASSIGN(ext, extent_at(fd, fill_off, end_at, seek));
-        if (ext.end <= fill_off) {
-          eof = true;  // the file is shorter than when it was opened
-          break;
+      if (start == end) break;
+      if (first) {
+        page = page_size_of(ByteView(buf.data(), end));
+        first = false;
+        if (file && *limit >= kLevelProbeMin &&
+            repo::cheaper_level_suffices(ahead.compression, ByteView(buf.data() + start, end - start), page)) {
+          ahead.compression = repo::Compression::kLow;
         }
-        if (ext.hole) hole = ext;
       }
-      size_t want = static_cast<size_t>(std::min<uint64_t>(room, ext.end - fill_off));
-      size_t n = want;
-      if (ext.hole) {
-        std::memset(buf.data() + end, 0, want);
+      const bool whole = eof || end - start >= max;  // the view holds all the cut can depend on
+      ByteView view(buf.data() + start, end - start);
+      if (page != 0) {
+        cut = whole || view.size() >= page ? std::min(page, view.size())  // page = this file's chunk size
+                                           : 0;
       } else {
-        ssize_t r = ::pread(fd, buf.data() + end, want, static_cast<off_t>(fill_off));
-        if (r < 0) {
-          if (errno == EINTR) continue;
-          return errno_error("read", errno);
-        }
-        if (r == 0) {
-          eof = true;  // shrank while being read
-          break;
-        }
-        n = static_cast<size_t>(r);
-        bytes_read_ += n;
+        cut = chunker_.next_cut(view, eof);  // 0 only in a view short of max
       }
-      end += n;
-      fill_off += n;
+      if (cut != 0) break;
+      HAVEN_TRY(ahead.settle(content));  // before their bytes move
+      std::memmove(buf.data(), buf.data() + start, end - start);
+      end -= start;
+      start = 0;
     }
     if (start == end) break;
-    if (first) {
-      page = page_size_of(ByteView(buf.data(), end));
-      first = false;
-      if (file && *limit >= kLevelProbeMin &&
-          repo::cheaper_level_suffices(ahead.compression, ByteView(buf.data() + start, end - start), page)) {
-        ahead.compression = repo::Compression::kLow;
-      }
-    }
-    size_t cut = page ? std::min(page, end - start)  // page = the chunk size for this file
-                      : chunker_.next_cut(ByteView(buf.data() + start, end - start), eof);
     ahead.add(ByteView(buf.data() + start, cut));
     start += cut;
     start_off += cut;

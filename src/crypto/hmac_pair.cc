@@ -1,4 +1,4 @@
-// HMAC-SHA256 of two messages side by side with the x86 SHA extensions.
+// HMAC-SHA256 of messages two at a time, side by side, with the x86 SHA extensions.
 //
 // A SHA-256 block is 32 SHA256RNDS2 instructions in one dependency chain: one stream waits on
 // each instruction's latency, while a second, independent stream's instructions fill those
@@ -9,7 +9,9 @@
 #include <cpuid.h>
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
+#include <span>
 
 #include "crypto/crypto.h"
 #include "util/bytes.h"
@@ -184,20 +186,52 @@ HAVEN_SHA_TARGET Hash finish(const Keyed& k, State inner, ByteView rest, uint64_
   return h;
 }
 
-HAVEN_SHA_TARGET std::pair<Hash, Hash> pair_with_sha_extensions(const SecretKey& key, ByteView a,
-                                                                ByteView b) {
-  Keyed k = keyed(key);  // as good as the key for making IDs: zeroed below
-  State sa = k.inner, sb = k.inner;
-  const size_t both = std::min(a.size(), b.size()) / 64;
-  compress_pair(sa, a.data(), sb, b.data(), both);
-  // The longer message's other whole blocks alone.
-  const size_t more_a = a.size() / 64 - both, more_b = b.size() / 64 - both;
-  compress(sa, a.data() + both * 64, more_a);
-  compress(sb, b.data() + both * 64, more_b);
-  const size_t done_a = (both + more_a) * 64, done_b = (both + more_b) * 64;
-  std::pair<Hash, Hash> ids{finish(k, sa, a.subspan(done_a), a.size()), finish(k, sb, b.subspan(done_b), b.size())};
+// Each message through one of two lanes: the lanes run side by side (compress_pair) while both
+// have whole blocks left; a lane whose message has none left finishes it and takes the next
+// message, so messages of unequal lengths still pair up, all but the last one's tail.
+HAVEN_SHA_TARGET void many_with_sha_extensions(const SecretKey& key, std::span<const ByteView> msgs,
+                                               std::span<Hash> out) {
+  Keyed k = keyed(key);  // as good as the key for making IDs: zeroed below, with the lanes
+  struct Lane {
+    size_t msg = 0;   // index into msgs
+    size_t done = 0;  // bytes of it hashed (whole blocks)
+    State st{};
+    bool busy = false;
+  } lanes[2];
+  size_t next = 0;
+  auto whole_left = [&](const Lane& l) { return (msgs[l.msg].size() - l.done) / 64; };
+  // Finishes the lanes whose messages have no whole block left, and refills them.
+  auto turn = [&] {
+    for (Lane& l : lanes) {
+      while (true) {
+        if (l.busy && whole_left(l) > 0) break;
+        if (l.busy) out[l.msg] = finish(k, l.st, msgs[l.msg].subspan(l.done), msgs[l.msg].size());
+        l.busy = next < msgs.size();
+        if (!l.busy) break;
+        l.msg = next++;
+        l.done = 0;
+        l.st = k.inner;
+      }
+    }
+  };
+  turn();
+  while (lanes[0].busy || lanes[1].busy) {
+    if (lanes[0].busy && lanes[1].busy) {
+      Lane &a = lanes[0], &b = lanes[1];
+      const size_t n = std::min(whole_left(a), whole_left(b));
+      compress_pair(a.st, msgs[a.msg].data() + a.done, b.st, msgs[b.msg].data() + b.done, n);
+      a.done += n * 64;
+      b.done += n * 64;
+    } else {
+      Lane& l = lanes[0].busy ? lanes[0] : lanes[1];
+      const size_t n = whole_left(l);
+      compress(l.st, msgs[l.msg].data() + l.done, n);
+      l.done += n * 64;
+    }
+    turn();
+  }
   secure_zero(&k, sizeof k);
-  return ids;
+  secure_zero(lanes, sizeof lanes);
 }
 
 bool sha_extensions_usable() {
@@ -209,10 +243,17 @@ bool sha_extensions_usable() {
 
 }  // namespace
 
-std::pair<Hash, Hash> hmac_sha256_pair(const SecretKey& key, ByteView a, ByteView b) {
+void hmac_sha256_many(const SecretKey& key, std::span<const ByteView> msgs, std::span<Hash> out) {
   static const bool fast = sha_extensions_usable();
-  if (fast) return pair_with_sha_extensions(key, a, b);
-  return {hmac_sha256(key, a), hmac_sha256(key, b)};
+  if (fast) return many_with_sha_extensions(key, msgs, out);
+  for (size_t i = 0; i < msgs.size(); i++) out[i] = hmac_sha256(key, msgs[i]);
+}
+
+std::pair<Hash, Hash> hmac_sha256_pair(const SecretKey& key, ByteView a, ByteView b) {
+  const ByteView msgs[2] = {a, b};
+  Hash out[2];
+  hmac_sha256_many(key, msgs, out);
+  return {out[0], out[1]};
 }
 
 }  // namespace haven::crypto

@@ -415,8 +415,15 @@ Id Repository::blob_id(ByteView data) const {
 }
 
 std::pair<Id, Id> Repository::blob_ids(ByteView a, ByteView b) const {
-  if (config_.id_hash == BlobIdFunction::kHmacSha256) return crypto::hmac_sha256_pair(master_.id_key, a, b);
-  return {crypto::keyed_hash(master_.id_key, a), crypto::keyed_hash(master_.id_key, b)};
+  const ByteView data[2] = {a, b};
+  Id ids[2];
+  blob_ids(data, ids);
+  return {ids[0], ids[1]};
+}
+
+void Repository::blob_ids(std::span<const ByteView> data, std::span<Id> ids) const {
+  if (config_.id_hash == BlobIdFunction::kHmacSha256) return crypto::hmac_sha256_many(master_.id_key, data, ids);
+  for (size_t i = 0; i < data.size(); i++) ids[i] = crypto::keyed_hash(master_.id_key, data[i]);
 }
 
 Result<Bytes> Repository::seal_object(ObjectKind kind, ByteView body) const {

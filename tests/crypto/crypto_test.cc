@@ -456,3 +456,36 @@ TEST(HmacSha256, PairGivesEachMessagesOwnHmac) {
     EXPECT_NE(haven::crypto::hmac_sha256_pair(other, a, b).first, ha);
   }
 }
+
+// Many messages through the two lanes give what hmac_sha256 gives each, whatever the order of
+// lengths: a lane that finishes takes the next message while the other is mid-way through
+// its own (long after short, short after long, empty ones, one or two padding blocks), and
+// the last message's tail runs alone. Zero, one and two messages too.
+TEST(HmacSha256, ManyMessagesEachGetTheirOwnHmacWhateverTheirLengths) {
+  haven::crypto::init();
+  uint8_t k[32];
+  for (int i = 0; i < 32; i++) k[i] = static_cast<uint8_t>(7 * i + 1);
+  haven::crypto::SecretKey key(haven::ByteView(k, 32));
+  haven::Bytes data(4u << 20);
+  uint64_t x = 0x2545f4914f6cdd1dull;
+  for (auto& b : data) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    b = static_cast<uint8_t>(x);
+  }
+  const std::vector<size_t> lengths = {(1u << 20) + 5, 100, 0, 3000, 55, 56, 64, (1u << 20) - 1,
+                                       (2u << 20) + 4097, 119, 120, 1, 4096, 70000, 0, 333333};
+  for (size_t count : {size_t{0}, size_t{1}, size_t{2}, size_t{3}, lengths.size()}) {
+    std::vector<haven::ByteView> msgs;
+    size_t at = 0;
+    for (size_t i = 0; i < count; i++) {
+      const size_t n = lengths[i];
+      at = (at + 4099) % (data.size() - n);  // each its own bytes
+      msgs.emplace_back(data.data() + at, n);
+    }
+    std::vector<haven::crypto::Hash> out(count);
+    haven::crypto::hmac_sha256_many(key, msgs, out);
+    for (size_t i = 0; i < count; i++) {
+      EXPECT_EQ(out[i], haven::crypto::hmac_sha256(key, msgs[i])) << "message " << i << " of " << count;
+    }
+  }
+}
