@@ -172,10 +172,11 @@ class Archiver {
   void process_file(FileJob& job, ReadState& rs);
   // Chunks what fd holds into `content`; `total` is the length chunked. For a regular file,
   // `limit` is its size when it was opened: at most that much is read (a file that keeps
-  // growing cannot keep the backup going), and holes (SEEK_DATA/SEEK_HOLE) are not read but
-  // chunked as the zeros they are. Streams (no limit) are read to their end.
+  // growing cannot keep the backup going), and if it may have `holes`, they (SEEK_DATA/
+  // SEEK_HOLE) are not read but chunked as the zeros they are. Streams (no limit) are read to
+  // their end.
   Status chunk_stream(int fd, ReadState& rs, std::vector<repo::ContentRef>& content,
-                      uint64_t& total, std::optional<uint64_t> limit);
+                      uint64_t& total, std::optional<uint64_t> limit, bool holes = false);
   // Reads the first `limit` bytes of a page-structured file against its parent copy `base`
   // (Options::page_delta). False when the parent's copy cannot serve (not whole pages, a blob
   // gone) or the file shrank while read: then the file is chunked as usual (blobs stored by
@@ -414,7 +415,7 @@ constexpr uint64_t kHashAheadMin = 16u << 20;
 constexpr uint64_t kLevelProbeMin = 8u << 20;
 
 Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<repo::ContentRef>& content,
-                              uint64_t& total, std::optional<uint64_t> limit) {
+                              uint64_t& total, std::optional<uint64_t> limit, bool holes) {
   ReadState::Buffer& buf = rs.buf;
   const bool file = limit.has_value();
   const uint64_t end_at = file ? *limit : UINT64_MAX;
@@ -423,7 +424,7 @@ Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<repo::ContentRe
   uint64_t fill_off = 0;      // stream offset of buf[end]
   bool eof = false;
   bool first = true;
-  bool seek = file;
+  bool seek = file && holes;
   size_t page = 0;
   Extent ext;   // the extent holding fill_off, once found
   Extent hole;  // the last hole found
@@ -763,7 +764,11 @@ void Archiver::process_file(FileJob& job, ReadState& rs) {
     return;
   }
   const uint64_t limit = static_cast<uint64_t>(opened.st_size);
-  posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  // Holes are looked for (two lseeks a file) only where the blocks the file holds (512-byte
+  // units) do not cover its size; the readahead advice is given only where reads run past the
+  // kernel's default window. Of a 60,000-file backup's 10 system calls a file, these were 3.
+  const bool holes = static_cast<uint64_t>(opened.st_blocks) * 512 < limit;
+  if (limit >= (1u << 20)) posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   std::vector<repo::ContentRef> content;
   uint64_t total = 0;
   Status st;
@@ -776,7 +781,7 @@ void Archiver::process_file(FileJob& job, ReadState& rs) {
   if (st.ok() && !delta) {
     content.clear();
     total = 0;
-    st = chunk_stream(fd, rs, content, total, limit);
+    st = chunk_stream(fd, rs, content, total, limit, holes);
   }
   struct stat after{};
   int fst = fstat(fd, &after);
