@@ -48,6 +48,15 @@ struct DirJob {
   std::atomic<int> pending{1};
   DirJob* parent = nullptr;
   size_t parent_index = 0;
+  // The directory, open while files of it wait to be read: they are opened relative to it,
+  // not by walking their full path again (most of open's path walk in a small-file backup).
+  int fd = -1;
+  DirJob() = default;
+  DirJob(const DirJob&) = delete;
+  DirJob& operator=(const DirJob&) = delete;
+  ~DirJob() {
+    if (fd >= 0) ::close(fd);
+  }
 };
 
 // A file's content in the parent snapshot, for a file read page by page against it.
@@ -742,8 +751,10 @@ Result<bool> Archiver::delta_file(int fd, ReadState& rs, const BaseContent& base
 
 void Archiver::process_file(FileJob& job, ReadState& rs) {
   Node& node = job.dir->nodes[job.index];
-  int fd = ::open(job.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOATIME);
-  if (fd < 0 && errno == EPERM) fd = ::open(job.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  const int at = job.dir->fd >= 0 ? job.dir->fd : AT_FDCWD;
+  const char* name = job.dir->fd >= 0 ? node.name.c_str() : job.path.c_str();
+  int fd = ::openat(at, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOATIME);
+  if (fd < 0 && errno == EPERM) fd = ::openat(at, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
     int err = errno;
     if (err == ENOENT) {
@@ -1015,7 +1026,10 @@ Status Archiver::walk_dir(const std::string& path, DirJob* parent, size_t index,
     }
     d->nodes.push_back(std::move(*node));
   }
-  if (dir != nullptr) closedir(dir);
+  if (dir != nullptr) {
+    if (!files.empty()) d->fd = ::fcntl(dirfd(dir), F_DUPFD_CLOEXEC, 0);  // -1: opened by path
+    closedir(dir);
+  }
   d->drop.assign(d->nodes.size(), 0);
   d->pending += static_cast<int>(files.size() + subdirs.size());
   // Empty subdirectories (crossing a mount with --one-file-system) still get an empty tree.

@@ -1377,6 +1377,41 @@ TEST_F(BackupTest, UnreadableFileIsReportedWithExitCode3) {
   EXPECT_EQ(paths.count("/src/locked.txt"), 0u) << "an unreadable file is in the snapshot";
 }
 
+// Files are opened relative to their directory, which stays open while its files wait: a
+// server runs backup after backup, so every directory (and file) must be closed again after
+// a backup with files to read, a re-backup with nothing to read and one after an edit.
+TEST_F(BackupTest, EveryDirectoryAndFileItOpensIsClosedAgain) {
+  auto open_fds = [] {
+    size_t n = 0;
+    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) n++;
+    return n;
+  };
+  const std::string src = dir_ + "/src";
+  for (int d = 0; d < 12; d++) {
+    const std::string sub = src + "/d" + std::to_string(d) + "/inner";
+    std::filesystem::create_directories(sub);
+    for (int f = 0; f < 5; f++) write_file(sub + "/f" + std::to_string(f), random_bytes(3000 + 100 * f, 40 + d * 5 + f));
+    write_file(src + "/d" + std::to_string(d) + "/top", "top " + std::to_string(d));
+  }
+  auto repo = init_repo(dir_ + "/repo");
+  ASSERT_TRUE(repo);
+  const size_t before = open_fds();
+  auto s1 = backup(*repo, {src});
+  ASSERT_OK(s1);
+  EXPECT_EQ(s1->warnings, 0u);
+  EXPECT_EQ(open_fds(), before) << "a backup left descriptors open";
+  auto files = files_of(*repo, s1->snapshot);  // the tree of src: the d* directories
+  EXPECT_EQ(files.size(), 12u);
+  // A re-backup reads nothing (no directory kept open), then one after edits.
+  auto s2 = backup(*repo, {src});
+  ASSERT_OK(s2);
+  EXPECT_EQ(open_fds(), before);
+  write_file(src + "/d3/inner/f2", "changed");
+  auto s3 = backup(*repo, {src});
+  ASSERT_OK(s3);
+  EXPECT_EQ(open_fds(), before);
+}
+
 TEST_F(BackupTest, ExcludesLeaveFilesOut) {
   const std::string repo = dir_ + "/repo";
   cli_init(repo);
