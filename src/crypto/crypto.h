@@ -62,13 +62,11 @@ Hash keyed_hash(const SecretKey& key, ByteView data);
 
 // HMAC-SHA256 (RFC 2104): the alternative blob-ID function, fast on CPUs with SHA extensions.
 Hash hmac_sha256(const SecretKey& key, ByteView data);
-// hmac_sha256() of two messages under one key, computed side by side: on CPUs with the SHA
-// extensions the two streams' rounds interleave (~1.8x the rate of one after the other: a Zen 4
-// core 1.8 -> 3.3 GB/s); elsewhere two hmac_sha256() calls. The same results either way.
-std::pair<Hash, Hash> hmac_sha256_pair(const SecretKey& key, ByteView a, ByteView b);
 // hmac_sha256() of each message into out[i] (out as long as msgs), two side by side at a time:
-// a message that ends frees its side for the next, so unequal lengths still pair (only the
-// last message's tail runs alone).
+// on CPUs with the SHA extensions the two streams' rounds interleave (~1.8x the rate of one
+// after the other: a Zen 4 core 1.8 -> 3.3 GB/s), and a message that ends frees its side for
+// the next, so unequal lengths still pair (only the last message's tail runs alone);
+// elsewhere one hmac_sha256() each. The same results either way.
 void hmac_sha256_many(const SecretKey& key, std::span<const ByteView> msgs, std::span<Hash> out);
 // Whether this CPU has the x86 SHA extensions (SHA-256 then runs ~2.5x faster than BLAKE2b).
 bool cpu_has_sha_extensions();

@@ -249,11 +249,4 @@ void hmac_sha256_many(const SecretKey& key, std::span<const ByteView> msgs, std:
   for (size_t i = 0; i < msgs.size(); i++) out[i] = hmac_sha256(key, msgs[i]);
 }
 
-std::pair<Hash, Hash> hmac_sha256_pair(const SecretKey& key, ByteView a, ByteView b) {
-  const ByteView msgs[2] = {a, b};
-  Hash out[2];
-  hmac_sha256_many(key, msgs, out);
-  return {out[0], out[1]};
-}
-
 }  // namespace haven::crypto

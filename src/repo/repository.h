@@ -130,7 +130,7 @@ class Repository {
   chunker::Chunker make_chunker() const;
   Id blob_id(ByteView data) const;
   // blob_id() of two blobs at once: with HMAC-SHA256 on a CPU with the SHA extensions the two
-  // are hashed side by side, ~1.8x the rate of one after the other (crypto::hmac_sha256_pair).
+  // are hashed side by side, ~1.8x the rate of one after the other (crypto::hmac_sha256_many).
   std::pair<Id, Id> blob_ids(ByteView a, ByteView b) const;
   // blob_id() of each of `data` into ids[i] (ids as long as data), two side by side at a time
   // (crypto::hmac_sha256_many: unequal lengths still pair up).
