@@ -113,11 +113,19 @@ struct ReadState {
   // touched, so a tree of small files does not keep 2 × max chunk resident per thread.
   struct Buffer {
     std::unique_ptr<uint8_t[]> p;
+    uint8_t* at = nullptr;
     size_t n = 0;
-    uint8_t* data() { return p.get(); }
+    uint8_t* data() { return at; }
     size_t size() const { return n; }
     void resize(size_t k) {
       p = std::make_unique_for_overwrite<uint8_t[]>(k);
+      at = p.get();
+      n = k;
+    }
+    // Reads into k bytes at d (a part of another buffer), owning none.
+    void view(uint8_t* d, size_t k) {
+      p.reset();
+      at = d;
       n = k;
     }
   } buf;
@@ -179,13 +187,35 @@ class Archiver {
   // Hashes each task's data into its ID, two at a time.
   void hash(std::span<const HashTask> tasks);
   void process_file(FileJob& job, ReadState& rs);
+  // Small files read one after the other, each into its own part of `batch`, and their chunks
+  // hashed together, two lanes side by side (a lane that ends takes the next file's), before
+  // they are stored in order: a file of one chunk would otherwise be hashed alone, at about
+  // half the rate. `part` is the reader's view of the part.
+  void process_small(std::span<FileJob> jobs, ReadState& rs, ReadState& batch, ReadState& part);
+  // Whether `job` may be read with others by process_small: no page delta, and small.
+  static bool batches(const FileJob& job);
+  // A regular file opened for reading: its descriptor, the size that bounds the read, and
+  // whether it may hold holes.
+  struct Opened {
+    int fd = -1;
+    uint64_t limit = 0;
+    bool holes = false;
+  };
+  // Opens `job`'s file; false (with a warning, the file dropped from the snapshot) if it cannot.
+  bool open_file(FileJob& job, Opened& f);
+  // Closes `f` and sets `job`'s node from what `st` and the read found (the content, or a
+  // warning and the file dropped, or the backup failed).
+  void finish_file(FileJob& job, Opened& f, const Status& st, std::vector<repo::ContentRef>& content,
+                   uint64_t total);
   // Chunks what fd holds into `content`; `total` is the length chunked. For a regular file,
   // `limit` is its size when it was opened: at most that much is read (a file that keeps
   // growing cannot keep the backup going), and if it may have `holes`, they (SEEK_DATA/
   // SEEK_HOLE) are not read but chunked as the zeros they are. Streams (no limit) are read to
   // their end.
+  // With `deferred`, the chunks read last are left in it, hashed and stored by its settle().
   Status chunk_stream(int fd, ReadState& rs, std::vector<repo::ContentRef>& content,
-                      uint64_t& total, std::optional<uint64_t> limit, bool holes = false);
+                      uint64_t& total, std::optional<uint64_t> limit, bool holes = false,
+                      HashAhead* deferred = nullptr);
   // Reads the first `limit` bytes of a page-structured file against its parent copy `base`
   // (Options::page_delta). False when the parent's copy cannot serve (not whole pages, a blob
   // gone) or the file shrank while read: then the file is chunked as usual (blobs stored by
@@ -373,6 +403,13 @@ class Archiver::HashAhead {
     return ok_status();
   }
 
+  // Takes over the chunks `other` kept to hash (neither hands any to helpers): hashed with
+  // this one's at its settle(), before `other` settles.
+  void adopt(HashAhead& other) {
+    mine_.insert(mine_.end(), other.mine_.begin(), other.mine_.end());
+    other.mine_.clear();
+  }
+
   repo::Compression compression;  // what the file's chunks are stored at
 
  private:
@@ -424,7 +461,8 @@ constexpr uint64_t kHashAheadMin = 16u << 20;
 constexpr uint64_t kLevelProbeMin = 8u << 20;
 
 Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<repo::ContentRef>& content,
-                              uint64_t& total, std::optional<uint64_t> limit, bool holes) {
+                              uint64_t& total, std::optional<uint64_t> limit, bool holes,
+                              HashAhead* deferred) {
   ReadState::Buffer& buf = rs.buf;
   const bool file = limit.has_value();
   const uint64_t end_at = file ? *limit : UINT64_MAX;
@@ -438,7 +476,8 @@ Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<repo::ContentRe
   Extent ext;   // the extent holding fill_off, once found
   Extent hole;  // the last hole found
   const size_t max = chunker_.params().max_size;
-  HashAhead ahead(*this, file && *limit >= kHashAheadMin);
+  std::optional<HashAhead> own;
+  HashAhead& ahead = deferred != nullptr ? *deferred : own.emplace(*this, file && *limit >= kHashAheadMin);
   // One read into the room at the buffer's end (none if the wait for a stream timed out or a
   // read was interrupted); sets eof at the end of the stream or of the first `limit` bytes.
   auto fill = [&]() -> Status {
@@ -553,7 +592,7 @@ Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<repo::ContentRe
     total += cut;
     progress(false);
   }
-  HAVEN_TRY(ahead.settle(content));
+  if (deferred == nullptr) HAVEN_TRY(ahead.settle(content));
   return ok_status();
 }
 
@@ -749,7 +788,7 @@ Result<bool> Archiver::delta_file(int fd, ReadState& rs, const BaseContent& base
   return true;
 }
 
-void Archiver::process_file(FileJob& job, ReadState& rs) {
+bool Archiver::open_file(FileJob& job, Opened& f) {
   Node& node = job.dir->nodes[job.index];
   const int at = job.dir->fd >= 0 ? job.dir->fd : AT_FDCWD;
   const char* name = job.dir->fd >= 0 ? node.name.c_str() : job.path.c_str();
@@ -763,7 +802,7 @@ void Archiver::process_file(FileJob& job, ReadState& rs) {
       warn(job.path, errno_error("cannot be read", err).message() + "; not in the snapshot");
     }
     job.dir->drop[job.index] = 1;
-    return;
+    return false;
   }
   // The size now bounds the read: a file that grows while it is read (a log, a download) is
   // stored as it was when opened, not chased to whatever end it has by then.
@@ -772,31 +811,25 @@ void Archiver::process_file(FileJob& job, ReadState& rs) {
     warn(job.path, errno_error("cannot be read", errno).message() + "; not in the snapshot");
     ::close(fd);
     job.dir->drop[job.index] = 1;
-    return;
+    return false;
   }
-  const uint64_t limit = static_cast<uint64_t>(opened.st_size);
+  f.fd = fd;
+  f.limit = static_cast<uint64_t>(opened.st_size);
   // Holes are looked for (two lseeks a file) only where the blocks the file holds (512-byte
   // units) do not cover its size; the readahead advice is given only where reads run past the
   // kernel's default window. Of a 60,000-file backup's 10 system calls a file, these were 3.
-  const bool holes = static_cast<uint64_t>(opened.st_blocks) * 512 < limit;
-  if (limit >= (1u << 20)) posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-  std::vector<repo::ContentRef> content;
-  uint64_t total = 0;
-  Status st;
-  bool delta = false;
-  if (job.base) {
-    auto d = delta_file(fd, rs, *job.base, limit, content, total);
-    if (!d.ok()) st = d.error();
-    delta = d.ok() && *d;
-  }
-  if (st.ok() && !delta) {
-    content.clear();
-    total = 0;
-    st = chunk_stream(fd, rs, content, total, limit, holes);
-  }
+  f.holes = static_cast<uint64_t>(opened.st_blocks) * 512 < f.limit;
+  if (f.limit >= (1u << 20)) posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  return true;
+}
+
+void Archiver::finish_file(FileJob& job, Opened& f, const Status& st, std::vector<repo::ContentRef>& content,
+                           uint64_t total) {
+  Node& node = job.dir->nodes[job.index];
   struct stat after{};
-  int fst = fstat(fd, &after);
-  ::close(fd);
+  int fst = fstat(f.fd, &after);
+  ::close(f.fd);
+  f.fd = -1;
   if (!st.ok()) {
     if (st.error().code() == Error::Code::kIo || st.error().code() == Error::Code::kPermissionDenied) {
       warn(job.path, st.error().message() + "; not in the snapshot");
@@ -809,10 +842,10 @@ void Archiver::process_file(FileJob& job, ReadState& rs) {
   node.content = std::move(content);
   if (fst == 0 && (after.st_size != static_cast<off_t>(node.size) ||
                    ts_ns(after.st_mtim) != node.mtime || total != node.size)) {
-    if (total == limit && static_cast<uint64_t>(after.st_size) > limit) {
-      warn(job.path, "changed while being read: it grew from " + std::to_string(limit) + " to " +
+    if (total == f.limit && static_cast<uint64_t>(after.st_size) > f.limit) {
+      warn(job.path, "changed while being read: it grew from " + std::to_string(f.limit) + " to " +
                          std::to_string(after.st_size) + " bytes; the snapshot holds the first " +
-                         std::to_string(limit) + " bytes, as far as it reached when opened");
+                         std::to_string(f.limit) + " bytes, as far as it reached when opened");
     } else {
       warn(job.path, "changed while being read; the snapshot holds what was read");
     }
@@ -823,11 +856,97 @@ void Archiver::process_file(FileJob& job, ReadState& rs) {
   files_done_++;
 }
 
+void Archiver::process_file(FileJob& job, ReadState& rs) {
+  Opened f;
+  if (!open_file(job, f)) return;
+  std::vector<repo::ContentRef> content;
+  uint64_t total = 0;
+  Status st;
+  bool delta = false;
+  if (job.base) {
+    auto d = delta_file(f.fd, rs, *job.base, f.limit, content, total);
+    if (!d.ok()) st = d.error();
+    delta = d.ok() && *d;
+  }
+  if (st.ok() && !delta) {
+    content.clear();
+    total = 0;
+    st = chunk_stream(f.fd, rs, content, total, f.limit, f.holes);
+  }
+  finish_file(job, f, st, content, total);
+}
+
+// Files smaller than this (less than the chunker's least chunk: one chunk each) are read in
+// batches of up to kBatchFiles files and kBatchBytes bytes (process_small).
+constexpr uint64_t kSmallMax = 256u << 10;
+constexpr size_t kBatchFiles = 8;
+constexpr size_t kBatchBytes = 1u << 20;
+
+bool Archiver::batches(const FileJob& job) {
+  return !job.base && job.dir->nodes[job.index].size < kSmallMax;
+}
+
+void Archiver::process_small(std::span<FileJob> jobs, ReadState& rs, ReadState& batch, ReadState& part) {
+  struct Item {
+    explicit Item(Archiver& a) : ahead(a, false) {}  // small: no chunks handed to helpers
+    Opened f;
+    HashAhead ahead;
+    std::vector<repo::ContentRef> content;
+    uint64_t total = 0;
+    Status st;
+  };
+  std::deque<Item> items;  // HashAhead stays put
+  size_t used = 0;         // bytes of `batch` holding chunks not yet stored
+  size_t first = 0;        // the first item whose chunks are not stored
+  // Hashes the chunks of items [first, end) as one batch, then stores each item's in order.
+  auto settle = [&](size_t end) {
+    HashAhead* lead = nullptr;
+    for (size_t i = first; i < end; i++) {
+      Item& it = items[i];
+      if (it.f.fd < 0 || !it.st.ok()) continue;
+      if (lead == nullptr) {
+        lead = &it.ahead;
+      } else {
+        lead->adopt(it.ahead);
+      }
+    }
+    for (size_t i = first; i < end; i++) {
+      Item& it = items[i];
+      if (it.f.fd >= 0 && it.st.ok()) it.st = it.ahead.settle(it.content);
+    }
+    first = end;
+    used = 0;
+  };
+  for (FileJob& job : jobs) {
+    Item& it = items.emplace_back(*this);
+    if (!open_file(job, it.f)) continue;
+    // A file read to its size never fills a part one byte longer, so it is read to its end.
+    const size_t need = static_cast<size_t>(std::min<uint64_t>(it.f.limit, SIZE_MAX - 64)) + 1;
+    if (need > batch.buf.size()) {  // it grew since it was queued: read on its own
+      settle(items.size() - 1);
+      it.st = chunk_stream(it.f.fd, rs, it.content, it.total, it.f.limit, it.f.holes);
+      first = items.size();
+      continue;
+    }
+    if (used + need > batch.buf.size()) settle(items.size() - 1);
+    part.buf.view(batch.buf.data() + used, need);
+    it.st = chunk_stream(it.f.fd, part, it.content, it.total, it.f.limit, it.f.holes, &it.ahead);
+    used += (need + 63) & ~size_t{63};
+  }
+  settle(items.size());
+  for (size_t i = 0; i < items.size(); i++) {
+    if (items[i].f.fd >= 0) finish_file(jobs[i], items[i].f, items[i].st, items[i].content, items[i].total);
+  }
+}
+
 void Archiver::worker() {
-  ReadState rs;
+  ReadState rs, batch, part;
   rs.buf.resize(2 * static_cast<size_t>(chunker_.params().max_size));
+  batch.buf.resize(kBatchBytes);  // pages only touched where small files are read
+  std::vector<FileJob> small;
   while (true) {
     FileJob job;
+    small.clear();
     HashTask task[2];
     size_t tasks = 0;
     {
@@ -848,6 +967,18 @@ void Archiver::worker() {
         if (queue_.empty()) return;
         job = std::move(queue_.front());
         queue_.pop_front();
+        // A small file is taken with the small ones queued after it (process_small), unless
+        // a worker waits for one: it would otherwise sit idle while this one reads them.
+        if (idle_workers_ == 0 && !queue_.empty() && batches(job) && batches(queue_.front())) {
+          uint64_t bytes = job.dir->nodes[job.index].size;
+          small.push_back(std::move(job));
+          while (small.size() < kBatchFiles && !queue_.empty() && batches(queue_.front()) &&
+                 bytes + queue_.front().dir->nodes[queue_.front().index].size < kBatchBytes) {
+            bytes += queue_.front().dir->nodes[queue_.front().index].size;
+            small.push_back(std::move(queue_.front()));
+            queue_.pop_front();
+          }
+        }
         // The walker, once it waits for room, is woken when half the queue is free, not at
         // every file taken (a wake-up each: a futex call and a context switch).
         if (walker_waits_ && queue_.size() <= opts_.queue_depth / 2) {
@@ -865,8 +996,15 @@ void Archiver::worker() {
       continue;
     }
     if (Status c = session_.cancel_token().check(); !c.ok()) fail(c.error());
-    if (!failed_) process_file(job, rs);
-    release(job.dir);
+    if (!failed_) {
+      if (!small.empty()) {
+        process_small(small, rs, batch, part);
+      } else {
+        process_file(job, rs);
+      }
+    }
+    if (small.empty()) release(job.dir);
+    for (FileJob& f : small) release(f.dir);
   }
 }
 
