@@ -99,6 +99,48 @@ App::App() : app_("Haven: deduplicated, compressed, encrypted backups", "haven")
                   "sized to fit (env HAVEN_MEMORY_LIMIT; minimum 48MiB; default: no limit, about "
                   "80 MiB at most at the default settings)")
       ->envname("HAVEN_MEMORY_LIMIT");
+  app_.add_option("--retry-lock", globals_.retry_lock,
+                  "when another process holds a conflicting lock, try again every second for up "
+                  "to this long before failing, e.g. 5m, 90s, 1h30m (env HAVEN_RETRY_LOCK; "
+                  "default: fail at once)")
+      ->envname("HAVEN_RETRY_LOCK");
+}
+
+Result<std::chrono::seconds> parse_wait(const std::string& text, const std::string& what) {
+  auto bad = [&] {
+    return Error(Error::Code::kInvalidArgument,
+                 what + " '" + text + "' is not a wait: give seconds or terms like 90s, 5m, 1h30m "
+                 "(s seconds, m minutes, h hours), at most a week");
+  };
+  constexpr int64_t kWeek = 7 * 24 * 3600;
+  int64_t total = 0;
+  size_t i = 0;
+  if (text.empty()) return bad();
+  while (i < text.size()) {
+    size_t start = i;
+    int64_t n = 0;
+    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
+      n = n * 10 + (text[i] - '0');
+      if (n > kWeek) return bad();
+      i++;
+    }
+    if (i == start) return bad();
+    int64_t unit = 1;
+    if (i < text.size()) {
+      switch (text[i]) {
+        case 's': unit = 1; break;
+        case 'm': unit = 60; break;
+        case 'h': unit = 3600; break;
+        default: return bad();
+      }
+      i++;
+    } else if (start != 0) {
+      return bad();  // "1h30": a bare number only on its own
+    }
+    total += n * unit;
+    if (total > kWeek) return bad();
+  }
+  return std::chrono::seconds(total);
 }
 
 Result<uint64_t> parse_size(const std::string& text, const std::string& what) {
@@ -209,7 +251,11 @@ int App::run(int argc, char** argv) {
       return fn();
     }();
     if (!r.ok()) {
-      print_error(r.error().message());
+      std::string message = r.error().message();
+      if (r.error().code() == Error::Code::kLocked && globals_.retry_lock.empty()) {
+        message += "; or let haven wait for it: --retry-lock 5m";
+      }
+      print_error(message);
       int sig = signal_->load();
       if (r.error().code() == Error::Code::kCancelled && sig != 0) return 128 + sig;
       return exit_code_for(r.error());
@@ -387,6 +433,9 @@ Result<std::unique_ptr<repo::Repository>> App::open_repository(const repo::OpenO
   // A missing or too-new repository is reported before asking for a password.
   HAVEN_ASSIGN(repo::Probe probe, repo::Repository::probe(*be));
   HAVEN_ASSIGN(repo::MemoryBudget budget, memory_budget());  // bad input before the password
+  if (!globals_.retry_lock.empty()) {
+    if (auto wait = parse_wait(globals_.retry_lock, "--retry-lock"); !wait.ok()) return wait.error();
+  }
   HAVEN_ASSIGN(std::string pw, read_password());
   repo::OpenOptions open = options;
   open.config = std::move(probe.config);  // not read again
@@ -423,6 +472,10 @@ Result<repo::MemoryBudget> App::memory_budget() {
 
 Status App::configure(repo::Repository& repo) {
   repo.set_cancel_token(cancel_);
+  if (!globals_.retry_lock.empty()) {
+    HAVEN_ASSIGN(std::chrono::seconds wait, parse_wait(globals_.retry_lock, "--retry-lock"));
+    repo.set_lock_wait(wait);
+  }
   HAVEN_ASSIGN(repo::MemoryBudget budget, memory_budget());
   repo.set_memory_budget(budget);
   repo::IndexOptions o;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -47,7 +48,12 @@ struct GlobalOptions {
   std::string cache_dir;     // empty: $XDG_CACHE_HOME/haven or ~/.cache/haven
   std::string index_memory;  // a size ("4MiB"); empty: the default
   std::string memory_limit;  // a size ("64MiB"); empty: none
+  std::string retry_lock;    // a wait ("5m", "90s", "1h30m"); empty: none
 };
+
+// "90", "90s", "5m", "1h30m" (seconds, minutes, hours; terms add up) as seconds, at most a week;
+// `what` names the option.
+Result<std::chrono::seconds> parse_wait(const std::string& text, const std::string& what);
 
 // "4194304", "512K", "4M", "4MiB", "1G" (binary units) as bytes; `what` names the option.
 Result<uint64_t> parse_size(const std::string& text, const std::string& what);

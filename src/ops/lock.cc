@@ -20,6 +20,7 @@ Status HeldLock::release() {
 Result<HeldLock> lock(repo::Repository& repo, LockMode mode, const EventTarget& events,
                       const CancelToken& parent, std::chrono::seconds wait) {
   auto session = std::make_unique<repo::Session>(repo, parent);
+  wait = std::max(wait, repo.lock_wait());
   const auto until = std::chrono::steady_clock::now() + wait;
   bool told = false;
   while (true) {

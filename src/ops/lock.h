@@ -60,7 +60,8 @@ class [[nodiscard]] HeldLock {
 // see Session::lock). Each stale lock it ignored is reported as a notice ("ignoring stale …").
 // With `wait` above zero, a conflicting lock is waited out for up to that long (tried again
 // every second, one notice naming the holder; cancelling `parent` stops the wait): an operation
-// started beside a prune then runs after it instead of failing.
+// started beside a prune then runs after it instead of failing. The repository's own
+// lock_wait() (the CLI's --retry-lock) applies where it is longer.
 Result<HeldLock> lock(repo::Repository& repo, LockMode mode, const EventTarget& events,
                       const CancelToken& parent, std::chrono::seconds wait = std::chrono::seconds(0));
 // The same, under the repository's token (Repository::cancel_token()).

@@ -402,6 +402,7 @@ Result<std::unique_ptr<Repository>> Repository::open_copy(std::shared_ptr<storag
   repo->index_ = Index(repo->index_options_);
   repo->lock_refresh_ns_ = original.lock_refresh_ns_.load();
   repo->lock_stale_ns_ = original.lock_stale_ns_.load();
+  repo->lock_wait_ = original.lock_wait_;
   return repo;
 }
 

@@ -22,6 +22,7 @@
 
 #include <atomic>
 #include <functional>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -267,6 +268,11 @@ class Repository {
   }
   TimeNs lock_refresh_ns() const { return lock_refresh_ns_; }
   TimeNs lock_stale_ns() const { return lock_stale_ns_; }
+  // How long an operation waits out a conflicting lock before it fails, unless it asks for
+  // longer itself (ops::lock; the CLI's --retry-lock; default 0: it fails at once). Set before
+  // work starts; open_copy() carries it over.
+  void set_lock_wait(std::chrono::seconds wait) { lock_wait_ = wait; }
+  std::chrono::seconds lock_wait() const { return lock_wait_; }
 
   // --- cancellation ---
   // The token of the operations on this handle (a signal, the server stopping one job's
@@ -313,6 +319,7 @@ class Repository {
   std::set<const HeldLock*> held_locks_;  // locks sessions of this Repository hold
   std::atomic<TimeNs> lock_refresh_ns_;
   std::atomic<TimeNs> lock_stale_ns_;
+  std::chrono::seconds lock_wait_{0};
   CancelToken cancel_;
 };
 

@@ -18,6 +18,7 @@ extern "C" size_t __sanitizer_get_current_allocated_bytes();
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -27,6 +28,7 @@ extern "C" size_t __sanitizer_get_current_allocated_bytes();
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -1277,6 +1279,64 @@ TEST_F(PruneTest, SecondPruneInTheSameSessionKeepsRepackedData) {
 // 8. The CLI
 
 class PruneCliTest : public PruneTest {};
+
+// --retry-lock (restic's option): a command that finds another process's conflicting lock
+// tries again every second for up to the wait given, says once whom it waits for, and runs as
+// soon as the lock is gone; a wait that runs out fails as a lock conflict does; without the
+// option it fails at once and the error says how to wait. A bad wait is a usage error before
+// anything is read.
+TEST_F(PruneCliTest, RetryLockWaitsOutAnotherProcesssLock) {
+  const std::string tmpl = dir("template");
+  PtHistory h;
+  build_pruneable(tmpl, h, false);
+  ASSERT_FALSE(HasFailure());
+  const std::string d = dir("repo");
+  pt_copy(tmpl, d);
+  const auto bytes = pt_bytes(d);
+  for (const char* wait : {"5x", "1h30", "m", "8d", "-5m"}) {
+    RunResult bad = cli(d, {"prune", "--retry-lock", wait});
+    EXPECT_EQ(bad.code, 2) << wait << ": " << describe(bad);
+    EXPECT_TRUE(contains(bad.err, "--retry-lock '" + std::string(wait) + "' is not a wait")) << bad.err;
+  }
+  EXPECT_TRUE(pt_bytes(d) == bytes) << pt_diff(bytes, pt_bytes(d));
+
+  auto holder = pt_open(d);
+  ASSERT_NE(holder, nullptr);
+  repo::Session held(*holder);
+  ASSERT_OK(held.lock(false));  // shared: prune needs the exclusive lock
+  const auto locked_bytes = pt_bytes(d);
+  RunResult at_once = cli(d, {"prune", "--max-unused", "100"});
+  EXPECT_EQ(at_once.code, 11) << describe(at_once);
+  EXPECT_TRUE(contains(at_once.err, "--retry-lock")) << at_once.err;
+
+  // Runs out: fails after the wait, as a conflict.
+  auto t0 = std::chrono::steady_clock::now();
+  RunResult short_wait = cli(d, {"prune", "--retry-lock", "2s", "--max-unused", "100"});
+  auto waited = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(short_wait.code, 11) << describe(short_wait);
+  EXPECT_GE(waited, std::chrono::seconds(2));
+  EXPECT_TRUE(contains(short_wait.err, "PID " + std::to_string(getpid()))) << short_wait.err;
+  EXPECT_TRUE(pt_bytes(d) == locked_bytes) << pt_diff(locked_bytes, pt_bytes(d));
+
+  // Released 1.5 s in: the prune runs then.
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    Status released = held.unlock();
+    EXPECT_TRUE(released.ok()) << released.error().message();
+  });
+  t0 = std::chrono::steady_clock::now();
+  RunResult later = cli(d, {"prune", "--retry-lock", "1m", "--max-unused", "100"});
+  waited = std::chrono::steady_clock::now() - t0;
+  releaser.join();
+  ASSERT_EQ(later.code, 0) << describe(later);
+  EXPECT_GE(waited, std::chrono::milliseconds(1400));
+  EXPECT_LT(waited, std::chrono::seconds(30));
+  const std::string said = later.out + later.err;
+  EXPECT_TRUE(contains(said, "waiting up to 60 s for the lock")) << said;
+  EXPECT_EQ(said.find("waiting up to"), said.rfind("waiting up to")) << "said more than once: " << said;
+  EXPECT_TRUE(contains(later.out, "deleted 2 pack(s)")) << later.out;
+  EXPECT_TRUE(pt_names(d, ObjectType::kLock).empty()) << "prune left its lock behind";
+}
 
 TEST_F(PruneCliTest, DryRunRealRunBadThresholdAndLockedRepository) {
   const std::string tmpl = dir("template");
