@@ -1229,8 +1229,9 @@ Result<Id> Archiver::backup_paths() {
 
   unsigned n = opts_.threads ? opts_.threads : std::max(2u, std::thread::hardware_concurrency());
   // Under a memory limit, workers get 70% of the working share: each holds a read buffer of
-  // two chunks and one compressed chunk (measured: ~11.5 MiB a worker with 4 MiB chunks).
-  n = repo_.memory_budget().threads(n, 3 * uint64_t{chunker_.params().max_size}, 0.7);
+  // two chunks and one compressed chunk (measured: ~11.5 MiB a worker with 4 MiB chunks), and
+  // the buffer it reads small files into in batches.
+  n = repo_.memory_budget().threads(n, 3 * uint64_t{chunker_.params().max_size} + kBatchBytes, 0.7);
   std::vector<std::thread> workers;
   for (unsigned i = 0; i < n; i++) {
     workers.emplace_back([this] {

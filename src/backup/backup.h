@@ -5,8 +5,8 @@
 // threads read, chunk, hash and hand chunks to Session::save_blob_with_id (which compresses
 // and encrypts on the same worker). A directory's tree blob is written by whichever thread
 // finishes its last child, so the walker never waits for a directory. Memory is bounded by
-// `queue_depth` jobs, one read buffer (2 × max chunk) per worker, and the session's open
-// packs — never by the size or number of files.
+// `queue_depth` jobs, one read buffer (2 × max chunk) and one for small files (1 MiB) per
+// worker, and the session's open packs — never by the size or number of files.
 //
 // Strategies (seed 000): full reads every file; incremental reuses a file's chunk list when
 // size, mtime, ctime, inode and device match the newest snapshot of the same host and paths;
