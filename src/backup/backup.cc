@@ -920,14 +920,14 @@ void Archiver::process_small(std::span<FileJob> jobs, ReadState& rs, ReadState& 
   for (FileJob& job : jobs) {
     Item& it = items.emplace_back(*this);
     if (!open_file(job, it.f)) continue;
-    // A file read to its size never fills a part one byte longer, so it is read to its end.
-    const size_t need = static_cast<size_t>(std::min<uint64_t>(it.f.limit, SIZE_MAX - 64)) + 1;
-    if (need > batch.buf.size()) {  // it grew since it was queued: read on its own
+    if (it.f.limit >= batch.buf.size()) {  // it grew since it was queued: read on its own
       settle(items.size() - 1);
       it.st = chunk_stream(it.f.fd, rs, it.content, it.total, it.f.limit, it.f.holes);
       first = items.size();
       continue;
     }
+    // A file read to its size never fills a part one byte longer, so it is read to its end.
+    const size_t need = static_cast<size_t>(it.f.limit) + 1;
     if (used + need > batch.buf.size()) settle(items.size() - 1);
     part.buf.view(batch.buf.data() + used, need);
     it.st = chunk_stream(it.f.fd, part, it.content, it.total, it.f.limit, it.f.holes, &it.ahead);
