@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <atomic>
 #include <fstream>
+#include <functional>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -904,6 +905,21 @@ TEST_F(BackupTest, FileChangingDuringBackupIsReportedWithExitCode3) {
   EXPECT_EQ(paths.count("/src/steady.txt"), 1u);
 }
 
+// Waits up to `timeout_ms` for events on the inotify descriptor `in` and hands each one read to
+// `each`; false if none came.
+bool read_inotify(int in, int timeout_ms, const std::function<void(const inotify_event&)>& each) {
+  pollfd p{in, POLLIN, 0};
+  if (poll(&p, 1, timeout_ms) <= 0) return false;
+  alignas(inotify_event) char events[4096];
+  ssize_t n = ::read(in, events, sizeof events);
+  for (ssize_t at = 0; at < n;) {
+    const auto* e = reinterpret_cast<const inotify_event*>(events + at);
+    each(*e);
+    at += static_cast<ssize_t>(sizeof(inotify_event) + e->len);
+  }
+  return n > 0;
+}
+
 TEST_F(BackupTest, GrowingFileIsReadOnlyToItsSizeWhenOpened) {
   // A writer appends as fast as it can while `haven backup` reads the file. The backup must
   // store the file as far as it reached when haven opened it (seen through inotify's IN_OPEN
@@ -953,16 +969,12 @@ TEST_F(BackupTest, GrowingFileIsReadOnlyToItsSizeWhenOpened) {
   std::atomic<off_t> size_at_open{-1};
   std::thread watcher([&] {
     while (!stop && size_at_open < 0) {
-      pollfd p{in, POLLIN, 0};
-      if (poll(&p, 1, 20) <= 0) continue;
-      alignas(inotify_event) char events[4096];
-      ssize_t n = ::read(in, events, sizeof events);
       bool read_by_haven = false;
-      for (ssize_t at = 0; at < n;) {
-        const auto* e = reinterpret_cast<const inotify_event*>(events + at);
-        if (e->mask & IN_OPEN) opened = true;
-        if (e->mask & IN_ACCESS) read_by_haven = true;
-        at += static_cast<ssize_t>(sizeof(inotify_event) + e->len);
+      if (!read_inotify(in, 20, [&](const inotify_event& e) {
+            if (e.mask & IN_OPEN) opened = true;
+            if (e.mask & IN_ACCESS) read_by_haven = true;
+          })) {
+        continue;
       }
       if (opened && read_by_haven) {
         while (!paused && !stop && !capped) std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -1283,17 +1295,13 @@ TEST_F(BackupTest, ASmallFileThatGrewBeforeItWasOpenedIsReadWhole) {
   std::atomic<bool> done{false}, grew{false}, opened_first{false};
   std::thread watcher([&] {
     while (!done && !grew) {
-      pollfd p{in, POLLIN, 0};
-      if (poll(&p, 1, 5) <= 0) continue;
-      alignas(inotify_event) char events[4096];
-      ssize_t n = ::read(in, events, sizeof events);
       bool dir_opened = false;
-      for (ssize_t at = 0; at < n;) {
-        const auto* e = reinterpret_cast<const inotify_event*>(events + at);
-        // b/ itself opened (by the walker), or a file in it (by the worker: too late to test).
-        if (e->wd == wd_dir && e->len == 0) dir_opened = true;
-        if (e->wd == wd_file || (e->wd == wd_dir && e->len > 0)) opened_first = true;
-        at += static_cast<ssize_t>(sizeof(inotify_event) + e->len);
+      // b/ itself opened (by the walker), or a file in it (by the worker: too late to test).
+      if (!read_inotify(in, 5, [&](const inotify_event& e) {
+            if (e.wd == wd_dir && e.len == 0) dir_opened = true;
+            if (e.wd == wd_file || (e.wd == wd_dir && e.len > 0)) opened_first = true;
+          })) {
+        continue;
       }
       if (dir_opened && !opened_first) {
         // The walker reads b/'s entries and their metadata in well under this.
