@@ -22,7 +22,8 @@ PackWriter::PackWriter(Repository& repo, CancelToken cancel)
       // A streamed pack holds about one write: packs being filled and packs being uploaded
       // each get a quarter of the working share.
       const uint64_t per_pack = PackBuilder::kStreamChunk + 64 * 1024;
-      max_packers_ = m.threads(static_cast<unsigned>(max_packers_), per_pack, 0.25);
+      // The tree pack is one more.
+      max_packers_ = std::max(1u, m.threads(static_cast<unsigned>(max_packers_) + 1, per_pack, 0.25) - 1);
       upload_threads_ = m.threads(static_cast<unsigned>(upload_threads_), per_pack, 0.25);
     } else {
       // A buffered pack is held whole, being filled and then while it uploads: one of each
@@ -32,7 +33,8 @@ PackWriter::PackWriter(Repository& repo, CancelToken cancel)
       const uint64_t full = pack_target_ + max_chunk + 64 * 1024;
       max_packers_ = m.threads(static_cast<unsigned>(max_packers_), full, 0.2);
       upload_threads_ = m.threads(static_cast<unsigned>(upload_threads_), full, 0.2);
-      const uint64_t per_pack = m.bytes(UINT64_MAX, 0.4) / (max_packers_ + upload_threads_);
+      // The tree pack (closed at kTreePackTarget or sooner) counts as one more.
+      const uint64_t per_pack = m.bytes(UINT64_MAX, 0.4) / (max_packers_ + 1 + upload_threads_);
       pack_target_ = std::clamp<uint64_t>(per_pack > max_chunk + (1u << 20) ? per_pack - max_chunk : 0,
                                           1u << 20, pack_target_);
     }
@@ -40,6 +42,7 @@ PackWriter::PackWriter(Repository& repo, CancelToken cancel)
   // A streamed pack holds about one write in memory; a buffered one the whole pack.
   buffer_size_ = repo.backend().streams_writes() ? PackBuilder::kStreamChunk + 64 * 1024
                                                  : pack_target_ + max_chunk + 64 * 1024;
+  tree_pack_target_ = std::min<uint64_t>(pack_target_, kTreePackTarget);
 }
 
 PackWriter::~PackWriter() {
@@ -61,7 +64,33 @@ Result<bool> PackWriter::add(BlobType type, const Id& id, ByteView data) {
   return add(type, id, data, compression_);
 }
 
+Result<std::unique_ptr<PackBuilder>> PackWriter::new_packer(bool tree) {
+  Bytes buffer;
+  size_t reserve = buffer_size_;
+  if (tree) {
+    // A tree pack grows as trees come (most backups write far less than a pack of them), so
+    // it holds in memory what it holds, not a data pack's buffer.
+    reserve = std::min<size_t>(buffer_size_, 1u << 20);
+  } else {
+    std::lock_guard<std::mutex> g(mu_);
+    if (!free_buffers_.empty()) {
+      buffer = std::move(free_buffers_.back());
+      free_buffers_.pop_back();
+    }
+  }
+  const MasterKey& master = repo_.master_key();
+  auto packer = std::make_unique<PackBuilder>(*master.encryption_key(master.current_generation),
+                                              master.current_generation, std::move(buffer), reserve);
+  if (repo_.backend().streams_writes()) {
+    auto writer = repo_.backend().open_writer({ObjectType::kData, hex(packer->id())});
+    if (!writer.ok()) return writer.error();
+    packer->stream_to(std::move(writer).value());
+  }
+  return packer;
+}
+
 Result<bool> PackWriter::add(BlobType type, const Id& id, ByteView data, Compression c) {
+  if (type == BlobType::kTree) return add_tree(id, data, c);
   std::unique_ptr<PackBuilder> packer;
   {
     std::unique_lock<std::mutex> lk(mu_);
@@ -75,30 +104,17 @@ Result<bool> PackWriter::add(BlobType type, const Id& id, ByteView data, Compres
     packers_out_++;
   }
   if (!packer) {
-    Bytes buffer;
-    {
+    auto made = new_packer(false);
+    if (!made.ok()) {
       std::lock_guard<std::mutex> g(mu_);
-      if (!free_buffers_.empty()) {
-        buffer = std::move(free_buffers_.back());
-        free_buffers_.pop_back();
-      }
+      pending_.erase(type, id);
+      packers_out_--;
+      packer_cv_.notify_all();
+      return made.error();
     }
-    const MasterKey& master = repo_.master_key();
-    packer = std::make_unique<PackBuilder>(*master.encryption_key(master.current_generation),
-                                           master.current_generation, std::move(buffer), buffer_size_);
+    packer = std::move(made).value();
     // As many blobs as the last full pack held, and a sixteenth more.
     if (const size_t last = last_pack_blobs_.load(); last > 0) packer->reserve_blobs(last + last / 16);
-    if (repo_.backend().streams_writes()) {
-      auto writer = repo_.backend().open_writer({ObjectType::kData, hex(packer->id())});
-      if (!writer.ok()) {
-        std::lock_guard<std::mutex> g(mu_);
-        pending_.erase(type, id);
-        packers_out_--;
-        packer_cv_.notify_all();
-        return writer.error();
-      }
-      packer->stream_to(std::move(writer).value());
-    }
   }
   // Compression and encryption run outside the lock, on this thread's own packer.
   uint32_t stored = packer->add(type, id, data, c);
@@ -127,6 +143,59 @@ Result<bool> PackWriter::add(BlobType type, const Id& id, ByteView data, Compres
   idle_packers_.push_back(std::move(packer));
   packers_out_--;
   packer_cv_.notify_all();
+  return true;
+}
+
+Result<bool> PackWriter::add_tree(const Id& id, ByteView data, Compression c) {
+  std::unique_ptr<PackBuilder> packer;
+  {
+    std::unique_lock<std::mutex> lk(mu_);
+    if (pending_.contains(BlobType::kTree, id) || repo_.has_blob(BlobType::kTree, id)) return false;
+    pending_.insert(BlobType::kTree, id);
+    // One thread at a time adds to the tree pack (a tree is small: the wait is short).
+    packer_cv_.wait(lk, [&] { return !tree_packer_out_; });
+    tree_packer_out_ = true;
+    packer = std::move(tree_packer_);
+  }
+  // Hands the tree pack back (or none, when it was uploaded or lost).
+  auto give_back = [&](std::unique_ptr<PackBuilder> p) {
+    std::lock_guard<std::mutex> g(mu_);
+    tree_packer_ = std::move(p);
+    tree_packer_out_ = false;
+    packer_cv_.notify_all();
+  };
+  if (!packer) {
+    auto made = new_packer(true);
+    if (!made.ok()) {
+      {
+        std::lock_guard<std::mutex> g(mu_);
+        pending_.erase(BlobType::kTree, id);
+      }
+      give_back(nullptr);
+      return made.error();
+    }
+    packer = std::move(made).value();
+  }
+  uint32_t stored = packer->add(BlobType::kTree, id, data, c);
+  if (!packer->stream_status().ok()) {
+    Error e = packer->stream_status().error();
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      for (const auto& b : packer->record().blobs) pending_.erase(b.type, b.id);
+    }
+    give_back(nullptr);
+    return e;
+  }
+  blobs_++;
+  raw_bytes_ += data.size();
+  stored_bytes_ += stored;
+  if (packer->size() >= tree_pack_target_) {
+    Status st = enqueue_upload(std::move(packer));
+    give_back(nullptr);
+    if (!st.ok()) return st.error();
+    return true;
+  }
+  give_back(std::move(packer));
   return true;
 }
 
@@ -179,7 +248,7 @@ Status PackWriter::wait_uploads() {
 Status PackWriter::upload_pack(std::unique_ptr<PackBuilder> packer) {
   PackRecord record;
   Bytes data = packer->finish(record);
-  Status st = packer->writer() == nullptr ? repo_.backend().save({ObjectType::kData, hex(record.id)}, data)
+  Status st = packer->writer() == nullptr ? repo_.backend().save_new({ObjectType::kData, hex(record.id)}, data)
               : !packer->stream_status().ok() ? packer->stream_status()
                                               : packer->writer()->commit();
   packer.reset();  // an uncommitted pack file goes now
@@ -210,9 +279,10 @@ Status PackWriter::flush() {
   std::vector<std::unique_ptr<PackBuilder>> packers;
   {
     std::unique_lock<std::mutex> lk(mu_);
-    packer_cv_.wait(lk, [&] { return packers_out_ == 0; });
+    packer_cv_.wait(lk, [&] { return packers_out_ == 0 && !tree_packer_out_; });
     packers = std::move(idle_packers_);
     idle_packers_.clear();
+    if (tree_packer_) packers.push_back(std::move(tree_packer_));
   }
   for (auto& p : packers) {
     if (p->blob_count() == 0) continue;

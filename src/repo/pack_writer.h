@@ -8,6 +8,11 @@
 // (fsync, network) does not stall the threads that compress. Memory: the open packs and one
 // pack per uploader in flight, none waiting.
 //
+// Trees go into packs of their own (one tree pack open at a time, besides the data packers):
+// a snapshot's directory trees then lie together in a pack or a few, and whoever walks them
+// (restore, ls, diff, check, the next backup reading its parent) reads many with one request
+// instead of one request per directory from packs full of file data.
+//
 // Visibility (docs/FORMAT.md §9): a blob is found by this writer (contains()) from the moment it
 // is added: in an open or uploading pack, then in an uploaded pack no index file names yet.
 // It enters the repository's shared index — where other sessions find it — only once an index
@@ -82,6 +87,10 @@ class PackWriter {
   Status wait_uploads();
   // An index file named these packs: they are in the shared index now.
   void indexed(const std::vector<PackRecord>& packs);
+  // A new pack builder (mu_ not held); nullptr and the error if its file could not be opened.
+  Result<std::unique_ptr<PackBuilder>> new_packer(bool tree);
+  // Adds the blob to the tree pack (tree blobs only).
+  Result<bool> add_tree(const Id& id, ByteView data, Compression c);
 
   Repository& repo_;
   CancelToken cancel_;
@@ -95,8 +104,15 @@ class PackWriter {
   BlobSet pending_;
   std::vector<std::unique_ptr<PackBuilder>> idle_packers_;
   size_t packers_out_ = 0;                             // packers being filled by threads
+  // The tree pack being filled (null when none is open or a thread is adding to it).
+  std::unique_ptr<PackBuilder> tree_packer_;
+  bool tree_packer_out_ = false;  // a thread is adding to the tree pack
   size_t max_packers_ = 2;
   uint64_t pack_target_ = 0;  // a pack is closed at this size: the config's, or less under a memory limit
+  // A tree pack is closed at this size (or pack_target_ if less): trees are small, and a pack
+  // of them held in memory should be too.
+  static constexpr uint64_t kTreePackTarget = 4u << 20;
+  uint64_t tree_pack_target_ = 0;
   size_t buffer_size_ = 0;    // a new packer's buffer
 
   std::condition_variable upload_cv_;

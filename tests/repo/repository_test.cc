@@ -2000,19 +2000,32 @@ TEST_F(RepoTest, TamperedPackTrailerDetected) {
     blobs.emplace_back(*id, d);
   }
   ASSERT_OK(session.flush());
-  auto packs = list_names(*backend(), ObjectType::kData);
-  ASSERT_EQ(packs.size(), 1u);
-  Id pack_id = *parse_id(packs[0]);
+  // Trees go into packs of their own: a data pack with blobs 0 and 1, a tree pack with 2.
+  ASSERT_EQ(list_names(*backend(), ObjectType::kData).size(), 2u);
+  auto data_at = locate(*repo, BlobType::kData, blobs[0].first);
+  auto tree_at = locate(*repo, BlobType::kTree, blobs[2].first);
+  ASSERT_TRUE(data_at.has_value() && tree_at.has_value());
+  ASSERT_NE(data_at->pack, tree_at->pack);
+  auto trees = read_pack_trailer(repo->master_key(), tree_at->pack,
+                                 read_file(path_of(ObjectType::kData, hex(tree_at->pack))));
+  ASSERT_OK(trees);
+  ASSERT_EQ(trees->blobs.size(), 1u);
+  EXPECT_EQ(trees->blobs[0].type, BlobType::kTree);
+  EXPECT_EQ(trees->blobs[0].id, blobs[2].first);
+  EXPECT_EQ(trees->blobs[0].raw_length, 5000u);
+
+  const Id pack_id = data_at->pack;
+  const std::vector<std::string> packs{hex(pack_id)};
   std::string pp = path_of(ObjectType::kData, packs[0]);
   const Bytes original = read_file(pp);
 
   auto ok = read_pack_trailer(repo->master_key(), pack_id, original);
   ASSERT_OK(ok);
-  ASSERT_EQ(ok->blobs.size(), 3u);
+  ASSERT_EQ(ok->blobs.size(), 2u);
   EXPECT_EQ(ok->id, pack_id);
-  EXPECT_EQ(ok->blobs[2].type, BlobType::kTree);
-  EXPECT_EQ(ok->blobs[2].id, blobs[2].first);
-  EXPECT_EQ(ok->blobs[2].raw_length, 5000u);
+  EXPECT_EQ(ok->blobs[1].type, BlobType::kData);
+  EXPECT_EQ(ok->blobs[1].id, blobs[1].first);
+  EXPECT_EQ(ok->blobs[1].raw_length, 5000u);
 
   uint32_t tlen = get_u32le(original.data() + original.size() - 4);
   ASSERT_GE(tlen, crypto::kTagSize);

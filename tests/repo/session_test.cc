@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <thread>
@@ -248,6 +249,66 @@ TEST_F(SessionTest, ReloadingTheIndexWhileSessionsWriteLosesNothing) {
 
 // The one batching policy (index_writer.h): a file once the waiting packs hold kIndexFileBlobs
 // blobs, the rest at flush(); a failed write keeps its packs waiting.
+// Trees go into packs of their own, so that a walk over a snapshot's directories reads them
+// from a pack or a few instead of one range per directory out of packs full of file data.
+// A tree pack is closed at the pack size (here 1 MiB, under the 4 MiB tree-pack cap), and
+// threads adding trees at once share the one open tree pack.
+TEST_F(SessionTest, TreesGoIntoPacksOfTheirOwn) {
+  Session s(*repo_);
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  // Four threads, each storing data blobs (200 KiB) and trees (8 KiB) in turn: 12 data blobs
+  // and 75 trees each, 2.4 MB of trees in all.
+  for (uint64_t t = 0; t < 4; t++) {
+    threads.emplace_back([&, t] {
+      for (uint64_t i = 0; i < 75; i++) {
+        if (i % 6 == 0 && !s.save_blob(BlobType::kData, blob_data(200 * 1024, 1000 * t + i)).ok()) failures++;
+        if (!s.save_blob(BlobType::kTree, blob_data(8 * 1024, 5000 + 1000 * t + i)).ok()) failures++;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  ASSERT_EQ(failures.load(), 0);
+  ASSERT_TRUE(s.flush().ok());
+  auto files = repo_->list_index_files();
+  ASSERT_TRUE(files.ok());
+  size_t tree_packs = 0, data_packs = 0, trees = 0, data = 0;
+  for (const auto& f : *files) {
+    auto recs = repo_->load_index_file(f);
+    ASSERT_TRUE(recs.ok());
+    for (const auto& r : *recs) {
+      size_t t = 0;
+      uint64_t end = 0;
+      for (const auto& b : r.blobs) {
+        t += b.type == BlobType::kTree;
+        end = std::max<uint64_t>(end, b.offset + b.length);
+      }
+      EXPECT_TRUE(t == 0 || t == r.blobs.size()) << "pack " << hex(r.id) << " holds " << t << " trees and "
+                                                 << r.blobs.size() - t << " data blobs";
+      if (t > 0) {
+        tree_packs++;
+        trees += t;
+        // Closed once it reached the pack size: at most one tree more.
+        EXPECT_LE(end, (1u << 20) + 9 * 1024) << "tree pack " << hex(r.id);
+      } else {
+        data_packs++;
+        data += r.blobs.size();
+      }
+    }
+  }
+  EXPECT_EQ(trees, 300u);
+  EXPECT_EQ(data, 52u);
+  EXPECT_EQ(tree_packs, 3u);  // 2.4 MB of trees (they do not compress) in packs closed at 1 MiB
+  EXPECT_GE(data_packs, 9u);  // 10.4 MB of data in packs closed at 1 MiB
+  // Every tree reads back.
+  for (uint64_t t = 0; t < 4; t++) {
+    const Bytes want = blob_data(8 * 1024, 5000 + 1000 * t + 74);
+    auto back = repo_->load_blob(BlobType::kTree, repo_->blob_id(want));
+    ASSERT_TRUE(back.ok()) << back.error().message();
+    EXPECT_EQ(*back, want);
+  }
+}
+
 TEST_F(SessionTest, IndexWriterWritesAFileEveryTenThousandBlobsAndTheRestAtFlush) {
   std::vector<size_t> announced;
   IndexWriter w(*repo_, [&](const std::vector<PackRecord>& packs) {

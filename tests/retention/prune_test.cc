@@ -235,6 +235,9 @@ struct PtHistory {
   std::map<std::string, Id> snaps;                        // label -> snapshot ID
   std::map<std::string, std::set<Id>> data_of;            // label -> data blobs it references
   std::map<std::string, std::set<std::string>> packs_of;  // label -> packs written saving it
+  // label -> the one pack of its trees (trees go into packs of their own), and the others
+  std::map<std::string, std::string> tree_pack_of;
+  std::map<std::string, std::set<std::string>> data_packs_of;
   std::map<std::string, Id> root_of;                      // label -> root tree
 };
 
@@ -303,6 +306,13 @@ void pt_add_snapshot(Repository& r, const std::string& dir, const PtSnap& spec, 
   h.snaps[spec.label] = *sid;
   h.root_of[spec.label] = *rid;
   h.packs_of[spec.label] = pt_minus(pt_keys(pt_packs(dir)), packs_before);
+  h.data_packs_of[spec.label] = h.packs_of[spec.label];
+  for (const auto& p : pt_index_records(dir)) {
+    for (const auto& b : p.blobs) {
+      if (b.type == BlobType::kTree && b.id == *rid) h.tree_pack_of[spec.label] = repo::hex(p.id);
+    }
+  }
+  EXPECT_EQ(h.data_packs_of[spec.label].erase(h.tree_pack_of[spec.label]), 1u) << spec.label << "'s trees";
 }
 
 PtFile pt_file(const std::string& name, std::vector<std::pair<uint64_t, size_t>> chunks) {
@@ -334,9 +344,10 @@ void pt_build_history(const std::string& dir, PtHistory& h) {
     pt_add_snapshot(*r, dir, specs[i], h, t0 + static_cast<TimeNs>(i) * 3600 * 1000000000LL);
     if (::testing::Test::HasFatalFailure()) return;
   }
-  ASSERT_EQ(h.packs_of["alpha"].size(), 1u);
-  ASSERT_EQ(h.packs_of["beta"].size(), 1u);
-  ASSERT_EQ(h.packs_of["delta"].size(), 2u);
+  // Each snapshot's trees go into a pack of their own.
+  ASSERT_EQ(h.packs_of["alpha"].size(), 2u);
+  ASSERT_EQ(h.packs_of["beta"].size(), 2u);
+  ASSERT_EQ(h.packs_of["delta"].size(), 3u);
 }
 
 // Leaves a pack no index names, as a backup that crashed after uploading it would: saves
@@ -602,9 +613,12 @@ TEST_F(PruneTest, DeletesExactlyThePacksOnlyRemovedSnapshotsUsed) {
       unused_kept += unused_here;
     }
   }
-  // Dead are exactly the two packs delta wrote; alpha's pack is partly used by beta.
-  ASSERT_EQ(dead, h.packs_of["delta"]);
-  ASSERT_FALSE(dead.count(*h.packs_of["alpha"].begin()));
+  // Dead are exactly the three packs delta wrote and alpha's trees; alpha's data pack is
+  // partly used by beta.
+  auto want_dead = h.packs_of["delta"];
+  want_dead.insert(h.tree_pack_of["alpha"]);
+  ASSERT_EQ(dead, want_dead);
+  ASSERT_FALSE(dead.count(*h.data_packs_of["alpha"].begin()));
   ASSERT_GT(unused_kept, 0u);
 
   auto r = pt_open(d);
@@ -625,7 +639,7 @@ TEST_F(PruneTest, DeletesExactlyThePacksOnlyRemovedSnapshotsUsed) {
   EXPECT_EQ(st->snapshots, 3u);
   EXPECT_EQ(st->packs_total, before.size());
   EXPECT_EQ(st->bytes_total, pt_sum(before));
-  EXPECT_EQ(st->packs_deleted, 2u);
+  EXPECT_EQ(st->packs_deleted, 4u);
   EXPECT_EQ(st->bytes_deleted, dead_bytes);
   EXPECT_EQ(st->reclaimed(), static_cast<int64_t>(dead_bytes));
   EXPECT_EQ(st->packs_repacked, 0u);
@@ -641,7 +655,7 @@ TEST_F(PruneTest, DeletesExactlyThePacksOnlyRemovedSnapshotsUsed) {
   auto sums = sink.of("summary");
   ASSERT_EQ(sums.size(), 1u);
   EXPECT_EQ(sums[0].data["bytes_reclaimed"].get<int64_t>(), static_cast<int64_t>(dead_bytes));
-  EXPECT_EQ(sums[0].data["packs_deleted"].get<uint64_t>(), 2u);
+  EXPECT_EQ(sums[0].data["packs_deleted"].get<uint64_t>(), 4u);
   EXPECT_FALSE(sums[0].data["dry_run"].get<bool>());
 
   // Every remaining snapshot still reads completely, and the new index names exactly the
@@ -682,10 +696,23 @@ TEST_F(PruneTest, RepacksOnlyAboveTheUnusedThreshold) {
     ASSERT_FALSE(HasFatalFailure());
     ASSERT_OK(r->remove_snapshot(h.snaps["old"]));
   }
-  ASSERT_EQ(h.packs_of["old"].size(), 1u);
-  ASSERT_EQ(h.packs_of["new"].size(), 1u);
-  const std::string old_pack = *h.packs_of["old"].begin();
-  const std::string new_pack = *h.packs_of["new"].begin();
+  ASSERT_EQ(h.packs_of["old"].size(), 2u);  // its data, its tree
+  ASSERT_EQ(h.packs_of["new"].size(), 2u);
+  {
+    // The old snapshot's tree pack is wholly unused: a first prune that never repacks deletes
+    // it, so that the cases below start from one partly used pack, the old data pack.
+    auto r = pt_open(tmpl);
+    ASSERT_NE(r, nullptr);
+    repo::Session session(*r);
+    NullSink sink;
+    retention::PruneOptions o;
+    o.max_unused_percent = 100;
+    auto st = retention::prune(session, o, sink);
+    ASSERT_OK(st);
+    ASSERT_EQ(st->packs_deleted, 1u);
+    ASSERT_FALSE(pt_packs(tmpl).count(h.tree_pack_of["old"]));
+  }
+  const std::string old_pack = *h.data_packs_of["old"].begin();
   std::set<Id> shared;
   std::set_intersection(h.data_of["old"].begin(), h.data_of["old"].end(), h.data_of["new"].begin(),
                         h.data_of["new"].end(), std::inserter(shared, shared.end()));
@@ -703,7 +730,7 @@ TEST_F(PruneTest, RepacksOnlyAboveTheUnusedThreshold) {
       (reach.count({b.type, b.id}) ? used_bytes : unused_bytes) += b.length;
     }
   }
-  ASSERT_EQ(old_blobs, 4u);  // X1 X2 X3 and the old root tree
+  ASSERT_EQ(old_blobs, 3u);  // X1 X2 X3
   const double share = 100.0 * double(unused_bytes) / double(used_bytes + unused_bytes);
   ASSERT_GT(share, 40.0);
   ASSERT_LT(share, 70.0);
@@ -782,7 +809,9 @@ TEST_F(PruneTest, RepacksOnlyAboveTheUnusedThreshold) {
     }
     EXPECT_EQ(st->bytes_unused, unused_bytes);
     EXPECT_EQ(pt_verify_all(d, h.content, 1), reach);
-    EXPECT_TRUE(pt_packs(d).count(new_pack)) << "a fully used pack must never be touched";
+    for (const auto& p : h.packs_of["new"]) {
+      EXPECT_TRUE(pt_packs(d).count(p)) << "a fully used pack must never be touched";
+    }
   }
 }
 
@@ -817,7 +846,7 @@ TEST_F(PruneTest, DryRunChangesNothingAndPredictsTheRealRun) {
   }
   EXPECT_EQ(pt_bytes(d), bytes_before) << pt_diff(bytes_before, pt_bytes(d));
   // The plan has every kind of work in it.
-  EXPECT_EQ(dry.packs_deleted, 3u);  // delta's two and the orphan
+  EXPECT_EQ(dry.packs_deleted, 5u);  // delta's three, alpha's tree pack and the orphan
   EXPECT_EQ(dry.packs_unindexed, 1u);
   EXPECT_EQ(dry.packs_repacked, 1u);  // alpha's
   EXPECT_GT(dry.bytes_written, 0u);
@@ -943,7 +972,7 @@ TEST_F(PruneTest, RefusesDamagedRepositoriesAndChangesNothing) {
   ASSERT_EQ(index_of_split_tree.size(), 1u);
   ASSERT_NE(*index_of_split_data.begin(), *index_of_split_tree.begin());
 
-  // Control: undamaged, the same repository has a pack to delete. A stray file among the
+  // Control: undamaged, the same repository has packs to delete. A stray file among the
   // snapshots (not a snapshot ID) is no damage: it is skipped, and progress counts only the
   // two snapshots.
   {
@@ -960,7 +989,7 @@ TEST_F(PruneTest, RefusesDamagedRepositoriesAndChangesNothing) {
     o.dry_run = true;
     auto st = retention::prune(session, o, sink);
     ASSERT_OK(st);
-    ASSERT_EQ(st->packs_deleted, 1u);
+    ASSERT_EQ(st->packs_deleted, 2u);  // gone's data and its tree
     EXPECT_EQ(st->snapshots, 2u);
     size_t last_done = 0, last_total = 0;
     for (const auto& e : sink.of("progress")) {
@@ -1077,7 +1106,7 @@ TEST_F(PruneTest, WritesBeforeDeletesAndAnyCutLeavesEverySnapshotReadable) {
     ops = be->ops();
   }
   ASSERT_EQ(clean_st.packs_repacked, 1u);
-  ASSERT_EQ(clean_st.packs_deleted, 3u);
+  ASSERT_EQ(clean_st.packs_deleted, 5u);  // delta's three, alpha's tree pack, the orphan
   // The order: new packs, then new index files, then old index files go, then old packs go.
   auto rank = [](const PtFaultBackend::Op& op) {
     if (op.kind == 'S' && op.type == ObjectType::kData) return 0;
@@ -1105,7 +1134,7 @@ TEST_F(PruneTest, WritesBeforeDeletesAndAnyCutLeavesEverySnapshotReadable) {
   EXPECT_EQ(count[1], clean_st.index_files_written);
   EXPECT_EQ(removed_index, index_before);
   std::set<std::string> expect_removed = h.packs_of["delta"];
-  expect_removed.insert(*h.packs_of["alpha"].begin());
+  expect_removed.insert(h.packs_of["alpha"].begin(), h.packs_of["alpha"].end());  // repacked, dead
   expect_removed.insert(orphan_);
   EXPECT_EQ(removed_packs, expect_removed);
   std::set<std::string> expect_packs = pt_minus(packs_before, expect_removed);
@@ -1334,7 +1363,7 @@ TEST_F(PruneCliTest, RetryLockWaitsOutAnotherProcesssLock) {
   const std::string said = later.out + later.err;
   EXPECT_TRUE(contains(said, "waiting up to 60 s for the lock")) << said;
   EXPECT_EQ(said.find("waiting up to"), said.rfind("waiting up to")) << "said more than once: " << said;
-  EXPECT_TRUE(contains(later.out, "deleted 2 pack(s)")) << later.out;
+  EXPECT_TRUE(contains(later.out, "deleted 4 pack(s)")) << later.out;  // delta's 3, alpha's trees
   EXPECT_TRUE(pt_names(d, ObjectType::kLock).empty()) << "prune left its lock behind";
 }
 
@@ -1345,15 +1374,16 @@ TEST_F(PruneCliTest, DryRunRealRunBadThresholdAndLockedRepository) {
   ASSERT_FALSE(HasFailure());
   const auto reach = pt_verify_all(tmpl, h.content, 3);
   const auto before = pt_packs(tmpl);
-  uint64_t dead = 0;
+  uint64_t dead = 0;  // delta's three packs and alpha's tree pack
   for (const auto& p : h.packs_of["delta"]) dead += before.at(p);
+  dead += before.at(h.tree_pack_of["alpha"]);
 
   const std::string d = dir("repo");
   pt_copy(tmpl, d);
   const auto bytes = pt_bytes(d);
   RunResult dry = cli(d, {"prune", "--dry-run", "--max-unused", "100"});
   ASSERT_EQ(dry.code, 0) << describe(dry);
-  EXPECT_TRUE(contains(dry.out, "would delete 2 pack(s)")) << dry.out;
+  EXPECT_TRUE(contains(dry.out, "would delete 4 pack(s)")) << dry.out;
   EXPECT_TRUE(contains(dry.out, "would reclaim " + pt_human(dead) + " of " + pt_human(pt_sum(before))))
       << dry.out;
   EXPECT_EQ(pt_bytes(d), bytes) << pt_diff(bytes, pt_bytes(d));
@@ -1383,7 +1413,7 @@ TEST_F(PruneCliTest, DryRunRealRunBadThresholdAndLockedRepository) {
 
   RunResult real = cli(d, {"prune", "--max-unused", "100"});
   ASSERT_EQ(real.code, 0) << describe(real);
-  EXPECT_TRUE(contains(real.out, "deleted 2 pack(s)")) << real.out;
+  EXPECT_TRUE(contains(real.out, "deleted 4 pack(s)")) << real.out;
   EXPECT_TRUE(contains(real.out, "reclaimed " + pt_human(dead) + " of ")) << real.out;
   for (const auto& p : h.packs_of["delta"]) EXPECT_FALSE(pt_packs(d).count(p));
   EXPECT_TRUE(pt_names(d, ObjectType::kLock).empty()) << "prune left its lock behind";
