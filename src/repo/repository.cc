@@ -494,7 +494,7 @@ Status Repository::load_objects(ObjectType type, const std::vector<std::string>&
 Result<Id> Repository::save_object(ObjectType type, ByteView body) {
   Id id = random_id();
   HAVEN_ASSIGN(Bytes sealed, seal_object_with_salt(kind_of(type), id, body));
-  HAVEN_TRY(backend_->save({type, hex(id)}, sealed));
+  HAVEN_TRY(backend_->save_new({type, hex(id)}, sealed));
   return id;
 }
 
@@ -594,7 +594,7 @@ Result<std::string> Repository::save_index_file(const std::vector<PackRecord>& p
     const Bytes body = encode_index_file(packs);
     HAVEN_ASSIGN(sealed, seal_object_with_salt(ObjectKind::kIndex, id, body));
   }  // the body is gone before the upload, which may take a while on object storage
-  HAVEN_TRY(backend_->save({ObjectType::kIndex, hex(id)}, sealed));
+  HAVEN_TRY(backend_->save_new({ObjectType::kIndex, hex(id)}, sealed));
   return hex(id);
 }
 
@@ -840,7 +840,7 @@ Result<std::string> Repository::add_key(const std::string& password, const crypt
   if (!crypto::kdf_params_valid(kdf, &why)) return Error(Error::Code::kInvalidArgument, why);
   HAVEN_TRY(check_new_password(password));
   std::string id = hex(random_id());
-  HAVEN_TRY(backend_->save({ObjectType::kKey, id}, make_key_file(master_, password, kdf)));
+  HAVEN_TRY(backend_->save_new({ObjectType::kKey, id}, make_key_file(master_, password, kdf)));
   return id;
 }
 
@@ -849,7 +849,7 @@ Result<std::string> Repository::add_access_key(const std::string& access_key) {
     return Error(Error::Code::kInvalidArgument, "not an access key: make one with generate_access_key()");
   }
   std::string id = hex(random_id());
-  HAVEN_TRY(backend_->save({ObjectType::kKey, id}, make_access_key_file(master_, access_key)));
+  HAVEN_TRY(backend_->save_new({ObjectType::kKey, id}, make_access_key_file(master_, access_key)));
   return id;
 }
 

@@ -224,7 +224,7 @@ Status Pruner::repack() {
     repo::PackRecord rec;
     Bytes data = builder->finish(rec);
     builder.reset();
-    HAVEN_TRY(repo_.backend().save({ObjectType::kData, repo::hex(rec.id)}, data));
+    HAVEN_TRY(repo_.backend().save_new({ObjectType::kData, repo::hex(rec.id)}, data));
     st_.packs_written++;
     st_.bytes_written += data.size();
     new_packs_.push_back(std::move(rec));

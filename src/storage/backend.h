@@ -118,6 +118,13 @@ class Backend {
   virtual size_t loads_ahead() const { return 4; }
 
   virtual Status save(const ObjectName& name, ByteView data) = 0;
+  // save() of an object whose name the caller has just drawn at random (256 bits): no object
+  // can have it yet, so a backend may leave out the work it does only to refuse an existing
+  // one (S3: the HEAD before the PUT, for servers that ignore If-None-Match; the conditional
+  // PUT stays). Still create-only wherever that costs nothing. The default is save(); so is
+  // BackendWrapper's, so a decorator that overrides save() sees these saves too. Decorators
+  // that pass saves on unchanged in kind (retry, limits) override it to forward.
+  virtual Status save_new(const ObjectName& name, ByteView data) { return save(name, data); }
   // A writer for the object `name`. The default collects the bytes in memory and save()s them
   // at commit (so decorators' save() applies); a backend that streams_writes() writes them as
   // they come and holds no copy (the local disk: a temporary file, renamed at commit).

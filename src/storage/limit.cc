@@ -52,6 +52,12 @@ Status LimitBackend::save(const ObjectName& n, ByteView d) {
   return inner().save(n, d);
 }
 
+Status LimitBackend::save_new(const ObjectName& n, ByteView d) {
+  Slot s(*this);
+  pace(d.size());
+  return inner().save_new(n, d);
+}
+
 Result<Bytes> LimitBackend::load(const ObjectName& n, uint64_t off, uint64_t len) {
   Slot s(*this);
   auto r = inner().load(n, off, len);

@@ -27,6 +27,7 @@ class LimitBackend : public BackendWrapper {
   LimitBackend(std::shared_ptr<Backend> inner, Limits limits);
 
   Status save(const ObjectName& n, ByteView d) override;
+  Status save_new(const ObjectName& n, ByteView d) override;
   Result<Bytes> load(const ObjectName& n, uint64_t off, uint64_t len) override;
   Status load_into(const ObjectName& n, uint64_t off, std::span<uint8_t> out) override;
   bool streams_reads() const override { return inner().streams_reads(); }

@@ -49,9 +49,13 @@ Result<T> RetryBackend::run(const std::string& what, const std::function<Result<
   }
 }
 
-Status RetryBackend::save(const ObjectName& n, ByteView d) {
+Status RetryBackend::save(const ObjectName& n, ByteView d) { return save_checked(n, d, false); }
+
+Status RetryBackend::save_new(const ObjectName& n, ByteView d) { return save_checked(n, d, true); }
+
+Status RetryBackend::save_checked(const ObjectName& n, ByteView d, bool fresh_name) {
   return run<void>(n.describe(), [&](int) -> Status {
-    Status s = inner().save(n, d);
+    Status s = fresh_name ? inner().save_new(n, d) : inner().save(n, d);
     if (s.ok() || s.error().code() != Error::Code::kAlreadyExists) return s;
     // An earlier try may have stored it before its response was lost: same bytes = success.
     // Also on the first try: libcurl itself resends a request whose reused connection died

@@ -38,6 +38,7 @@ class RetryBackend : public BackendWrapper {
   RetryBackend(std::shared_ptr<Backend> inner, RetryPolicy policy = {});
 
   Status save(const ObjectName& n, ByteView d) override;
+  Status save_new(const ObjectName& n, ByteView d) override;
   Result<Bytes> load(const ObjectName& n, uint64_t off, uint64_t len) override;
   // A retried read starts after the bytes already handed over, so none comes twice.
   bool streams_reads() const override { return inner().streams_reads(); }
@@ -61,6 +62,8 @@ class RetryBackend : public BackendWrapper {
   template <typename T>
   Result<T> run(const std::string& what, const std::function<Result<T>(int)>& op);
   std::chrono::milliseconds backoff(int attempt);
+  // save() or save_new() with retries; an "already exists" holding the same bytes is success.
+  Status save_checked(const ObjectName& n, ByteView d, bool fresh_name);
 
   RetryPolicy policy_;
   std::atomic<uint64_t> retries_{0};

@@ -220,15 +220,21 @@ Error S3Backend::http_error(const http::Response& resp, const std::string& what)
 
 // ---- Backend methods -----------------------------------------------------------------------
 
-Status S3Backend::save(const ObjectName& name, ByteView data) {
+Status S3Backend::save(const ObjectName& name, ByteView data) { return put_new(name, data, true); }
+
+Status S3Backend::save_new(const ObjectName& name, ByteView data) { return put_new(name, data, false); }
+
+Status S3Backend::put_new(const ObjectName& name, ByteView data, bool head_first) {
   HAVEN_TRY(check_object_name(name));
   const std::string key = key_of(name);
-  // HEAD first: servers that ignore If-None-Match would otherwise silently replace the object.
-  HAVEN_ASSIGN(http::Response head, perform(Request{"HEAD", key, {}, {}, {}}));
-  if (head.status == 200) {
-    return Error(Error::Code::kAlreadyExists, location() + ": " + name.describe() + " already exists");
+  if (head_first) {
+    // HEAD first: servers that ignore If-None-Match would otherwise silently replace the object.
+    HAVEN_ASSIGN(http::Response head, perform(Request{"HEAD", key, {}, {}, {}}));
+    if (head.status == 200) {
+      return Error(Error::Code::kAlreadyExists, location() + ": " + name.describe() + " already exists");
+    }
+    if (head.status != 404) return http_error(head, "save " + name.describe());
   }
-  if (head.status != 404) return http_error(head, "save " + name.describe());
   Request put{"PUT", key, {}, {{"content-type", "application/octet-stream"}}, data};
   const bool conditional = !no_conditional_put_.load(std::memory_order_relaxed);
   if (conditional) {

@@ -85,6 +85,9 @@ class S3Backend : public Backend {
 
   std::string location() const override;
   Status save(const ObjectName& name, ByteView data) override;
+  // Without the HEAD: the conditional PUT alone (a server that ignores If-None-Match could
+  // only replace an object nobody else can have named).
+  Status save_new(const ObjectName& name, ByteView data) override;
   Result<Bytes> load(const ObjectName& name, uint64_t offset, uint64_t length) override;
   // The response body is handed over as it arrives (one ranged GET).
   bool streams_reads() const override { return true; }
@@ -103,6 +106,8 @@ class S3Backend : public Backend {
   struct Request;
 
  private:
+  // A create-only PUT, after a HEAD that refuses an existing object when `head_first`.
+  Status put_new(const ObjectName& name, ByteView data, bool head_first);
   // `body_sink`: see http::Request.
   Result<http::Response> perform(const Request& req, const http::BodySink* body_sink = nullptr) const;
   Error http_error(const http::Response& resp, const std::string& what) const;

@@ -27,7 +27,9 @@
 #include "repo/repository.h"
 #include "repo/session.h"
 #include "restore/restore.h"
+#include "storage/limit.h"
 #include "storage/local.h"
+#include "storage/retry.h"
 #include "storage/s3.h"
 #include "support/repo_test_util.h"
 
@@ -485,6 +487,37 @@ TEST(S3Errors, SaveSendsCreateOnlyPutAndFallsBackWhenUnsupported) {
   EXPECT_EQ(s.error().code(), Error::Code::kAlreadyExists);
 }
 
+// An object whose name was just drawn at random (packs, index files, snapshots, locks, keys)
+// is saved with the conditional PUT alone: the HEAD that guards save() against servers that
+// ignore If-None-Match cannot find such a name, and costs a round trip per object. Retry and
+// limit decorators pass such saves on as they are; a 412 is still "already exists".
+TEST(S3Errors, SaveOfAFreshNameIsTheConditionalPutAlone) {
+  ScriptedHttp srv([](const std::string& head) {
+    return head.rfind("HEAD ", 0) == 0 ? http_reply(404, "") : http_reply(200, "");
+  });
+  S3Config cfg = scripted_config(srv.port());
+  auto s3 = std::make_shared<S3Backend>(cfg);
+  storage::Limits limits;
+  limits.connections = 4;
+  auto wrapped = std::make_shared<storage::LimitBackend>(std::make_shared<storage::RetryBackend>(s3), limits);
+  ASSERT_OK(s3->save_new(ObjectName{ObjectType::kData, hex_id(1)}, as_bytes(std::string("a"))));
+  ASSERT_OK(wrapped->save_new(ObjectName{ObjectType::kLock, hex_id(2)}, as_bytes(std::string("b"))));
+  ASSERT_OK(wrapped->save(ObjectName{ObjectType::kLock, hex_id(3)}, as_bytes(std::string("c"))));
+  std::vector<std::string> methods;
+  for (const auto& h : srv.requests()) {
+    std::string lower = h;
+    std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+    methods.push_back(h.substr(0, h.find(' ')) +
+                      (lower.find("if-none-match: *") != std::string::npos ? "+cond" : ""));
+  }
+  EXPECT_EQ(methods, (std::vector<std::string>{"PUT+cond", "PUT+cond", "HEAD", "PUT+cond"}));
+  ScriptedHttp taken([](const std::string&) { return http_reply(412, s3_error("PreconditionFailed")); });
+  cfg.host = "127.0.0.1:" + std::to_string(taken.port());
+  auto st = S3Backend(cfg).save_new(ObjectName{ObjectType::kData, hex_id(4)}, as_bytes(std::string("d")));
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code(), Error::Code::kAlreadyExists);
+}
+
 // ---- HTTPS: certificates are verified; HAVEN_S3_CA_FILE adds a trusted CA -----------------
 
 TEST_F(S3Test, HttpsVerifiesCertificatesAndTakesCaFile) {
@@ -899,14 +932,17 @@ TEST_F(S3Test, ARestoreFromATruncatedPackKeepsWhatArrivedAndFailsTheRestByFile) 
   RunOptions o = creds_env();
   RunResult r = cli(repo, {"init", "--kdf-memory", "8", "--kdf-iterations", "1", "--pack-size", "64"}, o);
   ASSERT_EQ(r.code, 0) << describe(r);
-  r = cli(repo, {"backup", "--threads", "1", src}, o);  // one packer: one pack
+  r = cli(repo, {"backup", "--threads", "1", src}, o);  // one packer: one data pack
   ASSERT_EQ(r.code, 0) << describe(r);
   S3Backend direct(config(bucket, "cut"));
   std::vector<ObjectInfo> packs;
   ASSERT_OK(direct.list(ObjectType::kData, [&](const ObjectInfo& i) { packs.push_back(i); }));
-  ASSERT_EQ(packs.size(), 1u);
-  // A second snapshot whose trees are in a pack of their own: the cut pack holds only the
-  // files' data (and the first snapshot's trees).
+  // The files' data, and the trees in a pack of their own: the pack cut (the larger) holds
+  // only the files' data.
+  ASSERT_EQ(packs.size(), 2u);
+  std::sort(packs.begin(), packs.end(), [](const auto& a, const auto& b) { return a.size > b.size; });
+  ASSERT_GT(packs[0].size, 4000000u);
+  // A second snapshot with a file of its own in packs of their own.
   write_file(src + "/new.txt", "after the first backup\n");
   r = cli(repo, {"backup", "--threads", "1", src}, o);
   ASSERT_EQ(r.code, 0) << describe(r);
