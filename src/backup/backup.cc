@@ -27,6 +27,7 @@
 
 #include "backup/fsmeta.h"
 #include "repo/paths.h"
+#include "repo/tree_ahead.h"
 #include "util/subprocess.h"
 #include "util/sysinfo.h"
 
@@ -265,6 +266,9 @@ class Archiver {
   std::chrono::steady_clock::time_point last_progress_ = start_;
   std::atomic<bool> failed_{false};
   std::optional<Id> parent_id_;
+  // Over object storage: the parent snapshot's trees loaded ahead of the walker (each is a
+  // round trip otherwise, one directory after another). Null on a local disk.
+  std::unique_ptr<repo::TreeAhead> parent_trees_;
   std::optional<PageDelta> delta_;  // from Options::page_delta and the parent snapshot
   std::atomic<uint64_t> pages_changed_{0}, pages_reused_{0};
   // What is backed up (absolute, cleaned, each once) and the top-level name of each.
@@ -1088,7 +1092,7 @@ Status Archiver::walk_dir(const std::string& path, DirJob* parent, size_t index,
   // merge walk (old_at), not a map.
   std::vector<Node> old;
   if (old_tree) {
-    auto t = repo_.load_tree(*old_tree);
+    auto t = parent_trees_ ? parent_trees_->take(*old_tree, path) : repo_.load_tree(*old_tree);
     if (t.ok()) {
       old = std::move(t->nodes);
       if (!std::is_sorted(old.begin(), old.end(),
@@ -1217,6 +1221,16 @@ Result<Id> Archiver::backup_paths() {
   if (old_root) {
     auto t = repo_.load_tree(*old_root);
     if (t.ok()) {
+      if (repo_.backend().concurrent_saves() > 1) {
+        // Object storage (as restore decides): 8 threads load the parent's trees depth first
+        // ahead of the walker, within 16 MiB (or 5% of the working share under a memory
+        // limit). Every subdirectory the parent had is wanted: the walker asks for those its
+        // directories still have, in the order it reaches them.
+        const uint64_t ahead_bytes = repo_.memory_budget().bytes(16u << 20, 0.05, 1u << 20);
+        parent_trees_ = std::make_unique<repo::TreeAhead>(
+            repo_, [](const std::string&) { return true; }, 8, ahead_bytes, session_.cancel_token());
+        parent_trees_->start(*t);
+      }
       for (auto& n : t->nodes) old.emplace(n.name, std::move(n));
     } else {
       // Like an unreadable subtree in walk_dir: compare against nothing, read everything.
@@ -1302,9 +1316,11 @@ Result<Id> Archiver::backup_paths() {
       }
     }
     release(root);
+    parent_trees_.reset();  // the walk is over: trees loaded ahead and not taken go
     std::unique_lock<std::mutex> lk(mu_);
     done_cv_.wait(lk, [&] { return root_done_ || fatal_.has_value(); });
   }
+  parent_trees_.reset();
   {
     std::lock_guard<std::mutex> g(mu_);
     closing_ = true;

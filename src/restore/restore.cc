@@ -23,7 +23,7 @@
 #include "repo/pack.h"
 #include "repo/paths.h"
 #include "restore/select.h"
-#include "restore/tree_ahead.h"
+#include "repo/tree_ahead.h"
 
 namespace haven::restore {
 
@@ -218,7 +218,7 @@ class Restorer {
   const Options& opts_;
   Reporter& events_;
   Selection select_;
-  std::unique_ptr<TreeAhead> ahead_;  // while walking, on object storage
+  std::unique_ptr<repo::TreeAhead> ahead_;  // while walking, on object storage
   unsigned readers_ = 2;
   bool streamed_ = false;  // the backend streams_reads(): read_range_pieces()
   // Bytes per read: at most max_range, and (unless streamed_) small enough that every reader can
@@ -1029,7 +1029,7 @@ Result<Summary> Restorer::run(const Id& root) {
   const unsigned tree_threads =
       opts_.tree_threads ? opts_.tree_threads : (repo_.backend().concurrent_saves() > 1 ? 8 : 0);
   if (tree_threads > 0) {
-    ahead_ = std::make_unique<TreeAhead>(
+    ahead_ = std::make_unique<repo::TreeAhead>(
         repo_, [this](const std::string& rel) { return select_.selected(rel, true); }, tree_threads,
         tree_ahead_bytes, session_.cancel_token());
   }

@@ -63,7 +63,7 @@ struct Options {
   // streams_reads(), what readers hold instead: each its range's largest blob and room to
   // decompress one.
   uint64_t max_in_flight = 32 << 20;
-  // Threads that load directory trees ahead of the walker (restore/tree_ahead.h), holding at
+  // Threads that load directory trees ahead of the walker (repo/tree_ahead.h), holding at
   // most tree_ahead_bytes of trees it has not reached. 0: 8 on object storage (a tree is a
   // request there), none on a local disk.
   unsigned tree_threads = 0;

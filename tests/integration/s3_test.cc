@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "backup/backup.h"
 #include "integration/s3_server.h"
 #include "replication/failover.h"
 #include "repo/repository.h"
@@ -919,6 +920,82 @@ TEST_F(S3Test, ARestoreFromObjectStorageReadsTheLongestRangesFirst) {
   for (uint64_t l : lengths) listed += std::to_string(l) + " ";
   EXPECT_TRUE(std::is_sorted(lengths.begin(), lengths.end(), std::greater<uint64_t>()))
       << "ranges were not asked for longest first: " << listed;
+}
+
+// Counts what a decorated backend is asked to read of packs (whole, in place or in pieces),
+// passing every call on as it is.
+class PackReads : public storage::ReadThroughWrapper {
+ public:
+  using ReadThroughWrapper::ReadThroughWrapper;
+  Result<Bytes> load(const ObjectName& n, uint64_t off, uint64_t len) override {
+    count(n);
+    return inner().load(n, off, len);
+  }
+  Status load_into(const ObjectName& n, uint64_t off, std::span<uint8_t> out) override {
+    count(n);
+    return inner().load_into(n, off, out);
+  }
+  Status load_pieces(const ObjectName& n, uint64_t off, uint64_t len,
+                     const std::function<void(ByteView)>& piece) override {
+    count(n);
+    return inner().load_pieces(n, off, len, piece);
+  }
+  int reads() const { return reads_.load(); }
+
+ private:
+  void count(const ObjectName& n) {
+    if (n.type == ObjectType::kData) reads_++;
+  }
+  std::atomic<int> reads_{0};
+};
+
+// An unchanged re-backup over object storage reads its parent snapshot's trees ahead of the
+// walker (repo/tree_ahead.h), and the trees of a snapshot lie together in a pack of their own:
+// a few requests for 48 directories, where loading each directory's tree as the walker got
+// there cost a round trip per directory. Nothing is read of the files' data.
+TEST_F(S3Test, AnUnchangedReBackupReadsItsParentsTreesAheadNotOneRequestPerDirectory) {
+  const std::string bucket = new_bucket();
+  const std::string repo = location(bucket, "ahead");
+  const std::string src = dir_ + "/src";
+  make_dir(src);
+  for (int a = 0; a < 8; a++) {
+    const std::string top = src + "/d" + std::to_string(a);
+    make_dir(top);
+    for (int b = 0; b < 5; b++) {
+      const std::string sub = top + "/s" + std::to_string(b);
+      make_dir(sub);
+      write_file(sub + "/f", random_bytes(3000, 100 * a + b));
+    }
+  }
+  RunOptions o = creds_env();
+  RunResult r = cli(repo, {"init", "--kdf-memory", "8", "--kdf-iterations", "1"}, o);
+  ASSERT_EQ(r.code, 0) << describe(r);
+  r = cli(repo, {"backup", src}, o);
+  ASSERT_EQ(r.code, 0) << describe(r);
+
+  auto be = open_s3rver(repo);
+  ASSERT_TRUE(be);
+  auto reads = std::make_shared<PackReads>(be);
+  auto opened = repo::Repository::open(reads, kPw);
+  ASSERT_OK(opened);
+  repo::Repository& rp = **opened;
+  ASSERT_OK(rp.load_index());
+  auto parent = restore::choose_snapshot(rp, "latest");
+  ASSERT_OK(parent);
+  repo::Session session(rp);
+  ASSERT_OK(session.lock(false));
+  backup::Options bo;
+  bo.paths = {src};
+  NullSink sink;
+  auto sum = backup::run(session, bo, sink);
+  ASSERT_OK(sum);
+  ASSERT_OK(session.unlock());
+  EXPECT_EQ(sum->snapshot.stats["files_unchanged"], 40u);
+  EXPECT_EQ(sum->snapshot.stats["files_new"] + sum->snapshot.stats["files_changed"], 0u);
+  // 49 trees (the root's, src's and 48 directories'): one read for the root, then a read or
+  // two that take the pack's other trees along.
+  EXPECT_LE(reads->reads(), 4) << "the parent's trees were read one directory at a time: " << reads->reads();
+  EXPECT_GE(reads->reads(), 1);
 }
 
 // A pack cut short on the store: the blobs of a range that arrived before the cut are written,

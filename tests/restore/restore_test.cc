@@ -4,7 +4,7 @@
 // blobs, overwrite policies and --verify. Snapshots are made with the real `haven backup`
 // (test_restore links only the restore library) or hand-crafted through the Repository API.
 #include "restore/restore.h"
-#include "restore/tree_ahead.h"
+#include "repo/tree_ahead.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -585,7 +585,7 @@ TEST_F(RestoreTest, SlicesOfBlobsRestoreTheirBytesAndASlicePastItsBlobIsRefused)
 }
 
 // Over a store where every request waits 25 ms, the trees a restore will enter are loaded ahead
-// of the walker on threads of their own (restore/tree_ahead.h): when the walker gets to a
+// of the walker on threads of their own (repo/tree_ahead.h): when the walker gets to a
 // directory its tree is there, and directories the selection leaves out are never fetched.
 TEST_F(RestoreTest, TreesAreLoadedAheadOfTheWalkerAndUnselectedOnesNever) {
   const std::string src = dir_ + "/src";
@@ -615,7 +615,7 @@ TEST_F(RestoreTest, TreesAreLoadedAheadOfTheWalkerAndUnselectedOnesNever) {
   // returns the requests it made.
   auto walk_ahead = [&](uint64_t span) -> uint64_t {
     const uint64_t calls_before = faulty->calls();
-    restore::TreeAhead ahead(*repo, wanted, 8, 16 << 20, token, span);
+    repo::TreeAhead ahead(*repo, wanted, 8, 16 << 20, token, span);
     ahead.start(*top);
     // 21 trees in three levels, 8 at a time, 25 ms each: all there well within a second.
     std::this_thread::sleep_for(std::chrono::milliseconds(800));
@@ -692,7 +692,7 @@ TEST_F(RestoreTest, AChainOfDirectoriesIsFetchedInARequestOrTwoNotOnePerLevel) {
   CancelToken token;
   auto walk_chain = [&](uint64_t span, uint64_t* unasked) -> uint64_t {
     const uint64_t calls_before = faulty->calls();
-    restore::TreeAhead ahead(*repo, [](const std::string&) { return true; }, 8, 16 << 20, token, span);
+    repo::TreeAhead ahead(*repo, [](const std::string&) { return true; }, 8, 16 << 20, token, span);
     auto tree = ahead.take(root, "");
     size_t levels = 0;
     std::string rel;

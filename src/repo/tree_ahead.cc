@@ -1,10 +1,10 @@
-#include "restore/tree_ahead.h"
+#include "repo/tree_ahead.h"
 
 #include <algorithm>
 
 #include "repo/snapshot.h"
 
-namespace haven::restore {
+namespace haven::repo {
 
 TreeAhead::TreeAhead(repo::Repository& repo, std::function<bool(const std::string& rel)> wanted,
                      unsigned threads, uint64_t max_bytes, const CancelToken& token, uint64_t span)
@@ -259,4 +259,4 @@ Result<repo::Tree> TreeAhead::take(const repo::Id& id, const std::string& rel) {
   return out;
 }
 
-}  // namespace haven::restore
+}  // namespace haven::repo

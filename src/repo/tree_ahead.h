@@ -1,4 +1,5 @@
-// restore/tree_ahead.h — directory trees loaded ahead of a restore's walker.
+// repo/tree_ahead.h — directory trees loaded ahead of a walker (restore's, and a backup's over its
+// parent snapshot).
 //
 // Over object storage every tree is a request of its own, and a walker that loads each
 // directory when it gets there waits one round trip per directory. TreeAhead loads the trees
@@ -29,7 +30,7 @@
 #include "repo/repository.h"
 #include "util/cancel.h"
 
-namespace haven::restore {
+namespace haven::repo {
 
 class TreeAhead {
  public:
@@ -110,4 +111,4 @@ class TreeAhead {
   std::vector<std::thread> threads_;
 };
 
-}  // namespace haven::restore
+}  // namespace haven::repo
