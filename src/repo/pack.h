@@ -18,6 +18,10 @@
 
 namespace haven::repo {
 
+// Trees go into packs of their own, closed at this size (or the pack size if less): a
+// snapshot's directories then lie together, and a pack of them held in memory stays small.
+constexpr uint64_t kTreePackTarget = 4u << 20;
+
 class PackBuilder {
  public:
   // `buffer`: memory to build the pack in (recycled from an earlier pack, so its pages are

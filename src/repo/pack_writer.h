@@ -109,10 +109,7 @@ class PackWriter {
   bool tree_packer_out_ = false;  // a thread is adding to the tree pack
   size_t max_packers_ = 2;
   uint64_t pack_target_ = 0;  // a pack is closed at this size: the config's, or less under a memory limit
-  // A tree pack is closed at this size (or pack_target_ if less): trees are small, and a pack
-  // of them held in memory should be too.
-  static constexpr uint64_t kTreePackTarget = 4u << 20;
-  uint64_t tree_pack_target_ = 0;
+  uint64_t tree_pack_target_ = 0;  // kTreePackTarget, or pack_target_ if less
   size_t buffer_size_ = 0;    // a new packer's buffer
 
   std::condition_variable upload_cv_;

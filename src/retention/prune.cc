@@ -218,8 +218,12 @@ Status Pruner::repack() {
   const repo::MasterKey& mk = repo_.master_key();
   const uint32_t gen = mk.current_generation;
   const uint32_t pack_size = repo_.config().pack_size;
-  std::unique_ptr<repo::PackBuilder> builder;
-  auto finish = [&]() -> Status {
+  // By blob type: trees go into packs of their own, as a backup writes them (a pack written
+  // before that, trees among data, comes apart when it is repacked).
+  std::unique_ptr<repo::PackBuilder> builders[2];
+  const uint64_t targets[2] = {pack_size, std::min<uint64_t>(pack_size, repo::kTreePackTarget)};
+  auto finish = [&](size_t k) -> Status {
+    std::unique_ptr<repo::PackBuilder>& builder = builders[k];
     if (!builder || builder->blob_count() == 0) return ok_status();
     repo::PackRecord rec;
     Bytes data = builder->finish(rec);
@@ -254,17 +258,20 @@ Status Pruner::repack() {
       if (!record.ok()) {
         return record.error().with_context("prune stopped before deleting anything (run 'haven check')");
       }
+      const size_t k = e.type == BlobType::kTree ? 1 : 0;
+      std::unique_ptr<repo::PackBuilder>& builder = builders[k];
       if (!builder) {
         builder = std::make_unique<repo::PackBuilder>(*mk.encryption_key(gen), gen, Bytes{},
-                                                      size_t{pack_size} + (1u << 20));
+                                                      static_cast<size_t>(targets[k]) + (1u << 20));
       }
       builder->add_record(e.type, e.id, *record, e.raw_length);
-      if (builder->size() >= pack_size) HAVEN_TRY(finish());
+      if (builder->size() >= targets[k]) HAVEN_TRY(finish(k));
     }
     progress("repack", ++done, blobs.size());
     HAVEN_TRY(session_.cancel_token().check());
   }
-  return finish();
+  HAVEN_TRY(finish(0));
+  return finish(1);
 }
 
 Status Pruner::write_index() {

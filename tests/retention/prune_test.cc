@@ -815,6 +815,81 @@ TEST_F(PruneTest, RepacksOnlyAboveTheUnusedThreshold) {
   }
 }
 
+// A pack written before trees went into packs of their own holds trees among file data;
+// repacking it writes its used trees and its used data into separate packs.
+TEST_F(PruneTest, RepackingAMixedPackPutsItsTreesInAPackOfTheirOwn) {
+  const std::string d = dir("repo");
+  auto r = init_repo(d, kPtPackSize);
+  ASSERT_NE(r, nullptr);
+  // One pack by hand, as older versions wrote: the file's data D1, an unused blob D2 (so the
+  // pack is partly unused), the root tree T naming a file of D1.
+  const Bytes d1 = pt_chunk(61, 30000), d2 = pt_chunk(62, 30000);
+  const Id d1_id = r->blob_id(d1), d2_id = r->blob_id(d2);
+  repo::Tree root;
+  repo::Node file;
+  file.name = "f";
+  file.type = repo::Node::Type::kFile;
+  file.mode = 0644;
+  file.size = d1.size();
+  file.content = {d1_id};
+  root.nodes.push_back(file);
+  const Bytes tree = repo::encode_tree(root);
+  const Id tree_id = r->blob_id(tree);
+  const repo::MasterKey& mk = r->master_key();
+  repo::PackBuilder mixed(*mk.encryption_key(mk.current_generation), mk.current_generation, Bytes{}, 1u << 20);
+  mixed.add(BlobType::kData, d1_id, d1, repo::Compression::kMedium);
+  mixed.add(BlobType::kTree, tree_id, tree, repo::Compression::kMedium);
+  mixed.add(BlobType::kData, d2_id, d2, repo::Compression::kMedium);
+  PackRecord rec;
+  const Bytes pack = mixed.finish(rec);
+  ASSERT_OK(r->backend().save_new({ObjectType::kData, repo::hex(rec.id)}, pack));
+  ASSERT_OK(r->save_index_file({rec}));
+  {
+    ASSERT_OK(r->load_index());
+    repo::Session session(*r);
+    repo::Snapshot snap;
+    snap.time = 1700000000LL * 1000000000;
+    snap.end_time = snap.time + 1000000000;
+    snap.tree = tree_id;
+    snap.paths = {"/mixed"};
+    snap.hostname = "pt-host";
+    snap.username = "tester";
+    snap.strategy = "full";
+    ASSERT_OK(session.save_snapshot(snap));
+  }
+  r.reset();
+
+  auto o = pt_open(d);
+  ASSERT_NE(o, nullptr);
+  repo::Session session(*o);
+  NullSink sink;
+  retention::PruneOptions po;
+  po.max_unused_percent = 0;
+  auto st = retention::prune(session, po, sink);
+  ASSERT_OK(st);
+  EXPECT_EQ(st->packs_repacked, 1u);
+  EXPECT_EQ(st->packs_written, 2u);
+  EXPECT_EQ(st->blobs_repacked, 2u);
+  const auto packs = pt_packs(d);
+  EXPECT_EQ(packs.size(), 2u);
+  EXPECT_FALSE(packs.count(repo::hex(rec.id)));
+  size_t tree_packs = 0, data_packs = 0;
+  for (const auto& p : pt_index_records(d)) {
+    ASSERT_EQ(p.blobs.size(), 1u) << "pack " << repo::hex(p.id);
+    if (p.blobs[0].type == BlobType::kTree) {
+      tree_packs++;
+      EXPECT_EQ(p.blobs[0].id, tree_id);
+    } else {
+      data_packs++;
+      EXPECT_EQ(p.blobs[0].id, d1_id);
+    }
+  }
+  EXPECT_EQ(tree_packs, 1u);
+  EXPECT_EQ(data_packs, 1u);
+  const std::map<Id, Bytes> content{{d1_id, d1}};
+  EXPECT_EQ(pt_verify_all(d, content, 1), (std::set<PtKey>{{BlobType::kTree, tree_id}, {BlobType::kData, d1_id}}));
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. --dry-run
 
