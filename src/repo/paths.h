@@ -63,7 +63,8 @@ Result<std::vector<Found>> find_path(Repository& repo, const Id& snapshot_id, co
                                      const std::string& typed);
 
 // Calls fn(node, stored path with a leading '/') for every node under `tree`, depth first, in
-// name order; `prefix` is the stored path of `tree` ("" for the root).
+// name order; `prefix` is the stored path of `tree` ("" for the root). Over object storage the
+// trees are loaded ahead of the walk (repo/tree_ahead.h), under the thread's current cancel token.
 Status walk_tree(Repository& repo, const Id& tree, const std::string& prefix,
                  const std::function<void(const Node&, const std::string&)>& fn);
 

@@ -25,6 +25,7 @@
 #include "backup/backup.h"
 #include "integration/s3_server.h"
 #include "replication/failover.h"
+#include "repo/paths.h"
 #include "repo/repository.h"
 #include "repo/session.h"
 #include "restore/restore.h"
@@ -952,8 +953,9 @@ class PackReads : public storage::ReadThroughWrapper {
 // An unchanged re-backup over object storage reads its parent snapshot's trees ahead of the
 // walker (repo/tree_ahead.h), and the trees of a snapshot lie together in a pack of their own:
 // a few requests for 48 directories, where loading each directory's tree as the walker got
-// there cost a round trip per directory. Nothing is read of the files' data.
-TEST_F(S3Test, AnUnchangedReBackupReadsItsParentsTreesAheadNotOneRequestPerDirectory) {
+// there cost a round trip per directory. Nothing is read of the files' data. A walk of the
+// snapshot's trees (repo::walk_tree: ls, find) reads them ahead the same way.
+TEST_F(S3Test, AnUnchangedReBackupAndATreeWalkReadTreesAheadNotOneRequestPerDirectory) {
   const std::string bucket = new_bucket();
   const std::string repo = location(bucket, "ahead");
   const std::string src = dir_ + "/src";
@@ -996,6 +998,18 @@ TEST_F(S3Test, AnUnchangedReBackupReadsItsParentsTreesAheadNotOneRequestPerDirec
   // two that take the pack's other trees along.
   EXPECT_LE(reads->reads(), 4) << "the parent's trees were read one directory at a time: " << reads->reads();
   EXPECT_GE(reads->reads(), 1);
+
+  // A walk over the snapshot's trees (ls, find) reads them ahead too: every node, in order.
+  auto walk_reads = std::make_shared<PackReads>(be);
+  auto walker = repo::Repository::open(walk_reads, kPw);
+  ASSERT_OK(walker);
+  ASSERT_OK((*walker)->load_index());
+  std::vector<std::string> paths;
+  ASSERT_OK(repo::walk_tree(**walker, sum->snapshot.tree, "",
+                            [&](const repo::Node&, const std::string& p) { paths.push_back(p); }));
+  EXPECT_EQ(paths.size(), 1u + 8 + 40 + 40) << "src (the top-level name), 8 + 40 directories, 40 files";
+  EXPECT_TRUE(std::is_sorted(paths.begin(), paths.end())) << "not depth first in name order";
+  EXPECT_LE(walk_reads->reads(), 4) << "the walk read its trees one directory at a time: " << walk_reads->reads();
 }
 
 // A pack cut short on the store: the blobs of a range that arrived before the cut are written,
