@@ -12,6 +12,7 @@
 #include <unordered_set>
 
 #include "repo/pack.h"
+#include "repo/tree_ahead.h"
 
 namespace haven::check {
 
@@ -67,6 +68,9 @@ class Checker {
   // the repository's shared index, never to this one.
   std::unique_ptr<repo::Index> own_index_;
   const repo::Index* index_ = nullptr;
+  // Over object storage, while a snapshot is walked: its trees loaded ahead of the walk (from
+  // this check's own index), a round trip per directory otherwise.
+  std::unique_ptr<repo::TreeAhead> ahead_;
   Options opts_;
   Reporter& events_;
   Report report_;
@@ -397,7 +401,7 @@ const DamageList& Checker::walk(const Id& tree) {
     out.push_back(*d);
     return damaged_trees_[tree] = std::move(out);
   }
-  auto t = repo_.load_tree(tree, *index_);
+  auto t = ahead_ ? ahead_->take(tree, "") : repo_.load_tree(tree, *index_);
   if (!t.ok()) {
     std::string obj = "tree " + repo::hex(tree);
     out.push_back({"", obj, t.error().message()});
@@ -457,7 +461,16 @@ Status Checker::check_snapshots() {
       p.affected_count[name] = 1;
       return ok_status();
     }
-    for (const auto& d : walk(snap->tree)) {
+    if (repo_.backend().concurrent_saves() > 1) {
+      // Object storage (as restore decides); one per snapshot, so that trees taken along for
+      // directories an earlier snapshot's walk already checked go with it.
+      ahead_ = std::make_unique<repo::TreeAhead>(
+          repo_, [](const std::string&) { return true; }, 8,
+          repo_.memory_budget().bytes(16u << 20, 0.1, 1u << 20), session_.cancel_token(), 1u << 20, index_);
+    }
+    const DamageList& damage = walk(snap->tree);
+    ahead_.reset();
+    for (const auto& d : damage) {
       Problem& p = problem(d.object, d.error);
       if (d.object == kMissingObject) {
         p.error = std::to_string(missing_.size()) +

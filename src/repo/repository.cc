@@ -672,14 +672,19 @@ std::optional<BlobLocation> Repository::locate_blob(BlobType type, const Id& id)
 
 std::vector<std::pair<Id, BlobLocation>> Repository::blobs_in_pack(BlobType type, const Id& pack_id) const {
   std::shared_lock<std::shared_mutex> g(index_mu_);
+  return blobs_in_pack(index_, type, pack_id);
+}
+
+std::vector<std::pair<Id, BlobLocation>> Repository::blobs_in_pack(const Index& index, BlobType type,
+                                                                   const Id& pack_id) {
   std::vector<std::pair<Id, BlobLocation>> out;
   std::optional<uint32_t> no;
-  for (uint32_t i = 0; i < index_.pack_count() && !no; i++) {
-    if (index_.pack_id(i) == pack_id) no = i;
+  for (uint32_t i = 0; i < index.pack_count() && !no; i++) {
+    if (index.pack_id(i) == pack_id) no = i;
   }
   if (!no) return out;
-  const uint32_t generation = index_.pack_key_generation(*no);
-  index_.for_each([&](size_t, const IndexEntry& e) {
+  const uint32_t generation = index.pack_key_generation(*no);
+  index.for_each([&](size_t, const IndexEntry& e) {
     if (e.pack == *no && e.type == type) {
       out.emplace_back(e.id, BlobLocation{pack_id, generation, e.offset, e.length, e.raw_length});
     }

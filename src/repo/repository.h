@@ -203,6 +203,9 @@ class Repository {
   // whole index: for readers that take along what lies near a blob they need, such as the
   // directory trees a restore will want next).
   std::vector<std::pair<Id, BlobLocation>> blobs_in_pack(BlobType type, const Id& pack_id) const;
+  // The same in `index` (not the shared one).
+  static std::vector<std::pair<Id, BlobLocation>> blobs_in_pack(const Index& index, BlobType type,
+                                                               const Id& pack_id);
   Result<Bytes> open_located_blob(BlobType type, const Id& id, const BlobLocation& loc,
                                   ByteView sealed) const;
   // The same in place (no allocation on the hot path): `sealed` is decrypted over itself and

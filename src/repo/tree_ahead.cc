@@ -7,8 +7,9 @@
 namespace haven::repo {
 
 TreeAhead::TreeAhead(repo::Repository& repo, std::function<bool(const std::string& rel)> wanted,
-                     unsigned threads, uint64_t max_bytes, const CancelToken& token, uint64_t span)
-    : repo_(repo), wanted_(std::move(wanted)), max_bytes_(max_bytes), span_(span), token_(token) {
+                     unsigned threads, uint64_t max_bytes, const CancelToken& token, uint64_t span,
+                     const Index* index)
+    : repo_(repo), index_(index), wanted_(std::move(wanted)), max_bytes_(max_bytes), span_(span), token_(token) {
   for (unsigned i = 0; i < threads; i++) {
     threads_.emplace_back([this] {
       CancelScope scope(token_);
@@ -24,6 +25,24 @@ TreeAhead::~TreeAhead() {
   }
   work_cv_.notify_all();
   for (auto& t : threads_) t.join();
+}
+
+std::optional<BlobLocation> TreeAhead::locate(const Id& id) const {
+  return index_ ? index_->find(BlobType::kTree, id) : repo_.locate_blob(BlobType::kTree, id);
+}
+
+std::vector<std::pair<Id, BlobLocation>> TreeAhead::trees_in(const Id& pack) const {
+  return index_ ? Repository::blobs_in_pack(*index_, BlobType::kTree, pack)
+                : repo_.blobs_in_pack(BlobType::kTree, pack);
+}
+
+uint32_t TreeAhead::raw_length(const Id& id) const {
+  auto l = locate(id);
+  return l ? l->raw_length : 0;
+}
+
+Result<Tree> TreeAhead::load_alone(const Id& id) {
+  return index_ ? repo_.load_tree(id, *index_) : repo_.load_tree(id);
 }
 
 void TreeAhead::push_children(const repo::Tree& tree, const std::string& rel) {
@@ -73,7 +92,7 @@ std::vector<TreeAhead::Member> TreeAhead::neighbours(Item first, const repo::Blo
     auto e = entries_.find(q->id);
     const bool queued = e != entries_.end() && e->second.state == State::kQueued;
     std::optional<repo::BlobLocation> l;
-    if (queued) l = repo_.locate_blob(repo::BlobType::kTree, q->id);
+    if (queued) l = locate(q->id);
     if (!l || l->pack_id != at.pack_id || !within_span(*l) || held_ + bytes + l->raw_length > max_bytes_) {
       others = others || queued;
       ++q;
@@ -91,7 +110,7 @@ std::vector<TreeAhead::Member> TreeAhead::neighbours(Item first, const repo::Blo
     if (packs_looked_ >= kMaxPacksLooked) return group;
     packs_looked_++;
     trees_of_pack_ = at.pack_id;
-    pack_trees_ = repo_.blobs_in_pack(repo::BlobType::kTree, at.pack_id);
+    pack_trees_ = trees_in(at.pack_id);
   }
   std::vector<const std::pair<repo::Id, repo::BlobLocation>*> near;
   for (const auto& t : pack_trees_) {
@@ -123,7 +142,7 @@ void TreeAhead::mark_loading(const std::vector<Member>& group, size_t from) {
     e.speculative = group[i].speculative;
     e.bytes = group[i].at.raw_length != 0
                   ? group[i].at.raw_length
-                  : repo_.blob_raw_length(repo::BlobType::kTree, group[i].item.id).value_or(0);
+                  : raw_length(group[i].item.id);
     held_ += e.bytes;
     if (e.speculative) unasked_held_ += e.bytes;
   }
@@ -175,7 +194,7 @@ std::vector<Result<repo::Tree>> TreeAhead::load_group(const std::vector<Member>&
       out.push_back(range.ok() ? Error(Error::Code::kCorrupt, "short range") : range.error());
       continue;
     }
-    out.push_back(repo_.load_tree(m.item.id));  // on its own: another copy, or its own error
+    out.push_back(load_alone(m.item.id));  // on its own: another copy, or its own error
   }
   return out;
 }
@@ -190,7 +209,7 @@ void TreeAhead::worker() {
     auto it = entries_.find(item.id);
     if (it == entries_.end() || it->second.state != State::kQueued) continue;  // the walker took it
     std::vector<Member> group;
-    auto at = span_ > 0 ? repo_.locate_blob(repo::BlobType::kTree, item.id) : std::nullopt;
+    auto at = span_ > 0 ? locate(item.id) : std::nullopt;
     if (at) {
       group = neighbours(std::move(item), *at);
     } else {
@@ -204,7 +223,7 @@ void TreeAhead::worker() {
     } else if (at) {
       trees = load_group(group);
     } else {
-      trees.push_back(repo_.load_tree(group.front().item.id));
+      trees.push_back(load_alone(group.front().item.id));
     }
     lk.lock();
     publish(group, trees, 0);
@@ -225,7 +244,7 @@ Result<repo::Tree> TreeAhead::take(const repo::Id& id, const std::string& rel) {
     // one read takes along.
     if (it != entries_.end()) entries_.erase(it);
     behind_++;
-    auto at = span_ > 0 ? repo_.locate_blob(repo::BlobType::kTree, id) : std::nullopt;
+    auto at = span_ > 0 ? locate(id) : std::nullopt;
     Result<repo::Tree> tree = Error(Error::Code::kInternal, "not loaded");
     if (at) {
       std::vector<Member> group = neighbours(Item{id, rel}, *at);
@@ -238,7 +257,7 @@ Result<repo::Tree> TreeAhead::take(const repo::Id& id, const std::string& rel) {
       lk.unlock();
     } else {
       lk.unlock();
-      tree = repo_.load_tree(id);
+      tree = load_alone(id);
     }
     if (tree.ok()) start(*tree, rel);
     return tree;

@@ -35,9 +35,11 @@ namespace haven::repo {
 class TreeAhead {
  public:
   // `wanted(rel)`: whether the walker will enter the directory at `rel` (its selection).
-  // `span` 0: each tree is a request of its own.
+  // `span` 0: each tree is a request of its own. `index`: where trees are found (check's own,
+  // which must stay unchanged while this lives); null: the repository's shared index.
   TreeAhead(repo::Repository& repo, std::function<bool(const std::string& rel)> wanted,
-            unsigned threads, uint64_t max_bytes, const CancelToken& token, uint64_t span = 1 << 20);
+            unsigned threads, uint64_t max_bytes, const CancelToken& token, uint64_t span = 1 << 20,
+            const Index* index = nullptr);
   ~TreeAhead();  // stops the threads; trees not taken are dropped
   TreeAhead(const TreeAhead&) = delete;
   TreeAhead& operator=(const TreeAhead&) = delete;
@@ -76,6 +78,11 @@ class TreeAhead {
     bool speculative = false;
   };
   void worker();
+  // Through `index_` when set, else the repository's shared index.
+  std::optional<BlobLocation> locate(const Id& id) const;
+  std::vector<std::pair<Id, BlobLocation>> trees_in(const Id& pack) const;
+  uint32_t raw_length(const Id& id) const;  // 0 if not indexed
+  Result<Tree> load_alone(const Id& id);
   void push_children(const repo::Tree& tree, const std::string& rel);  // mu_ held
   // Queued items of `first`'s pack that one read of at most span_ bytes takes along (mu_ held;
   // they leave the queue), and with nothing else queued the pack's unasked trees near them.
@@ -91,6 +98,7 @@ class TreeAhead {
   std::vector<Result<repo::Tree>> load_group(const std::vector<Member>& group);
 
   repo::Repository& repo_;
+  const Index* index_;
   std::function<bool(const std::string&)> wanted_;
   const uint64_t max_bytes_;
   const uint64_t span_;

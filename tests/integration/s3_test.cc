@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "backup/backup.h"
+#include "check/check.h"
 #include "integration/s3_server.h"
 #include "replication/failover.h"
 #include "repo/paths.h"
@@ -954,8 +955,9 @@ class PackReads : public storage::ReadThroughWrapper {
 // walker (repo/tree_ahead.h), and the trees of a snapshot lie together in a pack of their own:
 // a few requests for 48 directories, where loading each directory's tree as the walker got
 // there cost a round trip per directory. Nothing is read of the files' data. A walk of the
-// snapshot's trees (repo::walk_tree: ls, find) reads them ahead the same way.
-TEST_F(S3Test, AnUnchangedReBackupAndATreeWalkReadTreesAheadNotOneRequestPerDirectory) {
+// snapshot's trees (repo::walk_tree: ls, find) and check's walk (through its own index) read
+// them ahead the same way, and check still finds and names a damaged tree.
+TEST_F(S3Test, ReBackupTreeWalkAndCheckReadTreesAheadNotOneRequestPerDirectory) {
   const std::string bucket = new_bucket();
   const std::string repo = location(bucket, "ahead");
   const std::string src = dir_ + "/src";
@@ -1010,6 +1012,49 @@ TEST_F(S3Test, AnUnchangedReBackupAndATreeWalkReadTreesAheadNotOneRequestPerDire
   EXPECT_EQ(paths.size(), 1u + 8 + 40 + 40) << "src (the top-level name), 8 + 40 directories, 40 files";
   EXPECT_TRUE(std::is_sorted(paths.begin(), paths.end())) << "not depth first in name order";
   EXPECT_LE(walk_reads->reads(), 4) << "the walk read its trees one directory at a time: " << walk_reads->reads();
+
+  // check (structure) too, through its own index; a damaged tree is still found and named.
+  auto checked = [&](int& reads_out) -> Result<check::Report> {
+    auto counted = std::make_shared<PackReads>(be);
+    HAVEN_ASSIGN(auto r, repo::Repository::open(counted, kPw));
+    repo::Session cs(*r);
+    HAVEN_TRY(cs.lock(false));
+    NullSink none;
+    auto rep = check::check(cs, check::Options{}, none);
+    reads_out = counted->reads();
+    return rep;
+  };
+  int check_reads = 0;
+  auto clean = checked(check_reads);
+  ASSERT_OK(clean);
+  EXPECT_FALSE(clean->damaged());
+  EXPECT_GE(clean->trees, 1u + 8 + 40);  // each snapshot's: src's, 48 directories', the root's
+  EXPECT_LE(check_reads, 6) << "check read its trees one directory at a time: " << check_reads;
+  // Flip a byte in the middle of the tree of src/d3/s2.
+  std::optional<repo::BlobLocation> target;
+  std::string target_path;
+  ASSERT_OK(repo::walk_tree(rp, sum->snapshot.tree, "", [&](const repo::Node& n, const std::string& p) {
+    if (p == "/src/d3/s2") {
+      target = rp.locate_blob(repo::BlobType::kTree, *n.subtree);
+      target_path = p;
+    }
+  }));
+  ASSERT_TRUE(target.has_value());
+  const ObjectName pack_name{ObjectType::kData, repo::hex(target->pack_id)};
+  auto whole = be->load(pack_name, 0, 0);
+  ASSERT_OK(whole);
+  Bytes bad = *whole;
+  bad[target->offset + target->length / 2] ^= 0x01;
+  ASSERT_OK(be->remove(pack_name));
+  ASSERT_OK(be->save(pack_name, bad));
+  auto damaged = checked(check_reads);
+  ASSERT_OK(damaged);
+  EXPECT_TRUE(damaged->damaged());
+  bool named = false;
+  for (const auto& p : damaged->problems) {
+    if (p.object.find("tree ") == 0 && p.error.find("authentication") != std::string::npos) named = true;
+  }
+  EXPECT_TRUE(named) << "the damaged tree of " << target_path << " was not reported";
 }
 
 // A pack cut short on the store: the blobs of a range that arrived before the cut are written,
