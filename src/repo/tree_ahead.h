@@ -1,5 +1,5 @@
-// repo/tree_ahead.h — directory trees loaded ahead of a walker (restore's, and a backup's over its
-// parent snapshot).
+// repo/tree_ahead.h — directory trees loaded ahead of a walker over object storage: restore's,
+// a backup's over its parent snapshot, check's, and repo::walk_tree's (ls, find).
 //
 // Over object storage every tree is a request of its own, and a walker that loads each
 // directory when it gets there waits one round trip per directory. TreeAhead loads the trees
