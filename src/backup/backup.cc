@@ -1221,16 +1221,11 @@ Result<Id> Archiver::backup_paths() {
   if (old_root) {
     auto t = repo_.load_tree(*old_root);
     if (t.ok()) {
-      if (repo_.backend().concurrent_saves() > 1) {
-        // Object storage (as restore decides): 8 threads load the parent's trees depth first
-        // ahead of the walker, within 16 MiB (or 5% of the working share under a memory
-        // limit). Every subdirectory the parent had is wanted: the walker asks for those its
-        // directories still have, in the order it reaches them.
-        const uint64_t ahead_bytes = repo_.memory_budget().bytes(16u << 20, 0.05, 1u << 20);
-        parent_trees_ = std::make_unique<repo::TreeAhead>(
-            repo_, [](const std::string&) { return true; }, 8, ahead_bytes, session_.cancel_token());
-        parent_trees_->start(*t);
-      }
+      // Over object storage the parent's trees are loaded depth first ahead of the walker
+      // (5% of the working share under a memory limit). Every subdirectory the parent had is
+      // wanted: the walker asks for those its directories still have, as it reaches them.
+      parent_trees_ = repo::TreeAhead::for_walk(repo_, session_.cancel_token(), 0.05);
+      if (parent_trees_) parent_trees_->start(*t);
       for (auto& n : t->nodes) old.emplace(n.name, std::move(n));
     } else {
       // Like an unreadable subtree in walk_dir: compare against nothing, read everything.

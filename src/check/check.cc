@@ -461,13 +461,9 @@ Status Checker::check_snapshots() {
       p.affected_count[name] = 1;
       return ok_status();
     }
-    if (repo_.backend().concurrent_saves() > 1) {
-      // Object storage (as restore decides); one per snapshot, so that trees taken along for
-      // directories an earlier snapshot's walk already checked go with it.
-      ahead_ = std::make_unique<repo::TreeAhead>(
-          repo_, [](const std::string&) { return true; }, 8,
-          repo_.memory_budget().bytes(16u << 20, 0.1, 1u << 20), session_.cancel_token(), 1u << 20, index_);
-    }
+    // One per snapshot (null on a local disk), so that trees taken along for directories an
+    // earlier snapshot's walk already checked go with it.
+    ahead_ = repo::TreeAhead::for_walk(repo_, session_.cancel_token(), 0.1, index_);
     const DamageList& damage = walk(snap->tree);
     ahead_.reset();
     for (const auto& d : damage) {

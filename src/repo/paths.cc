@@ -227,14 +227,11 @@ Status walk_from(Repository& repo, TreeAhead* ahead, const Id& tree, const std::
 
 Status walk_tree(Repository& repo, const Id& tree, const std::string& prefix,
                  const std::function<void(const Node&, const std::string&)>& fn) {
-  if (repo.backend().concurrent_saves() <= 1) return walk_from(repo, nullptr, tree, prefix, fn);
-  // Object storage (as restore decides): the trees are loaded ahead of the walk, depth first
-  // like it, on 8 threads within 16 MiB (a tenth of the working share under a memory limit),
-  // a pack's neighbouring trees in one request: a round trip per directory otherwise.
+  // Over object storage the trees are loaded ahead of the walk, depth first like it, a pack's
+  // neighbouring trees in one request: a round trip per directory otherwise.
   const CancelToken token = current_cancel();
-  TreeAhead ahead(repo, [](const std::string&) { return true; }, 8,
-                  repo.memory_budget().bytes(16u << 20, 0.1, 1u << 20), token);
-  return walk_from(repo, &ahead, tree, prefix, fn);
+  auto ahead = TreeAhead::for_walk(repo, token, 0.1);
+  return walk_from(repo, ahead.get(), tree, prefix, fn);
 }
 
 Status diff_trees(Repository& repo, const std::optional<Id>& a, const std::optional<Id>& b,

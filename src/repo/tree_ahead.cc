@@ -18,6 +18,14 @@ TreeAhead::TreeAhead(repo::Repository& repo, std::function<bool(const std::strin
   }
 }
 
+std::unique_ptr<TreeAhead> TreeAhead::for_walk(Repository& repo, const CancelToken& token, double share,
+                                               const Index* index) {
+  if (!pays_off(repo)) return nullptr;
+  return std::make_unique<TreeAhead>(repo, [](const std::string&) { return true; }, 8,
+                                     repo.memory_budget().bytes(16u << 20, share, 1u << 20), token,
+                                     1u << 20, index);
+}
+
 TreeAhead::~TreeAhead() {
   {
     std::lock_guard<std::mutex> g(mu_);

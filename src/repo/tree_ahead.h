@@ -20,6 +20,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -41,6 +42,15 @@ class TreeAhead {
             unsigned threads, uint64_t max_bytes, const CancelToken& token, uint64_t span = 1 << 20,
             const Index* index = nullptr);
   ~TreeAhead();  // stops the threads; trees not taken are dropped
+
+  // Whether loading trees ahead pays off: on object storage (a backend that takes several
+  // saves at once), where every tree is a round trip; not on a local disk.
+  static bool pays_off(Repository& repo) { return repo.backend().concurrent_saves() > 1; }
+  // For a walk that enters every directory (backup over its parent, check, walk_tree): 8
+  // threads holding at most 16 MiB, or `share` of the working share under a memory limit;
+  // null where it does not pay off.
+  static std::unique_ptr<TreeAhead> for_walk(Repository& repo, const CancelToken& token, double share,
+                                             const Index* index = nullptr);
   TreeAhead(const TreeAhead&) = delete;
   TreeAhead& operator=(const TreeAhead&) = delete;
 

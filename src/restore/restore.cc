@@ -1027,7 +1027,7 @@ Result<Summary> Restorer::run(const Id& root) {
     max_files_ = std::clamp<size_t>(rl.rlim_cur / 2, 16, opts_.batch_files);
   }
   const unsigned tree_threads =
-      opts_.tree_threads ? opts_.tree_threads : (repo_.backend().concurrent_saves() > 1 ? 8 : 0);
+      opts_.tree_threads ? opts_.tree_threads : (repo::TreeAhead::pays_off(repo_) ? 8 : 0);
   if (tree_threads > 0) {
     ahead_ = std::make_unique<repo::TreeAhead>(
         repo_, [this](const std::string& rel) { return select_.selected(rel, true); }, tree_threads,
