@@ -460,9 +460,11 @@ void Archiver::hash(std::span<const HashTask> tasks) {
 
 // Files at least this large have their chunks also hashed by idle workers.
 constexpr uint64_t kHashAheadMin = 16u << 20;
-// Files at least this large are stored at the cheaper compression level when a sample of them
-// compresses as small at it (repo::cheaper_level_suffices; the probe costs ~1 ms a file).
-constexpr uint64_t kLevelProbeMin = 8u << 20;
+// Files at least this large are probed for a cheaper compression (repo::probe_compression):
+// their first 32 KiB, or 128 KiB from kWideProbeMin on, each compressed about three times
+// (~0.2 and ~1 ms a file; under 1 MiB the probe would cost more than it can save).
+constexpr uint64_t kLevelProbeMin = 1u << 20;
+constexpr uint64_t kWideProbeMin = 8u << 20;
 
 Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<repo::ContentRef>& content,
                               uint64_t& total, std::optional<uint64_t> limit, bool holes,
@@ -570,9 +572,9 @@ Status Archiver::chunk_stream(int fd, ReadState& rs, std::vector<repo::ContentRe
       if (first) {
         page = page_size_of(ByteView(buf.data(), end));
         first = false;
-        if (file && *limit >= kLevelProbeMin &&
-            repo::cheaper_level_suffices(ahead.compression, ByteView(buf.data() + start, end - start), page)) {
-          ahead.compression = repo::Compression::kLow;
+        if (file && *limit >= kLevelProbeMin) {
+          const size_t sample = std::min<size_t>(end - start, *limit >= kWideProbeMin ? 128u << 10 : 32u << 10);
+          ahead.compression = repo::probe_compression(ahead.compression, ByteView(buf.data() + start, sample), page);
         }
       }
       const bool whole = eof || end - start >= max;  // the view holds all the cut can depend on

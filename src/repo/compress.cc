@@ -22,6 +22,7 @@ int zstd_level(Compression c) {
     case Compression::kLow: return 1;
     case Compression::kMedium: return 3;
     case Compression::kHigh: return 11;
+    case Compression::kMediumFast: return 3;
   }
   return 3;
 }
@@ -32,6 +33,7 @@ const char* compression_name(Compression c) {
     case Compression::kLow: return "low";
     case Compression::kMedium: return "medium";
     case Compression::kHigh: return "high";
+    case Compression::kMediumFast: return "medium-fast";
   }
   return "?";
 }
@@ -75,18 +77,28 @@ ZSTD_CCtx* thread_cctx(int level) {
   }
   return cctx.c;
 }
-// Compresses at `level` into out[0, cap) on this thread's context; a zstd result code. Level 3
-// on inputs over 256 KiB (chunks are 1 MiB on average) uses smaller match tables than zstd's own
+// Compresses at `c` into out[0, cap) on this thread's context; a zstd result code. Level 3 on
+// inputs over 256 KiB (chunks are 1 MiB on average) uses smaller match tables than zstd's own
 // for that level and size (hash log 16 instead of 17, chain log 15 instead of 16): on the bench
 // corpus in 1 MiB blocks 11% faster (299 -> 332 MB/s) for 0.3% more bytes, as the tables stay
-// in the cache. Smaller inputs already get smaller tables from zstd.
-size_t compress_into(int level, void* out, size_t cap, const void* src, size_t n) {
+// in the cache. Smaller inputs already get smaller tables from zstd. kMediumFast is level 3
+// with zstd's fast match finder (one hash table, 2^16 entries, matches of 5 bytes and more):
+// the bench's system files in 1 MiB blocks 285 -> 343 MB/s for 1.2% more bytes; zstd shrinks
+// the table for smaller inputs.
+size_t compress_into(Compression comp, void* out, size_t cap, const void* src, size_t n) {
+  const int level = zstd_level(comp);
   ZSTD_CCtx* c = thread_cctx(level);
-  if (level != 3 || n <= (size_t{256} << 10)) return ZSTD_compressCCtx(c, out, cap, src, n, level);
+  const bool fast = comp == Compression::kMediumFast;
+  if (!fast && (level != 3 || n <= (size_t{256} << 10))) return ZSTD_compressCCtx(c, out, cap, src, n, level);
   ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
   ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, 3);
   ZSTD_CCtx_setParameter(c, ZSTD_c_hashLog, 16);
-  ZSTD_CCtx_setParameter(c, ZSTD_c_chainLog, 15);
+  if (fast) {
+    ZSTD_CCtx_setParameter(c, ZSTD_c_strategy, ZSTD_fast);
+    ZSTD_CCtx_setParameter(c, ZSTD_c_minMatch, 5);
+  } else {
+    ZSTD_CCtx_setParameter(c, ZSTD_c_chainLog, 15);
+  }
   return ZSTD_compress2(c, out, cap, src, n);
 }
 // The "store if it doesn't shrink" rule: a zstd result `n` for `raw` bytes is kept only when it
@@ -107,7 +119,7 @@ namespace {
 // Compresses `data` as `parts` frames, one per thread, each written where its bound allows
 // in `out` and then moved down behind the one before. Returns the total size, or 0 if a part
 // failed (the caller then stores the data raw).
-size_t compress_in_parts(int level, ByteView data, uint8_t* out, size_t parts) {
+size_t compress_in_parts(Compression c, ByteView data, uint8_t* out, size_t parts) {
   struct Part {
     size_t from = 0, size = 0, at = 0, written = 0;
   };
@@ -120,7 +132,7 @@ size_t compress_in_parts(int level, ByteView data, uint8_t* out, size_t parts) {
     at += ZSTD_compressBound(p[i].size);
   }
   auto run = [&](Part& part) {
-    size_t n = compress_into(level, out + part.at, ZSTD_compressBound(part.size), data.data() + part.from,
+    size_t n = compress_into(c, out + part.at, ZSTD_compressBound(part.size), data.data() + part.from,
                              part.size);
     part.written = ZSTD_isError(n) ? 0 : n;
   };
@@ -162,10 +174,10 @@ std::span<uint8_t> encode_record_scratch(Compression c, ByteView data, size_t ex
   if (compress) {
     size_t n;
     if (parts > 1) {
-      n = compress_in_parts(zstd_level(c), data, work.get() + 1, parts);
+      n = compress_in_parts(c, data, work.get() + 1, parts);
       if (n == 0) n = data.size();  // a part failed: stored raw below
     } else {
-      n = compress_into(zstd_level(c), work.get() + 1, work_size - 1 - extra, data.data(), data.size());
+      n = compress_into(c, work.get() + 1, work_size - 1 - extra, data.data(), data.size());
     }
     if (worth_keeping(n, data.size())) {
       work[0] = kModeZstd;
@@ -180,29 +192,34 @@ std::span<uint8_t> encode_record_scratch(Compression c, ByteView data, size_t ex
 
 size_t record_bound(size_t n) { return 1 + std::max(ZSTD_compressBound(n), n); }
 
-bool cheaper_level_suffices(Compression c, ByteView sample, size_t piece) {
-  if (c != Compression::kMedium || sample.empty()) return false;
+Compression probe_compression(Compression c, ByteView sample, size_t piece) {
+  if (c != Compression::kMedium || sample.empty()) return c;
   constexpr size_t kSample = 128 << 10;
   sample = sample.first(std::min(sample.size(), kSample));
   if (piece == 0 || piece > sample.size()) piece = sample.size();
   thread_local std::unique_ptr<uint8_t[]> out;  // ~128 KiB, while this thread probes files
   if (!out) out = std::make_unique_for_overwrite<uint8_t[]>(ZSTD_compressBound(kSample));
   const size_t cap = ZSTD_compressBound(kSample);
-  size_t low = 0, medium = 0;
-  for (size_t at = 0; at + piece <= sample.size(); at += piece) {
-    // What each level would store: its frame, or the piece as it is when that is not smaller.
-    for (auto [level, total] : {std::pair{zstd_level(Compression::kLow), &low},
-                                std::pair{zstd_level(Compression::kMedium), &medium}}) {
-      size_t n = compress_into(level, out.get(), cap, sample.data() + at, piece);
-      *total += worth_keeping(n, piece) ? n : piece;
+  // What each would store: its frames, or each piece as it is when that is not smaller.
+  auto stored = [&](Compression at) {
+    size_t total = 0;
+    for (size_t from = 0; from + piece <= sample.size(); from += piece) {
+      size_t n = compress_into(at, out.get(), cap, sample.data() + from, piece);
+      total += worth_keeping(n, piece) ? n : piece;
     }
-  }
-  return low <= medium;
+    return total;
+  };
+  const size_t medium = stored(Compression::kMedium);
+  // Level 1 only on a full sample: zstd fits its small table to a smaller input, where it then
+  // looks as good as level 3's (programs' first 32 KiB), and not to a 1 MiB chunk.
+  if (sample.size() == kSample && stored(Compression::kLow) <= medium) return Compression::kLow;
+  if (stored(Compression::kMediumFast) * 100 <= medium * 103) return Compression::kMediumFast;
+  return Compression::kMedium;
 }
 
 size_t encode_record_into(Compression c, ByteView data, uint8_t* out) {
   if (c != Compression::kNone && data.size() >= 64) {
-    size_t n = compress_into(zstd_level(c), out + 1, record_bound(data.size()) - 1, data.data(), data.size());
+    size_t n = compress_into(c, out + 1, record_bound(data.size()) - 1, data.data(), data.size());
     if (worth_keeping(n, data.size())) {
       out[0] = kModeZstd;
       return 1 + n;

@@ -1339,13 +1339,28 @@ TEST_F(BackupTest, ASmallFileThatGrewBeforeItWasOpenedIsReadWhole) {
 
 // Under compression medium a large file whose first bytes compress as small at zstd level 1 is
 // stored at level 1 (a database of random hex rows: what a backup at compression low stores);
-// one that compresses smaller at level 3 (text) stays at level 3. Two copies of one repository
-// (same keys, so the same chunks) tell the stored sizes apart.
+// one of 2 MiB whose first bytes the fast match finder compresses almost as small (records
+// drawn from a pool) is stored with it; one that compresses smaller at level 3 (text) stays at
+// level 3. Copies of one repository (same keys, so the same chunks) tell the stored sizes apart.
 TEST_F(BackupTest, ALargeFileTakesTheCheaperLevelOnlyWhereItCompressesAsSmall) {
-  const std::string db = dir_ + "/db", log = dir_ + "/log";
+  const std::string db = dir_ + "/db", log = dir_ + "/log", bin = dir_ + "/bin";
   make_dir(db);
   make_dir(log);
+  make_dir(bin);
   std::mt19937_64 rng(17);
+  const char* tokens[] = {"GET", "POST", "/api/v1/items", "/login", "200", "404", "latency_ms=", "host1"};
+  std::vector<std::string> pool(1024);
+  for (std::string& r : pool) {
+    for (int k = 0; k < 32; k++) r.push_back(static_cast<char>(rng()));
+  }
+  std::string records;  // its 2 MiB take ~1% more with the fast match finder, its first 32 KiB not
+  while (records.size() < (2u << 20)) {
+    records += pool[rng() % pool.size()];
+    for (int k = 0; k < 8; k++) records.push_back(static_cast<char>(rng()));
+    records += std::string(tokens[rng() % 8]) + " ";
+  }
+  records.resize(2u << 20);
+  write_file(bin + "/prog", records);
   std::string rows(100, '\0');
   std::memcpy(rows.data(), "SQLite format 3", 16);
   rows[16] = 0x10;  // 4096-byte pages: chunked in 16 KiB groups
@@ -1370,6 +1385,7 @@ TEST_F(BackupTest, ALargeFileTakesTheCheaperLevelOnlyWhereItCompressesAsSmall) {
     ASSERT_TRUE(repo);
   }
   fs::copy(dir_ + "/medium", dir_ + "/low", fs::copy_options::recursive);
+  fs::copy(dir_ + "/medium", dir_ + "/fast", fs::copy_options::recursive);
   auto added = [&](const std::string& repo_dir, repo::Compression c, const std::string& src) -> uint64_t {
     auto be = storage::open_backend(repo_dir);
     EXPECT_TRUE(be.ok());
@@ -1388,7 +1404,14 @@ TEST_F(BackupTest, ALargeFileTakesTheCheaperLevelOnlyWhereItCompressesAsSmall) {
   const uint64_t db_low = added(dir_ + "/low", repo::Compression::kLow, db);
   const uint64_t log_medium = added(dir_ + "/medium", repo::Compression::kMedium, log);
   const uint64_t log_low = added(dir_ + "/low", repo::Compression::kLow, log);
+  const uint64_t bin_medium = added(dir_ + "/medium", repo::Compression::kMedium, bin);
+  const uint64_t bin_fast = added(dir_ + "/fast", repo::Compression::kMediumFast, bin);
+  const uint64_t bin_low = added(dir_ + "/low", repo::Compression::kLow, bin);
   ASSERT_GT(db_low, 1u << 20);
+  ASSERT_GT(bin_fast, 100u << 10);
+  EXPECT_LE(std::max(bin_medium, bin_fast) - std::min(bin_medium, bin_fast), 512u)
+      << "records: " << bin_medium << " bytes at medium, " << bin_fast << " with the fast match finder";
+  EXPECT_LT(bin_medium, bin_low - bin_low / 50) << "records: " << bin_medium << " bytes at medium, " << bin_low << " at low";
   // The same chunks at the same level: only the two trees may differ, by a few bytes.
   EXPECT_LE(std::max(db_medium, db_low) - std::min(db_medium, db_low), 512u)
       << "database: " << db_medium << " bytes at medium, " << db_low << " at low";
