@@ -3,7 +3,8 @@
 #   bench/run.sh [path/to/haven]      (make bench runs both profiles)
 # Env: BENCH_PROFILE (large: a mixed corpus of few, big files, default; small: 60,000 small
 # files), BENCH_SCALE (large: corpus MB, default 1000; small: files, default 60000),
-# BENCH_DIR (work dir, default /tmp/haven-bench), BENCH_REPEAT (first-backup runs per tool).
+# BENCH_DIR (work dir, default /tmp/haven-bench), BENCH_REPEAT (runs per tool of the first
+# backup, the backup after the change, the restore and the check).
 set -euo pipefail
 HAVEN=$(readlink -f "${1:-build/haven}")
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -42,7 +43,7 @@ find data -type f -exec cat {} + >/dev/null   # warm the page cache for everyone
 
 # The ballast (bench/lib.sh): before each timed step free memory is filled down to ~1 GiB, so
 # every tool writes into memory reclaimed from the page cache. Nothing big is deleted during the
-# run (restore targets and old copies go at the end). Needs free disk of about RAM + 12 × the
+# run (restore targets and old copies go at the end). Needs free disk of about RAM + 16 × the
 # corpus.
 . "$HERE/lib.sh"
 settle() {
@@ -58,7 +59,7 @@ export HAVEN_PASSWORD=bench RESTIC_PASSWORD=bench BORG_PASSPHRASE=bench
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 export BORG_BASE_DIR=$W/run/borg-home RESTIC_CACHE_DIR=$W/run/restic-cache XDG_CACHE_HOME=$W/run/cache
 
-declare -A T M S A MF MR
+declare -A T M S A MF MR MC
 run() {  # run TOOL STEP CMD...: time and peak memory
   local tool=$1 step=$2; shift 2
   settle
@@ -125,7 +126,27 @@ for t in "${tools[@]}"; do backup "$t" unchanged; done
 cp -a data data-before
 python3 "$HERE/corpus.py" change data
 CHANGED=$(python3 "$HERE/corpus.py" changed data-before data)
-for t in "${tools[@]}"; do backup "$t" changed; S[$t,changed]=$(size "repo-$t"); done
+# The backup after the change: REPEAT rounds, alternating tools, each from a copy of the
+# repository (and the tool's cache) as it was before the change; the best time is reported.
+state() {  # state TOOL: the repository and the cache the tool keeps between runs
+  case $1 in haven) echo "repo-haven" ;; restic) echo "repo-restic restic-cache" ;; borg) echo "repo-borg borg-home" ;; esac
+}
+mkdir pre
+for t in "${tools[@]}"; do for d in $(state "$t"); do cp -a "$d" "pre/$d"; done; done
+declare -A CHG
+for r in $(seq 1 "$REPEAT"); do
+  for t in "${tools[@]}"; do
+    if [ "$r" -gt 1 ]; then
+      for d in $(state "$t"); do mv "$d" "old-$d-$r" && cp -a "pre/$d" "$d"; done
+    fi
+    backup "$t" changed
+    CHG[$t]="${CHG[$t]:-} ${T[$t,changed]}"
+  done
+done
+for t in "${tools[@]}"; do
+  T[$t,changed]=$(echo ${CHG[$t]} | tr ' ' '\n' | sort -n | head -1)
+  S[$t,changed]=$(size "repo-$t")
+done
 # Full restore: REPEAT rounds, alternating tools; the best time is reported (all are listed).
 declare -A REST
 for r in $(seq 1 "$REPEAT"); do
@@ -151,9 +172,21 @@ else
   find data/small -mindepth 2 -maxdepth 2 -type d -name 'd*[02468]' -exec rm -rf {} +
 fi
 for t in "${tools[@]}"; do backup "$t" reduced; done
-run haven check "$HAVEN" -r repo-haven check --read-data
-run restic check restic -r repo-restic check --read-data
-run borg check borg check --verify-data repo-borg
+# check --read-data changes nothing: REPEAT rounds, alternating tools, the best time reported.
+declare -A CHK
+for r in $(seq 1 "$REPEAT"); do
+  run haven check "$HAVEN" -r repo-haven check --read-data
+  run restic check restic -r repo-restic check --read-data
+  run borg check borg check --verify-data repo-borg
+  for t in "${tools[@]}"; do
+    CHK[$t]="${CHK[$t]:-} ${T[$t,check]}"
+    [ "${M[$t,check]}" -gt "${MC[$t]:-0}" ] && MC[$t]=${M[$t,check]}
+  done
+done
+for t in "${tools[@]}"; do
+  T[$t,check]=$(echo ${CHK[$t]} | tr ' ' '\n' | sort -n | head -1)
+  M[$t,check]=${MC[$t]}
+done
 run haven prune "$HAVEN" -r repo-haven forget --keep-last 1 --prune
 run restic prune restic -r repo-restic forget --keep-last 1 --prune
 run borg prune sh -c "borg prune --keep-last 1 repo-borg && borg compact repo-borg"
@@ -171,7 +204,7 @@ kib() { echo $(($1 / 1024)); }
 echo "Profile: $PROFILE. Corpus: $(mb "$BYTES") MiB in $FILES files ($(ls data | tr '\n' ' ')); ~1% change = $(mb "$CHANGED") MiB of changed 4 KiB blocks."
 echo "Machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(restic version | cut -d' ' -f1-2), $(borg --version)."
 echo
-echo "First backup and full restore: best of $REPEAT runs per tool, alternating (first backup haven:${FIRST[haven]} s; restic:${FIRST[restic]} s; borg:${FIRST[borg]} s; restore haven:${REST[haven]} s; restic:${REST[restic]} s; borg:${REST[borg]} s); other rows: one run each. Ratios are Haven's value divided by the other tool's: below 1, Haven is faster (smaller)."
+echo "First backup, backup after the change, full restore and check: best of $REPEAT runs per tool, alternating (first backup haven:${FIRST[haven]} s; restic:${FIRST[restic]} s; borg:${FIRST[borg]} s; after the change haven:${CHG[haven]} s; restic:${CHG[restic]} s; borg:${CHG[borg]} s; restore haven:${REST[haven]} s; restic:${REST[restic]} s; borg:${REST[borg]} s; check haven:${CHK[haven]} s; restic:${CHK[restic]} s; borg:${CHK[borg]} s); other rows: one run each. Ratios are Haven's value divided by the other tool's: below 1, Haven is faster (smaller)."
 echo
 echo "| measure | Haven | restic | Borg | Haven ÷ restic | Haven ÷ Borg |"
 echo "|---|---|---|---|---|---|"
