@@ -44,13 +44,13 @@ Status HeldLock::acquire(bool exclusive) {
   stale_ns_ = repo_.lock_stale_ns();
   std::string me = hostname();
   stale_ignored_.clear();
-  auto check = [&](const std::optional<std::string>& own) -> Status {
+  auto check = [&](const std::string& own) -> Status {
     std::vector<std::string> names;
     HAVEN_TRY(repo_.backend().list(ObjectType::kLock, [&](const storage::ObjectInfo& i) {
       names.push_back(i.name.name);
     }));
     for (const auto& n : names) {
-      if (own && n == *own) continue;
+      if (n == own) continue;
       auto body = repo_.load_object(ObjectType::kLock, n);
       Result<Lock> l = body.ok() ? decode_lock(*body, "lock " + n) : Result<Lock>(body.error());
       if (!l.ok()) {
@@ -65,7 +65,7 @@ Status HeldLock::acquire(bool exclusive) {
                          "'haven unlock'");
       }
       if (lock_is_stale(*l, me, stale_ns_)) {
-        if (!own) stale_ignored_.push_back(describe_stale(*l, stale_ns_));
+        stale_ignored_.push_back(describe_stale(*l, stale_ns_));
         continue;
       }
       if (exclusive || l->exclusive) {
@@ -78,7 +78,10 @@ Status HeldLock::acquire(bool exclusive) {
     }
     return ok_status();
   };
-  HAVEN_TRY(check(std::nullopt));
+  // Ours is written first and the others are read once, after: a lock written at the same
+  // moment as ours sees ours, or we see it (or both do, and both give way). Reading them before
+  // as well would only spare a lock object that is removed again at once, for a round trip
+  // more on every lock taken over object storage.
   lock_.time = lock_.refreshed = now();
   lock_.hostname = me;
   lock_.username = username();
@@ -90,7 +93,6 @@ Status HeldLock::acquire(bool exclusive) {
     lock_id_ = id;
   }
   repo_.register_lock(this);  // from now on remove_stale_locks() of this process spares it
-  // Someone may have locked at the same moment: check again now that ours is visible.
   Status again = check(hex(id));
   if (!again.ok()) {
     (void)release();

@@ -15,9 +15,11 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -245,6 +247,71 @@ TEST_F(LockTest, SharedLocksCoexistExclusiveConflictsBothWays) {
   ASSERT_OK(a_session.lock(true));
   EXPECT_TRUE(LkFails(b_session.lock(false), Error::Code::kLocked, {"exclusively"}));
   ASSERT_OK(a_session.unlock());
+}
+
+// The lock objects a backend is asked for, in order (a refresh would add to them: none comes
+// within a test's time).
+class LockCalls : public storage::BackendWrapper {
+ public:
+  using BackendWrapper::BackendWrapper;
+  Status save(const ObjectName& n, ByteView d) override {
+    note("save", n.type);
+    return BackendWrapper::save(n, d);
+  }
+  Result<Bytes> load(const ObjectName& n, uint64_t off, uint64_t len) override {
+    note("load", n.type);
+    return BackendWrapper::load(n, off, len);
+  }
+  Status list(ObjectType t, const std::function<void(const storage::ObjectInfo&)>& fn) override {
+    note("list", t);
+    return BackendWrapper::list(t, fn);
+  }
+  Status remove(const ObjectName& n) override {
+    note("remove", n.type);
+    return BackendWrapper::remove(n);
+  }
+  std::vector<std::string> take() {
+    std::lock_guard<std::mutex> g(mu_);
+    return std::exchange(calls_, {});
+  }
+
+ private:
+  void note(const char* what, ObjectType t) {
+    std::lock_guard<std::mutex> g(mu_);
+    if (t == ObjectType::kLock) calls_.push_back(what);
+  }
+  std::mutex mu_;
+  std::vector<std::string> calls_;
+};
+
+// A lock is written first and the others are listed once after it (over object storage each
+// call is a round trip): beside another shared lock, save, list, and a read of that one; an
+// exclusive lock against it is written, finds it, and is removed again, nothing left behind.
+TEST_F(LockTest, ALockIsWrittenFirstAndTheOthersAreListedOnceAfter) {
+  auto other = open();
+  ASSERT_TRUE(other);
+  repo::Session holder(*other);
+  ASSERT_OK(holder.lock(false));
+  auto inner = storage::open_backend(repo_);
+  ASSERT_TRUE(inner.ok());
+  auto calls = std::make_shared<LockCalls>(*inner);
+  auto r = Repository::open(calls, kPw);
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  calls->take();
+  {
+    repo::Session shared(**r);
+    ASSERT_OK(shared.lock(false));
+    EXPECT_EQ(calls->take(), (std::vector<std::string>{"save", "list", "load"}));
+    EXPECT_EQ(locks().size(), 2u);
+    ASSERT_OK(shared.unlock());
+    EXPECT_EQ(calls->take(), std::vector<std::string>{"remove"});
+  }
+  const auto before = locks();
+  repo::Session exclusive(**r);
+  EXPECT_TRUE(LkFails(exclusive.lock(true), Error::Code::kLocked, {"repository is locked by"}));
+  EXPECT_EQ(calls->take(), (std::vector<std::string>{"save", "list", "load", "remove"}));
+  EXPECT_EQ(locks(), before);
+  ASSERT_OK(holder.unlock());
 }
 
 TEST_F(LockTest, ConflictNamesTheOtherProcessHoldingTheLock) {
