@@ -1,6 +1,8 @@
 #include "ops/lock.h"
 
 #include <algorithm>
+#include <chrono>
+#include <random>
 #include <string>
 
 #include "ops/ops.h"
@@ -16,6 +18,17 @@ Status HeldLock::release() {
   if (s == nullptr) return ok_status();
   return s->unlock();
 }
+
+namespace {
+// About a second between tries, drawn from 0.75-1.25 s: two processes that collided (each wrote
+// its lock, saw the other's and took its own back) would otherwise try again in step, every
+// second, as long as both wait: two jobs started by cron in the same second, over object
+// storage, where writing a lock and listing the others spans two round trips.
+std::chrono::milliseconds retry_pause() {
+  thread_local std::mt19937 rng(std::random_device{}());
+  return std::chrono::milliseconds(std::uniform_int_distribution<int>(750, 1250)(rng));
+}
+}  // namespace
 
 Result<HeldLock> lock(repo::Repository& repo, LockMode mode, const EventTarget& events,
                       const CancelToken& parent, std::chrono::seconds wait) {
@@ -33,7 +46,7 @@ Result<HeldLock> lock(repo::Repository& repo, LockMode mode, const EventTarget& 
              "waiting up to " + std::to_string(wait.count()) + " s for the lock: " + locked.error().message());
       told = true;
     }
-    if (parent.sleep_for(std::min<std::chrono::steady_clock::duration>(left, std::chrono::seconds(1)))) {
+    if (parent.sleep_for(std::min<std::chrono::steady_clock::duration>(left, retry_pause()))) {
       return parent.check().error();
     }
   }

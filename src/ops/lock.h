@@ -59,7 +59,7 @@ class [[nodiscard]] HeldLock {
 // naming the holder if a conflicting live lock exists (also another session's of this process;
 // see Session::lock). Each stale lock it ignored is reported as a notice ("ignoring stale …").
 // With `wait` above zero, a conflicting lock is waited out for up to that long (tried again
-// every second, one notice naming the holder; cancelling `parent` stops the wait): an operation
+// 0.75-1.25 s, one notice naming the holder; cancelling `parent` stops the wait): an operation
 // started beside a prune then runs after it instead of failing. The repository's own
 // lock_wait() (the CLI's --retry-lock) applies where it is longer.
 Result<HeldLock> lock(repo::Repository& repo, LockMode mode, const EventTarget& events,
