@@ -79,8 +79,8 @@ class Session {
   // Same, when the caller already hashed the data (the backup pipeline hashes once).
   // Returns true if the blob was new (stored), false if it was already there.
   Result<bool> save_blob_with_id(BlobType type, const Id& id, ByteView data);
-  // The same at compression `c` instead of the session's (a file that compresses as well at a
-  // cheaper level: cheaper_level_suffices()).
+  // The same at compression `c` instead of the session's (a file that compresses as well, or
+  // almost, at a cheaper one: probe_compression()).
   Result<bool> save_blob_with_id(BlobType type, const Id& id, ByteView data, Compression c);
   Result<Id> save_tree(const Tree& t);
   // Uploads open packs, then writes an index file for everything not yet indexed.
