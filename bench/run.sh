@@ -59,7 +59,7 @@ export HAVEN_PASSWORD=bench RESTIC_PASSWORD=bench BORG_PASSPHRASE=bench
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 export BORG_BASE_DIR=$W/run/borg-home RESTIC_CACHE_DIR=$W/run/restic-cache XDG_CACHE_HOME=$W/run/cache
 
-declare -A T M S A MF MR MC
+declare -A T M S A RUNS PEAK
 run() {  # run TOOL STEP CMD...: time and peak memory
   local tool=$1 step=$2; shift 2
   settle
@@ -70,6 +70,18 @@ run() {  # run TOOL STEP CMD...: time and peak memory
   M[$tool,$step]=$kb
 }
 size() { du -sb "$1" | cut -f1; }
+# Steps run REPEAT times, alternating tools: keep TOOL STEP after each run; best STEP after the
+# last sets each tool's time to its best and its memory to its highest peak.
+keep() {
+  RUNS[$1,$2]="${RUNS[$1,$2]:-} ${T[$1,$2]}"
+  if [ "${M[$1,$2]}" -gt "${PEAK[$1,$2]:-0}" ]; then PEAK[$1,$2]=${M[$1,$2]}; fi
+}
+best() {
+  for t in "${tools[@]}"; do
+    T[$t,$1]=$(echo ${RUNS[$t,$1]} | tr ' ' '\n' | sort -n | head -1)
+    M[$t,$1]=${PEAK[$t,$1]}
+  done
+}
 
 tools=(haven restic borg)
 init() {
@@ -104,7 +116,6 @@ restore() {
 # first backup runs REPEAT times per tool,
 # alternating tools, into fresh repositories; the best time is reported (all are listed).
 REPEAT=${BENCH_REPEAT:-3}
-declare -A FIRST
 for r in $(seq 1 "$REPEAT"); do
   for t in "${tools[@]}"; do
     [ -d "repo-$t" ] && mv "repo-$t" "old-repo-$t-$r"  # removed after the loop
@@ -112,16 +123,12 @@ for r in $(seq 1 "$REPEAT"); do
     init "$t"
     sync  # every tool starts with no dirty pages left by the one before
     backup "$t" first
-    FIRST[$t]="${FIRST[$t]:-} ${T[$t,first]}"
-    [ "${M[$t,first]}" -gt "${MF[$t]:-0}" ] && MF[$t]=${M[$t,first]}
+    keep "$t" first
   done
 done
 rm -rf old-repo-*  # few, large files: no inode effect on later steps (see restore)
-for t in "${tools[@]}"; do
-  T[$t,first]=$(echo ${FIRST[$t]} | tr ' ' '\n' | sort -n | head -1)
-  M[$t,first]=${MF[$t]}
-  S[$t,first]=$(size "repo-$t")
-done
+best first
+for t in "${tools[@]}"; do S[$t,first]=$(size "repo-$t"); done
 for t in "${tools[@]}"; do backup "$t" unchanged; done
 cp -a data data-before
 python3 "$HERE/corpus.py" change data
@@ -133,33 +140,25 @@ state() {  # state TOOL: the repository and the cache the tool keeps between run
 }
 mkdir pre
 for t in "${tools[@]}"; do for d in $(state "$t"); do cp -a "$d" "pre/$d"; done; done
-declare -A CHG
 for r in $(seq 1 "$REPEAT"); do
   for t in "${tools[@]}"; do
     if [ "$r" -gt 1 ]; then
       for d in $(state "$t"); do mv "$d" "old-$d-$r" && cp -a "pre/$d" "$d"; done
     fi
     backup "$t" changed
-    CHG[$t]="${CHG[$t]:-} ${T[$t,changed]}"
+    keep "$t" changed
   done
 done
-for t in "${tools[@]}"; do
-  T[$t,changed]=$(echo ${CHG[$t]} | tr ' ' '\n' | sort -n | head -1)
-  S[$t,changed]=$(size "repo-$t")
-done
+best changed
+for t in "${tools[@]}"; do S[$t,changed]=$(size "repo-$t"); done
 # Full restore: REPEAT rounds, alternating tools; the best time is reported (all are listed).
-declare -A REST
 for r in $(seq 1 "$REPEAT"); do
   for t in "${tools[@]}"; do
     restore "$t" "$r"
-    REST[$t]="${REST[$t]:-} ${T[$t,restore]}"
-    [ "${M[$t,restore]}" -gt "${MR[$t]:-0}" ] && MR[$t]=${M[$t,restore]}
+    keep "$t" restore
   done
 done
-for t in "${tools[@]}"; do
-  T[$t,restore]=$(echo ${REST[$t]} | tr ' ' '\n' | sort -n | head -1)
-  M[$t,restore]=${MR[$t]}
-done
+best restore
 BYTES=$(du -sb data | cut -f1)
 FILES=$(find data -type f | wc -l)
 
@@ -173,20 +172,13 @@ else
 fi
 for t in "${tools[@]}"; do backup "$t" reduced; done
 # check --read-data changes nothing: REPEAT rounds, alternating tools, the best time reported.
-declare -A CHK
 for r in $(seq 1 "$REPEAT"); do
   run haven check "$HAVEN" -r repo-haven check --read-data
   run restic check restic -r repo-restic check --read-data
   run borg check borg check --verify-data repo-borg
-  for t in "${tools[@]}"; do
-    CHK[$t]="${CHK[$t]:-} ${T[$t,check]}"
-    [ "${M[$t,check]}" -gt "${MC[$t]:-0}" ] && MC[$t]=${M[$t,check]}
-  done
+  for t in "${tools[@]}"; do keep "$t" check; done
 done
-for t in "${tools[@]}"; do
-  T[$t,check]=$(echo ${CHK[$t]} | tr ' ' '\n' | sort -n | head -1)
-  M[$t,check]=${MC[$t]}
-done
+best check
 run haven prune "$HAVEN" -r repo-haven forget --keep-last 1 --prune
 run restic prune restic -r repo-restic forget --keep-last 1 --prune
 run borg prune sh -c "borg prune --keep-last 1 repo-borg && borg compact repo-borg"
@@ -204,7 +196,8 @@ kib() { echo $(($1 / 1024)); }
 echo "Profile: $PROFILE. Corpus: $(mb "$BYTES") MiB in $FILES files ($(ls data | tr '\n' ' ')); ~1% change = $(mb "$CHANGED") MiB of changed 4 KiB blocks."
 echo "Machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(restic version | cut -d' ' -f1-2), $(borg --version)."
 echo
-echo "First backup, backup after the change, full restore and check: best of $REPEAT runs per tool, alternating (first backup haven:${FIRST[haven]} s; restic:${FIRST[restic]} s; borg:${FIRST[borg]} s; after the change haven:${CHG[haven]} s; restic:${CHG[restic]} s; borg:${CHG[borg]} s; restore haven:${REST[haven]} s; restic:${REST[restic]} s; borg:${REST[borg]} s; check haven:${CHK[haven]} s; restic:${CHK[restic]} s; borg:${CHK[borg]} s); other rows: one run each. Ratios are Haven's value divided by the other tool's: below 1, Haven is faster (smaller)."
+runs() { echo "$1 haven:${RUNS[haven,$2]} s; restic:${RUNS[restic,$2]} s; borg:${RUNS[borg,$2]} s"; }
+echo "First backup, backup after the change, full restore and check: best of $REPEAT runs per tool, alternating ($(runs "first backup" first); $(runs "after the change" changed); $(runs restore restore); $(runs check check)); other rows: one run each. Ratios are Haven's value divided by the other tool's: below 1, Haven is faster (smaller)."
 echo
 echo "| measure | Haven | restic | Borg | Haven ÷ restic | Haven ÷ Borg |"
 echo "|---|---|---|---|---|---|"
