@@ -208,6 +208,11 @@ Result<Response> perform(const Request& req) {
   curl::easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
   curl::easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
   curl::easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+  // Receive up to 256 KiB per read from the socket, not curl's default 16 KiB: restoring 789
+  // MB from s3rver took 51,321 recvfrom and 52,403 poll calls with 16 KiB, 6,094 and 13,148
+  // with 256 KiB (strace -c; 512 KiB made no fewer). The buffer is one per thread's handle,
+  // paged in only as far as reads fill it.
+  curl::easy_setopt(h, CURLOPT_BUFFERSIZE, 256L << 10);
   curl::easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
   curl::easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
   if (!req.ca_file.empty()) curl::easy_setopt(h, CURLOPT_CAINFO, req.ca_file.c_str());
