@@ -27,9 +27,11 @@ Result<LsResult> ls(repo::Repository& repo, const LsRequest& request, const Even
   OperationScope scope(repo);
   HAVEN_TRY(validate(request));
   LsResult out;
-  HAVEN_ASSIGN(out.snapshot_id, resolve_snapshot(repo, request.snapshot, events));
-  HAVEN_ASSIGN(out.snapshot, repo.load_snapshot(out.snapshot_id));
-  HAVEN_TRY(load_index(repo, events));
+  HAVEN_TRY(load_index_while(repo, events, scope.token(), [&]() -> Status {
+    HAVEN_ASSIGN(out.snapshot_id, resolve_snapshot(repo, request.snapshot, events));
+    HAVEN_ASSIGN(out.snapshot, repo.load_snapshot(out.snapshot_id));
+    return ok_status();
+  }));
   auto each = [&](const repo::Node& n, const std::string& p) {
     out.count++;
     TreeEntry e{p, n};
@@ -98,13 +100,16 @@ Result<DiffResult> diff(repo::Repository& repo, const DiffRequest& request, cons
   OperationScope scope(repo);
   HAVEN_TRY(validate(request));
   DiffResult out;
-  HAVEN_ASSIGN(out.snapshot_a, resolve_snapshot(repo, request.snapshot_a, events));
-  HAVEN_ASSIGN(out.snapshot_b, resolve_snapshot(repo, request.snapshot_b, events));
+  repo::Snapshot sa, sb;
+  HAVEN_TRY(load_index_while(repo, events, scope.token(), [&]() -> Status {
+    HAVEN_ASSIGN(out.snapshot_a, resolve_snapshot(repo, request.snapshot_a, events));
+    HAVEN_ASSIGN(out.snapshot_b, resolve_snapshot(repo, request.snapshot_b, events));
+    HAVEN_ASSIGN(sa, repo.load_snapshot(out.snapshot_a));
+    HAVEN_ASSIGN(sb, repo.load_snapshot(out.snapshot_b));
+    return ok_status();
+  }));
   const repo::Id& a = out.snapshot_a;
   const repo::Id& b = out.snapshot_b;
-  HAVEN_ASSIGN(repo::Snapshot sa, repo.load_snapshot(a));
-  HAVEN_ASSIGN(repo::Snapshot sb, repo.load_snapshot(b));
-  HAVEN_TRY(load_index(repo, events));
   auto report = [&](char kind, const std::string& path) {
     switch (kind) {
       case '+': out.added++; break;

@@ -1,5 +1,7 @@
 #include "ops/ops.h"
 
+#include <future>
+
 namespace haven::ops {
 
 namespace {
@@ -51,6 +53,20 @@ void warn_skipped_index_file(const EventTarget& events, const Error& e) {
 
 Status load_index(repo::Repository& repo, const EventTarget& events) {
   return repo.load_index([&events](const std::string&, const Error& e) { warn_skipped_index_file(events, e); });
+}
+
+Status load_index_while(repo::Repository& repo, const EventTarget& events, const CancelToken& token,
+                        const std::function<Status()>& meanwhile) {
+  std::vector<Error> skipped;
+  auto index = std::async(std::launch::async, [&repo, &skipped, &token] {
+    CancelScope scope(token);
+    return repo.load_index([&skipped](const std::string&, const Error& e) { skipped.push_back(e); });
+  });
+  Status done = meanwhile();
+  Status loaded = index.get();
+  for (const Error& e : skipped) warn_skipped_index_file(events, e);
+  HAVEN_TRY(done);
+  return loaded;
 }
 
 Result<std::vector<std::pair<repo::Id, repo::Snapshot>>> list_snapshots(repo::Repository& repo,

@@ -36,6 +36,7 @@
 // operations (keys.h) run alone.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -79,6 +80,12 @@ Status load_index(repo::Repository& repo, const EventTarget& events);
 // The warning load_index() gives for an index file it skipped (for callers that load the index
 // on another thread and tell its warnings after).
 void warn_skipped_index_file(const EventTarget& events, const Error& e);
+// load_index() on a thread of its own (under `token`) while `meanwhile` runs on this one
+// (choosing and loading snapshots): over object storage each is a listing and a few reads,
+// round trips that need not wait for one another. The index's warnings are told after, on this
+// thread; `meanwhile`'s error comes before the index's.
+Status load_index_while(repo::Repository& repo, const EventTarget& events, const CancelToken& token,
+                        const std::function<Status()>& meanwhile);
 
 // Every readable snapshot, oldest first; one that cannot be read is skipped with a warning
 // notice.

@@ -1,6 +1,6 @@
 #include "ops/restore.h"
 
-#include <future>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -57,19 +57,11 @@ auto with_chosen_snapshot(repo::Repository& repo, const RestoreRequest& request,
   HAVEN_ASSIGN(Parsed p, parse(request));
   HAVEN_ASSIGN(HeldLock held, lock(repo, LockMode::kShared, events, scope.token(), request.lock_wait));
   CancelScope session_scope(held.session().cancel_token());  // a lost lock stops this one
-  // The index loads on a thread of its own while the snapshot is chosen: on object storage
-  // each is a listing and a few reads, round trips that need not wait for one another. Its
-  // warnings (index files skipped) are told here, after.
-  std::vector<Error> skipped;
-  auto index = std::async(std::launch::async, [&repo, &skipped, token = held.session().cancel_token()] {
-    CancelScope index_scope(token);
-    return repo.load_index([&skipped](const std::string&, const Error& e) { skipped.push_back(e); });
-  });
-  Result<restore::Choice> chosen = restore::choose_snapshot(repo, request.snapshot, p.at);
-  Status loaded = index.get();
-  for (const Error& e : skipped) warn_skipped_index_file(events, e);
-  if (!chosen.ok()) return chosen.error();
-  HAVEN_TRY(loaded);
+  std::optional<restore::Choice> chosen;
+  HAVEN_TRY(load_index_while(repo, events, held.session().cancel_token(), [&]() -> Status {
+    HAVEN_ASSIGN(chosen, restore::choose_snapshot(repo, request.snapshot, p.at));
+    return ok_status();
+  }));
   restore::Choice choice = std::move(*chosen);
   restore::Options o;
   o.target = request.target;

@@ -234,45 +234,116 @@ Status walk_tree(Repository& repo, const Id& tree, const std::string& prefix,
   return walk_from(repo, ahead.get(), tree, prefix, fn);
 }
 
+namespace {
+// Two trees compared directory by directory, depth first. Over object storage the trees of the
+// directories it will enter (those whose subtrees differ) are loaded ahead, a directory's
+// together, by a TreeAhead that loads nothing unasked by the walk: an unchanged subtree is
+// still not read, and a directory with many changed subdirectories costs a request or two,
+// not a round trip per subdirectory.
+class DiffWalk {
+ public:
+  DiffWalk(Repository& repo, const std::function<void(char, const std::string&)>& fn)
+      : repo_(repo), fn_(fn) {
+    if (TreeAhead::pays_off(repo)) {
+      ahead_ = std::make_unique<TreeAhead>(repo, [](const std::string&) { return false; }, 8,
+                                           repo.memory_budget().bytes(16u << 20, 0.1, 1u << 20),
+                                           token_);
+    }
+  }
+
+  Status trees(const std::optional<Id>& a, const std::optional<Id>& b, const std::string& prefix) {
+    if (a && b && *a == *b) return ok_status();  // identical subtrees: nothing to compare
+    Tree ta, tb;
+    if (a) {
+      HAVEN_ASSIGN(ta, load(*a, prefix));
+    }
+    if (b) {
+      HAVEN_ASSIGN(tb, load(*b, prefix));
+    }
+    std::map<std::string, const Node*> ma, mb;
+    for (const auto& n : ta.nodes) ma[n.name] = &n;
+    for (const auto& n : tb.nodes) mb[n.name] = &n;
+    std::set<std::string> names;
+    for (auto& [k, v] : ma) names.insert(k);
+    for (auto& [k, v] : mb) names.insert(k);
+    std::vector<std::pair<const Node*, const Node*>> pairs;
+    pairs.reserve(names.size());
+    for (const auto& name : names) {
+      auto x = ma.find(name);
+      auto y = mb.find(name);
+      pairs.emplace_back(x == ma.end() ? nullptr : x->second, y == mb.end() ? nullptr : y->second);
+    }
+    if (ahead_) {
+      std::vector<std::pair<Id, std::string>> wanted;
+      for (const auto& [x, y] : pairs) {
+        const std::string path = prefix + "/" + (x ? x->name : y->name);
+        auto sa = subtree(x), sb = subtree(y);
+        if (sa && sb && *sa == *sb) continue;
+        if (sa) wanted.emplace_back(*sa, path);
+        if (sb) wanted.emplace_back(*sb, path);
+      }
+      ahead_->queue(wanted);
+    }
+    for (const auto& [x, y] : pairs) {
+      HAVEN_TRY(nodes(x, y, prefix + "/" + (x ? x->name : y->name)));
+    }
+    return ok_status();
+  }
+
+  Status nodes(const Node* x, const Node* y, const std::string& path) {
+    bool xd = x && x->type == Node::Type::kDir;
+    bool yd = y && y->type == Node::Type::kDir;
+    if (!x && !y) return ok_status();
+    if (!x) fn_('+', path);
+    else if (!y) fn_('-', path);
+    else if (x->type != y->type) fn_('T', path);
+    else if (!xd && (x->content != y->content || x->link_target != y->link_target)) fn_('M', path);
+    else if (x->mode != y->mode || x->uid != y->uid || x->gid != y->gid || x->xattrs != y->xattrs ||
+             (!xd && x->mtime != y->mtime)) fn_('U', path);
+    if (xd || yd) HAVEN_TRY(trees(subtree(x), subtree(y), path));
+    return ok_status();
+  }
+
+  // Both roots loaded at once.
+  void queue_roots(const std::optional<Id>& a, const std::optional<Id>& b, const std::string& rel) {
+    if (!ahead_ || (a && b && *a == *b)) return;
+    std::vector<std::pair<Id, std::string>> roots;
+    if (a) roots.emplace_back(*a, rel);
+    if (b) roots.emplace_back(*b, rel);
+    ahead_->queue(roots);
+  }
+
+ private:
+  static std::optional<Id> subtree(const Node* n) {
+    if (n == nullptr || n->type != Node::Type::kDir) return std::nullopt;
+    return n->subtree;
+  }
+  Result<Tree> load(const Id& id, const std::string& rel) {
+    return ahead_ ? ahead_->take(id, rel) : repo_.load_tree(id);
+  }
+
+  Repository& repo_;
+  const std::function<void(char, const std::string&)>& fn_;
+  const CancelToken token_ = current_cancel();  // TreeAhead holds a reference to it
+  std::unique_ptr<TreeAhead> ahead_;
+};
+}  // namespace
+
 Status diff_trees(Repository& repo, const std::optional<Id>& a, const std::optional<Id>& b,
                   const std::string& prefix, const std::function<void(char, const std::string&)>& fn) {
-  if (a && b && *a == *b) return ok_status();  // identical subtrees: nothing to compare
-  Tree ta, tb;
-  if (a) {
-    HAVEN_ASSIGN(ta, repo.load_tree(*a));
-  }
-  if (b) {
-    HAVEN_ASSIGN(tb, repo.load_tree(*b));
-  }
-  std::map<std::string, const Node*> ma, mb;
-  for (const auto& n : ta.nodes) ma[n.name] = &n;
-  for (const auto& n : tb.nodes) mb[n.name] = &n;
-  std::set<std::string> names;
-  for (auto& [k, v] : ma) names.insert(k);
-  for (auto& [k, v] : mb) names.insert(k);
-  for (const auto& name : names) {
-    const Node* x = ma.count(name) ? ma[name] : nullptr;
-    const Node* y = mb.count(name) ? mb[name] : nullptr;
-    HAVEN_TRY(diff_nodes(repo, x, y, prefix + "/" + name, fn));
-  }
-  return ok_status();
+  DiffWalk walk(repo, fn);
+  walk.queue_roots(a, b, prefix);
+  return walk.trees(a, b, prefix);
 }
 
 Status diff_nodes(Repository& repo, const Node* x, const Node* y, const std::string& path,
                   const std::function<void(char, const std::string&)>& fn) {
-  bool xd = x && x->type == Node::Type::kDir;
-  bool yd = y && y->type == Node::Type::kDir;
-  if (!x && !y) return ok_status();
-  if (!x) fn('+', path);
-  else if (!y) fn('-', path);
-  else if (x->type != y->type) fn('T', path);
-  else if (!xd && (x->content != y->content || x->link_target != y->link_target)) fn('M', path);
-  else if (x->mode != y->mode || x->uid != y->uid || x->gid != y->gid || x->xattrs != y->xattrs ||
-           (!xd && x->mtime != y->mtime)) fn('U', path);
-  if (xd || yd) {
-    HAVEN_TRY(diff_trees(repo, xd ? x->subtree : std::nullopt, yd ? y->subtree : std::nullopt, path, fn));
-  }
-  return ok_status();
+  DiffWalk walk(repo, fn);
+  auto dir = [](const Node* n) -> std::optional<Id> {
+    return n && n->type == Node::Type::kDir ? n->subtree : std::nullopt;
+  };
+  walk.queue_roots(dir(x), dir(y), path);
+  return walk.nodes(x, y, path);
 }
 
 }  // namespace haven::repo

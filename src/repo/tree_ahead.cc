@@ -73,6 +73,16 @@ void TreeAhead::start(const repo::Tree& root, const std::string& rel) {
   work_cv_.notify_all();
 }
 
+void TreeAhead::queue(const std::vector<std::pair<repo::Id, std::string>>& trees) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    for (auto it = trees.rbegin(); it != trees.rend(); ++it) {
+      if (entries_.try_emplace(it->first).second) queue_.push_front({it->first, it->second});
+    }
+  }
+  work_cv_.notify_all();
+}
+
 namespace {
 constexpr size_t kMaxPacksLooked = 8;
 }  // namespace

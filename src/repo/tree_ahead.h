@@ -26,6 +26,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "repo/repository.h"
@@ -56,6 +57,10 @@ class TreeAhead {
 
   // The walk begins at `root` (at `rel`): its subdirectories are wanted first.
   void start(const repo::Tree& root, const std::string& rel = "");
+  // Queues the trees of directories the walker will enter, in the order it will (to be loaded
+  // before what was queued earlier): for a walker that chooses the directories it enters
+  // itself, as diff does (where `wanted` says no to every directory).
+  void queue(const std::vector<std::pair<repo::Id, std::string>>& trees);
   // The tree `id` of the directory at `rel`: loaded ahead (taken out), being loaded (waits for
   // it), or loaded now (and then its subdirectories are queued).
   Result<repo::Tree> take(const repo::Id& id, const std::string& rel);

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <set>
 #include <string>
 #include <thread>
@@ -1055,6 +1056,63 @@ TEST_F(S3Test, ReBackupTreeWalkAndCheckReadTreesAheadNotOneRequestPerDirectory) 
     if (p.object.find("tree ") == 0 && p.error.find("authentication") != std::string::npos) named = true;
   }
   EXPECT_TRUE(named) << "the damaged tree of " << target_path << " was not reported";
+}
+
+// diff over object storage loads the trees of the directories it enters ahead, a directory's
+// changed subdirectories together (repo::diff_trees): a few requests where it was a round trip
+// per directory, and still nothing of an unchanged subtree. What it reports is unchanged.
+TEST_F(S3Test, DiffLoadsTheTreesOfChangedDirectoriesAheadNotOneRequestPerDirectory) {
+  const std::string bucket = new_bucket();
+  const std::string repo = location(bucket, "diff");
+  const std::string src = dir_ + "/src";
+  make_dir(src);
+  for (int a = 0; a < 8; a++) {
+    for (int b = 0; b < 5; b++) {
+      const std::string sub = src + "/d" + std::to_string(a) + "/s" + std::to_string(b);
+      std::filesystem::create_directories(sub);
+      write_file(sub + "/f", random_bytes(3000, 100 * a + b));
+    }
+  }
+  RunOptions o = creds_env();
+  RunResult r = cli(repo, {"init", "--kdf-memory", "8", "--kdf-iterations", "1"}, o);
+  ASSERT_EQ(r.code, 0) << describe(r);
+  r = cli(repo, {"backup", src}, o);
+  ASSERT_EQ(r.code, 0) << describe(r);
+  // Six of the eight top directories change below one subdirectory each; d6 and d7 stay.
+  for (int a = 0; a < 6; a++) {
+    write_file(src + "/d" + std::to_string(a) + "/s" + std::to_string(a % 5) + "/f", random_bytes(3000, 9000 + a));
+  }
+  write_file(src + "/d0/s1/new", "added");
+  std::filesystem::remove_all(src + "/d1/s3");
+  r = cli(repo, {"backup", src}, o);
+  ASSERT_EQ(r.code, 0) << describe(r);
+
+  auto be = open_s3rver(repo);
+  ASSERT_TRUE(be);
+  auto reads = std::make_shared<PackReads>(be);
+  auto opened = repo::Repository::open(reads, kPw);
+  ASSERT_OK(opened);
+  repo::Repository& rp = **opened;
+  ASSERT_OK(rp.load_index());
+  auto snaps = rp.list_snapshots();
+  ASSERT_OK(snaps);
+  ASSERT_EQ(snaps->size(), 2u);
+  std::sort(snaps->begin(), snaps->end(), [](const auto& x, const auto& y) { return x.second.time < y.second.time; });
+  std::vector<std::string> changes;
+  ASSERT_OK(repo::diff_trees(rp, snaps->at(0).second.tree, snaps->at(1).second.tree, "",
+                             [&](char kind, const std::string& path) { changes.push_back(std::string(1, kind) + " " + path); }));
+  std::vector<std::string> expected = {"+ /src/d0/s1/new", "- /src/d1/s3", "- /src/d1/s3/f"};
+  for (int a = 0; a < 6; a++) {
+    expected.push_back("M /src/d" + std::to_string(a) + "/s" + std::to_string(a % 5) + "/f");
+  }
+  std::sort(expected.begin(), expected.end());
+  std::sort(changes.begin(), changes.end());
+  EXPECT_EQ(changes, expected);
+  // 31 trees, on each side the root's, src's, six top directories' and the changed
+  // subdirectories' (d1/s3 only before): 35 reads when each was loaded as the walk got there,
+  // 3 loaded ahead.
+  EXPECT_LE(reads->reads(), 6) << "diff read its trees one directory at a time: " << reads->reads();
+  EXPECT_GE(reads->reads(), 2);
 }
 
 // A pack cut short on the store: the blobs of a range that arrived before the cut are written,
