@@ -138,6 +138,15 @@ class S3Test : public ::testing::Test {
     return o;
   }
   // The backend of the repository at `repo` (a location on s3rver), with its credentials.
+  // A new repository at `repo` (quick key derivation) and a backup of `src` into it, through the
+  // CLI. Check with HasFailure() after.
+  static void init_and_back_up(const std::string& repo, const std::string& src) {
+    RunOptions o = creds_env();
+    RunResult r = cli(repo, {"init", "--kdf-memory", "8", "--kdf-iterations", "1"}, o);
+    ASSERT_EQ(r.code, 0) << describe(r);
+    r = cli(repo, {"backup", src}, o);
+    ASSERT_EQ(r.code, 0) << describe(r);
+  }
   static std::shared_ptr<storage::Backend> open_s3rver(const std::string& repo) {
     auto be = storage::open_backend(repo, storage::BackendSettings::from_map(
                                               {{"AWS_ACCESS_KEY_ID", "S3RVER"}, {"AWS_SECRET_ACCESS_KEY", "S3RVER"}}));
@@ -952,6 +961,43 @@ class PackReads : public storage::ReadThroughWrapper {
   std::atomic<int> reads_{0};
 };
 
+// Eight directories of five subdirectories, each holding one 3,000-byte file `f`.
+void make_eight_by_five(const std::string& src) {
+  for (int a = 0; a < 8; a++) {
+    for (int b = 0; b < 5; b++) {
+      const std::string sub = src + "/d" + std::to_string(a) + "/s" + std::to_string(b);
+      std::filesystem::create_directories(sub);
+      write_file(sub + "/f", random_bytes(3000, 100 * a + b));
+    }
+  }
+}
+
+// The repository at `location` on s3rver, opened through a PackReads over it, its index
+// loaded; `be` is s3rver's backend underneath. Check with HasFailure() after.
+struct CountedRepo {
+  std::shared_ptr<storage::Backend> be;
+  std::shared_ptr<PackReads> reads;
+  std::unique_ptr<repo::Repository> repo;
+};
+CountedRepo open_counted(std::shared_ptr<storage::Backend> be) {
+  CountedRepo c;
+  c.be = std::move(be);
+  if (!c.be) {
+    ADD_FAILURE() << "s3rver's backend did not open";
+    return c;
+  }
+  c.reads = std::make_shared<PackReads>(c.be);
+  auto opened = repo::Repository::open(c.reads, kPw);
+  if (!opened.ok()) {
+    ADD_FAILURE() << opened.error().message();
+    return c;
+  }
+  c.repo = std::move(*opened);
+  Status loaded = c.repo->load_index();
+  if (!loaded.ok()) ADD_FAILURE() << loaded.error().message();
+  return c;
+}
+
 // An unchanged re-backup over object storage reads its parent snapshot's trees ahead of the
 // walker (repo/tree_ahead.h), and the trees of a snapshot lie together in a pack of their own:
 // a few requests for 48 directories, where loading each directory's tree as the walker got
@@ -962,29 +1008,15 @@ TEST_F(S3Test, ReBackupTreeWalkAndCheckReadTreesAheadNotOneRequestPerDirectory) 
   const std::string bucket = new_bucket();
   const std::string repo = location(bucket, "ahead");
   const std::string src = dir_ + "/src";
-  make_dir(src);
-  for (int a = 0; a < 8; a++) {
-    const std::string top = src + "/d" + std::to_string(a);
-    make_dir(top);
-    for (int b = 0; b < 5; b++) {
-      const std::string sub = top + "/s" + std::to_string(b);
-      make_dir(sub);
-      write_file(sub + "/f", random_bytes(3000, 100 * a + b));
-    }
-  }
-  RunOptions o = creds_env();
-  RunResult r = cli(repo, {"init", "--kdf-memory", "8", "--kdf-iterations", "1"}, o);
-  ASSERT_EQ(r.code, 0) << describe(r);
-  r = cli(repo, {"backup", src}, o);
-  ASSERT_EQ(r.code, 0) << describe(r);
+  make_eight_by_five(src);
+  init_and_back_up(repo, src);
+  ASSERT_FALSE(HasFailure());
 
-  auto be = open_s3rver(repo);
-  ASSERT_TRUE(be);
-  auto reads = std::make_shared<PackReads>(be);
-  auto opened = repo::Repository::open(reads, kPw);
-  ASSERT_OK(opened);
-  repo::Repository& rp = **opened;
-  ASSERT_OK(rp.load_index());
+  CountedRepo counted = open_counted(open_s3rver(repo));
+  ASSERT_FALSE(HasFailure());
+  const auto& be = counted.be;
+  const auto& reads = counted.reads;
+  repo::Repository& rp = *counted.repo;
   auto parent = restore::choose_snapshot(rp, "latest");
   ASSERT_OK(parent);
   repo::Session session(rp);
@@ -1003,12 +1035,11 @@ TEST_F(S3Test, ReBackupTreeWalkAndCheckReadTreesAheadNotOneRequestPerDirectory) 
   EXPECT_GE(reads->reads(), 1);
 
   // A walk over the snapshot's trees (ls, find) reads them ahead too: every node, in order.
-  auto walk_reads = std::make_shared<PackReads>(be);
-  auto walker = repo::Repository::open(walk_reads, kPw);
-  ASSERT_OK(walker);
-  ASSERT_OK((*walker)->load_index());
+  CountedRepo walker = open_counted(be);
+  ASSERT_FALSE(HasFailure());
+  const auto& walk_reads = walker.reads;
   std::vector<std::string> paths;
-  ASSERT_OK(repo::walk_tree(**walker, sum->snapshot.tree, "",
+  ASSERT_OK(repo::walk_tree(*walker.repo, sum->snapshot.tree, "",
                             [&](const repo::Node&, const std::string& p) { paths.push_back(p); }));
   EXPECT_EQ(paths.size(), 1u + 8 + 40 + 40) << "src (the top-level name), 8 + 40 directories, 40 files";
   EXPECT_TRUE(std::is_sorted(paths.begin(), paths.end())) << "not depth first in name order";
@@ -1065,35 +1096,22 @@ TEST_F(S3Test, DiffLoadsTheTreesOfChangedDirectoriesAheadNotOneRequestPerDirecto
   const std::string bucket = new_bucket();
   const std::string repo = location(bucket, "diff");
   const std::string src = dir_ + "/src";
-  make_dir(src);
-  for (int a = 0; a < 8; a++) {
-    for (int b = 0; b < 5; b++) {
-      const std::string sub = src + "/d" + std::to_string(a) + "/s" + std::to_string(b);
-      std::filesystem::create_directories(sub);
-      write_file(sub + "/f", random_bytes(3000, 100 * a + b));
-    }
-  }
-  RunOptions o = creds_env();
-  RunResult r = cli(repo, {"init", "--kdf-memory", "8", "--kdf-iterations", "1"}, o);
-  ASSERT_EQ(r.code, 0) << describe(r);
-  r = cli(repo, {"backup", src}, o);
-  ASSERT_EQ(r.code, 0) << describe(r);
+  make_eight_by_five(src);
+  init_and_back_up(repo, src);
+  ASSERT_FALSE(HasFailure());
   // Six of the eight top directories change below one subdirectory each; d6 and d7 stay.
   for (int a = 0; a < 6; a++) {
     write_file(src + "/d" + std::to_string(a) + "/s" + std::to_string(a % 5) + "/f", random_bytes(3000, 9000 + a));
   }
   write_file(src + "/d0/s1/new", "added");
   std::filesystem::remove_all(src + "/d1/s3");
-  r = cli(repo, {"backup", src}, o);
+  RunResult r = cli(repo, {"backup", src}, creds_env());
   ASSERT_EQ(r.code, 0) << describe(r);
 
-  auto be = open_s3rver(repo);
-  ASSERT_TRUE(be);
-  auto reads = std::make_shared<PackReads>(be);
-  auto opened = repo::Repository::open(reads, kPw);
-  ASSERT_OK(opened);
-  repo::Repository& rp = **opened;
-  ASSERT_OK(rp.load_index());
+  CountedRepo counted = open_counted(open_s3rver(repo));
+  ASSERT_FALSE(HasFailure());
+  const auto& reads = counted.reads;
+  repo::Repository& rp = *counted.repo;
   auto snaps = rp.list_snapshots();
   ASSERT_OK(snaps);
   ASSERT_EQ(snaps->size(), 2u);
