@@ -236,12 +236,16 @@ Status walk_tree(Repository& repo, const Id& tree, const std::string& prefix,
 
 namespace {
 // Two trees compared directory by directory, depth first. Over object storage the trees of the
-// directories it will enter (those whose subtrees differ) are loaded ahead, a directory's
-// together, by a TreeAhead that loads nothing unasked by the walk: an unchanged subtree is
-// still not read, and a directory with many changed subdirectories costs a request or two,
-// not a round trip per subdirectory.
+// directories it will enter (those whose subtrees differ) are queued to a TreeAhead that queues
+// nothing by itself, a directory's together: a directory with many changed subdirectories costs
+// a request or two, not a round trip per subdirectory. As for other walks, a read with nothing
+// else queued takes along the pack's trees near it that nobody asked for (within 1 MiB, and at
+// most half of what the TreeAhead holds): they may be trees of unchanged directories, never
+// entered; those passed over are forgotten, so they give their room back.
 class DiffWalk {
  public:
+  DiffWalk(const DiffWalk&) = delete;  // the TreeAhead holds a reference to token_
+  DiffWalk& operator=(const DiffWalk&) = delete;
   DiffWalk(Repository& repo, const std::function<void(char, const std::string&)>& fn)
       : repo_(repo), fn_(fn) {
     if (TreeAhead::pays_off(repo)) {
@@ -278,7 +282,10 @@ class DiffWalk {
       for (const auto& [x, y] : pairs) {
         const std::string path = prefix + "/" + (x ? x->name : y->name);
         auto sa = subtree(x), sb = subtree(y);
-        if (sa && sb && *sa == *sb) continue;
+        if (sa && sb && *sa == *sb) {
+          ahead_->forget(*sa);  // not entered: if taken along unasked, its room is given back
+          continue;
+        }
         if (sa) wanted.emplace_back(*sa, path);
         if (sb) wanted.emplace_back(*sb, path);
       }

@@ -83,6 +83,18 @@ void TreeAhead::queue(const std::vector<std::pair<repo::Id, std::string>>& trees
   work_cv_.notify_all();
 }
 
+void TreeAhead::forget(const repo::Id& id) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = entries_.find(id);
+    if (it == entries_.end() || it->second.state != State::kDone || !it->second.speculative) return;
+    held_ -= it->second.bytes;
+    unasked_held_ -= it->second.bytes;
+    entries_.erase(it);
+  }
+  work_cv_.notify_all();  // room for what is queued
+}
+
 namespace {
 constexpr size_t kMaxPacksLooked = 8;
 }  // namespace

@@ -61,6 +61,9 @@ class TreeAhead {
   // before what was queued earlier): for a walker that chooses the directories it enters
   // itself, as diff does (where `wanted` says no to every directory).
   void queue(const std::vector<std::pair<repo::Id, std::string>>& trees);
+  // The walker will not take the tree `id` (diff passing over a directory that did not change):
+  // if it was taken along unasked and has loaded, it is dropped and its bytes count no more.
+  void forget(const repo::Id& id);
   // The tree `id` of the directory at `rel`: loaded ahead (taken out), being loaded (waits for
   // it), or loaded now (and then its subdirectories are queued).
   Result<repo::Tree> take(const repo::Id& id, const std::string& rel);

@@ -667,6 +667,68 @@ TEST_F(RestoreTest, TreesAreLoadedAheadOfTheWalkerAndUnselectedOnesNever) {
   }
 }
 
+// A walker that chooses the directories it enters (diff) names their trees with queue(): over a
+// store where every request waits 25 ms they are loaded ahead, those lying together in a pack
+// in one request, none of them left for the walker to load, none taken along unasked. A tree
+// taken along unasked that the walker passes over is forgotten (forget()): taken after all, it
+// is loaded again, not handed over from what was held.
+TEST_F(RestoreTest, QueuedTreesAreLoadedAheadAndForgottenOnesAreNotHeld) {
+  const std::string src = dir_ + "/src";
+  make_dir(src);
+  for (int d = 0; d < 12; d++) {
+    make_dir(src + "/d" + std::to_string(d));
+    write_file(src + "/d" + std::to_string(d) + "/f", "file " + std::to_string(d) + "\n");
+  }
+  ASSERT_TRUE(init_repo(repo_dir()));
+  Id root = cli_backup({src});
+  ASSERT_FALSE(HasFailure());
+  auto plain = open_repo(repo_dir());
+  ASSERT_TRUE(plain);
+  auto top = plain->load_tree(root);
+  ASSERT_OK(top);
+  ASSERT_EQ(top->nodes.size(), 1u);
+  const Id src_tree = *top->nodes[0].subtree;
+  auto listing = plain->load_tree(src_tree);
+  ASSERT_OK(listing);
+  std::vector<std::pair<Id, std::string>> subdirs;
+  for (const auto& n : listing->nodes) {
+    if (n.type == Node::Type::kDir) subdirs.emplace_back(*n.subtree, "src/" + n.name);
+  }
+  ASSERT_EQ(subdirs.size(), 12u);
+  std::shared_ptr<testing::FaultBackend> faulty;
+  std::unique_ptr<repo::Repository> repo = open_slow(std::chrono::milliseconds(25), faulty);
+  ASSERT_TRUE(repo);
+  CancelToken token;
+  auto nothing_by_itself = [](const std::string&) { return false; };
+  {
+    repo::TreeAhead ahead(*repo, nothing_by_itself, 8, 16 << 20, token);
+    const uint64_t calls_before = faulty->calls();
+    ahead.queue(subdirs);
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));  // 25 ms a request
+    for (const auto& [id, rel] : subdirs) {
+      auto t = ahead.take(id, rel);
+      ASSERT_OK(t);
+      auto want = plain->load_tree(id);
+      ASSERT_OK(want);
+      EXPECT_EQ(repo::encode_tree(*t), repo::encode_tree(*want)) << rel;
+    }
+    EXPECT_EQ(ahead.ahead(), 12u) << "queued trees were not loaded ahead";
+    EXPECT_EQ(ahead.behind(), 0u);
+    EXPECT_EQ(ahead.unasked(), 0u);
+    EXPECT_LE(faulty->calls() - calls_before, 3u) << "queued trees lying together were read one by one";
+  }
+  {
+    repo::TreeAhead ahead(*repo, nothing_by_itself, 8, 16 << 20, token);
+    // With nothing queued, taking src's tree takes its subdirectories' along, unasked.
+    ASSERT_OK(ahead.take(src_tree, "src"));
+    ahead.forget(subdirs[0].first);
+    ASSERT_OK(ahead.take(subdirs[0].first, subdirs[0].second));  // loaded again
+    ASSERT_OK(ahead.take(subdirs[1].first, subdirs[1].second));  // handed over
+    EXPECT_EQ(ahead.behind(), 2u) << "a forgotten tree was handed over from what was held";
+    EXPECT_EQ(ahead.unasked(), 1u);
+  }
+}
+
 // A chain of single directories is known a level at a time (each tree names the next): over a
 // store where every request waits 25 ms, a walk that fetched one tree per level would wait a
 // round trip per level. The first read takes along the pack's trees stored near the one asked
