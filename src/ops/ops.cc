@@ -57,15 +57,25 @@ Status load_index(repo::Repository& repo, const EventTarget& events) {
 
 Status load_index_while(repo::Repository& repo, const EventTarget& events, const CancelToken& token,
                         const std::function<Status()>& meanwhile) {
+  // The index thread's own token, cancelled with the operation's, or alone when `meanwhile`
+  // fails: then nothing waits for an index nobody will use (a snapshot that does not exist
+  // fails at once, as when the index was loaded after it), and its warnings are not told.
+  CancelToken own;
+  CancelToken::Registration link = token.on_cancel([own] { own.cancel(); });
   std::vector<Error> skipped;
-  auto index = std::async(std::launch::async, [&repo, &skipped, &token] {
-    CancelScope scope(token);
+  auto index = std::async(std::launch::async, [&repo, &skipped, own] {
+    CancelScope scope(own);
     return repo.load_index([&skipped](const std::string&, const Error& e) { skipped.push_back(e); });
   });
   Status done = meanwhile();
+  if (!done.ok()) {
+    own.cancel();
+    (void)index.get();
+    return done;
+  }
   Status loaded = index.get();
   for (const Error& e : skipped) warn_skipped_index_file(events, e);
-  HAVEN_TRY(done);
+  HAVEN_TRY(token.check());  // the operation's cancellation, not the index thread's own
   return loaded;
 }
 

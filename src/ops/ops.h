@@ -83,7 +83,8 @@ void warn_skipped_index_file(const EventTarget& events, const Error& e);
 // load_index() on a thread of its own (under `token`) while `meanwhile` runs on this one
 // (choosing and loading snapshots): over object storage each is a listing and a few reads,
 // round trips that need not wait for one another. The index's warnings are told after, on this
-// thread; `meanwhile`'s error comes before the index's.
+// thread. If `meanwhile` fails, its error is returned at once: the index load is cancelled and
+// its warnings are not told.
 Status load_index_while(repo::Repository& repo, const EventTarget& events, const CancelToken& token,
                         const std::function<Status()>& meanwhile);
 

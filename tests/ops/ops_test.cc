@@ -394,6 +394,53 @@ TEST_F(OpsTest, RestoreLoadsTheIndexWhileItChoosesTheSnapshot) {
   EXPECT_TRUE(contains(notices[0].message, std::string(64, 'e'))) << notices[0].message;
 }
 
+// ls and diff choose their snapshots while the index loads, as restore does, and tell an index
+// file skipped on that thread after. A snapshot that does not exist fails at once: the index
+// load is given up, and nothing is said about it.
+TEST_F(OpsTest, LsAndDiffLoadTheIndexWhileTheyChooseSnapshotsAndAWrongOneSaysNothingOfIt) {
+  ops::BackupResult b1 = backup();
+  write_file(src_ + "/more", "more");
+  ops::BackupResult b2 = backup();
+  std::vector<std::string> idx = list_dir(repo_path_ + "/index");
+  ASSERT_FALSE(idx.empty());
+  std::string bytes = read_file(repo_path_ + "/index/" + idx[0]);
+  bytes[bytes.size() / 2] ^= 0x55;
+  write_file(repo_path_ + "/index/" + std::string(64, 'e'), bytes);
+
+  auto watch = reopen_over<OverlapWatch>();
+  ASSERT_NE(watch, nullptr);
+  sink_.events.clear();
+  auto l = ops::ls(*repo_, {"latest", "/"}, sink_);
+  ASSERT_TRUE(l.ok()) << l.error().message();
+  EXPECT_EQ(l->snapshot_id, b2.snapshot_id);
+  EXPECT_TRUE(watch->overlapped()) << "ls loaded the index and the snapshot one after the other";
+  auto notices = sink_.of("notice");
+  ASSERT_EQ(notices.size(), 1u);
+  EXPECT_TRUE(contains(notices[0].message, "run 'haven repair index'")) << notices[0].message;
+
+  watch = reopen_over<OverlapWatch>();
+  ASSERT_NE(watch, nullptr);
+  sink_.events.clear();
+  auto d = ops::diff(*repo_, {repo::hex(b1.snapshot_id), repo::hex(b2.snapshot_id), {}}, sink_);
+  ASSERT_TRUE(d.ok()) << d.error().message();
+  EXPECT_EQ(d->added, 1u);
+  EXPECT_TRUE(watch->overlapped()) << "diff loaded the index and the snapshots one after the other";
+  EXPECT_EQ(sink_.of("notice").size(), 1u);
+
+  repo_ = open();  // the index not loaded yet
+  ASSERT_NE(repo_, nullptr);
+  sink_.events.clear();
+  auto no_ls = ops::ls(*repo_, {std::string(8, 'f'), "/"}, sink_);
+  ASSERT_FALSE(no_ls.ok());
+  EXPECT_EQ(no_ls.error().code(), Error::Code::kNotFound) << no_ls.error().message();
+  repo_ = open();
+  ASSERT_NE(repo_, nullptr);
+  auto no_diff = ops::diff(*repo_, {std::string(8, 'f'), "latest", {}}, sink_);
+  ASSERT_FALSE(no_diff.ok());
+  EXPECT_EQ(no_diff.error().code(), Error::Code::kNotFound) << no_diff.error().message();
+  EXPECT_TRUE(sink_.of("notice").empty()) << "a snapshot that does not exist was told with the index's warnings";
+}
+
 // Check and prune walk every snapshot: its object is fetched ahead of the one being walked, and
 // what they find is what it was (every snapshot checked and marked, nothing damaged).
 TEST_F(OpsTest, CheckAndPruneFetchSnapshotsAhead) {
