@@ -428,10 +428,47 @@ Result<std::shared_ptr<storage::Backend>> App::backend() {
   return std::shared_ptr<storage::Backend>(std::make_shared<storage::LimitBackend>(be, limits));
 }
 
+namespace {
+// Where the CLI remembers which key file opened the repository at `location` last time
+// (repo::Repository::probe's key_hint): a file per location in the cache directory, named by a
+// hash of the location. It holds a key file's ID, a name anyone who can list the repository
+// sees; nothing secret.
+std::string key_hint_path(const std::string& cache, const std::string& location) {
+  const auto h = crypto::sha256(ByteView(reinterpret_cast<const uint8_t*>(location.data()), location.size()));
+  return cache + "/key-hint-" + to_hex(ByteView(h.data(), 16));
+}
+
+std::string read_key_hint(const std::string& path) {
+  std::ifstream in(path);
+  std::string id;
+  if (!(in >> id)) return "";
+  return id;  // probe() takes it only if it is an object ID
+}
+
+// Written beside and renamed into place; a cache that cannot be written is left as it is.
+void write_key_hint(const std::string& path, const std::string& id) {
+  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << id << "\n";
+    if (!out.flush()) {
+      std::remove(tmp.c_str());
+      return;
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) std::remove(tmp.c_str());
+}
+}  // namespace
+
 Result<std::unique_ptr<repo::Repository>> App::open_repository(const repo::OpenOptions& options) {
   HAVEN_ASSIGN(auto be, backend());
+  // The key file that opened this repository last time is read beside the config and the key
+  // listing (one round trip less on object storage). Only from a cache directory of our own.
+  HAVEN_ASSIGN(CacheDir cache, cache_directory());
+  const std::string hint_path = cache.own ? key_hint_path(cache.path, be->location()) : "";
+  const std::string hint = hint_path.empty() ? "" : read_key_hint(hint_path);
   // A missing or too-new repository is reported before asking for a password.
-  HAVEN_ASSIGN(repo::Probe probe, repo::Repository::probe(*be));
+  HAVEN_ASSIGN(repo::Probe probe, repo::Repository::probe(*be, hint));
   HAVEN_ASSIGN(repo::MemoryBudget budget, memory_budget());  // bad input before the password
   if (!globals_.retry_lock.empty()) {
     if (auto wait = parse_wait(globals_.retry_lock, "--retry-lock"); !wait.ok()) return wait.error();
@@ -443,6 +480,7 @@ Result<std::unique_ptr<repo::Repository>> App::open_repository(const repo::OpenO
   if (budget.limited()) open.max_kdf_memory = budget.limit - repo::MemoryBudget::kReserve;
   HAVEN_ASSIGN(auto repo, repo::Repository::open(be, pw, open));
   HAVEN_TRY(configure(*repo));
+  if (!hint_path.empty() && repo->current_key_id() != hint) write_key_hint(hint_path, repo->current_key_id());
   return repo;
 }
 
@@ -492,6 +530,13 @@ Status App::configure(repo::Repository& repo) {
     repo.set_index_options(o);
     return ok_status();
   }
+  HAVEN_ASSIGN(CacheDir dir, cache_directory());
+  o.spill_dir = dir.path;
+  repo.set_index_options(o);
+  return ok_status();
+}
+
+Result<App::CacheDir> App::cache_directory() {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (!globals_.cache_dir.empty()) {
@@ -501,25 +546,21 @@ Status App::configure(repo::Repository& repo) {
                    "--cache-dir " + globals_.cache_dir +
                        " is not a directory: create it or name another one");
     }
-    o.spill_dir = globals_.cache_dir;
-  } else {
-    std::string dir;
-    if (auto x = environment_value("XDG_CACHE_HOME"); x && !x->empty() && (*x)[0] == '/') {
-      dir = *x + "/haven";
-    } else if (auto h = environment_value("HOME"); h && !h->empty()) {
-      dir = *h + "/.cache/haven";
-    }
-    // The default is created on first use; if it cannot be, the temporary directory serves.
-    if (dir.empty() || (fs::create_directories(dir, ec), !fs::is_directory(dir, ec))) {
-      auto t = environment_value("TMPDIR");
-      dir = (t && !t->empty()) ? *t : "/tmp";
-    } else {
-      fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace, ec);
-    }
-    o.spill_dir = dir;
+    return CacheDir{globals_.cache_dir, true};
   }
-  repo.set_index_options(o);
-  return ok_status();
+  std::string dir;
+  if (auto x = environment_value("XDG_CACHE_HOME"); x && !x->empty() && (*x)[0] == '/') {
+    dir = *x + "/haven";
+  } else if (auto h = environment_value("HOME"); h && !h->empty()) {
+    dir = *h + "/.cache/haven";
+  }
+  // The default is created on first use; if it cannot be, the temporary directory serves.
+  if (dir.empty() || (fs::create_directories(dir, ec), !fs::is_directory(dir, ec))) {
+    auto t = environment_value("TMPDIR");
+    return CacheDir{(t && !t->empty()) ? *t : "/tmp", false};
+  }
+  fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+  return CacheDir{dir, true};
 }
 
 CommandSink::CommandSink(bool json, bool quiet, bool quiet_notices)

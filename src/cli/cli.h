@@ -80,6 +80,14 @@ class App {
   // (--memory-limit), and the index's memory bound and spill directory (--index-memory,
   // --cache-dir).
   Status configure(repo::Repository& repo);
+  // The cache directory: --cache-dir (kInvalidArgument if it is not a directory), else
+  // $XDG_CACHE_HOME/haven or ~/.cache/haven (created, mode 0700), else $TMPDIR or /tmp, where
+  // `own` is false (a directory other users share).
+  struct CacheDir {
+    std::string path;
+    bool own = true;
+  };
+  Result<CacheDir> cache_directory();
   // --memory-limit as a budget (repo/memory.h; unlimited when not given); kInvalidArgument for a
   // value that is not a size, is below the minimum, or leaves --index-memory no room.
   Result<repo::MemoryBudget> memory_budget();

@@ -136,25 +136,65 @@ namespace {
 // itself, one at a time, only until one opens.
 constexpr size_t kKeysReadAhead = 4;
 
-Result<std::vector<ProbedKey>> list_key_files(storage::Backend& backend, size_t read_ahead) {
+// The key files, listed, in name order.
+Result<std::vector<ProbedKey>> list_key_names(storage::Backend& backend) {
   std::vector<ProbedKey> keys;
   HAVEN_TRY(backend.list(ObjectType::kKey, [&](const storage::ObjectInfo& info) {
     keys.push_back({info.name.name, std::nullopt});
   }));
   std::sort(keys.begin(), keys.end(), [](const ProbedKey& x, const ProbedKey& y) { return x.id < y.id; });
+  return keys;
+}
+
+// Reads the first `read_ahead` of `keys`. A key file read beside the listing (`hinted`, what
+// the read gave) that is listed goes first instead, and the others are left to open(), which
+// reads them only if that one does not open.
+void read_keys_ahead(storage::Backend& backend, std::vector<ProbedKey>& keys, size_t read_ahead,
+                     std::optional<ProbedKey> hinted = std::nullopt) {
+  if (hinted && hinted->file && hinted->file->ok()) {
+    auto it = std::find_if(keys.begin(), keys.end(), [&](const ProbedKey& k) { return k.id == hinted->id; });
+    if (it != keys.end()) {
+      it->file = std::move(hinted->file);
+      std::rotate(keys.begin(), it, it + 1);
+      return;
+    }
+  }
   for (size_t i = 0; i < keys.size() && i < read_ahead; i++) {
     keys[i].file = backend.load({ObjectType::kKey, keys[i].id});
   }
+}
+
+Result<std::vector<ProbedKey>> list_key_files(storage::Backend& backend, size_t read_ahead) {
+  HAVEN_ASSIGN(std::vector<ProbedKey> keys, list_key_names(backend));
+  read_keys_ahead(backend, keys, read_ahead);
   return keys;
+}
+
+bool is_object_id(const std::string& s) {
+  return s.size() == 64 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 }  // namespace
 
-Result<Probe> Repository::probe(storage::Backend& backend) {
+Result<Probe> Repository::probe(storage::Backend& backend, const std::string& key_hint) {
   // The key files are listed and read while the config is: on object storage, round trips that
   // need not wait for one another. Read before any password is known, they are only bytes.
-  auto keys = std::async(std::launch::async, [&backend, token = current_cancel()] {
+  // The key file that opened last time is read beside the listing, not after it.
+  const CancelToken token = current_cancel();
+  std::future<Result<Bytes>> hinted;
+  if (is_object_id(key_hint)) {
+    hinted = std::async(std::launch::async, [&backend, &key_hint, &token] {
+      CancelScope scope(token);
+      return backend.load({ObjectType::kKey, key_hint});
+    });
+  }
+  auto keys = std::async(std::launch::async, [&backend, &key_hint, &hinted, &token] {
     CancelScope scope(token);
-    return list_key_files(backend, kKeysReadAhead);
+    Result<std::vector<ProbedKey>> listed = list_key_names(backend);
+    std::optional<ProbedKey> hint;
+    if (hinted.valid()) hint = ProbedKey{key_hint, hinted.get()};
+    if (listed.ok()) read_keys_ahead(backend, *listed, kKeysReadAhead, std::move(hint));
+    return listed;
   });
   Result<Bytes> config = load_config(backend, 0);  // a few hundred bytes, and open() needs them
   Result<std::vector<ProbedKey>> listed = keys.get();

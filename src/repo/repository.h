@@ -108,8 +108,11 @@ class Repository {
                                                    const InitOptions& options);
   // Checks, without a password, that a repository of a supported version is there, and returns
   // its config object as stored and its key files (for OpenOptions::config and ::keys), read
-  // side by side.
-  static Result<Probe> probe(storage::Backend& backend);
+  // side by side. `key_hint`: the ID of the key file that opened last time (the CLI remembers
+  // it in its cache directory); read beside the config and the key listing instead of after the
+  // listing (on object storage one round trip less), and put first if it is still listed. Any
+  // other value (empty, unknown, a removed key) only costs a request that goes unused.
+  static Result<Probe> probe(storage::Backend& backend, const std::string& key_hint = "");
   // Opens an existing repository: kRepoNotFound if there is none, kUnsupported for a newer
   // format, kWrongPassword if no key opens with the password. Does not load the index.
   // A key file that is damaged, or that opens but whose master key does not authenticate the

@@ -63,6 +63,57 @@ class KeysCliTest : public ::testing::Test {
   std::string dir_;
 };
 
+// The CLI remembers which key file opened a repository (a file in its cache directory, named by
+// a hash of the location, holding the key file's ID) and reads that key file beside the key
+// listing next time (repo::Repository::probe). A remembered key file that is gone, or a file of
+// junk, costs nothing but a request, and is written over with the key that opened.
+TEST_F(KeysCliTest, TheKeyFileThatOpenedLastIsRememberedInTheCacheDirectory) {
+  const std::string repo = dir_ + "/repo";
+  const std::string cache = dir_ + "/cache";
+  fs::create_directories(cache);
+  cli_init(repo);
+  const std::string first = key_files(repo).at(0);
+  RunResult add = cli(repo, {"key", "add", "--kdf-memory", "8", "--kdf-iterations", "1"},
+                      with_env({{"HAVEN_NEW_PASSWORD", "second"}}));
+  ASSERT_EQ(add.code, 0) << describe(add);
+  std::vector<std::string> both = key_files(repo);
+  ASSERT_EQ(both.size(), 2u);
+  const std::string second = both[0] == first ? both[1] : both[0];
+  auto hint_files = [&] {
+    std::vector<std::string> out;
+    for (const auto& e : fs::directory_iterator(cache)) out.push_back(e.path().string());
+    return out;
+  };
+  auto snapshots_with = [&](const std::string& password) {
+    return run_haven({"-r", repo, "--cache-dir", cache, "snapshots"}, with_env({{"HAVEN_PASSWORD", password}}));
+  };
+
+  RunResult r = snapshots_with("second");
+  ASSERT_EQ(r.code, 0) << describe(r);
+  auto files = hint_files();
+  ASSERT_EQ(files.size(), 1u);
+  const std::string hint = files[0];
+  EXPECT_EQ(fs::path(hint).filename().string().rfind("key-hint-", 0), 0u) << hint;
+  EXPECT_EQ(read_file(hint), second + "\n");
+  r = snapshots_with(kPw);  // the other key: found after the remembered one fails
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(read_file(hint), first + "\n");
+  for (const std::string& junk : {std::string(64, 'a'), std::string("../../etc/passwd"), std::string()}) {
+    write_file(hint, junk + "\n");
+    r = snapshots_with("second");
+    ASSERT_EQ(r.code, 0) << junk << ": " << describe(r);
+    EXPECT_EQ(read_file(hint), second + "\n") << junk;
+  }
+  EXPECT_EQ(hint_files().size(), 1u) << "a temporary file was left in the cache directory";
+  // Another repository has a file of its own.
+  const std::string other = dir_ + "/other";
+  cli_init(other);
+  r = run_haven({"-r", other, "--cache-dir", cache, "snapshots"}, with_env({{"HAVEN_PASSWORD", kPw}}));
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(hint_files().size(), 2u);
+  EXPECT_EQ(read_file(hint), second + "\n");
+}
+
 // A key file copied from another repository with the same password: before the fix, named to
 // sort first it locked every command out with "config: authentication failed", and named to
 // sort last nothing ever mentioned it.

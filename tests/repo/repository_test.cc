@@ -495,6 +495,83 @@ TEST_F(RepoTest, ProbeReadsTheKeyFilesBesideTheConfig) {
   EXPECT_NE(failed.error().message().find("disk on fire"), std::string::npos);
 }
 
+// Lists the key files slowly (a round trip), noting whether a key file was read before the
+// listing came back.
+class SlowKeyListing : public storage::BackendWrapper {
+ public:
+  using BackendWrapper::BackendWrapper;
+  Result<Bytes> load(const ObjectName& n, uint64_t off, uint64_t len) override {
+    if (n.type == ObjectType::kKey) {
+      key_loads++;
+      if (!listed) loaded_while_listing = true;
+    }
+    return BackendWrapper::load(n, off, len);
+  }
+  Status list(ObjectType t, const std::function<void(const storage::ObjectInfo&)>& fn) override {
+    if (t != ObjectType::kKey) return BackendWrapper::list(t, fn);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    Status s = BackendWrapper::list(t, fn);
+    listed = true;
+    return s;
+  }
+  std::atomic<bool> listed{false}, loaded_while_listing{false};
+  std::atomic<int> key_loads{0};
+};
+
+// Given the key file that opened last time (the CLI's hint), probe() reads it beside the key
+// listing instead of after it, puts it first and reads no other ahead: open() then derives one
+// key. A hint that is no longer listed, or is not an ID at all, changes nothing but a request.
+TEST_F(RepoTest, ProbeReadsTheHintedKeyFileBesideTheListing) {
+  auto repo = init_repo();
+  ASSERT_TRUE(repo);
+  std::string hinted_id;
+  for (int i = 0; i < 5; i++) {
+    auto id = repo->add_key("pw-" + std::to_string(i), fast_options().kdf);
+    ASSERT_TRUE(id.ok()) << describe(id.error());
+    hinted_id = std::max(hinted_id, *id);  // the last in name order, beyond the four read ahead
+  }
+  std::string hinted_pw;
+  for (int i = 0; i < 5 && hinted_pw.empty(); i++) {
+    auto o = Repository::open(backend(), "pw-" + std::to_string(i));
+    if (o.ok() && (*o)->current_key_id() == hinted_id) hinted_pw = "pw-" + std::to_string(i);
+  }
+  ASSERT_FALSE(hinted_pw.empty()) << "the last key file in name order is the first key's";
+
+  auto watch = std::make_shared<SlowKeyListing>(backend());
+  auto probed = Repository::probe(*watch, hinted_id);
+  ASSERT_TRUE(probed.ok()) << describe(probed.error());
+  EXPECT_TRUE(watch->loaded_while_listing) << "the hinted key file waited for the listing";
+  ASSERT_TRUE(probed->keys.ok());
+  ASSERT_EQ(probed->keys->size(), 6u);
+  EXPECT_EQ(probed->keys->front().id, hinted_id);
+  EXPECT_TRUE(probed->keys->front().file.has_value());
+  EXPECT_EQ(watch->key_loads, 1) << "other key files were read ahead beside the hinted one";
+  OpenOptions o;
+  o.config = probed->config;
+  o.keys = probed->keys;
+  auto opened = Repository::open(watch, hinted_pw, o);
+  ASSERT_TRUE(opened.ok()) << describe(opened.error());
+  EXPECT_EQ((*opened)->current_key_id(), hinted_id);
+  EXPECT_EQ(watch->key_loads, 1) << "open() read key files the hinted one made needless";
+
+  // A key file that is gone: the first four are read ahead after the listing, as without a hint.
+  auto stale = std::make_shared<SlowKeyListing>(backend());
+  auto again = Repository::probe(*stale, std::string(64, 'a'));
+  ASSERT_TRUE(again.ok()) << describe(again.error());
+  ASSERT_EQ(again->keys->size(), 6u);
+  size_t read_ahead = 0;
+  for (const auto& k : *again->keys) read_ahead += k.file.has_value() ? 1 : 0;
+  EXPECT_EQ(read_ahead, 4u);
+  EXPECT_EQ(stale->key_loads, 5) << "the missing hinted key file and the first four";
+  EXPECT_TRUE(std::is_sorted(again->keys->begin(), again->keys->end(),
+                             [](const auto& x, const auto& y) { return x.id < y.id; }));
+  // Not an ID: not read at all.
+  auto junk = std::make_shared<SlowKeyListing>(backend());
+  ASSERT_TRUE(Repository::probe(*junk, "../config").ok());
+  EXPECT_FALSE(junk->loaded_while_listing);
+  EXPECT_EQ(junk->key_loads, 4);
+}
+
 TEST_F(RepoTest, LayoutAfterInit) {
   auto repo = init_repo();
   ASSERT_TRUE(repo);
