@@ -512,7 +512,11 @@ Status Repository::load_objects(ObjectType type, const std::vector<std::string>&
   // leaves none running on `names`.) An index file held ahead is ~0.5 MB (10,000 blobs): as many
   // as the backend's loads_ahead() (one on a local disk, where four made a 200,000-file
   // re-backup's peak 3 MB higher for no time saved), two at most under a memory limit.
-  const size_t ahead_max = std::clamp<size_t>(backend_->loads_ahead(), 1, memory_.limited() ? 2 : 16);
+  // Snapshots, a few KB each, go four times as far ahead where the backend reads ahead at all:
+  // `haven snapshots` of 5 snapshots over +30 ms waited a round trip for the fifth.
+  size_t want = backend_->loads_ahead();
+  if (type == ObjectType::kSnapshot && want > 1) want *= 4;
+  const size_t ahead_max = std::clamp<size_t>(want, 1, memory_.limited() ? 2 : 16);
   const CancelToken token = current_cancel();  // the fetching threads run under the caller's
   std::deque<std::future<Result<Bytes>>> ahead;
   size_t next = 0;

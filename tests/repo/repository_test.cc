@@ -1841,15 +1841,15 @@ TEST_F(RepoTest, IndexFilesAreFetchedAsFarAheadAsTheBackendSays) {
 }
 
 // Snapshot objects too are fetched ahead (listing every snapshot costs a round trip each on
-// object storage): the list comes out oldest first either way, and a damaged one is set aside
-// or fails the call as before.
+// object storage), four times as far as index files (a snapshot is a few KB): the list comes
+// out oldest first either way, and a damaged one is set aside or fails the call as before.
 TEST_F(RepoTest, SnapshotsAreFetchedAsFarAheadAsTheBackendSays) {
   std::vector<Id> ids;
   {
     auto repo = init_repo();
     ASSERT_NE(repo, nullptr);
     Session session(*repo);
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 20; i++) {
       Snapshot s;
       s.time = 5000 - i * 10;  // saved newest first
       s.paths = {"/p" + std::to_string(i)};
@@ -1867,12 +1867,12 @@ TEST_F(RepoTest, SnapshotsAreFetchedAsFarAheadAsTheBackendSays) {
     std::vector<Error> damaged;
     auto list = (*repo)->list_snapshots(&damaged);
     ASSERT_OK(list);
-    EXPECT_EQ(counter->take_most_in_flight(), ahead == 0 ? 1u : 4u);
-    ASSERT_EQ(list->size(), 7u);
+    EXPECT_EQ(counter->take_most_in_flight(), ahead == 0 ? 1u : 16u);
+    ASSERT_EQ(list->size(), 19u);
     ASSERT_EQ(damaged.size(), 1u);
     EXPECT_NE(damaged[0].message().find(hex(ids[3])), std::string::npos) << damaged[0].message();
     for (size_t k = 0; k < list->size(); k++) {
-      size_t i = 7 - k - (7 - k <= 3 ? 1 : 0);  // oldest (saved last) first, the damaged one left out
+      size_t i = 19 - k - (19 - k <= 3 ? 1 : 0);  // oldest (saved last) first, the damaged one left out
       EXPECT_EQ((*list)[k].first, ids[i]) << "position " << k;
       EXPECT_EQ((*list)[k].second.paths, std::vector<std::string>{"/p" + std::to_string(i)});
     }
