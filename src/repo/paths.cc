@@ -235,6 +235,12 @@ Status walk_tree(Repository& repo, const Id& tree, const std::string& prefix,
 }
 
 namespace {
+// The tree of a directory node; nullopt for anything else (or no node).
+std::optional<Id> subtree(const Node* n) {
+  if (n == nullptr || n->type != Node::Type::kDir) return std::nullopt;
+  return n->subtree;
+}
+
 // Two trees compared directory by directory, depth first. Over object storage the trees of the
 // directories it will enter (those whose subtrees differ) are queued to a TreeAhead that queues
 // nothing by itself, a directory's together: a directory with many changed subdirectories costs
@@ -270,17 +276,21 @@ class DiffWalk {
     std::set<std::string> names;
     for (auto& [k, v] : ma) names.insert(k);
     for (auto& [k, v] : mb) names.insert(k);
-    std::vector<std::pair<const Node*, const Node*>> pairs;
+    struct Pair {
+      const Node* x;
+      const Node* y;
+      std::string path;
+    };
+    std::vector<Pair> pairs;
     pairs.reserve(names.size());
     for (const auto& name : names) {
       auto x = ma.find(name);
       auto y = mb.find(name);
-      pairs.emplace_back(x == ma.end() ? nullptr : x->second, y == mb.end() ? nullptr : y->second);
+      pairs.push_back({x == ma.end() ? nullptr : x->second, y == mb.end() ? nullptr : y->second, prefix + "/" + name});
     }
     if (ahead_) {
       std::vector<std::pair<Id, std::string>> wanted;
-      for (const auto& [x, y] : pairs) {
-        const std::string path = prefix + "/" + (x ? x->name : y->name);
+      for (const auto& [x, y, path] : pairs) {
         auto sa = subtree(x), sb = subtree(y);
         if (sa && sb && *sa == *sb) {
           ahead_->forget(*sa);  // not entered: if taken along unasked, its room is given back
@@ -291,9 +301,7 @@ class DiffWalk {
       }
       ahead_->queue(wanted);
     }
-    for (const auto& [x, y] : pairs) {
-      HAVEN_TRY(nodes(x, y, prefix + "/" + (x ? x->name : y->name)));
-    }
+    for (const auto& [x, y, path] : pairs) HAVEN_TRY(nodes(x, y, path));
     return ok_status();
   }
 
@@ -321,10 +329,6 @@ class DiffWalk {
   }
 
  private:
-  static std::optional<Id> subtree(const Node* n) {
-    if (n == nullptr || n->type != Node::Type::kDir) return std::nullopt;
-    return n->subtree;
-  }
   Result<Tree> load(const Id& id, const std::string& rel) {
     return ahead_ ? ahead_->take(id, rel) : repo_.load_tree(id);
   }
@@ -346,10 +350,7 @@ Status diff_trees(Repository& repo, const std::optional<Id>& a, const std::optio
 Status diff_nodes(Repository& repo, const Node* x, const Node* y, const std::string& path,
                   const std::function<void(char, const std::string&)>& fn) {
   DiffWalk walk(repo, fn);
-  auto dir = [](const Node* n) -> std::optional<Id> {
-    return n && n->type == Node::Type::kDir ? n->subtree : std::nullopt;
-  };
-  walk.queue_roots(dir(x), dir(y), path);
+  walk.queue_roots(subtree(x), subtree(y), path);
   return walk.nodes(x, y, path);
 }
 

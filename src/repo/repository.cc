@@ -169,11 +169,6 @@ Result<std::vector<ProbedKey>> list_key_files(storage::Backend& backend, size_t 
   read_keys_ahead(backend, keys, read_ahead);
   return keys;
 }
-
-bool is_object_id(const std::string& s) {
-  return s.size() == 64 &&
-         std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
-}
 }  // namespace
 
 Result<Probe> Repository::probe(storage::Backend& backend, const std::string& key_hint) {
@@ -182,7 +177,7 @@ Result<Probe> Repository::probe(storage::Backend& backend, const std::string& ke
   // The key file that opened last time is read beside the listing, not after it.
   const CancelToken token = current_cancel();
   std::future<Result<Bytes>> hinted;
-  if (is_object_id(key_hint)) {
+  if (parse_id(key_hint)) {  // a key file's name; anything else is not read
     hinted = std::async(std::launch::async, [&backend, &key_hint, &token] {
       CancelScope scope(token);
       return backend.load({ObjectType::kKey, key_hint});

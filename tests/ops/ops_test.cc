@@ -67,6 +67,32 @@ std::map<std::string, uint64_t> tree_listing(const std::string& root) {
   return out;
 }
 
+// The local backend with a delay on every load of a snapshot or an index file, noting whether
+// loads of both kinds were ever in flight at once.
+class OverlapWatch : public storage::BackendWrapper {
+ public:
+  using BackendWrapper::BackendWrapper;
+  Result<Bytes> load(const storage::ObjectName& n, uint64_t off, uint64_t len) override {
+    const bool snap = n.type == storage::ObjectType::kSnapshot;
+    if (!snap && n.type != storage::ObjectType::kIndex) return BackendWrapper::load(n, off, len);
+    std::atomic<int>& mine = snap ? snapshots_ : indexes_;
+    std::atomic<int>& other = snap ? indexes_ : snapshots_;
+    ++mine;
+    for (int i = 0; i < 20; i++) {  // 100 ms in all, looking for the other kind
+      if (other.load() > 0) overlapped_ = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    auto r = BackendWrapper::load(n, off, len);
+    --mine;
+    return r;
+  }
+  bool overlapped() const { return overlapped_.load(); }
+
+ private:
+  std::atomic<int> snapshots_{0}, indexes_{0};
+  std::atomic<bool> overlapped_{false};
+};
+
 class OpsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -125,6 +151,24 @@ class OpsTest : public ::testing::Test {
     if (!r.ok()) return nullptr;
     repo_ = std::move(*r);
     return wrapper;
+  }
+
+  // Two backups (the second adds src/more), then a damaged copy of an index file beside the
+  // real ones (its blobs are listed elsewhere too), named with 64 'e's; the repository opened
+  // again over an OverlapWatch, and the events so far cleared.
+  void two_backups_and_a_damaged_index_copy(ops::BackupResult& b1, ops::BackupResult& b2,
+                                            std::shared_ptr<OverlapWatch>& watch) {
+    b1 = backup();
+    write_file(src_ + "/more", "more");
+    b2 = backup();
+    std::vector<std::string> idx = list_dir(repo_path_ + "/index");
+    ASSERT_FALSE(idx.empty());
+    std::string bytes = read_file(repo_path_ + "/index/" + idx[0]);
+    bytes[bytes.size() / 2] ^= 0x55;
+    write_file(repo_path_ + "/index/" + std::string(64, 'e'), bytes);
+    watch = reopen_over<OverlapWatch>();
+    ASSERT_NE(watch, nullptr);
+    sink_.events.clear();
   }
 
   ops::BackupResult backup(const std::string& strategy = "incremental") {
@@ -336,49 +380,14 @@ TEST_F(OpsTest, DamagedSnapshotsAreSkippedWithANotice) {
       << res->summary.substitution;
 }
 
-// The local backend with a delay on every load of a snapshot or an index file, noting whether
-// loads of both kinds were ever in flight at once.
-class OverlapWatch : public storage::BackendWrapper {
- public:
-  using BackendWrapper::BackendWrapper;
-  Result<Bytes> load(const storage::ObjectName& n, uint64_t off, uint64_t len) override {
-    const bool snap = n.type == storage::ObjectType::kSnapshot;
-    if (!snap && n.type != storage::ObjectType::kIndex) return BackendWrapper::load(n, off, len);
-    std::atomic<int>& mine = snap ? snapshots_ : indexes_;
-    std::atomic<int>& other = snap ? indexes_ : snapshots_;
-    ++mine;
-    for (int i = 0; i < 20; i++) {  // 100 ms in all, looking for the other kind
-      if (other.load() > 0) overlapped_ = true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    auto r = BackendWrapper::load(n, off, len);
-    --mine;
-    return r;
-  }
-  bool overlapped() const { return overlapped_.load(); }
-
- private:
-  std::atomic<int> snapshots_{0}, indexes_{0};
-  std::atomic<bool> overlapped_{false};
-};
-
 // On object storage the snapshot's choice and the index's load each cost round trips: restore
 // runs them side by side. An index file skipped on that thread is still told as a warning, and
 // the restore is the snapshot's.
 TEST_F(OpsTest, RestoreLoadsTheIndexWhileItChoosesTheSnapshot) {
-  ops::BackupResult b1 = backup();
-  write_file(src_ + "/more", "more");
-  ops::BackupResult b2 = backup();
-  // A damaged copy of an index file beside the real ones (its blobs are listed elsewhere too).
-  std::vector<std::string> idx = list_dir(repo_path_ + "/index");
-  ASSERT_FALSE(idx.empty());
-  std::string bytes = read_file(repo_path_ + "/index/" + idx[0]);
-  bytes[bytes.size() / 2] ^= 0x55;
-  write_file(repo_path_ + "/index/" + std::string(64, 'e'), bytes);
-
-  auto watch = reopen_over<OverlapWatch>();
-  ASSERT_NE(watch, nullptr);
-  sink_.events.clear();
+  ops::BackupResult b1, b2;
+  std::shared_ptr<OverlapWatch> watch;
+  two_backups_and_a_damaged_index_copy(b1, b2, watch);
+  ASSERT_FALSE(HasFailure());
   ops::RestoreRequest rr;
   rr.snapshot = "latest";
   rr.target = dir_ + "/t";
@@ -398,18 +407,10 @@ TEST_F(OpsTest, RestoreLoadsTheIndexWhileItChoosesTheSnapshot) {
 // file skipped on that thread after. A snapshot that does not exist fails at once: the index
 // load is given up, and nothing is said about it.
 TEST_F(OpsTest, LsAndDiffLoadTheIndexWhileTheyChooseSnapshotsAndAWrongOneSaysNothingOfIt) {
-  ops::BackupResult b1 = backup();
-  write_file(src_ + "/more", "more");
-  ops::BackupResult b2 = backup();
-  std::vector<std::string> idx = list_dir(repo_path_ + "/index");
-  ASSERT_FALSE(idx.empty());
-  std::string bytes = read_file(repo_path_ + "/index/" + idx[0]);
-  bytes[bytes.size() / 2] ^= 0x55;
-  write_file(repo_path_ + "/index/" + std::string(64, 'e'), bytes);
-
-  auto watch = reopen_over<OverlapWatch>();
-  ASSERT_NE(watch, nullptr);
-  sink_.events.clear();
+  ops::BackupResult b1, b2;
+  std::shared_ptr<OverlapWatch> watch;
+  two_backups_and_a_damaged_index_copy(b1, b2, watch);
+  ASSERT_FALSE(HasFailure());
   auto l = ops::ls(*repo_, {"latest", "/"}, sink_);
   ASSERT_TRUE(l.ok()) << l.error().message();
   EXPECT_EQ(l->snapshot_id, b2.snapshot_id);
