@@ -93,42 +93,16 @@ bool is_zero(ByteView b) {
 // A file being restored: planned by the walker, created by the first reader whose blob for it
 // arrives (so files are created on every reader thread at once, not one by one on the walker),
 // written as its blobs arrive, finished (size, metadata, verification) when its last blob lands.
-// Byte ranges [from, to), sorted, apart from each other (touching ones are merged).
-class Spans {
- public:
-  void add(uint64_t from, uint64_t to) {
-    if (from >= to) return;
-    // The first span that ends at or after `from` (it touches or overlaps), and the first
-    // that starts after `to`: those in between merge with [from, to).
-    auto first = std::lower_bound(spans_.begin(), spans_.end(), from,
-                                  [](const auto& s, uint64_t at) { return s.second < at; });
-    auto last = std::upper_bound(first, spans_.end(), to,
-                                 [](uint64_t at, const auto& s) { return at < s.first; });
-    if (first == last) {
-      spans_.insert(first, {from, to});
-      return;
-    }
-    first->first = std::min(first->first, from);
-    first->second = std::max((last - 1)->second, to);
-    spans_.erase(first + 1, last);
-  }
-  bool empty() const { return spans_.empty(); }
-  auto begin() const { return spans_.begin(); }
-  auto end() const { return spans_.end(); }
-
- private:
-  std::vector<std::pair<uint64_t, uint64_t>> spans_;
-};
-
 struct PendingFile {
   std::string path;  // absolute path in the target
   std::string rel;   // path inside the snapshot, for messages
   Node node;
   std::atomic<uint32_t> remaining{0};  // placements not yet written
   std::atomic<uint64_t> end_written{0};  // the furthest byte written (holes are not written)
-  std::atomic<uint64_t> unrecycled{0};   // bytes written since its pages were last given back
-  std::mutex ranges_mu;                  // guards written
-  Spans written;                         // the byte ranges written so far (holes included)
+  // Of a file whose pages are given back as it is written (Restorer::gives_back):
+  std::mutex recycle_mu;  // guards the two below
+  uint64_t unrecycled = 0;  // bytes written since its pages were last given back
+  detail::WrittenRanges written;  // what has been written of it (holes included)
   std::mutex mu;                        // guards fd, created and failure
   int fd = -1;
   bool created = false;                 // this restore created the file (only then removed)
@@ -447,27 +421,28 @@ Status Restorer::write_at(PendingFile& f, uint64_t offset, ByteView data) {
   // freed a moment ago instead of taking a page of fresh memory per 4 KiB (on a virtual
   // machine, memory the host had taken back cost the kernel's copy 1-2 s of a 1 GB restore),
   // and it does not push the page cache of everything else out.
-  // Only the pages wholly inside what has been written go: a page a blob ends in part-way
-  // is kept until its neighbour has been written too. Dropped, it would be read back from the
-  // disk to be completed (a 1 GB restore of the large bench corpus: ~130 reads of 4 KiB, each
-  // a thread waiting for the disk).
+  // Only pages wholly inside what has been written go: a page a blob starts or ends in
+  // part-way stays until the blob beside it has been written (the kernel keeps a page a range
+  // it is advised of starts or ends in part-way). Dropped, it would be read back from the disk
+  // to be completed: a 1 GB restore of the large bench corpus read ~130 pages of 4 KiB back,
+  // each a thread waiting for the disk.
   constexpr uint64_t kRecycleEvery = 1 << 20;
-  Spans complete;
+  std::vector<std::pair<uint64_t, uint64_t>> drop;
   if (gives_back(f)) {
-    std::lock_guard<std::mutex> g(f.ranges_mu);
+    std::lock_guard<std::mutex> g(f.recycle_mu);
     f.written.add(offset, offset + data.size());
-    if (f.unrecycled.fetch_add(data.size()) + data.size() >= kRecycleEvery && writeback_keeps_up()) {
+    f.unrecycled += data.size();
+    if (f.unrecycled >= kRecycleEvery && writeback_keeps_up()) {
       f.unrecycled = 0;
-      complete = f.written;
+      drop = f.written.ranges();
     }
   }
-  if (!complete.empty()) {
+  if (!drop.empty()) {
     if (!opts_.sync) ::sync_file_range(f.fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-    // The kernel keeps a page a range starts in part-way, and one it ends in unless that is
-    // the file's last page so far, which here may be completed later: that end is taken down
-    // to a page boundary first.
+    // But the kernel drops the page a range ends in part-way if that is the file's last page
+    // so far, which a later blob may complete: that end is taken down to a page boundary.
     static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-    for (auto [from, to] : complete) {
+    for (auto [from, to] : drop) {
       if (to != f.node.size) to -= to % page;
       if (to > from) {
         (void)::posix_fadvise(f.fd, static_cast<off_t>(from), static_cast<off_t>(to - from), POSIX_FADV_DONTNEED);
@@ -1123,6 +1098,30 @@ Result<Summary> Restorer::run(const Id& root) {
 }  // namespace
 
 namespace detail {
+void WrittenRanges::add(uint64_t from, uint64_t to) {
+  if (from >= to) return;
+  // The ranges that touch or overlap [from, to): from the first that ends at or after `from`
+  // to the last that starts at or before `to`.
+  auto first = std::lower_bound(ranges_.begin(), ranges_.end(), from,
+                                [](const auto& r, uint64_t at) { return r.second < at; });
+  auto last = std::upper_bound(first, ranges_.end(), to, [](uint64_t at, const auto& r) { return at < r.first; });
+  if (first == last) {
+    ranges_.insert(first, {from, to});
+  } else {
+    first->first = std::min(first->first, from);
+    first->second = std::max((last - 1)->second, to);
+    ranges_.erase(first + 1, last);
+  }
+  if (ranges_.size() > kMost) {
+    size_t closest = 0;
+    for (size_t i = 1; i + 1 < ranges_.size(); i++) {
+      if (ranges_[i + 1].first - ranges_[i].second < ranges_[closest + 1].first - ranges_[closest].second) closest = i;
+    }
+    ranges_[closest].second = ranges_[closest + 1].second;
+    ranges_.erase(ranges_.begin() + static_cast<std::ptrdiff_t>(closest) + 1);
+  }
+}
+
 std::optional<uint64_t> meminfo_bytes(std::string_view meminfo, std::string_view field) {
   // Lines of "Name:   value kB".
   for (size_t at = 0; at < meminfo.size();) {

@@ -25,6 +25,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "repo/repository.h"
@@ -125,6 +126,20 @@ nlohmann::json summary_json(const Summary& s);
 namespace detail {
 // A field of /proc/meminfo's text ("Writeback:"), in bytes; nullopt if it is not there.
 std::optional<uint64_t> meminfo_bytes(std::string_view meminfo, std::string_view field);
+
+// The byte ranges written of a file, sorted and apart (touching ones merge). At most kMost:
+// beyond that, the two closest join, gap and all (the pages at that gap's edges may then be
+// let go of part-written, as when nothing was tracked), so that a file whose blobs arrive in
+// no order costs at most kMost ranges to keep and to give back.
+class WrittenRanges {
+ public:
+  static constexpr size_t kMost = 16;
+  void add(uint64_t from, uint64_t to);
+  const std::vector<std::pair<uint64_t, uint64_t>>& ranges() const { return ranges_; }
+
+ private:
+  std::vector<std::pair<uint64_t, uint64_t>> ranges_;
+};
 }  // namespace detail
 
 // Compares what is in options.target with a chosen snapshot (or the part options.includes and

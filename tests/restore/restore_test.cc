@@ -1373,6 +1373,39 @@ std::optional<uint64_t> bytes_read_from_disk() {
   return std::nullopt;
 }
 
+TEST(WrittenRangesTest, TouchingAndOverlappingRangesMergeAndBeyondTheMostTheClosestJoin) {
+  using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;
+  restore::detail::WrittenRanges w;
+  w.add(100, 200);
+  w.add(300, 400);
+  w.add(200, 250);  // touches the first
+  w.add(0, 0);      // empty: nothing
+  EXPECT_EQ(w.ranges(), (Ranges{{100, 250}, {300, 400}}));
+  w.add(50, 60);
+  w.add(240, 310);  // overlaps both
+  EXPECT_EQ(w.ranges(), (Ranges{{50, 60}, {100, 400}}));
+  w.add(0, 1000);  // covers everything
+  EXPECT_EQ(w.ranges(), (Ranges{{0, 1000}}));
+
+  // Blobs in no order: never more than kMost ranges, the narrowest gap closed first.
+  restore::detail::WrittenRanges scattered;
+  const size_t most = restore::detail::WrittenRanges::kMost;
+  for (size_t i = 0; i < most; i++) scattered.add(i * 1000, i * 1000 + 100);  // gaps of 900
+  ASSERT_EQ(scattered.ranges().size(), most);
+  scattered.add(5150, 5160);  // 50 past the sixth range: the narrowest gap, so those two join
+  EXPECT_EQ(scattered.ranges().size(), most);
+  EXPECT_EQ(scattered.ranges()[5], (std::pair<uint64_t, uint64_t>{5000, 5160}));
+  EXPECT_EQ(scattered.ranges()[6], (std::pair<uint64_t, uint64_t>{6000, 6100}));
+  scattered.add(most * 1000 + 500, most * 1000 + 600);  // 1,400 past the last: two others join
+  EXPECT_EQ(scattered.ranges().size(), most);
+  EXPECT_EQ(scattered.ranges().back(), (std::pair<uint64_t, uint64_t>{most * 1000 + 500, most * 1000 + 600}));
+  EXPECT_EQ(scattered.ranges()[5], (std::pair<uint64_t, uint64_t>{5000, 6100})) << "840 bytes apart, the others 900";
+  EXPECT_EQ(scattered.ranges()[0], (std::pair<uint64_t, uint64_t>{0, 100}));
+  for (size_t i = 1; i < scattered.ranges().size(); i++) {
+    EXPECT_LT(scattered.ranges()[i - 1].second, scattered.ranges()[i].first) << "sorted and apart";
+  }
+}
+
 TEST_F(RestoreTest, APageABlobEndsInPartWayIsKeptCachedUntilItsNeighbourIsWritten) {
   if (std::string why = page_cache_control(dir_); !why.empty()) GTEST_SKIP() << why;
   if (!bytes_read_from_disk()) GTEST_SKIP() << "/proc/self/io does not tell bytes read from disk";
