@@ -1414,16 +1414,26 @@ TEST_F(RestoreTest, APageABlobEndsInPartWayIsKeptCachedUntilItsNeighbourIsWritte
   // order then is not the file's: around each piece, one side of a blob boundary is written,
   // written back and advised out of the cache well before the other side. Blob boundaries fall
   // anywhere in a page (content-defined cuts in random bytes).
+  // Blobs of 256 KiB on average and sixteen pieces: ~32 boundaries between the generations,
+  // so that a page read back shows well above the odd page of file-system metadata (a block
+  // bitmap) that allocating the file may read.
   const std::string data = random_bytes(32 << 20, 41);
   make_dir(dir_ + "/pieces");
-  for (int i = 0; i < 4; i++) {
-    const size_t at = (size_t{8} * i + 4) << 20;
-    write_file(dir_ + "/pieces/" + std::to_string(i), data.substr(at, size_t{4} << 20));
+  for (int i = 0; i < 16; i++) {
+    const size_t at = (size_t{2} * i + 1) << 20;
+    write_file(dir_ + "/pieces/" + std::to_string(i), data.substr(at, size_t{1} << 20));
   }
   const std::string src = dir_ + "/src";
   make_dir(src);
   write_file(src + "/big", data);
-  ASSERT_TRUE(init_repo(repo_dir()));
+  {
+    auto be = storage::open_backend(repo_dir());
+    ASSERT_OK(be);
+    repo::InitOptions io;
+    io.kdf = {1, 8 << 20};
+    io.chunker = {64 << 10, 256 << 10, 1 << 20};
+    ASSERT_OK(repo::Repository::init(*be, kPw, io));
+  }
   cli_backup({dir_ + "/pieces"});
   Id tree = cli_backup({src});
   ASSERT_FALSE(HasFailure());
@@ -1440,15 +1450,18 @@ TEST_F(RestoreTest, APageABlobEndsInPartWayIsKeptCachedUntilItsNeighbourIsWritte
   ASSERT_OK((*repo)->load_index());
   restore::Options o;
   o.threads = 1;
-  o.max_range = 1 << 20;  // about a blob a range, each range after a writeback
+  o.max_range = 256 << 10;  // about a blob a range, each range after a writeback
   o.max_writeback = UINT64_MAX;
+  // A first restore elsewhere brings in whatever code and library pages a restore runs (on a
+  // fresh machine zstd's decompressor may not be in the page cache yet): only the second counts.
+  ASSERT_OK(restore_to(**repo, tree, dir_ + "/warm-up", o));
   const uint64_t before = *bytes_read_from_disk();
   auto s = restore_to(**repo, tree, out, o);
   const uint64_t after = *bytes_read_from_disk();
   ASSERT_OK(s);
   EXPECT_EQ(s->errors, 0u);
   // A page given back part-written would be read from the disk again to be completed.
-  EXPECT_EQ(after - before, 0u) << "restore read " << after - before << " bytes back from the disk";
+  EXPECT_LE(after - before, 16u << 10) << "restore read " << after - before << " bytes back from the disk";
   auto [resident, pages] = cached_pages(out + "/src/big");
   EXPECT_LE(resident, pages / 10) << resident << " of " << pages << " pages still cached";
   expect_same_tree(src, out + "/src");
