@@ -29,11 +29,17 @@ constexpr const char* kPw = "service-test-pw";
 class HookSink : public EventSink {
  public:
   void emit(const Event& e) override {
+    std::function<void(const Event&)> h;
     {
       std::lock_guard<std::mutex> g(mu_);
       events.push_back(e);
+      h = hook_;  // set from the test's thread while jobs emit
     }
-    if (hook) hook(e);
+    if (h) h(e);
+  }
+  void set_hook(std::function<void(const Event&)> h) {
+    std::lock_guard<std::mutex> g(mu_);
+    hook_ = std::move(h);
   }
   std::vector<Event> of(const std::string& op_id) {
     std::lock_guard<std::mutex> g(mu_);
@@ -43,11 +49,11 @@ class HookSink : public EventSink {
     }
     return out;
   }
-  std::function<void(const Event&)> hook;
   std::vector<Event> events;
 
  private:
   std::mutex mu_;
+  std::function<void(const Event&)> hook_;
 };
 
 class ServiceTest : public ::testing::Test {
@@ -226,11 +232,11 @@ TEST_F(ServiceTest, RetentionKeepsThePolicysOwnSnapshotsOnly) {
 
 TEST_F(ServiceTest, OverlapSkipRecordsTheSkippedRunAndQueueRunsItAfterwards) {
   std::atomic<bool> release{false};
-  sink_.hook = [&](const Event& e) {
+  sink_.set_hook([&](const Event& e) {
     if (e.name() == "backup:started") {
       while (!release.load()) std::this_thread::sleep_for(5ms);
     }
-  };
+  });
   start(policy("skipper", dir_ + "/src") + policy("queuer", dir_ + "/other", ", overlap: queue"));
   auto first = service_->execute(policy_id("skipper"), {});
   ASSERT_TRUE(first.ok());
@@ -277,9 +283,9 @@ TEST_F(ServiceTest, AFailedRunIsRetriedWithBackoffUpToRetryCount) {
 TEST_F(ServiceTest, ACancelledRunStopsWithinASecondAndLeavesNoSnapshot) {
   for (int i = 0; i < 30; ++i) write_file(dir_ + "/src/big" + std::to_string(i), random_bytes(2 << 20, 50 + i));
   std::atomic<bool> progressed{false};
-  sink_.hook = [&](const Event& e) {
+  sink_.set_hook([&](const Event& e) {
     if (e.kind == EventKind::kProgress && e.op == OpKind::kBackup) progressed = true;
-  };
+  });
   start(policy("big", dir_ + "/src"));
   auto e = service_->execute(policy_id("big"), {});
   ASSERT_TRUE(e.ok());
@@ -333,12 +339,12 @@ TEST_F(ServiceTest, ARestoreIsValidatedAgainstItsSnapshotWritingNothing) {
   rr.verify = false;
   // The restore is held at its start: while it runs, a validation is a conflict.
   std::atomic<bool> release{false}, held{false};
-  sink_.hook = [&](const Event& ev) {
+  sink_.set_hook([&](const Event& ev) {
     if (ev.op == OpKind::kRestore && ev.kind == EventKind::kStarted && !release) {
       held = true;
       while (!release) std::this_thread::sleep_for(5ms);
     }
-  };
+  });
   auto r = service_->restore(rr);
   ASSERT_TRUE(r.ok()) << r.error().message();
   while (!held) std::this_thread::sleep_for(5ms);
@@ -348,7 +354,7 @@ TEST_F(ServiceTest, ARestoreIsValidatedAgainstItsSnapshotWritingNothing) {
   EXPECT_EQ(early.error().code(), Error::Code::kAlreadyExists);
   EXPECT_NE(early.error().message().find("still running"), std::string::npos) << early.error().message();
   service_->wait_idle();
-  sink_.hook = nullptr;
+  sink_.set_hook(nullptr);
   auto v = service_->validate_restore(r->request_id);
   ASSERT_TRUE(v.ok()) << v.error().message();
   EXPECT_EQ(v->validation_results["validation"]["state"], "running");
