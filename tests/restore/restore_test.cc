@@ -154,6 +154,21 @@ class RestoreTest : public ::testing::Test {
 
   std::string repo_dir() const { return dir_ + "/repo"; }
 
+  // The tree of the one directory a backup of {src} holds (the snapshot root's only entry);
+  // a zero ID, with a failure added, if the root is not that.
+  Id only_directory(repo::Repository& repo, const Id& root) {
+    auto top = repo.load_tree(root);
+    if (!top.ok()) {
+      ADD_FAILURE() << top.error().message();
+      return Id{};
+    }
+    if (top->nodes.size() != 1 || !top->nodes[0].subtree) {
+      ADD_FAILURE() << "the snapshot's root holds " << top->nodes.size() << " entries, not one directory";
+      return Id{};
+    }
+    return *top->nodes[0].subtree;
+  }
+
   // The repository at dir_/repo over a store where every request waits `stall` (a round trip
   // to object storage), its index loaded; `calls` counts the requests. Null on failure.
   std::unique_ptr<repo::Repository> open_slow(std::chrono::milliseconds stall,
@@ -685,10 +700,8 @@ TEST_F(RestoreTest, QueuedTreesAreLoadedAheadAndForgottenOnesAreNotHeld) {
   ASSERT_FALSE(HasFailure());
   auto plain = open_repo(repo_dir());
   ASSERT_TRUE(plain);
-  auto top = plain->load_tree(root);
-  ASSERT_OK(top);
-  ASSERT_EQ(top->nodes.size(), 1u);
-  const Id src_tree = *top->nodes[0].subtree;
+  const Id src_tree = only_directory(*plain, root);
+  ASSERT_FALSE(HasFailure());
   auto listing = plain->load_tree(src_tree);
   ASSERT_OK(listing);
   std::vector<std::pair<Id, std::string>> subdirs;
@@ -995,11 +1008,9 @@ TEST_F(RestoreTest, DamagedBlobFailsOnlyItsFile) {
   ASSERT_TRUE(repo);
 
   // Find b.bin's first data blob and the pack holding it.
-  auto root = repo->load_tree(tree);
-  ASSERT_OK(root);
-  ASSERT_EQ(root->nodes.size(), 1u);
-  ASSERT_TRUE(root->nodes[0].subtree.has_value());
-  auto sub = repo->load_tree(*root->nodes[0].subtree);
+  const Id src_tree = only_directory(*repo, tree);
+  ASSERT_FALSE(HasFailure());
+  auto sub = repo->load_tree(src_tree);
   ASSERT_OK(sub);
   ASSERT_EQ(sub->nodes.size(), 2u);
   ASSERT_EQ(sub->nodes[1].name, "b.bin");
